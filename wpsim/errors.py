@@ -1,0 +1,16 @@
+"""Errors that reach the user as one line, never as a traceback."""
+
+
+class WpsimError(Exception):
+    """Base class for every error the CLI reports as a single line with a non-zero exit."""
+
+
+class ConfigError(WpsimError):
+    """A workload, machine or sweep description is missing, malformed or impossible.
+
+    The message names the file, the field, the bad value and what was expected.
+    """
+
+
+class ExecutionError(WpsimError):
+    """The real multi-process executor failed (a worker died or raised)."""
