@@ -53,7 +53,9 @@ def format_validation_error(source: str, error: ValidationError) -> str:
 def validate_mapping(model_cls: type[ModelT], data: Any, source: str) -> ModelT:
     """Validate an already-parsed mapping, reporting problems against ``source``."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of field: value, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of field: value, got {type(data).__name__}"
+        )
     try:
         return model_cls.model_validate(data)
     except ValidationError as error:

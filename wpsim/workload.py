@@ -134,7 +134,9 @@ class Workload(BaseModel):
         """Bytes of the output layer ``V`` and ``c`` (0 when ``output`` is none)."""
         if self.output == "none":
             return 0
-        return (self.output_size * self.directions * self.hidden + self.output_size) * self.dtype_bytes
+        return (
+            self.output_size * self.directions * self.hidden + self.output_size
+        ) * self.dtype_bytes
 
     def n_chunks(self, chunk: int) -> int:
         """Number of time-chunks of ``chunk`` steps: ``ceil(seq_len / chunk)``."""

@@ -1,0 +1,118 @@
+"""Workload validation: the field contract, one-line errors, property tests."""
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wpsim.errors import ConfigError
+from wpsim.workload import Workload, load_workload, workload_from_dict
+
+WORKLOADS = sorted((Path(__file__).parent.parent / "workloads").glob("*.yaml"))
+BASE = dict(cell="lstm", layers=2, hidden=8, input=4, seq_len=5)
+
+
+@pytest.mark.parametrize("path", WORKLOADS, ids=lambda p: p.stem)
+def test_shipped_workloads_load(path):
+    assert isinstance(load_workload(path), Workload)
+
+
+def test_shipped_set_covers_the_named_cases():
+    names = {p.stem for p in WORKLOADS}
+    assert {"demo", "deep_lstm", "bigru", "train_lstm", "course_rnn"} <= names
+
+
+def test_sizes_follow_pytorch_layout():
+    w = Workload(cell="gru", layers=2, hidden=10, input=3, seq_len=4, bidirectional=True)
+    assert w.layer_input_size(0) == 3 and w.layer_input_size(1) == 20
+    assert w.weight_ih_bytes(1) == 3 * 10 * 20 * 4
+    assert w.weight_hh_bytes() == 3 * 10 * 10 * 4
+    # torch.nn.GRU(3, 10, 2, bidirectional=True) has 2*(3*10*(3+10+2)) + 2*(3*10*(20+10+2)) params
+    assert w.parameter_count() == 2 * 30 * 15 + 2 * 30 * 32
+
+
+def test_sparse_weights_are_csr_sized():
+    w = Workload(cell="lstm", hidden=10, input=3, seq_len=4, density=0.25)
+    assert w.weight_hh_nonzeros() == 100
+    assert w.weight_hh_bytes() == 100 * (4 + 4) + 41 * 4
+
+
+@pytest.mark.parametrize(
+    "field,value,fragment",
+    [
+        ("layers", 0, "field 'layers': got 0, expected greater than or equal to 1"),
+        ("hidden", -5, "field 'hidden': got -5"),
+        ("cell", "transformer", "field 'cell': got 'transformer', expected 'rnn', 'lstm' or 'gru'"),
+        ("phase", "train", "field 'phase'"),
+        ("dtype", "int8", "field 'dtype'"),
+        ("density", 0.0, "field 'density'"),
+        ("density", 1.5, "field 'density'"),
+        ("bidirectional", "maybe", "field 'bidirectional'"),
+        ("colour", "red", "field 'colour': unknown field"),
+    ],
+)
+def test_bad_field_gives_one_line_naming_file_and_field(field, value, fragment):
+    with pytest.raises(ConfigError) as info:
+        workload_from_dict({**BASE, field: value}, "w.yaml")
+    message = str(info.value)
+    assert message.startswith("w.yaml: ")
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_output_layer_needs_a_size():
+    with pytest.raises(ConfigError, match="field 'output_size': got 0, expected an integer >= 1"):
+        workload_from_dict({**BASE, "output": "softmax"}, "w.yaml")
+    with pytest.raises(ConfigError, match="field 'output_size'"):
+        workload_from_dict({**BASE, "output_size": 3}, "w.yaml")
+
+
+def test_missing_required_field():
+    with pytest.raises(ConfigError, match="field 'hidden': missing"):
+        workload_from_dict({"cell": "rnn", "input": 3, "seq_len": 2}, "w.yaml")
+
+
+def test_malformed_and_missing_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cell: lstm\nlayers: [1,\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: malformed YAML at line \d+"):
+        load_workload(bad)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_workload(tmp_path / "absent.yaml")
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_workload(scalar)
+
+
+@given(
+    field=st.sampled_from(["layers", "hidden", "input", "seq_len", "batch"]),
+    value=st.integers(max_value=0),
+)
+def test_non_positive_sizes_are_rejected(field, value):
+    with pytest.raises(ConfigError) as info:
+        workload_from_dict({**BASE, field: value}, "w.yaml")
+    assert f"field '{field}'" in str(info.value)
+
+
+@given(
+    cell=st.sampled_from(["rnn", "lstm", "gru"]),
+    layers=st.integers(1, 64),
+    hidden=st.integers(1, 4096),
+    density=st.floats(0.001, 1.0),
+    bidirectional=st.booleans(),
+)
+def test_valid_workloads_accepted(cell, layers, hidden, density, bidirectional):
+    w = workload_from_dict(
+        dict(cell=cell, layers=layers, hidden=hidden, input=7, seq_len=3, density=density,
+             bidirectional=bidirectional),
+        "w.yaml",
+    )  # fmt: skip
+    assert w.weight_hh_bytes() > 0 and w.layer_weight_bytes(layers - 1) > 0
+
+
+@given(key=st.text(min_size=1, max_size=12).filter(lambda k: k not in Workload.model_fields))
+def test_unknown_fields_are_errors(key):
+    with pytest.raises(ConfigError, match="unknown field"):
+        workload_from_dict({**BASE, key: 1}, "w.yaml")

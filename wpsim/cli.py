@@ -1,0 +1,175 @@
+"""The ``wpsim`` command line.
+
+Each sub-command lives in a ``_cmd_*`` function registered in :data:`COMMANDS`; errors the user
+can fix (:class:`~wpsim.errors.WpsimError`) print as one line on stderr with exit status 2, and
+Ctrl-C exits with status 130 after the command has saved what it finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from wpsim import __version__
+from wpsim.errors import ConfigError, WpsimError
+from wpsim.workload import DEFAULT_WORKLOAD, Workload, load_workload
+
+WORKLOAD_DIR = Path(__file__).resolve().parent.parent / "workloads"
+
+
+def resolve_workload(value: str | None) -> Workload:
+    """``--workload``: a YAML path, a name from ``workloads/`` (``demo``), or the default."""
+    if value is None:
+        return DEFAULT_WORKLOAD
+    path = Path(value)
+    if not path.exists() and path.suffix not in {".yaml", ".yml"}:
+        candidate = WORKLOAD_DIR / f"{value}.yaml"
+        if candidate.exists():
+            path = candidate
+    return load_workload(path)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def print_json(obj: object) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=float)
+    sys.stdout.write("\n")
+
+
+# ---- graph -----------------------------------------------------------------------------------
+
+
+def _add_graph(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "graph",
+        help="build a workload's task graph and print its work, span and parallelism",
+        description="Build the task graph of a workload and print work, critical path, widest "
+        "wavefront and average parallelism. Optionally export GraphML/DOT or draw the grid.",
+    )
+    add_workload_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--graphml", metavar="FILE", help="write the graph as GraphML")
+    p.add_argument("--dot", metavar="FILE", help="write the graph as Graphviz DOT")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the layer x time grid")
+    p.add_argument("--profile", action="store_true", help="also print the width of each wavefront")
+    p.set_defaults(func=_cmd_graph)
+
+
+def add_workload_args(p: argparse.ArgumentParser) -> None:
+    """The options every command that builds a graph shares."""
+    p.add_argument(
+        "--workload", "-w", metavar="FILE",
+        help="workload YAML, or a name from workloads/ (default: the built-in 4-layer LSTM demo)",
+    )  # fmt: skip
+    p.add_argument(
+        "--granularity", choices=["cell", "op"], default="cell",
+        help="one task per cell (default) or per op inside the cell",
+    )  # fmt: skip
+    p.add_argument(
+        "--chunk", type=positive_int, default=1, metavar="K",
+        help="time steps per task; K > 1 runs the input projection of K steps as one GEMM",
+    )  # fmt: skip
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    from wpsim import analysis, export, graph
+
+    workload = resolve_workload(args.workload)
+    g = graph.build(workload, granularity=args.granularity, chunk=args.chunk)
+    summary = analysis.summarize(g)
+    if args.profile:
+        summary["profile"] = analysis.parallelism_profile(g)
+    if args.graphml:
+        export.write_graphml(g, args.graphml)
+    if args.dot:
+        export.write_dot(g, args.dot)
+    if args.plot:
+        export.plot_grid(g, args.plot)
+    if args.json:
+        print_json(summary)
+        return 0
+    title = (
+        f"{workload.name or 'workload'}: {workload.layers}-layer {workload.cell.upper()}"
+        f"{' (bidirectional)' if workload.bidirectional else ''}, H={workload.hidden}, "
+        f"T={workload.seq_len}, batch {workload.batch}, {workload.phase}; "
+        f"{args.granularity} granularity, chunk {args.chunk}"
+    )
+    print(analysis.format_summary(summary, title))
+    if args.profile:
+        print("  wavefront widths   " + " ".join(str(x) for x in summary["profile"]))
+    for flag, path in (("GraphML", args.graphml), ("DOT", args.dot), ("picture", args.plot)):
+        if path:
+            print(f"  wrote {flag}: {path}")
+    return 0
+
+
+# ---- registry ---------------------------------------------------------------------------------
+
+#: Sub-command registrars, in the order ``wpsim --help`` lists them. Later modules append theirs.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_graph]
+
+
+def _load_command_modules() -> None:
+    """Import the modules that register further sub-commands (kept out of start-up otherwise)."""
+    import importlib
+
+    for name in ("wpsim.cli_sim", "wpsim.cli_real", "wpsim.cli_sweep"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
+            continue
+        for registrar in getattr(module, "COMMANDS", []):
+            if registrar not in COMMANDS:
+                COMMANDS.append(registrar)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wpsim",
+        description="Simulate, model and measure wavefront execution of recurrent neural "
+        "networks (RNN, LSTM, GRU) on multi-core machines. Times are in seconds, sizes in bytes.",
+    )
+    parser.add_argument("--version", action="version", version=f"wpsim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _load_command_modules()
+    for registrar in COMMANDS:
+        registrar(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except WpsimError as error:
+        print(f"wpsim: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wpsim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+__all__ = ["main", "build_parser", "resolve_workload", "add_workload_args", "ConfigError"]

@@ -1,0 +1,237 @@
+"""Machine descriptions (``hw_configs/*.yaml``) as validated models.
+
+A machine file has a ``kind``: ``cpu`` (this module), ``accelerator`` and ``gpu`` (see
+:mod:`wpsim.accel`). Every value in a shipped file carries its source in a comment next to it, and
+calibrated files carry a ``calibration`` block (date, CPU model, library versions).
+
+Units: seconds, bytes, bytes per second, hertz. Field names say which.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from wpsim.config import read_yaml, validate_mapping
+from wpsim.errors import ConfigError
+
+
+def _reject_bool(value: Any) -> Any:
+    """YAML reads yes/no/true/false as booleans, which pydantic would otherwise take as 1/0."""
+    if isinstance(value, bool):
+        raise ValueError("a number, not a boolean (yes/no/true/false)")
+    return value
+
+
+_NotBool = BeforeValidator(_reject_bool)
+PositiveFloat = Annotated[float, Field(gt=0), _NotBool]
+NonNegativeFloat = Annotated[float, Field(ge=0), _NotBool]
+Fraction = Annotated[float, Field(gt=0, le=1), _NotBool]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CacheLevel(_Strict):
+    """One cache level. ``scope: core`` is private to each core, ``socket`` is shared per socket."""
+
+    name: str
+    scope: Literal["core", "socket"]
+    size_bytes: Annotated[int, _NotBool] = Field(..., ge=1)
+    bandwidth_Bps: PositiveFloat  # sustained read bandwidth one core gets from this level
+    latency_s: NonNegativeFloat
+
+
+class MemorySpec(_Strict):
+    """DRAM of one socket: its total bandwidth is shared by the cores streaming from it."""
+
+    bandwidth_Bps: PositiveFloat  # sustained, per socket (all channels)
+    per_core_bandwidth_Bps: PositiveFloat  # the most one core can draw on its own
+    latency_s: NonNegativeFloat
+
+
+class HandoffSpec(_Strict):
+    """Moving a hidden state produced on one core to another (cache-to-cache transfer)."""
+
+    latency_s: NonNegativeFloat
+    bandwidth_Bps: PositiveFloat
+    cross_socket_latency_s: NonNegativeFloat
+
+
+class BarrierSpec(_Strict):
+    """A barrier across k cores costs ``base_s + per_doubling_s * ceil(log2 k)`` (tree barrier)."""
+
+    base_s: NonNegativeFloat
+    per_doubling_s: NonNegativeFloat
+
+
+class EfficiencySpec(_Strict):
+    """Achieved fraction of peak flops by shape.
+
+    ``gemm_by_n`` is a table of ``[n, fraction]`` for a matrix product whose right-hand side has
+    ``n`` columns (batch x steps): n = 1 is a GEMV. Between points it is interpolated linearly in
+    log2(n); outside, the end values hold. ``elementwise`` is the fraction of peak reached by the
+    gate nonlinearities and state update.
+    """
+
+    gemm_by_n: list[tuple[PositiveFloat, Fraction]]
+    elementwise: Fraction
+
+    @field_validator("gemm_by_n")
+    @classmethod
+    def _sorted_nonempty(cls, table: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if not table:
+            raise ValueError("at least one [n, fraction] point")
+        ns = [n for n, _ in table]
+        if ns != sorted(ns) or len(set(ns)) != len(ns):
+            raise ValueError("[n, fraction] points with strictly increasing n")
+        return table
+
+
+class CpuMachine(_Strict):
+    """A multi-socket, multi-core CPU. See ``docs/reference/machines.md`` for every field."""
+
+    kind: Literal["cpu"] = "cpu"
+    name: str
+    sockets: Annotated[int, _NotBool] = Field(..., ge=1, le=64)
+    cores_per_socket: Annotated[int, _NotBool] = Field(..., ge=1, le=4096)
+    clock_hz: PositiveFloat
+    peak_flops_per_cycle: dict[Literal["float32", "float64", "float16"], PositiveFloat]
+    caches: list[CacheLevel]
+    memory: MemorySpec
+    handoff: HandoffSpec
+    barrier: BarrierSpec
+    dispatch_overhead_s: NonNegativeFloat
+    efficiency: EfficiencySpec
+    corun_slowdown_per_core: NonNegativeFloat = 0.0
+    calibration: dict[str, Any] | None = None
+
+    @field_validator("caches")
+    @classmethod
+    def _hierarchy_is_possible(cls, caches: list[CacheLevel]) -> list[CacheLevel]:
+        if not caches:
+            raise ValueError("at least one cache level")
+        names = [c.name for c in caches]
+        if len(set(names)) != len(names):
+            raise ValueError(f"distinct cache names (got {names})")
+        seen_socket = False
+        for inner, outer in zip(caches, caches[1:], strict=False):
+            if outer.size_bytes < inner.size_bytes:
+                raise ValueError(
+                    f"each level at least as large as the one inside it "
+                    f"({outer.name} {outer.size_bytes} B < {inner.name} {inner.size_bytes} B)"
+                )
+        for level in caches:
+            if level.scope == "socket":
+                seen_socket = True
+            elif seen_socket:
+                raise ValueError(
+                    f"private (core) levels before shared (socket) ones ({level.name})"
+                )
+        return caches
+
+    @model_validator(mode="after")
+    def _needs_peak_for_some_dtype(self) -> CpuMachine:
+        if not self.peak_flops_per_cycle:
+            raise ValueError("peak_flops_per_cycle for at least one dtype")
+        return self
+
+    # ---- derived ---------------------------------------------------------------------------
+    @property
+    def total_cores(self) -> int:
+        return self.sockets * self.cores_per_socket
+
+    def peak_flops_per_core(self, dtype: str) -> float:
+        """Peak flop/s of one core for ``dtype`` (clock x flops per cycle)."""
+        try:
+            return self.clock_hz * self.peak_flops_per_cycle[dtype]  # type: ignore[index]
+        except KeyError:
+            raise ConfigError(
+                f"machine '{self.name}': field 'peak_flops_per_cycle': no entry for dtype {dtype!r}"
+            ) from None
+
+    @property
+    def private_levels(self) -> list[CacheLevel]:
+        return [c for c in self.caches if c.scope == "core"]
+
+    @property
+    def shared_level(self) -> CacheLevel | None:
+        shared = [c for c in self.caches if c.scope == "socket"]
+        return shared[-1] if shared else None
+
+    def socket_of(self, core: int) -> int:
+        return core // self.cores_per_socket
+
+    def barrier_s(self, n_cores: int) -> float:
+        """Cost of a barrier across ``n_cores`` (0 for one core)."""
+        if n_cores <= 1:
+            return 0.0
+        return self.barrier.base_s + self.barrier.per_doubling_s * (n_cores - 1).bit_length()
+
+    def with_cores(self, n_cores: int) -> CpuMachine:
+        """This machine restricted to its first ``n_cores`` cores (filling socket 0 first)."""
+        if n_cores < 1 or n_cores > self.total_cores:
+            raise ConfigError(
+                f"machine '{self.name}': --cores {n_cores}: expected 1..{self.total_cores}"
+            )
+        per_socket = min(n_cores, self.cores_per_socket)
+        sockets = -(-n_cores // per_socket)
+        if sockets * per_socket != n_cores:
+            raise ConfigError(
+                f"machine '{self.name}': --cores {n_cores}: expected at most {self.cores_per_socket}"
+                f" or a multiple of it (whole sockets)"
+            )
+        return self.model_copy(update={"sockets": sockets, "cores_per_socket": per_socket})
+
+
+def machine_from_dict(data: Any, source: str) -> Any:
+    """Validate a parsed machine mapping, dispatching on its ``kind``."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping of field: value, got {type(data).__name__}"
+        )
+    kind = data.get("kind", "cpu")
+    registry = machine_kinds()
+    if not isinstance(kind, str) or kind not in registry:
+        raise ConfigError(
+            f"{source}: field 'kind': got {kind!r}, expected one of {', '.join(sorted(registry))}"
+        )
+    return validate_mapping(registry[kind], data, source)
+
+
+def machine_kinds() -> dict[str, type[BaseModel]]:
+    """Machine kinds by name (cpu here; accelerator and gpu when :mod:`wpsim.accel` exists)."""
+    kinds: dict[str, type[BaseModel]] = {"cpu": CpuMachine}
+    try:
+        from wpsim import accel
+    except ImportError:
+        return kinds
+    kinds.update(accel.MACHINE_KINDS)
+    return kinds
+
+
+def load_machine(path: str | Path) -> Any:
+    """Read and validate a machine YAML file (any kind).
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file, the field, the bad value and what was expected.
+    """
+    return machine_from_dict(read_yaml(path), str(path))
+
+
+HW_CONFIG_DIR = Path(__file__).resolve().parent.parent / "hw_configs"
+
+
+def resolve_machine_path(name_or_path: str | Path) -> Path:
+    """Accept a path, or a bare name of a file in ``hw_configs/`` (``xeon8160`` ->
+    ``hw_configs/xeon8160.yaml``)."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix in {".yaml", ".yml"}:
+        return path
+    candidate = HW_CONFIG_DIR / f"{name_or_path}.yaml"
+    return candidate if candidate.exists() else path
