@@ -45,7 +45,7 @@ def format_validation_error(source: str, error: ValidationError) -> str:
         if message.startswith(prefix):
             message = message[len(prefix) :]
     got = first.get("input")
-    if isinstance(got, dict):
+    if isinstance(got, dict | list):
         return f"{source}: field '{location}': {message}"
     return f"{source}: field '{location}': got {got!r}, expected {message}"
 

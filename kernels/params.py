@@ -1,0 +1,319 @@
+"""Parameters: names, shapes, deterministic initialisation, pruning, PyTorch state_dict loading.
+
+Names and shapes are PyTorch's (``torch.nn.RNN/LSTM/GRU``), ``k`` the layer and ``_reverse``
+the reverse direction, plus the output layer::
+
+    weight_ih_l{k}[_reverse]   (G*H, I_k)
+    weight_hh_l{k}[_reverse]   (G*H, H)
+    bias_ih_l{k}[_reverse]     (G*H,)
+    bias_hh_l{k}[_reverse]     (G*H,)
+    weight_out                 (output_size, D*H)     only when output != none
+    bias_out                   (output_size,)
+
+A parameter dict is a plain ``dict[str, numpy.ndarray]`` in that (PyTorch state_dict) order,
+in the workload's dtype. ``weight_hh`` stays a dense array even for sparse workloads (pruned
+entries are zeros, so the dict loads into PyTorch unchanged); :func:`layer_params` hands the
+kernels a CSR copy when ``workload.density < 1``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from wpsim.errors import ConfigError
+from wpsim.workload import Workload
+
+__all__ = [
+    "compute_dtype",
+    "init_input",
+    "init_params",
+    "layer_params",
+    "load_state_dict",
+    "param_names",
+    "param_shapes",
+    "prune_largest",
+    "suffix",
+]
+
+LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def suffix(layer: int, reverse: bool = False) -> str:
+    """PyTorch's parameter-name suffix for a layer-direction.
+
+    Examples
+    --------
+    >>> suffix(0), suffix(2, reverse=True)
+    ('_l0', '_l2_reverse')
+    """
+    return f"_l{layer}" + ("_reverse" if reverse else "")
+
+
+def compute_dtype(workload: Workload) -> np.dtype:
+    """The dtype the kernels compute in: the workload's, but float32 for float16.
+
+    Examples
+    --------
+    >>> compute_dtype(Workload(hidden=2, input=2, seq_len=1, dtype="float16"))
+    dtype('float32')
+    """
+    return np.dtype(np.float32 if workload.dtype == "float16" else workload.dtype)
+
+
+def param_shapes(workload: Workload) -> dict[str, tuple[int, ...]]:
+    """Every parameter's name and shape, in PyTorch state_dict order.
+
+    Examples
+    --------
+    >>> w = Workload(cell="gru", layers=2, hidden=4, input=3, seq_len=2, bidirectional=True)
+    >>> shapes = param_shapes(w)
+    >>> shapes["weight_ih_l0"], shapes["weight_ih_l1_reverse"], len(shapes)
+    ((12, 3), (12, 8), 16)
+    """
+    gh, hidden = workload.gates * workload.hidden, workload.hidden
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in range(workload.layers):
+        for d in range(workload.directions):
+            s = suffix(layer, d == 1)
+            shapes["weight_ih" + s] = (gh, workload.layer_input_size(layer))
+            shapes["weight_hh" + s] = (gh, hidden)
+            shapes["bias_ih" + s] = (gh,)
+            shapes["bias_hh" + s] = (gh,)
+    if workload.output != "none":
+        shapes["weight_out"] = (workload.output_size, workload.directions * hidden)
+        shapes["bias_out"] = (workload.output_size,)
+    return shapes
+
+
+def param_names(workload: Workload) -> list[str]:
+    """Parameter names in PyTorch state_dict order (see :func:`param_shapes`).
+
+    Examples
+    --------
+    >>> param_names(Workload(cell="rnn", hidden=2, input=2, seq_len=1))
+    ['weight_ih_l0', 'weight_hh_l0', 'bias_ih_l0', 'bias_hh_l0']
+    """
+    return list(param_shapes(workload))
+
+
+def prune_largest(weight: np.ndarray, nonzeros: int) -> np.ndarray:
+    """Keep the ``nonzeros`` entries of largest magnitude, zero the rest (a new array).
+
+    Ties are broken by flat (row-major) index, lowest first, so the result is deterministic.
+
+    Examples
+    --------
+    >>> prune_largest(np.array([[0.1, -0.5], [0.3, 0.2]]), 2)
+    array([[ 0. , -0.5],
+           [ 0.3,  0. ]])
+    """
+    flat = np.asarray(weight).ravel()
+    keep = np.argsort(-np.abs(flat), kind="stable")[:nonzeros]
+    pruned = np.zeros_like(flat)
+    pruned[keep] = flat[keep]
+    return pruned.reshape(np.shape(weight))
+
+
+def init_params(workload: Workload, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic random parameters, initialised like PyTorch.
+
+    Every entry is drawn from ``uniform(-1/sqrt(H), 1/sqrt(H))`` (the output layer from
+    ``uniform(-1/sqrt(D*H), 1/sqrt(D*H))``, nn.Linear's bound) by one
+    ``numpy.random.default_rng(seed)`` in state_dict order, in float64, then cast to the
+    workload's dtype. When ``workload.density < 1`` every ``weight_hh`` is magnitude-pruned to
+    exactly ``workload.weight_hh_nonzeros()`` entries (:func:`prune_largest`); the pruned
+    entries are stored as zeros.
+
+    Parameters
+    ----------
+    workload : Workload
+    seed : int
+
+    Returns
+    -------
+    dict[str, ndarray]
+
+    Examples
+    --------
+    >>> w = Workload(cell="lstm", hidden=4, input=3, seq_len=2, density=0.25)
+    >>> p = init_params(w, seed=1)
+    >>> list(p), p["weight_hh_l0"].dtype, int((p["weight_hh_l0"] != 0).sum())
+    (['weight_ih_l0', 'weight_hh_l0', 'bias_ih_l0', 'bias_hh_l0'], dtype('float32'), 16)
+    """
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(workload.dtype)
+    bound = 1.0 / math.sqrt(workload.hidden)
+    out_bound = 1.0 / math.sqrt(workload.directions * workload.hidden)
+    params: dict[str, np.ndarray] = {}
+    for name, shape in param_shapes(workload).items():
+        b = out_bound if name.endswith("_out") else bound
+        value = rng.uniform(-b, b, size=shape)
+        if workload.sparse and name.startswith("weight_hh"):
+            value = prune_largest(value, workload.weight_hh_nonzeros())
+        params[name] = value.astype(dtype)
+    return params
+
+
+def init_input(workload: Workload, seed: int = 0) -> np.ndarray:
+    """A deterministic standard-normal input ``x`` of shape (seq_len, batch, input).
+
+    Examples
+    --------
+    >>> init_input(Workload(hidden=2, input=3, seq_len=4, batch=2)).shape
+    (4, 2, 3)
+    """
+    rng = np.random.default_rng(seed)
+    shape = (workload.seq_len, workload.batch, workload.input)
+    return rng.standard_normal(shape).astype(workload.dtype)
+
+
+def layer_params(
+    params: Mapping[str, Any],
+    layer: int,
+    reverse: bool = False,
+    *,
+    sparse: bool = False,
+    dtype: Any = None,
+) -> dict[str, Any]:
+    """The four arrays of one layer-direction under the kernels' short names.
+
+    Parameters
+    ----------
+    params : mapping
+        A parameter dict (:func:`init_params`, :func:`load_state_dict`).
+    layer : int
+    reverse : bool
+    sparse : bool
+        Give ``weight_hh`` as a ``scipy.sparse.csr_array`` (zeros dropped).
+    dtype : dtype, optional
+        Cast to this dtype (no copy when it already matches); pass
+        :func:`compute_dtype` for float16 workloads.
+
+    Returns
+    -------
+    dict
+        ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``.
+
+    Examples
+    --------
+    >>> w = Workload(cell="rnn", hidden=3, input=2, seq_len=1, density=0.5)
+    >>> lp = layer_params(init_params(w), 0, sparse=True)
+    >>> lp["weight_ih"].shape, lp["weight_hh"].format, lp["weight_hh"].nnz
+    ((3, 2), 'csr', 4)
+    """
+    s = suffix(layer, reverse)
+    out: dict[str, Any] = {}
+    for kind in LAYER_KINDS:
+        value = params[kind + s]
+        if sp.issparse(value):
+            value = value.tocsr()
+            if dtype is not None and value.dtype != dtype:
+                value = value.astype(dtype)
+            if not sparse:
+                value = value.toarray()
+        else:
+            value = np.ascontiguousarray(value, dtype=dtype)
+            if sparse and kind == "weight_hh":
+                value = sp.csr_array(value)
+        out[kind] = value
+    return out
+
+
+def _to_numpy(name: str, value: Any) -> Any:
+    if sp.issparse(value):
+        return value
+    try:
+        if hasattr(value, "detach"):  # a torch tensor, without importing torch
+            value = value.detach().cpu()
+            if str(value.dtype) == "torch.bfloat16":
+                value = value.float()
+            value = value.numpy()
+        array = np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise ConfigError(
+            f"state_dict: parameter '{name}': cannot convert to an array ({reason})"
+        ) from None
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ConfigError(f"state_dict: parameter '{name}': dtype {array.dtype} is not numeric")
+    return array
+
+
+def load_state_dict(
+    workload: Workload, state_dict: Mapping[str, Any], *, prefix: str = ""
+) -> dict[str, np.ndarray]:
+    """Validate a PyTorch-style state_dict and return a parameter dict for the kernels.
+
+    Accepts torch tensors (converted without importing torch), numpy arrays, array-likes, and
+    scipy.sparse matrices for ``weight_hh``. Names must be exactly those of
+    :func:`param_names` (after removing ``prefix`` from keys that start with it); the output
+    layer is ``weight_out``/``bias_out``. Values are cast to the workload's dtype and
+    returned in state_dict order. Sparse workloads use the weights as given (their zeros are
+    skipped by the CSR kernels); nothing is pruned here.
+
+    Parameters
+    ----------
+    workload : Workload
+    state_dict : mapping of str to tensor or array
+    prefix : str
+        Leading key text to strip, e.g. ``"rnn."`` for a model's sub-module.
+
+    Returns
+    -------
+    dict[str, ndarray]
+
+    Raises
+    ------
+    ConfigError
+        One line naming the missing, unexpected or mis-shaped parameter.
+
+    Examples
+    --------
+    >>> w = Workload(cell="gru", hidden=2, input=3, seq_len=1)
+    >>> p = load_state_dict(w, init_params(w))
+    >>> bad = dict(p, weight_ih_l0=np.zeros((6, 4)))
+    >>> try:
+    ...     load_state_dict(w, bad)
+    ... except ConfigError as e:
+    ...     print(e)
+    state_dict: parameter 'weight_ih_l0' has shape (6, 4), expected (6, 3) for this gru workload
+    """
+    shapes = param_shapes(workload)
+    dtype = np.dtype(workload.dtype)
+    given: dict[str, Any] = {}
+    for key, value in state_dict.items():
+        name = key[len(prefix) :] if prefix and key.startswith(prefix) else key
+        if name not in shapes:
+            expected = ", ".join(list(shapes)[:4])
+            raise ConfigError(
+                f"state_dict: unexpected parameter '{key}' for this {workload.cell} workload "
+                f"(layers={workload.layers}, bidirectional={workload.bidirectional}, "
+                f"output={workload.output}); expected names like {expected}"
+            )
+        given[name] = value
+    params: dict[str, np.ndarray] = {}
+    for name, shape in shapes.items():
+        if name not in given:
+            raise ConfigError(
+                f"state_dict: missing parameter '{prefix}{name}' for this {workload.cell} "
+                f"workload (layers={workload.layers}, bidirectional={workload.bidirectional}, "
+                f"output={workload.output})"
+            )
+        value = _to_numpy(name, given[name])
+        if tuple(value.shape) != shape:
+            raise ConfigError(
+                f"state_dict: parameter '{prefix}{name}' has shape {tuple(value.shape)}, "
+                f"expected {shape} for this {workload.cell} workload"
+            )
+        if sp.issparse(value):
+            if not name.startswith("weight_hh"):
+                raise ConfigError(f"state_dict: parameter '{name}': only weight_hh may be sparse")
+            params[name] = value.tocsr().astype(dtype)
+        else:
+            params[name] = np.array(value, dtype=dtype, order="C")
+    return params

@@ -1,0 +1,378 @@
+"""Tests of the numpy RNN kernels that need no PyTorch: chunking, splitting, sparsity,
+finite-difference gradients, parameter handling and the documentation examples."""
+
+from __future__ import annotations
+
+import doctest
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kernels
+import kernels.cells
+import kernels.params
+import kernels.reference
+from kernels import (
+    backward,
+    cell_chunk_backward,
+    cell_chunk_forward,
+    chunk_bounds,
+    forward,
+    init_input,
+    init_params,
+    layer_params,
+    layer_weight_grads,
+    load_state_dict,
+    param_shapes,
+    recurrent_rows,
+    split_rows,
+)
+from wpsim.errors import ConfigError
+from wpsim.workload import Workload
+
+CELLS = ["rnn", "lstm", "gru"]
+
+
+def _workload(cell: str, **kw) -> Workload:
+    base = dict(cell=cell, layers=2, hidden=6, input=4, seq_len=7, batch=2, bidirectional=True)
+    base.update(kw)
+    return Workload(**base)
+
+
+def _states(w: Workload, seed: int = 5, scale: float = 0.5):
+    rng = np.random.default_rng(seed)
+    shape = (w.layers * w.directions, w.batch, w.hidden)
+    h = (scale * rng.standard_normal(shape)).astype(w.dtype)
+    c = (scale * rng.standard_normal(shape)).astype(w.dtype)
+    return (h, c) if w.cell == "lstm" else h
+
+
+def _assert_scaled_close(actual, desired, rel):
+    """Equal within ``rel`` relative to the reference's largest magnitude."""
+    desired = np.asarray(desired)
+    scale = max(float(np.abs(desired).max()), 1e-30)
+    np.testing.assert_allclose(actual, desired, rtol=rel, atol=rel * scale)
+
+
+# ---- documentation ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "module", [kernels, kernels.cells, kernels.params, kernels.reference], ids=lambda m: m.__name__
+)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+# ---- parameters ------------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("output", ["none", "softmax"])
+def test_param_shapes_count_and_order(cell, output):
+    w = _workload(cell, output=output, output_size=3 if output != "none" else 0)
+    p = init_params(w, seed=3)
+    assert list(p) == list(param_shapes(w))
+    assert sum(v.size for v in p.values()) == w.parameter_count()
+    assert list(p)[:4] == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
+    assert list(p)[4] == "weight_ih_l0_reverse"
+    assert p["weight_ih_l1"].shape == (w.gates * 6, 12)
+    bound = 1 / np.sqrt(w.hidden)
+    assert all(np.abs(v).max() <= bound for k, v in p.items() if not k.endswith("_out"))
+
+
+def test_init_params_deterministic_and_dtype():
+    w = _workload("lstm", dtype="float64")
+    a, b, c = init_params(w, seed=1), init_params(w, seed=1), init_params(w, seed=2)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["weight_ih_l0"], c["weight_ih_l0"])
+    a32 = init_params(w.model_copy(update={"dtype": "float32"}), seed=1)
+    assert a32["weight_hh_l1"].dtype == np.float32
+    np.testing.assert_allclose(a32["weight_hh_l1"], a["weight_hh_l1"], rtol=1e-7)
+
+
+@pytest.mark.parametrize("density", [0.05, 0.3, 0.999])
+def test_pruning_keeps_exact_count_of_largest(density):
+    w = Workload(cell="gru", hidden=10, input=3, seq_len=2, density=density, dtype="float64")
+    dense = init_params(w.model_copy(update={"density": 1.0}), seed=4)["weight_hh_l0"]
+    pruned = init_params(w, seed=4)["weight_hh_l0"]
+    kept = pruned != 0
+    assert kept.sum() == w.weight_hh_nonzeros()
+    np.testing.assert_array_equal(pruned[kept], dense[kept])
+    if (~kept).any():
+        assert np.abs(dense[~kept]).max() <= np.abs(dense[kept]).min()
+
+
+def test_load_state_dict_round_trip_and_cast():
+    w = _workload("lstm", output="linear", output_size=2)
+    p = init_params(w, seed=0)
+    as64 = {k: v.astype(np.float64) for k, v in p.items()}
+    loaded = load_state_dict(w, as64)
+    assert list(loaded) == list(p)
+    assert all(loaded[k].dtype == np.float32 and np.array_equal(loaded[k], p[k]) for k in p)
+    prefixed = load_state_dict(w, {"rnn." + k: v for k, v in p.items()}, prefix="rnn.")
+    assert all(np.array_equal(prefixed[k], p[k]) for k in p)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.pop("bias_hh_l1_reverse"), "missing parameter 'bias_hh_l1_reverse'"),
+        (lambda d: d.update(weight_hr_l0=np.zeros(3)), "unexpected parameter 'weight_hr_l0'"),
+        (
+            lambda d: d.update(weight_hh_l0=np.zeros((24, 5))),
+            "parameter 'weight_hh_l0' has shape (24, 5), expected (24, 6)",
+        ),
+        (lambda d: d.update(bias_ih_l0=np.array(["a"] * 24)), "is not numeric"),
+        (lambda d: d.pop("weight_out"), "missing parameter 'weight_out'"),
+    ],
+)
+def test_load_state_dict_errors_are_one_line(mutate, message):
+    w = _workload("lstm", output="softmax", output_size=3)
+    state = dict(init_params(w))
+    mutate(state)
+    with pytest.raises(ConfigError) as info:
+        load_state_dict(w, state)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_forward_rejects_bad_shapes():
+    w = _workload("gru")
+    p = init_params(w)
+    with pytest.raises(ValueError, match="x must have shape"):
+        forward(w, p, np.zeros((3, 2, 5), np.float32))
+    with pytest.raises(ValueError, match="h0 must have shape"):
+        forward(w, p, init_input(w), np.zeros((2, 2, 6), np.float32))
+    with pytest.raises(ConfigError, match="missing parameter 'weight_ih_l1'"):
+        forward(w, {k: v for k, v in p.items() if k != "weight_ih_l1"}, init_input(w))
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        forward(w, p, init_input(w), chunk=0)
+
+
+# ---- chunk tasks -----------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", CELLS)
+def test_chunkings_agree_and_are_deterministic(cell):
+    w = _workload(cell, hidden=16, input=8, seq_len=9)
+    p, x, h0 = init_params(w, 0), init_input(w, 1), _states(w)
+    whole, whole_hn = forward(w, p, x, h0)
+    g = np.random.default_rng(2).standard_normal(whole.shape).astype(np.float32)
+    gwhole = backward(w, p, x, g, h0)
+    for chunk in (1, 3, w.seq_len):
+        out, hn = forward(w, p, x, h0, chunk=chunk)
+        _assert_scaled_close(out, whole, 1e-6)
+        _assert_scaled_close(np.stack(hn) if cell == "lstm" else hn, np.stack(whole_hn), 1e-6)
+        grads = backward(w, p, x, g, h0, chunk=chunk)
+        for name in gwhole:
+            _assert_scaled_close(grads[name], gwhole[name], 1e-6)
+    # the same chunking twice is bitwise identical
+    a, _ = forward(w, p, x, h0, chunk=3)
+    b, _ = forward(w, p, x, h0, chunk=3)
+    assert np.array_equal(a, b)
+    ga, gb = backward(w, p, x, g, h0, chunk=3), backward(w, p, x, g, h0, chunk=3)
+    assert all(np.array_equal(ga[k], gb[k]) for k in ga)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_chunk_tasks_chain_like_one_chunk(cell, reverse):
+    """Direct use of the chunk API the executor calls, including the backward chain."""
+    w = _workload(cell, layers=1, bidirectional=False, seq_len=8, dtype="float64")
+    lp = layer_params(init_params(w, 0), 0)  # any weights will do for the reverse direction
+    x = init_input(w, 1)
+    rng = np.random.default_rng(0)
+    h0 = rng.standard_normal((2, 6)) * 0.5
+    c0 = rng.standard_normal((2, 6)) * 0.5 if cell == "lstm" else None
+    dh_seq = rng.standard_normal((8, 2, 6))
+    ref_h, ref_hT, ref_cT, ref_saved = cell_chunk_forward(cell, lp, x, h0, c0, reverse)
+    ref_dx, ref_dh0, ref_dc0, ref_gg = cell_chunk_backward(
+        cell, lp, ref_saved, dh_seq, None, None, reverse
+    )
+
+    bounds = chunk_bounds(8, 3)
+    order = bounds[::-1] if reverse else bounds
+    h_seq = np.empty((8, 2, 6))
+    h, c, saved = h0, c0, {}
+    for t0, t1 in order:
+        _, h, c, saved[t0] = cell_chunk_forward(
+            cell, lp, x[t0:t1], h, c, reverse, h_out=h_seq[t0:t1]
+        )
+    np.testing.assert_allclose(h_seq, ref_h, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(h, ref_hT, rtol=1e-13, atol=1e-15)
+    if cell == "lstm":
+        np.testing.assert_allclose(c, ref_cT, rtol=1e-13, atol=1e-15)
+
+    dgi = np.empty((8, 2, w.gates * 6))
+    dgh = np.empty_like(dgi)
+    dx = np.empty((8, 2, 4))
+    dh = dc = None
+    for t0, t1 in order[::-1]:
+        dx[t0:t1], dh, dc, _ = cell_chunk_backward(
+            cell, lp, saved[t0], dh_seq[t0:t1], dh, dc, reverse,
+            dgates_out=dgi[t0:t1], dgates_hh_out=dgh[t0:t1],
+        )  # fmt: skip
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dh, ref_dh0, rtol=1e-12, atol=1e-14)
+    if cell == "lstm":
+        np.testing.assert_allclose(dc, ref_dc0, rtol=1e-12, atol=1e-14)
+    wg = layer_weight_grads(cell, x, h_seq, h0, dgi, dgh if cell == "gru" else None, reverse)
+    wref = layer_weight_grads(cell, x, ref_h, h0, ref_gg["dgates_ih"], ref_gg["dgates_hh"], reverse)
+    for name in wref:
+        np.testing.assert_allclose(wg[name], wref[name], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_split_recurrent_rows_matches_unsplit(cell, sparse):
+    w = _workload(cell, layers=1, bidirectional=False, hidden=16, seq_len=6, batch=3, density=0.4)
+    lp = layer_params(init_params(w, 0), 0, sparse=sparse)
+    x = init_input(w, 1)
+    ref, ref_hT, _, _ = cell_chunk_forward(cell, lp, x, None)
+    parts = split_rows(w.gates * w.hidden, 3)
+    blocks = [lp["weight_hh"][rows] for rows in parts]  # pre-sliced once per worker
+
+    def recurrent(h_prev, out):
+        for rows, block in zip(parts, blocks, strict=True):
+            recurrent_rows(block, h_prev, out=out[:, rows])
+
+    split, split_hT, _, _ = cell_chunk_forward(cell, lp, x, None, recurrent=recurrent)
+    _assert_scaled_close(split, ref, 1e-6)
+    _assert_scaled_close(split_hT, ref_hT, 1e-6)
+    # recurrent_rows with a row slice of the full matrix gives the same blocks
+    h = np.ascontiguousarray(ref[2])
+    full = np.concatenate([recurrent_rows(lp["weight_hh"], h, rows) for rows in parts], axis=1)
+    _assert_scaled_close(full, h @ lp["weight_hh"].T, 1e-6)
+
+
+def test_split_rows_covers_all_rows():
+    for n, parts in [(12, 5), (3, 8), (64, 1)]:
+        slices = split_rows(n, parts)
+        assert [i for s in slices for i in range(s.start, s.stop)] == list(range(n))
+        sizes = [s.stop - s.start for s in slices]
+        assert max(sizes) - min(sizes) <= 1
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    cell=st.sampled_from(CELLS),
+    seq_len=st.integers(1, 7),
+    chunk=st.integers(1, 8),
+    batch=st.integers(1, 3),
+)
+def test_any_chunking_matches_whole_sequence(cell, seq_len, chunk, batch):
+    w = _workload(cell, seq_len=seq_len, batch=batch, dtype="float64", hidden=4, input=3)
+    p, x = init_params(w, 7), init_input(w, 8)
+    whole, _ = forward(w, p, x)
+    out, _ = forward(w, p, x, chunk=chunk)
+    np.testing.assert_allclose(out, whole, rtol=1e-12, atol=1e-14)
+
+
+# ---- sparse recurrent weights ----------------------------------------------------------------
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype, rel", [("float32", 1e-6), ("float64", 1e-12)])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("fast", [True, False], ids=["sparsetools", "public-api"])
+def test_sparse_matches_dense_equivalent(cell, dtype, rel, batch, fast, monkeypatch):
+    if not fast:
+        monkeypatch.setattr(kernels.cells, "_csr_matvecs", None)
+    ws = _workload(cell, density=0.3, dtype=dtype, batch=batch, hidden=8, seq_len=5)
+    wd = ws.model_copy(update={"density": 1.0})
+    p, x, h0 = init_params(ws, 0), init_input(ws, 1), _states(ws)
+    out_s, hn_s = forward(ws, p, x, h0, chunk=2)
+    out_d, hn_d = forward(wd, p, x, h0, chunk=2)
+    _assert_scaled_close(out_s, out_d, rel)
+    _assert_scaled_close(np.stack(hn_s) if cell == "lstm" else hn_s, np.stack(hn_d), rel)
+    g = np.random.default_rng(3).standard_normal(out_s.shape).astype(dtype)
+    gs, gd = backward(ws, p, x, g, h0, chunk=2), backward(wd, p, x, g, h0, chunk=2)
+    for name in gd:
+        _assert_scaled_close(gs[name], gd[name], rel)
+
+
+def test_params_may_hold_csr_weight_hh():
+    import scipy.sparse as sp
+
+    w = _workload("lstm", density=0.2, dtype="float64")
+    p = init_params(w, 0)
+    p_csr = load_state_dict(
+        w, {k: sp.csr_array(v) if k.startswith("weight_hh") else v for k, v in p.items()}
+    )
+    assert sp.issparse(p_csr["weight_hh_l0"])
+    x = init_input(w)
+    np.testing.assert_allclose(forward(w, p_csr, x)[0], forward(w, p, x)[0], rtol=1e-13)
+
+
+# ---- precision -------------------------------------------------------------------------------
+def test_float16_is_computed_in_float32_and_cast():
+    w16 = _workload("lstm", dtype="float16")
+    w32 = w16.model_copy(update={"dtype": "float32"})
+    p16, x16 = init_params(w16, 0), init_input(w16, 1)
+    out16, (h16, c16) = forward(w16, p16, x16)
+    assert out16.dtype == h16.dtype == c16.dtype == np.float16
+    p32 = {k: v.astype(np.float32) for k, v in p16.items()}
+    out32, _ = forward(w32, p32, x16.astype(np.float32))
+    np.testing.assert_array_equal(out16, out32.astype(np.float16))
+    grads = backward(w16, p16, x16, np.ones_like(out16))
+    assert all(g.dtype == np.float16 for g in grads.values())
+
+
+def test_chunk_kernels_reject_float16():
+    w = _workload("rnn", dtype="float16", layers=1, bidirectional=False)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        cell_chunk_forward("rnn", layer_params(init_params(w), 0), init_input(w), None)
+
+
+# ---- gradients against central finite differences -------------------------------------------
+def _fd_case(cell):
+    w = Workload(
+        cell=cell, layers=2, hidden=3, input=2, seq_len=3, batch=2, bidirectional=True,
+        dtype="float64", output="softmax", output_size=3,
+    )  # fmt: skip
+    rng = np.random.default_rng(11)
+    p = {k: v * 2.0 for k, v in init_params(w, 3).items()}  # larger weights: non-trivial gates
+    x = rng.standard_normal((3, 2, 2))
+    h0 = _states(w, seed=12, scale=0.7)
+    target = rng.dirichlet(np.ones(3), size=(3, 2))  # cross-entropy against soft targets
+    r_h = rng.standard_normal((4, 2, 3))
+    r_c = rng.standard_normal((4, 2, 3))
+    return w, p, x, h0, target, r_h, r_c
+
+
+def _loss(w, p, x, h0, target, r_h, r_c):
+    y, hn = forward(w, p, x, h0)
+    loss = -np.sum(target * np.log(y))
+    if w.cell == "lstm":
+        return loss + np.sum(hn[0] * r_h) + np.sum(hn[1] * r_c)
+    return loss + np.sum(hn * r_h)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradients_match_finite_differences(cell):
+    w, p, x, h0, target, r_h, r_c = _fd_case(cell)
+    y, _ = forward(w, p, x, h0)
+    grad_hn = (r_h, r_c) if cell == "lstm" else r_h
+    grads = backward(w, p, x, -target / y, h0, grad_hn=grad_hn, chunk=2)
+
+    inputs = dict(p)
+    inputs["x"] = x
+    if cell == "lstm":
+        inputs["h0"], inputs["c0"] = h0
+    else:
+        inputs["h0"] = h0
+    assert set(grads) == set(inputs)
+
+    def loss_with(name, value):
+        q = dict(inputs)
+        q[name] = value
+        params = {k: q[k] for k in p}
+        state = (q["h0"], q["c0"]) if cell == "lstm" else q["h0"]
+        return _loss(w, params, q["x"], state, target, r_h, r_c)
+
+    eps = 1e-6
+    for name, value in inputs.items():
+        numeric = np.empty_like(value)
+        for i in np.ndindex(value.shape):
+            plus, minus = value.copy(), value.copy()
+            plus[i] += eps
+            minus[i] -= eps
+            numeric[i] = (loss_with(name, plus) - loss_with(name, minus)) / (2 * eps)
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-8, err_msg=name)

@@ -1,0 +1,303 @@
+"""Cost of running a task on a group of cores.
+
+The time of task ``v`` on a group of ``k`` cores (``k = 1`` unless the policy splits cells across
+helper cores) is::
+
+    time = dispatch + handoff + sync + max(compute * corun, cache + dram_bytes / dram_share)
+
+* ``compute = (F_in / e(B*steps) + F_rec / e(B) + F_elem / e_elem) / (k * peak)``: the input-side
+  GEMM has ``B*steps`` right-hand columns, each recurrent product ``B`` (a GEMV at batch 1);
+  ``e(n)`` is the machine's efficiency table, ``peak = clock * flops_per_cycle[dtype]``.
+* ``corun = 1 + corun_slowdown_per_core * (other busy cores on the socket at start)``: the
+  calibrated slowdown of co-running cores (shared cache and memory), fixed when the task starts.
+* ``cache``: each weight block (``W_ih``, ``W_hh``, output layer) is read from the nearest level
+  holding it: the core's private levels (an LRU of weight blocks each), then the socket's shared
+  level (one LRU per socket), else DRAM; ``cache = sum(bytes / bandwidth(level))``. A block is
+  then resident in every level it fits (inclusive hierarchy). Split across ``k`` helpers, core j
+  reads slice j (``bytes / k``), a block of its own.
+* ``dram_share = min(per_core_bandwidth, socket_bandwidth / streams)``: DRAM bandwidth is shared
+  by the cores streaming from it at that moment (processor sharing); the engine recomputes it
+  whenever a streaming task starts or ends (see :class:`DramPool`).
+* ``handoff = latency + bytes / handoff_bandwidth`` for activations produced on a core outside the
+  group (cross-socket latency if any producer is on another socket); free on the same core.
+* ``sync = n_sync * (barrier(k) + (k-1)/k * B*H*s / handoff_bandwidth)`` for ``k > 1``: after each
+  recurrent step the helpers meet at a barrier and all-gather the new hidden state
+  (``n_sync = steps`` for tasks with recurrent work, else 1).
+
+Activations produced on the same core, and the workload's own input, are read from the private
+cache and their time is neglected next to the weights'.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from wpsim.hardware import CpuMachine
+from wpsim.plan import Plan
+
+DRAM = "DRAM"
+
+
+@dataclass(slots=True)
+class TaskCost:
+    """What one task costs when it starts.
+
+    ``fixed_s`` (dispatch, hand-off, synchronisation) plus ``max(compute_s, cache_s + dram_bytes /
+    share)`` where ``dram_bytes`` is per core; ``level_bytes`` sums all cores of the group.
+    """
+
+    fixed_s: float
+    compute_s: float
+    cache_s: float
+    dram_bytes: float
+    level_bytes: dict[str, float]
+    handoff_bytes: int
+
+    def duration(self, dram_share_Bps: float) -> float:
+        memory = self.cache_s + (self.dram_bytes / dram_share_Bps if self.dram_bytes else 0.0)
+        return self.fixed_s + max(self.compute_s, memory)
+
+
+class LRUCache:
+    """Residency of weight blocks in one cache (least recently used evicted first)."""
+
+    __slots__ = ("capacity", "used", "blocks")
+
+    def __init__(self, capacity_bytes: float) -> None:
+        self.capacity = capacity_bytes
+        self.used = 0.0
+        self.blocks: OrderedDict[object, float] = OrderedDict()
+
+    def lookup(self, key: object) -> bool:
+        """True (and mark most recently used) if ``key`` is resident."""
+        if key in self.blocks:
+            self.blocks.move_to_end(key)
+            return True
+        return False
+
+    def insert(self, key: object, size: float) -> None:
+        """Make ``key`` resident, evicting least recently used blocks; too-large blocks stream."""
+        if size > self.capacity:
+            return
+        blocks = self.blocks
+        if key in blocks:
+            blocks.move_to_end(key)
+            return
+        while self.used + size > self.capacity:
+            _, evicted = blocks.popitem(last=False)
+            self.used -= evicted
+        blocks[key] = size
+        self.used += size
+
+
+class CpuCostModel:
+    """The cost model of :mod:`wpsim.cost` for one simulation (it holds cache state)."""
+
+    def __init__(self, machine: CpuMachine, plan: Plan) -> None:
+        self.machine = machine
+        self.plan = plan
+        w = plan.workload
+        self.batch = w.batch
+        self.peak = machine.peak_flops_per_core(w.dtype)
+        self.state_vector_bytes = w.batch * w.hidden * w.dtype_bytes
+        self.private = machine.private_levels
+        self.shared = machine.shared_level
+        n_cores = machine.total_cores
+        self.private_lru = [
+            [LRUCache(level.size_bytes) for level in self.private] for _ in range(n_cores)
+        ]
+        self.shared_lru = (
+            [LRUCache(self.shared.size_bytes) for _ in range(machine.sockets)]
+            if self.shared
+            else []
+        )
+        self.private_bw = [level.bandwidth_Bps for level in self.private]
+        self.private_names = [level.name for level in self.private]
+        self.producer_core = [-1] * plan.n_tasks
+        self._compute_memo: dict[tuple, float] = {}
+        self._efficiency_memo: dict[float, float] = {}
+        table = machine.efficiency.gemm_by_n
+        self._eff_x = [math.log2(n) for n, _ in table]
+        self._eff_y = [f for _, f in table]
+        self.elementwise_eff = machine.efficiency.elementwise
+        self._private_hit_memo: list[tuple | None] = [None] * n_cores
+        self._fitting_private: dict[float, list[int]] = {}
+        self._compute_k_size = 1  # compute times memoised per task for groups of this size
+        self._compute_k: list[float | None] = [None] * plan.n_tasks
+        self._dispatch = machine.dispatch_overhead_s
+        self._latency = machine.handoff.latency_s
+        self._cross_latency = machine.handoff.cross_socket_latency_s
+        self._handoff_bw = machine.handoff.bandwidth_Bps
+        self._corun = machine.corun_slowdown_per_core
+
+    # ---- compute ---------------------------------------------------------------------------
+    def efficiency(self, n_columns: float) -> float:
+        """Fraction of peak for a product with ``n_columns`` right-hand columns (log-linear)."""
+        memo = self._efficiency_memo.get(n_columns)
+        if memo is not None:
+            return memo
+        x, xs, ys = math.log2(max(n_columns, 1.0)), self._eff_x, self._eff_y
+        if x <= xs[0]:
+            value = ys[0]
+        elif x >= xs[-1]:
+            value = ys[-1]
+        else:
+            i = next(i for i in range(1, len(xs)) if x <= xs[i])
+            frac = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+            value = ys[i - 1] + frac * (ys[i] - ys[i - 1])
+        self._efficiency_memo[n_columns] = value
+        return value
+
+    def compute_s(self, tid: int, k: int) -> float:
+        """Compute time of task ``tid`` split over ``k`` cores (no co-running slowdown)."""
+        t = self.plan.tasks[tid]
+        key = (t.flops_in, t.flops_rec, t.flops_elem, t.steps, k)
+        memo = self._compute_memo.get(key)
+        if memo is None:
+            b = self.batch
+            eff_flops = 0.0
+            if t.flops_in:
+                eff_flops += t.flops_in / self.efficiency(b * t.steps)
+            if t.flops_rec:
+                eff_flops += t.flops_rec / self.efficiency(b)
+            if t.flops_elem:
+                eff_flops += t.flops_elem / self.elementwise_eff
+            memo = self._compute_memo[key] = eff_flops / (k * self.peak)
+        return memo
+
+    # ---- one task ------------------------------------------------------------------------
+    def _read_weights(
+        self, task, core: int, k: int, j: int
+    ) -> tuple[dict[str, float], float, float]:
+        """Look up and update residency of ``task``'s weight slices for core ``j`` of ``k``.
+
+        Returns (bytes by level, cache seconds, DRAM bytes).
+        """
+        level_bytes: dict[str, float] = {}
+        cache_s = 0.0
+        dram = 0.0
+        lrus = self.private_lru[core]
+        shared = self.shared
+        socket_lru = self.shared_lru[core // self.machine.cores_per_socket] if shared else None
+        for key, size in task.weights:
+            part = size / k
+            block = key if k == 1 else (key, k, j)
+            fitting = self._fitting_private.get(part)
+            if fitting is None:  # private levels this block fits in (others never hold it)
+                fitting = self._fitting_private[part] = [
+                    i for i, level in enumerate(self.private) if part <= level.size_bytes
+                ]
+            for index in fitting:
+                if lrus[index].lookup(block):
+                    name = self.private_names[index]
+                    cache_s += part / self.private_bw[index]
+                    break
+            else:
+                if socket_lru is not None and socket_lru.lookup(block):
+                    name = shared.name
+                    cache_s += part / shared.bandwidth_Bps
+                else:
+                    name = DRAM
+                    dram += part
+                if socket_lru is not None:
+                    socket_lru.insert(block, part)
+            for index in fitting:
+                lrus[index].insert(block, part)
+            level_bytes[name] = level_bytes.get(name, 0.0) + part
+        return level_bytes, cache_s, dram
+
+    def start(self, tid: int, cores: tuple[int, ...], busy_on_socket: int) -> TaskCost:
+        """Cost of ``tid`` starting now on ``cores``; updates cache residency.
+
+        ``busy_on_socket``: cores of the first core's socket already running other tasks.
+        """
+        machine = self.machine
+        plan = self.plan
+        task = plan.tasks[tid]
+        k = len(cores)
+        if k == 1:
+            core = cores[0]
+            memo = self._private_hit_memo[core]
+            if memo is not None and memo[0] is task.weights:
+                # Same blocks as this core's previous task, all hits in its private caches then:
+                # hits again, and the LRU order is unchanged (exact, not an approximation).
+                level_bytes, cache_s, dram = memo[1], memo[2], 0.0
+            else:
+                level_bytes, cache_s, dram = self._read_weights(task, core, 1, 0)
+                private_only = not dram and (
+                    self.shared is None or self.shared.name not in level_bytes
+                )
+                self._private_hit_memo[core] = (
+                    (task.weights, level_bytes, cache_s) if private_only else None
+                )
+        else:
+            level_bytes, cache_s, dram = {}, 0.0, 0.0
+            for j, core in enumerate(cores):
+                self._private_hit_memo[core] = None
+                lb, c_s, d = self._read_weights(task, core, k, j)
+                for name, nbytes in lb.items():
+                    level_bytes[name] = level_bytes.get(name, 0.0) + nbytes
+                cache_s = max(cache_s, c_s)
+                dram = max(dram, d)
+        # activations from other cores
+        handoff_bytes = 0
+        latency = 0.0
+        cps = machine.cores_per_socket
+        first_socket = cores[0] // cps
+        producer_core = self.producer_core
+        pred_bytes = plan.pred_bytes[tid]
+        for i, p in enumerate(plan.preds[tid]):
+            pc = producer_core[p]
+            if pc >= 0 and pc not in cores:
+                handoff_bytes += pred_bytes[i]
+                if pc // cps != first_socket:
+                    latency = self._cross_latency
+                elif latency == 0.0:
+                    latency = self._latency
+        fixed = self._dispatch
+        if handoff_bytes:
+            fixed += latency + handoff_bytes / self._handoff_bw
+        if k > 1:
+            n_sync = task.steps if task.flops_rec else 1
+            gather = (k - 1) / k * self.state_vector_bytes / self._handoff_bw
+            fixed += n_sync * (machine.barrier_s(k) + gather)
+        compute = self._compute_k[tid] if k == self._compute_k_size else None
+        if compute is None:
+            compute = self.compute_s(tid, k)
+            if k == self._compute_k_size:
+                self._compute_k[tid] = compute
+        if busy_on_socket and self._corun:
+            compute *= 1.0 + self._corun * busy_on_socket
+        return TaskCost(fixed, compute, cache_s, dram, level_bytes, handoff_bytes)
+
+    def finish(self, tid: int, cores: tuple[int, ...]) -> None:
+        """Record where ``tid``'s outputs live (the group's first core)."""
+        self.producer_core[tid] = cores[0]
+
+    def dram_share_Bps(self, streams: int) -> float:
+        """Bandwidth one streaming core gets when ``streams`` cores stream from its socket."""
+        memory = self.machine.memory
+        return min(memory.per_core_bandwidth_Bps, memory.bandwidth_Bps / max(streams, 1))
+
+
+class IdealCostModel:
+    """Idealised costs: ``time = flops / (k * flops_per_s)``; no caches, overheads or contention.
+
+    Under it the simulator must agree exactly with the closed forms of :mod:`wpsim.analytic`.
+    """
+
+    def __init__(self, plan: Plan, flops_per_s: float = 1e9) -> None:
+        self.plan = plan
+        self.flops_per_s = flops_per_s
+
+    def start(self, tid: int, cores: tuple[int, ...], busy_on_socket: int) -> TaskCost:
+        compute = self.plan.tasks[tid].flops / (len(cores) * self.flops_per_s)
+        return TaskCost(0.0, compute, 0.0, 0.0, {}, 0)
+
+    def finish(self, tid: int, cores: tuple[int, ...]) -> None:
+        pass
+
+    def dram_share_Bps(self, streams: int) -> float:
+        return math.inf

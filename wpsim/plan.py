@@ -1,0 +1,83 @@
+"""A task graph compiled to flat lists for schedulers (the simulator and the real executor).
+
+networkx is the right tool to build and analyse graphs; a scheduler touching every task and edge
+millions of times wants plain lists indexed by task id. :class:`Plan` is that view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from wpsim.graph import Task
+from wpsim.workload import Workload
+
+
+@dataclass(slots=True)
+class Plan:
+    """Flat view of a task graph.
+
+    Attributes
+    ----------
+    tasks : list of Task
+        ``tasks[i]`` is node ``i``.
+    preds, succs : list of list of int
+        Predecessors and successors of each task, sorted by id.
+    pred_bytes : list of list of int
+        Bytes on the edge from ``preds[i][j]`` to ``i``.
+    generation : list of int
+        Wavefront index: the number of tasks on the longest chain of predecessors.
+    workload : Workload
+    """
+
+    tasks: list[Task]
+    preds: list[list[int]]
+    succs: list[list[int]]
+    pred_bytes: list[list[int]]
+    generation: list[int]
+    workload: Workload
+    granularity: str
+    chunk: int
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.tasks)
+
+
+def compile_plan(graph: nx.DiGraph) -> Plan:
+    """Compile ``graph`` (integer nodes ``0..n-1``, as :func:`wpsim.graph.build` makes them).
+
+    Examples
+    --------
+    >>> from wpsim.graph import build
+    >>> from wpsim.workload import Workload
+    >>> plan = compile_plan(build(Workload(cell="rnn", layers=2, hidden=4, input=4, seq_len=3)))
+    >>> plan.generation
+    [0, 1, 2, 1, 2, 3]
+    """
+    n = graph.number_of_nodes()
+    if set(graph.nodes) != set(range(n)):
+        raise ValueError("graph nodes must be the integers 0..n-1")
+    tasks = [graph.nodes[i]["task"] for i in range(n)]
+    pred_adj = graph.pred
+    succ_adj = graph.succ
+    preds = [sorted(pred_adj[i]) for i in range(n)]
+    pred_bytes = [[pred_adj[i][p]["bytes"] for p in preds[i]] for i in range(n)]
+    succs = [sorted(succ_adj[i]) for i in range(n)]
+    generation = [0] * n
+    for v in nx.topological_sort(graph):
+        g = generation[v]
+        for s in succs[v]:
+            if generation[s] <= g:
+                generation[s] = g + 1
+    return Plan(
+        tasks=tasks,
+        preds=preds,
+        succs=succs,
+        pred_bytes=pred_bytes,
+        generation=generation,
+        workload=graph.graph["workload"],
+        granularity=graph.graph["granularity"],
+        chunk=graph.graph["chunk"],
+    )

@@ -1,0 +1,108 @@
+"""Pictures of schedules: Gantt charts coloured by layer and wavefront heat maps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from wpsim.graph import Task
+from wpsim.trace import Trace
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_gantt(
+    ax, trace: Trace, tasks: Sequence[Task], title: str = "", n_layers: int | None = None
+) -> None:
+    """One row per core, one bar per task, coloured by layer (backward tasks hatched)."""
+    plt = _pyplot()
+    layers = n_layers or (max((t.layer for t in tasks), default=0) + 1)
+    cmap = plt.get_cmap("tab10" if layers <= 10 else "viridis")
+    scale, unit = _time_unit(trace.makespan_s)
+    origin = min(trace.start_s, default=0.0)
+    for i, tid in enumerate(trace.task):
+        task = tasks[tid]
+        color = cmap(task.layer % 10 if layers <= 10 else task.layer / max(layers - 1, 1))
+        start = (trace.start_s[i] - origin) * scale
+        width = (trace.end_s[i] - trace.start_s[i]) * scale
+        for core in trace.cores[i]:
+            ax.barh(core, width, left=start, height=0.8, color=color, edgecolor="none",
+                    hatch="//" if task.is_backward else None)  # fmt: skip
+    ax.set_xlabel(f"time ({unit})")
+    ax.set_ylabel("core")
+    ax.invert_yaxis()
+    if title:
+        ax.set_title(title, fontsize=10)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(layer % 10 if layers <= 10 else layer / max(layers - 1, 1)))
+               for layer in range(min(layers, 10))]  # fmt: skip
+    ax.legend(handles, [f"layer {layer}" for layer in range(min(layers, 10))], fontsize=7,
+              loc="upper right", ncol=min(layers, 5))  # fmt: skip
+
+
+def _time_unit(seconds: float) -> tuple[float, str]:
+    if seconds >= 1:
+        return 1.0, "s"
+    if seconds >= 1e-3:
+        return 1e3, "ms"
+    return 1e6, "us"
+
+
+def draw_wavefront_heatmap(ax, trace: Trace, tasks: Sequence[Task], title: str = "") -> None:
+    """Start time of each forward cell on a layer x time grid: diagonals are wavefronts."""
+    import numpy as np
+
+    plt = _pyplot()
+    forward = [(i, tasks[tid]) for i, tid in enumerate(trace.task)
+               if not tasks[tid].is_backward and tasks[tid].kind in ("cell", "rec_proj")]  # fmt: skip
+    if not forward:
+        ax.set_axis_off()
+        return
+    rows = max(t.layer * 2 + t.direction for _, t in forward) + 1
+    cols = max(t.t0 for _, t in forward) + 1
+    grid = np.full((rows, cols), np.nan)
+    scale, unit = _time_unit(trace.makespan_s)
+    origin = min(trace.start_s, default=0.0)
+    for i, t in forward:
+        grid[t.layer * 2 + t.direction, t.t0 : t.t0 + t.steps] = (trace.start_s[i] - origin) * scale
+    keep = [r for r in range(rows) if not np.all(np.isnan(grid[r]))]
+    image = ax.imshow(
+        grid[keep], aspect="auto", origin="lower", cmap="magma", interpolation="nearest"
+    )
+    ax.set_yticks(range(len(keep)))
+    ax.set_yticklabels([f"l{r // 2}{' rev' if r % 2 else ''}" for r in keep], fontsize=7)
+    ax.set_xlabel("time step")
+    ax.set_title(title or "start time of each cell", fontsize=10)
+    plt.colorbar(image, ax=ax, label=f"start ({unit})")
+
+
+def save_schedule_figure(path: str | Path, trace: Trace, tasks: Sequence[Task], title: str,
+                         n_layers: int | None = None) -> None:  # fmt: skip
+    """Gantt chart above, wavefront heat map below."""
+    plt = _pyplot()
+    n_cores = len({c for cores in trace.cores for c in cores})
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 3 + 0.18 * min(n_cores, 48) + 3),
+                                      gridspec_kw={"height_ratios": [max(2, min(n_cores, 48) * 0.18), 2]})  # fmt: skip
+    draw_gantt(top, trace, tasks, title, n_layers)
+    draw_wavefront_heatmap(bottom, trace, tasks)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def save_side_by_side(path: str | Path, measured: Trace, simulated: Trace, tasks: Sequence[Task],
+                      title: str) -> None:  # fmt: skip
+    """Measured Gantt above, simulated below, on the same time axis."""
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    draw_gantt(top, measured, tasks, f"measured: {title}")
+    draw_gantt(bottom, simulated, tasks, f"simulated: {title}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,57 @@
+"""``multiprogram``: N independent instances of the workload share the machine.
+
+The graph holds ``instances`` disjoint copies (each with its own weights); the core groups are
+divided into N contiguous blocks, instance i runs on block i as a wavefront. The speed-up is one of
+throughput: N runs on one core one after the other, against N runs side by side.
+"""
+
+from __future__ import annotations
+
+from wpsim.errors import ConfigError
+from wpsim.plan import Plan
+from wpsim.policies import register
+from wpsim.policies.base import Policy
+from wpsim.policies.wavefront import Wavefront
+
+
+@register
+class MultiProgram(Policy):
+    """Instances on disjoint blocks of cores; a wavefront inside each block."""
+
+    name = "multiprogram"
+    description = "N independent instances on disjoint blocks of cores (throughput)"
+
+    def reset(self, plan: Plan, groups: list[tuple[int, ...]]) -> None:
+        super().reset(plan, groups)
+        n = self.instances
+        if len(groups) < n:
+            raise ConfigError(
+                f"--instances: got {n}, expected at most the {len(groups)} core groups available"
+            )
+        self._block_of_group = [g * n // len(groups) for g in range(len(groups))]
+        self._inner: list[Wavefront] = []
+        for i in range(n):
+            members = [g for g in range(len(groups)) if self._block_of_group[g] == i]
+            inner = Wavefront()
+            inner.reset(plan, [groups[g] for g in members])
+            inner._members = members  # local group index -> global
+            self._inner.append(inner)
+        self._local = {}
+        for inner in self._inner:
+            for local, g in enumerate(inner._members):
+                self._local[g] = local
+
+    def push(self, tid: int) -> None:
+        self._inner[self.plan.tasks[tid].instance].push(tid)
+
+    def assign(self, idle: list[int]) -> list[tuple[int, int]]:
+        out = []
+        for i, inner in enumerate(self._inner):
+            mine = [self._local[g] for g in idle if self._block_of_group[g] == i]
+            if mine:
+                out += [(inner._members[local], tid) for local, tid in inner.assign(mine)]
+        out.sort()
+        return out
+
+    def describe(self) -> str:
+        return f"multiprogram, instances={self.instances}"

@@ -1,0 +1,29 @@
+"""``pipeline``: layers statically mapped to core groups (the accelerator's multithreading mode).
+
+Layer-direction ``i`` (in order instance, layer, direction; the output layer last) lives on group
+``i mod G``; its backward cells and weight gradient stay there too (weights stay put). Each group
+runs its ready tasks oldest wavefront first.
+"""
+
+from __future__ import annotations
+
+from wpsim.plan import Plan
+from wpsim.policies import register
+from wpsim.policies.base import StaticPolicy
+
+
+@register
+class Pipeline(StaticPolicy):
+    """Static layer-to-group mapping, round robin."""
+
+    name = "pipeline"
+    description = "layers statically mapped to cores (round robin), pipelined over time"
+
+    def reset(self, plan: Plan, groups: list[tuple[int, ...]]) -> None:
+        super().reset(plan, groups)
+        keys = sorted({(t.instance, t.layer, t.direction) for t in plan.tasks})
+        index = {key: i % len(groups) for i, key in enumerate(keys)}
+        self._home = [index[(t.instance, t.layer, t.direction)] for t in plan.tasks]
+
+    def home_group(self, tid: int) -> int:
+        return self._home[tid]

@@ -1,0 +1,52 @@
+"""The result of a simulation, an analytic prediction or a measured run (one type for all)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from wpsim.trace import Trace
+
+
+@dataclass
+class Result:
+    """Makespan and what explains it.
+
+    ``speedup`` is ``sequential_s / makespan_s``: one core running the same workload (all
+    instances, for multiprogramming) in layer-major order, under the same model.
+    """
+
+    engine: str  # "simulate", "analytic" or "measured"
+    policy: str
+    cores: int
+    makespan_s: float
+    sequential_s: float
+    n_tasks: int
+    utilization: float  # mean over cores of busy time / makespan
+    dram_bytes: float
+    level_bytes: dict[str, float] = field(default_factory=dict)
+    per_core_utilization: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    trace: Trace | None = field(default=None, repr=False)
+    tasks: list | None = field(default=None, repr=False)  # the simulated graph's tasks, by id
+
+    @property
+    def speedup(self) -> float:
+        return self.sequential_s / self.makespan_s if self.makespan_s else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no trace)."""
+        out = {
+            "engine": self.engine,
+            "policy": self.policy,
+            "cores": self.cores,
+            "makespan_s": self.makespan_s,
+            "sequential_s": self.sequential_s,
+            "speedup": self.speedup,
+            "n_tasks": self.n_tasks,
+            "utilization": self.utilization,
+            "dram_bytes": self.dram_bytes,
+            "level_bytes": dict(self.level_bytes),
+        }
+        out.update(self.extra)
+        return out
