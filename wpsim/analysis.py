@@ -39,6 +39,54 @@ def work(graph: nx.DiGraph) -> dict[str, float]:
     return {"n_tasks": graph.number_of_nodes(), "total_flops": total}
 
 
+def _longest_chains(
+    graph: nx.DiGraph,
+) -> tuple[list[int], dict[int, int], dict[int, float], dict[int, int], dict[int, int]]:
+    """One linear pass (Kahn's order, lowest id first among the ready): for every node the
+    number of tasks and the flops on the longest chain ending there, and the best predecessor of
+    each (ties to the lowest id)."""
+    pred = graph.pred
+    succ = graph.succ
+    nodes = graph.nodes
+    indegree = {v: len(pred[v]) for v in graph}
+    frontier = sorted(v for v, d in indegree.items() if d == 0)
+    order: list[int] = []
+    tasks_to: dict[int, int] = {}
+    flops_to: dict[int, float] = {}
+    best_t: dict[int, int] = {}
+    best_f: dict[int, int] = {}
+    while frontier:
+        next_frontier: list[int] = []
+        for v in frontier:
+            order.append(v)
+            bt, bf, at, af = 0, 0.0, -1, -1
+            for u in pred[v]:
+                tu, fu = tasks_to[u], flops_to[u]
+                if tu > bt or (tu == bt and at >= 0 and u < at):
+                    bt, at = tu, u
+                if fu > bf or (fu == bf and af >= 0 and u < af):
+                    bf, af = fu, u
+            tasks_to[v] = bt + 1
+            flops_to[v] = bf + nodes[v]["task"].flops
+            best_t[v], best_f[v] = at, af
+            for w in succ[v]:
+                indegree[w] -= 1
+                if indegree[w] == 0:
+                    next_frontier.append(w)
+        frontier = sorted(next_frontier)
+    if len(order) != graph.number_of_nodes():
+        raise nx.NetworkXUnfeasible("the task graph has a cycle")
+    return order, tasks_to, flops_to, best_t, best_f
+
+
+def _trace_back(end: int, best: dict[int, int]) -> list[int]:
+    path = [end]
+    while best[path[-1]] >= 0:
+        path.append(best[path[-1]])
+    path.reverse()
+    return path
+
+
 def critical_path(graph: nx.DiGraph, weight: str | None = None) -> tuple[float, list[int]]:
     """Longest path through the DAG, counting tasks (``weight=None``) or flops (``"flops"``).
 
@@ -57,46 +105,45 @@ def critical_path(graph: nx.DiGraph, weight: str | None = None) -> tuple[float, 
     >>> length, len(path)
     (7, 7)
     """
-    nodes = graph.nodes
-    dist: dict[int, float] = {}
-    best_pred: dict[int, int | None] = {}
-    for v in nx.lexicographical_topological_sort(graph):
-        cost = 1 if weight is None else getattr(nodes[v]["task"], weight)
-        best, arg = 0.0, None
-        for u in graph.predecessors(v):
-            du = dist[u]
-            if du > best or (du == best and arg is not None and u < arg):
-                best, arg = du, u
-        dist[v] = best + cost
-        best_pred[v] = arg
-    if not dist:
+    if weight not in (None, "flops"):
+        raise ValueError(f"weight: got {weight!r}, expected None or 'flops'")
+    if graph.number_of_nodes() == 0:
         return 0, []
+    _, tasks_to, flops_to, best_t, best_f = _longest_chains(graph)
+    dist, best = (tasks_to, best_t) if weight is None else (flops_to, best_f)
     end = max(dist, key=lambda v: (dist[v], -v))
-    path = [end]
-    while best_pred[path[-1]] is not None:
-        path.append(best_pred[path[-1]])
-    path.reverse()
-    length = dist[end]
-    return (int(length) if weight is None else length), path
+    return dist[end], _trace_back(end, best)
 
 
 def generations(graph: nx.DiGraph) -> list[list[int]]:
     """Topological generations (wavefronts): generation g holds the tasks whose longest chain of
     predecessors has g tasks. Each generation is sorted by node id."""
-    return [sorted(gen) for gen in nx.topological_generations(graph)]
+    if graph.number_of_nodes() == 0:
+        return []
+    _, tasks_to, _, _, _ = _longest_chains(graph)
+    out: list[list[int]] = [[] for _ in range(max(tasks_to.values()))]
+    for v in sorted(tasks_to):
+        out[tasks_to[v] - 1].append(v)
+    return out
 
 
 def parallelism_profile(graph: nx.DiGraph) -> list[int]:
     """Width of each wavefront (number of tasks per topological generation)."""
-    return [len(gen) for gen in nx.topological_generations(graph)]
+    return [len(gen) for gen in generations(graph)]
 
 
 def summarize(graph: nx.DiGraph) -> dict[str, Any]:
-    """Every analysis number ``wpsim graph`` prints, as a JSON-ready dict."""
+    """Every analysis number ``wpsim graph`` prints, as a JSON-ready dict (one linear pass)."""
     w = work(graph)
-    span_tasks, _ = critical_path(graph)
-    span_flops, _ = critical_path(graph, weight="flops")
-    profile = parallelism_profile(graph)
+    if w["n_tasks"]:
+        _, tasks_to, flops_to, _, _ = _longest_chains(graph)
+        span_tasks = max(tasks_to.values())
+        span_flops = max(flops_to.values())
+        profile = [0] * span_tasks
+        for depth in tasks_to.values():
+            profile[depth - 1] += 1
+    else:
+        span_tasks, span_flops, profile = 0, 0.0, []
     return {
         "n_tasks": w["n_tasks"],
         "n_edges": graph.number_of_edges(),

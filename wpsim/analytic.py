@@ -33,6 +33,7 @@ Makespan, with ``c_l`` the steady cost of a task of layer l and ``n`` time-chunk
 from __future__ import annotations
 
 import math
+
 from wpsim.cost import DRAM, CpuCostModel
 from wpsim.errors import ConfigError
 from wpsim.graph import build
@@ -103,11 +104,11 @@ class _Costs:
             return t.flops / (self.k * 1e9)
         m = self.machine
         compute = self.model.compute_s(tid, self.k)
-        level, bandwidth = self.level.get(t.weights, (DRAM, None))
+        bandwidth = self.level.get(t.weights, (DRAM, None))[1]
         cold = bool(t.weights) and t.weights not in self.cold_done
         if cold:
             self.cold_done.add(t.weights)
-            level, bandwidth = DRAM, None
+            bandwidth = None
         weight_bytes = sum(size for _, size in t.weights) / self.k
         if bandwidth is None:
             share = self.model.dram_share_Bps(1 if cold else self.streams)

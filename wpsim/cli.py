@@ -124,7 +124,7 @@ def _load_command_modules() -> None:
     """Import the modules that register further sub-commands (kept out of start-up otherwise)."""
     import importlib
 
-    for name in ("wpsim.cli_sim", "wpsim.cli_real", "wpsim.cli_sweep"):
+    for name in ("wpsim.cli_sim", "wpsim.cli_real", "wpsim.cli_calibrate", "wpsim.cli_sweep"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as error:

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from wpsim.cli import add_workload_args, positive_int, print_json, resolve_workload
-from wpsim.errors import ConfigError
 from wpsim.hardware import load_machine, resolve_machine_path
 from wpsim.result import Result
 
@@ -84,10 +83,6 @@ def format_result(result: Result, workload, title: str) -> str:
 def _emit(args: argparse.Namespace, result: Result, engine: str) -> int:
     workload = resolve_workload(args.workload)
     if getattr(args, "trace", None) or getattr(args, "gantt", None):
-        if result.trace is None:
-            raise ConfigError(
-                "--trace/--gantt need a simulation (wpsim simulate), not a prediction"
-            )
         tasks = result.tasks
         labels = [t.label for t in tasks]
         if args.trace:
@@ -155,7 +150,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     baseline = results.get("layerwise")
     if args.json:
         rows = []
-        for name, r in results.items():
+        for r in results.values():
             row = r.to_dict()
             row["speedup_vs_layerwise"] = baseline.makespan_s / r.makespan_s if baseline else None
             rows.append(row)
@@ -168,7 +163,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     header = f"  {'policy':<14}{'makespan':>14}{'vs sequential':>15}{'vs layerwise':>14}{'DRAM':>12}{'util':>7}"
     print(header)
     print("  " + "-" * (len(header) - 2))
-    for name, r in results.items():
+    for r in results.values():
         vs_lw = f"{baseline.makespan_s / r.makespan_s:.2f}x" if baseline else "-"
         print(f"  {r.policy:<14}{r.makespan_s * 1e3:>11.3f} ms{r.speedup:>14.2f}x{vs_lw:>14}"
               f"{r.dram_bytes / 1e6:>9.1f} MB{100 * r.utilization:>6.0f}%")  # fmt: skip

@@ -200,14 +200,21 @@ class _Builder:
         self.graph = graph
         self.w = workload
         self.next_id = graph.number_of_nodes()
+        self.pending: list[tuple[int, dict]] = []
         self._weights_cache: dict[tuple, Weights] = {}
 
     # ---- primitives -------------------------------------------------------------------
     def add(self, **fields) -> int:
         task = Task(id=self.next_id, **fields)
-        self.graph.add_node(task.id, task=task)
+        self.pending.append((task.id, {"task": task}))
         self.next_id += 1
         return task.id
+
+    def flush(self, edges: list[tuple[int, int, int]]) -> None:
+        """Insert the tasks added so far, then ``edges`` (networkx is faster in bulk)."""
+        self.graph.add_nodes_from(self.pending)
+        self.pending = []
+        self.graph.add_weighted_edges_from(edges, weight="bytes")
 
     def weights(self, instance: int, layer: int, direction: int, parts: str) -> Weights:
         key = (instance, layer, direction, parts)
@@ -298,7 +305,7 @@ class _Builder:
             below = current
         if w.output != "none":
             self._add_output_tasks(instance, chunks, below, edges)
-        self.graph.add_weighted_edges_from(edges, weight="bytes")
+        self.flush(edges)
 
     def _add_output_tasks(self, instance, chunks, top, edges, kind="output") -> list[int]:
         w = self.w
@@ -400,13 +407,13 @@ class _Builder:
                         in_bytes=b * o * s, out_bytes=b * o * s, instance=instance,
                     )  # fmt: skip
                     edges.append((op, sm, b * o * s))
-        self.graph.add_weighted_edges_from(edges, weight="bytes")
+        self.flush(edges)
 
     # ---- training -----------------------------------------------------------------------
     def add_backward(self) -> None:
         """Mirror every forward task, transpose the edges, add per-layer weight gradients."""
         graph = self.graph
-        forward = [graph.nodes[v]["task"] for v in sorted(graph.nodes)]
+        forward = [graph.nodes[v]["task"] for v in range(graph.number_of_nodes())]
         offset = self.next_id
         edges: list[tuple[int, int, int]] = []
         for task in forward:
@@ -441,7 +448,7 @@ class _Builder:
             )  # fmt: skip
             for t in tasks:
                 edges.append((offset + t.id, wid, t.in_bytes))
-        graph.add_weighted_edges_from(edges, weight="bytes")
+        self.flush(edges)
 
 
 # ---- generalized graph analysis (op granularity) ------------------------------------------

@@ -1,0 +1,198 @@
+"""The simulator: policies, cache and bandwidth effects, determinism, traces, hooks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import make_machine
+
+from wpsim.engine import simulate
+from wpsim.errors import ConfigError
+from wpsim.graph import build
+from wpsim.plan import compile_plan
+from wpsim.policies import available, get_policy, register
+from wpsim.policies.base import DynamicPolicy
+from wpsim.workload import Workload
+
+POLICIES = ["sequential", "layerwise", "wavefront", "pipeline", "helper", "multiprogram"]
+
+
+def lstm(**kw) -> Workload:
+    base = dict(cell="lstm", layers=3, hidden=64, input=64, seq_len=12)
+    return Workload(**{**base, **kw})
+
+
+def assert_valid_schedule(result, workload, policy_name, chunk=1):
+    """Every dependency respected; no core runs two tasks at once; every task ran once."""
+    policy = get_policy(policy_name, instances=2 if policy_name == "multiprogram" else 1)
+    plan = compile_plan(build(workload, **policy.graph_options(workload, chunk)))
+    trace = result.trace
+    assert sorted(trace.task) == list(range(plan.n_tasks))
+    index = trace.by_task()
+    for tid in range(plan.n_tasks):
+        start = trace.start_s[index[tid]]
+        for p in plan.preds[tid]:
+            assert trace.end_s[index[p]] <= start + 1e-15
+    per_core: dict[int, list[tuple[float, float]]] = {}
+    for cores, s, e in zip(trace.cores, trace.start_s, trace.end_s, strict=True):
+        for c in cores:
+            per_core.setdefault(c, []).append((s, e))
+    for spans in per_core.values():
+        spans.sort()
+        for (_, e0), (s1, _) in zip(spans, spans[1:], strict=False):
+            assert s1 >= e0 - 1e-15
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("kw", [{}, {"bidirectional": True}, {"phase": "training"},
+                                {"output": "softmax", "output_size": 10}])  # fmt: skip
+def test_every_policy_gives_a_valid_schedule(policy, kw):
+    w = lstm(**kw)
+    p = get_policy(policy, instances=2 if policy == "multiprogram" else 1)
+    r = simulate(w, make_machine(cores=4), p)
+    assert_valid_schedule(r, w, policy)
+    assert r.makespan_s > 0 and r.sequential_s > 0
+    assert 0 < r.utilization <= 1 + 1e-9
+
+
+def test_registry_lists_builtins_and_rejects_unknown():
+    assert set(POLICIES) <= set(available())
+    with pytest.raises(ConfigError, match="--policy: got 'fastest'"):
+        get_policy("fastest")
+
+
+def test_a_student_policy_in_one_class():
+    @register
+    class DeepestFirst(DynamicPolicy):
+        name = "test-deepest-first"
+
+        def priority(self, tid):
+            return (-self.plan.tasks[tid].layer, self.plan.generation[tid], tid)
+
+    w = lstm()
+    r = simulate(w, make_machine(cores=2), "test-deepest-first")
+    assert_valid_schedule(r, w, "test-deepest-first")
+
+
+def test_same_inputs_same_trace():
+    w = lstm(bidirectional=True, phase="training")
+    runs = [simulate(w, make_machine(cores=3), "wavefront") for _ in range(2)]
+    a, b = (r.trace for r in runs)
+    assert a.task == b.task and a.cores == b.cores
+    assert a.start_s == b.start_s and a.end_s == b.end_s
+
+
+def test_weights_that_fit_private_cache_hit_from_the_second_step():
+    # one layer: W_ih + W_hh = 2 x 4*64*64*4 B = 128 KiB, fits a 1 MiB L2 (not the 32 KiB L1)
+    w = lstm(layers=1)
+    r = simulate(w, make_machine(cores=1), "sequential")
+    trace = r.trace
+    first, rest = trace.records().__next__(), list(trace.records())[1:]
+    assert first["DRAM_bytes"] > 0 and not first["hit"]
+    assert all(rec["L2_bytes"] > 0 and rec["DRAM_bytes"] == 0 and rec["hit"] for rec in rest)
+
+
+def test_weights_larger_than_the_shared_cache_come_from_dram_and_contend():
+    # H=512 LSTM layer: 2 x 4 MiB of weights > a 2 MiB LLC -> every step streams from DRAM
+    w = Workload(cell="lstm", layers=1, hidden=512, input=512, seq_len=4)
+    alone = simulate(w, make_machine(cores=2, l2_bytes=256 << 10, llc_bytes=2 << 20), "sequential")
+    assert all(not rec["hit"] for rec in alone.trace.records())
+    # two independent instances on two cores share the DRAM bandwidth: each step twice as long
+    both = simulate(w, make_machine(cores=2, l2_bytes=256 << 10, llc_bytes=2 << 20),
+                    get_policy("multiprogram", instances=2))  # fmt: skip
+    assert both.makespan_s == pytest.approx(2 * alone.makespan_s, rel=0.02)
+    # with per-core bandwidth the limit (not the socket), they do not slow each other down
+    roomy = make_machine(cores=2, l2_bytes=256 << 10, llc_bytes=2 << 20, dram_Bps=40e9)
+    both_roomy = simulate(w, roomy, get_policy("multiprogram", instances=2))
+    assert both_roomy.makespan_s == pytest.approx(alone.makespan_s, rel=0.02)
+
+
+def test_processor_sharing_reschedules_running_tasks():
+    # instance 1 is one step shorter: when it finishes, instance 0 gets the full bandwidth back
+    m = make_machine(cores=2, l2_bytes=256 << 10, llc_bytes=2 << 20)
+    w = Workload(cell="lstm", layers=1, hidden=512, input=512, seq_len=3)
+    r = simulate(w, m, get_policy("multiprogram", instances=2))
+    ends = sorted(r.trace.end_s)
+    assert ends[-1] == pytest.approx(ends[-2], rel=1e-9)  # symmetric: both end together
+
+
+def test_layerwise_slice_that_fits_a_core_cache_stays_there():
+    # H=256: W_hh = 4*256*256*4 = 1 MiB; a quarter per core (256 KiB) fits L2 but the whole
+    # matrix does not fit one core's 512 KiB L2
+    w = Workload(cell="lstm", layers=1, hidden=256, input=256, seq_len=6)
+    m = make_machine(cores=4, l2_bytes=512 << 10, llc_bytes=2 << 20)
+    r = simulate(w, m, "layerwise")
+    records = list(r.trace.records())
+    cells = [
+        rec for rec, tid in zip(records, r.trace.task, strict=True) if r.tasks[tid].kind == "cell"
+    ]
+    assert cells[0]["DRAM_bytes"] > 0
+    assert all(rec["L2_bytes"] > 0 and rec["DRAM_bytes"] == 0 for rec in cells[1:])
+    single = simulate(w, m, "sequential")
+    assert all(rec["L2_bytes"] == 0 for rec in list(single.trace.records())[1:])
+
+
+def test_wavefront_keeps_a_layer_on_its_core():
+    w = lstm(layers=2, seq_len=20)
+    r = simulate(w, make_machine(cores=2), "wavefront")
+    cores_of_layer = {}
+    for tid, cores in zip(r.trace.task, r.trace.cores, strict=True):
+        cores_of_layer.setdefault(r.tasks[tid].layer, set()).update(cores)
+    assert all(len(c) == 1 for c in cores_of_layer.values())
+    assert r.level_bytes["DRAM"] == pytest.approx(sum(size for k, size in r.tasks[0].weights) +
+                                                  sum(size for k, size in r.tasks[20].weights))  # fmt: skip
+
+
+def test_pipeline_maps_layers_round_robin():
+    w = lstm(layers=4, seq_len=5)
+    r = simulate(w, make_machine(cores=2), "pipeline")
+    for tid, cores in zip(r.trace.task, r.trace.cores, strict=True):
+        assert cores == (r.tasks[tid].layer % 2,)
+
+
+def test_helpers_split_cells_and_pay_synchronisation():
+    w = lstm(layers=2, seq_len=6)
+    m = make_machine(cores=4)
+    r = simulate(w, m, get_policy("wavefront", helpers=2))
+    assert all(len(c) == 2 for c in r.trace.cores)
+    ideal = simulate(w, m, get_policy("wavefront", helpers=2), cost="ideal")
+    assert ideal.makespan_s < simulate(w, m, "wavefront", cost="ideal").makespan_s
+
+
+def test_bad_options_are_one_line_errors():
+    w = lstm()
+    with pytest.raises(ConfigError, match="--helpers"):
+        simulate(w, make_machine(cores=2), get_policy("wavefront", helpers=3))
+    with pytest.raises(ConfigError, match="--instances"):
+        simulate(w, make_machine(cores=2), get_policy("multiprogram", instances=3))
+    with pytest.raises(ConfigError, match="--cores"):
+        simulate(w, make_machine(cores=2), "wavefront", cores=5)
+
+
+def test_dispatch_overhead_and_corun_slowdown_add_time():
+    w = lstm()
+    base = simulate(w, make_machine(cores=2), "wavefront").makespan_s
+    assert simulate(w, make_machine(cores=2, dispatch_s=1e-6), "wavefront").makespan_s > base
+    assert simulate(w, make_machine(cores=2, corun=0.3), "wavefront").makespan_s > base
+
+
+def test_hooks_see_every_task_and_chrome_trace_loads(tmp_path):
+    seen = []
+    w = lstm(layers=2, seq_len=4)
+    r = simulate(w, make_machine(cores=2), "wavefront", hooks=[seen.append])
+    assert sorted(rec["task"] for rec in seen) == list(range(8))
+    path = tmp_path / "t.json"
+    r.trace.to_chrome(path, [t.label for t in r.tasks], [t.layer for t in r.tasks])
+    events = [e for e in json.loads(path.read_text())["traceEvents"] if e["ph"] == "X"]
+    assert len(events) == 8 and {e["tid"] for e in events} == {0, 1}
+    assert all(e["dur"] > 0 for e in events)
+    r.trace.to_csv(tmp_path / "t.csv", [t.label for t in r.tasks])
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == 9
+
+
+def test_trace_memory_grows_with_tasks_not_time():
+    # ten times longer steps (10x hidden work) do not add records
+    short = simulate(lstm(hidden=16, input=16), make_machine(cores=2), "wavefront")
+    long = simulate(lstm(hidden=160, input=160), make_machine(cores=2), "wavefront")
+    assert len(short.trace) == len(long.trace) == short.n_tasks
