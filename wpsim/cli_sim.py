@@ -93,7 +93,8 @@ def _emit(args: argparse.Namespace, result: Result, engine: str) -> int:
 
             save_schedule_figure(args.gantt, result.trace, tasks,
                                  f"{workload.name or 'workload'}: {result.policy} on {result.cores} cores",
-                                 workload.layers + (1 if workload.output != "none" else 0))  # fmt: skip
+                                 workload.layers + (1 if workload.output != "none" else 0),
+                                 result.cores)  # fmt: skip
     if args.json:
         print_json(result.to_dict())
         return 0

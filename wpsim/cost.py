@@ -189,8 +189,10 @@ class CpuCostModel:
                 fitting = self._fitting_private[part] = [
                     i for i, level in enumerate(self.private) if part <= level.size_bytes
                 ]
-            for index in fitting:
+            hit_index = len(fitting)
+            for position, index in enumerate(fitting):
                 if lrus[index].lookup(block):
+                    hit_index = position
                     name = self.private_names[index]
                     cache_s += part / self.private_bw[index]
                     break
@@ -201,9 +203,9 @@ class CpuCostModel:
                 else:
                     name = DRAM
                     dram += part
-                if socket_lru is not None:
-                    socket_lru.insert(block, part)
-            for index in fitting:
+                    if socket_lru is not None:
+                        socket_lru.insert(block, part)
+            for index in fitting[:hit_index]:  # now also resident in the smaller levels
                 lrus[index].insert(block, part)
             level_bytes[name] = level_bytes.get(name, 0.0) + part
         return level_bytes, cache_s, dram

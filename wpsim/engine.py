@@ -120,7 +120,6 @@ def run_plan(
         sockets_of_group.append(by_socket)
     busy_on_socket = [0] * n_sockets
     dram = DramPool(env, cost, n_sockets)
-    inf = math.inf
     state = {"done": 0, "pending_dispatch": False}
 
     def dispatch(current: int | None) -> int | None:
@@ -143,41 +142,50 @@ def run_plan(
         state["pending_dispatch"] = False
         dispatch(None)
 
+    append = trace.append
+    push = policy.push
+    timeout = env.timeout
+    cost_start = cost.start
+    cost_finish = cost.finish
+
     def group_process(g: int):
         cores = groups[g]
+        n_cores = len(cores)
         socket = socket_of_group[g]
         tid = yield wake[g]
         while True:
             start = env.now
-            tc = cost.start(tid, cores, busy_on_socket[socket])
-            busy_on_socket[socket] += len(cores)
+            tc = cost_start(tid, cores, busy_on_socket[socket])
+            busy_on_socket[socket] += n_cores
             if tc.dram_bytes:
                 yield dram.join(g, tc, sockets_of_group[g])
                 dram.leave(g)
             else:
-                yield env.timeout(tc.duration(inf))
+                yield timeout(
+                    tc.fixed_s + (tc.compute_s if tc.compute_s > tc.cache_s else tc.cache_s)
+                )
             end = env.now
-            busy_on_socket[socket] -= len(cores)
-            cost.finish(tid, cores)
-            trace.append(tid, cores, start, end, tc.level_bytes, DRAM not in tc.level_bytes,
-                         tc.handoff_bytes)  # fmt: skip
+            busy_on_socket[socket] -= n_cores
+            cost_finish(tid, cores)
+            level_bytes = tc.level_bytes
+            append(tid, cores, start, end, level_bytes, DRAM not in level_bytes, tc.handoff_bytes)
             if hooks:
                 record = {"task": tid, "cores": cores, "start_s": start, "end_s": end,
-                          "level_bytes": tc.level_bytes}  # fmt: skip
+                          "level_bytes": level_bytes}  # fmt: skip
                 for hook in hooks:
                     hook(record)
             state["done"] += 1
             for s in succs[tid]:
                 remaining[s] -= 1
                 if remaining[s] == 0:
-                    policy.push(s)
+                    push(s)
             is_idle[g] = True
             nxt = None
-            if env.peek() == env.now:
+            if env.peek() == end:
                 # other events are due now: decide once all of them have been seen
                 if not state["pending_dispatch"]:
                     state["pending_dispatch"] = True
-                    env.timeout(0).callbacks.append(deferred_dispatch)
+                    timeout(0).callbacks.append(deferred_dispatch)
             else:
                 nxt = dispatch(g)
             if nxt is None:

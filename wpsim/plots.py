@@ -19,9 +19,14 @@ def _pyplot():
 
 
 def draw_gantt(
-    ax, trace: Trace, tasks: Sequence[Task], title: str = "", n_layers: int | None = None
+    ax,
+    trace: Trace,
+    tasks: Sequence[Task],
+    title: str = "",
+    n_layers: int | None = None,
+    n_cores: int | None = None,
 ) -> None:
-    """One row per core, one bar per task, coloured by layer (backward tasks hatched)."""
+    """One row per core (idle ones too), one bar per task, coloured by layer (backward hatched)."""
     plt = _pyplot()
     layers = n_layers or (max((t.layer for t in tasks), default=0) + 1)
     cmap = plt.get_cmap("tab10" if layers <= 10 else "viridis")
@@ -35,15 +40,19 @@ def draw_gantt(
         for core in trace.cores[i]:
             ax.barh(core, width, left=start, height=0.8, color=color, edgecolor="none",
                     hatch="//" if task.is_backward else None)  # fmt: skip
+    from matplotlib.ticker import MaxNLocator
+
+    rows = n_cores or (max((c for cores in trace.cores for c in cores), default=0) + 1)
+    ax.set_ylim(rows - 0.5, -0.5)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(f"time ({unit})")
     ax.set_ylabel("core")
-    ax.invert_yaxis()
     if title:
         ax.set_title(title, fontsize=10)
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(layer % 10 if layers <= 10 else layer / max(layers - 1, 1)))
                for layer in range(min(layers, 10))]  # fmt: skip
-    ax.legend(handles, [f"layer {layer}" for layer in range(min(layers, 10))], fontsize=7,
-              loc="upper right", ncol=min(layers, 5))  # fmt: skip
+    ax.legend(handles, [f"layer {layer}" for layer in range(min(layers, 10))], fontsize=7, bbox_to_anchor=(1.0, 1.0),
+              loc="upper left", ncol=1)  # fmt: skip
 
 
 def _time_unit(seconds: float) -> tuple[float, str]:
@@ -83,13 +92,13 @@ def draw_wavefront_heatmap(ax, trace: Trace, tasks: Sequence[Task], title: str =
 
 
 def save_schedule_figure(path: str | Path, trace: Trace, tasks: Sequence[Task], title: str,
-                         n_layers: int | None = None) -> None:  # fmt: skip
+                         n_layers: int | None = None, n_cores: int | None = None) -> None:  # fmt: skip
     """Gantt chart above, wavefront heat map below."""
     plt = _pyplot()
-    n_cores = len({c for cores in trace.cores for c in cores})
+    n_cores = n_cores or len({c for cores in trace.cores for c in cores})
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 3 + 0.18 * min(n_cores, 48) + 3),
                                       gridspec_kw={"height_ratios": [max(2, min(n_cores, 48) * 0.18), 2]})  # fmt: skip
-    draw_gantt(top, trace, tasks, title, n_layers)
+    draw_gantt(top, trace, tasks, title, n_layers, n_cores)
     draw_wavefront_heatmap(bottom, trace, tasks)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
