@@ -15,7 +15,6 @@ same trace.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
