@@ -74,8 +74,10 @@ def test_greedy_schedules_within_work_span_bounds(
 
 
 @pytest.mark.parametrize("policy", IDEAL_POLICIES + ["multiprogram"])
-def test_model_prediction_tracks_simulation(policy):
-    w = Workload(cell="lstm", layers=4, hidden=256, input=256, seq_len=40)
+@pytest.mark.parametrize("kw", [{}, {"bidirectional": True}, {"phase": "training", "batch": 4}],
+                         ids=["uni", "bidirectional", "training"])  # fmt: skip
+def test_model_prediction_tracks_simulation(policy, kw):
+    w = Workload(cell="lstm", layers=4, hidden=256, input=256, seq_len=40, **kw)
     m = make_machine(cores=4, l2_bytes=1 << 20, llc_bytes=16 << 20)
     p = get_policy(policy, instances=2 if policy == "multiprogram" else 1)
     sim = simulate(w, m, p)

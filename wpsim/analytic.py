@@ -66,10 +66,18 @@ class _Costs:
         self.n_groups = len(groups)
         self.model = CpuCostModel(machine, plan)
         w = plan.workload
-        block_bytes = {key: size for t in plan.tasks for key, size in t.weights}
-        total = sum(block_bytes.values())
-        layer_keys = {(t.instance, t.layer, t.direction) for t in plan.tasks if t.weights}
-        n_layers = max(len(layer_keys), 1)
+        # The live working set: the most weight bytes (and layers) any one wavefront touches.
+        # Weight gradients are written once at the end and are not part of it.
+        blocks_by_generation: dict[int, dict[str, int]] = {}
+        layers_by_generation: dict[int, set[tuple]] = {}
+        for tid, t in enumerate(plan.tasks):
+            if t.kind == "wgrad" or not t.weights:
+                continue
+            g = plan.generation[tid]
+            blocks_by_generation.setdefault(g, {}).update(t.weights)
+            layers_by_generation.setdefault(g, set()).add((t.instance, t.layer, t.direction))
+        total = max((sum(b.values()) for b in blocks_by_generation.values()), default=0)
+        n_layers = max((len(keys) for keys in layers_by_generation.values()), default=1)
         name = policy.name
         width = self._width(w)
         used_cores = self.k * self.n_groups
@@ -138,7 +146,7 @@ def _band_makespan(layer_costs: list[float], chunks: int, groups: int) -> float:
 
 def _critical_path_s(plan: Plan, cost_of) -> float:
     finish = [0.0] * plan.n_tasks
-    for tid in range(plan.n_tasks):  # ids are a topological order for built graphs
+    for tid in plan.order:
         ready = max((finish[p] for p in plan.preds[tid]), default=0.0)
         finish[tid] = ready + cost_of[tid]
     return max(finish, default=0.0)

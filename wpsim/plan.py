@@ -28,6 +28,9 @@ class Plan:
         Bytes on the edge from ``preds[i][j]`` to ``i``.
     generation : list of int
         Wavefront index: the number of tasks on the longest chain of predecessors.
+    order : list of int
+        A topological order (task ids are not one: reverse-direction and backward chains run
+        from higher to lower ids).
     workload : Workload
     """
 
@@ -36,6 +39,7 @@ class Plan:
     succs: list[list[int]]
     pred_bytes: list[list[int]]
     generation: list[int]
+    order: list[int]
     workload: Workload
     granularity: str
     chunk: int
@@ -66,7 +70,8 @@ def compile_plan(graph: nx.DiGraph) -> Plan:
     pred_bytes = [[pred_adj[i][p]["bytes"] for p in preds[i]] for i in range(n)]
     succs = [sorted(succ_adj[i]) for i in range(n)]
     generation = [0] * n
-    for v in nx.topological_sort(graph):
+    order = list(nx.topological_sort(graph))
+    for v in order:
         g = generation[v]
         for s in succs[v]:
             if generation[s] <= g:
@@ -77,6 +82,7 @@ def compile_plan(graph: nx.DiGraph) -> Plan:
         succs=succs,
         pred_bytes=pred_bytes,
         generation=generation,
+        order=order,
         workload=graph.graph["workload"],
         granularity=graph.graph["granularity"],
         chunk=graph.graph["chunk"],
