@@ -169,7 +169,10 @@ def build(
         raise ConfigError(f"--instances: got {instances}, expected an integer >= 1")
     if hoist_input is not None:
         if granularity != "cell":
-            raise ConfigError("hoist_input applies to cell granularity only")
+            raise ConfigError(
+                "--granularity op: the layerwise policy (one input GEMM per layer) runs the cell"
+                " graph; use --granularity cell"
+            )
         if hoist_input < 1:
             raise ConfigError(f"hoist_input: got {hoist_input}, expected an integer >= 1")
     graph = nx.DiGraph(
