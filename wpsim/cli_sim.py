@@ -161,12 +161,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(
         f"{engine}: {workload.name or 'workload'} on {machine.name}, {cores} cores, chunk {args.chunk}"
     )
-    header = f"  {'policy':<14}{'makespan':>14}{'vs sequential':>15}{'vs layerwise':>14}{'DRAM':>12}{'util':>7}"
+    width = max(14, *(len(r.policy) + 2 for r in results.values()))
+    header = f"  {'policy':<{width}}{'makespan':>14}{'vs sequential':>15}{'vs layerwise':>14}{'DRAM':>12}{'util':>7}"
     print(header)
     print("  " + "-" * (len(header) - 2))
     for r in results.values():
         vs_lw = f"{baseline.makespan_s / r.makespan_s:.2f}x" if baseline else "-"
-        print(f"  {r.policy:<14}{r.makespan_s * 1e3:>11.3f} ms{r.speedup:>14.2f}x{vs_lw:>14}"
+        print(f"  {r.policy:<{width}}{r.makespan_s * 1e3:>11.3f} ms{r.speedup:>14.2f}x{vs_lw:>14}"
               f"{r.dram_bytes / 1e6:>9.1f} MB{100 * r.utilization:>6.0f}%")  # fmt: skip
     return 0
 

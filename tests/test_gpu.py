@@ -1,0 +1,235 @@
+"""GPU models: on-chip capacity of persistent kernels, step-time mechanisms, algorithms.
+
+The tests pin the mechanisms (capacity limits, latency- vs throughput-bound steps, what each
+synchronisation and layout optimisation changes), not the published headline numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wpsim.accel import gpu
+from wpsim.accel.gpu import DIAMOS_2016, ZHU_2018, PersistentKernel
+from wpsim.accel.machines import GpuMachine
+from wpsim.cli import main
+from wpsim.engine import simulate as cpu_simulate
+from wpsim.errors import ConfigError
+from wpsim.hardware import HW_CONFIG_DIR, load_machine
+from wpsim.workload import Workload
+
+
+@pytest.fixture(scope="module")
+def titanx() -> GpuMachine:
+    return load_machine(HW_CONFIG_DIR / "titanx_maxwell.yaml")
+
+
+@pytest.fixture(scope="module")
+def v100() -> GpuMachine:
+    return load_machine(HW_CONFIG_DIR / "v100.yaml")
+
+
+def rnn(hidden: int = 1152, batch: int = 4, **kw) -> Workload:
+    return Workload(cell=kw.pop("cell", "rnn"), hidden=hidden, input=kw.pop("input", hidden),
+                    seq_len=kw.pop("seq_len", 16), batch=batch, **kw)  # fmt: skip
+
+
+# ---- machine files ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stem", ["titanx_maxwell", "v100"])
+def test_gpu_files_load_with_their_spec_values(stem: str) -> None:
+    machine = load_machine(HW_CONFIG_DIR / f"{stem}.yaml")
+    assert machine.kind == "gpu"
+    expected = {"titanx_maxwell": (24, 6.144e12), "v100": (80, 15.6672e12)}[stem]
+    assert machine.sms == expected[0]
+    assert machine.peak_flops("float32") == pytest.approx(expected[1])
+
+
+def test_titanx_register_file_is_the_readme_6_3_mb(titanx) -> None:
+    assert titanx.register_file_bytes == pytest.approx(6.29e6, rel=0.01)
+
+
+def test_gpu_files_share_the_rules_that_have_no_spec(titanx, v100) -> None:
+    assert titanx.persistent == v100.persistent
+    assert titanx.gemm == v100.gemm
+    assert titanx.kernel_launch_s == v100.kernel_launch_s
+    # the global barrier is the same number of L2 round trips on both
+    ratio = titanx.sync.global_barrier_s / titanx.l2.latency_s
+    assert v100.sync.global_barrier_s / v100.l2.latency_s == pytest.approx(ratio, rel=0.01)
+
+
+def test_no_fp16_peak_is_invented_for_maxwell(titanx) -> None:
+    with pytest.raises(ConfigError, match="flops_per_cycle_per_sm.*float16"):
+        titanx.peak_flops("float16")
+
+
+def test_a_bad_gpu_value_is_one_line_naming_file_and_field(tmp_path: Path) -> None:
+    data = yaml.safe_load((HW_CONFIG_DIR / "v100.yaml").read_text())
+    data["persistent"]["register_fraction"] = 1.5
+    bad = tmp_path / "bad_gpu.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as caught:
+        load_machine(bad)
+    assert str(caught.value).startswith(f"{bad}: field 'persistent.register_fraction'")
+    assert "\n" not in str(caught.value)
+
+
+# ---- capacity --------------------------------------------------------------------------------
+
+
+def test_largest_fp32_persistent_layer_on_titanx(titanx) -> None:
+    w = rnn(hidden=8, batch=1)
+    assert gpu.max_persistent_hidden(titanx, w) == 1152
+    # the whole register file would hold ~1254 units (the README's "about 1200")
+    whole = titanx.model_copy(
+        update={"persistent": titanx.persistent.model_copy(update={"register_fraction": 1.0})}
+    )
+    assert gpu.max_persistent_hidden(whole, w) == math.isqrt(titanx.register_file_bytes // 4)
+
+
+def test_capacity_follows_dtype_gates_and_density(v100) -> None:
+    dense = gpu.max_persistent_hidden(v100, rnn(batch=1))
+    half = gpu.max_persistent_hidden(v100, rnn(batch=1, dtype="float16"))
+    lstm = gpu.max_persistent_hidden(v100, rnn(batch=1, cell="lstm"))
+    assert half == pytest.approx(dense * math.sqrt(2), rel=0.01)
+    assert lstm == pytest.approx(dense / 2, rel=0.01)
+    sparse = [gpu.max_persistent_hidden(v100, rnn(batch=1, density=d)) for d in (0.7, 0.2, 0.05)]
+    assert dense < sparse[1] < sparse[2]
+    # 4-byte value + 2-byte index: above density 2/3 a sparse layer holds less than a dense one
+    assert sparse[0] < dense
+
+
+def test_sparse_rows_are_padded_to_the_warp_width(v100) -> None:
+    entries = gpu.stored_entries(v100, gates=1, hidden=1000, density=0.1)  # 100 per row -> 128
+    assert entries == 1000 * 128
+    assert gpu.stored_entries(v100, gates=1, hidden=1000, density=0.001) == 1000 * 32
+
+
+def test_one_column_of_activations_must_fit_shared_memory(v100) -> None:
+    # very sparse weights fit the registers; h of one column (H x 4 B) must fit 72 KiB of smem
+    assert gpu.fits_on_chip(v100, rnn(hidden=16000, batch=32, density=0.001))
+    assert not gpu.fits_on_chip(v100, rnn(hidden=20000, batch=1, density=0.001))
+
+
+def test_a_layer_too_large_falls_back_to_per_step_gemm(titanx) -> None:
+    w = rnn(hidden=1536, batch=4)
+    result = gpu.evaluate("simulate", w, titanx, "persistent")
+    assert result.extra["algorithm"] == "gemm"
+    assert not result.extra["persistent_fits"]
+    assert "does not fit" in result.extra["note"]
+    assert result.speedup == pytest.approx(1.0)
+
+
+# ---- persistent step time --------------------------------------------------------------------
+
+
+def test_barrier_kernel_is_latency_bound_at_small_batch(titanx) -> None:
+    steps = [gpu.persistent_step(titanx, rnn(batch=b), DIAMOS_2016)["step_s"] for b in (1, 2, 3)]
+    assert steps[0] == pytest.approx(steps[1]) == pytest.approx(steps[2])  # throughput ~ batch
+    big = gpu.persistent_step(titanx, rnn(batch=64), DIAMOS_2016)
+    tflops = big["flops"] / big["step_s"]
+    plateau = titanx.peak_flops("float32") * titanx.persistent.efficiency
+    assert tflops == pytest.approx(plateau, rel=0.01)
+
+
+def test_timestamp_flags_expose_less_synchronisation(v100) -> None:
+    for batch in (1, 4, 32):
+        w = rnn(hidden=1024, batch=batch)
+        flags = gpu.persistent_step(v100, w, PersistentKernel("flags", False, False))["step_s"]
+        barrier = gpu.persistent_step(v100, w, PersistentKernel("barrier", False, False))["step_s"]
+        assert flags <= barrier
+    w1 = rnn(hidden=1024, batch=1)
+    assert (
+        gpu.persistent_step(v100, w1, ZHU_2018)["step_s"]
+        < gpu.persistent_step(v100, w1, DIAMOS_2016)["step_s"]
+    )
+
+
+def test_bank_aware_layout_and_wide_loads_raise_sparse_issue_rate(v100) -> None:
+    w = rnn(hidden=2304, batch=4, density=0.3)
+    factor = {
+        (bank, wide): gpu.persistent_step(v100, w, PersistentKernel("flags", bank, wide))[
+            "issue_factor"
+        ]
+        for bank in (False, True)
+        for wide in (False, True)
+    }
+    assert factor[(True, True)] == pytest.approx(4 / 5)  # 4 FMAs per entry + 1 wide load
+    assert factor[(True, False)] == pytest.approx(4 / 8)
+    assert factor[(False, False)] == pytest.approx(4 / (4 + 4 * 3.53))
+    assert factor[(False, False)] < factor[(False, True)] < factor[(True, True)]
+    dense = gpu.persistent_step(v100, rnn(hidden=2304, batch=4), ZHU_2018)
+    assert dense["issue_factor"] == 1.0
+
+
+def test_dense_gemm_reads_weights_from_l2_only_when_they_fit(v100) -> None:
+    fits = gpu.gemm_step(v100, rnn(hidden=1024, batch=1))  # 4 MiB fp32
+    spills = gpu.gemm_step(v100, rnn(hidden=2048, batch=1))  # 16 MiB
+    assert fits["level"] == "L2" and spills["level"] == "DRAM"
+    assert spills["memory_s"] == pytest.approx(2048**2 * 4 / v100.memory.bandwidth_Bps)
+
+
+# ---- whole runs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["gemm", "sparse_gemm", "persistent", "persistent_barrier"])
+def test_one_kernel_at_a_time_closed_form_equals_simulation(v100, policy: str) -> None:
+    w = Workload(cell="lstm", layers=2, hidden=512, input=256, seq_len=12, batch=2, density=0.4,
+                 output="linear", output_size=64)  # fmt: skip
+    sim = gpu.evaluate("simulate", w, v100, policy)
+    pred = gpu.evaluate("predict", w, v100, policy)
+    assert pred.makespan_s == pytest.approx(sim.makespan_s, rel=1e-9)
+    assert pred.dram_bytes == pytest.approx(sim.dram_bytes, rel=1e-9)
+
+
+def test_streams_overlap_layers_when_weights_stay_in_l2(v100) -> None:
+    deep_small = Workload(cell="lstm", layers=4, hidden=128, input=128, seq_len=40, batch=8)
+    sim = gpu.evaluate("simulate", deep_small, v100, "streams")
+    assert sim.speedup > 2.0  # launch-bound steps of 4 layers overlap
+    pred = gpu.evaluate("predict", deep_small, v100, "streams")
+    assert pred.makespan_s == pytest.approx(sim.makespan_s, rel=0.1)
+    one_layer = Workload(cell="lstm", layers=1, hidden=128, input=128, seq_len=40, batch=8)
+    assert gpu.evaluate("simulate", one_layer, v100, "streams").speedup <= 1.0
+
+
+def test_cpu_names_map_to_gpu_policies_and_cpu_only_modes_are_refused(v100) -> None:
+    w = rnn(hidden=256, batch=2)
+    assert gpu.evaluate("predict", w, v100, "layerwise").policy == "gemm"
+    assert gpu.evaluate("predict", w, v100, "wavefront").policy == "streams"
+    with pytest.raises(ConfigError, match="not a GPU policy"):
+        gpu.evaluate("predict", w, v100, "pipeline")
+
+
+def test_gpu_policies_are_refused_by_the_cpu_engine() -> None:
+    xeon = load_machine(HW_CONFIG_DIR / "xeon8160_2s.yaml")
+    with pytest.raises(ConfigError, match="gpu machine"):
+        cpu_simulate(rnn(hidden=32), xeon, "persistent", cores=2)
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+
+def test_simulate_json_reports_the_largest_persistent_layer(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text("cell: rnn\nhidden: 1152\ninput: 1152\nseq_len: 8\nbatch: 4\n")
+    args = ["simulate", "-m", "titanx_maxwell", "-w", str(path), "-p", "persistent", "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["max_persistent_hidden"] == 1152
+    assert out["algorithm"] == "persistent"
+    assert main(["simulate", "-m", "titanx_maxwell", "-w", str(path), "-p", "persistent"]) == 0
+    assert "max persistent hidden  1152" in capsys.readouterr().out
+
+
+def test_compare_runs_on_a_gpu(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text("cell: rnn\nhidden: 1024\ninput: 1024\nseq_len: 8\nbatch: 4\ndensity: 0.2\n")
+    assert main(["compare", "-m", "v100", "-w", str(path), "--json"]) == 0
+    rows = {row["policy"]: row for row in json.loads(capsys.readouterr().out)["rows"]}
+    assert set(rows) == {"gemm", "sparse_gemm", "streams", "persistent_barrier", "persistent"}
+    assert rows["persistent"]["speedup"] > rows["gemm"]["speedup"] == pytest.approx(1.0)
