@@ -1,0 +1,401 @@
+"""The course autograders are themselves tested: the reference solutions score full marks, the
+untouched starter files score low with specific feedback, and wrong answers get specific feedback.
+
+The reference solutions live in ``docs/course/solutions/``, apart from the starter files.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COURSE = ROOT / "docs" / "course"
+SOLUTIONS = COURSE / "solutions"
+
+
+def load(relative: str, name: str):
+    """Import a grader (or gradelib) from its path, as ``python docs/course/...`` would."""
+    sys.path.insert(0, str(COURSE))
+    try:
+        spec = importlib.util.spec_from_file_location(name, COURSE / relative)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(COURSE))
+    return module
+
+
+@pytest.fixture(scope="module")
+def a1():
+    return load("a1/grade.py", "a1_grade")
+
+
+@pytest.fixture(scope="module")
+def a2():
+    return load("a2/grade.py", "a2_grade")
+
+
+@pytest.fixture(scope="module")
+def a3():
+    return load("a3/grade.py", "a3_grade")
+
+
+def messages(report) -> str:
+    return "\n".join(f"{item.name}: {item.message}" for item in report.items)
+
+
+def test_gradelib_examples_run():
+    gradelib = load("gradelib.py", "gradelib")
+    failures, tried = doctest.testmod(gradelib, optionflags=doctest.IGNORE_EXCEPTION_DETAIL)
+    assert tried > 0 and failures == 0
+
+
+def test_formulas_are_evaluated_safely():
+    gradelib = load("gradelib.py", "gradelib")
+    assert gradelib.evaluate_formula("2 * (L + T - 1) + 1", {"L": 2, "T": 4}) == 11
+    for bad in ("__import__('os').system('true')", "L.__class__", "[L]", "lambda: 1", "L +"):
+        with pytest.raises(gradelib.FormulaError):
+            gradelib.evaluate_formula(bad, {"L": 1, "T": 1})
+
+
+# ---- assignment 1 ---------------------------------------------------------------------------
+
+
+def test_a1_reference_scores_full_marks(a1):
+    report = a1.grade(SOLUTIONS / "a1_answers.yaml")
+    assert report.score == report.total == 30, messages(report)
+
+
+def test_a1_starter_scores_zero_and_says_what_is_missing(a1):
+    report = a1.grade(COURSE / "a1" / "answers.yaml")
+    assert report.score == 0
+    assert all("missing" in item.message for item in report.items)
+    assert len(report.items) == 22
+
+
+def test_a1_wrong_answers_get_specific_hints(a1, tmp_path):
+    answers = (SOLUTIONS / "a1_answers.yaml").read_text()
+    wrong = (
+        answers.replace("total_flops: 1105536", "total_flops: 552768")
+        .replace("critical_path_tasks: 10 ", "critical_path_tasks: 6 ")
+        .replace("critical_path_tasks: 11 ", "critical_path_tasks: 10 ")
+        .replace('training_span: "2 * (L + T - 1) + 1"', 'training_span: "2 * (L + T - 1)"')
+        .replace("critical_path_flops: 518656", "critical_path_flops: 535040")
+        .replace("avg_parallelism_tasks: 2.25", "avg_parallelism_tasks: 0.44")
+    )
+    path = tmp_path / "answers.yaml"
+    path.write_text(wrong)
+    report = a1.grade(path)
+    assert report.score == 30 - 5 - 2
+    assert "a multiply-add counts as two flops" in report.item("stacked.total_flops").message
+    assert "BOTH directions" in report.item("bidirectional.critical_path_tasks").message
+    assert "weight-gradient task" in report.item("training.critical_path_tasks").message
+    assert "passes through layer 0" in report.item("stacked.critical_path_flops").message
+    assert "inverted" in report.item("stacked.avg_parallelism_tasks").message
+    formula = report.item("formulas.training_span").message
+    assert "gives 2 at L=1, T=1, but that graph has 3" in formula
+    # numbers are never revealed, only their direction
+    assert "1105536" not in report.item("stacked.total_flops").message
+
+
+def test_a1_unreadable_answers_and_bad_formulas(a1, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stacked: [unclosed\n")
+    assert a1.main([str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().out
+    odd = tmp_path / "odd.yaml"
+    odd.write_text('stacked: {n_tasks: "many"}\nformulas: {stacked_span: "open(\'x\')"}\n')
+    report = a1.grade(odd)
+    assert "not a number" in report.item("stacked.n_tasks").message
+    assert "cannot evaluate" in report.item("formulas.stacked_span").message
+
+
+def test_a1_runs_as_a_script_from_anywhere(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(COURSE / "a1" / "grade.py"), str(SOLUTIONS / "a1_answers.yaml"),
+         "--json"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["score"] == report["total"] == 30
+
+
+# ---- assignment 2 ---------------------------------------------------------------------------
+
+EAGER = '''
+from wpsim.policies import register
+from wpsim.policies.base import StaticPolicy
+
+
+@register
+class Eager(StaticPolicy):
+    """Hands out tasks in id order whether or not they are ready (wrong on purpose)."""
+
+    name = "test-eager"
+    description = "ignores dependencies"
+
+    def reset(self, plan, groups):
+        super().reset(plan, groups)
+        self._next = 0
+
+    def push(self, tid):
+        pass
+
+    def assign(self, idle):
+        out = []
+        for g in idle:
+            if self._next < self.plan.n_tasks:
+                out.append((g, self._next))
+                self._next += 1
+        return out
+'''
+
+SAME_CORE = '''
+from wpsim.policies import register
+from wpsim.policies.wavefront import Wavefront
+
+
+@register
+class SameCore(Wavefront):
+    """Claims four cores per group, all of them core 0 (wrong on purpose)."""
+
+    name = "test-same-core"
+    description = "one core counted four times"
+
+    def core_groups(self, n_cores):
+        return [(0, 0, 0, 0)]
+'''
+
+CLASH = '''
+from wpsim.policies import register
+from wpsim.policies.base import DynamicPolicy
+
+
+@register
+class Impostor(DynamicPolicy):
+    """Takes the name of a built-in policy."""
+
+    name = "wavefront"
+    description = "a second wavefront"
+'''
+
+MORE_WORK = '''
+from wpsim.policies import register
+from wpsim.policies.wavefront import Wavefront
+
+
+@register
+class Doubled(Wavefront):
+    """Asks for two copies of the workload (wrong on purpose)."""
+
+    name = "test-doubled"
+    description = "two instances"
+
+    def graph_options(self, workload, chunk):
+        return {"chunk": chunk, "instances": 2}
+'''
+
+
+def write(tmp_path: Path, name: str, source: str) -> Path:
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    return path
+
+
+def test_a2_reference_scores_full_marks(a2):
+    from wpsim import policies
+
+    policies.available()
+    before = dict(policies.REGISTRY)
+    report = a2.grade(SOLUTIONS / "a2_policy.py")
+    assert report.score == report.total == 10, messages(report)
+    assert dict(policies.REGISTRY) == before  # the grader cleans up after itself
+
+
+def test_a2_reference_genuinely_beats_wavefront(a2):
+    """Measured here, not taken from the grader: at least 1.5x on every graded workload."""
+    from wpsim.config import load_model
+    from wpsim.engine import simulate
+    from wpsim.hardware import CpuMachine
+    from wpsim.workload import load_workload
+
+    cls, problems = a2.load_policy_class(SOLUTIONS / "a2_policy.py")
+    assert not problems
+    machine = load_model(CpuMachine, a2.MACHINE)
+    for source in a2.WORKLOADS.values():
+        workload = load_workload(source) if isinstance(source, Path) else source
+        ours = simulate(workload, machine, cls(), sequential_s=1.0)
+        wavefront = simulate(workload, machine, "wavefront", sequential_s=1.0)
+        layerwise = simulate(workload, machine, "layerwise", sequential_s=1.0)
+        assert wavefront.makespan_s / ours.makespan_s >= 1.5, workload.name
+        assert ours.makespan_s < layerwise.makespan_s, workload.name
+        # and the reason is the one its docstring gives: the weight slices stay in L2
+        assert ours.level_bytes["L3"] == 0 and ours.level_bytes["L2"] > 0
+
+
+def test_a2_starter_scores_low_with_specific_feedback(a2):
+    report = a2.grade(COURSE / "a2" / "my_policy.py")
+    assert report.score <= 1
+    text = messages(report)
+    assert "NotImplementedError: TODO: core_groups" in text and "implement it" in text
+    assert "one-line description" in report.item("policy").message
+
+
+def test_a2_schedule_violations_are_found_in_the_trace(a2, tmp_path):
+    report = a2.grade(write(tmp_path, "eager", EAGER))
+    given = report.item("given (workload.yaml)")
+    assert given.points == 0
+    assert "started at" in given.message and "before its predecessor" in given.message
+    report = a2.grade(write(tmp_path, "same_core", SAME_CORE))
+    assert "expected distinct cores" in report.item("given (workload.yaml)").message
+    report = a2.grade(write(tmp_path, "doubled", MORE_WORK))
+    assert "must do the same work" in report.item("given (workload.yaml)").message
+
+
+SLOW = '''
+from wpsim.policies import register
+from wpsim.policies.base import StaticPolicy
+
+
+@register
+class OneCore(StaticPolicy):
+    """Every task on core 0: correct and slow."""
+
+    name = "test-one-core"
+    description = "everything on one core"
+
+    def home_group(self, tid):
+        return 0
+'''
+
+
+def test_a2_correct_but_slow_policy_gets_no_speed_points(a2, tmp_path):
+    report = a2.grade(write(tmp_path, "slow", SLOW))
+    assert report.score == 1 + 3 * 1, messages(report)
+    given = report.item("given (workload.yaml)")
+    assert given.message.startswith("correct;") and "not faster than wavefront" in given.message
+
+
+def test_a2_name_clash_keeps_the_builtin_baseline(a2, tmp_path):
+    from wpsim.policies import REGISTRY
+    from wpsim.policies.wavefront import Wavefront
+
+    report = a2.grade(write(tmp_path, "clash", CLASH))
+    assert "is a built-in policy's" in report.item("policy").message
+    assert "1.00x" in report.item("given (workload.yaml)").message
+    assert REGISTRY["wavefront"] is Wavefront
+
+
+def test_a2_missing_or_broken_file(a2, tmp_path):
+    report = a2.grade(tmp_path / "nope.py")
+    assert report.score == 0 and "file not found" in report.item("policy").message
+    report = a2.grade(write(tmp_path, "broken", "import no_such_module_here\n"))
+    assert "does not import: ModuleNotFoundError" in report.item("policy").message
+
+
+def test_a2_speed_points_scale():
+    a2 = load("a2/grade.py", "a2_grade_scale")
+    assert a2.speed_points(0.8) == 0 and a2.speed_points(1.0) == 0
+    assert a2.speed_points(1.25) == 1.0 and a2.speed_points(3.0) == 2
+
+
+# ---- assignment 3 ---------------------------------------------------------------------------
+
+EXAMPLE = COURSE / "a3" / "example_validate.json"
+
+
+def test_a3_reference_scores_full_marks(a3):
+    report = a3.grade(SOLUTIONS / "a3_prediction.yaml", EXAMPLE)
+    assert report.score == report.total == 10, messages(report)
+
+
+def test_a3_starter_scores_zero_with_specific_feedback(a3):
+    report = a3.grade(COURSE / "a3" / "prediction.yaml", EXAMPLE)
+    assert report.score == 0, messages(report)
+    assert "no predicted speed-up for" in report.item("coverage").message
+    assert "missing" in report.item("explanation.worst").message
+    assert "at least 60" in report.item("explanation.length").message
+
+
+def test_a3_wrong_answers_get_specific_feedback(a3, tmp_path):
+    import yaml
+
+    data = json.loads(EXAMPLE.read_text())
+    answer = yaml.safe_load((SOLUTIONS / "a3_prediction.yaml").read_text())
+    measured = {(r["policy"], r["workers"]): r["measured_speedup"] for r in data["rows"]}
+    for entry in answer["predictions"]:
+        entry["speedup"] = 3.0 * measured[(entry["policy"], entry["workers"])]
+    best = max(data["rows"], key=lambda r: r["rel_error"])
+    other = next(
+        r
+        for r in data["rows"]
+        if r is not best and (r["policy"], r["workers"]) != ("sequential", 1)
+    )
+    answer["explanation"]["worst"] = {"policy": other["policy"], "workers": other["workers"]}
+    answer["explanation"]["kind"] = {"policy": "nope", "workers": 1, "kind": "cell", "layer": 0}
+    answer["explanation"]["text"] = "It was slower. " * 40
+    path = tmp_path / "prediction.yaml"
+    path.write_text(yaml.safe_dump(answer))
+    report = a3.grade(path, EXAMPLE)
+    assert report.item("coverage").points == 1
+    accuracy = [i for i in report.items if i.name.startswith("accuracy")]
+    assert accuracy and all(i.points == 0 for i in accuracy)
+    assert "outside twice the 25% tolerance" in accuracy[0].message
+    assert "the simulator said" in accuracy[0].message
+    assert (
+        "not the configuration with the largest rel_error"
+        in report.item("explanation.worst").message
+    )
+    assert "not the group furthest" in report.item("explanation.kind").message
+    assert report.item("explanation.length").points == 1
+    assert "name at least two mechanisms" in report.item("explanation.mechanisms").message
+    assert "cite at least one measured number" in report.item("explanation.evidence").message
+
+
+def test_a3_tolerance_and_the_spread_of_the_rounds(a3, tmp_path):
+    import yaml
+
+    report = a3.grade(SOLUTIONS / "a3_prediction.yaml", EXAMPLE)
+    # 29% off the median, but inside the range the rounds measured: full marks
+    one_worker = report.item("accuracy: wavefront on 1 worker(s)")
+    assert one_worker.points == one_worker.points_max and "in that range" in one_worker.message
+    answer = yaml.safe_load((SOLUTIONS / "a3_prediction.yaml").read_text())
+    answer["predictions"][2]["speedup"] = 1.5  # above every round, 13% off the median
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(answer))
+    name = "accuracy: wavefront on 2 worker(s)"
+    assert a3.grade(path, EXAMPLE).item(name).points == 4 / 3
+    assert a3.grade(path, EXAMPLE, tolerance=0.1).item(name).points == 4 / 6
+    assert a3.grade(path, EXAMPLE, tolerance=0.05).item(name).points == 0
+
+
+def test_a3_bad_inputs(a3, tmp_path, capsys):
+    not_json = tmp_path / "v.json"
+    not_json.write_text("{")
+    assert a3.main([str(SOLUTIONS / "a3_prediction.yaml"), str(not_json)]) == 2
+    assert "not JSON" in capsys.readouterr().out
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"rows": []}))
+    assert a3.main([str(SOLUTIONS / "a3_prediction.yaml"), str(other)]) == 2
+    assert "wpsim validate --json" in capsys.readouterr().out
+
+
+def test_a3_example_validation_is_real_validate_output():
+    """The provided file has the schema `wpsim validate --json` writes."""
+    from wpsim.validate import KIND_KEYS, ROW_KEYS
+
+    data = json.loads(EXAMPLE.read_text())
+    assert {"rows", "per_kind", "workload_spec"} <= set(data)
+    for row in data["rows"]:
+        assert set(ROW_KEYS) <= set(row)
+    for group in data["per_kind"]:
+        assert set(KIND_KEYS) <= set(group)
