@@ -176,7 +176,7 @@ def workload_from_dict(data: dict, source: str = "<workload>") -> Workload:
 
 #: The built-in default used by ``wpsim demo`` and whenever ``--workload`` is omitted.
 DEFAULT_WORKLOAD = Workload(
-    name="demo: 4-layer LSTM, H=512, 100 steps, batch 1",
+    name="demo-lstm",
     cell="lstm",
     layers=4,
     hidden=512,
