@@ -281,21 +281,23 @@ class _Builder:
                                     if ct0 < t0 + k and ct0 + ck > t0:
                                         edges.append((below[d_below][c], tid, b * ck * h * s))
                 ids = []
+                weights = self.weights(instance, layer, direction, "hh" if hoisted else "ih+hh")
+                in_width = g * h if hoisted else width
+                pending = self.pending
                 for t0, k in chunks:
-                    tid = self.add(
-                        kind="cell", layer=layer, direction=direction, t0=t0, steps=k,
-                        flops_in=0.0 if hoisted else in_per_step * k,
-                        flops_rec=rec_per_step * k, flops_elem=elem_per_step * k,
-                        weights=self.weights(instance, layer, direction, "hh" if hoisted else "ih+hh"),
-                        in_bytes=(g * h if hoisted else width) * b * k * s + state,
-                        out_bytes=b * k * h * s + c_bytes,
-                        instance=instance,
+                    # the hot loop of large graphs: Task built positionally, no helper call
+                    tid = self.next_id
+                    self.next_id += 1
+                    task = Task(
+                        tid, "cell", layer, direction, t0, k,
+                        0.0 if hoisted else in_per_step * k, rec_per_step * k, elem_per_step * k,
+                        weights, in_width * b * k * s + state, b * k * h * s + c_bytes, instance,
                     )  # fmt: skip
+                    pending.append((tid, {"task": task}))
                     ids.append(tid)
-                    for source in sorted(
-                        {hoisted[t] for t in range(t0, t0 + k)} if hoisted else ()
-                    ):
-                        edges.append((source, tid, g * h * b * k * s))
+                    if hoisted:
+                        for source in sorted({hoisted[t] for t in range(t0, t0 + k)}):
+                            edges.append((source, tid, g * h * b * k * s))
                 # recurrence: forward chunks in order, reverse chunks backwards in time
                 order = ids if direction == 0 else ids[::-1]
                 for prev, nxt in zip(order, order[1:], strict=False):
