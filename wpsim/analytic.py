@@ -33,6 +33,8 @@ Makespan, with ``c_l`` the steady cost of a task of layer l and ``n`` time-chunk
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from wpsim.cost import DRAM, CpuCostModel
 from wpsim.errors import ConfigError
@@ -42,6 +44,132 @@ from wpsim.plan import Plan, compile_plan
 from wpsim.policies import Policy, get_policy
 from wpsim.result import Result
 from wpsim.workload import Workload
+
+
+@dataclass(slots=True)
+class _PlanInfo:
+    """A compiled plan and what the closed forms need from it, computed once per plan.
+
+    Tasks with the same signature (weight blocks, flops, steps, largest incoming edge) have the
+    same steady-state cost, so :meth:`_Costs.all_task_costs` costs each *class* of tasks once;
+    the first task of each set of weight blocks is cold (read from DRAM) and is costed alone.
+    """
+
+    plan: Plan
+    live_bytes: int  # the most weight bytes any one wavefront touches
+    live_layers: int  # the most layer-directions any one wavefront touches
+    weight_sets: list[tuple]  # distinct non-empty ``Task.weights``, in order of first appearance
+    weight_set_bytes: list[int]
+    weight_set_count: list[int]  # tasks reading each set
+    task_class: list[int]
+    class_rep: list[int]  # one task id per class
+    cold_tids: list[int]  # first task (by id) of each weight set
+    all_cells: bool
+    #: cost models by machine (minus its core counts): their compute-time memos stay warm
+    cost_models: dict[str, CpuCostModel] = field(default_factory=dict)
+    #: critical paths by the task costs that decide them (class costs, cold-task costs)
+    critical_paths: dict[tuple, float] = field(default_factory=dict)
+
+    def cost_model(self, machine: CpuMachine, machine_key: str) -> CpuCostModel:
+        """A :class:`CpuCostModel` of this plan; analytic uses only its core-count-free parts
+        (compute times, DRAM share), so one serves every core count of a machine."""
+        model = self.cost_models.get(machine_key)
+        if model is None:
+            if len(self.cost_models) > 64:
+                self.cost_models.clear()
+            model = self.cost_models[machine_key] = CpuCostModel(machine, self.plan)
+        return model
+
+
+def _plan_info_for(plan: Plan) -> _PlanInfo:
+    tasks = plan.tasks
+    generation = plan.generation
+    pred_bytes = plan.pred_bytes
+    # The live working set: the most weight bytes (and layers) any one wavefront touches.
+    # Weight gradients are written once at the end and are not part of it.
+    sets_by_generation: dict[int, set[tuple]] = {}
+    layers_by_generation: dict[int, set[tuple]] = {}
+    first: dict[tuple, int] = {}
+    counts: dict[tuple, int] = {}
+    classes: dict[tuple, int] = {}
+    task_class: list[int] = []
+    class_rep: list[int] = []
+    append_class = task_class.append
+    for tid, (t, incoming, g) in enumerate(zip(tasks, pred_bytes, generation, strict=True)):
+        w = t.weights
+        if w:
+            if w in counts:
+                counts[w] += 1
+            else:
+                first[w] = tid
+                counts[w] = 1
+            if t.kind != "wgrad":
+                in_g = sets_by_generation.get(g)
+                if in_g is None:
+                    in_g = sets_by_generation[g] = set()
+                    layers_by_generation[g] = set()
+                in_g.add(w)
+                layers_by_generation[g].add((t.instance, t.layer, t.direction))
+        signature = (w, t.flops_in, t.flops_rec, t.flops_elem, t.steps,
+                     max(incoming) if incoming else 0)  # fmt: skip
+        c = classes.get(signature)
+        if c is None:
+            c = classes[signature] = len(class_rep)
+            class_rep.append(tid)
+        append_class(c)
+    live_bytes = 0
+    for in_g in sets_by_generation.values():
+        blocks: dict[str, int] = {}
+        for w in in_g:
+            blocks.update(w)
+        live_bytes = max(live_bytes, sum(blocks.values()))
+    sets = list(first)
+    return _PlanInfo(
+        plan=plan,
+        live_bytes=live_bytes,
+        live_layers=max((len(keys) for keys in layers_by_generation.values()), default=1),
+        weight_sets=sets,
+        weight_set_bytes=[sum(size for _, size in w) for w in sets],
+        weight_set_count=[counts[w] for w in sets],
+        task_class=task_class,
+        class_rep=class_rep,
+        cold_tids=[first[w] for w in sets],
+        all_cells=all(t.kind == "cell" for t in tasks),
+    )
+
+
+#: Compiled plans by (workload, granularity, graph options), least recently used evicted first.
+#: A sweep evaluates one workload under many core counts and policies; building and compiling its
+#: graph once per worker instead of at every call is most of what makes large grids fast.
+_PLAN_CACHE: OrderedDict[tuple, _PlanInfo] = OrderedDict()
+_PLAN_CACHE_SIZE = 32
+#: One-core baselines by (workload, machine minus its core counts, instances, chunk, ...).
+_SEQUENTIAL_CACHE: OrderedDict[tuple, tuple[float, int, float]] = OrderedDict()
+_SEQUENTIAL_CACHE_SIZE = 256
+
+
+def _plan_info(workload: Workload, granularity: str, options: dict) -> _PlanInfo:
+    """The plan of ``build(workload, granularity, **options)``, from the cache when possible."""
+    key = (workload, granularity, tuple(sorted(options.items())))
+    try:
+        hash(key)
+    except TypeError:  # an unhashable graph option: no caching
+        return _plan_info_for(compile_plan(build(workload, granularity=granularity, **options)))
+    info = _PLAN_CACHE.get(key)
+    if info is None:
+        plan = compile_plan(build(workload, granularity=granularity, **options))
+        info = _PLAN_CACHE[key] = _plan_info_for(plan)
+        while len(_PLAN_CACHE) > _PLAN_CACHE_SIZE:
+            _PLAN_CACHE.popitem(last=False)
+    else:
+        _PLAN_CACHE.move_to_end(key)
+    return info
+
+
+def clear_caches() -> None:
+    """Forget cached plans and baselines (results are the same; this only frees memory)."""
+    _PLAN_CACHE.clear()
+    _SEQUENTIAL_CACHE.clear()
 
 
 def _level_for(machine: CpuMachine, private_ws: float, shared_ws: float, n_sockets: int):
@@ -58,26 +186,19 @@ def _level_for(machine: CpuMachine, private_ws: float, shared_ws: float, n_socke
 class _Costs:
     """Steady-state task costs of one plan under one policy's residency."""
 
-    def __init__(self, machine: CpuMachine, plan: Plan, policy: Policy, groups, ideal: bool):
+    def __init__(self, machine: CpuMachine, plan: Plan, policy: Policy, groups, ideal: bool,
+                 info: _PlanInfo | None = None, model: CpuCostModel | None = None):  # fmt: skip
+        info = info if info is not None else _plan_info_for(plan)
+        self.info = info
         self.machine = machine
         self.plan = plan
         self.ideal = ideal
         self.k = len(groups[0])
         self.n_groups = len(groups)
-        self.model = CpuCostModel(machine, plan)
+        self.model = model if model is not None else CpuCostModel(machine, plan)
         w = plan.workload
-        # The live working set: the most weight bytes (and layers) any one wavefront touches.
-        # Weight gradients are written once at the end and are not part of it.
-        blocks_by_generation: dict[int, dict[str, int]] = {}
-        layers_by_generation: dict[int, set[tuple]] = {}
-        for tid, t in enumerate(plan.tasks):
-            if t.kind == "wgrad" or not t.weights:
-                continue
-            g = plan.generation[tid]
-            blocks_by_generation.setdefault(g, {}).update(t.weights)
-            layers_by_generation.setdefault(g, set()).add((t.instance, t.layer, t.direction))
-        total = max((sum(b.values()) for b in blocks_by_generation.values()), default=0)
-        n_layers = max((len(keys) for keys in layers_by_generation.values()), default=1)
+        total = info.live_bytes
+        n_layers = info.live_layers
         name = policy.name
         width = self._width(w)
         used_cores = self.k * self.n_groups
@@ -85,10 +206,7 @@ class _Costs:
         # residency per set of weight blocks a task reads (a layer's W_ih + W_hh, or one of them)
         self.level: dict[tuple, tuple[str, float | None]] = {}
         self.streams = 1
-        for t in plan.tasks:
-            if not t.weights or t.weights in self.level:
-                continue
-            size = sum(nbytes for _, nbytes in t.weights)
+        for weights, size in zip(info.weight_sets, info.weight_set_bytes, strict=True):
             if name == "sequential":
                 level = _level_for(machine, size, size, 1)
             elif self.n_groups == 1:  # layerwise, helper with all cores: a slice per core
@@ -98,24 +216,41 @@ class _Costs:
                 per_group = math.ceil(n_layers / self.n_groups) * size / self.k
                 level = _level_for(machine, per_group, total, sockets_used)
                 self.streams = min(machine.cores_per_socket, self.k * min(width, self.n_groups))
-            self.level[t.weights] = level
+            self.level[weights] = level
         self.cold_done: set[tuple] = set()
 
     @staticmethod
     def _width(w: Workload) -> int:
         return w.directions * w.layers
 
-    def task_s(self, tid: int, handoff: bool) -> float:
-        """Steady-state cost of task ``tid`` (the first task of each layer is cold)."""
+    def all_task_costs(self, handoff: bool) -> list[float]:
+        """:meth:`task_s` of every task, by id, computed once per class of equal tasks."""
+        info = self.info
+        class_cost = [self.task_s(rep, handoff, cold=False) for rep in info.class_rep]
+        cost_of = [class_cost[c] for c in info.task_class]
+        cold_cost = [self.task_s(tid, handoff, cold=True) for tid in info.cold_tids]
+        for tid, cost in zip(info.cold_tids, cold_cost, strict=True):
+            cost_of[tid] = cost
+        self.cost_key = (tuple(class_cost), tuple(cold_cost))  # decides cost_of entirely
+        return cost_of
+
+    def task_s(self, tid: int, handoff: bool, cold: bool | None = None) -> float:
+        """Steady-state cost of task ``tid`` (the first task of each layer is cold).
+
+        ``cold=None``: cold if this is the first call for the task's set of weight blocks.
+        """
         t = self.plan.tasks[tid]
         if self.ideal:
             return t.flops / (self.k * 1e9)
         m = self.machine
         compute = self.model.compute_s(tid, self.k)
         bandwidth = self.level.get(t.weights, (DRAM, None))[1]
-        cold = bool(t.weights) and t.weights not in self.cold_done
+        if cold is None:
+            cold = bool(t.weights) and t.weights not in self.cold_done
+            if cold:
+                self.cold_done.add(t.weights)
+        cold = cold and bool(t.weights)
         if cold:
-            self.cold_done.add(t.weights)
             bandwidth = None
         weight_bytes = sum(size for _, size in t.weights) / self.k
         if bandwidth is None:
@@ -146,9 +281,10 @@ def _band_makespan(layer_costs: list[float], chunks: int, groups: int) -> float:
 
 def _critical_path_s(plan: Plan, cost_of) -> float:
     finish = [0.0] * plan.n_tasks
+    preds = plan.preds
     for tid in plan.order:
-        ready = max((finish[p] for p in plan.preds[tid]), default=0.0)
-        finish[tid] = ready + cost_of[tid]
+        ps = preds[tid]
+        finish[tid] = (max([finish[p] for p in ps]) if ps else 0.0) + cost_of[tid]
     return max(finish, default=0.0)
 
 
@@ -163,7 +299,7 @@ def _schedule_s(plan: Plan, policy: Policy, costs: _Costs, cost_of: list[float])
         and not w.bidirectional
         and w.output == "none"
         and name in ("wavefront", "pipeline", "helper")
-        and all(t.kind == "cell" for t in plan.tasks)
+        and costs.info.all_cells
     )
     if simple_grid:
         n = w.n_chunks(plan.chunk)
@@ -175,7 +311,14 @@ def _schedule_s(plan: Plan, policy: Policy, costs: _Costs, cost_of: list[float])
                 0.0, row[0] - steady[-1]
             )  # chunk 0 of every layer is on the fill path
         return _band_makespan(steady, n, costs.n_groups) + cold_extra
-    return max(sum(cost_of) / costs.n_groups, _critical_path_s(plan, cost_of))
+    key = getattr(costs, "cost_key", None)
+    memo = costs.info.critical_paths
+    critical = memo.get(key) if key is not None else None
+    if critical is None:
+        critical = _critical_path_s(plan, cost_of)
+        if key is not None and len(memo) < 1024:
+            memo[key] = critical
+    return max(sum(cost_of) / costs.n_groups, critical)
 
 
 def predict(
@@ -207,9 +350,11 @@ def predict(
         machine = machine.with_cores(cores)
     if cost not in ("model", "ideal"):
         raise ConfigError(f"--cost: got {cost!r}, expected 'model' or 'ideal'")
-    makespan, n_tasks, dram = _predict_makespan(workload, machine, policy, chunk, granularity, cost)
-    sequential = get_policy("sequential", instances=policy.instances)
-    sequential_s, _, _ = _predict_makespan(workload, machine, sequential, chunk, granularity, cost)
+    machine_key = machine.model_dump_json(exclude={"sockets", "cores_per_socket"})
+    makespan, n_tasks, dram = _predict_makespan(workload, machine, policy, chunk, granularity, cost,
+                                                machine_key)  # fmt: skip
+    sequential_s = _sequential_s(workload, machine, policy.instances, chunk, granularity, cost,
+                                 machine_key)  # fmt: skip
     busy = sequential_s if cost == "ideal" else None
     utilization = (busy or sequential_s) / (makespan * machine.total_cores) if makespan else 0.0
     return Result(
@@ -226,11 +371,32 @@ def predict(
     )
 
 
+def _sequential_s(workload, machine, instances, chunk, granularity, cost, machine_key) -> float:
+    """The one-core baseline, memoised.
+
+    The ``sequential`` policy runs on core 0 alone, so its makespan does not depend on the
+    machine's ``sockets`` or ``cores_per_socket``: the key is the workload, the rest of the
+    machine and the graph options.
+    """
+    key = (workload, machine_key, instances, chunk, granularity, cost)
+    hit = _SEQUENTIAL_CACHE.get(key)
+    if hit is None:
+        sequential = get_policy("sequential", instances=instances)
+        hit = _predict_makespan(workload, machine, sequential, chunk, granularity, cost,
+                                machine_key)  # fmt: skip
+        _SEQUENTIAL_CACHE[key] = hit
+        while len(_SEQUENTIAL_CACHE) > _SEQUENTIAL_CACHE_SIZE:
+            _SEQUENTIAL_CACHE.popitem(last=False)
+    else:
+        _SEQUENTIAL_CACHE.move_to_end(key)
+    return hit[0]
+
+
 def _predict_makespan(
-    workload, machine, policy, chunk, granularity, cost
+    workload, machine, policy, chunk, granularity, cost, machine_key: str | None = None
 ) -> tuple[float, int, float]:
-    graph = build(workload, granularity=granularity, **policy.graph_options(workload, chunk))
-    plan = compile_plan(graph)
+    info = _plan_info(workload, granularity, policy.graph_options(workload, chunk))
+    plan = info.plan
     groups = policy.core_groups(machine.total_cores)
     if policy.name == "multiprogram":
         n = policy.instances
@@ -245,17 +411,20 @@ def _predict_makespan(
             worst = max(worst, makespan)
             dram += instance_dram * sizes.count(size)
         return worst, plan.n_tasks, dram
-    costs = _Costs(machine, plan, policy, groups, ideal=(cost == "ideal"))
+    if machine_key is None:
+        machine_key = machine.model_dump_json(exclude={"sockets", "cores_per_socket"})
+    model = info.cost_model(machine, machine_key)
+    costs = _Costs(machine, plan, policy, groups, ideal=(cost == "ideal"), info=info, model=model)
     handoff = policy.name not in ("sequential",) and costs.n_groups > 1
-    cost_of = [costs.task_s(tid, handoff) for tid in range(plan.n_tasks)]
+    cost_of = costs.all_task_costs(handoff)
     dram = 0.0
     if cost != "ideal":
-        seen_cold: set[tuple] = set()
-        for t in plan.tasks:
-            level = costs.level.get(t.weights, (DRAM, None))[0]
-            if level == DRAM or t.weights not in seen_cold:
-                dram += t.weight_bytes
-            seen_cold.add(t.weights)
+        # a set of weight blocks streamed from DRAM is read by all its tasks, otherwise by the
+        # cold first one only (whole byte counts: the sum is exact in any order)
+        for weights, size, count in zip(info.weight_sets, info.weight_set_bytes,
+                                        info.weight_set_count, strict=True):  # fmt: skip
+            level = costs.level.get(weights, (DRAM, None))[0]
+            dram += size * count if level == DRAM else size
     return _schedule_s(plan, policy, costs, cost_of), plan.n_tasks, dram
 
 

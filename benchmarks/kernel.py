@@ -1,0 +1,212 @@
+"""Real executor against PyTorch on the same machine, in one run.
+
+For each workload of a small grid (stacked LSTM/GRU inference, L = 2-8 layers, H = 256-1024,
+batch 1-4) it times, side by side:
+
+* ``torch.nn.LSTM`` / ``torch.nn.GRU`` forward (``torch.no_grad``) with
+  ``torch.set_num_threads(n)`` for n = 1..N (N = ``os.cpu_count()``), loaded with the SAME
+  parameters and input (the outputs are compared, so both compute the same thing);
+* the executor (:func:`kernels.executor.execute`): ``sequential`` on 1 worker and ``wavefront``
+  on n = 1..N workers, with chunked input projections (``--chunk``, default 10 steps per task:
+  PyTorch runs one input GEMM per layer, a chunk of k steps runs one GEMM of k columns).
+
+Each executor configuration keeps its workers alive (:class:`kernels.executor.Executor`) and
+its runs alternate with torch runs at the same core count, so both see the same machine load;
+the table gives the minimum of ``--repeats`` such runs after a warm-up (worker start-up is not
+timed: it is paid once per execution, not per forward pass), the ratio executor / torch at equal
+core counts (lower is better for the executor), and the goal line compares the 2-worker
+wavefront with 2-thread torch (goal: within 1.25x, geometric mean over the grid). The last lines
+say how much CPU time other processes took during the run: this machine is shared, and a busy
+run is flagged as unreliable.
+
+Run: ``.venv/bin/python benchmarks/kernel.py`` (~2-3 min) or ``--quick`` (~20 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from kernels import init_input, init_params  # noqa: E402
+from kernels.executor import Executor  # noqa: E402
+from wpsim.workload import Workload  # noqa: E402
+
+GOAL_WORKERS = 2
+GOAL_RATIO = 1.25
+PAUSE_S = 0.01
+BUSY_FRACTION = 0.05  # other processes' share of the CPU time above which a run is unreliable
+
+#: (cell, layers, hidden, batch)
+DEFAULT_GRID = [
+    ("lstm", 2, 256, 1),
+    ("lstm", 4, 512, 1),
+    ("lstm", 8, 256, 4),
+    ("lstm", 4, 1024, 1),
+    ("gru", 4, 512, 2),
+    ("gru", 8, 256, 1),
+]
+QUICK_GRID = [("lstm", 2, 256, 1), ("lstm", 4, 512, 1), ("gru", 2, 512, 2)]
+
+
+class TorchRunner:
+    """The equivalent torch module at a thread count, loaded with the same parameters."""
+
+    def __init__(self, workload: Workload, params, x) -> None:
+        import torch
+
+        self.torch = torch
+        cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[workload.cell]
+        self.module = cls(workload.input, workload.hidden, workload.layers)
+        state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}
+        self.module.load_state_dict(state)
+        self.module.eval()
+        self.x = torch.from_numpy(x)
+
+    def run(self, threads: int) -> tuple[float, np.ndarray]:
+        self.torch.set_num_threads(threads)
+        with self.torch.no_grad():
+            start = time.perf_counter()
+            out, _ = self.module(self.x)
+            elapsed = time.perf_counter() - start
+        return elapsed, out.numpy()
+
+
+def interleaved(executor: Executor, torch: TorchRunner, threads: int, repeats: int):
+    """Alternate executor and torch runs (ABAB: both see the same machine load); minima."""
+    executor.run(record=False)
+    torch.run(threads)
+    t_exec, t_torch = [], []
+    for _ in range(repeats):
+        t_exec.append(executor.run())
+        time.sleep(PAUSE_S)  # let torch's OpenMP threads stop spinning before the next run
+        elapsed, y_torch = torch.run(threads)
+        t_torch.append(elapsed)
+        time.sleep(PAUSE_S)
+    return min(t_exec), min(t_torch), y_torch
+
+
+def dispatch_gap_s(result) -> float:
+    """Median idle gap between consecutive tasks on one worker (dispatch + hand-off)."""
+    tr = result.trace
+    by_core: dict[tuple, list] = {}
+    for cores, s, e in zip(tr.cores, tr.start_s, tr.end_s, strict=True):
+        by_core.setdefault(cores, []).append((s, e))
+    gaps = []
+    for spans in by_core.values():
+        spans.sort()
+        gaps += [b[0] - a[1] for a, b in zip(spans, spans[1:], strict=False)]
+    return statistics.median(gaps) if gaps else float("nan")
+
+
+class CpuMeter:
+    """CPU time other processes used while we ran (/proc/stat busy minus our own CPU time)."""
+
+    def __init__(self) -> None:
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.start = self._sample()
+
+    def _sample(self):
+        try:
+            with open("/proc/stat") as handle:
+                fields = [int(v) for v in handle.readline().split()[1:]]
+        except OSError:
+            return None
+        busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+        t = os.times()
+        own = t.user + t.system + t.children_user + t.children_system
+        return busy / self.tick, own, time.perf_counter()
+
+    def foreign_fraction(self) -> float | None:
+        end = self._sample()
+        if self.start is None or end is None:
+            return None
+        busy = end[0] - self.start[0]
+        own = end[1] - self.start[1]
+        wall = end[2] - self.start[2]
+        return max(0.0, busy - own) / (wall * (os.cpu_count() or 1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="three small workloads (~20 s)")
+    parser.add_argument("--seq-len", type=int, default=100, help="time steps (default 100)")
+    parser.add_argument(
+        "--chunk", type=int, default=10, help="executor steps per task (default 10)"
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs (default 7; 3 quick)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="largest worker/thread count N (default: the CPU count)")  # fmt: skip
+    args = parser.parse_args(argv)
+    grid = QUICK_GRID if args.quick else DEFAULT_GRID
+    repeats = args.repeats or (3 if args.quick else 7)
+    counts = list(range(1, args.workers + 1))
+    import torch
+
+    print(f"executor vs torch {torch.__version__}: inference, T={args.seq_len}, chunk "
+          f"{args.chunk}, min of {repeats} interleaved runs, N = 1..{args.workers} "
+          f"(cpu_count {os.cpu_count()})")  # fmt: skip
+    head = f"{'workload':<22}{'torch 1t':>10}{'exec seq':>10}{'ratio':>7}"
+    for n in counts:
+        head += f"{f'torch {n}t':>10}{f'wave {n}w':>10}{'ratio':>7}"
+    head += f"{'gap':>8}{'max|dy|':>9}"
+    print(head)
+    print("-" * len(head))
+    goal_ratios = []
+    meter = CpuMeter()
+    started = time.perf_counter()
+    for cell, layers, hidden, batch in grid:
+        w = Workload(cell=cell, layers=layers, hidden=hidden, input=hidden, seq_len=args.seq_len,
+                     batch=batch, name=f"{cell} L{layers} H{hidden} B{batch}")  # fmt: skip
+        params, x = init_params(w), init_input(w)
+        runner = TorchRunner(w, params, x)
+        with Executor(w, "sequential", 1, chunk=args.chunk, params=params, x=x) as ex:
+            t_seq, t_torch1, y_torch = interleaved(ex, runner, 1, repeats)
+            worst = float(np.abs(ex.result().outputs["output"] - y_torch).max())
+        row = f"{w.name:<22}{t_torch1 * 1e3:>8.1f}ms{t_seq * 1e3:>8.1f}ms{t_seq / t_torch1:>6.2f}x"
+        gap = float("nan")
+        for n in counts:
+            with Executor(w, "wavefront", n, chunk=args.chunk, params=params, x=x) as ex:
+                t_wave, t_torch, y_torch = interleaved(ex, runner, n, repeats)
+                result = ex.result()
+            worst = max(worst, float(np.abs(result.outputs["output"] - y_torch).max()))
+            ratio = t_wave / t_torch
+            if n == GOAL_WORKERS:
+                goal_ratios.append(ratio)
+            if n == counts[-1]:
+                gap = dispatch_gap_s(result)
+            row += f"{t_torch * 1e3:>8.1f}ms{t_wave * 1e3:>8.1f}ms{ratio:>6.2f}x"
+        row += f"{gap * 1e6:>6.0f}us{worst:>9.1e}"
+        print(row, flush=True)
+    foreign = meter.foreign_fraction()
+    print(f"\n(ratio = executor / torch at the same core count, lower is better for the executor; "
+          f"gap = median idle time between two tasks on one worker at N; "
+          f"{time.perf_counter() - started:.0f} s in all)")  # fmt: skip
+    if foreign is not None:
+        busy = foreign > BUSY_FRACTION
+        note = "  WARNING: the machine was busy, times are unreliable" if busy else ""
+        print(f"other processes used {100 * foreign:.0f}% of the CPU time during the run{note}")
+    if goal_ratios:
+        geo = math.exp(sum(math.log(r) for r in goal_ratios) / len(goal_ratios))
+        verdict = "MET" if geo <= GOAL_RATIO else "NOT MET"
+        if foreign is not None and foreign > BUSY_FRACTION:
+            verdict = "inconclusive (the machine was busy; run again when it is idle)"
+        print(f"goal: {GOAL_WORKERS}-worker wavefront within {GOAL_RATIO}x of {GOAL_WORKERS}-thread "
+              f"torch: geometric mean {geo:.2f}x (best {min(goal_ratios):.2f}x, worst "
+              f"{max(goal_ratios):.2f}x) -> {verdict}")  # fmt: skip
+    else:
+        print(f"goal: {GOAL_WORKERS}-worker wavefront within {GOAL_RATIO}x of {GOAL_WORKERS}-thread "
+              f"torch: not measured (fewer than {GOAL_WORKERS} workers)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

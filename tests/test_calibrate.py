@@ -1,0 +1,271 @@
+"""`wpsim calibrate`: a quick run writes a valid, fully sourced machine file; an interrupted or
+failed run leaves the previous file untouched; bad input is one line."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wpsim import calibrate as cal
+from wpsim.cli import main
+from wpsim.hardware import CpuMachine, load_machine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_hardware import (  # noqa: E402
+    SOURCE_PREFIXES,
+    numeric_comments,
+    undocumented_numeric_lines,
+)
+
+LINUX = sys.platform.startswith("linux") and Path("/sys/devices/system/cpu/cpu0/cache").exists()
+needs_linux = pytest.mark.skipif(not LINUX, reason="calibrate reads /sys (Linux only)")
+
+
+@pytest.fixture(scope="module")
+def quick_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One quick calibration shared by the tests of this module (about 10 s)."""
+    if not LINUX:
+        pytest.skip("calibrate reads /sys (Linux only)")
+    out = tmp_path_factory.mktemp("calibrate") / "host.yaml"
+    assert main(["calibrate", "--quick", "--out", str(out)]) == 0
+    return out
+
+
+@needs_linux
+def test_quick_calibration_writes_a_valid_machine(quick_file: Path) -> None:
+    machine = load_machine(quick_file)
+    assert isinstance(machine, CpuMachine)
+    assert machine.total_cores >= 1
+    assert machine.peak_flops_per_core("float32") > 1e9
+    for n, fraction in machine.efficiency.gemm_by_n:
+        assert n >= 1 and 0 < fraction <= 1
+    assert 0 < machine.efficiency.elementwise <= 1
+    assert machine.corun_slowdown_per_core >= 0
+    assert machine.dispatch_overhead_s >= 0
+    bandwidths = [c.bandwidth_Bps for c in machine.caches] + [machine.memory.per_core_bandwidth_Bps]
+    assert bandwidths == sorted(bandwidths, reverse=True)
+    assert machine.memory.per_core_bandwidth_Bps <= machine.memory.bandwidth_Bps
+
+
+@needs_linux
+def test_every_number_has_a_known_source_comment(quick_file: Path) -> None:
+    text = quick_file.read_text()
+    assert undocumented_numeric_lines(text) == []
+    comments = numeric_comments(text)
+    assert len(comments) >= 20
+    for comment in comments:
+        assert comment.startswith(SOURCE_PREFIXES), comment
+    measured = [c for c in comments if c.startswith("measured:")]
+    assert len(measured) >= 10
+    assert all(c.startswith("measured: wpsim calibrate ") for c in measured)
+    date = str(load_machine(quick_file).calibration["date"])
+    assert all(date in c for c in measured)
+
+
+@needs_linux
+def test_calibration_block_records_provenance(quick_file: Path) -> None:
+    block = load_machine(quick_file).calibration
+    assert block is not None
+    for key in ("date", "cpu_model", "numpy", "blas", "python", "raw", "derived"):
+        assert key in block, key
+    assert block["numpy"].startswith("numpy ")
+    assert block["quick"] is True
+    assert block["blas"] and all(entry["num_threads"] == 1 for entry in block["blas"])
+    raw = block["raw"]
+    for key in ("gemm_s", "elementwise_s_per_step", "bandwidth", "dispatch", "peak_gemm"):
+        assert key in raw, key
+    assert all(math.isfinite(v) and v > 0 for v in raw["gemm_s"].values())
+
+
+@needs_linux
+def test_numbers_are_yaml_floats(quick_file: Path) -> None:
+    data = yaml.safe_load(quick_file.read_text())
+    assert isinstance(data["clock_hz"], float)
+    assert isinstance(data["memory"]["bandwidth_Bps"], float)
+    assert all(isinstance(f, float) for _, f in data["efficiency"]["gemm_by_n"])
+    assert _strings_like_numbers(data) == []
+
+
+def _strings_like_numbers(node) -> list[str]:
+    """String leaves that look like numbers (the rule tests/test_hardware.py applies)."""
+    if isinstance(node, dict):
+        return [
+            s
+            for k, v in node.items()
+            if k not in ("kind", "name")
+            for s in _strings_like_numbers(v)
+        ]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings_like_numbers(v)]
+    return [node] if isinstance(node, str) and re.match(r"^[-+.\d]", node) else []
+
+
+@pytest.mark.parametrize("value", [1e-6, 2.5e9, 0.05, 3.0, 123456.0, 7e-10, 0.0])
+def test_fmt_writes_floats_yaml_reads_back(value: float) -> None:
+    text = cal._fmt(value)
+    parsed = yaml.safe_load(f"x: {text}")["x"]
+    assert isinstance(parsed, float)
+    assert parsed == pytest.approx(value, rel=1e-3)
+
+
+def test_flops_per_cycle_from_flags() -> None:
+    assert cal.flops_per_cycle({"avx512f", "avx2", "fma"})[0]["float32"] == 64
+    assert cal.flops_per_cycle({"avx2", "fma"})[0] == {"float32": 32.0, "float64": 16.0}
+    assert cal.flops_per_cycle({"avx"})[0]["float32"] == 16
+
+
+def test_cache_sizes_parse() -> None:
+    assert cal._parse_size("32K") == 32768
+    assert cal._parse_size("32768K") == 32 << 20
+    assert cal._parse_size("1 MiB") == 1 << 20
+
+
+def test_interrupted_run_leaves_the_previous_file(tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "host.yaml"
+    out.write_text("previous contents\n")
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cal, "run_measurements", interrupted)
+    monkeypatch.setattr(cal, "read_cpu_spec", lambda: _fake_spec())
+    with pytest.raises(KeyboardInterrupt):
+        cal.calibrate(out, quick=True)
+    assert out.read_text() == "previous contents\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["host.yaml"]  # no temporary left
+
+
+def test_cli_interrupt_exits_130_and_keeps_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    out = tmp_path / "host.yaml"
+    out.write_text("previous contents\n")
+    monkeypatch.setattr(cal, "run_measurements", _raise(KeyboardInterrupt()))
+    monkeypatch.setattr(cal, "read_cpu_spec", lambda: _fake_spec())
+    assert main(["calibrate", "--quick", "--out", str(out)]) == 130
+    assert out.read_text() == "previous contents\n"
+
+
+def test_a_failed_measurement_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    out = tmp_path / "host.yaml"
+    monkeypatch.setattr(
+        cal,
+        "run_measurements",
+        _raise(cal.WpsimError("calibrate: the measuring process failed: x")),
+    )
+    monkeypatch.setattr(cal, "read_cpu_spec", lambda: _fake_spec())
+    assert main(["calibrate", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "measuring process failed" in err
+    assert not out.exists()
+
+
+def test_out_is_a_folder_is_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["calibrate", "--quick", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is a folder" in err
+
+
+def test_bad_cores_are_rejected() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "wpsim.cli", "calibrate", "--cores", "zero", "--out", "x.yaml"],
+        capture_output=True, text=True, env={**os.environ},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "expected comma-separated positive integers" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_machine_file_is_built_from_raw_measurements() -> None:
+    """The file builder alone, on fixed numbers: every rule in one place."""
+    result = cal.build_machine_file(_fake_spec(), _fake_raw(), "2000-01-01")
+    data = yaml.safe_load(result.text)
+    machine = CpuMachine.model_validate(data)
+    assert undocumented_numeric_lines(result.text) == []
+    # clock: the fastest GEMM at 32 flop/cycle beats the 2 GHz TSC
+    assert machine.clock_hz == pytest.approx(100e9 / 32, rel=1e-3)
+    # efficiency: best over H per n, as a fraction of clock x 32
+    assert dict(machine.efficiency.gemm_by_n)[1] == pytest.approx(0.25, rel=1e-3)
+    # co-running: slowdown 1.3 on 2 cores -> 0.3 per additional core
+    assert machine.corun_slowdown_per_core == pytest.approx(0.3)
+    # hand-off: 1 us latency, 1 GB/s slope
+    assert machine.handoff.latency_s == pytest.approx(1e-6)
+    assert machine.handoff.bandwidth_Bps == pytest.approx(1e9, rel=1e-3)
+    # barrier(2) reproduces the measured 2-process barrier
+    assert machine.barrier_s(2) == pytest.approx(1.5e-6)
+    assert machine.dispatch_overhead_s == pytest.approx(30e-6)
+    # bandwidths: private levels take the larger pattern, the shared one the GEMV rate
+    assert [c.bandwidth_Bps for c in machine.caches] == pytest.approx([200e9, 100e9, 50e9])
+    assert machine.memory.per_core_bandwidth_Bps == pytest.approx(20e9)
+    assert machine.memory.bandwidth_Bps == pytest.approx(30e9)
+    assert str(machine.calibration["date"]) == "2000-01-01"
+    assert _strings_like_numbers(data) == []
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def _raise(error: BaseException):
+    def fn(*_args, **_kwargs):
+        raise error
+
+    return fn
+
+
+def _fake_spec() -> cal.CpuSpec:
+    caches = [
+        cal.CacheInfo("L1d", 1, 32768, "0", "core", "sysfs index0"),
+        cal.CacheInfo("L2", 2, 1 << 20, "0", "core", "sysfs index2"),
+        cal.CacheInfo("L3", 3, 32 << 20, "0-1", "socket", "sysfs index3"),
+    ]
+    return cal.CpuSpec(
+        model="Test CPU", vendor="Test", flags={"avx2", "fma"}, mhz=2000.0, sockets=1,
+        cores_per_socket=2, threads_per_core=1, hypervisor=None, caches=caches,
+        topology_source="test",
+    )  # fmt: skip
+
+
+def _fake_raw() -> dict:
+    peak = 100e9
+
+    def gemm_s(n: int, h: int, fraction: float) -> float:
+        return 2.0 * n * 4 * h * h / (fraction * peak)
+
+    return {
+        "peak_gemm": {"size": 1024, "seconds": 2.0 * 1024**3 / peak},
+        "gemm_s": {
+            "1,128": gemm_s(1, 128, 0.25),
+            "1,512": gemm_s(1, 512, 0.2),
+            "16,128": gemm_s(16, 128, 0.6),
+            "16,512": gemm_s(16, 512, 0.65),
+            "256,512": gemm_s(256, 512, 0.9),
+        },
+        "elementwise_s_per_step": {"lstm,128,1": 21 * 128 / (0.01 * peak)},
+        "bandwidth": {
+            "L1d": {"working_set_bytes": 16384.0, "gemv_Bps": 80e9, "stream_Bps": 200e9},
+            "L2": {"working_set_bytes": 524288.0, "gemv_Bps": 90e9, "stream_Bps": 100e9},
+            "L3": {"working_set_bytes": 8e6, "gemv_Bps": 50e9, "stream_Bps": 70e9},
+            "DRAM": {
+                "working_set_bytes": 256e6,
+                "gemv_Bps": 20e9,
+                "concurrent_per_core_Bps": [15e9, 15e9],
+            },  # fmt: skip
+        },
+        "handoff_s": {"0": 1e-6, "4096": 1e-6 + 4096 / 1e9, "65536": 1e-6 + 65536 / 1e9},
+        "barrier_s": {"2": 1.5e-6},
+        "dispatch": {"method": "pipe round trip to a worker process", "dispatch_s": 30e-6},
+        "corun": {
+            "hidden": 512,
+            "cores": [0, 1],
+            "slowdown": 1.3,
+            "solo_s": [1.0],
+            "corun_s": [[1.3, 1.3]],
+            "slowdown_per_round": [1.3],
+        },  # fmt: skip
+        "cores": [0, 1],
+        "numpy": "test",
+        "threadpool_info": [{"internal_api": "openblas", "num_threads": 1}],
+    }

@@ -1,0 +1,557 @@
+"""Running a sweep: backends, chunking, durable appends, resumption.
+
+Backends
+--------
+``local`` (default)
+    One worker process per core (``--workers N``); ``--workers 1`` evaluates in-process.
+``dask``
+    Dask distributed: a ``LocalCluster`` of ``--workers`` processes by default, or a running
+    cluster at ``--scheduler tcp://HOST:PORT`` (its workers need wpsim importable; they receive
+    the workload and machine as data, not as files).
+
+Whatever the backend, only this process writes ``results.csv``. Points go out in chunks sized to
+about ``chunk_target_s`` of work each (measured as the sweep runs, starting from one point), and at
+most two chunks per worker are in flight, so an interrupted sweep loses at most those. Execution
+order keeps the points that share a workload and machine together (varying the policy and run
+options innermost), so each worker reuses its cached inputs and, for the analytic engine, its
+compiled task graphs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import platform
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from wpsim import __version__
+from wpsim.errors import ConfigError, WpsimError
+from wpsim.sweep import store
+from wpsim.sweep.evaluate import (
+    Evaluator,
+    columns_for,
+    init_worker,
+    run_chunk,
+    run_local_chunk,
+    warm_up,
+)
+from wpsim.sweep.progress import Progress
+from wpsim.sweep.spec import LoadedSweep, expand_lazily, file_sha256, load_sweep
+
+Chunk = list[tuple[int, dict[str, Any]]]
+
+
+@dataclass
+class SweepSummary:
+    """What a call to :func:`run_sweep` did."""
+
+    out_dir: Path
+    n_points: int
+    done_before: int
+    run_now: int
+    failed: int  # failed points in the whole results file
+    wall_s: float
+    backend: str
+    workers: int
+    complete: bool
+    startup_s: float = 0.0  # starting the backend (worker processes, Dask cluster), within wall_s
+
+    @property
+    def rate(self) -> float:
+        """Points per second in this call."""
+        return self.run_now / self.wall_s if self.wall_s > 0 else float("nan")
+
+
+def default_workers() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+# ---- execution order ------------------------------------------------------------------------
+
+
+def execution_groups(loaded: LoadedSweep) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+    """Every point, lazily, in groups that share a workload and machine.
+
+    In grid mode the ``workload.*`` and ``hardware.*`` parameters become the outer loops (in
+    ``vary:`` order) and the policy and run options the inner ones; one group is one setting of
+    the outer loops. Each point keeps its number (its position in the spec's own order). Zip and
+    random sweeps run in point order, one point per group.
+    """
+    spec = loaded.spec
+    params = loaded.params
+    sizes = [len(v) if isinstance(v, list) else 0 for v in loaded.values.values()]
+    inner_size = math.prod(s for p, s in zip(params, sizes, strict=True)
+                           if p.split(".")[0] not in ("workload", "hardware"))  # fmt: skip
+    if spec.mode != "grid" or not params or inner_size > 4096:
+        for item in expand_lazily(loaded):
+            yield [item]
+        return
+    strides = [math.prod(sizes[i + 1 :]) for i in range(len(params))]
+    outer = [i for i, p in enumerate(params) if p.split(".")[0] in ("workload", "hardware")]
+    inner = [i for i in range(len(params)) if i not in outer]
+    values = [loaded.values[p] for p in params]
+    inner_combos = list(itertools.product(*(range(sizes[i]) for i in inner)))
+    for outer_combo in itertools.product(*(range(sizes[i]) for i in outer)):
+        base = sum(v * strides[i] for i, v in zip(outer, outer_combo, strict=True))
+        group = []
+        for inner_combo in inner_combos:
+            chosen = [0] * len(params)
+            for i, v in zip(outer, outer_combo, strict=True):
+                chosen[i] = v
+            for i, v in zip(inner, inner_combo, strict=True):
+                chosen[i] = v
+            index = base + sum(v * strides[i] for i, v in zip(inner, inner_combo, strict=True))
+            group.append((index, {p: values[i][chosen[i]] for i, p in enumerate(params)}))
+        yield group
+
+
+def execution_order(loaded: LoadedSweep) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Every point, lazily, in execution order (see :func:`execution_groups`)."""
+    for group in execution_groups(loaded):
+        yield from group
+
+
+# ---- backends ---------------------------------------------------------------------------------
+
+
+class _SerialBackend:
+    """Evaluate in this process (``--workers 1``)."""
+
+    name = "local"
+
+    def __init__(self, context: dict[str, Any]) -> None:
+        self.workers = 1
+        self.evaluator = Evaluator(context)
+        self.queue: list[Chunk] = []
+
+    def submit(self, chunk: Chunk) -> Any:
+        self.queue.append(chunk)
+        return chunk
+
+    def wait(self) -> list[tuple[Any, list[dict], float]]:
+        chunk = self.queue.pop(0)
+        rows, seconds = self.evaluator.run_chunk(chunk)
+        return [(chunk, rows, seconds)]
+
+    def pending(self) -> int:
+        return len(self.queue)
+
+    def close(self, cancel: bool = False) -> None:
+        self.queue.clear()
+
+
+class _ProcessBackend:
+    """A pool of local worker processes."""
+
+    name = "local"
+
+    def __init__(self, context: dict[str, Any], workers: int) -> None:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        methods = mp.get_all_start_methods()
+        # fork is fastest; with other threads alive (e.g. an in-process Dask) use forkserver
+        if "fork" in methods and threading.active_count() == 1:
+            ctx = mp.get_context("fork")
+        elif "forkserver" in methods:
+            ctx = mp.get_context("forkserver")
+        else:  # pragma: no cover - Windows
+            ctx = mp.get_context("spawn")
+        self.workers = workers
+        self.pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=init_worker,
+            initargs=(context, os.getpid()),
+        )  # fmt: skip
+        self.futures: set[Any] = set()
+
+    def submit(self, chunk: Chunk) -> Any:
+        future = self.pool.submit(run_local_chunk, chunk)
+        self.futures.add(future)
+        return future
+
+    def wait(self) -> list[tuple[Any, list[dict], float]]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        done, self.futures = wait(self.futures, return_when=FIRST_COMPLETED)
+        out = []
+        for future in done:
+            try:
+                rows, seconds = future.result()
+            except BrokenProcessPool:
+                raise WpsimError(
+                    "a worker process died (out of memory?); finished points are saved, "
+                    "re-run the same command to resume"
+                ) from None
+            out.append((future, rows, seconds))
+        return out
+
+    def pending(self) -> int:
+        return len(self.futures)
+
+    def close(self, cancel: bool = False) -> None:
+        self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+class _DaskBackend:
+    """Dask distributed: a LocalCluster, or a running scheduler."""
+
+    name = "dask"
+
+    def __init__(self, context: dict[str, Any], workers: int, scheduler: str | None,
+                 processes: bool) -> None:  # fmt: skip
+        try:
+            import logging
+
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ConfigError(
+                "--backend dask: dask[distributed] is not installed "
+                "(pip install 'dask[distributed]', or the wpsim[dask] extra)"
+            ) from None
+        self.cluster = None
+        self.futures: set[Any] = set()
+        try:
+            if scheduler:
+                self.client = Client(scheduler, timeout="20s")
+            else:
+                self.cluster = LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=processes,
+                    dashboard_address=None, silence_logs=logging.ERROR,
+                )  # fmt: skip
+                self.client = Client(self.cluster)
+        except (OSError, TimeoutError) as error:
+            where = scheduler or "a LocalCluster"
+            raise ConfigError(f"--scheduler: cannot connect to {where}: {error}") from None
+        info = self.client.scheduler_info()
+        self.workers = max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
+        try:  # import the models on every worker now (start-up), and fail early if one cannot
+            self.client.run(warm_up)
+        except Exception as error:  # noqa: BLE001 - any worker-side failure, one line
+            self.close()
+            raise ConfigError(
+                f"--backend dask: a worker cannot import wpsim ({type(error).__name__}: {error}); "
+                "install wpsim on every worker"
+            ) from None
+        [self.context] = self.client.scatter([context], broadcast=True)
+
+    def submit(self, chunk: Chunk) -> Any:
+        future = self.client.submit(run_chunk, self.context, chunk, pure=False)
+        self.futures.add(future)
+        return future
+
+    def wait(self) -> list[tuple[Any, list[dict], float]]:
+        from distributed import wait
+
+        result = wait(list(self.futures), return_when="FIRST_COMPLETED")
+        out = []
+        for future in result.done:
+            self.futures.discard(future)
+            rows, seconds = future.result()
+            out.append((future, rows, seconds))
+        return out
+
+    def pending(self) -> int:
+        return len(self.futures)
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel and self.futures:
+            self.client.cancel(list(self.futures))
+        self.futures.clear()
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _make_backend(context: dict[str, Any], backend: str, workers: int, scheduler: str | None,
+                  dask_processes: bool) -> Any:  # fmt: skip
+    if backend == "local":
+        if scheduler:
+            raise ConfigError("--scheduler needs --backend dask")
+        if workers == 1:
+            return _SerialBackend(context)
+        return _ProcessBackend(context, workers)
+    if backend == "dask":
+        return _DaskBackend(context, workers, scheduler, dask_processes)
+    raise ConfigError(f"--backend: got {backend!r}, expected 'local' or 'dask'")
+
+
+# ---- the driver -------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _new_manifest(loaded: LoadedSweep, columns: list[str]) -> dict[str, Any]:
+    inputs = {
+        name: {"path": path, "sha256": file_sha256(path)}
+        for name, path in loaded.input_files.items()
+    }
+    spec_path = Path(loaded.source)
+    return {
+        "format": store.FORMAT,
+        "wpsim_version": __version__,
+        "python": platform.python_version(),
+        "spec_path": str(spec_path),
+        "spec_sha256": file_sha256(spec_path) if spec_path.is_file() else None,
+        "spec": loaded.spec.model_dump(mode="json"),
+        "identity_sha256": loaded.identity(),
+        "inputs": inputs,
+        "machine_files": {
+            inputs["hardware"]["path"]: inputs["hardware"]["sha256"]
+        } if "hardware" in inputs else {},
+        "params": loaded.params,
+        "columns": columns,
+        "engine": loaded.spec.engine,
+        "n_points": loaded.n_points,
+        "created": _now(),
+        "status": "running",
+        "runs": [],
+    }  # fmt: skip
+
+
+class _SigtermAsInterrupt:
+    """Within the block, SIGTERM raises KeyboardInterrupt (saved like Ctrl-C)."""
+
+    def __enter__(self) -> _SigtermAsInterrupt:
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handler)
+        return self
+
+    @staticmethod
+    def _handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def run_sweep(
+    spec: str | Path | LoadedSweep,
+    out_dir: str | Path,
+    *,
+    backend: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    restart: bool = False,
+    progress: bool = True,
+    tty: bool | None = None,
+    dask_processes: bool = True,
+    chunk_target_s: float | None = None,
+    max_chunk: int = 512,
+    max_points: int | None = None,
+) -> SweepSummary:
+    """Run (or resume) a sweep into ``out_dir``.
+
+    Parameters
+    ----------
+    spec : path or LoadedSweep
+        The sweep YAML (see :mod:`wpsim.sweep.spec`).
+    out_dir : path
+        Gets ``results.csv``, ``manifest.json`` and, with pyarrow, ``results.parquet``.
+    backend : {"local", "dask"}
+    workers : int, optional
+        Local processes, or LocalCluster workers (default: one per core).
+    scheduler : str, optional
+        ``tcp://HOST:PORT`` of a running Dask scheduler (``backend="dask"``).
+    restart : bool
+        Discard earlier results in ``out_dir`` instead of resuming.
+    progress : bool
+        Show progress on standard error (a bar on a terminal, plain lines otherwise).
+    dask_processes : bool
+        LocalCluster workers as processes (True) or threads in this process (False: quick to
+        start, but the GIL serialises the work; for tests).
+    chunk_target_s : float, optional
+        Seconds of work per chunk (default 0.2 local, 0.3 Dask).
+    max_points : int, optional
+        Stop after this many new points (the sweep stays resumable).
+
+    Returns
+    -------
+    SweepSummary
+
+    Raises
+    ------
+    ConfigError
+        Bad spec, or ``out_dir`` holds results of a different sweep.
+    KeyboardInterrupt
+        After saving every finished point (Ctrl-C or SIGTERM).
+    """
+    loaded = spec if isinstance(spec, LoadedSweep) else load_sweep(spec)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--out {out}: cannot create ({error.strerror})") from None
+    workers = workers or default_workers()
+    if workers < 1:
+        raise ConfigError(f"--workers: got {workers}, expected an integer >= 1")
+    columns = columns_for(loaded.params, loaded.base_hardware)
+    with store.FolderLock(out), _SigtermAsInterrupt():
+        manifest = store.read_manifest(out)
+        results_path = out / store.RESULTS
+        if restart:
+            for name in (store.RESULTS, store.PARQUET, store.MANIFEST):
+                (out / name).unlink(missing_ok=True)
+            manifest = None
+        elif manifest is not None and manifest.get("identity_sha256") != loaded.identity():
+            raise ConfigError(
+                f"--out {out}: holds results of a different sweep (spec or input files "
+                f"changed since); use another --out, or --restart to discard them"
+            )
+        elif manifest is None and results_path.exists():
+            raise ConfigError(
+                f"--out {out}: has a {store.RESULTS} but no manifest; use another --out"
+            )
+        if manifest is None:
+            manifest = _new_manifest(loaded, columns)
+        manifest["status"] = "running"
+        run_record = {"started": _now(), "backend": backend, "workers": workers,
+                      "scheduler": scheduler, "wpsim_version": __version__}  # fmt: skip
+        manifest["runs"].append(run_record)
+        store.write_manifest(out, manifest)
+        journal = store.ResultsJournal(results_path, columns)
+        done = journal.open()
+        n_points = loaded.n_points
+        done_before = len(done)
+        todo = n_points - done_before
+        if max_points is not None:
+            todo = min(todo, max_points)
+        meter = Progress(todo, label=f"sweep {loaded.spec.name or Path(loaded.source).stem}",
+                         enabled=progress, tty=tty)  # fmt: skip
+        start = time.monotonic()
+        run_now = 0
+        startup = 0.0
+        interrupted = False
+        backend_obj = None
+        try:
+            if todo > 0:
+                backend_obj = _make_backend(loaded.context(), backend, workers, scheduler,
+                                            dask_processes)  # fmt: skip
+                startup = time.monotonic() - start
+                target = chunk_target_s or (0.3 if backend == "dask" else 0.2)
+                groups = _pending_groups(loaded, done, max_points)
+                run_now = _drive(backend_obj, groups, journal, meter, target, max_chunk)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            if backend_obj is not None:
+                backend_obj.close(cancel=True)
+            journal.close()
+            if todo > 0:
+                meter.close()
+            wall = time.monotonic() - start
+            run_record.update(finished=_now(), points_run=run_now, wall_s=round(wall, 3),
+                              startup_s=round(startup, 3), interrupted=interrupted)  # fmt: skip
+            complete = done_before + run_now >= n_points
+            if complete and not interrupted:
+                rows = journal.finalize()
+                status_index = columns.index("status")
+                failed = sum(1 for r in rows if r[status_index] != "ok")
+                manifest["parquet"] = store.write_parquet(out, columns, rows)
+                manifest.update(status="complete", points_done=len(rows), points_failed=failed)
+            else:
+                failed = sum(
+                    1 for r in store.read_raw(results_path) if r[columns.index("status")] != "ok"
+                )
+                manifest.update(status="interrupted" if interrupted else "partial",
+                                points_done=done_before + run_now, points_failed=failed)  # fmt: skip
+            manifest["updated"] = _now()
+            store.write_manifest(out, manifest)
+    return SweepSummary(out, n_points, done_before, run_now, failed, wall,
+                        backend_obj.name if backend_obj else backend,
+                        backend_obj.workers if backend_obj else workers, complete,
+                        startup)  # fmt: skip
+
+
+def _pending_groups(loaded: LoadedSweep, done: set[int],
+                    max_points: int | None) -> Iterator[Chunk]:  # fmt: skip
+    """Execution groups without the points already done (at most ``max_points`` points)."""
+    left = max_points
+    for group in execution_groups(loaded):
+        todo = [item for item in group if item[0] not in done]
+        if left is not None:
+            todo = todo[:left]
+            left -= len(todo)
+        if todo:
+            yield todo
+        if left is not None and left <= 0:
+            return
+
+
+def _chunks(groups: Iterator[Chunk], size_of: Any, max_chunk: int) -> Iterator[Chunk]:
+    """Chunks of about ``size_of()`` points, made of whole groups when a group fits in one.
+
+    Keeping a group in one chunk keeps one workload on one worker, so its cached inputs and
+    compiled graphs are built once; a group larger than a chunk (slow points, e.g. simulations)
+    is split, so the work stays balanced across workers.
+    """
+    chunk: Chunk = []
+    for group in groups:
+        limit = max(1, min(size_of(), max_chunk))
+        while len(group) > limit:
+            if chunk:
+                yield chunk
+                chunk = []
+            yield group[:limit]
+            group = group[limit:]
+            limit = max(1, min(size_of(), max_chunk))
+        chunk.extend(group)
+        if len(chunk) >= size_of():
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _drive(backend: Any, groups: Iterator[Chunk], journal: store.ResultsJournal,
+           meter: Progress, target_s: float, max_chunk: int) -> int:  # fmt: skip
+    """Keep two chunks per worker in flight; append each finished chunk; return points run."""
+    window = 2 * backend.workers
+    state = {"per_point_s": None, "size": 1}
+    chunks = _chunks(groups, lambda: state["size"], max_chunk)
+    exhausted = False
+    run_now = 0
+    while True:
+        while not exhausted and backend.pending() < window:
+            chunk = next(chunks, None)
+            if chunk is None:
+                exhausted = True
+                break
+            backend.submit(chunk)
+        if backend.pending() == 0:
+            return run_now
+        for _handle, rows, seconds in backend.wait():
+            journal.append(rows)
+            run_now += len(rows)
+            meter.update(len(rows), sum(1 for r in rows if r.get("status") != "ok"))
+            sample = seconds / max(len(rows), 1)
+            previous = state["per_point_s"]
+            per_point = sample if previous is None else 0.7 * previous + 0.3 * sample
+            state["per_point_s"] = per_point
+            state["size"] = max(1, min(max_chunk, int(target_s / max(per_point, 1e-7))))
+
+
+def clear_results(out_dir: str | Path) -> None:
+    """Remove a sweep folder's results (used by tests and ``--restart``)."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+
+
+__all__ = ["run_sweep", "SweepSummary", "execution_order", "default_workers"]

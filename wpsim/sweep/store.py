@@ -1,0 +1,332 @@
+"""The results folder of a sweep: ``results.csv`` (durable journal), ``manifest.json``, Parquet.
+
+Durability and resumption
+-------------------------
+``results.csv`` is written by one process only (the sweep's parent) and only by appending whole
+rows: each batch of finished rows is formatted in memory and handed to the kernel in one
+``os.write`` on an ``O_APPEND`` descriptor, so a crash, Ctrl-C or ``kill -9`` of the sweep can
+never leave half a row behind; the file is ``fsync``-ed at least once a second and at the end
+(after a power cut, at most the last second is lost). Every field is on one line (error messages
+and JSON are single-line), so a row is a line. On resume, a trailing line without its newline (only
+possible after a power cut or a full disk) is cut off, and the points already in the file are
+skipped. When the sweep completes, the file is rewritten sorted by point (written to a temporary
+file, ``fsync``-ed, then atomically renamed), so the same spec always gives the same bytes.
+
+An exclusive lock (``.lock``) keeps two sweeps from writing into one folder at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from wpsim.errors import ConfigError
+
+RESULTS = "results.csv"
+PARQUET = "results.parquet"
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+FORMAT = "wpsim-sweep/1"
+
+_FLOAT_COLUMNS = {"makespan_s", "sequential_s", "speedup", "utilization", "dram_bytes"}
+_INT_COLUMNS = {"point", "cores", "n_tasks"}
+_STR_COLUMNS = {"status", "error", "engine", "policy_label", "machine", "extra"}
+
+
+def encode_value(value: Any) -> str:
+    """A CSV field: scalars as written by ``str`` (floats round-trip), others as JSON; one line."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float):
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, str):
+        return value.replace("\r", " ").replace("\n", " ")
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def decode_value(text: str) -> Any:
+    """Inverse of :func:`encode_value` for parameter columns (best effort typing).
+
+    Examples
+    --------
+    >>> [decode_value(t) for t in ["4", "0.5", "True", "", "lstm", "[1, 2]"]]
+    [4, 0.5, True, None, 'lstm', [1, 2]]
+    """
+    if text == "":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            pass
+    return text
+
+
+def _format_rows(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for row in rows:
+        writer.writerow([encode_value(row.get(c)) for c in columns])
+    return buffer.getvalue().encode()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, ``fsync`` and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+class FolderLock:
+    """An exclusive, non-blocking lock on a results folder (released when the process ends)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK
+        self.fd: int | None = None
+
+    def __enter__(self) -> FolderLock:
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            self.fd = None
+            raise ConfigError(
+                f"{self.path.parent}: another sweep is writing into this folder"
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class ResultsJournal:
+    """Append-only ``results.csv`` with a fixed header.
+
+    Parameters
+    ----------
+    path : Path
+        The CSV file.
+    columns : list of str
+        Its header; an existing file must have exactly this header.
+    fsync_interval_s : float
+        Longest time between two ``fsync`` calls while rows are appended.
+    """
+
+    def __init__(self, path: Path, columns: list[str], fsync_interval_s: float = 1.0) -> None:
+        self.path = path
+        self.columns = columns
+        self.fsync_interval_s = fsync_interval_s
+        self.fd: int | None = None
+        self._last_sync = 0.0
+        self._dirty = False
+
+    def open(self) -> set[int]:
+        """Open for appending (creating the file with its header); return the points done."""
+        header = _format_rows([dict(zip(self.columns, self.columns, strict=True))], self.columns)
+        if not self.path.exists():
+            atomic_write(self.path, header)
+            done: set[int] = set()
+        else:
+            done = self._repair_and_scan(header)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self._last_sync = time.monotonic()
+        return done
+
+    def _repair_and_scan(self, header: bytes) -> set[int]:
+        data = self.path.read_bytes()
+        if not data.startswith(header):
+            first = data.split(b"\n", 1)[0].decode(errors="replace")
+            raise ConfigError(
+                f"{self.path}: its header does not match this sweep's columns "
+                f"({first[:80]!r}...); use another --out or --restart"
+            )
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # a partial last line (power cut, full disk): cut it off
+            with open(self.path, "r+b") as handle:
+                handle.truncate(end)
+                handle.flush()
+                os.fsync(handle.fileno())
+            data = data[:end]
+        done = set()
+        reader = csv.reader(io.StringIO(data[len(header) :].decode()))
+        for line_no, fields in enumerate(reader, start=2):
+            if len(fields) != len(self.columns):
+                raise ConfigError(
+                    f"{self.path}: line {line_no}: {len(fields)} fields, expected "
+                    f"{len(self.columns)} (file edited by hand?)"
+                )
+            done.add(int(fields[0]))
+        return done
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows durably (one ``write``; ``fsync`` at most every ``fsync_interval_s``)."""
+        if not rows:
+            return
+        assert self.fd is not None, "journal is not open"
+        _write_all(self.fd, _format_rows(rows, self.columns))
+        self._dirty = True
+        now = time.monotonic()
+        if now - self._last_sync >= self.fsync_interval_s:
+            self.sync()
+
+    def sync(self) -> None:
+        """``fsync`` the file if rows were appended since the last one."""
+        if self.fd is not None and self._dirty:
+            os.fsync(self.fd)
+            self._dirty = False
+            self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        """Sync and close."""
+        if self.fd is not None:
+            self.sync()
+            os.close(self.fd)
+            self.fd = None
+
+    def finalize(self) -> list[list[str]]:
+        """Rewrite the file sorted by point, one row per point (atomic); return the raw rows."""
+        self.close()
+        rows = read_raw(self.path, self.columns)
+        by_point: dict[int, list[str]] = {}
+        for fields in rows:
+            by_point.setdefault(int(fields[0]), fields)
+        ordered = [by_point[p] for p in sorted(by_point)]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows(ordered)
+        atomic_write(self.path, buffer.getvalue().encode())
+        return ordered
+
+
+def read_raw(path: Path, columns: list[str] | None = None) -> list[list[str]]:
+    """Rows of a results CSV as lists of strings (header skipped, partial last line ignored)."""
+    data = Path(path).read_bytes()
+    end = data.rfind(b"\n") + 1
+    reader = csv.reader(io.StringIO(data[:end].decode()))
+    header = next(reader, None)
+    if columns is not None and header is not None and header != columns:
+        raise ConfigError(f"{path}: unexpected header")
+    return [fields for fields in reader if fields]
+
+
+def read_results(folder: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``folder/results.csv`` as typed dicts (metrics as numbers, ``None`` if empty).
+
+    Raises
+    ------
+    ConfigError
+        When the folder has no ``results.csv``.
+    """
+    path = Path(folder) / RESULTS
+    if not path.is_file():
+        raise ConfigError(f"{folder}: no {RESULTS} here (run `wpsim sweep SPEC --out {folder}`)")
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    reader = csv.reader(io.StringIO(data[:end].decode()))
+    header = next(reader, None) or []
+    out = []
+    for fields in reader:
+        if len(fields) != len(header):
+            continue
+        row: dict[str, Any] = {}
+        for name, text in zip(header, fields, strict=True):
+            row[name] = _typed(name, text)
+        out.append(row)
+    return out
+
+
+def _typed(name: str, text: str) -> Any:
+    if name in _STR_COLUMNS:
+        return text
+    if text == "":
+        return None
+    if name in _INT_COLUMNS:
+        return int(text)
+    if name in _FLOAT_COLUMNS or name.startswith("bytes."):
+        return float(text)
+    return decode_value(text)
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any] | None:
+    """``folder/manifest.json`` as a dict, or None when there is none."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: unreadable manifest ({error})") from None
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest.json`` atomically."""
+    text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+    atomic_write(folder / MANIFEST, text.encode())
+
+
+def write_parquet(folder: Path, columns: list[str], rows: list[list[str]]) -> bool:
+    """Write ``results.parquet`` next to the CSV when pyarrow is installed; True if written."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return False
+    typed = {c: [_typed(c, r[i]) for r in rows] for i, c in enumerate(columns)}
+    arrays = {}
+    for name, values in typed.items():
+        try:
+            arrays[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep the text
+            arrays[name] = pa.array([encode_value(v) for v in values], type=pa.string())
+    table = pa.table(arrays)
+    tmp = folder / f".{PARQUET}.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, folder / PARQUET)
+    return True

@@ -1,0 +1,421 @@
+"""Measured against predicted: the real executor and the simulator on the same graph.
+
+:func:`validate` runs a workload with :func:`kernels.executor.execute` and simulates it with
+:func:`wpsim.engine.simulate` for every (policy, workers) configuration, with the same graph
+(``policy.graph_options``), the same policy, ``cores = workers`` and the same chunk, and compares:
+
+* **makespan** and **speed-up**, each speed-up against the 1-worker ``sequential`` run of the
+  same engine (measured against measured, predicted against predicted); the relative error of
+  the predicted speed-up is ``|predicted - measured| / measured``;
+* **task by task**: for every (configuration, task kind, layer) the mean measured task duration
+  against the mean simulated one. The executor times the kernel only (from the worker picking up
+  the task to its end), so the simulated duration is taken without the model's dispatch overhead
+  (hand-off and synchronisation stay: the executor's worker reads the hidden state from shared
+  memory inside the task). The executor's own dispatch latency is reported per configuration:
+  the time from a task being runnable on a free worker (its predecessors done, its worker idle)
+  to its start.
+
+Noise: the measured runs are interleaved (round r runs every configuration once: one executor
+call with a warm-up run and 2-5 timed runs, their median), the makespan is the median over rounds, and the measured speed-up is the median
+over rounds of the paired ratio baseline / configuration, which cancels drift slower than a
+round.
+
+Examples
+--------
+>>> from wpsim.workload import Workload
+>>> from wpsim.hardware import load_machine, resolve_machine_path
+>>> w = Workload(cell="rnn", layers=2, hidden=16, input=16, seq_len=8)
+>>> report = validate(w, load_machine(resolve_machine_path("host")), workers=[1, 2],
+...                   policies=["wavefront"], repeats=1)  # doctest: +SKIP
+>>> sorted(report.rows[0])[:3]  # doctest: +SKIP
+['chunk', 'measured_dispatch_s', 'measured_makespan_s']
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wpsim.errors import ConfigError
+from wpsim.hardware import CpuMachine
+from wpsim.trace import Trace
+from wpsim.workload import Workload
+
+BASELINE = ("sequential", 1)
+ROW_KEYS = (
+    "policy",
+    "workers",
+    "chunk",
+    "measured_makespan_s",
+    "predicted_makespan_s",
+    "measured_speedup",
+    "predicted_speedup",
+    "rel_error",
+    "signed_error",
+    "n_tasks",
+    "measured_busy_s",
+    "predicted_busy_s",
+    "measured_dispatch_s",
+    "model_dispatch_s",
+    "baseline",
+)
+KIND_KEYS = (
+    "policy",
+    "workers",
+    "kind",
+    "layer",
+    "n",
+    "measured_mean_s",
+    "simulated_mean_s",
+    "ratio",
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ValidationReport:
+    """Rows per configuration, the task-by-task comparison, and the files written."""
+
+    workload: Workload
+    machine: str
+    chunk: int
+    repeats: int
+    rows: list[dict[str, Any]]
+    per_kind: list[dict[str, Any]]
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[float]:
+        """Relative errors of the predicted speed-up, baseline row excluded."""
+        return [r["rel_error"] for r in self.rows if not r["baseline"]]
+
+    def summary(self) -> dict[str, float]:
+        errors = self.errors
+        if not errors:
+            return {"n": 0, "mean_rel_error": 0.0, "max_rel_error": 0.0}
+        return {
+            "n": len(errors),
+            "mean_rel_error": sum(errors) / len(errors),
+            "max_rel_error": max(errors),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload.name,
+            "workload_spec": self.workload.model_dump(),
+            "machine": self.machine,
+            "chunk": self.chunk,
+            "repeats": self.repeats,
+            "rows": self.rows,
+            "per_kind": self.per_kind,
+            "summary": self.summary(),
+            "files": self.files,
+        }
+
+
+def parse_configs(
+    policies: Sequence[str], workers: Sequence[int], machine: CpuMachine
+) -> list[tuple[str, int]]:
+    """Validated (policy, workers) pairs, the baseline first.
+
+    Raises
+    ------
+    ConfigError
+        Unknown policy, a worker count the machine does not have, or nothing to run.
+    """
+    from wpsim.policies import available, get_policy
+
+    if not policies:
+        raise ConfigError("--policies: expected at least one policy")
+    if not workers:
+        raise ConfigError("--workers: expected at least one worker count")
+    known = available()
+    for name in policies:
+        if name not in known:
+            raise ConfigError(f"--policies: got {name!r}, expected some of {', '.join(known)}")
+    for n in workers:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"--workers: got {n!r}, expected positive integers")
+        if n > machine.total_cores:
+            raise ConfigError(
+                f"--workers {n}: machine '{machine.name}' has {machine.total_cores} cores "
+                "(the simulator needs cores = workers)"
+            )
+        machine.with_cores(n)  # whole sockets, or a one-line ConfigError
+    configs = [BASELINE]
+    for name in policies:
+        for n in workers:
+            if (name, n) == BASELINE:
+                continue
+            get_policy(name).core_groups(n)  # e.g. helpers > workers: a one-line ConfigError
+            configs.append((name, n))
+    return configs
+
+
+def _ready_latencies(trace: Trace, preds: Sequence[Sequence[int]]) -> list[float]:
+    """Per task: start minus the moment it could have started (preds done and its group free)."""
+    end_of = {tid: trace.end_s[i] for i, tid in enumerate(trace.task)}
+    free_at: dict[tuple[int, ...], float] = {}
+    order = sorted(range(len(trace)), key=lambda i: trace.start_s[i])
+    out = []
+    for i in order:
+        tid = trace.task[i]
+        group = tuple(trace.cores[i])
+        ready = max([end_of[p] for p in preds[tid]], default=0.0)
+        since = max(ready, free_at.get(group, 0.0))
+        out.append(trace.start_s[i] - since)
+        free_at[group] = trace.end_s[i]
+    return out
+
+
+def _per_kind(
+    measured: Trace, simulated: Trace, tasks: Sequence[Any], dispatch_s: float
+) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, int], list[list[float]]] = {}
+    for trace, slot, offset in ((measured, 0, 0.0), (simulated, 1, dispatch_s)):
+        for i, tid in enumerate(trace.task):
+            task = tasks[tid]
+            entry = groups.setdefault((task.kind, task.layer), [[], []])
+            entry[slot].append(trace.end_s[i] - trace.start_s[i] - offset)
+    rows = []
+    for (kind, layer), (meas, sim) in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        m = statistics.fmean(meas) if meas else math.nan
+        s = statistics.fmean(sim) if sim else math.nan
+        rows.append({
+            "kind": kind, "layer": layer, "n": len(meas), "measured_mean_s": m,
+            "simulated_mean_s": s, "ratio": s / m if m > 0 else math.nan,
+        })  # fmt: skip
+    return rows
+
+
+def validate(
+    workload: Workload,
+    machine: CpuMachine,
+    workers: Sequence[int] = (1, 2),
+    policies: Sequence[str] = ("sequential", "wavefront"),
+    chunk: int = 1,
+    repeats: int = 3,
+    out_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    seed: int = 0,
+) -> ValidationReport:
+    """Run ``workload`` for real and in the simulator for every (policy, workers) pair.
+
+    Parameters
+    ----------
+    workload : Workload
+    machine : CpuMachine
+        Usually the calibrated ``hw_configs/host.yaml``.
+    workers : sequence of int
+        Worker counts (simulated cores); each at most the machine's cores.
+    policies : sequence of str
+        Policy names; the 1-worker ``sequential`` baseline is always run too.
+    chunk : int
+        Time steps per cell task.
+    repeats : int
+        Measured rounds; medians are reported.
+    out_dir : path, optional
+        Write ``validation.csv``, ``per_kind.csv``, ``validation.json`` and one side-by-side
+        Gantt per configuration (``gantt_<policy>_<workers>w.png``) here.
+    progress : callable, optional
+        Receives one line per measured run.
+
+    Returns
+    -------
+    ValidationReport
+
+    Raises
+    ------
+    ConfigError
+        Bad arguments (one line), or the executor is missing.
+    """
+    from wpsim.engine import simulate
+    from wpsim.policies import get_policy
+
+    if not isinstance(machine, CpuMachine):
+        raise ConfigError(f"machine '{machine.name}' is a {machine.kind}; validate needs a cpu")
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ConfigError(f"--chunk: got {chunk!r}, expected an integer >= 1")
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError(f"--repeats: got {repeats!r}, expected an integer >= 1")
+    configs = parse_configs(policies, workers, machine)
+    try:
+        from kernels.executor import execute
+    except ImportError as error:
+        raise ConfigError(f"validate needs the real executor (kernels.executor): {error}") from None
+    progress = progress or (lambda _line: None)
+
+    base_pred = simulate(workload, machine, get_policy("sequential"), cores=1, chunk=chunk)
+    sims = {
+        (policy, n): base_pred
+        if (policy, n) == BASELINE
+        else simulate(workload, machine, get_policy(policy), cores=n, chunk=chunk,
+                      sequential_s=base_pred.makespan_s)
+        for policy, n in configs
+    }  # fmt: skip
+
+    makespans: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
+    results: dict[tuple[str, int], list[Any]] = {c: [] for c in configs}
+    for r in range(repeats):
+        for policy, n in configs:
+            inner = inner_repeats(sims[(policy, n)].makespan_s)
+            res = execute(workload, get_policy(policy), n, chunk=chunk, seed=seed,
+                          repeats=inner, warmup=1)  # fmt: skip
+            makespans[(policy, n)].append(res.measured_makespan_s)
+            results[(policy, n)].append(res)
+            progress(f"validate: round {r + 1}/{repeats}: {policy} on {n} worker(s): "
+                     f"{res.measured_makespan_s * 1e3:.2f} ms (median of {inner})")  # fmt: skip
+
+    rows: list[dict[str, Any]] = []
+    per_kind: list[dict[str, Any]] = []
+    files: list[str] = []
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    base_meas = makespans[BASELINE]
+    dispatch = machine.dispatch_overhead_s
+    for config in configs:
+        policy, n = config
+        spans = makespans[config]
+        median = statistics.median(spans)
+        chosen = min(results[config], key=lambda res: abs(res.measured_makespan_s - median))
+        sim = sims[config]
+        if sim.n_tasks != chosen.n_tasks:
+            raise ConfigError(
+                f"{policy} on {n} workers: the executor ran {chosen.n_tasks} tasks, the simulator "
+                f"{sim.n_tasks} (different graphs)"
+            )
+        meas_speedup = statistics.median(b / m for b, m in zip(base_meas, spans, strict=True))
+        pred_speedup = base_pred.makespan_s / sim.makespan_s
+        signed = (pred_speedup - meas_speedup) / meas_speedup
+        preds = _plan_preds(workload, policy, chunk)
+        latencies = _ready_latencies(chosen.trace, preds)
+        sim_trace = sim.trace
+        row = {
+            "policy": policy,
+            "workers": n,
+            "chunk": chunk,
+            "measured_makespan_s": median,
+            "predicted_makespan_s": sim.makespan_s,
+            "measured_speedup": meas_speedup,
+            "predicted_speedup": pred_speedup,
+            "rel_error": abs(signed),
+            "signed_error": signed,
+            "n_tasks": sim.n_tasks,
+            "measured_busy_s": sum(e - s for s, e in zip(chosen.trace.start_s, chosen.trace.end_s, strict=True)),
+            "predicted_busy_s": sum(e - s for s, e in zip(sim_trace.start_s, sim_trace.end_s, strict=True)),
+            "measured_dispatch_s": statistics.median(latencies) if latencies else 0.0,
+            "model_dispatch_s": dispatch,
+            "baseline": config == BASELINE,
+            "measured_makespans_s": list(spans),
+        }  # fmt: skip
+        rows.append(row)
+        for entry in _per_kind(chosen.trace, sim_trace, sim.tasks, dispatch):
+            per_kind.append({"policy": policy, "workers": n, **entry})
+        if out is not None:
+            from wpsim.plots import save_side_by_side
+
+            path = out / f"gantt_{policy}_{n}w.png"
+            title = (f"{workload.name or workload.cell}: {policy}, {n} worker(s), chunk {chunk} "
+                     f"(measured {median * 1e3:.2f} ms, predicted {sim.makespan_s * 1e3:.2f} ms)")  # fmt: skip
+            save_side_by_side(path, chosen.trace, sim_trace, sim.tasks, title)
+            files.append(str(path))
+    report = ValidationReport(workload, machine.name, chunk, repeats, rows, per_kind, files)
+    if out is not None:
+        report.files[:0] = write_outputs(report, out)
+    return report
+
+
+def inner_repeats(predicted_s: float, budget_s: float = 0.2, most: int = 5) -> int:
+    """Timed runs inside one executor call: enough for ~``budget_s`` of work, 2 to ``most``.
+
+    Examples
+    --------
+    >>> inner_repeats(1e-3), inner_repeats(0.05), inner_repeats(2.0)
+    (5, 4, 2)
+    """
+    if not predicted_s > 0:
+        return most
+    return max(2, min(most, int(budget_s / predicted_s)))
+
+
+def _plan_preds(workload: Workload, policy: str, chunk: int) -> list[list[int]]:
+    from wpsim.graph import build
+    from wpsim.plan import compile_plan
+    from wpsim.policies import get_policy
+
+    p = get_policy(policy)
+    return compile_plan(build(workload, **p.graph_options(workload, chunk))).preds
+
+
+def write_outputs(report: ValidationReport, out: Path) -> list[str]:
+    """``validation.csv``, ``per_kind.csv`` and ``validation.json`` in ``out``."""
+    paths = []
+    path = out / "validation.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(ROW_KEYS), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(report.rows)
+    paths.append(str(path))
+    path = out / "per_kind.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(KIND_KEYS))
+        writer.writeheader()
+        writer.writerows(report.per_kind)
+    paths.append(str(path))
+    path = out / "validation.json"
+    path.write_text(json.dumps(report.to_dict(), indent=2, default=float) + "\n")
+    paths.append(str(path))
+    return paths
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.1f} us"
+
+
+def format_report(report: ValidationReport) -> str:
+    """The rows, the error summary and the task-by-task table as text."""
+    w = report.workload
+    lines = [
+        f"validate: {w.name or 'workload'} ({w.layers}-layer {w.cell.upper()}, H={w.hidden}, "
+        f"T={w.seq_len}, batch {w.batch}) on {report.machine}; chunk {report.chunk}, "
+        f"median of {report.repeats} run(s)",
+        f"  {'policy':<12}{'workers':>8}{'measured':>14}{'predicted':>14}"
+        f"{'speed-up meas':>15}{'pred':>7}{'error':>9}{'dispatch meas/model':>22}",
+    ]
+    for r in report.rows:
+        err = "(base)" if r["baseline"] else f"{100 * r['signed_error']:+.1f}%"
+        lines.append(
+            f"  {r['policy']:<12}{r['workers']:>8}{_ms(r['measured_makespan_s']):>14}"
+            f"{_ms(r['predicted_makespan_s']):>14}{r['measured_speedup']:>14.2f}x"
+            f"{r['predicted_speedup']:>6.2f}x{err:>9}"
+            f"{_ms(r['measured_dispatch_s']):>12} /{_ms(r['model_dispatch_s']):>9}"
+        )
+    s = report.summary()
+    if s["n"]:
+        lines.append(
+            f"  predicted speed-up: mean |error| {100 * s['mean_rel_error']:.1f}%, max "
+            f"{100 * s['max_rel_error']:.1f}% over {s['n']} configuration(s)"
+        )
+    lines.append(
+        "  task by task (mean duration; measured = kernel, simulated = model without dispatch):"
+    )
+    lines.append(
+        f"  {'policy':<12}{'workers':>8}  {'kind':<12}{'layer':>6}{'n':>6}"
+        f"{'measured':>13}{'simulated':>13}{'sim/meas':>10}"
+    )
+    for k in report.per_kind:
+        lines.append(
+            f"  {k['policy']:<12}{k['workers']:>8}  {k['kind']:<12}{k['layer']:>6}{k['n']:>6}"
+            f"{_ms(k['measured_mean_s']):>13}{_ms(k['simulated_mean_s']):>13}{k['ratio']:>10.2f}"
+        )
+    for path in report.files:
+        lines.append(f"  wrote {path}")
+    return "\n".join(lines)
