@@ -253,6 +253,14 @@ def test_policy_mappings_and_other_machine_kinds(tmp_path):
     assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["makespan_s"] > 0
 
 
+def test_parquet_next_to_csv_when_pyarrow_is_installed(tmp_path):
+    parquet = pytest.importorskip("pyarrow.parquet")
+    run_sweep(small_spec(tmp_path), tmp_path / "o", workers=1, progress=False)
+    assert read_manifest(tmp_path / "o")["parquet"] is True
+    table = parquet.read_table(tmp_path / "o" / "results.parquet")
+    assert table.num_rows == 12 and table.column("point").to_pylist() == list(range(12))
+
+
 def test_scheduler_without_dask_backend_is_an_error(tmp_path, capsys):
     code = main(["sweep", str(small_spec(tmp_path)), "--out", str(tmp_path / "o"),
                  "--scheduler", "tcp://127.0.0.1:1"])  # fmt: skip

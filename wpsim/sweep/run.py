@@ -23,7 +23,6 @@ import itertools
 import math
 import os
 import platform
-import shutil
 import signal
 import threading
 import time
@@ -547,11 +546,6 @@ def _drive(backend: Any, groups: Iterator[Chunk], journal: store.ResultsJournal,
             per_point = sample if previous is None else 0.7 * previous + 0.3 * sample
             state["per_point_s"] = per_point
             state["size"] = max(1, min(max_chunk, int(target_s / max(per_point, 1e-7))))
-
-
-def clear_results(out_dir: str | Path) -> None:
-    """Remove a sweep folder's results (used by tests and ``--restart``)."""
-    shutil.rmtree(out_dir, ignore_errors=True)
 
 
 __all__ = ["run_sweep", "SweepSummary", "execution_order", "default_workers"]
