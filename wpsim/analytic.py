@@ -196,32 +196,44 @@ class _Costs:
         self.k = len(groups[0])
         self.n_groups = len(groups)
         self.model = model if model is not None else CpuCostModel(machine, plan)
-        w = plan.workload
         total = info.live_bytes
-        n_layers = info.live_layers
         name = policy.name
-        width = self._width(w)
+        cps = machine.cores_per_socket
         used_cores = self.k * self.n_groups
-        sockets_used = max(1, math.ceil(used_cores / machine.cores_per_socket))
+        sockets_used = max(1, math.ceil(used_cores / cps))
+        # Multi-group policies: layer-direction i (in order) lives on group i mod G; groups fill
+        # socket 0 first, and only the first min(G, live layers) groups hold a live layer. Each
+        # socket's shared cache must hold the live layers of its own groups.
+        active = min(self.n_groups, info.live_layers)
+        active_on_socket: dict[int, int] = {}
+        for g in range(active):
+            socket = groups[g][0] // cps
+            active_on_socket[socket] = active_on_socket.get(socket, 0) + 1
+        layer_bytes = total / max(info.live_layers, 1)
+        layer_keys = sorted({(t.instance, t.layer, t.direction) for t in plan.tasks if t.weights})
+        layer_index = {key: i for i, key in enumerate(layer_keys)}
         # residency per set of weight blocks a task reads (a layer's W_ih + W_hh, or one of them)
         self.level: dict[tuple, tuple[str, float | None]] = {}
-        self.streams = 1
-        for weights, size in zip(info.weight_sets, info.weight_set_bytes, strict=True):
+        self.streams_of: dict[tuple, int] = {}
+        for weights, size, first in zip(
+            info.weight_sets, info.weight_set_bytes, info.cold_tids, strict=True
+        ):
+            streams = 1
             if name == "sequential":
                 level = _level_for(machine, size, size, 1)
             elif self.n_groups == 1:  # layerwise, helper with all cores: a slice per core
                 level = _level_for(machine, size / self.k, size, sockets_used)
-                self.streams = min(machine.cores_per_socket, used_cores)
+                streams = min(cps, used_cores)
             else:
-                per_group = math.ceil(n_layers / self.n_groups) * size / self.k
-                level = _level_for(machine, per_group, total, sockets_used)
-                self.streams = min(machine.cores_per_socket, self.k * min(width, self.n_groups))
+                t = plan.tasks[first]
+                group = layer_index[(t.instance, t.layer, t.direction)] % self.n_groups
+                socket = groups[group][0] // cps
+                on_socket = active_on_socket.get(socket, 1)
+                level = _level_for(machine, size / self.k, on_socket * layer_bytes, 1)
+                streams = min(cps, on_socket * self.k)
             self.level[weights] = level
+            self.streams_of[weights] = streams
         self.cold_done: set[tuple] = set()
-
-    @staticmethod
-    def _width(w: Workload) -> int:
-        return w.directions * w.layers
 
     def all_task_costs(self, handoff: bool) -> list[float]:
         """:meth:`task_s` of every task, by id, computed once per class of equal tasks."""
@@ -254,7 +266,7 @@ class _Costs:
             bandwidth = None
         weight_bytes = sum(size for _, size in t.weights) / self.k
         if bandwidth is None:
-            share = self.model.dram_share_Bps(1 if cold else self.streams)
+            share = self.model.dram_share_Bps(1 if cold else self.streams_of.get(t.weights, 1))
             memory = weight_bytes / share if weight_bytes else 0.0
         else:
             memory = weight_bytes / bandwidth
