@@ -6,9 +6,12 @@ batch 1-4) it times, side by side:
 * ``torch.nn.LSTM`` / ``torch.nn.GRU`` forward (``torch.no_grad``) with
   ``torch.set_num_threads(n)`` for n = 1..N (N = ``os.cpu_count()``), loaded with the SAME
   parameters and input (the outputs are compared, so both compute the same thing);
-* the executor (:func:`kernels.executor.execute`): ``sequential`` on 1 worker and ``wavefront``
-  on n = 1..N workers, with chunked input projections (``--chunk``, default 10 steps per task:
-  PyTorch runs one input GEMM per layer, a chunk of k steps runs one GEMM of k columns).
+* the executor (:class:`kernels.executor.Executor`): ``sequential`` on 1 worker and
+  ``wavefront`` on n = 1..N workers, with chunked input projections (``--chunk``, default 10
+  steps per task: PyTorch runs one input GEMM per layer, a chunk of k steps runs one GEMM of k
+  columns);
+* the same numpy kernels in-process (:func:`kernels.forward`, one BLAS thread), which separates
+  the kernels' own speed from what the processes add.
 
 Each executor configuration keeps its workers alive (:class:`kernels.executor.Executor`) and
 its runs alternate with torch runs at the same core count, so both see the same machine load;
@@ -30,13 +33,15 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
-from kernels import init_input, init_params  # noqa: E402
+from kernels import forward, init_input, init_params  # noqa: E402
 from kernels.executor import Executor  # noqa: E402
 from wpsim.workload import Workload  # noqa: E402
 
@@ -51,8 +56,10 @@ DEFAULT_GRID = [
     ("lstm", 4, 512, 1),
     ("lstm", 8, 256, 4),
     ("lstm", 4, 1024, 1),
+    ("lstm", 8, 512, 2),
     ("gru", 4, 512, 2),
     ("gru", 8, 256, 1),
+    ("gru", 2, 1024, 4),
 ]
 QUICK_GRID = [("lstm", 2, 256, 1), ("lstm", 4, 512, 1), ("gru", 2, 512, 2)]
 
@@ -80,18 +87,29 @@ class TorchRunner:
         return elapsed, out.numpy()
 
 
-def interleaved(executor: Executor, torch: TorchRunner, threads: int, repeats: int):
-    """Alternate executor and torch runs (ABAB: both see the same machine load); minima."""
+def numpy_time(workload: Workload, params, x, chunk: int) -> float:
+    """One in-process :func:`kernels.forward` (the executor's kernels, no processes)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        start = time.perf_counter()
+        forward(workload, params, x, chunk=chunk)
+        return time.perf_counter() - start
+
+
+def interleaved(executor: Executor, torch: TorchRunner, threads: int, repeats: int,
+                numpy_run=None):  # fmt: skip
+    """Alternate executor, torch (and numpy) runs: all see the same machine load; minima."""
     executor.run(record=False)
     torch.run(threads)
-    t_exec, t_torch = [], []
+    t_exec, t_torch, t_numpy = [], [], []
     for _ in range(repeats):
         t_exec.append(executor.run())
         time.sleep(PAUSE_S)  # let torch's OpenMP threads stop spinning before the next run
         elapsed, y_torch = torch.run(threads)
         t_torch.append(elapsed)
         time.sleep(PAUSE_S)
-    return min(t_exec), min(t_torch), y_torch
+        if numpy_run is not None:
+            t_numpy.append(numpy_run())
+    return min(t_exec), min(t_torch), y_torch, min(t_numpy, default=float("nan"))
 
 
 def dispatch_gap_s(result) -> float:
@@ -154,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"executor vs torch {torch.__version__}: inference, T={args.seq_len}, chunk "
           f"{args.chunk}, min of {repeats} interleaved runs, N = 1..{args.workers} "
           f"(cpu_count {os.cpu_count()})")  # fmt: skip
-    head = f"{'workload':<22}{'torch 1t':>10}{'exec seq':>10}{'ratio':>7}"
+    head = f"{'workload':<22}{'numpy 1t':>10}{'torch 1t':>10}{'exec seq':>10}{'ratio':>7}"
     for n in counts:
         head += f"{f'torch {n}t':>10}{f'wave {n}w':>10}{'ratio':>7}"
     head += f"{'gap':>8}{'max|dy|':>9}"
@@ -169,13 +187,16 @@ def main(argv: list[str] | None = None) -> int:
         params, x = init_params(w), init_input(w)
         runner = TorchRunner(w, params, x)
         with Executor(w, "sequential", 1, chunk=args.chunk, params=params, x=x) as ex:
-            t_seq, t_torch1, y_torch = interleaved(ex, runner, 1, repeats)
+            t_seq, t_torch1, y_torch, t_np = interleaved(
+                ex, runner, 1, repeats, partial(numpy_time, w, params, x, args.chunk)
+            )
             worst = float(np.abs(ex.result().outputs["output"] - y_torch).max())
-        row = f"{w.name:<22}{t_torch1 * 1e3:>8.1f}ms{t_seq * 1e3:>8.1f}ms{t_seq / t_torch1:>6.2f}x"
+        row = (f"{w.name:<22}{t_np * 1e3:>8.1f}ms{t_torch1 * 1e3:>8.1f}ms{t_seq * 1e3:>8.1f}ms"
+               f"{t_seq / t_torch1:>6.2f}x")  # fmt: skip
         gap = float("nan")
         for n in counts:
             with Executor(w, "wavefront", n, chunk=args.chunk, params=params, x=x) as ex:
-                t_wave, t_torch, y_torch = interleaved(ex, runner, n, repeats)
+                t_wave, t_torch, y_torch, _ = interleaved(ex, runner, n, repeats)
                 result = ex.result()
             worst = max(worst, float(np.abs(result.outputs["output"] - y_torch).max()))
             ratio = t_wave / t_torch
@@ -187,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         row += f"{gap * 1e6:>6.0f}us{worst:>9.1e}"
         print(row, flush=True)
     foreign = meter.foreign_fraction()
-    print(f"\n(ratio = executor / torch at the same core count, lower is better for the executor; "
-          f"gap = median idle time between two tasks on one worker at N; "
+    print(f"\n(numpy 1t = kernels.forward in-process, one BLAS thread: the executor's kernels "
+          f"without processes; ratio = executor / torch at the same core count, lower is better "
+          f"for the executor; gap = median idle time between two tasks on one worker at N; "
           f"{time.perf_counter() - started:.0f} s in all)")  # fmt: skip
     if foreign is not None:
         busy = foreign > BUSY_FRACTION

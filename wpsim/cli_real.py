@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from wpsim.cli import add_workload_args, positive_int, print_json, resolve_workload
 from wpsim.errors import ConfigError
@@ -24,6 +25,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from wpsim.policies import get_policy
 
     workload = resolve_workload(args.workload)
+    if args.trace and not Path(args.trace).resolve().parent.is_dir():
+        raise ConfigError(f"--trace: cannot write {args.trace}: no such directory")
     policy = get_policy(args.policy, helpers=args.helpers, instances=args.instances)
     workers = args.workers or os.cpu_count() or 1
     result = execute(workload, policy, workers, chunk=args.chunk, seed=args.seed,

@@ -50,6 +50,7 @@ DEFAULT_IDLE_SPIN_US = 1000.0
 FAULT_ENV = "WPSIM_EXECUTOR_FAULT"
 #: Test hook: write the worker pids and the segment name to this file once they are started.
 PIDFILE_ENV = "WPSIM_EXECUTOR_PIDFILE"
+FAULT_MODES = ("raise", "kill", "hang", "start")
 START_TIMEOUT_S = 120.0
 
 
@@ -410,9 +411,7 @@ class _Execution:
             self._drain()
             for w in self.members:
                 if q[slot(w, lay.STATUS)]:
-                    raise ExecutionError(
-                        f"worker {w} failed to start: {self.seg.read_error(w).split(' | ')[0]}"
-                    )
+                    raise ExecutionError(f"worker {w} failed to start: {self.seg.read_error(w)}")
             if all(q[slot(w, lay.READY)] for w in self.members):
                 return
             for w, proc in self.procs.items():
@@ -627,7 +626,10 @@ class _Execution:
                 if proc.exitcode is None:
                     proc.kill()
                     proc.join(5.0)
-                proc.close()
+                try:
+                    proc.close()
+                except ValueError:  # still running (uninterruptible): nothing more to do
+                    pass
             self.procs = {}
             for conn in self._conns:
                 conn.close()
@@ -709,8 +711,10 @@ class Executor:
                 f"policy {policy.name!r} gave core groups {groups} for {workers} workers"
             )
         if fail_at_task is not None:
-            if fail_mode not in ("raise", "kill", "hang"):
-                raise ConfigError(f"fail_mode: got {fail_mode!r}, expected raise, kill or hang")
+            if fail_mode not in FAULT_MODES:
+                raise ConfigError(
+                    f"fail_mode: got {fail_mode!r}, expected one of {', '.join(FAULT_MODES)}"
+                )
             fault: Fault | None = (fail_mode, int(fail_at_task))
         else:
             fault = _fault_from_env()
@@ -858,8 +862,9 @@ def execute(
         a machine shared with other busy processes: a pinned worker cannot move away from them.
     fail_at_task : int, optional
         Test hook: the worker running this task fails as ``fail_mode`` says (``"raise"`` an
-        exception, ``"kill"`` itself with SIGKILL, ``"hang"``). Also read from the environment
-        variable ``WPSIM_EXECUTOR_FAULT=MODE:TASK`` when not given.
+        exception, ``"kill"`` itself with SIGKILL, ``"hang"``; ``"start"``: every worker fails
+        while starting). Also read from the environment variable
+        ``WPSIM_EXECUTOR_FAULT=MODE:TASK`` when not given.
 
     Returns
     -------

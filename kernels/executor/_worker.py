@@ -29,7 +29,8 @@ from kernels.executor import _layout as lay
 
 sched_yield = getattr(os, "sched_yield", lambda: time.sleep(0))
 
-#: ``(mode, task id)``: the test hook; modes ``raise``, ``kill`` (SIGKILL itself), ``hang``.
+#: ``(mode, task id)``: the test hook; modes ``raise``, ``kill`` (SIGKILL itself), ``hang``,
+#: ``start`` (fail while starting, before any task).
 Fault = tuple[str, int]
 
 
@@ -219,6 +220,8 @@ def worker_main(spec: WorkerSpec, cmd_conn, wake_conn) -> None:
     worker = None
     code = 0
     try:
+        if spec.fault is not None and spec.fault[0] == "start":
+            raise RuntimeError("injected start-up failure (test hook)")
         worker = _Worker(spec, cmd_fd, wake_fd)
         worker.q[lay.Layout.slot(spec.index, lay.PID)] = os.getpid()
         worker.q[lay.Layout.slot(spec.index, lay.READY)] = 1
@@ -228,7 +231,7 @@ def worker_main(spec: WorkerSpec, cmd_conn, wake_conn) -> None:
         code = 1
         try:
             seg = worker.seg if worker is not None else lay.Segment(spec.layout, spec.shm_name)
-            seg.write_error(spec.index, _one_line(exc) + " | " + traceback.format_exc(limit=3))
+            seg.write_error(spec.index, _one_line(exc))
             seg.q[lay.Layout.slot(spec.index, lay.STATUS)] = 2
             os.write(wake_fd, b"\0")
         except Exception:  # noqa: BLE001
