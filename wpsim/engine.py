@@ -260,23 +260,9 @@ def simulate(
         sequential_s = sequential_time(
             workload, machine, chunk, granularity, cost, policy.instances
         )
-    per_core = trace.utilization(machine.total_cores)
-    level_bytes = {name: trace.total_bytes(name) for name in levels}
-    return Result(
-        engine="simulate",
-        policy=policy.describe(),
-        cores=machine.total_cores,
-        makespan_s=trace.makespan_s,
-        sequential_s=sequential_s,
-        n_tasks=plan.n_tasks,
-        utilization=sum(per_core) / len(per_core),
-        dram_bytes=level_bytes[DRAM],
-        level_bytes=level_bytes,
-        per_core_utilization=per_core,
-        extra={"machine": machine.name, "chunk": chunk, "granularity": granularity, "cost": cost},
-        trace=trace,
-        tasks=plan.tasks,
-    )
+    extra = {"machine": machine.name, "chunk": chunk, "granularity": granularity, "cost": cost}
+    return Result.from_trace(trace, policy.describe(), machine.total_cores, sequential_s, levels,
+                             plan.tasks, extra)  # fmt: skip
 
 
 def sequential_time(workload: Workload, machine: CpuMachine, chunk: int = 1,

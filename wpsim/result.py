@@ -34,6 +34,37 @@ class Result:
     def speedup(self) -> float:
         return self.sequential_s / self.makespan_s if self.makespan_s else float("nan")
 
+    @classmethod
+    def from_trace(
+        cls,
+        trace: Trace,
+        policy: str,
+        cores: int,
+        sequential_s: float,
+        levels: list[str],
+        tasks: list,
+        extra: dict[str, Any],
+        dram_level: str = "DRAM",
+    ) -> Result:
+        """A simulation's result: makespan, utilisation and traffic summed from its trace."""
+        per_core = trace.utilization(cores)
+        level_bytes = {name: trace.total_bytes(name) for name in levels}
+        return cls(
+            engine="simulate",
+            policy=policy,
+            cores=cores,
+            makespan_s=trace.makespan_s,
+            sequential_s=sequential_s,
+            n_tasks=len(tasks),
+            utilization=sum(per_core) / len(per_core),
+            dram_bytes=level_bytes.get(dram_level, 0.0),
+            level_bytes=level_bytes,
+            per_core_utilization=per_core,
+            extra=extra,
+            trace=trace,
+            tasks=tasks,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no trace)."""
         out = {

@@ -234,23 +234,9 @@ def simulate(
     if sequential_s is None:
         sequential_s = sequential_time(machine, workload, chunk, granularity, cost,
                                        policy.instances, warm)  # fmt: skip
-    per_core = trace.utilization(machine.cores)
-    level_bytes = {name: trace.total_bytes(name) for name in LEVELS}
-    return Result(
-        engine="simulate",
-        policy=policy.describe(),
-        cores=machine.cores,
-        makespan_s=trace.makespan_s,
-        sequential_s=sequential_s,
-        n_tasks=plan.n_tasks,
-        utilization=sum(per_core) / len(per_core),
-        dram_bytes=level_bytes[DRAM],
-        level_bytes=level_bytes,
-        per_core_utilization=per_core,
-        extra=_extra(machine, workload, chunk, granularity, cost) | {"warm": warm},
-        trace=trace,
-        tasks=plan.tasks,
-    )
+    extra = _extra(machine, workload, chunk, granularity, cost) | {"warm": warm}
+    return Result.from_trace(trace, policy.describe(), machine.cores, sequential_s, LEVELS,
+                             plan.tasks, extra, dram_level=DRAM)  # fmt: skip
 
 
 def _prepare(policy, machine, cores, cost):
