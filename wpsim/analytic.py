@@ -37,7 +37,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from wpsim.cost import DRAM, CpuCostModel
-from wpsim.errors import ConfigError
 from wpsim.graph import build
 from wpsim.hardware import CpuMachine
 from wpsim.plan import Plan, compile_plan
@@ -354,14 +353,9 @@ def predict(
     >>> round(r.speedup, 3)  # 4 x 48 tasks in 4 + 48 - 1 steps
     3.765
     """
-    if not isinstance(machine, CpuMachine):
-        raise ConfigError(f"machine '{machine.name}' is a {machine.kind}; use its own policies")
-    if isinstance(policy, str):
-        policy = get_policy(policy)
-    if cores is not None:
-        machine = machine.with_cores(cores)
-    if cost not in ("model", "ideal"):
-        raise ConfigError(f"--cost: got {cost!r}, expected 'model' or 'ideal'")
+    from wpsim.engine import prepare_run
+
+    machine, policy = prepare_run(machine, policy, cores, cost)
     machine_key = machine.model_dump_json(exclude={"sockets", "cores_per_socket"})
     makespan, n_tasks, dram = _predict_makespan(workload, machine, policy, chunk, granularity, cost,
                                                 machine_key)  # fmt: skip

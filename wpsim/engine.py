@@ -204,6 +204,22 @@ def run_plan(
     return trace
 
 
+def prepare_run(
+    machine: CpuMachine, policy: Policy | str, cores: int | None, cost: str
+) -> tuple[CpuMachine, Policy]:
+    """Check the options shared by :func:`simulate` and :func:`wpsim.analytic.predict`; return
+    the machine cut to ``cores`` and the policy object."""
+    if not isinstance(machine, CpuMachine):
+        raise ConfigError(f"machine '{machine.name}' is a {machine.kind}; use its own policies")
+    if isinstance(policy, str):
+        policy = get_policy(policy)
+    if cores is not None:
+        machine = machine.with_cores(cores)
+    if cost not in ("model", "ideal"):
+        raise ConfigError(f"--cost: got {cost!r}, expected 'model' or 'ideal'")
+    return machine, policy
+
+
 def machine_levels(machine: CpuMachine) -> list[str]:
     return [c.name for c in machine.caches] + [DRAM, "handoff"]
 
@@ -240,14 +256,7 @@ def simulate(
     >>> r.n_tasks, r.speedup > 2
     (200, True)
     """
-    if not isinstance(machine, CpuMachine):
-        raise ConfigError(f"machine '{machine.name}' is a {machine.kind}; use its own policies")
-    if isinstance(policy, str):
-        policy = get_policy(policy)
-    if cores is not None:
-        machine = machine.with_cores(cores)
-    if cost not in ("model", "ideal"):
-        raise ConfigError(f"--cost: got {cost!r}, expected 'model' or 'ideal'")
+    machine, policy = prepare_run(machine, policy, cores, cost)
     plan = compile_plan(
         build(workload, granularity=granularity, **policy.graph_options(workload, chunk))
     )
