@@ -87,10 +87,14 @@ def plot_grid(graph: nx.DiGraph, path: str | Path, title: str = "") -> None:
     width = min(16, 2 + 0.6 * (max(x for x, _ in pos.values()) + 1))
     height = min(10, 1.5 + 0.7 * (workload.layers * workload.directions + 1))
     fig, ax = plt.subplots(figsize=(width, height))
+    nodes = graph.nodes
     for u, v in graph.edges:
         (x0, y0), (x1, y1) = pos[u], pos[v]
-        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops=dict(arrowstyle="->", color="#999999", lw=0.6, shrinkA=7, shrinkB=7))  # fmt: skip
+        saved = not nodes[u]["task"].is_backward and nodes[v]["task"].is_backward
+        # saved activations (forward -> its backward task) as faint arcs, so the grid stays legible
+        style = dict(arrowstyle="->", color="#bbbbbb" if saved else "#999999", lw=0.4 if saved else 0.6,
+                     shrinkA=7, shrinkB=7, connectionstyle="arc3,rad=-0.15" if saved else "arc3")  # fmt: skip
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=style)
     for v, (x, y) in pos.items():
         ax.scatter([x], [y], s=220, marker="s", color=colors[v], zorder=3)
     from matplotlib.ticker import MaxNLocator
@@ -101,6 +105,7 @@ def plot_grid(graph: nx.DiGraph, path: str | Path, title: str = "") -> None:
     ax.set_ylabel("layer (x direction)")
     ax.set_title(title or f"{workload.cell.upper()} task graph: {graph.number_of_nodes()} tasks")
     ax.grid(alpha=0.2)
+    ax.margins(y=0.25)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
