@@ -187,11 +187,11 @@ def run(args: argparse.Namespace) -> int:
                "target_mean": TARGET_MEAN, "target_max": TARGET_MAX, "machine": machine.name,
                "calibrated": calibrated, "quick": args.quick}  # fmt: skip
     (out / "accuracy.json").write_text(json.dumps(
-        {"summary": summary, "rows": rows, "diagnostics": diagnostics}, indent=2, default=float
+        {"summary": summary, "rows": rows, "diagnostics": diagnostics}, indent=2, default=str
     ) + "\n")  # fmt: skip
     print(f"  wrote {out / 'accuracy.csv'} and {out / 'accuracy.json'}")
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary, default=str))
     return 0
 
 

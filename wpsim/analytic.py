@@ -232,6 +232,9 @@ class _Costs:
                 streams = min(cps, on_socket * self.k)
             self.level[weights] = level
             self.streams_of[weights] = streams
+        # every core busy in steady state: the busy dispatch overhead applies
+        self.all_busy = active * self.k >= machine.socket_cores
+        self.step_overhead = machine.step_overhead_s.get(plan.workload.cell, 0.0)
         self.cold_done: set[tuple] = set()
 
     def all_task_costs(self, handoff: bool) -> list[float]:
@@ -269,7 +272,9 @@ class _Costs:
             memory = weight_bytes / share if weight_bytes else 0.0
         else:
             memory = weight_bytes / bandwidth
-        fixed = m.dispatch_overhead_s
+        fixed = m.dispatch_s(all_busy=self.all_busy)
+        if t.flops_rec:
+            fixed += t.steps * self.step_overhead
         if handoff:
             nbytes = max(self.plan.pred_bytes[tid], default=0)
             fixed += m.handoff.latency_s + nbytes / m.handoff.bandwidth_Bps

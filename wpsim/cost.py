@@ -3,7 +3,13 @@
 The time of task ``v`` on a group of ``k`` cores (``k = 1`` unless the policy splits cells across
 helper cores) is::
 
-    time = dispatch + handoff + sync + max(compute * corun, cache + dram_bytes / dram_share)
+    time = dispatch + steps * step_overhead + handoff + sync
+           + max(compute * corun, cache + dram_bytes / dram_share)
+
+* ``dispatch``: the runtime's per-task overhead; ``dispatch_overhead_busy_s`` instead when every
+  core of the socket is busy at the start (the scheduler must then take a core from a worker).
+* ``step_overhead``: the fixed per-step cost of the cell's element-wise math for the workload's
+  cell type (``step_overhead_s``; counted for tasks with recurrent work).
 
 * ``compute = (F_in / e(B*steps) + F_rec / e(B) + F_elem / e_elem) / (k * peak)``: the input-side
   GEMM has ``B*steps`` right-hand columns, each recurrent product ``B`` (a GEMV at batch 1);
@@ -126,7 +132,10 @@ class CpuCostModel:
         self._fitting_private: dict[float, list[int]] = {}
         self._compute_k_size = 1  # compute times memoised per task for groups of this size
         self._compute_k: list[float | None] = [None] * plan.n_tasks
-        self._dispatch = machine.dispatch_overhead_s
+        self._dispatch = machine.dispatch_s(all_busy=False)
+        self._dispatch_busy = machine.dispatch_s(all_busy=True)
+        self._cores_per_socket = machine.socket_cores
+        self._step_overhead = machine.step_overhead_s.get(w.cell, 0.0)
         self._latency = machine.handoff.latency_s
         self._cross_latency = machine.handoff.cross_socket_latency_s
         self._handoff_bw = machine.handoff.bandwidth_Bps
@@ -258,7 +267,11 @@ class CpuCostModel:
                     latency = self._cross_latency
                 elif latency == 0.0:
                     latency = self._latency
-        fixed = self._dispatch
+        fixed = (
+            self._dispatch_busy if busy_on_socket + k >= self._cores_per_socket else self._dispatch
+        )
+        if task.flops_rec and self._step_overhead:
+            fixed += task.steps * self._step_overhead
         if handoff_bytes:
             fixed += latency + handoff_bytes / self._handoff_bw
         if k > 1:

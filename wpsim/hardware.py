@@ -107,7 +107,17 @@ class CpuMachine(_Strict):
     dispatch_overhead_s: NonNegativeFloat
     efficiency: EfficiencySpec
     corun_slowdown_per_core: NonNegativeFloat = 0.0
+    #: Dispatch overhead when every core of the socket is busy, so the runtime's scheduler has to
+    #: take a core from a worker to hand out the next task (default: ``dispatch_overhead_s``).
+    dispatch_overhead_busy_s: NonNegativeFloat | None = None
+    #: Fixed time per recurrent step of a cell, by cell type: the runtime's per-step cost of
+    #: launching the element-wise cell math (interpreter and ufunc dispatch for numpy kernels;
+    #: 0 for compiled runtimes unless measured).
+    step_overhead_s: dict[Literal["rnn", "lstm", "gru"], NonNegativeFloat] = {}
     calibration: dict[str, Any] | None = None
+    #: Set by :meth:`with_cores`: the cores per socket of the whole machine, of which a run uses
+    #: ``cores_per_socket``; the others stay free for the runtime (see ``dispatch_s``).
+    physical_cores_per_socket: int | None = Field(None, ge=1)
 
     @field_validator("caches")
     @classmethod
@@ -162,6 +172,17 @@ class CpuMachine(_Strict):
         shared = [c for c in self.caches if c.scope == "socket"]
         return shared[-1] if shared else None
 
+    @property
+    def socket_cores(self) -> int:
+        """Cores per socket of the whole machine (``with_cores`` may use fewer)."""
+        return self.physical_cores_per_socket or self.cores_per_socket
+
+    def dispatch_s(self, all_busy: bool) -> float:
+        """Per-task dispatch overhead, the busy variant when every core of the socket is busy."""
+        if all_busy and self.dispatch_overhead_busy_s is not None:
+            return self.dispatch_overhead_busy_s
+        return self.dispatch_overhead_s
+
     def socket_of(self, core: int) -> int:
         return core // self.cores_per_socket
 
@@ -184,7 +205,9 @@ class CpuMachine(_Strict):
                 f"machine '{self.name}': --cores {n_cores}: expected at most {self.cores_per_socket}"
                 f" or a multiple of it (whole sockets)"
             )
-        return self.model_copy(update={"sockets": sockets, "cores_per_socket": per_socket})
+        physical = self.physical_cores_per_socket or self.cores_per_socket
+        return self.model_copy(update={"sockets": sockets, "cores_per_socket": per_socket,
+                                       "physical_cores_per_socket": physical})  # fmt: skip
 
 
 def machine_from_dict(data: Any, source: str) -> Any:
