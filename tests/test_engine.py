@@ -196,3 +196,32 @@ def test_trace_memory_grows_with_tasks_not_time():
     short = simulate(lstm(hidden=16, input=16), make_machine(cores=2), "wavefront")
     long = simulate(lstm(hidden=160, input=160), make_machine(cores=2), "wavefront")
     assert len(short.trace) == len(long.trace) == short.n_tasks
+
+
+def test_step_overhead_adds_a_fixed_cost_per_recurrent_step():
+    w = lstm(layers=1, seq_len=8)
+    base = make_machine(cores=1)
+    slow = base.model_copy(update={"step_overhead_s": {"lstm": 1e-6}})
+    for chunk in (1, 4):
+        a = simulate(w, base, "sequential", chunk=chunk).makespan_s
+        b = simulate(w, slow, "sequential", chunk=chunk).makespan_s
+        assert b - a == pytest.approx(8 * 1e-6, rel=1e-6)  # 8 steps, however chunked
+    gru = simulate(
+        Workload(cell="gru", layers=1, hidden=64, input=64, seq_len=8), slow, "sequential"
+    )
+    assert gru.makespan_s == simulate(gru_w := Workload(cell="gru", layers=1, hidden=64, input=64,
+                                                        seq_len=8), base, "sequential").makespan_s  # fmt: skip
+    assert gru_w.cell == "gru"
+
+
+def test_busy_dispatch_applies_only_when_every_core_is_busy():
+    w = Workload(cell="lstm", layers=1, hidden=64, input=64, seq_len=6)
+    base = make_machine(cores=2, dispatch_s=1e-6)
+    busy = base.model_copy(update={"dispatch_overhead_busy_s": 50e-6})
+    # one core used of two: the other stays free for the runtime, so no busy dispatch
+    one = simulate(w, busy, "sequential", cores=1)
+    assert one.makespan_s == pytest.approx(simulate(w, base, "sequential", cores=1).makespan_s)
+    # two independent instances keep both cores busy: every task pays the busy dispatch
+    both = simulate(w, busy, get_policy("multiprogram", instances=2))
+    ref = simulate(w, base, get_policy("multiprogram", instances=2))
+    assert both.makespan_s > ref.makespan_s + 5 * 40e-6
