@@ -69,6 +69,7 @@ written to a temporary name and renamed, so an interrupted run leaves the previo
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -839,6 +840,32 @@ def measure_executor_dispatch(
     return out
 
 
+def measure_step_overhead(cells: Sequence[str], steps: int, budget_s: float) -> dict[str, float]:
+    """Fixed per-step cost of each cell's element-wise math: ``cell_chunk_forward`` at H = 4,
+    batch 1, ``steps`` steps per chunk (one input GEMM), median seconds per step. At this size the
+    arithmetic is negligible and what remains is interpreter and ufunc dispatch."""
+    import numpy as np
+
+    from kernels.cells import cell_chunk_forward
+
+    out = {}
+    for cell in cells:
+        gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+        h = 4
+        p = {
+            "weight_ih": np.full((gates * h, h), 0.1, np.float32),
+            "weight_hh": np.full((gates * h, h), 0.1, np.float32),
+            "bias_ih": np.zeros(gates * h, np.float32),
+            "bias_hh": np.zeros(gates * h, np.float32),
+        }
+        x = np.ones((steps, 1, h), np.float32)
+        h0 = np.zeros((1, h), np.float32)
+        c0 = np.zeros((1, h), np.float32) if cell == "lstm" else None
+        run = functools.partial(cell_chunk_forward, cell, p, x, h0, c0, save=False)
+        out[cell] = time_call(run, 20, budget_s) / steps
+    return out
+
+
 def _trivial_cell() -> Callable[[], Any]:
     import numpy as np
 
@@ -882,6 +909,7 @@ def child_main(config: dict[str, Any]) -> None:
         "barrier",
         "dispatch overhead",
         "co-running slowdown",
+        "per-step overhead",
     ]
     total = len(steps)
 
@@ -934,7 +962,7 @@ def child_main(config: dict[str, Any]) -> None:
         raw["barrier_s"] = {"2": measure_barrier(pair, 500 if quick else 5000)}
         _emit("done", seconds=time.perf_counter() - t)
     else:
-        _emit("progress", message="[5-6/8] hand-off and barrier: skipped (one core)")
+        _emit("progress", message="[5-6/9] hand-off and barrier: skipped (one core)")
 
     t = step(7, "dispatch overhead")
     executor = measure_executor_dispatch(
@@ -959,7 +987,11 @@ def child_main(config: dict[str, Any]) -> None:
             raw["corun_other_sizes"] = [measure_corun(cores, h, 3, 0.4) for h in (128, 1024)]
         _emit("done", seconds=time.perf_counter() - t)
     else:
-        _emit("progress", message="[8/8] co-running slowdown: skipped (one core)")
+        _emit("progress", message="[8/9] co-running slowdown: skipped (one core)")
+
+    t = step(9, "per-step overhead of the cell math (H = 4, 32 steps per chunk)")
+    raw["step_overhead_s"] = measure_step_overhead(("rnn", "lstm", "gru"), 32, budget)
+    _emit("done", seconds=time.perf_counter() - t)
 
     raw["threadpool_info"] = [
         {
@@ -1260,6 +1292,28 @@ def build_machine_file(
     else:
         dispatch_note = measured(f"dispatch microbenchmark: {dispatch['method']}")
 
+    busy_lines: list[str] = []
+    busy = dispatch.get("all_cores_busy")
+    if busy:
+        busy_lines.append(
+            f"dispatch_overhead_busy_s: {_fmt(busy['dispatch_s'])}  # "
+            + measured(
+                f"kernels.executor, {int(busy['workers'])} workers on {int(busy['workers'])} cores "
+                f"(independent instances), LSTM H={int(busy['hidden'])}: median gap "
+                f"{_us(busy['median_gap_s'])} + median task time beyond the in-process cell"
+            )
+        )
+    step_lines: list[str] = []
+    if raw.get("step_overhead_s"):
+        step_lines.append("step_overhead_s:")
+        for cell, seconds in sorted(raw["step_overhead_s"].items()):
+            step_lines.append(
+                f"  {cell}: {_fmt(seconds)}  # "
+                + measured(
+                    f"{cell} cell_chunk_forward at H=4, batch 1, 32 steps per chunk, per step"
+                )
+            )
+
     corun = raw.get("corun")
     if corun:
         busy = len(corun["cores"])
@@ -1333,6 +1387,8 @@ def build_machine_file(
         f"  base_s: {_fmt(base)}  # {base_note}",
         f"  per_doubling_s: {_fmt(per_doubling)}  # {dbl_note}",
         f"dispatch_overhead_s: {_fmt(dispatch_s)}  # {dispatch_note}",
+        *busy_lines,
+        *step_lines,
         "efficiency:",
         "  gemm_by_n:  # fraction of clock x flops/cycle: X(n,H) @ W(4H,H)^T, best over H (compute ceiling)",
     ]  # fmt: skip
