@@ -658,6 +658,24 @@ def _lstm_cell_task(hidden: int, batch: int, steps: int) -> Callable[[], Any]:
     return lambda: cell_chunk_forward("lstm", params, x, None, None, save=False, recurrent=rec)
 
 
+def _run_together(shared: Any, members: list[Callable[[Any], Any]]) -> list[Any]:
+    """Fork one process per member; release them at once when every one has reported ready
+    (``shared.flags[rank + 1]``) by setting ``shared.flags[0]``; return their results."""
+    import threading
+
+    def starter() -> None:
+        deadline = time.perf_counter() + 60
+        for rank in range(len(members)):
+            _spin_until(shared.flags[rank + 1], 1, deadline)
+        shared.flags[0][0] = 1
+
+    thread = threading.Thread(target=starter, daemon=True)
+    thread.start()
+    results = _fork_run(members)
+    thread.join(timeout=5)
+    return results
+
+
 def measure_group(
     make_task: Callable[[], Callable[[], Any]], cores: Sequence[int], window_s: float
 ) -> list[float]:
@@ -682,19 +700,7 @@ def measure_group(
 
         return run
 
-    import threading
-
-    def starter() -> None:
-        deadline = time.perf_counter() + 60
-        for rank in range(len(cores)):
-            _spin_until(shared.flags[rank + 1], 1, deadline)
-        shared.flags[0][0] = 1
-
-    thread = threading.Thread(target=starter, daemon=True)
-    thread.start()
-    times = _fork_run([member(r) for r in range(len(cores))])
-    thread.join(timeout=5)
-    return times
+    return _run_together(shared, [member(r) for r in range(len(cores))])
 
 
 def measure_corun(
@@ -746,19 +752,7 @@ def measure_dram_concurrent(cores: Sequence[int], nbytes: int, budget_s: float) 
 
         return run
 
-    import threading
-
-    def starter() -> None:
-        deadline = time.perf_counter() + 60
-        for rank in range(len(cores)):
-            _spin_until(shared.flags[rank + 1], 1, deadline)
-        shared.flags[0][0] = 1
-
-    thread = threading.Thread(target=starter, daemon=True)
-    thread.start()
-    rates = _fork_run([member(r) for r in range(len(cores))])
-    thread.join(timeout=5)
-    return rates
+    return _run_together(shared, [member(r) for r in range(len(cores))])
 
 
 def measure_executor_dispatch(
