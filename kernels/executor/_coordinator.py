@@ -459,8 +459,11 @@ class _Execution:
         for w, proc in self.procs.items():
             if proc.exitcode is None:
                 continue
-            if self.seg.q[lay.Layout.slot(w, lay.STATUS)] == 1:
+            status = self.seg.q[lay.Layout.slot(w, lay.STATUS)]
+            if status == 1:
                 raise self._task_error(w)
+            if status == 2:  # reported a start-up failure, then exited
+                raise ExecutionError(f"worker {w} failed to start: {self.seg.read_error(w)}")
             tid = self.running.get(w)
             doing = f"while running {self._label(tid)}" if tid is not None else "while idle"
             raise ExecutionError(
