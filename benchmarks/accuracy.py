@@ -88,9 +88,9 @@ FULL = [
     Case("rnn", 2, 1024, 4, 2, 64),
     Case("rnn", 6, 256, 1, 8, 128),
 ]
-QUICK = [FULL[0], FULL[4], FULL[7], FULL[12]]
+QUICK = [FULL[0], FULL[4], FULL[7], FULL[9], FULL[12], FULL[14]]
 POLICIES = ["wavefront", "pipeline", "layerwise"]
-QUICK_POLICIES = ["wavefront", "pipeline"]
+QUICK_POLICIES = POLICIES
 
 
 def _int_list(text: str) -> list[int]:
@@ -122,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if not workers:
         print(f"accuracy: no worker count > 1 fits '{machine.name}' ({machine.total_cores} cores)")
         return 2
-    repeats = args.repeats or (2 if args.quick else 5)
-    calibrated = (machine.calibration or {}).get("date", "never (spec values)")
+    repeats = args.repeats or (3 if args.quick else 5)
+    calibrated = str((machine.calibration or {}).get("date", "never (spec values)"))
     print(f"accuracy: {len(cases)} cases x policies {','.join(policies)} x workers "
           f"{','.join(map(str, workers))}; {repeats} interleaved rounds each")  # fmt: skip
     print(f"  machine: {machine.name} (calibrated: {calibrated})")
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="worker counts to compare with 1 worker (default: 2)")  # fmt: skip
     parser.add_argument("--policies", type=lambda s: [p for p in s.split(",") if p],
                         help=f"policies (default: {','.join(POLICIES)})")  # fmt: skip
-    parser.add_argument("--repeats", type=int, help="interleaved rounds (default 5; quick 2)")
+    parser.add_argument("--repeats", type=int, help="interleaved rounds (default 5; quick 3)")
     parser.add_argument("--out", default=str(ROOT / "out" / "accuracy"), help="results folder")
     parser.add_argument("--json", action="store_true", help="also print the summary as JSON")
     args = parser.parse_args(argv)

@@ -251,7 +251,8 @@ def _fake_raw() -> dict:
             "DRAM": {
                 "working_set_bytes": 256e6,
                 "gemv_Bps": 20e9,
-                "concurrent_per_core_Bps": [15e9, 15e9],
+                "solo_rounds_Bps": [20e9],
+                "concurrent_rounds_Bps": [[15e9, 15e9], [14e9, 14e9], [16e9, 16e9]],
             },  # fmt: skip
         },
         "handoff_s": {"0": 1e-6, "4096": 1e-6 + 4096 / 1e9, "65536": 1e-6 + 65536 / 1e9},

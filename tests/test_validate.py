@@ -170,3 +170,18 @@ def test_inner_repeats_bounds() -> None:
     assert inner_repeats(0.0) == 5
     assert inner_repeats(1e-4) == 5
     assert inner_repeats(10.0) == 2
+
+
+def test_model_dispatch_charges_the_busy_value_when_every_core_runs() -> None:
+    from wpsim.trace import Trace
+    from wpsim.validate import model_dispatch
+
+    machine = load_machine(HOST).model_copy(
+        update={"dispatch_overhead_s": 1e-5, "dispatch_overhead_busy_s": 5e-5}
+    )
+    tr = Trace([])
+    tr.append(0, (0,), 0.0, 1.0, {}, True)  # alone
+    tr.append(1, (0,), 1.0, 2.0, {}, True)  # starts while task 2 runs: both cores busy
+    tr.append(2, (1,), 0.5, 3.0, {}, True)  # starts while task 0 runs
+    tr.append(3, (0,), 3.0, 4.0, {}, True)  # alone again
+    assert model_dispatch(tr, machine) == pytest.approx([1e-5, 5e-5, 5e-5, 1e-5])
