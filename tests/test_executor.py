@@ -185,15 +185,14 @@ def test_training_gradients_match_reference_backward(cell, policy, workers, chun
     assert r.grads is not None and set(r.grads) == set(grads)
     kinds = {t.kind for t in r.tasks}
     assert {"cell_bwd", "wgrad"} <= kinds
+    if exact and workers > 1:  # whole cells per worker: the same arithmetic as one worker
+        _assert_equal_outputs(r, execute(w, "sequential", workers=1, chunk=chunk))
+    # Against the in-process reference: BLAS kernels may round GEMMs of other shapes or
+    # alignments differently (seen with OpenBLAS's AVX-512 kernels), so within float32 rounding
+    # accumulated over the sequence.
     for key, value in grads.items():
-        if exact:
-            assert np.array_equal(r.grads[key], value), key
-        else:
-            _assert_close(r.grads[key], value, SPLIT_GRAD_REL)
-    if exact:
-        assert np.array_equal(r.outputs["output"], y)
-    else:
-        _assert_close(r.outputs["output"], y, SPLIT_REL)
+        _assert_close(r.grads[key], value, SPLIT_GRAD_REL)
+    _assert_close(r.outputs["output"], y, SPLIT_REL)
 
 
 @pytest.mark.parametrize(

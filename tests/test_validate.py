@@ -185,3 +185,7 @@ def test_model_dispatch_charges_the_busy_value_when_every_core_runs() -> None:
     tr.append(2, (1,), 0.5, 3.0, {}, True)  # starts while task 0 runs
     tr.append(3, (0,), 3.0, 4.0, {}, True)  # alone again
     assert model_dispatch(tr, machine) == pytest.approx([1e-5, 5e-5, 5e-5, 1e-5])
+    # a run on one of the two cores never has every core of the socket busy
+    one = Trace([])
+    one.append(0, (0,), 0.0, 1.0, {}, True)
+    assert model_dispatch(one, machine.with_cores(1)) == pytest.approx([1e-5])

@@ -1,24 +1,34 @@
 """Discrete-event simulation of a task graph under a policy (simpy).
 
-Each core group is a simpy process. An idle group waits on its own wake event; when tasks become
-ready the policy's ``assign`` picks work for idle groups, and only the groups that got a task are
-woken (no thundering herd). A task's duration comes from the cost model; tasks that stream from
-DRAM share their socket's bandwidth (:class:`DramPool`), so their completion times move whenever
-another streaming task starts or ends.
+Each core group is a small state machine on simpy events. When tasks become ready, the policy's
+``assign`` picks work for idle groups and only the groups that got a task start (no thundering
+herd); starting a task schedules its completion event, whose callback ends the task, releases its
+successors and asks the policy for work again. (A generator process per group would need a wake
+event, besides the completion, whenever another group hands it work: up to two events per task.)
+A task's duration comes from the cost model; tasks that stream from DRAM share their socket's
+bandwidth (:class:`DramPool`), so their completion times move whenever another streaming task
+starts or ends.
 
 Determinism and tie-breaking: simpy processes events in (time, insertion) order. When a task
 ends at time t and other events are due at t too, the engine defers the policy's decision to the
 end of time t, so every completion at t is seen first and idle groups are offered to the policy in
-ascending group order; the policy breaks ties by its priority (ending in task id). Same inputs,
-same trace.
+ascending group order; the policy breaks ties by its priority (ending in task id). Of the groups
+it assigns work to, the one whose completion triggered the decision starts first, then the others
+in the order ``assign`` returned them. Same inputs, same trace.
+
+Memory: one record per task (the trace) and one pending event per busy group, whatever the
+simulated time.
 """
 
 from __future__ import annotations
 
+import gc
+from bisect import insort
 from collections.abc import Callable
 from typing import Any
 
 import simpy
+from simpy.events import Timeout
 
 from wpsim.cost import DRAM, CpuCostModel, IdealCostModel, TaskCost
 from wpsim.errors import ConfigError
@@ -37,54 +47,57 @@ class DramPool:
     """Processor sharing of each socket's DRAM bandwidth among the groups streaming from it.
 
     A streaming task progresses at rate ``1 / duration(share)``; whenever the number of streams
-    on a socket changes, every streaming task on it banks its progress and is rescheduled at the
-    new rate. Stale completion timeouts are ignored by version number.
+    on a socket changes, every streaming task on it banks its progress and gets a new completion
+    timeout at the new rate. Stale timeouts are ignored by version number; versions come from one
+    counter for the whole pool, so a stale timeout of a group's previous task can never pass for
+    its current one. When a stream completes, ``on_done(group)`` is called (from the timeout's
+    callback).
     """
 
-    def __init__(self, env: simpy.Environment, cost, n_sockets: int) -> None:
+    def __init__(self, env: simpy.Environment, cost, n_sockets: int,
+                 on_done: Callable[[int], None]) -> None:  # fmt: skip
         self.env = env
         self.cost = cost
+        self.on_done = on_done
         self.streams = [0] * n_sockets
-        self.active: dict[
-            int, list
-        ] = {}  # group -> [cost, remaining, rate, last, version, event, sockets]
+        self.versions = 0
+        # group -> [cost, remaining fraction, rate, last update, version, streams by socket]
+        self.active: dict[int, list] = {}
 
-    def join(self, group: int, cost: TaskCost, cores_by_socket: dict[int, int]) -> simpy.Event:
+    def join(self, group: int, cost: TaskCost, cores_by_socket: dict[int, int]) -> None:
         for socket, count in cores_by_socket.items():
             self.streams[socket] += count
-        event = self.env.event()
-        self.active[group] = [cost, 1.0, 0.0, self.env.now, 0, event, cores_by_socket]
+        self.active[group] = [cost, 1.0, 0.0, self.env.now, 0, cores_by_socket]
         self._reschedule(set(cores_by_socket))
-        return event
 
-    def leave(self, group: int) -> None:
+    def _leave(self, group: int) -> None:
         entry = self.active.pop(group)
-        for socket, count in entry[6].items():
+        for socket, count in entry[5].items():
             self.streams[socket] -= count
-        self._reschedule(set(entry[6]))
+        self._reschedule(set(entry[5]))
 
     def _reschedule(self, sockets: set[int]) -> None:
         now = self.env.now
         for group in sorted(self.active):
             entry = self.active[group]
-            if sockets.isdisjoint(entry[6]):
+            if sockets.isdisjoint(entry[5]):
                 continue
             cost, remaining, rate, last = entry[0], entry[1], entry[2], entry[3]
             remaining = max(0.0, remaining - (now - last) * rate)
-            share = min(self.cost.dram_share_Bps(self.streams[s]) for s in entry[6])
+            share = min(self.cost.dram_share_Bps(self.streams[s]) for s in entry[5])
             duration = cost.duration(share)
             entry[1], entry[2], entry[3] = remaining, 1.0 / duration, now
-            entry[4] += 1
-            timeout = self.env.timeout(remaining * duration)
-            timeout.callbacks.append(self._fire(group, entry[4]))
+            self.versions += 1
+            entry[4] = self.versions
+            timeout = self.env.timeout(remaining * duration, (group, entry[4]))
+            timeout.callbacks.append(self._fire)
 
-    def _fire(self, group: int, version: int):
-        def callback(_event) -> None:
-            entry = self.active.get(group)
-            if entry is not None and entry[4] == version and not entry[5].triggered:
-                entry[5].succeed()
-
-        return callback
+    def _fire(self, event: simpy.Event) -> None:
+        group, version = event.value
+        entry = self.active.get(group)
+        if entry is not None and entry[4] == version:
+            self._leave(group)
+            self.on_done(group)
 
 
 def run_plan(
@@ -97,7 +110,37 @@ def run_plan(
     levels: list[str],
     hooks: list[TaskHook] | None = None,
 ) -> Trace:
-    """Simulate ``plan`` on ``groups`` under ``policy`` with ``cost``; return the trace."""
+    """Simulate ``plan`` on ``groups`` under ``policy`` with ``cost``; return the trace.
+
+    A core group is a small state machine driven by simpy events: starting a task schedules one
+    completion event (a timeout, or the :class:`DramPool`'s for a task that streams from DRAM)
+    whose callback ends the task, releases its successors and asks the policy for more work.
+    One event per task and no generator to resume is what keeps the engine fast.
+
+    The cyclic garbage collector is paused meanwhile: the run allocates millions of short-lived
+    objects while it keeps one record per task, so the collector would rescan the records again
+    and again (a third of the run time) and find nothing (the engine forms no reference cycles
+    per task).
+    """
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _run_plan(plan, groups, policy, cost, cores_per_socket, n_sockets, levels, hooks)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _run_plan(
+    plan: Plan,
+    groups: list[tuple[int, ...]],
+    policy: Policy,
+    cost,
+    cores_per_socket: int,
+    n_sockets: int,
+    levels: list[str],
+    hooks: list[TaskHook] | None = None,
+) -> Trace:
     env = simpy.Environment()
     trace = Trace(levels)
     n = plan.n_tasks
@@ -108,8 +151,7 @@ def run_plan(
         if remaining[tid] == 0:
             policy.push(tid)
     n_groups = len(groups)
-    is_idle = [True] * n_groups
-    wake: list[simpy.Event] = [env.event() for _ in range(n_groups)]
+    idle: list[int] = list(range(n_groups))  # idle groups, ascending
     socket_of_group = [cores[0] // cores_per_socket for cores in groups]
     sockets_of_group = []
     for cores in groups:
@@ -118,89 +160,97 @@ def run_plan(
             by_socket[c // cores_per_socket] = by_socket.get(c // cores_per_socket, 0) + 1
         sockets_of_group.append(by_socket)
     busy_on_socket = [0] * n_sockets
-    dram = DramPool(env, cost, n_sockets)
-    state = {"done": 0, "pending_dispatch": False}
+    n_cores_of_group = [len(cores) for cores in groups]
+    running: list[tuple[int, float, TaskCost] | None] = [None] * n_groups  # (task, start_s, cost)
+    records: list[tuple] = []  # (task, cores, start_s, end_s, cost): the trace, built at the end
+    pending_dispatch = [False]
 
-    def dispatch(current: int | None) -> int | None:
-        """Ask the policy for work for idle groups; wake them. Returns ``current``'s own task."""
-        idle = [g for g in range(n_groups) if is_idle[g]]
-        if not idle:
-            return None
-        mine = None
-        for g, tid in policy.assign(idle):
-            if not is_idle[g]:
-                raise RuntimeError(f"policy {policy.name!r} assigned task {tid} to busy group {g}")
-            is_idle[g] = False
-            if g == current:
-                mine = tid
-            else:
-                wake[g].succeed(tid)
-        return mine
-
-    def deferred_dispatch(_event) -> None:
-        state["pending_dispatch"] = False
-        dispatch(None)
-
-    append = trace.append
+    # local names: this is the hot loop
     push = policy.push
-    timeout = env.timeout
+    assign = policy.assign
     cost_start = cost.start
     cost_finish = cost.finish
+    peek = env.peek
+    record = records.append
 
-    def group_process(g: int):
-        cores = groups[g]
-        n_cores = len(cores)
+    def start(g: int, tid: int) -> None:
         socket = socket_of_group[g]
-        tid = yield wake[g]
-        while True:
-            start = env.now
-            tc = cost_start(tid, cores, busy_on_socket[socket])
-            busy_on_socket[socket] += n_cores
-            if tc.dram_bytes:
-                yield dram.join(g, tc, sockets_of_group[g])
-                dram.leave(g)
-            else:
-                yield timeout(
-                    tc.fixed_s + (tc.compute_s if tc.compute_s > tc.cache_s else tc.cache_s)
-                )
-            end = env.now
-            busy_on_socket[socket] -= n_cores
-            cost_finish(tid, cores)
-            level_bytes = tc.level_bytes
-            append(tid, cores, start, end, level_bytes, DRAM not in level_bytes, tc.handoff_bytes)
-            if hooks:
-                record = {"task": tid, "cores": cores, "start_s": start, "end_s": end,
-                          "level_bytes": level_bytes}  # fmt: skip
-                for hook in hooks:
-                    hook(record)
-            state["done"] += 1
-            for s in succs[tid]:
-                remaining[s] -= 1
-                if remaining[s] == 0:
-                    push(s)
-            is_idle[g] = True
-            nxt = None
-            if env.peek() == end:
-                # other events are due now: decide once all of them have been seen
-                if not state["pending_dispatch"]:
-                    state["pending_dispatch"] = True
-                    timeout(0).callbacks.append(deferred_dispatch)
-            else:
-                nxt = dispatch(g)
-            if nxt is None:
-                wake[g] = env.event()
-                nxt = yield wake[g]
-            tid = nxt
+        tc = cost_start(tid, groups[g], busy_on_socket[socket])
+        busy_on_socket[socket] += n_cores_of_group[g]
+        running[g] = (tid, env.now, tc)
+        if tc.dram_bytes:
+            dram.join(g, tc, sockets_of_group[g])
+        else:
+            compute, cache = tc.compute_s, tc.cache_s
+            event = Timeout(env, tc.fixed_s + (compute if compute > cache else cache), g)
+            event.callbacks.append(on_timeout)
 
-    for g in range(n_groups):
-        env.process(group_process(g))
+    def dispatch(current: int | None) -> None:
+        """Offer the idle groups to the policy and start what it assigns, ``current``'s first."""
+        if not idle:
+            return
+        assigned = assign(list(idle))
+        if not assigned:
+            return
+        for g, tid in assigned:
+            if g not in idle:
+                raise RuntimeError(f"policy {policy.name!r} assigned task {tid} to busy group {g}")
+            idle.remove(g)
+        if len(assigned) == 1:
+            start(*assigned[0])
+            return
+        for g, tid in assigned:
+            if g == current:
+                start(g, tid)
+        for g, tid in assigned:
+            if g != current:
+                start(g, tid)
+
+    def deferred_dispatch(_event: simpy.Event) -> None:
+        pending_dispatch[0] = False
+        dispatch(None)
+
+    def end(g: int) -> None:
+        tid, start_s, tc = running[g]
+        cores = groups[g]
+        now = env.now
+        busy_on_socket[socket_of_group[g]] -= n_cores_of_group[g]
+        cost_finish(tid, cores)
+        record((tid, cores, start_s, now, tc))
+        if hooks:
+            event = {"task": tid, "cores": cores, "start_s": start_s, "end_s": now,
+                     "level_bytes": tc.level_bytes}  # fmt: skip
+            for hook in hooks:
+                hook(event)
+        for s in succs[tid]:
+            remaining[s] -= 1
+            if not remaining[s]:
+                push(s)
+        insort(idle, g)
+        if peek() == now:
+            # other events are due now: decide once all of them have been seen
+            if not pending_dispatch[0]:
+                pending_dispatch[0] = True
+                Timeout(env, 0.0).callbacks.append(deferred_dispatch)
+        else:
+            dispatch(g)
+
+    def on_timeout(event: simpy.Event) -> None:
+        end(event.value)
+
+    dram = DramPool(env, cost, n_sockets, end)
     dispatch(None)
     env.run()
-    if state["done"] != n:
+    if len(records) != n:
         raise RuntimeError(
-            f"simulation stalled: {state['done']} of {n} tasks ran under policy {policy.name!r} "
+            f"simulation stalled: {len(records)} of {n} tasks ran under policy {policy.name!r} "
             "(a policy must eventually assign every ready task)"
         )
+    if records:
+        tasks, cores_col, starts, ends, costs = zip(*records, strict=True)
+        level_bytes = [tc.level_bytes for tc in costs]
+        trace.extend(tasks, cores_col, starts, ends, level_bytes,
+                     [DRAM not in d for d in level_bytes], [tc.handoff_bytes for tc in costs])  # fmt: skip
     return trace
 
 

@@ -179,7 +179,8 @@ def model_dispatch(trace: Trace, machine: CpuMachine) -> list[float]:
     """The dispatch overhead the cost model charged each record of a simulated ``trace``.
 
     :mod:`wpsim.cost` charges ``dispatch_overhead_busy_s`` (when the machine has it) to a task
-    that starts while every other core of its socket is busy, ``dispatch_overhead_s`` otherwise;
+    that starts while every other core of its socket is busy (all the socket's cores, not only
+    the ones the run uses), ``dispatch_overhead_s`` otherwise;
     the trace does not record which, so it is recomputed from the overlaps of the records.
     """
     from bisect import bisect_right
@@ -207,7 +208,7 @@ def model_dispatch(trace: Trace, machine: CpuMachine) -> list[float]:
         s_t, s_w, e_t, e_w = events[socket]
         a, b = bisect_right(s_t, start), bisect_right(e_t, start)
         running = (s_w[a - 1] if a else 0) - (e_w[b - 1] if b else 0)  # this record included
-        out.append(machine.dispatch_s(all_busy=running >= per_socket))
+        out.append(machine.dispatch_s(all_busy=running >= machine.socket_cores))
     return out
 
 

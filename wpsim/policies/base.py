@@ -16,7 +16,7 @@ trace.
 
 from __future__ import annotations
 
-import heapq
+from heapq import heappop, heappush
 from typing import Any, ClassVar
 
 from wpsim.errors import ConfigError
@@ -92,67 +92,101 @@ class StaticPolicy(Policy):
         self._queues: list[list[tuple]] = [[] for _ in groups]
 
     def push(self, tid: int) -> None:
-        heapq.heappush(self._queues[self.home_group(tid)], (self.priority(tid), tid))
+        heappush(self._queues[self.home_group(tid)], (self.priority(tid), tid))
 
     def assign(self, idle: list[int]) -> list[tuple[int, int]]:
         out = []
         queues = self._queues
         for g in idle:
             if queues[g]:
-                out.append((g, heapq.heappop(queues[g])[1]))
+                out.append((g, heappop(queues[g])[1]))
         return out
 
 
 class DynamicPolicy(Policy):
     """Any ready task on any idle group, preferring the group that last ran the same layer.
 
-    ``assign`` first gives each idle group the best ready task of the (instance, layer,
-    direction) it ran last, whose weights are hot in its caches; the groups left over take the
-    best ready tasks overall, in ascending group order.
+    ``assign`` first gives each idle group, in ascending order, the best ready task of the
+    (instance, layer, direction) it ran last, whose weights are hot in its caches; the groups
+    left over take the best ready tasks overall, in ascending group order.
+
+    Ready tasks sit in two heaps (one per layer, one overall) and are removed lazily; the work of
+    ``assign`` grows with the number of layers that have ready tasks, not with the number of idle
+    groups (most are idle with nothing to do when there are more cores than layers).
     """
 
     def reset(self, plan: Plan, groups: list[tuple[int, ...]]) -> None:
         super().reset(plan, groups)
-        self._heap: list[tuple] = []
-        self._by_layer: dict[tuple, list[tuple]] = {}
+        # layers are numbered: (instance, layer, direction) -> 0, 1, ...
+        ids: dict[tuple[int, int, int], int] = {}
+        self._layer_of = [
+            ids.setdefault((t.instance, t.layer, t.direction), len(ids)) for t in plan.tasks
+        ]
+        self._heap: list[tuple] = []  # every ready task
+        self._by_layer: list[list[tuple]] = [[] for _ in ids]  # the ready tasks of each layer
+        self._ready_in_layer = [0] * len(ids)
+        self._layers_ready: set[int] = set()  # layers with ready tasks
+        self._groups_by_last: list[list[int]] = [[] for _ in ids]  # groups that ran it last
+        self._last_layer = [-1] * len(groups)
         self._taken = bytearray(plan.n_tasks)
-        self._last_layer: list[tuple | None] = [None] * len(groups)
-        self._layer_key = [(t.instance, t.layer, t.direction) for t in plan.tasks]
+        self._n_ready = 0  # pushed and not yet assigned
 
     def push(self, tid: int) -> None:
         entry = (self.priority(tid), tid)
-        heapq.heappush(self._heap, entry)
-        key = self._layer_key[tid]
-        queue = self._by_layer.get(key)
-        if queue is None:
-            queue = self._by_layer[key] = []
-        heapq.heappush(queue, entry)
+        heappush(self._heap, entry)
+        layer = self._layer_of[tid]
+        heappush(self._by_layer[layer], entry)
+        self._ready_in_layer[layer] += 1
+        self._layers_ready.add(layer)
+        self._n_ready += 1
 
-    def _pop(self, heap: list[tuple]) -> int | None:
+    def _pop(self, heap: list[tuple]) -> int:
+        """The best untaken task of ``heap`` (the caller knows there is one)."""
         taken = self._taken
-        while heap:
-            tid = heapq.heappop(heap)[1]
+        while True:
+            tid = heappop(heap)[1]
             if not taken[tid]:
                 taken[tid] = 1
+                self._n_ready -= 1
+                layer = self._layer_of[tid]
+                self._ready_in_layer[layer] -= 1
+                if not self._ready_in_layer[layer]:
+                    self._layers_ready.discard(layer)
                 return tid
-        return None
 
     def assign(self, idle: list[int]) -> list[tuple[int, int]]:
+        if not self._n_ready:
+            return []
+        groups_by_last = self._groups_by_last
+        hot = []  # idle groups whose last layer has ready tasks
+        for layer in self._layers_ready:
+            for g in groups_by_last[layer]:
+                if g in idle:
+                    hot.append(g)
         out = []
-        leftover = []
-        last = self._last_layer
-        for g in idle:
-            key = last[g]
-            queue = self._by_layer.get(key) if key is not None else None
-            tid = self._pop(queue) if queue else None
-            if tid is None:
-                leftover.append(g)
-            else:
+        if hot:
+            hot.sort()
+            last = self._last_layer
+            ready_in_layer = self._ready_in_layer
+            for g in hot:
+                if ready_in_layer[last[g]]:
+                    out.append((g, self._pop(self._by_layer[last[g]])))
+        if self._n_ready:
+            served = [g for g, _ in out]
+            for g in idle:
+                if g in served:
+                    continue
+                tid = self._pop(self._heap)
                 out.append((g, tid))
-        for g in leftover:
-            tid = self._pop(self._heap)
-            if tid is None:
-                break
-            out.append((g, tid))
-            last[g] = self._layer_key[tid]
+                self._set_last(g, self._layer_of[tid])
+                if not self._n_ready:
+                    break
         return out
+
+    def _set_last(self, g: int, layer: int) -> None:
+        previous = self._last_layer[g]
+        if previous != layer:
+            if previous >= 0:
+                self._groups_by_last[previous].remove(g)
+            self._groups_by_last[layer].append(g)
+            self._last_layer[g] = layer
