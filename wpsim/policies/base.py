@@ -110,9 +110,10 @@ class DynamicPolicy(Policy):
     (instance, layer, direction) it ran last, whose weights are hot in its caches; the groups
     left over take the best ready tasks overall, in ascending group order.
 
-    Ready tasks sit in two heaps (one per layer, one overall) and are removed lazily; the work of
-    ``assign`` grows with the number of layers that have ready tasks, not with the number of idle
-    groups (most are idle with nothing to do when there are more cores than layers).
+    Ready tasks sit in one heap per layer; the best task overall is the best of the heads of the
+    layers that have ready tasks. The work of ``assign`` grows with the number of such layers,
+    not with the number of idle groups (most are idle with nothing to do when there are more
+    cores than layers).
     """
 
     def reset(self, plan: Plan, groups: list[tuple[int, ...]]) -> None:
@@ -122,44 +123,30 @@ class DynamicPolicy(Policy):
         self._layer_of = [
             ids.setdefault((t.instance, t.layer, t.direction), len(ids)) for t in plan.tasks
         ]
-        self._heap: list[tuple] = []  # every ready task
-        self._by_layer: list[list[tuple]] = [[] for _ in ids]  # the ready tasks of each layer
-        self._ready_in_layer = [0] * len(ids)
-        self._layers_ready: set[int] = set()  # layers with ready tasks
+        self._by_layer: list[list[tuple]] = [[] for _ in ids]  # ready (priority, task) heaps
+        self._layers_ready: set[int] = set()  # layers whose heap is not empty
         self._groups_by_last: list[list[int]] = [[] for _ in ids]  # groups that ran it last
         self._last_layer = [-1] * len(groups)
-        self._taken = bytearray(plan.n_tasks)
-        self._n_ready = 0  # pushed and not yet assigned
 
     def push(self, tid: int) -> None:
-        entry = (self.priority(tid), tid)
-        heappush(self._heap, entry)
         layer = self._layer_of[tid]
-        heappush(self._by_layer[layer], entry)
-        self._ready_in_layer[layer] += 1
+        heappush(self._by_layer[layer], (self.priority(tid), tid))
         self._layers_ready.add(layer)
-        self._n_ready += 1
 
-    def _pop(self, heap: list[tuple]) -> int:
-        """The best untaken task of ``heap`` (the caller knows there is one)."""
-        taken = self._taken
-        while True:
-            tid = heappop(heap)[1]
-            if not taken[tid]:
-                taken[tid] = 1
-                self._n_ready -= 1
-                layer = self._layer_of[tid]
-                self._ready_in_layer[layer] -= 1
-                if not self._ready_in_layer[layer]:
-                    self._layers_ready.discard(layer)
-                return tid
+    def _pop(self, layer: int) -> int:
+        queue = self._by_layer[layer]
+        tid = heappop(queue)[1]
+        if not queue:
+            self._layers_ready.discard(layer)
+        return tid
 
     def assign(self, idle: list[int]) -> list[tuple[int, int]]:
-        if not self._n_ready:
+        layers_ready = self._layers_ready
+        if not layers_ready:
             return []
         groups_by_last = self._groups_by_last
         hot = []  # idle groups whose last layer has ready tasks
-        for layer in self._layers_ready:
+        for layer in layers_ready:
             for g in groups_by_last[layer]:
                 if g in idle:
                     hot.append(g)
@@ -167,19 +154,19 @@ class DynamicPolicy(Policy):
         if hot:
             hot.sort()
             last = self._last_layer
-            ready_in_layer = self._ready_in_layer
             for g in hot:
-                if ready_in_layer[last[g]]:
-                    out.append((g, self._pop(self._by_layer[last[g]])))
-        if self._n_ready:
+                if last[g] in layers_ready:
+                    out.append((g, self._pop(last[g])))
+        if layers_ready:
             served = [g for g, _ in out]
+            by_layer = self._by_layer
             for g in idle:
                 if g in served:
                     continue
-                tid = self._pop(self._heap)
-                out.append((g, tid))
-                self._set_last(g, self._layer_of[tid])
-                if not self._n_ready:
+                best = min(layers_ready, key=lambda layer: by_layer[layer][0])
+                out.append((g, self._pop(best)))
+                self._set_last(g, best)
+                if not layers_ready:
                     break
         return out
 
