@@ -136,7 +136,12 @@ class CpuCostModel:
             for c in range(n_cores)
         ]
         self._fitting_private: dict[float, list[int]] = {}
-        self._static_memo: dict[tuple, tuple[float, float, float]] = {}  # see start()
+        self._static_memo: dict[tuple[int, int], tuple[float, float, float]] = {}
+        self._shape = plan.shape
+        # by shape, the static part on one core (the usual case: a list, no tuple key to hash)
+        self._static_one_core: list[tuple[float, float, float] | None] = [None] * (
+            max(plan.shape, default=-1) + 1
+        )
         self._tasks, self._preds, self._pred_bytes = plan.tasks, plan.preds, plan.pred_bytes
         self._dispatch = machine.dispatch_s(all_busy=False)
         self._dispatch_busy = machine.dispatch_s(all_busy=True)
@@ -252,16 +257,15 @@ class CpuCostModel:
                 return level_bytes, cache_s, 0.0
             socket_lru = self._socket_lru_of_core[core]
             resident = socket_lru.blocks
-            hits = 0
-            for block, _ in socket_blocks:  # the same lookups, all hits (the usual case)
-                if block not in resident:
-                    break
-                resident.move_to_end(block)
-                hits += 1
-            else:
+            try:  # the same lookups, all hits (the usual case): move each to the LRU end
+                for block, _ in socket_blocks:
+                    resident.move_to_end(block)
                 return level_bytes, cache_s, 0.0
-            # a block left the shared level since: the private part is the same, the shared
-            # lookups from the first miss on are done one by one
+            except KeyError:  # a block left the shared level since
+                hits = next(
+                    i for i, (block, _) in enumerate(socket_blocks) if block not in resident
+                )
+            # the private part is the same; the shared lookups from the first miss on, one by one
             level_bytes, cache_s, dram = dict(private_bytes), private_s, 0.0
             shared = self.shared
             for i, (block, part) in enumerate(socket_blocks):
@@ -287,6 +291,23 @@ class CpuCostModel:
             self._fixed_point[core] = None
         return level_bytes, cache_s, dram
 
+    def _static_part(self, tid: int, k: int) -> tuple[float, float, float]:
+        """(step overhead s, helper synchronisation s, compute s) of ``tid`` on ``k`` cores."""
+        key = (self._shape[tid], k)
+        static = self._static_memo.get(key)
+        if static is None:
+            task = self._tasks[tid]
+            step_s = task.steps * self._step_overhead if task.flops_rec else 0.0
+            sync_s = 0.0
+            if k > 1:
+                n_sync = task.steps if task.flops_rec else 1
+                gather = (k - 1) / k * self.state_vector_bytes / self._handoff_bw
+                sync_s = n_sync * (self.machine.barrier_s(k) + gather)
+            static = self._static_memo[key] = (step_s, sync_s, self.compute_s(tid, k))
+            if k == 1:
+                self._static_one_core[self._shape[tid]] = static
+        return static
+
     def start(self, tid: int, cores: tuple[int, ...], busy_on_socket: int) -> TaskCost:
         """Cost of ``tid`` starting now on ``cores``; updates cache residency.
 
@@ -305,17 +326,10 @@ class CpuCostModel:
                     level_bytes[name] = level_bytes.get(name, 0.0) + nbytes
                 cache_s = max(cache_s, c_s)
                 dram = max(dram, d)
-        # the per-task part that does not depend on the machine's state, once per task shape
-        shape = (task.flops_in, task.flops_rec, task.flops_elem, task.steps, k)
-        static = self._static_memo.get(shape)
+        # the part that depends only on the task's work, once per shape and group size
+        static = self._static_one_core[self._shape[tid]] if k == 1 else None
         if static is None:
-            step_s = task.steps * self._step_overhead if task.flops_rec else 0.0
-            sync_s = 0.0
-            if k > 1:
-                n_sync = task.steps if task.flops_rec else 1
-                gather = (k - 1) / k * self.state_vector_bytes / self._handoff_bw
-                sync_s = n_sync * (self.machine.barrier_s(k) + gather)
-            static = self._static_memo[shape] = (step_s, sync_s, self.compute_s(tid, k))
+            static = self._static_part(tid, k)
         step_s, sync_s, compute = static
         fixed = (
             self._dispatch_busy if busy_on_socket + k >= self._cores_per_socket else self._dispatch

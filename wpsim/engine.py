@@ -189,13 +189,16 @@ def _run_plan(
         """Offer the idle groups to the policy and start what it assigns, ``current``'s first."""
         if not idle:
             return
-        assigned = assign(list(idle))
+        assigned = assign(idle)  # read-only for the policy
         if not assigned:
             return
         for g, tid in assigned:
-            if g not in idle:
-                raise RuntimeError(f"policy {policy.name!r} assigned task {tid} to busy group {g}")
-            idle.remove(g)
+            try:
+                idle.remove(g)
+            except ValueError:
+                raise RuntimeError(
+                    f"policy {policy.name!r} assigned task {tid} to busy group {g}"
+                ) from None
         if len(assigned) == 1:
             start(*assigned[0])
             return

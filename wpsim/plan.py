@@ -31,6 +31,9 @@ class Plan:
     order : list of int
         A topological order (task ids are not one: reverse-direction and backward chains run
         from higher to lower ids).
+    shape : list of int
+        Tasks with the same work (flops of each kind and steps) share a shape number, so that
+        a cost model can compute what depends only on the work once per shape.
     workload : Workload
     """
 
@@ -40,6 +43,7 @@ class Plan:
     pred_bytes: list[list[int]]
     generation: list[int]
     order: list[int]
+    shape: list[int]
     workload: Workload
     granularity: str
     chunk: int
@@ -76,6 +80,11 @@ def compile_plan(graph: nx.DiGraph) -> Plan:
         for s in succs[v]:
             if generation[s] <= g:
                 generation[s] = g + 1
+    shapes: dict[tuple, int] = {}
+    shape = [
+        shapes.setdefault((t.flops_in, t.flops_rec, t.flops_elem, t.steps), len(shapes))
+        for t in tasks
+    ]
     return Plan(
         tasks=tasks,
         preds=preds,
@@ -83,6 +92,7 @@ def compile_plan(graph: nx.DiGraph) -> Plan:
         pred_bytes=pred_bytes,
         generation=generation,
         order=order,
+        shape=shape,
         workload=graph.graph["workload"],
         granularity=graph.graph["granularity"],
         chunk=graph.graph["chunk"],

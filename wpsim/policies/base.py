@@ -7,7 +7,8 @@ The engine (and the real executor) talk to a policy through four calls:
 2. ``core_groups(n_cores)`` -> the groups of cores that run one task together (one core each,
    unless the policy splits cells across ``helpers`` cores);
 3. ``reset(plan, groups)``, then ``push(task_id)`` whenever a task becomes ready;
-4. ``assign(idle_groups)`` -> ``[(group, task_id), ...]``: work for some idle groups.
+4. ``assign(idle_groups)`` -> ``[(group, task_id), ...]``: work for some idle groups (the list
+   is the engine's own: read it, do not modify it).
 
 Determinism: the engine presents idle groups in ascending order and ``assign`` breaks every tie
 by ``priority`` (a tuple whose last element is the task id), so the same inputs give the same
@@ -154,9 +155,14 @@ class DynamicPolicy(Policy):
         if hot:
             hot.sort()
             last = self._last_layer
+            by_layer = self._by_layer
             for g in hot:
-                if last[g] in layers_ready:
-                    out.append((g, self._pop(last[g])))
+                layer = last[g]
+                if layer in layers_ready:
+                    queue = by_layer[layer]
+                    out.append((g, heappop(queue)[1]))
+                    if not queue:
+                        layers_ready.discard(layer)
         if layers_ready:
             served = [g for g, _ in out]
             by_layer = self._by_layer
