@@ -19,6 +19,7 @@ Usage::
     python benchmarks/accuracy.py            # the full matrix, ~10 min on 2 cores
     python benchmarks/accuracy.py --quick    # a subset, ~1 min
     python benchmarks/accuracy.py --workers 2,4,8,16 --hardware hw_configs/host.yaml
+    python benchmarks/accuracy.py --replay out/accuracy/accuracy.json   # re-predict, no runs
 
 Results go to ``--out`` (default ``out/accuracy``): ``accuracy.csv`` and ``accuracy.json``.
 """
@@ -109,6 +110,74 @@ def _mean_task_s(per_kind: list[dict], policy: str, workers: int, key: str) -> f
     return sum(e[key] * e["n"] for e in entries) / total if total else float("nan")
 
 
+def _summarize(rows: list[dict], policies: list[str]) -> tuple[float, float, str]:
+    """Print the mean and max error (overall and per policy); return them and the verdict."""
+    errors = [r["rel_error"] for r in rows]
+    mean_err, max_err = statistics.fmean(errors), max(errors)
+    verdict = "PASS" if mean_err <= TARGET_MEAN and max_err <= TARGET_MAX else "MISS"
+    print(f"\n  predicted speed-up over {len(rows)} configurations: mean |error| "
+          f"{100 * mean_err:.1f}% (target <= {100 * TARGET_MEAN:.0f}%), max "
+          f"{100 * max_err:.1f}% (target <= {100 * TARGET_MAX:.0f}%): {verdict}")  # fmt: skip
+    for policy in policies:
+        sub = [r["rel_error"] for r in rows if r["policy"] == policy]
+        if sub:
+            print(f"    {policy:<10} mean {100 * statistics.fmean(sub):5.1f}%  max "
+                  f"{100 * max(sub):5.1f}%  ({len(sub)} rows)")  # fmt: skip
+    return mean_err, max_err, verdict
+
+
+def replay(args: argparse.Namespace) -> int:
+    """Re-predict the measured rows of an earlier run (``--replay``) with ``--hardware``.
+
+    Nothing is measured: the speed-ups measured then are compared with what the machine file
+    (or the cost model) given now predicts. For iterating on a calibration or a model change
+    in seconds; the measurements must come from the computer the machine file describes.
+    """
+    from wpsim.engine import simulate
+    from wpsim.hardware import load_machine, resolve_machine_path
+
+    path = Path(args.replay)
+    try:
+        data = json.loads(path.read_text())
+        recorded = data["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"accuracy: --replay {path}: expected an accuracy.json written by this benchmark "
+              f"({error})", file=sys.stderr)  # fmt: skip
+        return 2
+    machine = load_machine(resolve_machine_path(args.hardware))
+    cases = {case.name: case for case in FULL}
+    print(f"accuracy: replaying {len(recorded)} measured rows of {path} "
+          f"(measured on: {data.get('summary', {}).get('machine', '?')})")  # fmt: skip
+    print(f"  predicted with: {machine.name}")
+    print(f"  {'case':<26}{'policy':<11}{'w':>3}{'speed-up meas':>15}{'pred':>7}{'error':>8}")
+    baselines: dict[str, float] = {}
+    rows = []
+    for row in recorded:
+        case = cases.get(row["case"])
+        if case is None:
+            print(f"accuracy: --replay {path}: unknown case {row['case']!r}", file=sys.stderr)
+            return 2
+        workload = case.workload()
+        if case.name not in baselines:
+            baselines[case.name] = simulate(workload, machine, "sequential", cores=1,
+                                            chunk=case.chunk).makespan_s  # fmt: skip
+        base = baselines[case.name]
+        sim = simulate(workload, machine, row["policy"], cores=row["workers"], chunk=case.chunk,
+                       sequential_s=base)  # fmt: skip
+        measured, predicted = row["measured_speedup"], base / sim.makespan_s
+        signed = (predicted - measured) / measured
+        rows.append({**row, "predicted_speedup": predicted, "signed_error": signed,
+                     "rel_error": abs(signed)})  # fmt: skip
+        print(f"  {case.name:<26}{row['policy']:<11}{row['workers']:>3}{measured:>14.2f}x"
+              f"{predicted:>6.2f}x{100 * signed:>+7.1f}%")  # fmt: skip
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    summary = dict(zip(("mean_rel_error", "max_rel_error", "verdict"),
+                       _summarize(rows, policies), strict=True))  # fmt: skip
+    if args.json:
+        print(json.dumps(summary, default=str))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from wpsim.errors import WpsimError
     from wpsim.hardware import load_machine, resolve_machine_path
@@ -127,6 +196,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"accuracy: {len(cases)} cases x policies {','.join(policies)} x workers "
           f"{','.join(map(str, workers))}; {repeats} interleaved rounds each")  # fmt: skip
     print(f"  machine: {machine.name} (calibrated: {calibrated})")
+    from wpsim.calibrate import calibration_mismatch
+
+    mismatch = calibration_mismatch(machine)
+    if mismatch:
+        print(f"  WARNING: {mismatch}: the errors below compare this computer with another one")
     if skipped:
         print(f"  skipped worker counts above the machine's {machine.total_cores} cores: {skipped}")
     started = time.perf_counter()
@@ -165,17 +239,7 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print("accuracy: no configuration ran")
         return 2
-    errors = [r["rel_error"] for r in rows]
-    mean_err, max_err = statistics.fmean(errors), max(errors)
-    verdict = "PASS" if mean_err <= TARGET_MEAN and max_err <= TARGET_MAX else "MISS"
-    print(f"\n  predicted speed-up over {len(rows)} configurations: mean |error| "
-          f"{100 * mean_err:.1f}% (target <= {100 * TARGET_MEAN:.0f}%), max "
-          f"{100 * max_err:.1f}% (target <= {100 * TARGET_MAX:.0f}%): {verdict}")  # fmt: skip
-    for policy in policies:
-        sub = [r["rel_error"] for r in rows if r["policy"] == policy]
-        if sub:
-            print(f"    {policy:<10} mean {100 * statistics.fmean(sub):5.1f}%  max "
-                  f"{100 * max(sub):5.1f}%  ({len(sub)} rows)")  # fmt: skip
+    mean_err, max_err, verdict = _summarize(rows, policies)
     print(f"  wall time {time.perf_counter() - started:.0f} s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,9 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="interleaved rounds (default 5; quick 3)")
     parser.add_argument("--out", default=str(ROOT / "out" / "accuracy"), help="results folder")
     parser.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    parser.add_argument("--replay", metavar="ACCURACY_JSON",
+                        help="measure nothing: re-predict the rows of an earlier run's "
+                        "accuracy.json with --hardware")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        return run(args)
+        return replay(args) if args.replay else run(args)
     except KeyboardInterrupt:
         print("accuracy: interrupted", file=sys.stderr)
         return 130

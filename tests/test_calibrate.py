@@ -270,3 +270,20 @@ def _fake_raw() -> dict:
         "numpy": "test",
         "threadpool_info": [{"internal_api": "openblas", "num_threads": 1}],
     }
+
+
+def test_calibration_mismatch_names_both_cpus() -> None:
+    from dataclasses import replace
+
+    from wpsim.hardware import load_machine, resolve_machine_path
+
+    host = load_machine(resolve_machine_path("host"))
+    cpu = str(host.calibration["cpu_model"])
+    here = replace(_fake_spec(), model=cpu, cores_per_socket=host.cores_per_socket)
+    assert cal.calibration_mismatch(host, here) is None
+    other = cal.calibration_mismatch(host, replace(here, model="Another CPU 9000"))
+    assert other is not None and cpu in other and "Another CPU 9000" in other
+    fewer = cal.calibration_mismatch(host, replace(here, cores_per_socket=host.total_cores + 2))
+    assert fewer is not None and "cores" in fewer
+    # spec-sheet machines describe what they say, not this computer
+    assert cal.calibration_mismatch(load_machine(resolve_machine_path("epyc7742")), here) is None

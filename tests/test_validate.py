@@ -189,3 +189,24 @@ def test_model_dispatch_charges_the_busy_value_when_every_core_runs() -> None:
     one = Trace([])
     one.append(0, (0,), 0.0, 1.0, {}, True)
     assert model_dispatch(one, machine.with_cores(1)) == pytest.approx([1e-5])
+
+
+def test_accuracy_benchmark_replays_measured_rows(tmp_path, capsys) -> None:
+    """``benchmarks/accuracy.py --replay`` re-predicts recorded rows without running anything."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import accuracy
+
+    case = accuracy.FULL[1]
+    rows = [{"case": case.name, "policy": p, "workers": 2, "measured_speedup": 1.0}
+            for p in ("wavefront", "layerwise")]  # fmt: skip
+    recorded = tmp_path / "accuracy.json"
+    recorded.write_text(json.dumps({"summary": {"machine": "test"}, "rows": rows}))
+    assert accuracy.main(["--replay", str(recorded), "--json"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["verdict"] in ("PASS", "MISS") and summary["max_rel_error"] >= 0
+    assert out.count(case.name) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert accuracy.main(["--replay", str(bad)]) == 2
+    assert "expected an accuracy.json" in capsys.readouterr().err

@@ -267,6 +267,40 @@ def read_cpu_spec() -> CpuSpec:
     )
 
 
+def calibration_mismatch(machine: Any, spec: CpuSpec | None = None) -> str | None:
+    """Why ``machine``'s calibration may not describe this computer, or None if it does.
+
+    A machine file written by ``wpsim calibrate`` records the CPU model and core count it was
+    measured on. Predicting this computer's runs with another computer's numbers (a machine
+    file checked in from elsewhere, or a cloud instance of another CPU) quietly skews every
+    comparison, so :func:`wpsim.validate.validate` and the accuracy benchmark say so.
+
+    Examples
+    --------
+    >>> from wpsim.hardware import load_machine, resolve_machine_path
+    >>> calibration_mismatch(load_machine(resolve_machine_path("xeon8160_2s"))) is None
+    True
+    """
+    calibration = getattr(machine, "calibration", None) or {}
+    measured_on = calibration.get("cpu_model")
+    if measured_on is None:  # a spec-sheet machine: describes what it says, not this computer
+        return None
+    spec = spec or read_cpu_spec()
+    here = _label(spec.model, "CPU")
+    if str(measured_on) != here:
+        return (
+            f"'{machine.name}' was calibrated on {measured_on!r} but this computer is {here!r}; "
+            "run `wpsim calibrate` here first"
+        )
+    cores_here = spec.sockets * spec.cores_per_socket
+    if machine.total_cores != cores_here:
+        return (
+            f"'{machine.name}' describes {machine.total_cores} cores but this computer has "
+            f"{cores_here}; run `wpsim calibrate` here first"
+        )
+    return None
+
+
 def flops_per_cycle(flags: set[str]) -> tuple[dict[str, float], str]:
     """Peak fp32/fp64 flops per cycle per core from the CPU flags, and the rule used.
 

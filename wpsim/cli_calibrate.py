@@ -110,6 +110,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         )
     workload = resolve_workload(args.workload)
     machine = load_machine(resolve_machine_path(args.hardware))
+    from wpsim.calibrate import calibration_mismatch
+
+    mismatch = calibration_mismatch(machine)
+    if mismatch:
+        print(f"wpsim validate: warning: {mismatch}", file=sys.stderr, flush=True)
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     report = validate(
         workload, machine, workers=args.workers, policies=args.policies, chunk=args.chunk,
