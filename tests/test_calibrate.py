@@ -205,6 +205,54 @@ def test_machine_file_is_built_from_raw_measurements() -> None:
     assert machine.memory.bandwidth_Bps == pytest.approx(30e9)
     assert str(machine.calibration["date"]) == "2000-01-01"
     assert _strings_like_numbers(data) == []
+    # the grid of GEMM efficiency by n and H is written whole
+    assert len(machine.efficiency.gemm_by_n_h) == len(_fake_raw()["gemm_s"])
+
+
+def test_executor_dispatch_variants_are_written_with_their_runs() -> None:
+    """Busy dispatch as a table by task time (short and long cells), the group value."""
+    raw = _fake_raw()
+
+    def run(hidden: int, cell_s: float, dispatch_s: float) -> dict:
+        return {"hidden": hidden, "cell_s": cell_s, "dispatch_s": dispatch_s}
+
+    graph = {"hidden": 256.0, "dispatch_s": 10e-6}
+    raw["dispatch"] = {
+        "method": "kernels.executor", "dispatch_s": 10e-6, "graphs": [graph],
+        "trivial": {"dispatch_s": 5e-6},
+        "all_cores_busy": {
+            "workers": 2.0, "hidden": 256.0, "dispatch_s": 120e-6,
+            "runs": [run(256, 60e-6, 110e-6), run(256, 60e-6, 130e-6), run(128, 20e-6, 60e-6),
+                     run(128, 20e-6, 70e-6)],
+            "points": [[20e-6, 65e-6], [60e-6, 120e-6]],
+        },
+        "whole_socket_group": {"workers": 2.0, "hidden": 16.0, "cell_in_process_s": 8e-6,
+                               "dispatch_s": 64e-6, "runs_dispatch_s": [63e-6, 64e-6, 66e-6]},
+    }  # fmt: skip
+    result = cal.build_machine_file(_fake_spec(), raw, "2000-01-01")
+    assert undocumented_numeric_lines(result.text) == []
+    machine = CpuMachine.model_validate(yaml.safe_load(result.text))
+    flat = [v for point in machine.dispatch_overhead_busy_s for v in point]
+    assert flat == pytest.approx([20e-6, 65e-6, 60e-6, 120e-6])
+    assert machine.dispatch_s(all_busy=True, task_s=40e-6) == pytest.approx(92.5e-6)
+    assert machine.dispatch_overhead_group_s == pytest.approx(64e-6)
+    assert machine.recurrent_gemv_max_batch >= 0
+    # one size only (--quick): a number
+    del raw["dispatch"]["all_cores_busy"]["points"]
+    quick = CpuMachine.model_validate(yaml.safe_load(cal.build_machine_file(
+        _fake_spec(), raw, "2000-01-01").text))  # fmt: skip
+    assert quick.dispatch_overhead_busy_s == pytest.approx(120e-6)
+
+
+def test_busy_dispatch_table_must_increase() -> None:
+    from conftest import make_machine
+    from pydantic import ValidationError
+
+    m = make_machine()
+    with pytest.raises(ValidationError, match="strictly increasing"):
+        CpuMachine.model_validate(
+            {**m.model_dump(), "dispatch_overhead_busy_s": [[2e-5, 1e-5], [1e-5, 2e-5]]}
+        )
 
 
 # ---- helpers ------------------------------------------------------------------------------------

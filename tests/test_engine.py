@@ -240,3 +240,81 @@ def test_busy_dispatch_applies_only_when_every_core_is_busy():
     both = simulate(w, busy, get_policy("multiprogram", instances=2))
     ref = simulate(w, base, get_policy("multiprogram", instances=2))
     assert both.makespan_s > ref.makespan_s + 5 * 40e-6
+
+
+def test_dispatch_variants_and_their_fallbacks():
+    m = make_machine(cores=2, dispatch_s=1e-6)
+    assert m.dispatch_s(all_busy=True) == m.dispatch_s(all_busy=False) == 1e-6
+    m = m.model_copy(update={"dispatch_overhead_busy_s": 5e-5})
+    assert m.dispatch_s(all_busy=True) == 5e-5
+    assert m.dispatch_s(all_busy=False, whole_socket_group=True) == 5e-5  # busy stands in
+    m = m.model_copy(update={"dispatch_overhead_group_s": 2e-5})
+    assert m.dispatch_s(all_busy=True, whole_socket_group=True) == 2e-5
+    assert m.dispatch_s(all_busy=True) == 5e-5
+
+
+def test_whole_socket_group_tasks_pay_the_group_dispatch():
+    w = Workload(cell="rnn", layers=1, hidden=8, input=8, seq_len=10)
+    m = make_machine(cores=2, dispatch_s=1e-6).model_copy(
+        update={"dispatch_overhead_busy_s": 5e-5, "dispatch_overhead_group_s": 2e-5}
+    )
+    r = simulate(w, m, "layerwise", cores=2, sequential_s=1.0)
+    durations = [e - s for s, e in zip(r.trace.start_s, r.trace.end_s, strict=True)]
+    assert all(2e-5 <= d < 5e-5 for d in durations)  # tiny tasks: dispatch is nearly all
+    from wpsim.validate import model_dispatch
+
+    assert model_dispatch(r.trace, m.with_cores(2)) == pytest.approx([2e-5] * len(durations))
+
+
+def test_split_tasks_cost_what_the_executor_splits():
+    from wpsim.cost import CpuCostModel
+
+    table = {"gemm_by_n": [[1, 0.1], [2, 0.2], [4, 0.4], [8, 0.8]], "elementwise": 0.05}
+    m = make_machine(cores=2).model_copy(
+        update={"efficiency": type(make_machine().efficiency).model_validate(table),
+                "elementwise_split_across_helpers": False}
+    )  # fmt: skip
+    peak = m.peak_flops_per_core("float32")
+    w = Workload(cell="lstm", layers=1, hidden=16, input=16, seq_len=8, batch=2)
+    policy = get_policy("layerwise")
+    plan = compile_plan(build(w, **policy.graph_options(w, 1)))
+    model = CpuCostModel(m, plan)
+    gemm = next(t for t in plan.tasks if t.flops_in and not t.flops_rec)
+    step = next(t for t in plan.tasks if t.flops_rec)
+    # the input GEMM of T steps is split over time: each member has B * T/2 = 8 columns
+    assert model.compute_s(gemm.id, 2) == pytest.approx(gemm.flops_in / (0.8 * 2 * peak))
+    # a step: the recurrent product split over rows (B = 2 columns), the gate math on every member
+    split = (step.flops_rec / 0.2 / 2 + step.flops_elem / 0.05) / peak
+    assert model.compute_s(step.id, 2) == pytest.approx(split)
+    whole = (step.flops_rec / 0.2 + step.flops_elem / 0.05) / peak
+    assert model.compute_s(step.id, 1) == pytest.approx(whole)
+    # on one core, a batch within recurrent_gemv_max_batch runs as B GEMVs (one column each)
+    gemv = CpuCostModel(m.model_copy(update={"recurrent_gemv_max_batch": 4}), plan)
+    as_gemvs = (step.flops_rec / 0.1 + step.flops_elem / 0.05) / peak
+    assert gemv.compute_s(step.id, 1) == pytest.approx(as_gemvs)
+    assert gemv.compute_s(step.id, 2) == pytest.approx(split)  # a split product stays one GEMM
+    # a threaded runtime splits the element-wise work as well (the default)
+    threaded = CpuCostModel(m.model_copy(update={"elementwise_split_across_helpers": True}), plan)
+    halves = (step.flops_rec / 0.2 + step.flops_elem / 0.05) / 2 / peak
+    assert threaded.compute_s(step.id, 2) == pytest.approx(halves)
+
+
+def test_efficiency_grid_interpolates_in_columns_and_hidden_size():
+    from wpsim.cost import CpuCostModel
+
+    grid = [[1, 128, 0.2], [1, 256, 0.4], [4, 128, 0.4], [4, 256, 0.8]]
+    table = {"gemm_by_n": [[1, 0.4], [4, 0.8]], "elementwise": 1.0, "gemm_by_n_h": grid}
+    m = make_machine().model_copy(
+        update={"efficiency": type(make_machine().efficiency).model_validate(table)}
+    )
+    w = Workload(cell="lstm", layers=1, hidden=181, input=181, seq_len=2)  # log2 H ~ 7.5
+    model = CpuCostModel(m, compile_plan(build(w)))
+    # halfway in log2 n (1 -> 4: n = 2) and about halfway in log2 H: the mean of the corners
+    assert model.efficiency(2) == pytest.approx((0.2 + 0.4 + 0.4 + 0.8) / 4, rel=0.01)
+    assert model.efficiency(1) == pytest.approx(0.3, rel=0.01)
+    # outside the grid: clamped to its edges
+    assert model.efficiency(64) == pytest.approx(0.6, rel=0.01)
+    # an incomplete grid is ignored: gemm_by_n (best over H) instead
+    partial = {**table, "gemm_by_n_h": grid[:3]}
+    m2 = m.model_copy(update={"efficiency": type(m.efficiency).model_validate(partial)})
+    assert CpuCostModel(m2, compile_plan(build(w))).efficiency(4) == pytest.approx(0.8)

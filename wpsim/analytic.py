@@ -272,7 +272,11 @@ class _Costs:
             memory = weight_bytes / share if weight_bytes else 0.0
         else:
             memory = weight_bytes / bandwidth
-        fixed = m.dispatch_s(all_busy=self.all_busy)
+        fixed = m.dispatch_s(
+            all_busy=self.all_busy,
+            whole_socket_group=self.k > 1 and self.k >= m.socket_cores,
+            task_s=max(compute, memory),
+        )
         if t.flops_rec:
             fixed += t.steps * self.step_overhead
         if handoff:

@@ -14,12 +14,18 @@ imported, plus :func:`threadpoolctl.threadpool_limits`; each process is pinned t
     the fastest GEMM measured below at that many flops per cycle. A guest sees only the TSC rate;
     the cores boost above it, and a fraction of peak cannot exceed 1. So the clock is a measured
     *lower bound* of the running clock, and efficiencies are fractions of ``clock x flops/cycle``.
-``efficiency.gemm_by_n``
+``efficiency.gemm_by_n`` and ``efficiency.gemm_by_n_h``
     ``X (n, H) @ W^T`` with ``W (4H, H)`` fp32 (the LSTM recurrent and input products of the
-    kernels, same numpy call) for n in 1..256 and H in 128..1024, weights hot. Each n's entry is
-    the best fraction over H: the compute ceiling. Bandwidth limits of weights that do not fit a
-    private cache are the memory term's business (:mod:`wpsim.cost` takes ``max(compute,
-    memory)``), so the table does not count them twice.
+    kernels, same numpy call) for n in 1..256 and H in 128..1024, weights hot. ``gemm_by_n_h``
+    holds every measured point (the cost model interpolates in log n and log H: skinny products
+    run at different fractions of peak at different H); ``gemm_by_n`` the best fraction over H
+    for each n (the compute ceiling, used where a machine has no grid). Bandwidth limits of
+    weights that do not fit a private cache are also the memory term's business
+    (:mod:`wpsim.cost` takes ``max(compute, memory)``, so nothing is counted twice).
+``recurrent_gemv_max_batch`` and ``elementwise_split_across_helpers``
+    ``kernels.cells.SKINNY_BATCH``: the executor runs a one-core recurrent product of at most
+    this batch as one GEMV per batch row; and ``false``: a split step's element-wise update runs
+    whole on every member (configurations of the kernels, not measurements).
 ``efficiency.elementwise``
     the non-GEMM work of the LSTM and GRU chunk tasks (bias add, gate nonlinearities, state update:
     :func:`kernels.cells.cell_chunk_forward` with a precomputed input projection and the recurrent
@@ -52,10 +58,17 @@ cache ``bandwidth_Bps``
     chain on one worker never waits for a dependency, so this is everything per task that is not
     the kernel, tails included (a mean, not a median: the model sums these costs). The same with
     every core running a worker (``multiprogram``, one independent instance per core, makespan x
-    workers / tasks): ``dispatch_overhead_busy_s``, where the coordinator has no free core and
-    takes its CPU time from the workers. Otherwise a shared-memory
-    signalling microbenchmark: a master sends a task id to a worker process on another core
-    through a pipe and waits for its reply (what a central task queue costs per task).
+    workers / tasks; medians of two executions per size): ``dispatch_overhead_busy_s``, a table
+    of two points by task time, cells shorter than a worker's spin window (H = 128) and cells
+    that outlast it (H = 256 and 384; the only point with ``--quick``). There the coordinator
+    has no free core and takes its CPU time from the workers. And ``layerwise`` on every core
+    over a one-layer RNN of H = 16 (each step one task split across all workers; makespan /
+    tasks - the in-process cell, median of three executions): ``dispatch_overhead_group_s``,
+    the overhead of a task of a whole-socket group (the coordinator's round trip while the
+    members wait, plus their start skew, which the barrier absorbs). Without the executor: a
+    shared-memory signalling microbenchmark: a master sends a task id to a worker process on
+    another core through a pipe and waits for its reply (what a central task queue costs per
+    task).
 ``corun_slowdown_per_core``
     the numpy LSTM cell at H = 512 (batch 1, one step per call) on one core, then on two cores at
     once (rounds alternate to cancel drift): ``slowdown - 1`` per additional busy core.
@@ -805,7 +818,10 @@ def measure_executor_dispatch(
     adds ``dispatch + work`` along a core, so the mean is what it needs; the median of the
     repeats' makespans keeps one disturbed repeat out. The median gap and median task time are
     recorded too. The LSTM graphs give the value (their tasks outlast the executor's spin
-    window, as real cells do); the trivial graph is recorded for reference.
+    window, as real cells do); the trivial graph is recorded for reference. With ``all_busy``
+    workers, also a one-layer graph of tiny cells under ``layerwise`` (every step one task split
+    across all workers): makespan per task minus the in-process cell, the overhead of a
+    whole-socket group task.
     """
     try:
         from kernels import executor
@@ -823,13 +839,17 @@ def measure_executor_dispatch(
 
     from wpsim.policies import get_policy
 
-    def one(workload: Workload, cell_s: float, workers: int = 1) -> dict[str, float]:
-        policy = (
-            get_policy("sequential")
-            if workers == 1
-            else get_policy("multiprogram", instances=workers)
+    def one(
+        workload: Workload, cell_s: float, workers: int = 1, policy: str = ""
+    ) -> dict[str, float]:
+        if not policy:
+            policy = "sequential" if workers == 1 else "multiprogram"
+        chosen = (
+            get_policy("multiprogram", instances=workers)
+            if policy == "multiprogram"
+            else get_policy(policy)
         )
-        result = executor.execute(workload, policy, workers, chunk=1, repeats=repeats, warmup=1)
+        result = executor.execute(workload, chosen, workers, chunk=1, repeats=repeats, warmup=1)
         trace = result.trace
         gaps: list[float] = []
         for worker in range(workers):
@@ -840,9 +860,12 @@ def measure_executor_dispatch(
             gaps += [b[0] - a[1] for a, b in zip(mine, mine[1:], strict=False)]
         durations = [e - s for s, e in zip(trace.start_s, trace.end_s, strict=True)]
         gap, duration = _median(gaps), _median(durations)
+        # tasks one after the other on each worker: independent instances share the workers out
+        in_series = workers if policy == "multiprogram" else 1
         return {
             "hidden": float(workload.hidden),
             "workers": float(workers),
+            "policy": policy,
             "n_tasks": float(result.n_tasks),
             "makespan_s": float(result.measured_makespan_s),
             "median_gap_s": gap,
@@ -850,15 +873,15 @@ def measure_executor_dispatch(
             "cell_in_process_s": cell_s,
             "median_based_dispatch_s": gap + max(duration - cell_s, 0.0),
             "dispatch_s": max(
-                float(result.measured_makespan_s) * workers / result.n_tasks - cell_s, 0.0
+                float(result.measured_makespan_s) * in_series / result.n_tasks - cell_s, 0.0
             ),
         }
 
-    graphs = []
-    for h in hiddens:
-        w = Workload(name=f"calibrate: lstm H={h}", cell="lstm", layers=1, hidden=h, input=h,
-                     seq_len=seq_len)  # fmt: skip
-        graphs.append(one(w, time_call(_lstm_cell_task(h, 1, 1), 20, 0.3)))
+    def lstm(h: int) -> Workload:
+        return Workload(name=f"calibrate: lstm H={h}", cell="lstm", layers=1, hidden=h, input=h,
+                        seq_len=seq_len)  # fmt: skip
+
+    graphs = [one(lstm(h), time_call(_lstm_cell_task(h, 1, 1), 20, 0.3)) for h in hiddens]
     trivial = Workload(name="calibrate: trivial cells", cell="rnn", layers=1, hidden=1, input=1,
                        seq_len=trivial_tasks)  # fmt: skip
     out: dict[str, Any] = {
@@ -867,12 +890,50 @@ def measure_executor_dispatch(
         "dispatch_s": _median([g["dispatch_s"] for g in graphs]),
     }
     if all_busy > 1:
-        # recorded only: the same per-task cost when every core runs a worker (independent
-        # instances, no dependencies between workers), so the coordinator has no free core
-        h = hiddens[len(hiddens) // 2]
-        w = Workload(name=f"calibrate: lstm H={h}", cell="lstm", layers=1, hidden=h, input=h,
-                     seq_len=seq_len)  # fmt: skip
-        out["all_cores_busy"] = one(w, time_call(_lstm_cell_task(h, 1, 1), 20, 0.3), all_busy)
+        # Every core runs a worker, so the coordinator has no free core. The value varies from
+        # run to run (it depends on where the OS puts the coordinator), hence two executions per
+        # size and medians. It also differs between cells shorter than a worker's spin window
+        # (kernels.executor DEFAULT_SPIN_US, 50 us: H = 128) and cells that outlast it
+        # (H = 256, 384), as most real cells do: two points of a table by task time.
+        def busy_runs(sizes: Sequence[int]) -> list[dict[str, float]]:
+            return [
+                one(lstm(h), time_call(_lstm_cell_task(h, 1, 1), 20, 0.3), all_busy)
+                for h in sizes
+                for _ in range(2)
+            ]
+
+        long_runs = busy_runs((256,) if len(hiddens) == 1 else (256, 384))
+        busy = dict(long_runs[len(long_runs) // 2])
+        busy["dispatch_s"] = _median([r["dispatch_s"] for r in long_runs])
+        busy["runs"] = [
+            {"hidden": r["hidden"], "cell_s": r["cell_in_process_s"], "dispatch_s": r["dispatch_s"]}
+            for r in long_runs
+        ]
+        if len(hiddens) > 1:
+            short_runs = busy_runs((128,))
+            busy["runs"] += [
+                {
+                    "hidden": r["hidden"],
+                    "cell_s": r["cell_in_process_s"],
+                    "dispatch_s": r["dispatch_s"],
+                }
+                for r in short_runs
+            ]
+            busy["points"] = [
+                [_median([r["cell_in_process_s"] for r in runs]), _median([r["dispatch_s"] for r in runs])]
+                for runs in (short_runs, long_runs)
+            ]  # fmt: skip
+        out["all_cores_busy"] = busy
+        # One task split across every core (the layerwise policy): each step is one task of a
+        # group of all workers; tiny cells, so that the per-step cost is all overhead.
+        split = Workload(name="calibrate: split steps", cell="rnn", layers=1, hidden=16, input=16,
+                         seq_len=3 * seq_len)  # fmt: skip
+        cell_s = time_call(_trivial_cell(16), 20, 0.2)
+        group_runs = [one(split, cell_s, all_busy, "layerwise") for _ in range(3)]
+        group = dict(group_runs[1])
+        group["dispatch_s"] = _median([r["dispatch_s"] for r in group_runs])
+        group["runs_dispatch_s"] = [r["dispatch_s"] for r in group_runs]
+        out["whole_socket_group"] = group
     return out
 
 
@@ -902,18 +963,19 @@ def measure_step_overhead(cells: Sequence[str], steps: int, budget_s: float) -> 
     return out
 
 
-def _trivial_cell() -> Callable[[], Any]:
+def _trivial_cell(hidden: int = 1) -> Callable[[], Any]:
+    """One step of an Elman RNN cell of ``hidden`` units at batch 1 (a few microseconds)."""
     import numpy as np
 
     from kernels.cells import cell_chunk_forward
 
     p = {
-        "weight_ih": np.ones((1, 1), np.float32),
-        "weight_hh": np.ones((1, 1), np.float32),
-        "bias_ih": np.zeros(1, np.float32),
-        "bias_hh": np.zeros(1, np.float32),
+        "weight_ih": np.full((hidden, hidden), 0.01, np.float32),
+        "weight_hh": np.full((hidden, hidden), 0.01, np.float32),
+        "bias_ih": np.zeros(hidden, np.float32),
+        "bias_hh": np.zeros(hidden, np.float32),
     }
-    x = np.ones((1, 1, 1), np.float32)
+    x = np.ones((1, 1, hidden), np.float32)
     return lambda: cell_chunk_forward("rnn", p, x, None, save=False)
 
 
@@ -1337,12 +1399,47 @@ def build_machine_file(
     busy_lines: list[str] = []
     busy = dispatch.get("all_cores_busy")
     if busy:
+        workers = int(busy["workers"])
+        how = (
+            f"kernels.executor, {workers} workers on {workers} cores (independent instances), "
+            "one-layer LSTM: makespan x workers / tasks - in-process cell"
+        )
+        runs = busy.get("runs", [])
+        points = busy.get("points")
+        if points and points[0][0] < points[1][0]:
+            lines_of = {True: [], False: []}  # short cells, long cells
+            for r in runs:
+                lines_of[r["hidden"] <= 128].append(f"H={int(r['hidden'])} {_us(r['dispatch_s'])}")
+            busy_lines.append(
+                "dispatch_overhead_busy_s:  # every core busy: [task s, overhead s] by the "
+                "task's own time (linear between, flat outside)"
+            )
+            for (task_s, overhead_s), short in zip(points, (True, False), strict=True):
+                kind = (
+                    "cells shorter than a worker's 50 us spin window"
+                    if short
+                    else "cells that outlast it"
+                )
+                busy_lines.append(
+                    f"  - [{_fmt(task_s)}, {_fmt(overhead_s)}]  # "
+                    + measured(f"{how}, {kind}: median cell {_us(task_s)}, median of "
+                               + ", ".join(lines_of[short]))
+                )  # fmt: skip
+        else:
+            busy_lines.append(
+                f"dispatch_overhead_busy_s: {_fmt(busy['dispatch_s'])}  # "
+                + measured(f"{how}, median of "
+                           + ", ".join(f"H={int(r['hidden'])} {_us(r['dispatch_s'])}" for r in runs))
+            )  # fmt: skip
+    group = dispatch.get("whole_socket_group")
+    if group:
         busy_lines.append(
-            f"dispatch_overhead_busy_s: {_fmt(busy['dispatch_s'])}  # "
+            f"dispatch_overhead_group_s: {_fmt(group['dispatch_s'])}  # "
             + measured(
-                f"kernels.executor, {int(busy['workers'])} workers on {int(busy['workers'])} cores "
-                f"(independent instances), LSTM H={int(busy['hidden'])}: makespan x workers / "
-                f"tasks - in-process cell {_us(busy['cell_in_process_s'])}"
+                f"kernels.executor, layerwise on {int(group['workers'])} workers, one-layer RNN "
+                f"H={int(group['hidden'])} (every step one task split across the workers): "
+                f"makespan / tasks - in-process cell {_us(group['cell_in_process_s'])}, median of "
+                + ", ".join(_us(v) for v in group["runs_dispatch_s"])
             )
         )
     step_lines: list[str] = []
@@ -1439,6 +1536,15 @@ def build_machine_file(
             f"    - [{n}, {_fmt(round(frac, 4))}]  # "
             + measured(f"GEMM n={n}, best at H={h} of H={','.join(str(k) for k in sorted({k[1] for k in gemm_s}))}")
         )  # fmt: skip
+    grid_hs = ",".join(str(h) for h in sorted({h for _, h in gemm_rates}))
+    lines.append(
+        "  gemm_by_n_h:  # [n, H, fraction of clock x flops/cycle]: X(n,H) @ W(4H,H)^T at each H"
+    )
+    for (n, h), rate in sorted(gemm_rates.items()):
+        lines.append(
+            f"    - [{n}, {h}, {_fmt(round(min(rate / peak, 1.0), 4))}]  # "
+            + measured(f"GEMM n={n} H={h} (of H={grid_hs}), weights hot")
+        )
     lines += [
         f"  elementwise: {_fmt(round(elementwise, 5))}  # "
         + measured(
@@ -1446,6 +1552,10 @@ def build_machine_file(
             f"(range {min(elem_fracs.values()):.3g}-{max(elem_fracs.values()):.3g})"
         ),
         f"corun_slowdown_per_core: {_fmt(round(corun_value, 4))}  # {corun_note}",
+        f"recurrent_gemv_max_batch: {_skinny_batch()}  # configuration: kernels.cells.SKINNY_BATCH "
+        "(the executor's one-core recurrent product runs one GEMV per batch row up to this batch)",
+        "elementwise_split_across_helpers: false  # configuration: kernels.executor runs the "
+        "whole element-wise update of a split step on every member (no second barrier)",
     ]
     values = {
         "clock_hz": clock,
@@ -1492,6 +1602,14 @@ def build_machine_file(
     lines.append("calibration:")
     lines += ["  " + line for line in body.rstrip("\n").splitlines()]
     return Calibration(text="\n".join(lines) + "\n", values=values, raw=raw)
+
+
+def _skinny_batch() -> int:
+    try:
+        from kernels.cells import SKINNY_BATCH
+    except ImportError:  # no kernels: the runtime is not ours, assume one GEMM
+        return 0
+    return int(SKINNY_BATCH)
 
 
 def _label(text: str, prefix: str) -> str:

@@ -7,13 +7,22 @@ helper cores) is::
            + max(compute * corun, cache + dram_bytes / dram_share)
 
 * ``dispatch``: the runtime's per-task overhead; ``dispatch_overhead_busy_s`` instead when every
-  core of the socket is busy at the start (the scheduler must then take a core from a worker).
+  core of the socket is busy at the start (the scheduler must then take a core from a worker; a
+  table of it is read at the task's own time ``max(compute, cache + dram_bytes / per-core
+  bandwidth)``, before the co-running slowdown);
+  ``dispatch_overhead_group_s`` for a task split across a group of every core of the socket.
 * ``step_overhead``: the fixed per-step cost of the cell's element-wise math for the workload's
   cell type (``step_overhead_s``; counted for tasks with recurrent work).
 
-* ``compute = (F_in / e(B*steps) + F_rec / e(B) + F_elem / e_elem) / (k * peak)``: the input-side
-  GEMM has ``B*steps`` right-hand columns, each recurrent product ``B`` (a GEMV at batch 1);
-  ``e(n)`` is the machine's efficiency table, ``peak = clock * flops_per_cycle[dtype]``.
+* ``compute = ((F_in / e(B*ceil(steps/k)) + F_rec / e(B)) / k + F_elem / e_elem / k') / peak``:
+  split across ``k`` helpers as the runtime splits it: the input-side GEMM over time steps
+  (``B*ceil(steps/k)`` columns per member), the recurrent GEMM over gate rows (``B`` columns; on
+  one core a batch of at most ``recurrent_gemv_max_batch`` rows runs as ``B`` GEMVs, ``e(1)``);
+  the element-wise update split too (``k' = k``) unless the machine says
+  ``elementwise_split_across_helpers: false`` (then ``k' = 1`` for split recurrent tasks: every
+  member runs it whole, as :mod:`kernels.executor` does). ``e(n)`` is the machine's efficiency
+  table (by n and hidden size where it has ``gemm_by_n_h``), ``peak = clock *
+  flops_per_cycle[dtype]``.
 * ``corun = 1 + corun_slowdown_per_core * (other busy cores on the socket at start)``: the
   calibrated slowdown of co-running cores (shared cache and memory), fixed when the task starts.
 * ``cache``: each weight block (``W_ih``, ``W_hh``, output layer) is read from the nearest level
@@ -127,6 +136,14 @@ class CpuCostModel:
         table = machine.efficiency.gemm_by_n
         self._eff_x = [math.log2(n) for n, _ in table]
         self._eff_y = [f for _, f in table]
+        self._eff_nh = None  # (log2 n values, log2 H values, grid[n][H])
+        if machine.efficiency.gemm_by_n_h:
+            points = {(n, h): f for n, h, f in machine.efficiency.gemm_by_n_h}
+            ns = sorted({n for n, _ in points})
+            hs = sorted({h for _, h in points})
+            if all((n, h) in points for n in ns for h in hs):  # a full grid, else gemm_by_n
+                grid = [[points[(n, h)] for h in hs] for n in ns]
+                self._eff_nh = ([math.log2(n) for n in ns], [math.log2(h) for h in hs], grid)
         self.elementwise_eff = machine.efficiency.elementwise
         # per core: (weights, level bytes, cache s, shared-level blocks, private bytes, private s)
         self._fixed_point: list[tuple | None] = [None] * n_cores
@@ -145,46 +162,74 @@ class CpuCostModel:
         self._tasks, self._preds, self._pred_bytes = plan.tasks, plan.preds, plan.pred_bytes
         self._dispatch = machine.dispatch_s(all_busy=False)
         self._dispatch_busy = machine.dispatch_s(all_busy=True)
+        self._busy_by_task = machine.busy_dispatch_depends_on_task
+        self._dispatch_group = machine.dispatch_s(all_busy=True, whole_socket_group=True)
         self._cores_per_socket = machine.socket_cores
         self._step_overhead = machine.step_overhead_s.get(w.cell, 0.0)
         self._latency = machine.handoff.latency_s
         self._cross_latency = machine.handoff.cross_socket_latency_s
         self._handoff_bw = machine.handoff.bandwidth_Bps
         self._corun = machine.corun_slowdown_per_core
+        self._per_core_dram_Bps = machine.memory.per_core_bandwidth_Bps
 
     # ---- compute ---------------------------------------------------------------------------
+    @staticmethod
+    def _bracket(xs: list[float], x: float) -> tuple[int, int, float]:
+        """Indices and fraction of ``x`` between neighbours in the sorted ``xs`` (ends clamp)."""
+        if x <= xs[0]:
+            return 0, 0, 0.0
+        if x >= xs[-1]:
+            return len(xs) - 1, len(xs) - 1, 0.0
+        i = next(i for i in range(1, len(xs)) if x <= xs[i])
+        return i - 1, i, (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+
     def efficiency(self, n_columns: float) -> float:
-        """Fraction of peak for a product with ``n_columns`` right-hand columns (log-linear)."""
+        """Fraction of peak for a product with ``n_columns`` right-hand columns: log-linear in n,
+        and in the hidden size too where the machine has ``gemm_by_n_h``."""
         memo = self._efficiency_memo.get(n_columns)
         if memo is not None:
             return memo
-        x, xs, ys = math.log2(max(n_columns, 1.0)), self._eff_x, self._eff_y
-        if x <= xs[0]:
-            value = ys[0]
-        elif x >= xs[-1]:
-            value = ys[-1]
+        x = math.log2(max(n_columns, 1.0))
+        if self._eff_nh is None:
+            i, j, f = self._bracket(self._eff_x, x)
+            value = self._eff_y[i] + f * (self._eff_y[j] - self._eff_y[i])
         else:
-            i = next(i for i in range(1, len(xs)) if x <= xs[i])
-            frac = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
-            value = ys[i - 1] + frac * (ys[i] - ys[i - 1])
+            ns, hs, grid = self._eff_nh
+            i, j, fn = self._bracket(ns, x)
+            a, b, fh = self._bracket(hs, math.log2(self.plan.workload.hidden))
+            lo = grid[i][a] + fh * (grid[i][b] - grid[i][a])
+            hi = grid[j][a] + fh * (grid[j][b] - grid[j][a])
+            value = lo + fn * (hi - lo)
         self._efficiency_memo[n_columns] = value
         return value
 
     def compute_s(self, tid: int, k: int) -> float:
-        """Compute time of task ``tid`` split over ``k`` cores (no co-running slowdown)."""
+        """Compute time of task ``tid`` split over ``k`` cores (no co-running slowdown).
+
+        Split as the runtime splits it: the input-side GEMM over time steps (each member has
+        ``B * ceil(steps / k)`` columns), the recurrent GEMM over gate rows (one GEMM of ``B``
+        rows each; on one core a batch of at most ``recurrent_gemv_max_batch`` rows runs as
+        ``B`` GEMVs), the element-wise update of a recurrent step split too, or run whole by
+        every member where ``elementwise_split_across_helpers`` is false.
+        """
         t = self.plan.tasks[tid]
         key = (t.flops_in, t.flops_rec, t.flops_elem, t.steps, k)
         memo = self._compute_memo.get(key)
         if memo is None:
             b = self.batch
-            eff_flops = 0.0
+            shared = 0.0  # divided among the k members
+            each = 0.0  # done by every member
             if t.flops_in:
-                eff_flops += t.flops_in / self.efficiency(b * t.steps)
+                shared += t.flops_in / self.efficiency(b * math.ceil(t.steps / k))
             if t.flops_rec:
-                eff_flops += t.flops_rec / self.efficiency(b)
+                gemv = k == 1 and b <= self.machine.recurrent_gemv_max_batch
+                shared += t.flops_rec / self.efficiency(1 if gemv else b)
             if t.flops_elem:
-                eff_flops += t.flops_elem / self.elementwise_eff
-            memo = self._compute_memo[key] = eff_flops / (k * self.peak)
+                if k > 1 and t.flops_rec and not self.machine.elementwise_split_across_helpers:
+                    each += t.flops_elem / self.elementwise_eff
+                else:
+                    shared += t.flops_elem / self.elementwise_eff
+            memo = self._compute_memo[key] = (shared / k + each) / self.peak
         return memo
 
     # ---- one task ------------------------------------------------------------------------
@@ -331,9 +376,16 @@ class CpuCostModel:
         if static is None:
             static = self._static_part(tid, k)
         step_s, sync_s, compute = static
-        fixed = (
-            self._dispatch_busy if busy_on_socket + k >= self._cores_per_socket else self._dispatch
-        )
+        if k > 1 and k >= self._cores_per_socket:
+            fixed = self._dispatch_group  # the whole socket's cores form the group
+        elif busy_on_socket + k >= self._cores_per_socket:
+            fixed = self._dispatch_busy
+            if self._busy_by_task:  # by the task's own time, as far as it is known at its start
+                per_core = self._per_core_dram_Bps
+                work = max(compute, cache_s + dram / per_core if dram else cache_s)
+                fixed = self.machine.dispatch_s(all_busy=True, task_s=work)
+        else:
+            fixed = self._dispatch
         if step_s:
             fixed += step_s
         if busy_on_socket and self._corun:

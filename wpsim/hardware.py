@@ -79,6 +79,10 @@ class EfficiencySpec(_Strict):
 
     gemm_by_n: list[tuple[PositiveFloat, Fraction]]
     elementwise: Fraction
+    #: ``[n, H, fraction]`` for the product X(n, H) @ W(G*H, H)^T as measured at each hidden size
+    #: (``wpsim calibrate`` already measures it); when given, interpolated in log2(n) and log2(H)
+    #: instead of ``gemm_by_n`` (the best over H), which overstates skinny products at large H.
+    gemm_by_n_h: list[tuple[PositiveFloat, PositiveFloat, Fraction]] | None = None
 
     @field_validator("gemm_by_n")
     @classmethod
@@ -108,8 +112,25 @@ class CpuMachine(_Strict):
     efficiency: EfficiencySpec
     corun_slowdown_per_core: NonNegativeFloat = 0.0
     #: Dispatch overhead when every core of the socket is busy, so the runtime's scheduler has to
-    #: take a core from a worker to hand out the next task (default: ``dispatch_overhead_s``).
-    dispatch_overhead_busy_s: NonNegativeFloat | None = None
+    #: take a core from a worker to hand out the next task (default: ``dispatch_overhead_s``):
+    #: a number, or ``[task_s, overhead_s]`` points by the task's own time (linear between the
+    #: points, flat outside them), for runtimes whose cost differs between short and long tasks.
+    dispatch_overhead_busy_s: (
+        NonNegativeFloat | list[tuple[NonNegativeFloat, NonNegativeFloat]] | None
+    ) = None
+    #: Per-task overhead of a task split across a group holding every core of the socket (one
+    #: coordinator round trip per step, plus the members' start skew that the barrier absorbs);
+    #: default: ``dispatch_s(all_busy=True)``.
+    dispatch_overhead_group_s: NonNegativeFloat | None = None
+    #: The runtime computes a recurrent product of at most this many batch rows on one core as
+    #: that many GEMVs (``kernels.cells.SKINNY_BATCH``); a product split across helpers stays one
+    #: GEMM. 0: always one GEMM.
+    recurrent_gemv_max_batch: int = Field(0, ge=0)
+    #: Whether a task split across helper cores also splits its element-wise work (a threaded
+    #: runtime's parallel loop does); ``false``: every member runs the whole element-wise update
+    #: of each step after the barrier (``kernels.executor`` does, so that no second barrier is
+    #: needed).
+    elementwise_split_across_helpers: bool = True
     #: Fixed time per recurrent step of a cell, by cell type: the runtime's per-step cost of
     #: launching the element-wise cell math (interpreter and ufunc dispatch for numpy kernels;
     #: 0 for compiled runtimes unless measured).
@@ -118,6 +139,17 @@ class CpuMachine(_Strict):
     #: Set by :meth:`with_cores`: the cores per socket of the whole machine, of which a run uses
     #: ``cores_per_socket``; the others stay free for the runtime (see ``dispatch_s``).
     physical_cores_per_socket: int | None = Field(None, ge=1)
+
+    @field_validator("dispatch_overhead_busy_s")
+    @classmethod
+    def _busy_points_increase(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("a number, or at least one [task_s, overhead_s] point")
+            times = [t for t, _ in value]
+            if times != sorted(times) or len(set(times)) != len(times):
+                raise ValueError("[task_s, overhead_s] points with strictly increasing task_s")
+        return value
 
     @field_validator("caches")
     @classmethod
@@ -177,11 +209,42 @@ class CpuMachine(_Strict):
         """Cores per socket of the whole machine (``with_cores`` may use fewer)."""
         return self.physical_cores_per_socket or self.cores_per_socket
 
-    def dispatch_s(self, all_busy: bool) -> float:
-        """Per-task dispatch overhead, the busy variant when every core of the socket is busy."""
-        if all_busy and self.dispatch_overhead_busy_s is not None:
-            return self.dispatch_overhead_busy_s
+    def dispatch_s(
+        self, all_busy: bool, whole_socket_group: bool = False, task_s: float = 0.0
+    ) -> float:
+        """Per-task dispatch overhead of a task whose own time is ``task_s``.
+
+        ``dispatch_overhead_group_s`` for a task split across a group of every core of the
+        socket, ``dispatch_overhead_busy_s`` (at ``task_s`` where it is a table) when every core
+        of the socket is busy (a whole-socket group counts as busy where the group value is
+        missing), else ``dispatch_overhead_s``; a missing variant falls back to the next one.
+
+        Examples
+        --------
+        >>> from wpsim.hardware import load_machine, resolve_machine_path
+        >>> m = load_machine(resolve_machine_path("desktop8"))
+        >>> m = m.model_copy(update={"dispatch_overhead_busy_s": [[1e-5, 2e-5], [3e-5, 4e-5]]})
+        >>> [round(m.dispatch_s(True, task_s=t) * 1e6) for t in (0.0, 2e-5, 1.0)]
+        [20, 30, 40]
+        """
+        if whole_socket_group and self.dispatch_overhead_group_s is not None:
+            return self.dispatch_overhead_group_s
+        busy = self.dispatch_overhead_busy_s
+        if (all_busy or whole_socket_group) and busy is not None:
+            if not isinstance(busy, list):
+                return busy
+            if task_s <= busy[0][0]:
+                return busy[0][1]
+            for (t0, o0), (t1, o1) in zip(busy, busy[1:], strict=False):
+                if task_s <= t1:
+                    return o0 + (task_s - t0) / (t1 - t0) * (o1 - o0)
+            return busy[-1][1]
         return self.dispatch_overhead_s
+
+    @property
+    def busy_dispatch_depends_on_task(self) -> bool:
+        """Whether ``dispatch_overhead_busy_s`` is a table by task time."""
+        return isinstance(self.dispatch_overhead_busy_s, list)
 
     def socket_of(self, core: int) -> int:
         return core // self.cores_per_socket

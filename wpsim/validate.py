@@ -180,7 +180,8 @@ def model_dispatch(trace: Trace, machine: CpuMachine) -> list[float]:
 
     :mod:`wpsim.cost` charges ``dispatch_overhead_busy_s`` (when the machine has it) to a task
     that starts while every other core of its socket is busy (all the socket's cores, not only
-    the ones the run uses), ``dispatch_overhead_s`` otherwise;
+    the ones the run uses), ``dispatch_overhead_group_s`` to a task split across every core of
+    the socket, ``dispatch_overhead_s`` otherwise (see :meth:`CpuMachine.dispatch_s`);
     the trace does not record which, so it is recomputed from the overlaps of the records.
     """
     from bisect import bisect_right
@@ -208,7 +209,13 @@ def model_dispatch(trace: Trace, machine: CpuMachine) -> list[float]:
         s_t, s_w, e_t, e_w = events[socket]
         a, b = bisect_right(s_t, start), bisect_right(e_t, start)
         running = (s_w[a - 1] if a else 0) - (e_w[b - 1] if b else 0)  # this record included
-        out.append(machine.dispatch_s(all_busy=running >= machine.socket_cores))
+        whole = len(cores) > 1 and len(cores) >= machine.socket_cores
+        busy = running >= machine.socket_cores
+        # a busy overhead by task time is read at the record's time less the overhead itself
+        # (approximately the task's own time: step overheads and hand-offs stay in)
+        duration = trace.end_s[i] - start
+        charged = machine.dispatch_s(busy, whole, task_s=duration)
+        out.append(machine.dispatch_s(busy, whole, task_s=max(duration - charged, 0.0)))
     return out
 
 
