@@ -6,7 +6,7 @@ description, wavefront policy. The floor is a minimal list scheduler on the same
 with no model at all. Targets: >= 250,000 tasks/s and >= 0.25x the floor.
 
 Both are timed with Python's cyclic garbage collector paused (the engine pauses it itself, see
-:func:`wpsim.engine.run_plan`; the floor gets the same), best of ``--repeats`` runs each,
+:func:`wpsim.engine.gc_paused`; the floor gets the same), best of ``--repeats`` runs each,
 alternating, so that the ratio compares like with like on a noisy machine.
 """
 
@@ -18,7 +18,7 @@ import heapq
 import time
 
 from wpsim.cost import CpuCostModel
-from wpsim.engine import machine_levels, run_plan
+from wpsim.engine import gc_paused, machine_levels, run_plan
 from wpsim.graph import build
 from wpsim.hardware import load_machine, resolve_machine_path
 from wpsim.plan import compile_plan
@@ -70,11 +70,10 @@ def main() -> None:
                          machine.cores_per_socket, machine.sockets, machine_levels(machine))  # fmt: skip
         engine_s.append(time.perf_counter() - t)
         gc.collect()
-        gc.disable()
-        t = time.perf_counter()
-        heapq_floor(plan, args.cores)
-        floor_s.append(time.perf_counter() - t)
-        gc.enable()
+        with gc_paused():
+            t = time.perf_counter()
+            heapq_floor(plan, args.cores)
+            floor_s.append(time.perf_counter() - t)
     n = plan.n_tasks
     engine_rate, floor_rate = n / min(engine_s), n / min(floor_s)
     print(f"graph: {n:,} tasks, built and compiled in {t1 - t0:.2f} s; simulated makespan "

@@ -213,19 +213,18 @@ def test_executor_dispatch_variants_are_written_with_their_runs() -> None:
     """Busy dispatch as a table by task time (short and long cells), the group value."""
     raw = _fake_raw()
 
-    def run(hidden: int, cell_s: float, dispatch_s: float) -> dict:
-        return {"hidden": hidden, "cell_s": cell_s, "dispatch_s": dispatch_s}
+    def point(kind: str, task_s: float, dispatch_s: float, runs: list[tuple[int, float]]) -> dict:
+        return {"kind": kind, "task_s": task_s, "dispatch_s": dispatch_s,
+                "runs": [{"hidden": h, "dispatch_s": d} for h, d in runs]}  # fmt: skip
 
     graph = {"hidden": 256.0, "dispatch_s": 10e-6}
     raw["dispatch"] = {
         "method": "kernels.executor", "dispatch_s": 10e-6, "graphs": [graph],
         "trivial": {"dispatch_s": 5e-6},
-        "all_cores_busy": {
-            "workers": 2.0, "hidden": 256.0, "dispatch_s": 120e-6,
-            "runs": [run(256, 60e-6, 110e-6), run(256, 60e-6, 130e-6), run(128, 20e-6, 60e-6),
-                     run(128, 20e-6, 70e-6)],
-            "points": [[20e-6, 65e-6], [60e-6, 120e-6]],
-        },
+        "all_cores_busy": {"workers": 2.0, "points": [
+            point("short cells", 20e-6, 65e-6, [(128, 60e-6), (128, 70e-6)]),
+            point("long cells", 60e-6, 120e-6, [(256, 110e-6), (256, 130e-6)]),
+        ]},
         "whole_socket_group": {"workers": 2.0, "hidden": 16.0, "cell_in_process_s": 8e-6,
                                "dispatch_s": 64e-6, "runs_dispatch_s": [63e-6, 64e-6, 66e-6]},
     }  # fmt: skip
@@ -238,7 +237,7 @@ def test_executor_dispatch_variants_are_written_with_their_runs() -> None:
     assert machine.dispatch_overhead_group_s == pytest.approx(64e-6)
     assert machine.recurrent_gemv_max_batch >= 0
     # one size only (--quick): a number
-    del raw["dispatch"]["all_cores_busy"]["points"]
+    del raw["dispatch"]["all_cores_busy"]["points"][0]
     quick = CpuMachine.model_validate(yaml.safe_load(cal.build_machine_file(
         _fake_spec(), raw, "2000-01-01").text))  # fmt: skip
     assert quick.dispatch_overhead_busy_s == pytest.approx(120e-6)

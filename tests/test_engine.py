@@ -261,9 +261,10 @@ def test_whole_socket_group_tasks_pay_the_group_dispatch():
     r = simulate(w, m, "layerwise", cores=2, sequential_s=1.0)
     durations = [e - s for s, e in zip(r.trace.start_s, r.trace.end_s, strict=True)]
     assert all(2e-5 <= d < 5e-5 for d in durations)  # tiny tasks: dispatch is nearly all
-    from wpsim.validate import model_dispatch
+    from wpsim.validate import simulate_with_dispatch
 
-    assert model_dispatch(r.trace, m.with_cores(2)) == pytest.approx([2e-5] * len(durations))
+    _, charged = simulate_with_dispatch(w, m, "layerwise", 2, 1, sequential_s=1.0)
+    assert charged == pytest.approx([2e-5] * len(durations))
 
 
 def test_split_tasks_cost_what_the_executor_splits():
@@ -318,3 +319,62 @@ def test_efficiency_grid_interpolates_in_columns_and_hidden_size():
     partial = {**table, "gemm_by_n_h": grid[:3]}
     m2 = m.model_copy(update={"efficiency": type(m.efficiency).model_validate(partial)})
     assert CpuCostModel(m2, compile_plan(build(w))).efficiency(4) == pytest.approx(0.8)
+
+
+def test_private_cache_shortcut_is_exact():
+    """The fixed-point shortcut of a core's private LRUs changes no number of the trace."""
+    from wpsim.cost import CpuCostModel
+    from wpsim.engine import machine_levels, run_plan
+    from wpsim.hardware import load_machine, resolve_machine_path
+
+    class NoShortcut(CpuCostModel):
+        def _read_weights_one_core(self, weights, core):
+            self._fixed_point[core] = None  # forget it: every lookup walks the caches
+            return super()._read_weights_one_core(weights, core)
+
+    m = load_machine(resolve_machine_path("desktop8")).with_cores(4)
+    levels = set()
+    # layers that fit a private cache, and layers of 4 MiB whose 6 overflow the shared one
+    for hidden in (64, 512):
+        w = Workload(cell="lstm", layers=6, hidden=hidden, input=hidden, seq_len=20)
+        traces = []
+        for model in (CpuCostModel, NoShortcut):
+            policy = get_policy("wavefront")
+            plan = compile_plan(build(w))
+            trace = run_plan(plan, policy.core_groups(4), policy, model(m, plan),
+                             m.cores_per_socket, m.sockets, machine_levels(m))  # fmt: skip
+            traces.append(list(trace.records()))
+        assert traces[0] == traces[1]
+        levels |= {name for name in ("L2", "L3", "DRAM") for r in traces[0] if r[f"{name}_bytes"]}
+    assert levels == {"L2", "L3", "DRAM"}  # every path of the shortcut was taken
+
+
+def test_busy_dispatch_table_is_read_at_the_task_time():
+    from wpsim.validate import simulate_with_dispatch
+
+    m = make_machine(cores=2, dispatch_s=1e-6).model_copy(
+        update={"dispatch_overhead_busy_s": [[1e-6, 2e-5], [1e-3, 8e-5]]}
+    )
+    two = get_policy("multiprogram", instances=2)
+    tiny = Workload(cell="rnn", layers=1, hidden=8, input=8, seq_len=4)
+    big = Workload(cell="lstm", layers=1, hidden=1024, input=1024, seq_len=4, batch=64)
+    _, short = simulate_with_dispatch(tiny, m, two, 2, 1, sequential_s=1.0)
+    _, long = simulate_with_dispatch(big, m, two, 2, 1, sequential_s=1.0)
+    busy = 1e-6  # anything else was charged as busy
+    assert {round(d, 9) for d in short if d != busy} == {2e-5}  # tiny tasks: the first point
+    assert all(4e-5 < d <= 8e-5 for d in long if d != busy)  # long tasks: towards the second
+
+
+def test_gc_is_paused_during_a_run_and_restored_after():
+    import gc
+
+    from wpsim.engine import gc_paused
+
+    seen = []
+    hook = lambda record: seen.append(gc.isenabled())  # noqa: E731
+    simulate(lstm(), make_machine(), "wavefront", hooks=[hook], sequential_s=1.0)
+    assert seen and not any(seen) and gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("interrupted")
+    assert gc.isenabled()

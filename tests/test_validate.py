@@ -172,23 +172,22 @@ def test_inner_repeats_bounds() -> None:
     assert inner_repeats(10.0) == 2
 
 
-def test_model_dispatch_charges_the_busy_value_when_every_core_runs() -> None:
-    from wpsim.trace import Trace
-    from wpsim.validate import model_dispatch
+def test_charged_dispatch_is_the_busy_value_when_every_core_runs() -> None:
+    from wpsim.policies import get_policy
+    from wpsim.validate import simulate_with_dispatch
+    from wpsim.workload import Workload
 
     machine = load_machine(HOST).model_copy(
         update={"dispatch_overhead_s": 1e-5, "dispatch_overhead_busy_s": 5e-5}
     )
-    tr = Trace([])
-    tr.append(0, (0,), 0.0, 1.0, {}, True)  # alone
-    tr.append(1, (0,), 1.0, 2.0, {}, True)  # starts while task 2 runs: both cores busy
-    tr.append(2, (1,), 0.5, 3.0, {}, True)  # starts while task 0 runs
-    tr.append(3, (0,), 3.0, 4.0, {}, True)  # alone again
-    assert model_dispatch(tr, machine) == pytest.approx([1e-5, 5e-5, 5e-5, 1e-5])
+    w = Workload(cell="rnn", layers=2, hidden=16, input=16, seq_len=6)
     # a run on one of the two cores never has every core of the socket busy
-    one = Trace([])
-    one.append(0, (0,), 0.0, 1.0, {}, True)
-    assert model_dispatch(one, machine.with_cores(1)) == pytest.approx([1e-5])
+    _, one = simulate_with_dispatch(w, machine, "sequential", 1, 1)
+    assert one == pytest.approx([1e-5] * len(one))
+    # two independent instances keep both cores busy: all but the very first starts pay more
+    _, both = simulate_with_dispatch(w, machine, get_policy("multiprogram", instances=2), 2, 1)
+    assert set(both) <= {1e-5, 5e-5}
+    assert both.count(5e-5) >= len(both) - 2
 
 
 def test_accuracy_benchmark_replays_measured_rows(tmp_path, capsys) -> None:

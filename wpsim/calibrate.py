@@ -895,34 +895,25 @@ def measure_executor_dispatch(
         # size and medians. It also differs between cells shorter than a worker's spin window
         # (kernels.executor DEFAULT_SPIN_US, 50 us: H = 128) and cells that outlast it
         # (H = 256, 384), as most real cells do: two points of a table by task time.
-        def busy_runs(sizes: Sequence[int]) -> list[dict[str, float]]:
-            return [
+        def busy_point(sizes: Sequence[int], kind: str) -> dict[str, Any]:
+            runs = [
                 one(lstm(h), time_call(_lstm_cell_task(h, 1, 1), 20, 0.3), all_busy)
                 for h in sizes
                 for _ in range(2)
             ]
+            return {
+                "kind": kind,
+                "task_s": _median([r["cell_in_process_s"] for r in runs]),
+                "dispatch_s": _median([r["dispatch_s"] for r in runs]),
+                "runs": [{"hidden": r["hidden"], "dispatch_s": r["dispatch_s"]} for r in runs],
+            }
 
-        long_runs = busy_runs((256,) if len(hiddens) == 1 else (256, 384))
-        busy = dict(long_runs[len(long_runs) // 2])
-        busy["dispatch_s"] = _median([r["dispatch_s"] for r in long_runs])
-        busy["runs"] = [
-            {"hidden": r["hidden"], "cell_s": r["cell_in_process_s"], "dispatch_s": r["dispatch_s"]}
-            for r in long_runs
-        ]
+        long = busy_point((256,) if len(hiddens) == 1 else (256, 384), "cells that outlast it")
+        points = [long]
         if len(hiddens) > 1:
-            short_runs = busy_runs((128,))
-            busy["runs"] += [
-                {
-                    "hidden": r["hidden"],
-                    "cell_s": r["cell_in_process_s"],
-                    "dispatch_s": r["dispatch_s"],
-                }
-                for r in short_runs
-            ]
-            busy["points"] = [
-                [_median([r["cell_in_process_s"] for r in runs]), _median([r["dispatch_s"] for r in runs])]
-                for runs in (short_runs, long_runs)
-            ]  # fmt: skip
+            short = busy_point((128,), "cells shorter than a worker's 50 us spin window")
+            points = [short, long]
+        busy = {"workers": float(all_busy), "points": points}
         out["all_cores_busy"] = busy
         # One task split across every core (the layerwise policy): each step is one task of a
         # group of all workers; tiny cells, so that the per-step cost is all overhead.
@@ -1404,33 +1395,27 @@ def build_machine_file(
             f"kernels.executor, {workers} workers on {workers} cores (independent instances), "
             "one-layer LSTM: makespan x workers / tasks - in-process cell"
         )
-        runs = busy.get("runs", [])
-        points = busy.get("points")
-        if points and points[0][0] < points[1][0]:
-            lines_of = {True: [], False: []}  # short cells, long cells
-            for r in runs:
-                lines_of[r["hidden"] <= 128].append(f"H={int(r['hidden'])} {_us(r['dispatch_s'])}")
+
+        def runs_note(point: dict[str, Any]) -> str:
+            runs = ", ".join(f"H={int(r['hidden'])} {_us(r['dispatch_s'])}" for r in point["runs"])
+            return f"median cell {_us(point['task_s'])}, median of {runs}"
+
+        points = busy["points"]
+        if len(points) == 1:
+            busy_lines.append(
+                f"dispatch_overhead_busy_s: {_fmt(points[0]['dispatch_s'])}  # "
+                + measured(f"{how}: {runs_note(points[0])}")
+            )
+        else:
             busy_lines.append(
                 "dispatch_overhead_busy_s:  # every core busy: [task s, overhead s] by the "
                 "task's own time (linear between, flat outside)"
             )
-            for (task_s, overhead_s), short in zip(points, (True, False), strict=True):
-                kind = (
-                    "cells shorter than a worker's 50 us spin window"
-                    if short
-                    else "cells that outlast it"
-                )
+            for point in points:
                 busy_lines.append(
-                    f"  - [{_fmt(task_s)}, {_fmt(overhead_s)}]  # "
-                    + measured(f"{how}, {kind}: median cell {_us(task_s)}, median of "
-                               + ", ".join(lines_of[short]))
-                )  # fmt: skip
-        else:
-            busy_lines.append(
-                f"dispatch_overhead_busy_s: {_fmt(busy['dispatch_s'])}  # "
-                + measured(f"{how}, median of "
-                           + ", ".join(f"H={int(r['hidden'])} {_us(r['dispatch_s'])}" for r in runs))
-            )  # fmt: skip
+                    f"  - [{_fmt(point['task_s'])}, {_fmt(point['dispatch_s'])}]  # "
+                    + measured(f"{how}, {point['kind']}: {runs_note(point)}")
+                )
     group = dispatch.get("whole_socket_group")
     if group:
         busy_lines.append(
@@ -1552,10 +1537,7 @@ def build_machine_file(
             f"(range {min(elem_fracs.values()):.3g}-{max(elem_fracs.values()):.3g})"
         ),
         f"corun_slowdown_per_core: {_fmt(round(corun_value, 4))}  # {corun_note}",
-        f"recurrent_gemv_max_batch: {_skinny_batch()}  # configuration: kernels.cells.SKINNY_BATCH "
-        "(the executor's one-core recurrent product runs one GEMV per batch row up to this batch)",
-        "elementwise_split_across_helpers: false  # configuration: kernels.executor runs the "
-        "whole element-wise update of a split step on every member (no second barrier)",
+        *_runtime_lines(),
     ]
     values = {
         "clock_hz": clock,
@@ -1604,12 +1586,20 @@ def build_machine_file(
     return Calibration(text="\n".join(lines) + "\n", values=values, raw=raw)
 
 
-def _skinny_batch() -> int:
+def _runtime_lines() -> list[str]:
+    """How the runtime whose overheads were measured splits its work (with the kernels present:
+    :mod:`kernels.executor`; otherwise nothing, and the machine file keeps the defaults)."""
     try:
         from kernels.cells import SKINNY_BATCH
-    except ImportError:  # no kernels: the runtime is not ours, assume one GEMM
-        return 0
-    return int(SKINNY_BATCH)
+    except ImportError:
+        return []
+    return [
+        f"recurrent_gemv_max_batch: {int(SKINNY_BATCH)}  # configuration: kernels.cells."
+        "SKINNY_BATCH (the executor's one-core recurrent product runs one GEMV per batch row up "
+        "to this batch)",
+        "elementwise_split_across_helpers: false  # configuration: kernels.executor runs the "
+        "whole element-wise update of a split step on every member (no second barrier)",
+    ]
 
 
 def _label(text: str, prefix: str) -> str:

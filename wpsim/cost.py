@@ -60,7 +60,8 @@ class TaskCost:
     """What one task costs when it starts.
 
     ``fixed_s`` (dispatch, hand-off, synchronisation) plus ``max(compute_s, cache_s + dram_bytes /
-    share)`` where ``dram_bytes`` is per core; ``level_bytes`` sums all cores of the group.
+    share)`` where ``dram_bytes`` is per core; ``level_bytes`` sums all cores of the group;
+    ``dispatch_s``: the part of ``fixed_s`` that is the runtime's dispatch overhead.
     """
 
     fixed_s: float
@@ -69,6 +70,7 @@ class TaskCost:
     dram_bytes: float
     level_bytes: dict[str, float]
     handoff_bytes: int
+    dispatch_s: float = 0.0
 
     def duration(self, dram_share_Bps: float) -> float:
         memory = self.cache_s + (self.dram_bytes / dram_share_Bps if self.dram_bytes else 0.0)
@@ -147,22 +149,20 @@ class CpuCostModel:
         self.elementwise_eff = machine.efficiency.elementwise
         # per core: (weights, level bytes, cache s, shared-level blocks, private bytes, private s)
         self._fixed_point: list[tuple | None] = [None] * n_cores
-        self._cores_per_socket_map = machine.cores_per_socket
+        self._socket_of_core = [c // machine.cores_per_socket for c in range(n_cores)]
         self._socket_lru_of_core = [
-            self.shared_lru[c // machine.cores_per_socket] if self.shared else None
-            for c in range(n_cores)
+            self.shared_lru[s] if self.shared else None for s in self._socket_of_core
         ]
         self._fitting_private: dict[float, list[int]] = {}
-        self._static_memo: dict[tuple[int, int], tuple[float, float, float]] = {}
         self._shape = plan.shape
-        # by shape, the static part on one core (the usual case: a list, no tuple key to hash)
-        self._static_one_core: list[tuple[float, float, float] | None] = [None] * (
-            max(plan.shape, default=-1) + 1
-        )
+        # group size -> by task shape, what depends only on the work (see _static_part)
+        self._n_shapes = max(plan.shape, default=-1) + 1
+        self._static: dict[int, list[tuple[float, float, float] | None]] = {}
+        self._static_one_core = self._statics(1)
         self._tasks, self._preds, self._pred_bytes = plan.tasks, plan.preds, plan.pred_bytes
         self._dispatch = machine.dispatch_s(all_busy=False)
         self._dispatch_busy = machine.dispatch_s(all_busy=True)
-        self._busy_by_task = machine.busy_dispatch_depends_on_task
+        self._busy_by_task = isinstance(machine.dispatch_overhead_busy_s, list)  # a table
         self._dispatch_group = machine.dispatch_s(all_busy=True, whole_socket_group=True)
         self._cores_per_socket = machine.socket_cores
         self._step_overhead = machine.step_overhead_s.get(w.cell, 0.0)
@@ -249,7 +249,7 @@ class CpuCostModel:
         socket_blocks = []
         lrus = self.private_lru[core]
         shared = self.shared
-        socket_lru = self.shared_lru[core // self._cores_per_socket_map] if shared else None
+        socket_lru = self._socket_lru_of_core[core]
         for key, size in weights:
             part = size / k
             block = key if k == 1 else (key, k, j)
@@ -336,22 +336,23 @@ class CpuCostModel:
             self._fixed_point[core] = None
         return level_bytes, cache_s, dram
 
+    def _statics(self, k: int) -> list[tuple[float, float, float] | None]:
+        """By task shape, :meth:`_static_part` on ``k`` cores, filled as tasks come."""
+        statics = self._static.get(k)
+        if statics is None:
+            statics = self._static[k] = [None] * self._n_shapes
+        return statics
+
     def _static_part(self, tid: int, k: int) -> tuple[float, float, float]:
         """(step overhead s, helper synchronisation s, compute s) of ``tid`` on ``k`` cores."""
-        key = (self._shape[tid], k)
-        static = self._static_memo.get(key)
-        if static is None:
-            task = self._tasks[tid]
-            step_s = task.steps * self._step_overhead if task.flops_rec else 0.0
-            sync_s = 0.0
-            if k > 1:
-                n_sync = task.steps if task.flops_rec else 1
-                gather = (k - 1) / k * self.state_vector_bytes / self._handoff_bw
-                sync_s = n_sync * (self.machine.barrier_s(k) + gather)
-            static = self._static_memo[key] = (step_s, sync_s, self.compute_s(tid, k))
-            if k == 1:
-                self._static_one_core[self._shape[tid]] = static
-        return static
+        task = self._tasks[tid]
+        step_s = task.steps * self._step_overhead if task.flops_rec else 0.0
+        sync_s = 0.0
+        if k > 1:
+            n_sync = task.steps if task.flops_rec else 1
+            gather = (k - 1) / k * self.state_vector_bytes / self._handoff_bw
+            sync_s = n_sync * (self.machine.barrier_s(k) + gather)
+        return step_s, sync_s, self.compute_s(tid, k)
 
     def start(self, tid: int, cores: tuple[int, ...], busy_on_socket: int) -> TaskCost:
         """Cost of ``tid`` starting now on ``cores``; updates cache residency.
@@ -372,9 +373,10 @@ class CpuCostModel:
                 cache_s = max(cache_s, c_s)
                 dram = max(dram, d)
         # the part that depends only on the task's work, once per shape and group size
-        static = self._static_one_core[self._shape[tid]] if k == 1 else None
+        statics = self._static_one_core if k == 1 else self._statics(k)
+        static = statics[self._shape[tid]]
         if static is None:
-            static = self._static_part(tid, k)
+            static = statics[self._shape[tid]] = self._static_part(tid, k)
         step_s, sync_s, compute = static
         if k > 1 and k >= self._cores_per_socket:
             fixed = self._dispatch_group  # the whole socket's cores form the group
@@ -386,6 +388,7 @@ class CpuCostModel:
                 fixed = self.machine.dispatch_s(all_busy=True, task_s=work)
         else:
             fixed = self._dispatch
+        dispatch_s = fixed
         if step_s:
             fixed += step_s
         if busy_on_socket and self._corun:
@@ -396,13 +399,13 @@ class CpuCostModel:
         if preds:
             latency = 0.0
             producer_core = self.producer_core
-            cps = self._cores_per_socket_map
-            first_socket = cores[0] // cps
+            socket_of = self._socket_of_core
+            first_socket = socket_of[cores[0]]
             for p, nbytes in zip(preds, self._pred_bytes[tid], strict=True):
                 pc = producer_core[p]
                 if pc >= 0 and pc not in cores:
                     handoff_bytes += nbytes
-                    if pc // cps != first_socket:
+                    if socket_of[pc] != first_socket:
                         latency = self._cross_latency
                     elif latency == 0.0:
                         latency = self._latency
@@ -410,7 +413,7 @@ class CpuCostModel:
                 fixed += latency + handoff_bytes / self._handoff_bw
         if sync_s:
             fixed += sync_s
-        return TaskCost(fixed, compute, cache_s, dram, level_bytes, handoff_bytes)
+        return TaskCost(fixed, compute, cache_s, dram, level_bytes, handoff_bytes, dispatch_s)
 
     def finish(self, tid: int, cores: tuple[int, ...]) -> None:
         """Record where ``tid``'s outputs live (the group's first core)."""

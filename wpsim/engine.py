@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import gc
 from bisect import insort
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import simpy
@@ -100,6 +101,24 @@ class DramPool:
             self.on_done(group)
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (as a ``with`` block or a decorator).
+
+    A simulation allocates millions of short-lived objects while it keeps one record per task,
+    so the collector would rescan the records again and again (a third of the run time) and find
+    nothing: the engine forms no reference cycles per task.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@gc_paused()
 def run_plan(
     plan: Plan,
     groups: list[tuple[int, ...]],
@@ -115,32 +134,13 @@ def run_plan(
     A core group is a small state machine driven by simpy events: starting a task schedules one
     completion event (a timeout, or the :class:`DramPool`'s for a task that streams from DRAM)
     whose callback ends the task, releases its successors and asks the policy for more work.
-    One event per task and no generator to resume is what keeps the engine fast.
+    One event per task and no generator to resume is what keeps the engine fast; the garbage
+    collector is paused meanwhile (:func:`gc_paused`).
 
-    The cyclic garbage collector is paused meanwhile: the run allocates millions of short-lived
-    objects while it keeps one record per task, so the collector would rescan the records again
-    and again (a third of the run time) and find nothing (the engine forms no reference cycles
-    per task).
+    ``hooks`` are called at the end of every task with a dict: ``task``, ``cores``,
+    ``start_s``, ``end_s``, ``level_bytes`` and ``dispatch_s`` (the dispatch overhead the cost
+    model charged it).
     """
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _run_plan(plan, groups, policy, cost, cores_per_socket, n_sockets, levels, hooks)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
-def _run_plan(
-    plan: Plan,
-    groups: list[tuple[int, ...]],
-    policy: Policy,
-    cost,
-    cores_per_socket: int,
-    n_sockets: int,
-    levels: list[str],
-    hooks: list[TaskHook] | None = None,
-) -> Trace:
     env = simpy.Environment()
     trace = Trace(levels)
     n = plan.n_tasks
@@ -199,9 +199,6 @@ def _run_plan(
                 raise RuntimeError(
                     f"policy {policy.name!r} assigned task {tid} to busy group {g}"
                 ) from None
-        if len(assigned) == 1:
-            start(*assigned[0])
-            return
         for g, tid in assigned:
             if g == current:
                 start(g, tid)
@@ -222,7 +219,7 @@ def _run_plan(
         record((tid, cores, start_s, now, tc))
         if hooks:
             event = {"task": tid, "cores": cores, "start_s": start_s, "end_s": now,
-                     "level_bytes": tc.level_bytes}  # fmt: skip
+                     "level_bytes": tc.level_bytes, "dispatch_s": tc.dispatch_s}  # fmt: skip
             for hook in hooks:
                 hook(event)
         for s in succs[tid]:

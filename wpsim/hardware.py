@@ -241,11 +241,6 @@ class CpuMachine(_Strict):
             return busy[-1][1]
         return self.dispatch_overhead_s
 
-    @property
-    def busy_dispatch_depends_on_task(self) -> bool:
-        """Whether ``dispatch_overhead_busy_s`` is a table by task time."""
-        return isinstance(self.dispatch_overhead_busy_s, list)
-
     def socket_of(self, core: int) -> int:
         return core // self.cores_per_socket
 

@@ -37,7 +37,7 @@ class Trace:
         self.end_s: list[float] = []
         self.hit: list[bool] = []
         self.handoff_bytes: list[int] = []
-        self.weight_bytes: list[dict[str, float]] = []  # shared dicts, never mutated
+        self._weight_bytes: list[dict[str, float]] = []  # shared dicts, never mutated
 
     def __len__(self) -> int:
         return len(self.task)
@@ -59,7 +59,7 @@ class Trace:
         self.end_s.append(end_s)
         self.hit.append(hit)
         self.handoff_bytes.append(handoff_bytes)
-        self.weight_bytes.append(level_bytes)
+        self._weight_bytes.append(level_bytes)
 
     def extend(
         self,
@@ -78,12 +78,12 @@ class Trace:
         self.end_s.extend(end_s)
         self.hit.extend(hit)
         self.handoff_bytes.extend(handoff_bytes)
-        self.weight_bytes.extend(level_bytes)
+        self._weight_bytes.extend(level_bytes)
 
     @property
     def level_bytes(self) -> dict[str, list[float]]:
         """Bytes per level as columns, ``handoff`` included."""
-        columns = {name: [d.get(name, 0.0) for d in self.weight_bytes] for name in self.levels}
+        columns = {name: [d.get(name, 0.0) for d in self._weight_bytes] for name in self.levels}
         if "handoff" in columns:
             columns["handoff"] = [float(b) for b in self.handoff_bytes]
         return columns
@@ -96,7 +96,7 @@ class Trace:
     def total_bytes(self, level: str) -> float:
         if level == "handoff":
             return float(sum(self.handoff_bytes))
-        return float(sum(d.get(level, 0.0) for d in self.weight_bytes))
+        return float(sum(d.get(level, 0.0) for d in self._weight_bytes))
 
     def busy_s_per_core(self, n_cores: int) -> list[float]:
         busy = [0.0] * n_cores

@@ -175,48 +175,32 @@ def _ready_latencies(trace: Trace, preds: Sequence[Sequence[int]]) -> list[float
     return out
 
 
-def model_dispatch(trace: Trace, machine: CpuMachine) -> list[float]:
-    """The dispatch overhead the cost model charged each record of a simulated ``trace``.
+def simulate_with_dispatch(
+    workload: Workload, machine: CpuMachine, policy: Any, cores: int, chunk: int,
+    sequential_s: float | None = None,
+) -> tuple[Any, list[float]]:  # fmt: skip
+    """:func:`wpsim.engine.simulate`, and the dispatch overhead the cost model charged each
+    record of its trace (in trace order), as the engine's per-task hook reports it.
 
-    :mod:`wpsim.cost` charges ``dispatch_overhead_busy_s`` (when the machine has it) to a task
-    that starts while every other core of its socket is busy (all the socket's cores, not only
-    the ones the run uses), ``dispatch_overhead_group_s`` to a task split across every core of
-    the socket, ``dispatch_overhead_s`` otherwise (see :meth:`CpuMachine.dispatch_s`);
-    the trace does not record which, so it is recomputed from the overlaps of the records.
+    Examples
+    --------
+    >>> from wpsim.hardware import load_machine, resolve_machine_path
+    >>> m = load_machine(resolve_machine_path("desktop8"))
+    >>> w = Workload(cell="rnn", layers=1, hidden=8, input=8, seq_len=3)
+    >>> _, charged = simulate_with_dispatch(w, m, "sequential", 1, 1)
+    >>> charged == [m.dispatch_overhead_s] * 3
+    True
     """
-    from bisect import bisect_right
-    from itertools import accumulate
+    from wpsim.engine import simulate
 
-    per_socket = machine.cores_per_socket
-    events: dict[int, tuple[list[float], list[int], list[float], list[int]]] = {}
-    for socket in {c // per_socket for cores in trace.cores for c in cores}:
-        starts = sorted(
-            (trace.start_s[j], sum(1 for c in trace.cores[j] if c // per_socket == socket))
-            for j in range(len(trace))
-        )
-        ends = sorted(
-            (trace.end_s[j], sum(1 for c in trace.cores[j] if c // per_socket == socket))
-            for j in range(len(trace))
-        )
-        events[socket] = (
-            [t for t, _ in starts], list(accumulate(w for _, w in starts)),
-            [t for t, _ in ends], list(accumulate(w for _, w in ends)),
-        )  # fmt: skip
-    out = []
-    for i in range(len(trace)):
-        start, cores = trace.start_s[i], trace.cores[i]
-        socket = cores[0] // per_socket
-        s_t, s_w, e_t, e_w = events[socket]
-        a, b = bisect_right(s_t, start), bisect_right(e_t, start)
-        running = (s_w[a - 1] if a else 0) - (e_w[b - 1] if b else 0)  # this record included
-        whole = len(cores) > 1 and len(cores) >= machine.socket_cores
-        busy = running >= machine.socket_cores
-        # a busy overhead by task time is read at the record's time less the overhead itself
-        # (approximately the task's own time: step overheads and hand-offs stay in)
-        duration = trace.end_s[i] - start
-        charged = machine.dispatch_s(busy, whole, task_s=duration)
-        out.append(machine.dispatch_s(busy, whole, task_s=max(duration - charged, 0.0)))
-    return out
+    by_task: dict[int, float] = {}
+
+    def hook(record: dict[str, Any]) -> None:
+        by_task[record["task"]] = record["dispatch_s"]
+
+    sim = simulate(workload, machine, policy, cores=cores, chunk=chunk, hooks=[hook],
+                   sequential_s=sequential_s)  # fmt: skip
+    return sim, [by_task[tid] for tid in sim.trace.task]
 
 
 def _per_kind(
@@ -283,7 +267,6 @@ def validate(
     ConfigError
         Bad arguments (one line), or the executor is missing.
     """
-    from wpsim.engine import simulate
     from wpsim.policies import get_policy
 
     if not isinstance(machine, CpuMachine):
@@ -299,20 +282,23 @@ def validate(
         raise ConfigError(f"validate needs the real executor (kernels.executor): {error}") from None
     progress = progress or (lambda _line: None)
 
-    base_pred = simulate(workload, machine, get_policy("sequential"), cores=1, chunk=chunk)
+    base = simulate_with_dispatch(workload, machine, "sequential", 1, chunk)
+    base_pred = base[0]
+    # (result, dispatch charged per record) of each configuration
     sims = {
-        (policy, n): base_pred
+        (policy, n): base
         if (policy, n) == BASELINE
-        else simulate(workload, machine, get_policy(policy), cores=n, chunk=chunk,
-                      sequential_s=base_pred.makespan_s)
+        else simulate_with_dispatch(
+            workload, machine, get_policy(policy), n, chunk, base_pred.makespan_s
+        )  # fmt: skip
         for policy, n in configs
-    }  # fmt: skip
+    }
 
     makespans: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
     results: dict[tuple[str, int], list[Any]] = {c: [] for c in configs}
     for r in range(repeats):
         for policy, n in configs:
-            inner = inner_repeats(sims[(policy, n)].makespan_s)
+            inner = inner_repeats(sims[(policy, n)][0].makespan_s)
             res = execute(workload, get_policy(policy), n, chunk=chunk, seed=seed,
                           repeats=inner, warmup=1)  # fmt: skip
             makespans[(policy, n)].append(res.measured_makespan_s)
@@ -332,7 +318,7 @@ def validate(
         spans = makespans[config]
         median = statistics.median(spans)
         chosen = min(results[config], key=lambda res: abs(res.measured_makespan_s - median))
-        sim = sims[config]
+        sim, charged = sims[config]
         if sim.n_tasks != chosen.n_tasks:
             raise ConfigError(
                 f"{policy} on {n} workers: the executor ran {chosen.n_tasks} tasks, the simulator "
@@ -344,7 +330,6 @@ def validate(
         preds = _plan_preds(workload, policy, chunk)
         latencies = _ready_latencies(chosen.trace, preds)
         sim_trace = sim.trace
-        charged = model_dispatch(sim_trace, machine.with_cores(n))
         row = {
             "policy": policy,
             "workers": n,

@@ -65,13 +65,6 @@ class Policy:
     def reset(self, plan: Plan, groups: list[tuple[int, ...]]) -> None:
         self.plan = plan
         self.groups = groups
-        # ``_priority_of(tid)`` is ``priority(tid)``; the default one is tabulated at once
-        if type(self).priority is Policy.priority:
-            layers = [t.layer for t in plan.tasks]
-            table = list(zip(plan.generation, layers, range(plan.n_tasks), strict=True))
-            self._priority_of = table.__getitem__
-        else:
-            self._priority_of = self.priority
 
     def priority(self, tid: int) -> tuple:
         """Lower runs first. Default: oldest wavefront, then lowest layer, then task id."""
@@ -100,7 +93,7 @@ class StaticPolicy(Policy):
         self._queues: list[list[tuple]] = [[] for _ in groups]
 
     def push(self, tid: int) -> None:
-        heappush(self._queues[self.home_group(tid)], (self._priority_of(tid), tid))
+        heappush(self._queues[self.home_group(tid)], (self.priority(tid), tid))
 
     def assign(self, idle: list[int]) -> list[tuple[int, int]]:
         out = []
@@ -138,7 +131,7 @@ class DynamicPolicy(Policy):
 
     def push(self, tid: int) -> None:
         layer = self._layer_of[tid]
-        heappush(self._by_layer[layer], (self._priority_of(tid), tid))
+        heappush(self._by_layer[layer], (self.priority(tid), tid))
         self._layers_ready.add(layer)
 
     def _pop(self, layer: int) -> int:
@@ -159,17 +152,11 @@ class DynamicPolicy(Policy):
                 if g in idle:
                     hot.append(g)
         out = []
-        if hot:
-            hot.sort()
-            last = self._last_layer
-            by_layer = self._by_layer
-            for g in hot:
-                layer = last[g]
-                if layer in layers_ready:
-                    queue = by_layer[layer]
-                    out.append((g, heappop(queue)[1]))
-                    if not queue:
-                        layers_ready.discard(layer)
+        hot.sort()
+        last = self._last_layer
+        for g in hot:
+            if last[g] in layers_ready:
+                out.append((g, self._pop(last[g])))
         if layers_ready:
             served = [g for g, _ in out]
             by_layer = self._by_layer
