@@ -14,6 +14,13 @@ A parameter dict is a plain ``dict[str, numpy.ndarray]`` in that (PyTorch state_
 in the workload's dtype. ``weight_hh`` stays a dense array even for sparse workloads (pruned
 entries are zeros, so the dict loads into PyTorch unchanged); :func:`layer_params` hands the
 kernels a CSR copy when ``workload.density < 1``.
+
+Memory order: the kernels multiply by the transposed weights (``X @ W_ih^T``, ``h @ W_hh^T``),
+and OpenBLAS runs those products 1.5-2x faster for 2-20 rows when ``W^T`` is C-contiguous, i.e.
+when ``W`` is stored in Fortran order (measured here: 10 rows x W (1024, 256), 10.5 vs 19.2 us a
+row; batch 4 x W (2048, 512), 102 vs 169 us a row). So :func:`init_params` returns the weight
+matrices in Fortran order, and :func:`layer_params` (which every kernel caller goes through)
+converts any other matrix once (:data:`WEIGHT_ORDER`). Shapes and values stay PyTorch's.
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ __all__ = [
 ]
 
 LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+#: Memory order of the dense weight matrices the kernels use (see the module docstring).
+WEIGHT_ORDER = "F"
 
 
 def suffix(layer: int, reverse: bool = False) -> str:
@@ -155,7 +165,8 @@ def init_params(workload: Workload, seed: int = 0) -> dict[str, np.ndarray]:
         value = rng.uniform(-b, b, size=shape)
         if workload.sparse and name.startswith("weight_hh"):
             value = prune_largest(value, workload.weight_hh_nonzeros())
-        params[name] = value.astype(dtype)
+        order = WEIGHT_ORDER if name.startswith("weight_") else "C"
+        params[name] = value.astype(dtype, order=order)
     return params
 
 
@@ -197,7 +208,8 @@ def layer_params(
     Returns
     -------
     dict
-        ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``.
+        ``weight_ih``, ``weight_hh`` (dense ones in :data:`WEIGHT_ORDER`), ``bias_ih``,
+        ``bias_hh``.
 
     Examples
     --------
@@ -215,11 +227,13 @@ def layer_params(
             if dtype is not None and value.dtype != dtype:
                 value = value.astype(dtype)
             if not sparse:
-                value = value.toarray()
-        else:
-            value = np.ascontiguousarray(value, dtype=dtype)
+                value = value.toarray(order=WEIGHT_ORDER)
+        elif kind.startswith("weight_"):
+            value = np.asarray(value, dtype=dtype, order=WEIGHT_ORDER)  # no copy when it is
             if sparse and kind == "weight_hh":
                 value = sp.csr_array(value)
+        else:
+            value = np.ascontiguousarray(value, dtype=dtype)
         out[kind] = value
     return out
 

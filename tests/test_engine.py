@@ -321,6 +321,39 @@ def test_efficiency_grid_interpolates_in_columns_and_hidden_size():
     assert CpuCostModel(m2, compile_plan(build(w))).efficiency(4) == pytest.approx(0.8)
 
 
+def test_measured_elementwise_grid_replaces_the_efficiency_for_forward_cells():
+    from wpsim.cost import CpuCostModel
+
+    grid = [[128, 1, 10e-6], [128, 4, 30e-6], [512, 1, 20e-6], [512, 4, 70e-6]]
+    table = {"gemm_by_n": [[1, 0.5]], "elementwise": 0.01, "elementwise_step_s": {"lstm": grid}}
+    base = make_machine()
+    m = base.model_copy(
+        update={"efficiency": type(base.efficiency).model_validate(table),
+                "step_overhead_s": {"lstm": 4e-6}}
+    )  # fmt: skip
+    peak = m.peak_flops_per_core("float32")
+    # H = 256, B = 2: halfway in log2 H and in log2 B, so the mean of the four corners
+    w = Workload(cell="lstm", layers=1, hidden=256, input=256, seq_len=6, batch=2)
+    plan = compile_plan(build(w, chunk=3))
+    model = CpuCostModel(m, plan)
+    cell = next(t for t in plan.tasks if t.kind == "cell")
+    gemms = (cell.flops_in + cell.flops_rec) / 0.5 / peak
+    per_step = (10 + 30 + 20 + 70) / 4 * 1e-6 - 4e-6  # the step overhead is charged apart
+    assert model.compute_s(cell.id, 1) == pytest.approx(gemms + cell.steps * per_step)
+    # a table for another cell type, or none, leaves the efficiency in charge
+    other = {**table, "elementwise_step_s": {"gru": grid}}
+    m2 = m.model_copy(update={"efficiency": type(m.efficiency).model_validate(other)})
+    by_flops = gemms + cell.flops_elem / 0.01 / peak
+    assert CpuCostModel(m2, plan).compute_s(cell.id, 1) == pytest.approx(by_flops)
+    # tasks other than forward cells (here a training graph's backward cells) keep it too
+    wt = w.model_copy(update={"phase": "training"})
+    plan_t = compile_plan(build(wt, chunk=3))
+    bwd = next(t for t in plan_t.tasks if t.kind == "cell_bwd" and t.flops_elem)
+    expected = (bwd.flops_in / CpuCostModel(m, plan_t).efficiency(2 * bwd.steps)
+                + bwd.flops_rec / 0.5 + bwd.flops_elem / 0.01) / peak  # fmt: skip
+    assert CpuCostModel(m, plan_t).compute_s(bwd.id, 1) == pytest.approx(expected)
+
+
 def test_private_cache_shortcut_is_exact():
     """The fixed-point shortcut of a core's private LRUs changes no number of the trace."""
     from wpsim.cost import CpuCostModel

@@ -159,6 +159,24 @@ def test_layerwise_split_matches_within_float32_tolerance():
     assert kinds == {"input_gemm", "cell", "output"}
 
 
+def test_shared_weights_are_laid_out_in_the_kernels_order():
+    from kernels.executor._layout import Segment, plan_layout
+    from kernels.executor._runner import array_specs
+    from kernels.params import WEIGHT_ORDER
+
+    w = _workload("gru", layers=2, hidden=8)
+    specs = array_specs(w, 1, hoisted=False, training=False, chunk=2, group_sizes=[1, 1])
+    seg = Segment(plan_layout(2, specs))
+    try:
+        weights = {k: v for k, v in seg.arrays.items() if ".weight_" in k}
+        assert weights and all(v.flags.f_contiguous for v in weights.values())
+        assert all(v.flags.c_contiguous for k, v in seg.arrays.items() if k not in weights)
+        assert WEIGHT_ORDER == "F"
+    finally:
+        seg.close()
+        seg.unlink()
+
+
 def test_helper_groups_split_cells_of_a_wavefront():
     w = _workload("gru", seq_len=5)
     r = execute(w, get_policy("wavefront", helpers=2), workers=2, chunk=2)

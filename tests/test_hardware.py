@@ -297,6 +297,14 @@ def test_negative_bandwidth_is_rejected(tmp_path: Path) -> None:
     assert "got -1.0" in message
 
 
+def test_an_elementwise_table_that_is_not_a_grid_is_rejected(tmp_path: Path) -> None:
+    points = [[128, 1, 1e-5], [128, 4, 2e-5], [256, 1, 1.5e-5]]  # (256, 4) missing
+    data = with_value(minimal_machine(), ("efficiency", "elementwise_step_s"), {"lstm": points})
+    message = file_rejection(write(tmp_path, yaml.safe_dump(data)))
+    assert "efficiency.elementwise_step_s" in message
+    assert "full H x B grid" in message
+
+
 def test_an_unknown_field_is_rejected(tmp_path: Path) -> None:
     data = minimal_machine() | {"turbo_hz": 3.5e9}
     message = file_rejection(write(tmp_path, yaml.safe_dump(data)))

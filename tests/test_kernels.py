@@ -91,6 +91,42 @@ def test_init_params_deterministic_and_dtype():
     np.testing.assert_allclose(a32["weight_hh_l1"], a["weight_hh_l1"], rtol=1e-7)
 
 
+def test_weights_reach_the_kernels_in_fortran_order():
+    """The kernels multiply by W^T, fastest when W^T is C-contiguous: W in Fortran order."""
+    from kernels.params import WEIGHT_ORDER, layer_params
+
+    assert WEIGHT_ORDER == "F"
+    w = Workload(cell="gru", layers=2, hidden=6, input=4, seq_len=3)
+    params = init_params(w)
+    assert all(params[n].flags.f_contiguous for n in params if n.startswith("weight_"))
+    c_ordered = {k: np.ascontiguousarray(v) for k, v in params.items()}
+    lp = layer_params(c_ordered, 1)
+    for kind in ("weight_ih", "weight_hh"):
+        assert lp[kind].flags.f_contiguous
+        np.testing.assert_array_equal(lp[kind], params[f"{kind}_l1"])
+    # no copy when the weights are already in that order
+    assert np.shares_memory(layer_params(params, 1)["weight_ih"], params["weight_ih_l1"])
+    # same outputs whatever order the caller's dict is in
+    x = init_input(w)
+    a, _ = forward(w, params, x)
+    b, _ = forward(w, c_ordered, x)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("dtype, tol", [("float32", 1e-7), ("float64", 1e-15)])
+@pytest.mark.parametrize("n", [5, 4096])  # expit below SIGMOID_EXPIT_MAX, the tanh form above
+def test_sigmoid_is_accurate_on_both_paths(dtype, tol, n):
+    from kernels.cells import SIGMOID_EXPIT_MAX, sigmoid
+
+    assert (n <= SIGMOID_EXPIT_MAX) == (n == 5)
+    x = np.linspace(-40, 40, n).astype(dtype)
+    exact = 1 / (1 + np.exp(-x.astype(np.float64)))
+    out = sigmoid(x, np.empty_like(x))
+    assert out.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(out, exact, rtol=0, atol=tol)
+    np.testing.assert_allclose(sigmoid(x, x), exact, rtol=0, atol=tol)  # in place
+
+
 @pytest.mark.parametrize("density", [0.05, 0.3, 0.999])
 def test_pruning_keeps_exact_count_of_largest(density):
     w = Workload(cell="gru", hidden=10, input=3, seq_len=2, density=density, dtype="float64")

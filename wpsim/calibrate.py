@@ -26,12 +26,14 @@ imported, plus :func:`threadpoolctl.threadpool_limits`; each process is pinned t
     ``kernels.cells.SKINNY_BATCH``: the executor runs a one-core recurrent product of at most
     this batch as one GEMV per batch row; and ``false``: a split step's element-wise update runs
     whole on every member (configurations of the kernels, not measurements).
-``efficiency.elementwise``
-    the non-GEMM work of the LSTM and GRU chunk tasks (bias add, gate nonlinearities, state update:
+``efficiency.elementwise_step_s`` and ``efficiency.elementwise``
+    the non-GEMM work of the RNN, LSTM and GRU chunk tasks (bias add, gate nonlinearities, state update:
     :func:`kernels.cells.cell_chunk_forward` with a precomputed input projection and the recurrent
     product replaced by a zero fill) for H in 128..1024, batch 1..16: ``E*H*B / (time x peak)``
-    per step, aggregated as the geometric mean over the shapes (the per-shape values spread widely
-    because numpy's per-call overhead does not scale with the flops; all are recorded).
+    per step. The grid of seconds per step by H and batch is ``elementwise_step_s``, which the
+    cost model interpolates for forward cell tasks; ``elementwise`` is the geometric mean of the
+    fractions over the shapes, for other element-wise work (the per-shape values spread widely
+    because numpy's per-call overhead does not scale with the flops).
 cache ``bandwidth_Bps``
     read bandwidth with a working set of half of each level: the kernels' access pattern (a
     row-major matrix times a vector, batched over a zero-stride view so that one numpy call
@@ -372,13 +374,16 @@ def time_call(
 
 
 def measure_gemm(hs: Sequence[int], ns: Sequence[int], budget_s: float) -> dict[str, float]:
-    """Seconds per ``X (n, H) @ W^T`` with ``W (4H, H)`` fp32, keyed ``"n,H"``."""
+    """Seconds per ``X (n, H) @ W^T`` with ``W (4H, H)`` fp32 stored as the kernels store it
+    (:data:`kernels.params.WEIGHT_ORDER`), keyed ``"n,H"``."""
     import numpy as np
+
+    from kernels.params import WEIGHT_ORDER
 
     rng = np.random.default_rng(0)
     out: dict[str, float] = {}
     for h in hs:
-        w = rng.standard_normal((4 * h, h), dtype=np.float32)
+        w = np.asarray(rng.standard_normal((4 * h, h), dtype=np.float32), order=WEIGHT_ORDER)
         w_t = w.T
         for n in ns:
             x = rng.standard_normal((n, h), dtype=np.float32)
@@ -449,6 +454,21 @@ def measure_elementwise(
                 copy_s = time_call(lambda gx=gx, base=base: np.copyto(gx, base), 5, budget_s / 4)
                 out[f"{cell},{h},{b}"] = max(time_call(task, 5, budget_s) - copy_s, 1e-9) / steps
     return out
+
+
+def _elementwise_grid(per_step: dict[str, float]) -> dict[str, list[tuple[int, int, float]]]:
+    """``{"cell,H,B": seconds}`` as ``{cell: [(H, B, seconds), ...]}`` sorted by H then B.
+
+    Examples
+    --------
+    >>> _elementwise_grid({"lstm,256,1": 2e-5, "lstm,128,1": 1e-5})
+    {'lstm': [(128, 1, 1e-05), (256, 1, 2e-05)]}
+    """
+    grid: dict[str, list[tuple[int, int, float]]] = {}
+    for key, seconds in per_step.items():
+        cell, h, b = key.split(",")
+        grid.setdefault(cell, []).append((int(h), int(b), seconds))
+    return {cell: sorted(points) for cell, points in grid.items()}
 
 
 def _batched_gemv_Bps(block_bytes: int, total_bytes: int, budget_s: float) -> float:
@@ -693,15 +713,19 @@ def _lstm_cell_task(hidden: int, batch: int, steps: int) -> Callable[[], Any]:
     import numpy as np
 
     from kernels.cells import Recurrent, cell_chunk_forward
+    from kernels.params import layer_params
 
     rng = np.random.default_rng(5)
     g = 4 * hidden
-    params = {
-        "weight_ih": rng.standard_normal((g, hidden), dtype=np.float32) * 0.05,
-        "weight_hh": rng.standard_normal((g, hidden), dtype=np.float32) * 0.05,
-        "bias_ih": np.zeros(g, np.float32),
-        "bias_hh": np.zeros(g, np.float32),
-    }
+    params = layer_params(
+        {
+            "weight_ih_l0": rng.standard_normal((g, hidden), dtype=np.float32) * 0.05,
+            "weight_hh_l0": rng.standard_normal((g, hidden), dtype=np.float32) * 0.05,
+            "bias_ih_l0": np.zeros(g, np.float32),
+            "bias_hh_l0": np.zeros(g, np.float32),
+        },
+        0,
+    )  # fmt: skip  (the kernels' memory order)
     x = rng.standard_normal((steps, batch, hidden), dtype=np.float32)
     rec = Recurrent(params["weight_hh"], batch, np.dtype(np.float32)).hh
     return lambda: cell_chunk_forward("lstm", params, x, None, None, save=False, recurrent=rec)
@@ -1021,9 +1045,9 @@ def child_main(config: dict[str, Any]) -> None:
     eh = ELEM_H_QUICK if quick else ELEM_H
     eb = ELEM_B_QUICK if quick else ELEM_B
     t = step(
-        3, f"LSTM/GRU gate math, H = {','.join(map(str, eh))}, batch = {','.join(map(str, eb))}"
+        3, f"RNN/LSTM/GRU gate math, H = {','.join(map(str, eh))}, batch = {','.join(map(str, eb))}"
     )
-    raw["elementwise_s_per_step"] = measure_elementwise(("lstm", "gru"), eh, eb, 8, budget)
+    raw["elementwise_s_per_step"] = measure_elementwise(("rnn", "lstm", "gru"), eh, eb, 8, budget)
     _emit("done", seconds=time.perf_counter() - t)
 
     levels = [(c["name"], c["size_bytes"], c["scope"]) for c in config["caches"]]
@@ -1533,9 +1557,19 @@ def build_machine_file(
     lines += [
         f"  elementwise: {_fmt(round(elementwise, 5))}  # "
         + measured(
-            f"LSTM/GRU gate math, geometric mean over {len(elem_fracs)} shapes "
+            f"cell gate math, geometric mean over {len(elem_fracs)} shapes "
             f"(range {min(elem_fracs.values()):.3g}-{max(elem_fracs.values()):.3g})"
         ),
+        "  elementwise_step_s:  # by cell, [H, B, seconds]: one step's gate math (forward cell tasks)",
+    ]
+    for cell, points in _elementwise_grid(raw["elementwise_s_per_step"]).items():
+        lines.append(f"    {cell}:")
+        for h, b, seconds in points:
+            lines.append(
+                f"      - [{h}, {b}, {_fmt(float(f'{seconds:.4g}'))}]  # "
+                + measured(f"{cell} cell_chunk_forward without its GEMMs, H={h}, batch {b}, per step")
+            )  # fmt: skip
+    lines += [
         f"corun_slowdown_per_core: {_fmt(round(corun_value, 4))}  # {corun_note}",
         *_runtime_lines(),
     ]

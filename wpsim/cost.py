@@ -22,7 +22,9 @@ helper cores) is::
   ``elementwise_split_across_helpers: false`` (then ``k' = 1`` for split recurrent tasks: every
   member runs it whole, as :mod:`kernels.executor` does). ``e(n)`` is the machine's efficiency
   table (by n and hidden size where it has ``gemm_by_n_h``), ``peak = clock *
-  flops_per_cycle[dtype]``.
+  flops_per_cycle[dtype]``. Where the machine has ``elementwise_step_s`` for the cell, a forward cell task's element-wise
+  term is ``steps * (table(H, B) - step_overhead)`` seconds instead of ``F_elem / e_elem``
+  (the measured step includes the per-step overhead, charged apart).
 * ``corun = 1 + corun_slowdown_per_core * (other busy cores on the socket at start)``: the
   calibrated slowdown of co-running cores (shared cache and memory), fixed when the task starts.
 * ``cache``: each weight block (``W_ih``, ``W_hh``, output layer) is read from the nearest level
@@ -147,6 +149,8 @@ class CpuCostModel:
                 grid = [[points[(n, h)] for h in hs] for n in ns]
                 self._eff_nh = ([math.log2(n) for n in ns], [math.log2(h) for h in hs], grid)
         self.elementwise_eff = machine.efficiency.elementwise
+        self._step_overhead = machine.step_overhead_s.get(w.cell, 0.0)
+        self._elem_step_s = self._elementwise_step_s(machine, w.cell, w.hidden, w.batch)
         # per core: (weights, level bytes, cache s, shared-level blocks, private bytes, private s)
         self._fixed_point: list[tuple | None] = [None] * n_cores
         self._socket_of_core = [c // machine.cores_per_socket for c in range(n_cores)]
@@ -165,7 +169,6 @@ class CpuCostModel:
         self._busy_by_task = isinstance(machine.dispatch_overhead_busy_s, list)  # a table
         self._dispatch_group = machine.dispatch_s(all_busy=True, whole_socket_group=True)
         self._cores_per_socket = machine.socket_cores
-        self._step_overhead = machine.step_overhead_s.get(w.cell, 0.0)
         self._latency = machine.handoff.latency_s
         self._cross_latency = machine.handoff.cross_socket_latency_s
         self._handoff_bw = machine.handoff.bandwidth_Bps
@@ -182,6 +185,26 @@ class CpuCostModel:
             return len(xs) - 1, len(xs) - 1, 0.0
         i = next(i for i in range(1, len(xs)) if x <= xs[i])
         return i - 1, i, (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+
+    def _elementwise_step_s(
+        self, machine: CpuMachine, cell: str, hidden: int, batch: int
+    ) -> float | None:
+        """Seconds of one step's element-wise work beyond the step overhead, from the machine's
+        ``elementwise_step_s`` grid for ``cell`` (log-log interpolation), or None without one."""
+        table = (machine.efficiency.elementwise_step_s or {}).get(cell)
+        if not table:
+            return None
+        points = {(h, b): seconds for h, b, seconds in table}
+        hs, bs = sorted({h for h, _ in points}), sorted({b for _, b in points})
+        i, j, fh = self._bracket([math.log2(h) for h in hs], math.log2(hidden))
+        a, c, fb = self._bracket([math.log2(b) for b in bs], math.log2(batch))
+
+        def at(h: float) -> float:
+            lo, hi = points[(h, bs[a])], points[(h, bs[c])]
+            return lo + fb * (hi - lo)
+
+        step_s = at(hs[i]) + fh * (at(hs[j]) - at(hs[i]))
+        return max(step_s - self._step_overhead, 0.0)
 
     def efficiency(self, n_columns: float) -> float:
         """Fraction of peak for a product with ``n_columns`` right-hand columns: log-linear in n,
@@ -213,23 +236,28 @@ class CpuCostModel:
         every member where ``elementwise_split_across_helpers`` is false.
         """
         t = self.plan.tasks[tid]
-        key = (t.flops_in, t.flops_rec, t.flops_elem, t.steps, k)
+        measured_elem = t.kind == "cell" and self._elem_step_s is not None
+        key = (t.flops_in, t.flops_rec, t.flops_elem, t.steps, k, measured_elem)
         memo = self._compute_memo.get(key)
         if memo is None:
-            b = self.batch
-            shared = 0.0  # divided among the k members
-            each = 0.0  # done by every member
+            b, peak = self.batch, self.peak
+            shared_s = 0.0  # divided among the k members
+            each_s = 0.0  # done by every member
             if t.flops_in:
-                shared += t.flops_in / self.efficiency(b * math.ceil(t.steps / k))
+                shared_s += t.flops_in / self.efficiency(b * math.ceil(t.steps / k)) / peak
             if t.flops_rec:
                 gemv = k == 1 and b <= self.machine.recurrent_gemv_max_batch
-                shared += t.flops_rec / self.efficiency(1 if gemv else b)
+                shared_s += t.flops_rec / self.efficiency(1 if gemv else b) / peak
             if t.flops_elem:
-                if k > 1 and t.flops_rec and not self.machine.elementwise_split_across_helpers:
-                    each += t.flops_elem / self.elementwise_eff
+                if measured_elem:
+                    elem_s = t.steps * self._elem_step_s
                 else:
-                    shared += t.flops_elem / self.elementwise_eff
-            memo = self._compute_memo[key] = (shared / k + each) / self.peak
+                    elem_s = t.flops_elem / self.elementwise_eff / peak
+                if k > 1 and t.flops_rec and not self.machine.elementwise_split_across_helpers:
+                    each_s += elem_s
+                else:
+                    shared_s += elem_s
+            memo = self._compute_memo[key] = shared_s / k + each_s
         return memo
 
     # ---- one task ------------------------------------------------------------------------

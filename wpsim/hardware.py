@@ -83,6 +83,30 @@ class EfficiencySpec(_Strict):
     #: (``wpsim calibrate`` already measures it); when given, interpolated in log2(n) and log2(H)
     #: instead of ``gemm_by_n`` (the best over H), which overstates skinny products at large H.
     gemm_by_n_h: list[tuple[PositiveFloat, PositiveFloat, Fraction]] | None = None
+    #: By cell type, ``[H, B, seconds]``: one step's element-wise work of a forward cell task
+    #: (bias add, gate nonlinearities, state update, with numpy's per-call overhead) at hidden
+    #: size H and batch B, as measured (``wpsim calibrate``). When given for the workload's cell
+    #: it replaces ``elementwise`` for forward cell tasks, interpolated in log2(H) and log2(B): a
+    #: fraction of peak cannot describe work whose time is mostly per-call overhead at small
+    #: shapes and memory passes over strided gate slices at large ones.
+    elementwise_step_s: (
+        dict[
+            Literal["rnn", "lstm", "gru"], list[tuple[PositiveFloat, PositiveFloat, PositiveFloat]]
+        ]
+        | None
+    ) = None
+
+    @field_validator("elementwise_step_s")
+    @classmethod
+    def _full_grid(cls, tables):
+        for cell, points in (tables or {}).items():
+            hs = {h for h, _, _ in points}
+            bs = {b for _, b, _ in points}
+            if len(points) != len(hs) * len(bs) or len({(h, b) for h, b, _ in points}) != len(
+                points
+            ):
+                raise ValueError(f"{cell}: [H, B, seconds] points must form a full H x B grid")
+        return tables
 
     @field_validator("gemm_by_n")
     @classmethod

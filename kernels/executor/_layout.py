@@ -63,7 +63,7 @@ class Layout:
     ----------
     n_workers : int
     arrays : dict
-        ``name -> (offset, shape, dtype string)``.
+        ``name -> (offset, shape, dtype string, memory order "C" or "F")``.
     error_offset : int
         Start of the per-worker error text areas.
     size : int
@@ -71,7 +71,7 @@ class Layout:
     """
 
     n_workers: int
-    arrays: dict[str, tuple[int, tuple[int, ...], str]]
+    arrays: dict[str, tuple[int, tuple[int, ...], str, str]]
     error_offset: int
     size: int
 
@@ -88,26 +88,29 @@ class Layout:
     def data_bytes(self) -> int:
         return sum(
             int(np.prod(shape)) * np.dtype(dtype).itemsize
-            for _, shape, dtype in self.arrays.values()
+            for _, shape, dtype, _ in self.arrays.values()
         )
 
 
-def plan_layout(n_workers: int, specs: dict[str, tuple[tuple[int, ...], np.dtype]]) -> Layout:
-    """Place the control block and ``specs`` (``name -> (shape, dtype)``) in one segment.
+def plan_layout(n_workers: int, specs: dict[str, tuple]) -> Layout:
+    """Place the control block and ``specs`` in one segment.
+
+    ``specs``: ``name -> (shape, dtype)``, or ``(shape, dtype, order)`` for an array in Fortran
+    order (``"F"``; the default is ``"C"``).
 
     Examples
     --------
-    >>> layout = plan_layout(2, {"x": ((3, 5), np.dtype("float32"))})
-    >>> layout.arrays["x"][0] % 64, layout.size % 4096
-    (0, 0)
+    >>> layout = plan_layout(2, {"x": ((3, 5), np.dtype("float32")), "w": ((4, 2), "f8", "F")})
+    >>> layout.arrays["x"][0] % 64, layout.size % 4096, layout.arrays["w"][3]
+    (0, 0, 'F')
     """
     control = SLOTS_PER_LINE * 8 * (1 + n_workers)
     error_offset = control
     offset = _align(error_offset + ERROR_BYTES * n_workers, 4096)
     arrays = {}
-    for name, (shape, dtype) in specs.items():
+    for name, (shape, dtype, *order) in specs.items():
         dtype = np.dtype(dtype)
-        arrays[name] = (offset, tuple(int(s) for s in shape), dtype.str)
+        arrays[name] = (offset, tuple(int(s) for s in shape), dtype.str, order[0] if order else "C")
         offset = _align(offset + max(1, int(np.prod(shape))) * dtype.itemsize)
     return Layout(n_workers, arrays, error_offset, _align(offset, 4096))
 
@@ -134,8 +137,8 @@ class Segment:
         self.q = control.cast("q")
         self.d = control.cast("d")
         self.arrays: dict[str, np.ndarray] = {
-            key: np.ndarray(shape, np.dtype(dtype), buffer=buf, offset=offset)
-            for key, (offset, shape, dtype) in layout.arrays.items()
+            key: np.ndarray(shape, np.dtype(dtype), buffer=buf, offset=offset, order=order)
+            for key, (offset, shape, dtype, order) in layout.arrays.items()
         }
         self._control = control
 

@@ -43,6 +43,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from kernels.cells import (
     Recurrent,
@@ -54,7 +55,14 @@ from kernels.cells import (
     recurrent_rows,
     split_rows,
 )
-from kernels.params import LAYER_KINDS, compute_dtype, layer_params, param_shapes, suffix
+from kernels.params import (
+    LAYER_KINDS,
+    WEIGHT_ORDER,
+    compute_dtype,
+    layer_params,
+    param_shapes,
+    suffix,
+)
 from kernels.reference import chunk_bounds
 from wpsim.errors import ConfigError
 from wpsim.workload import Workload
@@ -80,8 +88,9 @@ def array_specs(
     training: bool,
     chunk: int,
     group_sizes: list[int],
-) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Names, shapes and dtypes of every shared array (see the module docstring).
+) -> dict[str, tuple]:
+    """Names, shapes, dtypes (and memory order, when not C) of every shared array (see the
+    module docstring).
 
     Examples
     --------
@@ -103,7 +112,9 @@ def array_specs(
         specs["gout"] = ((T, B, out_width), dt)
     for i in range(instances):
         for name, shape in shapes.items():
-            specs[f"p{i}.{name}"] = (shape, dt)
+            # weights in the order the kernels multiply fastest (kernels.params.WEIGHT_ORDER)
+            order = WEIGHT_ORDER if name.startswith("weight_") else "C"
+            specs[f"p{i}.{name}"] = (shape, dt, order)
         if training:
             for name, shape in shapes.items():
                 specs[f"g{i}.{name}"] = (shape, dt)
@@ -313,7 +324,13 @@ class TaskRunner:
             ]
 
         row_blocks, col_blocks = blocks(rows), blocks(cols)
-        w_rows = w_hh[rows[r]] if r < len(rows) else None
+        # this member's rows as one block in the kernels' order: a row slice of a Fortran-order
+        # matrix is strided, and numpy would copy it into BLAS's layout on every product
+        w_rows = None
+        if r < len(rows):
+            w_rows = w_hh[rows[r]]
+            if not sp.issparse(w_rows):
+                w_rows = np.asarray(w_rows, order=WEIGHT_ORDER)
         rec_cols = Recurrent(w_hh[:, cols[r]], B, self.dt) if r < len(cols) else None
         barrier = self.barrier
 
