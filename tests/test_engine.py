@@ -7,6 +7,7 @@ import json
 import pytest
 from conftest import make_machine
 
+from wpsim.analytic import predict
 from wpsim.engine import simulate
 from wpsim.errors import ConfigError
 from wpsim.graph import build
@@ -229,6 +230,19 @@ def test_step_overhead_adds_a_fixed_cost_per_recurrent_step():
     )
 
 
+def test_task_overhead_adds_a_fixed_cost_per_recurrent_task():
+    w = lstm(layers=1, seq_len=8)
+    base = make_machine(cores=1)
+    slow = base.model_copy(update={"task_overhead_s": {"lstm": 1e-6}})
+    for chunk, tasks in ((1, 8), (4, 2)):  # once per task: fewer, longer tasks pay less
+        a = simulate(w, base, "sequential", chunk=chunk).makespan_s
+        b = simulate(w, slow, "sequential", chunk=chunk).makespan_s
+        assert b - a == pytest.approx(tasks * 1e-6, rel=1e-6)
+    # the closed form charges it alike
+    closed = [predict(w, m, "sequential", cores=1, chunk=4).makespan_s for m in (base, slow)]
+    assert closed[1] - closed[0] == pytest.approx(2 * 1e-6, rel=1e-6)
+
+
 def test_busy_dispatch_applies_only_when_every_core_is_busy():
     w = Workload(cell="lstm", layers=1, hidden=64, input=64, seq_len=6)
     base = make_machine(cores=2, dispatch_s=1e-6)
@@ -338,7 +352,7 @@ def test_measured_elementwise_grid_replaces_the_efficiency_for_forward_cells():
     model = CpuCostModel(m, plan)
     cell = next(t for t in plan.tasks if t.kind == "cell")
     gemms = (cell.flops_in + cell.flops_rec) / 0.5 / peak
-    per_step = (10 + 30 + 20 + 70) / 4 * 1e-6 - 4e-6  # the step overhead is charged apart
+    per_step = (10 + 30 + 20 + 70) / 4 * 1e-6
     assert model.compute_s(cell.id, 1) == pytest.approx(gemms + cell.steps * per_step)
     # a table for another cell type, or none, leaves the efficiency in charge
     other = {**table, "elementwise_step_s": {"gru": grid}}

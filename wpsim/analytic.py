@@ -235,6 +235,7 @@ class _Costs:
         # every core busy in steady state: the busy dispatch overhead applies
         self.all_busy = active * self.k >= machine.socket_cores
         self.step_overhead = machine.step_overhead_s.get(plan.workload.cell, 0.0)
+        self.task_overhead = machine.task_overhead_s.get(plan.workload.cell, 0.0)
         self.cold_done: set[tuple] = set()
 
     def all_task_costs(self, handoff: bool) -> list[float]:
@@ -278,7 +279,7 @@ class _Costs:
             task_s=max(compute, memory),
         )
         if t.flops_rec:
-            fixed += t.steps * self.step_overhead
+            fixed += self.task_overhead + t.steps * self.step_overhead
         if handoff:
             nbytes = max(self.plan.pred_bytes[tid], default=0)
             fixed += m.handoff.latency_s + nbytes / m.handoff.bandwidth_Bps

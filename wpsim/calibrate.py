@@ -65,7 +65,7 @@ cache ``bandwidth_Bps``
     that outlast it (H = 256 and 384; the only point with ``--quick``). There the coordinator
     has no free core and takes its CPU time from the workers. And ``layerwise`` on every core
     over a one-layer RNN of H = 16 (each step one task split across all workers; makespan /
-    tasks - the in-process cell, median of three executions): ``dispatch_overhead_group_s``,
+    tasks - the in-process cell, median of five executions): ``dispatch_overhead_group_s``,
     the overhead of a task of a whole-socket group (the coordinator's round trip while the
     members wait, plus their start skew, which the barrier absorbs). Without the executor: a
     shared-memory signalling microbenchmark: a master sends a task id to a worker process on
@@ -124,6 +124,7 @@ ELEM_H = (128, 256, 512, 1024)
 ELEM_H_QUICK = (128, 512)
 ELEM_B = (1, 4, 16)
 ELEM_B_QUICK = (1, 16)
+ELEM_STEPS = 8  # steps per chunk task in the element-wise measurement
 HANDOFF_SIZES = (0, 4096, 16384, 65536, 262144)
 CORUN_HIDDEN = 512
 
@@ -456,18 +457,25 @@ def measure_elementwise(
     return out
 
 
-def _elementwise_grid(per_step: dict[str, float]) -> dict[str, list[tuple[int, int, float]]]:
-    """``{"cell,H,B": seconds}`` as ``{cell: [(H, B, seconds), ...]}`` sorted by H then B.
+def _elementwise_grid(
+    per_step: dict[str, float], overheads: dict[str, dict[str, float]], steps: int
+) -> dict[str, list[tuple[int, int, float]]]:
+    """``{"cell,H,B": seconds per step}`` (chunks of ``steps`` steps) as ``{cell: [(H, B,
+    seconds), ...]}`` sorted by H then B, net of the kernel call's fixed costs (``overheads``:
+    :func:`measure_step_overhead`'s), which the cost model charges apart.
 
     Examples
     --------
-    >>> _elementwise_grid({"lstm,256,1": 2e-5, "lstm,128,1": 1e-5})
-    {'lstm': [(128, 1, 1e-05), (256, 1, 2e-05)]}
+    >>> calls = {"lstm": {"task_s": 8e-6, "step_s": 6e-6}}
+    >>> _elementwise_grid({"lstm,256,1": 2e-5, "lstm,128,1": 1e-5}, calls, 8)
+    {'lstm': [(128, 1, 3e-06), (256, 1, 1.3e-05)]}
     """
     grid: dict[str, list[tuple[int, int, float]]] = {}
     for key, seconds in per_step.items():
         cell, h, b = key.split(",")
-        grid.setdefault(cell, []).append((int(h), int(b), seconds))
+        fixed = overheads.get(cell, {"task_s": 0.0, "step_s": 0.0})
+        net = seconds - fixed["step_s"] - fixed["task_s"] / steps
+        grid.setdefault(cell, []).append((int(h), int(b), float(f"{max(net, 1e-9):.4g}")))
     return {cell: sorted(points) for cell, points in grid.items()}
 
 
@@ -940,41 +948,55 @@ def measure_executor_dispatch(
         busy = {"workers": float(all_busy), "points": points}
         out["all_cores_busy"] = busy
         # One task split across every core (the layerwise policy): each step is one task of a
-        # group of all workers; tiny cells, so that the per-step cost is all overhead.
+        # group of all workers; tiny cells, so that the per-step cost is all overhead. Five
+        # executions: single ones spread widely here (34-68 us on 2 cores), so the median of
+        # three still moved by 10 us between calibrations.
         split = Workload(name="calibrate: split steps", cell="rnn", layers=1, hidden=16, input=16,
                          seq_len=3 * seq_len)  # fmt: skip
         cell_s = time_call(_trivial_cell(16), 20, 0.2)
-        group_runs = [one(split, cell_s, all_busy, "layerwise") for _ in range(3)]
-        group = dict(group_runs[1])
+        group_runs = [one(split, cell_s, all_busy, "layerwise") for _ in range(5)]
+        group = dict(group_runs[2])
         group["dispatch_s"] = _median([r["dispatch_s"] for r in group_runs])
         group["runs_dispatch_s"] = [r["dispatch_s"] for r in group_runs]
         out["whole_socket_group"] = group
     return out
 
 
-def measure_step_overhead(cells: Sequence[str], steps: int, budget_s: float) -> dict[str, float]:
-    """Fixed per-step cost of each cell's element-wise math: ``cell_chunk_forward`` at H = 4,
-    batch 1, ``steps`` steps per chunk (one input GEMM), median seconds per step. At this size the
-    arithmetic is negligible and what remains is interpreter and ufunc dispatch."""
+def measure_step_overhead(
+    cells: Sequence[str], steps: int, budget_s: float
+) -> dict[str, dict[str, float]]:
+    """Fixed per-task and per-step costs of each cell's kernel call: ``cell_chunk_forward`` at
+    H = 4, batch 1, with 1 and with ``steps`` steps per chunk (one input GEMM each), median
+    seconds. At this size the arithmetic is negligible and what remains is interpreter and ufunc
+    dispatch: the per-step cost is the slope between the two, the per-task cost the intercept.
+    Returns ``{cell: {"task_s": ..., "step_s": ...}}``."""
     import numpy as np
 
     from kernels.cells import cell_chunk_forward
+    from kernels.params import layer_params
 
     out = {}
     for cell in cells:
         gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
         h = 4
-        p = {
-            "weight_ih": np.full((gates * h, h), 0.1, np.float32),
-            "weight_hh": np.full((gates * h, h), 0.1, np.float32),
-            "bias_ih": np.zeros(gates * h, np.float32),
-            "bias_hh": np.zeros(gates * h, np.float32),
-        }
-        x = np.ones((steps, 1, h), np.float32)
+        p = layer_params(
+            {
+                "weight_ih_l0": np.full((gates * h, h), 0.1, np.float32),
+                "weight_hh_l0": np.full((gates * h, h), 0.1, np.float32),
+                "bias_ih_l0": np.zeros(gates * h, np.float32),
+                "bias_hh_l0": np.zeros(gates * h, np.float32),
+            },
+            0,
+        )  # fmt: skip  (the kernels' memory order)
         h0 = np.zeros((1, h), np.float32)
         c0 = np.zeros((1, h), np.float32) if cell == "lstm" else None
-        run = functools.partial(cell_chunk_forward, cell, p, x, h0, c0, save=False)
-        out[cell] = time_call(run, 20, budget_s) / steps
+        seconds = {}
+        for k in (1, steps):
+            x = np.ones((k, 1, h), np.float32)
+            run = functools.partial(cell_chunk_forward, cell, p, x, h0, c0, save=False)
+            seconds[k] = time_call(run, 20, budget_s / 2)
+        step_s = max(seconds[steps] - seconds[1], 0.0) / (steps - 1)
+        out[cell] = {"task_s": max(seconds[1] - step_s, 0.0), "step_s": step_s}
     return out
 
 
@@ -1047,7 +1069,9 @@ def child_main(config: dict[str, Any]) -> None:
     t = step(
         3, f"RNN/LSTM/GRU gate math, H = {','.join(map(str, eh))}, batch = {','.join(map(str, eb))}"
     )
-    raw["elementwise_s_per_step"] = measure_elementwise(("rnn", "lstm", "gru"), eh, eb, 8, budget)
+    raw["elementwise_s_per_step"] = measure_elementwise(
+        ("rnn", "lstm", "gru"), eh, eb, ELEM_STEPS, budget
+    )
     _emit("done", seconds=time.perf_counter() - t)
 
     levels = [(c["name"], c["size_bytes"], c["scope"]) for c in config["caches"]]
@@ -1108,7 +1132,7 @@ def child_main(config: dict[str, Any]) -> None:
         _emit("progress", message="[8/9] co-running slowdown: skipped (one core)")
 
     t = step(9, "per-step overhead of the cell math (H = 4, 32 steps per chunk)")
-    raw["step_overhead_s"] = measure_step_overhead(("rnn", "lstm", "gru"), 32, budget)
+    raw["kernel_call_overhead_s"] = measure_step_overhead(("rnn", "lstm", "gru"), 32, budget)
     _emit("done", seconds=time.perf_counter() - t)
 
     raw["threadpool_info"] = [
@@ -1452,13 +1476,18 @@ def build_machine_file(
             )
         )
     step_lines: list[str] = []
-    if raw.get("step_overhead_s"):
-        step_lines.append("step_overhead_s:")
-        for cell, seconds in sorted(raw["step_overhead_s"].items()):
+    overheads = raw.get("kernel_call_overhead_s") or {}
+    for key, part, what in (
+        ("task_overhead_s", "task_s", "the intercept (a task's fixed part)"),
+        ("step_overhead_s", "step_s", "the slope (per step)"),
+    ):
+        if overheads:
+            step_lines.append(f"{key}:")
+        for cell, parts in sorted(overheads.items()):
             step_lines.append(
-                f"  {cell}: {_fmt(seconds)}  # "
+                f"  {cell}: {_fmt(float(f'{parts[part]:.4g}'))}  # "
                 + measured(
-                    f"{cell} cell_chunk_forward at H=4, batch 1, 32 steps per chunk, per step"
+                    f"{cell} cell_chunk_forward at H=4, batch 1, 1 and 32 steps per chunk: {what}"
                 )
             )
 
@@ -1562,12 +1591,14 @@ def build_machine_file(
         ),
         "  elementwise_step_s:  # by cell, [H, B, seconds]: one step's gate math (forward cell tasks)",
     ]
-    for cell, points in _elementwise_grid(raw["elementwise_s_per_step"]).items():
+    net_grid = _elementwise_grid(raw["elementwise_s_per_step"], overheads, ELEM_STEPS)
+    for cell, points in net_grid.items():
         lines.append(f"    {cell}:")
         for h, b, seconds in points:
             lines.append(
-                f"      - [{h}, {b}, {_fmt(float(f'{seconds:.4g}'))}]  # "
-                + measured(f"{cell} cell_chunk_forward without its GEMMs, H={h}, batch {b}, per step")
+                f"      - [{h}, {b}, {_fmt(seconds)}]  # "
+                + measured(f"{cell} cell_chunk_forward without its GEMMs, H={h}, batch {b}, "
+                           f"per step of {ELEM_STEPS}, less task_ and step_overhead_s")
             )  # fmt: skip
     lines += [
         f"corun_slowdown_per_core: {_fmt(round(corun_value, 4))}  # {corun_note}",

@@ -3,7 +3,7 @@
 The time of task ``v`` on a group of ``k`` cores (``k = 1`` unless the policy splits cells across
 helper cores) is::
 
-    time = dispatch + steps * step_overhead + handoff + sync
+    time = dispatch + task_overhead + steps * step_overhead + handoff + sync
            + max(compute * corun, cache + dram_bytes / dram_share)
 
 * ``dispatch``: the runtime's per-task overhead; ``dispatch_overhead_busy_s`` instead when every
@@ -11,8 +11,9 @@ helper cores) is::
   table of it is read at the task's own time ``max(compute, cache + dram_bytes / per-core
   bandwidth)``, before the co-running slowdown);
   ``dispatch_overhead_group_s`` for a task split across a group of every core of the socket.
-* ``step_overhead``: the fixed per-step cost of the cell's element-wise math for the workload's
-  cell type (``step_overhead_s``; counted for tasks with recurrent work).
+* ``task_overhead``, ``step_overhead``: the fixed per-task and per-step costs of the cell's
+  kernel call for the workload's cell type (``task_overhead_s``, ``step_overhead_s``; counted for
+  tasks with recurrent work).
 
 * ``compute = ((F_in / e(B*ceil(steps/k)) + F_rec / e(B)) / k + F_elem / e_elem / k') / peak``:
   split across ``k`` helpers as the runtime splits it: the input-side GEMM over time steps
@@ -23,8 +24,7 @@ helper cores) is::
   member runs it whole, as :mod:`kernels.executor` does). ``e(n)`` is the machine's efficiency
   table (by n and hidden size where it has ``gemm_by_n_h``), ``peak = clock *
   flops_per_cycle[dtype]``. Where the machine has ``elementwise_step_s`` for the cell, a forward cell task's element-wise
-  term is ``steps * (table(H, B) - step_overhead)`` seconds instead of ``F_elem / e_elem``
-  (the measured step includes the per-step overhead, charged apart).
+  term is ``steps * table(H, B)`` seconds instead of ``F_elem / e_elem``.
 * ``corun = 1 + corun_slowdown_per_core * (other busy cores on the socket at start)``: the
   calibrated slowdown of co-running cores (shared cache and memory), fixed when the task starts.
 * ``cache``: each weight block (``W_ih``, ``W_hh``, output layer) is read from the nearest level
@@ -150,6 +150,7 @@ class CpuCostModel:
                 self._eff_nh = ([math.log2(n) for n in ns], [math.log2(h) for h in hs], grid)
         self.elementwise_eff = machine.efficiency.elementwise
         self._step_overhead = machine.step_overhead_s.get(w.cell, 0.0)
+        self._task_overhead = machine.task_overhead_s.get(w.cell, 0.0)
         self._elem_step_s = self._elementwise_step_s(machine, w.cell, w.hidden, w.batch)
         # per core: (weights, level bytes, cache s, shared-level blocks, private bytes, private s)
         self._fixed_point: list[tuple | None] = [None] * n_cores
@@ -189,8 +190,8 @@ class CpuCostModel:
     def _elementwise_step_s(
         self, machine: CpuMachine, cell: str, hidden: int, batch: int
     ) -> float | None:
-        """Seconds of one step's element-wise work beyond the step overhead, from the machine's
-        ``elementwise_step_s`` grid for ``cell`` (log-log interpolation), or None without one."""
+        """Seconds of one step's element-wise work from the machine's ``elementwise_step_s``
+        grid for ``cell`` (log-log interpolation), or None without one."""
         table = (machine.efficiency.elementwise_step_s or {}).get(cell)
         if not table:
             return None
@@ -203,8 +204,7 @@ class CpuCostModel:
             lo, hi = points[(h, bs[a])], points[(h, bs[c])]
             return lo + fb * (hi - lo)
 
-        step_s = at(hs[i]) + fh * (at(hs[j]) - at(hs[i]))
-        return max(step_s - self._step_overhead, 0.0)
+        return at(hs[i]) + fh * (at(hs[j]) - at(hs[i]))
 
     def efficiency(self, n_columns: float) -> float:
         """Fraction of peak for a product with ``n_columns`` right-hand columns: log-linear in n,
@@ -374,7 +374,7 @@ class CpuCostModel:
     def _static_part(self, tid: int, k: int) -> tuple[float, float, float]:
         """(step overhead s, helper synchronisation s, compute s) of ``tid`` on ``k`` cores."""
         task = self._tasks[tid]
-        step_s = task.steps * self._step_overhead if task.flops_rec else 0.0
+        step_s = self._task_overhead + task.steps * self._step_overhead if task.flops_rec else 0.0
         sync_s = 0.0
         if k > 1:
             n_sync = task.steps if task.flops_rec else 1

@@ -84,8 +84,9 @@ class EfficiencySpec(_Strict):
     #: instead of ``gemm_by_n`` (the best over H), which overstates skinny products at large H.
     gemm_by_n_h: list[tuple[PositiveFloat, PositiveFloat, Fraction]] | None = None
     #: By cell type, ``[H, B, seconds]``: one step's element-wise work of a forward cell task
-    #: (bias add, gate nonlinearities, state update, with numpy's per-call overhead) at hidden
-    #: size H and batch B, as measured (``wpsim calibrate``). When given for the workload's cell
+    #: (bias add, gate nonlinearities, state update, with numpy's per-call overhead, beyond the
+    #: ``task_overhead_s`` and ``step_overhead_s`` of the call) at hidden size H and batch B, as
+    #: measured (``wpsim calibrate``). When given for the workload's cell
     #: it replaces ``elementwise`` for forward cell tasks, interpolated in log2(H) and log2(B): a
     #: fraction of peak cannot describe work whose time is mostly per-call overhead at small
     #: shapes and memory passes over strided gate slices at large ones.
@@ -159,6 +160,10 @@ class CpuMachine(_Strict):
     #: launching the element-wise cell math (interpreter and ufunc dispatch for numpy kernels;
     #: 0 for compiled runtimes unless measured).
     step_overhead_s: dict[Literal["rnn", "lstm", "gru"], NonNegativeFloat] = {}
+    #: Fixed time per task with recurrent work, by cell type, besides its steps: the runtime's
+    #: per-call cost of a chunk task (argument checks, buffers, the input projection's call; for
+    #: numpy kernels the intercept of a task's time against its number of steps at a tiny size).
+    task_overhead_s: dict[Literal["rnn", "lstm", "gru"], NonNegativeFloat] = {}
     calibration: dict[str, Any] | None = None
     #: Set by :meth:`with_cores`: the cores per socket of the whole machine, of which a run uses
     #: ``cores_per_socket``; the others stay free for the runtime (see ``dispatch_s``).
