@@ -94,6 +94,44 @@ def test_weights_that_fit_private_cache_hit_from_the_second_step():
     assert all(rec["L2_bytes"] > 0 and rec["DRAM_bytes"] == 0 and rec["hit"] for rec in rest)
 
 
+def with_hit_curve(machine, curve, level="L2"):
+    caches = [
+        c.model_copy(update={"hit_curve": curve}) if c.name == level else c for c in machine.caches
+    ]
+    return type(machine).model_validate({**machine.model_dump(), "caches": caches})
+
+
+def test_a_hit_curve_serves_part_of_weights_a_little_larger_than_the_cache():
+    w = lstm(layers=1)
+    plan = compile_plan(build(w))
+    total = sum(size for _, size in plan.tasks[0].weights)  # one layer's weights, re-read each step
+    l2 = int(total / 1.5)  # they overflow the L2 by half
+    strict = make_machine(cores=1, l2_bytes=l2)
+    soft = with_hit_curve(strict, [[1.0, 1.0], [2.0, 0.0]])  # at 1.5x: about half served
+    served = (2.0 - total / l2) * total  # each block's reuse distance is the whole layer
+    steady = [list(simulate(w, m, "sequential").trace.records())[2:] for m in (strict, soft)]
+    assert all(r["L2_bytes"] == 0 and r["L3_bytes"] == pytest.approx(total) for r in steady[0])
+    for r in steady[1]:
+        assert r["L2_bytes"] == pytest.approx(served)
+        assert r["L3_bytes"] == pytest.approx(total - served)
+    # within the curve's first point (here a level twice as large) everything hits, as in an LRU
+    roomy = with_hit_curve(make_machine(cores=1, l2_bytes=2 * total), [[0.5, 1.0], [2.0, 0.0]])
+    for r in list(simulate(w, roomy, "sequential").trace.records())[1:]:
+        assert r["L2_bytes"] == pytest.approx(total) and r["hit"]
+
+
+def test_a_hit_curve_blends_the_closed_form_bandwidth():
+    from wpsim.analytic import _level_for
+
+    strict = make_machine(l2_bytes=1 << 20)
+    soft = with_hit_curve(strict, [[1.0, 1.0], [2.0, 0.0]])
+    assert _level_for(strict, 1.5 * (1 << 20), 1.5 * (1 << 20), 1) == ("L3", 50e9)
+    name, bw = _level_for(soft, 1.5 * (1 << 20), 1.5 * (1 << 20), 1)
+    assert name == "L2" and bw == pytest.approx(1 / (0.5 / 200e9 + 0.5 / 50e9))
+    assert _level_for(soft, 0.5 * (1 << 20), 0.5 * (1 << 20), 1) == ("L2", 200e9)
+    assert _level_for(soft, 3 * (1 << 20), 3 * (1 << 20), 1) == ("L3", 50e9)
+
+
 def test_weights_larger_than_the_shared_cache_come_from_dram_and_contend():
     # H=512 LSTM layer: 2 x 4 MiB of weights > a 2 MiB LLC -> every step streams from DRAM
     w = Workload(cell="lstm", layers=1, hidden=512, input=512, seq_len=4)
@@ -379,10 +417,12 @@ def test_private_cache_shortcut_is_exact():
             self._fixed_point[core] = None  # forget it: every lookup walks the caches
             return super()._read_weights_one_core(weights, core)
 
-    m = load_machine(resolve_machine_path("desktop8")).with_cores(4)
+    desktop = load_machine(resolve_machine_path("desktop8")).with_cores(4)
     levels = set()
-    # layers that fit a private cache, and layers of 4 MiB whose 6 overflow the shared one
-    for hidden in (64, 512):
+    # layers that fit a private cache, and layers of 4 MiB whose 6 overflow the shared one; and
+    # an L2 with a hit curve (partial hits), whose fixed points the shortcut must replay alike
+    soft = with_hit_curve(desktop, [[0.5, 1.0], [1.0, 0.7], [3.0, 0.0]])
+    for m, hidden in ((desktop, 64), (desktop, 512), (soft, 160)):
         w = Workload(cell="lstm", layers=6, hidden=hidden, input=hidden, seq_len=20)
         traces = []
         for model in (CpuCostModel, NoShortcut):
@@ -392,6 +432,8 @@ def test_private_cache_shortcut_is_exact():
                              m.cores_per_socket, m.sockets, machine_levels(m))  # fmt: skip
             traces.append(list(trace.records()))
         assert traces[0] == traces[1]
+        if m is soft:  # partial hits: part of a block from the L2, the rest from the L3
+            assert sum(1 for r in traces[0] if r["L2_bytes"] and r["L3_bytes"]) > len(traces[0]) / 2
         levels |= {name for name in ("L2", "L3", "DRAM") for r in traces[0] if r[f"{name}_bytes"]}
     assert levels == {"L2", "L3", "DRAM"}  # every path of the shortcut was taken
 

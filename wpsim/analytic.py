@@ -36,7 +36,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from wpsim.cost import DRAM, CpuCostModel
+from wpsim.cost import DRAM, CpuCostModel, served_fraction
 from wpsim.graph import build
 from wpsim.hardware import CpuMachine
 from wpsim.plan import Plan, compile_plan
@@ -171,10 +171,29 @@ def clear_caches() -> None:
     _SEQUENTIAL_CACHE.clear()
 
 
-def _level_for(machine: CpuMachine, private_ws: float, shared_ws: float, n_sockets: int):
-    """(level name, bandwidth) holding a working set: private, then shared, else DRAM (None)."""
-    for level in machine.private_levels:
-        if private_ws <= level.size_bytes:
+def _level_for(
+    machine: CpuMachine, private_ws: float, shared_ws: float, n_sockets: int, first: int = 0
+):
+    """(level name, bandwidth) holding a working set: private (from the ``first``-th), then
+    shared, else DRAM (None).
+
+    A private level with a ``hit_curve`` serves the fraction ``f`` the curve gives at
+    ``private_ws``; the rest comes from the levels outside it, and the bandwidth blends the two
+    (``1 / bw = f / bw_level + (1 - f) / bw_outside``), named after the one that serves more."""
+    levels = machine.private_levels
+    for i in range(first, len(levels)):
+        level = levels[i]
+        curve = level.hit_curve
+        if curve is not None and private_ws <= level.size_bytes * curve[-1][0]:
+            f = served_fraction(curve, private_ws / level.size_bytes)
+            if f >= 1.0:
+                return level.name, level.bandwidth_Bps
+            name, bw = _level_for(machine, private_ws, shared_ws, n_sockets, i + 1)
+            if f <= 0.0 or bw is None:
+                return name, bw
+            blended = 1.0 / (f / level.bandwidth_Bps + (1.0 - f) / bw)
+            return (level.name if f >= 0.5 else name), blended
+        if curve is None and private_ws <= level.size_bytes:
             return level.name, level.bandwidth_Bps
     shared = machine.shared_level
     if shared is not None and shared_ws <= shared.size_bytes * n_sockets:

@@ -523,6 +523,57 @@ def _dram_gemv_Bps(nbytes: int, budget_s: float) -> float:
     return m.nbytes / seconds
 
 
+HIT_CURVE_RATIOS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0)
+
+
+def measure_reuse_rates(size: int, budget_s: float) -> dict[str, float]:
+    """Read rate (bytes/s) of two weight-like matrices (fp32, Fortran order, 256 columns) times
+    a vector, read again and again, their total ``ratio`` times ``size``: a working set re-read
+    at a reuse distance of ``ratio x size``. Keyed by the ratios of :data:`HIT_CURVE_RATIOS`."""
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    out: dict[str, float] = {}
+    for ratio in HIT_CURVE_RATIOS:
+        rows = max(16, int(ratio * size) // (2 * 4 * 256))
+        mats = [np.asfortranarray(rng.random((rows, 256), dtype=np.float32)) for _ in range(2)]
+        x = np.ones(256, np.float32)
+        ys = [np.empty(rows, np.float32) for _ in mats]
+
+        def run(mats=mats, ys=ys, x=x) -> None:
+            for _ in range(8):
+                for m, y in zip(mats, ys, strict=True):
+                    np.dot(m, x, out=y)
+
+        seconds = time_call(run, 10, budget_s) / 8
+        out[f"{ratio:g}"] = sum(m.nbytes for m in mats) / seconds
+    return out
+
+
+def hit_curve(rates: dict[str, float]) -> list[tuple[float, float]]:
+    """Served fractions from :func:`measure_reuse_rates`: with ``hi`` the best rate at ratios up
+    to 0.5 (the level itself) and ``lo`` the rate at the largest ratio (the level outside), a
+    rate ``r`` means a fraction ``f`` of the bytes came from the level, ``1/r = f/hi +
+    (1-f)/lo``; clamped to [0, 1] and made non-increasing (noise). From ratio 0.5 on.
+
+    Examples
+    --------
+    >>> hit_curve({"0.5": 70e9, "1": 1 / (0.5 / 70e9 + 0.5 / 28e9), "3": 28e9})
+    [(0.5, 1.0), (1.0, 0.5), (3.0, 0.0)]
+    """
+    ratios = sorted((float(k), v) for k, v in rates.items())
+    hi = max(v for r, v in ratios if r <= 0.5)
+    lo = ratios[-1][1]
+    curve: list[tuple[float, float]] = []
+    for ratio, rate in ratios:
+        if ratio < 0.5:
+            continue
+        f = 1.0 if hi <= lo else (1 / rate - 1 / lo) / (1 / hi - 1 / lo)
+        f = min(max(0.0, f), 1.0, curve[-1][1] if curve else 1.0)
+        curve.append((ratio, round(f, 3)))
+    return curve
+
+
 def measure_bandwidth(
     levels: Sequence[tuple[str, int, str]], dram_bytes: int, budget_s: float, sweep: bool = False
 ) -> dict[str, Any]:
@@ -1082,6 +1133,10 @@ def child_main(config: dict[str, Any]) -> None:
         f"read bandwidth of {', '.join(n for n, _, _ in levels)} and DRAM ({dram_bytes >> 20} MiB)",
     )
     raw["bandwidth"] = measure_bandwidth(levels, dram_bytes, budget, sweep=not quick)
+    private = [(name, size) for name, size, scope in levels if scope == "core"]
+    if private:  # the largest private level: the one that holds a layer's weights, or nearly
+        name, size = private[-1]
+        raw["reuse_rates"] = {"level": name, "Bps_by_ratio": measure_reuse_rates(size, budget)}
     if len(cores) > 1:
         # alternate one core alone and every core at once, so that drift cancels
         solo, together = [], []
@@ -1546,6 +1601,18 @@ def build_machine_file(
             f"    bandwidth_Bps: {_fmt(value)}  # {measured(how)}",
             f"    latency_s: {_fmt(lat_value)}  # {lat_comment}",
         ]
+        reuse = raw.get("reuse_rates")
+        if reuse and reuse["level"] == cache.name:
+            lines.append(
+                "    hit_curve:  # [reuse distance / size, fraction served here]: 1/rate = f/hi + "
+                "(1-f)/lo of two matrices x vector re-read"
+            )
+            for ratio, fraction in hit_curve(reuse["Bps_by_ratio"]):
+                rate = reuse["Bps_by_ratio"][f"{ratio:g}"]
+                lines.append(
+                    f"      - [{ratio:g}, {fraction:g}]  # "
+                    + measured(f"working set {ratio:g} x {cache.size_bytes} B, {_si(rate, 'B/s')}")
+                )
     mem_lat, mem_lat_note = latency(
         "memory", 1.0e-7, "assumption: not measured (unused by the cost model): 100 ns"
     )

@@ -31,7 +31,11 @@ helper cores) is::
   holding it: the core's private levels (an LRU of weight blocks each), then the socket's shared
   level (one LRU per socket), else DRAM; ``cache = sum(bytes / bandwidth(level))``. A block is
   then resident in every level it fits (inclusive hierarchy). Split across ``k`` helpers, core j
-  reads slice j (``bytes / k``), a block of its own.
+  reads slice j (``bytes / k``), a block of its own. A private level with a measured
+  ``hit_curve`` is not a strict LRU: it serves the fraction of a block its curve gives for the
+  block's reuse distance (the bytes of the weights read on that core since the block's last
+  use, itself included, over the level's size), and the rest is read further out; real caches
+  do not drop from all hits to none when a working set outgrows them.
 * ``dram_share = min(per_core_bandwidth, socket_bandwidth / streams)``: DRAM bandwidth is shared
   by the cores streaming from it at that moment (processor sharing); the engine recomputes it
   whenever a streaming task starts or ends (see :class:`DramPool`).
@@ -79,6 +83,25 @@ class TaskCost:
         return self.fixed_s + max(self.compute_s, memory)
 
 
+def served_fraction(curve: list[tuple[float, float]], ratio: float) -> float:
+    """A level's ``hit_curve`` at a reuse distance of ``ratio`` times its size: linear between
+    the points, the end values outside.
+
+    Examples
+    --------
+    >>> served_fraction([(0.5, 1.0), (1.0, 0.7), (2.0, 0.0)], 1.5)
+    0.35
+    >>> served_fraction([(0.5, 1.0), (1.0, 0.7), (2.0, 0.0)], 0.1)
+    1.0
+    """
+    if ratio <= curve[0][0]:
+        return curve[0][1]
+    for (x0, y0), (x1, y1) in zip(curve, curve[1:], strict=False):
+        if ratio <= x1:
+            return y0 + (ratio - x0) / (x1 - x0) * (y1 - y0)
+    return curve[-1][1]
+
+
 class LRUCache:
     """Residency of weight blocks in one cache (least recently used evicted first)."""
 
@@ -95,6 +118,20 @@ class LRUCache:
             self.blocks.move_to_end(key)
             return True
         return False
+
+    def reuse_distance(self, key: object) -> float:
+        """Bytes of the blocks used since ``key``'s last use, itself included (0 if it is not
+        resident); marks it most recently used."""
+        blocks = self.blocks
+        if key not in blocks:
+            return 0.0
+        distance = 0.0
+        for other in reversed(blocks):
+            distance += blocks[other]
+            if other == key:
+                break
+        blocks.move_to_end(key)
+        return distance
 
     def insert(self, key: object, size: float) -> None:
         """Make ``key`` resident, evicting least recently used blocks; too-large blocks stream."""
@@ -124,9 +161,14 @@ class CpuCostModel:
         self.private = machine.private_levels
         self.shared = machine.shared_level
         n_cores = machine.total_cores
-        self.private_lru = [
-            [LRUCache(level.size_bytes) for level in self.private] for _ in range(n_cores)
-        ]
+        # a level with a hit curve tracks blocks as far as the curve reaches (beyond, it serves
+        # nothing); a strict one only what it holds
+        self._curves = [level.hit_curve for level in self.private]
+        tracked = [
+            level.size_bytes * max(1.0, level.hit_curve[-1][0]) if level.hit_curve else level.size_bytes
+            for level in self.private
+        ]  # fmt: skip
+        self.private_lru = [[LRUCache(size) for size in tracked] for _ in range(n_cores)]
         self.shared_lru = (
             [LRUCache(self.shared.size_bytes) for _ in range(machine.sockets)]
             if self.shared
@@ -266,8 +308,10 @@ class CpuCostModel:
     ) -> tuple[dict[str, float], float, float, list, dict[str, float], float]:
         """Look up and update residency of the weight slices ``j`` of ``k`` for ``core``.
 
-        Returns (bytes by level, cache seconds, DRAM bytes, the blocks looked up in the socket's
-        shared level as ``(block, bytes)``, bytes by private level, private-cache seconds).
+        A private level with a ``hit_curve`` serves the fraction of a block the curve gives
+        for its reuse distance; the rest is looked up further out. Returns (bytes by level, cache
+        seconds, DRAM bytes, the blocks looked up in the socket's shared level as ``(block, its
+        size, bytes still to read)``, bytes by private level, private-cache seconds).
         """
         level_bytes: dict[str, float] = {}
         private_bytes: dict[str, float] = {}
@@ -287,29 +331,43 @@ class CpuCostModel:
                     i for i, level in enumerate(self.private) if part <= level.size_bytes
                 ]
             hit_index = len(fitting)
+            remaining = part  # bytes no private level has served yet
             for position, index in enumerate(fitting):
-                if lrus[index].lookup(block):
-                    hit_index = position
+                curve = self._curves[index]
+                if curve is None:
+                    served = remaining if lrus[index].lookup(block) else 0.0
+                else:
+                    distance = lrus[index].reuse_distance(block)
+                    served = remaining * self._served_fraction(index, distance) if distance else 0.0
+                if served:
                     name = self.private_names[index]
-                    seconds = part / self.private_bw[index]
+                    seconds = served / self.private_bw[index]
                     cache_s += seconds
                     private_s += seconds
-                    private_bytes[name] = private_bytes.get(name, 0.0) + part
-                    break
+                    private_bytes[name] = private_bytes.get(name, 0.0) + served
+                    level_bytes[name] = level_bytes.get(name, 0.0) + served
+                    remaining -= served
+                    if not remaining:
+                        hit_index = position
+                        break
             else:
-                socket_blocks.append((block, part))
+                socket_blocks.append((block, part, remaining))
                 if socket_lru is not None and socket_lru.lookup(block):
                     name = shared.name
-                    cache_s += part / shared.bandwidth_Bps
+                    cache_s += remaining / shared.bandwidth_Bps
                 else:
                     name = DRAM
-                    dram += part
+                    dram += remaining
                     if socket_lru is not None:
                         socket_lru.insert(block, part)
+                level_bytes[name] = level_bytes.get(name, 0.0) + remaining
             for index in fitting[:hit_index]:  # now also resident in the smaller levels
                 lrus[index].insert(block, part)
-            level_bytes[name] = level_bytes.get(name, 0.0) + part
         return level_bytes, cache_s, dram, socket_blocks, private_bytes, private_s
+
+    def _served_fraction(self, index: int, distance: float) -> float:
+        """The hit curve of private level ``index`` at a reuse distance of ``distance`` bytes."""
+        return served_fraction(self._curves[index], distance / self.private[index].size_bytes)
 
     def _read_weights_one_core(
         self, weights: tuple, core: int
@@ -331,25 +389,25 @@ class CpuCostModel:
             socket_lru = self._socket_lru_of_core[core]
             resident = socket_lru.blocks
             try:  # the same lookups, all hits (the usual case): move each to the LRU end
-                for block, _ in socket_blocks:
+                for block, _, _ in socket_blocks:
                     resident.move_to_end(block)
                 return level_bytes, cache_s, 0.0
             except KeyError:  # a block left the shared level since
                 hits = next(
-                    i for i, (block, _) in enumerate(socket_blocks) if block not in resident
+                    i for i, (block, _, _) in enumerate(socket_blocks) if block not in resident
                 )
             # the private part is the same; the shared lookups from the first miss on, one by one
             level_bytes, cache_s, dram = dict(private_bytes), private_s, 0.0
             shared = self.shared
-            for i, (block, part) in enumerate(socket_blocks):
+            for i, (block, size, nbytes) in enumerate(socket_blocks):
                 if i < hits or socket_lru.lookup(block):
                     name = shared.name
-                    cache_s += part / shared.bandwidth_Bps
+                    cache_s += nbytes / shared.bandwidth_Bps
                 else:
                     name = DRAM
-                    dram += part
-                    socket_lru.insert(block, part)
-                level_bytes[name] = level_bytes.get(name, 0.0) + part
+                    dram += nbytes
+                    socket_lru.insert(block, size)
+                level_bytes[name] = level_bytes.get(name, 0.0) + nbytes
             return level_bytes, cache_s, dram  # the private fixed point still holds
         lrus = self.private_lru[core]
         before = [tuple(lru.blocks) for lru in lrus]

@@ -43,6 +43,22 @@ class CacheLevel(_Strict):
     size_bytes: Annotated[int, _NotBool] = Field(..., ge=1)
     bandwidth_Bps: PositiveFloat  # sustained read bandwidth one core gets from this level
     latency_s: NonNegativeFloat
+    #: Private levels only, optional: ``[ratio, fraction]`` points, the fraction of a weight
+    #: block's bytes this level serves when the weights read since the block's last use (its
+    #: reuse distance, itself included) are ``ratio`` times the level's size; linear between
+    #: points, the end values outside. Without it the level is a strict LRU (1 up to its size,
+    #: 0 beyond). Real caches fall off smoothly: on the calibration machine a working set of 1x
+    #: the L2 is still ~70% served from it, 1.5x ~20% (``wpsim calibrate`` measures it).
+    hit_curve: list[tuple[PositiveFloat, Annotated[float, Field(ge=0, le=1)]]] | None = None
+
+    @field_validator("hit_curve")
+    @classmethod
+    def _increasing_ratios(cls, curve):
+        if curve is not None:
+            ratios = [r for r, _ in curve]
+            if not curve or ratios != sorted(ratios) or len(set(ratios)) != len(ratios):
+                raise ValueError("[ratio, fraction] points with strictly increasing ratios")
+        return curve
 
 
 class MemorySpec(_Strict):
@@ -196,6 +212,8 @@ class CpuMachine(_Strict):
                     f"({outer.name} {outer.size_bytes} B < {inner.name} {inner.size_bytes} B)"
                 )
         for level in caches:
+            if level.hit_curve is not None and level.scope != "core":
+                raise ValueError(f"{level.name}: hit_curve is for private (scope: core) levels")
             if level.scope == "socket":
                 seen_socket = True
             elif seen_socket:
