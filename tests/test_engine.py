@@ -373,6 +373,26 @@ def test_efficiency_grid_interpolates_in_columns_and_hidden_size():
     assert CpuCostModel(m2, compile_plan(build(w))).efficiency(4) == pytest.approx(0.8)
 
 
+def test_a_cell_uses_its_own_efficiency_grid_where_the_machine_has_one():
+    from wpsim.cost import CpuCostModel
+
+    lstm_grid = [[1, 128, 0.2], [1, 256, 0.2], [4, 128, 0.4], [4, 256, 0.4]]
+    rnn_grid = [[1, 128, 0.5], [1, 256, 0.5], [4, 128, 0.9], [4, 256, 0.9]]
+    table = {"gemm_by_n": [[1, 0.1]], "elementwise": 1.0, "gemm_by_n_h": lstm_grid,
+             "gemm_by_n_h_by_cell": {"rnn": rnn_grid}}  # fmt: skip
+    base = make_machine()
+    m = base.model_copy(update={"efficiency": type(base.efficiency).model_validate(table)})
+
+    def efficiency(cell: str, n: int) -> float:
+        w = Workload(cell=cell, layers=1, hidden=181, input=181, seq_len=2)
+        return CpuCostModel(m, compile_plan(build(w))).efficiency(n)
+
+    assert efficiency("rnn", 1) == pytest.approx(0.5) and efficiency("rnn", 4) == pytest.approx(0.9)
+    assert efficiency("lstm", 1) == pytest.approx(0.2) and efficiency("gru", 4) == pytest.approx(
+        0.4
+    )
+
+
 def test_measured_elementwise_grid_replaces_the_efficiency_for_forward_cells():
     from wpsim.cost import CpuCostModel
 

@@ -104,6 +104,7 @@ from typing import Any
 import yaml
 
 from wpsim.errors import ConfigError, WpsimError
+from wpsim.workload import GATES
 
 #: Environment that pins every BLAS / OpenMP library to one thread (set before numpy import).
 SINGLE_THREAD_ENV = {
@@ -374,9 +375,11 @@ def time_call(
     return _median(times)
 
 
-def measure_gemm(hs: Sequence[int], ns: Sequence[int], budget_s: float) -> dict[str, float]:
-    """Seconds per ``X (n, H) @ W^T`` with ``W (4H, H)`` fp32 stored as the kernels store it
-    (:data:`kernels.params.WEIGHT_ORDER`), keyed ``"n,H"``."""
+def measure_gemm(
+    hs: Sequence[int], ns: Sequence[int], budget_s: float, gates: int = 4
+) -> dict[str, float]:
+    """Seconds per ``X (n, H) @ W^T`` with ``W (gates*H, H)`` fp32 stored as the kernels store
+    it (:data:`kernels.params.WEIGHT_ORDER`), keyed ``"n,H"``."""
     import numpy as np
 
     from kernels.params import WEIGHT_ORDER
@@ -384,11 +387,11 @@ def measure_gemm(hs: Sequence[int], ns: Sequence[int], budget_s: float) -> dict[
     rng = np.random.default_rng(0)
     out: dict[str, float] = {}
     for h in hs:
-        w = np.asarray(rng.standard_normal((4 * h, h), dtype=np.float32), order=WEIGHT_ORDER)
+        w = np.asarray(rng.standard_normal((gates * h, h), dtype=np.float32), order=WEIGHT_ORDER)
         w_t = w.T
         for n in ns:
             x = rng.standard_normal((n, h), dtype=np.float32)
-            y = np.empty((n, 4 * h), np.float32)
+            y = np.empty((n, gates * h), np.float32)
             out[f"{n},{h}"] = time_call(
                 lambda x=x, y=y, w_t=w_t: np.dot(x, w_t, out=y), 5, budget_s
             )
@@ -421,7 +424,6 @@ def measure_elementwise(
     import numpy as np
 
     from kernels.cells import _folded_bias, cell_chunk_forward
-    from wpsim.workload import GATES
 
     rng = np.random.default_rng(2)
     out: dict[str, float] = {}
@@ -1113,6 +1115,10 @@ def child_main(config: dict[str, Any]) -> None:
         2, f"GEMM X(n,H) @ W(4H,H)^T, n = {','.join(map(str, ns))}, H = {','.join(map(str, hs))}"
     )
     raw["gemm_s"] = measure_gemm(hs, ns, budget)
+    # the other cells' own matrices: a skinny product's rate depends on where its matrix fits
+    raw["gemm_s_by_cell"] = {
+        cell: measure_gemm(hs, ns, budget / 2, GATES[cell]) for cell in ("rnn", "gru")
+    }
     _emit("done", seconds=time.perf_counter() - t)
 
     eh = ELEM_H_QUICK if quick else ELEM_H
@@ -1650,6 +1656,22 @@ def build_machine_file(
             f"    - [{n}, {h}, {_fmt(round(min(rate / peak, 1.0), 4))}]  # "
             + measured(f"GEMM n={n} H={h} (of H={grid_hs}), weights hot")
         )
+    by_cell = raw.get("gemm_s_by_cell") or {}
+    if by_cell:
+        lines.append(
+            "  gemm_by_n_h_by_cell:  # the same with each cell's own W(G*H,H) (lstm: gemm_by_n_h)"
+        )
+    for cell, seconds_by_key in sorted(by_cell.items()):
+        lines.append(f"    {cell}:")
+        for key, seconds in sorted(
+            seconds_by_key.items(), key=lambda kv: tuple(int(v) for v in kv[0].split(","))
+        ):
+            n, h = (int(v) for v in key.split(","))
+            rate = 2.0 * n * GATES[cell] * h * h / seconds
+            lines.append(
+                f"      - [{n}, {h}, {_fmt(round(min(rate / peak, 1.0), 4))}]  # "
+                + measured(f"GEMM n={n} H={h}, W({GATES[cell]}H,H)")
+            )
     lines += [
         f"  elementwise: {_fmt(round(elementwise, 5))}  # "
         + measured(

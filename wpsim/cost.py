@@ -22,7 +22,8 @@ helper cores) is::
   the element-wise update split too (``k' = k``) unless the machine says
   ``elementwise_split_across_helpers: false`` (then ``k' = 1`` for split recurrent tasks: every
   member runs it whole, as :mod:`kernels.executor` does). ``e(n)`` is the machine's efficiency
-  table (by n and hidden size where it has ``gemm_by_n_h``), ``peak = clock *
+  table (by n and hidden size where it has ``gemm_by_n_h``, or ``gemm_by_n_h_by_cell`` for the
+  workload's cell), ``peak = clock *
   flops_per_cycle[dtype]``. Where the machine has ``elementwise_step_s`` for the cell, a forward cell task's element-wise
   term is ``steps * table(H, B)`` seconds instead of ``F_elem / e_elem``.
 * ``corun = 1 + corun_slowdown_per_core * (other busy cores on the socket at start)``: the
@@ -183,8 +184,10 @@ class CpuCostModel:
         self._eff_x = [math.log2(n) for n, _ in table]
         self._eff_y = [f for _, f in table]
         self._eff_nh = None  # (log2 n values, log2 H values, grid[n][H])
-        if machine.efficiency.gemm_by_n_h:
-            points = {(n, h): f for n, h, f in machine.efficiency.gemm_by_n_h}
+        by_n_h = (machine.efficiency.gemm_by_n_h_by_cell or {}).get(w.cell)
+        by_n_h = by_n_h or machine.efficiency.gemm_by_n_h  # the cell's own, else LSTM-shaped
+        if by_n_h:
+            points = {(n, h): f for n, h, f in by_n_h}
             ns = sorted({n for n, _ in points})
             hs = sorted({h for _, h in points})
             if all((n, h) in points for n in ns for h in hs):  # a full grid, else gemm_by_n

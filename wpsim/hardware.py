@@ -99,6 +99,13 @@ class EfficiencySpec(_Strict):
     #: (``wpsim calibrate`` already measures it); when given, interpolated in log2(n) and log2(H)
     #: instead of ``gemm_by_n`` (the best over H), which overstates skinny products at large H.
     gemm_by_n_h: list[tuple[PositiveFloat, PositiveFloat, Fraction]] | None = None
+    #: By cell type, the ``gemm_by_n_h`` grid measured with that cell's own ``W (G*H, H)``; used
+    #: for its workloads instead of ``gemm_by_n_h`` (measured with ``W (4H, H)``): a skinny
+    #: product's rate depends on where its matrix fits, and an Elman matrix is 4x smaller.
+    gemm_by_n_h_by_cell: (
+        dict[Literal["rnn", "lstm", "gru"], list[tuple[PositiveFloat, PositiveFloat, Fraction]]]
+        | None
+    ) = None
     #: By cell type, ``[H, B, seconds]``: one step's element-wise work of a forward cell task
     #: (bias add, gate nonlinearities, state update, with numpy's per-call overhead, beyond the
     #: ``task_overhead_s`` and ``step_overhead_s`` of the call) at hidden size H and batch B, as
