@@ -22,6 +22,8 @@ imported, plus :func:`threadpoolctl.threadpool_limits`; each process is pinned t
     for each n (the compute ceiling, used where a machine has no grid). Bandwidth limits of
     weights that do not fit a private cache are also the memory term's business
     (:mod:`wpsim.cost` takes ``max(compute, memory)``, so nothing is counted twice).
+    ``gemm_by_n_h_by_cell``: the same grid with the Elman and GRU cells' own ``W (G*H, H)``
+    (a skinny product's rate depends on where its matrix fits, and theirs are smaller).
 ``recurrent_gemv_max_batch`` and ``elementwise_split_across_helpers``
     ``kernels.cells.SKINNY_BATCH``: the executor runs a one-core recurrent product of at most
     this batch as one GEMV per batch row; and ``false``: a split step's element-wise update runs
@@ -40,6 +42,15 @@ cache ``bandwidth_Bps``
     streams >= 64 MiB) and a pure streaming read (batched dot product). Private levels take the
     larger (a GEMV is compute-bound there, so only the streaming read sees the level); the shared
     level and DRAM take the GEMV rate, which is what weight streaming achieves.
+cache ``hit_curve`` (the largest private level)
+    two matrices (fp32, in the kernels' order) times a vector, re-read again and again, their
+    total 0.25-3 x the level's size; a rate ``r`` between the level's own ``hi`` (at most half
+    its size) and the outer level's ``lo`` (at 3x) means a fraction ``f`` served by the level,
+    ``1/r = f/hi + (1-f)/lo``: the level's hit fraction by reuse distance (:func:`hit_curve`).
+``task_overhead_s`` / ``step_overhead_s``
+    :func:`kernels.cells.cell_chunk_forward` at H = 4, batch 1, with 1 and with 32 steps per
+    chunk: the intercept and the slope of its time against its steps (the per-call and per-step
+    costs of the kernel, all interpreter and ufunc dispatch at that size).
 ``memory.per_core_bandwidth_Bps`` / ``memory.bandwidth_Bps``
     the GEMV read over a matrix of at least 4 x the shared cache, on one core, then on every
     measured core at once (the sum).
