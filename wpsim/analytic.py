@@ -36,9 +36,9 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from wpsim.cost import DRAM, CpuCostModel, served_fraction
+from wpsim.cost import DRAM, CpuCostModel
 from wpsim.graph import build
-from wpsim.hardware import CpuMachine
+from wpsim.hardware import CpuMachine, piecewise_linear
 from wpsim.plan import Plan, compile_plan
 from wpsim.policies import Policy, get_policy
 from wpsim.result import Result
@@ -185,7 +185,7 @@ def _level_for(
         level = levels[i]
         curve = level.hit_curve
         if curve is not None and private_ws <= level.size_bytes * curve[-1][0]:
-            f = served_fraction(curve, private_ws / level.size_bytes)
+            f = piecewise_linear(curve, private_ws / level.size_bytes)
             if f >= 1.0:
                 return level.name, level.bandwidth_Bps
             name, bw = _level_for(machine, private_ws, shared_ws, n_sockets, i + 1)

@@ -23,9 +23,9 @@ helper cores) is::
   ``elementwise_split_across_helpers: false`` (then ``k' = 1`` for split recurrent tasks: every
   member runs it whole, as :mod:`kernels.executor` does). ``e(n)`` is the machine's efficiency
   table (by n and hidden size where it has ``gemm_by_n_h``, or ``gemm_by_n_h_by_cell`` for the
-  workload's cell), ``peak = clock *
-  flops_per_cycle[dtype]``. Where the machine has ``elementwise_step_s`` for the cell, a forward cell task's element-wise
-  term is ``steps * table(H, B)`` seconds instead of ``F_elem / e_elem``.
+  workload's cell), ``peak = clock * flops_per_cycle[dtype]``. Where the machine has
+  ``elementwise_step_s`` for the cell, a forward cell task's element-wise term is ``steps *
+  table(H, B)`` seconds instead of ``F_elem / e_elem``.
 * ``corun = 1 + corun_slowdown_per_core * (other busy cores on the socket at start)``: the
   calibrated slowdown of co-running cores (shared cache and memory), fixed when the task starts.
 * ``cache``: each weight block (``W_ih``, ``W_hh``, output layer) is read from the nearest level
@@ -56,7 +56,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from wpsim.hardware import CpuMachine
+from wpsim.hardware import CpuMachine, piecewise_linear
 from wpsim.plan import Plan
 
 DRAM = "DRAM"
@@ -82,25 +82,6 @@ class TaskCost:
     def duration(self, dram_share_Bps: float) -> float:
         memory = self.cache_s + (self.dram_bytes / dram_share_Bps if self.dram_bytes else 0.0)
         return self.fixed_s + max(self.compute_s, memory)
-
-
-def served_fraction(curve: list[tuple[float, float]], ratio: float) -> float:
-    """A level's ``hit_curve`` at a reuse distance of ``ratio`` times its size: linear between
-    the points, the end values outside.
-
-    Examples
-    --------
-    >>> served_fraction([(0.5, 1.0), (1.0, 0.7), (2.0, 0.0)], 1.5)
-    0.35
-    >>> served_fraction([(0.5, 1.0), (1.0, 0.7), (2.0, 0.0)], 0.1)
-    1.0
-    """
-    if ratio <= curve[0][0]:
-        return curve[0][1]
-    for (x0, y0), (x1, y1) in zip(curve, curve[1:], strict=False):
-        if ratio <= x1:
-            return y0 + (ratio - x0) / (x1 - x0) * (y1 - y0)
-    return curve[-1][1]
 
 
 class LRUCache:
@@ -370,7 +351,7 @@ class CpuCostModel:
 
     def _served_fraction(self, index: int, distance: float) -> float:
         """The hit curve of private level ``index`` at a reuse distance of ``distance`` bytes."""
-        return served_fraction(self._curves[index], distance / self.private[index].size_bytes)
+        return piecewise_linear(self._curves[index], distance / self.private[index].size_bytes)
 
     def _read_weights_one_core(
         self, weights: tuple, core: int

@@ -143,6 +143,25 @@ class EfficiencySpec(_Strict):
         return table
 
 
+def piecewise_linear(points: list[tuple[float, float]], x: float) -> float:
+    """A table of ``[x, y]`` points (x increasing) read at ``x``: linear between the points, the
+    end values outside (dispatch tables, hit curves).
+
+    Examples
+    --------
+    >>> piecewise_linear([(0.5, 1.0), (1.0, 0.7), (2.0, 0.0)], 1.5)
+    0.35
+    >>> piecewise_linear([(0.5, 1.0), (1.0, 0.7), (2.0, 0.0)], 0.1)
+    1.0
+    """
+    if x <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+        if x <= x1:
+            return y0 + (x - x0) / (x1 - x0) * (y1 - y0)
+    return points[-1][1]
+
+
 class CpuMachine(_Strict):
     """A multi-socket, multi-core CPU. See ``docs/reference/machines.md`` for every field."""
 
@@ -285,14 +304,7 @@ class CpuMachine(_Strict):
             return self.dispatch_overhead_group_s
         busy = self.dispatch_overhead_busy_s
         if (all_busy or whole_socket_group) and busy is not None:
-            if not isinstance(busy, list):
-                return busy
-            if task_s <= busy[0][0]:
-                return busy[0][1]
-            for (t0, o0), (t1, o1) in zip(busy, busy[1:], strict=False):
-                if task_s <= t1:
-                    return o0 + (task_s - t0) / (t1 - t0) * (o1 - o0)
-            return busy[-1][1]
+            return piecewise_linear(busy, task_s) if isinstance(busy, list) else busy
         return self.dispatch_overhead_s
 
     def socket_of(self, core: int) -> int:
