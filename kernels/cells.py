@@ -116,15 +116,19 @@ def _state(value: np.ndarray | None, batch: int, hidden: int, dtype: np.dtype) -
     return value
 
 
+#: Largest input :func:`sigmoid` hands to ``scipy.special.expit`` (see there).
+SIGMOID_EXPIT_MAX = 512
+
+
 def sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Logistic sigmoid into ``out`` (may be ``x``).
 
     ``scipy.special.expit`` is one call but not vectorised; ``0.5 * tanh(x / 2) + 0.5`` is four
     vectorised ufunc passes (and cannot overflow, unlike ``1 / (1 + exp(-x))``). Measured here,
-    float32: 768 values 3.2 vs 2.8 us, 12,288 values 45 vs 10 us, but below ~700 values the
-    three extra calls cost more than they save (an LSTM step at H=4: +4 us; the two break even near 600). So expit up to
-    :data:`SIGMOID_EXPIT_MAX` values, the tanh form above; both within 1e-7 of the exact value
-    in float32 and 2.2e-16 in float64.
+    float32: 768 values 3.2 vs 2.8 us, 12,288 values 45 vs 10 us; the two break even near 600
+    values, below which the three extra calls cost more than they save (an LSTM step at H=4:
+    +4 us). So expit up to :data:`SIGMOID_EXPIT_MAX` values, the tanh form above; both within
+    1e-7 of the exact value in float32 and 2.2e-16 in float64.
 
     Examples
     --------
@@ -143,10 +147,6 @@ def sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     np.multiply(out, 0.5, out=out)
     np.add(out, 0.5, out=out)
     return out
-
-
-#: Largest input :func:`sigmoid` hands to ``scipy.special.expit`` (see there).
-SIGMOID_EXPIT_MAX = 512
 
 
 def _folded_bias(cell: str, bias_ih: np.ndarray, bias_hh: np.ndarray) -> np.ndarray:

@@ -29,13 +29,14 @@ imported, plus :func:`threadpoolctl.threadpool_limits`; each process is pinned t
     this batch as one GEMV per batch row; and ``false``: a split step's element-wise update runs
     whole on every member (configurations of the kernels, not measurements).
 ``efficiency.elementwise_step_s`` and ``efficiency.elementwise``
-    the non-GEMM work of the RNN, LSTM and GRU chunk tasks (bias add, gate nonlinearities, state update:
-    :func:`kernels.cells.cell_chunk_forward` with a precomputed input projection and the recurrent
-    product replaced by a zero fill) for H in 128..1024, batch 1..16: ``E*H*B / (time x peak)``
-    per step. The grid of seconds per step by H and batch is ``elementwise_step_s``, which the
-    cost model interpolates for forward cell tasks; ``elementwise`` is the geometric mean of the
-    fractions over the shapes, for other element-wise work (the per-shape values spread widely
-    because numpy's per-call overhead does not scale with the flops).
+    the non-GEMM work of the RNN, LSTM and GRU chunk tasks (bias add, gate nonlinearities,
+    state update: :func:`kernels.cells.cell_chunk_forward` with a precomputed input projection
+    and the recurrent product replaced by a zero fill) for H in 128..1024, batch 1..16, per
+    step. ``elementwise_step_s`` is the grid of seconds per step by H and batch, net of the
+    task and step overheads below, which the cost model interpolates for forward cell tasks;
+    ``elementwise`` is the geometric mean over the shapes of ``E*H*B / (time x peak)``, for
+    other element-wise work (the per-shape values spread widely because numpy's per-call
+    overhead does not scale with the flops).
 cache ``bandwidth_Bps``
     read bandwidth with a working set of half of each level: the kernels' access pattern (a
     row-major matrix times a vector, batched over a zero-stride view so that one numpy call
