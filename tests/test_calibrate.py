@@ -209,6 +209,32 @@ def test_machine_file_is_built_from_raw_measurements() -> None:
     assert len(machine.efficiency.gemm_by_n_h) == len(_fake_raw()["gemm_s"])
 
 
+def test_kernel_overheads_element_wise_grid_hit_curve_and_cell_grids_are_written() -> None:
+    raw = _fake_raw()
+    peak = 100e9
+    raw["kernel_call_overhead_s"] = {"lstm": {"task_s": 8e-6, "step_s": 6e-6}}
+    # per step of a chunk of ELEM_STEPS steps: 1 us of gate math plus the call's share
+    per_step = 1e-6 + 6e-6 + 8e-6 / cal.ELEM_STEPS
+    raw["elementwise_s_per_step"] = {"lstm,128,1": per_step, "lstm,256,1": per_step + 1e-6}
+    raw["reuse_rates"] = {"level": "L2", "Bps_by_ratio": {"0.5": 80e9, "1": 40e9, "3": 20e9}}
+    raw["gemm_s_by_cell"] = {"rnn": {"1,128": 2.0 * 1 * 128 * 128 / (0.5 * peak)}}
+    machine = CpuMachine.model_validate(
+        yaml.safe_load(cal.build_machine_file(_fake_spec(), raw, "2000-01-01").text)
+    )
+    assert machine.task_overhead_s["lstm"] == pytest.approx(8e-6)
+    assert machine.step_overhead_s["lstm"] == pytest.approx(6e-6)
+    # the grid is net of both overheads, which the cost model charges apart
+    grid = machine.efficiency.elementwise_step_s["lstm"]
+    assert [v for point in grid for v in point] == pytest.approx([128, 1, 1e-6, 256, 1, 2e-6])
+    l2 = next(c for c in machine.caches if c.name == "L2")
+    assert l2.hit_curve is not None and l2.hit_curve[0] == (0.5, 1.0)
+    assert l2.hit_curve[-1] == (3.0, 0.0) and 0.0 < l2.hit_curve[1][1] < 1.0
+    assert all(c.hit_curve is None for c in machine.caches if c.name != "L2")
+    ((n, h, fraction),) = machine.efficiency.gemm_by_n_h_by_cell["rnn"]
+    assert (n, h) == (1, 128)
+    assert fraction == pytest.approx(0.5 * peak / machine.peak_flops_per_core("float32"), rel=1e-3)
+
+
 def test_executor_dispatch_variants_are_written_with_their_runs() -> None:
     """Busy dispatch as a table by task time (short and long cells), the group value."""
     raw = _fake_raw()

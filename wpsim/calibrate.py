@@ -564,6 +564,21 @@ def measure_reuse_rates(size: int, budget_s: float) -> dict[str, float]:
     return out
 
 
+def _gemm_rates(seconds_by_key: dict[str, float], gates: int) -> dict[tuple[int, int], float]:
+    """Flop rates of :func:`measure_gemm`'s timings (``W (gates*H, H)``), keyed ``(n, H)``.
+
+    Examples
+    --------
+    >>> _gemm_rates({"2,8": 1e-6}, 4)
+    {(2, 8): 1024000000.0}
+    """
+    rates = {}
+    for key, seconds in seconds_by_key.items():
+        n, h = (int(v) for v in key.split(","))
+        rates[(n, h)] = 2.0 * n * gates * h * h / seconds
+    return rates
+
+
 def hit_curve(rates: dict[str, float]) -> list[tuple[float, float]]:
     """Served fractions from :func:`measure_reuse_rates`: with ``hi`` the best rate at ratios up
     to 0.5 (the level itself) and ``lo`` the rate at the largest ratio (the level outside), a
@@ -1374,8 +1389,7 @@ def build_machine_file(
 
     per_cycle, rule = flops_per_cycle(spec.flags)
     fp32 = per_cycle["float32"]
-    gemm_s = {tuple(int(v) for v in key.split(",")): s for key, s in raw["gemm_s"].items()}
-    gemm_rates = {key: 2.0 * key[0] * 4 * key[1] * key[1] / s for key, s in gemm_s.items()}
+    gemm_rates = _gemm_rates(raw["gemm_s"], GATES["lstm"])
     peak_size = raw["peak_gemm"]["size"]
     peak_rate = 2.0 * peak_size**3 / raw["peak_gemm"]["seconds"]
     best_rate = max([peak_rate, *gemm_rates.values()])
@@ -1657,7 +1671,7 @@ def build_machine_file(
     for n, (frac, h) in table:
         lines.append(
             f"    - [{n}, {_fmt(round(frac, 4))}]  # "
-            + measured(f"GEMM n={n}, best at H={h} of H={','.join(str(k) for k in sorted({k[1] for k in gemm_s}))}")
+            + measured(f"GEMM n={n}, best at H={h} of H={','.join(str(k) for k in sorted({k[1] for k in gemm_rates}))}")
         )  # fmt: skip
     grid_hs = ",".join(str(h) for h in sorted({h for _, h in gemm_rates}))
     lines.append(
@@ -1675,11 +1689,7 @@ def build_machine_file(
         )
     for cell, seconds_by_key in sorted(by_cell.items()):
         lines.append(f"    {cell}:")
-        for key, seconds in sorted(
-            seconds_by_key.items(), key=lambda kv: tuple(int(v) for v in kv[0].split(","))
-        ):
-            n, h = (int(v) for v in key.split(","))
-            rate = 2.0 * n * GATES[cell] * h * h / seconds
+        for (n, h), rate in sorted(_gemm_rates(seconds_by_key, GATES[cell]).items()):
             lines.append(
                 f"      - [{n}, {h}, {_fmt(round(min(rate / peak, 1.0), 4))}]  # "
                 + measured(f"GEMM n={n} H={h}, W({GATES[cell]}H,H)")

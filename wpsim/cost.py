@@ -213,6 +213,17 @@ class CpuCostModel:
         i = next(i for i in range(1, len(xs)) if x <= xs[i])
         return i - 1, i, (x - xs[i - 1]) / (xs[i] - xs[i - 1])
 
+    @classmethod
+    def _bilinear(cls, xs: list[float], ys: list[float], grid: list[list[float]], x: float,
+                  y: float) -> float:  # fmt: skip
+        """``grid[i][j]`` (at ``xs[i]``, ``ys[j]``, both sorted) read at ``(x, y)``: linear in
+        each direction between the points, the edge values outside."""
+        i, j, fx = cls._bracket(xs, x)
+        a, b, fy = cls._bracket(ys, y)
+        lo = grid[i][a] + fy * (grid[i][b] - grid[i][a])
+        hi = grid[j][a] + fy * (grid[j][b] - grid[j][a])
+        return lo + fx * (hi - lo)
+
     def _elementwise_step_s(
         self, machine: CpuMachine, cell: str, hidden: int, batch: int
     ) -> float | None:
@@ -223,14 +234,9 @@ class CpuCostModel:
             return None
         points = {(h, b): seconds for h, b, seconds in table}
         hs, bs = sorted({h for h, _ in points}), sorted({b for _, b in points})
-        i, j, fh = self._bracket([math.log2(h) for h in hs], math.log2(hidden))
-        a, c, fb = self._bracket([math.log2(b) for b in bs], math.log2(batch))
-
-        def at(h: float) -> float:
-            lo, hi = points[(h, bs[a])], points[(h, bs[c])]
-            return lo + fb * (hi - lo)
-
-        return at(hs[i]) + fh * (at(hs[j]) - at(hs[i]))
+        grid = [[points[(h, b)] for b in bs] for h in hs]
+        log_hs, log_bs = [math.log2(h) for h in hs], [math.log2(b) for b in bs]
+        return self._bilinear(log_hs, log_bs, grid, math.log2(hidden), math.log2(batch))
 
     def efficiency(self, n_columns: float) -> float:
         """Fraction of peak for a product with ``n_columns`` right-hand columns: log-linear in n,
@@ -244,11 +250,7 @@ class CpuCostModel:
             value = self._eff_y[i] + f * (self._eff_y[j] - self._eff_y[i])
         else:
             ns, hs, grid = self._eff_nh
-            i, j, fn = self._bracket(ns, x)
-            a, b, fh = self._bracket(hs, math.log2(self.plan.workload.hidden))
-            lo = grid[i][a] + fh * (grid[i][b] - grid[i][a])
-            hi = grid[j][a] + fh * (grid[j][b] - grid[j][a])
-            value = lo + fn * (hi - lo)
+            value = self._bilinear(ns, hs, grid, x, math.log2(self.plan.workload.hidden))
         self._efficiency_memo[n_columns] = value
         return value
 
@@ -304,7 +306,6 @@ class CpuCostModel:
         dram = 0.0
         socket_blocks = []
         lrus = self.private_lru[core]
-        shared = self.shared
         socket_lru = self._socket_lru_of_core[core]
         for key, size in weights:
             part = size / k
@@ -321,8 +322,8 @@ class CpuCostModel:
                 if curve is None:
                     served = remaining if lrus[index].lookup(block) else 0.0
                 else:
-                    distance = lrus[index].reuse_distance(block)
-                    served = remaining * self._served_fraction(index, distance) if distance else 0.0
+                    distance = lrus[index].reuse_distance(block) / self.private[index].size_bytes
+                    served = remaining * piecewise_linear(curve, distance) if distance else 0.0
                 if served:
                     name = self.private_names[index]
                     seconds = served / self.private_bw[index]
@@ -336,22 +337,28 @@ class CpuCostModel:
                         break
             else:
                 socket_blocks.append((block, part, remaining))
-                if socket_lru is not None and socket_lru.lookup(block):
-                    name = shared.name
-                    cache_s += remaining / shared.bandwidth_Bps
-                else:
-                    name = DRAM
-                    dram += remaining
-                    if socket_lru is not None:
-                        socket_lru.insert(block, part)
-                level_bytes[name] = level_bytes.get(name, 0.0) + remaining
+                seconds, nbytes = self._read_shared(socket_lru, block, part, remaining, level_bytes)
+                cache_s += seconds
+                dram += nbytes
             for index in fitting[:hit_index]:  # now also resident in the smaller levels
                 lrus[index].insert(block, part)
         return level_bytes, cache_s, dram, socket_blocks, private_bytes, private_s
 
-    def _served_fraction(self, index: int, distance: float) -> float:
-        """The hit curve of private level ``index`` at a reuse distance of ``distance`` bytes."""
-        return piecewise_linear(self._curves[index], distance / self.private[index].size_bytes)
+    def _read_shared(
+        self, socket_lru: LRUCache | None, block: object, size: float, nbytes: float,
+        level_bytes: dict[str, float],
+    ) -> tuple[float, float]:  # fmt: skip
+        """Read ``nbytes`` of ``block`` (``size`` bytes whole) from the socket's shared level,
+        else from DRAM (it is then resident there); counts them in ``level_bytes``. Returns
+        (shared-level seconds, DRAM bytes)."""
+        if socket_lru is not None and socket_lru.lookup(block):
+            name = self.shared.name
+            level_bytes[name] = level_bytes.get(name, 0.0) + nbytes
+            return nbytes / self.shared.bandwidth_Bps, 0.0
+        if socket_lru is not None:
+            socket_lru.insert(block, size)
+        level_bytes[DRAM] = level_bytes.get(DRAM, 0.0) + nbytes
+        return 0.0, nbytes
 
     def _read_weights_one_core(
         self, weights: tuple, core: int
@@ -377,21 +384,14 @@ class CpuCostModel:
                     resident.move_to_end(block)
                 return level_bytes, cache_s, 0.0
             except KeyError:  # a block left the shared level since
-                hits = next(
-                    i for i, (block, _, _) in enumerate(socket_blocks) if block not in resident
-                )
-            # the private part is the same; the shared lookups from the first miss on, one by one
+                pass
+            # the private part is the same; the shared lookups one by one (those moved above
+            # are moved again, in the same order: the same LRU order results)
             level_bytes, cache_s, dram = dict(private_bytes), private_s, 0.0
-            shared = self.shared
-            for i, (block, size, nbytes) in enumerate(socket_blocks):
-                if i < hits or socket_lru.lookup(block):
-                    name = shared.name
-                    cache_s += nbytes / shared.bandwidth_Bps
-                else:
-                    name = DRAM
-                    dram += nbytes
-                    socket_lru.insert(block, size)
-                level_bytes[name] = level_bytes.get(name, 0.0) + nbytes
+            for block, size, nbytes in socket_blocks:
+                seconds, from_dram = self._read_shared(socket_lru, block, size, nbytes, level_bytes)
+                cache_s += seconds
+                dram += from_dram
             return level_bytes, cache_s, dram  # the private fixed point still holds
         lrus = self.private_lru[core]
         before = [tuple(lru.blocks) for lru in lrus]

@@ -35,6 +35,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def increasing_points(points: list, kind: str, x_name: str) -> list:
+    """Check a table of ``kind`` points for :func:`piecewise_linear`: at least one point, the
+    first values (``x_name``) strictly increasing. Returns it; raises ValueError otherwise."""
+    if not points:
+        raise ValueError(f"at least one {kind} point")
+    xs = [p[0] for p in points]
+    if xs != sorted(xs) or len(set(xs)) != len(xs):
+        raise ValueError(f"{kind} points with strictly increasing {x_name}")
+    return points
+
+
 class CacheLevel(_Strict):
     """One cache level. ``scope: core`` is private to each core, ``socket`` is shared per socket."""
 
@@ -54,11 +65,7 @@ class CacheLevel(_Strict):
     @field_validator("hit_curve")
     @classmethod
     def _increasing_ratios(cls, curve):
-        if curve is not None:
-            ratios = [r for r, _ in curve]
-            if not curve or ratios != sorted(ratios) or len(set(ratios)) != len(ratios):
-                raise ValueError("[ratio, fraction] points with strictly increasing ratios")
-        return curve
+        return curve if curve is None else increasing_points(curve, "[ratio, fraction]", "ratios")
 
 
 class MemorySpec(_Strict):
@@ -135,12 +142,7 @@ class EfficiencySpec(_Strict):
     @field_validator("gemm_by_n")
     @classmethod
     def _sorted_nonempty(cls, table: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        if not table:
-            raise ValueError("at least one [n, fraction] point")
-        ns = [n for n, _ in table]
-        if ns != sorted(ns) or len(set(ns)) != len(ns):
-            raise ValueError("[n, fraction] points with strictly increasing n")
-        return table
+        return increasing_points(table, "[n, fraction]", "n")
 
 
 def piecewise_linear(points: list[tuple[float, float]], x: float) -> float:
@@ -214,12 +216,10 @@ class CpuMachine(_Strict):
     @field_validator("dispatch_overhead_busy_s")
     @classmethod
     def _busy_points_increase(cls, value: Any) -> Any:
+        if value == []:
+            raise ValueError("a number, or at least one [task_s, overhead_s] point")
         if isinstance(value, list):
-            if not value:
-                raise ValueError("a number, or at least one [task_s, overhead_s] point")
-            times = [t for t, _ in value]
-            if times != sorted(times) or len(set(times)) != len(times):
-                raise ValueError("[task_s, overhead_s] points with strictly increasing task_s")
+            increasing_points(value, "[task_s, overhead_s]", "task_s")
         return value
 
     @field_validator("caches")

@@ -53,13 +53,7 @@ class Trace:
         handoff_bytes: int = 0,
     ) -> None:
         """Add one record. ``level_bytes``: weight bytes read per memory level (not copied)."""
-        self.task.append(task)
-        self.cores.append(cores)
-        self.start_s.append(start_s)
-        self.end_s.append(end_s)
-        self.hit.append(hit)
-        self.handoff_bytes.append(handoff_bytes)
-        self._weight_bytes.append(level_bytes)
+        self.extend([task], [cores], [start_s], [end_s], [level_bytes], [hit], [handoff_bytes])
 
     def extend(
         self,
@@ -71,7 +65,7 @@ class Trace:
         hit: Sequence[bool],
         handoff_bytes: Sequence[int],
     ) -> None:
-        """Add many records at once, as columns (what :meth:`append` does, one call per column)."""
+        """Add many records at once, as columns (``level_bytes`` not copied)."""
         self.task.extend(tasks)
         self.cores.extend(cores)
         self.start_s.extend(start_s)

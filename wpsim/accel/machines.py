@@ -20,6 +20,7 @@ from wpsim.hardware import (
     PositiveFloat,
     _NotBool,
     _Strict,
+    increasing_points,
 )
 
 Dtype = Literal["float32", "float64", "float16"]
@@ -192,12 +193,7 @@ class GemmSpec(_Strict):
     @field_validator("efficiency_by_n")
     @classmethod
     def _sorted_nonempty(cls, table: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        if not table:
-            raise ValueError("at least one [n, fraction] point")
-        ns = [n for n, _ in table]
-        if ns != sorted(ns) or len(set(ns)) != len(ns):
-            raise ValueError("[n, fraction] points with strictly increasing n")
-        return table
+        return increasing_points(table, "[n, fraction]", "n")
 
     def efficiency(self, n_columns: float) -> float:
         """Fraction of peak for ``n_columns`` right-hand columns (log-linear interpolation)."""
