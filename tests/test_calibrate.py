@@ -253,6 +253,10 @@ def test_executor_dispatch_variants_are_written_with_their_runs() -> None:
         ]},
         "whole_socket_group": {"workers": 2.0, "hidden": 16.0, "cell_in_process_s": 8e-6,
                                "dispatch_s": 64e-6, "runs_dispatch_s": [63e-6, 64e-6, 66e-6]},
+        "sequence": {"dispatch_s": 4e-6, "graphs": [
+            {"hidden": 256.0, "cell_in_process_s": 60e-6, "dispatch_s": 6e-6},
+            {"hidden": 128.0, "cell_in_process_s": 20e-6, "dispatch_s": 2e-6},
+        ]},
     }  # fmt: skip
     result = cal.build_machine_file(_fake_spec(), raw, "2000-01-01")
     assert undocumented_numeric_lines(result.text) == []
@@ -261,6 +265,10 @@ def test_executor_dispatch_variants_are_written_with_their_runs() -> None:
     assert flat == pytest.approx([20e-6, 65e-6, 60e-6, 120e-6])
     assert machine.dispatch_s(all_busy=True, task_s=40e-6) == pytest.approx(92.5e-6)
     assert machine.dispatch_overhead_group_s == pytest.approx(64e-6)
+    # a run with one group: a table by the cell's time, in increasing order
+    flat = [v for point in machine.dispatch_overhead_sequence_s for v in point]
+    assert flat == pytest.approx([20e-6, 2e-6, 60e-6, 6e-6])
+    assert machine.dispatch_s(all_busy=False, task_s=40e-6, sequence=True) == pytest.approx(4e-6)
     assert machine.recurrent_gemv_max_batch >= 0
     # one size only (--quick): a number
     del raw["dispatch"]["all_cores_busy"]["points"][0]

@@ -305,6 +305,53 @@ def test_dispatch_variants_and_their_fallbacks():
     assert m.dispatch_s(all_busy=True) == 5e-5
 
 
+def test_a_run_with_one_group_pays_the_sequence_dispatch():
+    m = make_machine(cores=2, dispatch_s=3e-5).model_copy(
+        update={"dispatch_overhead_sequence_s": 2e-6, "dispatch_overhead_group_s": 1e-5}
+    )
+    assert m.dispatch_s(all_busy=False, sequence=True) == 2e-6
+    assert m.dispatch_s(all_busy=False) == 3e-5
+    # a whole-socket group keeps its own value, and without the field the usual one stands in
+    assert m.dispatch_s(all_busy=True, whole_socket_group=True, sequence=True) == 1e-5
+    plain = m.model_copy(update={"dispatch_overhead_sequence_s": None})
+    assert plain.dispatch_s(all_busy=False, sequence=True) == 3e-5
+    from wpsim.validate import simulate_with_dispatch
+
+    w = Workload(cell="rnn", layers=2, hidden=8, input=8, seq_len=4)
+    _, charged = simulate_with_dispatch(w, m, "sequential", 1, 1, sequential_s=1.0)
+    assert charged == pytest.approx([2e-6] * 8)  # one group: the order is handed out at once
+    _, charged = simulate_with_dispatch(w, m, "wavefront", 2, 1, sequential_s=1.0)
+    assert min(charged) == pytest.approx(3e-5)  # several groups: every task via the scheduler
+    seq_ms = simulate(w, m, "sequential", cores=1).makespan_s
+    assert seq_ms == pytest.approx(
+        simulate(w, plain, "sequential", cores=1).makespan_s - 8 * 2.8e-5
+    )
+    assert predict(w, m, "sequential", cores=1).makespan_s == pytest.approx(seq_ms)
+
+
+def test_elementwise_update_does_not_overlap_the_weight_reads():
+    """A task's products overlap its weight reads (``max``); its element-wise update adds."""
+    from wpsim.cost import CpuCostModel
+
+    grid = [[128, 1, 30e-6], [512, 1, 30e-6]]
+    base = make_machine(dram_Bps=5e9, per_core_dram_Bps=5e9)
+    table = {"gemm_by_n": [[1, 1.0]], "elementwise": 0.01, "elementwise_step_s": {"lstm": grid}}
+    m = base.model_copy(update={"efficiency": type(base.efficiency).model_validate(table)})
+    w = Workload(cell="lstm", layers=1, hidden=256, input=256, seq_len=2)
+    plan = compile_plan(build(w, chunk=2))
+    cell = next(t for t in plan.tasks if t.kind == "cell")
+    model = CpuCostModel(m, plan)
+    products, elementwise = model.compute_parts(cell.id, 1)
+    assert elementwise == pytest.approx(2 * 30e-6)
+    assert model.compute_s(cell.id, 1) == pytest.approx(products + elementwise)
+    tc = model.start(cell.id, (0,), 0)
+    memory = tc.cache_s + tc.dram_bytes / model.dram_share_Bps(1)
+    assert memory > products  # weights from DRAM: reading them takes longer than the products
+    assert tc.duration(model.dram_share_Bps(1)) == pytest.approx(
+        m.dispatch_s(all_busy=False) + elementwise + memory
+    )
+
+
 def test_whole_socket_group_tasks_pay_the_group_dispatch():
     w = Workload(cell="rnn", layers=1, hidden=8, input=8, seq_len=10)
     m = make_machine(cores=2, dispatch_s=1e-6).model_copy(

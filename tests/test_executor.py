@@ -296,6 +296,39 @@ def test_trace_schema_and_policy_rules(tmp_path):
     assert "cell[l2,fwd,t6:8]" in names
 
 
+def test_one_group_runs_the_precomputed_order_in_sequence_mode(monkeypatch):
+    """With one group the coordinator hands out the whole order at once; the order is the one
+    the policy gives with tasks finishing in any timing, and the results are the same as with
+    every task handed out one by one (``WPSIM_EXECUTOR_SEQUENCE=0``)."""
+    from kernels.executor._coordinator import static_order
+    from wpsim.plan import compile_plan
+    from wpsim.policies import get_policy
+
+    w = _workload("gru", layers=2, seq_len=6)
+    runs = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv("WPSIM_EXECUTOR_SEQUENCE", mode)
+        runs[mode] = execute(w, "layerwise", workers=2, chunk=2, repeats=2)
+    policy = get_policy("layerwise")
+    plan = compile_plan(build(w, **policy.graph_options(w, 2)))
+    expected = static_order(plan, policy, policy.core_groups(2))
+    for mode, r in runs.items():
+        order = [t for _, t in sorted(zip(r.trace.start_s, r.trace.task, strict=True))]
+        assert order == expected, mode
+        _assert_dependencies_respected(r)
+    for key, value in runs["1"].outputs.items():
+        assert np.array_equal(value, runs["0"].outputs[key]), key
+
+
+def test_a_failure_in_sequence_mode_names_the_task_it_happened_in(monkeypatch, tmp_path):
+    rec = _Recorder(monkeypatch, tmp_path)
+    w = _workload("lstm", seq_len=8)
+    with pytest.raises(ExecutionError, match=r"worker 0 \(pid \d+\) was killed by SIGKILL while "
+                       r"running cell\[l1,fwd,t2:4\] \(task 5\)"):  # fmt: skip
+        execute(w, "sequential", workers=1, chunk=2, fail_at_task=5, fail_mode="kill")
+    rec.assert_clean()
+
+
 def test_same_graph_as_the_simulator():
     from wpsim.engine import simulate
     from wpsim.hardware import load_machine, resolve_machine_path

@@ -178,8 +178,9 @@ def test_charged_dispatch_is_the_busy_value_when_every_core_runs() -> None:
     from wpsim.workload import Workload
 
     machine = load_machine(HOST).model_copy(
-        update={"dispatch_overhead_s": 1e-5, "dispatch_overhead_busy_s": 5e-5}
-    )
+        update={"dispatch_overhead_s": 1e-5, "dispatch_overhead_busy_s": 5e-5,
+                "dispatch_overhead_sequence_s": None}
+    )  # fmt: skip
     w = Workload(cell="rnn", layers=2, hidden=16, input=16, seq_len=6)
     # a run on one of the two cores never has every core of the socket busy
     _, one = simulate_with_dispatch(w, machine, "sequential", 1, 1)

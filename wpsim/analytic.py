@@ -205,7 +205,8 @@ class _Costs:
     """Steady-state task costs of one plan under one policy's residency."""
 
     def __init__(self, machine: CpuMachine, plan: Plan, policy: Policy, groups, ideal: bool,
-                 info: _PlanInfo | None = None, model: CpuCostModel | None = None):  # fmt: skip
+                 info: _PlanInfo | None = None, model: CpuCostModel | None = None,
+                 sequence: bool = False):  # fmt: skip
         info = info if info is not None else _plan_info_for(plan)
         self.info = info
         self.machine = machine
@@ -213,6 +214,7 @@ class _Costs:
         self.ideal = ideal
         self.k = len(groups[0])
         self.n_groups = len(groups)
+        self.sequence = sequence
         self.model = model if model is not None else CpuCostModel(machine, plan)
         total = info.live_bytes
         name = policy.name
@@ -277,7 +279,7 @@ class _Costs:
         if self.ideal:
             return t.flops / (self.k * 1e9)
         m = self.machine
-        compute = self.model.compute_s(tid, self.k)
+        compute, elementwise = self.model.compute_parts(tid, self.k)
         bandwidth = self.level.get(t.weights, (DRAM, None))[1]
         if cold is None:
             cold = bool(t.weights) and t.weights not in self.cold_done
@@ -295,7 +297,8 @@ class _Costs:
         fixed = m.dispatch_s(
             all_busy=self.all_busy,
             whole_socket_group=self.k > 1 and self.k >= m.socket_cores,
-            task_s=max(compute, memory),
+            task_s=elementwise + max(compute, memory),
+            sequence=self.sequence,
         )
         if t.flops_rec:
             fixed += self.task_overhead + t.steps * self.step_overhead
@@ -306,7 +309,7 @@ class _Costs:
             n_sync = t.steps if t.flops_rec else 1
             gather = (self.k - 1) / self.k * self.model.state_vector_bytes / m.handoff.bandwidth_Bps
             fixed += n_sync * (m.barrier_s(self.k) + gather)
-        return fixed + max(compute, memory)
+        return fixed + elementwise + max(compute, memory)
 
 
 def _band_makespan(layer_costs: list[float], chunks: int, groups: int) -> float:
@@ -428,8 +431,9 @@ def _sequential_s(workload, machine, instances, chunk, granularity, cost, machin
 
 
 def _predict_makespan(
-    workload, machine, policy, chunk, granularity, cost, machine_key: str | None = None
-) -> tuple[float, int, float]:
+    workload, machine, policy, chunk, granularity, cost, machine_key: str | None = None,
+    in_multiprogram: bool = False,
+) -> tuple[float, int, float]:  # fmt: skip
     info = _plan_info(workload, granularity, policy.graph_options(workload, chunk))
     plan = info.plan
     groups = policy.core_groups(machine.total_cores)
@@ -441,7 +445,7 @@ def _predict_makespan(
         for size in sorted(set(sizes)):
             sub = machine.with_cores(size * len(groups[0]))
             makespan, _, instance_dram = _predict_makespan(
-                workload, sub, single, chunk, granularity, cost
+                workload, sub, single, chunk, granularity, cost, in_multiprogram=True
             )
             worst = max(worst, makespan)
             dram += instance_dram * sizes.count(size)
@@ -449,7 +453,10 @@ def _predict_makespan(
     if machine_key is None:
         machine_key = machine.model_dump_json(exclude={"sockets", "cores_per_socket"})
     model = info.cost_model(machine, machine_key)
-    costs = _Costs(machine, plan, policy, groups, ideal=(cost == "ideal"), info=info, model=model)
+    # one group runs in an order fixed in advance, unless it is one instance among several
+    sequence = len(groups) == 1 and not in_multiprogram
+    costs = _Costs(machine, plan, policy, groups, ideal=(cost == "ideal"), info=info, model=model,
+                   sequence=sequence)  # fmt: skip
     handoff = policy.name not in ("sequential",) and costs.n_groups > 1
     cost_of = costs.all_task_costs(handoff)
     dram = 0.0

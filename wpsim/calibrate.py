@@ -68,9 +68,12 @@ cache ``hit_curve`` (the largest private level)
     with :mod:`kernels.executor` present: 1-worker ``sequential`` runs of one-layer LSTM graphs
     (H = 128..512, one step per task) and of a graph of trivial cells (H = 1, recorded only):
     the makespan per task (median makespan of repeats) minus the in-process time of the same
-    cell. In the model a task costs ``dispatch + work`` back to back on its core, and a one-layer
-    chain on one worker never waits for a dependency, so this is everything per task that is not
-    the kernel, tails included (a mean, not a median: the model sums these costs). The same with
+    cell, with every task handed out by the coordinator (``WPSIM_EXECUTOR_SEQUENCE=0``: the
+    round trip a task pays under a policy with several groups while a core is free); and the
+    same runs with the whole order handed out at once, as the executor does for a run with one
+    group: ``dispatch_overhead_sequence_s``. In the model a task costs ``dispatch + work`` back
+    to back on its core, and a one-layer chain on one worker never waits for a dependency, so
+    this is everything per task that is not the kernel, tails included (a mean, not a median: the model sums these costs). The same with
     every core running a worker (``multiprogram``, one independent instance per core, makespan x
     workers / tasks; medians of two executions per size): ``dispatch_overhead_busy_s``, a table
     of two points by task time, cells shorter than a worker's spin window (H = 128) and cells
@@ -952,8 +955,9 @@ def measure_executor_dispatch(
     from wpsim.policies import get_policy
 
     def one(
-        workload: Workload, cell_s: float, workers: int = 1, policy: str = ""
-    ) -> dict[str, float]:
+        workload: Workload, cell_s: float, workers: int = 1, policy: str = "",
+        sequence: bool = True,
+    ) -> dict[str, float]:  # fmt: skip
         if not policy:
             policy = "sequential" if workers == 1 else "multiprogram"
         chosen = (
@@ -961,7 +965,16 @@ def measure_executor_dispatch(
             if policy == "multiprogram"
             else get_policy(policy)
         )
-        result = executor.execute(workload, chosen, workers, chunk=1, repeats=repeats, warmup=1)
+        saved = os.environ.get(executor.SEQUENCE_ENV)
+        os.environ[executor.SEQUENCE_ENV] = "1" if sequence else "0"
+        try:
+            result = executor.execute(workload, chosen, workers, chunk=1, repeats=repeats,
+                                      warmup=1)  # fmt: skip
+        finally:
+            if saved is None:
+                del os.environ[executor.SEQUENCE_ENV]
+            else:
+                os.environ[executor.SEQUENCE_ENV] = saved
         trace = result.trace
         gaps: list[float] = []
         for worker in range(workers):
@@ -993,13 +1006,20 @@ def measure_executor_dispatch(
         return Workload(name=f"calibrate: lstm H={h}", cell="lstm", layers=1, hidden=h, input=h,
                         seq_len=seq_len)  # fmt: skip
 
-    graphs = [one(lstm(h), time_call(_lstm_cell_task(h, 1, 1), 20, 0.3)) for h in hiddens]
+    cells_s = {h: time_call(_lstm_cell_task(h, 1, 1), 20, 0.3) for h in hiddens}
+    # each task through the coordinator (several groups), then the order handed out at once
+    graphs = [one(lstm(h), cells_s[h], sequence=False) for h in hiddens]
+    sequences = [one(lstm(h), cells_s[h]) for h in hiddens]
     trivial = Workload(name="calibrate: trivial cells", cell="rnn", layers=1, hidden=1, input=1,
                        seq_len=trivial_tasks)  # fmt: skip
     out: dict[str, Any] = {
         "graphs": graphs,
-        "trivial": one(trivial, time_call(_trivial_cell(), 20, 0.2)),
+        "trivial": one(trivial, time_call(_trivial_cell(), 20, 0.2), sequence=False),
         "dispatch_s": _median([g["dispatch_s"] for g in graphs]),
+        "sequence": {
+            "graphs": sequences,
+            "dispatch_s": _median([g["dispatch_s"] for g in sequences]),
+        },
     }
     if all_busy > 1:
         # Every core runs a worker, so the coordinator has no free core. The value varies from
@@ -1512,8 +1532,8 @@ def build_machine_file(
     if dispatch["method"] == "kernels.executor":
         graphs = dispatch["graphs"]
         dispatch_note = measured(
-            "kernels.executor, 1 worker, sequential: makespan per task - in-process cell time, "
-            "median over one-layer LSTM graphs H="
+            "kernels.executor, 1 worker, sequential, every task through the coordinator: "
+            "makespan per task - in-process cell time, median over one-layer LSTM graphs H="
             + ",".join(str(int(g["hidden"])) for g in graphs)
             + " ("
             + ", ".join(_us(g["dispatch_s"]) for g in graphs)
@@ -1522,6 +1542,21 @@ def build_machine_file(
     else:
         dispatch_note = measured(f"dispatch microbenchmark: {dispatch['method']}")
 
+    sequence_lines: list[str] = []
+    sequence = dispatch.get("sequence")
+    if sequence:
+        how = ("kernels.executor, 1 worker, sequential, the order handed out at once: makespan "
+               "per task - in-process cell time")  # fmt: skip
+        points = sorted(
+            (g["cell_in_process_s"], g["dispatch_s"], g["hidden"]) for g in sequence["graphs"]
+        )
+        sequence_lines.append("dispatch_overhead_sequence_s:  # [task s, overhead s] by the "
+                              "in-process time of the cell")  # fmt: skip
+        for task_s, overhead_s, hidden in points:
+            sequence_lines.append(
+                f"  - [{_fmt(task_s)}, {_fmt(overhead_s)}]  # "
+                + measured(f"{how}, one-layer LSTM H={int(hidden)}")
+            )
     busy_lines: list[str] = []
     busy = dispatch.get("all_cores_busy")
     if busy:
@@ -1663,6 +1698,7 @@ def build_machine_file(
         f"  base_s: {_fmt(base)}  # {base_note}",
         f"  per_doubling_s: {_fmt(per_doubling)}  # {dbl_note}",
         f"dispatch_overhead_s: {_fmt(dispatch_s)}  # {dispatch_note}",
+        *sequence_lines,
         *busy_lines,
         *step_lines,
         "efficiency:",

@@ -3,20 +3,23 @@
 The time of task ``v`` on a group of ``k`` cores (``k = 1`` unless the policy splits cells across
 helper cores) is::
 
-    time = dispatch + task_overhead + steps * step_overhead + handoff + sync
-           + max(compute * corun, cache + dram_bytes / dram_share)
+    time = dispatch + task_overhead + steps * step_overhead + handoff + sync + elementwise * corun
+           + max(products * corun, cache + dram_bytes / dram_share)
 
 * ``dispatch``: the runtime's per-task overhead; ``dispatch_overhead_busy_s`` instead when every
   core of the socket is busy at the start (the scheduler must then take a core from a worker; a
-  table of it is read at the task's own time ``max(compute, cache + dram_bytes / per-core
-  bandwidth)``, before the co-running slowdown);
-  ``dispatch_overhead_group_s`` for a task split across a group of every core of the socket.
+  table of it is read at the task's own time ``elementwise + max(products, cache + dram_bytes /
+  per-core bandwidth)``, before the co-running slowdown); ``dispatch_overhead_sequence_s`` (a
+  number or such a table) for every task of a run with one group, whose order is handed out at
+  once; ``dispatch_overhead_group_s`` for a task split across a group of every core of the
+  socket.
 * ``task_overhead``, ``step_overhead``: the fixed per-task and per-step costs of the cell's
   kernel call for the workload's cell type (``task_overhead_s``, ``step_overhead_s``; counted for
   tasks with recurrent work).
 
-* ``compute = ((F_in / e(B*ceil(steps/k)) + F_rec / e(B)) / k + F_elem / e_elem / k') / peak``:
-  split across ``k`` helpers as the runtime splits it: the input-side GEMM over time steps
+* ``compute = products + elementwise = (F_in / e(B*ceil(steps/k)) + F_rec / e(B)) / k / peak +
+  F_elem / e_elem / k' / peak``, split across ``k`` helpers as the runtime splits it: the
+  input-side GEMM over time steps
   (``B*ceil(steps/k)`` columns per member), the recurrent GEMM over gate rows (``B`` columns; on
   one core a batch of at most ``recurrent_gemv_max_batch`` rows runs as ``B`` GEMVs, ``e(1)``);
   the element-wise update split too (``k' = k``) unless the machine says
@@ -25,7 +28,11 @@ helper cores) is::
   table (by n and hidden size where it has ``gemm_by_n_h``, or ``gemm_by_n_h_by_cell`` for the
   workload's cell), ``peak = clock * flops_per_cycle[dtype]``. Where the machine has
   ``elementwise_step_s`` for the cell, a forward cell task's element-wise term is ``steps *
-  table(H, B)`` seconds instead of ``F_elem / e_elem``.
+  table(H, B)`` seconds instead of ``F_elem / e_elem``. Only the products overlap the weight
+  reads: the element-wise update is a chain of small ufunc calls on activations that runs
+  between them, on data already in the core's cache (measured: an LSTM step at H=256 whose
+  2 MiB of weights stream from outside L2 takes the products' 51 us plus the update's 13 us,
+  not the larger of the two).
 * ``corun = 1 + corun_slowdown_per_core * (other busy cores on the socket at start)``: the
   calibrated slowdown of co-running cores (shared cache and memory), fixed when the task starts.
 * ``cache``: each weight block (``W_ih``, ``W_hh``, output layer) is read from the nearest level
@@ -66,7 +73,7 @@ DRAM = "DRAM"
 class TaskCost:
     """What one task costs when it starts.
 
-    ``fixed_s`` (dispatch, hand-off, synchronisation) plus ``max(compute_s, cache_s + dram_bytes /
+    ``fixed_s`` (dispatch, hand-off, synchronisation, the element-wise update) plus ``max(compute_s, cache_s + dram_bytes /
     share)`` where ``dram_bytes`` is per core; ``level_bytes`` sums all cores of the group;
     ``dispatch_s``: the part of ``fixed_s`` that is the runtime's dispatch overhead.
     """
@@ -133,7 +140,9 @@ class LRUCache:
 class CpuCostModel:
     """The cost model of :mod:`wpsim.cost` for one simulation (it holds cache state)."""
 
-    def __init__(self, machine: CpuMachine, plan: Plan) -> None:
+    def __init__(self, machine: CpuMachine, plan: Plan, *, sequence: bool = False) -> None:
+        """``sequence``: one group runs the whole plan, in an order fixed in advance (see
+        :meth:`wpsim.hardware.CpuMachine.dispatch_s`)."""
         self.machine = machine
         self.plan = plan
         w = plan.workload
@@ -159,7 +168,7 @@ class CpuCostModel:
         self.private_bw = [level.bandwidth_Bps for level in self.private]
         self.private_names = [level.name for level in self.private]
         self.producer_core = [-1] * plan.n_tasks
-        self._compute_memo: dict[tuple, float] = {}
+        self._compute_memo: dict[tuple, tuple[float, float]] = {}
         self._efficiency_memo: dict[float, float] = {}
         table = machine.efficiency.gemm_by_n
         self._eff_x = [math.log2(n) for n, _ in table]
@@ -188,12 +197,14 @@ class CpuCostModel:
         self._shape = plan.shape
         # group size -> by task shape, what depends only on the work (see _static_part)
         self._n_shapes = max(plan.shape, default=-1) + 1
-        self._static: dict[int, list[tuple[float, float, float] | None]] = {}
+        self._static: dict[int, list[tuple[float, float, float, float] | None]] = {}
         self._static_one_core = self._statics(1)
         self._tasks, self._preds, self._pred_bytes = plan.tasks, plan.preds, plan.pred_bytes
-        self._dispatch = machine.dispatch_s(all_busy=False)
+        self._dispatch = machine.dispatch_s(all_busy=False, sequence=sequence)
         self._dispatch_busy = machine.dispatch_s(all_busy=True)
         self._busy_by_task = isinstance(machine.dispatch_overhead_busy_s, list)  # a table
+        self._sequence = sequence
+        self._sequence_by_task = isinstance(machine.dispatch_overhead_sequence_s, list)
         self._dispatch_group = machine.dispatch_s(all_busy=True, whole_socket_group=True)
         self._cores_per_socket = machine.socket_cores
         self._latency = machine.handoff.latency_s
@@ -255,7 +266,13 @@ class CpuCostModel:
         return value
 
     def compute_s(self, tid: int, k: int) -> float:
-        """Compute time of task ``tid`` split over ``k`` cores (no co-running slowdown).
+        """Compute time of task ``tid`` split over ``k`` cores (no co-running slowdown): the sum
+        of :meth:`compute_parts`."""
+        products_s, elementwise_s = self.compute_parts(tid, k)
+        return products_s + elementwise_s
+
+    def compute_parts(self, tid: int, k: int) -> tuple[float, float]:
+        """(products, element-wise) compute time of task ``tid`` split over ``k`` cores.
 
         Split as the runtime splits it: the input-side GEMM over time steps (each member has
         ``B * ceil(steps / k)`` columns), the recurrent GEMM over gate rows (one GEMM of ``B``
@@ -269,23 +286,23 @@ class CpuCostModel:
         memo = self._compute_memo.get(key)
         if memo is None:
             b, peak = self.batch, self.peak
-            shared_s = 0.0  # divided among the k members
-            each_s = 0.0  # done by every member
+            products_s = 0.0
             if t.flops_in:
-                shared_s += t.flops_in / self.efficiency(b * math.ceil(t.steps / k)) / peak
+                products_s += t.flops_in / self.efficiency(b * math.ceil(t.steps / k)) / peak
             if t.flops_rec:
                 gemv = k == 1 and b <= self.machine.recurrent_gemv_max_batch
-                shared_s += t.flops_rec / self.efficiency(1 if gemv else b) / peak
+                products_s += t.flops_rec / self.efficiency(1 if gemv else b) / peak
+            elem_s = 0.0
             if t.flops_elem:
                 if measured_elem:
                     elem_s = t.steps * self._elem_step_s
                 else:
                     elem_s = t.flops_elem / self.elementwise_eff / peak
-                if k > 1 and t.flops_rec and not self.machine.elementwise_split_across_helpers:
-                    each_s += elem_s
-                else:
-                    shared_s += elem_s
-            memo = self._compute_memo[key] = shared_s / k + each_s
+                if not (
+                    k > 1 and t.flops_rec and not self.machine.elementwise_split_across_helpers
+                ):
+                    elem_s /= k  # else every member runs it whole
+            memo = self._compute_memo[key] = (products_s / k, elem_s)
         return memo
 
     # ---- one task ------------------------------------------------------------------------
@@ -406,15 +423,16 @@ class CpuCostModel:
             self._fixed_point[core] = None
         return level_bytes, cache_s, dram
 
-    def _statics(self, k: int) -> list[tuple[float, float, float] | None]:
+    def _statics(self, k: int) -> list[tuple[float, float, float, float] | None]:
         """By task shape, :meth:`_static_part` on ``k`` cores, filled as tasks come."""
         statics = self._static.get(k)
         if statics is None:
             statics = self._static[k] = [None] * self._n_shapes
         return statics
 
-    def _static_part(self, tid: int, k: int) -> tuple[float, float, float]:
-        """(step overhead s, helper synchronisation s, compute s) of ``tid`` on ``k`` cores."""
+    def _static_part(self, tid: int, k: int) -> tuple[float, float, float, float]:
+        """(step overhead s, helper synchronisation s, products s, element-wise s) of ``tid`` on
+        ``k`` cores."""
         task = self._tasks[tid]
         step_s = self._task_overhead + task.steps * self._step_overhead if task.flops_rec else 0.0
         sync_s = 0.0
@@ -422,7 +440,7 @@ class CpuCostModel:
             n_sync = task.steps if task.flops_rec else 1
             gather = (k - 1) / k * self.state_vector_bytes / self._handoff_bw
             sync_s = n_sync * (self.machine.barrier_s(k) + gather)
-        return step_s, sync_s, self.compute_s(tid, k)
+        return (step_s, sync_s, *self.compute_parts(tid, k))
 
     def start(self, tid: int, cores: tuple[int, ...], busy_on_socket: int) -> TaskCost:
         """Cost of ``tid`` starting now on ``cores``; updates cache residency.
@@ -447,15 +465,18 @@ class CpuCostModel:
         static = statics[self._shape[tid]]
         if static is None:
             static = statics[self._shape[tid]] = self._static_part(tid, k)
-        step_s, sync_s, compute = static
+        step_s, sync_s, compute, elementwise = static
         if k > 1 and k >= self._cores_per_socket:
             fixed = self._dispatch_group  # the whole socket's cores form the group
-        elif busy_on_socket + k >= self._cores_per_socket:
-            fixed = self._dispatch_busy
-            if self._busy_by_task:  # by the task's own time, as far as it is known at its start
+        elif self._sequence or busy_on_socket + k >= self._cores_per_socket:
+            fixed = self._dispatch if self._sequence else self._dispatch_busy
+            if self._sequence_by_task if self._sequence else self._busy_by_task:
+                # a table by the task's own time, as far as it is known at its start
                 per_core = self._per_core_dram_Bps
-                work = max(compute, cache_s + dram / per_core if dram else cache_s)
-                fixed = self.machine.dispatch_s(all_busy=True, task_s=work)
+                work = elementwise + max(compute, cache_s + dram / per_core if dram else cache_s)
+                fixed = self.machine.dispatch_s(
+                    all_busy=not self._sequence, task_s=work, sequence=self._sequence
+                )
         else:
             fixed = self._dispatch
         dispatch_s = fixed
@@ -463,6 +484,9 @@ class CpuCostModel:
             fixed += step_s
         if busy_on_socket and self._corun:
             compute *= 1.0 + self._corun * busy_on_socket
+            elementwise *= 1.0 + self._corun * busy_on_socket
+        if elementwise:
+            fixed += elementwise
         # activations from other cores
         handoff_bytes = 0
         preds = self._preds[tid]

@@ -311,7 +311,11 @@ def simulate(
         build(workload, granularity=granularity, **policy.graph_options(workload, chunk))
     )
     groups = policy.core_groups(machine.total_cores)
-    model = IdealCostModel(plan) if cost == "ideal" else CpuCostModel(machine, plan)
+    model = (
+        IdealCostModel(plan)
+        if cost == "ideal"
+        else CpuCostModel(machine, plan, sequence=len(groups) == 1)
+    )
     levels = machine_levels(machine)
     trace = run_plan(plan, groups, policy, model, machine.cores_per_socket, machine.sockets,
                      levels, hooks)  # fmt: skip
@@ -331,7 +335,12 @@ def sequential_time(workload: Workload, machine: CpuMachine, chunk: int = 1,
     plan = compile_plan(
         build(workload, granularity=granularity, **policy.graph_options(workload, chunk))
     )
-    model = IdealCostModel(plan) if cost == "ideal" else CpuCostModel(machine, plan)
-    trace = run_plan(plan, policy.core_groups(machine.total_cores), policy, model,
+    groups = policy.core_groups(machine.total_cores)
+    model = (
+        IdealCostModel(plan)
+        if cost == "ideal"
+        else CpuCostModel(machine, plan, sequence=len(groups) == 1)
+    )
+    trace = run_plan(plan, groups, policy, model,
                      machine.cores_per_socket, machine.sockets, machine_levels(machine))  # fmt: skip
     return trace.makespan_s

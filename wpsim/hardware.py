@@ -191,6 +191,14 @@ class CpuMachine(_Strict):
     #: coordinator round trip per step, plus the members' start skew that the barrier absorbs);
     #: default: ``dispatch_s(all_busy=True)``.
     dispatch_overhead_group_s: NonNegativeFloat | None = None
+    #: Per-task overhead when ONE group of cores runs the whole graph in an order fixed in
+    #: advance (``sequential``, ``layerwise``: with one group the order cannot depend on timing;
+    #: ``kernels.executor`` then hands the whole order out at once, no round trip per task);
+    #: default: ``dispatch_overhead_s``. A whole-socket group takes ``dispatch_overhead_group_s``.
+    #: A number or ``[task_s, overhead_s]`` points, as ``dispatch_overhead_busy_s``.
+    dispatch_overhead_sequence_s: (
+        NonNegativeFloat | list[tuple[NonNegativeFloat, NonNegativeFloat]] | None
+    ) = None
     #: The runtime computes a recurrent product of at most this many batch rows on one core as
     #: that many GEMVs (``kernels.cells.SKINNY_BATCH``); a product split across helpers stays one
     #: GEMM. 0: always one GEMM.
@@ -213,7 +221,7 @@ class CpuMachine(_Strict):
     #: ``cores_per_socket``; the others stay free for the runtime (see ``dispatch_s``).
     physical_cores_per_socket: int | None = Field(None, ge=1)
 
-    @field_validator("dispatch_overhead_busy_s")
+    @field_validator("dispatch_overhead_busy_s", "dispatch_overhead_sequence_s")
     @classmethod
     def _busy_points_increase(cls, value: Any) -> Any:
         if value == []:
@@ -283,12 +291,14 @@ class CpuMachine(_Strict):
         return self.physical_cores_per_socket or self.cores_per_socket
 
     def dispatch_s(
-        self, all_busy: bool, whole_socket_group: bool = False, task_s: float = 0.0
-    ) -> float:
+        self, all_busy: bool, whole_socket_group: bool = False, task_s: float = 0.0,
+        sequence: bool = False,
+    ) -> float:  # fmt: skip
         """Per-task dispatch overhead of a task whose own time is ``task_s``.
 
         ``dispatch_overhead_group_s`` for a task split across a group of every core of the
-        socket, ``dispatch_overhead_busy_s`` (at ``task_s`` where it is a table) when every core
+        socket, ``dispatch_overhead_sequence_s`` for the tasks of a run with one group
+        (``sequence``), ``dispatch_overhead_busy_s`` (at ``task_s`` where it is a table) when every core
         of the socket is busy (a whole-socket group counts as busy where the group value is
         missing), else ``dispatch_overhead_s``; a missing variant falls back to the next one.
 
@@ -302,6 +312,11 @@ class CpuMachine(_Strict):
         """
         if whole_socket_group and self.dispatch_overhead_group_s is not None:
             return self.dispatch_overhead_group_s
+        in_sequence = self.dispatch_overhead_sequence_s
+        if sequence and not whole_socket_group and in_sequence is not None:
+            if isinstance(in_sequence, list):
+                return piecewise_linear(in_sequence, task_s)
+            return in_sequence
         busy = self.dispatch_overhead_busy_s
         if (all_busy or whole_socket_group) and busy is not None:
             return piecewise_linear(busy, task_s) if isinstance(busy, list) else busy

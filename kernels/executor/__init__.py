@@ -65,15 +65,20 @@ processes would measure the dispatcher). Multiprogramming instances get their ow
 parameters (same values) and activations. Sparse ``W_hh`` becomes a private CSR copy in each
 worker. Trace records carry no cache traffic (``level_bytes`` empty, ``hit`` True).
 The memory-ordering argument assumes x86-64 (TSO); see :mod:`kernels.executor._layout`.
-Graphs of one-step tasks (``layerwise``) pay a coordinator wake-up per step: on 2 CPUs a
-4-layer H = 512 LSTM (T = 100) ran in 52 ms on 1 worker and 76 ms split over 2; the split pays
-from larger layers on (H = 1024: 520 us per step on 1 worker, 307 us on 2).
+Sequence mode: a policy with ONE group (``sequential``, ``layerwise``, any policy on one
+worker) cannot make timing-dependent choices, so the coordinator computes its whole order up
+front (:func:`kernels.executor._coordinator.static_order`) and hands it out as one command; the
+members run task after task with a barrier between two tasks and report once. Measured here
+(2 vCPUs, interleaved runs): a 2-layer H = 128 LSTM (T = 96, one step per task) ran in 5.3 ms
+instead of 7.0 ms on 1 worker, and ``layerwise`` on 2 workers in 4.7 ms instead of 24.6 ms (the
+coordinator's wake-up per step, 40-75 us, is gone). ``WPSIM_EXECUTOR_SEQUENCE=0`` turns it off.
 """
 
 from kernels.executor._coordinator import (
     BLAS_ENV,
     DEFAULT_IDLE_SPIN_US,
     DEFAULT_SPIN_US,
+    SEQUENCE_ENV,
     START_METHOD,
     ExecutionResult,
     Executor,
@@ -84,6 +89,7 @@ __all__ = [
     "BLAS_ENV",
     "DEFAULT_IDLE_SPIN_US",
     "DEFAULT_SPIN_US",
+    "SEQUENCE_ENV",
     "START_METHOD",
     "ExecutionResult",
     "Executor",

@@ -5,6 +5,13 @@ count unfinished predecessors, ``policy.push`` each task that becomes ready, and
 are idle ask ``policy.assign(idle)`` (idle groups in ascending order) for work. Completions seen
 in one scan of the mailboxes are all processed before the policy is asked again, like the
 engine's deferred dispatch for events at the same instant.
+
+With ONE group of workers (``sequential``, ``layerwise``, any policy on one worker) the order
+cannot depend on timing: the policy's choices are the same whenever the tasks finish. So the
+coordinator runs the loop above once without the workers (:func:`static_order`), writes the
+order to the segment and hands it out as one command (sequence mode). The members then run task
+after task with no round trip through the coordinator: measured here (2 vCPUs, VM), that round
+trip is 40-75 us a task, the wake-up of a parked process on this hypervisor.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ DEFAULT_SPIN_US = 50.0
 #: How long the coordinator spins (yielding) when a CPU is free for it, before it parks (env
 #: ``WPSIM_EXECUTOR_IDLE_SPIN_US``); with every CPU busy it parks at once.
 DEFAULT_IDLE_SPIN_US = 1000.0
+#: ``0`` turns sequence mode off (every task through the coordinator; calibration measures both).
+SEQUENCE_ENV = "WPSIM_EXECUTOR_SEQUENCE"
 #: Test hook (``mode:task``, e.g. ``raise:3``): inject a failure when no ``fail_at_task`` given.
 FAULT_ENV = "WPSIM_EXECUTOR_FAULT"
 #: Test hook: write the worker pids and the segment name to this file once they are started.
@@ -282,6 +291,44 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with status {code}"
 
 
+def static_order(plan, policy, groups: list[tuple[int, ...]]) -> list[int]:
+    """The order in which ONE group runs ``plan`` under ``policy``: the scheduling loop with every
+    task finishing at once (with one group, when tasks finish cannot change the policy's choices).
+
+    Examples
+    --------
+    >>> from wpsim.graph import build
+    >>> from wpsim.plan import compile_plan
+    >>> from wpsim.policies import get_policy
+    >>> from wpsim.workload import Workload
+    >>> plan = compile_plan(build(Workload(cell="rnn", layers=2, hidden=4, input=4, seq_len=2)))
+    >>> [plan.tasks[t].label for t in static_order(plan, get_policy("sequential"), [(0,)])]
+    ['cell[l0,fwd,t0]', 'cell[l0,fwd,t1]', 'cell[l1,fwd,t0]', 'cell[l1,fwd,t1]']
+    """
+    if len(groups) != 1:
+        raise ValueError(f"a static order needs one group, got {len(groups)}")
+    remaining = [len(p) for p in plan.preds]
+    policy.reset(plan, groups)
+    for tid in range(plan.n_tasks):
+        if remaining[tid] == 0:
+            policy.push(tid)
+    order: list[int] = []
+    while len(order) < plan.n_tasks:
+        assigned = policy.assign([0])
+        if not assigned:
+            raise ExecutionError(
+                f"execution stalled: {len(order)} of {plan.n_tasks} tasks ran under policy "
+                f"{policy.name!r} (a policy must eventually assign every ready task)"
+            )
+        for _, tid in assigned:
+            order.append(tid)
+            for s in plan.succs[tid]:
+                remaining[s] -= 1
+                if remaining[s] == 0:
+                    policy.push(s)
+    return order
+
+
 def _check_inputs(workload, params, x, grad_output, seed):
     shapes = param_shapes(workload)
     for name, shape in shapes.items():
@@ -330,6 +377,8 @@ class _Execution:
         self.n_slots = max(self.members) + 1
         self.seq = [0] * self.n_slots
         self.running: dict[int, int] = {}  # worker -> task id
+        self.use_sequence = len(groups) == 1 and os.environ.get(SEQUENCE_ENV, "1") != "0"
+        self.sequence = False  # a sequence is out: the workers say what they run (CURRENT)
         self.seg: lay.Segment | None = None
         self.procs: dict[int, Any] = {}
         self.cmd_fds: dict[int, int] = {}
@@ -341,6 +390,10 @@ class _Execution:
         w = self.workload
         specs = array_specs(w, self.policy.instances, self.hoisted, self.training,
                             self.plan.chunk, [len(g) for g in self.groups])  # fmt: skip
+        if self.use_sequence:  # sequence mode: the order, each member's task spans
+            n = self.plan.n_tasks
+            specs["order"] = ((n,), np.dtype("int64"))
+            specs.update({f"spans{m}": ((n, 2), np.dtype("float64")) for m in self.groups[0]})
         self.seg = lay.Segment(lay.plan_layout(self.n_slots, specs))
         arrays = self.seg.arrays
         dt = compute_dtype(w)
@@ -450,8 +503,13 @@ class _Execution:
     def _label(self, tid: int) -> str:
         return f"{self.plan.tasks[tid].label} (task {tid})"
 
+    def _current_task(self, w: int) -> int | None:
+        if self.sequence:
+            return self.seg.q[lay.Layout.slot(w, lay.CURRENT)]
+        return self.running.get(w)
+
     def _task_error(self, w: int) -> ExecutionError:
-        tid = self.running.get(w)
+        tid = self._current_task(w)
         where = self._label(tid) if tid is not None else "a task"
         return ExecutionError(f"{where} failed on worker {w}: {self.seg.read_error(w)}")
 
@@ -464,7 +522,7 @@ class _Execution:
                 raise self._task_error(w)
             if status == 2:  # reported a start-up failure, then exited
                 raise ExecutionError(f"worker {w} failed to start: {self.seg.read_error(w)}")
-            tid = self.running.get(w)
+            tid = self._current_task(w)
             doing = f"while running {self._label(tid)}" if tid is not None else "while idle"
             raise ExecutionError(
                 f"worker {w} (pid {proc.pid}) {_describe_exit(proc.exitcode)} {doing}"
@@ -472,6 +530,41 @@ class _Execution:
 
     # ---- the schedule ---------------------------------------------------------------------------
     def run_once(self) -> tuple[Trace, float]:
+        if self.use_sequence:
+            return self._run_sequence()
+        return self._run_dynamic()
+
+    def _run_sequence(self) -> tuple[Trace, float]:
+        """One group: hand the whole precomputed order to its members as one command."""
+        plan, group = self.plan, self.groups[0]
+        q, slot, arrays = self.seg.q, lay.Layout.slot, self.seg.arrays
+        order = static_order(plan, self.policy, self.groups)
+        arrays["order"][...] = order
+        origin = perf_counter()
+        self.sequence = True
+        for m in group:
+            self._send(m, lay.SEQUENCE_TASK)
+        done_slots = [slot(m, lay.DONE) for m in group]
+        status_slots = [slot(m, lay.STATUS) for m in group]
+        while True:
+            for m, s in zip(group, status_slots, strict=True):
+                if q[s]:
+                    raise self._task_error(m)
+            if all(q[s] == self.seq[m] for m, s in zip(group, done_slots, strict=True)):
+                break
+            self._drain()
+            self._park(1.0)
+        self.sequence = False
+        spans = np.stack([arrays[f"spans{m}"] for m in group])
+        starts = spans[:, :, 0].min(axis=0) - origin
+        ends = spans[:, :, 1].max(axis=0) - origin
+        trace = Trace([])
+        n = len(order)
+        trace.extend(order, [tuple(group)] * n, starts.tolist(), ends.tolist(), [{}] * n,
+                     [True] * n, [0] * n)  # fmt: skip
+        return trace, float(ends.max())
+
+    def _run_dynamic(self) -> tuple[Trace, float]:
         plan, policy, groups = self.plan, self.policy, self.groups
         q, d, slot = self.seg.q, self.seg.d, lay.Layout.slot
         n = plan.n_tasks

@@ -16,7 +16,7 @@ Everything the workers share lives in ONE ``multiprocessing.shared_memory`` segm
 
 Every slot of the control block has exactly one writer (the coordinator writes ``CMD`` and
 ``ABORT``; worker ``w`` writes its own ``DONE``, ``STATUS``, ``BARRIER``, ``READY`` and
-timestamps), so no atomic read-modify-write is needed: an aligned 8-byte store is atomic on the
+timestamps and ``CURRENT``), so no atomic read-modify-write is needed: an aligned 8-byte store is atomic on the
 64-bit CPUs we run on, and x86-64 keeps stores (and loads) in program order (TSO), which is the
 release/acquire ordering the protocol needs (data written before the ``DONE``/``BARRIER`` store
 is visible to whoever reads that store).
@@ -43,11 +43,14 @@ STATUS = 2  # 0 ok, 1 a task raised, 2 start-up failed
 BARRIER = 3  # number of group barriers passed
 READY = 4  # 1 once attached and initialised
 PID = 5
+CURRENT = 6  # task id being run (sequence mode: the coordinator cannot know it otherwise)
 T_START = 8  # float64: perf_counter() at task start
 T_END = 9  # float64: perf_counter() at task end
 
 #: Task id that tells a worker to leave its loop.
 EXIT_TASK = 0xFFFFFFFF
+#: Task id that tells a worker to run the whole ``order`` array (see ``_coordinator``).
+SEQUENCE_TASK = 0xFFFFFFFE
 TASK_MASK = 0xFFFFFFFF
 
 

@@ -8,6 +8,10 @@ the bytes later and drains them). Waiting at a group barrier spins without yield
 ``spin_s`` (pinned members are on distinct CPUs), then yields, and after a millisecond sleeps
 50 us per check.
 
+A command is one task id, or :data:`~kernels.executor._layout.SEQUENCE_TASK`: run the segment's
+whole ``order`` array (a policy with one group of workers, whose order the coordinator knows in
+advance), with a group barrier between two tasks, and report once at the end.
+
 Never an orphan: the worker ignores SIGINT (Ctrl-C reaches the whole process group; the
 coordinator alone decides to stop), asks the kernel to SIGKILL it when its parent dies
 (``PR_SET_PDEATHSIG``, Linux), and also exits when its command pipe reaches end-of-file or its
@@ -90,6 +94,7 @@ class _Worker:
         self.s_cmd, self.s_done = slot(w, lay.CMD), slot(w, lay.DONE)
         self.s_status, self.s_bar = slot(w, lay.STATUS), slot(w, lay.BARRIER)
         self.s_start, self.s_end = slot(w, lay.T_START), slot(w, lay.T_END)
+        self.s_current = slot(w, lay.CURRENT)
         self.peer_bars = [slot(m, lay.BARRIER) for m in spec.group if m != w]
         self.bar = self.q[self.s_bar]
         size = len(spec.group)
@@ -176,9 +181,12 @@ class _Worker:
                 return
             start = perf_counter()
             try:
-                if fault is not None and tid == fault[1] and self.runner.leader:
-                    self.inject(fault[0], tid)
-                run(tid)
+                if tid == lay.SEQUENCE_TASK:
+                    self.run_sequence()
+                else:
+                    if fault is not None and tid == fault[1] and self.runner.leader:
+                        self.inject(fault[0], tid)
+                    run(tid)
             except Aborted:
                 return
             except BaseException as exc:  # noqa: BLE001 - reported to the coordinator
@@ -189,6 +197,29 @@ class _Worker:
             d[self.s_end] = end
             q[self.s_done] = seq
             self.post()
+
+    def run_sequence(self) -> None:
+        """Run every task of the segment's ``order`` array, recording each one's start and end
+        in ``spans{w}``. Members of a group meet at a barrier between two tasks: the next task
+        reads what the group's leader wrote in the last one (the state, a projection's rows),
+        which the coordinator's hand-out ensured in the dynamic mode."""
+        arrays = self.seg.arrays
+        order = arrays["order"]
+        spans = arrays[f"spans{self.spec.index}"]
+        q, s_current, run = self.q, self.s_current, self.runner.run
+        barrier = self.barrier if len(self.spec.group) > 1 else None
+        fault = self.spec.fault
+        leader = self.runner.leader
+        for pos, tid in enumerate(order.tolist()):
+            q[s_current] = tid
+            if barrier is not None and pos:
+                barrier()
+            start = perf_counter()
+            if fault is not None and tid == fault[1] and leader:
+                self.inject(fault[0], tid)
+            run(tid)
+            spans[pos, 0] = start
+            spans[pos, 1] = perf_counter()
 
     @staticmethod
     def inject(mode: str, tid: int) -> None:
