@@ -67,25 +67,26 @@ cache ``hit_curve`` (the largest private level)
 ``dispatch_overhead_s``
     with :mod:`kernels.executor` present: 1-worker ``sequential`` runs of one-layer LSTM graphs
     (H = 128..512, one step per task) and of a graph of trivial cells (H = 1, recorded only):
-    the makespan per task (median makespan of repeats) minus the in-process time of the same
-    cell, with every task handed out by the coordinator (``WPSIM_EXECUTOR_SEQUENCE=0``: the
-    round trip a task pays under a policy with several groups while a core is free); and the
-    same runs with the whole order handed out at once, as the executor does for a run with one
-    group: ``dispatch_overhead_sequence_s``. In the model a task costs ``dispatch + work`` back
-    to back on its core, and a one-layer chain on one worker never waits for a dependency, so
-    this is everything per task that is not the kernel, tails included (a mean, not a median: the model sums these costs). The same with
-    every core running a worker (``multiprogram``, one independent instance per core, makespan x
-    workers / tasks; medians of two executions per size): ``dispatch_overhead_busy_s``, a table
-    of two points by task time, cells shorter than a worker's spin window (H = 128) and cells
-    that outlast it (H = 256 and 384; the only point with ``--quick``). There the coordinator
-    has no free core and takes its CPU time from the workers. And ``layerwise`` on every core
-    over a one-layer RNN of H = 16 (each step one task split across all workers; makespan /
-    tasks - the in-process cell, median of five executions): ``dispatch_overhead_group_s``,
-    the overhead of a task of a whole-socket group (the coordinator's round trip while the
-    members wait, plus their start skew, which the barrier absorbs). Without the executor: a
-    shared-memory signalling microbenchmark: a master sends a task id to a worker process on
-    another core through a pipe and waits for its reply (what a central task queue costs per
-    task).
+    the makespan per task (median makespan of repeats; the median of three executions per graph)
+    minus the in-process time of the same cell, with every task handed out by the coordinator
+    (``WPSIM_EXECUTOR_SEQUENCE=0``: the round trip a task pays under a policy with several
+    groups while a core is free); and the same runs with the whole order handed out at once, as
+    the executor does for a run with one group: ``dispatch_overhead_sequence_s``. In the model a
+    task costs ``dispatch + work`` back to back on its core, and a one-layer chain on one worker
+    never waits for a dependency, so this is everything per task that is not the kernel, tails
+    included (a mean, not a median: the model sums these costs). The same with every core
+    running a worker (``multiprogram``, one independent instance per core, makespan x workers /
+    tasks; medians of four executions per point): ``dispatch_overhead_busy_s``, a table of two
+    points by task time, cells shorter than a worker's spin window (H = 128) and cells that
+    outlast it (H = 256 and 384; the only point with ``--quick``). There the coordinator has no
+    free core and takes its CPU time from the workers. And ``layerwise`` on every core over a
+    one-layer RNN of H = 16 (each step one task split across all workers; makespan / tasks - the
+    in-process cell as that task runs it, input projection hoisted, median of five executions):
+    ``dispatch_overhead_group_s``, the overhead of a task of a whole-socket group (the split
+    product's exchange and barriers, the barrier between two tasks, the members' skew; the
+    executor hands the whole order out at once). Without the executor: a shared-memory
+    signalling microbenchmark: a master sends a task id to a worker process on another core
+    through a pipe and waits for its reply (what a central task queue costs per task).
 ``corun_slowdown_per_core``
     the numpy LSTM cell at H = 512 (batch 1, one step per call) on one core, then on two cores at
     once (rounds alternate to cancel drift): ``slowdown - 1`` per additional busy core.
@@ -1006,10 +1007,24 @@ def measure_executor_dispatch(
         return Workload(name=f"calibrate: lstm H={h}", cell="lstm", layers=1, hidden=h, input=h,
                         seq_len=seq_len)  # fmt: skip
 
+    def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        """The execution with the median overhead, and every execution's overhead."""
+        chosen = dict(sorted(runs, key=lambda r: r["dispatch_s"])[len(runs) // 2])
+        chosen["runs_dispatch_s"] = [r["dispatch_s"] for r in runs]
+        return chosen
+
     cells_s = {h: time_call(_lstm_cell_task(h, 1, 1), 20, 0.3) for h in hiddens}
-    # each task through the coordinator (several groups), then the order handed out at once
-    graphs = [one(lstm(h), cells_s[h], sequence=False) for h in hiddens]
-    sequences = [one(lstm(h), cells_s[h]) for h in hiddens]
+    # each task through the coordinator (several groups), then the order handed out at once;
+    # three executions each, interleaved: one of them is now and then 1.5x slower throughout
+    # (measured here: H = 128 tasks 39 instead of 25 us in one execution of a sequence)
+    dynamic_runs: dict[int, list] = {h: [] for h in hiddens}
+    sequence_runs: dict[int, list] = {h: [] for h in hiddens}
+    for _ in range(3):
+        for h in hiddens:
+            dynamic_runs[h].append(one(lstm(h), cells_s[h], sequence=False))
+            sequence_runs[h].append(one(lstm(h), cells_s[h]))
+    graphs = [median_run(dynamic_runs[h]) for h in hiddens]
+    sequences = [median_run(sequence_runs[h]) for h in hiddens]
     trivial = Workload(name="calibrate: trivial cells", cell="rnn", layers=1, hidden=1, input=1,
                        seq_len=trivial_tasks)  # fmt: skip
     out: dict[str, Any] = {
@@ -1023,15 +1038,15 @@ def measure_executor_dispatch(
     }
     if all_busy > 1:
         # Every core runs a worker, so the coordinator has no free core. The value varies from
-        # run to run (it depends on where the OS puts the coordinator), hence two executions per
-        # size and medians. It also differs between cells shorter than a worker's spin window
+        # run to run (it depends on where the OS puts the coordinator: 48-110 us for H = 128
+        # here), hence four executions per point (two per size) and medians. It also differs between cells shorter than a worker's spin window
         # (kernels.executor DEFAULT_SPIN_US, 50 us: H = 128) and cells that outlast it
         # (H = 256, 384), as most real cells do: two points of a table by task time.
         def busy_point(sizes: Sequence[int], kind: str) -> dict[str, Any]:
             runs = [
                 one(lstm(h), time_call(_lstm_cell_task(h, 1, 1), 20, 0.3), all_busy)
                 for h in sizes
-                for _ in range(2)
+                for _ in range(max(2, 4 // len(sizes)))
             ]
             return {
                 "kind": kind,
@@ -1053,12 +1068,9 @@ def measure_executor_dispatch(
         # three still moved by 10 us between calibrations.
         split = Workload(name="calibrate: split steps", cell="rnn", layers=1, hidden=16, input=16,
                          seq_len=3 * seq_len)  # fmt: skip
-        cell_s = time_call(_trivial_cell(16), 20, 0.2)
+        cell_s = time_call(_trivial_cell(16, hoisted=True), 20, 0.2)
         group_runs = [one(split, cell_s, all_busy, "layerwise") for _ in range(5)]
-        group = dict(group_runs[2])
-        group["dispatch_s"] = _median([r["dispatch_s"] for r in group_runs])
-        group["runs_dispatch_s"] = [r["dispatch_s"] for r in group_runs]
-        out["whole_socket_group"] = group
+        out["whole_socket_group"] = median_run(group_runs)
     return out
 
 
@@ -1100,11 +1112,15 @@ def measure_step_overhead(
     return out
 
 
-def _trivial_cell(hidden: int = 1) -> Callable[[], Any]:
-    """One step of an Elman RNN cell of ``hidden`` units at batch 1 (a few microseconds)."""
+def _trivial_cell(hidden: int = 1, hoisted: bool = False) -> Callable[[], Any]:
+    """One step of an Elman RNN cell of ``hidden`` units at batch 1 (a few microseconds).
+
+    ``hoisted``: as a ``layerwise`` task runs it, with the input projection done beforehand
+    and the recurrent operator built once; else as a one-step chunk task (both in the call).
+    """
     import numpy as np
 
-    from kernels.cells import cell_chunk_forward
+    from kernels.cells import Recurrent, cell_chunk_forward, input_projection
 
     p = {
         "weight_ih": np.full((hidden, hidden), 0.01, np.float32),
@@ -1113,6 +1129,11 @@ def _trivial_cell(hidden: int = 1) -> Callable[[], Any]:
         "bias_hh": np.zeros(hidden, np.float32),
     }
     x = np.ones((1, 1, hidden), np.float32)
+    if hoisted:
+        gates_x = input_projection("rnn", p, x)
+        recurrent = Recurrent(p["weight_hh"], 1, np.dtype("float32")).hh
+        return lambda: cell_chunk_forward("rnn", p, x, None, save=False, gates_x=gates_x,
+                                          recurrent=recurrent)  # fmt: skip
     return lambda: cell_chunk_forward("rnn", p, x, None, save=False)
 
 
@@ -1593,7 +1614,7 @@ def build_machine_file(
             + measured(
                 f"kernels.executor, layerwise on {int(group['workers'])} workers, one-layer RNN "
                 f"H={int(group['hidden'])} (every step one task split across the workers): "
-                f"makespan / tasks - in-process cell {_us(group['cell_in_process_s'])}, median of "
+                f"makespan / tasks - in-process cell (input projection hoisted) {_us(group['cell_in_process_s'])}, median of "
                 + ", ".join(_us(v) for v in group["runs_dispatch_s"])
             )
         )
