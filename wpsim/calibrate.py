@@ -51,7 +51,9 @@ cache ``hit_curve`` (the largest private level)
 ``task_overhead_s`` / ``step_overhead_s``
     :func:`kernels.cells.cell_chunk_forward` at H = 4, batch 1, with 1 and with 32 steps per
     chunk: the intercept and the slope of its time against its steps (the per-call and per-step
-    costs of the kernel, all interpreter and ufunc dispatch at that size).
+    costs of the kernel, all interpreter and ufunc dispatch at that size), with the input
+    projection given and the recurrent product a fill: the products' own calls are in the GEMM
+    timings.
 ``memory.per_core_bandwidth_Bps`` / ``memory.bandwidth_Bps``
     the GEMV read over a matrix of at least 4 x the shared cache, on one core, then on every
     measured core at once (the sum).
@@ -433,6 +435,12 @@ def measure_peak_gemm(size: int, budget_s: float) -> float:
     return min(times)  # the peak is the best the core does, not its typical rate
 
 
+def _zero_product(_h: Any, dest: Any) -> None:
+    """A recurrent product that costs nothing but filling its output (the products are timed
+    apart, see :func:`measure_gemm`)."""
+    dest.fill(0.0)
+
+
 def measure_elementwise(
     cells: Sequence[str], hs: Sequence[int], bs: Sequence[int], steps: int, budget_s: float
 ) -> dict[str, float]:
@@ -443,9 +451,6 @@ def measure_elementwise(
 
     rng = np.random.default_rng(2)
     out: dict[str, float] = {}
-
-    def zero(_h: Any, dest: Any) -> None:
-        dest.fill(0.0)
 
     for cell in cells:
         g = GATES[cell]
@@ -467,7 +472,14 @@ def measure_elementwise(
                     flat = gx.reshape(-1, gx.shape[-1])
                     np.add(flat, bias, out=flat)  # the input projection's bias add
                     cell_chunk_forward(
-                        cell, params, x, None, None, save=False, gates_x=gx, recurrent=zero
+                        cell,
+                        params,
+                        x,
+                        None,
+                        None,
+                        save=False,
+                        gates_x=gx,
+                        recurrent=_zero_product,
                     )
 
                 copy_s = time_call(lambda gx=gx, base=base: np.copyto(gx, base), 5, budget_s / 4)
@@ -1013,7 +1025,6 @@ def measure_executor_dispatch(
         chosen["runs_dispatch_s"] = [r["dispatch_s"] for r in runs]
         return chosen
 
-    cells_s = {h: time_call(_lstm_cell_task(h, 1, 1), 20, 0.3) for h in hiddens}
     # each task through the coordinator (several groups), then the order handed out at once;
     # three executions each, interleaved: one of them is now and then 1.5x slower throughout
     # (measured here: H = 128 tasks 39 instead of 25 us in one execution of a sequence)
@@ -1021,8 +1032,9 @@ def measure_executor_dispatch(
     sequence_runs: dict[int, list] = {h: [] for h in hiddens}
     for _ in range(3):
         for h in hiddens:
-            dynamic_runs[h].append(one(lstm(h), cells_s[h], sequence=False))
-            sequence_runs[h].append(one(lstm(h), cells_s[h]))
+            cell_s = time_call(_lstm_cell_task(h, 1, 1), 20, 0.2)  # next to its runs: it drifts
+            dynamic_runs[h].append(one(lstm(h), cell_s, sequence=False))
+            sequence_runs[h].append(one(lstm(h), cell_s))
     graphs = [median_run(dynamic_runs[h]) for h in hiddens]
     sequences = [median_run(sequence_runs[h]) for h in hiddens]
     trivial = Workload(name="calibrate: trivial cells", cell="rnn", layers=1, hidden=1, input=1,
@@ -1068,8 +1080,12 @@ def measure_executor_dispatch(
         # three still moved by 10 us between calibrations.
         split = Workload(name="calibrate: split steps", cell="rnn", layers=1, hidden=16, input=16,
                          seq_len=3 * seq_len)  # fmt: skip
-        cell_s = time_call(_trivial_cell(16, hoisted=True), 20, 0.2)
-        group_runs = [one(split, cell_s, all_busy, "layerwise") for _ in range(5)]
+        # the in-process cell timed again before each execution: from one calibration to the
+        # next it measured 3.7 and 6.9 us, with the same makespans
+        reference = _trivial_cell(16, hoisted=True)
+        group_runs = [
+            one(split, time_call(reference, 20, 0.2), all_busy, "layerwise") for _ in range(5)
+        ]
         out["whole_socket_group"] = median_run(group_runs)
     return out
 
@@ -1078,10 +1094,14 @@ def measure_step_overhead(
     cells: Sequence[str], steps: int, budget_s: float
 ) -> dict[str, dict[str, float]]:
     """Fixed per-task and per-step costs of each cell's kernel call: ``cell_chunk_forward`` at
-    H = 4, batch 1, with 1 and with ``steps`` steps per chunk (one input GEMM each), median
-    seconds. At this size the arithmetic is negligible and what remains is interpreter and ufunc
-    dispatch: the per-step cost is the slope between the two, the per-task cost the intercept.
-    Returns ``{cell: {"task_s": ..., "step_s": ...}}``."""
+    H = 4, batch 1, with 1 and with ``steps`` steps per chunk, median seconds. At this size the
+    arithmetic is negligible and what remains is interpreter and ufunc dispatch: the per-step
+    cost is the slope between the two, the per-task cost the intercept. Measured as
+    :func:`measure_elementwise` runs a task: the input projection given and the recurrent
+    product a fill, because the cost model charges the products by the GEMM efficiencies, whose
+    timings already hold their numpy calls (with them, this charged the Elman cell 1.9 us a
+    step and 6.2 us a task, while a whole 8-step task at H = 256 takes 9.9 us without its
+    products). Returns ``{cell: {"task_s": ..., "step_s": ...}}``."""
     import numpy as np
 
     from kernels.cells import cell_chunk_forward
@@ -1105,7 +1125,9 @@ def measure_step_overhead(
         seconds = {}
         for k in (1, steps):
             x = np.ones((k, 1, h), np.float32)
-            run = functools.partial(cell_chunk_forward, cell, p, x, h0, c0, save=False)
+            gates_x = np.full((k, 1, gates * h), 0.1, np.float32)
+            run = functools.partial(cell_chunk_forward, cell, p, x, h0, c0, save=False,
+                                    gates_x=gates_x, recurrent=_zero_product)  # fmt: skip
             seconds[k] = time_call(run, 20, budget_s / 2)
         step_s = max(seconds[steps] - seconds[1], 0.0) / (steps - 1)
         out[cell] = {"task_s": max(seconds[1] - step_s, 0.0), "step_s": step_s}
