@@ -199,8 +199,8 @@ def test_machine_file_is_built_from_raw_measurements() -> None:
     # barrier(2) reproduces the measured 2-process barrier
     assert machine.barrier_s(2) == pytest.approx(1.5e-6)
     assert machine.dispatch_overhead_s == pytest.approx(30e-6)
-    # bandwidths: private levels take the larger pattern, the shared one the GEMV rate
-    assert [c.bandwidth_Bps for c in machine.caches] == pytest.approx([200e9, 100e9, 50e9])
+    # bandwidths: every level the GEMV rate (not the streaming read), L2's 90 clamped to L1's 80
+    assert [c.bandwidth_Bps for c in machine.caches] == pytest.approx([80e9, 80e9, 50e9])
     assert machine.memory.per_core_bandwidth_Bps == pytest.approx(20e9)
     assert machine.memory.bandwidth_Bps == pytest.approx(30e9)
     assert str(machine.calibration["date"]) == "2000-01-01"
@@ -233,6 +233,21 @@ def test_kernel_overheads_element_wise_grid_hit_curve_and_cell_grids_are_written
     ((n, h, fraction),) = machine.efficiency.gemm_by_n_h_by_cell["rnn"]
     assert (n, h) == (1, 128)
     assert fraction == pytest.approx(0.5 * peak / machine.peak_flops_per_core("float32"), rel=1e-3)
+
+
+def test_hot_gemm_grid_takes_the_row_timings_where_w_does_not_fit() -> None:
+    raw = _fake_raw()
+    streamed = raw["gemm_s"]
+    raw["gemm_hot_bytes"] = 512 * 1024
+    raw["gemm_s_hot"] = {"lstm": {"1,512": streamed["1,512"] / 2}}  # twice as fast, hot
+    machine = CpuMachine.model_validate(
+        yaml.safe_load(cal.build_machine_file(_fake_spec(), raw, "2000-01-01").text)
+    )
+    hot = {(n, h): f for n, h, f in machine.efficiency.gemm_by_n_h_hot["lstm"]}
+    full = {(n, h): f for n, h, f in machine.efficiency.gemm_by_n_h}
+    assert set(hot) == set(full)  # a whole grid: the points that fit are the streamed ones
+    assert hot[(1, 512)] == pytest.approx(2 * full[(1, 512)], rel=1e-3)
+    assert hot[(16, 512)] == full[(16, 512)] and hot[(1, 128)] == full[(1, 128)]
 
 
 def test_executor_dispatch_variants_are_written_with_their_runs() -> None:

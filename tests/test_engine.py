@@ -352,6 +352,35 @@ def test_elementwise_update_does_not_overlap_the_weight_reads():
     )
 
 
+def test_a_split_products_share_that_fits_the_private_cache_runs_at_the_hot_rate():
+    """``gemm_by_n_h_hot`` serves a product whose weights on one core fit its largest private
+    cache; the streamed grid serves the others."""
+    from wpsim.cost import CpuCostModel
+
+    def grid(f: float) -> list[list[float]]:
+        return [[n, h, f] for n in (1, 2) for h in (128, 512)]
+
+    table = {"gemm_by_n": [[1, 1.0]], "elementwise": 1.0, "gemm_by_n_h": grid(0.1),
+             "gemm_by_n_h_hot": {"lstm": grid(0.5)}}  # fmt: skip
+    base = make_machine(cores=2, l2_bytes=1 << 20)
+    m = base.model_copy(update={"efficiency": type(base.efficiency).model_validate(table)})
+    peak = m.peak_flops_per_core("float32")
+    # H = 256: W_hh is 1 MiB plus half the biases, so only half of it fits the 1 MiB L2
+    w = Workload(cell="lstm", layers=1, hidden=256, input=256, seq_len=2)
+    plan = compile_plan(build(w, chunk=1))
+    cell = next(t for t in plan.tasks if t.kind == "cell")
+    model = CpuCostModel(m, plan)
+    whole, _ = model.compute_parts(cell.id, 1)
+    assert whole == pytest.approx((cell.flops_in + cell.flops_rec) / (0.1 * peak))
+    split, _ = model.compute_parts(cell.id, 2)
+    assert split == pytest.approx((cell.flops_in / 0.1 + cell.flops_rec / 0.5) / peak / 2)
+    # without the hot grid, the streamed one serves both
+    plain = m.model_copy(update={"efficiency": type(base.efficiency).model_validate(
+        {**table, "gemm_by_n_h_hot": None})})  # fmt: skip
+    split_plain, _ = CpuCostModel(plain, plan).compute_parts(cell.id, 2)
+    assert split_plain == pytest.approx((cell.flops_in + cell.flops_rec) / (0.1 * peak) / 2)
+
+
 def test_whole_socket_group_tasks_pay_the_group_dispatch():
     w = Workload(cell="rnn", layers=1, hidden=8, input=8, seq_len=10)
     m = make_machine(cores=2, dispatch_s=1e-6).model_copy(

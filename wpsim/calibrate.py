@@ -21,9 +21,12 @@ imported, plus :func:`threadpoolctl.threadpool_limits`; each process is pinned t
     run at different fractions of peak at different H); ``gemm_by_n`` the best fraction over H
     for each n (the compute ceiling, used where a machine has no grid). Bandwidth limits of
     weights that do not fit a private cache are also the memory term's business
-    (:mod:`wpsim.cost` takes ``max(compute, memory)``, so nothing is counted twice).
-    ``gemm_by_n_h_by_cell``: the same grid with the Elman and GRU cells' own ``W (G*H, H)``
-    (a skinny product's rate depends on where its matrix fits, and theirs are smaller).
+    (:mod:`wpsim.cost` takes ``max(products, memory)``). ``gemm_by_n_h_by_cell``: the same grid
+    with the Elman and GRU cells' own ``W (G*H, H)`` (a skinny product's rate depends on where
+    its matrix fits, and theirs are smaller). ``gemm_by_n_h_hot``: for each cell, the points
+    whose ``W`` is larger than half the largest private cache again, timed on the rows that fit
+    and scaled by the row ratio (the rate with the weights hot, for a product whose weights on
+    one core fit that cache: one core's share of a split product); the other points as above.
 ``recurrent_gemv_max_batch`` and ``elementwise_split_across_helpers``
     ``kernels.cells.SKINNY_BATCH``: the executor runs a one-core recurrent product of at most
     this batch as one GEMV per batch row; and ``false``: a split step's element-wise update runs
@@ -40,9 +43,11 @@ imported, plus :func:`threadpoolctl.threadpool_limits`; each process is pinned t
 cache ``bandwidth_Bps``
     read bandwidth with a working set of half of each level: the kernels' access pattern (a
     row-major matrix times a vector, batched over a zero-stride view so that one numpy call
-    streams >= 64 MiB) and a pure streaming read (batched dot product). Private levels take the
-    larger (a GEMV is compute-bound there, so only the streaming read sees the level); the shared
-    level and DRAM take the GEMV rate, which is what weight streaming achieves.
+    streams >= 64 MiB) and a pure streaming read (batched dot product, recorded only). Every
+    level takes the GEMV rate: it is what weight streaming achieves, and the rate the hit
+    curve's fractions are relative to. (The streaming read doubles with 64-byte alignment, 75 to
+    147 GB/s over 1 MiB here; the larger of the two, as private levels once took, charged bytes
+    served by L2 at half their real time.)
 cache ``hit_curve`` (the largest private level)
     two matrices (fp32, in the kernels' order) times a vector, re-read again and again, their
     total 0.25-3 x the level's size; a rate ``r`` between the level's own ``hi`` (at most half
@@ -394,25 +399,38 @@ def time_call(
 
 
 def measure_gemm(
-    hs: Sequence[int], ns: Sequence[int], budget_s: float, gates: int = 4
-) -> dict[str, float]:
+    hs: Sequence[int], ns: Sequence[int], budget_s: float, gates: int = 4,
+    hot_bytes: int | None = None,
+) -> dict[str, float]:  # fmt: skip
     """Seconds per ``X (n, H) @ W^T`` with ``W (gates*H, H)`` fp32 stored as the kernels store
-    it (:data:`kernels.params.WEIGHT_ORDER`), keyed ``"n,H"``."""
+    it (:data:`kernels.params.WEIGHT_ORDER`), keyed ``"n,H"``.
+
+    With ``hot_bytes``, a ``W`` larger than that is timed on as many of its rows as fit and the
+    time scaled up by the row ratio: the rate of the product with its weights in the core's
+    cache. The cost model charges reading weights from further out by its memory term (taking
+    the larger of the two), so a rate measured on weights streamed from the shared cache would
+    charge that twice over, and wrongly where the weights do fit, as one core's share of a
+    split product does (GRU, H = 512: 71 us predicted for a split step that takes 56 us).
+    """
     import numpy as np
 
-    from kernels.params import WEIGHT_ORDER
+    from kernels.params import WEIGHT_ORDER, aligned
 
     rng = np.random.default_rng(0)
     out: dict[str, float] = {}
     for h in hs:
-        w = np.asarray(rng.standard_normal((gates * h, h), dtype=np.float32), order=WEIGHT_ORDER)
+        rows = gates * h
+        if hot_bytes is not None:
+            rows = max(1, min(rows, hot_bytes // (4 * h)))
+        w = aligned(
+            np.asarray(rng.standard_normal((rows, h), dtype=np.float32), order=WEIGHT_ORDER)
+        )
         w_t = w.T
         for n in ns:
-            x = rng.standard_normal((n, h), dtype=np.float32)
-            y = np.empty((n, gates * h), np.float32)
-            out[f"{n},{h}"] = time_call(
-                lambda x=x, y=y, w_t=w_t: np.dot(x, w_t, out=y), 5, budget_s
-            )
+            x = aligned(rng.standard_normal((n, h), dtype=np.float32))
+            y = aligned(np.empty((n, rows), np.float32))
+            seconds = time_call(lambda x=x, y=y, w_t=w_t: np.dot(x, w_t, out=y), 5, budget_s)
+            out[f"{n},{h}"] = seconds * (gates * h) / rows
     return out
 
 
@@ -448,6 +466,7 @@ def measure_elementwise(
     import numpy as np
 
     from kernels.cells import _folded_bias, cell_chunk_forward
+    from kernels.params import aligned
 
     rng = np.random.default_rng(2)
     out: dict[str, float] = {}
@@ -464,8 +483,8 @@ def measure_elementwise(
             bias = _folded_bias(cell, params["bias_ih"], params["bias_hh"])
             for b in bs:
                 x = np.zeros((steps, b, h), np.float32)
-                base = rng.standard_normal((steps, b, g * h), dtype=np.float32)
-                gx = np.empty_like(base)
+                base = aligned(rng.standard_normal((steps, b, g * h), dtype=np.float32))
+                gx = aligned(np.empty_like(base))
 
                 def task(x=x, base=base, gx=gx, cell=cell, params=params, bias=bias) -> None:
                     np.copyto(gx, base)
@@ -515,9 +534,11 @@ def _batched_gemv_Bps(block_bytes: int, total_bytes: int, budget_s: float) -> fl
     import numpy as np
     from numpy.lib.stride_tricks import as_strided
 
+    from kernels.params import aligned
+
     cols = 256 if block_bytes >= 256 * 4 * 4 else max(16, block_bytes // 64)
     rows = max(1, block_bytes // (4 * cols))
-    block = np.random.default_rng(3).random((rows, cols), dtype=np.float32)
+    block = aligned(np.random.default_rng(3).random((rows, cols), dtype=np.float32))
     reps = max(1, total_bytes // block.nbytes)
     view = as_strided(block, shape=(reps, rows, cols), strides=(0, cols * 4, 4))
     x = np.ones(cols, np.float32)
@@ -531,8 +552,10 @@ def _batched_dot_Bps(block_bytes: int, total_bytes: int, budget_s: float) -> flo
     import numpy as np
     from numpy.lib.stride_tricks import as_strided
 
-    n = max(16, block_bytes // 8)
-    buf = np.random.default_rng(4).random(2 * n, dtype=np.float32)
+    from kernels.params import aligned
+
+    n = max(16, block_bytes // 8 // 16 * 16)  # both halves start 64-byte aligned
+    buf = aligned(np.random.default_rng(4).random(2 * n, dtype=np.float32))
     a, b = buf[:n], buf[n:]
     reps = max(1, total_bytes // buf.nbytes)
     view = as_strided(a, shape=(reps, n), strides=(0, 4))
@@ -544,9 +567,11 @@ def _batched_dot_Bps(block_bytes: int, total_bytes: int, budget_s: float) -> flo
 def _dram_gemv_Bps(nbytes: int, budget_s: float) -> float:
     import numpy as np
 
+    from kernels.params import aligned
+
     cols = 1024
     rows = max(1, nbytes // (4 * cols))
-    m = np.ones((rows, cols), np.float32)
+    m = aligned(np.ones((rows, cols), np.float32))
     x = np.ones(cols, np.float32)
     y = np.empty(rows, np.float32)
     seconds = time_call(lambda: np.dot(m, x, out=y), 3, budget_s)
@@ -562,11 +587,13 @@ def measure_reuse_rates(size: int, budget_s: float) -> dict[str, float]:
     at a reuse distance of ``ratio x size``. Keyed by the ratios of :data:`HIT_CURVE_RATIOS`."""
     import numpy as np
 
+    from kernels.params import aligned
+
     rng = np.random.default_rng(4)
     out: dict[str, float] = {}
     for ratio in HIT_CURVE_RATIOS:
         rows = max(16, int(ratio * size) // (2 * 4 * 256))
-        mats = [np.asfortranarray(rng.random((rows, 256), dtype=np.float32)) for _ in range(2)]
+        mats = [aligned(rng.random((rows, 256), dtype=np.float32), "F") for _ in range(2)]
         x = np.ones(256, np.float32)
         ys = [np.empty(rows, np.float32) for _ in mats]
 
@@ -910,9 +937,11 @@ def measure_dram_concurrent(cores: Sequence[int], nbytes: int, budget_s: float) 
         def run() -> float:
             import numpy as np
 
+            from kernels.params import aligned
+
             _pin(cores[rank])
             cols = 1024
-            m = np.ones((max(1, nbytes // (4 * cols)), cols), np.float32)
+            m = aligned(np.ones((max(1, nbytes // (4 * cols)), cols), np.float32))
             x = np.ones(cols, np.float32)
             y = np.empty(m.shape[0], np.float32)
             np.dot(m, x, out=y)
@@ -1209,6 +1238,22 @@ def child_main(config: dict[str, Any]) -> None:
     raw["gemm_s_by_cell"] = {
         cell: measure_gemm(hs, ns, budget / 2, GATES[cell]) for cell in ("rnn", "gru")
     }
+    # and with the weights hot: at most half the largest private cache (as its bandwidth is
+    # measured), for the hidden sizes whose matrix is larger
+    private = [c["size_bytes"] for c in config["caches"] if c["scope"] == "core"]
+    if private:
+        hot = max(private) // 2
+        raw["gemm_hot_bytes"] = hot
+        raw["gemm_s_hot"] = {
+            cell: measure_gemm(
+                [h for h in hs if GATES[cell] * h * h * 4 > hot],
+                ns,
+                budget / 2,
+                GATES[cell],
+                hot_bytes=hot,
+            )  # fmt: skip
+            for cell in ("rnn", "lstm", "gru")
+        }
     _emit("done", seconds=time.perf_counter() - t)
 
     eh = ELEM_H_QUICK if quick else ELEM_H
@@ -1503,10 +1548,10 @@ def build_machine_file(
     for cache in spec.caches:
         m = bw[cache.name]
         if cache.scope == "core":
-            value = max(m["gemv_Bps"], m["stream_Bps"])
+            value = m["gemv_Bps"]
             how = (
-                f"read bandwidth, working set {m['working_set_bytes'] / 1024:.0f} KiB: max(batched "
-                f"GEMV {_si(m['gemv_Bps'], 'B/s')}, streaming dot {_si(m['stream_Bps'], 'B/s')})"
+                f"batched GEMV read bandwidth, working set {m['working_set_bytes'] / 1024:.0f} KiB "
+                f"(streaming dot: {_si(m['stream_Bps'], 'B/s')})"
             )
         else:
             value = m["gemv_Bps"]
@@ -1772,6 +1817,26 @@ def build_machine_file(
             lines.append(
                 f"      - [{n}, {h}, {_fmt(round(min(rate / peak, 1.0), 4))}]  # "
                 + measured(f"GEMM n={n} H={h}, W({GATES[cell]}H,H)")
+            )
+    hot_by_cell = raw.get("gemm_s_hot") or {}
+    if hot_by_cell:
+        hot_kib = int(raw["gemm_hot_bytes"]) // 1024
+        lines.append(
+            f"  gemm_by_n_h_hot:  # the same with W's rows up to {hot_kib} KiB (the weights hot), "
+            "for a product whose weights on one core fit its largest private cache"
+        )
+    for cell, hot_seconds in sorted(hot_by_cell.items()):
+        streamed = by_cell.get(cell) or raw["gemm_s"]
+        lines.append(f"    {cell}:")
+        for (n, h), rate in sorted(_gemm_rates({**streamed, **hot_seconds}, GATES[cell]).items()):
+            how = (
+                f"timed on the rows of W({GATES[cell]}H,H) that fit {hot_kib} KiB"
+                if f"{n},{h}" in hot_seconds
+                else f"W({GATES[cell]}H,H) fits {hot_kib} KiB: as gemm_by_n_h"
+            )
+            lines.append(
+                f"      - [{n}, {h}, {_fmt(round(min(rate / peak, 1.0), 4))}]  # "
+                + measured(f"GEMM n={n} H={h}, {how}")
             )
     lines += [
         f"  elementwise: {_fmt(round(elementwise, 5))}  # "

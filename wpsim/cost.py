@@ -169,20 +169,16 @@ class CpuCostModel:
         self.private_names = [level.name for level in self.private]
         self.producer_core = [-1] * plan.n_tasks
         self._compute_memo: dict[tuple, tuple[float, float]] = {}
-        self._efficiency_memo: dict[float, float] = {}
+        self._efficiency_memo: dict[tuple[float, bool], float] = {}
         table = machine.efficiency.gemm_by_n
         self._eff_x = [math.log2(n) for n, _ in table]
         self._eff_y = [f for _, f in table]
-        self._eff_nh = None  # (log2 n values, log2 H values, grid[n][H])
         by_n_h = (machine.efficiency.gemm_by_n_h_by_cell or {}).get(w.cell)
         by_n_h = by_n_h or machine.efficiency.gemm_by_n_h  # the cell's own, else LSTM-shaped
-        if by_n_h:
-            points = {(n, h): f for n, h, f in by_n_h}
-            ns = sorted({n for n, _ in points})
-            hs = sorted({h for _, h in points})
-            if all((n, h) in points for n in ns for h in hs):  # a full grid, else gemm_by_n
-                grid = [[points[(n, h)] for h in hs] for n in ns]
-                self._eff_nh = ([math.log2(n) for n in ns], [math.log2(h) for h in hs], grid)
+        self._eff_nh = self._grid(by_n_h)  # (log2 n values, log2 H values, grid[n][H]) or None
+        self._eff_nh_hot = self._grid((machine.efficiency.gemm_by_n_h_hot or {}).get(w.cell))
+        # the weights of a product on one core fit its largest private cache up to this size
+        self._hot_bytes = max((level.size_bytes for level in self.private), default=0)
         self.elementwise_eff = machine.efficiency.elementwise
         self._step_overhead = machine.step_overhead_s.get(w.cell, 0.0)
         self._task_overhead = machine.task_overhead_s.get(w.cell, 0.0)
@@ -249,21 +245,43 @@ class CpuCostModel:
         log_hs, log_bs = [math.log2(h) for h in hs], [math.log2(b) for b in bs]
         return self._bilinear(log_hs, log_bs, grid, math.log2(hidden), math.log2(batch))
 
-    def efficiency(self, n_columns: float) -> float:
+    @staticmethod
+    def _grid(points: list | None) -> tuple[list[float], list[float], list[list[float]]] | None:
+        """``[n, H, fraction]`` points as (log2 n values, log2 H values, grid[n][H]), or None
+        when they are missing or not a full grid."""
+        if not points:
+            return None
+        by_nh = {(n, h): f for n, h, f in points}
+        ns = sorted({n for n, _ in by_nh})
+        hs = sorted({h for _, h in by_nh})
+        if not all((n, h) in by_nh for n in ns for h in hs):
+            return None
+        grid = [[by_nh[(n, h)] for h in hs] for n in ns]
+        return [math.log2(n) for n in ns], [math.log2(h) for h in hs], grid
+
+    def efficiency(self, n_columns: float, hot: bool = False) -> float:
         """Fraction of peak for a product with ``n_columns`` right-hand columns: log-linear in n,
-        and in the hidden size too where the machine has ``gemm_by_n_h``."""
-        memo = self._efficiency_memo.get(n_columns)
+        and in the hidden size too where the machine has ``gemm_by_n_h``; ``hot``: its weights
+        fit the core's largest private cache (``gemm_by_n_h_hot``, where the machine has it)."""
+        key = (n_columns, hot)
+        memo = self._efficiency_memo.get(key)
         if memo is not None:
             return memo
         x = math.log2(max(n_columns, 1.0))
-        if self._eff_nh is None:
+        grid = self._eff_nh_hot if hot and self._eff_nh_hot is not None else self._eff_nh
+        if grid is None:
             i, j, f = self._bracket(self._eff_x, x)
             value = self._eff_y[i] + f * (self._eff_y[j] - self._eff_y[i])
         else:
-            ns, hs, grid = self._eff_nh
-            value = self._bilinear(ns, hs, grid, x, math.log2(self.plan.workload.hidden))
-        self._efficiency_memo[n_columns] = value
+            ns, hs, table = grid
+            value = self._bilinear(ns, hs, table, x, math.log2(self.plan.workload.hidden))
+        self._efficiency_memo[key] = value
         return value
+
+    def _weight_bytes(self, task, part: str) -> float:
+        """Bytes of ``task``'s weight blocks of one part (``ih`` or ``hh``)."""
+        suffix = "." + part
+        return sum(size for key, size in task.weights if key.endswith(suffix))
 
     def compute_s(self, tid: int, k: int) -> float:
         """Compute time of task ``tid`` split over ``k`` cores (no co-running slowdown): the sum
@@ -287,11 +305,16 @@ class CpuCostModel:
         if memo is None:
             b, peak = self.batch, self.peak
             products_s = 0.0
+            # every member reads the whole W_ih (the input product is split over time steps)
+            # and its 1/k of W_hh's rows
             if t.flops_in:
-                products_s += t.flops_in / self.efficiency(b * math.ceil(t.steps / k)) / peak
+                hot = self._weight_bytes(t, "ih") <= self._hot_bytes
+                e = self.efficiency(b * math.ceil(t.steps / k), hot)
+                products_s += t.flops_in / e / peak
             if t.flops_rec:
                 gemv = k == 1 and b <= self.machine.recurrent_gemv_max_batch
-                products_s += t.flops_rec / self.efficiency(1 if gemv else b) / peak
+                hot = self._weight_bytes(t, "hh") / k <= self._hot_bytes
+                products_s += t.flops_rec / self.efficiency(1 if gemv else b, hot) / peak
             elem_s = 0.0
             if t.flops_elem:
                 if measured_elem:

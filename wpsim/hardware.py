@@ -113,6 +113,15 @@ class EfficiencySpec(_Strict):
         dict[Literal["rnn", "lstm", "gru"], list[tuple[PositiveFloat, PositiveFloat, Fraction]]]
         | None
     ) = None
+    #: By cell type, the same grid with the weights hot: a ``W`` larger than half the largest
+    #: private cache timed on the rows that fit. Used for a product whose weights on one core
+    #: fit that cache (a core's share of a split recurrent product), where the grids above,
+    #: measured streaming such a ``W`` from the shared cache, would charge that stream although
+    #: the weights stay in the core's cache.
+    gemm_by_n_h_hot: (
+        dict[Literal["rnn", "lstm", "gru"], list[tuple[PositiveFloat, PositiveFloat, Fraction]]]
+        | None
+    ) = None
     #: By cell type, ``[H, B, seconds]``: one step's element-wise work of a forward cell task
     #: (bias add, gate nonlinearities, state update, with numpy's per-call overhead, beyond the
     #: ``task_overhead_s`` and ``step_overhead_s`` of the call) at hidden size H and batch B, as
