@@ -283,6 +283,17 @@ def test_executor_dispatch_variants_are_written_with_their_runs() -> None:
     # a run with one group: a table by the cell's time, in increasing order
     flat = [v for point in machine.dispatch_overhead_sequence_s for v in point]
     assert flat == pytest.approx([20e-6, 2e-6, 60e-6, 6e-6])
+    # split steps of several sizes: the group overhead as a table by a member's time
+    small = raw["dispatch"]["whole_socket_group"]
+    large = {**small, "cell": "gru", "hidden": 512.0, "cell_in_process_s": 40e-6,
+             "dispatch_s": 16e-6, "runs_dispatch_s": [15e-6, 16e-6, 17e-6]}  # fmt: skip
+    raw["dispatch"]["whole_socket_group_points"] = [large, small]
+    tabled = CpuMachine.model_validate(
+        yaml.safe_load(cal.build_machine_file(_fake_spec(), raw, "2000-01-01").text)
+    )
+    flat = [v for point in tabled.dispatch_overhead_group_s for v in point]
+    assert flat == pytest.approx([8e-6, 64e-6, 40e-6, 16e-6])  # sorted by the member's time
+    assert tabled.dispatch_s(True, whole_socket_group=True, task_s=24e-6) == pytest.approx(40e-6)
     assert machine.dispatch_s(all_busy=False, task_s=40e-6, sequence=True) == pytest.approx(4e-6)
     assert machine.recurrent_gemv_max_batch >= 0
     # one size only (--quick): a number

@@ -87,11 +87,13 @@ cache ``hit_curve`` (the largest private level)
     points by task time, cells shorter than a worker's spin window (H = 128) and cells that
     outlast it (H = 256 and 384; the only point with ``--quick``). There the coordinator has no
     free core and takes its CPU time from the workers. And ``layerwise`` on every core over a
-    one-layer RNN of H = 16 (each step one task split across all workers; makespan / tasks - the
-    in-process cell as that task runs it, input projection hoisted, median of five executions):
-    ``dispatch_overhead_group_s``, the overhead of a task of a whole-socket group (the split
-    product's exchange and barriers, the barrier between two tasks, the members' skew; the
-    executor hands the whole order out at once). Without the executor: a shared-memory
+    one-layer RNN of H = 16, and unless quick an LSTM of H = 256 and a GRU of H = 512 (each step
+    one task split across all workers; makespan / tasks - what the model charges a member apart
+    from it, in process: its rows of the product and the step with the product a fill, median
+    of five executions): ``dispatch_overhead_group_s``
+    by a member's time, the overhead of a task of a whole-socket group (the barriers, the
+    members' skew and the wait for the slower one; the executor hands the whole order out at
+    once). Without the executor: a shared-memory
     signalling microbenchmark: a master sends a task id to a worker process on another core
     through a pipe and waits for its reply (what a central task queue costs per task).
 ``corun_slowdown_per_core``
@@ -862,6 +864,42 @@ def _lstm_cell_task(hidden: int, batch: int, steps: int) -> Callable[[], Any]:
     return lambda: cell_chunk_forward("lstm", params, x, None, None, save=False, recurrent=rec)
 
 
+def _split_member_cell(cell: str, hidden: int, members: int) -> Callable[[], Any]:
+    """What the cost model charges one member of a ``layerwise`` step of ``cell`` apart from
+    the group overhead (batch 1, input projection hoisted), in process: its rows of the
+    recurrent product, then the step as :func:`measure_elementwise` times it (the product's
+    output a fill). So the group overhead keeps everything else: the exchange of the members'
+    rows, the barriers, the skew and the wait for the slower member."""
+    import numpy as np
+
+    from kernels.cells import cell_chunk_forward, input_projection, recurrent_rows, split_rows
+    from kernels.params import WEIGHT_ORDER, aligned, layer_params
+
+    rng = np.random.default_rng(6)
+    g = GATES[cell] * hidden
+    params = layer_params(
+        {
+            "weight_ih_l0": rng.standard_normal((g, hidden), dtype=np.float32) * 0.05,
+            "weight_hh_l0": rng.standard_normal((g, hidden), dtype=np.float32) * 0.05,
+            "bias_ih_l0": np.zeros(g, np.float32),
+            "bias_hh_l0": np.zeros(g, np.float32),
+        },
+        0,
+    )  # fmt: skip
+    x = rng.standard_normal((1, 1, hidden), dtype=np.float32)
+    gates_x = input_projection(cell, params, x)
+    rows = split_rows(g, members)
+    mine = aligned(np.asarray(params["weight_hh"][rows[0]], order=WEIGHT_ORDER))
+    block = np.zeros((1, rows[0].stop - rows[0].start), np.float32)
+
+    def recurrent(h_prev: Any, out: Any) -> None:
+        recurrent_rows(mine, h_prev, None, out=block)
+        _zero_product(h_prev, out)
+
+    return lambda: cell_chunk_forward(cell, params, x, None, None, save=False, gates_x=gates_x,
+                                      recurrent=recurrent)  # fmt: skip
+
+
 def _run_together(shared: Any, members: list[Callable[[Any], Any]]) -> list[Any]:
     """Fork one process per member; release them at once when every one has reported ready
     (``shared.flags[rank + 1]``) by setting ``shared.flags[0]``; return their results."""
@@ -1104,18 +1142,24 @@ def measure_executor_dispatch(
         busy = {"workers": float(all_busy), "points": points}
         out["all_cores_busy"] = busy
         # One task split across every core (the layerwise policy): each step is one task of a
-        # group of all workers; tiny cells, so that the per-step cost is all overhead. Five
-        # executions: single ones spread widely here (34-68 us on 2 cores), so the median of
-        # three still moved by 10 us between calibrations.
-        split = Workload(name="calibrate: split steps", cell="rnn", layers=1, hidden=16, input=16,
-                         seq_len=3 * seq_len)  # fmt: skip
-        # the in-process cell timed again before each execution: from one calibration to the
-        # next it measured 3.7 and 6.9 us, with the same makespans
-        reference = _trivial_cell(16, hoisted=True)
-        group_runs = [
-            one(split, time_call(reference, 20, 0.2), all_busy, "layerwise") for _ in range(5)
-        ]
-        out["whole_socket_group"] = median_run(group_runs)
+        # group of all workers. Makespan per task minus what the model charges a member apart from
+        # the group overhead, in process (timed again before each execution: it drifts, 3.7 vs 6.9
+        # us for the tiny cell between two calibrations): the barriers, the skew, and the wait for
+        # the slower member, which grows with the step. So a tiny Elman cell (all overhead) and,
+        # unless quick, two real cells: points of a table by a member's time. Five executions
+        # each.
+        shapes = [("rnn", 16)] + ([] if len(hiddens) == 1 else [("lstm", 256), ("gru", 512)])
+        group_points = []
+        for cell, h in shapes:
+            split = Workload(name=f"calibrate: split {cell} steps H={h}", cell=cell, layers=1,
+                             hidden=h, input=h, seq_len=3 * seq_len)  # fmt: skip
+            reference = _split_member_cell(cell, h, all_busy)
+            runs = [
+                one(split, time_call(reference, 20, 0.2), all_busy, "layerwise") for _ in range(5)
+            ]
+            group_points.append({**median_run(runs), "cell": cell})
+        out["whole_socket_group"] = group_points[0]
+        out["whole_socket_group_points"] = group_points
     return out
 
 
@@ -1675,16 +1719,31 @@ def build_machine_file(
                     + measured(f"{how}, {point['kind']}: {runs_note(point)}")
                 )
     group = dispatch.get("whole_socket_group")
-    if group:
-        busy_lines.append(
-            f"dispatch_overhead_group_s: {_fmt(group['dispatch_s'])}  # "
-            + measured(
-                f"kernels.executor, layerwise on {int(group['workers'])} workers, one-layer RNN "
-                f"H={int(group['hidden'])} (every step one task split across the workers): "
-                f"makespan / tasks - in-process cell (input projection hoisted) {_us(group['cell_in_process_s'])}, median of "
-                + ", ".join(_us(v) for v in group["runs_dispatch_s"])
-            )
+    group_points = dispatch.get("whole_socket_group_points") or ([group] if group else [])
+
+    def group_note(point: dict[str, Any]) -> str:
+        return measured(
+            f"kernels.executor, layerwise on {int(point['workers'])} workers, one-layer "
+            f"{point.get('cell', 'rnn').upper()} H={int(point['hidden'])} (every step one task "
+            f"split across the workers): makespan / tasks - a member's product and step in process "
+            f"{_us(point['cell_in_process_s'])}, median of "
+            + ", ".join(_us(v) for v in point["runs_dispatch_s"])
         )
+
+    if len(group_points) == 1:
+        busy_lines.append(
+            f"dispatch_overhead_group_s: {_fmt(group_points[0]['dispatch_s'])}  # "
+            + group_note(group_points[0])
+        )
+    elif group_points:
+        busy_lines.append(
+            "dispatch_overhead_group_s:  # [member's time s, overhead s] by a member's own time"
+        )
+        for point in sorted(group_points, key=lambda p: p["cell_in_process_s"]):
+            busy_lines.append(
+                f"  - [{_fmt(point['cell_in_process_s'])}, {_fmt(point['dispatch_s'])}]  # "
+                + group_note(point)
+            )
     step_lines: list[str] = []
     overheads = raw.get("kernel_call_overhead_s") or {}
     for key, part, what in (

@@ -11,8 +11,8 @@ helper cores) is::
   table of it is read at the task's own time ``elementwise + max(products, cache + dram_bytes /
   per-core bandwidth)``, before the co-running slowdown); ``dispatch_overhead_sequence_s`` (a
   number or such a table) for every task of a run with one group, whose order is handed out at
-  once; ``dispatch_overhead_group_s`` for a task split across a group of every core of the
-  socket.
+  once; ``dispatch_overhead_group_s`` (the same) for a task split across a group of every core
+  of the socket, read at a member's time.
 * ``task_overhead``, ``step_overhead``: the fixed per-task and per-step costs of the cell's
   kernel call for the workload's cell type (``task_overhead_s``, ``step_overhead_s``; counted for
   tasks with recurrent work).
@@ -201,6 +201,7 @@ class CpuCostModel:
         self._busy_by_task = isinstance(machine.dispatch_overhead_busy_s, list)  # a table
         self._sequence = sequence
         self._sequence_by_task = isinstance(machine.dispatch_overhead_sequence_s, list)
+        self._group_by_task = isinstance(machine.dispatch_overhead_group_s, list)
         self._dispatch_group = machine.dispatch_s(all_busy=True, whole_socket_group=True)
         self._cores_per_socket = machine.socket_cores
         self._latency = machine.handoff.latency_s
@@ -491,6 +492,10 @@ class CpuCostModel:
         step_s, sync_s, compute, elementwise = static
         if k > 1 and k >= self._cores_per_socket:
             fixed = self._dispatch_group  # the whole socket's cores form the group
+            if self._group_by_task:  # by a member's own time
+                per_core = self._per_core_dram_Bps
+                work = elementwise + max(compute, cache_s + dram / per_core if dram else cache_s)
+                fixed = self.machine.dispatch_s(all_busy=True, whole_socket_group=True, task_s=work)
         elif self._sequence or busy_on_socket + k >= self._cores_per_socket:
             fixed = self._dispatch if self._sequence else self._dispatch_busy
             if self._sequence_by_task if self._sequence else self._busy_by_task:

@@ -196,10 +196,13 @@ class CpuMachine(_Strict):
     dispatch_overhead_busy_s: (
         NonNegativeFloat | list[tuple[NonNegativeFloat, NonNegativeFloat]] | None
     ) = None
-    #: Per-task overhead of a task split across a group holding every core of the socket (one
-    #: coordinator round trip per step, plus the members' start skew that the barrier absorbs);
+    #: Per-task overhead of a task split across a group holding every core of the socket (the
+    #: barriers between the members and their skew; a number, or ``[task_s, overhead_s]`` points
+    #: by a member's own time: the slower member decides each step, more so for longer ones);
     #: default: ``dispatch_s(all_busy=True)``.
-    dispatch_overhead_group_s: NonNegativeFloat | None = None
+    dispatch_overhead_group_s: (
+        NonNegativeFloat | list[tuple[NonNegativeFloat, NonNegativeFloat]] | None
+    ) = None
     #: Per-task overhead when ONE group of cores runs the whole graph in an order fixed in
     #: advance (``sequential``, ``layerwise``: with one group the order cannot depend on timing;
     #: ``kernels.executor`` then hands the whole order out at once, no round trip per task);
@@ -230,7 +233,9 @@ class CpuMachine(_Strict):
     #: ``cores_per_socket``; the others stay free for the runtime (see ``dispatch_s``).
     physical_cores_per_socket: int | None = Field(None, ge=1)
 
-    @field_validator("dispatch_overhead_busy_s", "dispatch_overhead_sequence_s")
+    @field_validator(
+        "dispatch_overhead_busy_s", "dispatch_overhead_sequence_s", "dispatch_overhead_group_s"
+    )
     @classmethod
     def _busy_points_increase(cls, value: Any) -> Any:
         if value == []:
@@ -307,8 +312,8 @@ class CpuMachine(_Strict):
 
         ``dispatch_overhead_group_s`` for a task split across a group of every core of the
         socket, ``dispatch_overhead_sequence_s`` for the tasks of a run with one group
-        (``sequence``), ``dispatch_overhead_busy_s`` (at ``task_s`` where it is a table) when every core
-        of the socket is busy (a whole-socket group counts as busy where the group value is
+        (``sequence``), ``dispatch_overhead_busy_s`` when every core of the socket is busy (each
+        at ``task_s`` where it is a table) (a whole-socket group counts as busy where the group value is
         missing), else ``dispatch_overhead_s``; a missing variant falls back to the next one.
 
         Examples
@@ -319,8 +324,9 @@ class CpuMachine(_Strict):
         >>> [round(m.dispatch_s(True, task_s=t) * 1e6) for t in (0.0, 2e-5, 1.0)]
         [20, 30, 40]
         """
-        if whole_socket_group and self.dispatch_overhead_group_s is not None:
-            return self.dispatch_overhead_group_s
+        group = self.dispatch_overhead_group_s
+        if whole_socket_group and group is not None:
+            return piecewise_linear(group, task_s) if isinstance(group, list) else group
         in_sequence = self.dispatch_overhead_sequence_s
         if sequence and not whole_socket_group and in_sequence is not None:
             if isinstance(in_sequence, list):
