@@ -17,22 +17,21 @@ helper cores) is::
   kernel call for the workload's cell type (``task_overhead_s``, ``step_overhead_s``; counted for
   tasks with recurrent work).
 
-* ``compute = products + elementwise = (F_in / e(B*ceil(steps/k)) + F_rec / e(B)) / k / peak +
-  F_elem / e_elem / k' / peak``, split across ``k`` helpers as the runtime splits it: the
-  input-side GEMM over time steps
-  (``B*ceil(steps/k)`` columns per member), the recurrent GEMM over gate rows (``B`` columns; on
-  one core a batch of at most ``recurrent_gemv_max_batch`` rows runs as ``B`` GEMVs, ``e(1)``);
-  the element-wise update split too (``k' = k``) unless the machine says
-  ``elementwise_split_across_helpers: false`` (then ``k' = 1`` for split recurrent tasks: every
-  member runs it whole, as :mod:`kernels.executor` does). ``e(n)`` is the machine's efficiency
-  table (by n and hidden size where it has ``gemm_by_n_h``, or ``gemm_by_n_h_by_cell`` for the
-  workload's cell), ``peak = clock * flops_per_cycle[dtype]``. Where the machine has
+* ``compute = products + elementwise = (F_in / e(B*steps) + F_rec / e(B)) / k / peak + F_elem /
+  e_elem / k' / peak``, split across ``k`` helpers as the runtime splits it: the input-side GEMM
+  over gate rows (``B*steps`` columns, 1/k of ``W_ih`` per member), the recurrent GEMM over gate
+  rows too (``B`` columns; on one core a batch of at most ``recurrent_gemv_max_batch`` rows runs
+  as ``B`` GEMVs, ``e(1)``); the element-wise update split too (``k' = k``) unless the machine
+  says ``elementwise_split_across_helpers: false`` (then ``k' = 1`` for split recurrent tasks:
+  every member runs it whole, as :mod:`kernels.executor` does). ``e(n)`` is the machine's
+  efficiency table (by n and hidden size where it has ``gemm_by_n_h``, or ``gemm_by_n_h_by_cell``
+  for the workload's cell), ``peak = clock * flops_per_cycle[dtype]``. Where the machine has
   ``elementwise_step_s`` for the cell, a forward cell task's element-wise term is ``steps *
   table(H, B)`` seconds instead of ``F_elem / e_elem``. Only the products overlap the weight
-  reads: the element-wise update is a chain of small ufunc calls on activations that runs
-  between them, on data already in the core's cache (measured: an LSTM step at H=256 whose
-  2 MiB of weights stream from outside L2 takes the products' 51 us plus the update's 13 us,
-  not the larger of the two).
+  reads: the element-wise update is a chain of small ufunc calls on activations that runs between
+  them, on data already in the core's cache (measured: an LSTM step at H=256 whose 2 MiB of
+  weights stream from outside L2 takes the products' 51 us plus the update's 13 us, not the larger
+  of the two).
 * ``corun = 1 + corun_slowdown_per_core * (other busy cores on the socket at start)``: the
   calibrated slowdown of co-running cores (shared cache and memory), fixed when the task starts.
 * ``cache``: each weight block (``W_ih``, ``W_hh``, output layer) is read from the nearest level
@@ -293,8 +292,8 @@ class CpuCostModel:
     def compute_parts(self, tid: int, k: int) -> tuple[float, float]:
         """(products, element-wise) compute time of task ``tid`` split over ``k`` cores.
 
-        Split as the runtime splits it: the input-side GEMM over time steps (each member has
-        ``B * ceil(steps / k)`` columns), the recurrent GEMM over gate rows (one GEMM of ``B``
+        Split as the runtime splits it: the input-side GEMM over gate rows (each member has all
+        ``B * steps`` columns and 1/k of ``W_ih``), the recurrent GEMM too (one GEMM of ``B``
         rows each; on one core a batch of at most ``recurrent_gemv_max_batch`` rows runs as
         ``B`` GEMVs), the element-wise update of a recurrent step split too, or run whole by
         every member where ``elementwise_split_across_helpers`` is false.
@@ -306,12 +305,10 @@ class CpuCostModel:
         if memo is None:
             b, peak = self.batch, self.peak
             products_s = 0.0
-            # every member reads the whole W_ih (the input product is split over time steps)
-            # and its 1/k of W_hh's rows
+            # both products are split by gate rows: every member reads 1/k of W_ih and of W_hh
             if t.flops_in:
-                hot = self._weight_bytes(t, "ih") <= self._hot_bytes
-                e = self.efficiency(b * math.ceil(t.steps / k), hot)
-                products_s += t.flops_in / e / peak
+                hot = self._weight_bytes(t, "ih") / k <= self._hot_bytes
+                products_s += t.flops_in / self.efficiency(b * t.steps, hot) / peak
             if t.flops_rec:
                 gemv = k == 1 and b <= self.machine.recurrent_gemv_max_batch
                 hot = self._weight_bytes(t, "hh") / k <= self._hot_bytes
