@@ -38,8 +38,8 @@ from wpsim.errors import ConfigError
 from wpsim.workload import Workload
 
 __all__ = [
-    "compute_dtype",
     "aligned",
+    "compute_dtype",
     "init_input",
     "init_params",
     "layer_params",
@@ -47,6 +47,7 @@ __all__ = [
     "param_names",
     "param_shapes",
     "prune_largest",
+    "row_block",
     "suffix",
 ]
 
@@ -85,6 +86,21 @@ def aligned(array: np.ndarray, order: str = "K") -> np.ndarray:
     out = raw[start : start + array.nbytes].view(array.dtype).reshape(array.shape, order=order)
     out[...] = array
     return out
+
+
+def row_block(weight: np.ndarray, rows: slice) -> np.ndarray:
+    """``weight[rows]`` as one aligned block in :data:`WEIGHT_ORDER`: a worker's share of a
+    product split by rows. (A row slice of a Fortran-order matrix is strided, and numpy would
+    copy it into BLAS's layout on every product.)
+
+    Examples
+    --------
+    >>> w = np.asfortranarray(np.arange(12, dtype=np.float32).reshape(4, 3))
+    >>> b = row_block(w, slice(2, 4))
+    >>> b.tolist(), b.flags.f_contiguous, b.ctypes.data % ALIGN_BYTES
+    ([[6.0, 7.0, 8.0], [9.0, 10.0, 11.0]], True, 0)
+    """
+    return aligned(np.asarray(weight[rows], order=WEIGHT_ORDER))
 
 
 def suffix(layer: int, reverse: bool = False) -> str:

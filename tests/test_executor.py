@@ -296,6 +296,13 @@ def test_trace_schema_and_policy_rules(tmp_path):
     assert "cell[l2,fwd,t6:8]" in names
 
 
+_Execution = kernels.executor._coordinator._Execution
+
+
+def _must_not_run(*_args):
+    raise AssertionError("the other scheduling mode ran")
+
+
 def test_one_group_runs_the_precomputed_order_in_sequence_mode(monkeypatch):
     """With one group the coordinator hands out the whole order at once; the order is the one
     the policy gives with tasks finishing in any timing, and the results are the same as with
@@ -306,9 +313,11 @@ def test_one_group_runs_the_precomputed_order_in_sequence_mode(monkeypatch):
 
     w = _workload("gru", layers=2, seq_len=6)
     runs = {}
-    for mode in ("1", "0"):
+    for mode, unused in (("1", "_run_dynamic"), ("0", "_run_sequence")):
         monkeypatch.setenv("WPSIM_EXECUTOR_SEQUENCE", mode)
-        runs[mode] = execute(w, "layerwise", workers=2, chunk=2, repeats=2)
+        with monkeypatch.context() as patch:  # the other mode must not run
+            patch.setattr(_Execution, unused, _must_not_run)
+            runs[mode] = execute(w, "layerwise", workers=2, chunk=2, repeats=2)
     policy = get_policy("layerwise")
     plan = compile_plan(build(w, **policy.graph_options(w, 2)))
     expected = static_order(plan, policy, policy.core_groups(2))
@@ -322,6 +331,7 @@ def test_one_group_runs_the_precomputed_order_in_sequence_mode(monkeypatch):
 
 def test_a_failure_in_sequence_mode_names_the_task_it_happened_in(monkeypatch, tmp_path):
     rec = _Recorder(monkeypatch, tmp_path)
+    monkeypatch.setattr(_Execution, "_run_dynamic", _must_not_run)  # one group: sequence mode
     w = _workload("lstm", seq_len=8)
     with pytest.raises(ExecutionError, match=r"worker 0 \(pid \d+\) was killed by SIGKILL while "
                        r"running cell\[l1,fwd,t2:4\] \(task 5\)"):  # fmt: skip

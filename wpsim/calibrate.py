@@ -842,15 +842,15 @@ def measure_pipe_dispatch(cores: tuple[int, int], rounds: int) -> float:
     return _median(trips[rounds // 10 :])
 
 
-def _lstm_cell_task(hidden: int, batch: int, steps: int) -> Callable[[], Any]:
+def _one_layer(cell: str, hidden: int, rng: Any) -> dict[str, Any]:
+    """Random fp32 parameters of one ``cell`` layer (input = hidden), as the kernels take them
+    (:func:`kernels.params.layer_params`: their memory order, aligned)."""
     import numpy as np
 
-    from kernels.cells import Recurrent, cell_chunk_forward
     from kernels.params import layer_params
 
-    rng = np.random.default_rng(5)
-    g = 4 * hidden
-    params = layer_params(
+    g = GATES[cell] * hidden
+    return layer_params(
         {
             "weight_ih_l0": rng.standard_normal((g, hidden), dtype=np.float32) * 0.05,
             "weight_hh_l0": rng.standard_normal((g, hidden), dtype=np.float32) * 0.05,
@@ -858,7 +858,16 @@ def _lstm_cell_task(hidden: int, batch: int, steps: int) -> Callable[[], Any]:
             "bias_hh_l0": np.zeros(g, np.float32),
         },
         0,
-    )  # fmt: skip  (the kernels' memory order)
+    )
+
+
+def _lstm_cell_task(hidden: int, batch: int, steps: int) -> Callable[[], Any]:
+    import numpy as np
+
+    from kernels.cells import Recurrent, cell_chunk_forward
+
+    rng = np.random.default_rng(5)
+    params = _one_layer("lstm", hidden, rng)
     x = rng.standard_normal((steps, batch, hidden), dtype=np.float32)
     rec = Recurrent(params["weight_hh"], batch, np.dtype(np.float32)).hh
     return lambda: cell_chunk_forward("lstm", params, x, None, None, save=False, recurrent=rec)
@@ -873,23 +882,14 @@ def _split_member_cell(cell: str, hidden: int, members: int) -> Callable[[], Any
     import numpy as np
 
     from kernels.cells import cell_chunk_forward, input_projection, recurrent_rows, split_rows
-    from kernels.params import WEIGHT_ORDER, aligned, layer_params
+    from kernels.params import row_block
 
     rng = np.random.default_rng(6)
-    g = GATES[cell] * hidden
-    params = layer_params(
-        {
-            "weight_ih_l0": rng.standard_normal((g, hidden), dtype=np.float32) * 0.05,
-            "weight_hh_l0": rng.standard_normal((g, hidden), dtype=np.float32) * 0.05,
-            "bias_ih_l0": np.zeros(g, np.float32),
-            "bias_hh_l0": np.zeros(g, np.float32),
-        },
-        0,
-    )  # fmt: skip
+    params = _one_layer(cell, hidden, rng)
     x = rng.standard_normal((1, 1, hidden), dtype=np.float32)
     gates_x = input_projection(cell, params, x)
-    rows = split_rows(g, members)
-    mine = aligned(np.asarray(params["weight_hh"][rows[0]], order=WEIGHT_ORDER))
+    rows = split_rows(GATES[cell] * hidden, members)
+    mine = row_block(params["weight_hh"], rows[0])
     block = np.zeros((1, rows[0].stop - rows[0].start), np.float32)
 
     def recurrent(h_prev: Any, out: Any) -> None:
@@ -1008,15 +1008,16 @@ def measure_executor_dispatch(
     graph of ``trivial_tasks`` cells of an H = 1 Elman RNN), run on one worker under
     ``sequential``: the makespan per task minus the in-process time of the same cell (the
     coordinator's round trip plus the executor's work around the kernel, and any time the worker
-    loses to the coordinator). With ``all_busy`` workers, the same for independent instances on
-    every core (makespan x workers / tasks). Makespans, not medians of task times: the model
-    adds ``dispatch + work`` along a core, so the mean is what it needs; the median of the
-    repeats' makespans keeps one disturbed repeat out. The median gap and median task time are
-    recorded too. The LSTM graphs give the value (their tasks outlast the executor's spin
-    window, as real cells do); the trivial graph is recorded for reference. With ``all_busy``
-    workers, also a one-layer graph of tiny cells under ``layerwise`` (every step one task split
-    across all workers): makespan per task minus the in-process cell, the overhead of a
-    whole-socket group task.
+    loses to the coordinator); the LSTM graphs also with the order handed out at once
+    (``sequence``: a table by the cell's time). With ``all_busy`` workers, the same for
+    independent instances on every core (makespan x workers / tasks). Makespans, not medians of
+    task times: the model adds ``dispatch + work`` along a core, so the mean is what it needs;
+    the median of the repeats' makespans keeps one disturbed repeat out. The median gap and
+    median task time are recorded too. The LSTM graphs give the value (their tasks outlast the
+    executor's spin window, as real cells do); the trivial graph is recorded for reference. With
+    ``all_busy`` workers, also one-layer graphs under ``layerwise`` (every step one task split
+    across all workers): makespan per task minus :func:`_split_member_cell`, the overhead of a
+    whole-socket group task, by a member's time (``whole_socket_group_points``).
     """
     try:
         from kernels import executor
@@ -1110,10 +1111,7 @@ def measure_executor_dispatch(
         "graphs": graphs,
         "trivial": one(trivial, time_call(_trivial_cell(), 20, 0.2), sequence=False),
         "dispatch_s": _median([g["dispatch_s"] for g in graphs]),
-        "sequence": {
-            "graphs": sequences,
-            "dispatch_s": _median([g["dispatch_s"] for g in sequences]),
-        },
+        "sequence": {"graphs": sequences},
     }
     if all_busy > 1:
         # Every core runs a worker, so the coordinator has no free core. The value varies from
@@ -1158,7 +1156,6 @@ def measure_executor_dispatch(
                 one(split, time_call(reference, 20, 0.2), all_busy, "layerwise") for _ in range(5)
             ]
             group_points.append({**median_run(runs), "cell": cell})
-        out["whole_socket_group"] = group_points[0]
         out["whole_socket_group_points"] = group_points
     return out
 
@@ -1207,28 +1204,19 @@ def measure_step_overhead(
     return out
 
 
-def _trivial_cell(hidden: int = 1, hoisted: bool = False) -> Callable[[], Any]:
-    """One step of an Elman RNN cell of ``hidden`` units at batch 1 (a few microseconds).
-
-    ``hoisted``: as a ``layerwise`` task runs it, with the input projection done beforehand
-    and the recurrent operator built once; else as a one-step chunk task (both in the call).
-    """
+def _trivial_cell() -> Callable[[], Any]:
+    """One step of an Elman RNN cell of 1 unit at batch 1 (a few microseconds)."""
     import numpy as np
 
-    from kernels.cells import Recurrent, cell_chunk_forward, input_projection
+    from kernels.cells import cell_chunk_forward
 
     p = {
-        "weight_ih": np.full((hidden, hidden), 0.01, np.float32),
-        "weight_hh": np.full((hidden, hidden), 0.01, np.float32),
-        "bias_ih": np.zeros(hidden, np.float32),
-        "bias_hh": np.zeros(hidden, np.float32),
+        "weight_ih": np.ones((1, 1), np.float32),
+        "weight_hh": np.ones((1, 1), np.float32),
+        "bias_ih": np.zeros(1, np.float32),
+        "bias_hh": np.zeros(1, np.float32),
     }
-    x = np.ones((1, 1, hidden), np.float32)
-    if hoisted:
-        gates_x = input_projection("rnn", p, x)
-        recurrent = Recurrent(p["weight_hh"], 1, np.dtype("float32")).hh
-        return lambda: cell_chunk_forward("rnn", p, x, None, save=False, gates_x=gates_x,
-                                          recurrent=recurrent)  # fmt: skip
+    x = np.ones((1, 1, 1), np.float32)
     return lambda: cell_chunk_forward("rnn", p, x, None, save=False)
 
 

@@ -72,8 +72,8 @@ DRAM = "DRAM"
 class TaskCost:
     """What one task costs when it starts.
 
-    ``fixed_s`` (dispatch, hand-off, synchronisation, the element-wise update) plus ``max(compute_s, cache_s + dram_bytes /
-    share)`` where ``dram_bytes`` is per core; ``level_bytes`` sums all cores of the group;
+    ``fixed_s`` (dispatch, hand-off, synchronisation, the element-wise update) plus
+    ``max(compute_s, cache_s + dram_bytes / share)`` where ``dram_bytes`` is per core; ``level_bytes`` sums all cores of the group;
     ``dispatch_s``: the part of ``fixed_s`` that is the runtime's dispatch overhead.
     """
 
@@ -195,13 +195,11 @@ class CpuCostModel:
         self._static: dict[int, list[tuple[float, float, float, float] | None]] = {}
         self._static_one_core = self._statics(1)
         self._tasks, self._preds, self._pred_bytes = plan.tasks, plan.preds, plan.pred_bytes
-        self._dispatch = machine.dispatch_s(all_busy=False, sequence=sequence)
-        self._dispatch_busy = machine.dispatch_s(all_busy=True)
-        self._busy_by_task = isinstance(machine.dispatch_overhead_busy_s, list)  # a table
-        self._sequence = sequence
-        self._sequence_by_task = isinstance(machine.dispatch_overhead_sequence_s, list)
-        self._group_by_task = isinstance(machine.dispatch_overhead_group_s, list)
-        self._dispatch_group = machine.dispatch_s(all_busy=True, whole_socket_group=True)
+        # the dispatch overhead of a task with a core free, with every core busy (one group runs
+        # its order alone: never), and split across the whole socket: numbers or tables
+        self._dispatch = machine.dispatch_variant(all_busy=False, sequence=sequence)
+        self._dispatch_busy = self._dispatch if sequence else machine.dispatch_variant(True)
+        self._dispatch_group = machine.dispatch_variant(True, whole_socket_group=True)
         self._cores_per_socket = machine.socket_cores
         self._latency = machine.handoff.latency_s
         self._cross_latency = machine.handoff.cross_socket_latency_s
@@ -489,21 +487,15 @@ class CpuCostModel:
         step_s, sync_s, compute, elementwise = static
         if k > 1 and k >= self._cores_per_socket:
             fixed = self._dispatch_group  # the whole socket's cores form the group
-            if self._group_by_task:  # by a member's own time
-                per_core = self._per_core_dram_Bps
-                work = elementwise + max(compute, cache_s + dram / per_core if dram else cache_s)
-                fixed = self.machine.dispatch_s(all_busy=True, whole_socket_group=True, task_s=work)
-        elif self._sequence or busy_on_socket + k >= self._cores_per_socket:
-            fixed = self._dispatch if self._sequence else self._dispatch_busy
-            if self._sequence_by_task if self._sequence else self._busy_by_task:
-                # a table by the task's own time, as far as it is known at its start
-                per_core = self._per_core_dram_Bps
-                work = elementwise + max(compute, cache_s + dram / per_core if dram else cache_s)
-                fixed = self.machine.dispatch_s(
-                    all_busy=not self._sequence, task_s=work, sequence=self._sequence
-                )
+        elif busy_on_socket + k >= self._cores_per_socket:
+            fixed = self._dispatch_busy
         else:
             fixed = self._dispatch
+        if isinstance(fixed, list):  # a table by the task's own time (a member's, when split),
+            # as far as it is known at its start
+            per_core = self._per_core_dram_Bps
+            work = elementwise + max(compute, cache_s + dram / per_core if dram else cache_s)
+            fixed = piecewise_linear(fixed, work)
         dispatch_s = fixed
         if step_s:
             fixed += step_s

@@ -270,6 +270,16 @@ def prepare_run(
     return machine, policy
 
 
+def cost_model(
+    machine: CpuMachine, plan: Plan, groups: list[tuple[int, ...]], cost: str
+) -> CpuCostModel | IdealCostModel:
+    """The cost model of a run (``cost``: ``model`` or ``ideal``); a run with one group hands
+    its order out at once (see :meth:`wpsim.hardware.CpuMachine.dispatch_variant`)."""
+    if cost == "ideal":
+        return IdealCostModel(plan)
+    return CpuCostModel(machine, plan, sequence=len(groups) == 1)
+
+
 def machine_levels(machine: CpuMachine) -> list[str]:
     return [c.name for c in machine.caches] + [DRAM, "handoff"]
 
@@ -311,11 +321,7 @@ def simulate(
         build(workload, granularity=granularity, **policy.graph_options(workload, chunk))
     )
     groups = policy.core_groups(machine.total_cores)
-    model = (
-        IdealCostModel(plan)
-        if cost == "ideal"
-        else CpuCostModel(machine, plan, sequence=len(groups) == 1)
-    )
+    model = cost_model(machine, plan, groups, cost)
     levels = machine_levels(machine)
     trace = run_plan(plan, groups, policy, model, machine.cores_per_socket, machine.sockets,
                      levels, hooks)  # fmt: skip
@@ -336,11 +342,7 @@ def sequential_time(workload: Workload, machine: CpuMachine, chunk: int = 1,
         build(workload, granularity=granularity, **policy.graph_options(workload, chunk))
     )
     groups = policy.core_groups(machine.total_cores)
-    model = (
-        IdealCostModel(plan)
-        if cost == "ideal"
-        else CpuCostModel(machine, plan, sequence=len(groups) == 1)
-    )
+    model = cost_model(machine, plan, groups, cost)
     trace = run_plan(plan, groups, policy, model,
                      machine.cores_per_socket, machine.sockets, machine_levels(machine))  # fmt: skip
     return trace.makespan_s

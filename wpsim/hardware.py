@@ -304,17 +304,32 @@ class CpuMachine(_Strict):
         """Cores per socket of the whole machine (``with_cores`` may use fewer)."""
         return self.physical_cores_per_socket or self.cores_per_socket
 
+    def dispatch_variant(
+        self, all_busy: bool, whole_socket_group: bool = False, sequence: bool = False
+    ) -> float | list[tuple[float, float]]:
+        """The dispatch overhead that applies, as the machine gives it: a number, or
+        ``[task_s, overhead_s]`` points (read them with :meth:`dispatch_s`).
+
+        ``dispatch_overhead_group_s`` for a task split across a group of every core of the
+        socket, ``dispatch_overhead_sequence_s`` for the tasks of a run with one group
+        (``sequence``), ``dispatch_overhead_busy_s`` when every core of the socket is busy (a
+        whole-socket group counts as busy where the group value is missing), else
+        ``dispatch_overhead_s``; a missing variant falls back to the next one.
+        """
+        if whole_socket_group and self.dispatch_overhead_group_s is not None:
+            return self.dispatch_overhead_group_s
+        if sequence and not whole_socket_group and self.dispatch_overhead_sequence_s is not None:
+            return self.dispatch_overhead_sequence_s
+        if (all_busy or whole_socket_group) and self.dispatch_overhead_busy_s is not None:
+            return self.dispatch_overhead_busy_s
+        return self.dispatch_overhead_s
+
     def dispatch_s(
         self, all_busy: bool, whole_socket_group: bool = False, task_s: float = 0.0,
         sequence: bool = False,
     ) -> float:  # fmt: skip
-        """Per-task dispatch overhead of a task whose own time is ``task_s``.
-
-        ``dispatch_overhead_group_s`` for a task split across a group of every core of the
-        socket, ``dispatch_overhead_sequence_s`` for the tasks of a run with one group
-        (``sequence``), ``dispatch_overhead_busy_s`` when every core of the socket is busy (each
-        at ``task_s`` where it is a table) (a whole-socket group counts as busy where the group value is
-        missing), else ``dispatch_overhead_s``; a missing variant falls back to the next one.
+        """Per-task dispatch overhead of a task whose own time is ``task_s``: the
+        :meth:`dispatch_variant` that applies, read at ``task_s`` where it is a table.
 
         Examples
         --------
@@ -324,18 +339,8 @@ class CpuMachine(_Strict):
         >>> [round(m.dispatch_s(True, task_s=t) * 1e6) for t in (0.0, 2e-5, 1.0)]
         [20, 30, 40]
         """
-        group = self.dispatch_overhead_group_s
-        if whole_socket_group and group is not None:
-            return piecewise_linear(group, task_s) if isinstance(group, list) else group
-        in_sequence = self.dispatch_overhead_sequence_s
-        if sequence and not whole_socket_group and in_sequence is not None:
-            if isinstance(in_sequence, list):
-                return piecewise_linear(in_sequence, task_s)
-            return in_sequence
-        busy = self.dispatch_overhead_busy_s
-        if (all_busy or whole_socket_group) and busy is not None:
-            return piecewise_linear(busy, task_s) if isinstance(busy, list) else busy
-        return self.dispatch_overhead_s
+        variant = self.dispatch_variant(all_busy, whole_socket_group, sequence)
+        return piecewise_linear(variant, task_s) if isinstance(variant, list) else variant
 
     def socket_of(self, core: int) -> int:
         return core // self.cores_per_socket

@@ -291,6 +291,13 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with status {code}"
 
 
+def _stalled(done: int, n: int, policy) -> ExecutionError:
+    return ExecutionError(
+        f"execution stalled: {done} of {n} tasks ran under policy {policy.name!r} "
+        "(a policy must eventually assign every ready task)"
+    )
+
+
 def static_order(plan, policy, groups: list[tuple[int, ...]]) -> list[int]:
     """The order in which ONE group runs ``plan`` under ``policy``: the scheduling loop with every
     task finishing at once (with one group, when tasks finish cannot change the policy's choices).
@@ -316,10 +323,7 @@ def static_order(plan, policy, groups: list[tuple[int, ...]]) -> list[int]:
     while len(order) < plan.n_tasks:
         assigned = policy.assign([0])
         if not assigned:
-            raise ExecutionError(
-                f"execution stalled: {len(order)} of {plan.n_tasks} tasks ran under policy "
-                f"{policy.name!r} (a policy must eventually assign every ready task)"
-            )
+            raise _stalled(len(order), plan.n_tasks, policy)
         for _, tid in assigned:
             order.append(tid)
             for s in plan.succs[tid]:
@@ -655,10 +659,7 @@ class _Execution:
                 idle[g] = True
             dispatch()
             if not busy and done < n:
-                raise ExecutionError(
-                    f"execution stalled: {done} of {n} tasks ran under policy {policy.name!r} "
-                    "(a policy must eventually assign every ready task)"
-                )
+                raise _stalled(done, n, policy)
         return trace, last_end - origin
 
     # ---- results --------------------------------------------------------------------------------

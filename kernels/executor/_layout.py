@@ -15,11 +15,11 @@ Everything the workers share lives in ONE ``multiprocessing.shared_memory`` segm
     array_specs` for the list).
 
 Every slot of the control block has exactly one writer (the coordinator writes ``CMD`` and
-``ABORT``; worker ``w`` writes its own ``DONE``, ``STATUS``, ``BARRIER``, ``READY`` and
-timestamps and ``CURRENT``), so no atomic read-modify-write is needed: an aligned 8-byte store is atomic on the
-64-bit CPUs we run on, and x86-64 keeps stores (and loads) in program order (TSO), which is the
-release/acquire ordering the protocol needs (data written before the ``DONE``/``BARRIER`` store
-is visible to whoever reads that store).
+``ABORT``; worker ``w`` writes its own ``DONE``, ``STATUS``, ``BARRIER``, ``READY``,
+``CURRENT`` and timestamps), so no atomic read-modify-write is needed: an aligned 8-byte store
+is atomic on the 64-bit CPUs we run on, and x86-64 keeps stores (and loads) in program order
+(TSO), which is the release/acquire ordering the protocol needs (data written before the
+``DONE``/``BARRIER`` store is visible to whoever reads that store).
 """
 
 from __future__ import annotations

@@ -59,10 +59,10 @@ from kernels.cells import (
 from kernels.params import (
     LAYER_KINDS,
     WEIGHT_ORDER,
-    aligned,
     compute_dtype,
     layer_params,
     param_shapes,
+    row_block,
     suffix,
 )
 from kernels.reference import chunk_bounds
@@ -328,14 +328,9 @@ class TaskRunner:
             ]
 
         row_blocks, col_blocks = blocks(rows), blocks(cols)
-        # this member's rows as one block in the kernels' order, 64-byte aligned: a row slice
-        # of a Fortran-order matrix is strided, and numpy would copy it into BLAS's layout on
-        # every product (and a plain copy streams up to 1.5x slower, see kernels.params.aligned)
-        w_rows = None
+        w_rows = None  # this member's rows (sparse ones as a CSR slice)
         if r < len(rows):
-            w_rows = w_hh[rows[r]]
-            if not sp.issparse(w_rows):
-                w_rows = aligned(np.asarray(w_rows, order=WEIGHT_ORDER))
+            w_rows = w_hh[rows[r]] if sp.issparse(w_hh) else row_block(w_hh, rows[r])
         rec_cols = Recurrent(w_hh[:, cols[r]], B, self.dt) if r < len(cols) else None
         barrier = self.barrier
 
@@ -373,7 +368,7 @@ class TaskRunner:
             if self.rank < len(parts):
                 part = parts[self.rank]
                 lp = self._layer(i, l, d)
-                weight = aligned(np.asarray(lp["weight_ih"][part], order=WEIGHT_ORDER))
+                weight = row_block(lp["weight_ih"], part)
                 bias = _folded_bias(self.cell, lp["bias_ih"], lp["bias_hh"])[part]
                 rows = (part, weight, np.ascontiguousarray(bias))
             self._ih[key] = rows

@@ -170,9 +170,18 @@ class _Worker:
                 os._exit(0)
 
     # ---- main loop ------------------------------------------------------------------------------
-    def loop(self) -> None:
-        q, d, run = self.q, self.d, self.runner.run
+    def run_task(self, tid: int) -> None:
+        """Run this member's share of task ``tid`` (the test hook's fault first, if it is
+        this task's and this member leads the group)."""
         fault = self.spec.fault
+        if fault is not None and tid == fault[1] and self.runner.leader:
+            self.inject(fault[0], tid)
+        self.runner.run(tid)
+
+    def loop(self) -> None:
+        q, d = self.q, self.d
+        # the plain runner unless a fault is to be injected (nothing extra per task then)
+        run = self.runner.run if self.spec.fault is None else self.run_task
         while True:
             word = self.wait_command()
             seq, tid = word >> 32, word & lay.TASK_MASK
@@ -182,10 +191,8 @@ class _Worker:
             start = perf_counter()
             try:
                 if tid == lay.SEQUENCE_TASK:
-                    self.run_sequence()
+                    self.run_sequence(run)
                 else:
-                    if fault is not None and tid == fault[1] and self.runner.leader:
-                        self.inject(fault[0], tid)
                     run(tid)
             except Aborted:
                 return
@@ -198,25 +205,21 @@ class _Worker:
             q[self.s_done] = seq
             self.post()
 
-    def run_sequence(self) -> None:
-        """Run every task of the segment's ``order`` array, recording each one's start and end
-        in ``spans{w}``. Members of a group meet at a barrier between two tasks: the next task
+    def run_sequence(self, run) -> None:
+        """Run every task of the segment's ``order`` array with ``run``, recording each one's
+        start and end in ``spans{w}``. Members of a group meet at a barrier between two tasks: the next task
         reads what the group's leader wrote in the last one (the state, a projection's rows),
         which the coordinator's hand-out ensured in the dynamic mode."""
         arrays = self.seg.arrays
         order = arrays["order"]
         spans = arrays[f"spans{self.spec.index}"]
-        q, s_current, run = self.q, self.s_current, self.runner.run
+        q, s_current = self.q, self.s_current
         barrier = self.barrier if len(self.spec.group) > 1 else None
-        fault = self.spec.fault
-        leader = self.runner.leader
         for pos, tid in enumerate(order.tolist()):
             q[s_current] = tid
             if barrier is not None and pos:
                 barrier()
             start = perf_counter()
-            if fault is not None and tid == fault[1] and leader:
-                self.inject(fault[0], tid)
             run(tid)
             spans[pos, 0] = start
             spans[pos, 1] = perf_counter()
