@@ -69,9 +69,10 @@ Sequence mode: a policy with ONE group (``sequential``, ``layerwise``, any polic
 worker) cannot make timing-dependent choices, so the coordinator computes its whole order up
 front (:func:`kernels.executor._coordinator.static_order`) and hands it out as one command; the
 members run task after task with a barrier between two tasks and report once. Measured here
-(2 vCPUs, interleaved runs): a 2-layer H = 128 LSTM (T = 96, one step per task) ran in 5.3 ms
-instead of 7.0 ms on 1 worker, and ``layerwise`` on 2 workers in 4.7 ms instead of 24.6 ms (the
-coordinator's wake-up per step, 40-75 us, is gone). ``WPSIM_EXECUTOR_SEQUENCE=0`` turns it off.
+(2 vCPUs) on a 2-layer H = 128 LSTM (T = 96, one step per task): 5.3 ms instead of 7.0 ms on 1
+worker (medians of interleaved runs), and ``layerwise`` on 2 workers 4.7 ms instead of 24.6 ms
+(medians of 5 repeats, one execution each way: the coordinator's wake-up per step, 40-75 us, is
+gone). ``WPSIM_EXECUTOR_SEQUENCE=0`` turns it off.
 """
 
 from kernels.executor._coordinator import (
