@@ -56,6 +56,9 @@ preallocated buffers; the result equals the dense-equivalent one to float roundi
 
 from __future__ import annotations
 
+import functools
+import math
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -79,9 +82,11 @@ __all__ = [
     "cell_chunk_forward",
     "input_projection",
     "layer_weight_grads",
+    "matmul_xwt",
     "output_backward",
     "output_forward",
     "recurrent_rows",
+    "row_blocks",
     "sigmoid",
     "split_rows",
 ]
@@ -159,8 +164,107 @@ def _folded_bias(cell: str, bias_ih: np.ndarray, bias_hh: np.ndarray) -> np.ndar
     return bias_ih + bias_hh
 
 
-#: Largest batch whose recurrent product runs as one GEMV per batch row (see ``Recurrent.hh``).
+# ---- the dense products ----------------------------------------------------------------------
+#: Largest ``M * N * K`` OpenBLAS runs with its small-matrix kernel (see :func:`row_blocks`).
+SMALL_GEMM_MAX_MNK = 1_000_000
+#: Largest left operand (bytes) for which splitting a product into row blocks pays: each block
+#: reads all of it again, from L1 while it fits there (see :func:`row_blocks`).
+SMALL_GEMM_MAX_X_BYTES = 32 * 1024
+#: OpenBLAS core types with the small-matrix GEMM kernel (``*gemm_small_kernel_permit``).
+SMALL_GEMM_ARCHS = frozenset({"SkylakeX", "Cooperlake", "SapphireRapids"})
+
+
+@functools.cache
+def blas_small_gemm() -> bool:
+    """Whether numpy's BLAS runs small products with OpenBLAS's small-matrix kernel.
+
+    True for OpenBLAS on the core types of :data:`SMALL_GEMM_ARCHS`; the environment variable
+    ``WPSIM_SMALL_GEMM`` (``0`` or ``1``) overrides the detection, to compare the two ways.
+    """
+    forced = os.environ.get("WPSIM_SMALL_GEMM")
+    if forced in ("0", "1"):
+        return forced == "1"
+    from threadpoolctl import threadpool_info
+
+    return any(
+        info.get("internal_api") == "openblas" and info.get("architecture") in SMALL_GEMM_ARCHS
+        for info in threadpool_info()
+    )
+
+
+@functools.cache
+def row_blocks(m: int, k: int, n: int, itemsize: int) -> tuple[slice, ...] | None:
+    """Blocks of the ``n`` rows of ``W`` for ``X (m, k) @ W^T``, or None to run it whole.
+
+    OpenBLAS runs a product of at most :data:`SMALL_GEMM_MAX_MNK` ``M*N*K`` with its
+    small-matrix kernel, straight from the operands; a larger one first packs all of ``W``,
+    which a product with few rows of ``X`` pays in full on every call. Measured here (Xeon,
+    AVX-512, OpenBLAS 0.3.31, one thread), fp32 with ``W`` in the kernels' order: an LSTM step
+    at H=256 and batch 4, ``(4, 256) @ (256, 1024)``, took 63 us whole and 15 us as two blocks
+    of 512 rows; batch 16, 100 against 56 us; H=512 batch 2, 381 against 143 us (two GEMVs:
+    300); a 10-step chunk's input projection at H=256, 97 against 53 us. Each block reads all
+    of ``X`` again, which pays only while ``X`` stays in L1 (:data:`SMALL_GEMM_MAX_X_BYTES`):
+    40 rows at H=512 took 837 us whole and 1437 as blocks. So a product is split into blocks of
+    a multiple of 16 rows (one AVX-512 register of fp32) each within the small kernel's limit
+    when ``m >= 2`` (one row is a GEMV), the whole is beyond that limit, ``X`` fits the bound,
+    and the BLAS has the kernel (:func:`blas_small_gemm`).
+
+    Examples
+    --------
+    >>> blocks = row_blocks(4, 256, 1024, 4)
+    >>> blocks is None or [(s.start, s.stop) for s in blocks] == [(0, 512), (512, 1024)]
+    True
+    >>> row_blocks(1, 256, 1024, 4) is None  # a GEMV
+    True
+    """
+    if (
+        m < 2
+        or m * k * n <= SMALL_GEMM_MAX_MNK
+        or m * k * itemsize > SMALL_GEMM_MAX_X_BYTES
+        or not blas_small_gemm()
+    ):
+        return None
+    most = max(16, SMALL_GEMM_MAX_MNK // (m * k) // 16 * 16)
+    count = math.ceil(n / most)
+    rows = min(most, math.ceil(n / count / 16) * 16)  # near-equal blocks
+    return tuple(slice(start, min(start + rows, n)) for start in range(0, n, rows))
+
+
+def matmul_xwt(x: np.ndarray, weight: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[...] = x @ weight^T``: the kernels' product of activations by a weight matrix.
+
+    ``x`` (m, k), ``weight`` (n, k) dense (the kernels keep it in Fortran order, so that
+    ``weight^T`` is C-contiguous), ``out`` (m, n) C-contiguous. Split into row blocks of
+    ``weight`` where that is faster (:func:`row_blocks`); the same arithmetic either way for
+    each output element (one dot product over ``k``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w, x = np.arange(6.0).reshape(3, 2), np.ones((2, 2))
+    >>> matmul_xwt(x, w, np.empty((2, 3)))
+    array([[1., 5., 9.],
+           [1., 5., 9.]])
+    """
+    blocks = row_blocks(x.shape[0], x.shape[1], weight.shape[0], x.itemsize)
+    if blocks is None:
+        np.dot(x, weight.T, out=out)
+    else:
+        w_t = weight.T
+        for rows in blocks:
+            np.matmul(x, w_t[:, rows], out=out[:, rows])
+    return out
+
+
+#: Largest batch whose recurrent product runs as one GEMV per batch row where the BLAS lacks
+#: the small-matrix kernel (see ``Recurrent.hh``; with it, a blocked GEMM is faster from 2 rows).
 SKINNY_BATCH = 2
+
+
+def gemv_max_batch() -> int:
+    """Largest batch whose one-core recurrent product runs as GEMVs, one per batch row: 1 with
+    the BLAS's small-matrix kernel (:func:`row_blocks`), :data:`SKINNY_BATCH` without."""
+    return 1 if blas_small_gemm() else SKINNY_BATCH
 
 
 class Recurrent:
@@ -187,6 +291,9 @@ class Recurrent:
         if not self.sparse:
             self.w = np.asarray(weight_hh, dtype=dtype)
             self.w_t = self.w.T
+            self.gemv_rows = batch <= gemv_max_batch()
+            blocks = row_blocks(batch, self.w.shape[1], self.w.shape[0], self.w.itemsize)
+            self.blocks = [(rows, self.w_t[:, rows]) for rows in blocks] if blocks else None
             return
         w = weight_hh.tocsr()
         if w.dtype != dtype:
@@ -204,9 +311,13 @@ class Recurrent:
     def hh(self, h: np.ndarray, out: np.ndarray) -> None:
         """``out[...] = h @ W^T`` (out is (B, G*H), C-contiguous)."""
         if not self.sparse:
-            if len(h) <= SKINNY_BATCH and out.flags.c_contiguous:
-                # with W in Fortran order (kernels.params.WEIGHT_ORDER), a 2-row GEMM of W
-                # (2048, 512) takes 191 us a row, 2 GEMVs 147 (measured here); from 3 rows
+            if self.blocks is not None and len(h) > 1:
+                for rows, w_t in self.blocks:  # see row_blocks
+                    np.matmul(h, w_t, out=out[:, rows])
+            elif self.gemv_rows and out.flags.c_contiguous:
+                # without the small-matrix kernel and W in Fortran order
+                # (kernels.params.WEIGHT_ORDER), a 2-row GEMM of W (2048, 512) took 191 us a
+                # row, 2 GEMVs 147 (measured with an OpenBLAS build lacking it); from 3 rows
                 # the GEMM is as fast or faster (4 rows: 102 vs 148 us a row)
                 w = self.w
                 for b in range(len(h)):
@@ -330,7 +441,7 @@ def recurrent_rows(
     if out is None:
         return h_prev @ w.T
     if out.flags.c_contiguous and out.dtype == np.result_type(h_prev, w):
-        np.dot(h_prev, w.T, out=out)
+        matmul_xwt(h_prev, w, out)
     else:
         out[...] = h_prev @ w.T
     return out
@@ -381,7 +492,7 @@ def input_projection(
     elif out.shape != (k, batch, gh) or not out.flags.c_contiguous or out.dtype != dtype:
         raise ValueError(f"out must be a C-contiguous {dtype} array of shape {(k, batch, gh)}")
     flat = out.reshape(k * batch, gh)
-    np.dot(x_chunk.reshape(k * batch, n_in), w_ih.T, out=flat)
+    matmul_xwt(x_chunk.reshape(k * batch, n_in), w_ih, flat)
     flat += _folded_bias(cell, layer_params["bias_ih"], layer_params["bias_hh"])
     return out
 
@@ -874,7 +985,7 @@ def output_forward(
     n_out = weight_out.shape[0]
     y = np.empty((steps, batch, n_out), weight_out.dtype)
     flat = y.reshape(steps * batch, n_out)
-    np.dot(np.ascontiguousarray(h_top).reshape(steps * batch, width), weight_out.T, out=flat)
+    matmul_xwt(np.ascontiguousarray(h_top).reshape(steps * batch, width), weight_out, flat)
     flat += bias_out
     if softmax:
         flat -= flat.max(axis=1, keepdims=True)

@@ -295,6 +295,67 @@ def test_split_rows_covers_all_rows():
         assert max(sizes) - min(sizes) <= 1
 
 
+@pytest.fixture
+def small_gemm(monkeypatch):
+    """Set whether the BLAS counts as having the small-matrix kernel (``True``/``False``)."""
+
+    def set_(on: bool) -> None:
+        monkeypatch.setenv("WPSIM_SMALL_GEMM", "1" if on else "0")
+        kernels.cells.blas_small_gemm.cache_clear()
+        kernels.cells.row_blocks.cache_clear()
+
+    yield set_
+    kernels.cells.blas_small_gemm.cache_clear()
+    kernels.cells.row_blocks.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "m,k,n,itemsize",
+    [
+        (4, 256, 1024, 4),
+        (16, 256, 1024, 4),
+        (2, 512, 2048, 4),
+        (8, 1024, 4096, 4),
+        (3, 700, 999, 8),
+    ],
+)
+def test_row_blocks_cover_the_rows_within_the_small_kernel(small_gemm, m, k, n, itemsize):
+    small_gemm(True)
+    blocks = kernels.cells.row_blocks(m, k, n, itemsize)
+    assert blocks is not None and len(blocks) > 1
+    assert [i for s in blocks for i in range(s.start, s.stop)] == list(range(n))
+    assert all(m * k * (s.stop - s.start) <= kernels.cells.SMALL_GEMM_MAX_MNK for s in blocks)
+    assert all((s.stop - s.start) % 16 == 0 for s in blocks[:-1])
+    sizes = [s.stop - s.start for s in blocks]
+    assert max(sizes) - min(sizes) < 16 * len(blocks)
+
+
+def test_row_blocks_only_where_they_pay(small_gemm):
+    small_gemm(True)
+    row_blocks = kernels.cells.row_blocks
+    assert row_blocks(1, 1024, 4096, 4) is None  # a GEMV
+    assert row_blocks(4, 128, 512, 4) is None  # within the small kernel as a whole
+    assert row_blocks(40, 512, 2048, 4) is None  # X (80 KiB) would be re-read from L2
+    small_gemm(False)
+    assert row_blocks(4, 256, 1024, 4) is None  # no small kernel: one call
+
+
+@pytest.mark.parametrize("on", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocked_products_match_one_product(small_gemm, on, dtype):
+    small_gemm(on)
+    rng = np.random.default_rng(5)
+    w = np.asfortranarray(rng.standard_normal((1024, 256)).astype(dtype))
+    for m in (1, 2, 4, 16):
+        x = rng.standard_normal((m, 256)).astype(dtype)
+        expected = x.astype(np.float64) @ w.T.astype(np.float64)
+        _assert_scaled_close(kernels.cells.matmul_xwt(x, w, np.empty((m, 1024), dtype)),
+                             expected, 1e-5 if dtype == np.float32 else 1e-12)  # fmt: skip
+        out = np.empty((m, 1024), dtype)
+        kernels.cells.Recurrent(w, m, np.dtype(dtype)).hh(x, out)
+        _assert_scaled_close(out, expected, 1e-5 if dtype == np.float32 else 1e-12)
+
+
 @settings(max_examples=15, deadline=None)
 @given(
     cell=st.sampled_from(CELLS),

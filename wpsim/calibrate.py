@@ -28,8 +28,8 @@ imported, plus :func:`threadpoolctl.threadpool_limits`; each process is pinned t
     and scaled by the row ratio (the rate with the weights hot, for a product whose weights on
     one core fit that cache: one core's share of a split product); the other points as above.
 ``recurrent_gemv_max_batch`` and ``elementwise_split_across_helpers``
-    ``kernels.cells.SKINNY_BATCH``: the executor runs a one-core recurrent product of at most
-    this batch as one GEMV per batch row; and ``false``: a split step's element-wise update runs
+    ``kernels.cells.gemv_max_batch()``: the executor runs a one-core recurrent product of at
+    most this batch as one GEMV per batch row; and ``false``: a split step's element-wise update runs
     whole on every member (configurations of the kernels, not measurements).
 ``efficiency.elementwise_step_s`` and ``efficiency.elementwise``
     the non-GEMM work of the RNN, LSTM and GRU chunk tasks (bias add, gate nonlinearities,
@@ -405,7 +405,8 @@ def measure_gemm(
     hot_bytes: int | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """Seconds per ``X (n, H) @ W^T`` with ``W (gates*H, H)`` fp32 stored as the kernels store
-    it (:data:`kernels.params.WEIGHT_ORDER`), keyed ``"n,H"``.
+    it (:data:`kernels.params.WEIGHT_ORDER`) and computed as they compute it
+    (:func:`kernels.cells.matmul_xwt`), keyed ``"n,H"``.
 
     With ``hot_bytes``, a ``W`` larger than that is timed on as many of its rows as fit and the
     time scaled up by the row ratio: the rate of the product with its weights in the core's
@@ -416,6 +417,7 @@ def measure_gemm(
     """
     import numpy as np
 
+    from kernels.cells import matmul_xwt
     from kernels.params import WEIGHT_ORDER, aligned
 
     rng = np.random.default_rng(0)
@@ -427,11 +429,10 @@ def measure_gemm(
         w = aligned(
             np.asarray(rng.standard_normal((rows, h), dtype=np.float32), order=WEIGHT_ORDER)
         )
-        w_t = w.T
         for n in ns:
             x = aligned(rng.standard_normal((n, h), dtype=np.float32))
             y = aligned(np.empty((n, rows), np.float32))
-            seconds = time_call(lambda x=x, y=y, w_t=w_t: np.dot(x, w_t, out=y), 5, budget_s)
+            seconds = time_call(lambda x=x, y=y, w=w: matmul_xwt(x, w, y), 5, budget_s)
             out[f"{n},{h}"] = seconds * (gates * h) / rows
     return out
 
@@ -1957,13 +1958,13 @@ def _runtime_lines() -> list[str]:
     """How the runtime whose overheads were measured splits its work (with the kernels present:
     :mod:`kernels.executor`; otherwise nothing, and the machine file keeps the defaults)."""
     try:
-        from kernels.cells import SKINNY_BATCH
+        from kernels.cells import gemv_max_batch
     except ImportError:
         return []
     return [
-        f"recurrent_gemv_max_batch: {int(SKINNY_BATCH)}  # configuration: kernels.cells."
-        "SKINNY_BATCH (the executor's one-core recurrent product runs one GEMV per batch row up "
-        "to this batch)",
+        f"recurrent_gemv_max_batch: {gemv_max_batch()}  # configuration: kernels.cells."
+        "gemv_max_batch() (the executor's one-core recurrent product runs one GEMV per batch row "
+        "up to this batch)",
         "elementwise_split_across_helpers: false  # configuration: kernels.executor runs the "
         "whole element-wise update of a split step on every member (no second barrier)",
     ]

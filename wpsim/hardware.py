@@ -212,7 +212,7 @@ class CpuMachine(_Strict):
         NonNegativeFloat | list[tuple[NonNegativeFloat, NonNegativeFloat]] | None
     ) = None
     #: The runtime computes a recurrent product of at most this many batch rows on one core as
-    #: that many GEMVs (``kernels.cells.SKINNY_BATCH``); a product split across helpers stays one
+    #: that many GEMVs (``kernels.cells.gemv_max_batch()``); a product split across helpers stays one
     #: GEMM. 0: always one GEMM.
     recurrent_gemv_max_batch: int = Field(0, ge=0)
     #: Whether a task split across helper cores also splits its element-wise work (a threaded

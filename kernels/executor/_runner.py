@@ -52,6 +52,7 @@ from kernels.cells import (
     cell_chunk_forward,
     input_projection,
     layer_weight_grads,
+    matmul_xwt,
     output_forward,
     recurrent_rows,
     split_rows,
@@ -390,7 +391,7 @@ class TaskRunner:
         rows = (b - a) * self.B
         x = np.ascontiguousarray(x, dtype=self.dt).reshape(rows, x.shape[2])
         out = self._buffer("gx_rows", (rows, part.stop - part.start))
-        np.dot(x, weight.T, out=out)
+        matmul_xwt(x, weight, out)
         out += bias
         gx.reshape(rows, self.GH)[:, part] = out
 
