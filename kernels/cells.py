@@ -237,7 +237,8 @@ def matmul_xwt(x: np.ndarray, weight: np.ndarray, out: np.ndarray) -> np.ndarray
     """``out[...] = x @ weight^T``: the kernels' product of activations by a weight matrix.
 
     ``x`` (m, k), ``weight`` (n, k) dense (the kernels keep it in Fortran order, so that
-    ``weight^T`` is C-contiguous), ``out`` (m, n) C-contiguous. Split into row blocks of
+    ``weight^T`` is C-contiguous), ``out`` (m, n) with unit stride along its rows (it may be
+    some columns of a wider array). Split into row blocks of
     ``weight`` where that is faster (:func:`row_blocks`); the same arithmetic either way for
     each output element (one dot product over ``k``).
 
@@ -251,7 +252,10 @@ def matmul_xwt(x: np.ndarray, weight: np.ndarray, out: np.ndarray) -> np.ndarray
     """
     blocks = row_blocks(x.shape[0], x.shape[1], weight.shape[0], x.itemsize)
     if blocks is None:
-        np.dot(x, weight.T, out=out)
+        if out.flags.c_contiguous:
+            np.dot(x, weight.T, out=out)
+        else:  # e.g. a member's columns of a wider buffer: matmul writes it in place
+            np.matmul(x, weight.T, out=out)
     else:
         w_t = weight.T
         for rows in blocks:

@@ -437,6 +437,39 @@ def measure_gemm(
     return out
 
 
+#: (gates, H, batch) of the products whose fixed part :func:`measure_product_fixed` times: whole
+#: matrices of at most 1 MiB, so that half of one is no faster for fitting a cache the whole
+#: does not fit.
+PRODUCT_FIXED_SHAPES = ((1, 128, 16), (1, 256, 1), (4, 256, 1), (4, 128, 4), (3, 128, 2))
+
+
+def measure_product_fixed(budget_s: float) -> dict[str, float]:
+    """Seconds of a product call that do not shrink with its size: ``2 t(half) - t(whole)``
+    for the recurrent products of :data:`PRODUCT_FIXED_SHAPES`, ``whole`` all rows of ``W``,
+    ``half`` its first half as a layerwise member holds it (:func:`kernels.params.row_block`),
+    both as the kernels compute them (:func:`kernels.cells.matmul_xwt`). Keyed
+    ``"gates,H,batch"``; the value the machine file gets is their median.
+    """
+    import numpy as np
+
+    from kernels.cells import matmul_xwt, split_rows
+    from kernels.params import WEIGHT_ORDER, aligned, row_block
+
+    rng = np.random.default_rng(7)
+    out: dict[str, float] = {}
+    for gates, h, batch in PRODUCT_FIXED_SHAPES:
+        w = aligned(np.asarray(rng.standard_normal((gates * h, h), dtype=np.float32),
+                               order=WEIGHT_ORDER))  # fmt: skip
+        half = row_block(w, split_rows(gates * h, 2)[0])
+        x = aligned(rng.standard_normal((batch, h), dtype=np.float32))
+        y_whole = aligned(np.empty((batch, w.shape[0]), np.float32))
+        y_half = aligned(np.empty((batch, half.shape[0]), np.float32))
+        whole_s = time_call(lambda x=x, w=w, y=y_whole: matmul_xwt(x, w, y), 20, budget_s)
+        half_s = time_call(lambda x=x, w=half, y=y_half: matmul_xwt(x, w, y), 20, budget_s)
+        out[f"{gates},{h},{batch}"] = 2 * half_s - whole_s
+    return out
+
+
 def measure_peak_gemm(size: int, budget_s: float) -> float:
     """Seconds of one square fp32 GEMM of ``size`` (the fastest kernel numpy offers)."""
     import numpy as np
@@ -882,7 +915,7 @@ def _split_member_cell(cell: str, hidden: int, members: int) -> Callable[[], Any
     rows, the barriers, the skew and the wait for the slower member."""
     import numpy as np
 
-    from kernels.cells import cell_chunk_forward, input_projection, recurrent_rows, split_rows
+    from kernels.cells import cell_chunk_forward, input_projection, matmul_xwt, split_rows
     from kernels.params import row_block
 
     rng = np.random.default_rng(6)
@@ -894,7 +927,7 @@ def _split_member_cell(cell: str, hidden: int, members: int) -> Callable[[], Any
     block = np.zeros((1, rows[0].stop - rows[0].start), np.float32)
 
     def recurrent(h_prev: Any, out: Any) -> None:
-        recurrent_rows(mine, h_prev, None, out=block)
+        matmul_xwt(h_prev, mine, block)  # as the executor's member computes its rows
         _zero_product(h_prev, out)
 
     return lambda: cell_chunk_forward(cell, params, x, None, None, save=False, gates_x=gates_x,
@@ -1267,6 +1300,7 @@ def child_main(config: dict[str, Any]) -> None:
         2, f"GEMM X(n,H) @ W(4H,H)^T, n = {','.join(map(str, ns))}, H = {','.join(map(str, hs))}"
     )
     raw["gemm_s"] = measure_gemm(hs, ns, budget)
+    raw["product_fixed_s"] = measure_product_fixed(budget / 4)
     # the other cells' own matrices: a skinny product's rate depends on where its matrix fits
     raw["gemm_s_by_cell"] = {
         cell: measure_gemm(hs, ns, budget / 2, GATES[cell]) for cell in ("rnn", "gru")
@@ -1886,6 +1920,18 @@ def build_machine_file(
                 f"      - [{n}, {h}, {_fmt(round(min(rate / peak, 1.0), 4))}]  # "
                 + measured(f"GEMM n={n} H={h}, {how}")
             )
+    fixed_points = raw.get("product_fixed_s")
+    if fixed_points:
+        fixed_s = max(0.0, _median(list(fixed_points.values())))
+        lines.append(
+            f"  product_fixed_s: {_fmt(fixed_s)}  # "
+            + measured(
+                "2 t(half the rows) - t(all rows) of X(B,H) @ W(G*H,H)^T, median over [G, H, B] "
+                + ", ".join(f"[{k}]" for k in fixed_points)
+                + f" (range {min(fixed_points.values()) * 1e6:.2f}-"
+                f"{max(fixed_points.values()) * 1e6:.2f} us)"
+            )
+        )
     lines += [
         f"  elementwise: {_fmt(round(elementwise, 5))}  # "
         + measured(

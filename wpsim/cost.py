@@ -18,9 +18,12 @@ helper cores) is::
   tasks with recurrent work).
 
 * ``compute = products + elementwise = (F_in / e(B*steps) + F_rec / e(B)) / k / peak + F_elem /
-  e_elem / k' / peak``, split across ``k`` helpers as the runtime splits it: the input-side GEMM
-  over gate rows (``B*steps`` columns, 1/k of ``W_ih`` per member), the recurrent GEMM over gate
-  rows too (``B`` columns; on one core a batch of at most ``recurrent_gemv_max_batch`` rows runs
+  e_elem / k' / peak``, split across ``k`` helpers as the runtime splits it (except each
+  product's ``fixed`` part, ``product_fixed_s`` a call: one call for the input-side GEMM, one a
+  step for the recurrent one; a member's share is ``fixed + (whole - fixed) / k``; measured
+  here, half the rows of an Elman ``W_hh`` at H=128 took 0.79 of the time of all of them): the
+  input-side GEMM over gate rows (``B*steps`` columns, 1/k of ``W_ih`` per member), the
+  recurrent GEMM over gate rows too (``B`` columns; on one core a batch of at most ``recurrent_gemv_max_batch`` rows runs
   as ``B`` GEMVs, ``e(1)``); the element-wise update split too (``k' = k``) unless the machine
   says ``elementwise_split_across_helpers: false`` (then ``k' = 1`` for split recurrent tasks:
   every member runs it whole, as :mod:`kernels.executor` does). ``e(n)`` is the machine's
@@ -302,15 +305,20 @@ class CpuCostModel:
         memo = self._compute_memo.get(key)
         if memo is None:
             b, peak = self.batch, self.peak
+            fixed_s = self.machine.efficiency.product_fixed_s
             products_s = 0.0
-            # both products are split by gate rows: every member reads 1/k of W_ih and of W_hh
+            # both products are split by gate rows: every member reads 1/k of W_ih and of W_hh,
+            # and makes every call of the whole (the input projection once, the recurrent
+            # product once a step), whose fixed part it does not share
             if t.flops_in:
                 hot = self._weight_bytes(t, "ih") / k <= self._hot_bytes
-                products_s += t.flops_in / self.efficiency(b * t.steps, hot) / peak
+                whole_s = t.flops_in / self.efficiency(b * t.steps, hot) / peak
+                products_s += self._member_s(whole_s, fixed_s, k)
             if t.flops_rec:
                 gemv = k == 1 and b <= self.machine.recurrent_gemv_max_batch
                 hot = self._weight_bytes(t, "hh") / k <= self._hot_bytes
-                products_s += t.flops_rec / self.efficiency(1 if gemv else b, hot) / peak
+                whole_s = t.flops_rec / self.efficiency(1 if gemv else b, hot) / peak
+                products_s += self._member_s(whole_s, t.steps * fixed_s, k)
             elem_s = 0.0
             if t.flops_elem:
                 if measured_elem:
@@ -321,8 +329,22 @@ class CpuCostModel:
                     k > 1 and t.flops_rec and not self.machine.elementwise_split_across_helpers
                 ):
                     elem_s /= k  # else every member runs it whole
-            memo = self._compute_memo[key] = (products_s / k, elem_s)
+            memo = self._compute_memo[key] = (products_s, elem_s)
         return memo
+
+    @staticmethod
+    def _member_s(whole_s: float, fixed_s: float, k: int) -> float:
+        """One of ``k`` members' share of a product taking ``whole_s`` on one core, of which
+        ``fixed_s`` (at most all of it) does not shrink with the size: ``fixed + (whole -
+        fixed) / k``.
+
+        Examples
+        --------
+        >>> CpuCostModel._member_s(10e-6, 2e-6, 2), CpuCostModel._member_s(10e-6, 2e-6, 1)
+        (6e-06, 1e-05)
+        """
+        fixed_s = min(fixed_s, whole_s)
+        return fixed_s + (whole_s - fixed_s) / k
 
     # ---- one task ------------------------------------------------------------------------
     def _read_weights(

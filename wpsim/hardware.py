@@ -136,6 +136,12 @@ class EfficiencySpec(_Strict):
         | None
     ) = None
 
+    #: Seconds of one product call that do not shrink with its size (the numpy call and the
+    #: BLAS kernel's start-up; ``wpsim calibrate`` measures it as ``2 t(half the rows) - t(all
+    #: rows)``). The grids above hold it within a whole product; a product split across ``k``
+    #: cores costs each member ``fixed + (whole - fixed) / k``, not ``whole / k``.
+    product_fixed_s: float = Field(0.0, ge=0)
+
     @field_validator("elementwise_step_s")
     @classmethod
     def _full_grid(cls, tables):

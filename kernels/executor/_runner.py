@@ -329,17 +329,26 @@ class TaskRunner:
             ]
 
         row_blocks, col_blocks = blocks(rows), blocks(cols)
-        w_rows = None  # this member's rows (sparse ones as a CSR slice)
-        if r < len(rows):
-            w_rows = w_hh[rows[r]] if sp.issparse(w_hh) else row_block(w_hh, rows[r])
+        my_rows = None  # this member's rows of the product: (h, out) -> None
+        if r < len(rows) and sp.issparse(w_hh):
+            w_sparse = w_hh[rows[r]]  # a CSR slice
+
+            def my_rows(h: np.ndarray, out: np.ndarray) -> None:
+                recurrent_rows(w_sparse, h, None, out=out)
+        elif r < len(rows):
+            w_rows = row_block(w_hh, rows[r])
+
+            def my_rows(h: np.ndarray, out: np.ndarray) -> None:
+                matmul_xwt(h, w_rows, out)
+
         rec_cols = Recurrent(w_hh[:, cols[r]], B, self.dt) if r < len(cols) else None
         barrier = self.barrier
 
         def recurrent(h_prev: np.ndarray, out: np.ndarray) -> None:
             p = self._parity
             parts = row_blocks[p]
-            if w_rows is not None:
-                recurrent_rows(w_rows, h_prev, None, out=parts[r][1])
+            if my_rows is not None:
+                my_rows(h_prev, parts[r][1])
             barrier()
             for s, block in parts:
                 out[:, s] = block
@@ -390,10 +399,9 @@ class TaskRunner:
         part, weight, bias = mine
         rows = (b - a) * self.B
         x = np.ascontiguousarray(x, dtype=self.dt).reshape(rows, x.shape[2])
-        out = self._buffer("gx_rows", (rows, part.stop - part.start))
+        out = gx.reshape(rows, self.GH)[:, part]  # this member's columns, written in place
         matmul_xwt(x, weight, out)
         out += bias
-        gx.reshape(rows, self.GH)[:, part] = out
 
     def _cell(self, i: int, l: int, d: int, a: int, b: int) -> None:
         key = f"{i}.{l}.{d}"
