@@ -399,9 +399,12 @@ class TaskRunner:
         part, weight, bias = mine
         rows = (b - a) * self.B
         x = np.ascontiguousarray(x, dtype=self.dt).reshape(rows, x.shape[2])
-        out = gx.reshape(rows, self.GH)[:, part]  # this member's columns, written in place
+        # into a contiguous buffer, then copied: added in place on this member's columns of gx
+        # (strided), the bias took 95 us at 1024 x 64; here it takes 23, and the copy 45
+        out = self._buffer("gx_rows", (rows, part.stop - part.start))
         matmul_xwt(x, weight, out)
         out += bias
+        gx.reshape(rows, self.GH)[:, part] = out
 
     def _cell(self, i: int, l: int, d: int, a: int, b: int) -> None:
         key = f"{i}.{l}.{d}"
