@@ -429,6 +429,34 @@ def test_split_tasks_cost_what_the_executor_splits():
     assert threaded.compute_s(step.id, 2) == pytest.approx(halves)
 
 
+def test_a_small_input_projection_is_split_over_time_steps():
+    from wpsim.cost import CpuCostModel
+
+    table = {"gemm_by_n": [[1, 0.1], [8, 0.5], [16, 1.0]], "elementwise": 0.05}
+    m = make_machine(cores=2).model_copy(
+        update={"efficiency": type(make_machine().efficiency).model_validate(table)}
+    )
+    peak = m.peak_flops_per_core("float32")
+    w = Workload(cell="lstm", layers=1, hidden=16, input=16, seq_len=8, batch=2)
+    plan = compile_plan(build(w, **get_policy("layerwise").graph_options(w, 1)))
+    gemm = next(t for t in plan.tasks if t.kind == "input_gemm")
+    ih_bytes = sum(size for key, size in gemm.weights if key.endswith(".ih"))
+    by_rows = CpuCostModel(m, plan)
+    by_time = CpuCostModel(m.model_copy(update={"input_split_by_time_max_bytes": ih_bytes}), plan)
+    # by gate rows: B * T = 16 columns and 1/2 of W_ih each; by time: 8 columns, all of W_ih
+    assert by_rows.compute_s(gemm.id, 2) == pytest.approx(gemm.flops_in / (1.0 * 2 * peak))
+    assert by_time.compute_s(gemm.id, 2) == pytest.approx(gemm.flops_in / (0.5 * 2 * peak))
+    assert by_rows.member_weight_bytes(gemm.id, 2) == pytest.approx(ih_bytes / 2)
+    assert by_time.member_weight_bytes(gemm.id, 2) == pytest.approx(ih_bytes)
+    read = {name: sum(by.start(gemm.id, (0, 1), 0).level_bytes.values())
+            for name, by in (("rows", by_rows), ("time", by_time))}  # fmt: skip
+    assert read == pytest.approx({"rows": ih_bytes, "time": 2 * ih_bytes})
+    # one core, or a W_ih over the bound: by rows
+    assert by_time.member_weight_bytes(gemm.id, 1) == pytest.approx(ih_bytes)
+    small = m.model_copy(update={"input_split_by_time_max_bytes": ih_bytes - 1})
+    assert CpuCostModel(small, plan).member_weight_bytes(gemm.id, 2) == pytest.approx(ih_bytes / 2)
+
+
 def test_efficiency_grid_interpolates_in_columns_and_hidden_size():
     from wpsim.cost import CpuCostModel
 

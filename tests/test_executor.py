@@ -145,7 +145,11 @@ def test_whole_cells_are_bitwise_equal_to_sequential_and_reference(cell):
     assert set(wave.trace.cores) == {(0,), (1,)}
 
 
-def test_layerwise_split_matches_within_float32_tolerance():
+@pytest.mark.parametrize("input_split", ["time", "rows"])
+def test_layerwise_split_matches_within_float32_tolerance(input_split, monkeypatch):
+    # the workers inherit the environment: a bound of 0 splits every input projection by rows
+    if input_split == "rows":
+        monkeypatch.setenv("WPSIM_INPUT_SPLIT_BY_TIME_MAX_BYTES", "0")
     w = _workload("lstm", layers=3, hidden=32, bidirectional=True, output="linear", output_size=4)
     one = execute(w, "layerwise", workers=1)
     two = execute(w, "layerwise", workers=2)

@@ -288,7 +288,7 @@ class _Costs:
         cold = cold and bool(t.weights)
         if cold:
             bandwidth = None
-        weight_bytes = sum(size for _, size in t.weights) / self.k
+        weight_bytes = self.model.member_weight_bytes(tid, self.k)
         if bandwidth is None:
             share = self.model.dram_share_Bps(1 if cold else self.streams_of.get(t.weights, 1))
             memory = weight_bytes / share if weight_bytes else 0.0

@@ -2005,9 +2005,13 @@ def _runtime_lines() -> list[str]:
     :mod:`kernels.executor`; otherwise nothing, and the machine file keeps the defaults)."""
     try:
         from kernels.cells import gemv_max_batch
+        from kernels.executor._runner import input_split_by_time_max_bytes
     except ImportError:
         return []
     return [
+        f"input_split_by_time_max_bytes: {input_split_by_time_max_bytes()}  # configuration: "
+        "kernels.executor (a split task projects its inputs over time steps while W_ih has at "
+        "most this many bytes, else by gate rows)",
         f"recurrent_gemv_max_batch: {gemv_max_batch()}  # configuration: kernels.cells."
         "gemv_max_batch() (the executor's one-core recurrent product runs one GEMV per batch row "
         "up to this batch)",

@@ -22,9 +22,10 @@ helper cores) is::
   product's ``fixed`` part, ``product_fixed_s`` a call: one call for the input-side GEMM, one a
   step for the recurrent one; a member's share is ``fixed + (whole - fixed) / k``; measured
   here, half the rows of an Elman ``W_hh`` at H=128 took 0.79 of the time of all of them): the
-  input-side GEMM over gate rows (``B*steps`` columns, 1/k of ``W_ih`` per member), the
-  recurrent GEMM over gate rows too (``B`` columns; on one core a batch of at most ``recurrent_gemv_max_batch`` rows runs
-  as ``B`` GEMVs, ``e(1)``); the element-wise update split too (``k' = k``) unless the machine
+  input-side GEMM over gate rows (``B*steps`` columns, 1/k of ``W_ih`` per member; over time
+  steps where ``W_ih`` has at most ``input_split_by_time_max_bytes``: ``B*steps/k`` columns,
+  all of ``W_ih``), the recurrent GEMM over gate rows too (``B`` columns; on one core a batch
+  of at most ``recurrent_gemv_max_batch`` rows runs as ``B`` GEMVs, ``e(1)``); the element-wise update split too (``k' = k``) unless the machine
   says ``elementwise_split_across_helpers: false`` (then ``k' = 1`` for split recurrent tasks:
   every member runs it whole, as :mod:`kernels.executor` does). ``e(n)`` is the machine's
   efficiency table (by n and hidden size where it has ``gemm_by_n_h``, or ``gemm_by_n_h_by_cell``
@@ -41,7 +42,9 @@ helper cores) is::
   holding it: the core's private levels (an LRU of weight blocks each), then the socket's shared
   level (one LRU per socket), else DRAM; ``cache = sum(bytes / bandwidth(level))``. A block is
   then resident in every level it fits (inclusive hierarchy). Split across ``k`` helpers, core j
-  reads slice j (``bytes / k``), a block of its own. A private level with a measured
+  reads slice j (``bytes / k``), a block of its own, except a ``W_ih`` of at most
+  ``input_split_by_time_max_bytes``: its projection is split over time steps, and every member
+  reads all of it (with ``B*steps/k`` columns). A private level with a measured
   ``hit_curve`` is not a strict LRU: it serves the fraction of a block its curve gives for the
   block's reuse distance (the bytes of the weights read on that core since the block's last
   use, itself included, over the level's size), and the rest is read further out; real caches
@@ -311,8 +314,12 @@ class CpuCostModel:
             # and makes every call of the whole (the input projection once, the recurrent
             # product once a step), whose fixed part it does not share
             if t.flops_in:
-                hot = self._weight_bytes(t, "ih") / k <= self._hot_bytes
-                whole_s = t.flops_in / self.efficiency(b * t.steps, hot) / peak
+                ih_bytes = self._weight_bytes(t, "ih")
+                if self._ih_by_time(ih_bytes, k, t.steps):  # each member: its steps, all W_ih
+                    columns, hot = b * t.steps / k, ih_bytes <= self._hot_bytes
+                else:
+                    columns, hot = b * t.steps, ih_bytes / k <= self._hot_bytes
+                whole_s = t.flops_in / self.efficiency(columns, hot) / peak
                 products_s += self._member_s(whole_s, fixed_s, k)
             if t.flops_rec:
                 gemv = k == 1 and b <= self.machine.recurrent_gemv_max_batch
@@ -332,6 +339,22 @@ class CpuCostModel:
             memo = self._compute_memo[key] = (products_s, elem_s)
         return memo
 
+    def member_weight_bytes(self, tid: int, k: int) -> float:
+        """Bytes of weights one of ``k`` members of task ``tid`` reads: its slice of each
+        block, or all of a ``W_ih`` projected split over time steps (:meth:`_ih_by_time`)."""
+        total = 0.0
+        task = self._tasks[tid]
+        for key, size in task.weights:
+            whole = k == 1 or (key.endswith(".ih") and self._ih_by_time(size, k, task.steps))
+            total += size if whole else size / k
+        return total
+
+    def _ih_by_time(self, ih_bytes: float, k: int, steps: int) -> bool:
+        """Whether ``k`` members split the input projection of ``steps`` steps with
+        ``ih_bytes`` of ``W_ih`` over the steps (``input_split_by_time_max_bytes``, and a step
+        for each member at least) rather than over gate rows."""
+        return 1 < k <= steps and 0 < ih_bytes <= self.machine.input_split_by_time_max_bytes
+
     @staticmethod
     def _member_s(whole_s: float, fixed_s: float, k: int) -> float:
         """One of ``k`` members' share of a product taking ``whole_s`` on one core, of which
@@ -348,9 +371,11 @@ class CpuCostModel:
 
     # ---- one task ------------------------------------------------------------------------
     def _read_weights(
-        self, weights: tuple, core: int, k: int, j: int
+        self, weights: tuple, core: int, k: int, j: int, steps: int
     ) -> tuple[dict[str, float], float, float, list, dict[str, float], float]:
-        """Look up and update residency of the weight slices ``j`` of ``k`` for ``core``.
+        """Look up and update residency of the weight slices ``j`` of ``k`` for ``core`` (all
+        of a ``W_ih`` whose projection of ``steps`` steps is split over them, see
+        :meth:`_ih_by_time`).
 
         A private level with a ``hit_curve`` serves the fraction of a block the curve gives
         for its reuse distance; the rest is looked up further out. Returns (bytes by level, cache
@@ -366,8 +391,10 @@ class CpuCostModel:
         lrus = self.private_lru[core]
         socket_lru = self._socket_lru_of_core[core]
         for key, size in weights:
-            part = size / k
-            block = key if k == 1 else (key, k, j)
+            if k == 1 or (key.endswith(".ih") and self._ih_by_time(size, k, steps)):
+                part, block = size, key  # the whole block (split over time: every member)
+            else:
+                part, block = size / k, (key, k, j)
             fitting = self._fitting_private.get(part)
             if fitting is None:  # private levels this block fits in (others never hold it)
                 fitting = self._fitting_private[part] = [
@@ -454,7 +481,7 @@ class CpuCostModel:
         lrus = self.private_lru[core]
         before = [tuple(lru.blocks) for lru in lrus]
         level_bytes, cache_s, dram, socket_blocks, private_bytes, private_s = self._read_weights(
-            weights, core, 1, 0
+            weights, core, 1, 0, 1
         )
         if not dram and before == [tuple(lru.blocks) for lru in lrus]:
             self._fixed_point[core] = (
@@ -496,7 +523,7 @@ class CpuCostModel:
             level_bytes, cache_s, dram = {}, 0.0, 0.0
             for j, core in enumerate(cores):
                 self._fixed_point[core] = None
-                lb, c_s, d = self._read_weights(task.weights, core, k, j)[:3]
+                lb, c_s, d = self._read_weights(task.weights, core, k, j, task.steps)[:3]
                 for name, nbytes in lb.items():
                     level_bytes[name] = level_bytes.get(name, 0.0) + nbytes
                 cache_s = max(cache_s, c_s)

@@ -221,6 +221,11 @@ class CpuMachine(_Strict):
     #: that many GEMVs (``kernels.cells.gemv_max_batch()``); a product split across helpers stays one
     #: GEMM. 0: always one GEMM.
     recurrent_gemv_max_batch: int = Field(0, ge=0)
+    #: A task split across helpers projects its inputs split over time steps (every member
+    #: reads all of ``W_ih`` and writes whole rows) when ``W_ih`` has at most this many bytes,
+    #: else split by gate rows (1/k of ``W_ih`` each); ``kernels.executor`` does so up to
+    #: ``INPUT_SPLIT_BY_TIME_MAX_BYTES``. 0: always by gate rows.
+    input_split_by_time_max_bytes: int = Field(0, ge=0)
     #: Whether a task split across helper cores also splits its element-wise work (a threaded
     #: runtime's parallel loop does); ``false``: every member runs the whole element-wise update
     #: of each step after the barrier (``kernels.executor`` does, so that no second barrier is

@@ -39,6 +39,7 @@ gradients) is split over time rows, weight gradients over gate rows: no barrier 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -82,6 +83,23 @@ RUNNABLE_KINDS = (
     "output_bwd",
     "wgrad",
 )
+
+
+#: Largest ``W_ih`` (bytes) whose projection a split task divides over time steps rather than
+#: gate rows, given a step for each member (env ``WPSIM_INPUT_SPLIT_BY_TIME_MAX_BYTES``
+#: overrides it). Split by rows, each
+#: member streams 1/k of ``W_ih`` but writes a strided block of columns, adds the bias on a
+#: narrow block and copies it into place: an Elman layer at H=128 with 1024 rows (64 KiB of
+#: ``W_ih``) took 312-333 us a layer on 2 workers where the model of the product alone gave 130.
+#: Split by time, each member reads all of ``W_ih`` (no matter while it fits the core's cache)
+#: and writes whole rows in place. Half the L2 of the development machine (2 MiB).
+INPUT_SPLIT_BY_TIME_MAX_BYTES = 1 << 20
+
+
+def input_split_by_time_max_bytes() -> int:
+    """:data:`INPUT_SPLIT_BY_TIME_MAX_BYTES`, or the environment's override."""
+    value = os.environ.get("WPSIM_INPUT_SPLIT_BY_TIME_MAX_BYTES")
+    return int(value) if value else INPUT_SPLIT_BY_TIME_MAX_BYTES
 
 
 def array_specs(
@@ -386,13 +404,22 @@ class TaskRunner:
 
     def _input_gemm(self, i: int, l: int, d: int, a: int, b: int) -> None:
         gx = self.a[f"gx{i}.{l}.{d}"][a:b]
-        x = self._layer_input(i, l, a, b)
+        lp = self._layer(i, l, d)
         if self.size == 1:
-            input_projection(self.cell, self._layer(i, l, d), x, out=gx)
+            input_projection(self.cell, lp, self._layer_input(i, l, a, b), out=gx)
+            return
+        if self.size <= b - a and lp["weight_ih"].nbytes <= input_split_by_time_max_bytes():
+            # split over time steps: each member projects its steps with all of W_ih, straight
+            # into whole rows of gx (see INPUT_SPLIT_BY_TIME_MAX_BYTES)
+            sub = self._share(b - a)
+            if sub is not None:
+                x = self._layer_input(i, l, a + sub.start, a + sub.stop)
+                input_projection(self.cell, lp, x, out=gx[sub])
             return
         # split by gate rows, as the recurrent product: each member reads its 1/k of W_ih
         # (split over time steps, each streamed all of it: an H = 1024 LSTM layer's 16 steps
         # took 3.0 ms on each of 2 workers, 1.8 ms split by rows; measured here)
+        x = self._layer_input(i, l, a, b)
         mine = self._ih_rows(i, l, d)
         if mine is None:
             return
