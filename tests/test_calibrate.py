@@ -250,6 +250,32 @@ def test_hot_gemm_grid_takes_the_row_timings_where_w_does_not_fit() -> None:
     assert hot[(16, 512)] == full[(16, 512)] and hot[(1, 128)] == full[(1, 128)]
 
 
+def test_product_fixed_part_is_the_median_and_the_runtime_is_described() -> None:
+    from kernels.cells import gemv_max_batch
+    from kernels.executor._runner import input_split_by_time_max_bytes
+
+    raw = _fake_raw()
+    raw["product_fixed_s"] = {"1,128,16": 1e-6, "1,256,1": 3e-6, "4,256,1": -1e-6}
+    text = cal.build_machine_file(_fake_spec(), raw, "2000-01-01").text
+    machine = CpuMachine.model_validate(yaml.safe_load(text))
+    assert machine.efficiency.product_fixed_s == pytest.approx(1e-6)
+    assert undocumented_numeric_lines(text) == []
+    # how the kernels split their work, from the kernels themselves
+    assert machine.recurrent_gemv_max_batch == gemv_max_batch()
+    assert machine.input_split_by_time_max_bytes == input_split_by_time_max_bytes()
+    raw["product_fixed_s"] = {"1,128,16": -2e-6}  # noise below zero: no fixed part
+    machine = CpuMachine.model_validate(
+        yaml.safe_load(cal.build_machine_file(_fake_spec(), raw, "2000-01-01").text)
+    )
+    assert machine.efficiency.product_fixed_s == 0.0
+
+
+def test_measured_product_fixed_part_is_small_and_finite() -> None:
+    values = cal.measure_product_fixed(0.01)
+    assert set(values) == {",".join(map(str, shape)) for shape in cal.PRODUCT_FIXED_SHAPES}
+    assert all(abs(v) < 1e-3 for v in values.values())
+
+
 def test_executor_dispatch_variants_are_written_with_their_runs() -> None:
     """Busy dispatch as a table by task time (short and long cells), the group value."""
     raw = _fake_raw()

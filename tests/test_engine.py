@@ -429,6 +429,25 @@ def test_split_tasks_cost_what_the_executor_splits():
     assert threaded.compute_s(step.id, 2) == pytest.approx(halves)
 
 
+def test_a_products_fixed_part_is_not_split_among_members():
+    from wpsim.cost import CpuCostModel
+
+    base = make_machine(cores=2)
+    fixed = base.model_copy(update={"efficiency": base.efficiency.model_copy(
+        update={"product_fixed_s": 1e-6})})  # fmt: skip
+    w = Workload(cell="rnn", layers=1, hidden=64, input=64, seq_len=4, batch=1)
+    plan = compile_plan(build(w, **get_policy("layerwise").graph_options(w, 1)))
+    step = next(t for t in plan.tasks if t.flops_rec)
+    (whole_0, _), (split_0, _) = (CpuCostModel(base, plan).compute_parts(step.id, k)
+                                  for k in (1, 2))  # fmt: skip
+    (whole_1, _), (split_1, _) = (CpuCostModel(fixed, plan).compute_parts(step.id, k)
+                                  for k in (1, 2))  # fmt: skip
+    assert whole_1 == pytest.approx(whole_0)  # on one core the grid's time holds it already
+    fixed_s = min(1e-6 * step.steps, whole_0)
+    assert split_1 == pytest.approx(fixed_s + (whole_0 - fixed_s) / 2)
+    assert split_0 == pytest.approx(whole_0 / 2) and split_1 > split_0
+
+
 def test_a_small_input_projection_is_split_over_time_steps():
     from wpsim.cost import CpuCostModel
 
