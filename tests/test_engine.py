@@ -120,6 +120,20 @@ def test_a_hit_curve_serves_part_of_weights_a_little_larger_than_the_cache():
         assert r["L2_bytes"] == pytest.approx(total) and r["hit"]
 
 
+def test_a_hit_curve_serves_part_of_a_block_larger_than_the_cache():
+    w = lstm(layers=1)
+    plan = compile_plan(build(w))
+    blocks = [size for _, size in plan.tasks[0].weights]
+    total = sum(blocks)
+    l2 = int(min(blocks) / 1.2)  # every block is larger than the L2 on its own
+    soft = with_hit_curve(make_machine(cores=1, l2_bytes=l2), [[1.0, 1.0], [3.0, 0.0]])
+    served = (3.0 - total / l2) / 2.0 * total  # each block's reuse distance is the whole layer
+    assert 0 < served < total
+    for r in list(simulate(w, soft, "sequential").trace.records())[2:]:
+        assert r["L2_bytes"] == pytest.approx(served)
+        assert r["L3_bytes"] == pytest.approx(total - served)
+
+
 def test_a_hit_curve_blends_the_closed_form_bandwidth():
     from wpsim.analytic import _level_for
 

@@ -41,10 +41,12 @@ helper cores) is::
 * ``cache``: each weight block (``W_ih``, ``W_hh``, output layer) is read from the nearest level
   holding it: the core's private levels (an LRU of weight blocks each), then the socket's shared
   level (one LRU per socket), else DRAM; ``cache = sum(bytes / bandwidth(level))``. A block is
-  then resident in every level it fits (inclusive hierarchy). Split across ``k`` helpers, core j
-  reads slice j (``bytes / k``), a block of its own, except a ``W_ih`` of at most
-  ``input_split_by_time_max_bytes``: its projection is split over time steps, and every member
-  reads all of it (with ``B*steps/k`` columns). A private level with a measured
+  then resident in every level it fits (inclusive hierarchy; a level with a ``hit_curve`` holds
+  blocks as large as its curve reaches, and serves part of one larger than itself). Split
+  across ``k`` helpers, core j reads slice j (``bytes / k``), a block of its own, except a
+  ``W_ih`` of at most ``input_split_by_time_max_bytes``: its projection is split over time
+  steps, and every member reads all of it (with ``B*steps/k`` columns). A private level with a
+  measured
   ``hit_curve`` is not a strict LRU: it serves the fraction of a block its curve gives for the
   block's reuse distance (the bytes of the weights read on that core since the block's last
   use, itself included, over the level's size), and the rest is read further out; real caches
@@ -165,6 +167,8 @@ class CpuCostModel:
             for level in self.private
         ]  # fmt: skip
         self.private_lru = [[LRUCache(size) for size in tracked] for _ in range(n_cores)]
+        # the largest block a level serves any of: its size, or as far as its hit curve reaches
+        self._reach = tracked
         self.shared_lru = (
             [LRUCache(self.shared.size_bytes) for _ in range(machine.sockets)]
             if self.shared
@@ -398,7 +402,7 @@ class CpuCostModel:
             fitting = self._fitting_private.get(part)
             if fitting is None:  # private levels this block fits in (others never hold it)
                 fitting = self._fitting_private[part] = [
-                    i for i, level in enumerate(self.private) if part <= level.size_bytes
+                    i for i, level in enumerate(self.private) if part <= self._reach[i]
                 ]
             hit_index = len(fitting)
             remaining = part  # bytes no private level has served yet
