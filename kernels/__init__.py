@@ -12,7 +12,9 @@ Modules (flat, pure functions):
 * :mod:`kernels.cells` -- the chunk tasks the executor runs: :func:`cell_chunk_forward`,
   :func:`cell_chunk_backward`, :func:`layer_weight_grads`, :func:`input_projection`,
   :func:`recurrent_rows` / :func:`split_rows` (the row split of the recurrent GEMM),
-  :func:`output_forward`, :func:`output_backward`.
+  :func:`output_forward`, :func:`output_backward`; every dense product of activations by a
+  weight matrix goes through :func:`kernels.cells.matmul_xwt` (row blocks sized for OpenBLAS's
+  small-matrix kernel where the BLAS has it, see :func:`kernels.cells.row_blocks`).
 * :mod:`kernels.params` -- names, shapes, :func:`init_params`, :func:`load_state_dict`,
   :func:`layer_params`.
 * :mod:`kernels.reference` -- whole-network :func:`forward` and :func:`backward`.
