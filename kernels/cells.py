@@ -207,10 +207,10 @@ def row_blocks(m: int, k: int, n: int, itemsize: int) -> tuple[slice, ...] | Non
     of ``X`` again, which pays only while ``X`` stays in L1 (48 KiB here; up to
     :data:`SMALL_GEMM_MAX_X_BYTES`): a GRU's 20 rows at H=512 (40 KiB) took 491 us whole and
     324 as blocks, 40 rows at H=512 (80 KiB) 837 us whole and 1437 as blocks; the LSTM's 20
-    rows at H=512 were even (0.95x). So a product is split into blocks of
-    a multiple of 16 rows (one AVX-512 register of fp32) each within the small kernel's limit
-    when ``m >= 2`` (one row is a GEMV), the whole is beyond that limit, ``X`` fits the bound,
-    and the BLAS has the kernel (:func:`blas_small_gemm`).
+    rows at H=512 were even (0.95x). So a product is split into near-equal blocks of a multiple
+    of 16 rows (one AVX-512 register of fp32), each within the small kernel's limit, when ``m >=
+    2`` (one row is a GEMV), the whole is beyond that limit, ``X`` fits the bound, and the BLAS
+    has the kernel (:func:`blas_small_gemm`).
 
     Examples
     --------
@@ -238,9 +238,8 @@ def matmul_xwt(x: np.ndarray, weight: np.ndarray, out: np.ndarray) -> np.ndarray
 
     ``x`` (m, k), ``weight`` (n, k) dense (the kernels keep it in Fortran order, so that
     ``weight^T`` is C-contiguous), ``out`` (m, n) with unit stride along its rows (it may be
-    some columns of a wider array). Split into row blocks of
-    ``weight`` where that is faster (:func:`row_blocks`); the same arithmetic either way for
-    each output element (one dot product over ``k``).
+    some columns of a wider array). Split into row blocks of ``weight`` where that is faster
+    (:func:`row_blocks`); each output element is one dot product over ``k`` either way.
 
     Examples
     --------

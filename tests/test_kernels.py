@@ -354,6 +354,10 @@ def test_blocked_products_match_one_product(small_gemm, on, dtype):
         out = np.empty((m, 1024), dtype)
         kernels.cells.Recurrent(w, m, np.dtype(dtype)).hh(x, out)
         _assert_scaled_close(out, expected, 1e-5 if dtype == np.float32 else 1e-12)
+        wider = np.zeros((m, 1100), dtype)  # into some columns of a wider array
+        kernels.cells.matmul_xwt(x, w, wider[:, 50:1074])
+        _assert_scaled_close(wider[:, 50:1074], expected, 1e-5 if dtype == np.float32 else 1e-12)
+        assert not wider[:, :50].any() and not wider[:, 1074:].any()
 
 
 @settings(max_examples=15, deadline=None)

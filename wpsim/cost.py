@@ -25,9 +25,10 @@ helper cores) is::
   input-side GEMM over gate rows (``B*steps`` columns, 1/k of ``W_ih`` per member; over time
   steps where ``W_ih`` has at most ``input_split_by_time_max_bytes``: ``B*steps/k`` columns,
   all of ``W_ih``), the recurrent GEMM over gate rows too (``B`` columns; on one core a batch
-  of at most ``recurrent_gemv_max_batch`` rows runs as ``B`` GEMVs, ``e(1)``); the element-wise update split too (``k' = k``) unless the machine
-  says ``elementwise_split_across_helpers: false`` (then ``k' = 1`` for split recurrent tasks:
-  every member runs it whole, as :mod:`kernels.executor` does). ``e(n)`` is the machine's
+  of at most ``recurrent_gemv_max_batch`` rows runs as ``B`` GEMVs, ``e(1)``); the element-wise
+  update split too (``k' = k``) unless the machine says ``elementwise_split_across_helpers:
+  false`` (then ``k' = 1`` for split recurrent tasks: every member runs it whole, as
+  :mod:`kernels.executor` does). ``e(n)`` is the machine's
   efficiency table (by n and hidden size where it has ``gemm_by_n_h``, or ``gemm_by_n_h_by_cell``
   for the workload's cell), ``peak = clock * flops_per_cycle[dtype]``. Where the machine has
   ``elementwise_step_s`` for the cell, a forward cell task's element-wise term is ``steps *
@@ -46,9 +47,8 @@ helper cores) is::
   across ``k`` helpers, core j reads slice j (``bytes / k``), a block of its own, except a
   ``W_ih`` of at most ``input_split_by_time_max_bytes``: its projection is split over time
   steps, and every member reads all of it (with ``B*steps/k`` columns). A private level with a
-  measured
-  ``hit_curve`` is not a strict LRU: it serves the fraction of a block its curve gives for the
-  block's reuse distance (the bytes of the weights read on that core since the block's last
+  measured ``hit_curve`` is not a strict LRU: it serves the fraction of a block its curve gives
+  for the block's reuse distance (the bytes of the weights read on that core since the block's last
   use, itself included, over the level's size), and the rest is read further out; real caches
   do not drop from all hits to none when a working set outgrows them.
 * ``dram_share = min(per_core_bandwidth, socket_bandwidth / streams)``: DRAM bandwidth is shared
@@ -314,9 +314,10 @@ class CpuCostModel:
             b, peak = self.batch, self.peak
             fixed_s = self.machine.efficiency.product_fixed_s
             products_s = 0.0
-            # both products are split by gate rows: every member reads 1/k of W_ih and of W_hh,
-            # and makes every call of the whole (the input projection once, the recurrent
-            # product once a step), whose fixed part it does not share
+            # both products are split by gate rows (every member reads 1/k of W_ih and of W_hh),
+            # a small W_ih's projection over time steps instead; every member makes every call
+            # of the whole (the projection once, the recurrent product once a step), whose
+            # fixed part it does not share
             if t.flops_in:
                 ih_bytes = self._weight_bytes(t, "ih")
                 if self._ih_by_time(ih_bytes, k, t.steps):  # each member: its steps, all W_ih

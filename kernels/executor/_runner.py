@@ -87,12 +87,11 @@ RUNNABLE_KINDS = (
 
 #: Largest ``W_ih`` (bytes) whose projection a split task divides over time steps rather than
 #: gate rows, given a step for each member (env ``WPSIM_INPUT_SPLIT_BY_TIME_MAX_BYTES``
-#: overrides it). Split by rows, each
-#: member streams 1/k of ``W_ih`` but writes a strided block of columns, adds the bias on a
-#: narrow block and copies it into place: an Elman layer at H=128 with 1024 rows (64 KiB of
-#: ``W_ih``) took 312-333 us a layer on 2 workers where the model of the product alone gave 130.
+#: overrides it). Split by rows, each member streams 1/k of ``W_ih`` but computes a narrow
+#: block of columns, adds the bias to it and copies it into place: an Elman layer at H=128
+#: with 1024 rows (64 KiB of ``W_ih``) took 312-333 us on 2 workers, 172 us split by time.
 #: Split by time, each member reads all of ``W_ih`` (no matter while it fits the core's cache)
-#: and writes whole rows in place. Half the L2 of the development machine (2 MiB).
+#: and writes whole rows in place. The bound is half the L2 of the development machine.
 INPUT_SPLIT_BY_TIME_MAX_BYTES = 1 << 20
 
 
