@@ -142,6 +142,22 @@ def test_interrupted_run_leaves_the_previous_file(tmp_path: Path, monkeypatch) -
     assert sorted(p.name for p in tmp_path.iterdir()) == ["host.yaml"]  # no temporary left
 
 
+def test_an_executor_overhead_at_zero_is_flagged(tmp_path: Path, monkeypatch) -> None:
+    raw = _fake_raw()
+    raw["dispatch"]["sequence"] = {"graphs": [
+        {"hidden": 64.0, "dispatch_s": 4e-6, "cell_in_process_s": 2e-5},
+        {"hidden": 256.0, "dispatch_s": 0.0, "cell_in_process_s": 7e-5},
+    ]}  # fmt: skip
+    monkeypatch.setattr(cal, "run_measurements", lambda *_a, **_k: raw)
+    monkeypatch.setattr(cal, "read_cpu_spec", lambda: _fake_spec())
+    lines: list[str] = []
+    cal.calibrate(tmp_path / "host.yaml", quick=True, progress=lines.append)
+    warnings = [line for line in lines if "came out at 0" in line]
+    assert len(warnings) == 1 and "dispatch_overhead_sequence_s (H=256)" in warnings[0]
+    assert (tmp_path / "host.yaml").exists()  # a warning, not a failure
+    assert cal.disturbed_overheads(_fake_raw()["dispatch"]) == []
+
+
 def test_cli_interrupt_exits_130_and_keeps_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
     out = tmp_path / "host.yaml"
     out.write_text("previous contents\n")

@@ -2103,6 +2103,11 @@ def calibrate(
             "are running and will bias the measurements (recorded in the calibration block)"
         )
     raw = run_measurements(spec, quick=quick, cores=cores, progress=progress)
+    for what in disturbed_overheads(raw.get("dispatch") or {}):
+        progress(
+            f"calibrate: warning: {what} came out at 0 (the executor beat the same cell in "
+            "process): something else ran meanwhile; run calibrate again with the machine idle"
+        )
     raw["quick"] = quick
     raw["loadavg_1min"] = {"before": load_before, "after": _loadavg()}
     date = _dt.date.today().isoformat()
@@ -2111,6 +2116,30 @@ def calibrate(
     write_atomically(out, result.text)
     progress(f"calibrate: wrote {out} in {time.perf_counter() - started:.0f} s")
     return result
+
+
+def disturbed_overheads(dispatch: dict[str, Any]) -> list[str]:
+    """The executor overheads of a calibration's ``dispatch`` measurements that came out at 0,
+    as ``"name (H=...)"``: the executor ran a cell faster than the in-process reference timed
+    next to it, which a quiet machine does not do (a disturbed calibration gave a sequence
+    table of 0, 0 and a dispatch overhead twice the usual).
+
+    Examples
+    --------
+    >>> disturbed_overheads({"sequence": {"graphs": [{"hidden": 256.0, "dispatch_s": 0.0}]}})
+    ['dispatch_overhead_sequence_s (H=256)']
+    """
+    found = []
+    named = [
+        ("dispatch_overhead_s", (dispatch.get("graphs") or [])),
+        ("dispatch_overhead_sequence_s", (dispatch.get("sequence") or {}).get("graphs") or []),
+        ("dispatch_overhead_group_s", dispatch.get("whole_socket_group_points") or []),
+    ]
+    for name, points in named:
+        for point in points:
+            if isinstance(point, dict) and point.get("dispatch_s", 1.0) <= 0.0:
+                found.append(f"{name} (H={int(point.get('hidden', 0))})")
+    return found
 
 
 def _main(argv: list[str]) -> int:
