@@ -317,7 +317,7 @@ class Recurrent:
     def hh(self, h: np.ndarray, out: np.ndarray) -> None:
         """``out[...] = h @ W^T`` (out is (B, G*H), C-contiguous)."""
         if not self.sparse:
-            if self.blocks is not None and len(h) > 1:
+            if self.blocks is not None:  # only for a batch of 2 rows or more
                 for rows, w_t in self.blocks:  # see row_blocks
                     np.matmul(h, w_t, out=out[:, rows])
             elif self.gemv_rows and out.flags.c_contiguous:

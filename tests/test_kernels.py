@@ -352,7 +352,9 @@ def test_blocked_products_match_one_product(small_gemm, on, dtype):
         _assert_scaled_close(kernels.cells.matmul_xwt(x, w, np.empty((m, 1024), dtype)),
                              expected, 1e-5 if dtype == np.float32 else 1e-12)  # fmt: skip
         out = np.empty((m, 1024), dtype)
-        kernels.cells.Recurrent(w, m, np.dtype(dtype)).hh(x, out)
+        rec = kernels.cells.Recurrent(w, m, np.dtype(dtype))
+        assert (rec.blocks is not None) == (on and m >= 4)  # beyond 1e6 M*N*K from 4 rows
+        rec.hh(x, out)
         _assert_scaled_close(out, expected, 1e-5 if dtype == np.float32 else 1e-12)
         wider = np.zeros((m, 1100), dtype)  # into some columns of a wider array
         kernels.cells.matmul_xwt(x, w, wider[:, 50:1074])

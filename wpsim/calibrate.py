@@ -29,8 +29,8 @@ imported, plus :func:`threadpoolctl.threadpool_limits`; each process is pinned t
     one core fit that cache: one core's share of a split product); the other points as above.
 ``recurrent_gemv_max_batch`` and ``elementwise_split_across_helpers``
     ``kernels.cells.gemv_max_batch()``: the executor runs a one-core recurrent product of at
-    most this batch as one GEMV per batch row; and ``false``: a split step's element-wise update runs
-    whole on every member (configurations of the kernels, not measurements).
+    most this batch as one GEMV per batch row; and ``false``: a split step's element-wise
+    update runs whole on every member (configurations of the kernels, not measurements).
 ``efficiency.elementwise_step_s`` and ``efficiency.elementwise``
     the non-GEMM work of the RNN, LSTM and GRU chunk tasks (bias add, gate nonlinearities,
     state update: :func:`kernels.cells.cell_chunk_forward` with a precomputed input projection
@@ -90,10 +90,9 @@ cache ``hit_curve`` (the largest private level)
     one-layer RNN of H = 16, and unless quick an LSTM of H = 256 and a GRU of H = 512 (each step
     one task split across all workers; makespan / tasks - what the model charges a member apart
     from it, in process: its rows of the product and the step with the product a fill, median
-    of five executions): ``dispatch_overhead_group_s``
-    by a member's time, the overhead of a task of a whole-socket group (the barriers, the
-    members' skew and the wait for the slower one; the executor hands the whole order out at
-    once). Without the executor: a shared-memory
+    of five executions): ``dispatch_overhead_group_s`` by a member's time, the overhead of a
+    task of a whole-socket group (the barriers, the members' skew and the wait for the slower
+    one; the executor hands the whole order out at once). Without the executor: a shared-memory
     signalling microbenchmark: a master sends a task id to a worker process on another core
     through a pipe and waits for its reply (what a central task queue costs per task).
 ``corun_slowdown_per_core``
@@ -400,6 +399,16 @@ def time_call(
     return _median(times)
 
 
+def _timed_weight(rng: Any, rows: int, hidden: int) -> Any:
+    """A random fp32 ``W (rows, hidden)`` as the kernels hold one (their order, aligned)."""
+    import numpy as np
+
+    from kernels.params import WEIGHT_ORDER, aligned
+
+    w = rng.standard_normal((rows, hidden), dtype=np.float32)
+    return aligned(np.asarray(w, order=WEIGHT_ORDER))
+
+
 def measure_gemm(
     hs: Sequence[int], ns: Sequence[int], budget_s: float, gates: int = 4,
     hot_bytes: int | None = None,
@@ -418,7 +427,7 @@ def measure_gemm(
     import numpy as np
 
     from kernels.cells import matmul_xwt
-    from kernels.params import WEIGHT_ORDER, aligned
+    from kernels.params import aligned
 
     rng = np.random.default_rng(0)
     out: dict[str, float] = {}
@@ -426,9 +435,7 @@ def measure_gemm(
         rows = gates * h
         if hot_bytes is not None:
             rows = max(1, min(rows, hot_bytes // (4 * h)))
-        w = aligned(
-            np.asarray(rng.standard_normal((rows, h), dtype=np.float32), order=WEIGHT_ORDER)
-        )
+        w = _timed_weight(rng, rows, h)
         for n in ns:
             x = aligned(rng.standard_normal((n, h), dtype=np.float32))
             y = aligned(np.empty((n, rows), np.float32))
@@ -453,13 +460,12 @@ def measure_product_fixed(budget_s: float) -> dict[str, float]:
     import numpy as np
 
     from kernels.cells import matmul_xwt, split_rows
-    from kernels.params import WEIGHT_ORDER, aligned, row_block
+    from kernels.params import aligned, row_block
 
     rng = np.random.default_rng(7)
     out: dict[str, float] = {}
     for gates, h, batch in PRODUCT_FIXED_SHAPES:
-        w = aligned(np.asarray(rng.standard_normal((gates * h, h), dtype=np.float32),
-                               order=WEIGHT_ORDER))  # fmt: skip
+        w = _timed_weight(rng, gates * h, h)
         half = row_block(w, split_rows(gates * h, 2)[0])
         x = aligned(rng.standard_normal((batch, h), dtype=np.float32))
         y_whole = aligned(np.empty((batch, w.shape[0]), np.float32))
@@ -1150,9 +1156,10 @@ def measure_executor_dispatch(
     if all_busy > 1:
         # Every core runs a worker, so the coordinator has no free core. The value varies from
         # run to run (it depends on where the OS puts the coordinator: 48-110 us for H = 128
-        # here), hence four executions per point (two per size) and medians. It also differs between cells shorter than a worker's spin window
-        # (kernels.executor DEFAULT_SPIN_US, 50 us: H = 128) and cells that outlast it
-        # (H = 256, 384), as most real cells do: two points of a table by task time.
+        # here), hence four executions per point (two per size) and medians. It also differs
+        # between cells shorter than a worker's spin window (kernels.executor DEFAULT_SPIN_US,
+        # 50 us: H = 128) and cells that outlast it (H = 256, 384), as most real cells do: two
+        # points of a table by task time.
         def busy_point(sizes: Sequence[int], kind: str) -> dict[str, Any]:
             runs = [
                 one(lstm(h), time_call(_lstm_cell_task(h, 1, 1), 20, 0.3), all_busy)

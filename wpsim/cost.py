@@ -81,8 +81,9 @@ class TaskCost:
     """What one task costs when it starts.
 
     ``fixed_s`` (dispatch, hand-off, synchronisation, the element-wise update) plus
-    ``max(compute_s, cache_s + dram_bytes / share)`` where ``dram_bytes`` is per core; ``level_bytes`` sums all cores of the group;
-    ``dispatch_s``: the part of ``fixed_s`` that is the runtime's dispatch overhead.
+    ``max(compute_s, cache_s + dram_bytes / share)`` where ``dram_bytes`` is per core;
+    ``level_bytes`` sums all cores of the group; ``dispatch_s``: the part of ``fixed_s`` that is
+    the runtime's dispatch overhead.
     """
 
     fixed_s: float
@@ -301,7 +302,8 @@ class CpuCostModel:
         """(products, element-wise) compute time of task ``tid`` split over ``k`` cores.
 
         Split as the runtime splits it: the input-side GEMM over gate rows (each member has all
-        ``B * steps`` columns and 1/k of ``W_ih``), the recurrent GEMM too (one GEMM of ``B``
+        ``B * steps`` columns and 1/k of ``W_ih``; a small ``W_ih``'s over time steps, see
+        :meth:`_ih_by_time`), the recurrent GEMM over gate rows (one GEMM of ``B``
         rows each; on one core a batch of at most ``recurrent_gemv_max_batch`` rows runs as
         ``B`` GEMVs), the element-wise update of a recurrent step split too, or run whole by
         every member where ``elementwise_split_across_helpers`` is false.
@@ -347,12 +349,16 @@ class CpuCostModel:
     def member_weight_bytes(self, tid: int, k: int) -> float:
         """Bytes of weights one of ``k`` members of task ``tid`` reads: its slice of each
         block, or all of a ``W_ih`` projected split over time steps (:meth:`_ih_by_time`)."""
-        total = 0.0
         task = self._tasks[tid]
-        for key, size in task.weights:
-            whole = k == 1 or (key.endswith(".ih") and self._ih_by_time(size, k, task.steps))
-            total += size if whole else size / k
-        return total
+        return sum(
+            size if self._whole_block(key, size, k, task.steps) else size / k
+            for key, size in task.weights
+        )
+
+    def _whole_block(self, key: str, size: float, k: int, steps: int) -> bool:
+        """Whether each of ``k`` members reads all of weight block ``key`` (one core, or a
+        ``W_ih`` projected over time steps) rather than its slice."""
+        return k == 1 or (key.endswith(".ih") and self._ih_by_time(size, k, steps))
 
     def _ih_by_time(self, ih_bytes: float, k: int, steps: int) -> bool:
         """Whether ``k`` members split the input projection of ``steps`` steps with
@@ -396,12 +402,12 @@ class CpuCostModel:
         lrus = self.private_lru[core]
         socket_lru = self._socket_lru_of_core[core]
         for key, size in weights:
-            if k == 1 or (key.endswith(".ih") and self._ih_by_time(size, k, steps)):
-                part, block = size, key  # the whole block (split over time: every member)
+            if self._whole_block(key, size, k, steps):
+                part, block = size, key
             else:
                 part, block = size / k, (key, k, j)
             fitting = self._fitting_private.get(part)
-            if fitting is None:  # private levels this block fits in (others never hold it)
+            if fitting is None:  # private levels that can serve this block (others never do)
                 fitting = self._fitting_private[part] = [
                     i for i, level in enumerate(self.private) if part <= self._reach[i]
                 ]

@@ -383,6 +383,7 @@ class _Execution:
         self.running: dict[int, int] = {}  # worker -> task id
         self.use_sequence = len(groups) == 1 and os.environ.get(SEQUENCE_ENV, "1") != "0"
         self.sequence = False  # a sequence is out: the workers say what they run (CURRENT)
+        self.order: list[int] | None = None  # sequence mode: the order, the same every repeat
         self.seg: lay.Segment | None = None
         self.procs: dict[int, Any] = {}
         self.cmd_fds: dict[int, int] = {}
@@ -542,8 +543,10 @@ class _Execution:
         """One group: hand the whole precomputed order to its members as one command."""
         plan, group = self.plan, self.groups[0]
         q, slot, arrays = self.seg.q, lay.Layout.slot, self.seg.arrays
-        order = static_order(plan, self.policy, self.groups)
-        arrays["order"][...] = order
+        if self.order is None:
+            self.order = static_order(plan, self.policy, self.groups)
+            arrays["order"][...] = self.order
+        order = self.order
         origin = perf_counter()
         self.sequence = True
         for m in group:

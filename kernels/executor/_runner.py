@@ -448,7 +448,7 @@ class TaskRunner:
             save = self.training
         else:
             gx = self.a[f"gx{key}"]
-            if not self.hoisted:  # the chunk's input projection, split by gate rows
+            if not self.hoisted:  # the chunk's input projection, split (see _input_gemm)
                 self._input_gemm(i, l, d, a, b)
                 self.barrier()
             gates_x = x_chunk = gx[a:b]
