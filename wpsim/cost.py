@@ -458,7 +458,7 @@ class CpuCostModel:
 
     def _read_weights_one_core(
         self, weights: tuple, core: int
-    ) -> tuple[dict[str, float], float, float]:
+    ) -> tuple[dict[str, float], float, float, dict | None]:
         """:meth:`_read_weights` for a task on one core, with an exact shortcut.
 
         The core's private LRUs are touched by its own tasks only. When a task leaves them
@@ -467,18 +467,22 @@ class CpuCostModel:
         the same private state, so it gets the same private outcome and leaves the same state
         again. Such a fixed point is remembered per core; a task repeating it only replays its
         lookups in the socket's shared LRU, whose state other cores change.
+
+        Returns (bytes by level, cache seconds, DRAM bytes, the fixed point's costs): the last
+        is a dict for :meth:`start` to keep the costs of tasks that read exactly the fixed
+        point's bytes (its shared lookups all hits), else None.
         """
         memo = self._fixed_point[core]
         if memo is not None and memo[0] is weights:
-            _, level_bytes, cache_s, socket_blocks, private_bytes, private_s = memo
+            _, level_bytes, cache_s, socket_blocks, private_bytes, private_s, costs = memo
             if not socket_blocks:
-                return level_bytes, cache_s, 0.0
+                return level_bytes, cache_s, 0.0, costs
             socket_lru = self._socket_lru_of_core[core]
             resident = socket_lru.blocks
             try:  # the same lookups, all hits (the usual case): move each to the LRU end
                 for block, _, _ in socket_blocks:
                     resident.move_to_end(block)
-                return level_bytes, cache_s, 0.0
+                return level_bytes, cache_s, 0.0, costs
             except KeyError:  # a block left the shared level since
                 pass
             # the private part is the same; the shared lookups one by one (those moved above
@@ -488,7 +492,7 @@ class CpuCostModel:
                 seconds, from_dram = self._read_shared(socket_lru, block, size, nbytes, level_bytes)
                 cache_s += seconds
                 dram += from_dram
-            return level_bytes, cache_s, dram  # the private fixed point still holds
+            return level_bytes, cache_s, dram, None  # the private fixed point still holds
         lrus = self.private_lru[core]
         before = [tuple(lru.blocks) for lru in lrus]
         level_bytes, cache_s, dram, socket_blocks, private_bytes, private_s = self._read_weights(
@@ -496,11 +500,11 @@ class CpuCostModel:
         )
         if not dram and before == [tuple(lru.blocks) for lru in lrus]:
             self._fixed_point[core] = (
-                weights, level_bytes, cache_s, socket_blocks, private_bytes, private_s
+                weights, level_bytes, cache_s, socket_blocks, private_bytes, private_s, {}
             )  # fmt: skip
         else:
             self._fixed_point[core] = None
-        return level_bytes, cache_s, dram
+        return level_bytes, cache_s, dram, None
 
     def _statics(self, k: int) -> list[tuple[float, float, float, float] | None]:
         """By task shape, :meth:`_static_part` on ``k`` cores, filled as tasks come."""
@@ -525,20 +529,60 @@ class CpuCostModel:
         """Cost of ``tid`` starting now on ``cores``; updates cache residency.
 
         ``busy_on_socket``: cores of the first core's socket already running other tasks.
+
+        A core at its private fixed point (see :meth:`_read_weights_one_core`) reads the same
+        bytes from the same levels task after task, so its costs repeat: they are kept by task
+        shape, busy cores and hand-off, and the same :class:`TaskCost` object is returned again
+        (a TaskCost is never modified).
         """
-        task = self._tasks[tid]
-        k = len(cores)
-        if k == 1:
-            level_bytes, cache_s, dram = self._read_weights_one_core(task.weights, cores[0])
+        # activations from other cores
+        handoff_bytes = 0
+        latency = 0.0
+        preds = self._preds[tid]
+        if preds:
+            producer_core = self.producer_core
+            socket_of = self._socket_of_core
+            first_socket = socket_of[cores[0]]
+            # the lists are as long as each other (compile_plan); strict=True costs 0.2 us a task
+            for p, nbytes in zip(preds, self._pred_bytes[tid], strict=False):
+                pc = producer_core[p]
+                if pc >= 0 and pc not in cores:
+                    handoff_bytes += nbytes
+                    if socket_of[pc] != first_socket:
+                        latency = self._cross_latency
+                    elif not latency:
+                        latency = self._latency
+        weights = self._tasks[tid].weights
+        if len(cores) == 1:
+            level_bytes, cache_s, dram, costs = self._read_weights_one_core(weights, cores[0])
+            if costs is not None:
+                key = (self._shape[tid], busy_on_socket, handoff_bytes, latency)
+                cost = costs.get(key)
+                if cost is None:
+                    cost = costs[key] = self._task_cost(
+                        tid, 1, level_bytes, cache_s, 0.0, busy_on_socket, handoff_bytes, latency
+                    )  # fmt: skip
+                return cost
         else:
+            k = len(cores)
             level_bytes, cache_s, dram = {}, 0.0, 0.0
+            steps = self._tasks[tid].steps
             for j, core in enumerate(cores):
                 self._fixed_point[core] = None
-                lb, c_s, d = self._read_weights(task.weights, core, k, j, task.steps)[:3]
+                lb, c_s, d = self._read_weights(weights, core, k, j, steps)[:3]
                 for name, nbytes in lb.items():
                     level_bytes[name] = level_bytes.get(name, 0.0) + nbytes
                 cache_s = max(cache_s, c_s)
                 dram = max(dram, d)
+        return self._task_cost(
+            tid, len(cores), level_bytes, cache_s, dram, busy_on_socket, handoff_bytes, latency
+        )
+
+    def _task_cost(
+        self, tid: int, k: int, level_bytes: dict[str, float], cache_s: float, dram: float,
+        busy_on_socket: int, handoff_bytes: int, latency: float,
+    ) -> TaskCost:  # fmt: skip
+        """The cost of ``tid`` on ``k`` cores, once its weights and activations are found."""
         # the part that depends only on the task's work, once per shape and group size
         statics = self._static_one_core if k == 1 else self._statics(k)
         static = statics[self._shape[tid]]
@@ -564,24 +608,8 @@ class CpuCostModel:
             elementwise *= 1.0 + self._corun * busy_on_socket
         if elementwise:
             fixed += elementwise
-        # activations from other cores
-        handoff_bytes = 0
-        preds = self._preds[tid]
-        if preds:
-            latency = 0.0
-            producer_core = self.producer_core
-            socket_of = self._socket_of_core
-            first_socket = socket_of[cores[0]]
-            for p, nbytes in zip(preds, self._pred_bytes[tid], strict=True):
-                pc = producer_core[p]
-                if pc >= 0 and pc not in cores:
-                    handoff_bytes += nbytes
-                    if socket_of[pc] != first_socket:
-                        latency = self._cross_latency
-                    elif latency == 0.0:
-                        latency = self._latency
-            if handoff_bytes:
-                fixed += latency + handoff_bytes / self._handoff_bw
+        if handoff_bytes:
+            fixed += latency + handoff_bytes / self._handoff_bw
         if sync_s:
             fixed += sync_s
         return TaskCost(fixed, compute, cache_s, dram, level_bytes, handoff_bytes, dispatch_s)

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import simpy
-from simpy.events import Timeout
+from simpy.events import NORMAL, Timeout
 
 from wpsim.cost import DRAM, CpuCostModel, IdealCostModel, TaskCost
 from wpsim.errors import ConfigError
@@ -42,6 +42,20 @@ from wpsim.trace import Trace
 from wpsim.workload import Workload
 
 TaskHook = Callable[[dict[str, Any]], None]
+
+
+class Completion(simpy.Event):
+    """The end of a group's current task (not streaming from DRAM), reused for each of its tasks.
+
+    A group runs one task at a time and starts its next one only from this event's callback,
+    once simpy has taken the event off its queue; so one event object a group suffices, and it
+    saves an allocation and simpy's Timeout set-up a task. Its value is the group.
+    """
+
+    def __init__(self, env: simpy.Environment, group: int) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = group
 
 
 class DramPool:
@@ -171,6 +185,7 @@ def run_plan(
     cost_start = cost.start
     cost_finish = cost.finish
     peek = env.peek
+    schedule = env.schedule
     record = records.append
 
     def start(g: int, tid: int) -> None:
@@ -182,8 +197,9 @@ def run_plan(
             dram.join(g, tc, sockets_of_group[g])
         else:
             compute, cache = tc.compute_s, tc.cache_s
-            event = Timeout(env, tc.fixed_s + (compute if compute > cache else cache), g)
-            event.callbacks.append(on_timeout)
+            event = completions[g]
+            event.callbacks = on_completion
+            schedule(event, NORMAL, tc.fixed_s + (compute if compute > cache else cache))
 
     def dispatch(current: int | None) -> None:
         """Offer the idle groups to the policy and start what it assigns, ``current``'s first."""
@@ -236,7 +252,10 @@ def run_plan(
             dispatch(g)
 
     def on_timeout(event: simpy.Event) -> None:
-        end(event.value)
+        end(event._value)
+
+    completions = [Completion(env, g) for g in range(n_groups)]
+    on_completion = (on_timeout,)  # simpy sets an event's callbacks to None once processed
 
     dram = DramPool(env, cost, n_sockets, end)
     dispatch(None)

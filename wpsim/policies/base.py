@@ -12,7 +12,8 @@ The engine (and the real executor) talk to a policy through four calls:
 
 Determinism: the engine presents idle groups in ascending order and ``assign`` breaks every tie
 by ``priority`` (a tuple whose last element is the task id), so the same inputs give the same
-trace.
+trace. ``reset`` ranks every task by ``priority`` once (:meth:`Policy.rank_tasks`); the ready
+queues hold ranks, plain integers, which compare faster than tuples.
 """
 
 from __future__ import annotations
@@ -65,11 +66,29 @@ class Policy:
     def reset(self, plan: Plan, groups: list[tuple[int, ...]]) -> None:
         self.plan = plan
         self.groups = groups
+        self._order = self.rank_tasks(plan)  # rank -> task id
+        self._rank = [0] * plan.n_tasks  # task id -> rank
+        for rank, tid in enumerate(self._order):
+            self._rank[tid] = rank
 
     def priority(self, tid: int) -> tuple:
         """Lower runs first. Default: oldest wavefront, then lowest layer, then task id."""
         plan = self.plan
         return (plan.generation[tid], plan.tasks[tid].layer, tid)
+
+    def rank_tasks(self, plan: Plan) -> list[int]:
+        """Every task id, in ``priority`` order (the best first).
+
+        The default priority is ranked by one integer key a task (a stable sort keeps task ids
+        in order within a key): a third of the time of sorting its tuples, which matters on
+        graphs of a million tasks.
+        """
+        n = plan.n_tasks
+        if type(self).priority is not Policy.priority:
+            return sorted(range(n), key=self.priority)
+        n_layers = max((t.layer for t in plan.tasks), default=0) + 1
+        keys = [g * n_layers + t.layer for g, t in zip(plan.generation, plan.tasks, strict=True)]
+        return sorted(range(n), key=keys.__getitem__)
 
     def push(self, tid: int) -> None:
         raise NotImplementedError
@@ -90,17 +109,18 @@ class StaticPolicy(Policy):
 
     def reset(self, plan: Plan, groups: list[tuple[int, ...]]) -> None:
         super().reset(plan, groups)
-        self._queues: list[list[tuple]] = [[] for _ in groups]
+        self._queues: list[list[int]] = [[] for _ in groups]  # ready tasks' ranks, heaps
 
     def push(self, tid: int) -> None:
-        heappush(self._queues[self.home_group(tid)], (self.priority(tid), tid))
+        heappush(self._queues[self.home_group(tid)], self._rank[tid])
 
     def assign(self, idle: list[int]) -> list[tuple[int, int]]:
         out = []
         queues = self._queues
+        order = self._order
         for g in idle:
             if queues[g]:
-                out.append((g, heappop(queues[g])[1]))
+                out.append((g, order[heappop(queues[g])]))
         return out
 
 
@@ -124,19 +144,19 @@ class DynamicPolicy(Policy):
         self._layer_of = [
             ids.setdefault((t.instance, t.layer, t.direction), len(ids)) for t in plan.tasks
         ]
-        self._by_layer: list[list[tuple]] = [[] for _ in ids]  # ready (priority, task) heaps
+        self._by_layer: list[list[int]] = [[] for _ in ids]  # ready tasks' ranks, heaps
         self._layers_ready: set[int] = set()  # layers whose heap is not empty
         self._groups_by_last: list[list[int]] = [[] for _ in ids]  # groups that ran it last
         self._last_layer = [-1] * len(groups)
 
     def push(self, tid: int) -> None:
         layer = self._layer_of[tid]
-        heappush(self._by_layer[layer], (self.priority(tid), tid))
+        heappush(self._by_layer[layer], self._rank[tid])
         self._layers_ready.add(layer)
 
     def _pop(self, layer: int) -> int:
         queue = self._by_layer[layer]
-        tid = heappop(queue)[1]
+        tid = self._order[heappop(queue)]
         if not queue:
             self._layers_ready.discard(layer)
         return tid
