@@ -543,15 +543,18 @@ class CpuCostModel:
             producer_core = self.producer_core
             socket_of = self._socket_of_core
             first_socket = socket_of[cores[0]]
-            # the lists are as long as each other (compile_plan); strict=True costs 0.2 us a task
-            for p, nbytes in zip(preds, self._pred_bytes[tid], strict=False):
+            pred_bytes = self._pred_bytes[tid]
+            # an index, not zip(): a zip of two pairs costs 0.2-0.3 us here, a third of the loop
+            i = 0
+            for p in preds:
                 pc = producer_core[p]
                 if pc >= 0 and pc not in cores:
-                    handoff_bytes += nbytes
+                    handoff_bytes += pred_bytes[i]
                     if socket_of[pc] != first_socket:
                         latency = self._cross_latency
                     elif not latency:
                         latency = self._latency
+                i += 1
         weights = self._tasks[tid].weights
         if len(cores) == 1:
             level_bytes, cache_s, dram, costs = self._read_weights_one_core(weights, cores[0])

@@ -26,6 +26,7 @@ import gc
 from bisect import insort
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import simpy
@@ -188,20 +189,20 @@ def run_plan(
     schedule = env.schedule
     record = records.append
 
-    def start(g: int, tid: int) -> None:
+    def start(g: int, tid: int, now: float) -> None:
         socket = socket_of_group[g]
         tc = cost_start(tid, groups[g], busy_on_socket[socket])
         busy_on_socket[socket] += n_cores_of_group[g]
-        running[g] = (tid, env.now, tc)
+        running[g] = (tid, now, tc)
         if tc.dram_bytes:
             dram.join(g, tc, sockets_of_group[g])
         else:
             compute, cache = tc.compute_s, tc.cache_s
             event = completions[g]
-            event.callbacks = on_completion
+            event.callbacks = callbacks_of_group[g]
             schedule(event, NORMAL, tc.fixed_s + (compute if compute > cache else cache))
 
-    def dispatch(current: int | None) -> None:
+    def dispatch(current: int | None, now: float) -> None:
         """Offer the idle groups to the policy and start what it assigns, ``current``'s first."""
         if not idle:
             return
@@ -215,18 +216,22 @@ def run_plan(
                 raise RuntimeError(
                     f"policy {policy.name!r} assigned task {tid} to busy group {g}"
                 ) from None
+        if len(assigned) == 1:  # the usual case
+            start(*assigned[0], now)
+            return
         for g, tid in assigned:
             if g == current:
-                start(g, tid)
+                start(g, tid, now)
         for g, tid in assigned:
             if g != current:
-                start(g, tid)
+                start(g, tid, now)
 
     def deferred_dispatch(_event: simpy.Event) -> None:
         pending_dispatch[0] = False
-        dispatch(None)
+        dispatch(None, env.now)
 
-    def end(g: int) -> None:
+    def end(g: int, _event: simpy.Event | None = None) -> None:
+        """End group ``g``'s task (the callback of its completion event)."""
         tid, start_s, tc = running[g]
         cores = groups[g]
         now = env.now
@@ -249,16 +254,14 @@ def run_plan(
                 pending_dispatch[0] = True
                 Timeout(env, 0.0).callbacks.append(deferred_dispatch)
         else:
-            dispatch(g)
-
-    def on_timeout(event: simpy.Event) -> None:
-        end(event._value)
+            dispatch(g, now)
 
     completions = [Completion(env, g) for g in range(n_groups)]
-    on_completion = (on_timeout,)  # simpy sets an event's callbacks to None once processed
+    # simpy sets an event's callbacks to None once processed: they are set again at each start
+    callbacks_of_group = [(partial(end, g),) for g in range(n_groups)]
 
     dram = DramPool(env, cost, n_sockets, end)
-    dispatch(None)
+    dispatch(None, env.now)
     env.run()
     if len(records) != n:
         raise RuntimeError(

@@ -24,8 +24,8 @@ class Plan:
         ``tasks[i]`` is node ``i``.
     preds, succs : list of list of int
         Predecessors and successors of each task, sorted by id.
-    pred_bytes : list of list of int
-        Bytes on the edge from ``preds[i][j]`` to ``i``.
+    pred_bytes : list of tuple of int
+        Bytes on the edge from ``preds[i][j]`` to ``i`` (equal tuples are one object).
     generation : list of int
         Wavefront index: the number of tasks on the longest chain of predecessors.
     order : list of int
@@ -40,7 +40,7 @@ class Plan:
     tasks: list[Task]
     preds: list[list[int]]
     succs: list[list[int]]
-    pred_bytes: list[list[int]]
+    pred_bytes: list[tuple[int, ...]]
     generation: list[int]
     order: list[int]
     shape: list[int]
@@ -71,7 +71,13 @@ def compile_plan(graph: nx.DiGraph) -> Plan:
     pred_adj = graph.pred
     succ_adj = graph.succ
     preds = [sorted(pred_adj[i]) for i in range(n)]
-    pred_bytes = [[pred_adj[i][p]["bytes"] for p in preds[i]] for i in range(n)]
+    # equal lists are one shared tuple: a few hot objects instead of one cold list a task for
+    # the cost model to read (it reads them at every task start)
+    interned: dict[tuple[int, ...], tuple[int, ...]] = {}
+    pred_bytes = [
+        interned.setdefault(key, key)
+        for key in (tuple(pred_adj[i][p]["bytes"] for p in preds[i]) for i in range(n))
+    ]
     succs = [sorted(succ_adj[i]) for i in range(n)]
     generation = [0] * n
     order = list(nx.topological_sort(graph))

@@ -174,12 +174,17 @@ class DynamicPolicy(Policy):
         out = []
         hot.sort()
         last = self._last_layer
+        by_layer = self._by_layer
+        order = self._order
         for g in hot:
-            if last[g] in layers_ready:
-                out.append((g, self._pop(last[g])))
+            layer = last[g]
+            if layer in layers_ready:
+                queue = by_layer[layer]
+                out.append((g, order[heappop(queue)]))  # _pop, inline: the usual case
+                if not queue:
+                    layers_ready.discard(layer)
         if layers_ready:
             served = [g for g, _ in out]
-            by_layer = self._by_layer
             for g in idle:
                 if g in served:
                     continue
