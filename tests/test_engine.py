@@ -571,9 +571,10 @@ def test_private_cache_shortcut_is_exact():
     from wpsim.hardware import load_machine, resolve_machine_path
 
     class NoShortcut(CpuCostModel):
-        def _read_weights_one_core(self, weights, core):
-            self._fixed_point[core] = None  # forget it: every lookup walks the caches
-            return super()._read_weights_one_core(weights, core)
+        def start(self, tid, cores, busy_on_socket):
+            for core in cores:  # forget it: every lookup walks the caches, every cost computed
+                self._fixed_point[core] = None
+            return super().start(tid, cores, busy_on_socket)
 
     desktop = load_machine(resolve_machine_path("desktop8")).with_cores(4)
     levels = set()

@@ -145,6 +145,41 @@ class LRUCache:
         self.used += size
 
 
+class FixedPoint:
+    """A core's private caches that its task with ``weights`` leaves as it found them (see
+    :meth:`CpuCostModel._read_weights_one_core`): what such a task reads, and ``costs``, the
+    :class:`TaskCost` of each (shape, busy cores, hand-off) met since, which repeat."""
+
+    __slots__ = ("weights", "level_bytes", "cache_s", "socket_blocks", "private_bytes",
+                 "private_s", "costs", "_shared_keys", "_shared_resident")  # fmt: skip
+
+    def __init__(
+        self, weights: tuple, level_bytes: dict[str, float], cache_s: float, socket_blocks: list,
+        private_bytes: dict[str, float], private_s: float, shared_resident: OrderedDict | None,
+    ) -> None:  # fmt: skip
+        self.weights = weights
+        self.level_bytes = level_bytes
+        self.cache_s = cache_s
+        self.socket_blocks = socket_blocks  # (block, its size, bytes to read) a shared lookup
+        self.private_bytes = private_bytes
+        self.private_s = private_s
+        self.costs: dict[tuple, TaskCost] = {}
+        self._shared_keys = tuple(block for block, _, _ in socket_blocks)
+        self._shared_resident = shared_resident  # the socket's shared LRU, block -> size
+
+    def replay_shared_hits(self) -> bool:
+        """Look the fixed point's blocks up in the socket's shared level again; True if all are
+        there (each is then the most recently used, in order), False at the first one missing
+        (those before it were moved)."""
+        resident = self._shared_resident
+        try:
+            for block in self._shared_keys:
+                resident.move_to_end(block)
+        except KeyError:
+            return False
+        return True
+
+
 class CpuCostModel:
     """The cost model of :mod:`wpsim.cost` for one simulation (it holds cache state)."""
 
@@ -194,7 +229,7 @@ class CpuCostModel:
         self._task_overhead = machine.task_overhead_s.get(w.cell, 0.0)
         self._elem_step_s = self._elementwise_step_s(machine, w.cell, w.hidden, w.batch)
         # per core: (weights, level bytes, cache s, shared-level blocks, private bytes, private s)
-        self._fixed_point: list[tuple | None] = [None] * n_cores
+        self._fixed_point: list[FixedPoint | None] = [None] * n_cores
         self._socket_of_core = [c // machine.cores_per_socket for c in range(n_cores)]
         self._socket_lru_of_core = [
             self.shared_lru[s] if self.shared else None for s in self._socket_of_core
@@ -458,53 +493,44 @@ class CpuCostModel:
 
     def _read_weights_one_core(
         self, weights: tuple, core: int
-    ) -> tuple[dict[str, float], float, float, dict | None]:
+    ) -> tuple[dict[str, float], float, float]:
         """:meth:`_read_weights` for a task on one core, with an exact shortcut.
 
         The core's private LRUs are touched by its own tasks only. When a task leaves them
         exactly as it found them (all hits, or blocks that evict each other in a fixed cycle:
         the same blocks in the same recency order), the next task with the same weights finds
         the same private state, so it gets the same private outcome and leaves the same state
-        again. Such a fixed point is remembered per core; a task repeating it only replays its
-        lookups in the socket's shared LRU, whose state other cores change.
-
-        Returns (bytes by level, cache seconds, DRAM bytes, the fixed point's costs): the last
-        is a dict for :meth:`start` to keep the costs of tasks that read exactly the fixed
-        point's bytes (its shared lookups all hits), else None.
+        again. Such a :class:`FixedPoint` is remembered per core; a task repeating it only
+        replays its lookups in the socket's shared LRU, whose state other cores change.
         """
-        memo = self._fixed_point[core]
-        if memo is not None and memo[0] is weights:
-            _, level_bytes, cache_s, socket_blocks, private_bytes, private_s, costs = memo
-            if not socket_blocks:
-                return level_bytes, cache_s, 0.0, costs
+        fixed = self._fixed_point[core]
+        if fixed is not None and fixed.weights is weights:
+            if fixed.replay_shared_hits():
+                return fixed.level_bytes, fixed.cache_s, 0.0
+            # a block left the shared level since: the private part is the same, the shared
+            # lookups one by one (those the replay moved are moved again, in the same order:
+            # the same LRU order results)
             socket_lru = self._socket_lru_of_core[core]
-            resident = socket_lru.blocks
-            try:  # the same lookups, all hits (the usual case): move each to the LRU end
-                for block, _, _ in socket_blocks:
-                    resident.move_to_end(block)
-                return level_bytes, cache_s, 0.0, costs
-            except KeyError:  # a block left the shared level since
-                pass
-            # the private part is the same; the shared lookups one by one (those moved above
-            # are moved again, in the same order: the same LRU order results)
-            level_bytes, cache_s, dram = dict(private_bytes), private_s, 0.0
-            for block, size, nbytes in socket_blocks:
+            level_bytes, cache_s, dram = dict(fixed.private_bytes), fixed.private_s, 0.0
+            for block, size, nbytes in fixed.socket_blocks:
                 seconds, from_dram = self._read_shared(socket_lru, block, size, nbytes, level_bytes)
                 cache_s += seconds
                 dram += from_dram
-            return level_bytes, cache_s, dram, None  # the private fixed point still holds
+            return level_bytes, cache_s, dram  # the private fixed point still holds
         lrus = self.private_lru[core]
         before = [tuple(lru.blocks) for lru in lrus]
         level_bytes, cache_s, dram, socket_blocks, private_bytes, private_s = self._read_weights(
             weights, core, 1, 0, 1
         )
         if not dram and before == [tuple(lru.blocks) for lru in lrus]:
-            self._fixed_point[core] = (
-                weights, level_bytes, cache_s, socket_blocks, private_bytes, private_s, {}
+            socket_lru = self._socket_lru_of_core[core]
+            self._fixed_point[core] = FixedPoint(
+                weights, level_bytes, cache_s, socket_blocks, private_bytes, private_s,
+                socket_lru.blocks if socket_lru is not None else None,
             )  # fmt: skip
         else:
             self._fixed_point[core] = None
-        return level_bytes, cache_s, dram, None
+        return level_bytes, cache_s, dram
 
     def _statics(self, k: int) -> list[tuple[float, float, float, float] | None]:
         """By task shape, :meth:`_static_part` on ``k`` cores, filled as tasks come."""
@@ -557,15 +583,18 @@ class CpuCostModel:
                 i += 1
         weights = self._tasks[tid].weights
         if len(cores) == 1:
-            level_bytes, cache_s, dram, costs = self._read_weights_one_core(weights, cores[0])
-            if costs is not None:
+            fixed = self._fixed_point[cores[0]]
+            if fixed is not None and fixed.weights is weights and fixed.replay_shared_hits():
+                # the fixed point's bytes again: its costs repeat (its shared lookups are done)
                 key = (self._shape[tid], busy_on_socket, handoff_bytes, latency)
-                cost = costs.get(key)
+                cost = fixed.costs.get(key)
                 if cost is None:
-                    cost = costs[key] = self._task_cost(
-                        tid, 1, level_bytes, cache_s, 0.0, busy_on_socket, handoff_bytes, latency
+                    cost = fixed.costs[key] = self._task_cost(
+                        tid, 1, fixed.level_bytes, fixed.cache_s, 0.0, busy_on_socket,
+                        handoff_bytes, latency,
                     )  # fmt: skip
                 return cost
+            level_bytes, cache_s, dram = self._read_weights_one_core(weights, cores[0])
         else:
             k = len(cores)
             level_bytes, cache_s, dram = {}, 0.0, 0.0

@@ -202,29 +202,29 @@ def run_plan(
             event.callbacks = callbacks_of_group[g]
             schedule(event, NORMAL, tc.fixed_s + (compute if compute > cache else cache))
 
-    def dispatch(current: int | None, now: float) -> None:
-        """Offer the idle groups to the policy and start what it assigns, ``current``'s first."""
-        if not idle:
-            return
-        assigned = assign(idle)  # read-only for the policy
-        if not assigned:
-            return
+    def start_assigned(assigned: list[tuple[int, int]], current: int | None, now: float) -> None:
+        """Start what the policy assigned, ``current``'s task first."""
         for g, tid in assigned:
             try:
                 idle.remove(g)
             except ValueError:
-                raise RuntimeError(
-                    f"policy {policy.name!r} assigned task {tid} to busy group {g}"
-                ) from None
-        if len(assigned) == 1:  # the usual case
-            start(*assigned[0], now)
-            return
+                raise busy_group_error(g, tid) from None
         for g, tid in assigned:
             if g == current:
                 start(g, tid, now)
         for g, tid in assigned:
             if g != current:
                 start(g, tid, now)
+
+    def busy_group_error(g: int, tid: int) -> RuntimeError:
+        return RuntimeError(f"policy {policy.name!r} assigned task {tid} to busy group {g}")
+
+    def dispatch(current: int | None, now: float) -> None:
+        """Offer the idle groups to the policy and start what it assigns, ``current``'s first."""
+        if idle:
+            assigned = assign(idle)  # read-only for the policy
+            if assigned:
+                start_assigned(assigned, current, now)
 
     def deferred_dispatch(_event: simpy.Event) -> None:
         pending_dispatch[0] = False
@@ -253,8 +253,19 @@ def run_plan(
             if not pending_dispatch[0]:
                 pending_dispatch[0] = True
                 Timeout(env, 0.0).callbacks.append(deferred_dispatch)
-        else:
-            dispatch(g, now)
+            return
+        # dispatch(g, now), inline with its usual case, one task assigned: this runs once a
+        # task, and each call saved is 3% of the run time
+        assigned = assign(idle)
+        if len(assigned) == 1:
+            g, tid = assigned[0]
+            try:
+                idle.remove(g)
+            except ValueError:
+                raise busy_group_error(g, tid) from None
+            start(g, tid, now)
+        elif assigned:
+            start_assigned(assigned, g, now)
 
     completions = [Completion(env, g) for g in range(n_groups)]
     # simpy sets an event's callbacks to None once processed: they are set again at each start
