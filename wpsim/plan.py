@@ -34,6 +34,10 @@ class Plan:
     shape : list of int
         Tasks with the same work (flops of each kind and steps) share a shape number, so that
         a cost model can compute what depends only on the work once per shape.
+    layer_id : list of int
+        The task's layer: its index in ``layer_keys``.
+    layer_keys : list of tuple of int
+        Every (instance, layer, direction) of the graph, sorted.
     workload : Workload
     """
 
@@ -44,6 +48,8 @@ class Plan:
     generation: list[int]
     order: list[int]
     shape: list[int]
+    layer_id: list[int]
+    layer_keys: list[tuple[int, int, int]]
     workload: Workload
     granularity: str
     chunk: int
@@ -91,6 +97,9 @@ def compile_plan(graph: nx.DiGraph) -> Plan:
         shapes.setdefault((t.flops_in, t.flops_rec, t.flops_elem, t.steps), len(shapes))
         for t in tasks
     ]
+    layer_keys = sorted({(t.instance, t.layer, t.direction) for t in tasks})
+    index = {key: i for i, key in enumerate(layer_keys)}
+    layer_id = [index[(t.instance, t.layer, t.direction)] for t in tasks]
     return Plan(
         tasks=tasks,
         preds=preds,
@@ -99,6 +108,8 @@ def compile_plan(graph: nx.DiGraph) -> Plan:
         generation=generation,
         order=order,
         shape=shape,
+        layer_id=layer_id,
+        layer_keys=layer_keys,
         workload=graph.graph["workload"],
         granularity=graph.graph["granularity"],
         chunk=graph.graph["chunk"],

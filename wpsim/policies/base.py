@@ -21,6 +21,8 @@ from __future__ import annotations
 from heapq import heappop, heappush
 from typing import Any, ClassVar
 
+import numpy as np
+
 from wpsim.errors import ConfigError
 from wpsim.plan import Plan
 from wpsim.workload import Workload
@@ -66,29 +68,29 @@ class Policy:
     def reset(self, plan: Plan, groups: list[tuple[int, ...]]) -> None:
         self.plan = plan
         self.groups = groups
-        self._order = self.rank_tasks(plan)  # rank -> task id
-        self._rank = [0] * plan.n_tasks  # task id -> rank
-        for rank, tid in enumerate(self._order):
-            self._rank[tid] = rank
+        order = self.rank_tasks(plan)
+        rank = np.empty(plan.n_tasks, dtype=np.int64)
+        rank[order] = np.arange(plan.n_tasks)
+        self._order: list[int] = order.tolist()  # rank -> task id
+        self._rank: list[int] = rank.tolist()  # task id -> rank
 
     def priority(self, tid: int) -> tuple:
         """Lower runs first. Default: oldest wavefront, then lowest layer, then task id."""
         plan = self.plan
         return (plan.generation[tid], plan.tasks[tid].layer, tid)
 
-    def rank_tasks(self, plan: Plan) -> list[int]:
+    def rank_tasks(self, plan: Plan) -> np.ndarray:
         """Every task id, in ``priority`` order (the best first).
 
-        The default priority is ranked by one integer key a task (a stable sort keeps task ids
-        in order within a key): a third of the time of sorting its tuples, which matters on
-        graphs of a million tasks.
+        The default priority is ranked with numpy (a stable sort by wavefront, then layer keeps
+        task ids in order): a tenth of the time of sorting its tuples, which matters on graphs
+        of a million tasks.
         """
-        n = plan.n_tasks
         if type(self).priority is not Policy.priority:
-            return sorted(range(n), key=self.priority)
-        n_layers = max((t.layer for t in plan.tasks), default=0) + 1
-        keys = [g * n_layers + t.layer for g, t in zip(plan.generation, plan.tasks, strict=True)]
-        return sorted(range(n), key=keys.__getitem__)
+            return np.array(sorted(range(plan.n_tasks), key=self.priority), dtype=np.int64)
+        layer_of_id = np.array([layer for _, layer, _ in plan.layer_keys], dtype=np.int64)
+        layers = layer_of_id[np.asarray(plan.layer_id, dtype=np.int64)]
+        return np.lexsort((layers, np.asarray(plan.generation, dtype=np.int64)))
 
     def push(self, tid: int) -> None:
         raise NotImplementedError
@@ -139,14 +141,11 @@ class DynamicPolicy(Policy):
 
     def reset(self, plan: Plan, groups: list[tuple[int, ...]]) -> None:
         super().reset(plan, groups)
-        # layers are numbered: (instance, layer, direction) -> 0, 1, ...
-        ids: dict[tuple[int, int, int], int] = {}
-        self._layer_of = [
-            ids.setdefault((t.instance, t.layer, t.direction), len(ids)) for t in plan.tasks
-        ]
-        self._by_layer: list[list[int]] = [[] for _ in ids]  # ready tasks' ranks, heaps
+        n_layers = len(plan.layer_keys)  # (instance, layer, direction), numbered
+        self._layer_of = plan.layer_id
+        self._by_layer: list[list[int]] = [[] for _ in range(n_layers)]  # ready ranks, heaps
         self._layers_ready: set[int] = set()  # layers whose heap is not empty
-        self._groups_by_last: list[list[int]] = [[] for _ in ids]  # groups that ran it last
+        self._groups_by_last: list[list[int]] = [[] for _ in range(n_layers)]  # ran it last
         self._last_layer = [-1] * len(groups)
 
     def push(self, tid: int) -> None:

@@ -21,9 +21,8 @@ class Pipeline(StaticPolicy):
 
     def reset(self, plan: Plan, groups: list[tuple[int, ...]]) -> None:
         super().reset(plan, groups)
-        keys = sorted({(t.instance, t.layer, t.direction) for t in plan.tasks})
-        index = {key: i % len(groups) for i, key in enumerate(keys)}
-        self._home = [index[(t.instance, t.layer, t.direction)] for t in plan.tasks]
+        n_groups = len(groups)
+        self._home = [i % n_groups for i in plan.layer_id]  # layer ids are in key order
 
     def home_group(self, tid: int) -> int:
         return self._home[tid]
