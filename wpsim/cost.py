@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wpsim.hardware import CpuMachine, piecewise_linear
 from wpsim.plan import Plan
@@ -93,6 +93,11 @@ class TaskCost:
     level_bytes: dict[str, float]
     handoff_bytes: int
     dispatch_s: float = 0.0
+    #: the duration when nothing comes from DRAM: ``fixed_s + max(compute_s, cache_s)``
+    cached_s: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cached_s = self.fixed_s + max(self.compute_s, self.cache_s)
 
     def duration(self, dram_share_Bps: float) -> float:
         memory = self.cache_s + (self.dram_bytes / dram_share_Bps if self.dram_bytes else 0.0)

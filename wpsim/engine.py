@@ -198,10 +198,9 @@ def run_plan(
         if tc.dram_bytes:
             dram.join(g, tc, sockets_of_group[g])
         else:
-            compute, cache = tc.compute_s, tc.cache_s
             event = completions[g]
             event.callbacks = callbacks_of_group[g]
-            schedule(event, NORMAL, tc.fixed_s + (compute if compute > cache else cache))
+            schedule(event, NORMAL, tc.cached_s)
 
     def start_assigned(assigned: list[tuple[int, int]], current: int | None, now: float) -> None:
         """Start what the policy assigned, ``current``'s task first."""
