@@ -64,16 +64,57 @@ def test_registry_lists_builtins_and_rejects_unknown():
 
 
 def test_a_student_policy_in_one_class():
-    @register
-    class DeepestFirst(DynamicPolicy):
-        name = "test-deepest-first"
-
-        def priority(self, tid):
-            return (-self.plan.tasks[tid].layer, self.plan.generation[tid], tid)
-
+    register(DeepestFirst)
     w = lstm()
     r = simulate(w, make_machine(cores=2), "test-deepest-first")
     assert_valid_schedule(r, w, "test-deepest-first")
+
+
+class DeepestFirst(DynamicPolicy):
+    """A student's policy: the deepest ready layer first."""
+
+    name = "test-deepest-first"
+
+    def priority(self, tid):
+        return (-self.plan.tasks[tid].layer, self.plan.generation[tid], tid)
+
+
+@pytest.mark.parametrize("kw", [{}, {"bidirectional": True, "phase": "training"}])
+@pytest.mark.parametrize("instances", [1, 2])
+def test_ranks_follow_the_priority(kw, instances):
+    """Ready queues hold ranks (Policy.rank_tasks): the order of the priority tuples, whether
+    the default (ranked by numpy) or a subclass's own."""
+    plan = compile_plan(build(lstm(**kw), instances=instances))
+    assert [plan.layer_keys[i] for i in plan.layer_id] == [
+        (t.instance, t.layer, t.direction) for t in plan.tasks
+    ]
+    for policy in (get_policy("wavefront"), get_policy("pipeline"), DeepestFirst()):
+        policy.reset(plan, [(0,), (1,)])
+        expected = sorted(range(plan.n_tasks), key=policy.priority)
+        assert policy._order == expected
+        assert [policy._rank[tid] for tid in expected] == list(range(plan.n_tasks))
+
+
+@pytest.mark.parametrize("policy", [get_policy("wavefront"), DeepestFirst()])
+def test_one_core_runs_the_best_ready_task_each_time(policy):
+    """On one core a dynamic policy starts, each time, the best ready task (lowest priority) of
+    the layer it ran last, else the best ready task overall."""
+    w = lstm(bidirectional=True, phase="training")
+    plan = compile_plan(build(w))
+    trace = simulate(w, make_machine(cores=1), policy).trace
+    policy.reset(plan, [(0,)])  # for priority() on this plan
+    remaining = [len(p) for p in plan.preds]
+    ready = {tid for tid in range(plan.n_tasks) if not remaining[tid]}
+    last = None
+    for tid in trace.task:  # in start order: one core
+        hot = [t for t in ready if plan.layer_id[t] == last]
+        assert tid == min(hot or ready, key=policy.priority)
+        ready.remove(tid)
+        last = plan.layer_id[tid]
+        for s in plan.succs[tid]:
+            remaining[s] -= 1
+            if not remaining[s]:
+                ready.add(s)
 
 
 def test_same_inputs_same_trace():
