@@ -26,7 +26,6 @@ import gc
 from bisect import insort
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from itertools import compress
 from operator import itemgetter, not_
 from typing import Any
@@ -199,7 +198,7 @@ def run_plan(
             dram.join(g, tc, sockets_of_group[g])
         else:
             event = completions[g]
-            event.callbacks = callbacks_of_group[g]
+            event.callbacks = completion_callbacks
             schedule(event, NORMAL, tc.cached_s)
 
     def start_assigned(assigned: list[tuple[int, int]], current: int | None, now: float) -> None:
@@ -230,8 +229,8 @@ def run_plan(
         pending_dispatch[0] = False
         dispatch(None, env.now)
 
-    def end(g: int, _event: simpy.Event | None = None) -> None:
-        """End group ``g``'s task (the callback of its completion event)."""
+    def end(g: int) -> None:
+        """End group ``g``'s task."""
         tid, start_s, tc = running[g]
         cores = groups[g]
         now = env.now
@@ -267,9 +266,14 @@ def run_plan(
         elif assigned:
             start_assigned(assigned, g, now)
 
+    def on_completion(event: Completion) -> None:
+        # a Python function, not functools.partial(end, g): a call from simpy's step to Python
+        # through C costs more than Python to Python (which CPython 3.11 runs in place)
+        end(event._value)
+
     completions = [Completion(env, g) for g in range(n_groups)]
     # simpy sets an event's callbacks to None once processed: they are set again at each start
-    callbacks_of_group = [(partial(end, g),) for g in range(n_groups)]
+    completion_callbacks = (on_completion,)
 
     dram = DramPool(env, cost, n_sockets, end)
     dispatch(None, env.now)
