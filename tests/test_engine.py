@@ -605,8 +605,11 @@ def test_measured_elementwise_grid_replaces_the_efficiency_for_forward_cells():
     assert CpuCostModel(m, plan_t).compute_s(bwd.id, 1) == pytest.approx(expected)
 
 
-def test_private_cache_shortcut_is_exact():
-    """The fixed-point shortcut of a core's private LRUs changes no number of the trace."""
+@pytest.mark.parametrize("policy, helpers", [("wavefront", None), ("layerwise", None),
+                                             ("helper", 2)])  # fmt: skip
+def test_private_cache_shortcut_is_exact(policy, helpers):
+    """The fixed-point shortcut of a group's private LRUs changes no number of the trace, for
+    one core a group and for tasks split across groups of helpers."""
     from wpsim.cost import CpuCostModel
     from wpsim.engine import machine_levels, run_plan
     from wpsim.hardware import load_machine, resolve_machine_path
@@ -622,17 +625,25 @@ def test_private_cache_shortcut_is_exact():
     # layers that fit a private cache, and layers of 4 MiB whose 6 overflow the shared one; and
     # an L2 with a hit curve (partial hits), whose fixed points the shortcut must replay alike
     soft = with_hit_curve(desktop, [[0.5, 1.0], [1.0, 0.7], [3.0, 0.0]])
-    for m, hidden in ((desktop, 64), (desktop, 512), (soft, 160)):
+    # and a 3 MiB shared level that evicts blocks of a group still at its private fixed point
+    # (with partial hits in its L2)
+    small_llc = with_hit_curve(make_machine(cores=4, llc_bytes=3 << 20), [[0.5, 1.0], [1.0, 0.7],
+                                                                           [3.0, 0.0]])  # fmt: skip
+    for m, hidden in ((desktop, 64), (desktop, 512), (soft, 160), (small_llc, 256)):
         w = Workload(cell="lstm", layers=6, hidden=hidden, input=hidden, seq_len=20)
         traces = []
         for model in (CpuCostModel, NoShortcut):
-            policy = get_policy("wavefront")
-            plan = compile_plan(build(w))
-            trace = run_plan(plan, policy.core_groups(4), policy, model(m, plan),
+            p = get_policy(policy, helpers=helpers)
+            plan = compile_plan(build(w, **p.graph_options(w, 1)))
+            cost = model(m, plan)
+            trace = run_plan(plan, p.core_groups(4), p, cost,
                              m.cores_per_socket, m.sockets, machine_levels(m))  # fmt: skip
             traces.append(list(trace.records()))
+            if model is CpuCostModel:  # groups of the policy's size reached a fixed point
+                group_size = len(p.core_groups(4)[0])
+                assert any(f and len(f.cores) == group_size for f in cost._fixed_point)
         assert traces[0] == traces[1]
-        if m is soft:  # partial hits: part of a block from the L2, the rest from the L3
+        if m is soft and policy == "wavefront":  # partial hits: part from the L2, part the L3
             assert sum(1 for r in traces[0] if r["L2_bytes"] and r["L3_bytes"]) > len(traces[0]) / 2
         levels |= {name for name in ("L2", "L3", "DRAM") for r in traces[0] if r[f"{name}_bytes"]}
     assert levels == {"L2", "L3", "DRAM"}  # every path of the shortcut was taken

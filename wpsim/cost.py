@@ -151,35 +151,51 @@ class LRUCache:
 
 
 class FixedPoint:
-    """A core's private caches that its task with ``weights`` leaves as it found them (see
-    :meth:`CpuCostModel._read_weights_one_core`): what such a task reads, and ``costs``, the
-    :class:`TaskCost` of each (shape, busy cores, hand-off) met since, which repeat."""
+    """The private caches of a group of cores that its task with ``weights`` leaves as it found
+    them (see :meth:`CpuCostModel._read_group_weights`): what such a task reads, and
+    ``costs``, the :class:`TaskCost` of each (shape, busy cores, hand-off) met since, which
+    repeat. Per member: its lookups in its socket's shared level, ``(block, its size, bytes to
+    read)``, and the bytes and seconds of its private levels."""
 
-    __slots__ = ("weights", "level_bytes", "cache_s", "socket_blocks", "private_bytes",
-                 "private_s", "costs", "_shared_keys", "_shared_resident")  # fmt: skip
+    __slots__ = ("weights", "cores", "steps", "level_bytes", "cache_s", "socket_blocks",
+                 "private_bytes", "private_s", "costs", "_shared")  # fmt: skip
 
     def __init__(
-        self, weights: tuple, level_bytes: dict[str, float], cache_s: float, socket_blocks: list,
-        private_bytes: dict[str, float], private_s: float, shared_resident: OrderedDict | None,
+        self, weights: tuple, cores: tuple[int, ...], steps: int, level_bytes: dict[str, float],
+        cache_s: float, socket_blocks: list[list], private_bytes: list[dict[str, float]],
+        private_s: list[float], shared_resident: list[OrderedDict | None],
     ) -> None:  # fmt: skip
         self.weights = weights
+        self.cores = cores
+        self.steps = steps
         self.level_bytes = level_bytes
         self.cache_s = cache_s
-        self.socket_blocks = socket_blocks  # (block, its size, bytes to read) a shared lookup
+        self.socket_blocks = socket_blocks
         self.private_bytes = private_bytes
         self.private_s = private_s
         self.costs: dict[tuple, TaskCost] = {}
-        self._shared_keys = tuple(block for block, _, _ in socket_blocks)
-        self._shared_resident = shared_resident  # the socket's shared LRU, block -> size
+        # the lookups in the shared levels, in order: (move to the LRU end, block)
+        self._shared = tuple(
+            (resident.move_to_end, block)
+            for resident, blocks in zip(shared_resident, socket_blocks, strict=True)
+            if resident is not None  # (no shared level: its blocks came from DRAM, no fixed point)
+            for block, _, _ in blocks
+        )
+
+    def holds(self, fixed_points: list[FixedPoint | None], steps: int) -> bool:
+        """Whether a group's fixed point still holds: no other task has touched a member's
+        private caches since (each member's entry in ``fixed_points`` is still this one), and
+        a task of ``steps`` steps reads the same blocks (a projection split over time steps
+        reads all of ``W_ih``, see :meth:`CpuCostModel._ih_by_time`)."""
+        return steps == self.steps and all(fixed_points[c] is self for c in self.cores)
 
     def replay_shared_hits(self) -> bool:
-        """Look the fixed point's blocks up in the socket's shared level again; True if all are
-        there (each is then the most recently used, in order), False at the first one missing
-        (those before it were moved)."""
-        resident = self._shared_resident
+        """Look the fixed point's blocks up in the shared levels again, member after member;
+        True if all are there (each is then the most recently used, in order), False at the
+        first one missing (those before it were moved)."""
         try:
-            for block in self._shared_keys:
-                resident.move_to_end(block)
+            for move_to_end, block in self._shared:
+                move_to_end(block)
         except KeyError:
             return False
         return True
@@ -496,45 +512,75 @@ class CpuCostModel:
         level_bytes[DRAM] = level_bytes.get(DRAM, 0.0) + nbytes
         return 0.0, nbytes
 
-    def _read_weights_one_core(
-        self, weights: tuple, core: int
+    def _read_group_weights(
+        self, weights: tuple, cores: tuple[int, ...], steps: int
     ) -> tuple[dict[str, float], float, float]:
-        """:meth:`_read_weights` for a task on one core, with an exact shortcut.
+        """:meth:`_read_weights` for every member of a task's group (core ``j`` of ``k`` reads
+        slice ``j``), with an exact shortcut. Returns (bytes by level summed over the members,
+        the slowest member's cache seconds, its DRAM bytes).
 
-        The core's private LRUs are touched by its own tasks only. When a task leaves them
-        exactly as it found them (all hits, or blocks that evict each other in a fixed cycle:
-        the same blocks in the same recency order), the next task with the same weights finds
-        the same private state, so it gets the same private outcome and leaves the same state
-        again. Such a :class:`FixedPoint` is remembered per core; a task repeating it only
-        replays its lookups in the socket's shared LRU, whose state other cores change.
+        A core's private LRUs are touched by the tasks of its group only. When a task leaves
+        them exactly as it found them (all hits, or blocks that evict each other in a fixed
+        cycle: the same blocks in the same recency order), the next task with the same weights
+        on the same group finds the same private state, so it gets the same private outcome
+        and leaves the same state again. Such a :class:`FixedPoint` is remembered for each
+        member; a task repeating it only replays its lookups in the sockets' shared LRUs, whose
+        state other cores change.
         """
-        fixed = self._fixed_point[core]
-        if fixed is not None and fixed.weights is weights:
+        k = len(cores)
+        fixed = self._fixed_point[cores[0]]
+        if (
+            fixed is not None and fixed.weights is weights and fixed.cores == cores
+            and (k == 1 or fixed.holds(self._fixed_point, steps))
+        ):  # fmt: skip
             if fixed.replay_shared_hits():
                 return fixed.level_bytes, fixed.cache_s, 0.0
-            # a block left the shared level since: the private part is the same, the shared
+            # a block left a shared level since: the private part is the same, the shared
             # lookups one by one (those the replay moved are moved again, in the same order:
-            # the same LRU order results)
-            socket_lru = self._socket_lru_of_core[core]
-            level_bytes, cache_s, dram = dict(fixed.private_bytes), fixed.private_s, 0.0
-            for block, size, nbytes in fixed.socket_blocks:
-                seconds, from_dram = self._read_shared(socket_lru, block, size, nbytes, level_bytes)
-                cache_s += seconds
-                dram += from_dram
-            return level_bytes, cache_s, dram  # the private fixed point still holds
-        lrus = self.private_lru[core]
-        before = [tuple(lru.blocks) for lru in lrus]
-        level_bytes, cache_s, dram, socket_blocks, private_bytes, private_s = self._read_weights(
-            weights, core, 1, 0, 1
-        )
-        if not dram and before == [tuple(lru.blocks) for lru in lrus]:
-            socket_lru = self._socket_lru_of_core[core]
-            self._fixed_point[core] = FixedPoint(
-                weights, level_bytes, cache_s, socket_blocks, private_bytes, private_s,
-                socket_lru.blocks if socket_lru is not None else None,
+            # the same LRU order results); the private fixed point still holds
+            reads = []
+            for j, core in enumerate(cores):
+                socket_lru = self._socket_lru_of_core[core]
+                level_bytes, cache_s, dram = dict(fixed.private_bytes[j]), fixed.private_s[j], 0.0
+                for block, size, nbytes in fixed.socket_blocks[j]:
+                    seconds, from_dram = self._read_shared(
+                        socket_lru, block, size, nbytes, level_bytes
+                    )
+                    cache_s += seconds
+                    dram += from_dram
+                reads.append((level_bytes, cache_s, dram))
+            return self._merge_members(reads)
+        before = [[tuple(lru.blocks) for lru in self.private_lru[core]] for core in cores]
+        reads = [self._read_weights(weights, core, k, j, steps) for j, core in enumerate(cores)]
+        level_bytes, cache_s, dram = self._merge_members(reads)
+        after = [[tuple(lru.blocks) for lru in self.private_lru[core]] for core in cores]
+        fixed = None
+        if not dram and before == after:
+            fixed = FixedPoint(
+                weights, cores, steps, level_bytes, cache_s,
+                socket_blocks=[read[3] for read in reads],
+                private_bytes=[read[4] for read in reads],
+                private_s=[read[5] for read in reads],
+                shared_resident=[
+                    lru.blocks if (lru := self._socket_lru_of_core[core]) is not None else None
+                    for core in cores
+                ],
             )  # fmt: skip
-        else:
-            self._fixed_point[core] = None
+        for core in cores:
+            self._fixed_point[core] = fixed
+        return level_bytes, cache_s, dram
+
+    @staticmethod
+    def _merge_members(reads: list[tuple]) -> tuple[dict[str, float], float, float]:
+        """The members' (bytes by level, cache seconds, DRAM bytes, ...) as the group's: bytes
+        summed, the slowest member's seconds and DRAM bytes."""
+        level_bytes: dict[str, float] = {}
+        cache_s = dram = 0.0
+        for read in reads:
+            for name, nbytes in read[0].items():
+                level_bytes[name] = level_bytes.get(name, 0.0) + nbytes
+            cache_s = max(cache_s, read[1])
+            dram = max(dram, read[2])
         return level_bytes, cache_s, dram
 
     def _statics(self, k: int) -> list[tuple[float, float, float, float] | None]:
@@ -561,7 +607,7 @@ class CpuCostModel:
 
         ``busy_on_socket``: cores of the first core's socket already running other tasks.
 
-        A core at its private fixed point (see :meth:`_read_weights_one_core`) reads the same
+        A group at its private fixed point (see :meth:`_read_group_weights`) reads the same
         bytes from the same levels task after task, so its costs repeat: they are kept by task
         shape, busy cores and hand-off, and the same :class:`TaskCost` object is returned again
         (a TaskCost is never modified).
@@ -586,31 +632,24 @@ class CpuCostModel:
                     elif not latency:
                         latency = self._latency
                 i += 1
-        weights = self._tasks[tid].weights
-        if len(cores) == 1:
-            fixed = self._fixed_point[cores[0]]
-            if fixed is not None and fixed.weights is weights and fixed.replay_shared_hits():
-                # the fixed point's bytes again: its costs repeat (its shared lookups are done)
-                key = (self._shape[tid], busy_on_socket, handoff_bytes, latency)
-                cost = fixed.costs.get(key)
-                if cost is None:
-                    cost = fixed.costs[key] = self._task_cost(
-                        tid, 1, fixed.level_bytes, fixed.cache_s, 0.0, busy_on_socket,
-                        handoff_bytes, latency,
-                    )  # fmt: skip
-                return cost
-            level_bytes, cache_s, dram = self._read_weights_one_core(weights, cores[0])
-        else:
-            k = len(cores)
-            level_bytes, cache_s, dram = {}, 0.0, 0.0
-            steps = self._tasks[tid].steps
-            for j, core in enumerate(cores):
-                self._fixed_point[core] = None
-                lb, c_s, d = self._read_weights(weights, core, k, j, steps)[:3]
-                for name, nbytes in lb.items():
-                    level_bytes[name] = level_bytes.get(name, 0.0) + nbytes
-                cache_s = max(cache_s, c_s)
-                dram = max(dram, d)
+        task = self._tasks[tid]
+        weights = task.weights
+        fixed = self._fixed_point[cores[0]]
+        if (
+            fixed is not None and fixed.weights is weights and fixed.cores == cores
+            and (len(cores) == 1 or fixed.holds(self._fixed_point, task.steps))
+            and fixed.replay_shared_hits()
+        ):  # fmt: skip
+            # the fixed point's bytes again: its costs repeat (its shared lookups are done)
+            key = (self._shape[tid], busy_on_socket, handoff_bytes, latency)
+            cost = fixed.costs.get(key)
+            if cost is None:
+                cost = fixed.costs[key] = self._task_cost(
+                    tid, len(cores), fixed.level_bytes, fixed.cache_s, 0.0, busy_on_socket,
+                    handoff_bytes, latency,
+                )  # fmt: skip
+            return cost
+        level_bytes, cache_s, dram = self._read_group_weights(weights, cores, task.steps)
         return self._task_cost(
             tid, len(cores), level_bytes, cache_s, dram, busy_on_socket, handoff_bytes, latency
         )
