@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--cores", type=int, default=16)
     parser.add_argument("--policy", default="wavefront")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each (best counts)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each (best counts)")
     args = parser.parse_args()
     machine = load_machine(resolve_machine_path("xeon8160_2s")).with_cores(args.cores)
     workload = Workload(cell="lstm", layers=args.layers, hidden=256, input=256, seq_len=args.steps)
