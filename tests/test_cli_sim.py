@@ -45,6 +45,23 @@ def test_compare_prints_every_policy(capsys):
     assert all("speedup_vs_layerwise" in r for r in rows)
 
 
+@pytest.mark.parametrize("chunk", ["1", "3"])
+def test_compare_gives_every_policy_the_one_core_baseline(capsys, chunk):
+    """compare simulates the baseline once; each row's is the one simulate computes alone."""
+    from wpsim.cli import resolve_workload
+    from wpsim.engine import sequential_time
+    from wpsim.hardware import load_machine, resolve_machine_path
+
+    rows = run_json(capsys, "compare", "-w", "tiny", "--cores", "4", "--chunk", chunk)["rows"]
+    machine = load_machine(resolve_machine_path("xeon8160_2s")).with_cores(4)
+    alone = sequential_time(resolve_workload("tiny"), machine, int(chunk))
+    assert [r["sequential_s"] for r in rows] == [alone] * len(rows)
+    for r in rows:  # and what simulate gives the policy on its own
+        out = run_json(capsys, "simulate", "-w", "tiny", "--cores", "4", "--chunk", chunk,
+                       "--policy", r["policy"])  # fmt: skip
+        assert out["sequential_s"] == alone and out["makespan_s"] == r["makespan_s"]
+
+
 def test_helpers_and_instances_options(capsys):
     out = run_json(capsys, "simulate", "-w", "tiny", "--cores", "4", "--helpers", "2")
     assert out["policy"] == "wavefront, helpers=2"

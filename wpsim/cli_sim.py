@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from wpsim.cli import add_workload_args, positive_int, print_json, resolve_workload
-from wpsim.hardware import load_machine, resolve_machine_path
+from wpsim.hardware import CpuMachine, load_machine, resolve_machine_path
 from wpsim.result import Result
 
 DEFAULT_HARDWARE = "xeon8160_2s"
@@ -143,11 +143,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     names = accel_dispatch.policies_for(machine) if not args.policies else args.policies.split(",")
     engine = "predict" if args.analytic else "simulate"
     results = {}
+    options = dict(cores=args.cores, chunk=args.chunk, granularity=args.granularity, cost=args.cost)
     for name in names:
         policy = make_policy(args, name)
-        results[name] = accel_dispatch.evaluate(engine, workload, machine, policy, cores=args.cores,
-                                                chunk=args.chunk, granularity=args.granularity,
-                                                cost=args.cost)  # fmt: skip
+        results[name] = accel_dispatch.evaluate(engine, workload, machine, policy, **options)
+        if engine == "simulate" and isinstance(machine, CpuMachine):
+            # every policy's speed-up has the same baseline: simulate it once
+            options["sequential_s"] = results[name].sequential_s
     baseline = results.get("layerwise")
     if args.json:
         rows = []

@@ -366,21 +366,31 @@ def simulate(
     trace = run_plan(plan, groups, policy, model, machine.cores_per_socket, machine.sockets,
                      levels, hooks)  # fmt: skip
     if sequential_s is None:
-        sequential_s = sequential_time(
-            workload, machine, chunk, granularity, cost, policy.instances
+        baseline = get_policy("sequential", instances=policy.instances)
+        same_graph = baseline.graph_options(workload, chunk) == policy.graph_options(
+            workload, chunk
         )
+        sequential_s = sequential_time(workload, machine, chunk, granularity, cost,
+                                       policy.instances, plan=plan if same_graph else None)  # fmt: skip
     extra = {"machine": machine.name, "chunk": chunk, "granularity": granularity, "cost": cost}
     return Result.from_trace(trace, policy.describe(), machine.total_cores, sequential_s, levels,
                              plan.tasks, extra)  # fmt: skip
 
 
 def sequential_time(workload: Workload, machine: CpuMachine, chunk: int = 1,
-                    granularity: str = "cell", cost: str = "model", instances: int = 1) -> float:  # fmt: skip
-    """Makespan of the ``sequential`` policy (one core, layer-major order): the speed-up baseline."""
+                    granularity: str = "cell", cost: str = "model", instances: int = 1,
+                    plan: Plan | None = None) -> float:  # fmt: skip
+    """Makespan of the ``sequential`` policy (one core, layer-major order): the speed-up baseline.
+
+    ``plan``: the sequential policy's graph, compiled, where the caller has it already (another
+    policy with the same graph options: building and compiling a large graph takes as long as
+    simulating it).
+    """
     policy = get_policy("sequential", instances=instances)
-    plan = compile_plan(
-        build(workload, granularity=granularity, **policy.graph_options(workload, chunk))
-    )
+    if plan is None:
+        plan = compile_plan(
+            build(workload, granularity=granularity, **policy.graph_options(workload, chunk))
+        )
     groups = policy.core_groups(machine.total_cores)
     model = cost_model(machine, plan, groups, cost)
     trace = run_plan(plan, groups, policy, model,

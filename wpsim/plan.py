@@ -73,25 +73,41 @@ def compile_plan(graph: nx.DiGraph) -> Plan:
     n = graph.number_of_nodes()
     if set(graph.nodes) != set(range(n)):
         raise ValueError("graph nodes must be the integers 0..n-1")
-    tasks = [graph.nodes[i]["task"] for i in range(n)]
-    pred_adj = graph.pred
-    succ_adj = graph.succ
-    preds = [sorted(pred_adj[i]) for i in range(n)]
-    # equal lists are one shared tuple: a few hot objects instead of one cold list a task for
-    # the cost model to read (it reads them at every task start)
+    tasks: list[Task] = [None] * n  # type: ignore[list-item]
+    for i, task in graph.nodes(data="task"):
+        tasks[i] = task
+    # one pass over the edges (networkx's per-node views cost more than the work itself)
+    incoming: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    succs: list[list[int]] = [[] for _ in range(n)]
+    for u, v, nbytes in graph.edges(data="bytes"):
+        succs[u].append(v)
+        incoming[v].append((u, nbytes))
+    for out in succs:
+        out.sort()
+    preds = []
+    pred_bytes = []
+    # equal tuples of edge bytes are one shared tuple: a few hot objects instead of one cold
+    # list a task for the cost model to read (it reads them at every task start)
     interned: dict[tuple[int, ...], tuple[int, ...]] = {}
-    pred_bytes = [
-        interned.setdefault(key, key)
-        for key in (tuple(pred_adj[i][p]["bytes"] for p in preds[i]) for i in range(n))
-    ]
-    succs = [sorted(succ_adj[i]) for i in range(n)]
+    for edges in incoming:
+        edges.sort()
+        preds.append([u for u, _ in edges])
+        key = tuple(nbytes for _, nbytes in edges)
+        pred_bytes.append(interned.setdefault(key, key))
+    # Kahn's algorithm: a topological order, and each task's generation on the way
     generation = [0] * n
-    order = list(nx.topological_sort(graph))
-    for v in order:
-        g = generation[v]
+    waiting = list(map(len, preds))
+    order = [v for v in range(n) if not waiting[v]]
+    for v in order:  # grows while it is read
+        g = generation[v] + 1
         for s in succs[v]:
-            if generation[s] <= g:
-                generation[s] = g + 1
+            if generation[s] < g:
+                generation[s] = g
+            waiting[s] -= 1
+            if not waiting[s]:
+                order.append(s)
+    if len(order) < n:
+        raise ValueError("graph has a cycle")
     shapes: dict[tuple, int] = {}
     shape = [
         shapes.setdefault((t.flops_in, t.flops_rec, t.flops_elem, t.steps), len(shapes))
