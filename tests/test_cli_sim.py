@@ -62,6 +62,24 @@ def test_compare_gives_every_policy_the_one_core_baseline(capsys, chunk):
         assert out["sequential_s"] == alone and out["makespan_s"] == r["makespan_s"]
 
 
+def test_large_simulations_report_their_phases_on_stderr(capsys, monkeypatch):
+    from wpsim import cli_sim
+
+    out = run_json(capsys, "simulate", "-w", "tiny", "--cores", "4")  # 18 tasks: quiet
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(cli_sim, "PROGRESS_MIN_TASKS", 18)  # as if tiny were large
+    assert main(["simulate", "-w", "tiny", "--cores", "4", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == out  # stdout unchanged
+    lines = captured.err.splitlines()
+    assert [line.split(" ...")[0] for line in lines[::2]] == [
+        "simulate: building and compiling the graph",
+        "simulate: running wavefront on 4 cores (18 tasks)",
+        "simulate: running the one-core baseline",
+    ]
+    assert all(line.startswith("simulate:   done in ") for line in lines[1::2])
+
+
 def test_helpers_and_instances_options(capsys):
     out = run_json(capsys, "simulate", "-w", "tiny", "--cores", "4", "--helpers", "2")
     assert out["policy"] == "wavefront, helpers=2"

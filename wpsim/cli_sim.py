@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from wpsim.cli import add_workload_args, positive_int, print_json, resolve_workload
@@ -45,14 +46,22 @@ def load_hardware(value: str):
     return load_machine(resolve_machine_path(value))
 
 
+#: graphs from this many tasks on report their phases on stderr (each takes a few seconds)
+PROGRESS_MIN_TASKS = 100_000
+
+
 def _run(args: argparse.Namespace, engine: str) -> Result:
     from wpsim import accel_dispatch
+    from wpsim.analysis import closed_form_n_tasks
 
     workload = resolve_workload(args.workload)
     machine = load_hardware(args.hardware)
     policy = make_policy(args)
-    return accel_dispatch.evaluate(engine, workload, machine, policy, cores=args.cores,
-                                   chunk=args.chunk, granularity=args.granularity, cost=args.cost)  # fmt: skip
+    options = dict(cores=args.cores, chunk=args.chunk, granularity=args.granularity, cost=args.cost)
+    large = closed_form_n_tasks(workload, args.chunk) >= PROGRESS_MIN_TASKS
+    if engine == "simulate" and isinstance(machine, CpuMachine) and large:
+        options["progress"] = lambda line: print(f"simulate: {line}", file=sys.stderr, flush=True)
+    return accel_dispatch.evaluate(engine, workload, machine, policy, **options)
 
 
 def format_result(result: Result, workload, title: str) -> str:

@@ -23,6 +23,7 @@ simulated time.
 from __future__ import annotations
 
 import gc
+import time
 from bisect import insort
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -324,6 +325,18 @@ def machine_levels(machine: CpuMachine) -> list[str]:
     return [c.name for c in machine.caches] + [DRAM, "handoff"]
 
 
+@contextmanager
+def _phase(progress: Callable[[str], None] | None, what: str) -> Iterator[None]:
+    """Tell ``progress`` (if any) that ``what`` starts, and when it is done, in how long."""
+    if progress is None:
+        yield
+        return
+    progress(f"{what} ...")
+    start_s = time.perf_counter()
+    yield
+    progress(f"  done in {time.perf_counter() - start_s:.1f} s")
+
+
 def simulate(
     workload: Workload,
     machine: CpuMachine,
@@ -334,6 +347,7 @@ def simulate(
     cost: str = "model",
     hooks: list[TaskHook] | None = None,
     sequential_s: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Result:
     """Simulate ``workload`` on ``machine`` under ``policy``.
 
@@ -345,6 +359,9 @@ def simulate(
         The full cost model, or idealised costs (flops / peak; no caches, overheads, contention).
     sequential_s : float, optional
         Baseline to reuse (otherwise simulated: the ``sequential`` policy, same graph options).
+    progress : callable, optional
+        Called with a line at the start and the end of each phase (building the graph, the
+        run, the baseline's run): for large graphs, whose phases take seconds each.
 
     Examples
     --------
@@ -357,21 +374,25 @@ def simulate(
     (200, True)
     """
     machine, policy = prepare_run(machine, policy, cores, cost)
-    plan = compile_plan(
-        build(workload, granularity=granularity, **policy.graph_options(workload, chunk))
-    )
+    with _phase(progress, "building and compiling the graph"):
+        plan = compile_plan(
+            build(workload, granularity=granularity, **policy.graph_options(workload, chunk))
+        )
     groups = policy.core_groups(machine.total_cores)
     model = cost_model(machine, plan, groups, cost)
     levels = machine_levels(machine)
-    trace = run_plan(plan, groups, policy, model, machine.cores_per_socket, machine.sockets,
-                     levels, hooks)  # fmt: skip
+    what = f"running {policy.describe()} on {machine.total_cores} cores ({plan.n_tasks:,} tasks)"
+    with _phase(progress, what):
+        trace = run_plan(plan, groups, policy, model, machine.cores_per_socket, machine.sockets,
+                         levels, hooks)  # fmt: skip
     if sequential_s is None:
         baseline = get_policy("sequential", instances=policy.instances)
         same_graph = baseline.graph_options(workload, chunk) == policy.graph_options(
             workload, chunk
         )
-        sequential_s = sequential_time(workload, machine, chunk, granularity, cost,
-                                       policy.instances, plan=plan if same_graph else None)  # fmt: skip
+        with _phase(progress, "running the one-core baseline"):
+            sequential_s = sequential_time(workload, machine, chunk, granularity, cost,
+                                           policy.instances, plan=plan if same_graph else None)  # fmt: skip
     extra = {"machine": machine.name, "chunk": chunk, "granularity": granularity, "cost": cost}
     return Result.from_trace(trace, policy.describe(), machine.total_cores, sequential_s, levels,
                              plan.tasks, extra)  # fmt: skip
