@@ -91,8 +91,27 @@ def test_ranks_follow_the_priority(kw, instances):
     for policy in (get_policy("wavefront"), get_policy("pipeline"), DeepestFirst()):
         policy.reset(plan, [(0,), (1,)])
         expected = sorted(range(plan.n_tasks), key=policy.priority)
+        rank = policy._ranks()
         assert policy._order == expected
-        assert [policy._rank[tid] for tid in expected] == list(range(plan.n_tasks))
+        assert [rank[tid] for tid in expected] == list(range(plan.n_tasks))
+
+
+def test_a_priority_may_read_what_its_reset_sets_up():
+    """Tasks are ranked at the first push, after a subclass's reset has run whole."""
+
+    class LastLayerFirst(DynamicPolicy):
+        name = "test-last-layer-first"
+
+        def reset(self, plan, groups):
+            super().reset(plan, groups)
+            self.top = max(t.layer for t in plan.tasks)
+
+        def priority(self, tid):
+            return (self.top - self.plan.tasks[tid].layer, self.plan.generation[tid], tid)
+
+    w = lstm()
+    r = simulate(w, make_machine(cores=2), LastLayerFirst())
+    assert r.n_tasks == 36
 
 
 @pytest.mark.parametrize("policy", [get_policy("wavefront"), DeepestFirst()])

@@ -149,10 +149,10 @@ def run_plan(
     """Simulate ``plan`` on ``groups`` under ``policy`` with ``cost``; return the trace.
 
     A core group is a small state machine driven by simpy events: starting a task schedules one
-    completion event (a timeout, or the :class:`DramPool`'s for a task that streams from DRAM)
-    whose callback ends the task, releases its successors and asks the policy for more work.
-    One event per task and no generator to resume is what keeps the engine fast; the garbage
-    collector is paused meanwhile (:func:`gc_paused`).
+    completion event (the group's :class:`Completion`, or the :class:`DramPool`'s timeout for a
+    task that streams from DRAM) whose callback ends the task, releases its successors and asks
+    the policy for more work. One event per task and no generator to resume is what keeps the
+    engine fast; the garbage collector is paused meanwhile (:func:`gc_paused`).
 
     ``hooks`` are called at the end of every task with a dict: ``task``, ``cores``,
     ``start_s``, ``end_s``, ``level_bytes`` and ``dispatch_s`` (the dispatch overhead the cost

@@ -68,11 +68,20 @@ class Policy:
     def reset(self, plan: Plan, groups: list[tuple[int, ...]]) -> None:
         self.plan = plan
         self.groups = groups
-        order = self.rank_tasks(plan)
-        rank = np.empty(plan.n_tasks, dtype=np.int64)
-        rank[order] = np.arange(plan.n_tasks)
-        self._order: list[int] = order.tolist()  # rank -> task id
-        self._rank: list[int] = rank.tolist()  # task id -> rank
+        # ranked at the first push, once a subclass's reset is done: its priority may read
+        # what that sets up after calling this one
+        self._rank: list[int] | None = None  # task id -> rank
+        self._order: list[int] = []  # rank -> task id
+
+    def _ranks(self) -> list[int]:
+        """Task id -> rank (computed at the first call after ``reset``)."""
+        if self._rank is None:
+            order = self.rank_tasks(self.plan)
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            self._order = order.tolist()
+            self._rank = rank.tolist()
+        return self._rank
 
     def priority(self, tid: int) -> tuple:
         """Lower runs first. Default: oldest wavefront, then lowest layer, then task id."""
@@ -114,7 +123,7 @@ class StaticPolicy(Policy):
         self._queues: list[list[int]] = [[] for _ in groups]  # ready tasks' ranks, heaps
 
     def push(self, tid: int) -> None:
-        heappush(self._queues[self.home_group(tid)], self._rank[tid])
+        heappush(self._queues[self.home_group(tid)], (self._rank or self._ranks())[tid])
 
     def assign(self, idle: list[int]) -> list[tuple[int, int]]:
         out = []
@@ -150,7 +159,7 @@ class DynamicPolicy(Policy):
 
     def push(self, tid: int) -> None:
         layer = self._layer_of[tid]
-        heappush(self._by_layer[layer], self._rank[tid])
+        heappush(self._by_layer[layer], (self._rank or self._ranks())[tid])
         self._layers_ready.add(layer)
 
     def _pop(self, layer: int) -> int:
