@@ -249,7 +249,7 @@ class CpuCostModel:
         self._step_overhead = machine.step_overhead_s.get(w.cell, 0.0)
         self._task_overhead = machine.task_overhead_s.get(w.cell, 0.0)
         self._elem_step_s = self._elementwise_step_s(machine, w.cell, w.hidden, w.batch)
-        # per core: (weights, level bytes, cache s, shared-level blocks, private bytes, private s)
+        # per core: the FixedPoint of the group that last ran a task on it, or None
         self._fixed_point: list[FixedPoint | None] = [None] * n_cores
         self._socket_of_core = [c // machine.cores_per_socket for c in range(n_cores)]
         self._socket_lru_of_core = [
