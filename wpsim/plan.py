@@ -78,22 +78,25 @@ def compile_plan(graph: nx.DiGraph) -> Plan:
         tasks[i] = task
     # one pass over the edges (networkx's per-node views cost more than the work itself)
     incoming: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-    succs: list[list[int]] = [[] for _ in range(n)]
+    outgoing: list[list[int]] = [[] for _ in range(n)]
     for u, v, nbytes in graph.edges(data="bytes"):
-        succs[u].append(v)
+        outgoing[u].append(v)
         incoming[v].append((u, nbytes))
-    for out in succs:
-        out.sort()
-    preds = []
-    pred_bytes = []
+    for edges in incoming:
+        edges.sort()
+    # then fresh lists, each kind allocated in one run: the scheduler reads them task after
+    # task, and lists grown by append, or built between other objects, lie scattered in memory
+    # (measured: 6% of a simulation's time)
+    succs = [sorted(out) for out in outgoing]
+    preds = [[u for u, _ in edges] for edges in incoming]
     # equal tuples of edge bytes are one shared tuple: a few hot objects instead of one cold
     # list a task for the cost model to read (it reads them at every task start)
     interned: dict[tuple[int, ...], tuple[int, ...]] = {}
+    pred_bytes = []
     for edges in incoming:
-        edges.sort()
-        preds.append([u for u, _ in edges])
         key = tuple(nbytes for _, nbytes in edges)
         pred_bytes.append(interned.setdefault(key, key))
+    del incoming, outgoing
     # Kahn's algorithm: a topological order, and each task's generation on the way
     generation = [0] * n
     waiting = list(map(len, preds))
