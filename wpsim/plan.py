@@ -84,11 +84,13 @@ def compile_plan(graph: nx.DiGraph) -> Plan:
         incoming[v].append((u, nbytes))
     for edges in incoming:
         edges.sort()
-    # then fresh lists, each kind allocated in one run: the scheduler reads them task after
-    # task, and lists grown by append, or built between other objects, lie scattered in memory
-    # (measured: 6% of a simulation's time)
-    succs = [sorted(out) for out in outgoing]
-    preds = [[u for u, _ in edges] for edges in incoming]
+    # then fresh lists, each kind allocated in one run, of task ids allocated in order: the
+    # scheduler reads them task after task, and lists grown by append, built between other
+    # objects or holding the graph's own node ints lie scattered in memory (measured: 6% and
+    # 4% of a simulation's time)
+    ids = list(range(n))  # one int object a task id, in id order, for every list of ids
+    succs = [[ids[v] for v in sorted(out)] for out in outgoing]
+    preds = [[ids[u] for u, _ in edges] for edges in incoming]
     # equal tuples of edge bytes are one shared tuple: a few hot objects instead of one cold
     # list a task for the cost model to read (it reads them at every task start)
     interned: dict[tuple[int, ...], tuple[int, ...]] = {}
