@@ -230,6 +230,34 @@ def test_processor_sharing_reschedules_running_tasks():
     assert ends[-1] == pytest.approx(ends[-2], rel=1e-9)  # symmetric: both end together
 
 
+def test_dram_pool_is_processor_sharing():
+    """Three streams on one socket of 1 B/s, worked out by hand: A (2 B) alone from t=0, B (1 B)
+    from t=1, C (0.5 B) from t=1.5. A has 1 B left at 1; A and B 0.75 B each at 1.5; at a third
+    each, C ends at 3.0, then A and B, with 0.25 B each at half, at 3.5 (A, set first, first)."""
+    import simpy
+
+    from wpsim.cost import TaskCost
+    from wpsim.engine import DramPool
+
+    class OneBytePerSecond:
+        def dram_share_Bps(self, streams):
+            return 1.0 / max(streams, 1)
+
+    env = simpy.Environment()
+    done = []
+    pool = DramPool(env, OneBytePerSecond(), 1, lambda group: done.append((group, env.now)))
+
+    def stream(group, start_s, nbytes):
+        yield env.timeout(start_s)
+        pool.join(group, TaskCost(0.0, 0.0, 0.0, nbytes, {}, 0), {0: 1})
+
+    for group, start_s, nbytes in ((0, 0.0, 2.0), (1, 1.0, 1.0), (2, 1.5, 0.5)):
+        env.process(stream(group, start_s, nbytes))
+    env.run()
+    assert [g for g, _ in done] == [2, 0, 1]
+    assert [t for _, t in done] == pytest.approx([3.0, 3.5, 3.5], rel=1e-12)
+
+
 def test_no_streaming_task_beats_its_dram_bandwidth():
     # Regression: a stale completion timeout of a group's previous streaming task once ended
     # its next one early (versions were counted per task, so they repeated).

@@ -61,15 +61,19 @@ class Completion(simpy.Event):
         self._value = group
 
 
+_completion_order = itemgetter(6, 4)  # a DramPool entry's (completion time, version)
+
+
 class DramPool:
     """Processor sharing of each socket's DRAM bandwidth among the groups streaming from it.
 
     A streaming task progresses at rate ``1 / duration(share)``; whenever the number of streams
-    on a socket changes, every streaming task on it banks its progress and gets a new completion
-    timeout at the new rate. Stale timeouts are ignored by version number; versions come from one
-    counter for the whole pool, so a stale timeout of a group's previous task can never pass for
-    its current one. When a stream completes, ``on_done(group)`` is called (from the timeout's
-    callback).
+    on a socket changes, every streaming task on it banks its progress and gets a new
+    completion time at the new rate. One simpy timeout stands for the earliest completion of
+    all (ties: the completion set first; a timeout per stream at every change would mostly go
+    stale: 14 a task with 16 streams); it is moved when the earliest changes, and a moved one
+    is ignored when it fires. When a stream completes, ``on_done(group)`` is called (from the
+    timeout's callback).
     """
 
     def __init__(self, env: simpy.Environment, cost, n_sockets: int,
@@ -78,14 +82,16 @@ class DramPool:
         self.cost = cost
         self.on_done = on_done
         self.streams = [0] * n_sockets
-        self.versions = 0
-        # group -> [cost, remaining fraction, rate, last update, version, streams by socket]
+        self.versions = 0  # completion times set so far, one counter: the order of ties
+        # group -> [cost, remaining fraction, rate, last update, version, streams by socket,
+        #           completion time, its delay from the last update, group]
         self.active: dict[int, list] = {}
+        self._armed: tuple[float, int, int] | None = None  # (time, version, group) of the timeout
 
     def join(self, group: int, cost: TaskCost, cores_by_socket: dict[int, int]) -> None:
         for socket, count in cores_by_socket.items():
             self.streams[socket] += count
-        self.active[group] = [cost, 1.0, 0.0, self.env.now, 0, cores_by_socket]
+        self.active[group] = [cost, 1.0, 0.0, self.env.now, 0, cores_by_socket, 0.0, 0.0, group]
         self._reschedule(set(cores_by_socket))
 
     def _leave(self, group: int) -> None:
@@ -96,26 +102,49 @@ class DramPool:
 
     def _reschedule(self, sockets: set[int]) -> None:
         now = self.env.now
+        share_of_socket = [self.cost.dram_share_Bps(streams) for streams in self.streams]
         for group in sorted(self.active):
             entry = self.active[group]
             if sockets.isdisjoint(entry[5]):
                 continue
             cost, remaining, rate, last = entry[0], entry[1], entry[2], entry[3]
             remaining = max(0.0, remaining - (now - last) * rate)
-            share = min(self.cost.dram_share_Bps(self.streams[s]) for s in entry[5])
+            by_socket = entry[5]
+            if len(by_socket) == 1:  # (the usual case; a list comprehension is a call)
+                (socket,) = by_socket
+                share = share_of_socket[socket]
+            else:
+                share = min([share_of_socket[s] for s in by_socket])
             duration = cost.duration(share)
             entry[1], entry[2], entry[3] = remaining, 1.0 / duration, now
             self.versions += 1
             entry[4] = self.versions
-            timeout = self.env.timeout(remaining * duration, (group, entry[4]))
+            entry[7] = remaining * duration
+            entry[6] = now + entry[7]  # the time simpy gives a timeout of that delay now
+        self._arm()
+
+    def _arm(self) -> None:
+        """Point the timeout at the earliest completion (unless it already does)."""
+        if not self.active:
+            self._armed = None
+            return
+        entry = min(self.active.values(), key=_completion_order)
+        target = (entry[6], entry[4], entry[8])
+        if target != self._armed:
+            self._armed = target
+            now = self.env.now
+            # set at the last update: its own delay, for the very same time
+            delay = entry[7] if entry[3] == now else max(0.0, entry[6] - now)
+            timeout = self.env.timeout(delay, target)
             timeout.callbacks.append(self._fire)
 
     def _fire(self, event: simpy.Event) -> None:
-        group, version = event.value
-        entry = self.active.get(group)
-        if entry is not None and entry[4] == version:
-            self._leave(group)
-            self.on_done(group)
+        if event.value != self._armed:
+            return  # moved since
+        self._armed = None
+        group = event.value[2]
+        self._leave(group)
+        self.on_done(group)
 
 
 @contextmanager
