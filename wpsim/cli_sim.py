@@ -46,7 +46,7 @@ def load_hardware(value: str):
     return load_machine(resolve_machine_path(value))
 
 
-#: graphs from this many tasks on report their phases on stderr (each takes a few seconds)
+#: graphs from this many tasks on report their phases on stderr (building 100k takes 1.5 s here)
 PROGRESS_MIN_TASKS = 100_000
 
 

@@ -519,40 +519,17 @@ class CpuCostModel:
         self, weights: tuple, cores: tuple[int, ...], steps: int
     ) -> tuple[dict[str, float], float, float]:
         """:meth:`_read_weights` for every member of a task's group (core ``j`` of ``k`` reads
-        slice ``j``), with an exact shortcut. Returns (bytes by level summed over the members,
-        the slowest member's cache seconds, its DRAM bytes).
+        slice ``j``). Returns (bytes by level summed over the members, the slowest member's
+        cache seconds, its DRAM bytes).
 
         A core's private LRUs are touched by the tasks of its group only. When a task leaves
         them exactly as it found them (all hits, or blocks that evict each other in a fixed
         cycle: the same blocks in the same recency order), the next task with the same weights
         on the same group finds the same private state, so it gets the same private outcome
         and leaves the same state again. Such a :class:`FixedPoint` is remembered for each
-        member; a task repeating it only replays its lookups in the sockets' shared LRUs, whose
-        state other cores change.
+        member (:meth:`start` replays it); any other outcome forgets the members' fixed points.
         """
         k = len(cores)
-        fixed = self._fixed_point[cores[0]]
-        if (
-            fixed is not None and fixed.weights is weights and fixed.cores == cores
-            and (k == 1 or fixed.holds(self._fixed_point, steps))
-        ):  # fmt: skip
-            if fixed.replay_shared_hits():
-                return fixed.level_bytes, fixed.cache_s, 0.0
-            # a block left a shared level since: the private part is the same, the shared
-            # lookups one by one (those the replay moved are moved again, in the same order:
-            # the same LRU order results); the private fixed point still holds
-            reads = []
-            for j, core in enumerate(cores):
-                socket_lru = self._socket_lru_of_core[core]
-                level_bytes, cache_s, dram = dict(fixed.private_bytes[j]), fixed.private_s[j], 0.0
-                for block, size, nbytes in fixed.socket_blocks[j]:
-                    seconds, from_dram = self._read_shared(
-                        socket_lru, block, size, nbytes, level_bytes
-                    )
-                    cache_s += seconds
-                    dram += from_dram
-                reads.append((level_bytes, cache_s, dram))
-            return self._merge_members(reads)
         before = [[tuple(lru.blocks) for lru in self.private_lru[core]] for core in cores]
         reads = [self._read_weights(weights, core, k, j, steps) for j, core in enumerate(cores)]
         level_bytes, cache_s, dram = self._merge_members(reads)
@@ -572,6 +549,22 @@ class CpuCostModel:
         for core in cores:
             self._fixed_point[core] = fixed
         return level_bytes, cache_s, dram
+
+    def _read_shared_again(self, fixed: FixedPoint) -> tuple[dict[str, float], float, float]:
+        """A task at ``fixed`` whose replay found a block gone from a shared level: the private
+        part is the fixed point's, the shared lookups are made one by one (those the replay
+        moved are moved again, in the same order: the same LRU order results). The private
+        fixed point still holds. Returns what :meth:`_read_group_weights` does."""
+        reads = []
+        for j, core in enumerate(fixed.cores):
+            socket_lru = self._socket_lru_of_core[core]
+            level_bytes, cache_s, dram = dict(fixed.private_bytes[j]), fixed.private_s[j], 0.0
+            for block, size, nbytes in fixed.socket_blocks[j]:
+                seconds, from_dram = self._read_shared(socket_lru, block, size, nbytes, level_bytes)
+                cache_s += seconds
+                dram += from_dram
+            reads.append((level_bytes, cache_s, dram))
+        return self._merge_members(reads)
 
     @staticmethod
     def _merge_members(reads: list[tuple]) -> tuple[dict[str, float], float, float]:
@@ -611,9 +604,9 @@ class CpuCostModel:
         ``busy_on_socket``: cores of the first core's socket already running other tasks.
 
         A group at its private fixed point (see :meth:`_read_group_weights`) reads the same
-        bytes from the same levels task after task, so its costs repeat: they are kept by task
-        shape, busy cores and hand-off, and the same :class:`TaskCost` object is returned again
-        (a TaskCost is never modified).
+        bytes from the same levels task after task, unless a block has left a shared level
+        since, so its costs repeat: they are kept by task shape, busy cores and hand-off, and
+        the same :class:`TaskCost` object is returned again (a TaskCost is never modified).
         """
         # activations from other cores
         handoff_bytes = 0
@@ -640,9 +633,12 @@ class CpuCostModel:
         if (
             fixed is not None and fixed.weights is weights and fixed.cores == cores
             and (len(cores) == 1 or fixed.holds(self._fixed_point, self._tasks[tid].steps))
-            and fixed.replay_shared_hits()
         ):  # fmt: skip
-            # the fixed point's bytes again: its costs repeat (its shared lookups are done)
+            if not fixed.replay_shared_hits():
+                level_bytes, cache_s, dram = self._read_shared_again(fixed)
+                return self._task_cost(tid, len(cores), level_bytes, cache_s, dram,
+                                       busy_on_socket, handoff_bytes, latency)  # fmt: skip
+            # the fixed point's bytes again: its costs repeat
             key = (self._shape[tid], busy_on_socket, handoff_bytes, latency)
             cost = fixed.costs.get(key)
             if cost is None:
