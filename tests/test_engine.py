@@ -144,6 +144,35 @@ def test_same_inputs_same_trace():
     assert a.start_s == b.start_s and a.end_s == b.end_s
 
 
+def test_completions_a_rounding_error_apart_are_seen_together():
+    """Layer 0's second cell ends at 0.1 + 0.2 = 0.30000000000000004 s, layer 1's first at
+    0.1 + 0.19999999999999998 = 0.3 s: the same time but for the last bit. The policy is offered
+    both idle groups at once, after both completions, not the first group alone."""
+    from wpsim.cost import IdealCostModel, TaskCost
+    from wpsim.engine import run_plan
+
+    plan = compile_plan(build(lstm(layers=2, seq_len=2)))
+    seconds = {(0, 0): 0.1, (0, 1): 0.2, (1, 0): 0.3 - 0.1, (1, 1): 0.1}
+
+    class Durations(IdealCostModel):
+        def start(self, tid, cores, busy_on_socket):
+            task = self.plan.tasks[tid]
+            return TaskCost(0.0, seconds[task.layer, task.t0], 0.0, 0.0, {}, 0)
+
+    class Recording(get_policy("wavefront").__class__):
+        offered: list[tuple[int, ...]] = []
+
+        def assign(self, idle):
+            self.offered.append(tuple(idle))
+            return super().assign(idle)
+
+    trace = run_plan(plan, [(0,), (1,)], Recording(), Durations(plan), 2, 1, ["L1", "DRAM"])
+    ends = sorted(trace.end_s)
+    assert ends[1] == 0.3 and ends[2] == 0.1 + 0.2  # the test's premise
+    # decisions at 0, 0.1, 0.3 and the last cell's end: never group 1 alone at 0.3
+    assert Recording.offered == [(0, 1)] * 4
+
+
 def test_weights_that_fit_private_cache_hit_from_the_second_step():
     # one layer: W_ih + W_hh = 2 x 4*64*64*4 B = 128 KiB, fits a 1 MiB L2 (not the 32 KiB L1)
     w = lstm(layers=1)
@@ -256,6 +285,42 @@ def test_dram_pool_is_processor_sharing():
     env.run()
     assert [g for g, _ in done] == [2, 0, 1]
     assert [t for _, t in done] == pytest.approx([3.0, 3.5, 3.5], rel=1e-12)
+
+
+def test_dram_streams_within_their_cores_bandwidth_keep_their_completion_times():
+    """A socket of 4 B/s whose cores draw 1 B/s each: up to four streams, each gets its core's
+    1 B/s and ends at its start plus its bytes, exactly (no progress banked at the others'
+    starts and ends); a fifth changes the share, and the four then running are slowed down."""
+    import simpy
+
+    from wpsim.cost import TaskCost
+    from wpsim.engine import DramPool
+
+    class FourBytesPerSecond:
+        def dram_share_Bps(self, streams):
+            return min(1.0, 4.0 / max(streams, 1))
+
+    env = simpy.Environment()
+    done = {}
+    pool = DramPool(env, FourBytesPerSecond(), 1, lambda group: done.setdefault(group, env.now))
+
+    def stream(group, start_s, nbytes):
+        yield env.timeout(start_s)
+        pool.join(group, TaskCost(0.0, 0.0, 0.0, nbytes, {}, 0), {0: 1})
+
+    for group, start_s in enumerate((0.0, 0.25, 0.5, 0.75)):
+        env.process(stream(group, start_s, 1.5))
+    env.run()
+    assert done == {0: 1.5, 1: 1.75, 2: 2.0, 3: 2.25}
+    # a fifth stream from 1.0 to its end: 4/5 B/s each, until group 0's end
+    env = simpy.Environment()
+    done.clear()
+    pool = DramPool(env, FourBytesPerSecond(), 1, lambda group: done.setdefault(group, env.now))
+    for group, start_s in enumerate((0.0, 0.25, 0.5, 0.75, 1.0)):
+        env.process(stream(group, start_s, 1.5))
+    env.run()
+    # group 0 has 0.5 B left at 1.0, at 0.8 B/s: it ends at 1.625
+    assert done[0] == pytest.approx(1.625, rel=1e-12)
 
 
 def test_no_streaming_task_beats_its_dram_bandwidth():

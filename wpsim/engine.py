@@ -7,14 +7,15 @@ successors and asks the policy for work again. (A generator process per group wo
 event, besides the completion, whenever another group hands it work: up to two events per task.)
 A task's duration comes from the cost model; tasks that stream from DRAM share their socket's
 bandwidth (:class:`DramPool`), so their completion times move whenever another streaming task
-starts or ends.
+on their socket starts or ends and their share changes.
 
 Determinism and tie-breaking: simpy processes events in (time, insertion) order. When a task
-ends at time t and other events are due at t too, the engine defers the policy's decision to the
-end of time t, so every completion at t is seen first and idle groups are offered to the policy in
-ascending group order; the policy breaks ties by its priority (ending in task id). Of the groups
-it assigns work to, the one whose completion triggered the decision starts first, then the others
-in the order ``assign`` returned them. Same inputs, same trace.
+ends at time t and other events are due at t too (within rounding: :data:`SIMULTANEOUS_REL`), the
+engine defers the policy's decision to the last of them, so every completion at t is seen first
+and idle groups are offered to the policy in ascending group order; the policy breaks ties by its
+priority (ending in task id). Of the groups it assigns work to, the one whose completion
+triggered the decision starts first, then the others in the order ``assign`` returned them. Same
+inputs, same trace.
 
 Memory: one record per task (the trace) and one pending event per busy group, whatever the
 simulated time.
@@ -45,6 +46,11 @@ from wpsim.trace import Trace
 from wpsim.workload import Workload
 
 TaskHook = Callable[[dict[str, Any]], None]
+
+#: Events closer together than this fraction of the simulated time are simultaneous: the same
+#: durations summed along different paths (or a DRAM stream's progress banked at a rate change)
+#: differ in their last bits, and which tasks the tie rule sees together must not hang on them.
+SIMULTANEOUS_REL = 1e-12
 
 
 class Completion(simpy.Event):
@@ -85,13 +91,14 @@ _completion_order = attrgetter("due_s", "version")
 class DramPool:
     """Processor sharing of each socket's DRAM bandwidth among the groups streaming from it.
 
-    A streaming task progresses at rate ``1 / duration(share)``; whenever the number of streams
-    on a socket changes, every streaming task on it banks its progress and gets a new
-    completion time at the new rate. One simpy timeout stands for the earliest completion of
-    all (ties: the completion set first; a timeout per stream at every change would mostly go
-    stale: 14 a task with 16 streams); it is moved when the earliest changes, and a moved one
-    is ignored when it fires. When a stream completes, ``on_done(group)`` is called (from the
-    timeout's callback).
+    A streaming task progresses at rate ``1 / duration(share)``; whenever a socket's share
+    changes (the number of streams on it changed, and ``dram_share_Bps`` with it: not while
+    each stream gets its core's own bandwidth), every streaming task on it banks its progress
+    and gets a new completion time at the new rate. One simpy timeout stands for the earliest
+    completion of all (ties: the completion set first; a timeout per stream at every change
+    would mostly go stale: 14 a task with 16 streams); it is moved when the earliest changes,
+    and a moved one is ignored when it fires. When a stream completes, ``on_done(group)`` is
+    called (from the timeout's callback).
     """
 
     def __init__(self, env: simpy.Environment, cost, n_sockets: int,
@@ -100,6 +107,7 @@ class DramPool:
         self.cost = cost
         self.on_done = on_done
         self.streams = [0] * n_sockets
+        self.share_Bps = [cost.dram_share_Bps(0)] * n_sockets  # each socket's share now
         self.versions = 0  # completion times set so far, one counter: the order of ties
         self.active: dict[int, _Stream] = {}  # by group
         self._armed: tuple[float, int, int] | None = None  # (time, version, group) of the timeout
@@ -107,36 +115,53 @@ class DramPool:
     def join(self, group: int, cost: TaskCost, cores_by_socket: dict[int, int]) -> None:
         for socket, count in cores_by_socket.items():
             self.streams[socket] += count
-        self.active[group] = _Stream(group, cost, cores_by_socket, self.env.now)
-        self._reschedule(set(cores_by_socket))
+        stream = self.active[group] = _Stream(group, cost, cores_by_socket, self.env.now)
+        if not self._share_changed(cores_by_socket):
+            self._set_rate(stream, self.env.now)  # the others go on at their rates
+        self._arm()
 
     def _leave(self, group: int) -> None:
         stream = self.active.pop(group)
         for socket, count in stream.by_socket.items():
             self.streams[socket] -= count
-        self._reschedule(set(stream.by_socket))
+        self._share_changed(stream.by_socket)
+        self._arm()
 
-    def _reschedule(self, sockets: set[int]) -> None:
+    def _share_changed(self, sockets: dict[int, int]) -> bool:
+        """Bring the shares of ``sockets`` up to date; if any changed, give every stream on
+        those sockets its new rate (in ascending group order: the order of ties). Returns
+        whether any changed."""
+        changed = set()
+        for socket in sockets:
+            share = self.cost.dram_share_Bps(self.streams[socket])
+            if share != self.share_Bps[socket]:
+                self.share_Bps[socket] = share
+                changed.add(socket)
+        if not changed:
+            return False
         now = self.env.now
-        share_of_socket = [self.cost.dram_share_Bps(streams) for streams in self.streams]
         for group in sorted(self.active):
             stream = self.active[group]
-            by_socket = stream.by_socket
-            if sockets.isdisjoint(by_socket):
-                continue
-            remaining = max(0.0, stream.remaining - (now - stream.last_s) * stream.rate)
-            if len(by_socket) == 1:  # (the usual case; a list comprehension is a call)
-                (socket,) = by_socket
-                share = share_of_socket[socket]
-            else:
-                share = min([share_of_socket[s] for s in by_socket])
-            duration = stream.cost.duration(share)
-            stream.remaining, stream.rate, stream.last_s = remaining, 1.0 / duration, now
-            self.versions += 1
-            stream.version = self.versions
-            stream.delay_s = remaining * duration
-            stream.due_s = now + stream.delay_s  # the time simpy gives a timeout of that delay
-        self._arm()
+            if not changed.isdisjoint(stream.by_socket):
+                self._set_rate(stream, now)
+        return True
+
+    def _set_rate(self, stream: _Stream, now: float) -> None:
+        """Bank ``stream``'s progress since its last update and set its rate and completion
+        time at its sockets' share now."""
+        by_socket = stream.by_socket
+        if len(by_socket) == 1:  # (the usual case; a list comprehension is a call)
+            (socket,) = by_socket
+            share = self.share_Bps[socket]
+        else:
+            share = min([self.share_Bps[s] for s in by_socket])
+        remaining = max(0.0, stream.remaining - (now - stream.last_s) * stream.rate)
+        duration = stream.cost.duration(share)
+        stream.remaining, stream.rate, stream.last_s = remaining, 1.0 / duration, now
+        self.versions += 1
+        stream.version = self.versions
+        stream.delay_s = remaining * duration
+        stream.due_s = now + stream.delay_s  # the time simpy gives a timeout of that delay
 
     def _arm(self) -> None:
         """Point the timeout at the earliest completion (unless it already does)."""
@@ -271,8 +296,13 @@ def run_plan(
                 start_assigned(assigned, current, now)
 
     def deferred_dispatch(_event: simpy.Event) -> None:
+        now = env.now
+        due_s = peek()
+        if due_s - now <= now * SIMULTANEOUS_REL:  # another event, a rounding error later
+            Timeout(env, due_s - now).callbacks.append(deferred_dispatch)  # (after it)
+            return
         pending_dispatch[0] = False
-        dispatch(None, env.now)
+        dispatch(None, now)
 
     def end(g: int) -> None:
         """End group ``g``'s task."""
@@ -292,7 +322,7 @@ def run_plan(
             if not remaining[s]:
                 push(s)
         insort(idle, g)
-        if peek() == now:
+        if peek() - now <= now * SIMULTANEOUS_REL:
             # other events are due now: decide once all of them have been seen
             if not pending_dispatch[0]:
                 pending_dispatch[0] = True
