@@ -608,12 +608,14 @@ class CpuCostModel:
         since, so its costs repeat: they are kept by task shape, busy cores and hand-off, and
         the same :class:`TaskCost` object is returned again (a TaskCost is never modified).
         """
+        producer_core = self.producer_core
+        # where tid's outputs will be (read by its successors only, which start after it ends)
+        producer_core[tid] = cores[0]
         # activations from other cores
         handoff_bytes = 0
         latency = 0.0
         preds = self._preds[tid]
         if preds:
-            producer_core = self.producer_core
             socket_of = self._socket_of_core
             first_socket = socket_of[cores[0]]
             pred_bytes = self._pred_bytes[tid]
@@ -690,10 +692,6 @@ class CpuCostModel:
             fixed += sync_s
         return TaskCost(fixed, compute, cache_s, dram, level_bytes, handoff_bytes, dispatch_s)
 
-    def finish(self, tid: int, cores: tuple[int, ...]) -> None:
-        """Record where ``tid``'s outputs live (the group's first core)."""
-        self.producer_core[tid] = cores[0]
-
     def dram_share_Bps(self, streams: int) -> float:
         """Bandwidth one streaming core gets when ``streams`` cores stream from its socket."""
         memory = self.machine.memory
@@ -713,9 +711,6 @@ class IdealCostModel:
     def start(self, tid: int, cores: tuple[int, ...], busy_on_socket: int) -> TaskCost:
         compute = self.plan.tasks[tid].flops / (len(cores) * self.flops_per_s)
         return TaskCost(0.0, compute, 0.0, 0.0, {}, 0)
-
-    def finish(self, tid: int, cores: tuple[int, ...]) -> None:
-        pass
 
     def dram_share_Bps(self, streams: int) -> float:
         return math.inf

@@ -254,7 +254,6 @@ def run_plan(
     push = policy.push
     assign = policy.assign
     cost_start = cost.start
-    cost_finish = cost.finish
     peek = env.peek
     schedule = env.schedule
     record = records.append
@@ -310,7 +309,6 @@ def run_plan(
         cores = groups[g]
         now = env.now
         busy_on_socket[socket_of_group[g]] -= n_cores_of_group[g]
-        cost_finish(tid, cores)
         record((tid, cores, start_s, now, tc))
         if hooks:
             event = {"task": tid, "cores": cores, "start_s": start_s, "end_s": now,

@@ -63,8 +63,8 @@ def _shapes(task: Task, w: Workload) -> tuple[tuple[int, int] | None, tuple[int,
 class AccelCostModel:
     """Task costs on an :class:`AcceleratorMachine` for one simulation (holds buffer state).
 
-    Implements the cost-object interface of :func:`wpsim.engine.run_plan`: ``start``,
-    ``finish`` and ``dram_share_Bps``.
+    Implements the cost-object interface of :func:`wpsim.engine.run_plan`: ``start``
+    and ``dram_share_Bps``.
     """
 
     def __init__(self, machine: AcceleratorMachine, plan: Plan, warm: bool = False) -> None:
@@ -122,6 +122,8 @@ class AccelCostModel:
         m = self.machine
         task = self.plan.tasks[tid]
         k = len(cores)
+        # where tid's outputs will be (read by its successors only, which start after it ends)
+        self.producer_core[tid] = cores[0]
         level_bytes: dict[str, float] = {}
         buffer_s = 0.0
         dram = 0.0
@@ -163,10 +165,6 @@ class AccelCostModel:
             gather = (k - 1) / k * self.state_vector_bytes / m.noc.bandwidth_Bps
             fixed += n_sync * (m.barrier_s(k) + gather)
         return TaskCost(fixed, self.compute_s(tid, k), buffer_s, dram, level_bytes, handoff_bytes)
-
-    def finish(self, tid: int, cores: tuple[int, ...]) -> None:
-        """Record where ``tid``'s outputs live (the group's first core)."""
-        self.producer_core[tid] = cores[0]
 
     def dram_share_Bps(self, streams: int) -> float:
         """Bandwidth one streaming core gets while ``streams`` cores stream."""

@@ -275,7 +275,7 @@ class GpuCostModel:
     """Task costs on a :class:`GpuMachine` for one simulation (holds the L2's LRU state).
 
     ``algorithm``: ``gemm``, ``sparse_gemm``, ``persistent`` or ``streams`` (per-step GEMMs on
-    concurrent streams). Implements ``start``, ``finish`` and ``dram_share_Bps``.
+    concurrent streams). Implements ``start`` and ``dram_share_Bps``.
     """
 
     def __init__(self, machine: GpuMachine, plan: Plan, algorithm: str,
@@ -366,9 +366,6 @@ class GpuCostModel:
             compute = self._product(t.flops, w.batch * t.steps, share)
             fixed = launch
         return TaskCost(fixed, compute, l2_s, dram_eff, level, 0)
-
-    def finish(self, tid: int, cores: tuple[int, ...]) -> None:
-        pass
 
     def dram_share_Bps(self, streams: int) -> float:
         return self.machine.memory.bandwidth_Bps / max(streams, 1)
