@@ -70,13 +70,15 @@ class Completion(simpy.Event):
 class _Stream:
     """A task streaming from DRAM in a :class:`DramPool`."""
 
-    __slots__ = ("group", "cost", "by_socket", "remaining", "rate", "last_s", "delay_s", "due_s",
-                 "version")  # fmt: skip
+    __slots__ = ("group", "cost", "by_socket", "socket", "remaining", "rate", "last_s", "delay_s",
+                 "due_s", "version")  # fmt: skip
 
     def __init__(self, group: int, cost: TaskCost, by_socket: dict[int, int], now: float) -> None:
         self.group = group
         self.cost = cost
         self.by_socket = by_socket  # streaming cores on each socket
+        # its one socket (the usual case), else -1: read at every change of its share
+        self.socket = next(iter(by_socket)) if len(by_socket) == 1 else -1
         self.remaining = 1.0  # fraction of the task still to do
         self.rate = 0.0  # fraction a second
         self.last_s = now  # when ``remaining`` was last brought up to date
@@ -149,13 +151,14 @@ class DramPool:
     def _set_rate(self, stream: _Stream, now: float) -> None:
         """Bank ``stream``'s progress since its last update and set its rate and completion
         time at its sockets' share now."""
-        by_socket = stream.by_socket
-        if len(by_socket) == 1:  # (the usual case; a list comprehension is a call)
-            (socket,) = by_socket
+        socket = stream.socket
+        if socket >= 0:
             share = self.share_Bps[socket]
         else:
-            share = min([self.share_Bps[s] for s in by_socket])
-        remaining = max(0.0, stream.remaining - (now - stream.last_s) * stream.rate)
+            share = min([self.share_Bps[s] for s in stream.by_socket])
+        remaining = stream.remaining - (now - stream.last_s) * stream.rate
+        if remaining < 0.0:  # (rounding; not max(): a call, on the hot path of DRAM-bound runs)
+            remaining = 0.0
         duration = stream.cost.duration(share)
         stream.remaining, stream.rate, stream.last_s = remaining, 1.0 / duration, now
         self.versions += 1
