@@ -105,9 +105,8 @@ def main() -> None:
     plan = compile_plan(build(workload))
     t1 = time.perf_counter()
     engine_s, floor_s, simpy_s = [], [], []
-    trace = None
     for _ in range(args.repeats):
-        trace = None  # (freed here: the run that replaces it must not pay for it)
+        trace = cost = None  # the previous run's, freed here: the next run must not pay for it
         gc.collect()
         t = time.perf_counter()
         policy = get_policy(args.policy)

@@ -634,6 +634,7 @@ class CpuCostModel:
         fixed = self._fixed_point[cores[0]]
         if (
             fixed is not None and fixed.weights is weights and fixed.cores == cores
+            # (one core: its own entry is the fixed point, and reads whole blocks at any steps)
             and (len(cores) == 1 or fixed.holds(self._fixed_point, self._tasks[tid].steps))
         ):  # fmt: skip
             if not fixed.replay_shared_hits():

@@ -26,6 +26,7 @@ from __future__ import annotations
 import gc
 import time
 from bisect import insort
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import compress
@@ -241,12 +242,8 @@ def run_plan(
     n_groups = len(groups)
     idle: list[int] = list(range(n_groups))  # idle groups, ascending
     socket_of_group = [cores[0] // cores_per_socket for cores in groups]
-    sockets_of_group = []
-    for cores in groups:
-        by_socket: dict[int, int] = {}
-        for c in cores:
-            by_socket[c // cores_per_socket] = by_socket.get(c // cores_per_socket, 0) + 1
-        sockets_of_group.append(by_socket)
+    # each group's cores by socket
+    sockets_of_group = [dict(Counter(c // cores_per_socket for c in cores)) for cores in groups]
     busy_on_socket = [0] * n_sockets
     n_cores_of_group = [len(cores) for cores in groups]
     running: list[tuple[int, float, TaskCost] | None] = [None] * n_groups  # (task, start_s, cost)
