@@ -35,8 +35,14 @@ def run_config(cfg: dict) -> dict:
     machine = load_machine(resolve_machine_path(cfg["machine"]))
     policy = get_policy(cfg["policy"], **cfg["options"])
     result = accel_dispatch.evaluate(
-        cfg["engine"], workload, machine, policy, cores=cfg["cores"], chunk=cfg["chunk"],
-        granularity=cfg["granularity"], cost=cfg["cost"],
+        cfg["engine"],
+        workload,
+        machine,
+        policy,
+        cores=cfg["cores"],
+        chunk=cfg["chunk"],
+        granularity=cfg["granularity"],
+        cost=cfg["cost"],
     )
     out = {
         "makespan_s": _round(result.makespan_s),
@@ -47,7 +53,9 @@ def run_config(cfg: dict) -> dict:
     if trace is not None and len(trace):
         out["schedule"] = [
             [t, list(c), _round(s), _round(e)]
-            for t, c, s, e in sorted(zip(trace.task, trace.cores, trace.start_s, trace.end_s))
+            for t, c, s, e in sorted(
+                zip(trace.task, trace.cores, trace.start_s, trace.end_s, strict=True)
+            )
         ]
     return out
 
