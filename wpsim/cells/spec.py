@@ -583,7 +583,14 @@ def _check(cell: Cell, source: str) -> None:
         seen[op.name] = "an op"
         gates_so_far[op.name] = _op_gates(op, gates_so_far)
     ops = {op.name for op in cell.ops}
+    nexts: dict[str, str] = {}
     for s in cell.states:
+        if s.next in nexts:
+            raise ConfigError(
+                f"{source}: field 'states.{s.name}.next': '{s.next}' is already the next value of "
+                f"state '{nexts[s.next]}'; one state suffices"
+            )
+        nexts[s.next] = s.name
         if s.next != INPUT and s.next not in ops:
             raise ConfigError(
                 f"{source}: field 'states.{s.name}.next': got {s.next!r}, expected an op's name or x"
