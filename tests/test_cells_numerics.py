@@ -11,19 +11,28 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import yaml
 
 from kernels.cells import cell_chunk_backward, cell_chunk_forward, layer_weight_grads
-from kernels.declared import CellKernel, init_params
-from kernels.declared_network import Network
+from kernels.declared import CellKernel, Network, init_params
 from wpsim.cells import cell_from_dict, get_cell
 
 torch = pytest.importorskip("torch")
 import cells_from_papers  # noqa: E402  (tests/, next to this file)
 
+KERNEL_MODULES = [
+    "kernels.declared",
+    "kernels.declared.plan",
+    "kernels.declared.steps",
+    "kernels.declared.chunk",
+    "kernels.declared.network",
+]
 TOL64 = dict(rtol=1e-12, atol=1e-12)
 TOL32 = dict(rtol=1e-5, atol=1e-6)
 TORCH_CELLS = [
@@ -35,6 +44,14 @@ TORCH_CELLS = [
 ]
 PAPER_CELLS = [("sru", {}), ("qrnn", {}), ("qrnn", {"window": 2}), ("mgu", {}), ("indrnn", {}),
                ("indrnn", {"nonlinearity": "tanh"})]  # fmt: skip
+
+
+@pytest.mark.parametrize("module", KERNEL_MODULES)
+def test_docstring_examples(module):
+    result = doctest.testmod(
+        importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE
+    )
+    assert result.attempted > 0 and result.failed == 0
 
 
 def _states(net: Network, batch: int, rng) -> dict:

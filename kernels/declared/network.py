@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.declared import CellKernel, init_params
+from kernels.declared.chunk import CellKernel, init_params
 from kernels.params import suffix
 from kernels.reference import chunk_bounds
 from wpsim.cells import Cell, output_width
@@ -146,8 +146,9 @@ class Network:
             din = np.zeros((x.shape[0], x.shape[1], kernel.input_size), self.dtype)
             for d, (lp, chunks) in enumerate(runs):
                 index = layer * self.directions + d
-                carried = {s: None if d_states.get(s) is None else d_states[s][index]
-                           for s in self.states}  # fmt: skip
+                carried = {
+                    s: None if d_states.get(s) is None else d_states[s][index] for s in self.states
+                }
                 total = {name: np.zeros(v.shape, self.dtype) for name, v in lp.items()}
                 for t0, t1, saved in reversed(chunks):
                     dy = dtop[t0:t1, :, d * self.width : (d + 1) * self.width]
