@@ -58,6 +58,9 @@ from wpsim.cells import Cell, Operand
 
 __all__ = ["CellKernel", "ChunkBackward", "ChunkForward", "Saved", "init_params"]
 
+#: Parameter sets whose products a kernel keeps (both directions of a layer, and a spare).
+PREPARED_SETS = 4
+
 
 def init_params(kernel: CellKernel, seed: int = 0) -> dict[str, np.ndarray]:
     """Parameters of one layer-direction drawn like PyTorch's: every entry from
@@ -149,11 +152,22 @@ class CellKernel:
         self.widths = self.plan.widths
         self.param_shapes = self.plan.param_shapes
         self.next_of = self.plan.next_of
+        self._prepared: dict[tuple, tuple] = {}
 
     # ---- shared helpers -------------------------------------------------------------------
     def _prepare(self, params: Mapping[str, Any], batch: int) -> tuple[dict, dict]:
-        """Parameters in the kernel's dtype, and a :class:`Product` per ``matmul`` op."""
+        """Parameters in the kernel's dtype, and a :class:`Product` per ``matmul`` op.
+
+        When every parameter is already as the kernel computes with it (its dtype, matrices in
+        :data:`WEIGHT_ORDER` and aligned), nothing is copied, and the products of the last few
+        parameter sets are kept by the identity of their arrays (a parameter changed in place
+        is then seen as it is)."""
+        key = (batch, *(id(params.get(name)) for name in self.param_shapes))
+        memo = self._prepared.get(key)
+        if memo is not None:
+            return memo[0], memo[1]
         arrays: dict[str, Any] = {}
+        copied = False
         for name, shape in self.param_shapes.items():
             if name not in params:
                 raise ValueError(f"params: missing {name!r} of {self.cell.label}")
@@ -163,12 +177,15 @@ class CellKernel:
                     f"params: {name!r} has shape {tuple(value.shape)}, expected {shape}"
                 )
             if sp.issparse(value):
-                value = value.tocsr()
-                arrays[name] = value if value.dtype == self.dtype else value.astype(self.dtype)
+                converted = value.tocsr()
+                if converted.dtype != self.dtype:
+                    converted = converted.astype(self.dtype)
             elif len(shape) == 2:
-                arrays[name] = aligned(np.asarray(value, dtype=self.dtype, order=WEIGHT_ORDER))
+                converted = aligned(np.asarray(value, dtype=self.dtype, order=WEIGHT_ORDER))
             else:
-                arrays[name] = np.ascontiguousarray(value, dtype=self.dtype)
+                converted = np.ascontiguousarray(value, dtype=self.dtype)
+            copied = copied or converted is not value
+            arrays[name] = converted
         products = {}
         for op in self.plan.cell.ops:
             if op.kind == "matmul":
@@ -177,10 +194,16 @@ class CellKernel:
                 span = self.plan.region(w)
                 if span is not None:
                     rows = slice(*span)
+                    copied = True
                     weight = (
                         weight[rows].tocsr() if sp.issparse(weight) else row_block(weight, rows)
                     )
                 products[op.name] = Product(weight, batch, self.dtype)
+        if not copied:
+            if len(self._prepared) >= PREPARED_SETS:
+                self._prepared.pop(next(iter(self._prepared)))
+            self._prepared[key] = (arrays, products, params)
+            return arrays, products
         return arrays, products
 
     def _state(self, value: Any, batch: int, name: str) -> np.ndarray:
@@ -192,25 +215,31 @@ class CellKernel:
             raise ValueError(f"state {name!r} must have shape {shape}, got {value.shape}")
         return value
 
-    def _sequence(self, table: dict, arrays: dict, a: Operand, per_step: bool, cache: dict):
-        """Operand ``a`` as a sequence: a Const for a parameter; else from ``table`` (values or
-        gradients), as per-step views in a recurrent stage (shared by the ops reading them)."""
-        span = self.plan.region(a)
-        if a.name in self.plan.params:
-            value = arrays[a.name]
-            return Const(value if span is None else value[span[0] : span[1]])
-        key = (a.name, span, per_step)
-        if key not in cache:
-            base = table[a.name]
+    @staticmethod
+    def _sequence(table: dict, arrays: dict, spec: tuple, per_step: bool, cache: dict):
+        """An operand (``spec`` of :attr:`ChunkPlan.arg_specs`) as a sequence: a Const for a
+        parameter; else from ``table`` (values or gradients), as per-step views in a recurrent
+        stage; ``cache`` shares them between the ops of one call."""
+        key = (spec, per_step)
+        found = cache.get(key)
+        if found is not None:
+            return found
+        name, span, is_param = spec
+        if is_param:
+            value = arrays[name]
+            found = Const(value if span is None else value[span[0] : span[1]])
+        else:
+            found = table[name]
             if span is not None:
                 lo, hi = span
-                base = (
-                    base[..., lo:hi]
-                    if isinstance(base, np.ndarray)
-                    else [b[:, lo:hi] for b in base]
-                )
-            cache[key] = list(base) if per_step and isinstance(base, np.ndarray) else base
-        return cache[key]
+                if isinstance(found, np.ndarray):
+                    found = found[..., lo:hi]
+                else:
+                    found = [b[:, lo:hi] for b in found]
+            if per_step and isinstance(found, np.ndarray):
+                found = list(found)
+        cache[key] = found
+        return found
 
     def _bind_states(self, table: dict, extended: dict, initial: dict, order: range) -> None:
         """Make each state readable at every step in ``table``: its initial value at the first
@@ -318,23 +347,19 @@ class CellKernel:
         hooks = dict(products or {})
         cache: dict = {}
         for stage in plan.stages:
+            per_step = stage.recurrent
             runs = []
             for name in stage.ops:
-                op = plan.ops[name]
-                per_step = stage.recurrent
-                args = [self._sequence(values, arrays, a, per_step, cache) for a in op.args]
-                target = self._sequence(values, arrays, Operand(name), per_step, cache)
-                product = hooks.get(name) or (
-                    (prods[name].step if per_step else prods[name].batched)
-                    if op.kind == "matmul"
-                    else None
-                )
-                columns, at = [], 0
-                for a in op.args if op.kind == "concat" else ():
-                    columns.append((at, at + plan.operand_width(a)))
-                    at += plan.operand_width(a)
-                runs.append(forward_run(op.kind, args, target, product, columns))
-            self._run_stage(runs, stage.recurrent, order)
+                kind = plan.ops[name].kind
+                args = [
+                    self._sequence(values, arrays, a, per_step, cache) for a in plan.arg_specs[name]
+                ]
+                target = self._sequence(values, arrays, plan.self_spec[name], per_step, cache)
+                product = hooks.get(name)
+                if kind == "matmul" and product is None:
+                    product = prods[name].step if per_step else prods[name].batched
+                runs.append(forward_run(kind, args, target, product, plan.columns.get(name, ())))
+            self._run_stage(runs, per_step, order)
         last = order[-1]
         finals = {s: np.array(values[v][last]) for s, v in self.next_of.items()}
         result = values[output]
@@ -444,7 +469,7 @@ class CellKernel:
             per_step = stage.recurrent
             runs = []
             if plan.cell.output in stage.ops:
-                g = self._sequence(grads, arrays, Operand(plan.cell.output), per_step, cache)
+                g = self._sequence(grads, arrays, plan.self_spec[plan.cell.output], per_step, cache)
                 dy = list(d_output) if per_step else d_output
                 runs.append(pass_gradient(dy, g, plan.writes[("dy", 0)], negate=False))
             for name in reversed(stage.ops):
@@ -472,12 +497,13 @@ class CellKernel:
         """The runs that add op ``name``'s contributions to its operands' gradients."""
         plan = self.plan
         op = plan.ops[name]
-        g = self._sequence(grads, arrays, Operand(name), per_step, cache)
+        g = self._sequence(grads, arrays, plan.self_spec[name], per_step, cache)
+        specs = plan.arg_specs[name]
         runs = []
         for position, a in enumerate(op.args):
             if a.name in plan.params or a.name in skipped or plan.alias.get(a.name) == name:
                 continue
-            target = self._sequence(grads, arrays, a, per_step, cache)
+            target = self._sequence(grads, arrays, specs[position], per_step, cache)
             write = plan.writes[(name, position)]
             shape = (*size[int(per_step) :], plan.operand_width(a))
             kind = op.kind
@@ -486,23 +512,17 @@ class CellKernel:
             elif kind in ("one_minus", "sub"):
                 runs.append(pass_gradient(g, target, write, negate=True))
             elif kind == "concat":
-                lo = sum(plan.operand_width(b) for b in op.args[:position])
-                part = Operand(name)  # this operand's columns of the op's gradient
-                columns = self._sequence(grads, arrays, part, per_step, cache)
-                columns = (
-                    [c[:, lo : lo + shape[-1]] for c in columns]
-                    if per_step
-                    else columns[..., lo : lo + shape[-1]]
-                )
+                lo, hi = plan.columns[name][position]  # this operand's columns of the op's
+                columns = [c[:, lo:hi] for c in g] if per_step else g[..., lo:hi]  # gradient
                 runs.append(pass_gradient(columns, target, write, negate=False))
             elif kind == "mul":
-                other = self._sequence(values, arrays, op.args[1 - position], per_step, value_cache)
+                other = self._sequence(values, arrays, specs[1 - position], per_step, value_cache)
                 runs.append(product_rule(g, other, target, write, np.empty(shape, self.dtype)))
             elif kind == "matmul":
                 fn = hooks.get(name) or prods[name].transposed
                 runs.append(through_product(fn, g, target, write, np.empty(shape, self.dtype)))
             else:
-                y = self._sequence(values, arrays, Operand(name), per_step, value_cache)
+                y = self._sequence(values, arrays, plan.self_spec[name], per_step, value_cache)
                 runs.append(activation_rule(kind, g, y, target, write, np.empty(shape, self.dtype)))
         return runs
 

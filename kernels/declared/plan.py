@@ -178,6 +178,21 @@ class ChunkPlan:
         }
         self.extended = {v for s, v in self.next_of.items() if batched_read[s]}
         self.full = {save: self._full_values(save) for save in (False, True)}
+        # each op's operands as (name, gate block's columns or None, is a parameter), itself
+        # as one, and the columns of a concat's operands
+        self.arg_specs = {
+            op.name: tuple((a.name, self.region(a), a.name in self.params) for a in op.args)
+            for op in cell.ops
+        }
+        self.self_spec = {op.name: (op.name, None, False) for op in cell.ops}
+        self.columns: dict[str, tuple[tuple[int, int], ...]] = {}
+        for op in cell.ops:
+            if op.kind == "concat":
+                at, columns = 0, []
+                for a in op.args:
+                    columns.append((at, at + self.operand_width(a)))
+                    at += self.operand_width(a)
+                self.columns[op.name] = tuple(columns)
         self._plan_gradients()
 
     def recurrent(self, op: str) -> bool:
