@@ -394,3 +394,33 @@ def test_bad_shapes_are_refused():
         kernel.forward({**params, "weight_hh": np.zeros((3, 3))}, np.zeros((3, 1, 2)))
     with pytest.raises(ValueError, match="float32 or float64"):
         CellKernel(get_cell("gru"), 3, 2, dtype="float16")
+
+
+def test_kept_inference_programs_give_fresh_results():
+    """An inference call reuses the buffers of the last call of the same shapes and
+    parameters; what it returns is the caller's, and a parameter changed in place is seen."""
+    cell = get_cell("lstm")
+    kernel = CellKernel(cell, hidden=4, input_size=3)
+    params = init_params(kernel, 0)
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.standard_normal((5, 2, 3)), rng.standard_normal((5, 2, 3))
+    h0 = {"h": rng.standard_normal((2, 4))}
+    first = kernel.forward(params, x1, h0, save=False)
+    kept = first.output.copy()
+    second = kernel.forward(params, x2, save=False)
+    np.testing.assert_array_equal(first.output, kept)
+    for x, states, run in ((x1, h0, first), (x2, {}, second)):
+        fresh = CellKernel(cell, hidden=4, input_size=3).forward(params, x, states, save=True)
+        np.testing.assert_array_equal(run.output, fresh.output)
+    params["weight_hh"][0, 0] += 1.0  # in place
+    changed = kernel.forward(params, x1, h0, save=False)
+    fresh = CellKernel(cell, hidden=4, input_size=3).forward(params, x1, h0, save=True)
+    np.testing.assert_array_equal(changed.output, fresh.output)
+    other = init_params(kernel, 1)  # another parameter set (the other direction of a layer)
+    np.testing.assert_array_equal(
+        kernel.forward(other, x1, save=False).output,
+        CellKernel(cell, hidden=4, input_size=3).forward(other, x1).output,
+    )
+    out = np.empty((5, 2, 4))
+    assert kernel.forward(params, x1, h0, save=False, out=out).output is out
+    np.testing.assert_array_equal(out, changed.output)

@@ -58,8 +58,12 @@ from wpsim.cells import Cell, Operand
 
 __all__ = ["CellKernel", "ChunkBackward", "ChunkForward", "Saved", "init_params"]
 
-#: Parameter sets whose products a kernel keeps (both directions of a layer, and a spare).
+#: Parameter sets whose products a kernel keeps (both directions of a layer, and a spare), and
+#: inference programs it keeps (see :meth:`CellKernel.forward`).
 PREPARED_SETS = 4
+#: Largest buffers an inference program may hold between calls: where a call's fixed cost
+#: matters (small sizes), not where its buffers would weigh on memory.
+PROGRAM_MAX_BYTES = 1 << 20
 
 
 def init_params(kernel: CellKernel, seed: int = 0) -> dict[str, np.ndarray]:
@@ -132,6 +136,21 @@ def extended_views(ext: np.ndarray, reverse: bool) -> tuple[np.ndarray, np.ndarr
     return ext[1:], ext[:k], 0
 
 
+class _Program:
+    """A forward call's buffers and runs: ``values`` (the sequence of each value, by name),
+    ``extended`` (see :meth:`CellKernel._allocate`), the runs of each stage, its input ``x`` and
+    ``initial`` states, and ``copies`` made before the first stage (an extended array's slots
+    from the input or the initial states)."""
+
+    def __init__(self, x: np.ndarray, initial: dict[str, np.ndarray]) -> None:
+        self.x = x
+        self.initial = initial
+        self.values: dict[str, Any] = {}
+        self.extended: dict[str, tuple] = {}
+        self.stages: list[tuple[list[Callable], bool]] = []
+        self.copies: list[tuple[np.ndarray, np.ndarray]] = []
+
+
 class CellKernel:
     """The numpy forward and BPTT of ``cell`` for layers of ``hidden`` units whose input has
     ``input_size`` features, in ``dtype`` (float32 or float64).
@@ -153,19 +172,21 @@ class CellKernel:
         self.param_shapes = self.plan.param_shapes
         self.next_of = self.plan.next_of
         self._prepared: dict[tuple, tuple] = {}
+        self._programs: dict[tuple, _Program] = {}
 
     # ---- shared helpers -------------------------------------------------------------------
-    def _prepare(self, params: Mapping[str, Any], batch: int) -> tuple[dict, dict]:
-        """Parameters in the kernel's dtype, and a :class:`Product` per ``matmul`` op.
+    def _prepare(self, params: Mapping[str, Any], batch: int) -> tuple[dict, dict, tuple | None]:
+        """Parameters in the kernel's dtype, a :class:`Product` per ``matmul`` op, and a key
+        naming this parameter set, or None.
 
         When every parameter is already as the kernel computes with it (its dtype, matrices in
         :data:`WEIGHT_ORDER` and aligned), nothing is copied, and the products of the last few
         parameter sets are kept by the identity of their arrays (a parameter changed in place
-        is then seen as it is)."""
+        is then seen as it is); the key names such a set."""
         key = (batch, *(id(params.get(name)) for name in self.param_shapes))
         memo = self._prepared.get(key)
         if memo is not None:
-            return memo[0], memo[1]
+            return memo[0], memo[1], key
         arrays: dict[str, Any] = {}
         copied = False
         for name, shape in self.param_shapes.items():
@@ -203,8 +224,8 @@ class CellKernel:
             if len(self._prepared) >= PREPARED_SETS:
                 self._prepared.pop(next(iter(self._prepared)))
             self._prepared[key] = (arrays, products, params)
-            return arrays, products
-        return arrays, products
+            return arrays, products, key
+        return arrays, products, None
 
     def _state(self, value: Any, batch: int, name: str) -> np.ndarray:
         shape = (batch, self.widths[name])
@@ -321,28 +342,75 @@ class CellKernel:
         if unknown:
             raise ValueError(f"unknown state {sorted(unknown)[0]!r}; states: {list(self.next_of)}")
         initial = {s: self._state(states.get(s), batch, s) for s in self.next_of}
-        arrays, prods = self._prepare(params, batch)
+        width = self.widths[plan.cell.output]
+        if out is not None and (out.shape != (k, batch, width) or not out.flags.c_contiguous):
+            raise ValueError(f"out must be C-contiguous {(k, batch, width)}")
+        arrays, prods, reusable = self._prepare(params, batch)
         order = range(k - 1, -1, -1) if reverse else range(k)
-        values: dict[str, Any] = {}
-        extended: dict[str, tuple] = {}
+        # an inference call keeps nothing it builds: where that is small, its program (buffers
+        # and runs) is kept for the next call with the same shapes and parameters, which copies
+        # its input and states in and its output out
+        bound = k * batch * sum(self.widths.values()) * self.dtype.itemsize
+        keep = not (save or products) and reusable is not None and bound <= PROGRAM_MAX_BYTES
+        key = (k, batch, reverse, reusable)
+        program = self._programs.get(key) if keep else None
+        if program is None and keep:
+            mine = {s: v.copy() for s, v in initial.items()}
+            program = self._program(np.empty_like(x), mine, arrays, prods, None, None, save, order)
+            if len(self._programs) >= PREPARED_SETS:
+                self._programs.pop(next(iter(self._programs)))
+            self._programs[key] = program
+        if keep:
+            program.x[...] = x
+            for s, value in initial.items():
+                program.initial[s][...] = value
+        else:
+            program = self._program(x, initial, arrays, prods, products, out, save, order)
+        for target, source in program.copies:
+            target[...] = source
+        for runs, recurrent in program.stages:
+            self._run_stage(runs, recurrent, order)
+        values = program.values
+        last = order[-1]
+        finals = {s: np.array(values[v][last]) for s, v in self.next_of.items()}
+        result = values[plan.cell.output]
+        if out is not None and result is not out:
+            out[...] = result
+            result = out
+        elif program.x is not x:  # a kept program's buffer: the caller gets its own copy
+            result = result.copy()
+        saved = None
+        if save:
+            kept = {name: values[name] for name in plan.full[True]}
+            kept = {name: v for name, v in kept.items() if isinstance(v, np.ndarray)}
+            ext = {v: e[0] for v, e in program.extended.items()}
+            saved = Saved(values["x"], initial, kept, ext, order.step < 0)
+        return ChunkForward(result, finals, saved)
+
+    def _program(self, x, initial, arrays, prods, products, out, save, order) -> _Program:
+        """The buffers and runs of a forward call reading ``x`` and ``initial`` (see
+        :meth:`forward`)."""
+        plan = self.plan
+        k, batch, _ = x.shape
+        reverse = order.step < 0
+        program = _Program(x, initial)
+        values, extended = program.values, program.extended
         if "x" in plan.extended:
             values["x"], extended["x"] = self._allocate("x", "extended", k, batch, reverse)
-            values["x"][...] = x
+            program.copies.append((values["x"], x))
         else:
             values["x"] = x
         output = plan.cell.output
         for op in plan.cell.ops:
             name = op.name
             if name == output and out is not None and name not in plan.extended:
-                if out.shape != (k, batch, self.widths[name]) or not out.flags.c_contiguous:
-                    raise ValueError(f"out must be C-contiguous {(k, batch, self.widths[name])}")
                 values[name] = out
                 continue
             values[name], ext = self._allocate(name, plan.value_kind(name, save), k, batch, reverse)
             if ext:
                 extended[name] = ext
         for v, (ext, _, slot) in extended.items():
-            ext[slot] = initial[plan.state_of[v]]
+            program.copies.append((ext[slot], initial[plan.state_of[v]]))
         self._bind_states(values, extended, initial, order)
         hooks = dict(products or {})
         cache: dict = {}
@@ -359,20 +427,8 @@ class CellKernel:
                 if kind == "matmul" and product is None:
                     product = prods[name].step if per_step else prods[name].batched
                 runs.append(forward_run(kind, args, target, product, plan.columns.get(name, ())))
-            self._run_stage(runs, per_step, order)
-        last = order[-1]
-        finals = {s: np.array(values[v][last]) for s, v in self.next_of.items()}
-        result = values[output]
-        if out is not None and result is not out:
-            out[...] = result
-            result = out
-        saved = None
-        if save:
-            kept = {name: values[name] for name in plan.full[True]}
-            kept = {name: v for name, v in kept.items() if isinstance(v, np.ndarray)}
-            ext = {v: e[0] for v, e in extended.items()}
-            saved = Saved(values["x"], initial, kept, ext, reverse)
-        return ChunkForward(result, finals, saved)
+            program.stages.append((runs, per_step))
+        return program
 
     # ---- backward -------------------------------------------------------------------------
     def backward(
@@ -415,7 +471,7 @@ class CellKernel:
         x = saved.x
         k, batch, _ = x.shape
         reverse = saved.reverse
-        arrays, prods = self._prepare(params, batch)
+        arrays, prods, _ = self._prepare(params, batch)
         order = range(k - 1, -1, -1) if reverse else range(k)
         first, last = order[0], order[-1]
         shift = 1 if reverse else -1
