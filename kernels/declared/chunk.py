@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from kernels.declared.plan import ChunkPlan
+from kernels.declared.plan import ACTIVATIONS, ChunkPlan
 from kernels.declared.steps import (
     ALL,
     Const,
@@ -561,8 +561,10 @@ class CellKernel:
                 continue
             target = self._sequence(grads, arrays, specs[position], per_step, cache)
             write = plan.writes[(name, position)]
-            shape = (*size[int(per_step) :], plan.operand_width(a))
             kind = op.kind
+            tmp = None  # scratch for a contribution computed before it is added
+            if kind in ACTIVATIONS or (not write and kind in ("mul", "matmul")):
+                tmp = np.empty((*size[int(per_step) :], plan.operand_width(a)), self.dtype)
             if kind in ("add", "identity") or (kind == "sub" and position == 0):
                 runs.append(pass_gradient(g, target, write, negate=False))
             elif kind in ("one_minus", "sub"):
@@ -573,13 +575,13 @@ class CellKernel:
                 runs.append(pass_gradient(columns, target, write, negate=False))
             elif kind == "mul":
                 other = self._sequence(values, arrays, specs[1 - position], per_step, value_cache)
-                runs.append(product_rule(g, other, target, write, np.empty(shape, self.dtype)))
+                runs.append(product_rule(g, other, target, write, tmp))
             elif kind == "matmul":
                 fn = hooks.get(name) or prods[name].transposed
-                runs.append(through_product(fn, g, target, write, np.empty(shape, self.dtype)))
+                runs.append(through_product(fn, g, target, write, tmp))
             else:
                 y = self._sequence(values, arrays, plan.self_spec[name], per_step, value_cache)
-                runs.append(activation_rule(kind, g, y, target, write, np.empty(shape, self.dtype)))
+                runs.append(activation_rule(kind, g, y, target, write, tmp))
         return runs
 
     def _param_grads(self, values, grads, saved, order) -> dict[str, np.ndarray]:

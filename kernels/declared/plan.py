@@ -43,7 +43,7 @@ from wpsim.cells import (
     value_widths,
 )
 
-__all__ = ["ChunkPlan", "first_writes", "fold_biases"]
+__all__ = ["ACTIVATIONS", "ChunkPlan", "first_writes", "fold_biases"]
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 
