@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from kernels.declared.plan import ACTIVATIONS, ChunkPlan
+from kernels.declared.plan import ChunkPlan
 from kernels.declared.steps import (
     ALL,
     Const,
@@ -551,60 +551,47 @@ class CellKernel:
         self, name, values, grads, arrays, prods, hooks, per_step, size, skipped, cache, value_cache
     ) -> list[Callable]:
         """The runs that add op ``name``'s contributions to its operands' gradients."""
-        plan = self.plan
-        op = plan.ops[name]
-        g = self._sequence(grads, arrays, plan.self_spec[name], per_step, cache)
-        specs = plan.arg_specs[name]
+        g = self._sequence(grads, arrays, self.plan.self_spec[name], per_step, cache)
         runs = []
-        for position, a in enumerate(op.args):
-            if a.name in plan.params or a.name in skipped or plan.alias.get(a.name) == name:
+        for rule, operand, spec, write, width, reads, columns in self.plan.rules[name]:
+            if operand in skipped:
                 continue
-            target = self._sequence(grads, arrays, specs[position], per_step, cache)
-            write = plan.writes[(name, position)]
-            kind = op.kind
-            tmp = None  # scratch for a contribution computed before it is added
-            if kind in ACTIVATIONS or (not write and kind in ("mul", "matmul")):
-                tmp = np.empty((*size[int(per_step) :], plan.operand_width(a)), self.dtype)
-            if kind in ("add", "identity") or (kind == "sub" and position == 0):
-                runs.append(pass_gradient(g, target, write, negate=False))
-            elif kind in ("one_minus", "sub"):
-                runs.append(pass_gradient(g, target, write, negate=True))
-            elif kind == "concat":
-                lo, hi = plan.columns[name][position]  # this operand's columns of the op's
-                columns = [c[:, lo:hi] for c in g] if per_step else g[..., lo:hi]  # gradient
-                runs.append(pass_gradient(columns, target, write, negate=False))
-            elif kind == "mul":
-                other = self._sequence(values, arrays, specs[1 - position], per_step, value_cache)
+            target = self._sequence(grads, arrays, spec, per_step, cache)
+            # scratch for a contribution computed before it is added
+            tmp = np.empty((*size[int(per_step) :], width), self.dtype) if width else None
+            if rule == "pass" and columns is not None:  # this operand's columns of a concat
+                lo, hi = columns
+                part = [c[:, lo:hi] for c in g] if per_step else g[..., lo:hi]
+                runs.append(pass_gradient(part, target, write, negate=False))
+            elif rule in ("pass", "negate"):
+                runs.append(pass_gradient(g, target, write, negate=rule == "negate"))
+            elif rule == "mul":
+                other = self._sequence(values, arrays, reads, per_step, value_cache)
                 runs.append(product_rule(g, other, target, write, tmp))
-            elif kind == "matmul":
+            elif rule == "matmul":
                 fn = hooks.get(name) or prods[name].transposed
                 runs.append(through_product(fn, g, target, write, tmp))
             else:
-                y = self._sequence(values, arrays, plan.self_spec[name], per_step, value_cache)
-                runs.append(activation_rule(kind, g, y, target, write, tmp))
+                y = self._sequence(values, arrays, reads, per_step, value_cache)
+                runs.append(activation_rule(rule, g, y, target, write, tmp))
         return runs
 
     def _param_grads(self, values, grads, saved, order) -> dict[str, np.ndarray]:
         """Every parameter's gradient over the whole chunk: one GEMM per product."""
-        plan = self.plan
         dparams = {name: np.zeros(shape, self.dtype) for name, shape in self.param_shapes.items()}
-        for op in plan.cell.ops:
-            for position, a in enumerate(op.args):
-                if a.name not in plan.params:
-                    continue
-                span = plan.region(a)
-                target = dparams[a.name] if span is None else dparams[a.name][span[0] : span[1]]
-                g = grads[op.name]
-                if op.kind == "matmul":
-                    for g2, a2 in self._rows(g, op.args[1], values, saved, order):
-                        target += g2.T @ a2
-                elif op.kind == "mul":
-                    for g2, a2 in self._rows(g, op.args[1 - position], values, saved, order):
-                        target += np.einsum("ij,ij->j", g2, a2)
-                elif op.kind == "sub" and position == 1:
-                    target -= g.sum(axis=(0, 1))
-                else:
-                    target += g.sum(axis=(0, 1))
+        for op, kind, position, param, span, other in self.plan.param_rules:
+            target = dparams[param] if span is None else dparams[param][span[0] : span[1]]
+            g = grads[op]
+            if kind == "matmul":
+                for g2, a2 in self._rows(g, other, values, saved, order):
+                    target += g2.T @ a2
+            elif kind == "mul":
+                for g2, a2 in self._rows(g, other, values, saved, order):
+                    target += np.einsum("ij,ij->j", g2, a2)
+            elif kind == "sub" and position == 1:
+                target -= g.sum(axis=(0, 1))
+            else:
+                target += g.sum(axis=(0, 1))
         return dparams
 
     def _rows(self, g, a: Operand, values, saved, order):

@@ -194,6 +194,7 @@ class ChunkPlan:
                     at += self.operand_width(a)
                 self.columns[op.name] = tuple(columns)
         self._plan_gradients()
+        self._plan_backward_rules()
 
     def recurrent(self, op: str) -> bool:
         """Whether ``op`` runs in a recurrent stage (one step at a time)."""
@@ -328,3 +329,41 @@ class ChunkPlan:
                 self.seeds[r] = [span for span, write in reads if write] if per_step else []
                 covered = sum(hi - lo for (lo, hi), write in reads if write)
                 self.zero_initial[r] = not per_step or covered < width
+
+    def _plan_backward_rules(self) -> None:
+        """``rules[op]``: each contribution of ``op``'s backward to an operand's gradient, as
+        (rule, operand spec, writes, scratch width or 0, spec of the value the rule reads or
+        None, columns or None); ``param_rules``: each parameter an op reads, as (op, kind,
+        position, parameter, rows or None, the other operand)."""
+        self.rules: dict[str, list[tuple]] = {}
+        self.param_rules: list[tuple] = []
+        for op in self.cell.ops:
+            specs = self.arg_specs[op.name]
+            rules = []
+            for position, a in enumerate(op.args):
+                if a.name in self.params:
+                    other = op.args[1] if op.kind == "matmul" else op.args[1 - position]
+                    self.param_rules.append(
+                        (op.name, op.kind, position, a.name, self.region(a), other)
+                    )
+                    continue
+                if self.alias.get(a.name) == op.name:
+                    continue  # it shares the op's gradient
+                write = self.writes[(op.name, position)]
+                kind, reads, columns = op.kind, None, None
+                if kind in ("add", "identity") or (kind == "sub" and position == 0):
+                    rule = "pass"
+                elif kind in ("one_minus", "sub"):
+                    rule = "negate"
+                elif kind == "concat":
+                    rule, columns = "pass", self.columns[op.name][position]
+                elif kind == "mul":
+                    rule, reads = "mul", specs[1 - position]
+                elif kind == "matmul":
+                    rule = "matmul"
+                else:
+                    rule, reads = kind, self.self_spec[op.name]
+                scratch = kind in ACTIVATIONS or (not write and kind in ("mul", "matmul"))
+                width = self.operand_width(a) if scratch else 0
+                rules.append((rule, a.name, specs[position], write, width, reads, columns))
+            self.rules[op.name] = rules
