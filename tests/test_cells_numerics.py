@@ -115,6 +115,7 @@ def test_builtins_match_torch_in_float64(name, options, module, kwargs, layers, 
         _compare(label, grads[key], ref, TOL64)
 
 
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 @pytest.mark.parametrize("name,options,module,kwargs", TORCH_CELLS[2:], ids=lambda v: str(v))
 def test_builtins_match_torch_in_float32(name, options, module, kwargs):
     cell = get_cell(name, **options)
