@@ -21,7 +21,7 @@ import yaml
 
 from kernels.cells import cell_chunk_backward, cell_chunk_forward, layer_weight_grads
 from kernels.declared import CellKernel, Network, init_params
-from wpsim.cells import cell_from_dict, get_cell
+from wpsim.cells import cell_from_dict, cell_names, get_cell
 
 torch = pytest.importorskip("torch")
 import cells_from_papers  # noqa: E402  (tests/, next to this file)
@@ -242,7 +242,10 @@ ops:
   - h_new = add(h, gd)
 output: h_new
 """)
-ALL = [(n, o) for n, o, _, _ in TORCH_CELLS] + PAPER_CELLS + [("yaml", {})]
+#: every registered cell with its default options (a new cell file is checked with no edit
+#: here), the other options of the built-ins, and a cell declared in YAML
+ALL = [(name, {}) for name in cell_names()]
+ALL += [c for c in [(n, o) for n, o, _, _ in TORCH_CELLS] + PAPER_CELLS if c[1]] + [("yaml", {})]
 
 
 def _cell(name, options):

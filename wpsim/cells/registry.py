@@ -71,8 +71,8 @@ def cell_names() -> list[str]:
 
     Examples
     --------
-    >>> cell_names()
-    ['gru', 'indrnn', 'lstm', 'mgu', 'qrnn', 'rnn', 'sru']
+    >>> cell_names()[:3]
+    ['gru', 'indrnn', 'lstm']
     """
     _discover()
     return sorted(REGISTRY)
