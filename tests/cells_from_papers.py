@@ -1,4 +1,4 @@
-"""Reference implementations of SRU, QRNN, MGU and IndRNN written straight from their papers'
+"""Reference implementations of SRU, QRNN, MGU, IndRNN and MinimalRNN written straight from their papers'
 equations in PyTorch (autograd gives every gradient), independently of wpsim.cells' declarations
 and of kernels.declared. One layer, one direction, time-major; each function takes the input
 (T, B, I), the initial states and the parameters (torch tensors, the declarations' names and
@@ -103,10 +103,28 @@ def indrnn(x, states, p, nonlinearity="relu"):
     return torch.stack(outputs), {"h": h}
 
 
+def minimalrnn(x, states, p):
+    """Chen 2017, eqs. 1-3, with the input map Phi(x) = tanh(W_x x + b_z):
+
+    z_t = Phi(x_t),  u_t = s(U_h h_{t-1} + U_z z_t + b_u),  h_t = u_t * h_{t-1} + (1 - u_t) * z_t
+
+    ``weight_ih`` = W_x, ``bias_ih`` = b_z, ``weight_uz`` = U_z, ``weight_hh`` = U_h,
+    ``bias_hh`` = b_u.
+    """
+    h = states["h"]
+    outputs = []
+    for x_t in x:
+        z = torch.tanh(x_t @ p["weight_ih"].T + p["bias_ih"])
+        u = torch.sigmoid(h @ p["weight_hh"].T + z @ p["weight_uz"].T + p["bias_hh"])
+        h = u * h + (1 - u) * z
+        outputs.append(h)
+    return torch.stack(outputs), {"h": h}
+
+
 def reference(name: str, options: dict):
     """The reference function of a registered cell name and its options."""
     if name == "qrnn":
         return lambda x, s, p: qrnn(x, s, p, options.get("window", 1))
     if name == "indrnn":
         return lambda x, s, p: indrnn(x, s, p, options.get("nonlinearity", "relu"))
-    return {"sru": sru, "mgu": mgu}[name]
+    return {"sru": sru, "mgu": mgu, "minimalrnn": minimalrnn}[name]

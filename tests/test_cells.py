@@ -49,9 +49,11 @@ MODULES = sorted(f"wpsim.cells.{m.name}" for m in pkgutil.iter_modules(wpsim.cel
 #: every registered cell with its default options (a new cell file is checked with no edit
 #: here), and the other options of the built-ins
 ALL_CELLS = [(name, {}) for name in cell_names()] + [
-    ("rnn", {"nonlinearity": "relu"}), ("lstm", {"proj_size": 3}), ("qrnn", {"window": 2}),
+    ("rnn", {"nonlinearity": "relu"}),
+    ("lstm", {"proj_size": 3}),
+    ("qrnn", {"window": 2}),
     ("indrnn", {"nonlinearity": "tanh"}),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -78,9 +80,18 @@ WORKLOADS = [
     dict(layers=2, hidden=8, input=5, seq_len=4, batch=3),
     dict(layers=3, hidden=16, input=4, seq_len=3, batch=1, bidirectional=True, dtype="float64"),
     dict(layers=2, hidden=12, input=12, seq_len=3, batch=2, density=0.3),
-    dict(layers=2, hidden=9, input=7, seq_len=2, batch=5, density=0.05, bidirectional=True,
-         dtype="float16", phase="training"),
-]  # fmt: skip
+    dict(
+        layers=2,
+        hidden=9,
+        input=7,
+        seq_len=2,
+        batch=5,
+        density=0.05,
+        bidirectional=True,
+        dtype="float16",
+        phase="training",
+    ),
+]
 
 
 def _layer_numbers(w: Workload, layer: int):
@@ -127,8 +138,9 @@ def test_op_tasks_of_the_graph_equal_the_declarations_groups(cell, spec):
     g = wgraph.build(w, granularity="op")
     for task in wgraph.tasks(g):
         if task.kind in ("input_proj", "rec_proj", "gates", "state"):
-            groups = group_flops(get_cell(cell), w.hidden, w.layer_input_size(task.layer),
-                                 w.batch, w.density)  # fmt: skip
+            groups = group_flops(
+                get_cell(cell), w.hidden, w.layer_input_size(task.layer), w.batch, w.density
+            )
             assert task.flops == groups[task.kind]
 
 
@@ -147,9 +159,10 @@ def test_rolled_graph_by_groups_is_todays_rolled_cell_graph(cell):
     assert merged == {(u, v): d for u, v, d in today.edges(data="delay")}
     w = Workload(cell=cell, hidden=4, input=4, seq_len=2)
     hoistable = {
-        group for group in set(groups.values())
+        group
+        for group in set(groups.values())
         if all(op_phases(c)[op] != "recurrence" for op, g in groups.items() if g == group)
-    }  # fmt: skip
+    }
     assert hoistable == wgraph.hoistable_kinds(w) & set(groups.values())
 
 
@@ -180,8 +193,10 @@ def test_sru_and_qrnn_do_all_matrix_work_off_the_recurrence():
     for cell in (get_cell("sru"), get_cell("qrnn"), get_cell("qrnn", window=2)):
         assert all(not p.recurrent for p in products(cell, 8, 5))
         assert step_flops(cell, 8, 5).matmul_recurrent == 0.0
-        assert all(b.name == "ih" or not any("weight_ih" in n for n in b.params)
-                   for b in weight_blocks(cell, 8, 5, 4))  # fmt: skip
+        assert all(
+            b.name == "ih" or not any("weight_ih" in n for n in b.params)
+            for b in weight_blocks(cell, 8, 5, 4)
+        )
     # the highway of SRU and the output gate of QRNN run after the recurrence, batched
     assert op_phases(get_cell("sru"))["h_new"] == "after"
     assert op_phases(get_cell("qrnn"))["h_new"] == "after"
@@ -236,15 +251,27 @@ def test_registry_lists_the_built_ins():
     "call,message",
     [
         (lambda: get_cell("lstmm"), "cell: got 'lstmm', expected one of gru, indrnn, lstm"),
-        (lambda: get_cell("lstm", proj=3), "cell 'lstm': unknown option 'proj'; options: proj_size"),
-        (lambda: get_cell("lstm", proj_size=-1), "cell 'lstm': proj_size: got -1, expected an integer >= 0"),
-        (lambda: get_cell("rnn", nonlinearity="gelu"), "cell 'rnn': nonlinearity: got 'gelu', expected 'tanh' or 'relu'"),
+        (
+            lambda: get_cell("lstm", proj=3),
+            "cell 'lstm': unknown option 'proj'; options: proj_size",
+        ),
+        (
+            lambda: get_cell("lstm", proj_size=-1),
+            "cell 'lstm': proj_size: got -1, expected an integer >= 0",
+        ),
+        (
+            lambda: get_cell("rnn", nonlinearity="gelu"),
+            "cell 'rnn': nonlinearity: got 'gelu', expected 'tanh' or 'relu'",
+        ),
         (lambda: get_cell("qrnn", window=3), "cell 'qrnn': window: got 3, expected 1 or 2"),
-        (lambda: get_cell("gru", proj_size=2), "cell 'gru': unknown option 'proj_size'; options: none"),
+        (
+            lambda: get_cell("gru", proj_size=2),
+            "cell 'gru': unknown option 'proj_size'; options: none",
+        ),
         (lambda: resolve_cell({"proj_size": 2}), "cell: a mapping must give the cell's 'name'"),
         (lambda: resolve_cell("missing.yaml"), "missing.yaml: file not found"),
     ],
-)  # fmt: skip
+)
 def test_registry_errors_are_one_line(call, message):
     with pytest.raises(ConfigError) as info:
         call()
@@ -303,8 +330,10 @@ def test_user_yaml_cell_round_trips(tmp_path):
     again.write_text(yaml.safe_dump(cell_to_dict(cell), sort_keys=False))
     assert load_cell(again) == cell
     written = yaml.safe_load(USER_CELL)  # as written, but sizes in their normal form
-    written["params"] = {name: {**p, "shape": [d.replace("*", " * ") for d in p["shape"]]}
-                         for name, p in written["params"].items()}  # fmt: skip
+    written["params"] = {
+        name: {**p, "shape": [d.replace("*", " * ") for d in p["shape"]]}
+        for name, p in written["params"].items()
+    }
     assert cell_to_dict(cell) == written
     assert param_shapes(cell, 3, 2) == {"weight_ih": (6, 2), "weight_hh": (6, 3), "bias": (6,)}
     assert elementwise_flops_per_unit(cell, 3, 2) == 2 + 2 + 1 + 1 + 1 + 1 + 1  # gx_b, a: 2 units
@@ -319,29 +348,81 @@ def _broken(change: dict) -> dict:
 OPS = yaml.safe_load(USER_CELL)["ops"]
 BAD = [
     ({"nme": 1}, "field 'nme': unknown field"),
-    ({"ops": OPS[:2] + ["gh = matmul(weight_hh, hh)"] + OPS[3:]},
-     "field 'ops[2]' ('gh = matmul(weight_hh, hh)'): operand 'hh' is not defined above"),
-    ({"ops": ["gx = matmul(weight_ih, x" ] + OPS[1:]}, "field 'ops[0]': got 'gx = matmul(weight_ih, x', expected 'name = op(operand, ...)'"),
+    (
+        {"ops": OPS[:2] + ["gh = matmul(weight_hh, hh)"] + OPS[3:]},
+        "field 'ops[2]' ('gh = matmul(weight_hh, hh)'): operand 'hh' is not defined above",
+    ),
+    (
+        {"ops": ["gx = matmul(weight_ih, x"] + OPS[1:]},
+        "field 'ops[0]': got 'gx = matmul(weight_ih, x', expected 'name = op(operand, ...)'",
+    ),
     ({"ops": ["gx = matmult(weight_ih, x)"] + OPS[1:]}, "expected an op among matmul, add"),
     ({"ops": OPS[:4] + ["g = sigmoid(a.q)"] + OPS[5:]}, "'a' has gate blocks g, n, not 'q'"),
-    ({"ops": OPS[:6] + ["d = sub(a, h)"] + OPS[7:]}, "operands of different widths: 'a' (the width of a), 'h' (H)"),
-    ({"ops": ["gx = matmul(weight_hh, x)"] + OPS[1:]}, "'x' has I features, 'weight_hh' has H columns"),
-    ({"ops": OPS[:1] + ["gx_b = add(bias, weight_ih)"] + OPS[2:]}, "parameter 'weight_ih' may only be"),
+    (
+        {"ops": OPS[:6] + ["d = sub(a, h)"] + OPS[7:]},
+        "operands of different widths: 'a' (the width of a), 'h' (H)",
+    ),
+    (
+        {"ops": ["gx = matmul(weight_hh, x)"] + OPS[1:]},
+        "'x' has I features, 'weight_hh' has H columns",
+    ),
+    (
+        {"ops": OPS[:1] + ["gx_b = add(bias, weight_ih)"] + OPS[2:]},
+        "parameter 'weight_ih' may only be",
+    ),
     ({"ops": OPS + ["extra = tanh(h_new)"]}, "'extra' is never used"),
     ({"ops": OPS[:2] + ["gx_b = tanh(gx)"] + OPS[3:]}, "the name 'gx_b' is already used"),
     ({"output": "h"}, "field 'output': got 'h', expected an op's name"),
-    ({"states": {"h": {"width": "H", "next": "h_new"}, "c": {"width": "H", "next": "h_new"}}}, "'h_new' is already the next value of state 'h'"),
+    (
+        {"states": {"h": {"width": "H", "next": "h_new"}, "c": {"width": "H", "next": "h_new"}}},
+        "'h_new' is already the next value of state 'h'",
+    ),
     ({"states": {"h": {"width": "H", "next": "nope"}}}, "field 'states.h.next': got 'nope'"),
-    ({"states": {"h": {"width": "H", "next": "gx_b"}}}, "field 'states.h.next': 'gx_b' is not as wide as the state (H)"),
-    ({"states": {"h": {"width": "H", "next": "h_new"}, "c": {"width": "H", "next": "gd"}}}, "'states.c': the state is never read"),
-    ({"params": {**yaml.safe_load(USER_CELL)["params"], "unused": {"shape": ["H"]}}}, "'params.unused': the parameter is never used"),
-    ({"params": {**yaml.safe_load(USER_CELL)["params"], "bias": {"shape": ["K*Q"]}}}, "field 'params.bias.shape': got 'K*Q', expected an expression of H, I, K (unknown size 'Q')"),
-    ({"params": {**yaml.safe_load(USER_CELL)["params"], "bias": {"shape": ["H**2"]}}}, "integers and sizes joined by +, -, * and //"),
-    ({"params": {**yaml.safe_load(USER_CELL)["params"], "bias": {"shape": ["3*H"], "gates": ["g", "n"]}}}, "2 gate blocks do not divide the 3 * H rows"),
+    (
+        {"states": {"h": {"width": "H", "next": "gx_b"}}},
+        "field 'states.h.next': 'gx_b' is not as wide as the state (H)",
+    ),
+    (
+        {"states": {"h": {"width": "H", "next": "h_new"}, "c": {"width": "H", "next": "gd"}}},
+        "'states.c': the state is never read",
+    ),
+    (
+        {"params": {**yaml.safe_load(USER_CELL)["params"], "unused": {"shape": ["H"]}}},
+        "'params.unused': the parameter is never used",
+    ),
+    (
+        {"params": {**yaml.safe_load(USER_CELL)["params"], "bias": {"shape": ["K*Q"]}}},
+        "field 'params.bias.shape': got 'K*Q', expected an expression of H, I, K (unknown size 'Q')",
+    ),
+    (
+        {"params": {**yaml.safe_load(USER_CELL)["params"], "bias": {"shape": ["H**2"]}}},
+        "integers and sizes joined by +, -, * and //",
+    ),
+    (
+        {
+            "params": {
+                **yaml.safe_load(USER_CELL)["params"],
+                "bias": {"shape": ["3*H"], "gates": ["g", "n"]},
+            }
+        },
+        "2 gate blocks do not divide the 3 * H rows",
+    ),
     ({"sizes": {"H": 3}}, "field 'sizes.H': expected a name other than H and I"),
-    ({"ops": ["gx = matmul(weight_ih, x)", "gx_b = add(gx, bias)", "gh = matmul(weight_hh, h)", "a = add(gx_b, gh)", "h_new = identity(a.n)", "g = sigmoid(x)"]}, "field 'ops[5]' ('g = sigmoid(x)'): 'g' is never used"),
+    (
+        {
+            "ops": [
+                "gx = matmul(weight_ih, x)",
+                "gx_b = add(gx, bias)",
+                "gh = matmul(weight_hh, h)",
+                "a = add(gx_b, gh)",
+                "h_new = identity(a.n)",
+                "g = sigmoid(x)",
+            ]
+        },
+        "field 'ops[5]' ('g = sigmoid(x)'): 'g' is never used",
+    ),
     ({"output": "xx", "ops": OPS + ["xx = concat(h_new, x)"]}, "the output's width depends on I"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("change,message", BAD, ids=range(len(BAD)))

@@ -42,8 +42,15 @@ TORCH_CELLS = [
     ("lstm", {"proj_size": 3}, "LSTM", {"proj_size": 3}),
     ("gru", {}, "GRU", {}),
 ]
-PAPER_CELLS = [("sru", {}), ("qrnn", {}), ("qrnn", {"window": 2}), ("mgu", {}), ("indrnn", {}),
-               ("indrnn", {"nonlinearity": "tanh"})]  # fmt: skip
+PAPER_CELLS = [
+    ("sru", {}),
+    ("qrnn", {}),
+    ("qrnn", {"window": 2}),
+    ("mgu", {}),
+    ("indrnn", {}),
+    ("indrnn", {"nonlinearity": "tanh"}),
+    ("minimalrnn", {}),
+]
 
 
 @pytest.mark.parametrize("module", KERNEL_MODULES)
@@ -86,12 +93,19 @@ def _compare(label, ours, ref, tol):
     np.testing.assert_allclose(ours, ref, **tol, err_msg=label)
 
 
-@pytest.mark.parametrize("layers,bidirectional,chunk,batch", [
-    (1, False, None, 3), (1, True, 2, 1), (3, False, 2, 2), (2, True, 3, 2),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "layers,bidirectional,chunk,batch",
+    [
+        (1, False, None, 3),
+        (1, True, 2, 1),
+        (3, False, 2, 2),
+        (2, True, 3, 2),
+    ],
+)
 @pytest.mark.parametrize("name,options,module,kwargs", TORCH_CELLS, ids=lambda v: str(v))
-def test_builtins_match_torch_in_float64(name, options, module, kwargs, layers, bidirectional,
-                                         chunk, batch):  # fmt: skip
+def test_builtins_match_torch_in_float64(
+    name, options, module, kwargs, layers, bidirectional, chunk, batch
+):
     cell = get_cell(name, **options)
     net = Network(cell, hidden=5, input_size=4, layers=layers, bidirectional=bidirectional)
     rng = np.random.default_rng(layers * 10 + batch)
@@ -102,10 +116,12 @@ def test_builtins_match_torch_in_float64(name, options, module, kwargs, layers, 
     d_out = rng.standard_normal(out.shape)
     d_states = {s: rng.standard_normal(v.shape) for s, v in finals.items()}
     grads = net.backward(params, x, d_out, states, d_states, chunk=chunk)
-    torch_module = getattr(torch.nn, module)(4, 5, num_layers=layers, bidirectional=bidirectional,
-                                             dtype=torch.float64, **kwargs)  # fmt: skip
-    ref_out, ref_finals, ref_grads = _torch_run(torch_module, params, x, states, d_out, d_states,
-                                                net.states)  # fmt: skip
+    torch_module = getattr(torch.nn, module)(
+        4, 5, num_layers=layers, bidirectional=bidirectional, dtype=torch.float64, **kwargs
+    )
+    ref_out, ref_finals, ref_grads = _torch_run(
+        torch_module, params, x, states, d_out, d_states, net.states
+    )
     label = f"torch {cell.label}"
     _compare(label, out, ref_out, TOL64)
     for s in net.states:
@@ -176,8 +192,9 @@ def test_paper_cells_match_their_papers_equations(name, options, reverse, chunk)
     states = {s: 0.5 * rng.standard_normal((3, kernel.widths[s])) for s in kernel.next_of}
     d_out = rng.standard_normal((7, 3, 5))
     d_states = {s: rng.standard_normal(v.shape) for s, v in states.items()}
-    out, finals, dx, dstates, dparams = _chunked(kernel, params, x, states, reverse, chunk,
-                                                 d_out, d_states)  # fmt: skip
+    out, finals, dx, dstates, dparams = _chunked(
+        kernel, params, x, states, reverse, chunk, d_out, d_states
+    )
     # the reference, in processing order (a reverse direction reads time backwards)
     flip = (lambda a: a.flip(0)) if reverse else (lambda a: a)
     pt = {k: torch.from_numpy(v).requires_grad_() for k, v in params.items()}
@@ -215,8 +232,10 @@ def test_stacked_bidirectional_qrnn_carries_inputs_of_different_widths():
         for d, flip in enumerate([lambda a: a, lambda a: a.flip(0)]):
             tail = f"_l{layer}" + ("_reverse" if d else "")
             p = {k: torch.from_numpy(params[k + tail]) for k in ("weight_ih", "bias_ih")}
-            zero = {"c": torch.zeros(2, 3, dtype=torch.float64),
-                    "xp": torch.zeros(2, inp.shape[2], dtype=torch.float64)}  # fmt: skip
+            zero = {
+                "c": torch.zeros(2, 3, dtype=torch.float64),
+                "xp": torch.zeros(2, inp.shape[2], dtype=torch.float64),
+            }
             halves.append(flip(cells_from_papers.qrnn(flip(inp), zero, p, 2)[0]))
         inp = torch.cat(halves, dim=-1)
     np.testing.assert_allclose(out, inp.numpy(), **TOL64)
@@ -271,10 +290,24 @@ def test_gradients_match_finite_differences(name, options, reverse):
 
     eps = 1e-6
     cases = [("x", back.dx, lambda v: (params, x + v, states), x.shape)]
-    cases += [(s, back.dstates[s], lambda v, s=s: (params, x, {**states, s: states[s] + v}),
-               states[s].shape) for s in states]  # fmt: skip
-    cases += [(k, back.dparams[k], lambda v, k=k: ({**params, k: params[k] + v}, x, states),
-               params[k].shape) for k in params]  # fmt: skip
+    cases += [
+        (
+            s,
+            back.dstates[s],
+            lambda v, s=s: (params, x, {**states, s: states[s] + v}),
+            states[s].shape,
+        )
+        for s in states
+    ]
+    cases += [
+        (
+            k,
+            back.dparams[k],
+            lambda v, k=k: ({**params, k: params[k] + v}, x, states),
+            params[k].shape,
+        )
+        for k in params
+    ]
     for label, grad, shifted, shape in cases:
         for _ in range(2):  # random directions
             v = rng.standard_normal(shape)
@@ -360,8 +393,9 @@ def test_declared_kernels_equal_the_hand_written_ones(cell, reverse):
     h0, c0 = rng.standard_normal((3, 6)), rng.standard_normal((3, 6))
     states = {"h": h0, "c": c0} if cell == "lstm" else {"h": h0}
     run = kernel.forward(params, x, states, reverse=reverse)
-    h_seq, hT, cT, saved = cell_chunk_forward(cell, params, x, h0, c0 if cell == "lstm" else None,
-                                              reverse)  # fmt: skip
+    h_seq, hT, cT, saved = cell_chunk_forward(
+        cell, params, x, h0, c0 if cell == "lstm" else None, reverse
+    )
     np.testing.assert_allclose(run.output, h_seq, rtol=1e-13, atol=1e-14)
     dy = rng.standard_normal(h_seq.shape)
     back = kernel.backward(params, run.saved, dy)
