@@ -32,6 +32,7 @@ from wpsim.cells import (
     param_shapes,
     parameter_count,
     products,
+    recurrence_inputs,
     resolve_cell,
     rolled_graph,
     schedule,
@@ -182,6 +183,15 @@ def test_param_shapes_and_count_equal_todays(cell, bidirectional):
             }
             total += parameter_count(c, w.hidden, w.layer_input_size(layer))
     assert total == w.parameter_count()
+
+
+@pytest.mark.parametrize("cell", TODAY)
+def test_hoisted_input_projection_is_as_wide_as_todays(cell):
+    """graph.build's input_gemm hands G*H features a step to the cells (hoist_input)."""
+    c = get_cell(cell)
+    for hidden, width in [(4, 3), (64, 128)]:
+        widths = wpsim.cells.value_widths(c, hidden, width)
+        assert sum(widths[v] for v in recurrence_inputs(c)) == GATES[cell] * hidden
 
 
 def test_index_bytes_equal_todays():

@@ -60,6 +60,7 @@ __all__ = [
     "parameter_count",
     "products",
     "recurrent_matrices",
+    "recurrence_inputs",
     "recurrent_ops",
     "rolled_graph",
     "schedule",
@@ -196,6 +197,23 @@ def schedule(cell: Cell) -> tuple[Stage, ...]:
         else:
             stages.append((members, recurrent))
     return tuple(Stage(tuple(sorted(ops, key=index.__getitem__)), rec) for ops, rec in stages)
+
+
+def recurrence_inputs(cell: Cell) -> tuple[str, ...]:
+    """The values computed before the recurrence that ops on it read: what a batched stage of k
+    steps hands to the recurrent loop (the pre-activations ``W_ih x + b_ih`` of an LSTM; ``G*H``
+    wide for the Elman RNN, LSTM and GRU), in declaration order.
+
+    Examples
+    --------
+    >>> from wpsim.cells import get_cell
+    >>> recurrence_inputs(get_cell("lstm")), recurrence_inputs(get_cell("sru"))
+    (('gx_b',), ('gx', 'fx'))
+    """
+    phases = dict(_phases(cell))
+    on_cycle = {name for name, phase in phases.items() if phase == RECURRENCE}
+    read = {a.name for op in cell.ops if op.name in on_cycle for a in op.args}
+    return tuple(op.name for op in cell.ops if op.name in read and phases[op.name] == BEFORE)
 
 
 # ---- sizes ----------------------------------------------------------------------------------
