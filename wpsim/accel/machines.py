@@ -23,7 +23,7 @@ from wpsim.hardware import (
     increasing_points,
 )
 
-Dtype = Literal["float32", "float64", "float16"]
+Dtype = Literal["float32", "float64", "float16", "bfloat16"]
 PositiveInt = Annotated[int, Field(ge=1), _NotBool]
 
 
@@ -178,34 +178,74 @@ class PersistentSpec(_Strict):
     ]  # without bank-aware layout
 
 
-class GemmSpec(_Strict):
-    """Per-step matrix products (cuBLAS/cuSPARSE style), weights read from L2 or DRAM each step.
+def _log2_interpolate(table: list[tuple[float, float]], x: float) -> float:
+    """Linear interpolation of ``table`` (``[x, y]`` points, x increasing) in log2 x, clamped."""
+    xs = [math.log2(point) for point, _ in table]
+    ys = [y for _, y in table]
+    lx = math.log2(max(x, 1.0))
+    if lx <= xs[0]:
+        return ys[0]
+    if lx >= xs[-1]:
+        return ys[-1]
+    i = next(i for i in range(1, len(xs)) if lx <= xs[i])
+    return ys[i - 1] + (lx - xs[i - 1]) / (xs[i] - xs[i - 1]) * (ys[i] - ys[i - 1])
 
-    ``efficiency_by_n``: ``[n, fraction of peak]`` for ``n`` right-hand columns (interpolated in
-    log2 n, as on the CPU); ``sparse_bandwidth_efficiency``: fraction of the memory bandwidth a
-    CSR sparse-times-dense product sustains (indirect, irregular access).
+
+class GemmSpec(_Strict):
+    """Matrix products (cuBLAS/cuDNN style): per-step recurrent products, input and weight-gradient
+    GEMMs; weights read from L2 or DRAM.
+
+    Each GPU file carries its own measured efficiencies (a GEMM benchmark of that GPU, or the
+    documented rule of its architecture): the fraction of peak for a product of a weight matrix of
+    ``M x K`` entries with ``n`` right-hand columns is
+    ``efficiency_by_n(n) x efficiency_by_weights(M*K)``, both interpolated in log2 and clamped:
+
+    * ``efficiency_by_n``: ``[n, fraction of peak]`` for matrices large enough to fill the GPU;
+    * ``efficiency_by_weights``: ``[M*K, factor]``, the share of that efficiency a smaller matrix
+      keeps (too few output tiles for all SMs); empty: 1 for every size;
+    * ``tensor_efficiency_by_n``: the same curve for tensor-core GEMMs (dtypes in the machine's
+      ``tensor_flops_per_cycle_per_sm``), relative to the tensor-core peak; absent:
+      ``efficiency_by_n``;
+    * ``sparse_bandwidth_efficiency``: fraction of the memory bandwidth a CSR sparse-times-dense
+      product sustains (indirect, irregular access).
     """
 
     efficiency_by_n: list[tuple[PositiveFloat, Fraction]]  # [n columns, fraction of peak]
+    efficiency_by_weights: list[tuple[PositiveFloat, Fraction]] = []  # [M*K entries, factor]
+    tensor_efficiency_by_n: list[tuple[PositiveFloat, Fraction]] | None = None
     sparse_bandwidth_efficiency: Fraction  # of memory bandwidth, CSR SpMM
     kernels_per_step: PositiveInt  # launches per recurrent step
 
-    @field_validator("efficiency_by_n")
+    @field_validator("efficiency_by_n", "tensor_efficiency_by_n")
     @classmethod
-    def _sorted_nonempty(cls, table: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        return increasing_points(table, "[n, fraction]", "n")
+    def _sorted_nonempty(cls, table: list[tuple[float, float]] | None):
+        return None if table is None else increasing_points(table, "[n, fraction]", "n")
 
-    def efficiency(self, n_columns: float) -> float:
-        """Fraction of peak for ``n_columns`` right-hand columns (log-linear interpolation)."""
-        xs = [math.log2(n) for n, _ in self.efficiency_by_n]
-        ys = [f for _, f in self.efficiency_by_n]
-        x = math.log2(max(n_columns, 1.0))
-        if x <= xs[0]:
-            return ys[0]
-        if x >= xs[-1]:
-            return ys[-1]
-        i = next(i for i in range(1, len(xs)) if x <= xs[i])
-        return ys[i - 1] + (x - xs[i - 1]) / (xs[i] - xs[i - 1]) * (ys[i] - ys[i - 1])
+    @field_validator("efficiency_by_weights")
+    @classmethod
+    def _sorted_weights(cls, table: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        return increasing_points(table, "[M*K, factor]", "M*K") if table else table
+
+    def efficiency(
+        self, n_columns: float, weight_elements: float | None = None, tensor: bool = False
+    ) -> float:
+        """Fraction of peak for ``n_columns`` right-hand columns and a weight matrix of
+        ``weight_elements`` entries (None: a large one); ``tensor`` selects the tensor-core curve.
+
+        Examples
+        --------
+        >>> g = GemmSpec(efficiency_by_n=[[16, 0.1], [64, 0.5]], efficiency_by_weights=[
+        ...     [1024, 0.5], [4096, 1.0]], sparse_bandwidth_efficiency=0.5, kernels_per_step=2)
+        >>> [round(g.efficiency(*args), 3) for args in [(32,), (32, 2048), (1,), (1000, 16)]]
+        [0.3, 0.225, 0.1, 0.25]
+        """
+        curve = self.efficiency_by_n
+        if tensor and self.tensor_efficiency_by_n is not None:
+            curve = self.tensor_efficiency_by_n
+        fraction = _log2_interpolate(curve, n_columns)
+        if weight_elements is not None and self.efficiency_by_weights:
+            fraction *= _log2_interpolate(self.efficiency_by_weights, weight_elements)
+        return fraction
 
 
 class GpuMachine(_Strict):
@@ -216,7 +256,10 @@ class GpuMachine(_Strict):
     name: str
     sms: Annotated[int, Field(ge=1, le=100_000), _NotBool]  # streaming multiprocessors
     clock_hz: PositiveFloat
-    flops_per_cycle_per_sm: dict[Dtype, PositiveFloat]  # by dtype (FMA = 2 flops)
+    flops_per_cycle_per_sm: dict[Dtype, PositiveFloat]  # vector units, by dtype (FMA = 2 flops)
+    # matrix (tensor-core) units, by dtype: GEMMs of these dtypes run there (cuDNN/cuBLAS tensor-op
+    # math); element-wise work and persistent kernels use the vector rate above
+    tensor_flops_per_cycle_per_sm: dict[Dtype, PositiveFloat] = {}
     register_file_bytes_per_sm: PositiveInt
     shared_memory_bytes_per_sm: PositiveInt  # the most one thread block may use
     l2: L2Spec
@@ -249,6 +292,20 @@ class GpuMachine(_Strict):
                 f"{dtype!r}"
             ) from None
         return self.sms * self.clock_hz * per_sm
+
+    def uses_tensor_cores(self, dtype: str) -> bool:
+        """Whether GEMMs of ``dtype`` run on matrix (tensor-core) units."""
+        return dtype in self.tensor_flops_per_cycle_per_sm
+
+    def gemm_peak_flops(self, dtype: str) -> float:
+        """Peak flop/s of a GEMM of ``dtype``: the tensor-core rate if the GPU has one for it."""
+        if self.uses_tensor_cores(dtype):
+            return self.sms * self.clock_hz * self.tensor_flops_per_cycle_per_sm[dtype]  # type: ignore[index]
+        return self.peak_flops(dtype)
+
+    def gemm_efficiency(self, n_columns: float, weight_elements: float | None, dtype: str) -> float:
+        """Fraction of :meth:`gemm_peak_flops` a product reaches (see :class:`GemmSpec`)."""
+        return self.gemm.efficiency(n_columns, weight_elements, self.uses_tensor_cores(dtype))
 
     @property
     def register_file_bytes(self) -> int:
