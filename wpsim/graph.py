@@ -360,20 +360,13 @@ class _Builder:
                     common = dict(
                         layer=layer, direction=direction, t0=t, steps=1, instance=instance
                     )
-                    ip = (
-                        None
-                        if width == 0
-                        else self.add(
-                            kind="input_proj",
-                            flops_in=2.0 * g * h * width * b,
-                            flops_rec=0.0,
-                            flops_elem=0.0,
-                            weights=self.weights(instance, layer, direction, "ih"),
-                            in_bytes=b * width * s,
-                            out_bytes=pre,
-                            **common,
-                        )
-                    )  # fmt: skip  (none for a skip-input layer)
+                    ip = None  # a skip-input layer (width 0) has no input projection
+                    if width > 0:
+                        ip = self.add(
+                            kind="input_proj", flops_in=2.0 * g * h * width * b, flops_rec=0.0,
+                            flops_elem=0.0, weights=self.weights(instance, layer, direction, "ih"),
+                            in_bytes=b * width * s, out_bytes=pre, **common,
+                        )  # fmt: skip
                     rp = self.add(
                         kind="rec_proj", flops_in=0.0, flops_rec=2.0 * w.weight_hh_nonzeros() * b,
                         flops_elem=0.0, weights=self.weights(instance, layer, direction, "hh"),

@@ -76,7 +76,7 @@ def gemm_block(ws) -> tuple[str, list[dict]]:
             continue
         if first is not None:  # the next block's header: stop, read nothing beyond
             break
-        cells = dict(zip(head, row))
+        cells = dict(zip(head, row, strict=False))
         m, n, k = cells.get("M"), cells.get("N"), cells.get("K")
         time_ms = cells.get("Time (msec)")
         if not all(isinstance(v, (int, float)) for v in (m, n, k, time_ms)):
@@ -100,7 +100,7 @@ def rnn_blocks(ws) -> list[dict]:
             head = None  # another block
         if head is None:
             continue
-        cells = dict(zip(head, row))
+        cells = dict(zip(head, row, strict=False))
         hidden = cells.get("Hidden Units", cells.get("Hidden units", cells.get("Input")))
         fwd = cells.get("Time Forward (msec)")
         if not isinstance(hidden, int) or not isinstance(fwd, (int, float)):
@@ -126,7 +126,7 @@ def _tx1_backward(book) -> list[tuple[tuple[int, int, int], float]]:
             continue
         if row and row[0] is not None and not isinstance(row[0], (int, float)):
             break
-        cells = dict(zip(head, row))
+        cells = dict(zip(head, row, strict=False))
         if isinstance(cells.get("Hidden Units"), int):
             key = (cells["Hidden Units"], cells["N"], cells["Timesteps"])
             out.append((key, float(cells["Time Backward (msec)"])))
