@@ -264,7 +264,11 @@ class GpuMachine(_Strict):
     shared_memory_bytes_per_sm: PositiveInt  # the most one thread block may use
     l2: L2Spec
     memory: GpuMemorySpec
-    kernel_launch_s: NonNegativeFloat  # between dependent kernels in one stream
+    # Kernel issue (module doc of wpsim.accel.gpu): the host enqueues dependent kernels at most
+    # one per kernel_launch_s; the GPU leaves kernel_gap_s between a kernel and the next that
+    # depends on it. k kernels around busy_s of work take max(k * launch, k * gap + busy_s).
+    kernel_launch_s: NonNegativeFloat  # host: one launch call (cudaLaunchKernel, driver)
+    kernel_gap_s: NonNegativeFloat  # GPU: from one kernel's end to a dependent kernel's start
     max_concurrent_kernels: PositiveInt  # streams that can run at once
     sync: GpuSyncSpec  # grid-wide synchronisation of persistent kernels
     persistent: PersistentSpec  # capacity and efficiency of persistent kernels

@@ -39,6 +39,8 @@ GEMM_FILES = {
     "results/train/DeepBench_NV_1080Ti.xlsx": ("GeForce GTX 1080 Ti", "gtx1080ti"),
     "results/train/DeepBench_NV_V100.xlsx": ("Tesla V100", "v100"),
     "results/train/DeepBench_NV_T4.xlsx": ("Tesla T4", "t4"),
+    "results/train/DeepBench_AMD_MI25.xlsx": ("Radeon Instinct MI25", "mi25"),
+    "results/train/DeepBench_AMD_VegaFE.xlsx": ("Radeon Vega Frontier Edition", "vega_fe"),
 }
 #: the only files whose recurrent-layer blocks are read (none of the reserved GPUs)
 RNN_ALLOWED = {
@@ -46,6 +48,14 @@ RNN_ALLOWED = {
     "results/train/DeepBench_NV_P100.xlsx",
     "results/train/DeepBench_NV_TitanX_Pascal.xlsx",
     "results/inference/server/DeepBench_NV_TitanX_Pascal.xlsx",
+    "results/train/DeepBench_AMD_MI25.xlsx",
+    "results/train/DeepBench_AMD_VegaFE.xlsx",
+}
+#: files whose single "Time Backward" column is backward data only (the benchmark code of their
+#: commit times miopenRNNBackwardData alone: code/amd/rnn_bench_rocm.cpp at 469adaa)
+BACKWARD_IS_DATA = {
+    "results/train/DeepBench_AMD_MI25.xlsx",
+    "results/train/DeepBench_AMD_VegaFE.xlsx",
 }
 RNN_NAMES = {
     "results/inference/server/DeepBench_NV_TitanX_Pascal.xlsx": (
@@ -86,8 +96,11 @@ def gemm_block(ws) -> tuple[str, list[dict]]:
     return precision, out
 
 
-def rnn_blocks(ws) -> list[dict]:
-    """Rows of the 'Recurrent Layers - ...' blocks of an allowed sheet."""
+def rnn_blocks(ws, backward_is_data: bool = False) -> list[dict]:
+    """Rows of the 'Recurrent Layers - ...' blocks of an allowed sheet.
+
+    ``backward_is_data``: the sheet's one "Time Backward" column times backward data only.
+    """
     out, head, cell = [], None, None
     for row in ws.iter_rows(values_only=True):
         first = row[0] if row else None
@@ -109,6 +122,8 @@ def rnn_blocks(ws) -> list[dict]:
             "time backward wrt inputs")), None)  # fmt: skip
         bwd_w = next((v for h, v in cells.items() if h and h.lower().startswith(
             "time backward wrt weights")), None)  # fmt: skip
+        if backward_is_data and bwd_in is None:
+            bwd_in = cells.get("Time Backward (msec)")
         out.append({"cell": cell, "hidden": hidden, "batch": int(cells["N"]),
                     "seq_len": int(cells["Timesteps"]), "forward_ms": float(fwd),
                     "backward_data_ms": bwd_in, "backward_weights_ms": bwd_w})  # fmt: skip
@@ -154,7 +169,7 @@ def main(root: Path) -> None:
                                   "precision": precision, **r,
                                   "source": f"baidu-research/DeepBench@{COMMIT[:12]}:{rel}"})  # fmt: skip
             if rel in RNN_ALLOWED:
-                for r in rnn_blocks(book[sheet]):
+                for r in rnn_blocks(book[sheet], rel in BACKWARD_IS_DATA):
                     rnn_rows.append({"gpu": gpu, "machine": machine, "phase": "training",
                                      "sheet": sheet, "precision": precision, **r,
                                      "source": f"baidu-research/DeepBench@{COMMIT[:12]}:{rel}"})  # fmt: skip
