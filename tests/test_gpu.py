@@ -95,8 +95,10 @@ def test_each_gpu_has_its_own_gemm_efficiency_and_bandwidth() -> None:
     curves = {tuple(m.gemm.efficiency_by_n) for m in gpus}
     assert len(curves) == len(gpus)  # measured per GPU, not one shared table
     for m in gpus:
-        efficiencies = [m.gemm.efficiency(n) for n in (1, 4, 16, 64, 7000)]
-        assert efficiencies[0] < efficiencies[2] < efficiencies[-1] <= 1.0
+        efficiencies = [m.gemm.efficiency(n) for n in (1, 16, 64, 7000)]
+        # narrower than measured (16): the 16-column value (GEMV-like, bandwidth-bound kernels)
+        assert efficiencies[0] == efficiencies[1] < efficiencies[2] <= 1.0
+        assert efficiencies[-1] <= 1.0
         assert m.memory.bandwidth_Bps < m.l2.bandwidth_Bps
 
 

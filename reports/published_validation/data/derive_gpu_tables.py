@@ -6,9 +6,9 @@ precision sheet, the values the machine files carry (``hw_configs/<machine>.yaml
 * ``gemm.efficiency_by_n``: fraction of the file's peak that cuBLAS reached, for ``n`` right-hand
   columns, the median over the "N N" (forward-layout) GEMMs whose weight matrix ``M x K`` has at
   least ``LARGE_WEIGHTS`` entries (the recurrent matrices of hidden 1760-4096); for the largest
-  ``n`` the median over all GEMMs with ``n >= 7000`` and ``K < 100000``; below the smallest
-  measured ``n`` (16) a product takes the time of the 16-column one (the kernel's tile is that
-  wide): ``e(n) = e(16) n / 16`` at n = 1, 2, 4, 8;
+  ``n`` the median over all GEMMs with ``n >= 7000`` and ``K < 100000`` (below 16 columns the
+  model keeps e(16): narrower products run GEMV-like kernels bound by the weight stream, which the
+  bandwidth term of the model covers);
 * ``gemm.efficiency_by_weights``: for smaller matrices, the median ratio of their efficiency to
   the large-matrix value at the same ``n`` (DeepBench measures ``512 x 512`` and ``1024 x 512``
   at ``n = 16, 32``; at most 1), reaching 1 at ``LARGE_WEIGHTS``: too few output tiles to fill
@@ -67,8 +67,6 @@ def tables(rows: list[dict], peak: float, element_bytes: int) -> dict:
         values = [e for (mk, nn), e in by_shape.items() if nn == n and mk >= LARGE_WEIGHTS]
         curve.append((n, statistics.median(values)))
     curve.append((7000, statistics.median(large_n)))
-    smallest = curve[0]
-    curve = [(n, smallest[1] * n / smallest[0]) for n in (1, 2, 4, 8)] + curve
     small = []
     for mk in SMALL_WEIGHTS:
         ratios = [by_shape[(mk, n)] / dict(curve)[n] for n in (16, 32) if (mk, n) in by_shape]
