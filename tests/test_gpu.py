@@ -106,6 +106,9 @@ def test_a_small_weight_matrix_fills_fewer_sms(v100) -> None:
     large = v100.gemm.efficiency(32, 4096 * 4096)
     assert v100.gemm.efficiency(32) == large
     assert v100.gemm.efficiency(32, 512 * 512) < v100.gemm.efficiency(32, 1024 * 512) < large
+    # thousands of columns give every SM tiles, whatever the weight matrix
+    assert v100.gemm.efficiency(7000, 512 * 512) == v100.gemm.efficiency(7000)
+    assert v100.gemm.efficiency(128, 512 * 512) < v100.gemm.efficiency(1000, 512 * 512)
 
 
 def test_no_fp16_peak_is_invented_for_maxwell(titanx) -> None:

@@ -202,7 +202,9 @@ class GemmSpec(_Strict):
 
     * ``efficiency_by_n``: ``[n, fraction of peak]`` for matrices large enough to fill the GPU;
     * ``efficiency_by_weights``: ``[M*K, factor]``, the share of that efficiency a smaller matrix
-      keeps (too few output tiles for all SMs); empty: 1 for every size;
+      keeps when its product has few columns (too few output tiles for all SMs): in full up to
+      the curve's second-widest ``n``, fading (log2 n) to none at its widest, where the columns
+      alone give every SM tiles; empty: 1 for every size;
     * ``tensor_efficiency_by_n``: the same curve for tensor-core GEMMs (dtypes in the machine's
       ``tensor_flops_per_cycle_per_sm``), relative to the tensor-core peak; absent:
       ``efficiency_by_n``;
@@ -236,15 +238,18 @@ class GemmSpec(_Strict):
         --------
         >>> g = GemmSpec(efficiency_by_n=[[16, 0.1], [64, 0.5]], efficiency_by_weights=[
         ...     [1024, 0.5], [4096, 1.0]], sparse_bandwidth_efficiency=0.5, kernels_per_step=2)
-        >>> [round(g.efficiency(*args), 3) for args in [(32,), (32, 2048), (1,), (1000, 16)]]
-        [0.3, 0.225, 0.1, 0.25]
+        >>> [round(g.efficiency(*args), 3) for args in [(16,), (16, 2048), (1,), (1000, 16)]]
+        [0.1, 0.075, 0.1, 0.5]
         """
         curve = self.efficiency_by_n
         if tensor and self.tensor_efficiency_by_n is not None:
             curve = self.tensor_efficiency_by_n
         fraction = _log2_interpolate(curve, n_columns)
         if weight_elements is not None and self.efficiency_by_weights:
-            fraction *= _log2_interpolate(self.efficiency_by_weights, weight_elements)
+            loss = 1.0 - _log2_interpolate(self.efficiency_by_weights, weight_elements)
+            if len(curve) >= 2:  # wide products have column tiles enough for every SM
+                loss *= _log2_interpolate([(curve[-2][0], 1.0), (curve[-1][0], 0.0)], n_columns)
+            fraction *= 1.0 - loss
         return fraction
 
 
