@@ -148,6 +148,8 @@ def _figure(path: Path, rows: list[dict]) -> None:
     low = min(min(r["published_ms"], r["simulate_ms"]) for r in rows) / 1.5
     high = max(max(r["published_ms"], r["simulate_ms"]) for r in rows) * 1.5
     ax.plot([low, high], [low, high], color="black", lw=1)
+    for factor in (1 - BAND, 1 + BAND):
+        ax.plot([low, high], [low * factor, high * factor], color="grey", lw=0.8, ls="--")
     ax.fill_between([low, high], [low * (1 - BAND), high * (1 - BAND)],
                     [low * (1 + BAND), high * (1 + BAND)], color="grey", alpha=0.2,
                     label="+-15%")  # fmt: skip
@@ -271,9 +273,10 @@ a time: the closed form walks the same kernels). Targets of the issue (median <=
     still (LSTM and Vanilla rows: 14 ms at batch 32 against 7 ms at batch 64 for the same layer),
     with a backward-data pass 2-3x its forward pass for GRUs: an algorithm choice of that cuDNN
     release, which no kernel measurement of the hardware predicts.
-  * **M40**: its GEMM sheet is cuBLAS of CUDA 7.5 (2016); its RNN rows were added in 2018 with a
-    later cuDNN whose products at 16-32 columns were up to 2x faster than that cuBLAS (predicted
-    too slow: the GRU rows at batch 32).
+  * **M40**: its GEMM sheet is cuBLAS of CUDA 7.5 (its 2016 Specs sheet); its RNN rows were
+    added in May 2018, after a change to the benchmark, most likely with a later cuDNN (not
+    stated), whose products at 16-32 columns ran up to 2x faster than that cuBLAS (predicted too
+    slow: the GRU rows at batch 32, +55% to +107%).
   * **MI25 and Vega FE (MIOpen 1.3)**: every step costs about 60-70 us more than its products
     (LSTM 256 at batch 16: 73 us a step against 16 us on the TITAN X Pascal), the mark of several
     kernels a step each paying a ROCm launch; the files use the one public launch figure (CUDA 10
@@ -285,6 +288,9 @@ a time: the closed form walks the same kernels). Targets of the issue (median <=
     layers (LSTM 256-1024) take 15-21 us a step where the model's two kernels take 7.6 us (two
     host launches): more kernels a step, or a slower launch on that 2016 host and driver, than the
     one public launch figure says; its batch-32 training rows share the cuDNN anomaly above.
+* **Single-step calls** (the GRU of 512 units with one time step, 45-330 us published): the
+  library call's own fixed cost (descriptors, workspace, the first kernel's launch from an idle
+  queue) is a runtime cost the model has no term for yet; it predicts the step alone.
 * The model is not fitted to any of this: changing a GPU's efficiency to match these rows would set
   a parameter from an RNN timing. Closing the gap needs the RNN libraries' own kernels measured
   (a per-library efficiency of the per-step product, from a kernel benchmark such as cuDNN's

@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 
 #: software of each source file (its Specs sheet, and the benchmark code of its commit)
 RUNTIME = {
-    "m40": "cuDNN 5, CUDA 7.5 (DeepBench rnn_bench: one layer, skip input, standard algorithm)",
+    "m40": "cuDNN 5, CUDA 7.5 per its 2016 Specs sheet; RNN rows added 2018-05 (DeepBench rnn_bench: one layer, skip input, standard algorithm)",
     "p100_pcie": "cuDNN 6.0.21, CUDA 8.0.88 (DeepBench rnn_bench: one layer, skip input, standard algorithm)",
     "titanx_pascal": "cuDNN 5 (training) / 6 (inference), CUDA 8 (DeepBench rnn_bench: one layer, skip input, standard algorithm)",
     "jetson_tx1": "cuDNN 5.0.5, CUDA 7.0 (DeepBench rnn_bench: one layer, skip input, standard algorithm)",
