@@ -214,7 +214,7 @@ class GemmSpec(_Strict):
 
     efficiency_by_n: list[tuple[PositiveFloat, Fraction]]  # [n columns, fraction of peak]
     efficiency_by_weights: list[tuple[PositiveFloat, Fraction]] = []  # [M*K entries, factor]
-    tensor_efficiency_by_n: list[tuple[PositiveFloat, Fraction]] | None = None
+    tensor_efficiency_by_n: list[tuple[PositiveFloat, Fraction]] | None = None  # tensor cores
     sparse_bandwidth_efficiency: Fraction  # of memory bandwidth, CSR SpMM
     kernels_per_step: PositiveInt  # launches per recurrent step
 
@@ -264,7 +264,7 @@ class GpuMachine(_Strict):
     flops_per_cycle_per_sm: dict[Dtype, PositiveFloat]  # vector units, by dtype (FMA = 2 flops)
     # matrix (tensor-core) units, by dtype: GEMMs of these dtypes run there (cuDNN/cuBLAS tensor-op
     # math); element-wise work and persistent kernels use the vector rate above
-    tensor_flops_per_cycle_per_sm: dict[Dtype, PositiveFloat] = {}
+    tensor_flops_per_cycle_per_sm: dict[Dtype, PositiveFloat] = {}  # matrix units, by dtype
     register_file_bytes_per_sm: PositiveInt
     shared_memory_bytes_per_sm: PositiveInt  # the most one thread block may use
     l2: L2Spec
