@@ -251,8 +251,9 @@ def test_dense_gemm_reads_weights_from_l2_only_when_they_fit(v100) -> None:
 @pytest.mark.parametrize("hidden", [512, 1536])  # all weights in L2 / none
 @pytest.mark.parametrize("policy", ["gemm", "sparse_gemm", "persistent", "persistent_barrier"])
 def test_one_kernel_at_a_time_closed_form_equals_simulation(v100, policy, hidden, phase) -> None:
-    w = Workload(cell="lstm", layers=2, hidden=hidden, input=256, seq_len=12, batch=2, density=0.4,
-                 output="linear", output_size=64, phase=phase, bidirectional=hidden > 512)  # fmt: skip
+    w = Workload(cell="lstm", layers=2, hidden=hidden, input=0 if phase == "training" else 256,
+                 seq_len=12, batch=2, density=0.4, output="linear", output_size=64, phase=phase,
+                 bidirectional=hidden > 512)  # fmt: skip
     sim = gpu.evaluate("simulate", w, v100, policy)
     pred = gpu.evaluate("predict", w, v100, policy)
     assert pred.makespan_s == pytest.approx(sim.makespan_s, rel=1e-9)

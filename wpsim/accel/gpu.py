@@ -614,9 +614,7 @@ class _OneAtATime:
             load = float(step["weight_bytes"])
             self.dram += load
             self._add(phase, m.kernel_launch_s + load / m.memory.bandwidth_Bps + T * step["step_s"])
-            if ih_block is not None:
-                self._read(ih_key, ih_block, 1)  # the LRU sees the block; no time (as simulated)
-            return
+            return  # the weights stay in registers: nothing goes through the L2's LRU
         if self.sparse:
             nbytes = float(w.weight_hh_bytes() + half_bias)
             efficiency = m.gemm.sparse_bandwidth_efficiency
