@@ -248,8 +248,8 @@ schema does not describe).
 |---|---|---|---|---|---|---|
 {table}
 
-`simulate` and `predict` agree to {agree:.0e} (relative) on every row (one layer, one kernel at
-a time: the closed form walks the same kernels). Targets of the issue (median <= 10%, max <= 25%):
+`simulate` and `predict` {"agree exactly" if agree == 0 else f"agree within {agree:.1e}"} on every
+row (one layer, one kernel at a time: the closed form walks the same kernels). Targets of the issue (median <= 10%, max <= 25%):
 **{"met" if met else "not met"}** on the visible set (median {_pct(overall["median"])}, max
 {_pct(overall["max"])}).
 
