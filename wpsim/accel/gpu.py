@@ -33,17 +33,36 @@ Persistent kernel (one layer, all ``S`` SMs, weights loaded into registers once)
   ``flags`` (Zhu et al.) a consumer starts on each producer's slice as soon as it is flagged,
   ``pieces = S``. One column or one slice is then exposed per step.
 
-Per-step GEMM (cuBLAS / cuSPARSE per step, cuDNN's standard algorithm)
-----------------------------------------------------------------------
-``step = kernels_per_step * launch + max(F / (P * e(B)), bytes / bandwidth)`` where the weights
-come from L2 when they stay there between steps (an LRU of weight blocks of the L2's size) and
-from DRAM otherwise; a sparse product reads the CSR arrays (values and 4-byte indices) at
-``sparse_bandwidth_efficiency`` of the bandwidth. The input projections of all steps are one
-GEMM per layer (``B*T`` columns), before the recurrent loop.
+Matrix products (cuBLAS / cuSPARSE per step, cuDNN's standard algorithm)
+-----------------------------------------------------------------------
+A product of a weight matrix of ``M x K`` entries with ``n`` right-hand columns takes
+``flops / (P_gemm * e(n, M*K))``: ``P_gemm`` is the tensor-core peak for a dtype the GPU has
+matrix units for (``tensor_flops_per_cycle_per_sm``), else the vector peak; ``e`` is the
+machine file's own efficiency, measured by a GEMM benchmark of that GPU (``GemmSpec``).
+Element-wise work runs at the vector peak times ``e(n)``. Kernels are issued as on a real GPU:
+the host enqueues at most one per ``kernel_launch_s``, and a kernel starts ``kernel_gap_s`` after
+the one it depends on, so ``k`` dependent kernels around ``busy`` seconds of work take::
 
-Training (simulation only): a backward cell costs a persistent step too (the persistent-rnn
-library keeps the transposed weights on chip for back-propagation), weight gradients are one GEMM
-per layer; the closed forms cover inference.
+    issue(k, busy) + busy = max(k * launch, k * gap + busy)
+
+(short kernels wait for the host; longer ones expose only the gap). A recurrent step is
+``kernels_per_step`` kernels (the product and the element-wise cell) around
+``busy = max(compute, bytes / bandwidth)``, the weights from L2 when they stay there between
+steps (an LRU of weight blocks of the L2's size) and from DRAM otherwise; a sparse product reads
+the CSR arrays (values and 4-byte indices) at ``sparse_bandwidth_efficiency`` of the bandwidth.
+The input projections of all steps are one GEMM per layer (``B*T`` columns), before the
+recurrent loop; a skip-input layer (``input: 0``) has none.
+
+Training (cuDNN's three calls: forward, backward data, backward weights)
+------------------------------------------------------------------------
+Forward as inference. Backward data: per layer, top first, ``T`` steps of the transposed
+recurrent product (the same flops, twice the element-wise work), then ``dX = dA W_ih`` as one
+GEMM of ``B*T`` columns. Backward weights: one GEMM per layer-direction, ``dW = dA^T [x, h]``
+(``G*H x (I+H)`` weights, ``B*T`` columns), after all backward steps. A persistent kernel keeps
+the transposed weights on chip for its backward steps (the persistent-rnn library does), loading
+them once more. Every result's ``extra["phase_s"]`` splits the time into ``forward``,
+``backward_data`` and ``backward_weights`` (each task's busy time; for the one-kernel-at-a-time
+policies they add up to the makespan).
 
 Streams (cuDNN's layer overlap)
 -------------------------------
@@ -187,14 +206,20 @@ def _elementwise_flops(workload: Workload) -> float:
 
 
 def persistent_step(
-    machine: GpuMachine, workload: Workload, kernel: PersistentKernel = ZHU_2018
+    machine: GpuMachine,
+    workload: Workload,
+    kernel: PersistentKernel = ZHU_2018,
+    backward: bool = False,
 ) -> dict[str, Any]:
-    """Time of one recurrent step of a persistent kernel, and its parts (see module doc)."""
+    """Time of one recurrent step of a persistent kernel, and its parts (see module doc).
+
+    ``backward``: a back-propagation step (transposed weights, twice the element-wise work).
+    """
     w, m, spec = workload, machine, machine.persistent
     s, b = w.dtype_bytes, w.batch
     entries = stored_entries(m, w.gates, w.hidden, w.density)
     peak = m.peak_flops(w.dtype)
-    flops = 2.0 * entries * b + _elementwise_flops(w)
+    flops = 2.0 * entries * b + (2.0 if backward else 1.0) * _elementwise_flops(w)
     if w.sparse:
         per_load = max(1, spec.wide_load_bytes // s) if kernel.wide_loads else 1
         loads = math.ceil(b / per_load)
@@ -223,29 +248,73 @@ def persistent_step(
     }
 
 
+def issue_s(machine: GpuMachine, kernels: float, busy_s: float) -> float:
+    """Time ``kernels`` dependent kernels add to ``busy_s`` seconds of their work (module doc):
+    the GPU's gap before each, or the host's launch rate when the kernels are shorter.
+
+    Examples
+    --------
+    >>> from wpsim.hardware import load_machine, resolve_machine_path
+    >>> v100 = load_machine(resolve_machine_path("v100"))
+    >>> issue_s(v100, 2, 0.0) == 2 * v100.kernel_launch_s
+    True
+    >>> issue_s(v100, 2, 1e-3) == 2 * v100.kernel_gap_s
+    True
+    """
+    return max(kernels * machine.kernel_gap_s, kernels * machine.kernel_launch_s - busy_s)
+
+
+def gemm_s(
+    machine: GpuMachine, workload: Workload, flops: float, n_columns: float, weight_elements: float
+) -> float:
+    """Compute time of a dense product of ``weight_elements`` weights with ``n_columns`` columns."""
+    m, dtype = machine, workload.dtype
+    return flops / (m.gemm_peak_flops(dtype) * m.gemm_efficiency(n_columns, weight_elements, dtype))
+
+
+def elementwise_s(machine: GpuMachine, workload: Workload, flops: float, n_columns: float) -> float:
+    """Compute time of element-wise work on ``n_columns`` columns (vector units)."""
+    return flops / (machine.peak_flops(workload.dtype) * machine.gemm.efficiency(n_columns))
+
+
+def _recurrent_elements(workload: Workload) -> float:
+    """Entries of the dense recurrent weight matrix ``W_hh`` (``G*H x H``)."""
+    return float(workload.gates * workload.hidden * workload.hidden)
+
+
 def gemm_step(
-    machine: GpuMachine, workload: Workload, sparse: bool = False, in_l2: bool | None = None
+    machine: GpuMachine,
+    workload: Workload,
+    sparse: bool = False,
+    in_l2: bool | None = None,
+    backward: bool = False,
 ) -> dict[str, Any]:
     """Time of one recurrent step as a per-step (sparse) GEMM with weights from L2 or DRAM.
 
-    ``in_l2``: whether the weights stay in L2 between steps (default: they fit the L2).
+    ``in_l2``: whether the weights stay in L2 between steps (default: they fit the L2);
+    ``backward``: a back-propagation step (``W_hh^T``, twice the element-wise work).
     """
     w, m = workload, machine
+    elementwise = (2.0 if backward else 1.0) * _elementwise_flops(w)
     if sparse:
         nbytes = float(w.weight_hh_nonzeros() * (w.dtype_bytes + INDEX_BYTES)
                        + (w.gates * w.hidden + 1) * INDEX_BYTES)  # fmt: skip
         flops = 2.0 * w.weight_hh_nonzeros() * w.batch
         efficiency = m.gemm.sparse_bandwidth_efficiency
+        # cuSPARSE runs on the vector units: no tensor cores, no tile-fill loss by size
+        compute = (flops + elementwise) / (m.peak_flops(w.dtype) * m.gemm.efficiency(w.batch))
     else:
         nbytes = float(w.gates * w.hidden * w.hidden * w.dtype_bytes)
         flops = 2.0 * w.gates * w.hidden * w.hidden * w.batch
         efficiency = 1.0
+        compute = gemm_s(m, w, flops, w.batch, _recurrent_elements(w))
+        compute += elementwise_s(m, w, elementwise, w.batch)
     if in_l2 is None:
         in_l2 = nbytes <= m.l2.size_bytes
     bandwidth = (m.l2.bandwidth_Bps if in_l2 else m.memory.bandwidth_Bps) * efficiency
-    compute = (flops + _elementwise_flops(w)) / (m.peak_flops(w.dtype) * m.gemm.efficiency(w.batch))
     memory = nbytes / bandwidth
-    launch = m.gemm.kernels_per_step * m.kernel_launch_s
+    busy = max(compute, memory)
+    launch = issue_s(m, m.gemm.kernels_per_step, busy)
     return {
         "algorithm": "sparse_gemm" if sparse else "gemm",
         "fits": True,
@@ -254,7 +323,7 @@ def gemm_step(
         "compute_s": compute,
         "memory_s": memory,
         "launch_s": launch,
-        "step_s": launch + max(compute, memory),
+        "step_s": launch + busy,
         "flops": 2.0 * w.weight_hh_nonzeros() * w.batch,
     }
 
@@ -266,6 +335,27 @@ def best_fallback(machine: GpuMachine, workload: Workload) -> dict[str, Any]:
         return dense
     sparse = gemm_step(machine, workload, sparse=True)
     return sparse if sparse["step_s"] < dense["step_s"] else dense
+
+
+def read_weights(l2: LRUCache, key: str, nbytes: float, times: int) -> tuple[float, float]:
+    """Read a weight block ``times`` times through the L2's LRU: (L2 bytes, DRAM bytes).
+
+    The first read of a block the L2 does not hold comes from DRAM; later reads hit if the block
+    fits (and stays: the LRU is updated).
+    """
+    if l2.lookup(key):
+        return nbytes * times, 0.0
+    l2.insert(key, nbytes)
+    if key in l2.blocks:  # fits: the later reads hit
+        return nbytes * (times - 1), nbytes
+    return 0.0, nbytes * times
+
+
+def phase_of(kind: str) -> str:
+    """``forward``, ``backward_data`` or ``backward_weights`` for a task kind."""
+    if kind == "wgrad":
+        return "backward_weights"
+    return "backward_data" if kind.endswith("_bwd") else "forward"
 
 
 # ---- the cost object for the engine ---------------------------------------------------------
@@ -286,47 +376,42 @@ class GpuCostModel:
         self.kernel = kernel
         w = plan.workload
         self.w = w
-        self.peak = machine.peak_flops(w.dtype)
         self.l2 = LRUCache(machine.l2.size_bytes)
         self.started_layers: set[tuple] = set()
         self.layer_algorithm: dict[tuple, str] = {}
         if algorithm == "persistent":
             step = persistent_step(machine, w, kernel)
             self.persistent = step if step["fits"] else None
+            self.persistent_bwd = persistent_step(machine, w, kernel, backward=True)
             self.fallback = best_fallback(machine, w)
 
-    def _product(self, flops: float, n_columns: float, share: float) -> float:
-        efficiency = min(self.machine.gemm.efficiency(n_columns), share)
-        return flops / (self.peak * efficiency)
-
-    def _read(self, key, nbytes: float, times: int, efficiency: float = 1.0):
-        """Read a weight block ``times`` times; returns (L2 bytes, DRAM bytes), LRU updated."""
-        if self.l2.lookup(key):
-            return nbytes * times, 0.0
-        self.l2.insert(key, nbytes)
-        if key in self.l2.blocks:  # fits: the later reads hit
-            return nbytes * (times - 1), nbytes
-        return 0.0, nbytes * times
+    def _read(self, key, nbytes: float, times: int):
+        return read_weights(self.l2, key, nbytes, times)
 
     def start(self, tid: int, cores: tuple[int, ...], busy_on_socket: int) -> TaskCost:
         m, w = self.machine, self.w
         t = self.plan.tasks[tid]
         share = 1.0 / (1 + busy_on_socket)
-        launch = m.kernel_launch_s
         layer_key = (t.instance, t.layer, t.direction)
+        backward = t.kind == "cell_bwd"
         is_cell = t.kind in ("cell", "cell_bwd") and t.flops_rec
         if is_cell and self.algorithm == "persistent":
-            first = layer_key not in self.started_layers
-            self.started_layers.add(layer_key)
+            kernel_key = (*layer_key, backward)  # the backward kernel loads W_hh^T once more
+            first = kernel_key not in self.started_layers
+            self.started_layers.add(kernel_key)
             if self.persistent is not None:
                 self.layer_algorithm[layer_key] = "persistent"
-                load = float(self.persistent["weight_bytes"]) if first else 0.0
+                step = self.persistent_bwd if backward else self.persistent
+                load = float(step["weight_bytes"]) if first else 0.0
                 # launch, then the one-time load of the weights into registers, then the steps
-                fixed = launch + load / m.memory.bandwidth_Bps if first else 0.0
-                compute = t.steps * self.persistent["step_s"]
+                fixed = m.kernel_launch_s + load / m.memory.bandwidth_Bps if first else 0.0
+                compute = t.steps * step["step_s"]
                 if t.flops_in:  # input projection left in the cell (chunked graphs)
-                    compute += self._product(t.flops_in, w.batch * t.steps, share)
-                return TaskCost(fixed, compute, 0.0, 0.0, {DRAM: load} if load else {}, 0)
+                    compute += self._gemm(
+                        t.flops_in, w.batch * t.steps, self._ih_elements(t), share
+                    )
+                launch = m.kernel_launch_s if first else 0.0
+                return TaskCost(fixed, compute, 0.0, 0.0, {DRAM: load} if load else {}, 0, launch)
             self.layer_algorithm[layer_key] = self.fallback["algorithm"]
             algorithm = self.fallback["algorithm"]
         elif is_cell:
@@ -336,7 +421,8 @@ class GpuCostModel:
             algorithm = "gemm"
         # GEMM-based task. A cell of k steps: its input projection as one GEMM of B*k columns
         # (W_ih read once), then k per-step recurrent products (W_hh read at every step). Any
-        # other task (hoisted input GEMM, output layer): one GEMM of B*steps columns.
+        # other task (hoisted input GEMM and its backward, output layer, weight gradients): one
+        # GEMM of B*steps columns.
         level: dict[str, float] = {}
         l2_s, dram_eff = 0.0, 0.0
         dense_hh = float(w.gates * w.hidden * w.hidden * w.dtype_bytes + w.bias_bytes() // 2)
@@ -354,18 +440,44 @@ class GpuCostModel:
                 level[DRAM] = level.get(DRAM, 0.0) + on_dram
                 dram_eff += on_dram / efficiency
         if is_cell:
-            rec = t.flops_rec
-            if algorithm == "gemm" and w.sparse:
-                rec = 2.0 * w.gates * w.hidden * w.hidden * w.batch * t.steps
-            compute = self._product(rec + t.flops_elem, w.batch, share)
-            fixed = t.steps * m.gemm.kernels_per_step * launch
+            if algorithm == "sparse_gemm":
+                compute = self._vector(t.flops_rec + t.flops_elem, w.batch, share)
+            else:
+                rec = t.flops_rec
+                if w.sparse:
+                    rec = 2.0 * w.gates * w.hidden * w.hidden * w.batch * t.steps
+                compute = self._gemm(rec, w.batch, _recurrent_elements(w), share)
+                compute += self._vector(t.flops_elem, w.batch, share)
+            kernels = t.steps * m.gemm.kernels_per_step
             if t.flops_in:
-                compute += self._product(t.flops_in, w.batch * t.steps, share)
-                fixed += launch
+                compute += self._gemm(t.flops_in, w.batch * t.steps, self._ih_elements(t), share)
+                kernels += 1
         else:
-            compute = self._product(t.flops, w.batch * t.steps, share)
-            fixed = launch
-        return TaskCost(fixed, compute, l2_s, dram_eff, level, 0)
+            elements = t.weight_bytes / w.dtype_bytes
+            compute = self._gemm(t.flops_in + t.flops_rec, w.batch * t.steps, elements, share)
+            compute += self._vector(t.flops_elem, w.batch * t.steps, share)
+            kernels = 1
+        # the launches as if the task ran alone (DRAM at full bandwidth): a deterministic fixed
+        # part, the sharing of SMs and DRAM shows in the busy time
+        busy = max(compute, l2_s + dram_eff / m.memory.bandwidth_Bps)
+        launch = issue_s(m, kernels, busy)
+        return TaskCost(launch, compute, l2_s, dram_eff, level, 0, launch)
+
+    def _gemm(self, flops: float, n_columns: float, elements: float, share: float) -> float:
+        m, dtype = self.machine, self.w.dtype
+        efficiency = min(m.gemm_efficiency(n_columns, elements, dtype), share)
+        return flops / (m.gemm_peak_flops(dtype) * efficiency)
+
+    def _vector(self, flops: float, n_columns: float, share: float) -> float:
+        if not flops:
+            return 0.0
+        m = self.machine
+        efficiency = min(m.gemm.efficiency(n_columns), share)
+        return flops / (m.peak_flops(self.w.dtype) * efficiency)
+
+    def _ih_elements(self, t) -> float:
+        w = self.w
+        return float(w.gates * w.hidden * w.layer_input_size(t.layer))
 
     def dram_share_Bps(self, streams: int) -> float:
         return self.machine.memory.bandwidth_Bps / max(streams, 1)
@@ -417,110 +529,233 @@ def _simulate_makespan(machine, workload, policy, chunk, hooks=None):
 
 
 def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk: int):
-    """Closed-form makespan, DRAM bytes and per-layer algorithm (see module doc).
+    """Closed-form makespan, DRAM bytes, per-layer algorithm and time by phase (module doc).
 
-    One kernel at a time (``gemm``, ``sparse_gemm``, ``persistent``): per layer-direction, the
-    input GEMM (``B*T`` columns; its weights read once from DRAM), then ``T`` steps (the first
-    read of per-step weights is cold; a persistent kernel loads its weights once). ``streams``:
-    the CPU wavefront's band formula over per-layer step costs, with the DRAM bandwidth and the
-    SMs shared by the ``min(layers, streams)`` layers running at once.
+    One kernel at a time (``gemm``, ``sparse_gemm``, ``persistent``): :class:`_OneAtATime` walks
+    the layers in the order the policy runs their kernels and keeps the L2's LRU of the few
+    weight blocks, so it equals the simulation. ``streams``: the CPU wavefront's band formula
+    over per-layer step costs, with the DRAM bandwidth and the SMs shared by the
+    ``min(layers, streams)`` layers running at once; for training, the backward steps form a
+    second band and the weight-gradient GEMMs follow one after the other.
     """
-    w, m = workload, machine
-    peak = m.peak_flops(w.dtype)
-    launch = m.kernel_launch_s
-    T, b = w.seq_len, w.batch
-    algorithms: list[str] = []
-    dram = 0.0
     if policy.algorithm == "streams":
-        # the larger of the wavefront's critical path (band formula over unshared cell costs)
-        # and the time the shared resources need for all cells (DRAM bytes, flops at full rate)
-        n_streams = _n_streams(m, policy, w)
-        n_chunks = w.n_chunks(chunk)
-        all_bytes = sum(w.layer_weight_bytes(layer) for layer in range(w.layers))
-        resident = w.directions * all_bytes <= m.l2.size_bytes
+        return _streams_closed_form(machine, workload, policy, chunk)
+    walk = _OneAtATime(machine, workload, policy)
+    walk.run()
+    n = policy.instances
+    phases = {name: seconds * n for name, seconds in walk.phase_s.items()}
+    return walk.total_s * n, walk.dram * n, walk.algorithms, phases
+
+
+class _OneAtATime:
+    """The closed form of the one-kernel-at-a-time policies, phase by phase.
+
+    The order is the simulation's (lowest task id first among the ready ones): forward layer by
+    layer (input GEMM, then the steps; output layer last); backward: the output layer's steps,
+    then per layer from the top, per direction, the recurrent steps then the input GEMM's
+    backward; last the weight-gradient GEMMs, layer by layer (the output layer's last).
+    """
+
+    def __init__(self, machine: GpuMachine, workload: Workload, policy: Policy) -> None:
+        self.m, self.w, self.policy = machine, workload, policy
+        self.l2 = LRUCache(machine.l2.size_bytes)
+        self.phase_s = {"forward": 0.0, "backward_data": 0.0, "backward_weights": 0.0}
+        self.total_s, self.dram = 0.0, 0.0
+        self.algorithms: list[str] = []
+        self.step = self.step_bwd = None
+        if policy.algorithm == "persistent":
+            step = persistent_step(machine, workload, policy.kernel)
+            if step["fits"]:
+                self.step = step
+                self.step_bwd = persistent_step(machine, workload, policy.kernel, backward=True)
+        self.sparse = policy.algorithm == "sparse_gemm" or (
+            policy.algorithm == "persistent" and self.step is None
+            and best_fallback(machine, workload)["algorithm"] == "sparse_gemm"
+        )  # fmt: skip
+
+    # ---- one kernel -------------------------------------------------------------------------
+    def _add(self, phase: str, seconds: float) -> None:
+        self.phase_s[phase] += seconds
+        self.total_s += seconds
+
+    def _read(self, key: str, nbytes: float, times: int, efficiency: float = 1.0) -> float:
+        """Read a block ``times`` times; returns the memory time, counts the DRAM bytes."""
+        on_l2, on_dram = read_weights(self.l2, key, nbytes, times)
+        self.dram += on_dram
+        m = self.m
+        return (on_l2 / m.l2.bandwidth_Bps + on_dram / m.memory.bandwidth_Bps) / efficiency
+
+    def _gemm_task(self, phase: str, flops: float, elem: float, n: float, elements: float,
+                   blocks: list[tuple[str, float]]) -> None:  # fmt: skip
+        m, w = self.m, self.w
+        compute = gemm_s(m, w, flops, n, elements)
+        if elem:
+            compute += elementwise_s(m, w, elem, n)
+        memory = sum(self._read(key, size, 1) for key, size in blocks)
+        busy = max(compute, memory)
+        self._add(phase, issue_s(m, 1, busy) + busy)
+
+    # ---- layers -----------------------------------------------------------------------------
+    def _keys(self, layer: int, direction: int) -> tuple[str, str]:
+        suffix = "_reverse" if direction else ""
+        return f"l{layer}{suffix}.ih", f"l{layer}{suffix}.hh"
+
+    def _recurrent(self, phase: str, layer: int, direction: int) -> None:
+        """The ``T`` recurrent steps of one layer-direction (forward or backward data)."""
+        m, w = self.m, self.w
+        backward = phase == "backward_data"
+        T, b = w.seq_len, w.batch
+        ih_key, hh_key = self._keys(layer, direction)
+        half_bias = w.bias_bytes() // 2
+        # a skip-input layer's cells read their bias block each step (its "ih" block)
+        ih_block = float(half_bias) if w.layer_input_size(layer) == 0 else None
+        if self.step is not None:
+            step = self.step_bwd if backward else self.step
+            load = float(step["weight_bytes"])
+            self.dram += load
+            self._add(phase, m.kernel_launch_s + load / m.memory.bandwidth_Bps + T * step["step_s"])
+            return  # the weights stay in registers: nothing goes through the L2's LRU
+        if self.sparse:
+            nbytes = float(w.weight_hh_bytes() + half_bias)
+            efficiency = m.gemm.sparse_bandwidth_efficiency
+            flops = 2.0 * w.weight_hh_nonzeros() * b + (
+                2.0 if backward else 1.0
+            ) * _elementwise_flops(w)
+            compute = flops / (m.peak_flops(w.dtype) * m.gemm.efficiency(b))
+        else:
+            nbytes = float(w.gates * w.hidden * w.hidden * w.dtype_bytes + half_bias)
+            efficiency = 1.0
+            compute = gemm_s(
+                m, w, 2.0 * w.gates * w.hidden * w.hidden * b, b, _recurrent_elements(w)
+            )
+            compute += elementwise_s(m, w, (2.0 if backward else 1.0) * _elementwise_flops(w), b)
+        for _ in range(T):
+            memory = self._read(hh_key, nbytes, 1, efficiency)
+            if ih_block is not None:
+                memory += self._read(ih_key, ih_block, 1)
+            busy = max(compute, memory)
+            self._add(phase, issue_s(m, m.gemm.kernels_per_step, busy) + busy)
+
+    def _input_gemm(self, phase: str, layer: int, direction: int) -> None:
+        w = self.w
+        width = w.layer_input_size(layer)
+        if width == 0:
+            return
+        flops = 2.0 * w.gates * w.hidden * width * w.batch * w.seq_len
+        size = float(w.weight_ih_bytes(layer) + w.bias_bytes() // 2)
+        key = self._keys(layer, direction)[0]
+        self._gemm_task(phase, flops, 0.0, w.batch * w.seq_len, size / w.dtype_bytes,
+                        [(key, size)])  # fmt: skip
+
+    def _output(self, phase: str) -> None:
+        w = self.w
+        if w.output == "none":
+            return
+        b, o = w.batch, w.output_size
+        flops = (2.0 * o * w.directions * w.hidden + o) * b
+        soft = 4.0 * o * b if w.output == "softmax" else 0.0
+        if phase == "backward_data":
+            soft *= 2.0
+        size = float(w.output_weight_bytes())
+        for _ in range(w.seq_len):
+            self._gemm_task(
+                phase, flops, soft, b, size / w.dtype_bytes, [(f"l{w.layers}.out", size)]
+            )
+
+    def _weight_gradients(self) -> None:
+        w = self.w
+        n = w.batch * w.seq_len
+        for layer in range(w.layers):
+            width = w.layer_input_size(layer)
+            for direction in range(w.directions):
+                ih_key, hh_key = self._keys(layer, direction)
+                ih = float(w.weight_ih_bytes(layer) + w.bias_bytes() // 2)
+                hh = float(w.weight_hh_bytes() + w.bias_bytes() // 2)
+                flops = 2.0 * w.gates * w.hidden * width * n + 2.0 * w.weight_hh_nonzeros() * n
+                elements = (ih + hh) / w.dtype_bytes
+                bias = float(w.gates * w.hidden * n)
+                self._gemm_task("backward_weights", flops, bias, n, elements,
+                                [(f"grad.{ih_key}", ih), (f"grad.{hh_key}", hh)])  # fmt: skip
+        if w.output != "none":
+            size = float(w.output_weight_bytes())
+            flops = (2.0 * w.output_size * w.directions * w.hidden + w.output_size) * n
+            self._gemm_task("backward_weights", flops, 0.0, n, size / w.dtype_bytes,
+                            [(f"grad.l{w.layers}.out", size)])  # fmt: skip
+
+    def run(self) -> None:
+        w = self.w
+        for layer in range(w.layers):
+            for direction in range(w.directions):
+                self._input_gemm("forward", layer, direction)
+                self._recurrent("forward", layer, direction)
+            self.algorithms.append(self._algorithm())
+        self._output("forward")
+        if w.phase != "training":
+            return
+        self._output("backward_data")
+        for layer in reversed(range(w.layers)):
+            for direction in range(w.directions):
+                self._recurrent("backward_data", layer, direction)
+                self._input_gemm("backward_data", layer, direction)
+        self._weight_gradients()
+
+    def _algorithm(self) -> str:
+        if self.step is not None:
+            return "persistent"
+        return "sparse_gemm" if self.sparse else "gemm"
+
+
+def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk: int):
+    """The larger of the wavefront's critical path (band formula over unshared cell costs) and
+    the time the shared resources need for all cells (DRAM bytes, flops at full rate)."""
+    from wpsim.analytic import _band_makespan
+
+    w, m = workload, machine
+    peak = m.gemm_peak_flops(w.dtype)
+    b = w.batch
+    n_streams = _n_streams(m, policy, w)
+    n_chunks = w.n_chunks(chunk)
+    all_bytes = sum(w.layer_weight_bytes(layer) for layer in range(w.layers))
+    resident = w.directions * all_bytes <= m.l2.size_bytes
+    rate = m.l2.bandwidth_Bps if resident else m.memory.bandwidth_Bps
+    passes = [("forward", 1.0)] + ([("backward_data", 2.0)] if w.phase == "training" else [])
+    phases = {"forward": 0.0, "backward_data": 0.0, "backward_weights": 0.0}
+    dram, algorithms = 0.0, ["gemm"] * w.layers
+    for phase, elem_factor in passes:
         costs, memory_total, flops_total = [], 0.0, 0.0
         for layer in range(w.layers):
             ih_bytes = w.weight_ih_bytes(layer) + w.bias_bytes() // 2
             hh_bytes = w.weight_hh_bytes() + w.bias_bytes() // 2
-            rate = m.l2.bandwidth_Bps if resident else m.memory.bandwidth_Bps
-            in_flops = 2.0 * w.gates * w.hidden * w.layer_input_size(layer) * b * chunk
-            rec_flops = (2.0 * w.weight_hh_nonzeros() * b + _elementwise_flops(w)) * chunk
-            compute = in_flops / (peak * m.gemm.efficiency(b * chunk))
-            compute += rec_flops / (peak * m.gemm.efficiency(b))
+            width = w.layer_input_size(layer)
+            in_flops = 2.0 * w.gates * w.hidden * width * b * chunk
+            rec_flops = 2.0 * w.weight_hh_nonzeros() * b * chunk
+            elem = elem_factor * _elementwise_flops(w) * chunk
+            compute = (
+                gemm_s(m, w, in_flops, b * chunk, w.gates * w.hidden * width) if width else 0.0
+            )
+            compute += gemm_s(m, w, rec_flops, b, _recurrent_elements(w))
+            compute += elementwise_s(m, w, elem, b)
             nbytes = ih_bytes + chunk * hh_bytes
-            launches = (chunk * m.gemm.kernels_per_step + 1) * launch
-            costs.append(launches + max(compute, nbytes / rate))
+            kernels = chunk * m.gemm.kernels_per_step + (1 if width else 0)
+            busy = max(compute, nbytes / rate)
+            costs.append(issue_s(m, kernels, busy) + busy)
             memory_total += n_chunks * nbytes / rate
-            flops_total += n_chunks * (in_flops + rec_flops)
+            flops_total += n_chunks * (in_flops + rec_flops + elem)
             dram += nbytes * (1 if resident else n_chunks) * w.directions
-            algorithms.append("gemm")
-        from wpsim.analytic import _band_makespan
-
         band = _band_makespan(costs, n_chunks, min(n_streams, w.layers))
         bound = max(memory_total, flops_total / (peak * m.gemm.efficiency_by_n[-1][1]))
-        makespan = max(band, bound) * w.directions
-        return makespan * policy.instances, dram * policy.instances, algorithms
+        phases[phase] = max(band, bound) * w.directions
     if w.phase == "training":
-        raise ConfigError(
-            "the GPU closed forms cover inference; simulate training (wpsim simulate/compare)"
-        )
-    total = 0.0
-    for layer in range(w.layers):
-        ih_bytes = w.weight_ih_bytes(layer) + w.bias_bytes() // 2
-        in_flops = 2.0 * w.gates * w.hidden * w.layer_input_size(layer) * b * T
-        input_gemm = launch + max(
-            in_flops / (peak * m.gemm.efficiency(b * T)), ih_bytes / m.memory.bandwidth_Bps
-        )
-        dram += ih_bytes
-        if policy.algorithm == "persistent":
-            step = persistent_step(m, w, policy.kernel)
-            if not step["fits"]:
-                step = best_fallback(m, w)
-        elif policy.algorithm == "sparse_gemm":
-            step = gemm_step(m, w, sparse=True)
-        else:
-            step = gemm_step(m, w)
-        algorithms.append(step["algorithm"])
-        if step["algorithm"] == "persistent":
-            recurrent = launch + step["weight_bytes"] / m.memory.bandwidth_Bps + T * step["step_s"]
-            dram += step["weight_bytes"]
-        else:
-            hh_bytes = float(w.weight_hh_bytes() + w.bias_bytes() // 2)
-            if step["algorithm"] == "gemm":
-                hh_bytes = float(w.gates * w.hidden * w.hidden * w.dtype_bytes
-                                 + w.bias_bytes() // 2)  # fmt: skip
-            in_l2 = hh_bytes <= m.l2.size_bytes
-            sparse = step["algorithm"] == "sparse_gemm"
-            efficiency = m.gemm.sparse_bandwidth_efficiency if sparse else 1.0
-            nonzeros = w.weight_hh_nonzeros() if sparse else w.gates * w.hidden * w.hidden
-            flops = 2.0 * nonzeros * b + _elementwise_flops(w)
-            compute = flops / (peak * m.gemm.efficiency(b))
-            per_step = m.gemm.kernels_per_step * launch
-            dram_read = hh_bytes / (m.memory.bandwidth_Bps * efficiency)
-            l2_read = hh_bytes / (m.l2.bandwidth_Bps * efficiency)
-            if in_l2:
-                recurrent = per_step * T + max(compute, dram_read) + (T - 1) * max(compute, l2_read)
-                dram += hh_bytes
-            else:
-                recurrent = T * (per_step + max(compute, dram_read))
-                dram += hh_bytes * T
-        total += input_gemm + recurrent
-    total *= w.directions
-    dram *= w.directions
-    if w.output != "none":
-        out_bytes = w.output_weight_bytes()
-        out_flops = (2.0 * w.output_size * w.directions * w.hidden + w.output_size) * b
-        if w.output == "softmax":
-            out_flops += 4.0 * w.output_size * b
-        in_l2 = out_bytes <= m.l2.size_bytes
-        compute = out_flops / (peak * m.gemm.efficiency(b))
-        first = launch + max(compute, out_bytes / m.memory.bandwidth_Bps)
-        rest = launch + max(
-            compute, out_bytes / (m.l2.bandwidth_Bps if in_l2 else m.memory.bandwidth_Bps)
-        )
-        total += first + (T - 1) * rest
-        dram += out_bytes * (1 if in_l2 else T)
-    return total * policy.instances, dram * policy.instances, algorithms
+        n = b * w.seq_len
+        for layer in range(w.layers):
+            width = w.layer_input_size(layer)
+            flops = 2.0 * w.gates * w.hidden * (width + w.hidden) * n
+            elements = w.gates * w.hidden * (width + w.hidden)
+            busy = gemm_s(m, w, flops, n, elements)
+            phases["backward_weights"] += w.directions * (issue_s(m, 1, busy) + busy)
+    n = policy.instances
+    phases = {name: seconds * n for name, seconds in phases.items()}
+    return sum(phases.values()), dram * n, algorithms, phases
 
 
 def _useful_flops(workload: Workload, instances: int) -> float:
@@ -544,7 +779,8 @@ def evaluate(
 
     ``sequential_s`` (the speed-up baseline) is the ``gemm`` policy: one per-step GEMM after the
     other, layer by layer. ``extra`` holds ``max_persistent_hidden``, the algorithm of each layer,
-    the recurrent step time, TFLOP/s and, for persistent kernels, whether the layer fits.
+    the recurrent step time, TFLOP/s, ``phase_s`` (the time by phase: ``forward``,
+    ``backward_data``, ``backward_weights``) and, for persistent kernels, whether the layer fits.
 
     Examples
     --------
@@ -565,7 +801,7 @@ def evaluate(
     baseline = get_policy("gemm", instances=policy.instances)
     trace, tasks, level_bytes = None, None, {DRAM: 0.0}
     if engine == "predict":
-        makespan, dram, algorithms = _closed_form(machine, workload, policy, chunk)
+        makespan, dram, algorithms, phase_s = _closed_form(machine, workload, policy, chunk)
         sequential_s = _closed_form(machine, workload, baseline, chunk)[0]
         n_tasks = _plan(workload, policy, chunk).n_tasks
         level_bytes = {DRAM: dram}
@@ -578,6 +814,9 @@ def evaluate(
         dram = level_bytes[DRAM]
         algorithms = [model.layer_algorithm.get((0, layer, 0), "gemm")
                       for layer in range(workload.layers)]  # fmt: skip
+        phase_s = {"forward": 0.0, "backward_data": 0.0, "backward_weights": 0.0}
+        for tid, start, end in zip(trace.task, trace.start_s, trace.end_s, strict=True):
+            phase_s[phase_of(tasks[tid].kind)] += end - start
     flops = _useful_flops(workload, policy.instances)
     peak = machine.peak_flops(workload.dtype)
     if policy.algorithm == "persistent":
@@ -603,6 +842,7 @@ def evaluate(
         "recurrent_tflops": step["flops"] / step["step_s"] / 1e12,
         "tflops": flops / makespan / 1e12 if makespan else 0.0,
         "peak_tflops": peak / 1e12,
+        "phase_s": phase_s,
     }
     if policy.algorithm == "persistent" and "persistent" not in algorithms:
         extra["note"] = (
