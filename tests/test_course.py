@@ -17,7 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE = ROOT / "docs" / "course"
-SOLUTIONS = COURSE / "solutions"
+INSTRUCTOR = COURSE / "instructor"
+SOLUTIONS = INSTRUCTOR / "solutions"
+INDEPENDENT = INSTRUCTOR / "independent"
 
 
 def load(relative: str, name: str):
@@ -69,41 +71,107 @@ def test_formulas_are_evaluated_safely():
 # ---- assignment 1 ---------------------------------------------------------------------------
 
 
-def test_a1_reference_scores_full_marks(a1):
-    report = a1.grade(SOLUTIONS / "a1_answers.yaml")
-    assert report.score == report.total == 30, messages(report)
+def test_a1_reference_and_independent_solutions_score_full_marks(a1):
+    for path in (SOLUTIONS / "a1_answers.yaml", INDEPENDENT / "a1_answers.yaml"):
+        report = a1.grade(path, INSTRUCTOR)
+        assert report.score == report.total == 34, messages(report)
+        assert not report.notes  # graded as the course grades, not a preview
 
 
 def test_a1_starter_scores_zero_and_says_what_is_missing(a1):
-    report = a1.grade(COURSE / "a1" / "answers.yaml")
+    report = a1.grade(COURSE / "a1" / "answers.yaml", INSTRUCTOR)
     assert report.score == 0
     assert all("missing" in item.message for item in report.items)
-    assert len(report.items) == 22
+    assert len(report.items) == 24
 
 
-def test_a1_wrong_answers_get_specific_hints(a1, tmp_path):
-    answers = (SOLUTIONS / "a1_answers.yaml").read_text()
-    wrong = (
-        answers.replace("total_flops: 1105536", "total_flops: 552768")
-        .replace("critical_path_tasks: 10 ", "critical_path_tasks: 6 ")
-        .replace("critical_path_tasks: 11 ", "critical_path_tasks: 10 ")
-        .replace('training_span: "2 * (L + T - 1) + 1"', 'training_span: "2 * (L + T - 1)"')
-        .replace("critical_path_flops: 518656", "critical_path_flops: 535040")
-        .replace("avg_parallelism_tasks: 2.25", "avg_parallelism_tasks: 0.44")
-    )
+def answers_with(tmp_path: Path, old: str, new: str) -> Path:
+    """The reference answers with one line changed."""
+    text = (SOLUTIONS / "a1_answers.yaml").read_text()
+    assert old in text, old
     path = tmp_path / "answers.yaml"
-    path.write_text(wrong)
-    report = a1.grade(path)
-    assert report.score == 30 - 5 - 2
-    assert "a multiply-add counts as two flops" in report.item("stacked.total_flops").message
-    assert "BOTH directions" in report.item("bidirectional.critical_path_tasks").message
-    assert "weight-gradient task" in report.item("training.critical_path_tasks").message
-    assert "passes through layer 0" in report.item("stacked.critical_path_flops").message
-    assert "inverted" in report.item("stacked.avg_parallelism_tasks").message
-    formula = report.item("formulas.training_span").message
-    assert "gives 2 at L=1, T=1, but that graph has 3" in formula
-    # numbers are never revealed, only their direction
-    assert "1105536" not in report.item("stacked.total_flops").message
+    path.write_text(text.replace(old, new))
+    return path
+
+
+#: Wrong answers of different kinds: (lines replaced, check that loses its points, what the
+#: message must say). Each is graded on its own: everything else in the file is right.
+A1_WRONG = {
+    "off-by-one span formula": (
+        ('stacked_span: "L + T - 1"', 'stacked_span: "L + T"'),
+        "formulas.stacked_span",
+        "off by one at every size",
+    ),
+    "hard-coded to the examples' shapes": (
+        ('stacked_max_width: "min(L, T)"', 'stacked_max_width: "min(L, T, 5)"'),
+        "formulas.stacked_max_width",
+        "gives 5 at L=7, T=20, but that graph has 7",
+    ),
+    "a chunk count without ceil": (
+        ('"L + ceil(T / K) - 1"', '"L + T / K - 1"'),
+        "formulas.stacked_span_chunked",
+        "a number of tasks is a whole number",
+    ),
+    "bidirectional span as if unidirectional": (
+        ("critical_path_tasks: 10 ", "critical_path_tasks: 6 "),
+        "bidirectional.critical_path_tasks",
+        "BOTH directions",
+    ),
+    "training without the weight-gradient task": (
+        ('training_span: "2 * (L + T - 1) + 1"', 'training_span: "2 * (L + T - 1)"'),
+        "formulas.training_span",
+        "off by one at every size",
+    ),
+    "another family's formula copied": (
+        (
+            'training_span_chunked: "2 * (L + ceil(T / K) - 1) + 1"',
+            'training_span_chunked: "L + ceil(T / K) - 1"',
+        ),
+        "formulas.training_span_chunked",
+        "but that graph has",
+    ),
+    "a multiply-add counted as one flop": (
+        ("total_flops: 1105536", "total_flops: 552768"),
+        "stacked.total_flops",
+        "a multiply-add counts as two flops",
+    ),
+    "a constant instead of a formula": (
+        ('stacked_n_tasks: "L * T"', 'stacked_n_tasks: "18"'),
+        "formulas.stacked_n_tasks",
+        "gives 18 at L=1, T=1, but that graph has 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(A1_WRONG))
+def test_a1_wrong_answers_fail_with_a_specific_message(a1, tmp_path, kind):
+    (old, new), check, says = A1_WRONG[kind]
+    report = a1.grade(answers_with(tmp_path, old, new), INSTRUCTOR)
+    item = report.item(check)
+    assert item.points == 0 and says in item.message, item.message
+    assert report.score == report.total - item.points_max, messages(report)
+    # numbers are never revealed, only their direction; formulas show where they disagree
+    assert "1105536" not in item.message
+
+
+def test_a1_a_formula_fitted_to_the_public_sizes_fails_only_at_the_hidden_ones(a1, tmp_path):
+    (old, new), check, _ = A1_WRONG["hard-coded to the examples' shapes"]
+    path = answers_with(tmp_path, old, new)
+    assert a1.grade(path).item(check).points == 2  # the student's preview cannot tell
+    graded = a1.grade(path, INSTRUCTOR).item(check)
+    assert graded.points == 0 and "right at 9 of 10 sizes only" in graded.message
+
+
+def test_a1_hidden_sizes_cover_every_family_and_chunking(a1):
+    import yaml
+
+    hidden = yaml.safe_load((INSTRUCTOR / "a1_hidden.yaml").read_text())
+    sizes, chunked = hidden["sizes"], hidden["chunked_sizes"]
+    assert {"bidirectional_span_chunked", "training_span_chunked"} <= set(a1.FORMULAS)
+    assert any(L > T for L, T in sizes) and any(T == 1 for _, T in sizes)
+    assert any(T % K for _, T, K in chunked) and any(K > T for _, T, K in chunked)
+    public = {tuple(p) for p in a1.POINTS} | {tuple(p) for p in a1.CHUNK_POINTS}
+    assert not public & ({tuple(p) for p in sizes} | {tuple(p) for p in chunked})
 
 
 def test_a1_unreadable_answers_and_bad_formulas(a1, tmp_path, capsys):
@@ -112,21 +180,25 @@ def test_a1_unreadable_answers_and_bad_formulas(a1, tmp_path, capsys):
     assert a1.main([str(bad)]) == 2
     assert "not valid YAML" in capsys.readouterr().out
     odd = tmp_path / "odd.yaml"
-    odd.write_text('stacked: {n_tasks: "many"}\nformulas: {stacked_span: "open(\'x\')"}\n')
+    odd.write_text('stacked: {n_tasks: "many"}\nformulas: {stacked_span: "open(\'x\')", '
+                   'stacked_n_tasks: "10 ** 10 ** 10"}\n')  # fmt: skip
     report = a1.grade(odd)
     assert "not a number" in report.item("stacked.n_tasks").message
     assert "cannot evaluate" in report.item("formulas.stacked_span").message
+    assert "exponent too large" in report.item("formulas.stacked_n_tasks").message
+    assert a1.main([str(SOLUTIONS / "a1_answers.yaml"), "--instructor", str(tmp_path)]) == 2
+    assert "a1_hidden.yaml: file not found" in capsys.readouterr().out
 
 
 def test_a1_runs_as_a_script_from_anywhere(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(COURSE / "a1" / "grade.py"), str(SOLUTIONS / "a1_answers.yaml"),
-         "--json"],
+         "--instructor", str(INSTRUCTOR), "--json"],
         capture_output=True, text=True, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["score"] == report["total"] == 30
+    assert report["score"] == report["total"] == 34 and report["notes"] == []
 
 
 # ---- assignment 2 ---------------------------------------------------------------------------

@@ -122,6 +122,28 @@ def load_yaml(path: str | Path) -> Any:
         raise AnswerError(f"{path}: not valid YAML{where}") from None
 
 
+def load_hidden(instructor: str | Path | None, assignment: str) -> dict[str, Any] | None:
+    """The hidden cases of ``assignment`` (``a1``, ``a2``) from the instructor folder.
+
+    ``None`` when no instructor folder is given: the grader then runs its public cases only (the
+    preview a student runs). The folder holds ``<assignment>_hidden.yaml``; a missing or
+    malformed file raises :class:`AnswerError` (the grader cannot grade as the course does).
+    """
+    if instructor is None:
+        return None
+    path = Path(instructor) / f"{assignment}_hidden.yaml"
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise AnswerError(f"{path}: expected a mapping of hidden cases")
+    return data
+
+
+PREVIEW_NOTE = (
+    "preview: only the public cases ran; the course grades with hidden cases too (same checks, "
+    "other sizes and shapes), so a submission tuned to the public cases can pass here and fail there"
+)
+
+
 def relative_error(got: float, want: float) -> float:
     """``|got - want| / |want|`` (absolute error when ``want`` is 0)."""
     return abs(got - want) / abs(want) if want else abs(got - want)
@@ -175,7 +197,10 @@ def _eval(node: ast.AST, names: dict[str, float]) -> float:
             return names[node.id]
         raise _unknown(node.id, names)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        return _BINARY[type(node.op)](_eval(node.left, names), _eval(node.right, names))
+        left, right = _eval(node.left, names), _eval(node.right, names)
+        if isinstance(node.op, ast.Pow) and abs(right) > 64:
+            raise FormulaError(f"exponent too large: {ast.unparse(node)!r}")
+        return _BINARY[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         value = _eval(node.operand, names)
         return -value if isinstance(node.op, ast.USub) else value
