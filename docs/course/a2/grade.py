@@ -103,6 +103,7 @@ class Outcome:
 
     case: Case
     problems: list[str]  # empty: correct
+    stopped: bool = False  # the run raised (problems[0] says where and why)
     ratio: float = math.nan  # best built-in makespan / the policy's
     best: str = ""
     detail: str = ""
@@ -328,6 +329,39 @@ def schedule_problems(trace, plan, n_cores: int, limit: int = 5) -> list[str]:
     return problems[:limit]
 
 
+def group_problem(groups: Any, n_cores: int) -> str:
+    """What is wrong with ``core_groups(n_cores)``'s answer ('' if nothing)."""
+    if not isinstance(groups, list | tuple) or not groups:
+        return f"core_groups({n_cores}) returned {groups!r}: expected a list of tuples of cores"
+    owner: dict[Any, int] = {}
+    for g, group in enumerate(groups):
+        if not isinstance(group, tuple | list) or not group:
+            return f"core_groups({n_cores}) returned the group {group!r}: expected a tuple of cores"
+        for core in group:
+            if isinstance(core, bool) or not isinstance(core, int) or not 0 <= core < n_cores:
+                return (f"core_groups({n_cores}) returned a group with core {core!r}: this "
+                        f"machine has cores 0..{n_cores - 1}")  # fmt: skip
+            if core in owner:
+                return (f"core_groups({n_cores}) puts core {core} in groups {owner[core]} and {g}: "
+                        "groups must not share cores")  # fmt: skip
+            owner[core] = g
+    return ""
+
+
+def home_problem(policy: Policy, workload: Workload, groups: list) -> str:
+    """For a static policy: a ``home_group`` answer that is not a group ('' if none)."""
+    if not isinstance(policy, StaticPolicy) or type(policy).push is not StaticPolicy.push:
+        return ""  # only StaticPolicy.push reads home_group
+    plan = compile_plan(build(workload, **policy.graph_options(workload, 1)))
+    policy.reset(plan, [tuple(g) for g in groups])
+    for tid, task in enumerate(plan.tasks):
+        g = policy.home_group(tid)
+        if isinstance(g, bool) or not isinstance(g, int) or not 0 <= g < len(groups):
+            return (f"home_group({tid}) returned {g!r} for {task.label}: there are "
+                    f"{len(groups)} groups, 0..{len(groups) - 1}")  # fmt: skip
+    return ""
+
+
 def same_schedule(a, tasks_a, b, tasks_b) -> bool:
     """Whether two traces run the same tasks on the same cores at the same times."""
     if len(a) != len(b):
@@ -379,13 +413,15 @@ def explain(error: BaseException, student_file: str) -> str:
             where = f" ({Path(student_file).name} line {frame.lineno}, in {frame.name})"
             break
     if isinstance(error, NotImplementedError):
-        return f"stopped at {text}{where} -- implement it"
+        return f"the run stopped at {text}{where} -- implement it"
     if "stalled" in str(error):
-        return (f"{text}{where} -- every task pushed must eventually be returned by assign to "
-                "an idle group: a policy that holds tasks back leaves cores idle forever")  # fmt: skip
+        return (f"the run stopped: {text}{where} -- every task pushed must eventually be returned "
+                "by assign to an idle group: a policy that holds tasks back leaves cores idle "
+                "forever")  # fmt: skip
     if isinstance(error, TypeError) and "machine" in str(error):
-        return f"{text}{where} -- the grader creates your policy as Policy(machine=machine)"
-    return f"failed: {text}{where}"
+        return (f"the run failed: {text}{where} -- the grader creates your policy as "
+                "Policy(machine=machine)")  # fmt: skip
+    return f"the run failed: {text}{where}"
 
 
 def speed_points(ratio: float, points_max: float) -> float:
@@ -396,19 +432,32 @@ def speed_points(ratio: float, points_max: float) -> float:
     return round(points_max * min(1.0, max(0.0, fraction)), 2)
 
 
+_BASELINES: dict[tuple[str, str], dict[str, Any]] = {}
+
+
 def run_case(cls, case: Case, builtins: dict[str, type[Policy]], watcher: CallWatcher,
              student_file: str, out, limit_s: float) -> Outcome:  # fmt: skip
     """Simulate the policy and every built-in (``builtins``: name -> class) on one case."""
     workload, machine = case.workload, case.machine
-    baselines = {name: simulate(workload, machine, builtins[name](), sequential_s=1.0)
-                 for name in BUILTINS}  # fmt: skip
+    key = (workload.model_dump_json(), machine.model_dump_json())
+    if key not in _BASELINES:  # the simulator is deterministic: one run per case and process
+        _BASELINES[key] = {name: simulate(workload, machine, builtins[name](), sequential_s=1.0)
+                           for name in BUILTINS}  # fmt: skip
+    baselines = _BASELINES[key]
     try:
         with time_limit(limit_s), watcher.active():
             policy = cls(machine=machine)
+            policy.graph_options(workload, 1)  # the order simulate calls them in
+            groups = policy.core_groups(machine.total_cores)
+            wrong = group_problem(groups, machine.total_cores) or home_problem(
+                policy, workload, groups
+            )
+            if wrong:
+                return Outcome(case, [wrong])
             result = simulate(workload, machine, policy, sequential_s=1.0)
             plan = compile_plan(build(workload, **policy.graph_options(workload, 1)))
     except Exception as error:  # the student's code: report whatever it raises
-        return Outcome(case, [explain(error, student_file)])
+        return Outcome(case, [explain(error, student_file)], stopped=True)
     watcher.inspect(policy)
     if out is not None:
         folder = Path(out)
@@ -435,7 +484,7 @@ def run_case(cls, case: Case, builtins: dict[str, type[Policy]], watcher: CallWa
               f"{result.level_bytes.get('L3', 0) / 1e6:.1f} MB{idle}")  # fmt: skip
     identical = next((name for name, b in baselines.items()
                       if same_schedule(result.trace, result.tasks, b.trace, b.tasks)), "")  # fmt: skip
-    return Outcome(case, [], ratio, best, detail, identical)
+    return Outcome(case, [], ratio=ratio, best=best, detail=detail, identical_to=identical)
 
 
 def real_run(cls, workload: Workload, student_file: str, limit_s: float) -> str:
@@ -449,6 +498,10 @@ def real_run(cls, workload: Workload, student_file: str, limit_s: float) -> str:
     try:
         with time_limit(limit_s):
             policy = cls(machine=machine)
+            policy.graph_options(workload, 1)  # the order execute calls them in
+            wrong = group_problem(policy.core_groups(REAL_WORKERS), REAL_WORKERS)
+            if wrong:
+                return wrong
             result = execute(workload, policy, REAL_WORKERS, seed=0)
             plan = compile_plan(build(workload, **policy.graph_options(workload, 1)))
     except Exception as error:  # the student's code: report whatever it raises
@@ -506,19 +559,23 @@ def grade(path: str | Path, out: str | Path | None = None, instructor: str | Pat
                    "; ".join(problems) or f"{cls.__name__} ({cls.name!r}) is well formed")  # fmt: skip
         watcher = CallWatcher(builtins)
         shipped = {name: saved[name] for name in BUILTINS}  # as registered before the import
-        outcomes = [run_case(cls, c, shipped, watcher, student_file, out, limit_s) for c in cases]
-        _grade_outcomes(report, cls, builtins, watcher, outcomes, share)
-        failed = [o for o in outcomes if o.problems]
-        if failed:
-            report.add(real_label, 0, REAL_POINTS,
-                       "not run: the policy already fails in the simulator")  # fmt: skip
+        outcomes: list[Outcome] = []
+        for case in cases:
+            if any(o.stopped and "ran for more than" in o.problems[0] for o in outcomes):
+                outcomes.append(Outcome(case, ["not run: an earlier case ran out of time"],
+                                        stopped=True))  # fmt: skip
+                continue
+            outcomes.append(run_case(cls, case, shipped, watcher, student_file, out, limit_s))
+        if any(o.problems for o in outcomes):
+            real_wrong = "not run: the policy already fails in the simulator"
         elif not real:
-            report.add(real_label, 0, REAL_POINTS, "not run (turned off)")
+            real_wrong = "not run (turned off)"
         else:
-            wrong = real_run(cls, real_workload, student_file, limit_s)
-            report.add(real_label, 0 if wrong else REAL_POINTS, REAL_POINTS,
-                       wrong or f"correct schedule and outputs on {REAL_WORKERS} workers "
-                       f"({real_workload.layers}-layer {real_workload.cell.upper()})")  # fmt: skip
+            real_wrong = real_run(cls, real_workload, student_file, limit_s)
+        real_item = (real_label, 0 if real_wrong else REAL_POINTS, REAL_POINTS,
+                     real_wrong or f"correct schedule and outputs on {REAL_WORKERS} workers "
+                     f"({real_workload.layers}-layer {real_workload.cell.upper()})")  # fmt: skip
+        _grade_outcomes(report, cls, builtins, watcher, outcomes, real_item, share)
     finally:
         REGISTRY.clear()
         REGISTRY.update(saved)
@@ -530,8 +587,8 @@ def grade(path: str | Path, out: str | Path | None = None, instructor: str | Pat
 
 
 def _grade_outcomes(report: Report, cls, builtins, watcher: CallWatcher, outcomes: list[Outcome],
-                    share: float) -> None:  # fmt: skip
-    """The own-work, correctness and speed items from the simulated cases."""
+                    real_item: tuple, share: float) -> None:  # fmt: skip
+    """The own-work, correctness, real-run and speed items."""
     reasons = static_builtin_reasons(cls, builtins) + watcher.reasons()
     correct = [o for o in outcomes if not o.problems]
     copies = {o.identical_to for o in correct}
@@ -541,6 +598,8 @@ def _grade_outcomes(report: Report, cls, builtins, watcher: CallWatcher, outcome
     if reasons:
         report.add("own work", 0, OWN_POINTS,
                    "a built-in policy in disguise earns nothing for speed: " + "; ".join(reasons))  # fmt: skip
+    elif not correct:
+        report.add("own work", 0, OWN_POINTS, "not judged: the policy ran no case correctly")
     else:
         report.add("own work", OWN_POINTS, OWN_POINTS,
                    "no built-in policy among its bases, functions, objects or schedules")  # fmt: skip
@@ -553,10 +612,14 @@ def _grade_outcomes(report: Report, cls, builtins, watcher: CallWatcher, outcome
     else:
         report.add("correct everywhere", CORRECT_POINTS, CORRECT_POINTS,
                    f"correct schedules on all {len(outcomes)} cases")  # fmt: skip
+    report.add(*real_item)
     for o in outcomes:
         where = f"{o.case.workload.name} on {o.case.machine.total_cores} cores"
-        if o.problems:
-            report.add(o.case.label, 0, share, f"{where}: incorrect: " + "; ".join(o.problems))
+        if o.stopped:
+            report.add(o.case.label, 0, share, f"{where}: {o.problems[0]}")
+        elif o.problems:
+            report.add(o.case.label, 0, share,
+                       f"{where}: incorrect schedule: " + "; ".join(o.problems))  # fmt: skip
         elif reasons:
             report.add(o.case.label, 0, share, f"{where}: correct; {o.detail}; no speed marks "
                        "for a built-in policy")  # fmt: skip

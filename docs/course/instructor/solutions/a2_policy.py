@@ -121,8 +121,8 @@ class CacheFitPipeline(StaticPolicy):
                 2 * G * H * width * B * steps / gemm_efficiency(table, B * steps)
                 + 2 * G * H * H * B * steps / gemm_efficiency(table, B)
             ) / (k * peak)
-            elementwise = ELEMENTWISE_FLOPS[w.cell] * H * B * steps / (
-                m.efficiency.elementwise * k * peak
+            elementwise = (
+                ELEMENTWISE_FLOPS[w.cell] * H * B * steps / (m.efficiency.elementwise * k * peak)
             )
             weights = w.layer_weight_bytes(layer)
             level = next((c for c in private if per_group * weights / k <= c.size_bytes), None)
