@@ -125,7 +125,7 @@ def load_policy_class(path: str | Path) -> tuple[type[Policy], list[str], str]:
     if not path.exists():
         raise GradingError(f"{path}: file not found")
     module_name = f"a2_student_{abs(hash(path.resolve()))}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    spec = importlib.util.spec_from_file_location(module_name, path.resolve())
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -597,7 +597,7 @@ def _grade_outcomes(report: Report, cls, builtins, watcher: CallWatcher, outcome
                        "case")  # fmt: skip
     if reasons:
         report.add("own work", 0, OWN_POINTS,
-                   "a built-in policy in disguise earns nothing for speed: " + "; ".join(reasons))  # fmt: skip
+                   "what a built-in policy already does earns nothing for speed: " + "; ".join(reasons))  # fmt: skip
     elif not correct:
         report.add("own work", 0, OWN_POINTS, "not judged: the policy ran no case correctly")
     else:
