@@ -180,8 +180,10 @@ def test_a1_unreadable_answers_and_bad_formulas(a1, tmp_path, capsys):
     assert a1.main([str(bad)]) == 2
     assert "not valid YAML" in capsys.readouterr().out
     odd = tmp_path / "odd.yaml"
-    odd.write_text('stacked: {n_tasks: "many"}\nformulas: {stacked_span: "open(\'x\')", '
-                   'stacked_n_tasks: "10 ** 10 ** 10"}\n')  # fmt: skip
+    odd.write_text(
+        'stacked: {n_tasks: "many"}\nformulas: {stacked_span: "open(\'x\')", '
+        'stacked_n_tasks: "10 ** 10 ** 10"}\n'
+    )
     report = a1.grade(odd)
     assert "not a number" in report.item("stacked.n_tasks").message
     assert "cannot evaluate" in report.item("formulas.stacked_span").message
@@ -192,10 +194,18 @@ def test_a1_unreadable_answers_and_bad_formulas(a1, tmp_path, capsys):
 
 def test_a1_runs_as_a_script_from_anywhere(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(COURSE / "a1" / "grade.py"), str(SOLUTIONS / "a1_answers.yaml"),
-         "--instructor", str(INSTRUCTOR), "--json"],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(COURSE / "a1" / "grade.py"),
+            str(SOLUTIONS / "a1_answers.yaml"),
+            "--instructor",
+            str(INSTRUCTOR),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["score"] == report["total"] == 34 and report["notes"] == []
@@ -453,8 +463,9 @@ def a2_graded():
     a2 = load("a2/grade.py", "a2_grade_wrong")
     with tempfile.TemporaryDirectory() as folder:
         for kind, (source, _) in A2_WRONG.items():
-            reports[kind] = a2.grade(write(Path(folder), kind, source), instructor=INSTRUCTOR,
-                                     real=False)  # fmt: skip
+            reports[kind] = a2.grade(
+                write(Path(folder), kind, source), instructor=INSTRUCTOR, real=False
+            )
     return reports
 
 
@@ -622,8 +633,10 @@ def model_was_right(claims, folder):
 
 
 def keywords_without_numbers(claims, folder):
-    text = ("dispatch overhead, cache misses, memory bandwidth, barrier synchronisation, noise "
-            "from other tenants and the Python interpreter all slow the measured run down")  # fmt: skip
+    text = (
+        "dispatch overhead, cache misses, memory bandwidth, barrier synchronisation, noise "
+        "from other tenants and the Python interpreter all slow the measured run down"
+    )
     for f in claims["findings"]:
         for key in list(f):
             if key.endswith(("_us", "_percent", "_ms")):
@@ -634,11 +647,15 @@ def keywords_without_numbers(claims, folder):
 def no_discrepancy(claims, folder):
     """Right numbers for a configuration where the model's utilisation is the measured one."""
     claims["findings"][0] = {
-        "mechanism": "utilisation", "trace": "traces/wavefront_1w.json", "policy": "wavefront",
-        "workers": 1, "measured_percent": 99.7, "simulated_percent": 100.0,
+        "mechanism": "utilisation",
+        "trace": "traces/wavefront_1w.json",
+        "policy": "wavefront",
+        "workers": 1,
+        "measured_percent": 99.7,
+        "simulated_percent": 100.0,
         "text": "one worker is busy all the time in the measured trace and in the simulated one, "
-                "as it should be",
-    }  # fmt: skip
+        "as it should be",
+    }
 
 
 def example_files(claims, folder):
@@ -674,12 +691,20 @@ def made_up_explanation(claims, folder):
     constant_prediction(claims, folder)
     for entry in claims["configurations"]:
         entry["measured_speedup"] = 2.0
-    claims["findings"] = [{
-        "mechanism": "task_time", "trace": "traces/wavefront_2w.json", "policy": "wavefront",
-        "workers": 2, "kind": "cell", "layer": 1, "measured_us": 10, "simulated_us": 10,
-        "text": "The executor reaches a 2.0x speed-up with 10 us tasks: dispatch overhead, "
-                "caches and memory bandwidth explain the rest of the error, as expected.",
-    }]  # fmt: skip
+    claims["findings"] = [
+        {
+            "mechanism": "task_time",
+            "trace": "traces/wavefront_2w.json",
+            "policy": "wavefront",
+            "workers": 2,
+            "kind": "cell",
+            "layer": 1,
+            "measured_us": 10,
+            "simulated_us": 10,
+            "text": "The executor reaches a 2.0x speed-up with 10 us tasks: dispatch overhead, "
+            "caches and memory bandwidth explain the rest of the error, as expected.",
+        }
+    ]
 
 
 #: Wrong submissions: change, (check that loses its points, what its message says), most points.
@@ -696,7 +721,7 @@ A3_WRONG = {
             "measured_us: you say 10, the trace's mean task is",
         ),
         9,
-    ),  # fmt: skip
+    ),
     "a measured speed-up outside the spread of the rounds": (
         model_was_right,
         ("measured: wavefront on 2 worker(s)", "their spread allows"),
@@ -829,9 +854,18 @@ def test_handout_archive_has_no_solution_and_no_hidden_case(tmp_path):
     assert set(members) == {f"wpsim-course/{n}" for n in names}
     paths = [n.removeprefix("wpsim-course/") for n in members]
     assert not [p for p in paths if "instructor" in p or p.endswith("test_course.py")]
-    for needed in ("a1/grade.py", "a2/grade.py", "a3/grade.py", "gradelib.py", "a1/answers.yaml",
-                   "a2/my_policy.py", "a3/claims.yaml", "a3/example/validate.json",
-                   "a2/handout.md", "README.md"):  # fmt: skip
+    for needed in (
+        "a1/grade.py",
+        "a2/grade.py",
+        "a3/grade.py",
+        "gradelib.py",
+        "a1/answers.yaml",
+        "a2/my_policy.py",
+        "a3/claims.yaml",
+        "a3/example/validate.json",
+        "a2/handout.md",
+        "README.md",
+    ):
         assert f"docs/course/{needed}" in paths, needed
     assert "wpsim/engine.py" in paths and "pyproject.toml" in paths  # wpsim installs from it
     # no instructor file's content under another name ...
@@ -865,7 +899,8 @@ def test_graders_in_the_archive_grade_a_preview(tmp_path):
     course = tmp_path / "wpsim-course" / "docs" / "course"
     proc = subprocess.run(
         [sys.executable, str(course / "a1" / "grade.py"), str(SOLUTIONS / "a1_answers.yaml")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "34/34" in proc.stdout and "preview: only the public cases ran" in proc.stdout

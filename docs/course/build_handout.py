@@ -48,11 +48,17 @@ def shipped(path: str) -> bool:
 def repository_files(root: Path = ROOT) -> list[str]:
     """The files of ``root`` that git tracks or would track (not ignored), sorted."""
     try:
-        proc = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                              cwd=root, capture_output=True, check=True)  # fmt: skip
+        proc = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError) as error:
-        raise HandoutError(f"{root}: not a git checkout ({type(error).__name__}): the archive "
-                           "ships the files git tracks") from None  # fmt: skip
+        raise HandoutError(
+            f"{root}: not a git checkout ({type(error).__name__}): the archive "
+            "ships the files git tracks"
+        ) from None
     names = [n for n in proc.stdout.decode().split("\0") if n]
     return sorted(n for n in names if (root / n).is_file())
 
@@ -72,8 +78,9 @@ def build(out: str | Path, root: Path = ROOT) -> list[str]:
     with open_output(out, "handout", "wb") as handle:
         with tarfile.open(fileobj=handle, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
             for name in names:
-                archive.add(root / name, f"{PREFIX}/{name}", recursive=False,
-                            filter=owned_by_nobody)  # fmt: skip
+                archive.add(
+                    root / name, f"{PREFIX}/{name}", recursive=False, filter=owned_by_nobody
+                )
     return names
 
 
@@ -89,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     except (HandoutError, WpsimError) as error:
         print(f"handout: {error}", file=sys.stderr)
         return 2
-    print(f"handout: wrote {args.out}: {len(names)} files under {PREFIX}/, without "
-          f"{', '.join(EXCLUDED)}")  # fmt: skip
+    print(
+        f"handout: wrote {args.out}: {len(names)} files under {PREFIX}/, without "
+        f"{', '.join(EXCLUDED)}"
+    )
     return 0
 
 

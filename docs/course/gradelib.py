@@ -85,12 +85,17 @@ class Report:
             "score": self.score,
             "total": self.total,
             "items": [
-                {"name": i.name, "status": i.status, "points": _tidy(i.points),
-                 "points_max": _tidy(i.points_max), "message": i.message}
+                {
+                    "name": i.name,
+                    "status": i.status,
+                    "points": _tidy(i.points),
+                    "points_max": _tidy(i.points_max),
+                    "message": i.message,
+                }
                 for i in self.items
             ],
             "notes": list(self.notes),
-        }  # fmt: skip
+        }
 
     def render(self) -> str:
         """The report as text: a score line, then one line per check."""

@@ -119,25 +119,33 @@ def hint(graph: str, key: str, answer: float, w: Workload, facts: dict, mine: di
         if graph == "bidirectional" and answer == L * T:
             return "every layer has two chains, one forward and one reverse in time"
         if graph == "training" and answer in (L * T, 2 * L * T):
-            return ("training has a backward task for every forward cell, and after them one "
-                    "weight-gradient task per layer and direction")  # fmt: skip
+            return (
+                "training has a backward task for every forward cell, and after them one "
+                "weight-gradient task per layer and direction"
+            )
         return "count one task per (direction, layer, time step)"
     if key == "critical_path_tasks":
         if answer == facts["n_tasks"]:
             return "that is the work; the span is the number of tasks on the longest chain"
         if graph == "stacked" and answer == L + T:
-            return ("off by one: a chain from cell (0, 0) to (L-1, T-1) makes L-1 moves up and "
-                    "T-1 moves forward in time")  # fmt: skip
+            return (
+                "off by one: a chain from cell (0, 0) to (L-1, T-1) makes L-1 moves up and "
+                "T-1 moves forward in time"
+            )
         if graph == "bidirectional" and answer == L + T - 1:
-            return ("layer l+1 at step t needs BOTH directions of layer l, and the reverse chain "
-                    "of layer l reaches step 0 last: layer l+1 cannot start before it ends")  # fmt: skip
+            return (
+                "layer l+1 at step t needs BOTH directions of layer l, and the reverse chain "
+                "of layer l reaches step 0 last: layer l+1 cannot start before it ends"
+            )
         if graph == "training":
             s = L + T - 1
             if answer == 2 * s:
                 return "after the last backward cell of a layer comes its weight-gradient task"
             if answer in (s, s + 1):
-                return ("the backward pass mirrors the forward one: the gradient flows back along "
-                        "the whole forward chain")  # fmt: skip
+                return (
+                    "the backward pass mirrors the forward one: the gradient flows back along "
+                    "the whole forward chain"
+                )
         return "follow the dependencies: which cell can only start after all the others?"
     if key == "max_width":
         if graph == "bidirectional":
@@ -203,13 +211,17 @@ def formula_hint(results: list[tuple[dict, float, float]]) -> str:
     errors = [got - want for _, got, want in results]
     right = sum(1 for e in errors if abs(e) < 1e-9)
     if any(not float(got).is_integer() for _, got, _ in results):
-        return ("a number of tasks is a whole number: a task covers K steps and the last one may "
-                "cover fewer (ceil)")  # fmt: skip
+        return (
+            "a number of tasks is a whole number: a task covers K steps and the last one may "
+            "cover fewer (ceil)"
+        )
     if len(set(errors)) == 1 and abs(errors[0]) == 1:
         return "off by one at every size: count the tasks on the chain, not the moves between them"
     if 2 * right >= len(results):
-        return (f"right at {right} of {len(results)} sizes only: a formula that fits some shapes "
-                "is not derived for every L, T (and K)")  # fmt: skip
+        return (
+            f"right at {right} of {len(results)} sizes only: a formula that fits some shapes "
+            "is not derived for every L, T (and K)"
+        )
     return "build the graph at that size (wpsim graph) and count"
 
 
@@ -247,14 +259,22 @@ def grade_formulas(answers: dict, report: Report, hidden: dict | None = None) ->
             report.add(name, 0, FORMULA_POINTS, f"cannot evaluate {text!r}: {error}")
             continue
         if wrong is None:
-            report.add(name, FORMULA_POINTS, FORMULA_POINTS,
-                       f"{text!r} matches the graphs at {len(points)} sizes")  # fmt: skip
+            report.add(
+                name,
+                FORMULA_POINTS,
+                FORMULA_POINTS,
+                f"{text!r} matches the graphs at {len(points)} sizes",
+            )
         else:
             names, got, want = wrong
             at = ", ".join(f"{k}={v}" for k, v in names.items())
-            report.add(name, 0, FORMULA_POINTS,
-                       f"{text!r} gives {got:g} at {at}, but that graph has {want:g} "
-                       f"(wpsim graph at those sizes shows it). Hint: {formula_hint(results)}")  # fmt: skip
+            report.add(
+                name,
+                0,
+                FORMULA_POINTS,
+                f"{text!r} gives {got:g} at {at}, but that graph has {want:g} "
+                f"(wpsim graph at those sizes shows it). Hint: {formula_hint(results)}",
+            )
 
 
 def grade(path: str | Path, instructor: str | Path | None = None) -> Report:
@@ -282,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: grade a file, print the report; exit status 2 if it cannot be read."""
     parser = argparse.ArgumentParser(description="Grade assignment 1 (work and span).")
     parser.add_argument("answers", help="your answers.yaml")
-    parser.add_argument("--instructor", metavar="DIR",
-                        help="the instructor folder: grade at its hidden sizes too")  # fmt: skip
+    parser.add_argument(
+        "--instructor", metavar="DIR", help="the instructor folder: grade at its hidden sizes too"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     try:

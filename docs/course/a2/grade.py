@@ -68,12 +68,23 @@ MACHINE = HERE / "small_cache.yaml"
 #: Public cases, on the course machine: (label, workload).
 PUBLIC_CASES: list[tuple[str, Workload | Path]] = [
     ("given (workload.yaml)", HERE / "workload.yaml"),
-    ("other shape: 4-layer GRU, H=160",
-     Workload(name="a2-gru", cell="gru", layers=4, hidden=160, input=160, seq_len=64)),
-    ("other phase: 2-layer GRU training",
-     Workload(name="a2-train", cell="gru", layers=2, hidden=128, input=64, seq_len=32,
-              phase="training")),
-]  # fmt: skip
+    (
+        "other shape: 4-layer GRU, H=160",
+        Workload(name="a2-gru", cell="gru", layers=4, hidden=160, input=160, seq_len=64),
+    ),
+    (
+        "other phase: 2-layer GRU training",
+        Workload(
+            name="a2-train",
+            cell="gru",
+            layers=2,
+            hidden=128,
+            input=64,
+            seq_len=32,
+            phase="training",
+        ),
+    ),
+]
 #: The public run on the real executor (small: it measures nothing, it checks the schedule).
 PUBLIC_REAL_RUN = Workload(name="a2-real", cell="lstm", layers=3, hidden=32, input=16, seq_len=8)
 REAL_WORKERS = 2
@@ -207,16 +218,19 @@ def _functions(cls: type) -> list[types.FunctionType]:
 
 def static_builtin_reasons(cls: type[Policy], builtins: dict[type, str]) -> list[str]:
     """Built-in policies among ``cls``'s bases or in its functions (borrowed, not called)."""
-    reasons = [f"it subclasses the built-in {builtins[base]!r}" for base in cls.__mro__
-               if base in builtins]  # fmt: skip
+    reasons = [
+        f"it subclasses the built-in {builtins[base]!r}" for base in cls.__mro__ if base in builtins
+    ]
     codes = {f.__code__: name for b, name in builtins.items() for f in _functions(b)}
     for base in cls.__mro__:
         if base.__module__.startswith("wpsim."):
             continue
         for f in _functions(base):
             if f.__code__ in codes:
-                reasons.append(f"{base.__name__}.{f.__name__} is the built-in "
-                               f"{codes[f.__code__]!r}'s own function")  # fmt: skip
+                reasons.append(
+                    f"{base.__name__}.{f.__name__} is the built-in "
+                    f"{codes[f.__code__]!r}'s own function"
+                )
     return reasons
 
 
@@ -227,10 +241,12 @@ class CallWatcher:
 
     def __init__(self, builtins: dict[type, str]) -> None:
         watched = {cls: name for cls, name in builtins.items() if name != "sequential"}
-        self.builtin_codes = {f.__code__: name for cls, name in watched.items()
-                              for f in _functions(cls)}  # fmt: skip
-        self.base_codes = {f.__code__ for cls in (Policy, StaticPolicy, DynamicPolicy)
-                           for f in _functions(cls)}  # fmt: skip
+        self.builtin_codes = {
+            f.__code__: name for cls, name in watched.items() for f in _functions(cls)
+        }
+        self.base_codes = {
+            f.__code__ for cls in (Policy, StaticPolicy, DynamicPolicy) for f in _functions(cls)
+        }
         self.watched = watched
         self.called: set[str] = set()  # names of the built-ins whose code ran
         self.held: set[str] = set()  # why an attribute holds a built-in
@@ -266,8 +282,11 @@ class CallWatcher:
         """Note built-in policy objects kept in ``policy``'s attributes (one level into
         containers)."""
         for key, value in vars(policy).items():
-            values = value.values() if isinstance(value, dict) else (
-                value if isinstance(value, list | tuple | set) else [value])  # fmt: skip
+            values = (
+                value.values()
+                if isinstance(value, dict)
+                else (value if isinstance(value, list | tuple | set) else [value])
+            )
             for item in values:
                 name = self.builtin_name(item)
                 if name:
@@ -275,8 +294,10 @@ class CallWatcher:
 
     def reasons(self) -> list[str]:
         """What the runs watched so far showed, one line each."""
-        return sorted(self.held) + [f"it creates or calls the built-in {name!r} while it runs"
-                                    for name in sorted(self.called)]  # fmt: skip
+        return sorted(self.held) + [
+            f"it creates or calls the built-in {name!r} while it runs"
+            for name in sorted(self.called)
+        ]
 
 
 # ---- checking a run -----------------------------------------------------------------------
@@ -299,8 +320,10 @@ def schedule_problems(trace, plan, n_cores: int, limit: int = 5) -> list[str]:
         index.setdefault(tid, i)
         cores = trace.cores[i]
         if not cores or len(set(cores)) != len(cores) or not all(0 <= c < n_cores for c in cores):
-            problems.append(f"{labels[tid]} ran on cores {list(cores)}: expected distinct cores "
-                            f"0..{n_cores - 1}")  # fmt: skip
+            problems.append(
+                f"{labels[tid]} ran on cores {list(cores)}: expected distinct cores "
+                f"0..{n_cores - 1}"
+            )
             break
     for i, tid in enumerate(trace.task):
         for p in plan.preds[tid]:
@@ -321,8 +344,10 @@ def schedule_problems(trace, plan, n_cores: int, limit: int = 5) -> list[str]:
         runs.sort()
         for (_s0, e0, a), (s1, _, b) in zip(runs, runs[1:], strict=False):
             if s1 < e0 - eps:
-                problems.append(f"core {core} ran {labels[b]} (from {s1 * 1e6:.3f} us) while "
-                                f"still running {labels[a]} (until {e0 * 1e6:.3f} us)")  # fmt: skip
+                problems.append(
+                    f"core {core} ran {labels[b]} (from {s1 * 1e6:.3f} us) while "
+                    f"still running {labels[a]} (until {e0 * 1e6:.3f} us)"
+                )
                 break
         if len(problems) >= limit:
             break
@@ -339,11 +364,15 @@ def group_problem(groups: Any, n_cores: int) -> str:
             return f"core_groups({n_cores}) returned the group {group!r}: expected a tuple of cores"
         for core in group:
             if isinstance(core, bool) or not isinstance(core, int) or not 0 <= core < n_cores:
-                return (f"core_groups({n_cores}) returned a group with core {core!r}: this "
-                        f"machine has cores 0..{n_cores - 1}")  # fmt: skip
+                return (
+                    f"core_groups({n_cores}) returned a group with core {core!r}: this "
+                    f"machine has cores 0..{n_cores - 1}"
+                )
             if core in owner:
-                return (f"core_groups({n_cores}) puts core {core} in groups {owner[core]} and {g}: "
-                        "groups must not share cores")  # fmt: skip
+                return (
+                    f"core_groups({n_cores}) puts core {core} in groups {owner[core]} and {g}: "
+                    "groups must not share cores"
+                )
             owner[core] = g
     return ""
 
@@ -357,8 +386,10 @@ def home_problem(policy: Policy, workload: Workload, groups: list) -> str:
     for tid, task in enumerate(plan.tasks):
         g = policy.home_group(tid)
         if isinstance(g, bool) or not isinstance(g, int) or not 0 <= g < len(groups):
-            return (f"home_group({tid}) returned {g!r} for {task.label}: there are "
-                    f"{len(groups)} groups, 0..{len(groups) - 1}")  # fmt: skip
+            return (
+                f"home_group({tid}) returned {g!r} for {task.label}: there are "
+                f"{len(groups)} groups, 0..{len(groups) - 1}"
+            )
     return ""
 
 
@@ -368,9 +399,10 @@ def same_schedule(a, tasks_a, b, tasks_b) -> bool:
         return False
 
     def runs(trace, tasks):
-        return {tasks[t].label: (tuple(c), s, e)
-                for t, c, s, e in zip(trace.task, trace.cores, trace.start_s, trace.end_s,
-                                      strict=True)}  # fmt: skip
+        return {
+            tasks[t].label: (tuple(c), s, e)
+            for t, c, s, e in zip(trace.task, trace.cores, trace.start_s, trace.end_s, strict=True)
+        }
 
     ra, rb = runs(a, tasks_a), runs(b, tasks_b)
     if ra.keys() != rb.keys():
@@ -415,12 +447,16 @@ def explain(error: BaseException, student_file: str) -> str:
     if isinstance(error, NotImplementedError):
         return f"the run stopped at {text}{where} -- implement it"
     if "stalled" in str(error):
-        return (f"the run stopped: {text}{where} -- every task pushed must eventually be returned "
-                "by assign to an idle group: a policy that holds tasks back leaves cores idle "
-                "forever")  # fmt: skip
+        return (
+            f"the run stopped: {text}{where} -- every task pushed must eventually be returned "
+            "by assign to an idle group: a policy that holds tasks back leaves cores idle "
+            "forever"
+        )
     if isinstance(error, TypeError) and "machine" in str(error):
-        return (f"the run failed: {text}{where} -- the grader creates your policy as "
-                "Policy(machine=machine)")  # fmt: skip
+        return (
+            f"the run failed: {text}{where} -- the grader creates your policy as "
+            "Policy(machine=machine)"
+        )
     return f"the run failed: {text}{where}"
 
 
@@ -435,14 +471,23 @@ def speed_points(ratio: float, points_max: float) -> float:
 _BASELINES: dict[tuple[str, str], dict[str, Any]] = {}
 
 
-def run_case(cls, case: Case, builtins: dict[str, type[Policy]], watcher: CallWatcher,
-             student_file: str, out, limit_s: float) -> Outcome:  # fmt: skip
+def run_case(
+    cls,
+    case: Case,
+    builtins: dict[str, type[Policy]],
+    watcher: CallWatcher,
+    student_file: str,
+    out,
+    limit_s: float,
+) -> Outcome:
     """Simulate the policy and every built-in (``builtins``: name -> class) on one case."""
     workload, machine = case.workload, case.machine
     key = (workload.model_dump_json(), machine.model_dump_json())
     if key not in _BASELINES:  # the simulator is deterministic: one run per case and process
-        _BASELINES[key] = {name: simulate(workload, machine, builtins[name](), sequential_s=1.0)
-                           for name in BUILTINS}  # fmt: skip
+        _BASELINES[key] = {
+            name: simulate(workload, machine, builtins[name](), sequential_s=1.0)
+            for name in BUILTINS
+        }
     baselines = _BASELINES[key]
     try:
         with time_limit(limit_s), watcher.active():
@@ -462,28 +507,44 @@ def run_case(cls, case: Case, builtins: dict[str, type[Policy]], watcher: CallWa
     if out is not None:
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
-        result.trace.to_chrome(folder / f"{workload.name}_{cls.name}.json",
-                               [t.label for t in plan.tasks], [t.layer for t in plan.tasks],
-                               process_name=f"{cls.name} on {workload.name}")  # fmt: skip
+        result.trace.to_chrome(
+            folder / f"{workload.name}_{cls.name}.json",
+            [t.label for t in plan.tasks],
+            [t.layer for t in plan.tasks],
+            process_name=f"{cls.name} on {workload.name}",
+        )
     problems = schedule_problems(result.trace, plan, machine.total_cores)
     want_flops = sum(task.flops for _, task in build(workload).nodes(data="task"))
     got_flops = sum(task.flops for task in plan.tasks)
     if not math.isclose(got_flops, want_flops, rel_tol=1e-9):
-        problems.append(f"the graph from graph_options does {got_flops:.4g} flops, the workload "
-                        f"{want_flops:.4g}: it must do the same work")  # fmt: skip
+        problems.append(
+            f"the graph from graph_options does {got_flops:.4g} flops, the workload "
+            f"{want_flops:.4g}: it must do the same work"
+        )
     if problems:
         return Outcome(case, problems)
     best = min(BUILTINS, key=lambda name: baselines[name].makespan_s)
     ratio = baselines[best].makespan_s / result.makespan_s
     used = len({c for cores in result.trace.cores for c in cores})
-    idle = (f"; {machine.total_cores - used} of its {machine.total_cores} cores never ran a task"
-            if used < machine.total_cores else "")  # fmt: skip
-    detail = (f"makespan {result.makespan_s * 1e3:.3f} ms vs the best built-in, {best}, "
-              f"{baselines[best].makespan_s * 1e3:.3f} ms: {ratio:.2f}x its speed; weights from L2 "
-              f"{result.level_bytes.get('L2', 0) / 1e6:.1f} MB, from L3 "
-              f"{result.level_bytes.get('L3', 0) / 1e6:.1f} MB{idle}")  # fmt: skip
-    identical = next((name for name, b in baselines.items()
-                      if same_schedule(result.trace, result.tasks, b.trace, b.tasks)), "")  # fmt: skip
+    idle = (
+        f"; {machine.total_cores - used} of its {machine.total_cores} cores never ran a task"
+        if used < machine.total_cores
+        else ""
+    )
+    detail = (
+        f"makespan {result.makespan_s * 1e3:.3f} ms vs the best built-in, {best}, "
+        f"{baselines[best].makespan_s * 1e3:.3f} ms: {ratio:.2f}x its speed; weights from L2 "
+        f"{result.level_bytes.get('L2', 0) / 1e6:.1f} MB, from L3 "
+        f"{result.level_bytes.get('L3', 0) / 1e6:.1f} MB{idle}"
+    )
+    identical = next(
+        (
+            name
+            for name, b in baselines.items()
+            if same_schedule(result.trace, result.tasks, b.trace, b.tasks)
+        ),
+        "",
+    )
     return Outcome(case, [], ratio=ratio, best=best, detail=detail, identical_to=identical)
 
 
@@ -516,8 +577,13 @@ def real_run(cls, workload: Workload, student_file: str, limit_s: float) -> str:
 # ---- grading ------------------------------------------------------------------------------
 
 
-def grade(path: str | Path, out: str | Path | None = None, instructor: str | Path | None = None,
-          real: bool = True, limit_s: float = TIME_LIMIT_S) -> Report:  # fmt: skip
+def grade(
+    path: str | Path,
+    out: str | Path | None = None,
+    instructor: str | Path | None = None,
+    real: bool = True,
+    limit_s: float = TIME_LIMIT_S,
+) -> Report:
     """Grade the policy file at ``path``.
 
     Parameters
@@ -547,23 +613,31 @@ def grade(path: str | Path, out: str | Path | None = None, instructor: str | Pat
             cls, problems, student_file = load_policy_class(path)
         except GradingError as error:
             report.add("policy", 0, FORM_POINTS, str(error))
-            for name, points in (("own work", OWN_POINTS), ("correct everywhere", CORRECT_POINTS),
-                                 (real_label, REAL_POINTS)):  # fmt: skip
+            for name, points in (
+                ("own work", OWN_POINTS),
+                ("correct everywhere", CORRECT_POINTS),
+                (real_label, REAL_POINTS),
+            ):
                 report.add(name, 0, points, "not graded: no policy to grade")
             for case in cases:
                 report.add(case.label, 0, share, "not run: no policy to grade")
             return report
         if cls.name in saved and saved[cls.name] is not cls and saved[cls.name] in builtins:
             problems.append(f"the name {cls.name!r} is a built-in policy's; choose your own")
-        report.add("policy", 0 if problems else FORM_POINTS, FORM_POINTS,
-                   "; ".join(problems) or f"{cls.__name__} ({cls.name!r}) is well formed")  # fmt: skip
+        report.add(
+            "policy",
+            0 if problems else FORM_POINTS,
+            FORM_POINTS,
+            "; ".join(problems) or f"{cls.__name__} ({cls.name!r}) is well formed",
+        )
         watcher = CallWatcher(builtins)
         shipped = {name: saved[name] for name in BUILTINS}  # as registered before the import
         outcomes: list[Outcome] = []
         for case in cases:
             if any(o.stopped and "ran for more than" in o.problems[0] for o in outcomes):
-                outcomes.append(Outcome(case, ["not run: an earlier case ran out of time"],
-                                        stopped=True))  # fmt: skip
+                outcomes.append(
+                    Outcome(case, ["not run: an earlier case ran out of time"], stopped=True)
+                )
                 continue
             outcomes.append(run_case(cls, case, shipped, watcher, student_file, out, limit_s))
         if any(o.problems for o in outcomes):
@@ -572,74 +646,119 @@ def grade(path: str | Path, out: str | Path | None = None, instructor: str | Pat
             real_wrong = "not run (turned off)"
         else:
             real_wrong = real_run(cls, real_workload, student_file, limit_s)
-        real_item = (real_label, 0 if real_wrong else REAL_POINTS, REAL_POINTS,
-                     real_wrong or f"correct schedule and outputs on {REAL_WORKERS} workers "
-                     f"({real_workload.layers}-layer {real_workload.cell.upper()})")  # fmt: skip
+        real_item = (
+            real_label,
+            0 if real_wrong else REAL_POINTS,
+            REAL_POINTS,
+            real_wrong
+            or f"correct schedule and outputs on {REAL_WORKERS} workers "
+            f"({real_workload.layers}-layer {real_workload.cell.upper()})",
+        )
         _grade_outcomes(report, cls, builtins, watcher, outcomes, real_item, share)
     finally:
         REGISTRY.clear()
         REGISTRY.update(saved)
-    report.notes.append(f"speed: full marks at {FULL_SPEED:g}x the speed of the best built-in "
-                        f"policy or faster, none at {NO_SPEED:g}x or slower")  # fmt: skip
+    report.notes.append(
+        f"speed: full marks at {FULL_SPEED:g}x the speed of the best built-in "
+        f"policy or faster, none at {NO_SPEED:g}x or slower"
+    )
     if hidden is None:
         report.notes.append(PREVIEW_NOTE)
     return report
 
 
-def _grade_outcomes(report: Report, cls, builtins, watcher: CallWatcher, outcomes: list[Outcome],
-                    real_item: tuple, share: float) -> None:  # fmt: skip
+def _grade_outcomes(
+    report: Report,
+    cls,
+    builtins,
+    watcher: CallWatcher,
+    outcomes: list[Outcome],
+    real_item: tuple,
+    share: float,
+) -> None:
     """The own-work, correctness, real-run and speed items."""
     reasons = static_builtin_reasons(cls, builtins) + watcher.reasons()
     correct = [o for o in outcomes if not o.problems]
     copies = {o.identical_to for o in correct}
     if correct and len(correct) == len(outcomes) and all(o.identical_to for o in correct):
-        reasons.append(f"its schedule is the built-in {' / '.join(sorted(copies))}'s on every "
-                       "case")  # fmt: skip
+        reasons.append(f"its schedule is the built-in {' / '.join(sorted(copies))}'s on every case")
     if reasons:
-        report.add("own work", 0, OWN_POINTS,
-                   "what a built-in policy already does earns nothing for speed: " + "; ".join(reasons))  # fmt: skip
+        report.add(
+            "own work",
+            0,
+            OWN_POINTS,
+            "what a built-in policy already does earns nothing for speed: " + "; ".join(reasons),
+        )
     elif not correct:
         report.add("own work", 0, OWN_POINTS, "not judged: the policy ran no case correctly")
     else:
-        report.add("own work", OWN_POINTS, OWN_POINTS,
-                   "no built-in policy among its bases, functions, objects or schedules")  # fmt: skip
+        report.add(
+            "own work",
+            OWN_POINTS,
+            OWN_POINTS,
+            "no built-in policy among its bases, functions, objects or schedules",
+        )
     failed = [o for o in outcomes if o.problems]
     if failed:
         names = ", ".join(repr(o.case.label) for o in failed)
-        report.add("correct everywhere", 0, CORRECT_POINTS,
-                   f"fails on {len(failed)} of {len(outcomes)} cases ({names}); a policy must "
-                   "run every case correctly to earn anything for speed")  # fmt: skip
+        report.add(
+            "correct everywhere",
+            0,
+            CORRECT_POINTS,
+            f"fails on {len(failed)} of {len(outcomes)} cases ({names}); a policy must "
+            "run every case correctly to earn anything for speed",
+        )
     else:
-        report.add("correct everywhere", CORRECT_POINTS, CORRECT_POINTS,
-                   f"correct schedules on all {len(outcomes)} cases")  # fmt: skip
+        report.add(
+            "correct everywhere",
+            CORRECT_POINTS,
+            CORRECT_POINTS,
+            f"correct schedules on all {len(outcomes)} cases",
+        )
     report.add(*real_item)
     for o in outcomes:
         where = f"{o.case.workload.name} on {o.case.machine.total_cores} cores"
         if o.stopped:
             report.add(o.case.label, 0, share, f"{where}: {o.problems[0]}")
         elif o.problems:
-            report.add(o.case.label, 0, share,
-                       f"{where}: incorrect schedule: " + "; ".join(o.problems))  # fmt: skip
+            report.add(
+                o.case.label, 0, share, f"{where}: incorrect schedule: " + "; ".join(o.problems)
+            )
         elif reasons:
-            report.add(o.case.label, 0, share, f"{where}: correct; {o.detail}; no speed marks "
-                       "for a built-in policy")  # fmt: skip
+            report.add(
+                o.case.label,
+                0,
+                share,
+                f"{where}: correct; {o.detail}; no speed marks for a built-in policy",
+            )
         elif failed:
-            report.add(o.case.label, 0, share, f"{where}: correct; {o.detail}; no speed marks "
-                       "while other cases fail")  # fmt: skip
+            report.add(
+                o.case.label,
+                0,
+                share,
+                f"{where}: correct; {o.detail}; no speed marks while other cases fail",
+            )
         elif o.identical_to:
-            report.add(o.case.label, 0, share, f"{where}: correct; {o.detail}; but this schedule "
-                       f"is exactly the built-in {o.identical_to!r}'s: no speed marks")  # fmt: skip
+            report.add(
+                o.case.label,
+                0,
+                share,
+                f"{where}: correct; {o.detail}; but this schedule "
+                f"is exactly the built-in {o.identical_to!r}'s: no speed marks",
+            )
         else:
-            report.add(o.case.label, speed_points(o.ratio, share), share,
-                       f"{where}: correct; {o.detail}")  # fmt: skip
+            report.add(
+                o.case.label, speed_points(o.ratio, share), share, f"{where}: correct; {o.detail}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: grade a policy file and print the report."""
     parser = argparse.ArgumentParser(description="Grade assignment 2 (a policy for small caches).")
     parser.add_argument("policy", help="your policy file (my_policy.py)")
-    parser.add_argument("--instructor", metavar="DIR",
-                        help="the instructor folder: run its hidden cases too")  # fmt: skip
+    parser.add_argument(
+        "--instructor", metavar="DIR", help="the instructor folder: run its hidden cases too"
+    )
     parser.add_argument("--out", metavar="DIR", help="write a Chrome trace of each run here")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)

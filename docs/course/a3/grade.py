@@ -127,13 +127,21 @@ class Evidence:
             data = json.loads(path.read_text())
             events = data["traceEvents"]
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise AnswerError(f"{name}: not a Chrome trace of `wpsim run --trace` "
-                              f"({type(error).__name__})") from None  # fmt: skip
-        process = next((e.get("args", {}).get("name", "") for e in events
-                        if e.get("ph") == "M" and e.get("name") == "process_name"), "")  # fmt: skip
+            raise AnswerError(
+                f"{name}: not a Chrome trace of `wpsim run --trace` ({type(error).__name__})"
+            ) from None
+        process = next(
+            (
+                e.get("args", {}).get("name", "")
+                for e in events
+                if e.get("ph") == "M" and e.get("name") == "process_name"
+            ),
+            "",
+        )
         if process.split()[:3] != ["wpsim", "run", policy]:
-            raise AnswerError(f"{name}: a trace of {process!r}, not of `wpsim run` with policy "
-                              f"{policy!r}")  # fmt: skip
+            raise AnswerError(
+                f"{name}: a trace of {process!r}, not of `wpsim run` with policy {policy!r}"
+            )
         runs: dict[int, list] = {}
         for e in events:
             if e.get("ph") == "X":
@@ -147,8 +155,10 @@ class Evidence:
                 entry[2].add(int(e["tid"]))
         plan = self.plan(policy)
         if sorted(runs) != list(range(plan.n_tasks)):
-            raise AnswerError(f"{name}: {len(runs)} tasks, but the assignment's graph under "
-                              f"{policy!r} (chunk {self.chunk}) has {plan.n_tasks}")  # fmt: skip
+            raise AnswerError(
+                f"{name}: {len(runs)} tasks, but the assignment's graph under "
+                f"{policy!r} (chunk {self.chunk}) has {plan.n_tasks}"
+            )
         cores = {c for _, _, cs in runs.values() for c in cs}
         if not cores <= set(range(workers)):
             raise AnswerError(f"{name}: tasks ran on workers {sorted(cores)}, not on {workers}")
@@ -161,8 +171,11 @@ class Evidence:
 
 def mean_task_s(runs: dict[int, tuple], plan: Any, kind: str, layer: int) -> float | None:
     """Mean duration of the tasks of ``kind`` and ``layer`` in a trace (None: there are none)."""
-    spans = [e - s for t, (s, e, _) in runs.items()
-             if plan.tasks[t].kind == kind and plan.tasks[t].layer == layer]  # fmt: skip
+    spans = [
+        e - s
+        for t, (s, e, _) in runs.items()
+        if plan.tasks[t].kind == kind and plan.tasks[t].layer == layer
+    ]
     return statistics.fmean(spans) if spans else None
 
 
@@ -187,8 +200,11 @@ def utilisation_percent(runs: dict[int, tuple], workers: int) -> float:
 
 def round_ratios(row: dict, baseline: dict) -> list[float]:
     """Per round: baseline makespan / this configuration's (the paired speed-ups)."""
-    return [b / m for b, m in zip(baseline["measured_makespans_s"], row["measured_makespans_s"],
-                                  strict=True) if m > 0]  # fmt: skip
+    return [
+        b / m
+        for b, m in zip(baseline["measured_makespans_s"], row["measured_makespans_s"], strict=True)
+        if m > 0
+    ]
 
 
 def measured_tolerance(ratios: list[float]) -> float:
@@ -277,12 +293,15 @@ def load_submission(claims_path: str | Path) -> tuple[Submission | None, list[st
         raw_rows = validation["rows"]
         rows = {(r["policy"], int(r["workers"])): r for r in raw_rows}
     except (ValueError, KeyError, TypeError) as error:
-        return None, [f"validation: {claims['validation']}: not the output of `wpsim validate "
-                      f"--json` ({type(error).__name__}: {error})"]  # fmt: skip
+        return None, [
+            f"validation: {claims['validation']}: not the output of `wpsim validate "
+            f"--json` ({type(error).__name__}: {error})"
+        ]
     example = EXAMPLE / "validate.json"
     if example.is_file() and _digest(paths["validation"]) == _digest(example):
-        problems.append("validation: this is the course's example validation: measure your own "
-                        "machine")  # fmt: skip
+        problems.append(
+            "validation: this is the course's example validation: measure your own machine"
+        )
     if (EXAMPLE / "machine.yaml").is_file() and _digest(paths["machine"]) == _digest(
         EXAMPLE / "machine.yaml"
     ):
@@ -297,8 +316,10 @@ def load_submission(claims_path: str | Path) -> tuple[Submission | None, list[st
     if missing:
         problems.append(f"validation: no row for {', '.join(missing)} (run the handout's command)")
     elif any(len(r.get("measured_makespans_s") or []) < MIN_REPEATS for r in rows.values()):
-        problems.append(f"validation: fewer than {MIN_REPEATS} rounds (--repeats 5, as the "
-                        "handout says): their spread is part of the grading")  # fmt: skip
+        problems.append(
+            f"validation: fewer than {MIN_REPEATS} rounds (--repeats 5, as the "
+            "handout says): their spread is part of the grading"
+        )
     submission = Submission(folder, claims, machine, validation, rows)
     return (None if problems else submission), problems
 
@@ -310,9 +331,11 @@ def check_files(sub: Submission, evidence: Evidence, report: Report) -> bool:
         recorded = float(sub.rows[config]["predicted_speedup"])
         ours = evidence.predicted_speedup(*config)
         if abs(recorded - ours) > PREDICTED_TOLERANCE * ours:
-            problems.append(f"validation: with your machine file the simulator predicts "
-                            f"{ours:.2f}x for {_label(config)}, your validation says "
-                            f"{recorded:.2f}x: it was not run with this machine file")  # fmt: skip
+            problems.append(
+                f"validation: with your machine file the simulator predicts "
+                f"{ours:.2f}x for {_label(config)}, your validation says "
+                f"{recorded:.2f}x: it was not run with this machine file"
+            )
             break
     for finding in _findings(sub.claims):
         if "trace" in finding and _config(finding):
@@ -323,9 +346,13 @@ def check_files(sub: Submission, evidence: Evidence, report: Report) -> bool:
     if problems:
         report.add("files", 0, FILES_POINTS, "; ".join(problems))
         return False
-    report.add("files", FILES_POINTS, FILES_POINTS,
-               f"machine file, validation ({len(sub.rows)} configurations, "
-               f"{len(sub.rows[BASELINE]['measured_makespans_s'])} rounds) and traces agree")  # fmt: skip
+    report.add(
+        "files",
+        FILES_POINTS,
+        FILES_POINTS,
+        f"machine file, validation ({len(sub.rows)} configurations, "
+        f"{len(sub.rows[BASELINE]['measured_makespans_s'])} rounds) and traces agree",
+    )
     return True
 
 
@@ -350,16 +377,22 @@ def grade_speedups(sub: Submission, evidence: Evidence, report: Report) -> dict:
         ours = evidence.predicted_speedup(*config)
         said = _number(entry.get("predicted_speedup"))
         name = f"predicted: {_label(config)}"
-        how = (f"wpsim simulate -m {sub.claims['machine']} -w docs/course/a3/workload.yaml "
-               f"-p {config[0]} --cores {config[1]}")  # fmt: skip
+        how = (
+            f"wpsim simulate -m {sub.claims['machine']} -w docs/course/a3/workload.yaml "
+            f"-p {config[0]} --cores {config[1]}"
+        )
         if said is None:
             report.add(name, 0, share_p, f"missing: predicted_speedup ({how})")
         elif abs(said - ours) <= PREDICTED_TOLERANCE * ours:
             report.add(name, share_p, share_p, f"{said:.2f}x is what your machine file predicts")
         else:
-            report.add(name, 0, share_p,
-                       f"you say {said:.2f}x; with your machine file the simulator predicts "
-                       f"{ours:.2f}x ({how})")  # fmt: skip
+            report.add(
+                name,
+                0,
+                share_p,
+                f"you say {said:.2f}x; with your machine file the simulator predicts "
+                f"{ours:.2f}x ({how})",
+            )
         row = sub.rows[config]
         ratios = round_ratios(row, baseline)
         median, tolerance = statistics.median(ratios), measured_tolerance(ratios)
@@ -368,14 +401,21 @@ def grade_speedups(sub: Submission, evidence: Evidence, report: Report) -> dict:
         if said is None:
             report.add(name, 0, share_m, "missing: measured_speedup (from your validation)")
         elif abs(said - median) <= tolerance:
-            report.add(name, share_m, share_m,
-                       f"{said:.2f}x: your validation measured {median:.2f}x "
-                       f"+/- {tolerance:.2f}x")  # fmt: skip
+            report.add(
+                name,
+                share_m,
+                share_m,
+                f"{said:.2f}x: your validation measured {median:.2f}x +/- {tolerance:.2f}x",
+            )
         else:
-            report.add(name, 0, share_m,
-                       f"you say {said:.2f}x; your validation measured {median:.2f}x (median of "
-                       f"{len(ratios)} rounds, {min(ratios):.2f}x to {max(ratios):.2f}x; their "
-                       f"spread allows +/- {tolerance:.2f}x)")  # fmt: skip
+            report.add(
+                name,
+                0,
+                share_m,
+                f"you say {said:.2f}x; your validation measured {median:.2f}x (median of "
+                f"{len(ratios)} rounds, {min(ratios):.2f}x to {max(ratios):.2f}x; their "
+                f"spread allows +/- {tolerance:.2f}x)",
+            )
     return claimed
 
 
@@ -390,12 +430,20 @@ def grade_worst(sub: Submission, evidence: Evidence, report: Report) -> None:
     if given is None:
         report.add("worst", 0, WORST_POINTS, "missing: worst: {policy: ..., workers: ...}")
     elif errors.get(given, -1) >= largest - 1e-12:
-        report.add("worst", WORST_POINTS, WORST_POINTS,
-                   f"{_label(given)}: the prediction is {100 * largest:.0f}% off the measurement")  # fmt: skip
+        report.add(
+            "worst",
+            WORST_POINTS,
+            WORST_POINTS,
+            f"{_label(given)}: the prediction is {100 * largest:.0f}% off the measurement",
+        )
     else:
-        report.add("worst", 0, WORST_POINTS,
-                   f"{_label(given)} is not the configuration whose predicted speed-up is "
-                   "furthest from the measured one (|predicted - measured| / measured)")  # fmt: skip
+        report.add(
+            "worst",
+            0,
+            WORST_POINTS,
+            f"{_label(given)} is not the configuration whose predicted speed-up is "
+            "furthest from the measured one (|predicted - measured| / measured)",
+        )
 
 
 def check_finding(finding: dict, sub: Submission, evidence: Evidence) -> str:
@@ -408,12 +456,16 @@ def check_finding(finding: dict, sub: Submission, evidence: Evidence) -> str:
         return "policy and workers: expected a configuration of your validation"
     words = len(str(finding.get("text") or "").split())
     if words < MIN_FINDING_WORDS:
-        return (f"text: {words} words; say in at least {MIN_FINDING_WORDS} what the numbers show "
-                "and why (the numbers earn the point, the text says what they mean)")  # fmt: skip
+        return (
+            f"text: {words} words; say in at least {MIN_FINDING_WORDS} what the numbers show "
+            "and why (the numbers earn the point, the text says what they mean)"
+        )
     if mechanism == "noise":
         spans = sub.rows[config]["measured_makespans_s"]
-        checks = [("fastest_ms", 1e3 * min(spans), TIME_TOLERANCE, "the fastest round"),
-                  ("slowest_ms", 1e3 * max(spans), TIME_TOLERANCE, "the slowest round")]  # fmt: skip
+        checks = [
+            ("fastest_ms", 1e3 * min(spans), TIME_TOLERANCE, "the fastest round"),
+            ("slowest_ms", 1e3 * max(spans), TIME_TOLERANCE, "the slowest round"),
+        ]
         gap = max(spans) / min(spans) >= MIN_SPREAD
         small = f"the rounds differ by less than {MIN_SPREAD}x"
     else:
@@ -429,19 +481,30 @@ def check_finding(finding: dict, sub: Submission, evidence: Evidence) -> str:
             if measured is None:
                 return f"kind and layer: no {kind!r} tasks of layer {layer!r} in the trace"
             simulated = statistics.fmean(
-                e - s - d for t, s, e, d in zip(sim.trace.task, sim.trace.start_s, sim.trace.end_s,
-                                                charged, strict=True)
-                if sim.tasks[t].kind == kind and sim.tasks[t].layer == layer)  # fmt: skip
-            checks = [("measured_us", 1e6 * measured, TIME_TOLERANCE, "the trace's mean task"),
-                      ("simulated_us", 1e6 * simulated, TIME_TOLERANCE, "the simulated mean "
-                       "task (without dispatch)")]  # fmt: skip
+                e - s - d
+                for t, s, e, d in zip(
+                    sim.trace.task, sim.trace.start_s, sim.trace.end_s, charged, strict=True
+                )
+                if sim.tasks[t].kind == kind and sim.tasks[t].layer == layer
+            )
+            checks = [
+                ("measured_us", 1e6 * measured, TIME_TOLERANCE, "the trace's mean task"),
+                (
+                    "simulated_us",
+                    1e6 * simulated,
+                    TIME_TOLERANCE,
+                    "the simulated mean task (without dispatch)",
+                ),
+            ]
             ratio = max(measured, simulated) / min(measured, simulated)
             gap, small = ratio >= MIN_TIME_RATIO, f"they differ by less than {MIN_TIME_RATIO}x"
         elif mechanism == "dispatch":
             measured = statistics.median(ready_latencies_s(runs, evidence.plan(config[0])))
             model = statistics.fmean(charged)
-            checks = [("measured_us", 1e6 * measured, None, "the trace's median ready-to-start"),
-                      ("model_us", 1e6 * model, TIME_TOLERANCE, "the model's mean dispatch")]  # fmt: skip
+            checks = [
+                ("measured_us", 1e6 * measured, None, "the trace's median ready-to-start"),
+                ("model_us", 1e6 * model, TIME_TOLERANCE, "the model's mean dispatch"),
+            ]
             ratio = max(measured, model) / max(min(measured, model), 1e-9)
             gap, small = (
                 ratio >= MIN_DISPATCH_RATIO,
@@ -450,8 +513,10 @@ def check_finding(finding: dict, sub: Submission, evidence: Evidence) -> str:
         else:  # utilisation
             measured = utilisation_percent(runs, config[1])
             simulated = 100 * sim.utilization
-            checks = [("measured_percent", measured, UTILISATION_TOLERANCE, "the trace's"),
-                      ("simulated_percent", simulated, UTILISATION_TOLERANCE, "the simulator's")]  # fmt: skip
+            checks = [
+                ("measured_percent", measured, UTILISATION_TOLERANCE, "the trace's"),
+                ("simulated_percent", simulated, UTILISATION_TOLERANCE, "the simulator's"),
+            ]
             gap = abs(measured - simulated) >= MIN_UTILISATION_POINTS
             small = f"they differ by less than {MIN_UTILISATION_POINTS:g} points"
     wrong = []
@@ -482,9 +547,13 @@ def grade_findings(sub: Submission, evidence: Evidence, report: Report) -> None:
     per_mechanism: dict[str, int] = {}
     for i in range(FINDING_POINTS):
         if i >= len(findings):
-            report.add(f"finding {i + 1}", 0, 1,
-                       f"missing: findings count up to {FINDING_POINTS}, each a mechanism with "
-                       "numbers from your own files")  # fmt: skip
+            report.add(
+                f"finding {i + 1}",
+                0,
+                1,
+                f"missing: findings count up to {FINDING_POINTS}, each a mechanism with "
+                "numbers from your own files",
+            )
             continue
         finding = findings[i]
         mechanism, config = finding.get("mechanism"), _config(finding)
@@ -520,8 +589,12 @@ def grade(claims_path: str | Path) -> Report:
             return report
     else:
         report.add("files", 0, FILES_POINTS, "; ".join(problems))
-    for name, points in (("predicted", PREDICTED_POINTS), ("measured", MEASURED_POINTS),
-                         ("worst", WORST_POINTS), ("findings", FINDING_POINTS)):  # fmt: skip
+    for name, points in (
+        ("predicted", PREDICTED_POINTS),
+        ("measured", MEASURED_POINTS),
+        ("worst", WORST_POINTS),
+        ("findings", FINDING_POINTS),
+    ):
         report.add(name, 0, points, "not graded: the files must check out first")
     return report
 
