@@ -119,6 +119,8 @@ class Evidence:
         AnswerError
             A one-line reason the trace cannot be used.
         """
+        from wpsim.policies import get_policy
+
         key = f"{name}|{policy}|{workers}"
         if key in self._traces:
             return self._traces[key]
@@ -159,9 +161,13 @@ class Evidence:
                 f"{name}: {len(runs)} tasks, but the assignment's graph under "
                 f"{policy!r} (chunk {self.chunk}) has {plan.n_tasks}"
             )
-        cores = {c for _, _, cs in runs.values() for c in cs}
-        if not cores <= set(range(workers)):
-            raise AnswerError(f"{name}: tasks ran on workers {sorted(cores)}, not on {workers}")
+        cores = sorted({c for _, _, cs in runs.values() for c in cs})
+        expected = sorted({c for g in get_policy(policy).core_groups(workers) for c in g})
+        if cores != expected:
+            raise AnswerError(
+                f"{name}: tasks ran on workers {cores}; {policy} on {workers} worker(s) runs on "
+                f"{expected}: the trace of another configuration?"
+            )
         self._traces[key] = {t: (s, e, tuple(sorted(c))) for t, (s, e, c) in runs.items()}
         return self._traces[key]
 
