@@ -755,7 +755,7 @@ A3_WRONG = {
     "another configuration's trace": (
         another_configurations_trace,
         ("files", "tasks ran on workers [0]; wavefront on 2 worker(s) runs on [0, 1]"),
-        0,
+        8,  # the point for the files and the finding that cites the trace
     ),
     "too few rounds to judge the noise": (
         too_few_rounds,

@@ -331,18 +331,23 @@ def load_submission(claims_path: str | Path) -> tuple[Submission | None, list[st
 
 
 def check_files(sub: Submission, evidence: Evidence, report: Report) -> bool:
-    """The validation ran with this machine file, and the traces are usable."""
-    problems = []
+    """The validation ran with this machine file, and the cited traces are usable. Returns
+    whether the claims can be graded at all (a bad trace costs this point and its finding, not
+    the rest)."""
     for config in (BASELINE, *REQUIRED):
         recorded = float(sub.rows[config]["predicted_speedup"])
         ours = evidence.predicted_speedup(*config)
         if abs(recorded - ours) > PREDICTED_TOLERANCE * ours:
-            problems.append(
-                f"validation: with your machine file the simulator predicts "
-                f"{ours:.2f}x for {_label(config)}, your validation says "
-                f"{recorded:.2f}x: it was not run with this machine file"
+            report.add(
+                "files",
+                0,
+                FILES_POINTS,
+                f"validation: with your machine file the simulator predicts {ours:.2f}x for "
+                f"{_label(config)}, your validation says {recorded:.2f}x: it was not run with "
+                "this machine file",
             )
-            break
+            return False
+    problems = []
     for finding in _findings(sub.claims):
         if "trace" in finding and _config(finding):
             try:
@@ -351,14 +356,14 @@ def check_files(sub: Submission, evidence: Evidence, report: Report) -> bool:
                 problems.append(f"trace: {error}")
     if problems:
         report.add("files", 0, FILES_POINTS, "; ".join(problems))
-        return False
-    report.add(
-        "files",
-        FILES_POINTS,
-        FILES_POINTS,
-        f"machine file, validation ({len(sub.rows)} configurations, "
-        f"{len(sub.rows[BASELINE]['measured_makespans_s'])} rounds) and traces agree",
-    )
+    else:
+        report.add(
+            "files",
+            FILES_POINTS,
+            FILES_POINTS,
+            f"machine file, validation ({len(sub.rows)} configurations, "
+            f"{len(sub.rows[BASELINE]['measured_makespans_s'])} rounds) and traces agree",
+        )
     return True
 
 
