@@ -1,7 +1,11 @@
-"""The course autograders are themselves tested: the reference solutions score full marks, the
-untouched starter files score low with specific feedback, and wrong answers get specific feedback.
+"""The course autograders are themselves tested, graded as the course grades (with the hidden
+cases of ``docs/course/instructor/``): the reference solution and a second, independently written
+solution of each assignment pass; the untouched starters score 0 with one line per missing
+piece; wrong submissions of many kinds (tables ``A1_WRONG``, ``A2_WRONG``, ``A3_WRONG``) each lose
+the check they get wrong, with a message that says what is wrong; and the students' archive
+(``make handout``) holds no solution and no hidden case.
 
-The reference solutions live in ``docs/course/solutions/``, apart from the starter files.
+This file embeds right and wrong answers: the archive leaves it out.
 """
 
 from __future__ import annotations
