@@ -30,7 +30,7 @@ At most 6 files, flat: all of them come back from the device machine's ``$OUT`` 
 Budget. Each phase runs in its own process (its own process group) and is given a deadline: it
 starts no unit (a workload, a shape) that its predecessor's time says would not finish by then,
 and is killed a short grace after it. Phases run in the order above, the most valuable first;
-``torch`` and ``gpu`` keep a reserved share of the budget (18% and 20%), ``calibrate`` has 15%
+``torch`` and ``gpu`` keep a reserved share of the budget (15% and 18%), ``calibrate`` has 15%
 (killed at 30%), and ``accuracy`` takes whatever is left, so an overrun early costs accuracy
 cases, never the later phases. Every table is rewritten atomically after each finished unit: a
 kill or an overrun loses only the unit in flight.
@@ -107,8 +107,8 @@ class Phase:
 PHASES = [
     Phase("calibrate", 0.15, hard_share=0.30),
     Phase("accuracy", 0.0),
-    Phase("torch", 0.18),
-    Phase("gpu", 0.20),
+    Phase("torch", 0.15),
+    Phase("gpu", 0.18),
 ]
 SLACK = 0.02  # of the budget, kept for the last writes
 GRACE_S = 10.0  # after a phase's deadline before it is killed
@@ -285,12 +285,14 @@ def _git(*args: str) -> str:
 
 def environment() -> list[tuple[str, str, str]]:
     """(section, key, value) rows: the machine and the library versions."""
+    load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
     rows = [
         ("machine", "cpu_model", _cpu_model()),
         ("machine", "cpu_count", str(os.cpu_count())),
         ("machine", "usable_cpus", str(usable_cpus())),
         ("machine", "memory_bytes", _memory_bytes()),
         ("machine", "platform", platform.platform()),
+        ("machine", "load_average_1min", load),
         ("versions", "python", platform.python_version()),
     ]
     for name in ("numpy", "scipy", "torch", "simpy", "pydantic", "pydantic-core", "networkx",

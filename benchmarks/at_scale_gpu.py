@@ -157,7 +157,7 @@ def measure(torch, cell: str, precision: str, shape: tuple[int, ...]) -> dict[st
     dtype = torch.float16 if precision == "fp16" else torch.float32
     torch.manual_seed(0)
     cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
-    module = cls(hidden, hidden, layers).to(device="cuda", dtype=dtype)
+    module = cls(hidden, hidden, layers, device="cuda", dtype=dtype)  # initialised on the GPU
     x = torch.randn(seq_len, batch, hidden, device="cuda", dtype=dtype)
     results = {}
     module.eval()

@@ -117,9 +117,9 @@ def test_deadlines_keep_the_later_phases_shares() -> None:
     soft, hard = deadlines.for_phase(by_name["calibrate"], now=0.0)
     assert (soft, hard) == pytest.approx((15.0, 30.0))
     soft, _ = deadlines.for_phase(by_name["accuracy"], now=20.0)
-    assert soft == pytest.approx(98.0 - 18.0 - 20.0)  # torch's and gpu's shares kept
+    assert soft == pytest.approx(98.0 - 15.0 - 18.0)  # torch's and gpu's shares kept
     soft, _ = deadlines.for_phase(by_name["torch"], now=70.0)
-    assert soft == pytest.approx(98.0 - 20.0)
+    assert soft == pytest.approx(98.0 - 18.0)
     soft, hard = deadlines.for_phase(by_name["gpu"], now=90.0)
     assert soft == pytest.approx(98.0) and hard == pytest.approx(99.0)  # killed inside the budget
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 import textwrap
 from collections import defaultdict
@@ -37,6 +38,7 @@ TARGET_MEAN, TARGET_MAX = 0.10, 0.25
 TARGET_WORKERS = (4, 16)
 TORCH_THREADS = (8, 16)
 TORCH_TARGET_WORKLOADS = 3
+BUSY_FRACTION = 0.05  # other processes' share of the CPU time above which timings are unreliable
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -216,6 +218,31 @@ def _figure(path: Path, rows, torch, manifest) -> None:
     plt.close(fig)
 
 
+def _busy_note(rows, torch, manifest) -> str:
+    """How much of the CPU other processes took while measuring (kernel.py's CpuMeter)."""
+    means = {}
+    for label, table in (("accuracy", rows), ("torch", torch)):
+        shares = [
+            r["foreign_cpu_fraction"] for r in table if not math.isnan(r["foreign_cpu_fraction"])
+        ]
+        if shares:
+            means[label] = statistics.fmean(shares)
+    if not means:
+        return ""
+    if max(means.values()) > BUSY_FRACTION:
+        verdict = (f"**above {100 * BUSY_FRACTION:.0f}%: the machine was busy, these timings are "
+                   "unreliable**")  # fmt: skip
+    else:
+        verdict = "an idle machine"
+    shares_text = ", ".join(f"{label} {100 * share:.0f}%" for label, share in means.items())
+    load = manifest.get("machine.load_average_1min", "?")
+    return textwrap.fill(
+        f"Other processes' share of the CPU time while measuring (mean over units): {shares_text}; "
+        f"load average at the start {load}: {verdict}.",
+        width=100,
+    )
+
+
 def _pct(value: Any) -> str:
     return f"{100 * value:.1f}%" if isinstance(value, float) else "-"
 
@@ -236,6 +263,7 @@ def _readme(manifest, rows, errors, torch, torch_verdict) -> str:
     else:
         status = f"Data: a run at 1-{max_workers} workers on {machine} ({date})."
     total = errors[-1]
+    busy = _busy_note(rows, torch, manifest)
     rounds = "/".join(sorted({str(r["repeats"]) for r in rows})) or "the"
     error_table = "\n".join(
         f"| {e['policy']} | {e['workers']} | {e['n']} | {_pct(e['mean_rel_error'])} | "
@@ -281,6 +309,8 @@ Machine: {machine}; {manifest.get("machine.memory_bytes", "?")} bytes of memory;
 Versions: {versions}; BLAS: {manifest.get("versions.blas", "?")}.
 
 Command: `{manifest.get("run.command", "?")}`
+
+{busy}
 
 | phase | status | wall (s) |
 |---|---|---|
