@@ -434,6 +434,10 @@ def phase_command(name: str, args: argparse.Namespace, soft: float) -> list[str]
 
 def run_parent(args: argparse.Namespace) -> int:
     t0 = time.time()
+    # the phases run in the repository root: paths given relative to here must still hold there
+    for name in ("out", "hardware", "gpu_machine"):
+        if getattr(args, name):
+            setattr(args, name, str(Path(getattr(args, name)).resolve()))
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         print(f"at_scale: --out {out}: is a file, expected a folder", file=sys.stderr)
