@@ -177,16 +177,17 @@ class CsvTable:
         self.path = check_output(path, "--out")
         self.fields = list(fields)
         self.rows: list[dict[str, Any]] = []
-        self._write()
+        self.flush()
 
     def add(self, row: dict[str, Any]) -> None:
         unknown = set(row) - set(self.fields)
         if unknown:
             raise ValueError(f"{self.path.name}: columns {sorted(unknown)} are not in the header")
         self.rows.append(row)
-        self._write()
+        self.flush()
 
-    def _write(self) -> None:
+    def flush(self) -> None:
+        """Rewrite the file (after changing ``rows`` in place)."""
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.fields, lineterminator="\n")
         writer.writeheader()
