@@ -241,12 +241,16 @@ def run_gpu(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
         budget.done(wall)
         done += 1
     predicted = 0
+    by_unit: dict[tuple, dict[str, dict]] = {}  # both modes of a unit come from one call
     for row in table.rows:
         if not budget.fits(1.0):
             log("gpu: no time left for the remaining predictions (the report computes them)")
             break
         shape = tuple(row[k] for k in ("hidden", "batch", "layers", "seq_len"))
-        row.update(predictions(machine, row["cell"], row["precision"], shape)[row["mode"]])
+        key = (row["cell"], row["precision"], shape)
+        if key not in by_unit:
+            by_unit[key] = predictions(machine, *key)
+        row.update(by_unit[key][row["mode"]])
         predicted += 1
     table.flush()
     log(f"gpu: {predicted} of {len(table.rows)} rows predicted from {info['gpu_machine_file']}")
