@@ -47,8 +47,11 @@ here once by ``bash benchmarks/at_scale_wheels.sh``), the single ``run`` call is
 ``calibration.yaml``, ``accuracy.csv``, ``torch_cpu.csv``) and ``reports/gpu_validation/data/``
 (``manifest.csv``, ``gpu.csv``) and run ``wpsim report real_scaling gpu_validation``.
 
-Here (2 CPUs, no CUDA), ``--budget-s 480`` runs every phase at 1-2 workers in about 3 minutes;
-``--tiny`` shrinks every workload and shape to exercise the pipeline in seconds (the tests).
+On the development machine (Intel Xeon (KVM), 2 cores, no CUDA, 2026-12-06, shared: other
+processes took 83% of the CPU time), the default budget ran every phase at 1-2 workers in 402 s:
+calibration 117 s, accuracy and torch stopped at their deadlines after 4 of 8 workloads (150 s
+and 99 s), GPU predictions only (35 s). ``--tiny`` shrinks every workload and shape to exercise
+the pipeline in seconds (the tests: about 15 s on an idle machine).
 
 Usage::
 

@@ -243,6 +243,10 @@ def _busy_note(rows, torch, manifest) -> str:
     )
 
 
+def _gib(text: str) -> str:
+    return f"{int(text) / 2**30:.0f} GiB" if text.isdigit() else "? GiB"
+
+
 def _pct(value: Any) -> str:
     return f"{100 * value:.1f}%" if isinstance(value, float) else "-"
 
@@ -303,7 +307,7 @@ To replace the data with a new run: copy `manifest.csv`, `calibration.yaml`, `ac
 
 ## Run
 
-Machine: {machine}; {manifest.get("machine.memory_bytes", "?")} bytes of memory;
+Machine: {machine}; {_gib(manifest.get("machine.memory_bytes", ""))} of memory;
 {manifest.get("machine.platform", "?")}. Date (UTC): {date}. Budget:
 {manifest.get("run.budget_s", "?")} s, used {manifest.get("run.wall_s", "?")} s.
 Versions: {versions}; BLAS: {manifest.get("versions.blas", "?")}.
@@ -319,9 +323,10 @@ Command: `{manifest.get("run.command", "?")}`
 ## Predicted against measured speed-up
 
 Each speed-up is against the 1-worker sequential run of the same engine (measured against
-measured, predicted against predicted), the median of {rounds} interleaved rounds (`wpsim.validate.validate`, as in `benchmarks/accuracy.py`); error =
-(predicted - measured) / measured. `wavefront-h2`: the wavefront on groups of 2 helper cores,
-run where there are more workers than layers.
+measured, predicted against predicted), the median of {rounds} interleaved rounds
+(`wpsim.validate.validate`, as in `benchmarks/accuracy.py`); error = (predicted - measured) /
+measured. `wavefront-h2`: the wavefront on groups of 2 helper cores, run where there are more
+workers than layers.
 
 | policy | workers | n | mean abs error | max abs error | mean signed error |
 |---|---|---|---|---|---|
