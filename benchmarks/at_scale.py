@@ -36,16 +36,20 @@ cases, never the later phases. Every table is rewritten atomically after each fi
 kill or an overrun loses only the unit in flight.
 
 On the 16-core device machine (its python3 lacks simpy and pydantic: carry them as wheels, made
-here once by ``bash benchmarks/at_scale_wheels.sh``), the single ``run`` call is::
+here once by ``bash benchmarks/at_scale_wheels.sh``, 2.8 MB), the single ``run`` call is (the
+command is one line; :data:`DEVICE_RUN` holds the same)::
 
-    carry: [".whl"]    timeout_s: 540
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade
-      --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit;
-      PYTHONUNBUFFERED=1 python3 benchmarks/at_scale.py --out $OUT
+    carry: [".whl"]   timeout_s: 540
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; PYTHONUNBUFFERED=1 python3 benchmarks/at_scale.py --out $OUT
 
-(one line). Then copy ``$OUT``'s files into ``reports/real_scaling/data/`` (``manifest.csv``,
-``calibration.yaml``, ``accuracy.csv``, ``torch_cpu.csv``) and ``reports/gpu_validation/data/``
-(``manifest.csv``, ``gpu.csv``) and run ``wpsim report real_scaling gpu_validation``.
+The run takes the 480 s budget and about 20 s more (the install, the interpreters); with the
+machine's start, about 10 of a session's 15 device minutes. Its six files come back from
+``$OUT``; copy ``manifest.csv``, ``calibration.yaml``, ``accuracy.csv`` and ``torch_cpu.csv``
+into ``reports/real_scaling/data/`` and ``manifest.csv`` and ``gpu.csv`` into
+``reports/gpu_validation/data/``, then run ``wpsim report real_scaling gpu_validation``. If one
+phase failed, the remaining minutes allow a rerun of that phase alone on the still-warm machine
+(``--phases gpu --budget-s 150``, same prefix; ``accuracy`` and ``torch`` also need the first
+run's ``calibration.yaml`` carried and given as ``--hardware``).
 
 On the development machine (Intel Xeon (KVM), 2 cores, no CUDA, 2026-12-06, shared: other
 processes took 83% of the CPU time), the default budget ran every phase at 1-2 workers in 402 s:
@@ -114,6 +118,14 @@ PHASES = [
     Phase("gpu", 0.18),
 ]
 SLACK = 0.02  # of the budget, kept for the last writes
+#: The device machine's ``run`` call (see the module docstring; reports/real_scaling shows it).
+DEVICE_RUN = {
+    "carry": [".whl"],
+    "timeout_s": 540,
+    "command": "python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir "
+    "--upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; "
+    "PYTHONUNBUFFERED=1 python3 benchmarks/at_scale.py --out $OUT",
+}
 GRACE_S = 10.0  # after a phase's deadline before it is killed
 
 #: The 8 workloads of benchmarks/kernel.py with the accuracy matrix's chunk and sequence length

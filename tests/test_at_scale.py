@@ -203,3 +203,14 @@ def test_calibration_phase_writes_a_machine_file(tmp_path: Path) -> None:
     done = run_script("--out", str(out), "--budget-s", "300", "--phases", "calibrate",
                       timeout=400)  # fmt: skip
     assert done.returncode == 0 and (out / "calibration.yaml").is_file()
+
+
+def test_device_command_is_one_and_the_same_everywhere() -> None:
+    command = at_scale.DEVICE_RUN["command"]
+    assert command in at_scale.__doc__
+    assert command in (ROOT / "reports" / "real_scaling" / "README.md").read_text()
+    assert (
+        command.startswith("python3 -m pip install") and "--target /tmp/site .whl/*.whl" in command
+    )
+    assert at_scale.DEVICE_RUN["carry"] == [".whl"]
+    assert at_scale.DEVICE_RUN["timeout_s"] <= 600  # one device command's limit

@@ -21,15 +21,19 @@ then. Run: ``python reports/real_scaling/make_report.py`` (or ``wpsim report rea
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
+import json
 import math
 import statistics
+import sys
 import textwrap
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from wpsim.hardware import HW_CONFIG_DIR
 from wpsim.outputs import atomic_write, write_with
 
 HERE = Path(__file__).resolve().parent
@@ -251,7 +255,22 @@ def _pct(value: Any) -> str:
     return f"{100 * value:.1f}%" if isinstance(value, float) else "-"
 
 
+def device_run() -> dict[str, Any]:
+    """``DEVICE_RUN`` of ``benchmarks/at_scale.py``: the one command, kept in one place."""
+    spec = importlib.util.spec_from_file_location(
+        "at_scale_for_report", HW_CONFIG_DIR.parent / "benchmarks" / "at_scale.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module.DEVICE_RUN
+
+
 def _readme(manifest, rows, errors, torch, torch_verdict) -> str:
+    device = device_run()
     max_workers = max((r["workers"] for r in rows), default=1)
     cpus = manifest.get("machine.usable_cpus", "?")
     machine = f"{manifest.get('machine.cpu_model', '?')}, {cpus} CPUs"
@@ -298,10 +317,19 @@ prediction here used). Outputs: `real_scaling.csv` (per workload, policy and wor
 `workers`, `measured_speedup`, `predicted_speedup`, errors), `errors.csv`,
 `torch_comparison.csv`, `real_scaling.png`.
 
-To replace the data with a new run: copy `manifest.csv`, `calibration.yaml`, `accuracy.csv` and
-`torch_cpu.csv` from the run's folder into `data/` and regenerate (the GPU rows go to
-`reports/gpu_validation/data/`). The command for the 16-core machine is in the docstring of
-`benchmarks/at_scale.py`.
+## The scale run
+
+On the 16-core machine (its `python3` lacks simpy and pydantic): make the wheels here once with
+`bash benchmarks/at_scale_wheels.sh` (into the ignored `.whl/`, 2.8 MB), then one device `run`
+with `carry: {json.dumps(device["carry"])}` and `timeout_s: {device["timeout_s"]}`:
+
+```
+{device["command"]}
+```
+
+It stops by itself within the 480 s budget (details in the docstring of `benchmarks/at_scale.py`).
+Copy `manifest.csv`, `calibration.yaml`, `accuracy.csv` and `torch_cpu.csv` from what comes back
+into `data/` (and `manifest.csv`, `gpu.csv` into `reports/gpu_validation/data/`) and regenerate.
 
 ![scaling](real_scaling.png)
 
