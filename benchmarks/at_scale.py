@@ -31,9 +31,9 @@ Budget. Each phase runs in its own process (its own process group) and is given 
 starts no unit (a workload, a shape) that its predecessor's time says would not finish by then,
 and is killed a short grace after it. Phases run in the order above, the most valuable first;
 ``torch`` and ``gpu`` keep a reserved share of the budget (15% and 18%), ``calibrate`` has 15%
-(killed at 35%: every CPU prediction needs its file), and ``accuracy`` takes whatever is left, so an overrun early costs accuracy
-cases, never the later phases. Every table is rewritten atomically after each finished unit: a
-kill or an overrun loses only the unit in flight.
+(killed at 35%: every CPU prediction needs its file), and ``accuracy`` takes whatever is left,
+so an overrun early costs accuracy cases, never the later phases. Every table is rewritten
+atomically after each finished unit: a kill or an overrun loses only the unit in flight.
 
 On the 16-core device machine (its python3 lacks simpy and pydantic: carry them as wheels, made
 here once by ``bash benchmarks/at_scale_wheels.sh``, 2.8 MB), the single ``run`` call is (the
