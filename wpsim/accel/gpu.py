@@ -59,6 +59,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from wpsim import breakdown
 from wpsim.accel.machines import GpuMachine
 from wpsim.cost import DRAM, LRUCache, TaskCost
 from wpsim.errors import ConfigError
@@ -223,6 +224,21 @@ def persistent_step(
     }
 
 
+def persistent_step_parts(step: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    """What one step of :func:`persistent_step` is besides arithmetic: ``(("sync", s),
+    ("memory.L2", s))``, the synchronisation the step's work does not hide (``step - max(compute,
+    bcast)``) and the broadcast of ``h`` beyond the arithmetic (``max(0, bcast - compute)``);
+    the rest, ``compute``, is arithmetic (:mod:`wpsim.breakdown`).
+
+    Examples
+    --------
+    >>> persistent_step_parts({"compute_s": 2.0, "bcast_s": 3.0, "step_s": 4.0})
+    (('sync', 1.0), ('memory.L2', 1.0))
+    """
+    compute, bcast, step = step["compute_s"], step["bcast_s"], step["step_s"]
+    return (("sync", step - max(compute, bcast)), ("memory.L2", max(0.0, bcast - compute)))
+
+
 def gemm_step(
     machine: GpuMachine, workload: Workload, sparse: bool = False, in_l2: bool | None = None
 ) -> dict[str, Any]:
@@ -294,6 +310,7 @@ class GpuCostModel:
             step = persistent_step(machine, w, kernel)
             self.persistent = step if step["fits"] else None
             self.fallback = best_fallback(machine, w)
+            self.step_parts = persistent_step_parts(step)
 
     def _product(self, flops: float, n_columns: float, share: float) -> float:
         efficiency = min(self.machine.gemm.efficiency(n_columns), share)
@@ -326,7 +343,17 @@ class GpuCostModel:
                 compute = t.steps * self.persistent["step_s"]
                 if t.flops_in:  # input projection left in the cell (chunked graphs)
                     compute += self._product(t.flops_in, w.batch * t.steps, share)
-                return TaskCost(fixed, compute, 0.0, 0.0, {DRAM: load} if load else {}, 0)
+                return TaskCost(
+                    fixed,
+                    compute,
+                    0.0,
+                    0.0,
+                    {DRAM: load} if load else {},
+                    0,
+                    dispatch_s=launch if first else 0.0,
+                    load_s=load / m.memory.bandwidth_Bps if first else 0.0,
+                    compute_parts=tuple((cause, t.steps * s) for cause, s in self.step_parts),
+                )
             self.layer_algorithm[layer_key] = self.fallback["algorithm"]
             algorithm = self.fallback["algorithm"]
         elif is_cell:
@@ -365,7 +392,7 @@ class GpuCostModel:
         else:
             compute = self._product(t.flops, w.batch * t.steps, share)
             fixed = launch
-        return TaskCost(fixed, compute, l2_s, dram_eff, level, 0)
+        return TaskCost(fixed, compute, l2_s, dram_eff, level, 0, dispatch_s=fixed)
 
     def dram_share_Bps(self, streams: int) -> float:
         return self.machine.memory.bandwidth_Bps / max(streams, 1)
@@ -416,8 +443,25 @@ def _simulate_makespan(machine, workload, policy, chunk, hooks=None):
     return plan, trace, model
 
 
+def _kernel(
+    launch_s: float, compute_s: float, memory_s: float, level: str, nbytes: float, **parts: Any
+) -> tuple[float, TaskCost]:
+    """One kernel of a closed form as ``(seconds, TaskCost)``: its launch, then its arithmetic
+    overlapped with reading ``nbytes`` from ``level`` in ``memory_s`` (``parts``: a persistent
+    kernel's ``load_s`` and ``compute_parts``), for :mod:`wpsim.breakdown`."""
+    load_s = parts.get("load_s", 0.0)
+    cost = TaskCost(
+        launch_s + load_s, compute_s, memory_s if level == L2 else 0.0,
+        nbytes if level == DRAM else 0.0, {level: nbytes} if nbytes else {}, 0,
+        dispatch_s=launch_s, **parts,
+    )  # fmt: skip
+    return launch_s + load_s + max(compute_s, memory_s), cost
+
+
 def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk: int):
-    """Closed-form makespan, DRAM bytes and per-layer algorithm (see module doc).
+    """Closed-form makespan, DRAM bytes and per-layer algorithm (see module doc), and for
+    :mod:`wpsim.breakdown`: the makespan as ``(coefficient, (seconds, TaskCost))`` terms of its
+    kernels, all kernels as such terms (their counts), and how many streams run them at once.
 
     One kernel at a time (``gemm``, ``sparse_gemm``, ``persistent``): per layer-direction, the
     input GEMM (``B*T`` columns; its weights read once from DRAM), then ``T`` steps (the first
@@ -431,6 +475,7 @@ def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk:
     T, b = w.seq_len, w.batch
     algorithms: list[str] = []
     dram = 0.0
+    terms: list[tuple[float, tuple[float, TaskCost]]] = []  # what the makespan is made of
     if policy.algorithm == "streams":
         # the larger of the wavefront's critical path (band formula over unshared cell costs)
         # and the time the shared resources need for all cells (DRAM bytes, flops at full rate)
@@ -438,7 +483,7 @@ def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk:
         n_chunks = w.n_chunks(chunk)
         all_bytes = sum(w.layer_weight_bytes(layer) for layer in range(w.layers))
         resident = w.directions * all_bytes <= m.l2.size_bytes
-        costs, memory_total, flops_total = [], 0.0, 0.0
+        costs, memory_total, flops_total, cells = [], 0.0, 0.0, []
         for layer in range(w.layers):
             ih_bytes = w.weight_ih_bytes(layer) + w.bias_bytes() // 2
             hh_bytes = w.weight_hh_bytes() + w.bias_bytes() // 2
@@ -450,6 +495,9 @@ def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk:
             nbytes = ih_bytes + chunk * hh_bytes
             launches = (chunk * m.gemm.kernels_per_step + 1) * launch
             costs.append(launches + max(compute, nbytes / rate))
+            cells.append(
+                _kernel(launches, compute, nbytes / rate, L2 if resident else DRAM, nbytes)
+            )
             memory_total += n_chunks * nbytes / rate
             flops_total += n_chunks * (in_flops + rec_flops)
             dram += nbytes * (1 if resident else n_chunks) * w.directions
@@ -459,7 +507,21 @@ def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk:
         band = _band_makespan(costs, n_chunks, min(n_streams, w.layers))
         bound = max(memory_total, flops_total / (peak * m.gemm.efficiency_by_n[-1][1]))
         makespan = max(band, bound) * w.directions
-        return makespan * policy.instances, dram * policy.instances, algorithms
+        repeat = w.directions * policy.instances
+        if band >= bound:
+            from wpsim.analytic import _band_terms
+
+            terms = [(c * repeat, cells[layer])
+                     for layer, c in _band_terms(costs, n_chunks, min(n_streams, w.layers))]  # fmt: skip
+        else:  # the shared resources' time for all cells: memory or arithmetic
+            level = (L2 if resident else DRAM) if bound == memory_total else None
+            terms = [(repeat, _kernel(0.0, bound if level is None else 0.0,
+                                      bound if level else 0.0, level or DRAM, float(bool(level))))]  # fmt: skip
+        lanes = min(n_streams, w.layers)
+        work = [(n_chunks * repeat, cell) for cell in cells]
+        if band < bound:  # every stream waits on the saturated resource throughout
+            work = [(c * lanes, kernel) for c, kernel in terms]
+        return makespan * policy.instances, dram * policy.instances, algorithms, terms, work, lanes
     if w.phase == "training":
         raise ConfigError(
             "the GPU closed forms cover inference; simulate training (wpsim simulate/compare)"
@@ -471,6 +533,8 @@ def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk:
         input_gemm = launch + max(
             in_flops / (peak * m.gemm.efficiency(b * T)), ih_bytes / m.memory.bandwidth_Bps
         )
+        terms.append((1.0, _kernel(launch, in_flops / (peak * m.gemm.efficiency(b * T)),
+                                   ih_bytes / m.memory.bandwidth_Bps, DRAM, ih_bytes)))  # fmt: skip
         dram += ih_bytes
         if policy.algorithm == "persistent":
             step = persistent_step(m, w, policy.kernel)
@@ -484,6 +548,10 @@ def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk:
         if step["algorithm"] == "persistent":
             recurrent = launch + step["weight_bytes"] / m.memory.bandwidth_Bps + T * step["step_s"]
             dram += step["weight_bytes"]
+            parts = tuple((cause, T * s) for cause, s in persistent_step_parts(step))
+            terms.append((1.0, _kernel(launch, T * step["step_s"], 0.0, DRAM, 0.0,
+                                       load_s=step["weight_bytes"] / m.memory.bandwidth_Bps,
+                                       compute_parts=parts)))  # fmt: skip
         else:
             hh_bytes = float(w.weight_hh_bytes() + w.bias_bytes() // 2)
             if step["algorithm"] == "gemm":
@@ -501,12 +569,16 @@ def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk:
             if in_l2:
                 recurrent = per_step * T + max(compute, dram_read) + (T - 1) * max(compute, l2_read)
                 dram += hh_bytes
+                terms.append((T - 1.0, _kernel(per_step, compute, l2_read, L2, hh_bytes)))
             else:
                 recurrent = T * (per_step + max(compute, dram_read))
                 dram += hh_bytes * T
+            terms.append((1.0 if in_l2 else float(T),
+                          _kernel(per_step, compute, dram_read, DRAM, hh_bytes)))  # fmt: skip
         total += input_gemm + recurrent
     total *= w.directions
     dram *= w.directions
+    terms = [(c * w.directions, kernel) for c, kernel in terms]
     if w.output != "none":
         out_bytes = w.output_weight_bytes()
         out_flops = (2.0 * w.output_size * w.directions * w.hidden + w.output_size) * b
@@ -520,7 +592,18 @@ def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk:
         )
         total += first + (T - 1) * rest
         dram += out_bytes * (1 if in_l2 else T)
-    return total * policy.instances, dram * policy.instances, algorithms
+        terms.append((1.0, _kernel(launch, compute, out_bytes / m.memory.bandwidth_Bps, DRAM,
+                                   out_bytes)))  # fmt: skip
+        rest_level = L2 if in_l2 else DRAM
+        rest_s = out_bytes / (m.l2.bandwidth_Bps if in_l2 else m.memory.bandwidth_Bps)
+        terms.append((T - 1.0, _kernel(launch, compute, rest_s, rest_level, out_bytes)))
+    terms = [(c * policy.instances, kernel) for c, kernel in terms]
+    return total * policy.instances, dram * policy.instances, algorithms, terms, terms, 1
+
+
+def _terms_breakdown(terms: list[tuple[float, tuple[float, TaskCost]]]) -> dict[str, float]:
+    """The sum of ``coefficient * kernel`` terms of :func:`_closed_form` by cause."""
+    return breakdown.from_terms(dict(enumerate(c for c, _ in terms)), lambda i: terms[i][1], LEVELS)
 
 
 def _useful_flops(workload: Workload, instances: int) -> float:
@@ -565,16 +648,24 @@ def evaluate(
     baseline = get_policy("gemm", instances=policy.instances)
     trace, tasks, level_bytes = None, None, {DRAM: 0.0}
     if engine == "predict":
-        makespan, dram, algorithms = _closed_form(machine, workload, policy, chunk)
+        makespan, dram, algorithms, terms, work, lanes = _closed_form(
+            machine, workload, policy, chunk
+        )
         sequential_s = _closed_form(machine, workload, baseline, chunk)[0]
         n_tasks = _plan(workload, policy, chunk).n_tasks
         level_bytes = {DRAM: dram}
+        why = _terms_breakdown(terms)
+        # the core view is over the streams that run kernels at once (one, unless ``streams``)
+        why_cores = breakdown.spread(_terms_breakdown(work), lanes, makespan)
     else:
         plan, trace, model = _simulate_makespan(machine, workload, policy, chunk, hooks)
         makespan = trace.makespan_s
         sequential_s = _simulate_makespan(machine, workload, baseline, chunk)[1].makespan_s
         n_tasks, tasks = plan.n_tasks, plan.tasks
         level_bytes = {name: trace.total_bytes(name) for name in LEVELS}
+        # the core view over the streams the kernels ran on (one, unless ``streams``)
+        why = breakdown.critical_path_breakdown(trace, plan.preds, LEVELS)
+        why_cores = breakdown.core_breakdown(trace, _n_streams(machine, policy, workload), LEVELS)
         dram = level_bytes[DRAM]
         algorithms = [model.layer_algorithm.get((0, layer, 0), "gemm")
                       for layer in range(workload.layers)]  # fmt: skip
@@ -620,6 +711,8 @@ def evaluate(
         dram_bytes=dram,
         level_bytes=level_bytes,
         extra=extra,
+        breakdown_s=why,
+        core_breakdown_s=why_cores,
         trace=trace,
         tasks=tasks,
     )
