@@ -54,6 +54,8 @@ parts of all tasks over the groups.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -207,29 +209,44 @@ def critical_path(trace: Trace, preds: Sequence[Sequence[int]]) -> list[tuple[in
     if not n:
         return []
     start, end, cores, task = trace.start_s, trace.end_s, trace.cores, trace.task
-    index_of = trace.by_task()
-    # the previous record on each core, in order of start
-    previous: dict[tuple[int, int], int] = {}
-    last_on: dict[int, int] = {}
-    for i in sorted(range(n), key=start.__getitem__):
-        for core in cores[i]:
-            before = last_on.get(core)
-            if before is not None:
-                previous[(i, core)] = before
-            last_on[core] = i
+    index_of = dict(zip(task, range(n), strict=True))
+    # each core's records in order of end (a core runs one task at a time: also of start; the
+    # simulator's records come in that order already)
+    on_core: dict[int, list[int]] = {}
+    for i, group in enumerate(cores):
+        for core in group:
+            records = on_core.get(core)
+            if records is None:
+                on_core[core] = [i]
+            else:
+                records.append(i)
+    ends_on_core = {}
+    for core, records in on_core.items():
+        ends = [end[i] for i in records]
+        if any(a > b for a, b in zip(ends, ends[1:], strict=False)):
+            records.sort(key=end.__getitem__)
+            ends = [end[i] for i in records]
+        ends_on_core[core] = ends
     origin = min(start)
-    i = max(range(n), key=lambda r: (end[r], -task[r]))
+    last_end = max(end)
+    i = min((r for r in range(n) if end[r] == last_end), key=task.__getitem__)
     path = []
+    seen = set()  # (a trace that breaks the rules, a task before its predecessor, could loop)
     while True:
+        seen.add(i)
         chosen, chosen_end = -1, 0.0
         for p in preds[task[i]]:
             j = index_of.get(p)
-            if j is not None and (chosen < 0 or end[j] > chosen_end):
+            if j is not None and j not in seen and (chosen < 0 or end[j] > chosen_end):
                 chosen, chosen_end = j, end[j]
         for core in cores[i]:
-            j = previous.get((i, core), -1)
-            if j >= 0 and (chosen < 0 or end[j] > chosen_end):
-                chosen, chosen_end = j, end[j]
+            # the record on this core that ended last by this one's start (not itself)
+            records = on_core[core]
+            at = bisect_right(ends_on_core[core], start[i]) - 1
+            while at >= 0 and records[at] in seen:
+                at -= 1
+            if at >= 0 and (chosen < 0 or end[records[at]] > chosen_end):
+                chosen, chosen_end = records[at], end[records[at]]
         path.append((i, start[i] - (chosen_end if chosen >= 0 else origin)))
         if chosen < 0:
             return path
@@ -244,11 +261,22 @@ def critical_path_breakdown(
 ) -> dict[str, float]:
     """The makespan of ``trace`` by cause along its critical path (see the module's doc)."""
     acc = empty(levels)
-    costs = trace.costs or None
+    costs = trace.costs
+    start, end = trace.start_s, trace.end_s
+    shared: dict[int, list] = {}  # id of a cost that does not stream -> [cost, records]
     for i, wait in critical_path(trace, preds):
-        cost = costs[i] if costs else None
-        add_task(acc, cost, trace.end_s[i] - trace.start_s[i], 1.0, level_bw)
         acc["idle"] += wait
+        cost = costs[i] if costs else None
+        if cost is not None and not cost.dram_bytes:  # it lasts its cached_s
+            entry = shared.get(id(cost))
+            if entry is None:
+                shared[id(cost)] = [cost, 1]
+            else:
+                entry[1] += 1
+            continue
+        add_task(acc, cost, end[i] - start[i], 1.0, level_bw)
+    for cost, count in shared.values():
+        add_task(acc, cost, cost.cached_s, count, level_bw)
     return acc
 
 
@@ -269,25 +297,24 @@ def core_breakdown(
         acc["idle"] = span
         return acc
     start, end, cores = trace.start_s, trace.end_s, trace.cores
-    counts: dict[tuple[int, int], list] = {}  # (id of a cost, cores) -> [cost, records]
+    costs = trace.costs or [None] * len(trace)
+    if max(map(max, cores)) < n_cores:
+        sizes = list(map(len, cores))
+    else:  # (count the cores below n_cores only)
+        sizes = [sum(1 for c in group if c < n_cores) for group in cores]
     busy = 0.0
-    for i, cost in enumerate(trace.costs or [None] * len(trace)):
-        k = sum(1 for c in cores[i] if c < n_cores)
-        if not k:
-            continue
-        if cost is not None and not cost.dram_bytes:
-            entry = counts.get((id(cost), k))
-            if entry is None:
-                counts[(id(cost), k)] = [cost, 1]
-            else:
-                entry[1] += 1
-            continue
-        duration = end[i] - start[i]
-        add_task(acc, cost, duration, k, level_bw)
-        busy += k * duration
-    for (_, k), (cost, count) in counts.items():
-        add_task(acc, cost, cost.cached_s, k * count, level_bw)
-        busy += k * count * cost.cached_s
+    # a task that does not stream lasts its cost's cached_s: count them by (cost, cores)
+    by_id = dict(zip(map(id, costs), costs, strict=True))
+    for (key, k), count in Counter(zip(map(id, costs), sizes, strict=True)).items():
+        cost = by_id[key]
+        if cost is not None and not cost.dram_bytes and k:
+            add_task(acc, cost, cost.cached_s, k * count, level_bw)
+            busy += k * count * cost.cached_s
+    for i, cost in enumerate(costs):
+        if (cost is None or cost.dram_bytes) and sizes[i]:
+            duration = end[i] - start[i]
+            add_task(acc, cost, duration, sizes[i], level_bw)
+            busy += sizes[i] * duration
     for cause in acc:
         acc[cause] /= n_cores
     acc["idle"] = span - busy / n_cores
@@ -374,10 +401,28 @@ def format_lines(
     return lines
 
 
+def shares(breakdown: Mapping[str, float], makespan_s: float, smallest: float = 0.005) -> str:
+    """The causes of a break-down as a line, largest share first (those below ``smallest``
+    left out).
+
+    Examples
+    --------
+    >>> shares({"compute": 3.0, "dispatch": 1.0, "idle": 0.0}, 4.0)
+    'compute 75%, dispatch 25%'
+    """
+    if not makespan_s:
+        return ""
+    ranked = sorted(breakdown.items(), key=lambda item: -item[1])
+    return ", ".join(f"{cause} {100 * seconds / makespan_s:.0f}%" for cause, seconds in ranked
+                     if seconds / makespan_s >= smallest)  # fmt: skip
+
+
 def _time(seconds: float) -> str:
+    if abs(seconds) < 5e-10:
+        return "0"
     if abs(seconds) >= 1.0:
         return f"{seconds:,.3f} s"
-    if abs(seconds) >= 1e-3 or seconds == 0.0:
+    if abs(seconds) >= 1e-3:
         return f"{seconds * 1e3:,.3f} ms"
     return f"{seconds * 1e6:,.2f} us"
 
@@ -391,6 +436,7 @@ __all__ = [
     "empty",
     "format_lines",
     "from_terms",
+    "shares",
     "spread",
     "total",
 ]
