@@ -1,0 +1,108 @@
+"""Time torch.nn.LSTM at 1 and 2 threads, for ``wpsim validate --measured``.
+
+Writes into ``--out``:
+
+* ``timings.csv``: one row per timed forward pass (``policy``, ``threads``, ``seconds`` and the
+  workload's fields), rounds interleaved (each round times every thread count once, after a
+  warm-up pass at that count), so drift slower than a round cancels in the speed-up;
+* ``trace.json``: a ``torch.profiler`` trace (Trace Event Format) of one more pass per thread
+  count, each inside ``record_function("wpsim policy=layerwise threads=N workload=...")``;
+* ``workload.yaml``: the workload, which the trace's events name.
+
+In wpsim's terms PyTorch's CPU LSTM is the ``layerwise`` policy: each layer computes the input
+projection of all its steps as one matrix product, then its steps one after another, every
+product split across the intra-op threads (``torch.set_num_threads``). Inference, no gradients,
+float32.
+
+Run: ``python benchmarks/torch_lstm_timing.py --out out/torch_lstm``, then ``wpsim validate
+--measured out/torch_lstm/timings.csv -m <this computer's machine file>`` (or the trace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import time
+from pathlib import Path
+
+POLICY = "layerwise"
+
+
+def workload_fields(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "name": args.name,
+        "cell": "lstm",
+        "layers": args.layers,
+        "hidden": args.hidden,
+        "input": args.input,
+        "seq_len": args.seq_len,
+        "batch": args.batch,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="out/torch_lstm", help="folder for the three files")
+    parser.add_argument("--name", default="torch-lstm")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--input", type=int, default=256)
+    parser.add_argument("--seq-len", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
+    parser.add_argument("--rounds", type=int, default=7, help="timed passes per thread count")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import torch
+    import yaml
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from wpsim.outputs import atomic_write, check_output, open_output, write_with
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("timings.csv", "trace.json", "workload.yaml"):
+        check_output(out / name, "--out")
+    threads = [int(t) for t in args.threads.split(",")]
+    torch.manual_seed(args.seed)
+    lstm = torch.nn.LSTM(args.input, args.hidden, num_layers=args.layers).eval()
+    x = torch.randn(args.seq_len, args.batch, args.input)
+
+    def forward_s(n_threads: int) -> float:
+        torch.set_num_threads(n_threads)
+        lstm(x)  # warm-up at this thread count
+        start = time.perf_counter()
+        lstm(x)
+        return time.perf_counter() - start
+
+    fields = workload_fields(args)
+    rows = []
+    with torch.no_grad():
+        for _ in range(args.rounds):
+            for n in threads:
+                rows.append({"policy": POLICY, "threads": n, "seconds": forward_s(n), **fields})
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for n in threads:
+                torch.set_num_threads(n)
+                lstm(x)  # warm-up
+                with record_function(f"wpsim policy={POLICY} threads={n} workload=workload.yaml"):
+                    lstm(x)
+    with open_output(out / "timings.csv", "--out", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write(out / "workload.yaml", yaml.safe_dump(fields, sort_keys=False), "--out")
+    write_with(out / "trace.json", lambda tmp: prof.export_chrome_trace(str(tmp)), "--out")
+    print(f"torch {torch.__version__}: {args.layers}-layer LSTM, H={args.hidden}, "
+          f"T={args.seq_len}, batch {args.batch}, median of {args.rounds}:")  # fmt: skip
+    base = statistics.median(r["seconds"] for r in rows if r["threads"] == threads[0])
+    for n in threads:
+        median = statistics.median(r["seconds"] for r in rows if r["threads"] == n)
+        print(f"  {n} thread(s)  {median * 1e3:8.3f} ms  speed-up {base / median:.2f}x")
+    print(f"wrote {out / 'timings.csv'}, {out / 'trace.json'}, {out / 'workload.yaml'}")
+
+
+if __name__ == "__main__":
+    main()
