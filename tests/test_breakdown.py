@@ -7,10 +7,10 @@ import json
 import math
 
 import pytest
+from conftest import make_machine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_machine
 from wpsim import accel_dispatch, breakdown
 from wpsim.analytic import _band_makespan, _band_terms, predict
 from wpsim.cli import main
