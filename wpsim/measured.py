@@ -229,7 +229,8 @@ def _microseconds(event: dict, key: str, where: str) -> float:
 
 
 def _intervals(path: Path) -> list[tuple[int, str, float, float]]:
-    """(event index, name, start us, end us) of every complete event and begin/end pair."""
+    """(event index, name, start us, duration us) of every complete event and begin/end pair
+    (durations as given: a start of 10^12 us and its end differ in their last digits)."""
     events = read_trace_events(path)
     out = []
     open_spans: dict[tuple, list[tuple[int, dict, float]]] = {}
@@ -241,7 +242,7 @@ def _intervals(path: Path) -> list[tuple[int, str, float, float]]:
             duration = _microseconds(event, "dur", where)
             if duration < 0:
                 raise ConfigError(f"{where}: field 'dur': got {duration!r}, expected >= 0 (us)")
-            out.append((index, str(event.get("name", "")), start, start + duration))
+            out.append((index, str(event.get("name", "")), start, duration))
         elif phase == "B":
             stack = open_spans.setdefault((event.get("pid"), event.get("tid")), [])
             stack.append((index, event, _microseconds(event, "ts", where)))
@@ -251,7 +252,7 @@ def _intervals(path: Path) -> list[tuple[int, str, float, float]]:
                 raise ConfigError(f"{where}: an end ('E') with no begin ('B') before it")
             begin_index, begin, start = stack.pop()
             end = _microseconds(event, "ts", where)
-            out.append((begin_index, str(begin.get("name", "")), start, end))
+            out.append((begin_index, str(begin.get("name", "")), start, end - start))
     for stack in open_spans.values():
         if stack:
             index = stack[-1][0]
@@ -264,13 +265,14 @@ def trace_span_s(path: str | Path) -> float:
     spans = _intervals(Path(path))
     if not spans:
         raise ConfigError(f"{path}: no timed events ('ph' 'X', or 'B' and 'E')")
-    return (max(end for *_, end in spans) - min(start for _, _, start, _ in spans)) * 1e-6
+    first = min(start for _, _, start, _ in spans)
+    return max(start - first + duration for _, _, start, duration in spans) * 1e-6
 
 
 def _trace_runs(path: Path) -> list[tuple[int, str, dict[str, str], float]]:
     """(event index, name, columns, seconds) of every ``wpsim key=value ...`` event."""
     runs = []
-    for index, name, start, end in _intervals(path):
+    for index, name, _, duration in _intervals(path):
         match = RUN_EVENT.match(name)
         if not match:
             continue
@@ -284,7 +286,7 @@ def _trace_runs(path: Path) -> list[tuple[int, str, dict[str, str], float]]:
             if key not in COLUMNS or key in ("seconds", "trace"):
                 raise ConfigError(f"{path}: event {index} ({name!r}): {_unknown_column(key)}")
             fields[key] = value
-        runs.append((index, name, fields, (end - start) * 1e-6))
+        runs.append((index, name, fields, duration * 1e-6))
     if not runs:
         raise ConfigError(
             f"{path}: no events named 'wpsim key=value ...' (mark each measured run, e.g. "
