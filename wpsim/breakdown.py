@@ -380,23 +380,23 @@ def format_lines(
     ...          ("core time", {"compute": 2e-3, "idle": 2e-3})]
     >>> for line in format_lines(views, 4e-3):
     ...     print(line)
-      why                   critical path          core time
-        compute             3.000 ms  75%      2.000 ms  50%
-        idle                1.000 ms  25%      2.000 ms  50%
+      why                    critical path           core time
+        compute             3.000 ms   75%      2.000 ms   50%
+        idle                1.000 ms   25%      2.000 ms   50%
     """
     shown = [
         cause
         for cause in dict.fromkeys(c for _, view in views for c in view)
         if any(abs(view.get(cause, 0.0)) > 5e-4 * makespan_s for _, view in views)
     ]
-    header = f"{indent}{'why':<16}" + "".join(f"{title:>19}" for title, _ in views)
+    header = f"{indent}{'why':<16}" + "".join(f"{title:>20}" for title, _ in views)
     lines = [header.rstrip()]
     for cause in shown:
         cells = ""
         for _, view in views:
             seconds = view.get(cause, 0.0)
             share = 100 * seconds / makespan_s if makespan_s else 0.0
-            cells += f"{_time(seconds):>14}{share:>4.0f}%"
+            cells += f"{_time(seconds):>14}{share:>5.0f}%"
         lines.append(f"{indent}  {cause:<14}{cells}")
     return lines
 
