@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
 
     fields = workload_fields(args)
     rows = []
+    threads_before = torch.get_num_threads()
     with torch.no_grad():
         for _ in range(args.rounds):
             for n in threads:
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
                 lstm(x)  # warm-up
                 with record_function(f"wpsim policy={POLICY} threads={n} workload=workload.yaml"):
                     lstm(x)
+    torch.set_num_threads(threads_before)
     with open_output(out / "timings.csv", "--out", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -64,7 +64,8 @@ class Result:
         bandwidth of each cache level, see :func:`wpsim.breakdown.add_task`)."""
         per_core = trace.utilization(cores)
         level_bytes = {name: trace.total_bytes(name) for name in levels}
-        why = why_cores = {}
+        why: dict[str, float] = {}
+        why_cores: dict[str, float] = {}
         if preds is not None:
             why = breakdown.critical_path_breakdown(trace, preds, levels, level_bw)
             why_cores = breakdown.core_breakdown(trace, cores, levels, level_bw)
