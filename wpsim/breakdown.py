@@ -119,16 +119,26 @@ def add_task(
         return
     get = acc.get
     known = 0.0
-    for cause, seconds in (
-        ("dispatch", cost.dispatch_s),
-        ("overhead", cost.overhead_s),
-        ("handoff", cost.handoff_s),
-        ("sync", cost.sync_s),
-        ("memory.DRAM", cost.load_s),
-    ):
-        if seconds:
-            acc[cause] = get(cause, 0.0) + weight * seconds
-            known += seconds
+    seconds = cost.dispatch_s
+    if seconds:
+        acc["dispatch"] = get("dispatch", 0.0) + weight * seconds
+        known += seconds
+    seconds = cost.overhead_s
+    if seconds:
+        acc["overhead"] = get("overhead", 0.0) + weight * seconds
+        known += seconds
+    seconds = cost.handoff_s
+    if seconds:
+        acc["handoff"] = get("handoff", 0.0) + weight * seconds
+        known += seconds
+    seconds = cost.sync_s
+    if seconds:
+        acc["sync"] = get("sync", 0.0) + weight * seconds
+        known += seconds
+    seconds = cost.load_s
+    if seconds:
+        acc["memory.DRAM"] = get("memory.DRAM", 0.0) + weight * seconds
+        known += seconds
     corun = cost.corun
     elementwise = cost.elementwise_s
     if elementwise:
@@ -326,10 +336,12 @@ def from_terms(
     record: Any,
     levels: Iterable[str],
     weight: float = 1.0,
+    memo: dict[Any, dict[str, float]] | None = None,
 ) -> dict[str, float]:
     """A closed form's break-down: its makespan is ``sum(coefficient * seconds)`` over
     ``terms`` (``{key: coefficient}``), ``record(key)`` giving the ``(seconds, TaskCost)`` of
-    each; the break-down is the same sum of their parts (times ``weight``).
+    each; the break-down is the same sum of their parts (times ``weight``). ``memo`` keeps each
+    key's parts for the next call with the same records.
 
     Examples
     --------
@@ -341,10 +353,18 @@ def from_terms(
     (6.0, 2.0, 8.0)
     """
     acc = empty(levels)
+    memo = {} if memo is None else memo
     for key, coefficient in terms.items():
-        if coefficient:
+        if not coefficient:
+            continue
+        parts = memo.get(key)
+        if parts is None:
             seconds, cost = record(key)
-            add_task(acc, cost, seconds, coefficient * weight)
+            parts = memo[key] = {}
+            add_task(parts, cost, seconds)
+        factor = coefficient * weight
+        for cause, seconds in parts.items():
+            acc[cause] = acc.get(cause, 0.0) + factor * seconds
     return acc
 
 

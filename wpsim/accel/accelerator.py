@@ -390,9 +390,10 @@ def _predict_makespan(workload, machine, policy, chunk, granularity, cost,
 def _why(terms: dict[int, float], records: list, k: int) -> tuple[dict, dict]:
     """The break-downs of a closed form: along the terms of its makespan, and the core-seconds
     of every task (its cost times the ``k`` cores of its group)."""
-    critical = breakdown.from_terms(terms, records.__getitem__, LEVELS)
+    parts: dict = {}  # each task's parts, for both views
+    critical = breakdown.from_terms(terms, records.__getitem__, LEVELS, memo=parts)
     core_s = breakdown.from_terms(dict.fromkeys(range(len(records)), 1.0), records.__getitem__,
-                                  LEVELS, weight=k)  # fmt: skip
+                                  LEVELS, k, parts)  # fmt: skip
     return critical, core_s
 
 
