@@ -70,10 +70,10 @@ ROW_KEYS = (
     "predicted_busy_s",
     "measured_dispatch_s",
     "model_dispatch_s",
-    "measured_idle_share",
-    "predicted_idle_share",
     "baseline",
 )
+#: what the rows say about why (after ROW_KEYS in validation.csv, then ``predicted.<cause>_s``)
+WHY_KEYS = ("measured_idle_share", "predicted_idle_share")
 KIND_KEYS = (
     "policy",
     "workers",
@@ -590,7 +590,7 @@ def write_outputs(report: ValidationReport, out: Path) -> list[str]:
     flat = [{**r, **{f"predicted.{c}_s": v for c, v in r.get("predicted_breakdown_s", {}).items()}}
             for r in report.rows]  # fmt: skip
     with open_output(path, "--out", newline="") as handle:
-        columns = [*ROW_KEYS, *(f"predicted.{c}_s" for c in causes)]
+        columns = [*ROW_KEYS, *WHY_KEYS, *(f"predicted.{c}_s" for c in causes)]
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(flat)
