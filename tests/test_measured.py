@@ -165,7 +165,7 @@ def test_the_timing_script_writes_what_validate_reads(tmp_path) -> None:
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "torch_lstm_timing.py"
     proc = subprocess.run(
         [sys.executable, str(script), "--out", str(tmp_path), "--layers", "1", "--hidden", "8",
-         "--input", "8", "--seq-len", "3", "--rounds", "2"],
+         "--input", "8", "--seq-len", "3", "--rounds", "2", "--passes", "2"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -86,6 +86,8 @@ KIND_KEYS = (
 )
 
 Progress = Callable[[str], None]
+#: graphs from this many tasks report each simulation of ``validate_measured`` to ``progress``
+PROGRESS_MIN_TASKS = 10_000
 
 
 @dataclass
@@ -395,7 +397,8 @@ def validate_measured(
         configuration here; in a folder per comparison (``1-<workload>``, ...) when the file
         holds several (different workloads, machines or chunks).
     progress : callable, optional
-        Receives one line per simulated configuration.
+        Receives one line per simulated configuration of graphs from
+        :data:`PROGRESS_MIN_TASKS` tasks.
 
     Returns
     -------
@@ -410,6 +413,7 @@ def validate_measured(
         A bad file (one line: the file, the row or event, the column, what was expected), or a
         configuration the machine cannot run.
     """
+    from wpsim.analysis import closed_form_n_tasks
     from wpsim.hardware import load_machine, resolve_machine_path
     from wpsim.measured import read_measurements
 
@@ -437,9 +441,11 @@ def validate_measured(
         base = next((c for c in candidates if c[0] == "sequential"), candidates[0])
         order = [base] + [c for c in configs if c != base]
         sims: dict[tuple, Any] = {}
+        large = closed_form_n_tasks(w, k) >= PROGRESS_MIN_TASKS
         for config in order:
             policy, _, n = config
-            progress(f"validate: simulating {policy} on {n} worker(s) ({w.name or w.cell})")
+            if large:  # (small ones take a moment: no line for them)
+                progress(f"validate: simulating {policy} on {n} worker(s) ({w.name or w.cell})")
             baseline_s = sims[base].makespan_s if sims else None
             sims[config] = _simulate_run(configs[config][0], w, m, k, baseline_s)
         base_meas = statistics.median(run.seconds for run in configs[base])
