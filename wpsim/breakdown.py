@@ -49,7 +49,8 @@ Two views, each adding up to the makespan (to rounding)
 The closed forms (:mod:`wpsim.analytic`, :mod:`wpsim.accel`) give the same two views from their
 formulas: a makespan that is a sum of task costs (``c1 + c2 + n * c3``) is broken down as the
 same sum of those tasks' parts, and ``work / groups`` (a makespan bound by the work) as the
-parts of all tasks over the groups.
+parts of all tasks over the groups. A makespan set by a shared resource (the GPU streams' bound
+on DRAM bytes or arithmetic) is all that resource, in both views.
 """
 
 from __future__ import annotations
