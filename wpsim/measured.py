@@ -144,7 +144,7 @@ def read_measurements(
 
 def _csv_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     """(line number, {column: value}) of each data row; comment and blank lines skipped."""
-    text = _read_text(path)
+    text = _read_text(path).removeprefix("\ufeff")  # (a spreadsheet's byte order mark)
     numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1)
                 if line.strip() and not line.lstrip().startswith("#")]  # fmt: skip
     if not numbered:
