@@ -6,7 +6,8 @@ Every page is built from what the program itself holds:
   ``Field(description=...)`` or the comment beside the field in the source, class docstrings);
 * ``policies.md``: the policy registry (name, description, docstrings) and the base classes;
 * ``cost-model.md``: the docstrings that state the formulas (:mod:`wpsim.cost`, :mod:`wpsim.graph`,
-  :mod:`wpsim.analysis`, :mod:`wpsim.analytic`);
+  :mod:`wpsim.analysis`, :mod:`wpsim.analytic`, :mod:`wpsim.breakdown`);
+* ``validate.md``: :mod:`wpsim.validate` and the measurement files of :mod:`wpsim.measured`;
 * ``trace.md``: :mod:`wpsim.trace` and the records of a small simulation;
 * ``cli.md``: the argparse parser, :func:`wpsim.cli.build_parser`.
 
@@ -672,7 +673,7 @@ def policies_page() -> str:
 
 def cost_model_page() -> str:
     """The formulas, from the docstrings that state them."""
-    from wpsim import analysis, analytic, cost, graph
+    from wpsim import analysis, analytic, breakdown, cost, graph
 
     return "\n".join([
         "# Cost model and closed forms",
@@ -702,6 +703,57 @@ def cost_model_page() -> str:
         "## Analytic makespan per policy (`wpsim.analytic`, `wpsim predict`)",
         "",
         rst_to_md(analytic.__doc__, "###"),
+        "",
+        "## What a makespan is made of (`wpsim.breakdown`)",
+        "",
+        rst_to_md(breakdown.__doc__, "###"),
+        "",
+        "In a result: `Result.breakdown_s` and `Result.core_breakdown_s` (JSON: `breakdown_s`, "
+        "`core_breakdown_s`, seconds by cause); `wpsim simulate` and `wpsim predict` print both "
+        "as a table, `wpsim simulate --gantt FILE.png --gantt-by cause` draws each task split "
+        "into its causes.",
+    ])  # fmt: skip
+
+
+def validate_page() -> str:
+    """Validation against the executor or against measurements made elsewhere."""
+    from wpsim import measured, validate
+
+    example = REPO_ROOT / "docs" / "examples" / "torch_lstm" / "timings.csv"
+    return "\n".join([
+        "# Validation: measured against predicted",
+        "",
+        rst_to_md(validate.__doc__, "##"),
+        "",
+        "## Measurements made elsewhere (`wpsim validate --measured FILE`, `wpsim.measured`)",
+        "",
+        rst_to_md(measured.__doc__, "###"),
+        "",
+        "### A CSV",
+        "",
+        "The first rows of `docs/examples/torch_lstm/timings.csv` (`torch.nn.LSTM` at 1 and 2 "
+        "threads):",
+        "",
+        "```",
+        *example.read_text().splitlines()[:3],
+        "```",
+        "",
+        "### A torch.profiler trace",
+        "",
+        "```python",
+        "with torch.no_grad(), torch.profiler.profile() as prof:",
+        "    for threads in (1, 2):",
+        "        torch.set_num_threads(threads)",
+        "        lstm(x)  # warm-up",
+        "        with torch.profiler.record_function(",
+        "            f\"wpsim policy=layerwise threads={threads} workload=workload.yaml\"",
+        "        ):",
+        "            lstm(x)",
+        "prof.export_chrome_trace(\"trace.json\")",
+        "```",
+        "",
+        "`benchmarks/torch_lstm_timing.py` writes both for `torch.nn.LSTM`; the tutorial "
+        "compares them with a prediction.",
     ])  # fmt: skip
 
 
@@ -750,6 +802,8 @@ def trace_page() -> str:
         "start_s": "start time, seconds from the start of the run",
         "end_s": "end time, seconds",
         "hit": "true when all of the task's weights came from a cache (no DRAM read)",
+        "dispatch_s": "the runtime's dispatch overhead in the task's time, as the cost model "
+        "charged it (simulated traces; a measured trace has no such column)",
     }
     rows = ["| field | type | meaning |", "|---|---|---|"]
     for key, value in records[0].items():
@@ -903,6 +957,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "policies.md": policies_page,
     "cost-model.md": cost_model_page,
     "trace.md": trace_page,
+    "validate.md": validate_page,
     "cli.md": cli_page,
 }
 

@@ -33,10 +33,11 @@ Makespan, with ``c_l`` the steady cost of a task of layer l and ``n`` time-chunk
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
-from wpsim.cost import DRAM, CpuCostModel
+from wpsim import breakdown
+from wpsim.cost import DRAM, CpuCostModel, TaskCost
 from wpsim.graph import build
 from wpsim.hardware import CpuMachine, piecewise_linear
 from wpsim.plan import Plan, compile_plan
@@ -68,6 +69,10 @@ class _PlanInfo:
     cost_models: dict[str, CpuCostModel] = field(default_factory=dict)
     #: critical paths by the task costs that decide them (class costs, cold-task costs)
     critical_paths: dict[tuple, float] = field(default_factory=dict)
+    #: the same paths' tasks, by record key (:meth:`_Costs.record_key`) and count
+    critical_chains: dict[tuple, dict] = field(default_factory=dict)
+    #: tasks of each class
+    class_count: list[int] = field(default_factory=list)
 
     def cost_model(self, machine: CpuMachine, machine_key: str) -> CpuCostModel:
         """A :class:`CpuCostModel` of this plan; analytic uses only its core-count-free parts
@@ -134,6 +139,7 @@ def _plan_info_for(plan: Plan) -> _PlanInfo:
         class_rep=class_rep,
         cold_tids=[first[w] for w in sets],
         all_cells=all(t.kind == "cell" for t in tasks),
+        class_count=[count for _, count in sorted(Counter(task_class).items())],
     )
 
 
@@ -260,24 +266,59 @@ class _Costs:
         self.cold_done: set[tuple] = set()
 
     def all_task_costs(self, handoff: bool) -> list[float]:
-        """:meth:`task_s` of every task, by id, computed once per class of equal tasks."""
+        """:meth:`task_s` of every task, by id, computed once per class of equal tasks.
+
+        Keeps the :class:`~wpsim.cost.TaskCost` of each class and of each cold task, for
+        :meth:`record` (what each cost is made of)."""
         info = self.info
-        class_cost = [self.task_s(rep, handoff, cold=False) for rep in info.class_rep]
+        class_records = [self.task(rep, handoff, cold=False) for rep in info.class_rep]
+        class_cost = [seconds for seconds, _ in class_records]
         cost_of = [class_cost[c] for c in info.task_class]
-        cold_cost = [self.task_s(tid, handoff, cold=True) for tid in info.cold_tids]
+        cold_records = [self.task(tid, handoff, cold=True) for tid in info.cold_tids]
+        cold_cost = [seconds for seconds, _ in cold_records]
         for tid, cost in zip(info.cold_tids, cold_cost, strict=True):
             cost_of[tid] = cost
         self.cost_key = (tuple(class_cost), tuple(cold_cost))  # decides cost_of entirely
+        self.class_records = class_records
+        self.cold_records = dict(zip(info.cold_tids, cold_records, strict=True))
         return cost_of
+
+    def record_key(self, tid: int) -> tuple[str, int]:
+        """Which cost :meth:`all_task_costs` gave task ``tid``: ``("cold", tid)`` for the first
+        task of its weights, else ``("class", its class)``."""
+        if tid in self.cold_records:
+            return ("cold", tid)
+        return ("class", self.info.task_class[tid])
+
+    def record(self, key: tuple[str, int]) -> tuple[float, TaskCost]:
+        """(seconds, TaskCost) of a :meth:`record_key`."""
+        kind, index = key
+        return self.cold_records[index] if kind == "cold" else self.class_records[index]
+
+    def all_terms(self) -> dict[tuple[str, int], float]:
+        """Every task once, as ``{record key: number of tasks}``."""
+        info = self.info
+        terms = {("class", c): float(count) for c, count in enumerate(info.class_count)}
+        for tid in info.cold_tids:
+            terms[("class", info.task_class[tid])] -= 1.0
+            terms[("cold", tid)] = 1.0
+        return terms
 
     def task_s(self, tid: int, handoff: bool, cold: bool | None = None) -> float:
         """Steady-state cost of task ``tid`` (the first task of each layer is cold).
 
         ``cold=None``: cold if this is the first call for the task's set of weight blocks.
         """
+        return self.task(tid, handoff, cold)[0]
+
+    def task(self, tid: int, handoff: bool, cold: bool | None = None) -> tuple[float, TaskCost]:
+        """:meth:`task_s`, and what it is made of as a :class:`~wpsim.cost.TaskCost` (the
+        weights read from the level that holds them, at its bandwidth: ``cache_s``, or the
+        ``dram_bytes`` at the steady share)."""
         t = self.plan.tasks[tid]
         if self.ideal:
-            return t.flops / (self.k * 1e9)
+            seconds = t.flops / (self.k * 1e9)
+            return seconds, TaskCost(0.0, seconds, 0.0, 0.0, {}, 0)
         m = self.machine
         compute, elementwise = self.model.compute_parts(tid, self.k)
         bandwidth = self.level.get(t.weights, (DRAM, None))[1]
@@ -294,22 +335,33 @@ class _Costs:
             memory = weight_bytes / share if weight_bytes else 0.0
         else:
             memory = weight_bytes / bandwidth
-        fixed = m.dispatch_s(
+        dispatch = fixed = m.dispatch_s(
             all_busy=self.all_busy,
             whole_socket_group=self.k > 1 and self.k >= m.socket_cores,
             task_s=elementwise + max(compute, memory),
             sequence=self.sequence,
         )
+        overhead = handoff_s = sync = 0.0
         if t.flops_rec:
-            fixed += self.task_overhead + t.steps * self.step_overhead
+            overhead = self.task_overhead + t.steps * self.step_overhead
+            fixed += overhead
         if handoff:
             nbytes = max(self.plan.pred_bytes[tid], default=0)
-            fixed += m.handoff.latency_s + nbytes / m.handoff.bandwidth_Bps
+            handoff_s = m.handoff.latency_s + nbytes / m.handoff.bandwidth_Bps
+            fixed += handoff_s
         if self.k > 1:
             n_sync = t.steps if t.flops_rec else 1
             gather = (self.k - 1) / self.k * self.model.state_vector_bytes / m.handoff.bandwidth_Bps
-            fixed += n_sync * (m.barrier_s(self.k) + gather)
-        return fixed + elementwise + max(compute, memory)
+            sync = n_sync * (m.barrier_s(self.k) + gather)
+            fixed += sync
+        seconds = fixed + elementwise + max(compute, memory)
+        level = DRAM if bandwidth is None else self.level[t.weights][0]
+        in_dram = level == DRAM
+        # (positional: keyword arguments take twice as long)
+        record = TaskCost(fixed + elementwise, compute, 0.0 if in_dram else memory,
+                          weight_bytes if in_dram else 0.0, {level: weight_bytes}, 0, dispatch,
+                          overhead, handoff_s, sync, elementwise)  # fmt: skip
+        return seconds, record
 
 
 def _band_makespan(layer_costs: list[float], chunks: int, groups: int) -> float:
@@ -322,6 +374,30 @@ def _band_makespan(layer_costs: list[float], chunks: int, groups: int) -> float:
     return full + (len(last) - 1 + chunks) * max(last)
 
 
+def _band_terms(layer_costs: list[float], chunks: int, groups: int) -> list[tuple[int, float]]:
+    """:func:`_band_makespan` as ``(layer, coefficient)`` terms: the sum of ``coefficient *
+    layer_costs[layer]`` is the makespan (each band's slowest layer, the first of equals).
+
+    Examples
+    --------
+    >>> _band_terms([1.0, 3.0, 2.0], chunks=4, groups=3)  # 1 + 3 + 2 + (4 - 1) * 3
+    [(0, 1.0), (1, 1.0), (2, 1.0), (1, 3.0)]
+    >>> _band_terms([1.0, 3.0, 2.0], chunks=4, groups=2)  # 4 * 3, then (1 - 1 + 4) * 2
+    [(1, 4.0), (2, 4.0)]
+    """
+    n_layers = len(layer_costs)
+    slowest = layer_costs.__getitem__
+    if groups >= min(n_layers, chunks):
+        top = max(range(n_layers), key=slowest)
+        return [(layer, 1.0) for layer in range(n_layers)] + [(top, float(chunks - 1))]
+    terms = []
+    for first in range(0, n_layers, groups):
+        band = range(first, min(first + groups, n_layers))
+        last = first + groups >= n_layers
+        terms.append((max(band, key=slowest), float(len(band) - 1 + chunks if last else chunks)))
+    return terms
+
+
 def _critical_path_s(plan: Plan, cost_of) -> float:
     finish = [0.0] * plan.n_tasks
     preds = plan.preds
@@ -331,11 +407,39 @@ def _critical_path_s(plan: Plan, cost_of) -> float:
     return max(finish, default=0.0)
 
 
-def _schedule_s(plan: Plan, policy: Policy, costs: _Costs, cost_of: list[float]) -> float:
+def _critical_chain(plan: Plan, cost_of) -> list[int]:
+    """The tasks of the path :func:`_critical_path_s` measures, last first (at each task, the
+    predecessor that finishes last, the first of equals)."""
+    n = plan.n_tasks
+    finish = [0.0] * n
+    via = [-1] * n
+    preds = plan.preds
+    for tid in plan.order:
+        ps = preds[tid]
+        if ps:
+            p = max(ps, key=finish.__getitem__)
+            via[tid] = p
+            finish[tid] = finish[p] + cost_of[tid]
+        else:
+            finish[tid] = cost_of[tid]
+    chain = []
+    tid = max(range(n), key=finish.__getitem__) if n else -1
+    while tid >= 0:
+        chain.append(tid)
+        tid = via[tid]
+    return chain
+
+
+def _schedule(
+    plan: Plan, policy: Policy, costs: _Costs, cost_of: list[float]
+) -> tuple[float, dict]:
+    """The makespan, and the same as terms: ``{record key: coefficient}`` (see
+    :meth:`_Costs.record_key`) such that the coefficients times those records' costs sum to it
+    (the critical-path view of :mod:`wpsim.breakdown`)."""
     w = plan.workload
     name = policy.name
     if name == "sequential" or costs.n_groups == 1:
-        return sum(cost_of)
+        return sum(cost_of), costs.all_terms()
     simple_grid = (
         plan.granularity == "cell"
         and w.phase == "inference"
@@ -347,13 +451,23 @@ def _schedule_s(plan: Plan, policy: Policy, costs: _Costs, cost_of: list[float])
     if simple_grid:
         n = w.n_chunks(plan.chunk)
         steady, cold_extra = [], 0.0
+        terms: dict[tuple, float] = {}
+        key_of = costs.record_key
+        steady_tids = []
         for layer in range(w.layers):
             row = cost_of[layer * n : (layer + 1) * n]
             steady.append(max(row[1:]) if n > 1 else row[0])
+            steady_tids.append(layer * n + (row.index(steady[-1], 1) if n > 1 else 0))
             cold_extra += max(
                 0.0, row[0] - steady[-1]
             )  # chunk 0 of every layer is on the fill path
-        return _band_makespan(steady, n, costs.n_groups) + cold_extra
+            if row[0] > steady[-1]:  # the cold task in place of a steady one
+                for tid, sign in ((layer * n, 1.0), (steady_tids[-1], -1.0)):
+                    terms[key_of(tid)] = terms.get(key_of(tid), 0.0) + sign
+        for layer, coefficient in _band_terms(steady, n, costs.n_groups):
+            key = key_of(steady_tids[layer])
+            terms[key] = terms.get(key, 0.0) + coefficient
+        return _band_makespan(steady, n, costs.n_groups) + cold_extra, terms
     key = getattr(costs, "cost_key", None)
     memo = costs.info.critical_paths
     critical = memo.get(key) if key is not None else None
@@ -361,7 +475,19 @@ def _schedule_s(plan: Plan, policy: Policy, costs: _Costs, cost_of: list[float])
         critical = _critical_path_s(plan, cost_of)
         if key is not None and len(memo) < 1024:
             memo[key] = critical
-    return max(sum(cost_of) / costs.n_groups, critical)
+    work = sum(cost_of) / costs.n_groups
+    if work > critical:  # bound by the work: all tasks, spread over the groups
+        terms = {k: count / costs.n_groups for k, count in costs.all_terms().items()}
+        return max(work, critical), terms
+    chains = costs.info.critical_chains
+    terms = chains.get(key) if key is not None else None
+    if terms is None:
+        terms = {}
+        for tid in _critical_chain(plan, cost_of):
+            terms[costs.record_key(tid)] = terms.get(costs.record_key(tid), 0.0) + 1.0
+        if key is not None and len(chains) < 256:
+            chains[key] = terms
+    return max(work, critical), terms
 
 
 def predict(
@@ -389,8 +515,9 @@ def predict(
 
     machine, policy = prepare_run(machine, policy, cores, cost)
     machine_key = machine.model_dump_json(exclude={"sockets", "cores_per_socket"})
-    makespan, n_tasks, dram = _predict_makespan(workload, machine, policy, chunk, granularity, cost,
-                                                machine_key)  # fmt: skip
+    makespan, n_tasks, dram, (critical, core_s) = _predict_makespan(
+        workload, machine, policy, chunk, granularity, cost, machine_key, why=True
+    )
     sequential_s = _sequential_s(workload, machine, policy.instances, chunk, granularity, cost,
                                  machine_key)  # fmt: skip
     busy = sequential_s if cost == "ideal" else None
@@ -406,6 +533,8 @@ def predict(
         dram_bytes=dram,
         level_bytes={DRAM: dram},
         extra={"machine": machine.name, "chunk": chunk, "granularity": granularity, "cost": cost},
+        breakdown_s=critical,
+        core_breakdown_s=breakdown.spread(core_s, machine.total_cores, makespan),
     )
 
 
@@ -432,8 +561,10 @@ def _sequential_s(workload, machine, instances, chunk, granularity, cost, machin
 
 def _predict_makespan(
     workload, machine, policy, chunk, granularity, cost, machine_key: str | None = None,
-    in_multiprogram: bool = False,
-) -> tuple[float, int, float]:  # fmt: skip
+    in_multiprogram: bool = False, why: bool = False,
+) -> tuple[float, int, float, tuple[dict, dict] | None]:  # fmt: skip
+    """(makespan, tasks, DRAM bytes, and with ``why``: the makespan by cause along the critical
+    path and the core-seconds by cause of all tasks, see :mod:`wpsim.breakdown`)."""
     info = _plan_info(workload, granularity, policy.graph_options(workload, chunk))
     plan = info.plan
     groups = policy.core_groups(machine.total_cores)
@@ -442,14 +573,21 @@ def _predict_makespan(
         sizes = [sum(1 for g in range(len(groups)) if g * n // len(groups) == i) for i in range(n)]
         single = get_policy("wavefront", helpers=policy.helpers)
         worst, dram = 0.0, 0.0
+        critical, busy = None, None
         for size in sorted(set(sizes)):
             sub = machine.with_cores(size * len(groups[0]))
-            makespan, _, instance_dram = _predict_makespan(
-                workload, sub, single, chunk, granularity, cost, in_multiprogram=True
+            makespan, _, instance_dram, instance_why = _predict_makespan(
+                workload, sub, single, chunk, granularity, cost, in_multiprogram=True, why=why
             )
+            if makespan > worst or critical is None:  # the slowest instance sets the makespan
+                critical = instance_why[0] if why else None
             worst = max(worst, makespan)
             dram += instance_dram * sizes.count(size)
-        return worst, plan.n_tasks, dram
+            if why:
+                busy = busy or dict.fromkeys(instance_why[1], 0.0)
+                for cause, seconds in instance_why[1].items():
+                    busy[cause] += seconds * sizes.count(size)
+        return worst, plan.n_tasks, dram, (critical, busy) if why else None
     if machine_key is None:
         machine_key = machine.model_dump_json(exclude={"sockets", "cores_per_socket"})
     model = info.cost_model(machine, machine_key)
@@ -467,7 +605,14 @@ def _predict_makespan(
                                         info.weight_set_count, strict=True):  # fmt: skip
             level = costs.level.get(weights, (DRAM, None))[0]
             dram += size * count if level == DRAM else size
-    return _schedule_s(plan, policy, costs, cost_of), plan.n_tasks, dram
+    makespan, terms = _schedule(plan, policy, costs, cost_of)
+    if not why:
+        return makespan, plan.n_tasks, dram, None
+    levels = [c.name for c in machine.caches] + [DRAM]
+    parts: dict = {}  # each record's parts, for both views
+    critical = breakdown.from_terms(terms, costs.record, levels, memo=parts)
+    core_s = breakdown.from_terms(costs.all_terms(), costs.record, levels, costs.k, parts)
+    return makespan, plan.n_tasks, dram, (critical, core_s)
 
 
 __all__ = ["predict"]

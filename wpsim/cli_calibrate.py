@@ -108,6 +108,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             f"--granularity {args.granularity}: validate runs the real executor, which runs cell "
             "tasks only"
         )
+    if args.measured:
+        return _validate_measured(args)
+    for flag in ("workers", "policies", "repeats"):
+        if getattr(args, flag) is None:
+            setattr(args, flag, VALIDATE_DEFAULTS[flag])
     workload = resolve_workload(args.workload)
     machine = load_machine(resolve_machine_path(args.hardware))
     from wpsim.calibrate import calibration_mismatch
@@ -127,6 +132,33 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the defaults of the options that choose what the executor runs (not used with --measured)
+VALIDATE_DEFAULTS = {"workers": [1, 2], "policies": ["sequential", "wavefront"], "repeats": 3}
+
+
+def _validate_measured(args: argparse.Namespace) -> int:
+    """``validate --measured FILE``: measurements made elsewhere against simulations."""
+    from wpsim.validate import format_report, validate_measured
+
+    for flag in ("workers", "policies", "repeats"):
+        if getattr(args, flag) is not None:
+            raise ConfigError(
+                f"--{flag}: not used with --measured (the file says what ran and how often)"
+            )
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: not a folder")
+    workload = resolve_workload(args.workload)
+    progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    reports = validate_measured(args.measured, workload, args.hardware, chunk=args.chunk,
+                                out_dir=args.out, progress=progress)  # fmt: skip
+    if args.json:
+        dicts = [report.to_dict() for report in reports]
+        print_json(dicts[0] if len(dicts) == 1 else {"reports": dicts})
+        return 0
+    print("\n\n".join(format_report(report) for report in reports))
+    return 0
+
+
 def _add_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "validate", help="run the real executor and the simulator side by side",
@@ -140,14 +172,21 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
     add_workload_args(p)
     p.add_argument("--hardware", "-m", metavar="FILE", default=str(DEFAULT_HOST),
                    help="machine YAML or a name from hw_configs/ (default: hw_configs/host.yaml)")  # fmt: skip
-    p.add_argument("--workers", type=_int_list, default=[1, 2], metavar="N,N,...",
+    p.add_argument("--workers", type=_int_list, metavar="N,N,...",
                    help="worker counts (default: 1,2)")  # fmt: skip
-    p.add_argument("--policies", type=_name_list, default=["sequential", "wavefront"],
-                   metavar="A,B,...", help="policies (default: sequential,wavefront)")  # fmt: skip
-    p.add_argument("--repeats", type=positive_int, default=3, metavar="R",
+    p.add_argument("--policies", type=_name_list, metavar="A,B,...",
+                   help="policies (default: sequential,wavefront)")  # fmt: skip
+    p.add_argument("--repeats", type=positive_int, metavar="R",
                    help="measured runs per configuration; the median is used (default: 3)")  # fmt: skip
+    p.add_argument("--measured", metavar="FILE",
+                   help="compare with measurements made elsewhere instead of running the executor: "
+                   "a CSV (policy, workers or threads, seconds or trace; optional workload, "
+                   "workload fields, machine, chunk, helpers) or a Chrome/Perfetto trace whose "
+                   "events named 'wpsim key=value ...' are the timed runs (torch.profiler "
+                   "record_function); see docs/reference/validate.md")  # fmt: skip
     p.add_argument("--json", action="store_true",
-                   help="print one JSON object with 'rows' and 'per_kind'")  # fmt: skip
+                   help="print one JSON object with 'rows' and 'per_kind' (--measured with "
+                   "several comparisons: {'reports': [...]})")  # fmt: skip
     p.add_argument("--out", "-o", metavar="DIR", help="write the CSVs and Gantt charts here")
     p.set_defaults(func=_cmd_validate)
 

@@ -86,6 +86,14 @@ def format_result(result: Result, workload, title: str) -> str:
             rows.append((key.replace("_", " "), str(result.extra[key])))
     width = max(len(k) for k, _ in rows)
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    if result.breakdown_s:
+        from wpsim.breakdown import format_lines
+
+        views = [
+            ("critical path", result.breakdown_s),
+            ("mean over cores", result.core_breakdown_s),
+        ]
+        lines += format_lines(views, result.makespan_s)
     return "\n".join(lines)
 
 
@@ -100,10 +108,13 @@ def _emit(args: argparse.Namespace, result: Result, engine: str) -> int:
         if args.gantt:
             from wpsim.plots import save_schedule_figure
 
+            machine = load_hardware(args.hardware)
+            level_bw = {c.name: c.bandwidth_Bps for c in machine.caches} if isinstance(
+                machine, CpuMachine) else None  # fmt: skip
             save_schedule_figure(args.gantt, result.trace, tasks,
                                  f"{workload.name or 'workload'}: {result.policy} on {result.cores} cores",
                                  workload.layers + (1 if workload.output != "none" else 0),
-                                 result.cores)  # fmt: skip
+                                 result.cores, args.gantt_by, level_bw)  # fmt: skip
     if args.json:
         print_json(result.to_dict())
         return 0
@@ -131,6 +142,9 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--gantt", metavar="FILE.png", help="draw a Gantt chart and a wavefront heat map"
     )
+    p.add_argument("--gantt-by", choices=["layer", "cause"], default="layer",
+                   help="colour the Gantt chart's tasks by layer (default) or split each into "
+                   "its time by cause (compute, memory by level, hand-off, sync, dispatch)")  # fmt: skip
     p.set_defaults(func=lambda a: _emit(a, _run(a, "simulate"), "simulate"))
 
 

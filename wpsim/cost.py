@@ -78,12 +78,21 @@ DRAM = "DRAM"
 
 @dataclass(slots=True)
 class TaskCost:
-    """What one task costs when it starts.
+    """What one task costs when it starts, and what that time is made of.
 
     ``fixed_s`` (dispatch, hand-off, synchronisation, the element-wise update) plus
     ``max(compute_s, cache_s + dram_bytes / share)`` where ``dram_bytes`` is per core;
-    ``level_bytes`` sums all cores of the group; ``dispatch_s``: the part of ``fixed_s`` that is
-    the runtime's dispatch overhead.
+    ``level_bytes`` sums all cores of the group.
+
+    The parts of ``fixed_s``, for :mod:`wpsim.breakdown` (they change no time): ``dispatch_s``
+    (the runtime's dispatch overhead), ``overhead_s`` (the per-task and per-step costs of the
+    kernel call), ``handoff_s`` (activations from other cores), ``sync_s`` (helper barriers and
+    all-gathers), ``elementwise_s`` (compute outside the overlap with the weight reads) and
+    ``load_s`` (memory time outside it: a persistent kernel's one-time weight load from
+    DRAM). ``corun``: the co-running slowdown factor already applied to ``compute_s`` and
+    ``elementwise_s``. ``compute_parts``: where ``compute_s`` is not all arithmetic, the
+    ``(cause, seconds)`` parts of it that are something else (a persistent GPU kernel's
+    per-step synchronisation and broadcast of ``h``).
     """
 
     fixed_s: float
@@ -93,6 +102,13 @@ class TaskCost:
     level_bytes: dict[str, float]
     handoff_bytes: int
     dispatch_s: float = 0.0
+    overhead_s: float = 0.0
+    handoff_s: float = 0.0
+    sync_s: float = 0.0
+    elementwise_s: float = 0.0
+    load_s: float = 0.0
+    corun: float = 1.0
+    compute_parts: tuple[tuple[str, float], ...] = ()
     #: the duration when nothing comes from DRAM: ``fixed_s + max(compute_s, cache_s)``
     cached_s: float = field(init=False)
 
@@ -682,16 +698,22 @@ class CpuCostModel:
         dispatch_s = fixed
         if step_s:
             fixed += step_s
+        corun = 1.0
         if busy_on_socket and self._corun:
-            compute *= 1.0 + self._corun * busy_on_socket
-            elementwise *= 1.0 + self._corun * busy_on_socket
+            corun = 1.0 + self._corun * busy_on_socket
+            compute *= corun
+            elementwise *= corun
         if elementwise:
             fixed += elementwise
+        handoff_s = 0.0
         if handoff_bytes:
-            fixed += latency + handoff_bytes / self._handoff_bw
+            handoff_s = latency + handoff_bytes / self._handoff_bw
+            fixed += handoff_s
         if sync_s:
             fixed += sync_s
-        return TaskCost(fixed, compute, cache_s, dram, level_bytes, handoff_bytes, dispatch_s)
+        # positional: keyword arguments take twice as long, once a task that streams from DRAM
+        return TaskCost(fixed, compute, cache_s, dram, level_bytes, handoff_bytes, dispatch_s,
+                        step_s, handoff_s, sync_s, elementwise, 0.0, corun)  # fmt: skip
 
     def dram_share_Bps(self, streams: int) -> float:
         """Bandwidth one streaming core gets when ``streams`` cores stream from its socket."""

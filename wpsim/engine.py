@@ -364,6 +364,7 @@ def run_plan(
         level_bytes = [tc.level_bytes for tc in costs]
         trace.extend(tasks, cores_col, starts, ends, level_bytes,
                      [DRAM not in d for d in level_bytes], [tc.handoff_bytes for tc in costs])  # fmt: skip
+        trace.costs = costs  # (its dispatch_s column is read from them when asked for)
     return trace
 
 
@@ -395,6 +396,11 @@ def cost_model(
 
 def machine_levels(machine: CpuMachine) -> list[str]:
     return [c.name for c in machine.caches] + [DRAM, "handoff"]
+
+
+def cache_bandwidths(machine: CpuMachine) -> dict[str, float]:
+    """Bandwidth of each cache level by name (to split a task's cache time among them)."""
+    return {c.name: c.bandwidth_Bps for c in machine.caches}
 
 
 @contextmanager
@@ -467,7 +473,8 @@ def simulate(
                                            policy.instances, plan=plan if same_graph else None)  # fmt: skip
     extra = {"machine": machine.name, "chunk": chunk, "granularity": granularity, "cost": cost}
     return Result.from_trace(trace, policy.describe(), machine.total_cores, sequential_s, levels,
-                             plan.tasks, extra)  # fmt: skip
+                             plan.tasks, extra, preds=plan.preds,
+                             level_bw=cache_bandwidths(machine))  # fmt: skip
 
 
 def sequential_time(workload: Workload, machine: CpuMachine, chunk: int = 1,

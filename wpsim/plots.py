@@ -1,8 +1,8 @@
-"""Pictures of schedules: Gantt charts coloured by layer and wavefront heat maps."""
+"""Pictures of schedules: Gantt charts coloured by layer or by cause, and wavefront heat maps."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from wpsim.graph import Task
@@ -18,6 +18,31 @@ def _pyplot():
     return plt
 
 
+#: colours of the causes of a task's time (wpsim.breakdown); memory levels get reds, the
+#: level furthest out the darkest
+CAUSE_COLORS = {
+    "dispatch": "#9e9e9e",
+    "overhead": "#8d6e63",
+    "handoff": "#43a047",
+    "sync": "#8e24aa",
+    "compute": "#1e88e5",
+    "contention": "#90caf9",
+    "busy": "#546e7a",
+}
+MEMORY_COLORS = ["#ffcc80", "#ffa726", "#f4511e", "#c62828", "#7f0000"]
+
+
+def cause_colors(levels: Sequence[str]) -> dict[str, str]:
+    """The colour of every cause of a machine with these memory ``levels`` (in order, the
+    furthest last)."""
+    memory = [name for name in levels if name != "handoff"]
+    colors = dict(CAUSE_COLORS)
+    start = max(0, len(MEMORY_COLORS) - len(memory))
+    for i, name in enumerate(memory):
+        colors[f"memory.{name}"] = MEMORY_COLORS[min(start + i, len(MEMORY_COLORS) - 1)]
+    return colors
+
+
 def draw_gantt(
     ax,
     trace: Trace,
@@ -25,8 +50,18 @@ def draw_gantt(
     title: str = "",
     n_layers: int | None = None,
     n_cores: int | None = None,
+    color_by: str = "layer",
+    level_bw: Mapping[str, float] | None = None,
 ) -> None:
-    """One row per core (idle ones too), one bar per task, coloured by layer (backward hatched)."""
+    """One row per core (idle ones too), one bar per task, coloured by layer (backward hatched)
+    or, with ``color_by="cause"``, split into its time by cause (:mod:`wpsim.breakdown`; in a
+    fixed order: dispatch, overhead, hand-off, sync, compute, contention, memory, since the
+    model does not say in which order they come inside a task)."""
+    if color_by == "cause":
+        _draw_gantt_by_cause(ax, trace, title, n_cores, level_bw)
+        return
+    if color_by != "layer":
+        raise ValueError(f"color_by: got {color_by!r}, expected 'layer' or 'cause'")
     plt = _pyplot()
     layers = n_layers or (max((t.layer for t in tasks), default=0) + 1)
     cmap = plt.get_cmap("tab10" if layers <= 10 else "viridis")
@@ -53,6 +88,46 @@ def draw_gantt(
                for layer in range(min(layers, 10))]  # fmt: skip
     ax.legend(handles, [f"layer {layer}" for layer in range(min(layers, 10))], fontsize=7, bbox_to_anchor=(1.0, 1.0),
               loc="upper left", ncol=1)  # fmt: skip
+
+
+def _draw_gantt_by_cause(ax, trace: Trace, title: str, n_cores: int | None,
+                         level_bw: Mapping[str, float] | None) -> None:  # fmt: skip
+    from matplotlib.ticker import MaxNLocator
+
+    from wpsim.breakdown import add_task
+
+    plt = _pyplot()
+    colors = cause_colors(trace.levels)
+    order = ["dispatch", "overhead", "handoff", "sync", "compute", "contention"]
+    order += [c for c in colors if c.startswith("memory.")] + ["busy"]
+    scale, unit = _time_unit(trace.makespan_s)
+    origin = min(trace.start_s, default=0.0)
+    bars: dict[tuple[int, str], list[tuple[float, float]]] = {}  # (core, cause) -> (x, width)
+    costs = trace.costs
+    for i in range(len(trace)):
+        parts: dict[str, float] = {}
+        duration = trace.end_s[i] - trace.start_s[i]
+        add_task(parts, costs[i] if costs else None, duration, 1.0, level_bw)
+        x = (trace.start_s[i] - origin) * scale
+        for cause in order:
+            width = parts.get(cause, 0.0) * scale
+            if width > 0.0:
+                for core in trace.cores[i]:
+                    bars.setdefault((core, cause), []).append((x, width))
+                x += width
+    for (core, cause), spans in bars.items():
+        ax.broken_barh(spans, (core - 0.4, 0.8), facecolors=colors.get(cause, "black"))
+    rows = n_cores or (max((c for cores in trace.cores for c in cores), default=0) + 1)
+    ax.set_ylim(rows - 0.5, -0.5)
+    ax.set_xlim(0, trace.makespan_s * scale or 1.0)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(f"time ({unit})")
+    ax.set_ylabel("core")
+    if title:
+        ax.set_title(title, fontsize=10)
+    shown = [cause for cause in order if any(c == cause for _, c in bars)]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[cause]) for cause in shown]
+    ax.legend(handles, shown, fontsize=7, bbox_to_anchor=(1.0, 1.0), loc="upper left", ncol=1)
 
 
 def _time_unit(seconds: float) -> tuple[float, str]:
@@ -92,13 +167,16 @@ def draw_wavefront_heatmap(ax, trace: Trace, tasks: Sequence[Task], title: str =
 
 
 def save_schedule_figure(path: str | Path, trace: Trace, tasks: Sequence[Task], title: str,
-                         n_layers: int | None = None, n_cores: int | None = None) -> None:  # fmt: skip
-    """Gantt chart above, wavefront heat map below."""
+                         n_layers: int | None = None, n_cores: int | None = None,
+                         color_by: str = "layer",
+                         level_bw: Mapping[str, float] | None = None) -> None:  # fmt: skip
+    """Gantt chart above (coloured by layer or by cause, see :func:`draw_gantt`), wavefront
+    heat map below."""
     plt = _pyplot()
     n_cores = n_cores or len({c for cores in trace.cores for c in cores})
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 3 + 0.18 * min(n_cores, 48) + 3),
                                       gridspec_kw={"height_ratios": [max(2, min(n_cores, 48) * 0.18), 2]})  # fmt: skip
-    draw_gantt(top, trace, tasks, title, n_layers, n_cores)
+    draw_gantt(top, trace, tasks, title, n_layers, n_cores, color_by, level_bw)
     draw_wavefront_heatmap(bottom, trace, tasks)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wpsim import breakdown
 from wpsim.trace import Trace
 
 
@@ -14,6 +16,13 @@ class Result:
 
     ``speedup`` is ``sequential_s / makespan_s``: one core running the same workload (all
     instances, for multiprogramming) in layer-major order, under the same model.
+
+    ``breakdown_s`` and ``core_breakdown_s`` break the makespan down by cause (``compute``,
+    ``contention``, ``memory.<level>``, ``handoff``, ``sync``, ``dispatch``, ``overhead``,
+    ``idle``), each adding up to ``makespan_s`` to rounding: along the critical path (why it
+    takes this long), and averaged over the cores (where the cores' time went; its ``idle`` is
+    what utilisation leaves). :mod:`wpsim.breakdown` defines both precisely; a simulation takes
+    them from its trace, a closed form from its formula.
     """
 
     engine: str  # "simulate", "analytic" or "measured"
@@ -27,6 +36,8 @@ class Result:
     level_bytes: dict[str, float] = field(default_factory=dict)
     per_core_utilization: list[float] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    breakdown_s: dict[str, float] = field(default_factory=dict)  # along the critical path
+    core_breakdown_s: dict[str, float] = field(default_factory=dict)  # mean over the cores
     trace: Trace | None = field(default=None, repr=False)
     tasks: list | None = field(default=None, repr=False)  # the simulated graph's tasks, by id
 
@@ -45,10 +56,19 @@ class Result:
         tasks: list,
         extra: dict[str, Any],
         dram_level: str = "DRAM",
+        preds: Sequence[Sequence[int]] | None = None,
+        level_bw: Mapping[str, float] | None = None,
     ) -> Result:
-        """A simulation's result: makespan, utilisation and traffic summed from its trace."""
+        """A simulation's result: makespan, utilisation and traffic summed from its trace, and
+        with the graph's ``preds`` (by task id), the break-downs by cause (``level_bw``: the
+        bandwidth of each cache level, see :func:`wpsim.breakdown.add_task`)."""
         per_core = trace.utilization(cores)
         level_bytes = {name: trace.total_bytes(name) for name in levels}
+        why: dict[str, float] = {}
+        why_cores: dict[str, float] = {}
+        if preds is not None:
+            why = breakdown.critical_path_breakdown(trace, preds, levels, level_bw)
+            why_cores = breakdown.core_breakdown(trace, cores, levels, level_bw)
         return cls(
             engine="simulate",
             policy=policy,
@@ -61,6 +81,8 @@ class Result:
             level_bytes=level_bytes,
             per_core_utilization=per_core,
             extra=extra,
+            breakdown_s=why,
+            core_breakdown_s=why_cores,
             trace=trace,
             tasks=tasks,
         )
@@ -78,6 +100,8 @@ class Result:
             "utilization": self.utilization,
             "dram_bytes": self.dram_bytes,
             "level_bytes": dict(self.level_bytes),
+            "breakdown_s": dict(self.breakdown_s),
+            "core_breakdown_s": dict(self.core_breakdown_s),
         }
         out.update(self.extra)
         return out

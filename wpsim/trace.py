@@ -2,7 +2,13 @@
 
 A record holds the task id, the cores that ran it, ``start_s`` and ``end_s``, the bytes read from
 each memory level (cache names of the machine, ``DRAM``, and ``handoff`` for activations moved
-from another core) and ``hit``: whether all of the task's weights came from a cache.
+from another core), ``hit``: whether all of the task's weights came from a cache, and
+``dispatch_s``: the runtime's dispatch overhead included in the task's time, where it is known
+(the simulator's cost model charges it; a measured trace leaves the column empty).
+
+A simulated trace also keeps ``costs``: the cost model's record of what each task's time is made
+of (:class:`wpsim.cost.TaskCost`), from which :mod:`wpsim.breakdown` explains the makespan by
+cause. It is not exported; measured traces have none.
 
 Traces are stored as columns (lists), so memory grows with the number of tasks, never with
 simulated time. Export: Chrome trace-event JSON (times in microseconds, one row per core; opens in
@@ -37,6 +43,9 @@ class Trace:
         self.end_s: list[float] = []
         self.hit: list[bool] = []
         self.handoff_bytes: list[int] = []
+        self._dispatch_s: list[float] = []
+        #: the cost model's TaskCost of each record (simulated traces); empty otherwise
+        self.costs: list[Any] = []
         self._weight_bytes: list[dict[str, float]] = []  # shared dicts, never mutated
 
     def __len__(self) -> int:
@@ -51,9 +60,13 @@ class Trace:
         level_bytes: dict[str, float],
         hit: bool,
         handoff_bytes: int = 0,
+        dispatch_s: float | None = None,
     ) -> None:
         """Add one record. ``level_bytes``: weight bytes read per memory level (not copied)."""
-        self.extend([task], [cores], [start_s], [end_s], [level_bytes], [hit], [handoff_bytes])
+        dispatch = None if dispatch_s is None else [dispatch_s]
+        self.extend(
+            [task], [cores], [start_s], [end_s], [level_bytes], [hit], [handoff_bytes], dispatch
+        )
 
     def extend(
         self,
@@ -64,8 +77,14 @@ class Trace:
         level_bytes: Sequence[dict[str, float]],
         hit: Sequence[bool],
         handoff_bytes: Sequence[int],
+        dispatch_s: Sequence[float] | None = None,
     ) -> None:
-        """Add many records at once, as columns (``level_bytes`` not copied)."""
+        """Add many records at once, as columns (``level_bytes`` not copied). ``dispatch_s`` is
+        given for every record of a trace or for none."""
+        if self.task and (dispatch_s is not None) != bool(self._dispatch_s):
+            raise ValueError("dispatch_s: give it for every record of a trace or for none")
+        if dispatch_s is not None:
+            self._dispatch_s.extend(dispatch_s)
         self.task.extend(tasks)
         self.cores.extend(cores)
         self.start_s.extend(start_s)
@@ -73,6 +92,14 @@ class Trace:
         self.hit.extend(hit)
         self.handoff_bytes.extend(handoff_bytes)
         self._weight_bytes.extend(level_bytes)
+
+    @property
+    def dispatch_s(self) -> list[float]:
+        """The dispatch overhead in each record's time: as given, or as its cost charged it (a
+        simulated trace; taken from ``costs`` when first asked for); empty where unobserved."""
+        if not self._dispatch_s and self.costs:
+            self._dispatch_s = [cost.dispatch_s for cost in self.costs]
+        return self._dispatch_s
 
     @property
     def level_bytes(self) -> dict[str, list[float]]:
@@ -107,6 +134,7 @@ class Trace:
 
     def records(self) -> Iterator[dict[str, Any]]:
         columns = self.level_bytes
+        dispatch = self.dispatch_s
         for i in range(len(self.task)):
             record = {
                 "task": self.task[i],
@@ -117,6 +145,8 @@ class Trace:
             }
             for name, column in columns.items():
                 record[f"{name}_bytes"] = column[i]
+            if dispatch:
+                record["dispatch_s"] = dispatch[i]
             yield record
 
     def by_task(self) -> dict[int, int]:
@@ -136,10 +166,13 @@ class Trace:
             for c in cores_seen
         ]
         columns = self.level_bytes
+        dispatch = self.dispatch_s
         for i, tid in enumerate(self.task):
             name = labels[tid] if labels else f"task {tid}"
             args = {"task": tid, "hit": self.hit[i]}
             args.update({f"{k}_bytes": v[i] for k, v in columns.items() if v[i]})
+            if dispatch:
+                args["dispatch_s"] = dispatch[i]
             for core in self.cores[i]:
                 events.append({
                     "name": name,
@@ -157,6 +190,8 @@ class Trace:
         columns = ["task", "label", "cores", "start_s", "end_s", "hit"] + [
             f"{name}_bytes" for name in self.levels
         ]
+        if self.dispatch_s:
+            columns.append("dispatch_s")
         with open(path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()

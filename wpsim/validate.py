@@ -7,6 +7,8 @@
 * **makespan** and **speed-up**, each speed-up against the 1-worker ``sequential`` run of the
   same engine (measured against measured, predicted against predicted); the relative error of
   the predicted speed-up is ``|predicted - measured| / measured``;
+* **why**: the predicted makespan by cause along its critical path (:mod:`wpsim.breakdown`),
+  and the share of the workers' time spent idle, measured and predicted (mean over workers);
 * **task by task**: for every (configuration, task kind, layer) the mean measured task duration
   against the mean simulated one. The executor times the kernel only (from the worker picking up
   the task to its end), so the simulated duration is taken without the model's dispatch overhead
@@ -19,6 +21,10 @@ Noise: the measured runs are interleaved (round r runs every configuration once:
 call with a warm-up run and 2-5 timed runs, their median), the makespan is the median over rounds, and the measured speed-up is the median
 over rounds of the paired ratio baseline / configuration, which cancels drift slower than a
 round.
+
+:func:`validate_measured` compares predictions with measurements made elsewhere instead (a CSV
+or a Trace Event Format file, :mod:`wpsim.measured`): the same rows, without the executor's
+task-by-task comparison and dispatch latency, which need its own trace.
 
 Examples
 --------
@@ -36,6 +42,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +72,8 @@ ROW_KEYS = (
     "model_dispatch_s",
     "baseline",
 )
+#: what the rows say about why (after ROW_KEYS in validation.csv, then ``predicted.<cause>_s``)
+WHY_KEYS = ("measured_idle_share", "predicted_idle_share")
 KIND_KEYS = (
     "policy",
     "workers",
@@ -77,6 +86,8 @@ KIND_KEYS = (
 )
 
 Progress = Callable[[str], None]
+#: graphs from this many tasks report each simulation of ``validate_measured`` to ``progress``
+PROGRESS_MIN_TASKS = 10_000
 
 
 @dataclass
@@ -90,6 +101,7 @@ class ValidationReport:
     rows: list[dict[str, Any]]
     per_kind: list[dict[str, Any]]
     files: list[str] = field(default_factory=list)
+    measured_file: str | None = None  # measurements made elsewhere (validate --measured)
 
     @property
     def errors(self) -> list[float]:
@@ -117,6 +129,7 @@ class ValidationReport:
             "per_kind": self.per_kind,
             "summary": self.summary(),
             "files": self.files,
+            **({"measured_file": self.measured_file} if self.measured_file else {}),
         }
 
 
@@ -180,7 +193,7 @@ def simulate_with_dispatch(
     sequential_s: float | None = None,
 ) -> tuple[Any, list[float]]:  # fmt: skip
     """:func:`wpsim.engine.simulate`, and the dispatch overhead the cost model charged each
-    record of its trace (in trace order), as the engine's per-task hook reports it.
+    record of its trace (in trace order: its ``dispatch_s`` column).
 
     Examples
     --------
@@ -193,14 +206,8 @@ def simulate_with_dispatch(
     """
     from wpsim.engine import simulate
 
-    by_task: dict[int, float] = {}
-
-    def hook(record: dict[str, Any]) -> None:
-        by_task[record["task"]] = record["dispatch_s"]
-
-    sim = simulate(workload, machine, policy, cores=cores, chunk=chunk, hooks=[hook],
-                   sequential_s=sequential_s)  # fmt: skip
-    return sim, [by_task[tid] for tid in sim.trace.task]
+    sim = simulate(workload, machine, policy, cores=cores, chunk=chunk, sequential_s=sequential_s)
+    return sim, list(sim.trace.dispatch_s)
 
 
 def _per_kind(
@@ -345,8 +352,11 @@ def validate(
             "predicted_busy_s": sum(e - s for s, e in zip(sim_trace.start_s, sim_trace.end_s, strict=True)),
             "measured_dispatch_s": statistics.median(latencies) if latencies else 0.0,
             "model_dispatch_s": statistics.fmean(charged) if charged else 0.0,
+            "measured_idle_share": _idle_share(chosen.trace, n),
+            "predicted_idle_share": sim.core_breakdown_s["idle"] / sim.makespan_s,
             "baseline": config == BASELINE,
             "measured_makespans_s": list(spans),
+            "predicted_breakdown_s": dict(sim.breakdown_s),
         }  # fmt: skip
         rows.append(row)
         for entry in _per_kind(chosen.trace, sim_trace, sim.tasks, charged):
@@ -363,6 +373,194 @@ def validate(
     if out is not None:
         report.files[:0] = write_outputs(report, out)
     return report
+
+
+def validate_measured(
+    path: str | Path,
+    workload: Workload,
+    machine: str,
+    chunk: int = 1,
+    out_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> list[ValidationReport]:
+    """Compare measurements made elsewhere with simulations of the same configurations.
+
+    Parameters
+    ----------
+    path : path
+        A CSV or a Trace Event Format file (see :mod:`wpsim.measured` for the columns).
+    workload, machine, chunk
+        The defaults of rows that do not name their own (``machine``: a file or a name).
+    out_dir : path, optional
+        Write ``validation.csv``, ``per_kind.csv`` (empty: the task-by-task comparison needs
+        wpsim's own executor), ``validation.json`` and the simulated Gantt chart of each
+        configuration here; in a folder per comparison (``1-<workload>``, ...) when the file
+        holds several (different workloads, machines or chunks).
+    progress : callable, optional
+        Receives one line per simulated configuration of graphs from
+        :data:`PROGRESS_MIN_TASKS` tasks.
+
+    Returns
+    -------
+    list of ValidationReport
+        One per comparison (rows with the same workload, machine and chunk), in order of
+        first appearance; their rows are as :func:`validate`'s, the measured dispatch latency,
+        busy time and idle share unknown (None).
+
+    Raises
+    ------
+    ConfigError
+        A bad file (one line: the file, the row or event, the column, what was expected), or a
+        configuration the machine cannot run.
+    """
+    from wpsim.analysis import closed_form_n_tasks
+    from wpsim.hardware import load_machine, resolve_machine_path
+    from wpsim.measured import read_measurements
+
+    progress = progress or (lambda _line: None)
+    runs = read_measurements(path, workload, machine, chunk)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    comparisons: dict[tuple, list] = {}
+    for run in runs:
+        comparisons.setdefault((run.workload, run.machine, run.chunk), []).append(run)
+    reports = []
+    for number, ((w, machine_name, k), group) in enumerate(comparisons.items(), start=1):
+        try:
+            m = load_machine(resolve_machine_path(machine_name))
+        except ConfigError as error:
+            if not group[0].machine_column:
+                raise
+            raise ConfigError(f"{group[0].where}: column 'machine': {error}") from None
+        configs: dict[tuple, list] = {}
+        for run in group:
+            configs.setdefault(run.config, []).append(run)
+        fewest = min(workers for _, _, workers in configs)
+        candidates = [c for c in configs if c[2] == fewest]
+        base = next((c for c in candidates if c[0] == "sequential"), candidates[0])
+        order = [base] + [c for c in configs if c != base]
+        sims: dict[tuple, Any] = {}
+        large = closed_form_n_tasks(w, k) >= PROGRESS_MIN_TASKS
+        for config in order:
+            policy, _, n = config
+            if large:  # (small ones take a moment: no line for them)
+                progress(f"validate: simulating {policy} on {n} worker(s) ({w.name or w.cell})")
+            baseline_s = sims[base].makespan_s if sims else None
+            sims[config] = _simulate_run(configs[config][0], w, m, k, baseline_s)
+        base_meas = statistics.median(run.seconds for run in configs[base])
+        rows = []
+        for config in order:
+            policy, _, n = config
+            sim = sims[config]
+            spans = [run.seconds for run in configs[config]]
+            median = statistics.median(spans)
+            meas_speedup = base_meas / median
+            pred_speedup = sims[base].makespan_s / sim.makespan_s
+            signed = (pred_speedup - meas_speedup) / meas_speedup
+            charged = sim.trace.dispatch_s if sim.trace is not None else []
+            rows.append({
+                "policy": sim.policy if config[1] else policy, "workers": n, "chunk": k,
+                "measured_makespan_s": median, "predicted_makespan_s": sim.makespan_s,
+                "measured_speedup": meas_speedup, "predicted_speedup": pred_speedup,
+                "rel_error": abs(signed), "signed_error": signed, "n_tasks": sim.n_tasks,
+                "measured_busy_s": None,
+                "predicted_busy_s": sum(e - s for s, e in zip(sim.trace.start_s, sim.trace.end_s,
+                                                              strict=True)),
+                "measured_dispatch_s": None,
+                "model_dispatch_s": statistics.fmean(charged) if charged else 0.0,
+                "measured_idle_share": None,
+                "predicted_idle_share": sim.core_breakdown_s["idle"] / sim.makespan_s,
+                "baseline": config == base, "measured_makespans_s": spans,
+                "predicted_breakdown_s": dict(sim.breakdown_s),
+                "measured_where": [run.where for run in configs[config]],
+            })  # fmt: skip
+        repeats = max(len(v) for v in configs.values())
+        report = ValidationReport(w, m.name, k, repeats, rows, [], measured_file=str(path))
+        if out is not None:
+            folder = out if len(comparisons) == 1 else out / f"{number}-{_slug(w.name or w.cell)}"
+            folder.mkdir(exist_ok=True)
+            report.files = write_outputs(report, folder)
+            report.files += _simulated_gantts(report, sims, order, folder)
+        reports.append(report)
+    return reports
+
+
+def _simulate_run(run: Any, workload: Workload, machine: Any, chunk: int,
+                  baseline_s: float | None) -> Any:  # fmt: skip
+    """Simulate a measured run's configuration (:func:`validate_measured`); errors name the
+    row (or event) it came from."""
+    from wpsim import accel_dispatch
+    from wpsim.accel import GpuMachine
+    from wpsim.policies import get_policy
+
+    where = run.where
+    try:
+        policy = get_policy(run.policy, helpers=run.helpers)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: column 'policy': {_after_flag(error)}") from None
+    n = run.workers
+    options: dict[str, Any] = {"chunk": chunk}
+    if isinstance(machine, GpuMachine):
+        if n != 1:
+            raise ConfigError(
+                f"{where}: column '{run.workers_column}': got {n}, expected 1 on a GPU machine"
+            )
+    else:
+        cores = machine.total_cores if isinstance(machine, CpuMachine) else machine.cores
+        if n > cores:
+            raise ConfigError(
+                f"{where}: column '{run.workers_column}': got {n}, but machine '{machine.name}' "
+                f"has {cores} cores (the simulator needs cores = workers)"
+            )
+        try:
+            machine.with_cores(n)
+            policy.core_groups(n)
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {_after_flag(error)}") from None
+        options["cores"] = n
+        if isinstance(machine, CpuMachine):
+            options["sequential_s"] = baseline_s
+    return accel_dispatch.evaluate("simulate", workload, machine, policy, **options)
+
+
+def _after_flag(error: Exception) -> str:
+    """An error's message without a leading ``--flag: `` (the row names the column)."""
+    return re.sub(r"^--[\w-]+( \S+)?: ", "", str(error))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "workload"
+
+
+def _simulated_gantts(report: ValidationReport, sims: dict, order: list, folder: Path) -> list[str]:
+    """The simulated schedule of each configuration, coloured by cause (the measurements
+    have no per-task trace to show beside it)."""
+    from wpsim.outputs import write_with
+    from wpsim.plots import save_schedule_figure
+
+    files = []
+    for config, row in zip(order, report.rows, strict=True):
+        sim = sims[config]
+        if sim.trace is None or sim.tasks is None:
+            continue
+        path = folder / f"gantt_{_slug(config[0])}_{config[2]}w.png"
+        title = (f"{report.workload.name or report.workload.cell}: {row['policy']}, "
+                 f"{config[2]} worker(s), simulated {sim.makespan_s * 1e3:.2f} ms (measured "
+                 f"{row['measured_makespan_s'] * 1e3:.2f} ms)")  # fmt: skip
+        write_with(path, lambda tmp, sim=sim, title=title: save_schedule_figure(
+            tmp, sim.trace, sim.tasks, title, color_by="cause"), "--out")  # fmt: skip
+        files.append(str(path))
+    return files
+
+
+def _idle_share(trace: Trace, workers: int) -> float:
+    """The share of ``workers``' time from the trace's first start to its last end that they
+    ran no task (mean over the workers)."""
+    from wpsim.breakdown import core_breakdown
+
+    span = trace.makespan_s
+    return core_breakdown(trace, workers, [])["idle"] / span if span else 0.0
 
 
 def inner_repeats(predicted_s: float, budget_s: float = 0.2, most: int = 5) -> int:
@@ -388,37 +586,53 @@ def _plan_preds(workload: Workload, policy: str, chunk: int) -> list[list[int]]:
 
 
 def write_outputs(report: ValidationReport, out: Path) -> list[str]:
-    """``validation.csv``, ``per_kind.csv`` and ``validation.json`` in ``out``."""
+    """``validation.csv`` (the rows, the predicted break-down as ``predicted.<cause>_s``
+    columns), ``per_kind.csv`` and ``validation.json`` in ``out``."""
+    from wpsim.outputs import atomic_write, open_output
+
     paths = []
     path = out / "validation.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(ROW_KEYS), extrasaction="ignore")
+    causes = list(dict.fromkeys(c for r in report.rows for c in r.get("predicted_breakdown_s", {})))
+    flat = [{**r, **{f"predicted.{c}_s": v for c, v in r.get("predicted_breakdown_s", {}).items()}}
+            for r in report.rows]  # fmt: skip
+    with open_output(path, "--out", newline="") as handle:
+        columns = [*ROW_KEYS, *WHY_KEYS, *(f"predicted.{c}_s" for c in causes)]
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(report.rows)
+        writer.writerows(flat)
     paths.append(str(path))
     path = out / "per_kind.csv"
-    with open(path, "w", newline="") as handle:
+    with open_output(path, "--out", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(KIND_KEYS))
         writer.writeheader()
         writer.writerows(report.per_kind)
     paths.append(str(path))
     path = out / "validation.json"
-    path.write_text(json.dumps(report.to_dict(), indent=2, default=float) + "\n")
+    atomic_write(path, json.dumps(report.to_dict(), indent=2, default=float) + "\n", "--out")
     paths.append(str(path))
     return paths
 
 
-def _ms(seconds: float) -> str:
+def _ms(seconds: float | None) -> str:
+    if seconds is None:  # not measured (measurements made elsewhere)
+        return "-"
     return f"{seconds * 1e3:.3f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.1f} us"
+
+
+def _share(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.0f}%"
 
 
 def format_report(report: ValidationReport) -> str:
     """The rows, the error summary and the task-by-task table as text."""
+    from wpsim.breakdown import shares
+
     w = report.workload
+    source = f"measured elsewhere ({report.measured_file}), " if report.measured_file else ""
     lines = [
         f"validate: {w.name or 'workload'} ({w.layers}-layer {w.cell.upper()}, H={w.hidden}, "
         f"T={w.seq_len}, batch {w.batch}) on {report.machine}; chunk {report.chunk}, "
-        f"median of {report.repeats} run(s)",
+        f"{source}median of {report.repeats} run(s)",
         f"  {'policy':<12}{'workers':>8}{'measured':>14}{'predicted':>14}"
         f"{'speed-up meas':>15}{'pred':>7}{'error':>9}{'dispatch meas/model':>22}",
     ]
@@ -436,6 +650,15 @@ def format_report(report: ValidationReport) -> str:
             f"  predicted speed-up: mean |error| {100 * s['mean_rel_error']:.1f}%, max "
             f"{100 * s['max_rel_error']:.1f}% over {s['n']} configuration(s)"
         )
+    lines.append("  why (predicted makespan by cause along its critical path; idle: share of the "
+                 "workers' time, measured / predicted):")  # fmt: skip
+    for r in report.rows:
+        idle = f"{_share(r['measured_idle_share'])} / {_share(r['predicted_idle_share'])}"
+        causes = shares(r["predicted_breakdown_s"], r["predicted_makespan_s"])
+        lines.append(f"  {r['policy']:<12}{r['workers']:>8}  idle {idle:<11}  {causes}")
+    if not report.per_kind:
+        lines += [f"  wrote {path}" for path in report.files]
+        return "\n".join(lines)
     lines.append(
         "  task by task (mean duration; measured = kernel, simulated = model without dispatch):"
     )

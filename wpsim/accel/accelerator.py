@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from wpsim import breakdown
 from wpsim.accel.machines import AcceleratorMachine
 from wpsim.cost import DRAM, IdealCostModel, LRUCache, TaskCost
 from wpsim.errors import ConfigError
@@ -158,13 +159,26 @@ class AccelCostModel:
             if pc >= 0 and pc not in cores:
                 handoff_bytes += self.plan.pred_bytes[tid][i]
         fixed = m.task_overhead_s
+        handoff_s = sync_s = 0.0
         if handoff_bytes:
-            fixed += m.noc.latency_s + handoff_bytes / m.noc.bandwidth_Bps
+            handoff_s = m.noc.latency_s + handoff_bytes / m.noc.bandwidth_Bps
+            fixed += handoff_s
         if k > 1:
             n_sync = task.steps if task.flops_rec else 1
             gather = (k - 1) / k * self.state_vector_bytes / m.noc.bandwidth_Bps
-            fixed += n_sync * (m.barrier_s(k) + gather)
-        return TaskCost(fixed, self.compute_s(tid, k), buffer_s, dram, level_bytes, handoff_bytes)
+            sync_s = n_sync * (m.barrier_s(k) + gather)
+            fixed += sync_s
+        return TaskCost(
+            fixed,
+            self.compute_s(tid, k),
+            buffer_s,
+            dram,
+            level_bytes,
+            handoff_bytes,
+            overhead_s=m.task_overhead_s,
+            handoff_s=handoff_s,
+            sync_s=sync_s,
+        )
 
     def dram_share_Bps(self, streams: int) -> float:
         """Bandwidth one streaming core gets while ``streams`` cores stream."""
@@ -234,7 +248,7 @@ def simulate(
                                        policy.instances, warm)  # fmt: skip
     extra = _extra(machine, workload, chunk, granularity, cost) | {"warm": warm}
     return Result.from_trace(trace, policy.describe(), machine.cores, sequential_s, LEVELS,
-                             plan.tasks, extra, dram_level=DRAM)  # fmt: skip
+                             plan.tasks, extra, dram_level=DRAM, preds=plan.preds)  # fmt: skip
 
 
 def _prepare(policy, machine, cores, cost):
@@ -271,8 +285,10 @@ def _layer_key(t: Task) -> tuple[int, int, int]:
 
 
 def _predict_makespan(workload, machine, policy, chunk, granularity, cost,
-                      warm: bool = False) -> tuple[float, float]:  # fmt: skip
-    """(makespan, DRAM bytes) of ``policy`` from steady-state task costs.
+                      warm: bool = False) -> tuple[float, float, tuple[dict, dict]]:  # fmt: skip
+    """(makespan, DRAM bytes, why) of ``policy`` from steady-state task costs; ``why``: the
+    makespan by cause along the critical path, and the core-seconds of all tasks by cause
+    (:mod:`wpsim.breakdown`).
 
     Residency (per core, ``k`` cores per group, ``G`` groups): a group keeps the weights of the
     layers it runs; with one group (``sequential``, ``helper`` over all cores) one layer at a time
@@ -291,19 +307,29 @@ def _predict_makespan(workload, machine, policy, chunk, granularity, cost,
             update={"bandwidth_Bps": machine.memory.bandwidth_Bps / n}
         )
         worst, dram = 0.0, 0.0
+        critical: dict[str, float] = {}
+        core_s: dict[str, float] = {}
         for size in sorted(set(sizes)):
             sub = machine.model_copy(update={"memory": memory}).with_cores(size * len(groups[0]))
-            makespan, sub_dram = _predict_makespan(workload, sub, inner, chunk, granularity, cost,
-                                                   warm)  # fmt: skip
+            makespan, sub_dram, (sub_critical, sub_core_s) = _predict_makespan(
+                workload, sub, inner, chunk, granularity, cost, warm
+            )
+            if makespan > worst or not critical:  # the slowest instance sets the makespan
+                critical = sub_critical
             worst = max(worst, makespan)
             dram += sub_dram * sizes.count(size)
-        return worst, dram
+            for cause, seconds in sub_core_s.items():
+                core_s[cause] = core_s.get(cause, 0.0) + seconds * sizes.count(size)
+        return worst, dram, (critical, core_s)
     plan = _plan(workload, policy, chunk, granularity)
     groups = policy.core_groups(machine.cores)
     k, n_groups = len(groups[0]), len(groups)
+    records: list[tuple[float, TaskCost]] = []
     if cost == "ideal":
         costs = [t.flops / (k * 1e9) for t in plan.tasks]
-        return _schedule(plan, policy, n_groups, costs), 0.0
+        records = [(c, TaskCost(0.0, c, 0.0, 0.0, {}, 0)) for c in costs]
+        makespan, terms = _schedule(plan, policy, n_groups, costs)
+        return makespan, 0.0, _why(terms, records, k)
     model = AccelCostModel(machine, plan)
     w = plan.workload
     layer_bytes: dict[tuple, float] = {}
@@ -331,30 +357,56 @@ def _predict_makespan(workload, machine, policy, chunk, granularity, cost,
         key = _layer_key(t)
         cold = bool(t.weights) and t.weights not in cold_seen and not warm
         cold_seen.add(t.weights)
+        level = BUFFER
         if t.weights and (cold or not resident.get(key, False)):
             share = model.dram_share_Bps(k if cold else streams)
             memory = per_core / share
             dram_total += t.weight_bytes
+            level = DRAM
         else:
             memory = per_core / m.weight_buffer.bandwidth_Bps
         fixed = m.task_overhead_s
+        handoff_s = sync_s = 0.0
         if n_groups > 1 and plan.preds[tid] and policy.name != "sequential":
             nbytes = max(plan.pred_bytes[tid])
-            fixed += m.noc.latency_s + nbytes / m.noc.bandwidth_Bps
+            handoff_s = m.noc.latency_s + nbytes / m.noc.bandwidth_Bps
+            fixed += handoff_s
         if k > 1:
             n_sync = t.steps if t.flops_rec else 1
             gather = (k - 1) / k * model.state_vector_bytes / m.noc.bandwidth_Bps
-            fixed += n_sync * (m.barrier_s(k) + gather)
+            sync_s = n_sync * (m.barrier_s(k) + gather)
+            fixed += sync_s
         costs.append(fixed + max(compute, memory))
-    return _schedule(plan, policy, n_groups, costs), dram_total
+        record = TaskCost(
+            fixed, compute, memory if level == BUFFER else 0.0,
+            per_core if level == DRAM else 0.0, {level: per_core} if per_core else {}, 0,
+            overhead_s=m.task_overhead_s, handoff_s=handoff_s, sync_s=sync_s,
+        )  # fmt: skip
+        records.append((costs[-1], record))
+    makespan, terms = _schedule(plan, policy, n_groups, costs)
+    return makespan, dram_total, _why(terms, records, k)
 
 
-def _schedule(plan: Plan, policy: Policy, n_groups: int, costs: list[float]) -> float:
-    from wpsim.analytic import _band_makespan, _critical_path_s
+def _why(terms: dict[int, float], records: list, k: int) -> tuple[dict, dict]:
+    """The break-downs of a closed form: along the terms of its makespan, and the core-seconds
+    of every task (its cost times the ``k`` cores of its group)."""
+    parts: dict = {}  # each task's parts, for both views
+    critical = breakdown.from_terms(terms, records.__getitem__, LEVELS, memo=parts)
+    core_s = breakdown.from_terms(dict.fromkeys(range(len(records)), 1.0), records.__getitem__,
+                                  LEVELS, k, parts)  # fmt: skip
+    return critical, core_s
+
+
+def _schedule(
+    plan: Plan, policy: Policy, n_groups: int, costs: list[float]
+) -> tuple[float, dict[int, float]]:
+    """The makespan, and the same as ``{task: coefficient}`` terms whose costs times
+    coefficients sum to it (see :func:`wpsim.analytic._schedule`)."""
+    from wpsim.analytic import _band_makespan, _band_terms, _critical_chain, _critical_path_s
 
     w = plan.workload
     if policy.name == "sequential" or n_groups == 1:
-        return sum(costs)
+        return sum(costs), dict.fromkeys(range(len(costs)), 1.0)
     simple_grid = (
         plan.granularity == "cell"
         and w.phase == "inference"
@@ -366,9 +418,12 @@ def _schedule(plan: Plan, policy: Policy, n_groups: int, costs: list[float]) -> 
     if simple_grid and policy.name in ("wavefront", "pipeline", "helper"):
         n = w.n_chunks(plan.chunk)
         steady, first, cold_extra = [], [], 0.0
+        steady_tids: list[int] = []
+        terms: dict[int, float] = {}
         for layer in range(w.layers):
             row = costs[layer * n : (layer + 1) * n]
             steady.append(max(row[1:]) if n > 1 else row[0])
+            steady_tids.append(layer * n + (row.index(steady[-1], 1) if n > 1 else 0))
             first.append(row[0])
             cold_extra += max(0.0, row[0] - steady[-1])
         if policy.name == "pipeline" and w.layers > n_groups:
@@ -377,9 +432,28 @@ def _schedule(plan: Plan, policy: Policy, n_groups: int, costs: list[float]) -> 
             busy = [0.0] * n_groups
             for layer in range(w.layers):
                 busy[layer % n_groups] += n * steady[layer] + first[layer] - steady[layer]
-            return max(sum(first[:g]) + busy[g] for g in range(n_groups))
-        return _band_makespan(steady, n, n_groups) + cold_extra
-    return max(sum(costs) / n_groups, _critical_path_s(plan, costs))
+            ends = [sum(first[:g]) + busy[g] for g in range(n_groups)]
+            last = ends.index(max(ends))
+            for layer in range(last):
+                terms[layer * n] = terms.get(layer * n, 0.0) + 1.0
+            for layer in range(last, w.layers, n_groups):
+                for tid, coefficient in ((steady_tids[layer], n - 1.0), (layer * n, 1.0)):
+                    terms[tid] = terms.get(tid, 0.0) + coefficient
+            return max(ends), terms
+        for layer in range(w.layers):
+            if first[layer] > steady[layer]:  # the cold task in place of a steady one
+                for tid, sign in ((layer * n, 1.0), (steady_tids[layer], -1.0)):
+                    terms[tid] = terms.get(tid, 0.0) + sign
+        for layer, coefficient in _band_terms(steady, n, n_groups):
+            terms[steady_tids[layer]] = terms.get(steady_tids[layer], 0.0) + coefficient
+        return _band_makespan(steady, n, n_groups) + cold_extra, terms
+    work, critical = sum(costs) / n_groups, _critical_path_s(plan, costs)
+    if work > critical:  # bound by the work: all tasks, spread over the groups
+        return work, dict.fromkeys(range(len(costs)), 1.0 / n_groups)
+    terms = {}
+    for tid in _critical_chain(plan, costs):
+        terms[tid] = terms.get(tid, 0.0) + 1.0
+    return critical, terms
 
 
 def predict(
@@ -394,10 +468,12 @@ def predict(
 ) -> Result:
     """Closed-form counterpart of :func:`simulate` (same :class:`~wpsim.result.Result`)."""
     policy, machine = _prepare(policy, machine, cores, cost)
-    makespan, dram = _predict_makespan(workload, machine, policy, chunk, granularity, cost, warm)
+    makespan, dram, (critical, core_s) = _predict_makespan(
+        workload, machine, policy, chunk, granularity, cost, warm
+    )
     sequential = get_policy("sequential", instances=policy.instances)
-    sequential_s, _ = _predict_makespan(workload, machine, sequential, chunk, granularity, cost,
-                                        warm)  # fmt: skip
+    sequential_s = _predict_makespan(workload, machine, sequential, chunk, granularity, cost,
+                                     warm)[0]  # fmt: skip
     n_tasks = _plan(workload, policy, chunk, granularity).n_tasks
     busy = sequential_s / (makespan * machine.cores) if makespan else 0.0
     return Result(
@@ -411,4 +487,6 @@ def predict(
         dram_bytes=dram,
         level_bytes={DRAM: dram},
         extra=_extra(machine, workload, chunk, granularity, cost) | {"warm": warm},
+        breakdown_s=critical,
+        core_breakdown_s=breakdown.spread(core_s, machine.cores, makespan),
     )

@@ -70,6 +70,15 @@ Each layer has a stream; a cell (its input and recurrent products, per step) sta
 layer below and the previous step are done, as in the CPU wavefront. Kernels running at the same
 time share the SMs (each gets at most ``1 / running`` of the GPU, or its own ``e(B)`` if lower)
 and the DRAM bandwidth (processor sharing in the engine).
+
+What the time is made of (:mod:`wpsim.breakdown`)
+------------------------------------------------
+Each task's :class:`~wpsim.cost.TaskCost` records its kernels' issue time (``dispatch``), a
+persistent kernel's one-time weight load (``memory.DRAM``) and the part of its steps that is
+synchronisation (``sync``) and broadcast of ``h`` beyond the arithmetic (``memory.L2``), and the
+weight reads by level (``memory.L2``, ``memory.DRAM``). The closed forms give every kernel they
+add as such a record, so ``Result.breakdown_s`` and ``core_breakdown_s`` come from both engines;
+one kernel at a time, the closed form's equal the simulation's.
 """
 
 from __future__ import annotations
@@ -78,6 +87,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from wpsim import breakdown
 from wpsim.accel.machines import GpuMachine
 from wpsim.cost import DRAM, LRUCache, TaskCost
 from wpsim.errors import ConfigError
@@ -248,6 +258,21 @@ def persistent_step(
     }
 
 
+def persistent_step_parts(step: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    """What one step of :func:`persistent_step` is besides arithmetic: ``(("sync", s),
+    ("memory.L2", s))``, the synchronisation the step's work does not hide (``step - max(compute,
+    bcast)``) and the broadcast of ``h`` beyond the arithmetic (``max(0, bcast - compute)``);
+    the rest, ``compute``, is arithmetic (:mod:`wpsim.breakdown`).
+
+    Examples
+    --------
+    >>> persistent_step_parts({"compute_s": 2.0, "bcast_s": 3.0, "step_s": 4.0})
+    (('sync', 1.0), ('memory.L2', 1.0))
+    """
+    compute, bcast, step = step["compute_s"], step["bcast_s"], step["step_s"]
+    return (("sync", step - max(compute, bcast)), ("memory.L2", max(0.0, bcast - compute)))
+
+
 def issue_s(machine: GpuMachine, kernels: float, busy_s: float) -> float:
     """Time ``kernels`` dependent kernels add to ``busy_s`` seconds of their work (module doc):
     the GPU's gap before each, or the host's launch rate when the kernels are shorter.
@@ -384,6 +409,11 @@ class GpuCostModel:
             self.persistent = step if step["fits"] else None
             self.persistent_bwd = persistent_step(machine, w, kernel, backward=True)
             self.fallback = best_fallback(machine, w)
+            # what a step is besides arithmetic, forward and backward (wpsim.breakdown)
+            self.step_parts = {
+                False: persistent_step_parts(step),
+                True: persistent_step_parts(self.persistent_bwd),
+            }
 
     def _read(self, key, nbytes: float, times: int):
         return read_weights(self.l2, key, nbytes, times)
@@ -402,16 +432,22 @@ class GpuCostModel:
             if self.persistent is not None:
                 self.layer_algorithm[layer_key] = "persistent"
                 step = self.persistent_bwd if backward else self.persistent
+                launch = m.kernel_launch_s if first else 0.0
                 load = float(step["weight_bytes"]) if first else 0.0
+                load_s = load / m.memory.bandwidth_Bps
                 # launch, then the one-time load of the weights into registers, then the steps
-                fixed = m.kernel_launch_s + load / m.memory.bandwidth_Bps if first else 0.0
+                fixed = launch + load_s
                 compute = t.steps * step["step_s"]
                 if t.flops_in:  # input projection left in the cell (chunked graphs)
                     compute += self._gemm(
                         t.flops_in, w.batch * t.steps, self._ih_elements(t), share
                     )
-                launch = m.kernel_launch_s if first else 0.0
-                return TaskCost(fixed, compute, 0.0, 0.0, {DRAM: load} if load else {}, 0, launch)
+                # the steps' synchronisation and broadcast of h are part of compute_s
+                parts = tuple((cause, t.steps * s) for cause, s in self.step_parts[backward])
+                level = {DRAM: load} if load else {}
+                return TaskCost(
+                    fixed, compute, 0.0, 0.0, level, 0, launch, load_s=load_s, compute_parts=parts
+                )
             self.layer_algorithm[layer_key] = self.fallback["algorithm"]
             algorithm = self.fallback["algorithm"]
         elif is_cell:
@@ -528,8 +564,52 @@ def _simulate_makespan(machine, workload, policy, chunk, hooks=None):
     return plan, trace, model
 
 
+def _kernel(
+    launch_s: float,
+    compute_s: float,
+    memory_s: float,
+    level_bytes: dict[str, float],
+    l2_s: float = 0.0,
+    load_s: float = 0.0,
+    compute_parts: tuple[tuple[str, float], ...] = (),
+) -> tuple[float, TaskCost]:
+    """One kernel of a closed form as ``(seconds, TaskCost)``, for :mod:`wpsim.breakdown`.
+
+    Its launch, a persistent kernel's one-time load of its weights (``load_s``), then its
+    arithmetic overlapped with reading ``level_bytes`` (``{level: bytes}``) in ``memory_s``,
+    ``l2_s`` of it from the L2 and the rest from DRAM; ``compute_parts``: what of
+    ``compute_s`` is not arithmetic (:func:`persistent_step_parts`).
+
+    Examples
+    --------
+    >>> seconds, cost = _kernel(1.0, 2.0, 3.0, {"DRAM": 8.0})
+    >>> seconds, breakdown.from_terms({0: 1.0}, lambda key: (seconds, cost), LEVELS)["memory.DRAM"]
+    (4.0, 1.0)
+    """
+    dram_bytes = level_bytes.get(DRAM, 0.0) if memory_s else 0.0  # read during the overlap
+    fixed = launch_s + load_s
+    cost = TaskCost(
+        fixed,
+        compute_s,
+        l2_s,
+        dram_bytes,
+        level_bytes,
+        0,
+        launch_s,
+        load_s=load_s,
+        compute_parts=compute_parts,
+    )
+    return fixed + max(compute_s, memory_s), cost
+
+
+#: ``(coefficient, (seconds, TaskCost))`` terms of kernels (:func:`_closed_form`)
+Terms = list[tuple[float, tuple[float, TaskCost]]]
+
+
 def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk: int):
-    """Closed-form makespan, DRAM bytes, per-layer algorithm and time by phase (module doc).
+    """Closed-form makespan, DRAM bytes, per-layer algorithm and time by phase (module doc),
+    and for :mod:`wpsim.breakdown`: the makespan as :data:`Terms` of its kernels, all kernels
+    as such terms (their counts), and how many streams run them at once.
 
     One kernel at a time (``gemm``, ``sparse_gemm``, ``persistent``): :class:`_OneAtATime` walks
     the layers in the order the policy runs their kernels and keeps the L2's LRU of the few
@@ -544,7 +624,8 @@ def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk:
     walk.run()
     n = policy.instances
     phases = {name: seconds * n for name, seconds in walk.phase_s.items()}
-    return walk.total_s * n, walk.dram * n, walk.algorithms, phases
+    terms = [(count * n, kernel) for count, kernel in walk.terms]
+    return walk.total_s * n, walk.dram * n, walk.algorithms, phases, terms, terms, 1
 
 
 class _OneAtATime:
@@ -561,6 +642,8 @@ class _OneAtATime:
         self.l2 = LRUCache(machine.l2.size_bytes)
         self.phase_s = {"forward": 0.0, "backward_data": 0.0, "backward_weights": 0.0}
         self.total_s, self.dram = 0.0, 0.0
+        #: every kernel in order as ``[count, (seconds, TaskCost)]``, equal ones in a row as one
+        self.terms: list[list] = []
         self.algorithms: list[str] = []
         self.step = self.step_bwd = None
         if policy.algorithm == "persistent":
@@ -574,16 +657,29 @@ class _OneAtATime:
         )  # fmt: skip
 
     # ---- one kernel -------------------------------------------------------------------------
-    def _add(self, phase: str, seconds: float) -> None:
+    def _add(self, phase: str, kernel: tuple[float, TaskCost]) -> None:
+        seconds = kernel[0]
         self.phase_s[phase] += seconds
         self.total_s += seconds
+        terms = self.terms
+        if terms and terms[-1][1] == kernel:
+            terms[-1][0] += 1
+        else:
+            terms.append([1, kernel])
 
-    def _read(self, key: str, nbytes: float, times: int, efficiency: float = 1.0) -> float:
-        """Read a block ``times`` times; returns the memory time, counts the DRAM bytes."""
+    def _read(
+        self, key: str, nbytes: float, times: int, level: dict[str, float], efficiency: float = 1.0
+    ) -> tuple[float, float]:
+        """Read a block ``times`` times: the memory time and its L2 part; counts the DRAM
+        bytes and adds the bytes read from each level to ``level``."""
         on_l2, on_dram = read_weights(self.l2, key, nbytes, times)
         self.dram += on_dram
         m = self.m
-        return (on_l2 / m.l2.bandwidth_Bps + on_dram / m.memory.bandwidth_Bps) / efficiency
+        for name, read in ((L2, on_l2), (DRAM, on_dram)):
+            if read:
+                level[name] = level.get(name, 0.0) + read
+        l2_s = on_l2 / m.l2.bandwidth_Bps / efficiency
+        return (on_l2 / m.l2.bandwidth_Bps + on_dram / m.memory.bandwidth_Bps) / efficiency, l2_s
 
     def _gemm_task(self, phase: str, flops: float, elem: float, n: float, elements: float,
                    blocks: list[tuple[str, float]]) -> None:  # fmt: skip
@@ -591,9 +687,14 @@ class _OneAtATime:
         compute = gemm_s(m, w, flops, n, elements)
         if elem:
             compute += elementwise_s(m, w, elem, n)
-        memory = sum(self._read(key, size, 1) for key, size in blocks)
+        level: dict[str, float] = {}
+        memory = l2_s = 0.0
+        for key, size in blocks:
+            block_s, block_l2_s = self._read(key, size, 1, level)
+            memory += block_s
+            l2_s += block_l2_s
         busy = max(compute, memory)
-        self._add(phase, issue_s(m, 1, busy) + busy)
+        self._add(phase, _kernel(issue_s(m, 1, busy), compute, memory, level, l2_s))
 
     # ---- layers -----------------------------------------------------------------------------
     def _keys(self, layer: int, direction: int) -> tuple[str, str]:
@@ -613,7 +714,14 @@ class _OneAtATime:
             step = self.step_bwd if backward else self.step
             load = float(step["weight_bytes"])
             self.dram += load
-            self._add(phase, m.kernel_launch_s + load / m.memory.bandwidth_Bps + T * step["step_s"])
+            # launch, the one-time load of the weights into registers, then the T steps (their
+            # synchronisation and broadcast of h as parts of the step time)
+            load_s = load / m.memory.bandwidth_Bps
+            parts = tuple((cause, T * s) for cause, s in persistent_step_parts(step))
+            kernel = _kernel(
+                m.kernel_launch_s, T * step["step_s"], 0.0, {DRAM: load}, 0.0, load_s, parts
+            )
+            self._add(phase, kernel)
             return  # the weights stay in registers: nothing goes through the L2's LRU
         if self.sparse:
             nbytes = float(w.weight_hh_bytes() + half_bias)
@@ -630,11 +738,15 @@ class _OneAtATime:
             )
             compute += elementwise_s(m, w, (2.0 if backward else 1.0) * _elementwise_flops(w), b)
         for _ in range(T):
-            memory = self._read(hh_key, nbytes, 1, efficiency)
+            level: dict[str, float] = {}
+            memory, l2_s = self._read(hh_key, nbytes, 1, level, efficiency)
             if ih_block is not None:
-                memory += self._read(ih_key, ih_block, 1)
+                block_s, block_l2_s = self._read(ih_key, ih_block, 1, level)
+                memory += block_s
+                l2_s += block_l2_s
             busy = max(compute, memory)
-            self._add(phase, issue_s(m, m.gemm.kernels_per_step, busy) + busy)
+            launch = issue_s(m, m.gemm.kernels_per_step, busy)
+            self._add(phase, _kernel(launch, compute, memory, level, l2_s))
 
     def _input_gemm(self, phase: str, layer: int, direction: int) -> None:
         w = self.w
@@ -707,8 +819,13 @@ class _OneAtATime:
 
 def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk: int):
     """The larger of the wavefront's critical path (band formula over unshared cell costs) and
-    the time the shared resources need for all cells (DRAM bytes, flops at full rate)."""
-    from wpsim.analytic import _band_makespan
+    the time the shared resources need for all cells (DRAM bytes, flops at full rate).
+
+    The break-down (:func:`_closed_form`'s terms): a band's makespan is its cells' parts
+    (:func:`wpsim.analytic._band_terms`); a makespan set by the shared resources is all that
+    resource (memory at the level the weights come from, or arithmetic), every stream waiting
+    on it throughout; the weight-gradient GEMMs run one at a time."""
+    from wpsim.analytic import _band_makespan, _band_terms
 
     w, m = workload, machine
     peak = m.gemm_peak_flops(w.dtype)
@@ -721,8 +838,13 @@ def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy
     passes = [("forward", 1.0)] + ([("backward_data", 2.0)] if w.phase == "training" else [])
     phases = {"forward": 0.0, "backward_data": 0.0, "backward_weights": 0.0}
     dram, algorithms = 0.0, ["gemm"] * w.layers
+    level = L2 if resident else DRAM
+    lanes = min(n_streams, w.layers)  # layers running at once
+    terms: Terms = []  # what the makespan is made of
+    work: Terms = []  # every kernel, for the view over the streams
     for phase, elem_factor in passes:
         costs, memory_total, flops_total = [], 0.0, 0.0
+        cells, bytes_total = [], 0.0
         for layer in range(w.layers):
             ih_bytes = w.weight_ih_bytes(layer) + w.bias_bytes() // 2
             hh_bytes = w.weight_hh_bytes() + w.bias_bytes() // 2
@@ -737,14 +859,30 @@ def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy
             compute += elementwise_s(m, w, elem, b)
             nbytes = ih_bytes + chunk * hh_bytes
             kernels = chunk * m.gemm.kernels_per_step + (1 if width else 0)
-            busy = max(compute, nbytes / rate)
-            costs.append(issue_s(m, kernels, busy) + busy)
+            memory = nbytes / rate
+            busy = max(compute, memory)
+            l2_s = memory if resident else 0.0
+            cells.append(_kernel(issue_s(m, kernels, busy), compute, memory, {level: nbytes}, l2_s))
+            costs.append(cells[-1][0])
             memory_total += n_chunks * nbytes / rate
+            bytes_total += n_chunks * nbytes
             flops_total += n_chunks * (in_flops + rec_flops + elem)
             dram += nbytes * (1 if resident else n_chunks) * w.directions
-        band = _band_makespan(costs, n_chunks, min(n_streams, w.layers))
+        band = _band_makespan(costs, n_chunks, lanes)
         bound = max(memory_total, flops_total / (peak * m.gemm.efficiency_by_n[-1][1]))
         phases[phase] = max(band, bound) * w.directions
+        if band >= bound:
+            band_terms = _band_terms(costs, n_chunks, lanes)
+            terms += [(c * w.directions, cells[layer]) for layer, c in band_terms]
+            work += [(n_chunks * w.directions, cell) for cell in cells]
+        else:  # the shared resources' time for all cells: memory, or arithmetic
+            if bound == memory_total:
+                l2_s = bound if resident else 0.0
+                resource = _kernel(0.0, 0.0, bound, {level: bytes_total}, l2_s)
+            else:
+                resource = _kernel(0.0, bound, 0.0, {})
+            terms.append((w.directions, resource))
+            work.append((w.directions * lanes, resource))
     if w.phase == "training":
         n = b * w.seq_len
         for layer in range(w.layers):
@@ -752,10 +890,20 @@ def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy
             flops = 2.0 * w.gates * w.hidden * (width + w.hidden) * n
             elements = w.gates * w.hidden * (width + w.hidden)
             busy = gemm_s(m, w, flops, n, elements)
-            phases["backward_weights"] += w.directions * (issue_s(m, 1, busy) + busy)
+            gemm = _kernel(issue_s(m, 1, busy), busy, 0.0, {})
+            phases["backward_weights"] += w.directions * gemm[0]
+            terms.append((w.directions, gemm))
+            work.append((w.directions, gemm))
     n = policy.instances
     phases = {name: seconds * n for name, seconds in phases.items()}
-    return sum(phases.values()), dram * n, algorithms, phases
+    terms = [(c * n, kernel) for c, kernel in terms]
+    work = [(c * n, kernel) for c, kernel in work]
+    return sum(phases.values()), dram * n, algorithms, phases, terms, work, lanes
+
+
+def _terms_breakdown(terms: Terms) -> dict[str, float]:
+    """The sum of ``coefficient * kernel`` terms of :func:`_closed_form` by cause."""
+    return breakdown.from_terms(dict(enumerate(c for c, _ in terms)), lambda i: terms[i][1], LEVELS)
 
 
 def _useful_flops(workload: Workload, instances: int) -> float:
@@ -801,16 +949,24 @@ def evaluate(
     baseline = get_policy("gemm", instances=policy.instances)
     trace, tasks, level_bytes = None, None, {DRAM: 0.0}
     if engine == "predict":
-        makespan, dram, algorithms, phase_s = _closed_form(machine, workload, policy, chunk)
+        makespan, dram, algorithms, phase_s, terms, work, lanes = _closed_form(
+            machine, workload, policy, chunk
+        )
         sequential_s = _closed_form(machine, workload, baseline, chunk)[0]
         n_tasks = _plan(workload, policy, chunk).n_tasks
         level_bytes = {DRAM: dram}
+        why = _terms_breakdown(terms)
+        # the core view is over the streams that run kernels at once (one, unless ``streams``)
+        why_cores = breakdown.spread(_terms_breakdown(work), lanes, makespan)
     else:
         plan, trace, model = _simulate_makespan(machine, workload, policy, chunk, hooks)
         makespan = trace.makespan_s
         sequential_s = _simulate_makespan(machine, workload, baseline, chunk)[1].makespan_s
         n_tasks, tasks = plan.n_tasks, plan.tasks
         level_bytes = {name: trace.total_bytes(name) for name in LEVELS}
+        # the core view over the streams the kernels ran on (one, unless ``streams``)
+        why = breakdown.critical_path_breakdown(trace, plan.preds, LEVELS)
+        why_cores = breakdown.core_breakdown(trace, _n_streams(machine, policy, workload), LEVELS)
         dram = level_bytes[DRAM]
         algorithms = [model.layer_algorithm.get((0, layer, 0), "gemm")
                       for layer in range(workload.layers)]  # fmt: skip
@@ -860,6 +1016,8 @@ def evaluate(
         dram_bytes=dram,
         level_bytes=level_bytes,
         extra=extra,
+        breakdown_s=why,
+        core_breakdown_s=why_cores,
         trace=trace,
         tasks=tasks,
     )

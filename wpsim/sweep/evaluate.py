@@ -36,8 +36,10 @@ METRIC_COLUMNS = [
     "dram_bytes",
     "machine",
 ]
-#: Result keys that are run options (already columns, or fixed by the spec): not repeated.
-_RUN_KEYS = {"chunk", "granularity", "cost"}
+#: Result keys that are run options (already columns, or fixed by the spec): not repeated; and
+#: the break-downs by cause, not stored per point (two dicts a row would make the file 4x the
+#: size; ``wpsim predict`` or ``simulate`` gives them for any point)
+_RUN_KEYS = {"chunk", "granularity", "cost", "breakdown_s", "core_breakdown_s"}
 _RESULT_RENAMES = {"policy": "policy_label"}
 
 
