@@ -19,8 +19,19 @@ def policies_for(machine) -> list[str]:
     return accel.policies_for(machine)
 
 
-def evaluate(engine: str, workload: Workload, machine, policy: Policy, **options) -> Result:
-    """``engine``: ``simulate`` or ``predict``."""
+def evaluate(
+    engine: str, workload: Workload, machine, policy: Policy, runtime=None, **options
+) -> Result:
+    """``engine``: ``simulate`` or ``predict``; ``runtime``: a :class:`wpsim.runtime.Runtime`
+    (None: the machine's own model)."""
+    if runtime is not None:
+        from wpsim import runtime as runtimes
+
+        return runtimes.evaluate(engine, workload, machine, policy, runtime, _evaluate, **options)
+    return _evaluate(engine, workload, machine, policy, **options)
+
+
+def _evaluate(engine: str, workload: Workload, machine, policy: Policy, **options) -> Result:
     if not isinstance(machine, CpuMachine):
         from wpsim import accel
 

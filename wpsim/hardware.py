@@ -239,6 +239,9 @@ class CpuMachine(_Strict):
     #: per-call cost of a chunk task (argument checks, buffers, the input projection's call; for
     #: numpy kernels the intercept of a task's time against its number of steps at a tiny size).
     task_overhead_s: dict[Literal["rnn", "lstm", "gru"], NonNegativeFloat] = {}
+    #: Fixed time per backward (BPTT) step, by cell type; a cell missing here takes its
+    #: ``step_overhead_s`` (a runtime's autograd or backward kernels: :mod:`wpsim.runtime`).
+    backward_step_overhead_s: dict[Literal["rnn", "lstm", "gru"], NonNegativeFloat] = {}
     calibration: dict[str, Any] | None = None
     #: Set by :meth:`with_cores`: the cores per socket of the whole machine, of which a run uses
     #: ``cores_per_socket``; the others stay free for the runtime (see ``dispatch_s``).
@@ -352,6 +355,12 @@ class CpuMachine(_Strict):
         """
         variant = self.dispatch_variant(all_busy, whole_socket_group, sequence)
         return piecewise_linear(variant, task_s) if isinstance(variant, list) else variant
+
+    def step_overhead(self, cell: str, backward: bool = False) -> float:
+        """Fixed seconds per recurrent step of ``cell`` (``backward``: a BPTT step)."""
+        if backward and cell in self.backward_step_overhead_s:
+            return self.backward_step_overhead_s[cell]  # type: ignore[index]
+        return self.step_overhead_s.get(cell, 0.0)  # type: ignore[call-overload]
 
     def socket_of(self, core: int) -> int:
         return core // self.cores_per_socket

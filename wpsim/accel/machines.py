@@ -217,6 +217,13 @@ class GemmSpec(_Strict):
     tensor_efficiency_by_n: list[tuple[PositiveFloat, Fraction]] | None = None  # tensor cores
     sparse_bandwidth_efficiency: Fraction  # of memory bandwidth, CSR SpMM
     kernels_per_step: PositiveInt  # launches per recurrent step
+    backward_kernels_per_step: PositiveInt | None = None  # per backward step (None: the same)
+
+    def step_kernels(self, backward: bool = False) -> int:
+        """Kernels launched per recurrent step (``backward``: a backward-data step)."""
+        if backward and self.backward_kernels_per_step is not None:
+            return self.backward_kernels_per_step
+        return self.kernels_per_step
 
     @field_validator("efficiency_by_n", "tensor_efficiency_by_n")
     @classmethod

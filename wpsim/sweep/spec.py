@@ -26,9 +26,10 @@ Dotted paths:
 * ``policy``: a name, or a mapping ``{name: wavefront, helpers: 4}`` (so one list can hold
   ``[layerwise, wavefront, {name: wavefront, helpers: 4}]``); ``policy.helpers``,
   ``policy.instances``;
-* ``run.cores``, ``run.chunk``, ``run.granularity``, ``run.cost``.
+* ``run.cores``, ``run.chunk``, ``run.granularity``, ``run.cost``, ``run.runtime`` (``lean`` or
+  a runtime of ``hw_configs/runtimes/``, see :mod:`wpsim.runtime`).
 
-``cores``, ``chunk``, ``granularity``, ``cost``, ``helpers`` and ``instances`` are accepted as
+``cores``, ``chunk``, ``granularity``, ``cost``, ``runtime``, ``helpers`` and ``instances`` are accepted as
 short forms and stored under their full path. In ``random`` mode a value may also be a range
 ``{min: A, max: B}`` (integers if both ends are; ``log: true`` samples log-uniformly).
 
@@ -59,11 +60,12 @@ ALIASES = {
     "chunk": "run.chunk",
     "granularity": "run.granularity",
     "cost": "run.cost",
+    "runtime": "run.runtime",
     "helpers": "policy.helpers",
     "instances": "policy.instances",
     "policy.name": "policy",
 }
-RUN_FIELDS = ("cores", "chunk", "granularity", "cost")
+RUN_FIELDS = ("cores", "chunk", "granularity", "cost", "runtime")
 POLICY_FIELDS = ("helpers", "instances")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -89,6 +91,8 @@ class RunSpec(_Strict):
     chunk: int = Field(1, ge=1)
     granularity: Literal["cell", "op"] = "cell"
     cost: Literal["model", "ideal"] = "model"
+    #: the software that runs the RNN: ``lean`` (none) or a runtime name or file (wpsim.runtime)
+    runtime: str = "lean"
 
 
 class RangeSpec(_Strict):
@@ -248,7 +252,7 @@ def _canonical_param(source: str, key: str) -> str:
     raise ConfigError(
         f"{source}: field 'vary.{key}': unknown parameter path; expected workload.FIELD, "
         f"hardware.FIELD[.KEY...], policy, policy.helpers, policy.instances or run.cores|chunk|"
-        f"granularity|cost"
+        f"granularity|cost|runtime"
     )
 
 
@@ -281,6 +285,18 @@ def _list_key(node: list, part: str) -> int | None:
         if isinstance(item, dict) and item.get("name") == part:
             return index
     return None
+
+
+def _check_runtime(where: str, value: Any) -> None:
+    """Raise a one-line ConfigError at ``where`` unless ``value`` names a loadable runtime."""
+    from wpsim.runtime import load_runtime
+
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: got {value!r}, expected a runtime name or file")
+    try:
+        load_runtime(value)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def _check_param(loaded: LoadedSweep, key: str) -> None:
@@ -324,6 +340,12 @@ def _check_param(loaded: LoadedSweep, key: str) -> None:
             raise ConfigError(
                 f"{where}: unknown run option {rest!r}; expected {', '.join(RUN_FIELDS)}"
             )
+        if rest == "runtime":
+            values = loaded.values[key]
+            if isinstance(values, RangeSpec):
+                raise ConfigError(f"{where}: expected a list of runtime names, got a range")
+            for value in values:
+                _check_runtime(where, value)
     elif head == "hardware":
         parts = rest.split(".")
         kind = loaded.base_hardware.get("kind", "cpu")
@@ -428,6 +450,7 @@ def _check_base(loaded: LoadedSweep) -> None:
         raise ConfigError(
             f"{loaded.source}: field 'policy': got {name!r}, expected one of {', '.join(available())}"
         )
+    _check_runtime(f"{loaded.source}: field 'run.runtime'", loaded.spec.run.runtime)
 
 
 def _first_value(values: Any) -> Any:
