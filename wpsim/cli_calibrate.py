@@ -40,10 +40,31 @@ def _name_list(text: str) -> list[str]:
 # ---- calibrate --------------------------------------------------------------------------------
 
 
+def _cmd_calibrate_runtime(args: argparse.Namespace) -> int:
+    from wpsim.calibrate_runtime import calibrate_runtime
+    from wpsim.runtime import RUNTIME_DIR
+
+    out = Path(args.out) if args.out else RUNTIME_DIR / f"host_{args.runtime}.yaml"
+    if out.exists() and out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder, expected a runtime file path (.yaml)")
+    quiet = args.json
+    document = calibrate_runtime(
+        out, quick=args.quick, progress=None if quiet else (lambda line: print(line, flush=True))
+    )
+    if args.json:
+        print_json({"out": str(out), "runtime": {k: v for k, v in document.items()
+                                                 if k != "calibration"}})  # fmt: skip
+        return 0
+    print(f"calibrated {out} (use it with --runtime {out})")
+    return 0
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from wpsim.calibrate import calibrate
 
-    out = Path(args.out)
+    if args.runtime:
+        return _cmd_calibrate_runtime(args)
+    out = Path(args.out or DEFAULT_HOST)
     if out.exists() and out.is_dir():
         raise ConfigError(f"--out {out}: is a folder, expected a machine file path (.yaml)")
     cores = args.cores
@@ -87,8 +108,12 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         "calibration block (date, CPU, numpy, BLAS, raw data). Takes about a minute (--quick: "
         "about 15 s). Ctrl-C leaves the previous file untouched.",
     )  # fmt: skip
-    p.add_argument("--out", "-o", metavar="FILE", default=str(DEFAULT_HOST),
-                   help="machine file to write (default: hw_configs/host.yaml)")  # fmt: skip
+    p.add_argument("--out", "-o", metavar="FILE",
+                   help="machine file to write (default: hw_configs/host.yaml; with --runtime: "
+                   "hw_configs/runtimes/host_NAME.yaml)")  # fmt: skip
+    p.add_argument("--runtime", choices=["torch"],
+                   help="measure a framework's RNN runtime instead of the machine and write a "
+                   "runtime file (wpsim.runtime): torch = PyTorch's nn.RNN/LSTM/GRU, one thread")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer shapes and repeats (for tests)")
     p.add_argument("--cores", type=_int_list, metavar="A,B,...",
                    help="cores to measure on (default: every core this process may use)")  # fmt: skip
