@@ -557,6 +557,21 @@ def machines_page() -> str:
     ]
     for kind, cls in kinds.items():
         parts += ["", f"## kind: {kind}", "", models_page([cls], prefix=f"{kind}-")]
+    from wpsim import runtime
+
+    parts += [
+        "",
+        "## Runtime files",
+        "",
+        "A runtime file (`hw_configs/runtimes/*.yaml`, or any path given to `--runtime`) "
+        "describes the software that runs the RNN on a machine. A bare name such as "
+        "`pytorch_eager_cpu` means `hw_configs/runtimes/pytorch_eager_cpu.yaml`; `lean` (the "
+        "default) means none.",
+        "",
+        rst_to_md(runtime.__doc__, heading="###"),
+        "",
+        models_page([runtime.Runtime], prefix="runtime-"),
+    ]
     return "\n".join(parts)
 
 
