@@ -117,6 +117,28 @@ def test_a_per_step_input_projection_stays_in_the_cells(xeon):
     assert get_policy("layerwise").graph_options(w, 1)["hoist_input"] == 4
 
 
+@pytest.mark.parametrize("engine", ["simulate", "predict"])
+def test_directions_side_by_side_run_at_once_on_half_the_cores(xeon, engine):
+    keras = load_runtime("tf_keras_cpu")
+    assert keras.directions == "side_by_side"
+    in_turn = keras.model_copy(update={"directions": "in_turn"})
+    w = Workload(cell="gru", layers=2, hidden=64, input=32, seq_len=6, bidirectional=True)
+    both = evaluate(engine, w, xeon, get_policy("layerwise"), runtime=keras, cores=8)
+    turn = evaluate(engine, w, xeon, get_policy("layerwise"), runtime=in_turn, cores=8)
+    assert both.makespan_s < turn.makespan_s
+    if engine == "simulate":  # direction d on group d: cores 0-3 and 4-7, busy at once
+        tasks = both.tasks
+        cores = {tasks[t].direction: set() for t in both.trace.task}
+        for t, group in zip(both.trace.task, both.trace.cores, strict=True):
+            cores[tasks[t].direction].update(group)
+        assert cores == {0: {0, 1, 2, 3}, 1: {4, 5, 6, 7}}
+    # one direction: nothing to run side by side
+    uni = w.model_copy(update={"bidirectional": False})
+    a = evaluate(engine, uni, xeon, get_policy("layerwise"), runtime=keras, cores=8)
+    b = evaluate(engine, uni, xeon, get_policy("layerwise"), runtime=in_turn, cores=8)
+    assert a.makespan_s == b.makespan_s
+
+
 def test_gpu_kernels_per_step_and_launch_come_from_the_runtime():
     v100 = machine("v100")
     w = Workload(cell="lstm", hidden=64, input=0, seq_len=10, batch=1, phase="training")

@@ -29,6 +29,12 @@ The terms (seconds; each optional, absent = 0 or unchanged):
   loop: oneDNN, cuDNN, PyTorch on CPUs; the default) or ``per_step`` (one product of ``B``
   columns inside every step: Keras' LSTM and GRU cells). ``per_step`` changes the graph of the
   policies that hoist the projection (``layerwise``).
+* ``directions``: ``in_turn`` (the default: a bidirectional layer runs its forward direction,
+  then its reverse one, each on all cores: PyTorch, oneDNN) or ``side_by_side`` (the two
+  directions are independent subgraphs the framework runs at the same time, each on half the
+  cores: TensorFlow's inter-op threads under Keras' ``Bidirectional``). ``side_by_side`` turns
+  ``layerwise`` on a bidirectional workload into two groups of half the cores, direction d on
+  group d, layers still one after the other (layer l+1 needs both directions of layer l).
 
 How they enter the models: ``step_s``, ``kernels_per_step`` and ``kernel_launch_s`` go into the
 machine the models see (:func:`apply_runtime`), so every task pays them where it runs, on any
@@ -54,6 +60,7 @@ from wpsim.config import read_yaml, validate_mapping
 from wpsim.errors import ConfigError
 from wpsim.hardware import HW_CONFIG_DIR, CpuMachine, NonNegativeFloat, _NotBool, _Strict
 from wpsim.policies import Policy
+from wpsim.policies.layerwise import Layerwise
 from wpsim.result import Result
 from wpsim.workload import Workload
 
@@ -99,6 +106,7 @@ class Runtime(_Strict):
     kernels_per_step: StepKernels | None = None  # GPU only
     kernel_launch_s: NonNegativeFloat | None = None  # GPU only
     input_projection: Literal["per_layer", "per_step"] = "per_layer"
+    directions: Literal["in_turn", "side_by_side"] = "in_turn"
     calibration: dict[str, Any] | None = None  # a measured runtime: date, CPU, versions, raw data
 
     @model_validator(mode="after")
@@ -218,10 +226,33 @@ def apply_runtime(runtime: Runtime | None, machine: Any, workload: Workload) -> 
     return machine.model_copy(update=update) if update else machine
 
 
+class DirectionsSideBySide(Layerwise):
+    """``layerwise`` whose two directions run at the same time on two halves of the cores
+    (direction d on group d; one group if there is one core); layers one after the other."""
+
+    def core_groups(self, n_cores: int) -> list[tuple[int, ...]]:
+        if n_cores < 2:
+            return [tuple(range(n_cores))]
+        half = n_cores // 2
+        return [tuple(range(half)), tuple(range(half, 2 * half))]
+
+    def home_group(self, tid: int) -> int:
+        return self.plan.tasks[tid].direction % len(self.groups)
+
+
 def adapt_policy(runtime: Runtime | None, policy: Policy, workload: Workload) -> Policy:
-    """``policy`` with the runtime's input projection: ``per_step`` keeps every step's input
-    product inside its cell where the policy would hoist it (``hoist_input`` off)."""
-    if runtime is None or runtime.input_projection == "per_layer":
+    """``policy`` as the runtime runs it: ``per_step`` keeps every step's input product inside
+    its cell where the policy would hoist it (``hoist_input`` off); ``side_by_side`` runs the
+    directions of a bidirectional ``layerwise`` at the same time (:class:`DirectionsSideBySide`).
+    """
+    if runtime is None:
+        return policy
+    if (
+        runtime.directions == "side_by_side" and workload.bidirectional
+        and type(policy) is Layerwise
+    ):  # fmt: skip
+        policy = DirectionsSideBySide(helpers=policy.helpers, instances=policy.instances)
+    if runtime.input_projection == "per_layer":
         return policy
     base = policy.graph_options
 
