@@ -38,8 +38,8 @@ def xeon():
 
 def test_the_shipped_runtimes_are_the_ones_documented():
     names = {p.stem for p in SHIPPED}
-    assert {"cudnn_standard", "cudnn_persistent", "miopen_1_3", "pytorch_eager_cpu",
-            "tf_keras_cpu"} <= names  # fmt: skip
+    assert {"cudnn_standard", "cudnn_persistent", "miopen_1_3", "onednn_fused_cpu",
+            "pytorch_eager_cpu", "tf_keras_cpu"} <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
@@ -70,6 +70,19 @@ def test_lean_is_no_runtime_and_bad_names_are_one_line_errors(tmp_path):
 
 
 # ---- the mechanism --------------------------------------------------------------------------
+
+
+def test_the_library_runtimes_that_are_the_lean_model_change_nothing_but_the_label(xeon):
+    """cudnn_standard is the GPU model's own structure, onednn_fused_cpu the CPU's."""
+    w = Workload(cell="lstm", layers=2, hidden=64, input=0, seq_len=4, phase="training")
+    v100 = machine("v100")
+    for m, policy, name in ((v100, "gemm", "cudnn_standard"),
+                            (xeon, "layerwise", "onednn_fused_cpu")):  # fmt: skip
+        for engine in ("simulate", "predict"):
+            plain = evaluate(engine, w, m, get_policy(policy), cores=4 if m is xeon else None)
+            named = evaluate(engine, w, m, get_policy(policy), runtime=load_runtime(name),
+                             cores=4 if m is xeon else None)  # fmt: skip
+            assert named.makespan_s == plain.makespan_s and named.extra["runtime"] == name
 
 
 def test_no_runtime_leaves_every_model_as_it_was(xeon):
