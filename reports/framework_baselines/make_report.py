@@ -242,6 +242,9 @@ def _readme(path: Path, rows: list[dict[str, Any]], cross: list[dict[str, Any]],
     )
     keras_gain = gain_row["layerwise_pytorch_eager_cpu_s"] / gain_row["layerwise_tf_keras_cpu_s"]
     keras_gain_label = _label(gain_row)
+    keras_faster = sum(
+        r["layerwise_tf_keras_cpu_s"] < r["layerwise_pytorch_eager_cpu_s"] for r in bpar
+    )
     pytorch = load_runtime("pytorch_eager_cpu")
     keras = load_runtime("tf_keras_cpu")
     text = f"""# Wavefront against the frameworks W-Par and B-Par were compared with
@@ -333,9 +336,11 @@ By core count (median and largest over the grid):
 
 * **How much faster Keras was than PyTorch.** B-Par's two maxima imply Keras was up to about
   3.9x faster than PyTorch on bidirectional RNNs (9.16 / 2.34, if the two maxima are comparable).
-  In the model Keras is faster on every bidirectional configuration where the frameworks' fixed
-  costs matter (its two directions run side by side), by at most {keras_gain:.1f}x
-  ({keras_gain_label}). What the runtimes do not model would widen the gap: PyTorch's autograd
+  In the model Keras is faster on {keras_faster} of {len(bpar)} bidirectional configurations (its
+  two directions run side by side), by at most {keras_gain:.1f}x ({keras_gain_label}); PyTorch is
+  faster where the math dominates (larger layers: Keras reads `W_ih` and multiplies it with B
+  columns every step, each direction on half the cores). What the runtimes do not model would
+  widen the gap: PyTorch's autograd
   accumulates the recurrent weight gradient step by step (each step's `addmm` backward adds a
   G*H x H product of B columns to the gradient, reading and writing the whole gradient every
   step) where the model has one GEMM of B*T columns per layer; and its backward operators cost
