@@ -184,9 +184,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print_json({"workload": workload.name, "machine": machine.name, "rows": rows})
         return 0
     cores = results[names[0]].cores
-    print(
-        f"{engine}: {workload.name or 'workload'} on {machine.name}, {cores} cores, chunk {args.chunk}"
+    runtime = options["runtime"]
+    under = (
+        f", runtime {runtime.name} (every policy, the layerwise baseline too)" if runtime else ""
     )
+    print(f"{engine}: {workload.name or 'workload'} on {machine.name}, {cores} cores, "
+          f"chunk {args.chunk}{under}")  # fmt: skip
     width = max(14, *(len(r.policy) + 2 for r in results.values()))
     header = f"  {'policy':<{width}}{'makespan':>14}{'vs sequential':>15}{'vs layerwise':>14}{'DRAM':>12}{'util':>7}"
     print(header)
