@@ -309,8 +309,9 @@ row (one layer, one kernel at a time: the closed form walks the same kernels). T
     figure in the files (CUDA 10 on a V100, 3.8 us) small and medium layers are still predicted
     too fast: LSTM 256 at batch 16 takes {mi25_pub:.0f} us a forward step, the model's 7 kernels
     {mi25_sim:.0f} us, so each MIOpen kernel cost about {mi25_pub / 7:.0f} us, the mark of a slower launch through ROCm 1.7's OpenCL
-    path; no public measurement of it was found. MIOpen 1.3 also ran its products through its
-    own GEMM (MIOpenGEMM), not the library DeepBench's GEMM sheet timed.
+    path; no public measurement of it was found. MIOpen 1.3 also ran its products through
+    MIOpenGEMM (its CMakeLists and gemm_geometry.cpp at 1.3.0), not rocBLAS, which DeepBench's
+    GEMM sheet timed (code/amd/gemm_bench.cpp).
   * **TITAN X (Pascal)** and **Jetson TX1** come closest: cuDNN 5/6 there ran its products at
     rates close to the GEMM sheet's. The TITAN X's inference rows whose weights stream from DRAM
     every step (GRU 1024-2816 at batch 1-4) are within 15%, the bandwidth term deciding (0-15% too
