@@ -21,6 +21,13 @@ ATen's per-step loop: the measured LSTM step is accordingly cheaper. The file re
 computer, the PyTorch version and every raw time in its ``calibration`` block. It describes this
 computer only: never commit it as everyone's default (``hw_configs/runtimes/host_*.yaml`` is
 ignored by git).
+
+Measured on "Intel Xeon (KVM), 2 cores", PyTorch 2.13.0+cpu, one thread (full run, 2 s): per
+step forward RNN 3.1 us, LSTM 0.2 us (oneDNN's fused primitive), GRU 8.7 us (14 operators of
+ATen's loop, 0.62 us each); backward RNN 18.4 us, LSTM 0 us, GRU 60 us; per call about 17 us.
+``reports/framework_baselines`` compares these with the public figures of
+``hw_configs/runtimes/pytorch_eager_cpu.yaml`` (1 us per operator, two per forward operator in
+backward); they are not used for any other machine.
 """
 
 from __future__ import annotations
