@@ -1,0 +1,113 @@
+"""Peak memory per task of each engine, the constants behind :mod:`wpsim.guards`.
+
+Each measurement runs in a fresh process: it imports the engine, builds the workload, notes its
+resident set size (RSS), runs the engine once and reports the growth of the peak RSS
+(``ru_maxrss``) divided by the number of tasks. Two sizes per shape (the slope between them
+removes what does not grow with the graph); the shapes are unidirectional inference and
+bidirectional training with an output layer (more edges per task). ``--quick`` runs smaller
+graphs.
+
+Measured on the development machine (Intel Xeon (KVM), 2 cores, 24 GiB, Python 3.11,
+networkx 3.x, simpy 4.1), ``python benchmarks/guards.py``, peak bytes per task:
+
+=========  ==================  ==========================
+engine     inference, 1 dir.   training, 2 dir., output
+=========  ==================  ==========================
+graph      1,623               1,919
+predict    2,236               2,562
+simulate   3,164               3,624
+run        2,150               2,449   (graph, plan, coordinator; buffers counted apart)
+=========  ==================  ==========================
+
+:data:`wpsim.guards.BYTES_PER_TASK` rounds the largest of each row up (graph 2,000, predict
+2,700, simulate 3,800, run 2,600). The same run times PyYAML's pure-Python loader on a 1 MiB
+flow list, the worst case :data:`wpsim.config.MAX_INPUT_BYTES` allows: 4-6 s on that machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+CHILD = r"""
+import json, resource, sys
+engine, shape, seq_len = sys.argv[1], sys.argv[2], int(sys.argv[3])
+from wpsim.workload import Workload
+from wpsim.hardware import load_machine, resolve_machine_path
+from wpsim.policies import get_policy
+from wpsim import accel_dispatch, analysis, graph as graph_mod, plan as plan_mod
+import wpsim.analytic, wpsim.engine  # noqa: F401 - imported before the baseline
+if shape == "inference":
+    w = Workload(cell="lstm", layers=10, hidden=16, input=16, seq_len=seq_len)
+else:
+    w = Workload(cell="lstm", layers=10, hidden=16, input=16, seq_len=seq_len,
+                 bidirectional=True, phase="training", output="linear", output_size=16)
+machine = load_machine(resolve_machine_path("xeon8160_2s"))
+policy = get_policy("wavefront")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+before = rss()
+if engine == "graph":
+    g = graph_mod.build(w)
+    analysis.summarize(g)
+    n = g.number_of_nodes()
+elif engine == "run":
+    g = graph_mod.build(w, **policy.graph_options(w, 1))
+    p = plan_mod.compile_plan(g)
+    from kernels.executor._coordinator import static_order
+    n = p.n_tasks
+else:
+    r = accel_dispatch.evaluate(engine, w, machine, policy, cores=16, chunk=1)
+    n = r.n_tasks
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"n_tasks": n, "grown": peak - before}))
+"""
+
+
+def measure(engine: str, shape: str, seq_len: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, engine, shape, str(seq_len)],
+                         check=True, capture_output=True, text=True)  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def yaml_seconds() -> float:
+    """Seconds to reject a 1 MiB flow list with wpsim's loader (the worst accepted size)."""
+    import tempfile
+    from pathlib import Path
+
+    from wpsim.config import MAX_INPUT_BYTES, read_yaml
+    from wpsim.errors import ConfigError
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "big.yaml"
+        text = "a: [" + "1, " * (MAX_INPUT_BYTES // 3 - 2) + "]"
+        path.write_text(text[:MAX_INPUT_BYTES])
+        start = time.perf_counter()
+        try:
+            read_yaml(path)
+        except ConfigError:
+            pass
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller graphs")
+    args = parser.parse_args()
+    small, large = (2_000, 6_000) if args.quick else (5_000, 25_000)
+    print(f"{'engine':<10}{'shape':<12}{'tasks':>10}{'bytes/task':>12}")
+    for engine in ("graph", "predict", "simulate", "run"):
+        for shape in ("inference", "training"):
+            a = measure(engine, shape, small)
+            b = measure(engine, shape, large)
+            slope = (b["grown"] - a["grown"]) / (b["n_tasks"] - a["n_tasks"])
+            print(f"{engine:<10}{shape:<12}{b['n_tasks']:>10,}{slope:>12,.0f}", flush=True)
+    print(f"YAML loader, 1 MiB flow list: {yaml_seconds():.1f} s")
+
+
+if __name__ == "__main__":
+    main()
