@@ -111,8 +111,10 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
 def check_size(args: argparse.Namespace, workload: Workload, engine: str, policy=None,
                workers: int = 0):  # fmt: skip
     """The size guard of a command (:func:`wpsim.guards.check_size`) with its options."""
+    from wpsim.guards import check_chunk
     from wpsim.guards import check_size as guard
 
+    check_chunk(workload, args.chunk)
     name = f"workload {args.workload}" if args.workload else None
     return guard(workload, engine, policy, chunk=args.chunk, granularity=args.granularity,
                  workers=workers, allow=args.allow_large, what=name)  # fmt: skip

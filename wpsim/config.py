@@ -249,6 +249,40 @@ def unknown_field_message(name: str, known: list[str], what: str = "field") -> s
     return f"unknown {what} '{name}'"
 
 
+def _all_models(model_cls: type[BaseModel] | None) -> list[type[BaseModel]]:
+    """``model_cls`` and every model its fields can hold, recursively."""
+    found: list[type[BaseModel]] = []
+    todo = [model_cls] if model_cls is not None else []
+    while todo:
+        model = todo.pop()
+        if model in found:
+            continue
+        found.append(model)
+        for field in model.model_fields.values():
+            todo += _models_in(field.annotation)
+    return found
+
+
+def _is_union_tag(part: Any, tags: set[str]) -> bool:
+    """Whether a location part names a branch of a union (``list[any]``, ``RangeSpec``), which
+    pydantic inserts into the location, rather than a field, key or index of the data."""
+    return isinstance(part, str) and ("[" in part or part in tags)
+
+
+def _union_best(errors: list[dict], tags: set[str]) -> dict:
+    """The first error, or, when it is one branch of a union, the branch that got furthest
+    into the value (``{min: 1, max: .inf}`` is a range with a bad ``max``, not a bad list)."""
+    first = errors[0]
+    cut = next((i for i, p in enumerate(first["loc"]) if _is_union_tag(p, tags)), None)
+    if cut is None:
+        return first
+    prefix = tuple(first["loc"][:cut])
+    same = [e for e in errors if tuple(e["loc"][:cut]) == prefix]
+    # deepest first; at one depth, a branch whose type matched (a value error) over one whose
+    # type did not (``list_type``, ``model_type``...)
+    return max(same, key=lambda e: (len(e["loc"]), not e["type"].endswith("_type")))
+
+
 def format_validation_error(
     source: str, error: ValidationError, model_cls: type[BaseModel] | None = None
 ) -> str:
@@ -273,11 +307,15 @@ def format_validation_error(
     w.yaml: unknown field 'layer' (did you mean 'layers'?)
     """
     errors = error.errors()
-    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    tags = {m.__name__ for m in _all_models(model_cls)}
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), None)
+    if first is None:
+        first = _union_best(errors, tags)
+    loc = tuple(part for part in first["loc"] if not _is_union_tag(part, tags))
+    location = ".".join(str(part) for part in loc) or "(top level)"
     kind = first["type"]
     if kind == "extra_forbidden":
-        known = _fields_at(model_cls, tuple(first["loc"][:-1]))
+        known = _fields_at(model_cls, loc[:-1])
         return f"{source}: {unknown_field_message(location, known)}"
     if kind == "missing":
         return f"{source}: field '{location}': missing, a value is required"

@@ -165,10 +165,6 @@ def build(
         raise ConfigError(f"--granularity: got {granularity!r}, expected 'cell' or 'op'")
     if chunk < 1:
         raise ConfigError(f"--chunk: got {chunk}, expected an integer >= 1")
-    if chunk > workload.seq_len:
-        raise ConfigError(
-            f"--chunk: got {chunk}, expected at most the workload's seq_len ({workload.seq_len})"
-        )
     if instances < 1:
         raise ConfigError(f"--instances: got {instances}, expected an integer >= 1")
     if hoist_input is not None:

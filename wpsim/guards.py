@@ -321,6 +321,15 @@ def check_size(
     )
 
 
+def check_chunk(workload: Workload, chunk: int) -> None:
+    """A command's ``--chunk`` must not exceed the workload's ``seq_len`` (it would mean one
+    chunk of ``seq_len`` steps: the number given is not what runs)."""
+    if chunk > workload.seq_len:
+        raise ConfigError(
+            f"--chunk: got {chunk}, expected at most the workload's seq_len ({workload.seq_len})"
+        )
+
+
 # ---- processes --------------------------------------------------------------------------------
 
 
@@ -361,6 +370,7 @@ __all__ = [
     "SizeError",
     "SizeEstimate",
     "available_memory_bytes",
+    "check_chunk",
     "check_size",
     "check_workers",
     "cpu_count",

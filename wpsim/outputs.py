@@ -94,7 +94,19 @@ def check_output(path: str | Path, flag: str) -> Path:
         raise OutputError(f"{where}: folder {parent} is not writable")
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputError(f"{where}: file is not writable")
+    _probe(parent, where)
     return path
+
+
+def _probe(folder: Path, where: str) -> None:
+    """Create and remove a file in ``folder``: the one sure test that it can be written (root
+    ignores permission bits; read-only mounts and pseudo file systems refuse only then)."""
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=".wpsim-", suffix=".probe", dir=folder)
+    except OSError as error:
+        raise OutputError(f"{where}: folder {folder} is not writable ({_reason(error)})") from None
+    os.close(fd)
+    _discard(temporary)
 
 
 def check_figure(path: str | Path, flag: str) -> Path:
@@ -131,6 +143,7 @@ def output_folder(path: str | Path, flag: str) -> Path:
         raise OutputError(f"{where}: cannot create the folder ({_reason(error)})") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(f"{where}: folder is not writable")
+    _probe(path, where)
     return path
 
 

@@ -161,9 +161,10 @@ class Evaluator:
         policy_obj = get_policy(
             policy["name"], helpers=policy.get("helpers"), instances=policy.get("instances", 1)
         )
-        if self.limit_bytes is not None:  # before anything is built
-            from wpsim.guards import check_size
+        from wpsim.guards import check_chunk, check_size
 
+        check_chunk(workload, run["chunk"])
+        if self.limit_bytes is not None:  # before anything is built
             check_size(workload, self.engine, policy_obj, chunk=run["chunk"],
                        granularity=run["granularity"], share=self.size_share,
                        limit_bytes=self.limit_bytes)  # fmt: skip
