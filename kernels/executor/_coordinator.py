@@ -470,6 +470,7 @@ class _Execution:
     def _wait_ready(self) -> None:
         q, slot = self.seg.q, lay.Layout.slot
         deadline = perf_counter() + START_TIMEOUT_S
+        stopped_since: dict[int, float] = {}  # the watchdog's floor applies to start-up too
         while True:
             self._drain()
             for w in self.members:
@@ -477,11 +478,21 @@ class _Execution:
                     raise ExecutionError(f"worker {w} failed to start: {self.seg.read_error(w)}")
             if all(q[slot(w, lay.READY)] for w in self.members):
                 return
+            now = perf_counter()
             for w, proc in self.procs.items():
                 if proc.exitcode is not None:
                     raise ExecutionError(
                         f"worker {w} (pid {proc.pid}) {_describe_exit(proc.exitcode)} "
                         "during start-up"
+                    )
+                state = process_state(proc.pid)
+                if not state.startswith("stopped") or q[slot(w, lay.READY)]:
+                    stopped_since.pop(w, None)
+                elif now - stopped_since.setdefault(w, now) > self.watchdog.floor_s:
+                    raise ExecutionError(
+                        f"worker {w} (pid {proc.pid}) made no progress for "
+                        f"{now - stopped_since[w]:.1f} s while starting; its process is {state}; "
+                        f"limit {self.watchdog.floor_s:.1f} s (--stall-timeout); run stopped"
                     )
             if perf_counter() > deadline:
                 raise ExecutionError(f"workers not ready after {START_TIMEOUT_S:.0f} s")
