@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             args = parser.parse_args(argv)
             if not getattr(args, "func", None):
                 parser.print_help()
+                print("wpsim: error: expected a command (see the list above)", file=sys.stderr)
                 return 2
             return int(args.func(args) or 0)
         except WpsimError as error:

@@ -12,6 +12,7 @@ was expected. Hostile or careless files get the same answer in bounded time and 
   level: 50,000 nested ``[`` exhausted Python's stack);
 * a key given twice in one mapping is an error (YAML would keep the last one silently);
 * integers have at most 64 bits (a 100,000-digit literal took Python's int-conversion limit);
+* strings are text (no unpaired surrogates from ``"\ud800"`` escapes: they cannot be written);
 * numeric fields take numbers only: no booleans (YAML reads ``yes``/``true`` as booleans, which
   pydantic would take as 1) and no ``.inf``/``.nan`` (the models set ``allow_inf_nan=False``).
 """
@@ -127,7 +128,17 @@ class _StrictLoader(yaml.SafeLoader):
         return value
 
 
+    def construct_yaml_str(self, node: Any) -> str:
+        value = super().construct_yaml_str(node)
+        if any("\ud800" <= char <= "\udfff" for char in value):  # from a "\ud800" escape
+            raise yaml.constructor.ConstructorError(
+                None, None, "a string with an unpaired surrogate, not text", node.start_mark
+            )
+        return value
+
+
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+_StrictLoader.add_constructor("tag:yaml.org,2002:str", _StrictLoader.construct_yaml_str)
 
 
 def read_text(path: str | Path) -> str:
@@ -192,8 +203,9 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: malformed YAML{where}: {problem}") from None
     except RecursionError:  # pragma: no cover - the nesting limit comes first
         raise ConfigError(f"{source}: malformed YAML: nested too deeply") from None
-    except (ValueError, OverflowError, TypeError) as error:  # e.g. a date like 2024-13-45
-        text = " ".join(str(error).split())
+    except Exception as error:  # noqa: BLE001 - PyYAML's constructors raise what they meet:
+        # ValueError for a date like 2024-13-45, AttributeError for "!!timestamp x", ...
+        text = " ".join(str(error).split())[:200]
         raise ConfigError(f"{source}: malformed YAML: {type(error).__name__}: {text}") from None
 
 

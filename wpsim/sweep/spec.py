@@ -426,8 +426,12 @@ def _check_base(loaded: LoadedSweep) -> None:
             workload[rest] = first
         elif head == "hardware":
             _set_path(hardware, rest, first)
-    workload_from_dict(workload, workload_src)
-    machine_from_dict(hardware, hardware_src)
+    # validated together with the first value of each varied field: say so, or a bad value in
+    # the spec's vary list would seem to be the input file's
+    heads = {key.partition(".")[0] for key in loaded.params}
+    also = f" with the first values of {loaded.source}'s vary"
+    workload_from_dict(workload, workload_src + (also if "workload" in heads else ""))
+    machine_from_dict(hardware, hardware_src + (also if "hardware" in heads else ""))
     name = loaded.spec.policy_spec.name
     if name not in available():
         raise ConfigError(

@@ -91,7 +91,7 @@ def _format_rows(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
     writer = csv.writer(buffer, lineterminator="\n")
     for row in rows:
         writer.writerow([encode_value(row.get(c)) for c in columns])
-    return buffer.getvalue().encode()
+    return buffer.getvalue().encode(errors="backslashreplace")  # whatever a value holds
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -262,7 +262,7 @@ class ResultsJournal:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(self.columns)
         writer.writerows(ordered)
-        atomic_write(self.path, buffer.getvalue().encode())
+        atomic_write(self.path, buffer.getvalue().encode(errors="backslashreplace"))
         return ordered
 
 
