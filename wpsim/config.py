@@ -127,7 +127,6 @@ class _StrictLoader(yaml.SafeLoader):
             )
         return value
 
-
     def construct_yaml_str(self, node: Any) -> str:
         value = super().construct_yaml_str(node)
         if any("\ud800" <= char <= "\udfff" for char in value):  # from a "\ud800" escape
