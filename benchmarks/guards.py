@@ -34,7 +34,7 @@ import time
 
 CHILD = r"""
 import json, resource, sys
-engine, shape, seq_len = sys.argv[1], sys.argv[2], int(sys.argv[3])
+engine, shape, policy_name, seq_len = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 from wpsim.workload import Workload
 from wpsim.hardware import load_machine, resolve_machine_path
 from wpsim.policies import get_policy
@@ -46,7 +46,7 @@ else:
     w = Workload(cell="lstm", layers=10, hidden=16, input=16, seq_len=seq_len,
                  bidirectional=True, phase="training", output="linear", output_size=16)
 machine = load_machine(resolve_machine_path("xeon8160_2s"))
-policy = get_policy("wavefront")
+policy = get_policy(policy_name)
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()
@@ -55,11 +55,17 @@ if engine == "graph":
     g = graph_mod.build(w)
     analysis.summarize(g)
     n = g.number_of_nodes()
-elif engine == "run":
-    g = graph_mod.build(w, **policy.graph_options(w, 1))
-    p = plan_mod.compile_plan(g)
+elif engine == "run":  # what the coordinator holds: the graph, compiled, and the static order
     from kernels.executor._coordinator import static_order
+    p = plan_mod.compile_plan(graph_mod.build(w, **policy.graph_options(w, 1)))
+    static_order(p, policy, [(0,)]) if policy_name != "wavefront" else None
     n = p.n_tasks
+elif engine == "compare":  # every CPU policy, results kept, as `wpsim compare` does
+    results, options = [], dict(cores=16, chunk=1)
+    for name in accel_dispatch.CPU_POLICIES:
+        results.append(accel_dispatch.evaluate("simulate", w, machine, get_policy(name), **options))
+        options["sequential_s"] = results[-1].sequential_s
+    n = max(r.n_tasks for r in results)
 else:
     r = accel_dispatch.evaluate(engine, w, machine, policy, cores=16, chunk=1)
     n = r.n_tasks
@@ -67,11 +73,61 @@ peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"n_tasks": n, "grown": peak - before}))
 """
 
+WORKER = r"""
+import time
+from kernels.executor import Executor
+from wpsim.workload import Workload
+w = Workload(cell="lstm", layers=1, hidden=16, input=16, seq_len=4)
+with Executor(w, "sequential", workers=1) as ex:
+    ex.run()
+    pid = next(iter(ex._run.procs.values())).pid
+    with open(f"/proc/{pid}/status") as f:
+        print(next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:")))
+"""
 
-def measure(engine: str, shape: str, seq_len: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, engine, shape, str(seq_len)],
+REFUSAL = r"""
+import resource, runpy, sys, time
+sys.argv = ["wpsim", *sys.argv[1:]]
+start = time.perf_counter()
+try:
+    runpy.run_module("wpsim.console", run_name="__main__")
+except SystemExit:
+    pass
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def measure(engine: str, shape: str, policy: str, seq_len: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, engine, shape, policy, str(seq_len)],
                          check=True, capture_output=True, text=True)  # fmt: skip
     return json.loads(out.stdout)
+
+
+def worker_bytes() -> int:
+    """Resident memory of one executor worker process (tiny workload)."""
+    out = subprocess.run([sys.executable, "-c", WORKER], check=True, capture_output=True, text=True)
+    return int(out.stdout.split()[-1])
+
+
+def refusal(command: str) -> tuple[float, int, float]:
+    """(seconds, peak bytes) of ``wpsim COMMAND`` refusing a 10^8-task workload, the whole
+    process timed from outside (start-up included), and the same for ``wpsim --version``."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "e8.yaml"
+        path.write_text("cell: lstm\nlayers: 1\nhidden: 16\ninput: 16\nseq_len: 100000000\n")
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", REFUSAL, command, "-w", str(path)],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        wall = time.perf_counter() - start
+        assert "100,000,000 tasks" in out.stderr, out.stderr
+        _, peak = out.stdout.split()
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "wpsim.cli", "--version"], capture_output=True,
+                       check=True)  # fmt: skip
+        return wall, int(peak), time.perf_counter() - start
 
 
 def yaml_seconds() -> float:
@@ -99,13 +155,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller graphs")
     args = parser.parse_args()
     small, large = (2_000, 6_000) if args.quick else (5_000, 25_000)
-    print(f"{'engine':<10}{'shape':<12}{'tasks':>10}{'bytes/task':>12}")
-    for engine in ("graph", "predict", "simulate", "run"):
+    print(f"{'engine':<10}{'shape':<11}{'policy':<11}{'tasks':>10}{'bytes/task':>12}")
+    for engine, policies in (("graph", ["wavefront"]), ("predict", ["wavefront", "layerwise"]),
+                             ("simulate", ["wavefront", "layerwise"]), ("compare", ["-"]),
+                             ("run", ["wavefront", "layerwise"])):  # fmt: skip
         for shape in ("inference", "training"):
-            a = measure(engine, shape, small)
-            b = measure(engine, shape, large)
-            slope = (b["grown"] - a["grown"]) / (b["n_tasks"] - a["n_tasks"])
-            print(f"{engine:<10}{shape:<12}{b['n_tasks']:>10,}{slope:>12,.0f}", flush=True)
+            for policy in policies:
+                name = "wavefront" if policy == "-" else policy
+                a = measure(engine, shape, name, small)
+                b = measure(engine, shape, name, large)
+                slope = (b["grown"] - a["grown"]) / (b["n_tasks"] - a["n_tasks"])
+                print(f"{engine:<10}{shape:<11}{policy:<11}{b['n_tasks']:>10,}{slope:>12,.0f}",
+                      flush=True)  # fmt: skip
+    print(f"executor worker process: {worker_bytes() / 2**20:.0f} MiB resident")
+    for command in ("simulate", "predict"):
+        wall, peak, version = refusal(command)
+        print(f"{command} refusing 10^8 tasks: {wall:.2f} s ({version:.2f} s for --version), "
+              f"peak {peak / 2**20:.0f} MiB")  # fmt: skip
     print(f"YAML loader, 1 MiB flow list: {yaml_seconds():.1f} s")
 
 
