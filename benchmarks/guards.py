@@ -98,8 +98,12 @@ print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_m
 
 
 def measure(engine: str, shape: str, policy: str, seq_len: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, engine, shape, policy, str(seq_len)],
-                         check=True, capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, engine, shape, policy, str(seq_len)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -119,14 +123,19 @@ def refusal(command: str) -> tuple[float, int, float]:
         path = Path(folder) / "e8.yaml"
         path.write_text("cell: lstm\nlayers: 1\nhidden: 16\ninput: 16\nseq_len: 100000000\n")
         start = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", REFUSAL, command, "-w", str(path)],
-                             capture_output=True, text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", REFUSAL, command, "-w", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         wall = time.perf_counter() - start
         assert "100,000,000 tasks" in out.stderr, out.stderr
         _, peak = out.stdout.split()
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "wpsim.cli", "--version"], capture_output=True,
-                       check=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "wpsim.cli", "--version"], capture_output=True, check=True
+        )
         return wall, int(peak), time.perf_counter() - start
 
 
@@ -156,22 +165,30 @@ def main() -> None:
     args = parser.parse_args()
     small, large = (2_000, 6_000) if args.quick else (5_000, 25_000)
     print(f"{'engine':<10}{'shape':<11}{'policy':<11}{'tasks':>10}{'bytes/task':>12}")
-    for engine, policies in (("graph", ["wavefront"]), ("predict", ["wavefront", "layerwise"]),
-                             ("simulate", ["wavefront", "layerwise"]), ("compare", ["-"]),
-                             ("run", ["wavefront", "layerwise"])):  # fmt: skip
+    for engine, policies in (
+        ("graph", ["wavefront"]),
+        ("predict", ["wavefront", "layerwise"]),
+        ("simulate", ["wavefront", "layerwise"]),
+        ("compare", ["-"]),
+        ("run", ["wavefront", "layerwise"]),
+    ):
         for shape in ("inference", "training"):
             for policy in policies:
                 name = "wavefront" if policy == "-" else policy
                 a = measure(engine, shape, name, small)
                 b = measure(engine, shape, name, large)
                 slope = (b["grown"] - a["grown"]) / (b["n_tasks"] - a["n_tasks"])
-                print(f"{engine:<10}{shape:<11}{policy:<11}{b['n_tasks']:>10,}{slope:>12,.0f}",
-                      flush=True)  # fmt: skip
+                print(
+                    f"{engine:<10}{shape:<11}{policy:<11}{b['n_tasks']:>10,}{slope:>12,.0f}",
+                    flush=True,
+                )
     print(f"executor worker process: {worker_bytes() / 2**20:.0f} MiB resident")
     for command in ("simulate", "predict"):
         wall, peak, version = refusal(command)
-        print(f"{command} refusing 10^8 tasks: {wall:.2f} s ({version:.2f} s for --version), "
-              f"peak {peak / 2**20:.0f} MiB")  # fmt: skip
+        print(
+            f"{command} refusing 10^8 tasks: {wall:.2f} s ({version:.2f} s for --version), "
+            f"peak {peak / 2**20:.0f} MiB"
+        )
     print(f"YAML loader, 1 MiB flow list: {yaml_seconds():.1f} s")
 
 

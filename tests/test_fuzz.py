@@ -38,22 +38,93 @@ FUZZ = dict(
     deadline=None,
     derandomize=True,
     database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.function_scoped_fixture],
-)  # fmt: skip
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 
 #: YAML text that broke, or could break, a loader or a model: tags, aliases, dates, bases...
 TRICKY = [
-    ".inf", "-.inf", ".nan", ".NaN", "1e400", "-1e400", "1e-400", "1e-320", "-0.0", "4.0", "1.5",
-    "true", "false", "yes", "no", "on", "off", "null", "~", "''", "0", "-1", "1", "2", "3", "64",
-    "100000000", "0x7fffffffffffffff", "0x8000000000000000", "9" * 30, "-" + "9" * 25, "1_000",
-    "0o17", "0b101", "1:30:00", "2024-13-45", "2024-01-01", "2024-01-01T25:61:00",
-    '"\\x00"', '"\\ud800"', "[]", "{}", "[1, [2, [3]]]", "{a: 1}", "[" * 70 + "]" * 70,
-    "!!binary AAAA", "!!binary '@@@'", "!!float x", "!!int 1.5", "!!str 5", "!!timestamp x",
-    "!!python/object:os.system {}", "!!python/name:os.system", "*nope", "&a 1", "!!set {a, b}",
-    "!!omap [a: 1]", "!!pairs [a: 1]", "[*x]", "|\n  text", ">-\n x", "'", '"', "{", "]", "? a",
-    "- a", "@x", "`x`", "%YAML 1.1", "---", "...", "#", "a: b: c", "\t", "cafe\u0301", "\u202e",
-]  # fmt: skip
+    ".inf",
+    "-.inf",
+    ".nan",
+    ".NaN",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "1e-320",
+    "-0.0",
+    "4.0",
+    "1.5",
+    "true",
+    "false",
+    "yes",
+    "no",
+    "on",
+    "off",
+    "null",
+    "~",
+    "''",
+    "0",
+    "-1",
+    "1",
+    "2",
+    "3",
+    "64",
+    "100000000",
+    "0x7fffffffffffffff",
+    "0x8000000000000000",
+    "9" * 30,
+    "-" + "9" * 25,
+    "1_000",
+    "0o17",
+    "0b101",
+    "1:30:00",
+    "2024-13-45",
+    "2024-01-01",
+    "2024-01-01T25:61:00",
+    '"\\x00"',
+    '"\\ud800"',
+    "[]",
+    "{}",
+    "[1, [2, [3]]]",
+    "{a: 1}",
+    "[" * 70 + "]" * 70,
+    "!!binary AAAA",
+    "!!binary '@@@'",
+    "!!float x",
+    "!!int 1.5",
+    "!!str 5",
+    "!!timestamp x",
+    "!!python/object:os.system {}",
+    "!!python/name:os.system",
+    "*nope",
+    "&a 1",
+    "!!set {a, b}",
+    "!!omap [a: 1]",
+    "!!pairs [a: 1]",
+    "[*x]",
+    "|\n  text",
+    ">-\n x",
+    "'",
+    '"',
+    "{",
+    "]",
+    "? a",
+    "- a",
+    "@x",
+    "`x`",
+    "%YAML 1.1",
+    "---",
+    "...",
+    "#",
+    "a: b: c",
+    "\t",
+    "cafe\u0301",
+    "\u202e",
+]
 
 scalars = st.one_of(
     st.sampled_from(TRICKY),
@@ -101,9 +172,21 @@ def corrupt(text: str, data: st.DataObject) -> bytes:
 
 
 # ---- workload files ---------------------------------------------------------------------------
-WORKLOAD = {"name": "tiny", "cell": "lstm", "layers": "3", "hidden": "16", "input": "8",
-            "seq_len": "6", "batch": "1", "bidirectional": "false", "phase": "inference",
-            "dtype": "float32", "density": "1.0", "output": "none", "output_size": "0"}  # fmt: skip
+WORKLOAD = {
+    "name": "tiny",
+    "cell": "lstm",
+    "layers": "3",
+    "hidden": "16",
+    "input": "8",
+    "seq_len": "6",
+    "batch": "1",
+    "bidirectional": "false",
+    "phase": "inference",
+    "dtype": "float32",
+    "density": "1.0",
+    "output": "none",
+    "output_size": "0",
+}
 
 
 @settings(max_examples=EXAMPLES["workload"], **FUZZ)
@@ -169,25 +252,56 @@ def test_machine_files(tmp_path_factory, data):
 
 
 # ---- sweep files ------------------------------------------------------------------------------
-PARAMS = ["workload.layers", "workload.hidden", "workload.seq_len", "workload.cell",
-          "workload.hiden", "hardware.clock_hz", "hardware.caches.L2.size_bytes",
-          "hardware.caches.9.size_bytes", "hardware.memory.bandwidth_Bps", "hardware.nope",
-          "cores", "chunk", "helpers", "instances", "granularity", "cost", "policy",
-          "policy.helpers", "run.nope", "nonsense"]  # fmt: skip
+PARAMS = [
+    "workload.layers",
+    "workload.hidden",
+    "workload.seq_len",
+    "workload.cell",
+    "workload.hiden",
+    "hardware.clock_hz",
+    "hardware.caches.L2.size_bytes",
+    "hardware.caches.9.size_bytes",
+    "hardware.memory.bandwidth_Bps",
+    "hardware.nope",
+    "cores",
+    "chunk",
+    "helpers",
+    "instances",
+    "granularity",
+    "cost",
+    "policy",
+    "policy.helpers",
+    "run.nope",
+    "nonsense",
+]
 
 
 #: Valid values of each varied parameter, mixed with hostile ones in the lists.
 VALID = {
-    "workload.layers": ["2", "3"], "workload.hidden": ["8", "16"], "workload.seq_len": ["4", "6"],
-    "workload.cell": ["lstm", "gru"], "hardware.clock_hz": ["2.0e9", "3.0e9"],
-    "hardware.caches.L2.size_bytes": ["1048576"], "hardware.memory.bandwidth_Bps": ["1.0e11"],
-    "cores": ["1", "2", "4"], "chunk": ["1", "2"], "helpers": ["1", "2"], "instances": ["1", "2"],
-    "granularity": ["cell", "op"], "cost": ["model", "ideal"],
+    "workload.layers": ["2", "3"],
+    "workload.hidden": ["8", "16"],
+    "workload.seq_len": ["4", "6"],
+    "workload.cell": ["lstm", "gru"],
+    "hardware.clock_hz": ["2.0e9", "3.0e9"],
+    "hardware.caches.L2.size_bytes": ["1048576"],
+    "hardware.memory.bandwidth_Bps": ["1.0e11"],
+    "cores": ["1", "2", "4"],
+    "chunk": ["1", "2"],
+    "helpers": ["1", "2"],
+    "instances": ["1", "2"],
+    "granularity": ["cell", "op"],
+    "cost": ["model", "ideal"],
     "policy": ["wavefront", "layerwise", "{name: wavefront, helpers: 2}"],
     "policy.helpers": ["1", "2"],
-}  # fmt: skip
-PARAMS = [*VALID, "workload.hiden", "hardware.caches.9.size_bytes", "hardware.nope", "run.nope",
-          "nonsense"]  # fmt: skip
+}
+PARAMS = [
+    *VALID,
+    "workload.hiden",
+    "hardware.caches.9.size_bytes",
+    "hardware.nope",
+    "run.nope",
+    "nonsense",
+]
 
 
 def values(param: str) -> st.SearchStrategy[str]:
@@ -222,25 +336,95 @@ def test_sweep_files(tmp_path_factory, data):
     folder = tmp_path_factory.mktemp("s")
     spec = folder / "s.yaml"
     spec.write_bytes(corrupt("\n".join(lines) + "\n", data))
-    check(["sweep", str(spec), "--out", str(folder / "out"), "-j", "1", "-q", "--max-points", "3"],
-          ok=(0, 1, 2))  # fmt: skip
+    check(
+        ["sweep", str(spec), "--out", str(folder / "out"), "-j", "1", "-q", "--max-points", "3"],
+        ok=(0, 1, 2),
+    )
 
 
 # ---- command-line flags -----------------------------------------------------------------------
 WORDS = st.one_of(
-    st.sampled_from(["0", "-1", "1", "2", "7", "48", "49", "100000", "1e3", "2.5", "", " ", "x",
-                     "nan", "inf", "-5", "9" * 40, "--", "-", "tiny", "demo", "deep_lstm",
-                     "wavefront", "layerwise", "helper", "multiprogram", "persistent", "nope",
-                     "cell", "op", "ideal", "model", "xeon8160_2s", "v100", "lstm_accel_2core",
-                     "/dev/zero", "/dev/full", "/", "/proc", "/nonexistent/x", "g.xyz",
-                     "/proc/x.png", "~", "a,b", "1,2", "\u202e"]),
-    st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
-            max_size=10),
-)  # fmt: skip
-FLAGS = ["-w", "--workload", "--granularity", "--chunk", "-m", "--hardware", "-p", "--policy",
-         "--cores", "--helpers", "--instances", "--cost", "--json", "--profile", "--analytic",
-         "--policies", "--allow-large", "--gantt", "--plot", "--graphml", "--dot", "--trace",
-         "--nope", "-h"]  # fmt: skip
+    st.sampled_from(
+        [
+            "0",
+            "-1",
+            "1",
+            "2",
+            "7",
+            "48",
+            "49",
+            "100000",
+            "1e3",
+            "2.5",
+            "",
+            " ",
+            "x",
+            "nan",
+            "inf",
+            "-5",
+            "9" * 40,
+            "--",
+            "-",
+            "tiny",
+            "demo",
+            "deep_lstm",
+            "wavefront",
+            "layerwise",
+            "helper",
+            "multiprogram",
+            "persistent",
+            "nope",
+            "cell",
+            "op",
+            "ideal",
+            "model",
+            "xeon8160_2s",
+            "v100",
+            "lstm_accel_2core",
+            "/dev/zero",
+            "/dev/full",
+            "/",
+            "/proc",
+            "/nonexistent/x",
+            "g.xyz",
+            "/proc/x.png",
+            "~",
+            "a,b",
+            "1,2",
+            "\u202e",
+        ]
+    ),
+    st.text(
+        alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
+        max_size=10,
+    ),
+)
+FLAGS = [
+    "-w",
+    "--workload",
+    "--granularity",
+    "--chunk",
+    "-m",
+    "--hardware",
+    "-p",
+    "--policy",
+    "--cores",
+    "--helpers",
+    "--instances",
+    "--cost",
+    "--json",
+    "--profile",
+    "--analytic",
+    "--policies",
+    "--allow-large",
+    "--gantt",
+    "--plot",
+    "--graphml",
+    "--dot",
+    "--trace",
+    "--nope",
+    "-h",
+]
 VALUELESS = {"--json", "--profile", "--analytic", "--allow-large", "-h"}
 
 

@@ -27,16 +27,31 @@ def _shapes() -> list[Workload]:
         Workload(**base),
         Workload(**{**base, "cell": "gru", "bidirectional": True}),
         Workload(**{**base, "phase": "training", "output": "softmax", "output_size": 5}),
-        Workload(**{**base, "cell": "rnn", "bidirectional": True, "phase": "training",
-                    "output": "linear", "output_size": 3}),
-    ]  # fmt: skip
+        Workload(
+            **{
+                **base,
+                "cell": "rnn",
+                "bidirectional": True,
+                "phase": "training",
+                "output": "linear",
+                "output_size": 3,
+            }
+        ),
+    ]
 
 
 @pytest.mark.parametrize("workload", _shapes(), ids=lambda w: f"{w.cell}-{w.phase}")
-@pytest.mark.parametrize("options", [
-    {"chunk": 1}, {"chunk": 3}, {"chunk": 7}, {"chunk": 1, "instances": 3},
-    {"chunk": 1, "hoist_input": 7}, {"chunk": 1, "hoist_input": 3},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"chunk": 1},
+        {"chunk": 3},
+        {"chunk": 7},
+        {"chunk": 1, "instances": 3},
+        {"chunk": 1, "hoist_input": 7},
+        {"chunk": 1, "hoist_input": 3},
+    ],
+)
 def test_cell_task_counts_are_exact(workload, options):
     graph = build(workload, **options)
     assert estimate_tasks(workload, **options) == graph.number_of_nodes()
@@ -96,8 +111,10 @@ def test_sweep_workers_share_the_limit(monkeypatch):
 
 def test_available_memory_respects_an_address_space_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    script = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, "
-              f"{hard})); from wpsim.guards import available_memory_bytes as a; print(a())")  # fmt: skip
+    script = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, "
+        f"{hard})); from wpsim.guards import available_memory_bytes as a; print(a())"
+    )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert int(out.stdout) < 2 * 2**30
 
@@ -121,12 +138,18 @@ def test_run_with_hidden_40000_is_refused_before_allocating(tmp_path, capsys):
 def _refusal(command: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, int, int]:
     path = tmp_path / "e8.yaml"
     path.write_text(HUGE)
-    probe = ("import resource, runpy, sys; sys.argv = ['wpsim', *sys.argv[1:]]\n"
-             "try:\n    runpy.run_module('wpsim.console', run_name='__main__')\n"
-             "except SystemExit as e:\n    code = e.code\n"
-             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", probe, command, "-w", str(path)],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    probe = (
+        "import resource, runpy, sys; sys.argv = ['wpsim', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('wpsim.console', run_name='__main__')\n"
+        "except SystemExit as e:\n    code = e.code\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, command, "-w", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     maxrss_kb, code = proc.stdout.split()
     return proc, int(maxrss_kb), int(code)
 
@@ -143,8 +166,9 @@ def test_a_1e8_task_workload_is_refused_in_bounded_memory(tmp_path, command):
 
 def test_a_sweep_point_beyond_the_limit_is_a_failed_row(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
-    spec.write_text("workload: tiny\nhardware: xeon8160_2s\nvary:\n"
-                    "  workload.seq_len: [6, 100000000]\n")  # fmt: skip
+    spec.write_text(
+        "workload: tiny\nhardware: xeon8160_2s\nvary:\n  workload.seq_len: [6, 100000000]\n"
+    )
     code = main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--workers", "1", "-q"])
     captured = capsys.readouterr()
     assert code == 1

@@ -153,9 +153,17 @@ def test_inf_in_a_machine_file_is_refused_with_the_field_named(tmp_path):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("layers", True), ("hidden", False), ("seq_len", True), ("batch", True),
-     ("density", True), ("bidirectional", 1), ("density", math.inf), ("density", math.nan)],
-)  # fmt: skip
+    [
+        ("layers", True),
+        ("hidden", False),
+        ("seq_len", True),
+        ("batch", True),
+        ("density", True),
+        ("bidirectional", 1),
+        ("density", math.inf),
+        ("density", math.nan),
+    ],
+)
 def test_workload_numbers_are_strict(field, value):
     data = {"cell": "lstm", "layers": 2, "hidden": 16, "input": 8, "seq_len": 4, field: value}
     with pytest.raises(ConfigError) as error:
@@ -180,8 +188,10 @@ def test_layers_true_in_a_workload_file_fails(tmp_path):
     ],
 )
 def test_random_ranges_must_be_finite_and_typed(tmp_path, vary, fragment):
-    spec = ("workload: tiny\nhardware: xeon8160_2s\nmode: random\nsamples: 3\n"
-            f"vary:\n  workload.hidden: {vary}\n")  # fmt: skip
+    spec = (
+        "workload: tiny\nhardware: xeon8160_2s\nmode: random\nsamples: 3\n"
+        f"vary:\n  workload.hidden: {vary}\n"
+    )
     path = write(tmp_path, spec)
     with pytest.raises(ConfigError) as error:
         load_sweep(path)
@@ -191,8 +201,10 @@ def test_random_ranges_must_be_finite_and_typed(tmp_path, vary, fragment):
 def test_an_integer_range_up_to_the_int64_limit_samples(tmp_path):
     from wpsim.sweep import expand
 
-    spec = ("workload: tiny\nhardware: xeon8160_2s\nmode: random\nsamples: 3\nseed: 1\n"
-            f"vary:\n  workload.seq_len: {{min: 1, max: {2**63 - 1}}}\n")  # fmt: skip
+    spec = (
+        "workload: tiny\nhardware: xeon8160_2s\nmode: random\nsamples: 3\nseed: 1\n"
+        f"vary:\n  workload.seq_len: {{min: 1, max: {2**63 - 1}}}\n"
+    )
     points = expand(load_sweep(write(tmp_path, spec)))
     assert all(1 <= p["workload.seq_len"] <= 2**63 - 1 for _, p in points)
 
@@ -224,16 +236,24 @@ def test_a_misspelt_gpu_field_names_the_closest_one(tmp_path):
 @pytest.mark.parametrize(
     ("spec", "fragment"),
     [
-        ("workload: tiny\nhardware: xeon8160_2s\nvray:\n  cores: [1]\n",
-         "unknown field 'vray' (did you mean 'vary'?)"),
-        ("workload: tiny\nhardware: xeon8160_2s\nvary:\n  workload.hiden: [8]\n",
-         "unknown workload field 'hiden' (did you mean 'hidden'?)"),
-        ("workload: tiny\nhardware: xeon8160_2s\nvary:\n  hardware.clock_hx: [1.0e9]\n",
-         "unknown machine field 'clock_hx' (did you mean 'clock_hz'?)"),
-        ("workload: tiny\nhardware: xeon8160_2s\nrun: {chunck: 2}\n",
-         "unknown field 'run.chunck' (did you mean 'chunk'?)"),
+        (
+            "workload: tiny\nhardware: xeon8160_2s\nvray:\n  cores: [1]\n",
+            "unknown field 'vray' (did you mean 'vary'?)",
+        ),
+        (
+            "workload: tiny\nhardware: xeon8160_2s\nvary:\n  workload.hiden: [8]\n",
+            "unknown workload field 'hiden' (did you mean 'hidden'?)",
+        ),
+        (
+            "workload: tiny\nhardware: xeon8160_2s\nvary:\n  hardware.clock_hx: [1.0e9]\n",
+            "unknown machine field 'clock_hx' (did you mean 'clock_hz'?)",
+        ),
+        (
+            "workload: tiny\nhardware: xeon8160_2s\nrun: {chunck: 2}\n",
+            "unknown field 'run.chunck' (did you mean 'chunk'?)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_misspelt_sweep_field_names_the_closest_one(tmp_path, spec, fragment):
     path = write(tmp_path, spec)
     with pytest.raises(ConfigError) as error:

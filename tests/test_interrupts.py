@@ -35,8 +35,19 @@ def _start_run(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, list[int],
     env = dict(os.environ, WPSIM_EXECUTOR_PIDFILE=str(pidfile))
     for var in BLAS_ENV:
         env.pop(var, None)
-    cmd = [*WPSIM, "run", "-w", TINY, "--workers", "2", "--repeats", "1000000", "--warmup", "0",
-           *args]  # fmt: skip
+    cmd = [
+        *WPSIM,
+        "run",
+        "-w",
+        TINY,
+        "--workers",
+        "2",
+        "--repeats",
+        "1000000",
+        "--warmup",
+        "0",
+        *args,
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (pidfile.exists() and pidfile.read_text().endswith("\n")):
@@ -147,7 +158,12 @@ sys.exit(main())
     ],
 )
 def test_an_interrupt_while_modules_load_is_one_line(module, sig):
-    proc = subprocess.run([sys.executable, "-c", DRIVER, module, sig, "simulate", "-w", TINY],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, module, sig, "simulate", "-w", TINY],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr == "wpsim: interrupted\n"

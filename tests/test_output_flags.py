@@ -102,8 +102,11 @@ def test_outputs_are_written_when_the_target_is_fine(tmp_path, capsys):
 def folder_targets(tmp_path: Path) -> dict[str, Path]:
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    return {"a file": a_file, "unwritable": Path("/proc/wpsim-test-dir"),
-            "under a file": a_file / "sub"}  # fmt: skip
+    return {
+        "a file": a_file,
+        "unwritable": Path("/proc/wpsim-test-dir"),
+        "under a file": a_file / "sub",
+    }
 
 
 def test_demo_out_is_checked(tmp_path, capsys):
@@ -139,8 +142,9 @@ def test_validate_out_is_checked_before_measuring(tmp_path, capsys, monkeypatch)
 
     monkeypatch.setattr(wpsim.validate, "validate", no_measuring)
     for what, target in folder_targets(tmp_path).items():
-        code, err = run_cli(["validate", "-w", "tiny", "-m", "xeon8160_2s", "--out",
-                             str(target)], capsys)  # fmt: skip
+        code, err = run_cli(
+            ["validate", "-w", "tiny", "-m", "xeon8160_2s", "--out", str(target)], capsys
+        )
         assert code == 2, (what, err)
         assert f"--out {target}: " in err and err.count("\n") == 1
 
@@ -164,15 +168,35 @@ def test_calibrate_out_is_checked_before_measuring(tmp_path, capsys, monkeypatch
     [
         (["run", "--seed", "-5"], "argument --seed: expected an integer >= 0, got -5"),
         (["calibrate", "--cores", "999"], "--cores: CPU 999 is not one this process may run on"),
-        (["sweep", str(ROOT / "sweeps" / "cores_scaling.yaml"), "--out", "x", "--backend",
-          "dask", "--scheduler", "garbage"], "--scheduler: got 'garbage', expected an address"),
-        (["sweep", str(ROOT / "sweeps" / "cores_scaling.yaml"), "--out", "x", "--scheduler",
-          "tcp://h:1"], "--scheduler needs --backend dask"),
+        (
+            [
+                "sweep",
+                str(ROOT / "sweeps" / "cores_scaling.yaml"),
+                "--out",
+                "x",
+                "--backend",
+                "dask",
+                "--scheduler",
+                "garbage",
+            ],
+            "--scheduler: got 'garbage', expected an address",
+        ),
+        (
+            [
+                "sweep",
+                str(ROOT / "sweeps" / "cores_scaling.yaml"),
+                "--out",
+                "x",
+                "--scheduler",
+                "tcp://h:1",
+            ],
+            "--scheduler needs --backend dask",
+        ),
         (["simulate", "-w", "tiny", "--chunk", "7"], "--chunk: got 7, expected at most"),
         (["simulate", "--cores", "0"], "argument --cores: expected a positive integer"),
         (["run", "--stall-timeout", "-1"], "argument --stall-timeout: expected seconds > 0"),
     ],
-)  # fmt: skip
+)
 def test_bad_flags_are_one_line_errors(argv, fragment, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     try:

@@ -103,16 +103,33 @@ def test_a_grid_over_the_limit_needs_yes_and_shows_count_and_time(tmp_path, caps
     assert "12 points (about " in err and "points/s per worker" in err and "--yes" in err
     assert not (tmp_path / "o").exists()
     assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "-j", "1", "-q", "--yes"]) == 0
-    assert main(["sweep", str(spec), "--out", str(tmp_path / "p"), "-j", "1", "-q",
-                 "--max-points", "10"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "sweep",
+                str(spec),
+                "--out",
+                str(tmp_path / "p"),
+                "-j",
+                "1",
+                "-q",
+                "--max-points",
+                "10",
+            ]
+        )
+        == 0
+    )
 
 
 def test_a_ten_billion_point_grid_is_refused_at_once(tmp_path, capsys):
     values = ", ".join(str(v) for v in range(1, 101))
-    spec = spec_file(tmp_path, "workload: tiny\nhardware: xeon8160_2s\nvary:\n"
-                     f"  workload.hidden: [{values}]\n  workload.input: [{values}]\n"
-                     f"  workload.batch: [{values}]\n  workload.layers: [{values}]\n"
-                     f"  cores: [{values}]\n")  # fmt: skip
+    spec = spec_file(
+        tmp_path,
+        "workload: tiny\nhardware: xeon8160_2s\nvary:\n"
+        f"  workload.hidden: [{values}]\n  workload.input: [{values}]\n"
+        f"  workload.batch: [{values}]\n  workload.layers: [{values}]\n"
+        f"  cores: [{values}]\n",
+    )
     code = main(["sweep", str(spec), "--out", str(tmp_path / "o"), "-j", "1", "-q"])
     err = capsys.readouterr().err
     assert code == 2 and "10,000,000,000 points" in err and "--yes" in err
@@ -121,11 +138,15 @@ def test_a_ten_billion_point_grid_is_refused_at_once(tmp_path, capsys):
 # ---- Dask: lost workers ---------------------------------------------------------------------------
 def test_lost_dask_workers_end_the_sweep_with_one_line_and_resume_works(tmp_path, capsys):
     distributed = pytest.importorskip("distributed")
-    spec = spec_file(tmp_path, SPEC.replace("cores: [1, 2, 4]", "cores: [1, 2, 3, 4, 6, 8, 12, 16]")
-                     + "engine: simulate\n")  # fmt: skip
+    spec = spec_file(
+        tmp_path,
+        SPEC.replace("cores: [1, 2, 4]", "cores: [1, 2, 3, 4, 6, 8, 12, 16]")
+        + "engine: simulate\n",
+    )
     out = tmp_path / "out"
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                       dashboard_address=None)  # fmt: skip
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    )
     stop = threading.Event()
 
     def close_after_first_rows() -> None:
@@ -140,8 +161,15 @@ def test_lost_dask_workers_end_the_sweep_with_one_line_and_resume_works(tmp_path
     closer.start()
     try:
         with pytest.raises(WpsimError) as error:
-            run_sweep(spec, out, backend="dask", scheduler=cluster.scheduler_address,
-                      progress=False, chunk_target_s=0.01, max_chunk=2)  # fmt: skip
+            run_sweep(
+                spec,
+                out,
+                backend="dask",
+                scheduler=cluster.scheduler_address,
+                progress=False,
+                chunk_target_s=0.01,
+                max_chunk=2,
+            )
     finally:
         stop.set()
         closer.join(10)
@@ -169,8 +197,19 @@ def test_a_lost_dask_worker_on_the_command_line_is_exit_2(tmp_path, capsys, monk
 
     monkeypatch.setattr(sweep_run, "run_sweep", lost)
     monkeypatch.setattr("wpsim.sweep.run_sweep", lost)
-    code = main(["sweep", str(spec_file(tmp_path)), "--out", str(tmp_path / "o"), "--backend",
-                 "dask", "-j", "1", "-q"])  # fmt: skip
+    code = main(
+        [
+            "sweep",
+            str(spec_file(tmp_path)),
+            "--out",
+            str(tmp_path / "o"),
+            "--backend",
+            "dask",
+            "-j",
+            "1",
+            "-q",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "lost the workers" in err
 

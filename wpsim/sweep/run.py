@@ -34,6 +34,7 @@ from typing import Any
 
 from wpsim import __version__
 from wpsim.errors import ConfigError, WpsimError
+from wpsim.outputs import output_folder
 from wpsim.sweep import store
 from wpsim.sweep.evaluate import (
     Evaluator,
@@ -459,11 +460,7 @@ def run_sweep(
         After saving every finished point (Ctrl-C or SIGTERM).
     """
     loaded = spec if isinstance(spec, LoadedSweep) else load_sweep(spec)
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigError(f"--out {out}: cannot create ({error.strerror})") from None
+    out = output_folder(out_dir, "--out")
     workers = workers or default_workers()
     if workers < 1:
         raise ConfigError(f"--workers: got {workers}, expected an integer >= 1")
