@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit status (argparse exits itself on bad options: 2)."""
-    from wpsim.console import INTERRUPTED, sigterm_as_interrupt
+    from wpsim.console import INTERRUPTED, interrupted, sigterm_as_interrupt
 
     with sigterm_as_interrupt():
         try:
@@ -207,18 +207,27 @@ def main(argv: list[str] | None = None) -> int:
                 print("wpsim: error: expected a command (see the list above)", file=sys.stderr)
                 return 2
             return int(args.func(args) or 0)
-        except WpsimError as error:
-            print(f"wpsim: error: {' '.join(str(error).split())}", file=sys.stderr)
-            return 2
         except KeyboardInterrupt:
             print("wpsim: interrupted", file=sys.stderr)
             return INTERRUPTED
+        except WpsimError as error:
+            if interrupted():  # e.g. a worker that saw the same Ctrl-C
+                print("wpsim: interrupted", file=sys.stderr)
+                return INTERRUPTED
+            print(f"wpsim: error: {' '.join(str(error).split())}", file=sys.stderr)
+            return 2
         except BrokenPipeError:
             return 0
         except MemoryError:
             print("wpsim: error: out of memory (the size guard's estimate was too low; use a "
                   "smaller workload or a larger --chunk)", file=sys.stderr)  # fmt: skip
             return 2
+        except Exception:
+            if not interrupted():
+                raise
+            # an interrupt while a command loads a module may surface as another error
+            print("wpsim: interrupted", file=sys.stderr)
+            return INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,10 +1,10 @@
 """The ``wpsim`` console script: a thin shell around :func:`wpsim.cli.main`.
 
-It imports nothing at module level, so that an interrupt at any moment ends with one line and the
-status of an interrupt, never a traceback: while Python loads wpsim and its dependencies (half a
-second at start-up), while a command runs (:func:`wpsim.cli.main` handles it there, after the
-command has saved what it finished), and while the interpreter shuts down (interrupts are
-ignored once the command has returned).
+It imports only modules built into the interpreter, so that an interrupt at any moment ends
+with one line and the status of an interrupt, never a traceback: while Python loads wpsim and its
+dependencies (half a second at start-up), while a command runs (:func:`wpsim.cli.main` handles it
+there, after the command has saved what it finished), and while the interpreter shuts down
+(interrupts are ignored once the command has returned).
 
 SIGTERM is handled like Ctrl-C (:func:`sigterm_as_interrupt`): the command stops its workers,
 removes its shared memory and exits with the same status, 130. Interrupts before this module
