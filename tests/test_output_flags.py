@@ -194,6 +194,10 @@ def test_calibrate_out_is_checked_before_measuring(tmp_path, capsys, monkeypatch
         ),
         (["simulate", "-w", "tiny", "--chunk", "7"], "--chunk: got 7, expected at most"),
         (["simulate", "--cores", "0"], "argument --cores: expected a positive integer"),
+        (
+            ["simulate", "-w", "tiny", "-m", "lstm_accel_2core", "--cores", "1000000000"],
+            "--cores 1000000000: expected 1..4096",
+        ),
         (["run", "--stall-timeout", "-1"], "argument --stall-timeout: expected seconds > 0"),
     ],
 )

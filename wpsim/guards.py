@@ -54,7 +54,9 @@ WORKER_BYTES = 80 * 2**20
 #: Share of the available memory one command may plan to use: the rest is for everything else
 #: running, and for the estimate's own error.
 MEMORY_FRACTION = 0.8
-#: Worker processes per CPU beyond which a command refuses unless forced.
+#: Worker processes per CPU beyond which a command refuses unless forced: oversubscribing a
+#: few times over is a legitimate experiment (time-sharing, a policy on more groups than CPUs),
+#: beyond that the workers only wait for each other and their start-up and memory add up.
 MAX_WORKERS_PER_CPU = 4
 
 
@@ -74,7 +76,9 @@ def estimate_tasks(
 ) -> int:
     """Tasks of ``wpsim.graph.build(workload, granularity, chunk, hoist_input, instances)``:
     exact for cell graphs (:func:`wpsim.analysis.closed_form_n_tasks` plus hoisted input
-    GEMMs), an upper bound for op graphs (every op of every step, before batching over time).
+    GEMMs), an upper bound for op graphs (every op of every step: the graph is built so before
+    its hoistable ops are batched over time, so that is its peak; the bytes per task measured
+    on cell graphs are applied to it).
 
     Examples
     --------
