@@ -7,21 +7,27 @@ removes what does not grow with the graph); the shapes are unidirectional infere
 bidirectional training with an output layer (more edges per task). ``--quick`` runs smaller
 graphs.
 
-Measured on the development machine (Intel Xeon (KVM), 2 cores, 24 GiB, Python 3.11,
-networkx 3.x, simpy 4.1), ``python benchmarks/guards.py``, peak bytes per task:
+Measured on the development machine (Intel Xeon (KVM), 2 cores, 24 GiB; Python 3.11),
+``python benchmarks/guards.py`` (5,000 and 25,000 steps of a 10-layer LSTM), peak bytes per task:
 
-=========  ==================  ==========================
-engine     inference, 1 dir.   training, 2 dir., output
-=========  ==================  ==========================
-graph      1,623               1,919
-predict    2,236               2,562
-simulate   3,164               3,624
-run        2,150               2,449   (graph, plan, coordinator; buffers counted apart)
-=========  ==================  ==========================
+=========  ======================  ===========================  ==========================
+engine     inference, wavefront    inference, layerwise         training (2 dir., output),
+                                                                wavefront / layerwise
+=========  ======================  ===========================  ==========================
+graph      1,653                   -                            2,217 / -
+predict    2,000                   2,724                        2,646 / 3,303
+simulate   2,260                   2,913                        2,859 / 3,525
+compare    3,814 (5 CPU policies)      -                            4,509
+run        2,000                   2,412                        2,646 / 3,127
+=========  ======================  ===========================  ==========================
 
-:data:`wpsim.guards.BYTES_PER_TASK` rounds the largest of each row up (graph 2,000, predict
-2,700, simulate 3,800, run 2,600). The same run times PyYAML's pure-Python loader on a 1 MiB
-flow list, the worst case :data:`wpsim.config.MAX_INPUT_BYTES` allows: 4-6 s on that machine.
+:data:`wpsim.guards.BYTES_PER_TASK` rounds the largest of each row up (graph 2,400, predict
+3,600, simulate 3,800, compare 4,800, run 3,400). One executor worker process holds 64 MiB
+(:data:`wpsim.guards.WORKER_BYTES`: 80 MiB). Refusing a 10^8-task workload took 0.35 s
+(``simulate``) and 0.37 s (``predict``) for the whole process, start-up included (``wpsim
+--version``: 0.35 s), at a peak of 59 MiB. PyYAML's pure-Python loader rejected a 1 MiB flow
+list, the worst case :data:`wpsim.config.MAX_INPUT_BYTES` allows, in 6.3-6.5 s (two runs, the
+machine shared with other work).
 """
 
 from __future__ import annotations

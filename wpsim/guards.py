@@ -38,18 +38,20 @@ from typing import Any
 from wpsim.errors import ConfigError
 from wpsim.workload import Workload
 
-#: Peak bytes per task of each engine: graph, compiled plan, cost model and trace (the largest
-#: measured over unidirectional inference and bidirectional training with an output layer,
-#: wavefront and layerwise, rounded up; ``benchmarks/guards.py`` measures them).
+#: Peak bytes per task of each engine: graph, compiled plan, cost model and trace; for
+#: ``compare`` every CPU policy's result kept; for ``run`` the coordinator's graph, plan and
+#: order. The largest measured over unidirectional inference and bidirectional training with an
+#: output layer, wavefront and layerwise (250k to 1M tasks), rounded up: see
+#: ``benchmarks/guards.py``.
 BYTES_PER_TASK = {
     "graph": 2_400,
-    "predict": 2_800,
-    "simulate": 3_400,
-    "compare": 3_400,
-    "run": 2_800,
+    "predict": 3_600,
+    "simulate": 3_800,
+    "compare": 4_800,
+    "run": 3_400,
 }
-#: Resident memory of one executor worker process besides the shared buffers (numpy, scipy and
-#: the kernels imported; ``benchmarks/guards.py`` measures it).
+#: Resident memory of one executor worker process besides the shared arrays (numpy, scipy and
+#: the kernels imported): 64 MiB measured (``benchmarks/guards.py``), rounded up.
 WORKER_BYTES = 80 * 2**20
 #: Share of the available memory one command may plan to use: the rest is for everything else
 #: running, and for the estimate's own error.
