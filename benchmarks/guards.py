@@ -17,7 +17,7 @@ engine     inference, wavefront    inference, layerwise         training (2 dir.
 graph      1,653                   -                            2,217 / -
 predict    2,000                   2,724                        2,646 / 3,303
 simulate   2,260                   2,913                        2,859 / 3,525
-compare    3,814 (5 CPU policies)      -                            4,509
+compare    3,814 (5 CPU policies)  -                            4,509
 run        2,000                   2,412                        2,646 / 3,127
 =========  ======================  ===========================  ==========================
 
