@@ -220,3 +220,48 @@ def test_unknown_scheduler_addresses_are_refused_before_connecting(tmp_path):
     for bad in ("garbage", "http://x:1", "tcp://", "tcp://a b:1"):
         with pytest.raises(ConfigError, match="expected an address such as tcp://HOST:PORT"):
             check_scheduler(bad)
+
+
+def test_a_dask_cluster_left_without_workers_ends_the_sweep(tmp_path):
+    """The scheduler stays up but every worker retires: the scattered context goes with them,
+    Dask cancels the chunks, and the sweep ends with one line; what finished is saved."""
+    distributed = pytest.importorskip("distributed")
+    spec = spec_file(
+        tmp_path,
+        SPEC.replace("cores: [1, 2, 4]", "cores: [1, 2, 3, 4, 6, 8, 12, 16]")
+        + "engine: simulate\n",
+    )
+    out = tmp_path / "out"
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    )
+    stop = threading.Event()
+
+    def retire_after_first_rows() -> None:
+        while not stop.is_set():
+            results = out / RESULTS
+            if results.exists() and len(results.read_bytes().splitlines()) >= 3:
+                cluster.scale(0)
+                return
+            time.sleep(0.01)
+
+    retirer = threading.Thread(target=retire_after_first_rows, daemon=True)
+    retirer.start()
+    try:
+        with pytest.raises(WpsimError, match=r"^--backend dask: lost the workers") as error:
+            run_sweep(
+                spec,
+                out,
+                backend="dask",
+                scheduler=cluster.scheduler_address,
+                progress=False,
+                chunk_target_s=0.01,
+                max_chunk=2,
+            )
+    finally:
+        stop.set()
+        retirer.join(10)
+        cluster.close()
+    assert "\n" not in str(error.value)
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["points_done"] == len((out / RESULTS).read_text().splitlines()) - 1 >= 2

@@ -313,6 +313,8 @@ class _DaskBackend:
     def wait(self) -> list[tuple[Any, list[dict], float]]:
         from distributed import wait
 
+        # when every worker is gone, so is the scattered context every chunk needs: Dask
+        # cancels the chunks (FutureCancelledError), which ends up here
         try:
             result = wait(list(self.futures), return_when="FIRST_COMPLETED")
             out = []
