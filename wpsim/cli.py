@@ -104,7 +104,18 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--allow-large", action="store_true",
         help="run even when the estimated memory exceeds what this computer can give "
-        "(see wpsim.guards)",
+        "(see Limits in docs/reference/cli.md)",
+    )  # fmt: skip
+
+
+def add_force_workers(p: argparse.ArgumentParser) -> None:
+    """``--force-workers``: overrides the process guard (:func:`wpsim.guards.check_workers`)."""
+    from wpsim.guards import MAX_WORKERS_PER_CPU
+
+    p.add_argument(
+        "--force-workers", action="store_true",
+        help=f"start more than {MAX_WORKERS_PER_CPU} workers per CPU anyway (see Limits in "
+        "docs/reference/cli.md)",
     )  # fmt: skip
 
 
@@ -237,6 +248,7 @@ if __name__ == "__main__":  # pragma: no cover
 __all__ = [
     "ArgumentParser",
     "ConfigError",
+    "add_force_workers",
     "add_workload_args",
     "build_parser",
     "check_size",

@@ -7,7 +7,14 @@ import os
 import sys
 from pathlib import Path
 
-from wpsim.cli import add_workload_args, check_size, positive_int, print_json, resolve_workload
+from wpsim.cli import (
+    add_force_workers,
+    add_workload_args,
+    check_size,
+    positive_int,
+    print_json,
+    resolve_workload,
+)
 from wpsim.errors import ConfigError
 from wpsim.guards import check_workers
 from wpsim.outputs import check_output, output_folder
@@ -164,8 +171,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with 'rows' and 'per_kind'")  # fmt: skip
     p.add_argument("--out", "-o", metavar="DIR", help="write the CSVs and Gantt charts here")
-    p.add_argument("--force-workers", action="store_true",
-                   help="start more than 4 workers per CPU anyway (see wpsim.guards)")  # fmt: skip
+    add_force_workers(p)
     p.set_defaults(func=_cmd_validate)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from wpsim.cli import (
+    add_force_workers,
     add_workload_args,
     check_size,
     non_negative_int,
@@ -41,7 +42,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                      repeats=args.repeats, warmup=args.warmup, granularity=args.granularity,
                      stall_timeout_s=args.stall_timeout)  # fmt: skip
     if args.trace:
-        result.trace.to_chrome(args.trace, result.labels, [t.layer for t in result.tasks],
+        layers = [t.layer for t in result.tasks]
+        result.trace.to_chrome(args.trace, result.labels, layers,
                                process_name=f"wpsim run {result.policy}", flag="--trace")  # fmt: skip
     if args.json:
         summary = result.to_dict()
@@ -103,8 +105,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "--seed", type=non_negative_int, default=0,
         help="seed of the parameters and input, an integer >= 0 (default 0)",
     )  # fmt: skip
-    p.add_argument("--force-workers", action="store_true",
-                   help="start more than 4 workers per CPU anyway (see wpsim.guards)")  # fmt: skip
+    add_force_workers(p)
     p.add_argument("--stall-timeout", type=positive_seconds, metavar="SECONDS",
                    help="end the run when a worker makes no progress for this long (default: "
                    "from the task's predicted length, at least 10 s)")  # fmt: skip

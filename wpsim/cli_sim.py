@@ -101,7 +101,7 @@ def _emit(args: argparse.Namespace, result: Result, engine: str) -> int:
         labels = [t.label for t in tasks]
         if args.trace:
             result.trace.to_chrome(args.trace, labels, [t.layer for t in tasks],
-                                   process_name=f"wpsim {result.policy}", flag="--trace")  # fmt: skip
+                                   f"wpsim {result.policy}", flag="--trace")  # fmt: skip
         if args.gantt:
             from wpsim.plots import save_schedule_figure
 

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from wpsim.cli import positive_int, print_json
+from wpsim.cli import add_force_workers, positive_int, print_json
 from wpsim.errors import ConfigError
 from wpsim.guards import check_workers
 from wpsim.outputs import output_folder
@@ -130,9 +130,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
                    help=f"run a sweep of more than {CONFIRM_POINTS:,} points")  # fmt: skip
     p.add_argument("--allow-large", action="store_true",
                    help="evaluate points whose estimated memory exceeds a worker's share "
-                   "(otherwise failed rows; see wpsim.guards)")  # fmt: skip
-    p.add_argument("--force-workers", action="store_true",
-                   help="start more than 4 workers per CPU anyway (see wpsim.guards)")  # fmt: skip
+                   "(else failed rows; see Limits in docs/reference/cli.md)")  # fmt: skip
+    add_force_workers(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_cmd_sweep)
