@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from wpsim.cli import add_workload_args, positive_int, print_json, resolve_workload
+from wpsim.cli import (
+    add_force_workers,
+    add_workload_args,
+    check_size,
+    positive_int,
+    print_json,
+    resolve_workload,
+)
 from wpsim.errors import ConfigError
+from wpsim.guards import check_workers
+from wpsim.outputs import check_output, output_folder
 
 DEFAULT_HOST = Path(__file__).resolve().parent.parent / "hw_configs" / "host.yaml"
 
@@ -64,12 +74,16 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     if args.runtime:
         return _cmd_calibrate_runtime(args)
-    out = Path(args.out or DEFAULT_HOST)
-    if out.exists() and out.is_dir():
-        raise ConfigError(f"--out {out}: is a folder, expected a machine file path (.yaml)")
+    out = check_output(args.out or DEFAULT_HOST, "--out")  # before measuring: a minute lost otherwise
     cores = args.cores
-    if cores is not None and len(cores) < 1:
-        raise ConfigError("--cores: expected at least one core")
+    if cores is not None:
+        allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        missing = [c for c in cores if allowed and c not in allowed]
+        if missing:
+            raise ConfigError(
+                f"--cores: CPU {missing[0]} is not one this process may run on (allowed: "
+                f"{','.join(map(str, allowed))})"
+            )
     quiet = args.json
     result = calibrate(
         out, quick=args.quick, cores=cores,
@@ -126,6 +140,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from wpsim.hardware import load_machine, resolve_machine_path
+    from wpsim.policies import available, get_policy
     from wpsim.validate import format_report, validate
 
     if args.granularity != "cell":
@@ -135,6 +150,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         )
     workload = resolve_workload(args.workload)
     machine = load_machine(resolve_machine_path(args.hardware))
+    check_workers(max(args.workers), "--workers", args.force_workers, "wpsim validate")
+    for name in set(args.policies) & set(available()):  # unknown names: validate says so
+        policy = get_policy(name)
+        check_size(args, workload, "run", policy, max(args.workers))
+        check_size(args, workload, "simulate", policy)
+    if args.out:
+        output_folder(args.out, "--out")  # before measuring
     from wpsim.calibrate import calibration_mismatch
 
     mismatch = calibration_mismatch(machine)
@@ -174,6 +196,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with 'rows' and 'per_kind'")  # fmt: skip
     p.add_argument("--out", "-o", metavar="DIR", help="write the CSVs and Gantt charts here")
+    add_force_workers(p)
     p.set_defaults(func=_cmd_validate)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from wpsim.cli import add_workload_args, positive_int, print_json, resolve_workload
+from wpsim.cli import add_workload_args, check_size, positive_int, print_json, resolve_workload
 from wpsim.hardware import CpuMachine, load_machine, resolve_machine_path
+from wpsim.outputs import check_figure, check_output, output_folder
 from wpsim.result import Result
 
 DEFAULT_HARDWARE = "xeon8160_2s"
@@ -67,6 +67,11 @@ def _run(args: argparse.Namespace, engine: str) -> Result:
     workload = resolve_workload(args.workload)
     machine = load_hardware(args.hardware)
     policy = make_policy(args)
+    if getattr(args, "trace", None):
+        check_output(args.trace, "--trace")
+    if getattr(args, "gantt", None):
+        check_figure(args.gantt, "--gantt")
+    check_size(args, workload, engine, policy)
     options = dict(cores=args.cores, chunk=args.chunk, granularity=args.granularity, cost=args.cost,
                    runtime=load_runtime(args.runtime))  # fmt: skip
     large = closed_form_n_tasks(workload, args.chunk) >= PROGRESS_MIN_TASKS
@@ -107,14 +112,14 @@ def _emit(args: argparse.Namespace, result: Result, engine: str) -> int:
         labels = [t.label for t in tasks]
         if args.trace:
             result.trace.to_chrome(args.trace, labels, [t.layer for t in tasks],
-                                   process_name=f"wpsim {result.policy}")  # fmt: skip
+                                   f"wpsim {result.policy}", flag="--trace")  # fmt: skip
         if args.gantt:
             from wpsim.plots import save_schedule_figure
 
             save_schedule_figure(args.gantt, result.trace, tasks,
                                  f"{workload.name or 'workload'}: {result.policy} on {result.cores} cores",
                                  workload.layers + (1 if workload.output != "none" else 0),
-                                 result.cores)  # fmt: skip
+                                 result.cores, flag="--gantt")  # fmt: skip
     if args.json:
         print_json(result.to_dict())
         return 0
@@ -162,6 +167,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     machine = load_hardware(args.hardware)
     names = accel_dispatch.policies_for(machine) if not args.policies else args.policies.split(",")
     engine = "predict" if args.analytic else "simulate"
+    for name in names:  # every policy's graph, before any is built
+        check_size(
+            args, workload, "predict" if args.analytic else "compare", make_policy(args, name)
+        )
     results = {}
     options = dict(cores=args.cores, chunk=args.chunk, granularity=args.granularity, cost=args.cost,
                    runtime=load_runtime(args.runtime))  # fmt: skip
@@ -216,8 +225,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out, "--out")
     print("wpsim demo: the built-in 4-layer LSTM (H=512, T=100, batch 1) on a 2-socket Xeon "
           "Platinum 8160 node (48 cores)\n")  # fmt: skip
     from wpsim.cli import main

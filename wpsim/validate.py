@@ -34,7 +34,6 @@ Examples
 from __future__ import annotations
 
 import csv
-import json
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -44,6 +43,7 @@ from typing import Any
 
 from wpsim.errors import ConfigError
 from wpsim.hardware import CpuMachine
+from wpsim.outputs import atomic_write, dumps_json, open_output, output_folder
 from wpsim.trace import Trace
 from wpsim.workload import Workload
 
@@ -309,9 +309,7 @@ def validate(
     rows: list[dict[str, Any]] = []
     per_kind: list[dict[str, Any]] = []
     files: list[str] = []
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir, "--out") if out_dir is not None else None
     base_meas = makespans[BASELINE]
     for config in configs:
         policy, n = config
@@ -357,7 +355,7 @@ def validate(
             path = out / f"gantt_{policy}_{n}w.png"
             title = (f"{workload.name or workload.cell}: {policy}, {n} worker(s), chunk {chunk} "
                      f"(measured {median * 1e3:.2f} ms, predicted {sim.makespan_s * 1e3:.2f} ms)")  # fmt: skip
-            save_side_by_side(path, chosen.trace, sim_trace, sim.tasks, title)
+            save_side_by_side(path, chosen.trace, sim_trace, sim.tasks, title, "--out")
             files.append(str(path))
     report = ValidationReport(workload, machine.name, chunk, repeats, rows, per_kind, files)
     if out is not None:
@@ -391,19 +389,19 @@ def write_outputs(report: ValidationReport, out: Path) -> list[str]:
     """``validation.csv``, ``per_kind.csv`` and ``validation.json`` in ``out``."""
     paths = []
     path = out / "validation.csv"
-    with open(path, "w", newline="") as handle:
+    with open_output(path, "--out", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(ROW_KEYS), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(report.rows)
     paths.append(str(path))
     path = out / "per_kind.csv"
-    with open(path, "w", newline="") as handle:
+    with open_output(path, "--out", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(KIND_KEYS))
         writer.writeheader()
         writer.writerows(report.per_kind)
     paths.append(str(path))
     path = out / "validation.json"
-    path.write_text(json.dumps(report.to_dict(), indent=2, default=float) + "\n")
+    atomic_write(path, dumps_json(report.to_dict(), indent=2) + "\n", "--out")
     paths.append(str(path))
     return paths
 

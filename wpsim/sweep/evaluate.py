@@ -86,6 +86,13 @@ class Evaluator:
         self._machines: dict[str, Any] = {}
         self._sequential: dict[tuple, float] = {}
         self._runtimes: dict[str, Any] = {}
+        # the size guard (wpsim.guards): this computer's memory, shared by this many workers
+        self.size_share: int | None = context.get("size_share")
+        self.limit_bytes: int | None = None
+        if self.size_share is not None:
+            from wpsim.guards import memory_limit_bytes
+
+            self.limit_bytes = memory_limit_bytes(self.size_share)
 
     # ---- inputs ------------------------------------------------------------------------------
     def _cached(self, cache: dict[str, Any], overrides: dict[str, Any], make) -> Any:
@@ -156,6 +163,13 @@ class Evaluator:
         policy_obj = get_policy(
             policy["name"], helpers=policy.get("helpers"), instances=policy.get("instances", 1)
         )
+        from wpsim.guards import check_chunk, check_size
+
+        check_chunk(workload, run["chunk"])
+        if self.limit_bytes is not None:  # before anything is built
+            check_size(workload, self.engine, policy_obj, chunk=run["chunk"],
+                       granularity=run["granularity"], share=self.size_share,
+                       limit_bytes=self.limit_bytes)  # fmt: skip
         if self.engine == "simulate":
             baseline = self._sequential_s(
                 workload, machine, run, policy_obj.instances, (workload_over, hardware_over),

@@ -44,14 +44,15 @@ import hashlib
 import itertools
 import json
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from wpsim.config import read_yaml, validate_mapping
+from wpsim.config import NotBool, read_yaml, unknown_field_message, validate_mapping
 from wpsim.errors import ConfigError
 
 #: Short forms accepted under ``vary:`` and the full dotted path they stand for.
@@ -73,22 +74,26 @@ WORKLOAD_DIR = REPO_ROOT / "workloads"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # numbers are finite and never booleans, as in machine and workload files (wpsim.config)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+Int = Annotated[int, NotBool]
 
 
 class PolicySpec(_Strict):
     """The base policy of every point: a registered name and its options."""
 
     name: str = "wavefront"
-    helpers: int | None = Field(None, ge=1)
-    instances: int = Field(1, ge=1)
+    helpers: Int | None = Field(None, ge=1)
+    instances: Int = Field(1, ge=1)
 
 
 class RunSpec(_Strict):
     """Run options passed to the engine for every point (``cores: null`` = all cores)."""
 
-    cores: int | None = Field(None, ge=1)
-    chunk: int = Field(1, ge=1)
+    cores: Int | None = Field(None, ge=1)
+    chunk: Int = Field(1, ge=1)
     granularity: Literal["cell", "op"] = "cell"
     cost: Literal["model", "ideal"] = "model"
     #: the software that runs the RNN: ``lean`` (none) or a runtime name or file (wpsim.runtime)
@@ -98,9 +103,9 @@ class RunSpec(_Strict):
 class RangeSpec(_Strict):
     """A range to sample from in ``random`` mode."""
 
-    min: int | float
-    max: int | float
-    log: bool = False
+    min: Annotated[int | float, NotBool]
+    max: Annotated[int | float, NotBool]
+    log: bool = Field(False, strict=True)
 
     @model_validator(mode="after")
     def _ordered(self) -> RangeSpec:
@@ -108,6 +113,8 @@ class RangeSpec(_Strict):
             raise ValueError(f"min <= max (got min {self.min}, max {self.max})")
         if self.log and self.min <= 0:
             raise ValueError("min > 0 for a log range")
+        if not math.isfinite(float(self.max) - float(self.min)):
+            raise ValueError(f"a range narrower than {sys.float_info.max:.3g} (max - min)")
         return self
 
 
@@ -122,8 +129,8 @@ class SweepSpec(_Strict):
     run: RunSpec = RunSpec()
     engine: Literal["analytic", "simulate"] = "analytic"
     mode: Literal["grid", "zip", "random"] = "grid"
-    samples: int | None = Field(None, ge=1, le=100_000_000)
-    seed: int = 0
+    samples: Int | None = Field(None, ge=1, le=100_000_000)
+    seed: Int = Field(0, ge=0)
     vary: dict[str, list[Any] | RangeSpec] = Field(default_factory=dict)
 
     @field_validator("vary")
@@ -326,10 +333,8 @@ def _check_param(loaded: LoadedSweep, key: str) -> None:
                 raise ConfigError(f"{where}: got {value!r}, expected one of {', '.join(known)}")
     elif head == "workload":
         if rest not in Workload.model_fields:
-            raise ConfigError(
-                f"{where}: unknown workload field {rest!r}; expected one of "
-                f"{', '.join(Workload.model_fields)}"
-            )
+            known = list(Workload.model_fields)
+            raise ConfigError(f"{where}: {unknown_field_message(rest, known, 'workload field')}")
     elif head == "policy":
         if rest not in POLICY_FIELDS:
             raise ConfigError(
@@ -353,7 +358,7 @@ def _check_param(loaded: LoadedSweep, key: str) -> None:
         fields = list(model.model_fields) if model is not None else []
         if parts[0] not in fields:
             raise ConfigError(
-                f"{where}: unknown machine field {parts[0]!r}; expected one of {', '.join(fields)}"
+                f"{where}: {unknown_field_message(parts[0], fields, 'machine field')}"
             )
         if len(parts) > 1 and _walk(loaded.base_hardware, parts) is None:
             raise ConfigError(
@@ -443,8 +448,12 @@ def _check_base(loaded: LoadedSweep) -> None:
             workload[rest] = first
         elif head == "hardware":
             _set_path(hardware, rest, first)
-    workload_from_dict(workload, workload_src)
-    machine_from_dict(hardware, hardware_src)
+    # validated together with the first value of each varied field: say so, or a bad value in
+    # the spec's vary list would seem to be the input file's
+    heads = {key.partition(".")[0] for key in loaded.params}
+    also = f" with the first values of {loaded.source}'s vary"
+    workload_from_dict(workload, workload_src + (also if "workload" in heads else ""))
+    machine_from_dict(hardware, hardware_src + (also if "hardware" in heads else ""))
     name = loaded.spec.policy_spec.name
     if name not in available():
         raise ConfigError(
@@ -520,6 +529,6 @@ def _draw(rng: Any, values: Any) -> Any:
     if values.log:
         draw = math.exp(rng.uniform(math.log(low), math.log(high)))
         return min(high, max(low, int(round(draw)))) if integer else float(draw)
-    if integer:
-        return int(rng.integers(int(low), int(high) + 1))
+    if integer:  # endpoint=True: high + 1 would overflow int64 at its top
+        return int(rng.integers(int(low), int(high), endpoint=True))
     return float(rng.uniform(low, high))
