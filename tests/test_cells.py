@@ -357,7 +357,7 @@ def _broken(change: dict) -> dict:
 
 OPS = yaml.safe_load(USER_CELL)["ops"]
 BAD = [
-    ({"nme": 1}, "field 'nme': unknown field"),
+    ({"nme": 1}, "unknown field 'nme' (did you mean 'name'?)"),
     (
         {"ops": OPS[:2] + ["gh = matmul(weight_hh, hh)"] + OPS[3:]},
         "field 'ops[2]' ('gh = matmul(weight_hh, hh)'): operand 'hh' is not defined above",

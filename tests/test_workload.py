@@ -49,7 +49,8 @@ def test_sparse_weights_are_csr_sized():
         ("density", 0.0, "field 'density'"),
         ("density", 1.5, "field 'density'"),
         ("bidirectional", "maybe", "field 'bidirectional'"),
-        ("colour", "red", "field 'colour': unknown field"),
+        ("colour", "red", "unknown field 'colour'; expected one of name, cell, layers"),
+        ("hiden", 256, "unknown field 'hiden' (did you mean 'hidden'?)"),
     ],
 )
 def test_bad_field_gives_one_line_naming_file_and_field(field, value, fragment):

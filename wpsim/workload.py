@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from wpsim.config import load_model, validate_mapping
+from wpsim.config import NotBool, load_model, validate_mapping
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
@@ -63,21 +63,22 @@ class Workload(BaseModel):
     (4, 1, 8)
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # numbers are numbers: no booleans as 1/0, no inf/nan (see wpsim.config)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = ""
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
-    layers: int = Field(1, ge=1, le=1024)
-    hidden: int = Field(..., ge=1, le=1_000_000)
-    input: int = Field(..., ge=0, le=1_000_000)  # 0: skip input (module docstring)
-    seq_len: int = Field(..., ge=1, le=100_000_000)
-    batch: int = Field(1, ge=1, le=1_000_000)
-    bidirectional: bool = False
+    layers: Annotated[int, NotBool] = Field(1, ge=1, le=1024)
+    hidden: Annotated[int, NotBool] = Field(..., ge=1, le=1_000_000)
+    input: Annotated[int, NotBool] = Field(..., ge=0, le=1_000_000)  # 0: skip input (module docstring)
+    seq_len: Annotated[int, NotBool] = Field(..., ge=1, le=100_000_000)
+    batch: Annotated[int, NotBool] = Field(1, ge=1, le=1_000_000)
+    bidirectional: bool = Field(False, strict=True)
     phase: Literal["inference", "training"] = "inference"
     dtype: Literal["float32", "float64", "float16", "bfloat16"] = "float32"
-    density: float = Field(1.0, gt=0.0, le=1.0)
+    density: Annotated[float, NotBool] = Field(1.0, gt=0.0, le=1.0)
     output: Literal["none", "linear", "softmax"] = "none"
-    output_size: int = Field(0, ge=0, le=10_000_000, validate_default=True)
+    output_size: Annotated[int, NotBool] = Field(0, ge=0, le=10_000_000, validate_default=True)
 
     @field_validator("output_size")
     @classmethod

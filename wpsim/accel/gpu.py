@@ -46,7 +46,8 @@ the one it depends on, so ``k`` dependent kernels around ``busy`` seconds of wor
     issue(k, busy) + busy = max(k * launch, k * gap + busy)
 
 (short kernels wait for the host; longer ones expose only the gap). A recurrent step is
-``kernels_per_step`` kernels (the product and the element-wise cell) around
+``kernels_per_step`` kernels (``backward_kernels_per_step`` for a backward step; the product
+and the element-wise cell) around
 ``busy = max(compute, bytes / bandwidth)``, the weights from L2 when they stay there between
 steps (an LRU of weight blocks of the L2's size) and from DRAM otherwise; a sparse product reads
 the CSR arrays (values and 4-byte indices) at ``sparse_bandwidth_efficiency`` of the bandwidth.
@@ -339,7 +340,7 @@ def gemm_step(
     bandwidth = (m.l2.bandwidth_Bps if in_l2 else m.memory.bandwidth_Bps) * efficiency
     memory = nbytes / bandwidth
     busy = max(compute, memory)
-    launch = issue_s(m, m.gemm.kernels_per_step, busy)
+    launch = issue_s(m, m.gemm.step_kernels(backward), busy)
     return {
         "algorithm": "sparse_gemm" if sparse else "gemm",
         "fits": True,
@@ -484,7 +485,7 @@ class GpuCostModel:
                     rec = 2.0 * w.gates * w.hidden * w.hidden * w.batch * t.steps
                 compute = self._gemm(rec, w.batch, _recurrent_elements(w), share)
                 compute += self._vector(t.flops_elem, w.batch, share)
-            kernels = t.steps * m.gemm.kernels_per_step
+            kernels = t.steps * m.gemm.step_kernels(backward)
             if t.flops_in:
                 compute += self._gemm(t.flops_in, w.batch * t.steps, self._ih_elements(t), share)
                 kernels += 1
@@ -745,7 +746,7 @@ class _OneAtATime:
                 memory += block_s
                 l2_s += block_l2_s
             busy = max(compute, memory)
-            launch = issue_s(m, m.gemm.kernels_per_step, busy)
+            launch = issue_s(m, m.gemm.step_kernels(backward), busy)
             self._add(phase, _kernel(launch, compute, memory, level, l2_s))
 
     def _input_gemm(self, phase: str, layer: int, direction: int) -> None:
@@ -858,7 +859,7 @@ def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy
             compute += gemm_s(m, w, rec_flops, b, _recurrent_elements(w))
             compute += elementwise_s(m, w, elem, b)
             nbytes = ih_bytes + chunk * hh_bytes
-            kernels = chunk * m.gemm.kernels_per_step + (1 if width else 0)
+            kernels = chunk * m.gemm.step_kernels(phase == "backward_data") + (1 if width else 0)
             memory = nbytes / rate
             busy = max(compute, memory)
             l2_s = memory if resident else 0.0

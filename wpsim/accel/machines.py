@@ -24,6 +24,8 @@ from wpsim.hardware import (
 )
 
 Dtype = Literal["float32", "float64", "float16", "bfloat16"]
+#: Most cores of an accelerator, in a machine file or as ``--cores`` (a what-if).
+MAX_CORES = 4096
 PositiveInt = Annotated[int, Field(ge=1), _NotBool]
 
 
@@ -57,7 +59,7 @@ class AcceleratorMachine(_Strict):
 
     kind: Literal["accelerator"] = "accelerator"
     name: str
-    cores: Annotated[int, Field(ge=1, le=4096), _NotBool]  # identical cores on the chip
+    cores: Annotated[int, Field(ge=1, le=MAX_CORES), _NotBool]  # identical cores on the chip
     clock_hz: PositiveFloat
     macs_per_cycle: dict[Dtype, PositiveFloat]  # per core, by dtype (2 flops per MAC)
     dot_product_width: PositiveInt  # MACs per array row (columns consumed per cycle)
@@ -111,9 +113,10 @@ class AcceleratorMachine(_Strict):
         return self.barrier.base_s + self.barrier.per_doubling_s * (n_cores - 1).bit_length()
 
     def with_cores(self, n_cores: int) -> AcceleratorMachine:
-        """The same core design replicated ``n_cores`` times (a what-if: any count >= 1)."""
-        if n_cores < 1:
-            raise ConfigError(f"machine '{self.name}': --cores {n_cores}: expected at least 1")
+        """The same core design replicated ``n_cores`` times (a what-if: 1 to :data:`MAX_CORES`,
+        the bound of a machine file's ``cores``)."""
+        if not 1 <= n_cores <= MAX_CORES:
+            raise ConfigError(f"machine '{self.name}': --cores {n_cores}: expected 1..{MAX_CORES}")
         return self.model_copy(update={"cores": n_cores})
 
     def with_weight_buffer(self, size_bytes: int) -> AcceleratorMachine:
@@ -217,6 +220,13 @@ class GemmSpec(_Strict):
     tensor_efficiency_by_n: list[tuple[PositiveFloat, Fraction]] | None = None  # tensor cores
     sparse_bandwidth_efficiency: Fraction  # of memory bandwidth, CSR SpMM
     kernels_per_step: PositiveInt  # launches per recurrent step
+    backward_kernels_per_step: PositiveInt | None = None  # per backward step (None: the same)
+
+    def step_kernels(self, backward: bool = False) -> int:
+        """Kernels launched per recurrent step (``backward``: a backward-data step)."""
+        if backward and self.backward_kernels_per_step is not None:
+            return self.backward_kernels_per_step
+        return self.kernels_per_step
 
     @field_validator("efficiency_by_n", "tensor_efficiency_by_n")
     @classmethod

@@ -23,8 +23,14 @@ RUNTIME = {
     "mi25": "MIOpen 1.3, ROCm 1.7.1 (DeepBench rnn_bench_rocm: one layer, skip input, no bias; vanilla = ReLU)",
     "vega_fe": "MIOpen 1.3, ROCm 1.7.1 (DeepBench rnn_bench_rocm: one layer, skip input, no bias; vanilla = ReLU)",
 }
+#: the runtime file (hw_configs/runtimes/) that models each source's library
+RUNTIME_MODEL = {
+    "m40": "cudnn_standard", "p100_pcie": "cudnn_standard", "titanx_pascal": "cudnn_standard",
+    "jetson_tx1": "cudnn_standard", "mi25": "miopen_1_3", "vega_fe": "miopen_1_3",
+}  # fmt: skip
 FIELDS = [
-    "id", "source", "hardware", "hardware_name", "runtime", "policy", "cell", "layers", "hidden",
+    "id", "source", "hardware", "hardware_name", "runtime", "runtime_model", "policy", "cell",
+    "layers", "hidden",
     "input", "seq_len", "batch", "bidirectional", "phase", "dtype", "published_forward_ms",
     "published_backward_data_ms", "published_backward_weights_ms", "published_ms", "units",
 ]  # fmt: skip
@@ -47,7 +53,8 @@ def rows() -> list[dict]:
         total = sum(float(p) for p in phases if p)
         out.append({
             "source": r["source"], "hardware": r["machine"], "hardware_name": r["gpu"],
-            "runtime": RUNTIME[r["machine"]], "policy": "gemm", "cell": r["cell"], "layers": 1,
+            "runtime": RUNTIME[r["machine"]], "runtime_model": RUNTIME_MODEL[r["machine"]],
+            "policy": "gemm", "cell": r["cell"], "layers": 1,
             "hidden": r["hidden"], "input": 0, "seq_len": r["seq_len"], "batch": r["batch"],
             "bidirectional": "false", "phase": r["phase"], "dtype": "float32",
             "published_forward_ms": phases[0], "published_backward_data_ms": phases[1],
