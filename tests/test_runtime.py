@@ -175,6 +175,31 @@ def test_gpu_kernels_per_step_and_launch_come_from_the_runtime():
         assert sim.extra["phase_s"][phase] == pytest.approx(seconds, rel=1e-9)
 
 
+@pytest.mark.parametrize("engine", ["simulate", "predict"])
+def test_the_break_down_counts_the_serial_terms(xeon, engine):
+    """The calls' and layers' serial time is overhead on the critical path and idle in the
+    cores' time (no task runs meanwhile); both views still add up to the makespan."""
+    w = Workload(cell="lstm", layers=2, hidden=64, input=32, seq_len=5, phase="training")
+    cpu = Runtime(name="r", machine_kind="cpu", call_s={"forward": 3e-5, "backward_data": 5e-5},
+                  layer_s={"forward": 2e-6})  # fmt: skip
+    gpu = Runtime(name="g", machine_kind="gpu", call_s={"forward": 3e-5},
+                  layer_s={"backward_data": 4e-6})  # fmt: skip
+    cases = [(xeon, "wavefront", cpu, {"cores": 4}), (machine("v100"), "streams", gpu, {})]
+    for m, policy, runtime, options in cases:
+        plain = evaluate(engine, w, m, get_policy(policy), **options)
+        timed = evaluate(engine, w, m, get_policy(policy), runtime=runtime, **options)
+        serial = timed.extra["runtime_serial_s"]
+        assert serial > 0.0 and timed.makespan_s == pytest.approx(plain.makespan_s + serial)
+        for view in (timed.breakdown_s, timed.core_breakdown_s):
+            assert math.fsum(view.values()) == pytest.approx(timed.makespan_s, rel=1e-12)
+        assert timed.breakdown_s["overhead"] == pytest.approx(
+            plain.breakdown_s["overhead"] + serial
+        )
+        assert timed.core_breakdown_s["idle"] == pytest.approx(
+            plain.core_breakdown_s["idle"] + serial
+        )
+
+
 def test_a_runtime_for_another_kind_of_machine_is_refused(xeon):
     w = Workload(cell="lstm", hidden=8, input=8, seq_len=2)
     with pytest.raises(ConfigError, match="runtime for gpu machines.*cpu machine"):

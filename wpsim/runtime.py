@@ -269,14 +269,20 @@ def adapt_policy(runtime: Runtime | None, policy: Policy, workload: Workload) ->
 
 def finish(runtime: Runtime | None, result: Result, workload: Workload) -> Result:
     """Add the runtime's serial terms (calls, layers) to a result: its makespan, its one-core
-    baseline, its time by phase (``extra["phase_s"]``, where the model reports one), and say so
-    in ``extra["runtime"]`` and ``extra["runtime_serial_s"]``."""
+    baseline, its time by phase (``extra["phase_s"]``, where the model reports one), its
+    break-downs by cause (:mod:`wpsim.breakdown`: ``overhead`` on the critical path, ``idle``
+    in the cores' time, which run no task meanwhile), and say so in ``extra["runtime"]`` and
+    ``extra["runtime_serial_s"]``."""
     if runtime is None:
         return result
     serial = runtime.serial_s(workload)
     total = sum(serial.values())
     result.makespan_s += total
     result.sequential_s += total
+    if result.breakdown_s:
+        result.breakdown_s["overhead"] = result.breakdown_s.get("overhead", 0.0) + total
+    if result.core_breakdown_s:
+        result.core_breakdown_s["idle"] = result.core_breakdown_s.get("idle", 0.0) + total
     phases = result.extra.get("phase_s")
     if isinstance(phases, dict):
         for phase, seconds in serial.items():
