@@ -138,11 +138,19 @@ def test_run_with_hidden_40000_is_refused_before_allocating(tmp_path, capsys):
 def _refusal(command: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, int, int]:
     path = tmp_path / "e8.yaml"
     path.write_text(HUGE)
+    # The peak is the process's own (VmHWM, in KiB): Linux carries ru_maxrss over from the
+    # parent through fork and exec, so a test process that had grown large (torch imported by
+    # an earlier test) would be counted. Where /proc is absent, ru_maxrss.
     probe = (
-        "import resource, runpy, sys; sys.argv = ['wpsim', *sys.argv[1:]]\n"
+        "import re, resource, runpy, sys; sys.argv = ['wpsim', *sys.argv[1:]]\n"
         "try:\n    runpy.run_module('wpsim.console', run_name='__main__')\n"
         "except SystemExit as e:\n    code = e.code\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)"
+        "try:\n"
+        "    status = open('/proc/self/status').read()\n"
+        "    peak = int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1))\n"
+        "except OSError:\n"
+        "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(peak, code)"
     )
     proc = subprocess.run(
         [sys.executable, "-c", probe, command, "-w", str(path)],
