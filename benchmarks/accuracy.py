@@ -1,7 +1,7 @@
 """Accuracy benchmark: predicted against measured speed-up over a matrix of workloads.
 
 For every case (cell type, layers 2-8, hidden 128-1024, batch 1-16, chunk 1-8) and every
-(policy, workers > 1) configuration, :func:`wpsim.validate.validate` runs the real executor
+(policy, workers > 1) configuration, :func:`wpsim.measure.validate.validate` runs the real executor
 (median of interleaved rounds) and the simulator on the calibrated machine file, and the relative
 error of the predicted speed-up (each engine against its own 1-worker sequential run) is
 tabulated. The target is a mean error <= 8% and a maximum <= 20%; the verdict is printed as PASS
@@ -61,7 +61,7 @@ class Case:
         )
 
     def workload(self):
-        from wpsim.workload import Workload
+        from wpsim.model.workload import Workload
 
         return Workload(
             name=self.name, cell=self.cell, layers=self.layers, hidden=self.hidden,
@@ -133,8 +133,8 @@ def replay(args: argparse.Namespace) -> int:
     (or the cost model) given now predicts. For iterating on a calibration or a model change
     in seconds; the measurements must come from the computer the machine file describes.
     """
-    from wpsim.engine import simulate
-    from wpsim.hardware import load_machine, resolve_machine_path
+    from wpsim.machines import load_machine, resolve_machine_path
+    from wpsim.sim.engine import simulate
 
     path = Path(args.replay)
     try:
@@ -180,8 +180,8 @@ def replay(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from wpsim.errors import WpsimError
-    from wpsim.hardware import load_machine, resolve_machine_path
-    from wpsim.validate import validate
+    from wpsim.machines import load_machine, resolve_machine_path
+    from wpsim.measure.validate import validate
 
     machine = load_machine(resolve_machine_path(args.hardware))
     cases = QUICK if args.quick else FULL
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"accuracy: {len(cases)} cases x policies {','.join(policies)} x workers "
           f"{','.join(map(str, workers))}; {repeats} interleaved rounds each")  # fmt: skip
     print(f"  machine: {machine.name} (calibrated: {calibrated})")
-    from wpsim.calibrate import calibration_mismatch
+    from wpsim.measure.calibrate import calibration_mismatch
 
     mismatch = calibration_mismatch(machine)
     if mismatch:

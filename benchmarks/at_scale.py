@@ -5,7 +5,7 @@ CSV into the folder given by ``--out``:
 
 1. ``calibrate``: ``wpsim calibrate --quick`` of this computer (``calibration.yaml``), the
    machine file every CPU prediction below uses (skipped with ``--hardware FILE``);
-2. ``accuracy``: the matrix of ``benchmarks/accuracy.py`` (:func:`wpsim.validate.validate`:
+2. ``accuracy``: the matrix of ``benchmarks/accuracy.py`` (:func:`wpsim.measure.validate.validate`:
    measured against predicted speed-up, each against its own 1-worker sequential run) on the 8
    workloads of ``benchmarks/kernel.py`` (LSTM and GRU, 2-8 layers, H 256-1024, batch 1-4) x
    ``wavefront``, ``layerwise``, ``pipeline`` x ``--workers`` (1, 4, 8, 16, clipped to the CPUs
@@ -432,7 +432,7 @@ def phase_command(name: str, args: argparse.Namespace, soft: float) -> list[str]
     """The exact command of a phase (recorded in the manifest)."""
     out = Path(args.out)
     if name == "calibrate":
-        return [sys.executable, "-m", "wpsim.cli", "calibrate", "--quick", "--out",
+        return [sys.executable, "-m", "wpsim.console", "calibrate", "--quick", "--out",
                 str(out / FILES["calibration"])]  # fmt: skip
     command = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--out", str(out),
                "--deadline", f"{soft:.3f}", "--workers", ",".join(map(str, args.workers)),
@@ -539,7 +539,7 @@ def report_status(**fields: Any) -> None:
 
 def cpu_machine(args: argparse.Namespace):
     """The machine file of this computer: ``--hardware`` or the calibration; None if neither."""
-    from wpsim.hardware import load_machine
+    from wpsim.machines import load_machine
 
     path = Path(args.hardware) if args.hardware else Path(args.out) / FILES["calibration"]
     if not path.is_file():
@@ -549,7 +549,7 @@ def cpu_machine(args: argparse.Namespace):
 
 def helper_policy(helpers: int) -> str:
     """Register (once) ``wavefront-h<k>``: the wavefront on groups of ``k`` helper cores, so that
-    :func:`wpsim.validate.validate`, which takes policy names, can run it."""
+    :func:`wpsim.measure.validate.validate`, which takes policy names, can run it."""
     from wpsim.policies import REGISTRY, register
     from wpsim.policies.wavefront import Wavefront
 
@@ -575,9 +575,9 @@ def _accuracy_case(spec: tuple) -> Any:
 def run_accuracy(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     from kernel import CpuMeter
 
-    from wpsim.calibrate import calibration_mismatch
     from wpsim.errors import WpsimError
-    from wpsim.validate import validate
+    from wpsim.measure.calibrate import calibration_mismatch
+    from wpsim.measure.validate import validate
 
     machine, path = cpu_machine(args)
     if machine is None:
@@ -660,9 +660,9 @@ def _accuracy_rows(case, report, repeats: int, machine_name: str) -> list[dict[s
 def model_choice(workload, machine, threads: int) -> tuple[int, int, float, str]:
     """The chunk and helper-group size the simulator predicts fastest for the wavefront on
     ``threads`` cores: (chunk, helpers, predicted makespan s, label)."""
-    from wpsim.engine import simulate
     from wpsim.errors import WpsimError
     from wpsim.policies import get_policy
+    from wpsim.sim.engine import simulate
 
     best = None
     for helpers in HELPERS:
@@ -691,8 +691,8 @@ def run_torch(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str,
 
     from kernels import init_input, init_params
     from kernels.executor import Executor
+    from wpsim.model.workload import Workload
     from wpsim.policies import get_policy
-    from wpsim.workload import Workload
 
     machine, path = cpu_machine(args)
     threads = clipped_counts(args.torch_threads, usable_cpus())

@@ -18,10 +18,10 @@ on, measured only (the machine-file schema has no TF32 rate).
 
 Predictions, after all the timings (they need no GPU, so they are written on a CPU-only machine
 too, with the timings marked skipped; a tight budget leaves some empty, and the report recomputes
-them all from the machine file anyway): inference by the closed forms of :func:`wpsim.accel.gpu.evaluate` for
+them all from the machine file anyway): inference by the closed forms of :func:`wpsim.sim.gpu.evaluate` for
 ``streams`` (cuDNN's layer overlap, the primary) and ``gemm`` (one per-step GEMM after the other),
 training by the simulator for the same two policies (the closed forms cover inference); and the
-regime of one recurrent step (:func:`wpsim.accel.gpu.gemm_step`: launch, compute and memory
+regime of one recurrent step (:func:`wpsim.sim.gpu.gemm_step`: launch, compute and memory
 times, and whether ``W_hh`` stays in L2), to name the mechanism of each miss.
 """
 
@@ -81,8 +81,8 @@ def machine_file(device_name: str | None, override: str | None) -> Path:
 
 def predictions(machine, cell: str, precision: str, shape: tuple[int, ...]) -> dict[str, dict]:
     """wpsim's times for one shape: ``{mode: {predicted_s, predicted_gemm_s, step_*}}``."""
-    from wpsim.accel.gpu import evaluate, gemm_step
-    from wpsim.workload import Workload
+    from wpsim.model.workload import Workload
+    from wpsim.sim.gpu import evaluate, gemm_step
 
     hidden, batch, layers, seq_len = shape
     w = Workload(cell=cell, layers=layers, hidden=hidden, input=hidden, seq_len=seq_len,
@@ -183,7 +183,7 @@ def run_gpu(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
     """Every (shape, cell, precision) until the deadline; one row per mode."""
     from at_scale import FILES, Budget, CsvTable
 
-    from wpsim.hardware import load_machine
+    from wpsim.machines import load_machine
 
     precisions = [p.strip() for p in args.gpu_precisions.split(",") if p.strip()]
     unknown = [p for p in precisions if p not in DTYPE]

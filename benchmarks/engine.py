@@ -8,7 +8,7 @@ simpy's event loop alone on the same graph (the engine's completion events, a re
 task time): what is left for the policy, the cost model and the trace is the difference.
 
 Both are timed with Python's cyclic garbage collector paused (the engine pauses it itself, see
-:func:`wpsim.engine.gc_paused`; the floor gets the same), best of ``--repeats`` runs each,
+:func:`wpsim.sim.engine.gc_paused`; the floor gets the same), best of ``--repeats`` runs each,
 alternating, so that the ratio compares like with like on a noisy machine.
 """
 
@@ -22,13 +22,13 @@ import time
 import simpy
 from simpy.events import NORMAL
 
-from wpsim.cost import CpuCostModel
-from wpsim.engine import Completion, gc_paused, machine_levels, run_plan
-from wpsim.graph import build
-from wpsim.hardware import load_machine, resolve_machine_path
-from wpsim.plan import compile_plan
+from wpsim.cost.cpu import CpuCostModel
+from wpsim.machines import load_machine, resolve_machine_path
+from wpsim.model.graph import build
+from wpsim.model.plan import compile_plan
+from wpsim.model.workload import Workload
 from wpsim.policies import get_policy
-from wpsim.workload import Workload
+from wpsim.sim.engine import Completion, gc_paused, machine_levels, run_plan
 
 
 def heapq_floor(plan, n_cores: int) -> float:

@@ -15,9 +15,9 @@ import time
 
 
 def one(n_tasks: int) -> dict:
-    from wpsim import analysis
-    from wpsim.graph import build
-    from wpsim.workload import Workload
+    from wpsim.model import analysis
+    from wpsim.model.graph import build
+    from wpsim.model.workload import Workload
 
     layers = 10
     workload = Workload(

@@ -41,11 +41,12 @@ import time
 CHILD = r"""
 import json, resource, sys
 engine, shape, policy_name, seq_len = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-from wpsim.workload import Workload
-from wpsim.hardware import load_machine, resolve_machine_path
+from wpsim.model.workload import Workload
+from wpsim.machines import load_machine, resolve_machine_path
 from wpsim.policies import get_policy
-from wpsim import accel_dispatch, analysis, graph as graph_mod, plan as plan_mod
-import wpsim.analytic, wpsim.engine  # noqa: F401 - imported before the baseline
+from wpsim.sim import evaluate as by_kind
+from wpsim.model import analysis, graph as graph_mod, plan as plan_mod
+import wpsim.sim.closed_forms, wpsim.sim.engine  # noqa: F401 - imported before the baseline
 if shape == "inference":
     w = Workload(cell="lstm", layers=10, hidden=16, input=16, seq_len=seq_len)
 else:
@@ -68,12 +69,12 @@ elif engine == "run":  # what the coordinator holds: the graph, compiled, and th
     n = p.n_tasks
 elif engine == "compare":  # every CPU policy, results kept, as `wpsim compare` does
     results, options = [], dict(cores=16, chunk=1)
-    for name in accel_dispatch.CPU_POLICIES:
-        results.append(accel_dispatch.evaluate("simulate", w, machine, get_policy(name), **options))
+    for name in by_kind.CPU_POLICIES:
+        results.append(by_kind.evaluate("simulate", w, machine, get_policy(name), **options))
         options["sequential_s"] = results[-1].sequential_s
     n = max(r.n_tasks for r in results)
 else:
-    r = accel_dispatch.evaluate(engine, w, machine, policy, cores=16, chunk=1)
+    r = by_kind.evaluate(engine, w, machine, policy, cores=16, chunk=1)
     n = r.n_tasks
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"n_tasks": n, "grown": peak - before}))
@@ -82,7 +83,7 @@ print(json.dumps({"n_tasks": n, "grown": peak - before}))
 WORKER = r"""
 import time
 from kernels.executor import Executor
-from wpsim.workload import Workload
+from wpsim.model.workload import Workload
 w = Workload(cell="lstm", layers=1, hidden=16, input=16, seq_len=4)
 with Executor(w, "sequential", workers=1) as ex:
     ex.run()
@@ -140,7 +141,7 @@ def refusal(command: str) -> tuple[float, int, float]:
         _, peak = out.stdout.split()
         start = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "wpsim.cli", "--version"], capture_output=True, check=True
+            [sys.executable, "-m", "wpsim.console", "--version"], capture_output=True, check=True
         )
         return wall, int(peak), time.perf_counter() - start
 

@@ -47,7 +47,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from kernels import forward, init_input, init_params  # noqa: E402
 from kernels.executor import Executor  # noqa: E402
-from wpsim.workload import Workload  # noqa: E402
+from wpsim.model.workload import Workload  # noqa: E402
 
 GOAL_WORKERS = 2
 GOAL_RATIO = 1.25

@@ -5,9 +5,9 @@ Every page is built from what the program itself holds:
 * ``workloads.md``, ``machines.md`` and ``sweeps.md``: the pydantic models (fields, types, constraints, defaults,
   ``Field(description=...)`` or the comment beside the field in the source, class docstrings);
 * ``policies.md``: the policy registry (name, description, docstrings) and the base classes;
-* ``cost-model.md``: the docstrings that state the formulas (:mod:`wpsim.cost`, :mod:`wpsim.graph`,
-  :mod:`wpsim.analysis`, :mod:`wpsim.analytic`, :mod:`wpsim.breakdown`);
-* ``validate.md``: :mod:`wpsim.validate` and the measurement files of :mod:`wpsim.measured`;
+* ``cost-model.md``: the docstrings that state the formulas (:mod:`wpsim.cost.cpu`, :mod:`wpsim.model.graph`,
+  :mod:`wpsim.model.analysis`, :mod:`wpsim.sim.closed_forms`, :mod:`wpsim.breakdown`);
+* ``validate.md``: :mod:`wpsim.measure.validate` and the measurement files of :mod:`wpsim.measure.measured`;
 * ``trace.md``: :mod:`wpsim.trace` and the records of a small simulation;
 * ``cli.md``: the argparse parser, :func:`wpsim.cli.build_parser`.
 
@@ -53,7 +53,7 @@ def inline(text: str) -> str:
 
     Examples
     --------
-    >>> inline("see :func:`~wpsim.graph.build` and ``chunk=k``")
+    >>> inline("see :func:`~wpsim.model.graph.build` and ``chunk=k``")
     'see `build` and `chunk=k`'
     """
 
@@ -182,7 +182,7 @@ def first_paragraph(doc: str | None) -> str:
 #: the field, no informative comment in the module's YAML contract). The code's own text always
 #: wins; a note about a field the model no longer has is an error (see :func:`check_notes`).
 FIELD_NOTES: dict[str, dict[str, str]] = {
-    "wpsim.workload.Workload": {
+    "wpsim.model.workload.Workload": {
         "name": "free text printed in titles and reports",
         "cell": "`rnn` (Elman, tanh), `lstm` or `gru`, with PyTorch's equations and gate order",
         "layers": "stacked layers L",
@@ -198,7 +198,7 @@ FIELD_NOTES: dict[str, dict[str, str]] = {
         "`softmax` (then a softmax)",
         "output_size": "output width O: at least 1 when `output` is not `none`, else 0",
     },
-    "wpsim.hardware.CpuMachine": {
+    "wpsim.machines.cpu.CpuMachine": {
         "kind": "selects this model (the default when `kind` is omitted)",
         "name": "free text printed in titles and reports",
         "sockets": "sockets; each has its own shared cache level and its own DRAM",
@@ -218,19 +218,19 @@ FIELD_NOTES: dict[str, dict[str, str]] = {
         "calibration": "written by `wpsim calibrate`: date, CPU model, library versions; "
         "values in it need no per-line source comment",
     },
-    "wpsim.hardware.CacheLevel": {
+    "wpsim.machines.cpu.CacheLevel": {
         "name": "level name (`L1d`, `L2`, `L3`); also the trace column `<name>_bytes`",
         "scope": "`core`: one private copy per core; `socket`: one shared per socket",
         "size_bytes": "capacity in bytes",
         "latency_s": "load-to-use latency of a hit",
     },
-    "wpsim.hardware.MemorySpec": {"latency_s": "load-to-use latency of a DRAM access"},
-    "wpsim.hardware.HandoffSpec": {
+    "wpsim.machines.cpu.MemorySpec": {"latency_s": "load-to-use latency of a DRAM access"},
+    "wpsim.machines.cpu.HandoffSpec": {
         "latency_s": "latency of a cache-to-cache transfer within a socket",
         "bandwidth_Bps": "bandwidth of a cache-to-cache transfer",
         "cross_socket_latency_s": "latency of a transfer between sockets",
     },
-    "wpsim.hardware.BarrierSpec": {
+    "wpsim.machines.cpu.BarrierSpec": {
         "base_s": "fixed cost of a barrier",
         "per_doubling_s": "added cost per doubling of the number of cores",
     },
@@ -257,7 +257,7 @@ FIELD_NOTES: dict[str, dict[str, str]] = {
         "max": "upper end",
         "log": "draw log-uniformly",
     },
-    "wpsim.hardware.EfficiencySpec": {
+    "wpsim.machines.cpu.EfficiencySpec": {
         "gemm_by_n": "`[n, fraction]` points with strictly increasing n",
         "elementwise": "fraction of peak of the element-wise work",
     },
@@ -495,14 +495,14 @@ def models_page(
 
 def workloads_page() -> str:
     """The workload file reference: the module's contract, then the model's fields."""
-    from wpsim import workload
+    from wpsim.model import workload
 
     example = {k: v for k, v in workload.DEFAULT_WORKLOAD.model_dump().items()}
     parts = [
         "# Workload files",
         "",
         "A workload file (`workloads/*.yaml`, or any path given to `--workload`) describes one RNN "
-        "run. It is read by `wpsim.workload.load_workload` and validated as the model below; "
+        "run. It is read by `wpsim.model.workload.load_workload` and validated as the model below; "
         "a bad value is reported as one line naming the file, the field, the value and what "
         "was expected.",
         "",
@@ -517,14 +517,14 @@ def workloads_page() -> str:
         "## The built-in default",
         "",
         "`wpsim demo`, and every command run without `--workload`, use this workload "
-        "(`wpsim.workload.DEFAULT_WORKLOAD`):",
+        "(`wpsim.model.workload.DEFAULT_WORKLOAD`):",
         "",
         "```yaml",
         yaml.safe_dump(example, sort_keys=False).rstrip(),
         "```",
         "",
         "Element-wise flops per hidden unit per batch row of one step "
-        "(`wpsim.workload.ELEMENTWISE_FLOPS`):",
+        "(`wpsim.model.workload.ELEMENTWISE_FLOPS`):",
         "",
         "| cell | gates G | element-wise flops E |",
         "|---|---|---|",
@@ -533,7 +533,7 @@ def workloads_page() -> str:
         parts.append(f"| `{cell}` | {workload.GATES[cell]} | {flops} |")
     parts += [
         "",
-        "Bytes per element (`wpsim.workload.DTYPE_BYTES`): "
+        "Bytes per element (`wpsim.model.workload.DTYPE_BYTES`): "
         + ", ".join(f"`{k}` {v}" for k, v in workload.DTYPE_BYTES.items())
         + f"; sparse indices take {workload.INDEX_BYTES} bytes.",
     ]
@@ -542,23 +542,23 @@ def workloads_page() -> str:
 
 def machines_page() -> str:
     """The machine file reference: one section per machine kind and its models."""
-    from wpsim import hardware
+    from wpsim.machines import MACHINE_KINDS as kinds
+    from wpsim.machines import cpu
 
-    kinds = hardware.machine_kinds()
     parts = [
         "# Machine files",
         "",
         "A machine file (`hw_configs/*.yaml`, or any path given to `--hardware`) describes one "
-        "machine. `wpsim.hardware.load_machine` reads it and picks the model by its `kind` "
+        "machine. `wpsim.machines.load_machine` reads it and picks the model by its `kind` "
         f"field; the kinds known to this installation are {', '.join(f'`{k}`' for k in kinds)}. "
         "A bare name such as `xeon8160_2s` means `hw_configs/xeon8160_2s.yaml`. "
         "`hw_configs/README.md` explains how every shipped value records its source.",
         "",
-        rst_to_md(hardware.__doc__, heading="###"),
+        rst_to_md(cpu.__doc__, heading="###"),
     ]
     for kind, cls in kinds.items():
         parts += ["", f"## kind: {kind}", "", models_page([cls], prefix=f"{kind}-")]
-    from wpsim import runtime
+    from wpsim.sim import runtime
 
     parts += [
         "",
@@ -688,14 +688,17 @@ def policies_page() -> str:
 
 def cost_model_page() -> str:
     """The formulas, from the docstrings that state them."""
-    from wpsim import analysis, analytic, breakdown, cost, graph
+    from wpsim import breakdown
+    from wpsim.cost import cpu as cost
+    from wpsim.model import analysis, graph
+    from wpsim.sim import closed_forms as analytic
 
     return "\n".join([
         "# Cost model and closed forms",
         "",
         "Formulas as the code states them in its docstrings. Units: seconds, bytes, flops.",
         "",
-        "## Cost of a task (`wpsim.cost`)",
+        "## Cost of a task (`wpsim.cost.cpu`)",
         "",
         rst_to_md(cost.__doc__, "###"),
         "",
@@ -707,15 +710,15 @@ def cost_model_page() -> str:
         "",
         rst_to_md(cost.IdealCostModel.__doc__),
         "",
-        "## Task graphs and their flops (`wpsim.graph`)",
+        "## Task graphs and their flops (`wpsim.model.graph`)",
         "",
         rst_to_md(graph.__doc__, "###"),
         "",
-        "## Work, span and their closed forms (`wpsim.analysis`)",
+        "## Work, span and their closed forms (`wpsim.model.analysis`)",
         "",
         rst_to_md(analysis.__doc__, "###"),
         "",
-        "## Analytic makespan per policy (`wpsim.analytic`, `wpsim predict`)",
+        "## Analytic makespan per policy (`wpsim.sim.closed_forms`, `wpsim predict`)",
         "",
         rst_to_md(analytic.__doc__, "###"),
         "",
@@ -732,7 +735,7 @@ def cost_model_page() -> str:
 
 def validate_page() -> str:
     """Validation against the executor or against measurements made elsewhere."""
-    from wpsim import measured, validate
+    from wpsim.measure import measured, validate
 
     example = REPO_ROOT / "docs" / "examples" / "torch_lstm" / "timings.csv"
     return "\n".join([
@@ -740,7 +743,7 @@ def validate_page() -> str:
         "",
         rst_to_md(validate.__doc__, "##"),
         "",
-        "## Measurements made elsewhere (`wpsim validate --measured FILE`, `wpsim.measured`)",
+        "## Measurements made elsewhere (`wpsim validate --measured FILE`, `wpsim.measure.measured`)",
         "",
         rst_to_md(measured.__doc__, "###"),
         "",
@@ -776,9 +779,9 @@ def _sample_trace() -> tuple[Any, list[dict[str, Any]], dict[str, Any], list[str
     """A two-core ideal-cost simulation of a 2-layer, 2-step RNN: its records and exports."""
     import tempfile
 
-    from wpsim.engine import simulate
-    from wpsim.hardware import load_machine, resolve_machine_path
-    from wpsim.workload import Workload
+    from wpsim.machines import load_machine, resolve_machine_path
+    from wpsim.model.workload import Workload
+    from wpsim.sim.engine import simulate
 
     machine = load_machine(resolve_machine_path("xeon8160_2s"))
     w = Workload(cell="rnn", layers=2, hidden=4, input=4, seq_len=2)
@@ -812,7 +815,7 @@ def trace_page() -> str:
 
     result, records, events, header = _sample_trace()
     field_notes = {
-        "task": "task id: the node of the task graph (`wpsim.graph.build`)",
+        "task": "task id: the node of the task graph (`wpsim.model.graph.build`)",
         "cores": "the cores that ran the task together (one, unless it was split across helpers)",
         "start_s": "start time, seconds from the start of the run",
         "end_s": "end time, seconds",
@@ -880,9 +883,9 @@ def trace_page() -> str:
         "## Python",
         "",
         "```python",
-        ">>> from wpsim.engine import simulate",
-        ">>> from wpsim.hardware import load_machine, resolve_machine_path",
-        ">>> from wpsim.workload import Workload",
+        ">>> from wpsim.sim.engine import simulate",
+        ">>> from wpsim.machines import load_machine, resolve_machine_path",
+        ">>> from wpsim.model.workload import Workload",
         ">>> machine = load_machine(resolve_machine_path(\"xeon8160_2s\"))",
         ">>> w = Workload(cell=\"rnn\", layers=2, hidden=4, input=4, seq_len=2)",
         ">>> result = simulate(w, machine, \"wavefront\", cores=2, cost=\"ideal\")",
@@ -969,7 +972,8 @@ def cli_page() -> str:
 def limits_section() -> list[str]:
     """The guards' limits, from the constants that enforce them."""
     from kernels.executor import _watchdog
-    from wpsim import cli_sweep, config, guards
+    from wpsim import config, guards
+    from wpsim.cli import sweep as cli_sweep
 
     return [
         "## Limits",

@@ -25,7 +25,7 @@ recurrent products with scipy.sparse CSR matrices. No module here imports torch.
 
 Examples
 --------
->>> from wpsim.workload import Workload
+>>> from wpsim.model.workload import Workload
 >>> from kernels import forward, init_params, init_input
 >>> w = Workload(cell="gru", layers=2, hidden=8, input=4, seq_len=6, batch=3)
 >>> out, h_n = forward(w, init_params(w, seed=0), init_input(w, seed=0))

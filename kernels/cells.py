@@ -66,7 +66,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-from wpsim.workload import GATES
+from wpsim.model.workload import GATES
 
 try:  # the low-level CSR kernels accumulate into a caller's buffer: no per-step allocation
     from scipy.sparse._sparsetools import csc_matvec as _csc_matvec

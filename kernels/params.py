@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from wpsim.errors import ConfigError
-from wpsim.workload import Workload
+from wpsim.model.workload import Workload
 
 __all__ = [
     "aligned",

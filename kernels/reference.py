@@ -22,7 +22,7 @@ from kernels.cells import (
 )
 from kernels.params import LAYER_KINDS, compute_dtype, layer_params, param_shapes, suffix
 from wpsim.errors import ConfigError
-from wpsim.workload import Workload
+from wpsim.model.workload import Workload
 
 __all__ = ["backward", "chunk_bounds", "forward"]
 

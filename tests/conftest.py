@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wpsim.hardware import CpuMachine
+from wpsim.machines.cpu import CpuMachine
 
 
 def make_machine(

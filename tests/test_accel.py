@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wpsim.accel import accelerator as accel
-from wpsim.accel.machines import AcceleratorMachine
 from wpsim.cli import main
 from wpsim.errors import ConfigError
-from wpsim.hardware import HW_CONFIG_DIR, load_machine, machine_from_dict
+from wpsim.machines import HW_CONFIG_DIR, load_machine, machine_from_dict
+from wpsim.machines.accelerator import AcceleratorMachine
+from wpsim.model.workload import Workload
 from wpsim.policies import get_policy
-from wpsim.workload import Workload
+from wpsim.sim import accelerator as accel
 
 MACHINE_FILE = HW_CONFIG_DIR / "lstm_accel_2core.yaml"
 

@@ -7,11 +7,11 @@ from conftest import make_machine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wpsim import analysis
-from wpsim.analytic import predict
-from wpsim.engine import simulate
+from wpsim.model import analysis
+from wpsim.model.workload import Workload
 from wpsim.policies import get_policy
-from wpsim.workload import Workload
+from wpsim.sim.closed_forms import predict
+from wpsim.sim.engine import simulate
 
 IDEAL_POLICIES = ["sequential", "layerwise", "wavefront", "pipeline", "helper"]
 
@@ -62,7 +62,7 @@ def test_greedy_schedules_within_work_span_bounds(
     w = Workload(cell=cell, layers=layers, hidden=8, input=5, seq_len=seq_len,
                  bidirectional=bidirectional, phase=phase)  # fmt: skip
     r = simulate(w, make_machine(cores=cores), policy, cost="ideal")
-    from wpsim.graph import build
+    from wpsim.model.graph import build
 
     g = build(w)
     work_s = r.sequential_s

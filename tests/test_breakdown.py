@@ -11,15 +11,17 @@ from conftest import make_machine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wpsim import accel_dispatch, breakdown
-from wpsim.analytic import _band_makespan, _band_terms, predict
+from wpsim import breakdown
 from wpsim.cli import main
-from wpsim.cost import TaskCost
-from wpsim.engine import simulate
-from wpsim.hardware import CpuMachine, load_machine, resolve_machine_path
+from wpsim.cost.cpu import TaskCost
+from wpsim.machines import load_machine, resolve_machine_path
+from wpsim.machines.cpu import CpuMachine
+from wpsim.model.workload import Workload
 from wpsim.policies import get_policy
+from wpsim.sim import evaluate as by_kind
+from wpsim.sim.closed_forms import _band_makespan, _band_terms, predict
+from wpsim.sim.engine import simulate
 from wpsim.trace import Trace
-from wpsim.workload import Workload
 
 XEON = load_machine(resolve_machine_path("xeon8160_2s"))
 V100 = load_machine(resolve_machine_path("v100"))
@@ -102,7 +104,7 @@ def test_shares_add_up_on_accelerators_and_gpus(engine, machine, policy) -> None
         Workload(cell="lstm", layers=3, hidden=512, input=512, seq_len=20, dtype="float16"),
         Workload(cell="rnn", layers=2, hidden=1024, input=1024, seq_len=16, batch=4, density=0.3),
     ):
-        result = accel_dispatch.evaluate(engine, workload, machine, get_policy(policy))
+        result = by_kind.evaluate(engine, workload, machine, get_policy(policy))
         assert_adds_up(result)
 
 
@@ -113,7 +115,7 @@ def test_multiprogram_adds_up() -> None:
         assert_adds_up(engine(w, XEON, policy, cores=6))
     two = get_policy("multiprogram", instances=2)
     for engine in ("simulate", "predict"):
-        assert_adds_up(accel_dispatch.evaluate(engine, w, ACCEL, two))
+        assert_adds_up(by_kind.evaluate(engine, w, ACCEL, two))
 
 
 # ---- each cause where the model puts the time -------------------------------------------------
@@ -187,7 +189,7 @@ def test_a_persistent_kernel_with_a_global_barrier_shows_sync() -> None:
     """A small layer at batch 1: each step's global barrier is not hidden (one column)."""
     w = Workload(cell="rnn", layers=1, hidden=256, input=256, seq_len=50)
     for engine in ("simulate", "predict"):
-        r = accel_dispatch.evaluate(engine, w, V100, get_policy("persistent_barrier"))
+        r = by_kind.evaluate(engine, w, V100, get_policy("persistent_barrier"))
         assert r.breakdown_s["sync"] > 0.2 * r.makespan_s, r.breakdown_s
         assert r.breakdown_s["dispatch"] > 0.0  # the one launch
 
@@ -225,8 +227,8 @@ def test_gpu_closed_form_explains_training_as_the_simulation_does(workload, poli
     """One kernel at a time the closed form walks the simulation's kernels in its order, so
     both engines break the makespan down alike: launches, the persistent kernels' weight loads
     and step synchronisation, the reads from L2 and DRAM, forward and backward."""
-    sim = accel_dispatch.evaluate("simulate", workload, V100, get_policy(policy))
-    closed = accel_dispatch.evaluate("predict", workload, V100, get_policy(policy))
+    sim = by_kind.evaluate("simulate", workload, V100, get_policy(policy))
+    closed = by_kind.evaluate("predict", workload, V100, get_policy(policy))
     assert closed.makespan_s == pytest.approx(sim.makespan_s, rel=1e-9)
     for result in (sim, closed):
         assert_adds_up(result)
@@ -248,10 +250,10 @@ def test_gpu_streams_training_adds_up(chunk, instances) -> None:
     dram_bound = Workload(cell="rnn", layers=3, hidden=1024, input=512, seq_len=9, batch=1)
     for workload in (*GPU_TRAINING, small, dram_bound):
         for engine in ("simulate", "predict"):
-            assert_adds_up(accel_dispatch.evaluate(engine, workload, V100, policy, chunk=chunk))
-    why = accel_dispatch.evaluate("predict", small, V100, policy).breakdown_s
+            assert_adds_up(by_kind.evaluate(engine, workload, V100, policy, chunk=chunk))
+    why = by_kind.evaluate("predict", small, V100, policy).breakdown_s
     assert why["dispatch"] > 0.5 * math.fsum(why.values()) and why["compute"] > 0.0
-    why = accel_dispatch.evaluate("predict", dram_bound, V100, policy).breakdown_s
+    why = by_kind.evaluate("predict", dram_bound, V100, policy).breakdown_s
     assert why["memory.DRAM"] == pytest.approx(math.fsum(why.values()), rel=1e-9)
 
 

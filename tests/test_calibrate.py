@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wpsim import calibrate as cal
 from wpsim.cli import main
-from wpsim.hardware import CpuMachine, load_machine
+from wpsim.machines import load_machine
+from wpsim.machines.cpu import CpuMachine
+from wpsim.measure import calibrate as cal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_hardware import (  # noqa: E402
@@ -189,7 +190,7 @@ def test_out_is_a_folder_is_one_line(tmp_path: Path, capsys) -> None:
 
 def test_bad_cores_are_rejected() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "wpsim.cli", "calibrate", "--cores", "zero", "--out", "x.yaml"],
+        [sys.executable, "-m", "wpsim.console", "calibrate", "--cores", "zero", "--out", "x.yaml"],
         capture_output=True, text=True, env={**os.environ},
     )  # fmt: skip
     assert proc.returncode == 2
@@ -424,7 +425,7 @@ def _fake_raw() -> dict:
 def test_calibration_mismatch_names_both_cpus() -> None:
     from dataclasses import replace
 
-    from wpsim.hardware import load_machine, resolve_machine_path
+    from wpsim.machines import load_machine, resolve_machine_path
 
     host = load_machine(resolve_machine_path("host"))
     cpu = str(host.calibration["cpu_model"])

@@ -15,7 +15,6 @@ import yaml
 
 import wpsim.cells
 from kernels.params import param_shapes as workload_param_shapes
-from wpsim import graph as wgraph
 from wpsim.cells import (
     CSR_INDEX_BYTES,
     cell_from_dict,
@@ -41,7 +40,8 @@ from wpsim.cells import (
     weight_blocks,
 )
 from wpsim.errors import ConfigError
-from wpsim.workload import ELEMENTWISE_FLOPS, GATES, INDEX_BYTES, Workload
+from wpsim.model import graph as wgraph
+from wpsim.model.workload import ELEMENTWISE_FLOPS, GATES, INDEX_BYTES, Workload
 
 TODAY = ["rnn", "lstm", "gru"]
 MODULES = sorted(f"wpsim.cells.{m.name}" for m in pkgutil.iter_modules(wpsim.cells.__path__)) + [
@@ -106,7 +106,7 @@ def _layer_numbers(w: Workload, layer: int):
 @pytest.mark.parametrize("spec", WORKLOADS, ids=range(len(WORKLOADS)))
 @pytest.mark.parametrize("cell", TODAY)
 def test_cell_tasks_of_the_graph_equal_the_declarations_numbers(cell, spec):
-    """Every cell task's flops and weight bytes, and the state hand-off, as wpsim.graph builds
+    """Every cell task's flops and weight bytes, and the state hand-off, as wpsim.model.graph builds
     them today, from the declaration."""
     w = Workload(cell=cell, **spec)
     g = wgraph.build(w, granularity="cell", chunk=2)
@@ -147,7 +147,7 @@ def test_op_tasks_of_the_graph_equal_the_declarations_groups(cell, spec):
 
 @pytest.mark.parametrize("cell", TODAY)
 def test_rolled_graph_by_groups_is_todays_rolled_cell_graph(cell):
-    """The declaration's rolled graph, its ops merged by op group, is wpsim.graph's."""
+    """The declaration's rolled graph, its ops merged by op group, is wpsim.model.graph's."""
     c = get_cell(cell)
     groups = op_groups(c)
     merged = {}

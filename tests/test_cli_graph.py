@@ -27,7 +27,7 @@ def test_graph_text_and_exports(tmp_path, capsys):
 def test_bad_workload_is_one_line_nonzero(tmp_path):
     bad = tmp_path / "w.yaml"
     bad.write_text("cell: lstm\nlayers: -2\nhidden: 8\ninput: 8\nseq_len: 3\n")
-    proc = subprocess.run([sys.executable, "-m", "wpsim.cli", "graph", "-w", str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "wpsim.console", "graph", "-w", str(bad)],
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0

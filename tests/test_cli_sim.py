@@ -48,9 +48,9 @@ def test_compare_prints_every_policy(capsys):
 @pytest.mark.parametrize("chunk", ["1", "3"])
 def test_compare_gives_every_policy_the_one_core_baseline(capsys, chunk):
     """compare simulates the baseline once; each row's is the one simulate computes alone."""
-    from wpsim.cli import resolve_workload
-    from wpsim.engine import sequential_time
-    from wpsim.hardware import load_machine, resolve_machine_path
+    from wpsim.machines import load_machine, resolve_machine_path
+    from wpsim.model.workload import resolve_workload
+    from wpsim.sim.engine import sequential_time
 
     rows = run_json(capsys, "compare", "-w", "tiny", "--cores", "4", "--chunk", chunk)["rows"]
     machine = load_machine(resolve_machine_path("xeon8160_2s")).with_cores(4)
@@ -63,7 +63,7 @@ def test_compare_gives_every_policy_the_one_core_baseline(capsys, chunk):
 
 
 def test_large_simulations_report_their_phases_on_stderr(capsys, monkeypatch):
-    from wpsim import cli_sim
+    from wpsim.cli import sim as cli_sim
 
     out = run_json(capsys, "simulate", "-w", "tiny", "--cores", "4")  # 18 tasks: quiet
     assert capsys.readouterr().err == ""

@@ -268,16 +268,17 @@ def test_reference_pages_are_generated_from_the_code() -> None:
 
 
 def test_reference_covers_every_field_policy_and_command() -> None:
-    from wpsim import hardware, policies
+    from wpsim import policies
     from wpsim.cli import build_parser
-    from wpsim.workload import Workload
+    from wpsim.machines import MACHINE_KINDS
+    from wpsim.model.workload import Workload
 
     reference = DOCS / "reference"
     workloads = (reference / "workloads.md").read_text()
     for name in Workload.model_fields:
         assert f"| `{name}` |" in workloads
     machines = (reference / "machines.md").read_text()
-    for kind, cls in hardware.machine_kinds().items():
+    for kind, cls in MACHINE_KINDS.items():
         assert f"## kind: {kind}" in machines
         for name in cls.model_fields:
             assert f"| `{name}` |" in machines
@@ -302,7 +303,7 @@ def test_reference_covers_every_field_policy_and_command() -> None:
 def test_generator_rejects_notes_on_fields_that_do_not_exist() -> None:
     generator = _load_generator()
     generator.generate()
-    generator.FIELD_NOTES["wpsim.workload.Workload"]["no_such_field"] = "x"
+    generator.FIELD_NOTES["wpsim.model.workload.Workload"]["no_such_field"] = "x"
     with pytest.raises(RuntimeError, match="no_such_field"):
         generator.check_notes(generator.DOCUMENTED)
 

@@ -7,14 +7,14 @@ import json
 import pytest
 from conftest import make_machine
 
-from wpsim.analytic import predict
-from wpsim.engine import simulate
 from wpsim.errors import ConfigError
-from wpsim.graph import build
-from wpsim.plan import compile_plan
+from wpsim.model.graph import build
+from wpsim.model.plan import compile_plan
+from wpsim.model.workload import Workload
 from wpsim.policies import available, get_policy, register
 from wpsim.policies.base import DynamicPolicy
-from wpsim.workload import Workload
+from wpsim.sim.closed_forms import predict
+from wpsim.sim.engine import simulate
 
 POLICIES = ["sequential", "layerwise", "wavefront", "pipeline", "helper", "multiprogram"]
 
@@ -148,8 +148,8 @@ def test_completions_a_rounding_error_apart_are_seen_together():
     """Layer 0's second cell ends at 0.1 + 0.2 = 0.30000000000000004 s, layer 1's first at
     0.1 + 0.19999999999999998 = 0.3 s: the same time but for the last bit. The policy is offered
     both idle groups at once, after both completions, not the first group alone."""
-    from wpsim.cost import IdealCostModel, TaskCost
-    from wpsim.engine import run_plan
+    from wpsim.cost.cpu import IdealCostModel, TaskCost
+    from wpsim.sim.engine import run_plan
 
     plan = compile_plan(build(lstm(layers=2, seq_len=2)))
     seconds = {(0, 0): 0.1, (0, 1): 0.2, (1, 0): 0.3 - 0.1, (1, 1): 0.1}
@@ -224,7 +224,7 @@ def test_a_hit_curve_serves_part_of_a_block_larger_than_the_cache():
 
 
 def test_a_hit_curve_blends_the_closed_form_bandwidth():
-    from wpsim.analytic import _level_for
+    from wpsim.sim.closed_forms import _level_for
 
     strict = make_machine(l2_bytes=1 << 20)
     soft = with_hit_curve(strict, [[1.0, 1.0], [2.0, 0.0]])
@@ -265,8 +265,8 @@ def test_dram_pool_is_processor_sharing():
     each, C ends at 3.0, then A and B, with 0.25 B each at half, at 3.5 (A, set first, first)."""
     import simpy
 
-    from wpsim.cost import TaskCost
-    from wpsim.engine import DramPool
+    from wpsim.cost.cpu import TaskCost
+    from wpsim.sim.engine import DramPool
 
     class OneBytePerSecond:
         def dram_share_Bps(self, streams):
@@ -293,8 +293,8 @@ def test_dram_streams_within_their_cores_bandwidth_keep_their_completion_times()
     starts and ends); a fifth changes the share, and the four then running are slowed down."""
     import simpy
 
-    from wpsim.cost import TaskCost
-    from wpsim.engine import DramPool
+    from wpsim.cost.cpu import TaskCost
+    from wpsim.sim.engine import DramPool
 
     class FourBytesPerSecond:
         def dram_share_Bps(self, streams):
@@ -326,7 +326,7 @@ def test_dram_streams_within_their_cores_bandwidth_keep_their_completion_times()
 def test_no_streaming_task_beats_its_dram_bandwidth():
     # Regression: a stale completion timeout of a group's previous streaming task once ended
     # its next one early (versions were counted per task, so they repeated).
-    from wpsim.hardware import load_machine, resolve_machine_path
+    from wpsim.machines import load_machine, resolve_machine_path
 
     m = load_machine(resolve_machine_path("desktop8"))
     w = Workload(cell="lstm", layers=3, hidden=1024, input=1024, seq_len=12, batch=4)
@@ -482,7 +482,7 @@ def test_a_run_with_one_group_pays_the_sequence_dispatch():
     assert m.dispatch_s(all_busy=True, whole_socket_group=True, sequence=True) == 1e-5
     plain = m.model_copy(update={"dispatch_overhead_sequence_s": None})
     assert plain.dispatch_s(all_busy=False, sequence=True) == 3e-5
-    from wpsim.validate import simulate_with_dispatch
+    from wpsim.measure.validate import simulate_with_dispatch
 
     w = Workload(cell="rnn", layers=2, hidden=8, input=8, seq_len=4)
     _, charged = simulate_with_dispatch(w, m, "sequential", 1, 1, sequential_s=1.0)
@@ -498,7 +498,7 @@ def test_a_run_with_one_group_pays_the_sequence_dispatch():
 
 def test_elementwise_update_does_not_overlap_the_weight_reads():
     """A task's products overlap its weight reads (``max``); its element-wise update adds."""
-    from wpsim.cost import CpuCostModel
+    from wpsim.cost.cpu import CpuCostModel
 
     grid = [[128, 1, 30e-6], [512, 1, 30e-6]]
     base = make_machine(dram_Bps=5e9, per_core_dram_Bps=5e9)
@@ -522,7 +522,7 @@ def test_elementwise_update_does_not_overlap_the_weight_reads():
 def test_a_split_products_share_that_fits_the_private_cache_runs_at_the_hot_rate():
     """``gemm_by_n_h_hot`` serves a product whose weights on one core fit its largest private
     cache; the streamed grid serves the others."""
-    from wpsim.cost import CpuCostModel
+    from wpsim.cost.cpu import CpuCostModel
 
     def grid(f: float) -> list[list[float]]:
         return [[n, h, f] for n in (1, 2) for h in (128, 512)]
@@ -557,14 +557,14 @@ def test_whole_socket_group_tasks_pay_the_group_dispatch():
     r = simulate(w, m, "layerwise", cores=2, sequential_s=1.0)
     durations = [e - s for s, e in zip(r.trace.start_s, r.trace.end_s, strict=True)]
     assert all(2e-5 <= d < 5e-5 for d in durations)  # tiny tasks: dispatch is nearly all
-    from wpsim.validate import simulate_with_dispatch
+    from wpsim.measure.validate import simulate_with_dispatch
 
     _, charged = simulate_with_dispatch(w, m, "layerwise", 2, 1, sequential_s=1.0)
     assert charged == pytest.approx([2e-5] * len(durations))
 
 
 def test_split_tasks_cost_what_the_executor_splits():
-    from wpsim.cost import CpuCostModel
+    from wpsim.cost.cpu import CpuCostModel
 
     table = {"gemm_by_n": [[1, 0.1], [2, 0.2], [4, 0.4], [8, 0.8]], "elementwise": 0.05}
     m = make_machine(cores=2).model_copy(
@@ -597,7 +597,7 @@ def test_split_tasks_cost_what_the_executor_splits():
 
 
 def test_a_products_fixed_part_is_not_split_among_members():
-    from wpsim.cost import CpuCostModel
+    from wpsim.cost.cpu import CpuCostModel
 
     base = make_machine(cores=2)
     fixed = base.model_copy(update={"efficiency": base.efficiency.model_copy(
@@ -616,7 +616,7 @@ def test_a_products_fixed_part_is_not_split_among_members():
 
 
 def test_a_small_input_projection_is_split_over_time_steps():
-    from wpsim.cost import CpuCostModel
+    from wpsim.cost.cpu import CpuCostModel
 
     table = {"gemm_by_n": [[1, 0.1], [8, 0.5], [16, 1.0]], "elementwise": 0.05}
     m = make_machine(cores=2).model_copy(
@@ -644,7 +644,7 @@ def test_a_small_input_projection_is_split_over_time_steps():
 
 
 def test_efficiency_grid_interpolates_in_columns_and_hidden_size():
-    from wpsim.cost import CpuCostModel
+    from wpsim.cost.cpu import CpuCostModel
 
     grid = [[1, 128, 0.2], [1, 256, 0.4], [4, 128, 0.4], [4, 256, 0.8]]
     table = {"gemm_by_n": [[1, 0.4], [4, 0.8]], "elementwise": 1.0, "gemm_by_n_h": grid}
@@ -665,7 +665,7 @@ def test_efficiency_grid_interpolates_in_columns_and_hidden_size():
 
 
 def test_a_cell_uses_its_own_efficiency_grid_where_the_machine_has_one():
-    from wpsim.cost import CpuCostModel
+    from wpsim.cost.cpu import CpuCostModel
 
     lstm_grid = [[1, 128, 0.2], [1, 256, 0.2], [4, 128, 0.4], [4, 256, 0.4]]
     rnn_grid = [[1, 128, 0.5], [1, 256, 0.5], [4, 128, 0.9], [4, 256, 0.9]]
@@ -685,7 +685,7 @@ def test_a_cell_uses_its_own_efficiency_grid_where_the_machine_has_one():
 
 
 def test_measured_elementwise_grid_replaces_the_efficiency_for_forward_cells():
-    from wpsim.cost import CpuCostModel
+    from wpsim.cost.cpu import CpuCostModel
 
     grid = [[128, 1, 10e-6], [128, 4, 30e-6], [512, 1, 20e-6], [512, 4, 70e-6]]
     table = {"gemm_by_n": [[1, 0.5]], "elementwise": 0.01, "elementwise_step_s": {"lstm": grid}}
@@ -722,9 +722,9 @@ def test_measured_elementwise_grid_replaces_the_efficiency_for_forward_cells():
 def test_private_cache_shortcut_is_exact(policy, helpers):
     """The fixed-point shortcut of a group's private LRUs changes no number of the trace, for
     one core a group and for tasks split across groups of helpers."""
-    from wpsim.cost import CpuCostModel
-    from wpsim.engine import machine_levels, run_plan
-    from wpsim.hardware import load_machine, resolve_machine_path
+    from wpsim.cost.cpu import CpuCostModel
+    from wpsim.machines import load_machine, resolve_machine_path
+    from wpsim.sim.engine import machine_levels, run_plan
 
     class NoShortcut(CpuCostModel):
         def start(self, tid, cores, busy_on_socket):
@@ -762,7 +762,7 @@ def test_private_cache_shortcut_is_exact(policy, helpers):
 
 
 def test_busy_dispatch_table_is_read_at_the_task_time():
-    from wpsim.validate import simulate_with_dispatch
+    from wpsim.measure.validate import simulate_with_dispatch
 
     m = make_machine(cores=2, dispatch_s=1e-6).model_copy(
         update={"dispatch_overhead_busy_s": [[1e-6, 2e-5], [1e-3, 8e-5]]}
@@ -780,7 +780,7 @@ def test_busy_dispatch_table_is_read_at_the_task_time():
 def test_gc_is_paused_during_a_run_and_restored_after():
     import gc
 
-    from wpsim.engine import gc_paused
+    from wpsim.sim.engine import gc_paused
 
     seen = []
     hook = lambda record: seen.append(gc.isenabled())  # noqa: E731

@@ -28,10 +28,10 @@ from kernels import backward, forward, init_input, init_params
 from kernels.executor import ExecutionResult, Executor, execute
 from wpsim.cli import main
 from wpsim.errors import ConfigError, ExecutionError
-from wpsim.graph import build
-from wpsim.plan import compile_plan
+from wpsim.model.graph import build
+from wpsim.model.plan import compile_plan
+from wpsim.model.workload import Workload
 from wpsim.policies import get_policy
-from wpsim.workload import Workload
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLIT_REL = 1e-6  # float32, recurrent product split across workers
@@ -312,7 +312,7 @@ def test_one_group_runs_the_precomputed_order_in_sequence_mode(monkeypatch):
     the policy gives with tasks finishing in any timing, and the results are the same as with
     every task handed out one by one (``WPSIM_EXECUTOR_SEQUENCE=0``)."""
     from kernels.executor._coordinator import static_order
-    from wpsim.plan import compile_plan
+    from wpsim.model.plan import compile_plan
     from wpsim.policies import get_policy
 
     w = _workload("gru", layers=2, seq_len=6)
@@ -344,8 +344,8 @@ def test_a_failure_in_sequence_mode_names_the_task_it_happened_in(monkeypatch, t
 
 
 def test_same_graph_as_the_simulator():
-    from wpsim.engine import simulate
-    from wpsim.hardware import load_machine, resolve_machine_path
+    from wpsim.machines import load_machine, resolve_machine_path
+    from wpsim.sim.engine import simulate
 
     w = _workload("lstm", seq_len=4)
     machine = load_machine(resolve_machine_path("xeon8160_2s"))
@@ -409,7 +409,7 @@ def test_ctrl_c_stops_workers_and_removes_the_segment(tmp_path):
     env = dict(os.environ, WPSIM_EXECUTOR_FAULT="hang:3", WPSIM_EXECUTOR_PIDFILE=str(pidfile))
     for var in kernels.executor.BLAS_ENV:
         env.pop(var, None)
-    cmd = [sys.executable, "-m", "wpsim.cli", "run", "--workers", "2", "--chunk", "2",
+    cmd = [sys.executable, "-m", "wpsim.console", "run", "--workers", "2", "--chunk", "2",
            "--workload", str(ROOT / "workloads" / "demo.yaml")]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:

@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wpsim.accel import gpu
-from wpsim.accel.gpu import DIAMOS_2016, ZHU_2018, PersistentKernel
-from wpsim.accel.machines import GpuMachine
 from wpsim.cli import main
-from wpsim.engine import simulate as cpu_simulate
 from wpsim.errors import ConfigError
-from wpsim.hardware import HW_CONFIG_DIR, load_machine
-from wpsim.workload import Workload
+from wpsim.machines import HW_CONFIG_DIR, load_machine
+from wpsim.machines.gpu import DIAMOS_2016, ZHU_2018, GpuMachine, PersistentKernel
+from wpsim.model.workload import Workload
+from wpsim.sim import gpu
+from wpsim.sim.engine import simulate as cpu_simulate
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wpsim import analysis, export
 from wpsim.errors import ConfigError
-from wpsim.graph import batch_over_time, build, hoistable_kinds, tasks
-from wpsim.workload import Workload
+from wpsim.model import analysis, export
+from wpsim.model.graph import batch_over_time, build, hoistable_kinds, tasks
+from wpsim.model.workload import Workload
 
 CELLS = ["rnn", "lstm", "gru"]
 

@@ -12,10 +12,10 @@ import pytest
 
 from wpsim import guards
 from wpsim.cli import main
-from wpsim.graph import build
 from wpsim.guards import SizeError, check_size, check_workers, estimate, estimate_tasks
+from wpsim.model.graph import build
+from wpsim.model.workload import Workload
 from wpsim.policies import get_policy
-from wpsim.workload import Workload
 
 ROOT = Path(__file__).resolve().parent.parent
 HUGE = "cell: lstm\nlayers: 1\nhidden: 16\ninput: 16\nseq_len: 100000000\nname: e8\n"

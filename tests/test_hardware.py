@@ -15,10 +15,11 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from wpsim.errors import ConfigError
-from wpsim.hardware import HW_CONFIG_DIR, CpuMachine, load_machine, machine_from_dict
+from wpsim.machines import HW_CONFIG_DIR, load_machine, machine_from_dict
+from wpsim.machines.cpu import CpuMachine
 
 SHIPPED = sorted(HW_CONFIG_DIR.glob("*.yaml"))
-# CPU-specific checks run on the kind: cpu files; accelerator and GPU files (wpsim.accel) are
+# CPU-specific checks run on the kind: cpu files; accelerator and GPU files (wpsim.sim.evaluate) are
 # checked by tests/test_accel.py and tests/test_gpu.py, and by the source checks below.
 CPU_SHIPPED = [
     p for p in SHIPPED if (yaml.safe_load(p.read_text()) or {}).get("kind", "cpu") == "cpu"

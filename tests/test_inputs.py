@@ -18,9 +18,9 @@ import yaml
 
 from wpsim.config import MAX_INPUT_BYTES, MAX_NESTING, read_yaml
 from wpsim.errors import ConfigError
-from wpsim.hardware import load_machine, machine_from_dict
+from wpsim.machines import load_machine, machine_from_dict
+from wpsim.model.workload import load_workload, workload_from_dict
 from wpsim.sweep import load_sweep
-from wpsim.workload import load_workload, workload_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = ["xeon8160_2s", "host", "lstm_accel_2core", "v100", "titanx_maxwell"]

@@ -14,7 +14,7 @@ import pytest
 from kernels.executor import BLAS_ENV, execute
 from kernels.executor._watchdog import SUSPENDED_GAP_S, Watchdog, stall_limit_s
 from wpsim.errors import ExecutionError
-from wpsim.workload import Workload
+from wpsim.model.workload import Workload
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = str(ROOT / "workloads" / "tiny.yaml")
@@ -151,8 +151,8 @@ sys.exit(main())
         ("wpsim.cli", "SIGINT"),
         ("pydantic", "SIGINT"),
         ("yaml", "SIGINT"),
-        ("wpsim.cli_sim", "SIGINT"),
-        ("wpsim.cli_sweep", "SIGINT"),
+        ("wpsim.cli.sim", "SIGINT"),
+        ("wpsim.cli.sweep", "SIGINT"),
         ("simpy", "SIGINT"),  # loaded by the command, after parsing
         ("numpy", "SIGTERM"),
     ],

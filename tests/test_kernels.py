@@ -30,7 +30,7 @@ from kernels import (
     split_rows,
 )
 from wpsim.errors import ConfigError
-from wpsim.workload import Workload
+from wpsim.model.workload import Workload
 
 CELLS = ["rnn", "lstm", "gru"]
 
@@ -491,7 +491,7 @@ def test_gradients_match_finite_differences(cell):
 @pytest.mark.parametrize("update", [{"dtype": "bfloat16"}, {"input": 0}])
 def test_modelled_only_workloads_are_refused_by_the_kernels(update):
     from wpsim.errors import ConfigError
-    from wpsim.workload import Workload
+    from wpsim.model.workload import Workload
 
     w = Workload(cell="rnn", hidden=4, input=4, seq_len=2).model_copy(update=update)
     with pytest.raises(ConfigError, match="modelled by simulate/predict"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kernels import backward, forward, init_input, init_params, load_state_dict
-from wpsim.workload import Workload
+from wpsim.model.workload import Workload
 
 torch = pytest.importorskip("torch")
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from wpsim.cli import main
-from wpsim.engine import simulate
-from wpsim.hardware import load_machine, resolve_machine_path
-from wpsim.measured import read_measurements, trace_span_s
+from wpsim.machines import load_machine, resolve_machine_path
+from wpsim.measure.measured import read_measurements, trace_span_s
+from wpsim.measure.validate import validate_measured
+from wpsim.model.workload import DEFAULT_WORKLOAD, Workload
 from wpsim.policies import get_policy
-from wpsim.validate import validate_measured
-from wpsim.workload import DEFAULT_WORKLOAD, Workload
+from wpsim.sim.engine import simulate
 
 DATA = Path(__file__).resolve().parent / "data"
 FIXTURE = DATA / "torch_profiler_lstm.json"  # torch.profiler, a 1-layer LSTM at 1 and 2 threads

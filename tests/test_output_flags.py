@@ -51,14 +51,14 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
 
 @pytest.mark.parametrize("flag", list(FILE_FLAGS))
 def test_unwritable_file_targets_are_one_line_errors(flag, tmp_path, capsys, monkeypatch):
-    import wpsim.accel_dispatch
-    import wpsim.graph
+    import wpsim.model.graph
+    import wpsim.sim.evaluate
 
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the output was checked")
 
-    monkeypatch.setattr(wpsim.graph, "build", no_work)
-    monkeypatch.setattr(wpsim.accel_dispatch, "evaluate", no_work)
+    monkeypatch.setattr(wpsim.model.graph, "build", no_work)
+    monkeypatch.setattr(wpsim.sim.evaluate, "evaluate", no_work)
     monkeypatch.setattr("kernels.executor.execute", no_work)
     suffix = ".png" if flag in ("--gantt", "--plot") else ".json"
     name = flag.split()[-1]
@@ -135,12 +135,12 @@ def test_sweep_out_is_checked_before_any_point(tmp_path, capsys):
 
 
 def test_validate_out_is_checked_before_measuring(tmp_path, capsys, monkeypatch):
-    import wpsim.validate
+    import wpsim.measure.validate
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("measured before checking --out")
 
-    monkeypatch.setattr(wpsim.validate, "validate", no_measuring)
+    monkeypatch.setattr(wpsim.measure.validate, "validate", no_measuring)
     for what, target in folder_targets(tmp_path).items():
         code, err = run_cli(
             ["validate", "-w", "tiny", "-m", "xeon8160_2s", "--out", str(target)], capsys
@@ -150,12 +150,12 @@ def test_validate_out_is_checked_before_measuring(tmp_path, capsys, monkeypatch)
 
 
 def test_calibrate_out_is_checked_before_measuring(tmp_path, capsys, monkeypatch):
-    import wpsim.calibrate
+    import wpsim.measure.calibrate
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("measured before checking --out")
 
-    monkeypatch.setattr(wpsim.calibrate, "calibrate", no_measuring)
+    monkeypatch.setattr(wpsim.measure.calibrate, "calibrate", no_measuring)
     for what, target in {**targets(tmp_path, ".yaml"), "a folder": tmp_path}.items():
         code, err = run_cli(["calibrate", "--out", str(target)], capsys)
         assert code == 2, (what, err)

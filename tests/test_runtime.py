@@ -1,4 +1,4 @@
-"""Runtimes (wpsim.runtime): the software around the RNN as per-call, per-layer, per-step and
+"""Runtimes (wpsim.sim.runtime): the software around the RNN as per-call, per-layer, per-step and
 per-kernel terms, opt-in per run."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import pytest
 import yaml
 from test_hardware import SOURCE_PREFIXES, numeric_comments, undocumented_numeric_lines
 
-from wpsim.accel_dispatch import evaluate
 from wpsim.cli import main
 from wpsim.errors import ConfigError
-from wpsim.graph import build
-from wpsim.hardware import load_machine, resolve_machine_path
+from wpsim.machines import load_machine, resolve_machine_path
+from wpsim.model.graph import build
+from wpsim.model.workload import Workload
 from wpsim.policies import get_policy
-from wpsim.runtime import RUNTIME_DIR, Runtime, adapt_policy, apply_runtime, load_runtime
+from wpsim.sim.evaluate import evaluate
+from wpsim.sim.runtime import RUNTIME_DIR, Runtime, adapt_policy, apply_runtime, load_runtime
 from wpsim.sweep import load_sweep, read_results, run_sweep
-from wpsim.workload import Workload
 
 SHIPPED = sorted(p for p in RUNTIME_DIR.glob("*.yaml") if not p.stem.startswith("host_"))
 
@@ -237,7 +237,7 @@ def test_sweep_varies_the_runtime_like_a_direct_call(tmp_path, xeon):
     out = tmp_path / "out"
     run_sweep(load_sweep(spec), out, workers=1)
     rows = read_results(out)
-    from wpsim.cli import resolve_workload
+    from wpsim.model.workload import resolve_workload
 
     w = resolve_workload("tiny")
     for row in rows:

@@ -108,7 +108,7 @@ def test_bad_spec_is_one_line_error_naming_file_and_field(tmp_path, capsys, body
 def test_bad_spec_subprocess_has_no_traceback(tmp_path):
     spec = write(tmp_path / "bad.yaml", "workload: tiny\nhardware: xeon8160_2s\n"
                  "vary:\n  hardware.nonsense: [1]\n")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-m", "wpsim.cli", "sweep", str(spec), "--out",
+    proc = subprocess.run([sys.executable, "-m", "wpsim.console", "sweep", str(spec), "--out",
                            str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
@@ -119,10 +119,10 @@ def test_bad_spec_subprocess_has_no_traceback(tmp_path):
 
 
 def test_results_match_direct_calls_and_manifest(tmp_path):
-    from wpsim.analytic import predict
-    from wpsim.hardware import load_machine, resolve_machine_path
+    from wpsim.machines import load_machine, resolve_machine_path
+    from wpsim.model.workload import load_workload
     from wpsim.policies import get_policy
-    from wpsim.workload import load_workload
+    from wpsim.sim.closed_forms import predict
 
     out = tmp_path / "out"
     summary = run_sweep(small_spec(tmp_path), out, workers=1, progress=False)
@@ -145,9 +145,9 @@ def test_results_match_direct_calls_and_manifest(tmp_path):
 
 def test_simulate_rows_match_direct_simulation(tmp_path):
     """The sweep reuses one simulated one-core baseline per workload: same numbers as simulate."""
-    from wpsim.engine import simulate
-    from wpsim.hardware import load_machine, resolve_machine_path
-    from wpsim.workload import load_workload
+    from wpsim.machines import load_machine, resolve_machine_path
+    from wpsim.model.workload import load_workload
+    from wpsim.sim.engine import simulate
 
     out = tmp_path / "out"
     run_sweep(small_spec(tmp_path, "simulate"), out, workers=1, progress=False)
@@ -285,7 +285,7 @@ vary:
 def test_kill_9_mid_sweep_then_resume_gives_every_point_once(tmp_path):
     spec = write(tmp_path / "kill.yaml", KILL_SPEC)
     out = tmp_path / "o"
-    command = [sys.executable, "-m", "wpsim.cli", "sweep", str(spec), "--out", str(out),
+    command = [sys.executable, "-m", "wpsim.console", "sweep", str(spec), "--out", str(out),
                "--workers", "2"]  # fmt: skip
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip

@@ -93,9 +93,9 @@ def test_a_sweep_whose_points_all_fail_exits_1_and_says_so(tmp_path, capsys):
 
 
 def test_a_grid_over_the_limit_needs_yes_and_shows_count_and_time(tmp_path, capsys, monkeypatch):
-    import wpsim.cli_sweep
+    import wpsim.cli.sweep
 
-    monkeypatch.setattr(wpsim.cli_sweep, "CONFIRM_POINTS", 10)
+    monkeypatch.setattr(wpsim.cli.sweep, "CONFIRM_POINTS", 10)
     spec = spec_file(tmp_path)
     code = main(["sweep", str(spec), "--out", str(tmp_path / "o"), "-j", "1", "-q"])
     err = capsys.readouterr().err

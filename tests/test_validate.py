@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from wpsim.cli import main
-from wpsim.hardware import HW_CONFIG_DIR, load_machine
-from wpsim.validate import (
+from wpsim.machines import HW_CONFIG_DIR, load_machine
+from wpsim.measure.validate import (
     BASELINE,
     KIND_KEYS,
     _ready_latencies,
@@ -22,7 +22,7 @@ from wpsim.validate import (
     parse_configs,
     validate,
 )
-from wpsim.workload import Workload
+from wpsim.model.workload import Workload
 
 pytest.importorskip("kernels.executor")
 
@@ -46,7 +46,7 @@ def json_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     wl = out / "w.yaml"
     wl.write_text("name: validate-tiny\ncell: lstm\nlayers: 2\nhidden: 32\ninput: 16\nseq_len: 6\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "wpsim.cli", "validate", "-w", str(wl), "--hardware", str(HOST),
+        [sys.executable, "-m", "wpsim.console", "validate", "-w", str(wl), "--hardware", str(HOST),
          "--workers", "1,2", "--policies", "wavefront", "--repeats", "1", "--json",
          "--out", str(out / "res")],
         capture_output=True, text=True, timeout=120,
@@ -105,7 +105,7 @@ def test_csv_json_and_gantt_files_are_written(json_run) -> None:
 
 
 def test_library_call_and_text_report(tmp_path: Path) -> None:
-    from wpsim.validate import format_report
+    from wpsim.measure.validate import format_report
 
     report = validate(TINY, load_machine(HOST), workers=[1], policies=["sequential"], repeats=1)
     assert len(report.rows) == 1 and report.rows[0]["baseline"]
@@ -134,7 +134,7 @@ def test_bad_input_is_one_line(args: list[str], needle: str, capsys) -> None:
 @pytest.mark.parametrize("value", ["0", "two", "1,-2"])
 def test_bad_worker_lists_are_usage_errors(value: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "wpsim.cli", "validate", "-w", "tiny", "--workers", value],
+        [sys.executable, "-m", "wpsim.console", "validate", "-w", "tiny", "--workers", value],
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 2
@@ -173,9 +173,9 @@ def test_inner_repeats_bounds() -> None:
 
 
 def test_charged_dispatch_is_the_busy_value_when_every_core_runs() -> None:
+    from wpsim.measure.validate import simulate_with_dispatch
+    from wpsim.model.workload import Workload
     from wpsim.policies import get_policy
-    from wpsim.validate import simulate_with_dispatch
-    from wpsim.workload import Workload
 
     machine = load_machine(HOST).model_copy(
         update={"dispatch_overhead_s": 1e-5, "dispatch_overhead_busy_s": 5e-5,

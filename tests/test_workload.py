@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wpsim.errors import ConfigError
-from wpsim.workload import Workload, load_workload, workload_from_dict
+from wpsim.model.workload import Workload, load_workload, workload_from_dict
 
 WORKLOADS = sorted((Path(__file__).parent.parent / "workloads").glob("*.yaml"))
 BASE = dict(cell="lstm", layers=2, hidden=8, input=4, seq_len=5)

@@ -16,13 +16,13 @@ Every second of a task's time has one cause:
 * ``dispatch``: the runtime handing the task to a core (a GPU's kernel launch);
 * ``overhead``: the per-task and per-step costs of the kernel call the machine file models
   (``task_overhead_s``, ``step_overhead_s``), and a runtime's serial per-call and per-layer
-  terms (:func:`wpsim.runtime.finish`: on the critical path; the cores' time counts them as
+  terms (:func:`wpsim.sim.runtime.finish`: on the critical path; the cores' time counts them as
   ``idle``, since no task runs meanwhile);
 * ``idle``: no task (see the two views below);
 * ``busy``: task time of unknown make-up (a measured trace: no cost model says what it was).
 
-A task's time is ``fixed + max(products, memory)`` (:mod:`wpsim.cost`). The fixed part is
-split as the cost model charged it (:class:`~wpsim.cost.TaskCost`: dispatch, overhead,
+A task's time is ``fixed + max(products, memory)`` (:mod:`wpsim.cost.cpu`). The fixed part is
+split as the cost model charged it (:class:`~wpsim.cost.cpu.TaskCost`: dispatch, overhead,
 hand-off, synchronisation, the element-wise update). The overlapped part ``R = duration -
 fixed`` is split with the arithmetic first: ``compute = min(products / corun, R)``,
 ``contention = min(products, R) - compute`` and the rest, ``R - min(products, R)``, is memory
@@ -48,7 +48,7 @@ Two views, each adding up to the makespan (to rounding)
   of the tasks it ran (a task on ``k`` cores counts on each), and ``idle`` where it ran none
   (waiting on dependencies, or never used). ``1 - idle / makespan`` is the mean utilisation.
 
-The closed forms (:mod:`wpsim.analytic`, :mod:`wpsim.accel`) give the same two views from their
+The closed forms (:mod:`wpsim.sim.closed_forms`, :mod:`wpsim.sim.evaluate`) give the same two views from their
 formulas: a makespan that is a sum of task costs (``c1 + c2 + n * c3``) is broken down as the
 same sum of those tasks' parts, and ``work / groups`` (a makespan bound by the work) as the
 parts of all tasks over the groups. A makespan set by a shared resource (the GPU streams' bound
@@ -99,13 +99,13 @@ def add_task(
 ) -> None:
     """Add ``weight`` times the parts of one task of ``duration_s`` to ``acc``.
 
-    ``cost``: the task's :class:`~wpsim.cost.TaskCost` (None: all ``busy``); ``level_bw``: the
+    ``cost``: the task's :class:`~wpsim.cost.cpu.TaskCost` (None: all ``busy``); ``level_bw``: the
     bandwidth of each cache level, to split ``cache_s`` among the levels a task read (a level
     missing from it counts by bytes).
 
     Examples
     --------
-    >>> from wpsim.cost import TaskCost
+    >>> from wpsim.cost.cpu import TaskCost
     >>> cost = TaskCost(1.0, 2.0, 0.5, 0.0, {"L2": 100.0}, 0, dispatch_s=1.0)  # dispatch, then
     >>> acc = {}                                                               # max(2.0, 0.5)
     >>> add_task(acc, cost, 3.0)
@@ -302,7 +302,7 @@ def core_breakdown(
     """The makespan of ``trace`` by cause, averaged over ``n_cores`` cores (module's doc).
 
     A task that does not stream from DRAM lasts its cost's ``cached_s``, so the many tasks
-    that share one :class:`~wpsim.cost.TaskCost` object are split once.
+    that share one :class:`~wpsim.cost.cpu.TaskCost` object are split once.
     """
     acc = empty(levels)
     span = trace.makespan_s
@@ -348,7 +348,7 @@ def from_terms(
 
     Examples
     --------
-    >>> from wpsim.cost import TaskCost
+    >>> from wpsim.cost.cpu import TaskCost
     >>> records = {"a": (2.0, TaskCost(0.0, 2.0, 0.0, 0.0, {}, 0)),
     ...            "b": (3.0, TaskCost(1.0, 2.0, 0.0, 0.0, {}, 0, dispatch_s=1.0))}
     >>> why = from_terms({"a": 1.0, "b": 2.0}, records.__getitem__, ["DRAM"])  # 2 + 2 * 3

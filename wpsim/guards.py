@@ -18,7 +18,7 @@ Processes
 
 Examples
 --------
->>> from wpsim.workload import Workload
+>>> from wpsim.model.workload import Workload
 >>> w = Workload(cell="lstm", layers=1024, hidden=16, input=16, seq_len=100_000_000)
 >>> e = estimate(w, "simulate")
 >>> e.n_tasks
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wpsim.errors import ConfigError
-from wpsim.workload import Workload
+from wpsim.model.workload import Workload
 
 #: Peak bytes per task of each engine: graph, compiled plan, cost model and trace; for
 #: ``compare`` every CPU policy's result kept; for ``run`` the coordinator's graph, plan and
@@ -76,8 +76,8 @@ def estimate_tasks(
     hoist_input: int | None = None,
     instances: int = 1,
 ) -> int:
-    """Tasks of ``wpsim.graph.build(workload, granularity, chunk, hoist_input, instances)``:
-    exact for cell graphs (:func:`wpsim.analysis.closed_form_n_tasks` plus hoisted input
+    """Tasks of ``wpsim.model.graph.build(workload, granularity, chunk, hoist_input, instances)``:
+    exact for cell graphs (:func:`wpsim.model.analysis.closed_form_n_tasks` plus hoisted input
     GEMMs), an upper bound for op graphs (every op of every step: the graph is built so before
     its hoistable ops are batched over time, so that is its peak; the bytes per task measured
     on cell graphs are applied to it).
@@ -88,7 +88,7 @@ def estimate_tasks(
     >>> estimate_tasks(w, chunk=2), estimate_tasks(w, hoist_input=10)
     (33, 69)
     """
-    from wpsim.analysis import closed_form_n_tasks
+    from wpsim.model.analysis import closed_form_n_tasks
 
     w = workload
     factor = 2 if w.phase == "training" else 1  # a backward task for every forward one
@@ -231,7 +231,7 @@ class SizeEstimate:
 
 
 def graph_options(workload: Workload, policy: Any, chunk: int, granularity: str) -> dict:
-    """The arguments of ``wpsim.graph.build`` that ``policy`` asks for (see the engines)."""
+    """The arguments of ``wpsim.model.graph.build`` that ``policy`` asks for (see the engines)."""
     options = dict(policy.graph_options(workload, chunk)) if policy is not None else {}
     options.setdefault("chunk", chunk)
     options.setdefault("granularity", granularity)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from wpsim.graph import Task
+from wpsim.model.graph import Task
 from wpsim.outputs import check_figure, figure_format, write_with
 from wpsim.trace import Trace
 

@@ -1,7 +1,7 @@
 """The real multi-process executor: a task graph run by N worker processes under a policy.
 
 The same graph the simulator builds for a policy (``policy.graph_options`` then
-:func:`wpsim.graph.build` and :func:`wpsim.plan.compile_plan`), the same policy object making
+:func:`wpsim.model.graph.build` and :func:`wpsim.model.plan.compile_plan`), the same policy object making
 every decision through ``push``/``assign`` in a coordinator (the calling process), and a
 :class:`wpsim.trace.Trace` in the simulator's schema, so ``wpsim validate`` can compare a
 measured run with a simulated one task by task.

@@ -1,6 +1,6 @@
 """The coordinator: start the workers, drive the policy, collect trace and outputs, clean up.
 
-The scheduling loop is :func:`wpsim.engine.run_plan` with real time instead of simulated time:
+The scheduling loop is :func:`wpsim.sim.engine.run_plan` with real time instead of simulated time:
 count unfinished predecessors, ``policy.push`` each task that becomes ready, and whenever groups
 are idle ask ``policy.assign(idle)`` (idle groups in ascending order) for work. Completions seen
 in one scan of the mailboxes are all processed before the policy is asked again, like the
@@ -38,8 +38,8 @@ from kernels.executor._watchdog import Watchdog, process_state, stall_limit_s
 from kernels.executor._worker import Fault, WorkerSpec, sched_yield, worker_main
 from kernels.params import compute_dtype, init_input, init_params, param_shapes
 from wpsim.errors import ConfigError, ExecutionError
+from wpsim.model.workload import Workload
 from wpsim.trace import Trace
-from wpsim.workload import Workload
 
 #: Why spawn: the workers must load numpy with single-threaded BLAS (the environment variables
 #: are read when the BLAS library loads, so they must be in the environment of a fresh
@@ -307,10 +307,10 @@ def static_order(plan, policy, groups: list[tuple[int, ...]]) -> list[int]:
 
     Examples
     --------
-    >>> from wpsim.graph import build
-    >>> from wpsim.plan import compile_plan
+    >>> from wpsim.model.graph import build
+    >>> from wpsim.model.plan import compile_plan
     >>> from wpsim.policies import get_policy
-    >>> from wpsim.workload import Workload
+    >>> from wpsim.model.workload import Workload
     >>> plan = compile_plan(build(Workload(cell="rnn", layers=2, hidden=4, input=4, seq_len=2)))
     >>> [plan.tasks[t].label for t in static_order(plan, get_policy("sequential"), [(0,)])]
     ['cell[l0,fwd,t0]', 'cell[l0,fwd,t1]', 'cell[l1,fwd,t0]', 'cell[l1,fwd,t1]']
@@ -819,7 +819,7 @@ class Executor:
 
     Examples
     --------
-    >>> from wpsim.workload import Workload
+    >>> from wpsim.model.workload import Workload
     >>> w = Workload(cell="rnn", layers=2, hidden=8, input=4, seq_len=6)
     >>> with Executor(w, "pipeline", workers=2, chunk=3) as ex:
     ...     makespans = [ex.run() for _ in range(3)]
@@ -845,8 +845,8 @@ class Executor:
         fail_mode: str = "raise",
         stall_timeout_s: float | None = None,
     ) -> None:
-        from wpsim.graph import build
-        from wpsim.plan import compile_plan
+        from wpsim.model.graph import build
+        from wpsim.model.plan import compile_plan
         from wpsim.policies import get_policy
 
         for name, value in (("workers", workers), ("chunk", chunk)):
@@ -995,7 +995,7 @@ def execute(
     The graph is the one the simulator builds for the policy (``policy.graph_options``), the
     core groups are ``policy.core_groups(workers)`` (one worker process per core of a group;
     cores no group uses get no process) and every decision comes from the policy's
-    ``push``/``assign``, as in :func:`wpsim.engine.run_plan`.
+    ``push``/``assign``, as in :func:`wpsim.sim.engine.run_plan`.
 
     Parameters
     ----------
@@ -1052,7 +1052,7 @@ def execute(
 
     Examples
     --------
-    >>> from wpsim.workload import Workload
+    >>> from wpsim.model.workload import Workload
     >>> w = Workload(cell="gru", layers=2, hidden=8, input=4, seq_len=4)
     >>> r = execute(w, "wavefront", workers=2, chunk=2)
     >>> r.n_tasks, r.outputs["output"].shape, len(r.trace)

@@ -69,7 +69,7 @@ from kernels.params import (
 )
 from kernels.reference import chunk_bounds
 from wpsim.errors import ConfigError
-from wpsim.workload import Workload
+from wpsim.model.workload import Workload
 
 #: (kind, instance, layer, direction, t0, steps): what a worker needs to know about a task.
 TaskSpec = tuple[str, int, int, int, int, int]

@@ -51,7 +51,7 @@ class WorkerSpec:
     parent_pid: int
     shm_name: str
     layout: lay.Layout
-    workload: object  # wpsim.workload.Workload
+    workload: object  # wpsim.model.workload.Workload
     tasks: list
     hoisted: bool
     training: bool

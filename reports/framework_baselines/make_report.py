@@ -4,7 +4,7 @@ W-Par (Sharma & Casas, ICS 2020) reports "up to 6.6x" and B-Par (IPDPS 2022, bid
 "up to 2.34x over TensorFlow-Keras and 9.16x over PyTorch" on multi-core CPUs. Their baselines
 were the frameworks, not a bare oneDNN primitive: ``reports/multicore_cpu`` compares against the
 lean ``layerwise`` (oneDNN's linear execution) and finds at most 2.66x. Here the baseline is
-``layerwise`` under the framework's runtime (:mod:`wpsim.runtime`, ``hw_configs/runtimes/``):
+``layerwise`` under the framework's runtime (:mod:`wpsim.sim.runtime`, ``hw_configs/runtimes/``):
 ``pytorch_eager_cpu`` (ATen's per-step operator chain) and ``tf_keras_cpu`` (a while-loop per
 layer, the input product inside every step), against ``wavefront`` under the lean runtime
 (W-Par's OmpSs tasks: the machine's own dispatch), with the best helper-group size K.
@@ -30,11 +30,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from wpsim.accel_dispatch import evaluate
-from wpsim.hardware import load_machine, resolve_machine_path
+from wpsim.machines import load_machine, resolve_machine_path
+from wpsim.model.workload import Workload
 from wpsim.policies import get_policy
-from wpsim.runtime import load_runtime
-from wpsim.workload import Workload
+from wpsim.sim.evaluate import evaluate
+from wpsim.sim.runtime import load_runtime
 
 HERE = Path(__file__).resolve().parent
 MACHINE = "xeon8160_2s"
@@ -264,7 +264,7 @@ under the lean runtime (W-Par's OmpSs tasks: the machine file's own dispatch), w
 
 ![advantages](framework_baselines.png)
 
-## The runtimes (wpsim/runtime.py)
+## The runtimes (wpsim/sim/runtime.py)
 
 * `pytorch_eager_cpu`: ATen's RNN loop (aten/src/ATen/native/RNN.cpp): the input projection of a
   layer is one GEMM, then every step is a chain of operators: {pytorch.step_s.forward["lstm"] * 1e6:.0f} us a
@@ -280,7 +280,7 @@ under the lean runtime (W-Par's OmpSs tasks: the machine file's own dispatch), w
 
 `wpsim calibrate --runtime torch` measures the same terms for the PyTorch installed on a
 computer. One such measurement (Intel Xeon (KVM), 2 cores, PyTorch 2.13, one thread; recorded in
-the docstring of wpsim/calibrate_runtime.py) found a GRU step of 8.7 us forward (0.62 us
+the docstring of wpsim/measure/calibrate_runtime.py) found a GRU step of 8.7 us forward (0.62 us
 per operator, below the 1 us assumed) and 60 us backward (more than the two operators' worth per
 forward operator assumed), and an LSTM step of 0.2 us: PyTorch 2 runs an fp32 LSTM through
 oneDNN's fused primitive, not the papers' PyTorch 1 loop. One computer's numbers are not used

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from wpsim.hardware import HW_CONFIG_DIR, load_machine
+from wpsim.machines import HW_CONFIG_DIR, load_machine
 from wpsim.outputs import atomic_write, write_with
 
 HERE = Path(__file__).resolve().parent
@@ -273,11 +273,11 @@ the run's folder into `data/` and regenerate. Outputs: `gpu_validation.csv`, `er
 Measured: `torch.nn.LSTM`/`GRU` on cuDNN, forward (eval, no grad) and a training step (forward,
 mean-square loss, backward; no optimiser), each the median of 3-20 iterations timed with CUDA
 events after two warm-ups; fp32 with TF32 off (the CUDA-core FP32 peak applies), fp16 on tensor
-cores. Predicted: `wpsim.accel.gpu.evaluate` on {", ".join(f"`{f}`" for f in files)} (built
+cores. Predicted: `wpsim.sim.gpu.evaluate` on {", ".join(f"`{f}`" for f in files)} (built
 from NVIDIA's spec sheets before any timing; every value carries its source), recomputed by this
 script: forward by the closed form of `streams` (per-step GEMMs, layers overlapped on streams as
 cuDNN does), training by the simulator; `gemm` (one kernel at a time) alongside. Regime: what
-bounds one recurrent step in the model (`wpsim.accel.gpu.gemm_step`): `launch` (two kernel
+bounds one recurrent step in the model (`wpsim.sim.gpu.gemm_step`): `launch` (two kernel
 launches per step), `compute`, or `memory (L2|DRAM)` (reading `W_hh`).
 
 Device record: {gpu_info}.

@@ -16,11 +16,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from wpsim.accel import accelerator as accel
-from wpsim.accel.machines import AcceleratorMachine
-from wpsim.hardware import load_machine, resolve_machine_path
+from wpsim.machines import load_machine, resolve_machine_path
+from wpsim.machines.accelerator import AcceleratorMachine
+from wpsim.model.workload import Workload
 from wpsim.policies import get_policy
-from wpsim.workload import Workload
+from wpsim.sim import accelerator as accel
 
 HERE = Path(__file__).resolve().parent
 PUBLISHED = {"multiprogram": 1.98, "pipeline": 1.91, "helper": 1.88}
@@ -293,8 +293,8 @@ def _readme(path, m, wl_rows, headline, parts, core_rows, buffer_rows, seq_rows)
 
 Regenerate: `python reports/lstm_accelerator/make_report.py` (or `wpsim report`). Files:
 `make_report.py`, `workloads.csv`, `headline.csv`, `helper_step.csv`, `sweep_cores.csv`,
-`sweep_buffer.csv`, `sweep_seq_len.csv`, `lstm_accelerator.png`. Model: `wpsim.accel.accelerator`
-(a cost object for the same simpy engine as the CPU, `wpsim.engine.run_plan`); modes: the
+`sweep_buffer.csv`, `sweep_seq_len.csv`, `lstm_accelerator.png`. Model: `wpsim.sim.accelerator`
+(a cost object for the same simpy engine as the CPU, `wpsim.sim.engine.run_plan`); modes: the
 registered policies `multiprogram`, `pipeline` and `helper`; baseline: `sequential` on one core.
 
 ## The design (one set of parameters for all three modes)

@@ -27,7 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from wpsim.hardware import load_machine, resolve_machine_path
+from wpsim.machines import load_machine, resolve_machine_path
 from wpsim.sweep import read_results, run_sweep
 
 HERE = Path(__file__).resolve().parent
@@ -260,9 +260,9 @@ def draw_figures(out: Path, main_rows: list[dict], sim_rows: list[dict], table: 
 
 def _simulated_advantage(t: dict[str, Any]) -> float:
     """Layerwise time / best-K wavefront time of configuration ``t``, simulated."""
-    from wpsim.engine import simulate
+    from wpsim.model.workload import Workload
     from wpsim.policies import get_policy
-    from wpsim.workload import Workload
+    from wpsim.sim.engine import simulate
 
     machine = load_machine(resolve_machine_path(MACHINE))
     w = Workload(cell=t["cell"], layers=t["layers"], hidden=t["hidden"], input=256,
@@ -290,7 +290,7 @@ def mechanism_picks(table: list[dict[str, Any]],
 
 def mechanism_rows(picks: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """Markdown rows explaining chosen configurations from the machine file and the sweep."""
-    from wpsim.workload import Workload
+    from wpsim.model.workload import Workload
 
     machine = load_machine(resolve_machine_path(MACHINE))
     l2 = next(c for c in machine.caches if c.name == "L2").size_bytes
@@ -349,7 +349,7 @@ def write_readme(out: Path, table: list[dict], extension: list[dict], check: lis
         by_policy[c["policy"]].append(abs(c["relative_error"]))
     policy_medians = ", ".join(f"{p} {100 * statistics.median(v):.0f}%"
                                for p, v in sorted(by_policy.items()))  # fmt: skip
-    from wpsim.workload import Workload
+    from wpsim.model.workload import Workload
 
     machine = load_machine(resolve_machine_path(MACHINE))
     h512_mib = (

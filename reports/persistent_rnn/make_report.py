@@ -16,15 +16,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from wpsim.accel.gpu import (
-    DIAMOS_2016,
-    gemm_step,
-    max_persistent_hidden,
-    persistent_step,
-)
-from wpsim.accel.machines import GpuMachine
-from wpsim.hardware import load_machine, resolve_machine_path
-from wpsim.workload import Workload
+from wpsim.machines import load_machine, resolve_machine_path
+from wpsim.machines.gpu import DIAMOS_2016, GpuMachine
+from wpsim.model.workload import Workload
+from wpsim.sim.gpu import gemm_step, max_persistent_hidden, persistent_step
 
 HERE = Path(__file__).resolve().parent
 HIDDEN = 1152
@@ -192,7 +187,7 @@ the figure `doc/mb-scaling.svg` of baidu-research/persistent-rnn), `model_mb_sca
 
 Machine: `hw_configs/titanx_maxwell.yaml` (24 SMs, 1.0 GHz base, {peak:.2f} TFLOP/s FP32 peak,
 256 KiB of registers per SM = {regfile_mb:.2f} MB). Layer: a 1152 x 1152 simple recurrent layer,
-FP32, input projection precomputed (what the benchmark measures). Model: `wpsim.accel.gpu`
+FP32, input projection precomputed (what the benchmark measures). Model: `wpsim.sim.gpu`
 (`persistent_step` with the Diamos kernel: one global barrier per step, batch columns
 software-pipelined).
 
@@ -226,7 +221,7 @@ software-pipelined).
 Plateau: published about 2.80 TFLOP/s (mini-batch 6-63), model {plateau:.2f} TFLOP/s
 (= {machine.persistent.efficiency:.2f} x {peak:.2f}).
 
-What the model does (module docstring of `wpsim/accel/gpu.py`): a step costs
+What the model does (module docstring of `wpsim/sim/gpu.py`): a step costs
 `max(latency + max(compute, bcast) / B, compute, bcast)`. The kernel pipelines independent batch
 columns (its three stages work on different columns; this is why the release needs a mini-batch of
 at least 3), so one column's trip around the loop (global barrier, the producer's store and the

@@ -25,10 +25,10 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from wpsim.accel_dispatch import evaluate
-from wpsim.hardware import load_machine, resolve_machine_path
-from wpsim.runtime import load_runtime
-from wpsim.workload import Workload
+from wpsim.machines import load_machine, resolve_machine_path
+from wpsim.model.workload import Workload
+from wpsim.sim.evaluate import evaluate
+from wpsim.sim.runtime import load_runtime
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "published.csv"

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from wpsim.hardware import HW_CONFIG_DIR
+from wpsim.machines import HW_CONFIG_DIR
 from wpsim.outputs import atomic_write, write_with
 
 HERE = Path(__file__).resolve().parent
@@ -352,7 +352,7 @@ Command: `{manifest.get("run.command", "?")}`
 
 Each speed-up is against the 1-worker sequential run of the same engine (measured against
 measured, predicted against predicted), the median of {rounds} interleaved rounds
-(`wpsim.validate.validate`, as in `benchmarks/accuracy.py`); error = (predicted - measured) /
+(`wpsim.measure.validate.validate`, as in `benchmarks/accuracy.py`); error = (predicted - measured) /
 measured. `wavefront-h2`: the wavefront on groups of 2 helper cores, run where there are more
 workers than layers.
 

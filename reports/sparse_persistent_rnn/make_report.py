@@ -15,17 +15,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from wpsim.accel.gpu import (
-    DIAMOS_2016,
-    ZHU_2018,
-    PersistentKernel,
-    gemm_step,
-    max_persistent_hidden,
-    persistent_step,
-)
-from wpsim.accel.machines import GpuMachine
-from wpsim.hardware import load_machine, resolve_machine_path
-from wpsim.workload import Workload
+from wpsim.machines import load_machine, resolve_machine_path
+from wpsim.machines.gpu import DIAMOS_2016, ZHU_2018, GpuMachine, PersistentKernel
+from wpsim.model.workload import Workload
+from wpsim.sim.gpu import gemm_step, max_persistent_hidden, persistent_step
 
 HERE = Path(__file__).resolve().parent
 DENSITIES = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
@@ -239,7 +232,7 @@ def _readme(path: Path, machine: GpuMachine, rows, ablation) -> None:
 
 Regenerate: `python reports/sparse_persistent_rnn/make_report.py` (or `wpsim report`). Files:
 `make_report.py`, `sweep.csv` (every algorithm's step time over hidden x batch x density),
-`ablation.csv`, `sparse_persistent_rnn.png`. The model is `wpsim.accel.gpu` on
+`ablation.csv`, `sparse_persistent_rnn.png`. The model is `wpsim.sim.gpu` on
 `hw_configs/v100.yaml` (80 SMs, 1.53 GHz, 15.7 TFLOP/s FP32, 20 MiB of registers, 6 MB L2, HBM2
 {machine.memory.bandwidth_Bps / 1e9:.0f} GB/s sustained); its GEMM efficiency and bandwidth are the
 V100's own kernel measurements (DeepBench's GEMM benchmark), its other non-spec values are shared

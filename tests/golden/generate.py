@@ -26,15 +26,15 @@ def _round(x: float) -> float:
 
 def run_config(cfg: dict) -> dict:
     """Evaluate one configuration; return its makespan, baseline and per-task schedule."""
-    from wpsim import accel_dispatch
-    from wpsim.hardware import load_machine, resolve_machine_path
+    from wpsim.machines import load_machine, resolve_machine_path
+    from wpsim.model.workload import Workload
     from wpsim.policies import get_policy
-    from wpsim.workload import Workload
+    from wpsim.sim import evaluate as by_kind
 
     workload = Workload(name=cfg["workload"], **WORKLOADS[cfg["workload"]])
     machine = load_machine(resolve_machine_path(cfg["machine"]))
     policy = get_policy(cfg["policy"], **cfg["options"])
-    result = accel_dispatch.evaluate(
+    result = by_kind.evaluate(
         cfg["engine"],
         workload,
         machine,

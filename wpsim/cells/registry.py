@@ -59,10 +59,12 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    import wpsim.cells as package
-
-    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        importlib.import_module(f"{package.__name__}.{module.name}")
+    # the package's folder and name from this module's own (importing the package here would
+    # be an import circle: the package imports this registry)
+    package = __name__.rpartition(".")[0]
+    folder = str(Path(__file__).resolve().parent)
+    for module in sorted(pkgutil.iter_modules([folder]), key=lambda m: m.name):
+        importlib.import_module(f"{package}.{module.name}")
     _discovered = True
 
 

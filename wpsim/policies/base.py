@@ -2,7 +2,7 @@
 
 The engine (and the real executor) talk to a policy through four calls:
 
-1. ``graph_options(workload, chunk)`` -> keyword arguments for :func:`wpsim.graph.build`
+1. ``graph_options(workload, chunk)`` -> keyword arguments for :func:`wpsim.model.graph.build`
    (e.g. ``layerwise`` hoists input projections into one GEMM per layer);
 2. ``core_groups(n_cores)`` -> the groups of cores that run one task together (one core each,
    unless the policy splits cells across ``helpers`` cores);
@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from wpsim.errors import ConfigError
-from wpsim.plan import Plan
-from wpsim.workload import Workload
+from wpsim.model.plan import Plan
+from wpsim.model.workload import Workload
 
 
 class Policy:
@@ -55,7 +55,7 @@ class Policy:
 
     # ---- what the policy runs on -------------------------------------------------------------
     def graph_options(self, workload: Workload, chunk: int) -> dict[str, Any]:
-        """Arguments for :func:`wpsim.graph.build`: by default the cell graph at ``chunk``."""
+        """Arguments for :func:`wpsim.model.graph.build`: by default the cell graph at ``chunk``."""
         return {"chunk": chunk, "instances": self.instances}
 
     def core_groups(self, n_cores: int) -> list[tuple[int, ...]]:

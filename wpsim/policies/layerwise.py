@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from wpsim.policies import register
+from wpsim.model.workload import Workload
 from wpsim.policies.base import StaticPolicy
-from wpsim.workload import Workload
 
 
-@register
 class Layerwise(StaticPolicy):
     """All cores on each step of one layer at a time; a barrier after each step."""
 

@@ -8,13 +8,11 @@ throughput: N runs on one core one after the other, against N runs side by side.
 from __future__ import annotations
 
 from wpsim.errors import ConfigError
-from wpsim.plan import Plan
-from wpsim.policies import register
+from wpsim.model.plan import Plan
 from wpsim.policies.base import Policy
 from wpsim.policies.wavefront import Wavefront
 
 
-@register
 class MultiProgram(Policy):
     """Instances on disjoint blocks of cores; a wavefront inside each block."""
 

@@ -7,12 +7,10 @@ runs its ready tasks oldest wavefront first.
 
 from __future__ import annotations
 
-from wpsim.plan import Plan
-from wpsim.policies import register
+from wpsim.model.plan import Plan
 from wpsim.policies.base import StaticPolicy
 
 
-@register
 class Pipeline(StaticPolicy):
     """Static layer-to-group mapping, round robin."""
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from wpsim.policies import register
 from wpsim.policies.base import StaticPolicy
 
 
-@register
 class Sequential(StaticPolicy):
     """One core, tasks in id order (layer by layer, time steps in order)."""
 

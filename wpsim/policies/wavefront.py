@@ -11,11 +11,9 @@ matrices, hidden state exchanged each step). By default all cores form one group
 
 from __future__ import annotations
 
-from wpsim.policies import register
 from wpsim.policies.base import DynamicPolicy
 
 
-@register
 class Wavefront(DynamicPolicy):
     """Dataflow over the layer x time grid; layer affinity, then oldest wavefront."""
 
@@ -23,7 +21,6 @@ class Wavefront(DynamicPolicy):
     description = "dataflow: any ready cell, same-layer core first, then oldest wavefront"
 
 
-@register
 class Helper(Wavefront):
     """Cells split across groups of helper cores (all cores in one group by default)."""
 

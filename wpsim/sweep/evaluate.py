@@ -112,14 +112,14 @@ class Evaluator:
         return value
 
     def _make_workload(self, overrides: dict[str, Any]) -> Any:
-        from wpsim.workload import workload_from_dict
+        from wpsim.model.workload import workload_from_dict
 
         data = dict(self.context["base_workload"])
         data.update(overrides)
         return workload_from_dict(data, f"{self.source}: workload")
 
     def _make_machine(self, overrides: dict[str, Any]) -> Any:
-        from wpsim.hardware import machine_from_dict
+        from wpsim.machines import machine_from_dict
         from wpsim.sweep.spec import _set_path
 
         data = copy.deepcopy(self.context["base_hardware"])
@@ -130,8 +130,8 @@ class Evaluator:
     # ---- one point ---------------------------------------------------------------------------
     def result(self, params: dict[str, Any]) -> Any:
         """The :class:`~wpsim.result.Result` of one point (raises on a bad combination)."""
-        from wpsim.accel_dispatch import evaluate
         from wpsim.policies import get_policy
+        from wpsim.sim.evaluate import evaluate
 
         workload_over: dict[str, Any] = {}
         hardware_over: dict[str, Any] = {}
@@ -182,8 +182,8 @@ class Evaluator:
         return evaluate(self.engine, workload, machine, policy_obj, **options)
 
     def _runtime(self, name: Any) -> Any:
-        """The :class:`wpsim.runtime.Runtime` a point names (None for ``lean``), loaded once."""
-        from wpsim.runtime import load_runtime
+        """The :class:`wpsim.sim.runtime.Runtime` a point names (None for ``lean``), loaded once."""
+        from wpsim.sim.runtime import load_runtime
 
         key = str(name)
         if key not in self._runtimes:
@@ -194,14 +194,14 @@ class Evaluator:
                       key_parts: tuple, runtime: Any = None) -> float | None:  # fmt: skip
         """The simulated one-core baseline, simulated once per workload and machine (and
         runtime: on the machine it adapts, without its serial terms; see
-        :func:`wpsim.runtime.evaluate`).
+        :func:`wpsim.sim.runtime.evaluate`).
 
         The ``sequential`` policy runs on core 0 alone, so its makespan does not depend on how
         many cores the point uses (tests/test_sweep.py checks sweep rows against direct calls);
         ``None`` (let the engine simulate it) for machines that are not CPUs.
         """
-        from wpsim.engine import sequential_time
-        from wpsim.hardware import CpuMachine
+        from wpsim.machines.cpu import CpuMachine
+        from wpsim.sim.engine import sequential_time
 
         if not isinstance(machine, CpuMachine):
             return None
@@ -210,7 +210,7 @@ class Evaluator:
         if key not in self._sequential:
             if len(self._sequential) > 4096:
                 self._sequential.clear()
-            from wpsim.runtime import apply_runtime
+            from wpsim.sim.runtime import apply_runtime
 
             machine = apply_runtime(runtime, machine, workload)
             restricted = machine.with_cores(run["cores"]) if run.get("cores") else machine
@@ -274,11 +274,11 @@ def _watch_parent(parent: int) -> None:
 
 def warm_up() -> str:
     """Import the models a worker needs (run once per worker when a backend starts)."""
-    import wpsim.accel_dispatch
-    import wpsim.analytic
-    import wpsim.engine  # noqa: F401
+    import wpsim.sim.closed_forms
+    import wpsim.sim.engine  # noqa: F401
+    import wpsim.sim.evaluate
 
-    return wpsim.accel_dispatch.__name__
+    return wpsim.sim.evaluate.__name__
 
 
 def init_worker(context: dict[str, Any], parent: int) -> None:

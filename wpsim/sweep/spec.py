@@ -20,14 +20,14 @@ dotted path::
 
 Dotted paths:
 
-* ``workload.FIELD``: any field of :class:`wpsim.workload.Workload`;
+* ``workload.FIELD``: any field of :class:`wpsim.model.workload.Workload`;
 * ``hardware.FIELD[.KEY...]``: any field of the machine, then mapping keys, list indices or, in a
   list of named entries, a name (``hardware.caches.L2.size_bytes``);
 * ``policy``: a name, or a mapping ``{name: wavefront, helpers: 4}`` (so one list can hold
   ``[layerwise, wavefront, {name: wavefront, helpers: 4}]``); ``policy.helpers``,
   ``policy.instances``;
 * ``run.cores``, ``run.chunk``, ``run.granularity``, ``run.cost``, ``run.runtime`` (``lean`` or
-  a runtime of ``hw_configs/runtimes/``, see :mod:`wpsim.runtime`).
+  a runtime of ``hw_configs/runtimes/``, see :mod:`wpsim.sim.runtime`).
 
 ``cores``, ``chunk``, ``granularity``, ``cost``, ``runtime``, ``helpers`` and ``instances`` are accepted as
 short forms and stored under their full path. In ``random`` mode a value may also be a range
@@ -96,7 +96,7 @@ class RunSpec(_Strict):
     chunk: Int = Field(1, ge=1)
     granularity: Literal["cell", "op"] = "cell"
     cost: Literal["model", "ideal"] = "model"
-    #: the software that runs the RNN: ``lean`` (none) or a runtime name or file (wpsim.runtime)
+    #: the software that runs the RNN: ``lean`` (none) or a runtime name or file (wpsim.sim.runtime)
     runtime: str = "lean"
 
 
@@ -296,7 +296,7 @@ def _list_key(node: list, part: str) -> int | None:
 
 def _check_runtime(where: str, value: Any) -> None:
     """Raise a one-line ConfigError at ``where`` unless ``value`` names a loadable runtime."""
-    from wpsim.runtime import load_runtime
+    from wpsim.sim.runtime import load_runtime
 
     if not isinstance(value, str):
         raise ConfigError(f"{where}: got {value!r}, expected a runtime name or file")
@@ -307,9 +307,9 @@ def _check_runtime(where: str, value: Any) -> None:
 
 
 def _check_param(loaded: LoadedSweep, key: str) -> None:
-    from wpsim.hardware import machine_kinds
+    from wpsim.machines import MACHINE_KINDS
+    from wpsim.model.workload import Workload
     from wpsim.policies import available
-    from wpsim.workload import Workload
 
     source = loaded.source
     head, _, rest = key.partition(".")
@@ -354,7 +354,7 @@ def _check_param(loaded: LoadedSweep, key: str) -> None:
     elif head == "hardware":
         parts = rest.split(".")
         kind = loaded.base_hardware.get("kind", "cpu")
-        model = machine_kinds().get(kind)
+        model = MACHINE_KINDS.get(kind)
         fields = list(model.model_fields) if model is not None else []
         if parts[0] not in fields:
             raise ConfigError(
@@ -391,7 +391,7 @@ def load_sweep(path: str | Path) -> LoadedSweep:
     raw = read_yaml(path)
     spec = validate_mapping(SweepSpec, raw, source)
     spec_dir = Path(path).resolve().parent
-    from wpsim.hardware import HW_CONFIG_DIR
+    from wpsim.machines import HW_CONFIG_DIR
 
     inputs: dict[str, Any] = {}
     files: dict[str, str] = {}
@@ -431,9 +431,9 @@ def load_sweep(path: str | Path) -> LoadedSweep:
 
 def _check_base(loaded: LoadedSweep) -> None:
     """The base workload, machine and policy must be valid on their own."""
-    from wpsim.hardware import machine_from_dict
+    from wpsim.machines import machine_from_dict
+    from wpsim.model.workload import workload_from_dict
     from wpsim.policies import available
-    from wpsim.workload import workload_from_dict
 
     files = loaded.input_files
     workload_src = files.get("workload", f"{loaded.source}: workload")

@@ -4,8 +4,8 @@ Usage::
 
     python docs/course/a1/grade.py ANSWERS.yaml [--instructor DIR] [--json]
 
-Every answer is checked against wpsim's graph analysis (:func:`wpsim.graph.build` and
-:mod:`wpsim.analysis`) of the graphs the handout names: the numbers for graphs A, B and C, the
+Every answer is checked against wpsim's graph analysis (:func:`wpsim.model.graph.build` and
+:mod:`wpsim.model.analysis`) of the graphs the handout names: the numbers for graphs A, B and C, the
 formulas at (L, T, K) sizes other than those three graphs: the public sizes below and, with
 ``--instructor DIR``, the hidden sizes of ``DIR/a1_hidden.yaml`` too (stacked, bidirectional,
 training and chunked graphs). Numbers are not revealed; a wrong one gets a hint about the usual
@@ -34,9 +34,9 @@ from gradelib import (  # noqa: E402
     load_yaml,
 )
 
-from wpsim.analysis import summarize  # noqa: E402
-from wpsim.graph import build  # noqa: E402
-from wpsim.workload import Workload, load_workload  # noqa: E402
+from wpsim.model.analysis import summarize  # noqa: E402
+from wpsim.model.graph import build  # noqa: E402
+from wpsim.model.workload import Workload, load_workload  # noqa: E402
 
 TITLE = "Assignment 1 (work and span)"
 GRAPHS = {
@@ -44,7 +44,7 @@ GRAPHS = {
     "bidirectional": "bidirectional.yaml",
     "training": "training.yaml",
 }
-#: Questions per graph: answer key -> (key of wpsim.analysis.summarize, relative tolerance).
+#: Questions per graph: answer key -> (key of wpsim.model.analysis.summarize, relative tolerance).
 QUESTIONS: dict[str, dict[str, tuple[str, float]]] = {
     "stacked": {
         "n_tasks": ("n_tasks", 0.0),
@@ -182,7 +182,7 @@ def hint(graph: str, key: str, answer: float, w: Workload, facts: dict, mine: di
 
 
 def grade_numbers(answers: dict, report: Report) -> None:
-    """Check the numeric answers for graphs A, B and C against :func:`wpsim.analysis.summarize`."""
+    """Check the numeric answers for graphs A, B and C against :func:`wpsim.model.analysis.summarize`."""
     for graph, filename in GRAPHS.items():
         w = load_workload(HERE / filename)
         facts = summarize(build(w))

@@ -7,7 +7,7 @@ Usage::
 It loads the one policy class of ``POLICY.py``, creates it as ``Policy(machine=machine)`` for
 every case and runs it
 
-* in the simulator (:func:`wpsim.engine.simulate`) on the public cases below and, with
+* in the simulator (:func:`wpsim.sim.engine.simulate`) on the public cases below and, with
   ``--instructor DIR``, on the hidden cases of ``DIR/a2_hidden.yaml`` (other depths, shapes,
   phases and machines);
 * once on the real executor (:func:`kernels.executor.execute`) on :data:`REAL_WORKERS` workers,
@@ -55,13 +55,13 @@ sys.path.insert(0, str(HERE.parent))
 
 from gradelib import PREVIEW_NOTE, AnswerError, Report, finish, load_hidden  # noqa: E402
 
-from wpsim.engine import simulate  # noqa: E402
-from wpsim.graph import build  # noqa: E402
-from wpsim.hardware import load_machine, resolve_machine_path  # noqa: E402
-from wpsim.plan import compile_plan  # noqa: E402
+from wpsim.machines import load_machine, resolve_machine_path  # noqa: E402
+from wpsim.model.graph import build  # noqa: E402
+from wpsim.model.plan import compile_plan  # noqa: E402
+from wpsim.model.workload import Workload, load_workload  # noqa: E402
 from wpsim.policies import REGISTRY, available  # noqa: E402
 from wpsim.policies.base import DynamicPolicy, Policy, StaticPolicy  # noqa: E402
-from wpsim.workload import Workload, load_workload  # noqa: E402
+from wpsim.sim.engine import simulate  # noqa: E402
 
 TITLE = "Assignment 2 (a policy for small caches)"
 MACHINE = HERE / "small_cache.yaml"
@@ -237,7 +237,7 @@ def static_builtin_reasons(cls: type[Policy], builtins: dict[type, str]) -> list
 class CallWatcher:
     """Records, while active, every call of a built-in policy's code or on a built-in policy
     object (``sys.setprofile``). The one-core ``sequential`` is left out: it is the baseline
-    :func:`wpsim.engine.simulate` runs by itself, and its decisions are worth nothing here."""
+    :func:`wpsim.sim.engine.simulate` runs by itself, and its decisions are worth nothing here."""
 
     def __init__(self, builtins: dict[type, str]) -> None:
         watched = {cls: name for cls, name in builtins.items() if name != "sequential"}

@@ -12,8 +12,8 @@ Rules: one class, decorated with ``@register``, subclassing ``StaticPolicy`` or 
 
 from __future__ import annotations
 
-from wpsim.hardware import CpuMachine
-from wpsim.plan import Plan
+from wpsim.machines.cpu import CpuMachine
+from wpsim.model.plan import Plan
 from wpsim.policies import register
 from wpsim.policies.base import StaticPolicy
 

@@ -14,7 +14,7 @@ grader, never taken on trust:
   predicted speed-ups are the grader's own); the traces are ``wpsim run`` traces of the graphs
   they claim to be; none of them is the course's example;
 * **predicted** (2, shared by the configurations): the simulator's speed-up with the student's
-  machine file, as :func:`wpsim.validate.validate` computes it, within :data:`PREDICTED_TOLERANCE`;
+  machine file, as :func:`wpsim.measure.validate.validate` computes it, within :data:`PREDICTED_TOLERANCE`;
 * **measured** (2, shared): the validation's measured speed-up, within a tolerance derived from
   the spread of the student's own rounds (:func:`measured_tolerance`);
 * **worst** (1): the configuration whose predicted speed-up is furthest from the measured one;
@@ -75,7 +75,7 @@ class Evidence:
     (as ``wpsim validate`` runs them) and what the traces show. Computed once, on demand."""
 
     def __init__(self, submission: Submission) -> None:
-        from wpsim.workload import load_workload
+        from wpsim.model.workload import load_workload
 
         self.submission = submission
         self.workload = load_workload(WORKLOAD)
@@ -84,9 +84,9 @@ class Evidence:
         self._traces: dict[str, dict[int, tuple[float, float, tuple[int, ...]]]] = {}
 
     def simulation(self, policy: str, workers: int) -> tuple[Any, list[float]]:
-        """(result, dispatch charged per trace record), as :func:`wpsim.validate.validate`."""
+        """(result, dispatch charged per trace record), as :func:`wpsim.measure.validate.validate`."""
+        from wpsim.measure.validate import simulate_with_dispatch
         from wpsim.policies import get_policy
-        from wpsim.validate import simulate_with_dispatch
 
         machine, w, chunk = self.submission.machine, self.workload, self.chunk
         if BASELINE not in self._sims:
@@ -103,8 +103,8 @@ class Evidence:
         return base / self.simulation(policy, workers)[0].makespan_s
 
     def plan(self, policy: str) -> Any:
-        from wpsim.graph import build
-        from wpsim.plan import compile_plan
+        from wpsim.model.graph import build
+        from wpsim.model.plan import compile_plan
         from wpsim.policies import get_policy
 
         options = get_policy(policy).graph_options(self.workload, self.chunk)
@@ -269,8 +269,9 @@ def load_submission(claims_path: str | Path) -> tuple[Submission | None, list[st
         The claims file itself cannot be read.
     """
     from wpsim.errors import WpsimError
-    from wpsim.hardware import CpuMachine, load_machine
-    from wpsim.workload import load_workload
+    from wpsim.machines import load_machine
+    from wpsim.machines.cpu import CpuMachine
+    from wpsim.model.workload import load_workload
 
     claims_path = Path(claims_path)
     claims = load_yaml(claims_path)

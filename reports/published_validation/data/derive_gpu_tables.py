@@ -38,7 +38,7 @@ SMALL_WEIGHTS = (262_144, 524_288)
 
 
 def _peak(machine: str, tensor: bool) -> float:
-    from wpsim.hardware import load_machine, resolve_machine_path
+    from wpsim.machines import load_machine, resolve_machine_path
 
     m = load_machine(resolve_machine_path(machine))
     if tensor and m.tensor_flops_per_cycle_per_sm:

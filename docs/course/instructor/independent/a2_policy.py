@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from wpsim.hardware import CpuMachine
+from wpsim.machines.cpu import CpuMachine
+from wpsim.model.workload import Workload
 from wpsim.policies import register
 from wpsim.policies.base import DynamicPolicy
-from wpsim.workload import Workload
 
 
 @register

@@ -32,11 +32,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from wpsim.hardware import CpuMachine
-from wpsim.plan import Plan
+from wpsim.machines.cpu import CpuMachine
+from wpsim.model.plan import Plan
+from wpsim.model.workload import Workload
 from wpsim.policies import register
 from wpsim.policies.base import StaticPolicy
-from wpsim.workload import Workload
 
 #: Gates and element-wise flops per unit of each cell (assignment 1's handout).
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}

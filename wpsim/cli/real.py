@@ -1,0 +1,117 @@
+"""Sub-command ``run``: execute a workload for real with the multi-process executor."""
+
+from __future__ import annotations
+
+import argparse
+
+from wpsim.cli.common import (
+    add_force_workers,
+    add_workload_args,
+    check_size,
+    non_negative_int,
+    positive_int,
+    print_json,
+)
+from wpsim.guards import check_workers, cpu_count
+from wpsim.model.workload import resolve_workload
+from wpsim.outputs import check_output
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}") from None
+    if not 0 < value < 1e9:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
+    return value
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from kernels.executor import execute
+    from wpsim.policies import get_policy
+
+    workload = resolve_workload(args.workload)
+    if args.trace:
+        check_output(args.trace, "--trace")
+    policy = get_policy(args.policy, helpers=args.helpers, instances=args.instances)
+    workers = args.workers or cpu_count()
+    check_workers(workers, "--workers", args.force_workers, "wpsim run")
+    check_size(args, workload, "run", policy, workers)
+    result = execute(workload, policy, workers, chunk=args.chunk, seed=args.seed,
+                     repeats=args.repeats, warmup=args.warmup, granularity=args.granularity,
+                     stall_timeout_s=args.stall_timeout)  # fmt: skip
+    if args.trace:
+        layers = [t.layer for t in result.tasks]
+        result.trace.to_chrome(args.trace, result.labels, layers,
+                               process_name=f"wpsim run {result.policy}", flag="--trace")  # fmt: skip
+    if args.json:
+        summary = result.to_dict()
+        if args.trace:
+            summary["trace_file"] = args.trace
+        print_json(summary)
+        return 0
+
+    def ms(seconds: float) -> str:
+        return f"{seconds * 1e3:,.3f} ms"
+
+    times = ", ".join(f"{t * 1e3:.3f}" for t in result.makespans_s)
+    rows = [
+        ("makespan", f"{ms(result.measured_makespan_s)}  (median of {len(result.makespans_s)})"),
+        ("repeats", f"{times} ms"),
+        ("work", f"{ms(result.work_s)}  (task time x group size, summed)"),
+        ("utilisation", f"{100 * result.utilization:.0f}% mean over {result.n_started} workers"),
+        ("tasks", f"{result.n_tasks:,} (chunk {result.chunk})"),
+        ("start-up", f"{ms(result.startup_s)}  ({result.start_method}, not in the makespan)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print(
+        f"run: {workload.name or 'workload'}, policy {result.policy}, {workers} workers "
+        f"(groups {' '.join('+'.join(map(str, g)) for g in result.groups)})"
+    )
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+    if args.trace:
+        print(f"  wrote trace: {args.trace}")
+    return 0
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    from wpsim.policies import available
+
+    p = sub.add_parser(
+        "run",
+        help="execute a workload for real (numpy, N worker processes) under a policy",
+        description="Run the policy's task graph with real numpy kernels on N worker processes "
+        "(shared memory, one BLAS thread each) and report the measured makespan; --trace writes "
+        "a Chrome trace in the simulator's schema, for `wpsim validate`.",
+    )
+    add_workload_args(p)
+    p.add_argument(
+        "--policy", "-p", default="wavefront", metavar="NAME",
+        help=f"scheduling policy: {', '.join(available())} (default: wavefront)",
+    )  # fmt: skip
+    p.add_argument("--workers", "-n", type=positive_int, metavar="N",
+                   help="worker processes (default: the CPU count)")  # fmt: skip
+    p.add_argument("--helpers", type=positive_int, metavar="K",
+                   help="split each cell across groups of K workers (wavefront, pipeline, helper)")  # fmt: skip
+    p.add_argument("--instances", type=positive_int, default=1, metavar="N",
+                   help="independent workload instances (multiprogram; default 1)")  # fmt: skip
+    p.add_argument("--repeats", "-r", type=positive_int, default=1, metavar="R",
+                   help="timed runs with the same workers; the makespan is their median (default 1)")  # fmt: skip
+    p.add_argument("--warmup", type=non_negative_int, default=1, metavar="W",
+                   help="untimed runs first (default 1)")  # fmt: skip
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0,
+        help="seed of the parameters and input, an integer >= 0 (default 0)",
+    )  # fmt: skip
+    add_force_workers(p)
+    p.add_argument("--stall-timeout", type=positive_seconds, metavar="SECONDS",
+                   help="end the run when a worker makes no progress for this long (default: "
+                   "from the task's predicted length, at least 10 s)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--trace", metavar="FILE.json", help="write a Chrome trace with task labels")
+    p.set_defaults(func=_cmd_run)
+
+
+COMMANDS = [_add_run]

@@ -1,0 +1,6 @@
+"""Cost models: the time and bytes of one task on a machine.
+
+:mod:`~wpsim.cost.cpu` holds the CPU's model (caches, DRAM, dispatch, co-running). Cost models read
+machine descriptions (:mod:`wpsim.machines`) and compiled plans (:mod:`wpsim.model.plan`); the
+simulators (:mod:`wpsim.sim`) call them.
+"""

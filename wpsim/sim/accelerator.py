@@ -1,0 +1,497 @@
+"""Cost model, simulation and closed forms of the multi-core LSTM accelerator.
+
+A task (one cell, or one op) on a group of ``k`` cores (``k > 1`` only in helper-core mode, where
+the rows of the gate matrices are split across the group) costs::
+
+    time = overhead + hand-off + sync + max(compute, buffer + dram_bytes / dram_share)
+
+* ``compute = mac + vector + latency``. ``mac``: each matrix-vector product of an ``M x K``
+  matrix occupies ``ceil(M/k / R) * ceil(K / C) / mac_efficiency`` cycles, where the MAC array has
+  ``R = macs_per_cycle / C`` rows of ``C = dot_product_width`` MACs (quantisation: a row split
+  that leaves a partial array row wastes it). A dense MAC array does not skip the zeros of a sparse
+  matrix. ``vector = element-wise flops / (k * vector_lanes * clock)``. ``latency``: the MAC
+  pipeline (adder tree) fill of each dependent recurrent product, ``mac_pipeline_latency_s`` per
+  step.
+* Weights: each core keeps an LRU of weight blocks in its weight buffer; a block (or, split over
+  ``k`` helpers, core j's ``1/k`` row slice) that fits stays across steps and is read at the
+  buffer's bandwidth; one that is evicted or too large streams from DRAM at every use. The first
+  use of a block is a cold DRAM read, unless ``warm=True``: the weights were loaded before the
+  timed run (an inference server running many sequences), so only capacity misses cost DRAM. DRAM
+  bandwidth is shared by the cores streaming at the same moment (processor sharing, the engine's
+  :class:`~wpsim.sim.engine.DramPool`): ``share = min(per_core, total / streams)``.
+* Activations of a task beyond the activation buffer spill to DRAM (read and written once).
+* ``hand-off``: inputs produced on a core outside the group cross the NoC:
+  ``latency + bytes / bandwidth``.
+* ``sync`` (helper groups): after each recurrent step the ``k`` cores meet at a barrier
+  (``barrier_s(k)``) and all-gather the new hidden state, ``(k-1)/k * B*H*s`` bytes per core over
+  the NoC; element-wise work is split too (each core owns ``H/k`` units).
+* ``overhead``: the controller's per-task command issue (``task_overhead_s``).
+
+The three modes of Peng et al. are the registered policies ``multiprogram`` (independent models
+on separate cores), ``pipeline`` (layers mapped to cores, pipelined over time; "multithreading")
+and ``helper`` (cores share every cell); the single-core design is ``sequential``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from wpsim import breakdown
+from wpsim.cost.cpu import DRAM, IdealCostModel, LRUCache, TaskCost
+from wpsim.errors import ConfigError
+from wpsim.machines.accelerator import AcceleratorMachine
+from wpsim.model.graph import Task, build
+from wpsim.model.plan import Plan, compile_plan
+from wpsim.model.workload import Workload
+from wpsim.policies import Policy, get_policy
+from wpsim.result import Result
+
+BUFFER = "buffer"
+LEVELS = [BUFFER, DRAM, "handoff"]
+
+
+def _shapes(task: Task, w: Workload) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """``(M, K)`` of the input-side and of the recurrent matrix a task multiplies (None: unknown)."""
+    if task.kind.startswith("wgrad"):
+        return None, None
+    if task.layer == w.layers:  # output layer
+        return (w.output_size, w.directions * w.hidden), None
+    rows = w.gates * w.hidden
+    return (rows, w.layer_input_size(task.layer)), (rows, w.hidden)
+
+
+class AccelCostModel:
+    """Task costs on an :class:`AcceleratorMachine` for one simulation (holds buffer state).
+
+    Implements the cost-object interface of :func:`wpsim.sim.engine.run_plan`: ``start``
+    and ``dram_share_Bps``.
+    """
+
+    def __init__(self, machine: AcceleratorMachine, plan: Plan, warm: bool = False) -> None:
+        self.machine = machine
+        self.warm = warm
+        self.seen: list[set] = [set() for _ in range(machine.cores)]
+        self.plan = plan
+        w = plan.workload
+        self.w = w
+        self.macs = machine.macs_per_core(w.dtype)
+        self.array_rows = max(self.macs / machine.dot_product_width, 1.0)
+        self.buffers = [LRUCache(machine.weight_buffer.size_bytes) for _ in range(machine.cores)]
+        self.producer_core = [-1] * plan.n_tasks
+        self.state_vector_bytes = w.batch * w.hidden * w.dtype_bytes
+        self._compute_memo: dict[tuple, float] = {}
+
+    # ---- compute --------------------------------------------------------------------------
+    def _mac_cycles(self, flops: float, shape: tuple[int, int] | None, nnz: float, k: int) -> float:
+        if not flops:
+            return 0.0
+        if shape is None:  # shape unknown (weight gradients): the array at full occupancy
+            return flops / 2.0 / self.macs
+        rows, cols = shape
+        products = flops / (2.0 * nnz)
+        per_product = math.ceil(math.ceil(rows / k) / self.array_rows) * math.ceil(
+            cols / self.machine.dot_product_width
+        )
+        return products * per_product
+
+    def compute_s(self, tid: int, k: int) -> float:
+        """MAC, vector and pipeline-latency time of task ``tid`` on ``k`` cores."""
+        t = self.plan.tasks[tid]
+        key = (t.kind, t.layer, t.flops_in, t.flops_rec, t.flops_elem, t.steps, k)
+        memo = self._compute_memo.get(key)
+        if memo is not None:
+            return memo
+        m, w = self.machine, self.w
+        in_shape, rec_shape = _shapes(t, w)
+        in_nnz = in_shape[0] * in_shape[1] if in_shape else 1.0
+        cycles = self._mac_cycles(t.flops_in, in_shape, in_nnz, k)
+        if t.flops_rec:
+            cycles += self._mac_cycles(
+                t.flops_rec, rec_shape, float(w.weight_hh_nonzeros()), k
+            )  # a dense array computes the zeros of a pruned matrix too
+        mac = cycles / m.mac_efficiency / m.clock_hz
+        vector = t.flops_elem / (k * m.vector_lanes * m.clock_hz)
+        dependent = t.steps if t.flops_rec else (1 if t.flops_in else 0)
+        value = mac + vector + dependent * m.mac_pipeline_latency_s
+        self._compute_memo[key] = value
+        return value
+
+    # ---- one task -------------------------------------------------------------------------
+    def start(self, tid: int, cores: tuple[int, ...], busy_on_socket: int) -> TaskCost:
+        """Cost of ``tid`` starting now on ``cores``; updates the weight buffers."""
+        m = self.machine
+        task = self.plan.tasks[tid]
+        k = len(cores)
+        # where tid's outputs will be (read by its successors only, which start after it ends)
+        self.producer_core[tid] = cores[0]
+        level_bytes: dict[str, float] = {}
+        buffer_s = 0.0
+        dram = 0.0
+        for j, core in enumerate(cores):
+            lru = self.buffers[core]
+            core_buffer = 0.0
+            core_dram = 0.0
+            for key, size in task.weights:
+                part = size / k
+                block = key if k == 1 else (key, k, j)
+                preloaded = self.warm and block not in self.seen[core] and part <= lru.capacity
+                self.seen[core].add(block)
+                if lru.lookup(block) or preloaded:
+                    core_buffer += part
+                else:
+                    core_dram += part
+                lru.insert(block, part)
+            if core_buffer:
+                level_bytes[BUFFER] = level_bytes.get(BUFFER, 0.0) + core_buffer
+            if core_dram:
+                level_bytes[DRAM] = level_bytes.get(DRAM, 0.0) + core_dram
+            buffer_s = max(buffer_s, core_buffer / m.weight_buffer.bandwidth_Bps)
+            dram = max(dram, core_dram)
+        activations = (task.in_bytes + task.out_bytes) / k
+        spill = max(0.0, activations - m.activation_buffer.size_bytes)
+        if spill:
+            dram += spill
+            level_bytes[DRAM] = level_bytes.get(DRAM, 0.0) + spill * k
+        handoff_bytes = 0
+        for i, p in enumerate(self.plan.preds[tid]):
+            pc = self.producer_core[p]
+            if pc >= 0 and pc not in cores:
+                handoff_bytes += self.plan.pred_bytes[tid][i]
+        fixed = m.task_overhead_s
+        handoff_s = sync_s = 0.0
+        if handoff_bytes:
+            handoff_s = m.noc.latency_s + handoff_bytes / m.noc.bandwidth_Bps
+            fixed += handoff_s
+        if k > 1:
+            n_sync = task.steps if task.flops_rec else 1
+            gather = (k - 1) / k * self.state_vector_bytes / m.noc.bandwidth_Bps
+            sync_s = n_sync * (m.barrier_s(k) + gather)
+            fixed += sync_s
+        return TaskCost(
+            fixed,
+            self.compute_s(tid, k),
+            buffer_s,
+            dram,
+            level_bytes,
+            handoff_bytes,
+            overhead_s=m.task_overhead_s,
+            handoff_s=handoff_s,
+            sync_s=sync_s,
+        )
+
+    def dram_share_Bps(self, streams: int) -> float:
+        """Bandwidth one streaming core gets while ``streams`` cores stream."""
+        memory = self.machine.memory
+        return min(memory.per_core_bandwidth_Bps, memory.bandwidth_Bps / max(streams, 1))
+
+
+# ---- simulation -----------------------------------------------------------------------------
+
+
+def _plan(workload: Workload, policy: Policy, chunk: int, granularity: str) -> Plan:
+    return compile_plan(
+        build(workload, granularity=granularity, **policy.graph_options(workload, chunk))
+    )
+
+
+def _run(machine: AcceleratorMachine, plan: Plan, policy: Policy, cost: str, hooks=None,
+         warm: bool = False):  # fmt: skip
+    from wpsim.sim.engine import run_plan
+
+    groups = policy.core_groups(machine.cores)
+    model = IdealCostModel(plan) if cost == "ideal" else AccelCostModel(machine, plan, warm)
+    return run_plan(plan, groups, policy, model, machine.cores, 1, LEVELS, hooks)
+
+
+def sequential_time(machine: AcceleratorMachine, workload: Workload, chunk: int = 1,
+                    granularity: str = "cell", cost: str = "model", instances: int = 1,
+                    warm: bool = False) -> float:  # fmt: skip
+    """The single-core design: ``sequential`` on one core (all instances, one after another)."""
+    policy = get_policy("sequential", instances=instances)
+    plan = _plan(workload, policy, chunk, granularity)
+    return _run(machine, plan, policy, cost, warm=warm).makespan_s
+
+
+def simulate(
+    workload: Workload,
+    machine: AcceleratorMachine,
+    policy: Policy | str = "helper",
+    cores: int | None = None,
+    chunk: int = 1,
+    granularity: str = "cell",
+    cost: str = "model",
+    hooks: list | None = None,
+    sequential_s: float | None = None,
+    warm: bool = False,
+) -> Result:
+    """Simulate ``workload`` on the accelerator under ``policy`` (same engine as the CPU).
+
+    ``warm``: weights that fit were loaded before the run (only capacity misses cost DRAM); by
+    default every layer's first use is a cold DRAM read, as on the CPU.
+
+    Examples
+    --------
+    >>> from wpsim.machines import load_machine, resolve_machine_path
+    >>> m = load_machine(resolve_machine_path("lstm_accel_2core"))
+    >>> w = Workload(cell="lstm", layers=2, hidden=256, input=256, seq_len=50, dtype="float16")
+    >>> round(simulate(w, m, "pipeline", warm=True).speedup, 2)  # weights preloaded
+    1.93
+    >>> round(simulate(w, m, "pipeline").speedup, 2)  # each core first loads its layer from DRAM
+    1.45
+    """
+    policy, machine = _prepare(policy, machine, cores, cost)
+    plan = _plan(workload, policy, chunk, granularity)
+    trace = _run(machine, plan, policy, cost, hooks, warm)
+    if sequential_s is None:
+        sequential_s = sequential_time(machine, workload, chunk, granularity, cost,
+                                       policy.instances, warm)  # fmt: skip
+    extra = _extra(machine, workload, chunk, granularity, cost) | {"warm": warm}
+    return Result.from_trace(trace, policy.describe(), machine.cores, sequential_s, LEVELS,
+                             plan.tasks, extra, dram_level=DRAM, preds=plan.preds)  # fmt: skip
+
+
+def _prepare(policy, machine, cores, cost):
+    if isinstance(policy, str):
+        policy = get_policy(policy)
+    if getattr(policy, "machine_kind", None) not in (None, "accelerator"):
+        raise ConfigError(
+            f"--policy {policy.name}: runs on a {policy.machine_kind} machine, not on "
+            f"'{machine.name}' (an accelerator)"
+        )
+    if cores is not None:
+        machine = machine.with_cores(cores)
+    if cost not in ("model", "ideal"):
+        raise ConfigError(f"--cost: got {cost!r}, expected 'model' or 'ideal'")
+    return policy, machine
+
+
+def _extra(machine, workload, chunk, granularity, cost) -> dict[str, Any]:
+    return {
+        "machine": machine.name,
+        "chunk": chunk,
+        "granularity": granularity,
+        "cost": cost,
+        "weight_buffer_bytes": machine.weight_buffer.size_bytes,
+        "peak_flops_per_core": machine.peak_flops_per_core(workload.dtype),
+    }
+
+
+# ---- closed forms ---------------------------------------------------------------------------
+
+
+def _layer_key(t: Task) -> tuple[int, int, int]:
+    return (t.instance, t.layer, t.direction)
+
+
+def _predict_makespan(workload, machine, policy, chunk, granularity, cost,
+                      warm: bool = False) -> tuple[float, float, tuple[dict, dict]]:  # fmt: skip
+    """(makespan, DRAM bytes, why) of ``policy`` from steady-state task costs; ``why``: the
+    makespan by cause along the critical path, and the core-seconds of all tasks by cause
+    (:mod:`wpsim.breakdown`).
+
+    Residency (per core, ``k`` cores per group, ``G`` groups): a group keeps the weights of the
+    layers it runs; with one group (``sequential``, ``helper`` over all cores) one layer at a time
+    must fit (layer-major order), with ``G > 1`` groups (``pipeline``, ``wavefront``) the
+    ``ceil(LD/G)`` layers it interleaves must fit together (``W/k`` each), else every step
+    streams, the streaming groups sharing DRAM. The first use of a layer's weights is a cold
+    DRAM read (unless ``warm``). ``multiprogram``: each instance on its block of cores, the DRAM bandwidth divided
+    between the instances (they stream at the same moments).
+    """
+    if policy.name == "multiprogram":
+        n = policy.instances
+        groups = policy.core_groups(machine.cores)
+        sizes = [sum(1 for g in range(len(groups)) if g * n // len(groups) == i) for i in range(n)]
+        inner = get_policy("wavefront", helpers=policy.helpers)
+        memory = machine.memory.model_copy(
+            update={"bandwidth_Bps": machine.memory.bandwidth_Bps / n}
+        )
+        worst, dram = 0.0, 0.0
+        critical: dict[str, float] = {}
+        core_s: dict[str, float] = {}
+        for size in sorted(set(sizes)):
+            sub = machine.model_copy(update={"memory": memory}).with_cores(size * len(groups[0]))
+            makespan, sub_dram, (sub_critical, sub_core_s) = _predict_makespan(
+                workload, sub, inner, chunk, granularity, cost, warm
+            )
+            if makespan > worst or not critical:  # the slowest instance sets the makespan
+                critical = sub_critical
+            worst = max(worst, makespan)
+            dram += sub_dram * sizes.count(size)
+            for cause, seconds in sub_core_s.items():
+                core_s[cause] = core_s.get(cause, 0.0) + seconds * sizes.count(size)
+        return worst, dram, (critical, core_s)
+    plan = _plan(workload, policy, chunk, granularity)
+    groups = policy.core_groups(machine.cores)
+    k, n_groups = len(groups[0]), len(groups)
+    records: list[tuple[float, TaskCost]] = []
+    if cost == "ideal":
+        costs = [t.flops / (k * 1e9) for t in plan.tasks]
+        records = [(c, TaskCost(0.0, c, 0.0, 0.0, {}, 0)) for c in costs]
+        makespan, terms = _schedule(plan, policy, n_groups, costs)
+        return makespan, 0.0, _why(terms, records, k)
+    model = AccelCostModel(machine, plan)
+    w = plan.workload
+    layer_bytes: dict[tuple, float] = {}
+    for t in plan.tasks:
+        layer_bytes[_layer_key(t)] = max(layer_bytes.get(_layer_key(t), 0.0), t.weight_bytes)
+    capacity = machine.weight_buffer.size_bytes
+    if policy.name == "sequential" or n_groups == 1:
+        resident = {key: size / k <= capacity for key, size in layer_bytes.items()}
+        streams = k
+    else:
+        keys = sorted(layer_bytes)
+        home = {key: i % n_groups for i, key in enumerate(keys)}
+        load = [0.0] * n_groups
+        for key, size in layer_bytes.items():
+            load[home[key]] += size / k
+        resident = {key: load[home[key]] <= capacity for key in keys}
+        streaming = sum(1 for g in range(n_groups) if load[g] > capacity)
+        streams = k * max(1, min(streaming, w.directions * w.layers))
+    cold_seen: set[tuple] = set()
+    costs, dram_total = [], 0.0
+    m = machine
+    for tid, t in enumerate(plan.tasks):
+        compute = model.compute_s(tid, k)
+        per_core = t.weight_bytes / k
+        key = _layer_key(t)
+        cold = bool(t.weights) and t.weights not in cold_seen and not warm
+        cold_seen.add(t.weights)
+        level = BUFFER
+        if t.weights and (cold or not resident.get(key, False)):
+            share = model.dram_share_Bps(k if cold else streams)
+            memory = per_core / share
+            dram_total += t.weight_bytes
+            level = DRAM
+        else:
+            memory = per_core / m.weight_buffer.bandwidth_Bps
+        fixed = m.task_overhead_s
+        handoff_s = sync_s = 0.0
+        if n_groups > 1 and plan.preds[tid] and policy.name != "sequential":
+            nbytes = max(plan.pred_bytes[tid])
+            handoff_s = m.noc.latency_s + nbytes / m.noc.bandwidth_Bps
+            fixed += handoff_s
+        if k > 1:
+            n_sync = t.steps if t.flops_rec else 1
+            gather = (k - 1) / k * model.state_vector_bytes / m.noc.bandwidth_Bps
+            sync_s = n_sync * (m.barrier_s(k) + gather)
+            fixed += sync_s
+        costs.append(fixed + max(compute, memory))
+        record = TaskCost(
+            fixed, compute, memory if level == BUFFER else 0.0,
+            per_core if level == DRAM else 0.0, {level: per_core} if per_core else {}, 0,
+            overhead_s=m.task_overhead_s, handoff_s=handoff_s, sync_s=sync_s,
+        )  # fmt: skip
+        records.append((costs[-1], record))
+    makespan, terms = _schedule(plan, policy, n_groups, costs)
+    return makespan, dram_total, _why(terms, records, k)
+
+
+def _why(terms: dict[int, float], records: list, k: int) -> tuple[dict, dict]:
+    """The break-downs of a closed form: along the terms of its makespan, and the core-seconds
+    of every task (its cost times the ``k`` cores of its group)."""
+    parts: dict = {}  # each task's parts, for both views
+    critical = breakdown.from_terms(terms, records.__getitem__, LEVELS, memo=parts)
+    core_s = breakdown.from_terms(dict.fromkeys(range(len(records)), 1.0), records.__getitem__,
+                                  LEVELS, k, parts)  # fmt: skip
+    return critical, core_s
+
+
+def _schedule(
+    plan: Plan, policy: Policy, n_groups: int, costs: list[float]
+) -> tuple[float, dict[int, float]]:
+    """The makespan, and the same as ``{task: coefficient}`` terms whose costs times
+    coefficients sum to it (see :func:`wpsim.sim.closed_forms._schedule`)."""
+    from wpsim.sim.closed_forms import (
+        _band_makespan,
+        _band_terms,
+        _critical_chain,
+        _critical_path_s,
+    )
+
+    w = plan.workload
+    if policy.name == "sequential" or n_groups == 1:
+        return sum(costs), dict.fromkeys(range(len(costs)), 1.0)
+    simple_grid = (
+        plan.granularity == "cell"
+        and w.phase == "inference"
+        and not w.bidirectional
+        and w.output == "none"
+        and policy.instances == 1
+        and all(t.kind == "cell" for t in plan.tasks)
+    )
+    if simple_grid and policy.name in ("wavefront", "pipeline", "helper"):
+        n = w.n_chunks(plan.chunk)
+        steady, first, cold_extra = [], [], 0.0
+        steady_tids: list[int] = []
+        terms: dict[int, float] = {}
+        for layer in range(w.layers):
+            row = costs[layer * n : (layer + 1) * n]
+            steady.append(max(row[1:]) if n > 1 else row[0])
+            steady_tids.append(layer * n + (row.index(steady[-1], 1) if n > 1 else 0))
+            first.append(row[0])
+            cold_extra += max(0.0, row[0] - steady[-1])
+        if policy.name == "pipeline" and w.layers > n_groups:
+            # round robin: group g runs layers g, g+G, ...; it starts when the first chunk has
+            # passed layers 0..g-1 and is then busy with all chunks of its layers
+            busy = [0.0] * n_groups
+            for layer in range(w.layers):
+                busy[layer % n_groups] += n * steady[layer] + first[layer] - steady[layer]
+            ends = [sum(first[:g]) + busy[g] for g in range(n_groups)]
+            last = ends.index(max(ends))
+            for layer in range(last):
+                terms[layer * n] = terms.get(layer * n, 0.0) + 1.0
+            for layer in range(last, w.layers, n_groups):
+                for tid, coefficient in ((steady_tids[layer], n - 1.0), (layer * n, 1.0)):
+                    terms[tid] = terms.get(tid, 0.0) + coefficient
+            return max(ends), terms
+        for layer in range(w.layers):
+            if first[layer] > steady[layer]:  # the cold task in place of a steady one
+                for tid, sign in ((layer * n, 1.0), (steady_tids[layer], -1.0)):
+                    terms[tid] = terms.get(tid, 0.0) + sign
+        for layer, coefficient in _band_terms(steady, n, n_groups):
+            terms[steady_tids[layer]] = terms.get(steady_tids[layer], 0.0) + coefficient
+        return _band_makespan(steady, n, n_groups) + cold_extra, terms
+    work, critical = sum(costs) / n_groups, _critical_path_s(plan, costs)
+    if work > critical:  # bound by the work: all tasks, spread over the groups
+        return work, dict.fromkeys(range(len(costs)), 1.0 / n_groups)
+    terms = {}
+    for tid in _critical_chain(plan, costs):
+        terms[tid] = terms.get(tid, 0.0) + 1.0
+    return critical, terms
+
+
+def predict(
+    workload: Workload,
+    machine: AcceleratorMachine,
+    policy: Policy | str = "helper",
+    cores: int | None = None,
+    chunk: int = 1,
+    granularity: str = "cell",
+    cost: str = "model",
+    warm: bool = False,
+) -> Result:
+    """Closed-form counterpart of :func:`simulate` (same :class:`~wpsim.result.Result`)."""
+    policy, machine = _prepare(policy, machine, cores, cost)
+    makespan, dram, (critical, core_s) = _predict_makespan(
+        workload, machine, policy, chunk, granularity, cost, warm
+    )
+    sequential = get_policy("sequential", instances=policy.instances)
+    sequential_s = _predict_makespan(workload, machine, sequential, chunk, granularity, cost,
+                                     warm)[0]  # fmt: skip
+    n_tasks = _plan(workload, policy, chunk, granularity).n_tasks
+    busy = sequential_s / (makespan * machine.cores) if makespan else 0.0
+    return Result(
+        engine="analytic",
+        policy=policy.describe(),
+        cores=machine.cores,
+        makespan_s=makespan,
+        sequential_s=sequential_s,
+        n_tasks=n_tasks,
+        utilization=min(1.0, busy),
+        dram_bytes=dram,
+        level_bytes={DRAM: dram},
+        extra=_extra(machine, workload, chunk, granularity, cost) | {"warm": warm},
+        breakdown_s=critical,
+        core_breakdown_s=breakdown.spread(core_s, machine.cores, makespan),
+    )
