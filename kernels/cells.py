@@ -155,7 +155,7 @@ def sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _folded_bias(cell: str, bias_ih: np.ndarray, bias_hh: np.ndarray) -> np.ndarray:
+def folded_bias(cell: str, bias_ih: np.ndarray, bias_hh: np.ndarray) -> np.ndarray:
     """Bias added once per chunk to the input projection (gru keeps ``b_hn`` out)."""
     if cell == "gru":
         hidden = bias_ih.shape[0] // 3
@@ -499,7 +499,7 @@ def input_projection(
         raise ValueError(f"out must be a C-contiguous {dtype} array of shape {(k, batch, gh)}")
     flat = out.reshape(k * batch, gh)
     matmul_xwt(x_chunk.reshape(k * batch, n_in), w_ih, flat)
-    flat += _folded_bias(cell, layer_params["bias_ih"], layer_params["bias_hh"])
+    flat += folded_bias(cell, layer_params["bias_ih"], layer_params["bias_hh"])
     return out
 
 

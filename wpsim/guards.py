@@ -4,7 +4,7 @@ Size
     :func:`estimate` counts the tasks of the graph a command would build, in closed form from
     the workload (no graph is built), and the memory it would take: :data:`BYTES_PER_TASK` of
     the engine for the graph, the compiled plan and the trace, plus, for ``run``, the executor's
-    shared buffers (every array of :func:`kernels.executor._runner.array_specs`, computed from
+    shared buffers (every array of :func:`kernels.executor.array_specs`, computed from
     the shapes), the parent's copy of the parameters and :data:`WORKER_BYTES` per worker
     process. :func:`check_size` refuses with the estimate and the limit when it exceeds
     :data:`MEMORY_FRACTION` of the memory available now (the smallest of the kernel's
@@ -113,7 +113,7 @@ def executor_buffer_bytes(
     """Bytes the real executor allocates for ``workload``: its shared segment (parameters,
     input, activations, saved activations and gradients) and the coordinator's own copy of the
     parameters and input, computed from the shapes (nothing is allocated)."""
-    from kernels.executor._runner import array_specs
+    from kernels.executor import array_specs
     from kernels.params import compute_dtype
 
     training = workload.phase == "training"

@@ -87,6 +87,7 @@ from kernels.executor._coordinator import (
     Executor,
     execute,
 )
+from kernels.executor._runner import array_specs, input_split_by_time_max_bytes
 
 __all__ = [
     "BLAS_ENV",
@@ -96,5 +97,7 @@ __all__ = [
     "START_METHOD",
     "ExecutionResult",
     "Executor",
+    "array_specs",
     "execute",
+    "input_split_by_time_max_bytes",
 ]

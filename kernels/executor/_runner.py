@@ -48,9 +48,9 @@ import scipy.sparse as sp
 
 from kernels.cells import (
     Recurrent,
-    _folded_bias,
     cell_chunk_backward,
     cell_chunk_forward,
+    folded_bias,
     input_projection,
     layer_weight_grads,
     matmul_xwt,
@@ -396,7 +396,7 @@ class TaskRunner:
                 part = parts[self.rank]
                 lp = self._layer(i, l, d)
                 weight = row_block(lp["weight_ih"], part)
-                bias = _folded_bias(self.cell, lp["bias_ih"], lp["bias_hh"])[part]
+                bias = folded_bias(self.cell, lp["bias_ih"], lp["bias_hh"])[part]
                 rows = (part, weight, np.ascontiguousarray(bias))
             self._ih[key] = rows
         return self._ih[key]

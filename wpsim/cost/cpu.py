@@ -70,7 +70,8 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from wpsim.machines.cpu import CpuMachine, piecewise_linear
+from wpsim.machines.cpu import CpuMachine
+from wpsim.machines.fields import piecewise_linear
 from wpsim.model.plan import Plan
 
 DRAM = "DRAM"

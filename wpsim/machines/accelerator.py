@@ -10,41 +10,40 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
+from wpsim.config import NotBool
 from wpsim.errors import ConfigError
-from wpsim.machines.cpu import (
-    BarrierSpec,
+from wpsim.machines.cpu import BarrierSpec, MemorySpec
+from wpsim.machines.fields import (
+    Dtype,
     Fraction,
-    MemorySpec,
     NonNegativeFloat,
     PositiveFloat,
-    _NotBool,
-    _Strict,
+    PositiveInt,
+    Strict,
 )
 
-Dtype = Literal["float32", "float64", "float16", "bfloat16"]
 #: Most cores of an accelerator, in a machine file or as ``--cores`` (a what-if).
 MAX_CORES = 4096
-PositiveInt = Annotated[int, Field(ge=1), _NotBool]
 
 
 # ---- multi-core LSTM accelerator ------------------------------------------------------------
 
 
-class BufferSpec(_Strict):
+class BufferSpec(Strict):
     """An on-chip SRAM buffer of one core."""
 
     size_bytes: PositiveInt  # capacity
     bandwidth_Bps: PositiveFloat  # read bandwidth into the datapath
 
 
-class NocSpec(_Strict):
+class NocSpec(Strict):
     """The on-chip network between cores: one message costs ``latency + bytes / bandwidth``."""
 
     latency_s: NonNegativeFloat  # one message
     bandwidth_Bps: PositiveFloat  # one link, per direction
 
 
-class AcceleratorMachine(_Strict):
+class AcceleratorMachine(Strict):
     """A multi-core LSTM accelerator (Peng et al., MCSoC 2019 style).
 
     Each core has a MAC array of ``macs_per_cycle[dtype]`` multiply-accumulates per cycle, arranged
@@ -57,7 +56,7 @@ class AcceleratorMachine(_Strict):
 
     kind: Literal["accelerator"] = "accelerator"
     name: str
-    cores: Annotated[int, Field(ge=1, le=MAX_CORES), _NotBool]  # identical cores on the chip
+    cores: Annotated[int, Field(ge=1, le=MAX_CORES), NotBool]  # identical cores on the chip
     clock_hz: PositiveFloat
     macs_per_cycle: dict[Dtype, PositiveFloat]  # per core, by dtype (2 flops per MAC)
     dot_product_width: PositiveInt  # MACs per array row (columns consumed per cycle)

@@ -11,39 +11,27 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from wpsim.config import NotBool as _NotBool
+from wpsim.config import NotBool
 from wpsim.errors import ConfigError
-
-PositiveFloat = Annotated[float, Field(gt=0), _NotBool]
-NonNegativeFloat = Annotated[float, Field(ge=0), _NotBool]
-Fraction = Annotated[float, Field(gt=0, le=1), _NotBool]
-UnitInterval = Annotated[float, Field(ge=0, le=1), _NotBool]
-
-
-class _Strict(BaseModel):
-    # numbers are finite (no .inf/.nan) and never booleans (``_NotBool``): see wpsim.config
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-def increasing_points(points: list, kind: str, x_name: str) -> list:
-    """Check a table of ``kind`` points for :func:`piecewise_linear`: at least one point, the
-    first values (``x_name``) strictly increasing. Returns it; raises ValueError otherwise."""
-    if not points:
-        raise ValueError(f"at least one {kind} point")
-    xs = [p[0] for p in points]
-    if xs != sorted(xs) or len(set(xs)) != len(xs):
-        raise ValueError(f"{kind} points with strictly increasing {x_name}")
-    return points
+from wpsim.machines.fields import (
+    Fraction,
+    NonNegativeFloat,
+    PositiveFloat,
+    Strict,
+    UnitInterval,
+    increasing_points,
+    piecewise_linear,
+)
 
 
-class CacheLevel(_Strict):
+class CacheLevel(Strict):
     """One cache level. ``scope: core`` is private to each core, ``socket`` is shared per socket."""
 
     name: str
     scope: Literal["core", "socket"]
-    size_bytes: Annotated[int, _NotBool] = Field(..., ge=1)
+    size_bytes: Annotated[int, NotBool] = Field(..., ge=1)
     bandwidth_Bps: PositiveFloat  # sustained read bandwidth one core gets from this level
     latency_s: NonNegativeFloat
     #: Private levels only, optional: ``[ratio, fraction]`` points, the fraction of a weight
@@ -60,7 +48,7 @@ class CacheLevel(_Strict):
         return curve if curve is None else increasing_points(curve, "[ratio, fraction]", "ratios")
 
 
-class MemorySpec(_Strict):
+class MemorySpec(Strict):
     """DRAM of one socket: its total bandwidth is shared by the cores streaming from it."""
 
     bandwidth_Bps: PositiveFloat  # sustained, per socket (all channels)
@@ -68,7 +56,7 @@ class MemorySpec(_Strict):
     latency_s: NonNegativeFloat
 
 
-class HandoffSpec(_Strict):
+class HandoffSpec(Strict):
     """Moving a hidden state produced on one core to another (cache-to-cache transfer)."""
 
     latency_s: NonNegativeFloat
@@ -76,14 +64,14 @@ class HandoffSpec(_Strict):
     cross_socket_latency_s: NonNegativeFloat
 
 
-class BarrierSpec(_Strict):
+class BarrierSpec(Strict):
     """A barrier across k cores costs ``base_s + per_doubling_s * ceil(log2 k)`` (tree barrier)."""
 
     base_s: NonNegativeFloat
     per_doubling_s: NonNegativeFloat
 
 
-class EfficiencySpec(_Strict):
+class EfficiencySpec(Strict):
     """Achieved fraction of peak flops by shape.
 
     ``gemm_by_n`` is a table of ``[n, fraction]`` for a matrix product whose right-hand side has
@@ -132,7 +120,7 @@ class EfficiencySpec(_Strict):
     #: BLAS kernel's start-up; ``wpsim calibrate`` measures it as ``2 t(half the rows) - t(all
     #: rows)``). The grids above hold it within a whole product; a product split across ``k``
     #: cores costs each member ``fixed + (whole - fixed) / k``, not ``whole / k``.
-    product_fixed_s: Annotated[float, _NotBool] = Field(0.0, ge=0)
+    product_fixed_s: Annotated[float, NotBool] = Field(0.0, ge=0)
 
     @field_validator("elementwise_step_s")
     @classmethod
@@ -152,32 +140,13 @@ class EfficiencySpec(_Strict):
         return increasing_points(table, "[n, fraction]", "n")
 
 
-def piecewise_linear(points: list[tuple[float, float]], x: float) -> float:
-    """A table of ``[x, y]`` points (x increasing) read at ``x``: linear between the points, the
-    end values outside (dispatch tables, hit curves).
-
-    Examples
-    --------
-    >>> piecewise_linear([(0.5, 1.0), (1.0, 0.7), (2.0, 0.0)], 1.5)
-    0.35
-    >>> piecewise_linear([(0.5, 1.0), (1.0, 0.7), (2.0, 0.0)], 0.1)
-    1.0
-    """
-    if x <= points[0][0]:
-        return points[0][1]
-    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
-        if x <= x1:
-            return y0 + (x - x0) / (x1 - x0) * (y1 - y0)
-    return points[-1][1]
-
-
-class CpuMachine(_Strict):
+class CpuMachine(Strict):
     """A multi-socket, multi-core CPU. See ``docs/reference/machines.md`` for every field."""
 
     kind: Literal["cpu"] = "cpu"
     name: str
-    sockets: Annotated[int, _NotBool] = Field(..., ge=1, le=64)
-    cores_per_socket: Annotated[int, _NotBool] = Field(..., ge=1, le=4096)
+    sockets: Annotated[int, NotBool] = Field(..., ge=1, le=64)
+    cores_per_socket: Annotated[int, NotBool] = Field(..., ge=1, le=4096)
     clock_hz: PositiveFloat
     peak_flops_per_cycle: dict[Literal["float32", "float64", "float16"], PositiveFloat]
     caches: list[CacheLevel]
@@ -212,12 +181,12 @@ class CpuMachine(_Strict):
     #: The runtime computes a recurrent product of at most this many batch rows on one core as
     #: that many GEMVs (``kernels.cells.gemv_max_batch()``); a product split across helpers stays one
     #: GEMM. 0: always one GEMM.
-    recurrent_gemv_max_batch: Annotated[int, _NotBool] = Field(0, ge=0)
+    recurrent_gemv_max_batch: Annotated[int, NotBool] = Field(0, ge=0)
     #: A task split across helpers projects its inputs split over time steps (every member
     #: reads all of ``W_ih`` and writes whole rows) when ``W_ih`` has at most this many bytes,
     #: else split by gate rows (1/k of ``W_ih`` each); ``kernels.executor`` does so up to
     #: ``INPUT_SPLIT_BY_TIME_MAX_BYTES``. 0: always by gate rows.
-    input_split_by_time_max_bytes: Annotated[int, _NotBool] = Field(0, ge=0)
+    input_split_by_time_max_bytes: Annotated[int, NotBool] = Field(0, ge=0)
     #: Whether a task split across helper cores also splits its element-wise work (a threaded
     #: runtime's parallel loop does); ``false``: every member runs the whole element-wise update
     #: of each step after the barrier (``kernels.executor`` does, so that no second barrier is
@@ -237,7 +206,7 @@ class CpuMachine(_Strict):
     calibration: dict[str, Any] | None = None
     #: Set by :meth:`with_cores`: the cores per socket of the whole machine, of which a run uses
     #: ``cores_per_socket``; the others stay free for the runtime (see ``dispatch_s``).
-    physical_cores_per_socket: Annotated[int, _NotBool] | None = Field(None, ge=1)
+    physical_cores_per_socket: Annotated[int, NotBool] | None = Field(None, ge=1)
 
     @field_validator(
         "dispatch_overhead_busy_s", "dispatch_overhead_sequence_s", "dispatch_overhead_group_s"

@@ -14,19 +14,20 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
+from wpsim.config import NotBool
 from wpsim.errors import ConfigError
-from wpsim.machines.accelerator import Dtype, PositiveInt
-from wpsim.machines.cpu import (
+from wpsim.machines.fields import (
+    Dtype,
     Fraction,
     NonNegativeFloat,
     PositiveFloat,
-    _NotBool,
-    _Strict,
+    PositiveInt,
+    Strict,
     increasing_points,
 )
 
 
-class L2Spec(_Strict):
+class L2Spec(Strict):
     """The GPU's shared L2 cache."""
 
     size_bytes: PositiveInt
@@ -34,14 +35,14 @@ class L2Spec(_Strict):
     latency_s: NonNegativeFloat  # one load that hits (one direction of a hand-off)
 
 
-class GpuMemorySpec(_Strict):
+class GpuMemorySpec(Strict):
     """Device memory (GDDR/HBM): sustained bandwidth of all SMs together."""
 
     bandwidth_Bps: PositiveFloat
     latency_s: NonNegativeFloat
 
 
-class GpuSyncSpec(_Strict):
+class GpuSyncSpec(Strict):
     """Grid-wide synchronisation of a persistent kernel, once per time step.
 
     ``global_barrier_s``: all blocks arrive on a counter in global memory and spin until the last
@@ -53,7 +54,7 @@ class GpuSyncSpec(_Strict):
     flag_s: NonNegativeFloat  # one poll that finds a producer's timestamp flag
 
 
-class PersistentSpec(_Strict):
+class PersistentSpec(Strict):
     """Capacity and efficiency of persistent RNN kernels (weights resident on chip).
 
     * ``register_fraction``: share of the register file that can hold weights (the rest holds
@@ -74,9 +75,7 @@ class PersistentSpec(_Strict):
     index_bytes: PositiveInt  # column index per stored sparse weight
     warp_width: PositiveInt  # threads per warp; sparse rows padded to it
     wide_load_bytes: PositiveInt  # widest shared-memory load per thread
-    random_bank_conflict_degree: Annotated[
-        float, Field(ge=1), _NotBool
-    ]  # without bank-aware layout
+    random_bank_conflict_degree: Annotated[float, Field(ge=1), NotBool]  # without bank-aware layout
 
 
 def _log2_interpolate(table: list[tuple[float, float]], x: float) -> float:
@@ -92,7 +91,7 @@ def _log2_interpolate(table: list[tuple[float, float]], x: float) -> float:
     return ys[i - 1] + (lx - xs[i - 1]) / (xs[i] - xs[i - 1]) * (ys[i] - ys[i - 1])
 
 
-class GemmSpec(_Strict):
+class GemmSpec(Strict):
     """Matrix products (cuBLAS/cuDNN style): per-step recurrent products, input and weight-gradient
     GEMMs; weights read from L2 or DRAM.
 
@@ -161,13 +160,13 @@ class GemmSpec(_Strict):
         return fraction
 
 
-class GpuMachine(_Strict):
+class GpuMachine(Strict):
     """A GPU: streaming multiprocessors (SMs) with a register file and shared memory each, an L2
     and device memory. See :mod:`wpsim.sim.gpu` for the persistent and GEMM models."""
 
     kind: Literal["gpu"] = "gpu"
     name: str
-    sms: Annotated[int, Field(ge=1, le=100_000), _NotBool]  # streaming multiprocessors
+    sms: Annotated[int, Field(ge=1, le=100_000), NotBool]  # streaming multiprocessors
     clock_hz: PositiveFloat
     flops_per_cycle_per_sm: dict[Dtype, PositiveFloat]  # vector units, by dtype (FMA = 2 flops)
     # matrix (tensor-core) units, by dtype: GEMMs of these dtypes run there (cuDNN/cuBLAS tensor-op

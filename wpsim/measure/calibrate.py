@@ -507,7 +507,7 @@ def measure_elementwise(
     """Seconds per step of the non-GEMM work of a chunk task, keyed ``"cell,H,B"``."""
     import numpy as np
 
-    from kernels.cells import _folded_bias, cell_chunk_forward
+    from kernels.cells import cell_chunk_forward, folded_bias
     from kernels.params import aligned
 
     rng = np.random.default_rng(2)
@@ -522,7 +522,7 @@ def measure_elementwise(
                 "bias_ih": rng.standard_normal(g * h, dtype=np.float32),
                 "bias_hh": rng.standard_normal(g * h, dtype=np.float32),
             }
-            bias = _folded_bias(cell, params["bias_ih"], params["bias_hh"])
+            bias = folded_bias(cell, params["bias_ih"], params["bias_hh"])
             for b in bs:
                 x = np.zeros((steps, b, h), np.float32)
                 base = aligned(rng.standard_normal((steps, b, g * h), dtype=np.float32))
@@ -2021,7 +2021,7 @@ def _runtime_lines() -> list[str]:
     :mod:`kernels.executor`; otherwise nothing, and the machine file keeps the defaults)."""
     try:
         from kernels.cells import gemv_max_batch
-        from kernels.executor._runner import input_split_by_time_max_bytes
+        from kernels.executor import input_split_by_time_max_bytes
     except ImportError:
         return []
     return [

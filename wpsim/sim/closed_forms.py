@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 
 from wpsim import breakdown
 from wpsim.cost.cpu import DRAM, CpuCostModel, TaskCost
-from wpsim.machines.cpu import CpuMachine, piecewise_linear
+from wpsim.machines.cpu import CpuMachine
+from wpsim.machines.fields import piecewise_linear
 from wpsim.model.graph import build
 from wpsim.model.plan import Plan, compile_plan
 from wpsim.model.workload import Workload

@@ -56,10 +56,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from wpsim.config import read_yaml, validate_mapping
+from wpsim.config import NotBool, read_yaml, validate_mapping
 from wpsim.errors import ConfigError
 from wpsim.machines import HW_CONFIG_DIR
-from wpsim.machines.cpu import CpuMachine, NonNegativeFloat, _NotBool, _Strict
+from wpsim.machines.cpu import CpuMachine
+from wpsim.machines.fields import NonNegativeFloat, Strict
 from wpsim.model.workload import Workload
 from wpsim.policies import Policy
 from wpsim.policies.layerwise import Layerwise
@@ -70,10 +71,10 @@ RUNTIME_DIR = HW_CONFIG_DIR / "runtimes"
 LEAN = "lean"
 PHASES = ("forward", "backward_data", "backward_weights")
 Cell = Literal["rnn", "lstm", "gru"]
-KernelCount = Annotated[int, Field(ge=1, le=1000), _NotBool]
+KernelCount = Annotated[int, Field(ge=1, le=1000), NotBool]
 
 
-class PhaseCosts(_Strict):
+class PhaseCosts(Strict):
     """Seconds by phase (``forward``, ``backward_data``, ``backward_weights``)."""
 
     forward: NonNegativeFloat = 0.0
@@ -81,21 +82,21 @@ class PhaseCosts(_Strict):
     backward_weights: NonNegativeFloat = 0.0
 
 
-class StepCosts(_Strict):
+class StepCosts(Strict):
     """Seconds per recurrent step, by pass and cell."""
 
     forward: dict[Cell, NonNegativeFloat] = {}
     backward: dict[Cell, NonNegativeFloat] = {}
 
 
-class StepKernels(_Strict):
+class StepKernels(Strict):
     """Kernels per recurrent step, by pass and cell."""
 
     forward: dict[Cell, KernelCount] = {}
     backward: dict[Cell, KernelCount] = {}
 
 
-class Runtime(_Strict):
+class Runtime(Strict):
     """A runtime description (see the module docstring for every term)."""
 
     name: str

@@ -120,11 +120,11 @@ class Evaluator:
 
     def _make_machine(self, overrides: dict[str, Any]) -> Any:
         from wpsim.machines import machine_from_dict
-        from wpsim.sweep.spec import _set_path
+        from wpsim.sweep.spec import set_path
 
         data = copy.deepcopy(self.context["base_hardware"])
         for path, value in overrides.items():
-            _set_path(data, path, value)
+            set_path(data, path, value)
         return machine_from_dict(data, f"{self.source}: hardware")
 
     # ---- one point ---------------------------------------------------------------------------

@@ -73,7 +73,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 WORKLOAD_DIR = REPO_ROOT / "workloads"
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     # numbers are finite and never booleans, as in machine and workload files (wpsim.config)
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -81,7 +81,7 @@ class _Strict(BaseModel):
 Int = Annotated[int, NotBool]
 
 
-class PolicySpec(_Strict):
+class PolicySpec(Strict):
     """The base policy of every point: a registered name and its options."""
 
     name: str = "wavefront"
@@ -89,7 +89,7 @@ class PolicySpec(_Strict):
     instances: Int = Field(1, ge=1)
 
 
-class RunSpec(_Strict):
+class RunSpec(Strict):
     """Run options passed to the engine for every point (``cores: null`` = all cores)."""
 
     cores: Int | None = Field(None, ge=1)
@@ -100,7 +100,7 @@ class RunSpec(_Strict):
     runtime: str = "lean"
 
 
-class RangeSpec(_Strict):
+class RangeSpec(Strict):
     """A range to sample from in ``random`` mode."""
 
     min: Annotated[int | float, NotBool]
@@ -118,7 +118,7 @@ class RangeSpec(_Strict):
         return self
 
 
-class SweepSpec(_Strict):
+class SweepSpec(Strict):
     """A sweep description. See the module docstring for the fields."""
 
     name: str = ""
@@ -447,7 +447,7 @@ def _check_base(loaded: LoadedSweep) -> None:
         if head == "workload":
             workload[rest] = first
         elif head == "hardware":
-            _set_path(hardware, rest, first)
+            set_path(hardware, rest, first)
     # validated together with the first value of each varied field: say so, or a bad value in
     # the spec's vary list would seem to be the input file's
     heads = {key.partition(".")[0] for key in loaded.params}
@@ -468,7 +468,7 @@ def _first_value(values: Any) -> Any:
     return values[0]
 
 
-def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     if len(parts) == 1:
         data[parts[0]] = value
