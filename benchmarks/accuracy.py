@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"accuracy: {len(cases)} cases x policies {','.join(policies)} x workers "
           f"{','.join(map(str, workers))}; {repeats} interleaved rounds each")  # fmt: skip
     print(f"  machine: {machine.name} (calibrated: {calibrated})")
-    from wpsim.measure.calibrate import calibration_mismatch
+    from wpsim.measure.calibrate.spec import calibration_mismatch
 
     mismatch = calibration_mismatch(machine)
     if mismatch:

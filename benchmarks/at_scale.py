@@ -576,7 +576,7 @@ def run_accuracy(args: argparse.Namespace, log: Callable[[str], None]) -> dict[s
     from kernel import CpuMeter
 
     from wpsim.errors import WpsimError
-    from wpsim.measure.calibrate import calibration_mismatch
+    from wpsim.measure.calibrate.spec import calibration_mismatch
     from wpsim.measure.validate import validate
 
     machine, path = cpu_machine(args)

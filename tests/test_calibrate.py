@@ -14,9 +14,11 @@ import pytest
 import yaml
 
 from wpsim.cli import main
+from wpsim.errors import WpsimError
 from wpsim.machines import load_machine
 from wpsim.machines.cpu import CpuMachine
 from wpsim.measure import calibrate as cal
+from wpsim.measure.calibrate import compute, machine_file, spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_hardware import (  # noqa: E402
@@ -110,22 +112,22 @@ def _strings_like_numbers(node) -> list[str]:
 
 @pytest.mark.parametrize("value", [1e-6, 2.5e9, 0.05, 3.0, 123456.0, 7e-10, 0.0])
 def test_fmt_writes_floats_yaml_reads_back(value: float) -> None:
-    text = cal._fmt(value)
+    text = machine_file._fmt(value)
     parsed = yaml.safe_load(f"x: {text}")["x"]
     assert isinstance(parsed, float)
     assert parsed == pytest.approx(value, rel=1e-3)
 
 
 def test_flops_per_cycle_from_flags() -> None:
-    assert cal.flops_per_cycle({"avx512f", "avx2", "fma"})[0]["float32"] == 64
-    assert cal.flops_per_cycle({"avx2", "fma"})[0] == {"float32": 32.0, "float64": 16.0}
-    assert cal.flops_per_cycle({"avx"})[0]["float32"] == 16
+    assert spec.flops_per_cycle({"avx512f", "avx2", "fma"})[0]["float32"] == 64
+    assert spec.flops_per_cycle({"avx2", "fma"})[0] == {"float32": 32.0, "float64": 16.0}
+    assert spec.flops_per_cycle({"avx"})[0]["float32"] == 16
 
 
 def test_cache_sizes_parse() -> None:
-    assert cal._parse_size("32K") == 32768
-    assert cal._parse_size("32768K") == 32 << 20
-    assert cal._parse_size("1 MiB") == 1 << 20
+    assert spec.parse_size("32K") == 32768
+    assert spec.parse_size("32768K") == 32 << 20
+    assert spec.parse_size("1 MiB") == 1 << 20
 
 
 def test_interrupted_run_leaves_the_previous_file(tmp_path: Path, monkeypatch) -> None:
@@ -173,7 +175,7 @@ def test_a_failed_measurement_is_one_line(tmp_path: Path, monkeypatch, capsys) -
     monkeypatch.setattr(
         cal,
         "run_measurements",
-        _raise(cal.WpsimError("calibrate: the measuring process failed: x")),
+        _raise(WpsimError("calibrate: the measuring process failed: x")),
     )
     monkeypatch.setattr(cal, "read_cpu_spec", lambda: _fake_spec())
     assert main(["calibrate", "--out", str(out)]) == 2
@@ -200,7 +202,7 @@ def test_bad_cores_are_rejected() -> None:
 
 def test_machine_file_is_built_from_raw_measurements() -> None:
     """The file builder alone, on fixed numbers: every rule in one place."""
-    result = cal.build_machine_file(_fake_spec(), _fake_raw(), "2000-01-01")
+    result = machine_file.build_machine_file(_fake_spec(), _fake_raw(), "2000-01-01")
     data = yaml.safe_load(result.text)
     machine = CpuMachine.model_validate(data)
     assert undocumented_numeric_lines(result.text) == []
@@ -231,12 +233,12 @@ def test_kernel_overheads_element_wise_grid_hit_curve_and_cell_grids_are_written
     peak = 100e9
     raw["kernel_call_overhead_s"] = {"lstm": {"task_s": 8e-6, "step_s": 6e-6}}
     # per step of a chunk of ELEM_STEPS steps: 1 us of gate math plus the call's share
-    per_step = 1e-6 + 6e-6 + 8e-6 / cal.ELEM_STEPS
+    per_step = 1e-6 + 6e-6 + 8e-6 / compute.ELEM_STEPS
     raw["elementwise_s_per_step"] = {"lstm,128,1": per_step, "lstm,256,1": per_step + 1e-6}
     raw["reuse_rates"] = {"level": "L2", "Bps_by_ratio": {"0.5": 80e9, "1": 40e9, "3": 20e9}}
     raw["gemm_s_by_cell"] = {"rnn": {"1,128": 2.0 * 1 * 128 * 128 / (0.5 * peak)}}
     machine = CpuMachine.model_validate(
-        yaml.safe_load(cal.build_machine_file(_fake_spec(), raw, "2000-01-01").text)
+        yaml.safe_load(machine_file.build_machine_file(_fake_spec(), raw, "2000-01-01").text)
     )
     assert machine.task_overhead_s["lstm"] == pytest.approx(8e-6)
     assert machine.step_overhead_s["lstm"] == pytest.approx(6e-6)
@@ -258,7 +260,7 @@ def test_hot_gemm_grid_takes_the_row_timings_where_w_does_not_fit() -> None:
     raw["gemm_hot_bytes"] = 512 * 1024
     raw["gemm_s_hot"] = {"lstm": {"1,512": streamed["1,512"] / 2}}  # twice as fast, hot
     machine = CpuMachine.model_validate(
-        yaml.safe_load(cal.build_machine_file(_fake_spec(), raw, "2000-01-01").text)
+        yaml.safe_load(machine_file.build_machine_file(_fake_spec(), raw, "2000-01-01").text)
     )
     hot = {(n, h): f for n, h, f in machine.efficiency.gemm_by_n_h_hot["lstm"]}
     full = {(n, h): f for n, h, f in machine.efficiency.gemm_by_n_h}
@@ -273,7 +275,7 @@ def test_product_fixed_part_is_the_median_and_the_runtime_is_described() -> None
 
     raw = _fake_raw()
     raw["product_fixed_s"] = {"1,128,16": 1e-6, "1,256,1": 3e-6, "4,256,1": -1e-6}
-    text = cal.build_machine_file(_fake_spec(), raw, "2000-01-01").text
+    text = machine_file.build_machine_file(_fake_spec(), raw, "2000-01-01").text
     machine = CpuMachine.model_validate(yaml.safe_load(text))
     assert machine.efficiency.product_fixed_s == pytest.approx(1e-6)
     assert undocumented_numeric_lines(text) == []
@@ -282,14 +284,14 @@ def test_product_fixed_part_is_the_median_and_the_runtime_is_described() -> None
     assert machine.input_split_by_time_max_bytes == input_split_by_time_max_bytes()
     raw["product_fixed_s"] = {"1,128,16": -2e-6}  # noise below zero: no fixed part
     machine = CpuMachine.model_validate(
-        yaml.safe_load(cal.build_machine_file(_fake_spec(), raw, "2000-01-01").text)
+        yaml.safe_load(machine_file.build_machine_file(_fake_spec(), raw, "2000-01-01").text)
     )
     assert machine.efficiency.product_fixed_s == 0.0
 
 
 def test_measured_product_fixed_part_is_small_and_finite() -> None:
-    values = cal.measure_product_fixed(0.01)
-    assert set(values) == {",".join(map(str, shape)) for shape in cal.PRODUCT_FIXED_SHAPES}
+    values = compute.measure_product_fixed(0.01)
+    assert set(values) == {",".join(map(str, shape)) for shape in compute.PRODUCT_FIXED_SHAPES}
     assert all(abs(v) < 1e-3 for v in values.values())
 
 
@@ -316,7 +318,7 @@ def test_executor_dispatch_variants_are_written_with_their_runs() -> None:
             {"hidden": 128.0, "cell_in_process_s": 20e-6, "dispatch_s": 2e-6},
         ]},
     }  # fmt: skip
-    result = cal.build_machine_file(_fake_spec(), raw, "2000-01-01")
+    result = machine_file.build_machine_file(_fake_spec(), raw, "2000-01-01")
     assert undocumented_numeric_lines(result.text) == []
     machine = CpuMachine.model_validate(yaml.safe_load(result.text))
     flat = [v for point in machine.dispatch_overhead_busy_s for v in point]
@@ -332,7 +334,7 @@ def test_executor_dispatch_variants_are_written_with_their_runs() -> None:
              "dispatch_s": 16e-6, "runs_dispatch_s": [15e-6, 16e-6, 17e-6]}  # fmt: skip
     raw["dispatch"]["whole_socket_group_points"] = [large, small]
     tabled = CpuMachine.model_validate(
-        yaml.safe_load(cal.build_machine_file(_fake_spec(), raw, "2000-01-01").text)
+        yaml.safe_load(machine_file.build_machine_file(_fake_spec(), raw, "2000-01-01").text)
     )
     flat = [v for point in tabled.dispatch_overhead_group_s for v in point]
     assert flat == pytest.approx([8e-6, 64e-6, 40e-6, 16e-6])  # sorted by the member's time
@@ -341,7 +343,7 @@ def test_executor_dispatch_variants_are_written_with_their_runs() -> None:
     assert machine.recurrent_gemv_max_batch >= 0
     # one size only (--quick): a number
     del raw["dispatch"]["all_cores_busy"]["points"][0]
-    quick = CpuMachine.model_validate(yaml.safe_load(cal.build_machine_file(
+    quick = CpuMachine.model_validate(yaml.safe_load(machine_file.build_machine_file(
         _fake_spec(), raw, "2000-01-01").text))  # fmt: skip
     assert quick.dispatch_overhead_busy_s == pytest.approx(120e-6)
 
@@ -365,13 +367,13 @@ def _raise(error: BaseException):
     return fn
 
 
-def _fake_spec() -> cal.CpuSpec:
+def _fake_spec() -> spec.CpuSpec:
     caches = [
-        cal.CacheInfo("L1d", 1, 32768, "0", "core", "sysfs index0"),
-        cal.CacheInfo("L2", 2, 1 << 20, "0", "core", "sysfs index2"),
-        cal.CacheInfo("L3", 3, 32 << 20, "0-1", "socket", "sysfs index3"),
+        spec.CacheInfo("L1d", 1, 32768, "0", "core", "sysfs index0"),
+        spec.CacheInfo("L2", 2, 1 << 20, "0", "core", "sysfs index2"),
+        spec.CacheInfo("L3", 3, 32 << 20, "0-1", "socket", "sysfs index3"),
     ]
-    return cal.CpuSpec(
+    return spec.CpuSpec(
         model="Test CPU", vendor="Test", flags={"avx2", "fma"}, mhz=2000.0, sockets=1,
         cores_per_socket=2, threads_per_core=1, hypervisor=None, caches=caches,
         topology_source="test",
@@ -430,10 +432,10 @@ def test_calibration_mismatch_names_both_cpus() -> None:
     host = load_machine(resolve_machine_path("host"))
     cpu = str(host.calibration["cpu_model"])
     here = replace(_fake_spec(), model=cpu, cores_per_socket=host.cores_per_socket)
-    assert cal.calibration_mismatch(host, here) is None
-    other = cal.calibration_mismatch(host, replace(here, model="Another CPU 9000"))
+    assert spec.calibration_mismatch(host, here) is None
+    other = spec.calibration_mismatch(host, replace(here, model="Another CPU 9000"))
     assert other is not None and cpu in other and "Another CPU 9000" in other
-    fewer = cal.calibration_mismatch(host, replace(here, cores_per_socket=host.total_cores + 2))
+    fewer = spec.calibration_mismatch(host, replace(here, cores_per_socket=host.total_cores + 2))
     assert fewer is not None and "cores" in fewer
     # spec-sheet machines describe what they say, not this computer
-    assert cal.calibration_mismatch(load_machine(resolve_machine_path("epyc7742")), here) is None
+    assert spec.calibration_mismatch(load_machine(resolve_machine_path("epyc7742")), here) is None

@@ -280,7 +280,7 @@ under the lean runtime (W-Par's OmpSs tasks: the machine file's own dispatch), w
 
 `wpsim calibrate --runtime torch` measures the same terms for the PyTorch installed on a
 computer. One such measurement (Intel Xeon (KVM), 2 cores, PyTorch 2.13, one thread; recorded in
-the docstring of wpsim/measure/calibrate_runtime.py) found a GRU step of 8.7 us forward (0.62 us
+the docstring of wpsim/measure/calibrate/runtime.py) found a GRU step of 8.7 us forward (0.62 us
 per operator, below the 1 us assumed) and 60 us backward (more than the two operators' worth per
 forward operator assumed), and an LSTM step of 0.2 us: PyTorch 2 runs an fp32 LSTM through
 oneDNN's fused primitive, not the papers' PyTorch 1 loop. One computer's numbers are not used

@@ -51,7 +51,7 @@ def _name_list(text: str) -> list[str]:
 
 
 def _cmd_calibrate_runtime(args: argparse.Namespace) -> int:
-    from wpsim.measure.calibrate_runtime import calibrate_runtime
+    from wpsim.measure.calibrate.runtime import calibrate_runtime
     from wpsim.sim.runtime import RUNTIME_DIR
 
     out = Path(args.out) if args.out else RUNTIME_DIR / f"host_{args.runtime}.yaml"
@@ -162,7 +162,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         check_size(args, workload, "simulate", policy)
     if args.out:
         output_folder(args.out, "--out")  # before measuring
-    from wpsim.measure.calibrate import calibration_mismatch
+    from wpsim.measure.calibrate.spec import calibration_mismatch
 
     mismatch = calibration_mismatch(machine)
     if mismatch:
