@@ -21,7 +21,7 @@ too, with the timings marked skipped; a tight budget leaves some empty, and the 
 them all from the machine file anyway): inference by the closed forms of :func:`wpsim.sim.gpu.evaluate` for
 ``streams`` (cuDNN's layer overlap, the primary) and ``gemm`` (one per-step GEMM after the other),
 training by the simulator for the same two policies (the closed forms cover inference); and the
-regime of one recurrent step (:func:`wpsim.sim.gpu.gemm_step`: launch, compute and memory
+regime of one recurrent step (:func:`wpsim.cost.gpu.gemm_step`: launch, compute and memory
 times, and whether ``W_hh`` stays in L2), to name the mechanism of each miss.
 """
 
@@ -81,8 +81,9 @@ def machine_file(device_name: str | None, override: str | None) -> Path:
 
 def predictions(machine, cell: str, precision: str, shape: tuple[int, ...]) -> dict[str, dict]:
     """wpsim's times for one shape: ``{mode: {predicted_s, predicted_gemm_s, step_*}}``."""
+    from wpsim.cost.gpu import gemm_step
     from wpsim.model.workload import Workload
-    from wpsim.sim.gpu import evaluate, gemm_step
+    from wpsim.sim.gpu import evaluate
 
     hidden, batch, layers, seq_len = shape
     w = Workload(cell=cell, layers=layers, hidden=hidden, input=hidden, seq_len=seq_len,

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from wpsim.cli import main
+from wpsim.cost import gpu as gpu_cost
 from wpsim.errors import ConfigError
 from wpsim.machines import HW_CONFIG_DIR, load_machine
 from wpsim.machines.gpu import DIAMOS_2016, ZHU_2018, GpuMachine, PersistentKernel
@@ -134,10 +135,10 @@ def test_fp16_gemms_run_on_tensor_cores_and_element_wise_work_on_the_vector_unit
     assert v100.gemm_peak_flops("float16") == pytest.approx(4 * v100.peak_flops("float16"))
     assert v100.gemm_peak_flops("float32") == v100.peak_flops("float32")
     w16 = rnn(hidden=4096, batch=256, dtype="float16")
-    gemm16 = gpu.gemm_s(v100, w16, 1e12, 128, 4096 * 4096)
+    gemm16 = gpu_cost.gemm_s(v100, w16, 1e12, 128, 4096 * 4096)
     expected = 1e12 / (v100.gemm_peak_flops("float16") * v100.gemm.tensor_efficiency_by_n[-2][1])
     assert gemm16 == pytest.approx(expected)
-    assert gpu.elementwise_s(v100, w16, 1e9, 256) == pytest.approx(
+    assert gpu_cost.elementwise_s(v100, w16, 1e9, 256) == pytest.approx(
         1e9 / (v100.peak_flops("float16") * v100.gemm.efficiency(256)))  # fmt: skip
 
 
@@ -167,36 +168,36 @@ def test_a_bad_gpu_value_is_one_line_naming_file_and_field(tmp_path: Path) -> No
 
 def test_largest_fp32_persistent_layer_on_titanx(titanx) -> None:
     w = rnn(hidden=8, batch=1)
-    assert gpu.max_persistent_hidden(titanx, w) == 1152
+    assert gpu_cost.max_persistent_hidden(titanx, w) == 1152
     # the whole register file would hold ~1254 units (the README's "about 1200")
     whole = titanx.model_copy(
         update={"persistent": titanx.persistent.model_copy(update={"register_fraction": 1.0})}
     )
-    assert gpu.max_persistent_hidden(whole, w) == math.isqrt(titanx.register_file_bytes // 4)
+    assert gpu_cost.max_persistent_hidden(whole, w) == math.isqrt(titanx.register_file_bytes // 4)
 
 
 def test_capacity_follows_dtype_gates_and_density(v100) -> None:
-    dense = gpu.max_persistent_hidden(v100, rnn(batch=1))
-    half = gpu.max_persistent_hidden(v100, rnn(batch=1, dtype="float16"))
-    lstm = gpu.max_persistent_hidden(v100, rnn(batch=1, cell="lstm"))
+    dense = gpu_cost.max_persistent_hidden(v100, rnn(batch=1))
+    half = gpu_cost.max_persistent_hidden(v100, rnn(batch=1, dtype="float16"))
+    lstm = gpu_cost.max_persistent_hidden(v100, rnn(batch=1, cell="lstm"))
     assert half == pytest.approx(dense * math.sqrt(2), rel=0.01)
     assert lstm == pytest.approx(dense / 2, rel=0.01)
-    sparse = [gpu.max_persistent_hidden(v100, rnn(batch=1, density=d)) for d in (0.7, 0.2, 0.05)]
+    sparse = [gpu_cost.max_persistent_hidden(v100, rnn(batch=1, density=d)) for d in (0.7, 0.2, 0.05)]
     assert dense < sparse[1] < sparse[2]
     # 4-byte value + 2-byte index: above density 2/3 a sparse layer holds less than a dense one
     assert sparse[0] < dense
 
 
 def test_sparse_rows_are_padded_to_the_warp_width(v100) -> None:
-    entries = gpu.stored_entries(v100, gates=1, hidden=1000, density=0.1)  # 100 per row -> 128
+    entries = gpu_cost.stored_entries(v100, gates=1, hidden=1000, density=0.1)  # 100 per row -> 128
     assert entries == 1000 * 128
-    assert gpu.stored_entries(v100, gates=1, hidden=1000, density=0.001) == 1000 * 32
+    assert gpu_cost.stored_entries(v100, gates=1, hidden=1000, density=0.001) == 1000 * 32
 
 
 def test_one_column_of_activations_must_fit_shared_memory(v100) -> None:
     # very sparse weights fit the registers; h of one column (H x 4 B) must fit 72 KiB of smem
-    assert gpu.fits_on_chip(v100, rnn(hidden=16000, batch=32, density=0.001))
-    assert not gpu.fits_on_chip(v100, rnn(hidden=20000, batch=1, density=0.001))
+    assert gpu_cost.fits_on_chip(v100, rnn(hidden=16000, batch=32, density=0.001))
+    assert not gpu_cost.fits_on_chip(v100, rnn(hidden=20000, batch=1, density=0.001))
 
 
 def test_a_layer_too_large_falls_back_to_per_step_gemm(titanx) -> None:
@@ -212,9 +213,9 @@ def test_a_layer_too_large_falls_back_to_per_step_gemm(titanx) -> None:
 
 
 def test_barrier_kernel_is_latency_bound_at_small_batch(titanx) -> None:
-    steps = [gpu.persistent_step(titanx, rnn(batch=b), DIAMOS_2016)["step_s"] for b in (1, 2, 3)]
+    steps = [gpu_cost.persistent_step(titanx, rnn(batch=b), DIAMOS_2016)["step_s"] for b in (1, 2, 3)]
     assert steps[0] == pytest.approx(steps[1]) == pytest.approx(steps[2])  # throughput ~ batch
-    big = gpu.persistent_step(titanx, rnn(batch=64), DIAMOS_2016)
+    big = gpu_cost.persistent_step(titanx, rnn(batch=64), DIAMOS_2016)
     tflops = big["flops"] / big["step_s"]
     plateau = titanx.peak_flops("float32") * titanx.persistent.efficiency
     assert tflops == pytest.approx(plateau, rel=0.01)
@@ -223,20 +224,20 @@ def test_barrier_kernel_is_latency_bound_at_small_batch(titanx) -> None:
 def test_timestamp_flags_expose_less_synchronisation(v100) -> None:
     for batch in (1, 4, 32):
         w = rnn(hidden=1024, batch=batch)
-        flags = gpu.persistent_step(v100, w, PersistentKernel("flags", False, False))["step_s"]
-        barrier = gpu.persistent_step(v100, w, PersistentKernel("barrier", False, False))["step_s"]
+        flags = gpu_cost.persistent_step(v100, w, PersistentKernel("flags", False, False))["step_s"]
+        barrier = gpu_cost.persistent_step(v100, w, PersistentKernel("barrier", False, False))["step_s"]
         assert flags <= barrier
     w1 = rnn(hidden=1024, batch=1)
     assert (
-        gpu.persistent_step(v100, w1, ZHU_2018)["step_s"]
-        < gpu.persistent_step(v100, w1, DIAMOS_2016)["step_s"]
+        gpu_cost.persistent_step(v100, w1, ZHU_2018)["step_s"]
+        < gpu_cost.persistent_step(v100, w1, DIAMOS_2016)["step_s"]
     )
 
 
 def test_bank_aware_layout_and_wide_loads_raise_sparse_issue_rate(v100) -> None:
     w = rnn(hidden=2304, batch=4, density=0.3)
     factor = {
-        (bank, wide): gpu.persistent_step(v100, w, PersistentKernel("flags", bank, wide))[
+        (bank, wide): gpu_cost.persistent_step(v100, w, PersistentKernel("flags", bank, wide))[
             "issue_factor"
         ]
         for bank in (False, True)
@@ -246,13 +247,13 @@ def test_bank_aware_layout_and_wide_loads_raise_sparse_issue_rate(v100) -> None:
     assert factor[(True, False)] == pytest.approx(4 / 8)
     assert factor[(False, False)] == pytest.approx(4 / (4 + 4 * 3.53))
     assert factor[(False, False)] < factor[(False, True)] < factor[(True, True)]
-    dense = gpu.persistent_step(v100, rnn(hidden=2304, batch=4), ZHU_2018)
+    dense = gpu_cost.persistent_step(v100, rnn(hidden=2304, batch=4), ZHU_2018)
     assert dense["issue_factor"] == 1.0
 
 
 def test_dense_gemm_reads_weights_from_l2_only_when_they_fit(v100) -> None:
-    fits = gpu.gemm_step(v100, rnn(hidden=1024, batch=1))  # 4 MiB fp32
-    spills = gpu.gemm_step(v100, rnn(hidden=2048, batch=1))  # 16 MiB
+    fits = gpu_cost.gemm_step(v100, rnn(hidden=1024, batch=1))  # 4 MiB fp32
+    spills = gpu_cost.gemm_step(v100, rnn(hidden=2048, batch=1))  # 16 MiB
     assert fits["level"] == "L2" and spills["level"] == "DRAM"
     assert spills["memory_s"] == pytest.approx(2048**2 * 4 / v100.memory.bandwidth_Bps)
 
@@ -299,8 +300,8 @@ def test_skip_input_drops_the_input_gemm(v100) -> None:
 
 
 def test_short_kernels_wait_for_the_host_long_ones_expose_the_gap(v100) -> None:
-    tiny = gpu.gemm_step(v100, rnn(hidden=32, batch=1))
-    big = gpu.gemm_step(v100, rnn(hidden=4096, batch=64))
+    tiny = gpu_cost.gemm_step(v100, rnn(hidden=32, batch=1))
+    big = gpu_cost.gemm_step(v100, rnn(hidden=4096, batch=64))
     k = v100.gemm.kernels_per_step
     assert tiny["step_s"] == pytest.approx(k * v100.kernel_launch_s)
     assert big["launch_s"] == pytest.approx(k * v100.kernel_gap_s)

@@ -277,7 +277,7 @@ cores. Predicted: `wpsim.sim.gpu.evaluate` on {", ".join(f"`{f}`" for f in files
 from NVIDIA's spec sheets before any timing; every value carries its source), recomputed by this
 script: forward by the closed form of `streams` (per-step GEMMs, layers overlapped on streams as
 cuDNN does), training by the simulator; `gemm` (one kernel at a time) alongside. Regime: what
-bounds one recurrent step in the model (`wpsim.sim.gpu.gemm_step`): `launch` (two kernel
+bounds one recurrent step in the model (`wpsim.cost.gpu.gemm_step`): `launch` (two kernel
 launches per step), `compute`, or `memory (L2|DRAM)` (reading `W_hh`).
 
 Device record: {gpu_info}.

@@ -16,10 +16,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from wpsim.cost.gpu import gemm_step, max_persistent_hidden, persistent_step
 from wpsim.machines import load_machine, resolve_machine_path
 from wpsim.machines.gpu import DIAMOS_2016, GpuMachine
 from wpsim.model.workload import Workload
-from wpsim.sim.gpu import gemm_step, max_persistent_hidden, persistent_step
 
 HERE = Path(__file__).resolve().parent
 HIDDEN = 1152

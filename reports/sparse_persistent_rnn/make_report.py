@@ -15,10 +15,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from wpsim.cost.gpu import gemm_step, max_persistent_hidden, persistent_step
 from wpsim.machines import load_machine, resolve_machine_path
 from wpsim.machines.gpu import DIAMOS_2016, ZHU_2018, GpuMachine, PersistentKernel
 from wpsim.model.workload import Workload
-from wpsim.sim.gpu import gemm_step, max_persistent_hidden, persistent_step
 
 HERE = Path(__file__).resolve().parent
 DENSITIES = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]

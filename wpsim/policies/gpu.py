@@ -1,6 +1,6 @@
 """GPU policies: ``gemm``, ``sparse_gemm``, ``streams``, ``persistent``, ``persistent_barrier``.
 
-They run only on ``kind: gpu`` machines (:mod:`wpsim.sim.gpu` gives their costs); on a GPU the
+They run only on ``kind: gpu`` machines (:mod:`wpsim.cost.gpu` gives their costs); on a GPU the
 CPU names ``sequential``/``layerwise`` mean ``gemm`` and ``wavefront`` means ``streams``. The
 accelerator's three modes are the built-in ``multiprogram``, ``pipeline`` and ``helper``.
 """
