@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from wpsim import breakdown
 from wpsim.cli import main
-from wpsim.cost.cpu import TaskCost
+from wpsim.cost.base import TaskCost
 from wpsim.machines import load_machine, resolve_machine_path
 from wpsim.machines.cpu import CpuMachine
 from wpsim.model.workload import Workload

@@ -148,7 +148,8 @@ def test_completions_a_rounding_error_apart_are_seen_together():
     """Layer 0's second cell ends at 0.1 + 0.2 = 0.30000000000000004 s, layer 1's first at
     0.1 + 0.19999999999999998 = 0.3 s: the same time but for the last bit. The policy is offered
     both idle groups at once, after both completions, not the first group alone."""
-    from wpsim.cost.cpu import IdealCostModel, TaskCost
+    from wpsim.cost.base import TaskCost
+    from wpsim.cost.cpu import IdealCostModel
     from wpsim.sim.engine import run_plan
 
     plan = compile_plan(build(lstm(layers=2, seq_len=2)))
@@ -265,8 +266,8 @@ def test_dram_pool_is_processor_sharing():
     each, C ends at 3.0, then A and B, with 0.25 B each at half, at 3.5 (A, set first, first)."""
     import simpy
 
-    from wpsim.cost.cpu import TaskCost
-    from wpsim.sim.engine import DramPool
+    from wpsim.cost.base import TaskCost
+    from wpsim.sim.dram import DramPool
 
     class OneBytePerSecond:
         def dram_share_Bps(self, streams):
@@ -293,8 +294,8 @@ def test_dram_streams_within_their_cores_bandwidth_keep_their_completion_times()
     starts and ends); a fifth changes the share, and the four then running are slowed down."""
     import simpy
 
-    from wpsim.cost.cpu import TaskCost
-    from wpsim.sim.engine import DramPool
+    from wpsim.cost.base import TaskCost
+    from wpsim.sim.dram import DramPool
 
     class FourBytesPerSecond:
         def dram_share_Bps(self, streams):

@@ -22,7 +22,7 @@ Every second of a task's time has one cause:
 * ``busy``: task time of unknown make-up (a measured trace: no cost model says what it was).
 
 A task's time is ``fixed + max(products, memory)`` (:mod:`wpsim.cost.cpu`). The fixed part is
-split as the cost model charged it (:class:`~wpsim.cost.cpu.TaskCost`: dispatch, overhead,
+split as the cost model charged it (:class:`~wpsim.cost.base.TaskCost`: dispatch, overhead,
 hand-off, synchronisation, the element-wise update). The overlapped part ``R = duration -
 fixed`` is split with the arithmetic first: ``compute = min(products / corun, R)``,
 ``contention = min(products, R) - compute`` and the rest, ``R - min(products, R)``, is memory
@@ -99,13 +99,13 @@ def add_task(
 ) -> None:
     """Add ``weight`` times the parts of one task of ``duration_s`` to ``acc``.
 
-    ``cost``: the task's :class:`~wpsim.cost.cpu.TaskCost` (None: all ``busy``); ``level_bw``: the
+    ``cost``: the task's :class:`~wpsim.cost.base.TaskCost` (None: all ``busy``); ``level_bw``: the
     bandwidth of each cache level, to split ``cache_s`` among the levels a task read (a level
     missing from it counts by bytes).
 
     Examples
     --------
-    >>> from wpsim.cost.cpu import TaskCost
+    >>> from wpsim.cost.base import TaskCost
     >>> cost = TaskCost(1.0, 2.0, 0.5, 0.0, {"L2": 100.0}, 0, dispatch_s=1.0)  # dispatch, then
     >>> acc = {}                                                               # max(2.0, 0.5)
     >>> add_task(acc, cost, 3.0)
@@ -302,7 +302,7 @@ def core_breakdown(
     """The makespan of ``trace`` by cause, averaged over ``n_cores`` cores (module's doc).
 
     A task that does not stream from DRAM lasts its cost's ``cached_s``, so the many tasks
-    that share one :class:`~wpsim.cost.cpu.TaskCost` object are split once.
+    that share one :class:`~wpsim.cost.base.TaskCost` object are split once.
     """
     acc = empty(levels)
     span = trace.makespan_s
@@ -348,7 +348,7 @@ def from_terms(
 
     Examples
     --------
-    >>> from wpsim.cost.cpu import TaskCost
+    >>> from wpsim.cost.base import TaskCost
     >>> records = {"a": (2.0, TaskCost(0.0, 2.0, 0.0, 0.0, {}, 0)),
     ...            "b": (3.0, TaskCost(1.0, 2.0, 0.0, 0.0, {}, 0, dispatch_s=1.0))}
     >>> why = from_terms({"a": 1.0, "b": 2.0}, records.__getitem__, ["DRAM"])  # 2 + 2 * 3

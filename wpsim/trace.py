@@ -7,7 +7,7 @@ from another core), ``hit``: whether all of the task's weights came from a cache
 (the simulator's cost model charges it; a measured trace leaves the column empty).
 
 A simulated trace also keeps ``costs``: the cost model's record of what each task's time is made
-of (:class:`wpsim.cost.cpu.TaskCost`), from which :mod:`wpsim.breakdown` explains the makespan by
+of (:class:`wpsim.cost.base.TaskCost`), from which :mod:`wpsim.breakdown` explains the makespan by
 cause. It is not exported; measured traces have none.
 
 Traces are stored as columns (lists), so memory grows with the number of tasks, never with

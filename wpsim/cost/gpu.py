@@ -74,7 +74,7 @@ and the DRAM bandwidth (processor sharing in the engine).
 
 What the time is made of (:mod:`wpsim.breakdown`)
 ------------------------------------------------
-Each task's :class:`~wpsim.cost.cpu.TaskCost` records its kernels' issue time (``dispatch``), a
+Each task's :class:`~wpsim.cost.base.TaskCost` records its kernels' issue time (``dispatch``), a
 persistent kernel's one-time weight load (``memory.DRAM``) and the part of its steps that is
 synchronisation (``sync``) and broadcast of ``h`` beyond the arithmetic (``memory.L2``), and the
 weight reads by level (``memory.L2``, ``memory.DRAM``). The closed forms give every kernel they
@@ -87,7 +87,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from wpsim.cost.cpu import DRAM, LRUCache, TaskCost
+from wpsim.cost.base import DRAM, TaskCost
+from wpsim.cost.caches import LRUCache
 from wpsim.machines.gpu import ZHU_2018, GpuMachine, PersistentKernel
 from wpsim.model.plan import Plan
 from wpsim.model.workload import ELEMENTWISE_FLOPS, INDEX_BYTES, Workload

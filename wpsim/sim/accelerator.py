@@ -18,7 +18,7 @@ the rows of the gate matrices are split across the group) costs::
   use of a block is a cold DRAM read, unless ``warm=True``: the weights were loaded before the
   timed run (an inference server running many sequences), so only capacity misses cost DRAM. DRAM
   bandwidth is shared by the cores streaming at the same moment (processor sharing, the engine's
-  :class:`~wpsim.sim.engine.DramPool`): ``share = min(per_core, total / streams)``.
+  :class:`~wpsim.sim.dram.DramPool`): ``share = min(per_core, total / streams)``.
 * Activations of a task beyond the activation buffer spill to DRAM (read and written once).
 * ``hand-off``: inputs produced on a core outside the group cross the NoC:
   ``latency + bytes / bandwidth``.
@@ -38,7 +38,9 @@ import math
 from typing import Any
 
 from wpsim import breakdown
-from wpsim.cost.cpu import DRAM, IdealCostModel, LRUCache, TaskCost
+from wpsim.cost.base import DRAM, TaskCost
+from wpsim.cost.caches import LRUCache
+from wpsim.cost.cpu import IdealCostModel
 from wpsim.errors import ConfigError
 from wpsim.machines.accelerator import AcceleratorMachine
 from wpsim.model.graph import Task, build

@@ -37,7 +37,8 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from wpsim import breakdown
-from wpsim.cost.cpu import DRAM, CpuCostModel, TaskCost
+from wpsim.cost.base import DRAM, TaskCost
+from wpsim.cost.cpu import CpuCostModel
 from wpsim.machines.cpu import CpuMachine
 from wpsim.machines.fields import piecewise_linear
 from wpsim.model.graph import build
@@ -270,7 +271,7 @@ class _Costs:
     def all_task_costs(self, handoff: bool) -> list[float]:
         """:meth:`task_s` of every task, by id, computed once per class of equal tasks.
 
-        Keeps the :class:`~wpsim.cost.cpu.TaskCost` of each class and of each cold task, for
+        Keeps the :class:`~wpsim.cost.base.TaskCost` of each class and of each cold task, for
         :meth:`record` (what each cost is made of)."""
         info = self.info
         class_records = [self.task(rep, handoff, cold=False) for rep in info.class_rep]
@@ -314,7 +315,7 @@ class _Costs:
         return self.task(tid, handoff, cold)[0]
 
     def task(self, tid: int, handoff: bool, cold: bool | None = None) -> tuple[float, TaskCost]:
-        """:meth:`task_s`, and what it is made of as a :class:`~wpsim.cost.cpu.TaskCost` (the
+        """:meth:`task_s`, and what it is made of as a :class:`~wpsim.cost.base.TaskCost` (the
         weights read from the level that holds them, at its bandwidth: ``cache_s``, or the
         ``dram_bytes`` at the steady share)."""
         t = self.plan.tasks[tid]

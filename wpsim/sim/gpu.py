@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from wpsim import breakdown
-from wpsim.cost.cpu import DRAM, LRUCache, TaskCost
+from wpsim.cost.base import DRAM, TaskCost
+from wpsim.cost.caches import LRUCache
 from wpsim.cost.gpu import (
     L2,
     LEVELS,
