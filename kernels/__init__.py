@@ -9,12 +9,14 @@ softmax for ``output: softmax``.
 
 Modules (flat, pure functions):
 
+* :mod:`kernels.products` -- the products of activations by weights (dense in row blocks, recurrent,
+  split by rows): :func:`matmul_xwt`, :class:`Recurrent`, :func:`split_rows`.
 * :mod:`kernels.cells` -- the chunk tasks the executor runs: :func:`cell_chunk_forward`,
   :func:`cell_chunk_backward`, :func:`layer_weight_grads`, :func:`input_projection`,
   :func:`recurrent_rows` / :func:`split_rows` (the row split of the recurrent GEMM),
   :func:`output_forward`, :func:`output_backward`; every dense product of activations by a
-  weight matrix goes through :func:`kernels.cells.matmul_xwt` (row blocks sized for OpenBLAS's
-  small-matrix kernel where the BLAS has it, see :func:`kernels.cells.row_blocks`).
+  weight matrix goes through :func:`kernels.products.matmul_xwt` (row blocks sized for OpenBLAS's
+  small-matrix kernel where the BLAS has it, see :func:`kernels.products.row_blocks`).
 * :mod:`kernels.params` -- names, shapes, :func:`init_params`, :func:`load_state_dict`,
   :func:`layer_params`.
 * :mod:`kernels.reference` -- whole-network :func:`forward` and :func:`backward`.
@@ -40,8 +42,6 @@ from kernels.cells import (
     layer_weight_grads,
     output_backward,
     output_forward,
-    recurrent_rows,
-    split_rows,
 )
 from kernels.params import (
     compute_dtype,
@@ -53,6 +53,7 @@ from kernels.params import (
     param_shapes,
     prune_largest,
 )
+from kernels.products import recurrent_rows, split_rows
 from kernels.reference import backward, chunk_bounds, forward
 
 __all__ = [

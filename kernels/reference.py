@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from kernels.cells import (
-    Recurrent,
     cell_chunk_backward,
     cell_chunk_forward,
     layer_weight_grads,
@@ -21,6 +20,7 @@ from kernels.cells import (
     output_forward,
 )
 from kernels.params import LAYER_KINDS, compute_dtype, layer_params, param_shapes, suffix
+from kernels.products import Recurrent
 from wpsim.errors import ConfigError
 from wpsim.model.workload import Workload
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import kernels
 import kernels.cells
 import kernels.params
+import kernels.products
 import kernels.reference
 from kernels import (
     backward,
@@ -301,12 +302,12 @@ def small_gemm(monkeypatch):
 
     def set_(on: bool) -> None:
         monkeypatch.setenv("WPSIM_SMALL_GEMM", "1" if on else "0")
-        kernels.cells.blas_small_gemm.cache_clear()
-        kernels.cells.row_blocks.cache_clear()
+        kernels.products.blas_small_gemm.cache_clear()
+        kernels.products.row_blocks.cache_clear()
 
     yield set_
-    kernels.cells.blas_small_gemm.cache_clear()
-    kernels.cells.row_blocks.cache_clear()
+    kernels.products.blas_small_gemm.cache_clear()
+    kernels.products.row_blocks.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -321,10 +322,10 @@ def small_gemm(monkeypatch):
 )
 def test_row_blocks_cover_the_rows_within_the_small_kernel(small_gemm, m, k, n, itemsize):
     small_gemm(True)
-    blocks = kernels.cells.row_blocks(m, k, n, itemsize)
+    blocks = kernels.products.row_blocks(m, k, n, itemsize)
     assert blocks is not None and len(blocks) > 1
     assert [i for s in blocks for i in range(s.start, s.stop)] == list(range(n))
-    assert all(m * k * (s.stop - s.start) <= kernels.cells.SMALL_GEMM_MAX_MNK for s in blocks)
+    assert all(m * k * (s.stop - s.start) <= kernels.products.SMALL_GEMM_MAX_MNK for s in blocks)
     assert all((s.stop - s.start) % 16 == 0 for s in blocks[:-1])
     sizes = [s.stop - s.start for s in blocks]
     assert max(sizes) - min(sizes) < 16 * len(blocks)
@@ -332,7 +333,7 @@ def test_row_blocks_cover_the_rows_within_the_small_kernel(small_gemm, m, k, n, 
 
 def test_row_blocks_only_where_they_pay(small_gemm):
     small_gemm(True)
-    row_blocks = kernels.cells.row_blocks
+    row_blocks = kernels.products.row_blocks
     assert row_blocks(1, 1024, 4096, 4) is None  # a GEMV
     assert row_blocks(4, 128, 512, 4) is None  # within the small kernel as a whole
     assert row_blocks(40, 512, 2048, 4) is None  # X (80 KiB) would be re-read from L2
@@ -349,15 +350,15 @@ def test_blocked_products_match_one_product(small_gemm, on, dtype):
     for m in (1, 2, 4, 16):
         x = rng.standard_normal((m, 256)).astype(dtype)
         expected = x.astype(np.float64) @ w.T.astype(np.float64)
-        _assert_scaled_close(kernels.cells.matmul_xwt(x, w, np.empty((m, 1024), dtype)),
+        _assert_scaled_close(kernels.products.matmul_xwt(x, w, np.empty((m, 1024), dtype)),
                              expected, 1e-5 if dtype == np.float32 else 1e-12)  # fmt: skip
         out = np.empty((m, 1024), dtype)
-        rec = kernels.cells.Recurrent(w, m, np.dtype(dtype))
+        rec = kernels.products.Recurrent(w, m, np.dtype(dtype))
         assert (rec.blocks is not None) == (on and m >= 4)  # beyond 1e6 M*N*K from 4 rows
         rec.hh(x, out)
         _assert_scaled_close(out, expected, 1e-5 if dtype == np.float32 else 1e-12)
         wider = np.zeros((m, 1100), dtype)  # into some columns of a wider array
-        kernels.cells.matmul_xwt(x, w, wider[:, 50:1074])
+        kernels.products.matmul_xwt(x, w, wider[:, 50:1074])
         _assert_scaled_close(wider[:, 50:1074], expected, 1e-5 if dtype == np.float32 else 1e-12)
         assert not wider[:, :50].any() and not wider[:, 1074:].any()
 
@@ -384,7 +385,7 @@ def test_any_chunking_matches_whole_sequence(cell, seq_len, chunk, batch):
 @pytest.mark.parametrize("fast", [True, False], ids=["sparsetools", "public-api"])
 def test_sparse_matches_dense_equivalent(cell, dtype, rel, batch, fast, monkeypatch):
     if not fast:
-        monkeypatch.setattr(kernels.cells, "_csr_matvecs", None)
+        monkeypatch.setattr(kernels.products, "_csr_matvecs", None)
     ws = _workload(cell, density=0.3, dtype=dtype, batch=batch, hidden=8, seq_len=5)
     wd = ws.model_copy(update={"density": 1.0})
     p, x, h0 = init_params(ws, 0), init_input(ws, 1), _states(ws)

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from kernels.cells import Recurrent, matmul_xwt, sigmoid
+from kernels.cells import sigmoid
+from kernels.products import Recurrent, matmul_xwt
 
 __all__ = [
     "ALL",
@@ -55,7 +56,7 @@ class Const:
 
 class Product:
     """``a @ W^T`` and ``g @ W`` for one ``matmul`` op's weight (dense or CSR), through
-    :class:`kernels.cells.Recurrent` for one step's rows and one GEMM for a batched stage's.
+    :class:`kernels.products.Recurrent` for one step's rows and one GEMM for a batched stage's.
 
     Examples
     --------

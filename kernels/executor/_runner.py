@@ -29,7 +29,7 @@ name                shape            contents
 Each array element has one writer per run, so repeated runs overwrite and nothing accumulates.
 
 Split tasks (a group of k > 1 workers runs one task): a cell splits the rows of ``W_hh`` (the
-recurrent GEMM ``h W_hh^T``, :func:`kernels.cells.recurrent_rows`), each member writes its
+recurrent GEMM ``h W_hh^T``, :func:`kernels.products.recurrent_rows`), each member writes its
 block into ``rb{g}``, a barrier, then every member assembles the full gate pre-activations and
 runs the (cheap) element-wise update itself, so the next step needs no second barrier; only
 rank 0 writes the shared results. The backward splits the columns of ``W_hh`` (``dg W_hh``
@@ -47,16 +47,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from kernels.cells import (
-    Recurrent,
     cell_chunk_backward,
     cell_chunk_forward,
     folded_bias,
     input_projection,
     layer_weight_grads,
-    matmul_xwt,
     output_forward,
-    recurrent_rows,
-    split_rows,
 )
 from kernels.params import (
     LAYER_KINDS,
@@ -67,6 +63,7 @@ from kernels.params import (
     row_block,
     suffix,
 )
+from kernels.products import Recurrent, matmul_xwt, recurrent_rows, split_rows
 from kernels.reference import chunk_bounds
 from wpsim.errors import ConfigError
 from wpsim.model.workload import Workload

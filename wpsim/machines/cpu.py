@@ -179,7 +179,7 @@ class CpuMachine(Strict):
         NonNegativeFloat | list[tuple[NonNegativeFloat, NonNegativeFloat]] | None
     ) = None
     #: The runtime computes a recurrent product of at most this many batch rows on one core as
-    #: that many GEMVs (``kernels.cells.gemv_max_batch()``); a product split across helpers stays one
+    #: that many GEMVs (``kernels.products.gemv_max_batch()``); a product split across helpers stays one
     #: GEMM. 0: always one GEMM.
     recurrent_gemv_max_batch: Annotated[int, NotBool] = Field(0, ge=0)
     #: A task split across helpers projects its inputs split over time steps (every member

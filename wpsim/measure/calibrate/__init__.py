@@ -28,7 +28,7 @@ imported, plus :func:`threadpoolctl.threadpool_limits`; each process is pinned t
     and scaled by the row ratio (the rate with the weights hot, for a product whose weights on
     one core fit that cache: one core's share of a split product); the other points as above.
 ``recurrent_gemv_max_batch`` and ``elementwise_split_across_helpers``
-    ``kernels.cells.gemv_max_batch()``: the executor runs a one-core recurrent product of at
+    ``kernels.products.gemv_max_batch()``: the executor runs a one-core recurrent product of at
     most this batch as one GEMV per batch row; and ``false``: a split step's element-wise
     update runs whole on every member (configurations of the kernels, not measurements).
 ``efficiency.elementwise_step_s`` and ``efficiency.elementwise``

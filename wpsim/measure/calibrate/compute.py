@@ -54,7 +54,7 @@ def measure_gemm(
 ) -> dict[str, float]:  # fmt: skip
     """Seconds per ``X (n, H) @ W^T`` with ``W (gates*H, H)`` fp32 stored as the kernels store
     it (:data:`kernels.params.WEIGHT_ORDER`) and computed as they compute it
-    (:func:`kernels.cells.matmul_xwt`), keyed ``"n,H"``.
+    (:func:`kernels.products.matmul_xwt`), keyed ``"n,H"``.
 
     With ``hot_bytes``, a ``W`` larger than that is timed on as many of its rows as fit and the
     time scaled up by the row ratio: the rate of the product with its weights in the core's
@@ -65,8 +65,8 @@ def measure_gemm(
     """
     import numpy as np
 
-    from kernels.cells import matmul_xwt
     from kernels.params import aligned
+    from kernels.products import matmul_xwt
 
     rng = np.random.default_rng(0)
     out: dict[str, float] = {}
@@ -93,13 +93,13 @@ def measure_product_fixed(budget_s: float) -> dict[str, float]:
     """Seconds of a product call that do not shrink with its size: ``2 t(half) - t(whole)``
     for the recurrent products of :data:`PRODUCT_FIXED_SHAPES`, ``whole`` all rows of ``W``,
     ``half`` its first half as a layerwise member holds it (:func:`kernels.params.row_block`),
-    both as the kernels compute them (:func:`kernels.cells.matmul_xwt`). Keyed
+    both as the kernels compute them (:func:`kernels.products.matmul_xwt`). Keyed
     ``"gates,H,batch"``; the value the machine file gets is their median.
     """
     import numpy as np
 
-    from kernels.cells import matmul_xwt, split_rows
     from kernels.params import aligned, row_block
+    from kernels.products import matmul_xwt, split_rows
 
     rng = np.random.default_rng(7)
     out: dict[str, float] = {}

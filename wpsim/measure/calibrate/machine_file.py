@@ -516,8 +516,8 @@ def _runtime_lines() -> list[str]:
     """How the runtime whose overheads were measured splits its work (with the kernels present:
     :mod:`kernels.executor`; otherwise nothing, and the machine file keeps the defaults)."""
     try:
-        from kernels.cells import gemv_max_batch
         from kernels.executor import input_split_by_time_max_bytes
+        from kernels.products import gemv_max_batch
     except ImportError:
         return []
     return [

@@ -148,7 +148,8 @@ def one_layer(cell: str, hidden: int, rng: Any) -> dict[str, Any]:
 def lstm_cell_task(hidden: int, batch: int, steps: int) -> Callable[[], Any]:
     import numpy as np
 
-    from kernels.cells import Recurrent, cell_chunk_forward
+    from kernels.cells import cell_chunk_forward
+    from kernels.products import Recurrent
 
     rng = np.random.default_rng(5)
     params = one_layer("lstm", hidden, rng)
@@ -165,8 +166,9 @@ def split_member_cell(cell: str, hidden: int, members: int) -> Callable[[], Any]
     rows, the barriers, the skew and the wait for the slower member."""
     import numpy as np
 
-    from kernels.cells import cell_chunk_forward, input_projection, matmul_xwt, split_rows
+    from kernels.cells import cell_chunk_forward, input_projection
     from kernels.params import row_block
+    from kernels.products import matmul_xwt, split_rows
 
     rng = np.random.default_rng(6)
     params = one_layer(cell, hidden, rng)
