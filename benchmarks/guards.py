@@ -63,7 +63,7 @@ if engine == "graph":
     analysis.summarize(g)
     n = g.number_of_nodes()
 elif engine == "run":  # what the coordinator holds: the graph, compiled, and the static order
-    from kernels.executor._coordinator import static_order
+    from kernels.executor._execution import static_order
     p = plan_mod.compile_plan(graph_mod.build(w, **policy.graph_options(w, 1)))
     static_order(p, policy, [(0,)]) if policy_name != "wavefront" else None
     n = p.n_tasks

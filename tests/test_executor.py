@@ -22,6 +22,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import kernels.executor._coordinator
+import kernels.executor._execution
 import kernels.executor._layout
 import kernels.executor._runner
 from kernels import backward, forward, init_input, init_params
@@ -90,7 +91,7 @@ class _Recorder:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         self.names: list[str] = []
         self.pidfile = tmp_path / "pids"
-        monkeypatch.setenv(kernels.executor._coordinator.PIDFILE_ENV, str(self.pidfile))
+        monkeypatch.setenv(kernels.executor._execution.PIDFILE_ENV, str(self.pidfile))
         base = kernels.executor._layout.Segment
         names = self.names
 
@@ -300,7 +301,7 @@ def test_trace_schema_and_policy_rules(tmp_path):
     assert "cell[l2,fwd,t6:8]" in names
 
 
-_Execution = kernels.executor._coordinator._Execution
+Execution = kernels.executor._execution.Execution
 
 
 def _must_not_run(*_args):
@@ -311,7 +312,7 @@ def test_one_group_runs_the_precomputed_order_in_sequence_mode(monkeypatch):
     """With one group the coordinator hands out the whole order at once; the order is the one
     the policy gives with tasks finishing in any timing, and the results are the same as with
     every task handed out one by one (``WPSIM_EXECUTOR_SEQUENCE=0``)."""
-    from kernels.executor._coordinator import static_order
+    from kernels.executor._execution import static_order
     from wpsim.model.plan import compile_plan
     from wpsim.policies import get_policy
 
@@ -320,7 +321,7 @@ def test_one_group_runs_the_precomputed_order_in_sequence_mode(monkeypatch):
     for mode, unused in (("1", "_run_dynamic"), ("0", "_run_sequence")):
         monkeypatch.setenv("WPSIM_EXECUTOR_SEQUENCE", mode)
         with monkeypatch.context() as patch:  # the other mode must not run
-            patch.setattr(_Execution, unused, _must_not_run)
+            patch.setattr(Execution, unused, _must_not_run)
             runs[mode] = execute(w, "layerwise", workers=2, chunk=2, repeats=2)
     policy = get_policy("layerwise")
     plan = compile_plan(build(w, **policy.graph_options(w, 2)))
@@ -335,7 +336,7 @@ def test_one_group_runs_the_precomputed_order_in_sequence_mode(monkeypatch):
 
 def test_a_failure_in_sequence_mode_names_the_task_it_happened_in(monkeypatch, tmp_path):
     rec = _Recorder(monkeypatch, tmp_path)
-    monkeypatch.setattr(_Execution, "_run_dynamic", _must_not_run)  # one group: sequence mode
+    monkeypatch.setattr(Execution, "_run_dynamic", _must_not_run)  # one group: sequence mode
     w = _workload("lstm", seq_len=8)
     with pytest.raises(ExecutionError, match=r"worker 0 \(pid \d+\) was killed by SIGKILL while "
                        r"running cell\[l1,fwd,t2:4\] \(task 5\)"):  # fmt: skip
@@ -487,7 +488,12 @@ def test_cli_run_rejects_zero_workers(capsys):
 # ---- documentation --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "module",
-    [kernels.executor._layout, kernels.executor._runner, kernels.executor._coordinator],
+    [
+        kernels.executor._layout,
+        kernels.executor._runner,
+        kernels.executor._coordinator,
+        kernels.executor._execution,
+    ],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -69,7 +69,7 @@ worker. Trace records carry no cache traffic (``level_bytes`` empty, ``hit`` Tru
 The memory-ordering argument assumes x86-64 (TSO); see :mod:`kernels.executor._layout`.
 Sequence mode: a policy with ONE group (``sequential``, ``layerwise``, any policy on one
 worker) cannot make timing-dependent choices, so the coordinator computes its whole order up
-front (:func:`kernels.executor._coordinator.static_order`) and hands it out as one command; the
+front (:func:`kernels.executor._execution.static_order`) and hands it out as one command; the
 members run task after task with a barrier between two tasks and report once. Measured here
 (2 vCPUs) on a 2-layer H = 128 LSTM (T = 96, one step per task): 5.3 ms instead of 7.0 ms on 1
 worker (medians of interleaved runs), and ``layerwise`` on 2 workers 4.7 ms instead of 24.6 ms
@@ -77,16 +77,10 @@ worker (medians of interleaved runs), and ``layerwise`` on 2 workers 4.7 ms inst
 gone). ``WPSIM_EXECUTOR_SEQUENCE=0`` turns it off.
 """
 
-from kernels.executor._coordinator import (
-    BLAS_ENV,
-    DEFAULT_IDLE_SPIN_US,
-    DEFAULT_SPIN_US,
-    SEQUENCE_ENV,
-    START_METHOD,
-    ExecutionResult,
-    Executor,
-    execute,
-)
+from kernels.executor._coordinator import DEFAULT_SPIN_US, Executor, execute
+from kernels.executor._execution import DEFAULT_IDLE_SPIN_US, SEQUENCE_ENV
+from kernels.executor._process import BLAS_ENV, START_METHOD
+from kernels.executor._result import ExecutionResult
 from kernels.executor._runner import array_specs, input_split_by_time_max_bytes
 
 __all__ = [

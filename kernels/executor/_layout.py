@@ -49,7 +49,7 @@ T_END = 9  # float64: perf_counter() at task end
 
 #: Task id that tells a worker to leave its loop.
 EXIT_TASK = 0xFFFFFFFF
-#: Task id that tells a worker to run the whole ``order`` array (see ``_coordinator``).
+#: Task id that tells a worker to run the whole ``order`` array (see ``_execution``).
 SEQUENCE_TASK = 0xFFFFFFFE
 TASK_MASK = 0xFFFFFFFF
 
