@@ -7,7 +7,6 @@ Every test starts real worker processes (spawn, ~0.5 s each time), so the worklo
 
 from __future__ import annotations
 
-import doctest
 import json
 import multiprocessing
 import os
@@ -483,18 +482,3 @@ def test_cli_run_rejects_zero_workers(capsys):
     with pytest.raises(SystemExit) as info:
         main(["run", "--workers", "0"])
     assert info.value.code == 2
-
-
-# ---- documentation --------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "module",
-    [
-        kernels.executor._layout,
-        kernels.executor._runner,
-        kernels.executor._coordinator,
-        kernels.executor._execution,
-    ],
-)
-def test_docstring_examples(module):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0

@@ -53,7 +53,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 #: The command groups, in the order ``wpsim --help`` lists their commands; each module's
 #: ``COMMANDS`` lists its registrars. Imported when the parser is built (kept out of start-up).
 GROUPS = ["wpsim.cli.graph", "wpsim.cli.sim", "wpsim.cli.real", "wpsim.cli.calibrate",
-          "wpsim.cli.sweep"]  # fmt: skip
+          "wpsim.cli.sweep", "wpsim.cli.report"]  # fmt: skip
 
 
 def registrars() -> list[Callable[[argparse._SubParsersAction], None]]:

@@ -31,7 +31,7 @@ def work(graph: nx.DiGraph) -> dict[str, float]:
     >>> from wpsim.model.graph import build
     >>> from wpsim.model.workload import Workload
     >>> work(build(Workload(cell="rnn", layers=1, hidden=2, input=2, seq_len=3)))
-    {'n_tasks': 3, 'total_flops': 96.0}
+    {'n_tasks': 3, 'total_flops': 72.0}
     """
     total = 0.0
     for _, task in graph.nodes(data="task"):

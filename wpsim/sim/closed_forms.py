@@ -515,7 +515,7 @@ def predict(
     >>> round(r.speedup, 3)  # 4 x 48 tasks in 4 + 48 - 1 steps
     3.765
     """
-    from wpsim.sim.engine import prepare_run
+    from wpsim.sim.options import prepare_run
 
     machine, policy = prepare_run(machine, policy, cores, cost)
     machine_key = machine.model_dump_json(exclude={"sockets", "cores_per_socket"})

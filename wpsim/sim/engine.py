@@ -38,7 +38,6 @@ from simpy.events import NORMAL, Timeout
 
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.cpu import CpuCostModel, IdealCostModel
-from wpsim.errors import ConfigError
 from wpsim.machines.cpu import CpuMachine
 from wpsim.model.graph import build
 from wpsim.model.plan import Plan, compile_plan
@@ -46,6 +45,7 @@ from wpsim.model.workload import Workload
 from wpsim.policies import Policy, get_policy
 from wpsim.result import Result
 from wpsim.sim.dram import DramPool
+from wpsim.sim.options import prepare_run
 from wpsim.trace import Trace
 
 TaskHook = Callable[[dict[str, Any]], None]
@@ -246,22 +246,6 @@ def run_plan(
                      [DRAM not in d for d in level_bytes], [tc.handoff_bytes for tc in costs])  # fmt: skip
         trace.costs = costs  # (its dispatch_s column is read from them when asked for)
     return trace
-
-
-def prepare_run(
-    machine: CpuMachine, policy: Policy | str, cores: int | None, cost: str
-) -> tuple[CpuMachine, Policy]:
-    """Check the options shared by :func:`simulate` and :func:`wpsim.sim.closed_forms.predict`; return
-    the machine cut to ``cores`` and the policy object."""
-    if not isinstance(machine, CpuMachine):
-        raise ConfigError(f"machine '{machine.name}' is a {machine.kind}; use its own policies")
-    if isinstance(policy, str):
-        policy = get_policy(policy)
-    if cores is not None:
-        machine = machine.with_cores(cores)
-    if cost not in ("model", "ideal"):
-        raise ConfigError(f"--cost: got {cost!r}, expected 'model' or 'ideal'")
-    return machine, policy
 
 
 def cost_model(

@@ -196,7 +196,7 @@ def apply_runtime(runtime: Runtime | None, machine: Any, workload: Workload) -> 
     >>> from wpsim.machines import load_machine, resolve_machine_path
     >>> v100 = load_machine(resolve_machine_path("v100"))
     >>> r = Runtime(name="r", machine_kind="gpu", kernels_per_step={"forward": {"lstm": 7}})
-    >>> apply_runtime(r, v100, Workload(cell="lstm", hidden=8, input=8)).gemm.kernels_per_step
+    >>> apply_runtime(r, v100, Workload(cell="lstm", hidden=8, input=8, seq_len=4)).gemm.kernels_per_step
     7
     """
     if runtime is None:
