@@ -169,7 +169,8 @@ def add_task(
         _add_memory(acc, cost, overlap, weight * memory, level_bw)
 
 
-def _add_memory(acc: dict[str, float], cost: Any, overlap: float, seconds: float, level_bw) -> None:
+def _add_memory(acc: dict[str, float], cost: Any, overlap: float, seconds: float,
+                level_bw: Any) -> None:
     """Share ``seconds`` of exposed memory time among the levels ``cost`` read, in proportion
     to the time each took (DRAM: what the overlap leaves after the caches)."""
     cache_s = cost.cache_s

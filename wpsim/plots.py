@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from wpsim.model.graph import Task
 from wpsim.outputs import check_figure, figure_format, write_with
@@ -45,7 +46,7 @@ def cause_colors(levels: Sequence[str]) -> dict[str, str]:
 
 
 def draw_gantt(
-    ax,
+    ax: Any,
     trace: Trace,
     tasks: Sequence[Task],
     title: str = "",
@@ -91,7 +92,7 @@ def draw_gantt(
               loc="upper left", ncol=1)  # fmt: skip
 
 
-def _draw_gantt_by_cause(ax, trace: Trace, title: str, n_cores: int | None,
+def _draw_gantt_by_cause(ax: Any, trace: Trace, title: str, n_cores: int | None,
                          level_bw: Mapping[str, float] | None) -> None:  # fmt: skip
     from matplotlib.ticker import MaxNLocator
 
@@ -139,7 +140,7 @@ def _time_unit(seconds: float) -> tuple[float, str]:
     return 1e6, "us"
 
 
-def draw_wavefront_heatmap(ax, trace: Trace, tasks: Sequence[Task], title: str = "") -> None:
+def draw_wavefront_heatmap(ax: Any, trace: Trace, tasks: Sequence[Task], title: str = "") -> None:
     """Start time of each forward cell on a layer x time grid: diagonals are wavefronts."""
     import numpy as np
 

@@ -172,7 +172,7 @@ class Trace:
         dispatch = self.dispatch_s
         for i, tid in enumerate(self.task):
             name = labels[tid] if labels else f"task {tid}"
-            args = {"task": tid, "hit": self.hit[i]}
+            args: dict[str, Any] = {"task": tid, "hit": self.hit[i]}
             args.update({f"{k}_bytes": v[i] for k, v in columns.items() if v[i]})
             if dispatch:
                 args["dispatch_s"] = dispatch[i]

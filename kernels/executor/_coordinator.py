@@ -187,7 +187,7 @@ class Executor:
         self.start()
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.close(graceful=exc_type is None)
 
     def start(self) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from kernels.executor._process import START_METHOD
 from wpsim.model.workload import Workload
+from wpsim.result import Result
 from wpsim.trace import Trace
 
 
@@ -116,14 +117,12 @@ class ExecutionResult:
         started = sorted({c for g in self.groups for c in g})
         return sum(per_core[c] for c in started) / len(started) if started else 0.0
 
-    def to_result(self, sequential_s: float | None = None):
+    def to_result(self, sequential_s: float | None = None) -> Result:
         """The measurement as a :class:`wpsim.result.Result` (``engine="measured"``).
 
         ``sequential_s`` defaults to :attr:`work_s` (the measured task time run back to back),
         so ``speedup`` is then the measured parallelism, not a speed-up over a separate run.
         """
-        from wpsim.result import Result
-
         started = sorted({c for g in self.groups for c in g})
         per_core = self.trace.utilization(self.workers)
         return Result(

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
+from wpsim.guards import SizeEstimate
 from wpsim.model.workload import Workload
 from wpsim.outputs import dumps_json
 
@@ -79,8 +80,8 @@ def add_force_workers(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def check_size(args: argparse.Namespace, workload: Workload, engine: str, policy=None,
-               workers: int = 0):  # fmt: skip
+def check_size(args: argparse.Namespace, workload: Workload, engine: str, policy: Any = None,
+               workers: int = 0) -> SizeEstimate:  # fmt: skip
     """The size guard of a command (:func:`wpsim.guards.check_size`) with its options."""
     from wpsim.guards import check_chunk
     from wpsim.guards import check_size as guard

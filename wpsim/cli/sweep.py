@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from wpsim.cli.common import add_force_workers, positive_int, print_json
 from wpsim.errors import ConfigError
@@ -71,7 +72,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 CONFIRM_POINTS = 1_000_000
 
 
-def _confirm_size(loaded, args: argparse.Namespace) -> None:
+def _confirm_size(loaded: Any, args: argparse.Namespace) -> None:
     """Refuse a sweep of more than :data:`CONFIRM_POINTS` new points without ``--yes``."""
     todo = loaded.n_points if args.max_points is None else min(loaded.n_points, args.max_points)
     if todo <= CONFIRM_POINTS or args.yes:

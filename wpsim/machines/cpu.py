@@ -320,7 +320,7 @@ class CpuMachine(Strict):
     def step_overhead(self, cell: str, backward: bool = False) -> float:
         """Fixed seconds per recurrent step of ``cell`` (``backward``: a BPTT step)."""
         if backward and cell in self.backward_step_overhead_s:
-            return self.backward_step_overhead_s[cell]  # type: ignore[index]
+            return self.backward_step_overhead_s[cell]
         return self.step_overhead_s.get(cell, 0.0)  # type: ignore[call-overload]
 
     def socket_of(self, core: int) -> int:

@@ -127,7 +127,9 @@ class GemmSpec(Strict):
 
     @field_validator("efficiency_by_n", "tensor_efficiency_by_n")
     @classmethod
-    def _sorted_nonempty(cls, table: list[tuple[float, float]] | None):
+    def _sorted_nonempty(
+        cls, table: list[tuple[float, float]] | None
+    ) -> list[tuple[float, float]] | None:
         return None if table is None else increasing_points(table, "[n, fraction]", "n")
 
     @field_validator("efficiency_by_weights")

@@ -6,6 +6,8 @@ depends on :mod:`wpsim.policies.base` only), and none imports a cost model or a 
 
 from __future__ import annotations
 
+from typing import Any
+
 from wpsim.errors import ConfigError
 from wpsim.policies.base import Policy
 from wpsim.policies.gpu import Gemm, Persistent, PersistentBarrier, SparseGemm, Streams
@@ -38,7 +40,7 @@ def available() -> list[str]:
     return sorted(REGISTRY)
 
 
-def get_policy(name: str, **options) -> Policy:
+def get_policy(name: str, **options: Any) -> Policy:
     """A new policy object by name; ``options`` are its constructor arguments.
 
     Raises

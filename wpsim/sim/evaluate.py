@@ -8,6 +8,7 @@ accelerator on :mod:`wpsim.sim.accelerator`; a GPU on :mod:`wpsim.sim.gpu`. A ru
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from wpsim.errors import ConfigError
 from wpsim.machines.accelerator import AcceleratorMachine
@@ -22,7 +23,7 @@ ACCELERATOR_POLICIES = ["sequential", "wavefront", "pipeline", "helper", "multip
 GPU_POLICIES = ["gemm", "sparse_gemm", "streams", "persistent_barrier", "persistent"]
 
 
-def policies_for(machine) -> list[str]:
+def policies_for(machine: Any) -> list[str]:
     """The policies ``wpsim compare`` runs by default on this kind of machine."""
     if isinstance(machine, CpuMachine):
         return list(CPU_POLICIES)
@@ -32,7 +33,12 @@ def policies_for(machine) -> list[str]:
 
 
 def evaluate(
-    engine: str, workload: Workload, machine, policy: Policy, runtime=None, **options
+    engine: str,
+    workload: Workload,
+    machine: Any,
+    policy: Policy,
+    runtime: Any = None,
+    **options: Any,
 ) -> Result:
     """``engine``: ``simulate`` or ``predict``; ``runtime``: a :class:`wpsim.sim.runtime.Runtime`
     (None: the machine's own model)."""
@@ -45,7 +51,7 @@ def evaluate(
 
 
 def evaluate_machine(
-    engine: str, workload: Workload, machine, policy: Policy, **options
+    engine: str, workload: Workload, machine: Any, policy: Policy, **options: Any
 ) -> Result:
     """One evaluation on the machine's own model (no runtime).
 

@@ -85,8 +85,8 @@ class Shared:
             f[0] = 0
 
 
-def fork_run(targets: list[Callable[[Any], Any]]) -> list[Any]:
-    """Run each ``target(conn)`` in a forked process; return what each sends back."""
+def fork_run(targets: list[Callable[[], Any]]) -> list[Any]:
+    """Run each ``target()`` in a forked process; return what each sends back."""
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
@@ -94,7 +94,7 @@ def fork_run(targets: list[Callable[[Any], Any]]) -> list[Any]:
     procs = []
     for target, (_, send) in zip(targets, pipes, strict=True):
 
-        def body(target=target, send=send) -> None:
+        def body(target: Callable[[], Any] = target, send: Any = send) -> None:
             try:
                 send.send(("ok", target()))
             except BaseException as error:  # noqa: BLE001 - reported to the parent
@@ -134,7 +134,7 @@ def spin_until(flag: Any, value: int, deadline: float) -> None:
             raise TimeoutError("partner process did not answer (core overloaded?)")
 
 
-def run_together(shared: Any, members: list[Callable[[Any], Any]]) -> list[Any]:
+def run_together(shared: Any, members: list[Callable[[], Any]]) -> list[Any]:
     """Fork one process per member; release them at once when every one has reported ready
     (``shared.flags[rank + 1]``) by setting ``shared.flags[0]``; return their results."""
     import threading
