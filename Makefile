@@ -20,6 +20,7 @@ demo: $(BIN)/wpsim
 
 test: $(VENV)/.test-extras
 	$(BIN)/ruff check wpsim kernels tests benchmarks
+	$(BIN)/ruff format --check wpsim kernels tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 

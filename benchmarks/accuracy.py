@@ -64,9 +64,14 @@ class Case:
         from wpsim.model.workload import Workload
 
         return Workload(
-            name=self.name, cell=self.cell, layers=self.layers, hidden=self.hidden,
-            input=self.hidden, seq_len=self.seq_len, batch=self.batch,
-        )  # fmt: skip
+            name=self.name,
+            cell=self.cell,
+            layers=self.layers,
+            hidden=self.hidden,
+            input=self.hidden,
+            seq_len=self.seq_len,
+            batch=self.batch,
+        )
 
 
 #: The full matrix: every cell type, layers 2-8, hidden 128-1024, batch 1-16, chunk 1-8. Sequence
@@ -115,14 +120,18 @@ def _summarize(rows: list[dict], policies: list[str]) -> tuple[float, float, str
     errors = [r["rel_error"] for r in rows]
     mean_err, max_err = statistics.fmean(errors), max(errors)
     verdict = "PASS" if mean_err <= TARGET_MEAN and max_err <= TARGET_MAX else "MISS"
-    print(f"\n  predicted speed-up over {len(rows)} configurations: mean |error| "
-          f"{100 * mean_err:.1f}% (target <= {100 * TARGET_MEAN:.0f}%), max "
-          f"{100 * max_err:.1f}% (target <= {100 * TARGET_MAX:.0f}%): {verdict}")  # fmt: skip
+    print(
+        f"\n  predicted speed-up over {len(rows)} configurations: mean |error| "
+        f"{100 * mean_err:.1f}% (target <= {100 * TARGET_MEAN:.0f}%), max "
+        f"{100 * max_err:.1f}% (target <= {100 * TARGET_MAX:.0f}%): {verdict}"
+    )
     for policy in policies:
         sub = [r["rel_error"] for r in rows if r["policy"] == policy]
         if sub:
-            print(f"    {policy:<10} mean {100 * statistics.fmean(sub):5.1f}%  max "
-                  f"{100 * max(sub):5.1f}%  ({len(sub)} rows)")  # fmt: skip
+            print(
+                f"    {policy:<10} mean {100 * statistics.fmean(sub):5.1f}%  max "
+                f"{100 * max(sub):5.1f}%  ({len(sub)} rows)"
+            )
     return mean_err, max_err, verdict
 
 
@@ -141,13 +150,18 @@ def replay(args: argparse.Namespace) -> int:
         data = json.loads(path.read_text())
         recorded = data["rows"]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        print(f"accuracy: --replay {path}: expected an accuracy.json written by this benchmark "
-              f"({error})", file=sys.stderr)  # fmt: skip
+        print(
+            f"accuracy: --replay {path}: expected an accuracy.json written by this benchmark "
+            f"({error})",
+            file=sys.stderr,
+        )
         return 2
     machine = load_machine(resolve_machine_path(args.hardware))
     cases = {case.name: case for case in FULL}
-    print(f"accuracy: replaying {len(recorded)} measured rows of {path} "
-          f"(measured on: {data.get('summary', {}).get('machine', '?')})")  # fmt: skip
+    print(
+        f"accuracy: replaying {len(recorded)} measured rows of {path} "
+        f"(measured on: {data.get('summary', {}).get('machine', '?')})"
+    )
     print(f"  predicted with: {machine.name}")
     print(f"  {'case':<26}{'policy':<11}{'w':>3}{'speed-up meas':>15}{'pred':>7}{'error':>8}")
     baselines: dict[str, float] = {}
@@ -159,20 +173,36 @@ def replay(args: argparse.Namespace) -> int:
             return 2
         workload = case.workload()
         if case.name not in baselines:
-            baselines[case.name] = simulate(workload, machine, "sequential", cores=1,
-                                            chunk=case.chunk).makespan_s  # fmt: skip
+            baselines[case.name] = simulate(
+                workload, machine, "sequential", cores=1, chunk=case.chunk
+            ).makespan_s
         base = baselines[case.name]
-        sim = simulate(workload, machine, row["policy"], cores=row["workers"], chunk=case.chunk,
-                       sequential_s=base)  # fmt: skip
+        sim = simulate(
+            workload,
+            machine,
+            row["policy"],
+            cores=row["workers"],
+            chunk=case.chunk,
+            sequential_s=base,
+        )
         measured, predicted = row["measured_speedup"], base / sim.makespan_s
         signed = (predicted - measured) / measured
-        rows.append({**row, "predicted_speedup": predicted, "signed_error": signed,
-                     "rel_error": abs(signed)})  # fmt: skip
-        print(f"  {case.name:<26}{row['policy']:<11}{row['workers']:>3}{measured:>14.2f}x"
-              f"{predicted:>6.2f}x{100 * signed:>+7.1f}%")  # fmt: skip
+        rows.append(
+            {
+                **row,
+                "predicted_speedup": predicted,
+                "signed_error": signed,
+                "rel_error": abs(signed),
+            }
+        )
+        print(
+            f"  {case.name:<26}{row['policy']:<11}{row['workers']:>3}{measured:>14.2f}x"
+            f"{predicted:>6.2f}x{100 * signed:>+7.1f}%"
+        )
     policies = list(dict.fromkeys(r["policy"] for r in rows))
-    summary = dict(zip(("mean_rel_error", "max_rel_error", "verdict"),
-                       _summarize(rows, policies), strict=True))  # fmt: skip
+    summary = dict(
+        zip(("mean_rel_error", "max_rel_error", "verdict"), _summarize(rows, policies), strict=True)
+    )
     if args.json:
         print(json.dumps(summary, default=str))
     return 0
@@ -193,8 +223,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     repeats = args.repeats or (3 if args.quick else 5)
     calibrated = str((machine.calibration or {}).get("date", "never (spec values)"))
-    print(f"accuracy: {len(cases)} cases x policies {','.join(policies)} x workers "
-          f"{','.join(map(str, workers))}; {repeats} interleaved rounds each")  # fmt: skip
+    print(
+        f"accuracy: {len(cases)} cases x policies {','.join(policies)} x workers "
+        f"{','.join(map(str, workers))}; {repeats} interleaved rounds each"
+    )
     print(f"  machine: {machine.name} (calibrated: {calibrated})")
     from wpsim.measure.calibrate.spec import calibration_mismatch
 
@@ -206,13 +238,21 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     rows: list[dict] = []
     diagnostics: list[dict] = []
-    header = (f"  {'case':<26}{'policy':<11}{'w':>3}{'measured':>11}{'predicted':>11}"
-              f"{'speed-up meas':>15}{'pred':>7}{'error':>8}")  # fmt: skip
+    header = (
+        f"  {'case':<26}{'policy':<11}{'w':>3}{'measured':>11}{'predicted':>11}"
+        f"{'speed-up meas':>15}{'pred':>7}{'error':>8}"
+    )
     print(header)
     for case in cases:
         try:
-            report = validate(case.workload(), machine, workers=workers, policies=policies,
-                              chunk=case.chunk, repeats=repeats)  # fmt: skip
+            report = validate(
+                case.workload(),
+                machine,
+                workers=workers,
+                policies=policies,
+                chunk=case.chunk,
+                repeats=repeats,
+            )
         except WpsimError as error:
             print(f"  {case.name:<26}error: {error}")
             continue
@@ -222,20 +262,29 @@ def run(args: argparse.Namespace) -> int:
         for row in report.rows:
             if row["baseline"]:
                 continue
-            rows.append({"case": case.name, **{k: v for k, v in row.items() if k != "measured_makespans_s"}})  # fmt: skip
-            print(f"  {case.name:<26}{row['policy']:<11}{row['workers']:>3}"
-                  f"{row['measured_makespan_s'] * 1e3:>9.2f}ms{row['predicted_makespan_s'] * 1e3:>9.2f}ms"
-                  f"{row['measured_speedup']:>14.2f}x{row['predicted_speedup']:>6.2f}x"
-                  f"{100 * row['signed_error']:>+7.1f}%", flush=True)  # fmt: skip
+            rows.append(
+                {"case": case.name, **{k: v for k, v in row.items() if k != "measured_makespans_s"}}
+            )
+            print(
+                f"  {case.name:<26}{row['policy']:<11}{row['workers']:>3}"
+                f"{row['measured_makespan_s'] * 1e3:>9.2f}ms{row['predicted_makespan_s'] * 1e3:>9.2f}ms"
+                f"{row['measured_speedup']:>14.2f}x{row['predicted_speedup']:>6.2f}x"
+                f"{100 * row['signed_error']:>+7.1f}%",
+                flush=True,
+            )
             key = f"{row['policy']}-{row['workers']}"
             meas = _mean_task_s(report.per_kind, row["policy"], row["workers"], "measured_mean_s")
             sim = _mean_task_s(report.per_kind, row["policy"], row["workers"], "simulated_mean_s")
             diag["slowdown"][key] = {"measured": meas / base, "predicted": sim / base_sim}
         diagnostics.append(diag)
-        slow = ", ".join(f"{k} {v['measured']:.2f}/{v['predicted']:.2f}"
-                         for k, v in diag["slowdown"].items())  # fmt: skip
-        print(f"  {'':<26}task sim/meas {diag['task_sim_over_meas']:.2f}; mean task time vs "
-              f"1 worker, measured/predicted: {slow}", flush=True)  # fmt: skip
+        slow = ", ".join(
+            f"{k} {v['measured']:.2f}/{v['predicted']:.2f}" for k, v in diag["slowdown"].items()
+        )
+        print(
+            f"  {'':<26}task sim/meas {diag['task_sim_over_meas']:.2f}; mean task time vs "
+            f"1 worker, measured/predicted: {slow}",
+            flush=True,
+        )
     if not rows:
         print("accuracy: no configuration ran")
         return 2
@@ -247,12 +296,22 @@ def run(args: argparse.Namespace) -> int:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    summary = {"mean_rel_error": mean_err, "max_rel_error": max_err, "verdict": verdict,
-               "target_mean": TARGET_MEAN, "target_max": TARGET_MAX, "machine": machine.name,
-               "calibrated": calibrated, "quick": args.quick}  # fmt: skip
-    (out / "accuracy.json").write_text(json.dumps(
-        {"summary": summary, "rows": rows, "diagnostics": diagnostics}, indent=2, default=str
-    ) + "\n")  # fmt: skip
+    summary = {
+        "mean_rel_error": mean_err,
+        "max_rel_error": max_err,
+        "verdict": verdict,
+        "target_mean": TARGET_MEAN,
+        "target_max": TARGET_MAX,
+        "machine": machine.name,
+        "calibrated": calibrated,
+        "quick": args.quick,
+    }
+    (out / "accuracy.json").write_text(
+        json.dumps(
+            {"summary": summary, "rows": rows, "diagnostics": diagnostics}, indent=2, default=str
+        )
+        + "\n"
+    )
     print(f"  wrote {out / 'accuracy.csv'} and {out / 'accuracy.json'}")
     if args.json:
         print(json.dumps(summary, default=str))
@@ -262,18 +321,31 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a subset (~1 min)")
-    parser.add_argument("--hardware", default=str(ROOT / "hw_configs" / "host.yaml"),
-                        help="machine file (default: the calibrated hw_configs/host.yaml)")  # fmt: skip
-    parser.add_argument("--workers", type=_int_list, default=[2],
-                        help="worker counts to compare with 1 worker (default: 2)")  # fmt: skip
-    parser.add_argument("--policies", type=lambda s: [p for p in s.split(",") if p],
-                        help=f"policies (default: {','.join(POLICIES)})")  # fmt: skip
+    parser.add_argument(
+        "--hardware",
+        default=str(ROOT / "hw_configs" / "host.yaml"),
+        help="machine file (default: the calibrated hw_configs/host.yaml)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_int_list,
+        default=[2],
+        help="worker counts to compare with 1 worker (default: 2)",
+    )
+    parser.add_argument(
+        "--policies",
+        type=lambda s: [p for p in s.split(",") if p],
+        help=f"policies (default: {','.join(POLICIES)})",
+    )
     parser.add_argument("--repeats", type=int, help="interleaved rounds (default 5; quick 3)")
     parser.add_argument("--out", default=str(ROOT / "out" / "accuracy"), help="results folder")
     parser.add_argument("--json", action="store_true", help="also print the summary as JSON")
-    parser.add_argument("--replay", metavar="ACCURACY_JSON",
-                        help="measure nothing: re-predict the rows of an earlier run's "
-                        "accuracy.json with --hardware")  # fmt: skip
+    parser.add_argument(
+        "--replay",
+        metavar="ACCURACY_JSON",
+        help="measure nothing: re-predict the rows of an earlier run's "
+        "accuracy.json with --hardware",
+    )
     args = parser.parse_args(argv)
     try:
         return replay(args) if args.replay else run(args)

@@ -152,17 +152,57 @@ CHUNKS = (1, 2, 5, 10, 20, 25, 50)
 HELPERS = (1, 2, 4)
 
 ACCURACY_FIELDS = [
-    "case", "cell", "layers", "hidden", "batch", "chunk", "seq_len", "policy", "helpers",
-    "workers", "baseline", "measured_makespan_s", "predicted_makespan_s", "measured_speedup",
-    "predicted_speedup", "signed_error", "rel_error", "n_tasks", "measured_busy_s",
-    "predicted_busy_s", "measured_dispatch_s", "model_dispatch_s", "measured_makespans_s",
-    "repeats", "task_sim_over_meas", "foreign_cpu_fraction", "case_wall_s", "machine",
-]  # fmt: skip
+    "case",
+    "cell",
+    "layers",
+    "hidden",
+    "batch",
+    "chunk",
+    "seq_len",
+    "policy",
+    "helpers",
+    "workers",
+    "baseline",
+    "measured_makespan_s",
+    "predicted_makespan_s",
+    "measured_speedup",
+    "predicted_speedup",
+    "signed_error",
+    "rel_error",
+    "n_tasks",
+    "measured_busy_s",
+    "predicted_busy_s",
+    "measured_dispatch_s",
+    "model_dispatch_s",
+    "measured_makespans_s",
+    "repeats",
+    "task_sim_over_meas",
+    "foreign_cpu_fraction",
+    "case_wall_s",
+    "machine",
+]
 TORCH_FIELDS = [
-    "workload", "cell", "layers", "hidden", "batch", "seq_len", "threads", "chunk", "helpers",
-    "model_choice", "predicted_makespan_s", "exec_s", "torch_s", "ratio", "exec_ahead",
-    "max_abs_diff", "repeats", "startup_s", "foreign_cpu_fraction", "wall_s",
-]  # fmt: skip
+    "workload",
+    "cell",
+    "layers",
+    "hidden",
+    "batch",
+    "seq_len",
+    "threads",
+    "chunk",
+    "helpers",
+    "model_choice",
+    "predicted_makespan_s",
+    "exec_s",
+    "torch_s",
+    "ratio",
+    "exec_ahead",
+    "max_abs_diff",
+    "repeats",
+    "startup_s",
+    "foreign_cpu_fraction",
+    "wall_s",
+]
 
 
 # ---- small helpers ----------------------------------------------------------------------------
@@ -292,8 +332,9 @@ def _memory_bytes() -> str:
 
 def _git(*args: str) -> str:
     try:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10, check=False)  # fmt: skip
+        done = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return done.stdout.strip() if done.returncode == 0 else "unknown"
@@ -311,8 +352,19 @@ def environment() -> list[tuple[str, str, str]]:
         ("machine", "load_average_1min", load),
         ("versions", "python", platform.python_version()),
     ]
-    for name in ("numpy", "scipy", "torch", "simpy", "pydantic", "pydantic-core", "networkx",
-                 "pyyaml", "matplotlib", "threadpoolctl", "wpsim"):  # fmt: skip
+    for name in (
+        "numpy",
+        "scipy",
+        "torch",
+        "simpy",
+        "pydantic",
+        "pydantic-core",
+        "networkx",
+        "pyyaml",
+        "matplotlib",
+        "threadpoolctl",
+        "wpsim",
+    ):
         rows.append(("versions", name, _version(name)))
     try:
         import numpy  # noqa: F401  (loads its BLAS, which threadpool_info then reports)
@@ -320,8 +372,14 @@ def environment() -> list[tuple[str, str, str]]:
 
         for pool in threadpool_info():
             if pool.get("user_api") == "blas":
-                rows.append(("versions", "blas", f"{pool.get('internal_api')} "
-                             f"{pool.get('version')} ({pool.get('filepath')})"))  # fmt: skip
+                rows.append(
+                    (
+                        "versions",
+                        "blas",
+                        f"{pool.get('internal_api')} "
+                        f"{pool.get('version')} ({pool.get('filepath')})",
+                    )
+                )
                 break
     except Exception as error:  # noqa: BLE001 - a record, never a reason to stop
         rows.append(("versions", "blas", f"unknown ({type(error).__name__})"))
@@ -393,8 +451,15 @@ def run_child(command: list[str], hard: float, log: Log) -> dict[str, Any]:
     env["PYTHONUNBUFFERED"] = "1"
     status: dict[str, Any] = {}
     try:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
     except OSError as error:
         return {"status": f"failed to start: {error}", "exit_code": None, "killed": False}
     reader = threading.Thread(target=_relay, args=(proc.stdout, log, status), daemon=True)
@@ -432,12 +497,33 @@ def phase_command(name: str, args: argparse.Namespace, soft: float) -> list[str]
     """The exact command of a phase (recorded in the manifest)."""
     out = Path(args.out)
     if name == "calibrate":
-        return [sys.executable, "-m", "wpsim.console", "calibrate", "--quick", "--out",
-                str(out / FILES["calibration"])]  # fmt: skip
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--out", str(out),
-               "--deadline", f"{soft:.3f}", "--workers", ",".join(map(str, args.workers)),
-               "--torch-threads", ",".join(map(str, args.torch_threads)),
-               "--repeats", str(args.repeats), "--gpu-precisions", args.gpu_precisions]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "wpsim.console",
+            "calibrate",
+            "--quick",
+            "--out",
+            str(out / FILES["calibration"]),
+        ]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        name,
+        "--out",
+        str(out),
+        "--deadline",
+        f"{soft:.3f}",
+        "--workers",
+        ",".join(map(str, args.workers)),
+        "--torch-threads",
+        ",".join(map(str, args.torch_threads)),
+        "--repeats",
+        str(args.repeats),
+        "--gpu-precisions",
+        args.gpu_precisions,
+    ]
     if args.hardware:
         command += ["--hardware", str(args.hardware)]
     if args.gpu_machine:
@@ -477,8 +563,10 @@ def run_parent(args: argparse.Namespace) -> int:
         manifest.add(section, key, value)
     if args.hardware:
         manifest.add("phase:calibrate", "status", f"skipped: --hardware {args.hardware} given")
-    log(f"at_scale: budget {args.budget_s:.0f} s, phases {', '.join(p.name for p in phases)}, "
-        f"{usable_cpus()} CPUs, out {out}")  # fmt: skip
+    log(
+        f"at_scale: budget {args.budget_s:.0f} s, phases {', '.join(p.name for p in phases)}, "
+        f"{usable_cpus()} CPUs, out {out}"
+    )
     deadlines = Deadlines(t0, args.budget_s, phases)
     for phase in phases:
         now = time.time()
@@ -559,10 +647,17 @@ def helper_policy(helpers: int) -> str:
         def __init__(self, helpers: int | None = helpers, instances: int = 1) -> None:
             Wavefront.__init__(self, helpers=helpers, instances=instances)
 
-        register(type(f"WavefrontHelpers{helpers}", (Wavefront,), {
-            "name": name, "__init__": __init__,
-            "description": f"wavefront on groups of {helpers} helper cores",
-        }))  # fmt: skip
+        register(
+            type(
+                f"WavefrontHelpers{helpers}",
+                (Wavefront,),
+                {
+                    "name": name,
+                    "__init__": __init__,
+                    "description": f"wavefront on groups of {helpers} helper cores",
+                },
+            )
+        )
     return name
 
 
@@ -600,14 +695,18 @@ def run_accuracy(args: argparse.Namespace, log: Callable[[str], None]) -> dict[s
     mismatch = calibration_mismatch(machine)
     if mismatch:
         log(f"accuracy: WARNING: {mismatch}")
-    log(f"accuracy: {len(cases)} cases x {','.join(ACCURACY_POLICIES)} (+ {helper_policy(HELPER_GROUP)}"
-        f" where workers > layers) x workers {workers}; {args.repeats} rounds; {machine.name}")  # fmt: skip
+    log(
+        f"accuracy: {len(cases)} cases x {','.join(ACCURACY_POLICIES)} (+ {helper_policy(HELPER_GROUP)}"
+        f" where workers > layers) x workers {workers}; {args.repeats} rounds; {machine.name}"
+    )
     budget = Budget(args.deadline)
     done = 0
     for case in cases:
         if done and not budget.fits():
-            log(f"accuracy: stopping before {case.name}: the longest case so far "
-                f"({budget.longest_s:.0f} s) would not finish before the deadline")  # fmt: skip
+            log(
+                f"accuracy: stopping before {case.name}: the longest case so far "
+                f"({budget.longest_s:.0f} s) would not finish before the deadline"
+            )
             break
         started = time.time()
         meter = CpuMeter()
@@ -618,8 +717,14 @@ def run_accuracy(args: argparse.Namespace, log: Callable[[str], None]) -> dict[s
         rows = []
         try:
             for policies, counts in calls:
-                report = validate(case.workload(), machine, workers=counts, policies=policies,
-                                  chunk=case.chunk, repeats=args.repeats)  # fmt: skip
+                report = validate(
+                    case.workload(),
+                    machine,
+                    workers=counts,
+                    policies=policies,
+                    chunk=case.chunk,
+                    repeats=args.repeats,
+                )
                 rows += _accuracy_rows(case, report, args.repeats, machine.name)
         except WpsimError as error:
             log(f"accuracy: {case.name}: error: {error}")
@@ -629,15 +734,21 @@ def run_accuracy(args: argparse.Namespace, log: Callable[[str], None]) -> dict[s
         for row in rows:
             table.add({**row, "case_wall_s": wall, "foreign_cpu_fraction": foreign})
             if not row["baseline"]:
-                log(f"accuracy: {case.name} {row['policy']:<13} {row['workers']:>2} workers: "
+                log(
+                    f"accuracy: {case.name} {row['policy']:<13} {row['workers']:>2} workers: "
                     f"speed-up measured {row['measured_speedup']:.2f}x, predicted "
-                    f"{row['predicted_speedup']:.2f}x ({100 * row['signed_error']:+.1f}%)")  # fmt: skip
+                    f"{row['predicted_speedup']:.2f}x ({100 * row['signed_error']:+.1f}%)"
+                )
         budget.done(wall)
         done += 1
         log(f"accuracy: {case.name} done in {wall:.1f} s ({done}/{len(cases)})")
     stopped = "" if done == len(cases) else f"; stopped at budget after {done} of {len(cases)}"
-    return {"status": f"done{stopped}", "rows": len(table.rows), "units_done": done,
-            "units_total": len(cases)}  # fmt: skip
+    return {
+        "status": f"done{stopped}",
+        "rows": len(table.rows),
+        "units_done": done,
+        "units_total": len(cases),
+    }
 
 
 def _accuracy_rows(case, report, repeats: int, machine_name: str) -> list[dict[str, Any]]:
@@ -648,12 +759,21 @@ def _accuracy_rows(case, report, repeats: int, machine_name: str) -> list[dict[s
     rows = []
     for row in report.rows:
         helpers = HELPER_GROUP if row["policy"].startswith("wavefront-h") else 1
-        rows.append({
-            "case": case.name, "cell": case.cell, "layers": case.layers, "hidden": case.hidden,
-            "batch": case.batch, "seq_len": case.seq_len, "helpers": helpers,
-            "repeats": repeats, "task_sim_over_meas": base_sim / base, "machine": machine_name,
-            **{k: v for k, v in row.items() if k in ACCURACY_FIELDS},
-        })  # fmt: skip
+        rows.append(
+            {
+                "case": case.name,
+                "cell": case.cell,
+                "layers": case.layers,
+                "hidden": case.hidden,
+                "batch": case.batch,
+                "seq_len": case.seq_len,
+                "helpers": helpers,
+                "repeats": repeats,
+                "task_sim_over_meas": base_sim / base,
+                "machine": machine_name,
+                **{k: v for k, v in row.items() if k in ACCURACY_FIELDS},
+            }
+        )
     return rows
 
 
@@ -673,8 +793,9 @@ def model_choice(workload, machine, threads: int) -> tuple[int, int, float, str]
                 continue
             policy = get_policy("wavefront", helpers=helpers if helpers > 1 else None)
             try:
-                makespan = simulate(workload, machine, policy, cores=threads,
-                                    chunk=chunk).makespan_s  # fmt: skip
+                makespan = simulate(
+                    workload, machine, policy, cores=threads, chunk=chunk
+                ).makespan_s
             except WpsimError:
                 continue
             # ties: the smaller chunk, then fewer helpers (the candidates' order)
@@ -704,19 +825,30 @@ def run_torch(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str,
     seq_len = TINY_TORCH_SEQ_LEN if args.tiny else TORCH_SEQ_LEN
     repeats = 3 if args.tiny else 5
     units = [(spec, n) for spec in grid for n in threads]
-    log(f"torch: {len(grid)} workloads x threads {threads}, T={seq_len}, min of {repeats} "
-        "interleaved runs")  # fmt: skip
+    log(
+        f"torch: {len(grid)} workloads x threads {threads}, T={seq_len}, min of {repeats} "
+        "interleaved runs"
+    )
     budget = Budget(args.deadline)
     done = 0
     for (cell, layers, hidden, batch), n in units:
         if done and not budget.fits():
-            log(f"torch: stopping: the longest unit so far ({budget.longest_s:.0f} s) would not "
-                "finish before the deadline")  # fmt: skip
+            log(
+                f"torch: stopping: the longest unit so far ({budget.longest_s:.0f} s) would not "
+                "finish before the deadline"
+            )
             break
         started = time.time()
         name = f"{cell}-L{layers}-H{hidden}-B{batch}"
-        w = Workload(name=name, cell=cell, layers=layers, hidden=hidden, input=hidden,
-                     seq_len=seq_len, batch=batch)  # fmt: skip
+        w = Workload(
+            name=name,
+            cell=cell,
+            layers=layers,
+            hidden=hidden,
+            input=hidden,
+            seq_len=seq_len,
+            batch=batch,
+        )
         if machine is not None:
             chunk, helpers, predicted, label = model_choice(w, machine, n)
         else:
@@ -730,21 +862,43 @@ def run_torch(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str,
             result = ex.result()
         worst = float(np.abs(result.outputs["output"] - y_torch).max())
         wall = time.time() - started
-        table.add({
-            "workload": name, "cell": cell, "layers": layers, "hidden": hidden, "batch": batch,
-            "seq_len": seq_len, "threads": n, "chunk": chunk, "helpers": helpers,
-            "model_choice": label, "predicted_makespan_s": predicted, "exec_s": t_exec,
-            "torch_s": t_torch, "ratio": t_exec / t_torch, "exec_ahead": t_exec < t_torch,
-            "max_abs_diff": worst, "repeats": repeats, "startup_s": result.startup_s,
-            "foreign_cpu_fraction": meter.foreign_fraction(), "wall_s": wall,
-        })  # fmt: skip
-        log(f"torch: {name} on {n}: wavefront (chunk {chunk}, helpers {helpers}) "
-            f"{t_exec * 1e3:.1f} ms, torch {t_torch * 1e3:.1f} ms: ratio {t_exec / t_torch:.2f}")  # fmt: skip
+        table.add(
+            {
+                "workload": name,
+                "cell": cell,
+                "layers": layers,
+                "hidden": hidden,
+                "batch": batch,
+                "seq_len": seq_len,
+                "threads": n,
+                "chunk": chunk,
+                "helpers": helpers,
+                "model_choice": label,
+                "predicted_makespan_s": predicted,
+                "exec_s": t_exec,
+                "torch_s": t_torch,
+                "ratio": t_exec / t_torch,
+                "exec_ahead": t_exec < t_torch,
+                "max_abs_diff": worst,
+                "repeats": repeats,
+                "startup_s": result.startup_s,
+                "foreign_cpu_fraction": meter.foreign_fraction(),
+                "wall_s": wall,
+            }
+        )
+        log(
+            f"torch: {name} on {n}: wavefront (chunk {chunk}, helpers {helpers}) "
+            f"{t_exec * 1e3:.1f} ms, torch {t_torch * 1e3:.1f} ms: ratio {t_exec / t_torch:.2f}"
+        )
         budget.done(wall)
         done += 1
     stopped = "" if done == len(units) else f"; stopped at budget after {done} of {len(units)}"
-    return {"status": f"done{stopped}", "rows": len(table.rows), "units_done": done,
-            "units_total": len(units)}  # fmt: skip
+    return {
+        "status": f"done{stopped}",
+        "rows": len(table.rows),
+        "units_done": done,
+        "units_total": len(units),
+    }
 
 
 def run_child_phase(args: argparse.Namespace) -> int:
@@ -774,23 +928,49 @@ def run_child_phase(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="results folder (created if missing)")
-    parser.add_argument("--budget-s", type=float, default=480.0,
-                        help="wall-clock budget of the whole run in seconds (default 480)")  # fmt: skip
-    parser.add_argument("--phases", type=_phase_list, default=[p.name for p in PHASES],
-                        help="phases to run (default: calibrate,accuracy,torch,gpu)")  # fmt: skip
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=480.0,
+        help="wall-clock budget of the whole run in seconds (default 480)",
+    )
+    parser.add_argument(
+        "--phases",
+        type=_phase_list,
+        default=[p.name for p in PHASES],
+        help="phases to run (default: calibrate,accuracy,torch,gpu)",
+    )
     parser.add_argument("--hardware", help="machine file of this computer: skip the calibration")
-    parser.add_argument("--workers", type=_int_list, default=[1, 4, 8, 16],
-                        help="accuracy worker counts, clipped to the CPUs (default 1,4,8,16)")  # fmt: skip
-    parser.add_argument("--torch-threads", type=_int_list, default=[8, 16],
-                        help="thread counts against torch, clipped to the CPUs (default 8,16)")  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="interleaved rounds of the accuracy matrix (default 3)")  # fmt: skip
-    parser.add_argument("--gpu-precisions", default="fp32,fp16",
-                        help="fp32 (TF32 off), fp16, tf32 (fp32 with TF32 on, no prediction)")  # fmt: skip
+    parser.add_argument(
+        "--workers",
+        type=_int_list,
+        default=[1, 4, 8, 16],
+        help="accuracy worker counts, clipped to the CPUs (default 1,4,8,16)",
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=_int_list,
+        default=[8, 16],
+        help="thread counts against torch, clipped to the CPUs (default 8,16)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="interleaved rounds of the accuracy matrix (default 3)",
+    )
+    parser.add_argument(
+        "--gpu-precisions",
+        default="fp32,fp16",
+        help="fp32 (TF32 off), fp16, tf32 (fp32 with TF32 on, no prediction)",
+    )
     parser.add_argument("--gpu-machine", help="GPU machine file (default: by the device name)")
     parser.add_argument("--cases", type=int, help="only the first N workloads of each phase")
-    parser.add_argument("--tiny", action="store_true",
-                        help="tiny workloads and shapes: exercise the pipeline in seconds")  # fmt: skip
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="tiny workloads and shapes: exercise the pipeline in seconds",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -60,11 +60,27 @@ CELLS = ("lstm", "gru")
 DTYPE = {"fp32": "float32", "fp16": "float16", "tf32": "float32"}
 TARGET_S = 0.2  # timed work per (shape, mode)
 FIELDS = [
-    "cell", "precision", "hidden", "batch", "layers", "seq_len", "mode", "status",
-    "measured_median_s", "measured_min_s", "iters", "predicted_s", "predicted_gemm_s",
-    "step_launch_s", "step_compute_s", "step_memory_s", "weights_level", "machine_file",
-    "device", "wall_s",
-]  # fmt: skip
+    "cell",
+    "precision",
+    "hidden",
+    "batch",
+    "layers",
+    "seq_len",
+    "mode",
+    "status",
+    "measured_median_s",
+    "measured_min_s",
+    "iters",
+    "predicted_s",
+    "predicted_gemm_s",
+    "step_launch_s",
+    "step_compute_s",
+    "step_memory_s",
+    "weights_level",
+    "machine_file",
+    "device",
+    "wall_s",
+]
 
 
 def machine_file(device_name: str | None, override: str | None) -> Path:
@@ -86,14 +102,27 @@ def predictions(machine, cell: str, precision: str, shape: tuple[int, ...]) -> d
     from wpsim.sim.gpu import evaluate
 
     hidden, batch, layers, seq_len = shape
-    w = Workload(cell=cell, layers=layers, hidden=hidden, input=hidden, seq_len=seq_len,
-                 batch=batch, dtype=DTYPE[precision])  # fmt: skip
+    w = Workload(
+        cell=cell,
+        layers=layers,
+        hidden=hidden,
+        input=hidden,
+        seq_len=seq_len,
+        batch=batch,
+        dtype=DTYPE[precision],
+    )
     step = gemm_step(machine, w)
-    regime = {"step_launch_s": step["launch_s"], "step_compute_s": step["compute_s"],
-              "step_memory_s": step["memory_s"], "weights_level": step["level"]}  # fmt: skip
+    regime = {
+        "step_launch_s": step["launch_s"],
+        "step_compute_s": step["compute_s"],
+        "step_memory_s": step["memory_s"],
+        "weights_level": step["level"],
+    }
     out = {}
-    for mode, engine, workload in (("forward", "predict", w),
-                                   ("train", "simulate", w.model_copy(update={"phase": "training"}))):  # fmt: skip
+    for mode, engine, workload in (
+        ("forward", "predict", w),
+        ("train", "simulate", w.model_copy(update={"phase": "training"})),
+    ):
         if precision == "tf32":
             out[mode] = {"predicted_s": "", "predicted_gemm_s": "", **regime}
             continue
@@ -121,8 +150,13 @@ def device_info(torch) -> dict[str, Any]:
     }
     query = "driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit"
     try:
-        done = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=20, check=False)  # fmt: skip
+        done = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
         info["nvidia_smi"] = f"{query}: {done.stdout.strip() or done.stderr.strip()}"
     except (OSError, subprocess.SubprocessError) as error:
         info["nvidia_smi"] = f"unavailable ({type(error).__name__})"
@@ -139,8 +173,10 @@ def time_cuda(torch, step: Callable[[], None]) -> tuple[float, float, int]:
     torch.cuda.synchronize()
     guess = max(time.perf_counter() - start, 1e-6)
     iters = max(3, min(20, int(TARGET_S / guess)))
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-              for _ in range(iters)]  # fmt: skip
+    events = [
+        (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+        for _ in range(iters)
+    ]
     for begin, end in events:
         begin.record()
         step()
@@ -204,18 +240,21 @@ def run_gpu(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
     info["gpu_machine_file"] = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     table = CsvTable(Path(args.out) / FILES["gpu"], FIELDS)
     grid = (TINY_GRID if args.tiny else GRID)[: args.cases or None]
-    units = [(shape, cell, p) for shape in grid for cell in CELLS
-             for p in precisions]  # fmt: skip
-    log(f"gpu: {len(units)} units ({len(grid)} shapes x {CELLS} x {precisions}) on {device}; "
-        f"predictions from {info['gpu_machine_file']}" + (f"; timings {why}" if why else ""))  # fmt: skip
+    units = [(shape, cell, p) for shape in grid for cell in CELLS for p in precisions]
+    log(
+        f"gpu: {len(units)} units ({len(grid)} shapes x {CELLS} x {precisions}) on {device}; "
+        f"predictions from {info['gpu_machine_file']}" + (f"; timings {why}" if why else "")
+    )
     budget = Budget(args.deadline)
     done = 0
     # first every timing (what only this machine can give), then the predictions, which need no
     # GPU and which the report recomputes anyway: a tight budget costs predictions, not timings
     for shape, cell, precision in units:
         if done and not budget.fits():
-            log(f"gpu: stopping: the longest unit so far ({budget.longest_s:.1f} s) would not "
-                "finish before the deadline")  # fmt: skip
+            log(
+                f"gpu: stopping: the longest unit so far ({budget.longest_s:.1f} s) would not "
+                "finish before the deadline"
+            )
             break
         started = time.time()
         measured: dict[str, tuple] = {}
@@ -230,15 +269,29 @@ def run_gpu(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
         hidden, batch, layers, seq_len = shape
         for mode in ("forward", "train"):
             median, low, iters = measured.get(mode, ("", "", ""))
-            table.add({
-                "cell": cell, "precision": precision, "hidden": hidden, "batch": batch,
-                "layers": layers, "seq_len": seq_len, "mode": mode, "status": status,
-                "measured_median_s": median, "measured_min_s": low, "iters": iters,
-                "machine_file": info["gpu_machine_file"], "device": device, "wall_s": wall,
-            })  # fmt: skip
+            table.add(
+                {
+                    "cell": cell,
+                    "precision": precision,
+                    "hidden": hidden,
+                    "batch": batch,
+                    "layers": layers,
+                    "seq_len": seq_len,
+                    "mode": mode,
+                    "status": status,
+                    "measured_median_s": median,
+                    "measured_min_s": low,
+                    "iters": iters,
+                    "machine_file": info["gpu_machine_file"],
+                    "device": device,
+                    "wall_s": wall,
+                }
+            )
         if measured:
-            log(f"gpu: {cell} {precision} H{hidden} B{batch} L{layers} T{seq_len}: forward "
-                f"{measured['forward'][0] * 1e3:.3f} ms, train {measured['train'][0] * 1e3:.3f} ms")  # fmt: skip
+            log(
+                f"gpu: {cell} {precision} H{hidden} B{batch} L{layers} T{seq_len}: forward "
+                f"{measured['forward'][0] * 1e3:.3f} ms, train {measured['train'][0] * 1e3:.3f} ms"
+            )
         budget.done(wall)
         done += 1
     predicted = 0
@@ -257,5 +310,10 @@ def run_gpu(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
     log(f"gpu: {predicted} of {len(table.rows)} rows predicted from {info['gpu_machine_file']}")
     stopped = "" if done == len(units) else f"; stopped at budget after {done} of {len(units)}"
     state = "done" if cuda else why
-    return {"status": f"{state}{stopped}", "rows": len(table.rows), "units_done": done,
-            "units_total": len(units), "info": info}  # fmt: skip
+    return {
+        "status": f"{state}{stopped}",
+        "rows": len(table.rows),
+        "units_done": done,
+        "units_total": len(units),
+        "info": info,
+    }

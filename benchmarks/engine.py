@@ -92,15 +92,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--layers", type=int, default=10)
     parser.add_argument("--steps", type=int, default=10_000)
-    parser.add_argument("--hidden", type=int, default=256,
-                        help="hidden and input size (1024: weights stream from DRAM)")  # fmt: skip
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        default=256,
+        help="hidden and input size (1024: weights stream from DRAM)",
+    )
     parser.add_argument("--cores", type=int, default=16)
     parser.add_argument("--policy", default="wavefront")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each (best counts)")
     args = parser.parse_args()
     machine = load_machine(resolve_machine_path("xeon8160_2s")).with_cores(args.cores)
-    workload = Workload(cell="lstm", layers=args.layers, hidden=args.hidden, input=args.hidden,
-                        seq_len=args.steps)  # fmt: skip
+    workload = Workload(
+        cell="lstm", layers=args.layers, hidden=args.hidden, input=args.hidden, seq_len=args.steps
+    )
     t0 = time.perf_counter()
     plan = compile_plan(build(workload))
     t1 = time.perf_counter()
@@ -111,8 +116,15 @@ def main() -> None:
         t = time.perf_counter()
         policy = get_policy(args.policy)
         cost = CpuCostModel(machine, plan)
-        trace = run_plan(plan, policy.core_groups(args.cores), policy, cost,
-                         machine.cores_per_socket, machine.sockets, machine_levels(machine))  # fmt: skip
+        trace = run_plan(
+            plan,
+            policy.core_groups(args.cores),
+            policy,
+            cost,
+            machine.cores_per_socket,
+            machine.sockets,
+            machine_levels(machine),
+        )
         engine_s.append(time.perf_counter() - t)
         gc.collect()
         with gc_paused():
@@ -124,23 +136,31 @@ def main() -> None:
             simpy_s.append(time.perf_counter() - t)
     n = plan.n_tasks
     engine_rate, floor_rate = n / min(engine_s), n / min(floor_s)
-    print(f"graph: {n:,} tasks, built and compiled in {t1 - t0:.2f} s; simulated makespan "
-          f"{trace.makespan_s * 1e3:.1f} ms on {args.cores} cores ({args.policy})")  # fmt: skip
+    print(
+        f"graph: {n:,} tasks, built and compiled in {t1 - t0:.2f} s; simulated makespan "
+        f"{trace.makespan_s * 1e3:.1f} ms on {args.cores} cores ({args.policy})"
+    )
     print(
         f"  engine (simpy + full cost model) {engine_rate:>12,.0f} tasks/s  (best of {args.repeats})"
     )
     print(f"  heapq list scheduler (floor)     {floor_rate:>12,.0f} tasks/s")
     simpy_rate = n / min(simpy_s)
-    print(f"  simpy event loop alone           {simpy_rate:>12,.0f} tasks/s  "
-          f"({simpy_rate / floor_rate:.2f}x the floor: the most a simpy engine can reach)")  # fmt: skip
+    print(
+        f"  simpy event loop alone           {simpy_rate:>12,.0f} tasks/s  "
+        f"({simpy_rate / floor_rate:.2f}x the floor: the most a simpy engine can reach)"
+    )
     ratio = engine_rate / floor_rate
     graph_options = ("layers", "steps", "hidden", "cores", "policy")
     if any(getattr(args, name) != parser.get_default(name) for name in graph_options):
-        print(f"  ratio engine / floor             {ratio:>12.2f}   (the targets are for the "
-              "default graph and policy)")  # fmt: skip
+        print(
+            f"  ratio engine / floor             {ratio:>12.2f}   (the targets are for the "
+            "default graph and policy)"
+        )
         return
-    print(f"  ratio engine / floor             {ratio:>12.2f}   (target >= 0.25: "
-          f"{'PASS' if ratio >= 0.25 else 'MISS'})")  # fmt: skip
+    print(
+        f"  ratio engine / floor             {ratio:>12.2f}   (target >= 0.25: "
+        f"{'PASS' if ratio >= 0.25 else 'MISS'})"
+    )
     print(
         f"  engine rate target >= 250,000 tasks/s: {'PASS' if engine_rate >= 250_000 else 'MISS'}"
     )

@@ -51,8 +51,12 @@ def main() -> None:
         f"{'tasks':>10} {'build s':>9} {'analyse s':>10} {'total s':>8} {'peak RSS MiB':>13}  target"
     )
     for size in map(int, args.sizes.split(",")):
-        out = subprocess.run([sys.executable, __file__, "--child", str(size)], capture_output=True,
-                             text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(size)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         r = json.loads(out.stdout)
         total = r["build_s"] + r["analyse_s"]
         target = ""
@@ -60,8 +64,10 @@ def main() -> None:
             target = f"< 2 s: {'PASS' if total < 2 else 'MISS'}"
         if size == 1_000_000:
             target = f"< 2048 MiB: {'PASS' if r['peak_rss_mib'] < 2048 else 'MISS'}"
-        print(f"{r['n_tasks']:>10,} {r['build_s']:>9.2f} {r['analyse_s']:>10.2f} {total:>8.2f} "
-              f"{r['peak_rss_mib']:>13,.0f}  {target}")  # fmt: skip
+        print(
+            f"{r['n_tasks']:>10,} {r['build_s']:>9.2f} {r['analyse_s']:>10.2f} {total:>8.2f} "
+            f"{r['peak_rss_mib']:>13,.0f}  {target}"
+        )
 
 
 if __name__ == "__main__":

@@ -99,8 +99,7 @@ def numpy_time(workload: Workload, params, x, chunk: int) -> float:
         return time.perf_counter() - start
 
 
-def interleaved(executor: Executor, torch: TorchRunner, threads: int, repeats: int,
-                numpy_run=None):  # fmt: skip
+def interleaved(executor: Executor, torch: TorchRunner, threads: int, repeats: int, numpy_run=None):
     """Alternate executor, torch (and numpy) runs: all see the same machine load; minima."""
     executor.run(record=False)
     torch.run(threads)
@@ -165,17 +164,23 @@ def main(argv: list[str] | None = None) -> int:
         "--chunk", type=int, default=20, help="executor steps per task (default 20)"
     )
     parser.add_argument("--repeats", type=int, default=None, help="timed runs (default 7; 3 quick)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="largest worker/thread count N (default: the CPU count)")  # fmt: skip
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="largest worker/thread count N (default: the CPU count)",
+    )
     args = parser.parse_args(argv)
     grid = QUICK_GRID if args.quick else DEFAULT_GRID
     repeats = args.repeats or (3 if args.quick else 7)
     counts = list(range(1, args.workers + 1))
     import torch
 
-    print(f"executor vs torch {torch.__version__}: inference, T={args.seq_len}, chunk "
-          f"{args.chunk}, min of {repeats} interleaved runs, N = 1..{args.workers} "
-          f"(cpu_count {os.cpu_count()})")  # fmt: skip
+    print(
+        f"executor vs torch {torch.__version__}: inference, T={args.seq_len}, chunk "
+        f"{args.chunk}, min of {repeats} interleaved runs, N = 1..{args.workers} "
+        f"(cpu_count {os.cpu_count()})"
+    )
     head = f"{'workload':<22}{'numpy 1t':>10}{'torch 1t':>10}{'exec seq':>10}{'ratio':>7}"
     for n in counts:
         head += f"{f'torch {n}t':>10}{f'wave {n}w':>10}{'ratio':>7}"
@@ -186,8 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     meter = CpuMeter()
     started = time.perf_counter()
     for cell, layers, hidden, batch in grid:
-        w = Workload(cell=cell, layers=layers, hidden=hidden, input=hidden, seq_len=args.seq_len,
-                     batch=batch, name=f"{cell} L{layers} H{hidden} B{batch}")  # fmt: skip
+        w = Workload(
+            cell=cell,
+            layers=layers,
+            hidden=hidden,
+            input=hidden,
+            seq_len=args.seq_len,
+            batch=batch,
+            name=f"{cell} L{layers} H{hidden} B{batch}",
+        )
         params, x = init_params(w), init_input(w)
         runner = TorchRunner(w, params, x)
         with Executor(w, "sequential", 1, chunk=args.chunk, params=params, x=x) as ex:
@@ -195,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
                 ex, runner, 1, repeats, partial(numpy_time, w, params, x, args.chunk)
             )
             worst = float(np.abs(ex.result().outputs["output"] - y_torch).max())
-        row = (f"{w.name:<22}{t_np * 1e3:>8.1f}ms{t_torch1 * 1e3:>8.1f}ms{t_seq * 1e3:>8.1f}ms"
-               f"{t_seq / t_torch1:>6.2f}x")  # fmt: skip
+        row = (
+            f"{w.name:<22}{t_np * 1e3:>8.1f}ms{t_torch1 * 1e3:>8.1f}ms{t_seq * 1e3:>8.1f}ms"
+            f"{t_seq / t_torch1:>6.2f}x"
+        )
         gap = float("nan")
         for n in counts:
             with Executor(w, "wavefront", n, chunk=args.chunk, params=params, x=x) as ex:
@@ -212,10 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         row += f"{gap * 1e6:>6.0f}us{worst:>9.1e}"
         print(row, flush=True)
     foreign = meter.foreign_fraction()
-    print(f"\n(numpy 1t = kernels.forward in-process, one BLAS thread: the executor's kernels "
-          f"without processes; ratio = executor / torch at the same core count, lower is better "
-          f"for the executor; gap = median idle time between two tasks on one worker at N; "
-          f"{time.perf_counter() - started:.0f} s in all)")  # fmt: skip
+    print(
+        f"\n(numpy 1t = kernels.forward in-process, one BLAS thread: the executor's kernels "
+        f"without processes; ratio = executor / torch at the same core count, lower is better "
+        f"for the executor; gap = median idle time between two tasks on one worker at N; "
+        f"{time.perf_counter() - started:.0f} s in all)"
+    )
     if foreign is not None:
         busy = foreign > BUSY_FRACTION
         note = "  WARNING: the machine was busy, times are unreliable" if busy else ""
@@ -225,12 +241,16 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "MET" if geo <= GOAL_RATIO else "NOT MET"
         if foreign is not None and foreign > BUSY_FRACTION:
             verdict = "inconclusive (the machine was busy; run again when it is idle)"
-        print(f"goal: {GOAL_WORKERS}-worker wavefront within {GOAL_RATIO}x of {GOAL_WORKERS}-thread "
-              f"torch: geometric mean {geo:.2f}x (best {min(goal_ratios):.2f}x, worst "
-              f"{max(goal_ratios):.2f}x) -> {verdict}")  # fmt: skip
+        print(
+            f"goal: {GOAL_WORKERS}-worker wavefront within {GOAL_RATIO}x of {GOAL_WORKERS}-thread "
+            f"torch: geometric mean {geo:.2f}x (best {min(goal_ratios):.2f}x, worst "
+            f"{max(goal_ratios):.2f}x) -> {verdict}"
+        )
     else:
-        print(f"goal: {GOAL_WORKERS}-worker wavefront within {GOAL_RATIO}x of {GOAL_WORKERS}-thread "
-              f"torch: not measured (fewer than {GOAL_WORKERS} workers)")  # fmt: skip
+        print(
+            f"goal: {GOAL_WORKERS}-worker wavefront within {GOAL_RATIO}x of {GOAL_WORKERS}-thread "
+            f"torch: not measured (fewer than {GOAL_WORKERS} workers)"
+        )
     return 0
 
 

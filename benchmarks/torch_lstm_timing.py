@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
     parser.add_argument("--rounds", type=int, default=7, help="rows per thread count")
-    parser.add_argument("--passes", type=int, default=5,
-                        help="passes in a row of which a row takes the fastest")  # fmt: skip
+    parser.add_argument(
+        "--passes", type=int, default=5, help="passes in a row of which a row takes the fastest"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -110,9 +111,11 @@ def main(argv: list[str] | None = None) -> None:
         writer.writerows(rows)
     atomic_write(out / "workload.yaml", yaml.safe_dump(fields, sort_keys=False), "--out")
     write_with(out / "trace.json", lambda tmp: prof.export_chrome_trace(str(tmp)), "--out")
-    print(f"torch {torch.__version__}: {args.layers}-layer LSTM, H={args.hidden}, "
-          f"T={args.seq_len}, batch {args.batch}; median of {args.rounds} rounds, each the "
-          f"fastest of {args.passes} passes:")  # fmt: skip
+    print(
+        f"torch {torch.__version__}: {args.layers}-layer LSTM, H={args.hidden}, "
+        f"T={args.seq_len}, batch {args.batch}; median of {args.rounds} rounds, each the "
+        f"fastest of {args.passes} passes:"
+    )
     base = statistics.median(r["seconds"] for r in rows if r["threads"] == threads[0])
     for n in threads:
         median = statistics.median(r["seconds"] for r in rows if r["threads"] == n)

@@ -582,21 +582,23 @@ def sweeps_page() -> str:
         from wpsim.sweep import spec
     except ImportError:
         return "# Sweep files\n\nThis installation has no `wpsim.sweep` package."
-    return "\n".join([
-        "# Sweep files",
-        "",
-        "A sweep file (`sweeps/*.yaml`, the argument of `wpsim sweep`) names a base workload, "
-        "machine, policy and run options, and the parameters to vary. It is validated as the "
-        "models below.",
-        "",
-        "## Contract",
-        "",
-        rst_to_md(spec.__doc__, heading="###"),
-        "",
-        "## Fields",
-        "",
-        models_page([spec.SweepSpec], {"SweepSpec": yaml_contract_comments(spec)}, "sweep-"),
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "# Sweep files",
+            "",
+            "A sweep file (`sweeps/*.yaml`, the argument of `wpsim sweep`) names a base workload, "
+            "machine, policy and run options, and the parameters to vary. It is validated as the "
+            "models below.",
+            "",
+            "## Contract",
+            "",
+            rst_to_md(spec.__doc__, heading="###"),
+            "",
+            "## Fields",
+            "",
+            models_page([spec.SweepSpec], {"SweepSpec": yaml_contract_comments(spec)}, "sweep-"),
+        ]
+    )
 
 
 @contextlib.contextmanager
@@ -647,16 +649,20 @@ def policies_page() -> str:
             "|---|---|---|",
         ]
         for name, cls in registry.items():
-            parts.append(f"| [`{name}`](#{name}) | `{cls.__module__}.{cls.__name__}` | "
-                         f"{inline(cls.description)} |")  # fmt: skip
+            parts.append(
+                f"| [`{name}`](#{name}) | `{cls.__module__}.{cls.__name__}` | "
+                f"{inline(cls.description)} |"
+            )
         shown: dict[str, str] = {}
         for name, cls in registry.items():
             module = sys.modules[cls.__module__]
             parts += ["", f"## {name}", "", f"*{inline(cls.description)}*", ""]
             parts += [rst_to_md(cls.__doc__), ""]
             if cls.__module__ in shown:
-                parts.append(f"See [`{shown[cls.__module__]}`](#{shown[cls.__module__]}) for the "
-                             f"notes of `{cls.__module__}`.")  # fmt: skip
+                parts.append(
+                    f"See [`{shown[cls.__module__]}`](#{shown[cls.__module__]}) for the "
+                    f"notes of `{cls.__module__}`."
+                )
             else:
                 shown[cls.__module__] = name
                 parts += [f"From `{cls.__module__}`:", "", rst_to_md(module.__doc__, "####")]
@@ -693,44 +699,46 @@ def cost_model_page() -> str:
     from wpsim.model import analysis, graph
     from wpsim.sim import closed_forms as analytic
 
-    return "\n".join([
-        "# Cost model and closed forms",
-        "",
-        "Formulas as the code states them in its docstrings. Units: seconds, bytes, flops.",
-        "",
-        "## Cost of a task (`wpsim.cost.cpu`)",
-        "",
-        rst_to_md(cost.__doc__, "###"),
-        "",
-        "### TaskCost",
-        "",
-        rst_to_md(cost.TaskCost.__doc__),
-        "",
-        "### Idealised costs (`--cost ideal`)",
-        "",
-        rst_to_md(cost.IdealCostModel.__doc__),
-        "",
-        "## Task graphs and their flops (`wpsim.model.graph`)",
-        "",
-        rst_to_md(graph.__doc__, "###"),
-        "",
-        "## Work, span and their closed forms (`wpsim.model.analysis`)",
-        "",
-        rst_to_md(analysis.__doc__, "###"),
-        "",
-        "## Analytic makespan per policy (`wpsim.sim.closed_forms`, `wpsim predict`)",
-        "",
-        rst_to_md(analytic.__doc__, "###"),
-        "",
-        "## What a makespan is made of (`wpsim.breakdown`)",
-        "",
-        rst_to_md(breakdown.__doc__, "###"),
-        "",
-        "In a result: `Result.breakdown_s` and `Result.core_breakdown_s` (JSON: `breakdown_s`, "
-        "`core_breakdown_s`, seconds by cause); `wpsim simulate` and `wpsim predict` print both "
-        "as a table, `wpsim simulate --gantt FILE.png --gantt-by cause` draws each task split "
-        "into its causes.",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "# Cost model and closed forms",
+            "",
+            "Formulas as the code states them in its docstrings. Units: seconds, bytes, flops.",
+            "",
+            "## Cost of a task (`wpsim.cost.cpu`)",
+            "",
+            rst_to_md(cost.__doc__, "###"),
+            "",
+            "### TaskCost",
+            "",
+            rst_to_md(cost.TaskCost.__doc__),
+            "",
+            "### Idealised costs (`--cost ideal`)",
+            "",
+            rst_to_md(cost.IdealCostModel.__doc__),
+            "",
+            "## Task graphs and their flops (`wpsim.model.graph`)",
+            "",
+            rst_to_md(graph.__doc__, "###"),
+            "",
+            "## Work, span and their closed forms (`wpsim.model.analysis`)",
+            "",
+            rst_to_md(analysis.__doc__, "###"),
+            "",
+            "## Analytic makespan per policy (`wpsim.sim.closed_forms`, `wpsim predict`)",
+            "",
+            rst_to_md(analytic.__doc__, "###"),
+            "",
+            "## What a makespan is made of (`wpsim.breakdown`)",
+            "",
+            rst_to_md(breakdown.__doc__, "###"),
+            "",
+            "In a result: `Result.breakdown_s` and `Result.core_breakdown_s` (JSON: `breakdown_s`, "
+            "`core_breakdown_s`, seconds by cause); `wpsim simulate` and `wpsim predict` print both "
+            "as a table, `wpsim simulate --gantt FILE.png --gantt-by cause` draws each task split "
+            "into its causes.",
+        ]
+    )
 
 
 def validate_page() -> str:
@@ -738,41 +746,43 @@ def validate_page() -> str:
     from wpsim.measure import measured, validate
 
     example = REPO_ROOT / "docs" / "examples" / "torch_lstm" / "timings.csv"
-    return "\n".join([
-        "# Validation: measured against predicted",
-        "",
-        rst_to_md(validate.__doc__, "##"),
-        "",
-        "## Measurements made elsewhere (`wpsim validate --measured FILE`, `wpsim.measure.measured`)",
-        "",
-        rst_to_md(measured.__doc__, "###"),
-        "",
-        "### A CSV",
-        "",
-        "The first rows of `docs/examples/torch_lstm/timings.csv` (`torch.nn.LSTM` at 1 and 2 "
-        "threads):",
-        "",
-        "```",
-        *example.read_text().splitlines()[:3],
-        "```",
-        "",
-        "### A torch.profiler trace",
-        "",
-        "```python",
-        "with torch.no_grad(), torch.profiler.profile() as prof:",
-        "    for threads in (1, 2):",
-        "        torch.set_num_threads(threads)",
-        "        lstm(x)  # warm-up",
-        "        with torch.profiler.record_function(",
-        "            f\"wpsim policy=layerwise threads={threads} workload=workload.yaml\"",
-        "        ):",
-        "            lstm(x)",
-        "prof.export_chrome_trace(\"trace.json\")",
-        "```",
-        "",
-        "`benchmarks/torch_lstm_timing.py` writes both for `torch.nn.LSTM`; the tutorial "
-        "compares them with a prediction.",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "# Validation: measured against predicted",
+            "",
+            rst_to_md(validate.__doc__, "##"),
+            "",
+            "## Measurements made elsewhere (`wpsim validate --measured FILE`, `wpsim.measure.measured`)",
+            "",
+            rst_to_md(measured.__doc__, "###"),
+            "",
+            "### A CSV",
+            "",
+            "The first rows of `docs/examples/torch_lstm/timings.csv` (`torch.nn.LSTM` at 1 and 2 "
+            "threads):",
+            "",
+            "```",
+            *example.read_text().splitlines()[:3],
+            "```",
+            "",
+            "### A torch.profiler trace",
+            "",
+            "```python",
+            "with torch.no_grad(), torch.profiler.profile() as prof:",
+            "    for threads in (1, 2):",
+            "        torch.set_num_threads(threads)",
+            "        lstm(x)  # warm-up",
+            "        with torch.profiler.record_function(",
+            '            f"wpsim policy=layerwise threads={threads} workload=workload.yaml"',
+            "        ):",
+            "            lstm(x)",
+            'prof.export_chrome_trace("trace.json")',
+            "```",
+            "",
+            "`benchmarks/torch_lstm_timing.py` writes both for `torch.nn.LSTM`; the tutorial "
+            "compares them with a prediction.",
+        ]
+    )
 
 
 def _sample_trace() -> tuple[Any, list[dict[str, Any]], dict[str, Any], list[str]]:
@@ -837,65 +847,67 @@ def trace_page() -> str:
         rows.append(f"| `{key}` | {_json_type(value)} | {note} |")
     complete = [e for e in events["traceEvents"] if e["ph"] == "X"]
     metadata = [e for e in events["traceEvents"] if e["ph"] == "M"]
-    return "\n".join([
-        "# Trace schema",
-        "",
-        rst_to_md(trace.__doc__, "###"),
-        "",
-        "## Records",
-        "",
-        "`Trace.records()` yields one dict per task. The `*_bytes` columns are one per memory "
-        "level of the machine (its cache names, `DRAM`), then `handoff`. On "
-        "`hw_configs/xeon8160_2s.yaml` the columns are:",
-        "",
-        *rows,
-        "",
-        "The first record of a 2-layer, 2-step Elman RNN on 2 cores (`wavefront`, "
-        "`--cost ideal`):",
-        "",
-        "```json",
-        json.dumps(records[0], indent=2),
-        "```",
-        "",
-        "## Chrome trace (`wpsim simulate --trace FILE.json`)",
-        "",
-        rst_to_md(trace.Trace.to_chrome.__doc__),
-        "",
-        "Open the file in https://ui.perfetto.dev or chrome://tracing. Metadata events name "
-        "the process and one thread per core:",
-        "",
-        "```json",
-        json.dumps(metadata[:2], indent=2),
-        "```",
-        "",
-        "Then one complete event (`\"ph\": \"X\"`) per task per core; `ts` and `dur` are in "
-        "microseconds, `cat` is the layer, `args` holds the record's non-zero byte counts:",
-        "",
-        "```json",
-        json.dumps(complete[0], indent=2),
-        "```",
-        "",
-        "## CSV (`Trace.to_csv`)",
-        "",
-        "Columns: " + ", ".join(f"`{c}`" for c in header) + ". `cores` is space-separated; "
-        "`label` is the task's readable name (`cell[l1,fwd,t0]`).",
-        "",
-        "## Python",
-        "",
-        "```python",
-        ">>> from wpsim.sim.engine import simulate",
-        ">>> from wpsim.machines import load_machine, resolve_machine_path",
-        ">>> from wpsim.model.workload import Workload",
-        ">>> machine = load_machine(resolve_machine_path(\"xeon8160_2s\"))",
-        ">>> w = Workload(cell=\"rnn\", layers=2, hidden=4, input=4, seq_len=2)",
-        ">>> result = simulate(w, machine, \"wavefront\", cores=2, cost=\"ideal\")",
-        ">>> trace = result.trace",
-        ">>> len(trace), trace.levels",
-        f"({len(result.trace)}, {result.trace.levels!r})",
-        ">>> [result.tasks[t].label for t in trace.task]",
-        repr([result.tasks[t].label for t in result.trace.task]),
-        "```",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "# Trace schema",
+            "",
+            rst_to_md(trace.__doc__, "###"),
+            "",
+            "## Records",
+            "",
+            "`Trace.records()` yields one dict per task. The `*_bytes` columns are one per memory "
+            "level of the machine (its cache names, `DRAM`), then `handoff`. On "
+            "`hw_configs/xeon8160_2s.yaml` the columns are:",
+            "",
+            *rows,
+            "",
+            "The first record of a 2-layer, 2-step Elman RNN on 2 cores (`wavefront`, "
+            "`--cost ideal`):",
+            "",
+            "```json",
+            json.dumps(records[0], indent=2),
+            "```",
+            "",
+            "## Chrome trace (`wpsim simulate --trace FILE.json`)",
+            "",
+            rst_to_md(trace.Trace.to_chrome.__doc__),
+            "",
+            "Open the file in https://ui.perfetto.dev or chrome://tracing. Metadata events name "
+            "the process and one thread per core:",
+            "",
+            "```json",
+            json.dumps(metadata[:2], indent=2),
+            "```",
+            "",
+            'Then one complete event (`"ph": "X"`) per task per core; `ts` and `dur` are in '
+            "microseconds, `cat` is the layer, `args` holds the record's non-zero byte counts:",
+            "",
+            "```json",
+            json.dumps(complete[0], indent=2),
+            "```",
+            "",
+            "## CSV (`Trace.to_csv`)",
+            "",
+            "Columns: " + ", ".join(f"`{c}`" for c in header) + ". `cores` is space-separated; "
+            "`label` is the task's readable name (`cell[l1,fwd,t0]`).",
+            "",
+            "## Python",
+            "",
+            "```python",
+            ">>> from wpsim.sim.engine import simulate",
+            ">>> from wpsim.machines import load_machine, resolve_machine_path",
+            ">>> from wpsim.model.workload import Workload",
+            '>>> machine = load_machine(resolve_machine_path("xeon8160_2s"))',
+            '>>> w = Workload(cell="rnn", layers=2, hidden=4, input=4, seq_len=2)',
+            '>>> result = simulate(w, machine, "wavefront", cores=2, cost="ideal")',
+            ">>> trace = result.trace",
+            ">>> len(trace), trace.levels",
+            f"({len(result.trace)}, {result.trace.levels!r})",
+            ">>> [result.tasks[t].label for t in trace.task]",
+            repr([result.tasks[t].label for t in result.trace.task]),
+            "```",
+        ]
+    )
 
 
 def _format_action(action: argparse.Action) -> tuple[str, str, str]:

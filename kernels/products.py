@@ -207,17 +207,28 @@ class Recurrent:
             w = self.w
             out.fill(0)
             _csr_matvec(
-                self.rows, self.cols, w.indptr, w.indices, w.data,
-                np.ascontiguousarray(h).reshape(-1), out.reshape(-1),
-            )  # fmt: skip
+                self.rows,
+                self.cols,
+                w.indptr,
+                w.indices,
+                w.data,
+                np.ascontiguousarray(h).reshape(-1),
+                out.reshape(-1),
+            )
         elif self.fast:
             w = self.w
             self._h_t[...] = h.T
             self._gh_t.fill(0)
             _csr_matvecs(
-                self.rows, self.cols, self.batch, w.indptr, w.indices, w.data,
-                self._h_t.ravel(), self._gh_t.ravel(),
-            )  # fmt: skip
+                self.rows,
+                self.cols,
+                self.batch,
+                w.indptr,
+                w.indices,
+                w.data,
+                self._h_t.ravel(),
+                self._gh_t.ravel(),
+            )
             out[...] = self._gh_t.T
         else:
             out[...] = (self.w @ h.T).T
@@ -230,18 +241,29 @@ class Recurrent:
             w = self.w
             out.fill(0)
             _csc_matvec(
-                self.cols, self.rows, w.indptr, w.indices, w.data,
-                np.ascontiguousarray(g).reshape(-1), out.reshape(-1),
-            )  # fmt: skip
+                self.cols,
+                self.rows,
+                w.indptr,
+                w.indices,
+                w.data,
+                np.ascontiguousarray(g).reshape(-1),
+                out.reshape(-1),
+            )
         elif self.fast:
             w = self.w
             self._g_t[...] = g.T
             self._dh_t.fill(0)
             # W^T in CSC form has exactly W's CSR arrays.
             _csc_matvecs(
-                self.cols, self.rows, self.batch, w.indptr, w.indices, w.data,
-                self._g_t.ravel(), self._dh_t.ravel(),
-            )  # fmt: skip
+                self.cols,
+                self.rows,
+                self.batch,
+                w.indptr,
+                w.indices,
+                w.data,
+                self._g_t.ravel(),
+                self._dh_t.ravel(),
+            )
             out[...] = self._dh_t.T
         else:
             out[...] = (self.w.T @ g.T).T

@@ -124,9 +124,16 @@ def _run_forward(workload, params, x, h0, c0, chunk, save) -> _Forward:
             chunks = []
             for t0, t1 in reversed(bounds) if rev else bounds:
                 _, h, c, saved = cell_chunk_forward(
-                    cell, lp, inp[t0:t1], h, c, rev,
-                    save=save, h_out=h_seq[t0:t1], recurrent=recurrent,
-                )  # fmt: skip
+                    cell,
+                    lp,
+                    inp[t0:t1],
+                    h,
+                    c,
+                    rev,
+                    save=save,
+                    h_out=h_seq[t0:t1],
+                    recurrent=recurrent,
+                )
                 chunks.append((t0, t1, saved))
             run.h_n[idx] = h
             if cell == "lstm":
@@ -288,11 +295,17 @@ def backward(
             dh_seq = dtop[:, :, d * hidden : (d + 1) * hidden]
             for t0, t1, saved in reversed(run.chunks[layer, d]):
                 dx, dh, dc, _ = cell_chunk_backward(
-                    cell, lp, saved, dh_seq[t0:t1], dh, dc, rev,
+                    cell,
+                    lp,
+                    saved,
+                    dh_seq[t0:t1],
+                    dh,
+                    dc,
+                    rev,
                     dgates_out=dg_ih[t0:t1],
                     dgates_hh_out=None if dg_hh is None else dg_hh[t0:t1],
                     recurrent_t=recurrent_t,
-                )  # fmt: skip
+                )
                 din[t0:t1] += dx
             dh0[idx] = dh
             if dc0 is not None:

@@ -18,24 +18,52 @@ def make_machine(
     corun: float = 0.0,
 ) -> CpuMachine:
     """A machine with round numbers: 1 GHz, 16 flop/cycle, efficiency 1, caches as asked."""
-    return CpuMachine.model_validate({
-        "name": "test machine",
-        "sockets": sockets,
-        "cores_per_socket": cores,
-        "clock_hz": 1e9,
-        "peak_flops_per_cycle": {"float32": 16, "float64": 8},
-        "caches": [
-            {"name": "L1", "scope": "core", "size_bytes": 32 << 10, "bandwidth_Bps": 400e9, "latency_s": 1e-9},
-            {"name": "L2", "scope": "core", "size_bytes": l2_bytes, "bandwidth_Bps": 200e9, "latency_s": 4e-9},
-            {"name": "L3", "scope": "socket", "size_bytes": llc_bytes, "bandwidth_Bps": 50e9, "latency_s": 20e-9},
-        ],
-        "memory": {"bandwidth_Bps": dram_Bps, "per_core_bandwidth_Bps": per_core_dram_Bps, "latency_s": 80e-9},
-        "handoff": {"latency_s": 100e-9, "bandwidth_Bps": 50e9, "cross_socket_latency_s": 200e-9},
-        "barrier": {"base_s": 200e-9, "per_doubling_s": 100e-9},
-        "dispatch_overhead_s": dispatch_s,
-        "efficiency": {"gemm_by_n": [[1, 1.0]], "elementwise": 1.0},
-        "corun_slowdown_per_core": corun,
-    })  # fmt: skip
+    return CpuMachine.model_validate(
+        {
+            "name": "test machine",
+            "sockets": sockets,
+            "cores_per_socket": cores,
+            "clock_hz": 1e9,
+            "peak_flops_per_cycle": {"float32": 16, "float64": 8},
+            "caches": [
+                {
+                    "name": "L1",
+                    "scope": "core",
+                    "size_bytes": 32 << 10,
+                    "bandwidth_Bps": 400e9,
+                    "latency_s": 1e-9,
+                },
+                {
+                    "name": "L2",
+                    "scope": "core",
+                    "size_bytes": l2_bytes,
+                    "bandwidth_Bps": 200e9,
+                    "latency_s": 4e-9,
+                },
+                {
+                    "name": "L3",
+                    "scope": "socket",
+                    "size_bytes": llc_bytes,
+                    "bandwidth_Bps": 50e9,
+                    "latency_s": 20e-9,
+                },
+            ],
+            "memory": {
+                "bandwidth_Bps": dram_Bps,
+                "per_core_bandwidth_Bps": per_core_dram_Bps,
+                "latency_s": 80e-9,
+            },
+            "handoff": {
+                "latency_s": 100e-9,
+                "bandwidth_Bps": 50e9,
+                "cross_socket_latency_s": 200e-9,
+            },
+            "barrier": {"base_s": 200e-9, "per_doubling_s": 100e-9},
+            "dispatch_overhead_s": dispatch_s,
+            "efficiency": {"gemm_by_n": [[1, 1.0]], "elementwise": 1.0},
+            "corun_slowdown_per_core": corun,
+        }
+    )
 
 
 @pytest.fixture

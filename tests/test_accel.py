@@ -30,8 +30,15 @@ def machine() -> AcceleratorMachine:
 
 
 def lstm(layers: int = 2, hidden: int = 128, seq_len: int = 20, **kw) -> Workload:
-    return Workload(cell="lstm", layers=layers, hidden=hidden, input=kw.pop("input", hidden),
-                    seq_len=seq_len, dtype=kw.pop("dtype", "float16"), **kw)  # fmt: skip
+    return Workload(
+        cell="lstm",
+        layers=layers,
+        hidden=hidden,
+        input=kw.pop("input", hidden),
+        seq_len=seq_len,
+        dtype=kw.pop("dtype", "float16"),
+        **kw,
+    )
 
 
 def layer_bytes(w: Workload) -> int:

@@ -59,8 +59,15 @@ def test_ideal_wavefront_is_the_band_formula(layers, chunks, cores):
 def test_greedy_schedules_within_work_span_bounds(
     layers, seq_len, cores, bidirectional, phase, cell, policy
 ):
-    w = Workload(cell=cell, layers=layers, hidden=8, input=5, seq_len=seq_len,
-                 bidirectional=bidirectional, phase=phase)  # fmt: skip
+    w = Workload(
+        cell=cell,
+        layers=layers,
+        hidden=8,
+        input=5,
+        seq_len=seq_len,
+        bidirectional=bidirectional,
+        phase=phase,
+    )
     r = simulate(w, make_machine(cores=cores), policy, cost="ideal")
     from wpsim.model.graph import build
 
@@ -74,8 +81,11 @@ def test_greedy_schedules_within_work_span_bounds(
 
 
 @pytest.mark.parametrize("policy", IDEAL_POLICIES + ["multiprogram"])
-@pytest.mark.parametrize("kw", [{}, {"bidirectional": True}, {"phase": "training", "batch": 4}],
-                         ids=["uni", "bidirectional", "training"])  # fmt: skip
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"bidirectional": True}, {"phase": "training", "batch": 4}],
+    ids=["uni", "bidirectional", "training"],
+)
 def test_model_prediction_tracks_simulation(policy, kw):
     w = Workload(cell="lstm", layers=4, hidden=256, input=256, seq_len=40, **kw)
     m = make_machine(cores=4, l2_bytes=1 << 20, llc_bytes=16 << 20)

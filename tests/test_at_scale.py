@@ -33,17 +33,37 @@ def manifest(path: Path) -> dict[str, str]:
 
 
 def run_script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny run of every measuring phase at 1-2 workers, shared by the tests below."""
     out = tmp_path_factory.mktemp("at_scale") / "run"
-    done = run_script("--out", str(out), "--budget-s", "120", "--tiny", "--cases", "1",
-                      "--hardware", str(ROOT / "hw_configs" / "host.yaml"),
-                      "--workers", "1,2", "--torch-threads", "2", "--repeats", "1")  # fmt: skip
+    done = run_script(
+        "--out",
+        str(out),
+        "--budget-s",
+        "120",
+        "--tiny",
+        "--cases",
+        "1",
+        "--hardware",
+        str(ROOT / "hw_configs" / "host.yaml"),
+        "--workers",
+        "1,2",
+        "--torch-threads",
+        "2",
+        "--repeats",
+        "1",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 
@@ -75,8 +95,9 @@ def test_accuracy_rows_pair_measured_and_predicted_speedups(tiny_run: Path) -> N
     for r in table:
         measured, predicted = float(r["measured_speedup"]), float(r["predicted_speedup"])
         assert measured > 0 and predicted > 0
-        assert float(r["signed_error"]) == pytest.approx((predicted - measured) / measured,
-                                                         rel=1e-3, abs=1e-6)  # fmt: skip
+        assert float(r["signed_error"]) == pytest.approx(
+            (predicted - measured) / measured, rel=1e-3, abs=1e-6
+        )
 
 
 def test_torch_rows_compare_equal_thread_counts(tiny_run: Path) -> None:
@@ -84,8 +105,9 @@ def test_torch_rows_compare_equal_thread_counts(tiny_run: Path) -> None:
     assert int(row["threads"]) == min(2, at_scale.usable_cpus())
     assert row["model_choice"] == "model"
     assert float(row["max_abs_diff"]) < 1e-4  # both computed the same thing
-    assert float(row["ratio"]) == pytest.approx(float(row["exec_s"]) / float(row["torch_s"]),
-                                                rel=1e-3)  # fmt: skip
+    assert float(row["ratio"]) == pytest.approx(
+        float(row["exec_s"]) / float(row["torch_s"]), rel=1e-3
+    )
 
 
 def test_gpu_phase_without_cuda_keeps_the_predictions(tiny_run: Path) -> None:
@@ -145,26 +167,33 @@ def test_wheel_recipe_pins_what_the_suite_runs() -> None:
     from importlib import metadata
 
     text = (ROOT / "benchmarks" / "at_scale_wheels.sh").read_text()
-    for package in ("simpy", "pydantic", "pydantic-core", "annotated-types", "typing-inspection",
-                    "typing-extensions"):  # fmt: skip
+    for package in (
+        "simpy",
+        "pydantic",
+        "pydantic-core",
+        "annotated-types",
+        "typing-inspection",
+        "typing-extensions",
+    ):
         assert f"{package}=={metadata.version(package)}" in text
     assert ".whl/" in (ROOT / ".gitignore").read_text().split()
 
 
 def _report_copy(tmp_path: Path, name: str, run: Path, files: list[str]) -> Path:
     reports = tmp_path / "reports"
-    shutil.copytree(ROOT / "reports" / name, reports / name,
-                    ignore=shutil.ignore_patterns("data"))  # fmt: skip
+    shutil.copytree(ROOT / "reports" / name, reports / name, ignore=shutil.ignore_patterns("data"))
     (reports / name / "data").mkdir()
     for file in files:
         shutil.copy(run / file, reports / name / "data" / file)
     return reports
 
 
-def test_real_scaling_report_regenerates_from_the_csvs(tmp_path: Path, tiny_run: Path,
-                                                      capsys) -> None:  # fmt: skip
-    reports = _report_copy(tmp_path, "real_scaling", tiny_run,
-                           ["manifest.csv", "accuracy.csv", "torch_cpu.csv"])  # fmt: skip
+def test_real_scaling_report_regenerates_from_the_csvs(
+    tmp_path: Path, tiny_run: Path, capsys
+) -> None:
+    reports = _report_copy(
+        tmp_path, "real_scaling", tiny_run, ["manifest.csv", "accuracy.csv", "torch_cpu.csv"]
+    )
     assert wpsim_main(["report", "--reports-dir", str(reports), "real_scaling"]) == 0
     folder = reports / "real_scaling"
     table = rows(folder / "real_scaling.csv")
@@ -200,8 +229,7 @@ def test_gpu_report_regenerates_and_scores_measured_rows(tmp_path: Path, tiny_ru
 @pytest.mark.skipif(not os.environ.get("WPSIM_AT_SCALE_FULL"), reason="set WPSIM_AT_SCALE_FULL=1")
 def test_calibration_phase_writes_a_machine_file(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    done = run_script("--out", str(out), "--budget-s", "300", "--phases", "calibrate",
-                      timeout=400)  # fmt: skip
+    done = run_script("--out", str(out), "--budget-s", "300", "--phases", "calibrate", timeout=400)
     assert done.returncode == 0 and (out / "calibration.yaml").is_file()
 
 

@@ -75,8 +75,9 @@ def calibrated_like() -> CpuMachine:
     data["task_overhead_s"] = {"rnn": 1e-6, "lstm": 2e-6, "gru": 2e-6}
     data["step_overhead_s"] = {"rnn": 5e-7, "lstm": 1e-6, "gru": 1e-6}
     data["caches"][1]["hit_curve"] = [[1.0, 1.0], [1.5, 0.6], [2.0, 0.0]]
-    data["efficiency"]["elementwise_step_s"] = {"lstm": [[16, 1, 1e-6], [16, 4, 2e-6],
-                                                         [1024, 1, 5e-6], [1024, 4, 9e-6]]}  # fmt: skip
+    data["efficiency"]["elementwise_step_s"] = {
+        "lstm": [[16, 1, 1e-6], [16, 4, 2e-6], [1024, 1, 5e-6], [1024, 4, 9e-6]]
+    }
     data["elementwise_split_across_helpers"] = False
     return CpuMachine.model_validate(data)
 
@@ -122,8 +123,9 @@ def test_multiprogram_adds_up() -> None:
 def test_a_dram_bound_run_is_mostly_memory() -> None:
     """Weights of 4 MiB a layer on cores with 64 KiB caches and 2 GB/s of DRAM: every step
     streams them, at about 30 times its arithmetic."""
-    m = make_machine(cores=2, l2_bytes=64 << 10, llc_bytes=64 << 10, dram_Bps=2e9,
-                     per_core_dram_Bps=2e9)  # fmt: skip
+    m = make_machine(
+        cores=2, l2_bytes=64 << 10, llc_bytes=64 << 10, dram_Bps=2e9, per_core_dram_Bps=2e9
+    )
     w = Workload(cell="lstm", layers=2, hidden=512, input=512, seq_len=8)
     for engine in (simulate, predict):
         r = engine(w, m, "wavefront")
@@ -272,21 +274,42 @@ def test_band_terms_sum_to_the_band_makespan(costs, chunks, groups) -> None:
 def test_a_task_is_split_with_the_arithmetic_first() -> None:
     # fixed: dispatch 1, overhead 2, element-wise 3 (half of it co-running slowdown); then
     # max(products 4 (2 alone), L2 1 + L3 5)
-    cost = TaskCost(6.0, 4.0, 6.0, 0.0, {"L2": 100.0, "L3": 500.0}, 0, dispatch_s=1.0,
-                    overhead_s=2.0, elementwise_s=3.0, corun=2.0)  # fmt: skip
+    cost = TaskCost(
+        6.0,
+        4.0,
+        6.0,
+        0.0,
+        {"L2": 100.0, "L3": 500.0},
+        0,
+        dispatch_s=1.0,
+        overhead_s=2.0,
+        elementwise_s=3.0,
+        corun=2.0,
+    )
     parts: dict[str, float] = {}
     breakdown.add_task(parts, cost, 12.0, level_bw={"L2": 100.0, "L3": 100.0})
-    assert parts == pytest.approx({"dispatch": 1.0, "overhead": 2.0, "compute": 1.5 + 2.0,
-                                   "contention": 1.5 + 2.0, "memory.L2": 2.0 * 1 / 6,
-                                   "memory.L3": 2.0 * 5 / 6})  # fmt: skip
+    assert parts == pytest.approx(
+        {
+            "dispatch": 1.0,
+            "overhead": 2.0,
+            "compute": 1.5 + 2.0,
+            "contention": 1.5 + 2.0,
+            "memory.L2": 2.0 * 1 / 6,
+            "memory.L3": 2.0 * 5 / 6,
+        }
+    )
     assert math.fsum(parts.values()) == pytest.approx(12.0)
 
 
 def test_the_critical_path_follows_the_latest_predecessor_or_core() -> None:
     tr = Trace([])
     # core 0: 0 [0,1], 2 [1,2]; core 1: 1 [0,1.5]; task 3 on core 0 at 3 needs 1 and 2
-    for task, core, start, end in [(0, 0, 0.0, 1.0), (1, 1, 0.0, 1.5), (2, 0, 1.0, 2.0),
-                                   (3, 0, 3.0, 4.0)]:  # fmt: skip
+    for task, core, start, end in [
+        (0, 0, 0.0, 1.0),
+        (1, 1, 0.0, 1.5),
+        (2, 0, 1.0, 2.0),
+        (3, 0, 3.0, 4.0),
+    ]:
         tr.append(task, (core,), start, end, {}, True)
     path = breakdown.critical_path(tr, [[], [], [], [1]])
     # task 3's latest: task 2 on its core (ends 2.0) over its predecessor task 1 (1.5)
@@ -337,6 +360,8 @@ def test_text_and_json_results_carry_the_break_down(capsys) -> None:
 
 def test_the_gantt_chart_colours_by_cause(tmp_path, capsys) -> None:
     png = tmp_path / "g.png"
-    assert main(["simulate", "-w", "tiny", "--cores", "4", "--gantt", str(png),
-                 "--gantt-by", "cause"]) == 0  # fmt: skip
+    assert (
+        main(["simulate", "-w", "tiny", "--cores", "4", "--gantt", str(png), "--gantt-by", "cause"])
+        == 0
+    )
     assert png.read_bytes()[:4] == b"\x89PNG"

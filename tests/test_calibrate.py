@@ -147,10 +147,12 @@ def test_interrupted_run_leaves_the_previous_file(tmp_path: Path, monkeypatch) -
 
 def test_an_executor_overhead_at_zero_is_flagged(tmp_path: Path, monkeypatch) -> None:
     raw = _fake_raw()
-    raw["dispatch"]["sequence"] = {"graphs": [
-        {"hidden": 64.0, "dispatch_s": 4e-6, "cell_in_process_s": 2e-5},
-        {"hidden": 256.0, "dispatch_s": 0.0, "cell_in_process_s": 7e-5},
-    ]}  # fmt: skip
+    raw["dispatch"]["sequence"] = {
+        "graphs": [
+            {"hidden": 64.0, "dispatch_s": 4e-6, "cell_in_process_s": 2e-5},
+            {"hidden": 256.0, "dispatch_s": 0.0, "cell_in_process_s": 7e-5},
+        ]
+    }
     monkeypatch.setattr(cal, "run_measurements", lambda *_a, **_k: raw)
     monkeypatch.setattr(cal, "read_cpu_spec", lambda: _fake_spec())
     lines: list[str] = []
@@ -193,8 +195,10 @@ def test_out_is_a_folder_is_one_line(tmp_path: Path, capsys) -> None:
 def test_bad_cores_are_rejected() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "wpsim.console", "calibrate", "--cores", "zero", "--out", "x.yaml"],
-        capture_output=True, text=True, env={**os.environ},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+    )
     assert proc.returncode == 2
     assert "expected comma-separated positive integers" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -300,24 +304,41 @@ def test_executor_dispatch_variants_are_written_with_their_runs() -> None:
     raw = _fake_raw()
 
     def point(kind: str, task_s: float, dispatch_s: float, runs: list[tuple[int, float]]) -> dict:
-        return {"kind": kind, "task_s": task_s, "dispatch_s": dispatch_s,
-                "runs": [{"hidden": h, "dispatch_s": d} for h, d in runs]}  # fmt: skip
+        return {
+            "kind": kind,
+            "task_s": task_s,
+            "dispatch_s": dispatch_s,
+            "runs": [{"hidden": h, "dispatch_s": d} for h, d in runs],
+        }
 
     graph = {"hidden": 256.0, "dispatch_s": 10e-6}
     raw["dispatch"] = {
-        "method": "kernels.executor", "dispatch_s": 10e-6, "graphs": [graph],
+        "method": "kernels.executor",
+        "dispatch_s": 10e-6,
+        "graphs": [graph],
         "trivial": {"dispatch_s": 5e-6},
-        "all_cores_busy": {"workers": 2.0, "points": [
-            point("short cells", 20e-6, 65e-6, [(128, 60e-6), (128, 70e-6)]),
-            point("long cells", 60e-6, 120e-6, [(256, 110e-6), (256, 130e-6)]),
-        ]},
-        "whole_socket_group": {"workers": 2.0, "hidden": 16.0, "cell_in_process_s": 8e-6,
-                               "dispatch_s": 64e-6, "runs_dispatch_s": [63e-6, 64e-6, 66e-6]},
-        "sequence": {"dispatch_s": 4e-6, "graphs": [
-            {"hidden": 256.0, "cell_in_process_s": 60e-6, "dispatch_s": 6e-6},
-            {"hidden": 128.0, "cell_in_process_s": 20e-6, "dispatch_s": 2e-6},
-        ]},
-    }  # fmt: skip
+        "all_cores_busy": {
+            "workers": 2.0,
+            "points": [
+                point("short cells", 20e-6, 65e-6, [(128, 60e-6), (128, 70e-6)]),
+                point("long cells", 60e-6, 120e-6, [(256, 110e-6), (256, 130e-6)]),
+            ],
+        },
+        "whole_socket_group": {
+            "workers": 2.0,
+            "hidden": 16.0,
+            "cell_in_process_s": 8e-6,
+            "dispatch_s": 64e-6,
+            "runs_dispatch_s": [63e-6, 64e-6, 66e-6],
+        },
+        "sequence": {
+            "dispatch_s": 4e-6,
+            "graphs": [
+                {"hidden": 256.0, "cell_in_process_s": 60e-6, "dispatch_s": 6e-6},
+                {"hidden": 128.0, "cell_in_process_s": 20e-6, "dispatch_s": 2e-6},
+            ],
+        },
+    }
     result = machine_file.build_machine_file(_fake_spec(), raw, "2000-01-01")
     assert undocumented_numeric_lines(result.text) == []
     machine = CpuMachine.model_validate(yaml.safe_load(result.text))
@@ -330,8 +351,14 @@ def test_executor_dispatch_variants_are_written_with_their_runs() -> None:
     assert flat == pytest.approx([20e-6, 2e-6, 60e-6, 6e-6])
     # split steps of several sizes: the group overhead as a table by a member's time
     small = raw["dispatch"]["whole_socket_group"]
-    large = {**small, "cell": "gru", "hidden": 512.0, "cell_in_process_s": 40e-6,
-             "dispatch_s": 16e-6, "runs_dispatch_s": [15e-6, 16e-6, 17e-6]}  # fmt: skip
+    large = {
+        **small,
+        "cell": "gru",
+        "hidden": 512.0,
+        "cell_in_process_s": 40e-6,
+        "dispatch_s": 16e-6,
+        "runs_dispatch_s": [15e-6, 16e-6, 17e-6],
+    }
     raw["dispatch"]["whole_socket_group_points"] = [large, small]
     tabled = CpuMachine.model_validate(
         yaml.safe_load(machine_file.build_machine_file(_fake_spec(), raw, "2000-01-01").text)
@@ -343,8 +370,9 @@ def test_executor_dispatch_variants_are_written_with_their_runs() -> None:
     assert machine.recurrent_gemv_max_batch >= 0
     # one size only (--quick): a number
     del raw["dispatch"]["all_cores_busy"]["points"][0]
-    quick = CpuMachine.model_validate(yaml.safe_load(machine_file.build_machine_file(
-        _fake_spec(), raw, "2000-01-01").text))  # fmt: skip
+    quick = CpuMachine.model_validate(
+        yaml.safe_load(machine_file.build_machine_file(_fake_spec(), raw, "2000-01-01").text)
+    )
     assert quick.dispatch_overhead_busy_s == pytest.approx(120e-6)
 
 
@@ -374,10 +402,17 @@ def _fake_spec() -> spec.CpuSpec:
         spec.CacheInfo("L3", 3, 32 << 20, "0-1", "socket", "sysfs index3"),
     ]
     return spec.CpuSpec(
-        model="Test CPU", vendor="Test", flags={"avx2", "fma"}, mhz=2000.0, sockets=1,
-        cores_per_socket=2, threads_per_core=1, hypervisor=None, caches=caches,
+        model="Test CPU",
+        vendor="Test",
+        flags={"avx2", "fma"},
+        mhz=2000.0,
+        sockets=1,
+        cores_per_socket=2,
+        threads_per_core=1,
+        hypervisor=None,
+        caches=caches,
         topology_source="test",
-    )  # fmt: skip
+    )
 
 
 def _fake_raw() -> dict:
@@ -405,7 +440,7 @@ def _fake_raw() -> dict:
                 "gemv_Bps": 20e9,
                 "solo_rounds_Bps": [20e9],
                 "concurrent_rounds_Bps": [[15e9, 15e9], [14e9, 14e9], [16e9, 16e9]],
-            },  # fmt: skip
+            },
         },
         "handoff_s": {"0": 1e-6, "4096": 1e-6 + 4096 / 1e9, "65536": 1e-6 + 65536 / 1e9},
         "barrier_s": {"2": 1.5e-6},
@@ -417,7 +452,7 @@ def _fake_raw() -> dict:
             "solo_s": [1.0],
             "corun_s": [[1.3, 1.3]],
             "slowdown_per_round": [1.3],
-        },  # fmt: skip
+        },
         "cores": [0, 1],
         "numpy": "test",
         "threadpool_info": [{"internal_api": "openblas", "num_threads": 1}],

@@ -57,8 +57,18 @@ def test_compare_gives_every_policy_the_one_core_baseline(capsys, chunk):
     alone = sequential_time(resolve_workload("tiny"), machine, int(chunk))
     assert [r["sequential_s"] for r in rows] == [alone] * len(rows)
     for r in rows:  # and what simulate gives the policy on its own
-        out = run_json(capsys, "simulate", "-w", "tiny", "--cores", "4", "--chunk", chunk,
-                       "--policy", r["policy"])  # fmt: skip
+        out = run_json(
+            capsys,
+            "simulate",
+            "-w",
+            "tiny",
+            "--cores",
+            "4",
+            "--chunk",
+            chunk,
+            "--policy",
+            r["policy"],
+        )
         assert out["sequential_s"] == alone and out["makespan_s"] == r["makespan_s"]
 
 
@@ -83,8 +93,18 @@ def test_large_simulations_report_their_phases_on_stderr(capsys, monkeypatch):
 def test_helpers_and_instances_options(capsys):
     out = run_json(capsys, "simulate", "-w", "tiny", "--cores", "4", "--helpers", "2")
     assert out["policy"] == "wavefront, helpers=2"
-    out = run_json(capsys, "simulate", "-w", "tiny", "--cores", "4", "--policy", "multiprogram",
-                   "--instances", "2")  # fmt: skip
+    out = run_json(
+        capsys,
+        "simulate",
+        "-w",
+        "tiny",
+        "--cores",
+        "4",
+        "--policy",
+        "multiprogram",
+        "--instances",
+        "2",
+    )
     assert out["n_tasks"] == 36
 
 

@@ -211,8 +211,10 @@ def run_page(page: Path, tmp_path: Path) -> list[str]:
                             f"--- expected\n{expected}--- got\n{got}"
                         )
                     elif status != 0 and "error" not in expected:
-                        failures.append(f"{page.relative_to(ROOT)}:{line}: $ {command} exited "
-                                        f"with status {status} but the page shows no error")  # fmt: skip
+                        failures.append(
+                            f"{page.relative_to(ROOT)}:{line}: $ {command} exited "
+                            f"with status {status} but the page shows no error"
+                        )
             elif block.language in ("python", "pycon", "") and ">>>" in block.text:
                 test = parser.get_doctest(block.text, globs, block.where, str(page), block.line)
                 output = io.StringIO()

@@ -129,8 +129,12 @@ def _assert_gone(pid: int, timeout_s: float = 5.0) -> None:
 # ---- exactness -------------------------------------------------------------------------------
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_whole_cells_are_bitwise_equal_to_sequential_and_reference(cell):
-    w = _workload(cell, bidirectional=cell == "gru", output="softmax" if cell == "rnn" else "none",
-                  output_size=5 if cell == "rnn" else 0)  # fmt: skip
+    w = _workload(
+        cell,
+        bidirectional=cell == "gru",
+        output="softmax" if cell == "rnn" else "none",
+        output_size=5 if cell == "rnn" else 0,
+    )
     seq = execute(w, "sequential", workers=1, chunk=2)
     wave = execute(w, "wavefront", workers=2, chunk=2)
     pipe = execute(w, "pipeline", workers=2, chunk=2)
@@ -200,8 +204,13 @@ def test_helper_groups_split_cells_of_a_wavefront():
     ],
 )
 def test_training_gradients_match_reference_backward(cell, policy, workers, chunk, exact):
-    w = _workload(cell, phase="training", bidirectional=cell != "rnn",
-                  output="softmax" if cell == "lstm" else "none", output_size=3 if cell == "lstm" else 0)  # fmt: skip
+    w = _workload(
+        cell,
+        phase="training",
+        bidirectional=cell != "rnn",
+        output="softmax" if cell == "lstm" else "none",
+        output_size=3 if cell == "lstm" else 0,
+    )
     r = execute(w, policy, workers=workers, chunk=chunk)
     y, _, _, grads = _reference(w, chunk=None if policy == "layerwise" else chunk)
     assert r.grads is not None and set(r.grads) == set(grads)
@@ -337,8 +346,11 @@ def test_a_failure_in_sequence_mode_names_the_task_it_happened_in(monkeypatch, t
     rec = _Recorder(monkeypatch, tmp_path)
     monkeypatch.setattr(Execution, "_run_dynamic", _must_not_run)  # one group: sequence mode
     w = _workload("lstm", seq_len=8)
-    with pytest.raises(ExecutionError, match=r"worker 0 \(pid \d+\) was killed by SIGKILL while "
-                       r"running cell\[l1,fwd,t2:4\] \(task 5\)"):  # fmt: skip
+    with pytest.raises(
+        ExecutionError,
+        match=r"worker 0 \(pid \d+\) was killed by SIGKILL while "
+        r"running cell\[l1,fwd,t2:4\] \(task 5\)",
+    ):
         execute(w, "sequential", workers=1, chunk=2, fail_at_task=5, fail_mode="kill")
     rec.assert_clean()
 
@@ -409,8 +421,18 @@ def test_ctrl_c_stops_workers_and_removes_the_segment(tmp_path):
     env = dict(os.environ, WPSIM_EXECUTOR_FAULT="hang:3", WPSIM_EXECUTOR_PIDFILE=str(pidfile))
     for var in kernels.executor.BLAS_ENV:
         env.pop(var, None)
-    cmd = [sys.executable, "-m", "wpsim.console", "run", "--workers", "2", "--chunk", "2",
-           "--workload", str(ROOT / "workloads" / "demo.yaml")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "wpsim.console",
+        "run",
+        "--workers",
+        "2",
+        "--chunk",
+        "2",
+        "--workload",
+        str(ROOT / "workloads" / "demo.yaml"),
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -446,19 +468,44 @@ def test_cli_run_json_and_trace(tmp_path, capsys):
     trace = tmp_path / "run.json"
     path = tmp_path / "w.yaml"
     path.write_text("cell: gru\nlayers: 2\nhidden: 16\ninput: 8\nseq_len: 6\nname: tiny\n")
-    code = main(["run", "-w", str(path), "-p", "wavefront", "--workers", "2", "--chunk", "3",
-                 "--repeats", "2", "--json", "--trace", str(trace)])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "-w",
+            str(path),
+            "-p",
+            "wavefront",
+            "--workers",
+            "2",
+            "--chunk",
+            "3",
+            "--repeats",
+            "2",
+            "--json",
+            "--trace",
+            str(trace),
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
-    for key in ("measured_makespan_s", "median_makespan_s", "makespans_s", "workers", "policy",
-                "n_tasks"):  # fmt: skip
+    for key in (
+        "measured_makespan_s",
+        "median_makespan_s",
+        "makespans_s",
+        "workers",
+        "policy",
+        "n_tasks",
+    ):
         assert key in out
     assert out["workers"] == 2 and out["policy"] == "wavefront" and out["n_tasks"] == 4
     assert len(out["makespans_s"]) == 2
     events = json.loads(trace.read_text())["traceEvents"]
     assert {e["name"] for e in events if e["ph"] == "X"} == {
-        "cell[l0,fwd,t0:3]", "cell[l0,fwd,t3:6]", "cell[l1,fwd,t0:3]", "cell[l1,fwd,t3:6]"
-    }  # fmt: skip
+        "cell[l0,fwd,t0:3]",
+        "cell[l0,fwd,t3:6]",
+        "cell[l1,fwd,t0:3]",
+        "cell[l1,fwd,t3:6]",
+    }
     assert main(["run", "-w", str(path), "-p", "sequential", "--workers", "1"]) == 0
     assert "makespan" in capsys.readouterr().out
 

@@ -34,8 +34,14 @@ def v100() -> GpuMachine:
 
 
 def rnn(hidden: int = 1152, batch: int = 4, **kw) -> Workload:
-    return Workload(cell=kw.pop("cell", "rnn"), hidden=hidden, input=kw.pop("input", hidden),
-                    seq_len=kw.pop("seq_len", 16), batch=batch, **kw)  # fmt: skip
+    return Workload(
+        cell=kw.pop("cell", "rnn"),
+        hidden=hidden,
+        input=kw.pop("input", hidden),
+        seq_len=kw.pop("seq_len", 16),
+        batch=batch,
+        **kw,
+    )
 
 
 # ---- machine files ---------------------------------------------------------------------------
@@ -43,11 +49,20 @@ def rnn(hidden: int = 1152, batch: int = 4, **kw) -> Workload:
 
 #: SMs and FP32 peak (TFLOP/s) on each GPU's spec sheet
 GPU_SPECS = {
-    "titanx_maxwell": (24, 6.144), "v100": (80, 15.67), "m40": (24, 6.84), "p100_pcie": (56, 9.34),
-    "titanx_pascal": (28, 10.97), "titan_xp": (30, 12.15), "gtx1080ti": (28, 11.34),
-    "t4": (40, 8.14), "jetson_tx1": (2, 0.511), "mi25": (64, 12.29), "vega_fe": (64, 13.11),
-    "h100_sxm": (132, 66.9), "h200_sxm": (132, 66.9),
-}  # fmt: skip
+    "titanx_maxwell": (24, 6.144),
+    "v100": (80, 15.67),
+    "m40": (24, 6.84),
+    "p100_pcie": (56, 9.34),
+    "titanx_pascal": (28, 10.97),
+    "titan_xp": (30, 12.15),
+    "gtx1080ti": (28, 11.34),
+    "t4": (40, 8.14),
+    "jetson_tx1": (2, 0.511),
+    "mi25": (64, 12.29),
+    "vega_fe": (64, 13.11),
+    "h100_sxm": (132, 66.9),
+    "h200_sxm": (132, 66.9),
+}
 
 
 def all_gpus() -> list[GpuMachine]:
@@ -64,8 +79,11 @@ def test_gpu_files_load_with_their_spec_values(stem: str) -> None:
 
 
 def test_every_gpu_file_is_tested() -> None:
-    stems = {path.stem for path in HW_CONFIG_DIR.glob("*.yaml")
-             if yaml.safe_load(path.read_text()).get("kind") == "gpu"}  # fmt: skip
+    stems = {
+        path.stem
+        for path in HW_CONFIG_DIR.glob("*.yaml")
+        if yaml.safe_load(path.read_text()).get("kind") == "gpu"
+    }
     assert stems <= set(GPU_SPECS)
 
 
@@ -84,7 +102,9 @@ def test_gpu_files_share_the_rules_that_have_no_spec() -> None:
         assert machine.gemm.kernels_per_step == first.gemm.kernels_per_step
         assert machine.gemm.sparse_bandwidth_efficiency == first.gemm.sparse_bandwidth_efficiency
         assert (machine.kernel_launch_s, machine.kernel_gap_s) == (
-            first.kernel_launch_s, first.kernel_gap_s)  # fmt: skip
+            first.kernel_launch_s,
+            first.kernel_gap_s,
+        )
         # the global barrier is the same number of L2 round trips on every GPU
         assert machine.sync.global_barrier_s / machine.l2.latency_s == pytest.approx(
             ratio, rel=0.01
@@ -139,16 +159,20 @@ def test_fp16_gemms_run_on_tensor_cores_and_element_wise_work_on_the_vector_unit
     expected = 1e12 / (v100.gemm_peak_flops("float16") * v100.gemm.tensor_efficiency_by_n[-2][1])
     assert gemm16 == pytest.approx(expected)
     assert gpu_cost.elementwise_s(v100, w16, 1e9, 256) == pytest.approx(
-        1e9 / (v100.peak_flops("float16") * v100.gemm.efficiency(256)))  # fmt: skip
+        1e9 / (v100.peak_flops("float16") * v100.gemm.efficiency(256))
+    )
 
 
 def test_bfloat16_needs_a_bfloat16_entry(v100) -> None:
     w = rnn(hidden=256, dtype="bfloat16")
     with pytest.raises(ConfigError, match="flops_per_cycle_per_sm.*bfloat16"):
         gpu.evaluate("predict", w, v100, "gemm")
-    ampere = v100.model_copy(update={
-        "flops_per_cycle_per_sm": {**v100.flops_per_cycle_per_sm, "bfloat16": 256},
-        "tensor_flops_per_cycle_per_sm": {"float16": 1024, "bfloat16": 1024}})  # fmt: skip
+    ampere = v100.model_copy(
+        update={
+            "flops_per_cycle_per_sm": {**v100.flops_per_cycle_per_sm, "bfloat16": 256},
+            "tensor_flops_per_cycle_per_sm": {"float16": 1024, "bfloat16": 1024},
+        }
+    )
     assert gpu.evaluate("predict", w, ampere, "gemm").makespan_s > 0
 
 
@@ -182,7 +206,9 @@ def test_capacity_follows_dtype_gates_and_density(v100) -> None:
     lstm = gpu_cost.max_persistent_hidden(v100, rnn(batch=1, cell="lstm"))
     assert half == pytest.approx(dense * math.sqrt(2), rel=0.01)
     assert lstm == pytest.approx(dense / 2, rel=0.01)
-    sparse = [gpu_cost.max_persistent_hidden(v100, rnn(batch=1, density=d)) for d in (0.7, 0.2, 0.05)]
+    sparse = [
+        gpu_cost.max_persistent_hidden(v100, rnn(batch=1, density=d)) for d in (0.7, 0.2, 0.05)
+    ]
     assert dense < sparse[1] < sparse[2]
     # 4-byte value + 2-byte index: above density 2/3 a sparse layer holds less than a dense one
     assert sparse[0] < dense
@@ -213,7 +239,9 @@ def test_a_layer_too_large_falls_back_to_per_step_gemm(titanx) -> None:
 
 
 def test_barrier_kernel_is_latency_bound_at_small_batch(titanx) -> None:
-    steps = [gpu_cost.persistent_step(titanx, rnn(batch=b), DIAMOS_2016)["step_s"] for b in (1, 2, 3)]
+    steps = [
+        gpu_cost.persistent_step(titanx, rnn(batch=b), DIAMOS_2016)["step_s"] for b in (1, 2, 3)
+    ]
     assert steps[0] == pytest.approx(steps[1]) == pytest.approx(steps[2])  # throughput ~ batch
     big = gpu_cost.persistent_step(titanx, rnn(batch=64), DIAMOS_2016)
     tflops = big["flops"] / big["step_s"]
@@ -225,7 +253,9 @@ def test_timestamp_flags_expose_less_synchronisation(v100) -> None:
     for batch in (1, 4, 32):
         w = rnn(hidden=1024, batch=batch)
         flags = gpu_cost.persistent_step(v100, w, PersistentKernel("flags", False, False))["step_s"]
-        barrier = gpu_cost.persistent_step(v100, w, PersistentKernel("barrier", False, False))["step_s"]
+        barrier = gpu_cost.persistent_step(v100, w, PersistentKernel("barrier", False, False))[
+            "step_s"
+        ]
         assert flags <= barrier
     w1 = rnn(hidden=1024, batch=1)
     assert (
@@ -265,9 +295,19 @@ def test_dense_gemm_reads_weights_from_l2_only_when_they_fit(v100) -> None:
 @pytest.mark.parametrize("hidden", [512, 1536])  # all weights in L2 / none
 @pytest.mark.parametrize("policy", ["gemm", "sparse_gemm", "persistent", "persistent_barrier"])
 def test_one_kernel_at_a_time_closed_form_equals_simulation(v100, policy, hidden, phase) -> None:
-    w = Workload(cell="lstm", layers=2, hidden=hidden, input=0 if phase == "training" else 256,
-                 seq_len=12, batch=2, density=0.4, output="linear", output_size=64, phase=phase,
-                 bidirectional=hidden > 512)  # fmt: skip
+    w = Workload(
+        cell="lstm",
+        layers=2,
+        hidden=hidden,
+        input=0 if phase == "training" else 256,
+        seq_len=12,
+        batch=2,
+        density=0.4,
+        output="linear",
+        output_size=64,
+        phase=phase,
+        bidirectional=hidden > 512,
+    )
     sim = gpu.evaluate("simulate", w, v100, policy)
     pred = gpu.evaluate("predict", w, v100, policy)
     assert pred.makespan_s == pytest.approx(sim.makespan_s, rel=1e-9)

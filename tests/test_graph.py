@@ -29,8 +29,13 @@ def make(**kw) -> Workload:
     ),
 )
 def test_cell_graph_matches_closed_forms(cell, bidirectional, phase, output, chunk):
-    w = make(cell=cell, bidirectional=bidirectional, phase=phase, output=output,
-             output_size=5 if output != "none" else 0)  # fmt: skip
+    w = make(
+        cell=cell,
+        bidirectional=bidirectional,
+        phase=phase,
+        output=output,
+        output_size=5 if output != "none" else 0,
+    )
     g = build(w, chunk=chunk)
     assert nx.is_directed_acyclic_graph(g)
     assert g.number_of_nodes() == analysis.closed_form_n_tasks(w, chunk)

@@ -319,10 +319,12 @@ def test_an_elementwise_table_that_is_not_a_grid_is_rejected(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     "index, curve, expected",
-    [(1, [[1.0, 1.0], [0.5, 0.5]], "strictly increasing ratios"),
-     (1, [[1.0, 1.5]], "less than or equal to 1"),
-     (2, [[1.0, 1.0]], "hit_curve is for private")],
-)  # fmt: skip
+    [
+        (1, [[1.0, 1.0], [0.5, 0.5]], "strictly increasing ratios"),
+        (1, [[1.0, 1.5]], "less than or equal to 1"),
+        (2, [[1.0, 1.0]], "hit_curve is for private"),
+    ],
+)
 def test_a_bad_hit_curve_is_rejected(tmp_path: Path, index, curve, expected) -> None:
     data = with_value(minimal_machine(), ("caches", index, "hit_curve"), curve)
     message = file_rejection(write(tmp_path, yaml.safe_dump(data)))

@@ -252,9 +252,16 @@ def test_chunk_tasks_chain_like_one_chunk(cell, reverse):
     dh = dc = None
     for t0, t1 in order[::-1]:
         dx[t0:t1], dh, dc, _ = cell_chunk_backward(
-            cell, lp, saved[t0], dh_seq[t0:t1], dh, dc, reverse,
-            dgates_out=dgi[t0:t1], dgates_hh_out=dgh[t0:t1],
-        )  # fmt: skip
+            cell,
+            lp,
+            saved[t0],
+            dh_seq[t0:t1],
+            dh,
+            dc,
+            reverse,
+            dgates_out=dgi[t0:t1],
+            dgates_hh_out=dgh[t0:t1],
+        )
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(dh, ref_dh0, rtol=1e-12, atol=1e-14)
     if cell == "lstm":
@@ -350,8 +357,11 @@ def test_blocked_products_match_one_product(small_gemm, on, dtype):
     for m in (1, 2, 4, 16):
         x = rng.standard_normal((m, 256)).astype(dtype)
         expected = x.astype(np.float64) @ w.T.astype(np.float64)
-        _assert_scaled_close(kernels.products.matmul_xwt(x, w, np.empty((m, 1024), dtype)),
-                             expected, 1e-5 if dtype == np.float32 else 1e-12)  # fmt: skip
+        _assert_scaled_close(
+            kernels.products.matmul_xwt(x, w, np.empty((m, 1024), dtype)),
+            expected,
+            1e-5 if dtype == np.float32 else 1e-12,
+        )
         out = np.empty((m, 1024), dtype)
         rec = kernels.products.Recurrent(w, m, np.dtype(dtype))
         assert (rec.blocks is not None) == (on and m >= 4)  # beyond 1e6 M*N*K from 4 rows
@@ -435,9 +445,17 @@ def test_chunk_kernels_reject_float16():
 # ---- gradients against central finite differences -------------------------------------------
 def _fd_case(cell):
     w = Workload(
-        cell=cell, layers=2, hidden=3, input=2, seq_len=3, batch=2, bidirectional=True,
-        dtype="float64", output="softmax", output_size=3,
-    )  # fmt: skip
+        cell=cell,
+        layers=2,
+        hidden=3,
+        input=2,
+        seq_len=3,
+        batch=2,
+        bidirectional=True,
+        dtype="float64",
+        output="softmax",
+        output_size=3,
+    )
     rng = np.random.default_rng(11)
     p = {k: v * 2.0 for k, v in init_params(w, 3).items()}  # larger weights: non-trivial gates
     x = rng.standard_normal((3, 2, 2))

@@ -90,9 +90,15 @@ def _compare(w: Workload, chunk: int | None = 2, seed: int = 0):
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_matches_torch(cell, bidirectional, dtype):
     w = Workload(
-        cell=cell, layers=2, hidden=7, input=5, seq_len=5, batch=2,
-        bidirectional=bidirectional, dtype=dtype,
-    )  # fmt: skip
+        cell=cell,
+        layers=2,
+        hidden=7,
+        input=5,
+        seq_len=5,
+        batch=2,
+        bidirectional=bidirectional,
+        dtype=dtype,
+    )
     _compare(w)
 
 
@@ -100,9 +106,17 @@ def test_matches_torch(cell, bidirectional, dtype):
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_output_layer_matches_torch(cell, output):
     w = Workload(
-        cell=cell, layers=2, hidden=6, input=4, seq_len=4, batch=2, bidirectional=True,
-        dtype="float64", output=output, output_size=5,
-    )  # fmt: skip
+        cell=cell,
+        layers=2,
+        hidden=6,
+        input=4,
+        seq_len=4,
+        batch=2,
+        bidirectional=True,
+        dtype="float64",
+        output=output,
+        output_size=5,
+    )
     _compare(w, chunk=3)
 
 
@@ -114,9 +128,16 @@ def test_batch_one_whole_sequence_matches_torch(cell):
 
 def test_sparse_workload_matches_torch_with_pruned_weights():
     w = Workload(
-        cell="lstm", layers=2, hidden=8, input=4, seq_len=5, batch=2, bidirectional=True,
-        dtype="float64", density=0.25,
-    )  # fmt: skip
+        cell="lstm",
+        layers=2,
+        hidden=8,
+        input=4,
+        seq_len=5,
+        batch=2,
+        bidirectional=True,
+        dtype="float64",
+        density=0.25,
+    )
     _compare(w, chunk=2)
 
 

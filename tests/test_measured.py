@@ -62,9 +62,14 @@ def test_a_csv_is_compared_with_simulations_of_the_same_configurations(tmp_path)
         assert math.fsum(predicted.values()) == pytest.approx(row["predicted_makespan_s"])
         assert row["measured_dispatch_s"] is None and row["measured_idle_share"] is None
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["gantt_layerwise_1w.png", "gantt_layerwise_2w.png",
-                     "gantt_wavefront_2w.png", "per_kind.csv", "validation.csv",
-                     "validation.json"]  # fmt: skip
+    assert names == [
+        "gantt_layerwise_1w.png",
+        "gantt_layerwise_2w.png",
+        "gantt_wavefront_2w.png",
+        "per_kind.csv",
+        "validation.csv",
+        "validation.json",
+    ]
     with open(tmp_path / "out" / "validation.csv") as handle:
         table = list(csv.DictReader(handle))
     assert [r["policy"] for r in table] == ["layerwise", "layerwise", "wavefront"]
@@ -73,11 +78,19 @@ def test_a_csv_is_compared_with_simulations_of_the_same_configurations(tmp_path)
 
 def test_the_baseline_is_the_fewest_workers_sequential_first(tmp_path) -> None:
     # (the header starts with a spreadsheet's byte order mark)
-    path = write_csv(tmp_path / "m.csv", "\ufeffpolicy,workers,seconds", "wavefront,2,1.0",
-                     "layerwise,1,2.0", "sequential,1,3.0")  # fmt: skip
+    path = write_csv(
+        tmp_path / "m.csv",
+        "\ufeffpolicy,workers,seconds",
+        "wavefront,2,1.0",
+        "layerwise,1,2.0",
+        "sequential,1,3.0",
+    )
     [report] = validate_measured(path, SMALL, XEON)
     assert [(r["policy"], r["baseline"]) for r in report.rows] == [
-        ("sequential", True), ("wavefront", False), ("layerwise", False)]  # fmt: skip
+        ("sequential", True),
+        ("wavefront", False),
+        ("layerwise", False),
+    ]
     assert report.rows[1]["measured_speedup"] == 3.0
 
 
@@ -86,12 +99,18 @@ def test_rows_of_several_workloads_are_several_comparisons(tmp_path, capsys) -> 
     workload.write_text(
         "name: from-file\ncell: gru\nlayers: 1\nhidden: 32\ninput: 32\nseq_len: 5\n"
     )
-    path = write_csv(tmp_path / "m.csv", "workload,hidden,policy,threads,seconds",
-                     "w.yaml,,sequential,1,0.002", "w.yaml,,wavefront,2,0.001",
-                     ",128,sequential,1,0.004", ",128,wavefront,2,0.003")  # fmt: skip
+    path = write_csv(
+        tmp_path / "m.csv",
+        "workload,hidden,policy,threads,seconds",
+        "w.yaml,,sequential,1,0.002",
+        "w.yaml,,wavefront,2,0.001",
+        ",128,sequential,1,0.004",
+        ",128,wavefront,2,0.003",
+    )
     out = tmp_path / "out"
-    code = main(["validate", "--measured", str(path), "-w", "tiny", "-m", XEON, "--json",
-                 "--out", str(out)])  # fmt: skip
+    code = main(
+        ["validate", "--measured", str(path), "-w", "tiny", "-m", XEON, "--json", "--out", str(out)]
+    )
     assert code == 0
     reports = json.loads(capsys.readouterr().out)["reports"]
     assert [r["workload"] for r in reports] == ["from-file", ""]
@@ -103,16 +122,22 @@ def test_rows_of_several_workloads_are_several_comparisons(tmp_path, capsys) -> 
 
 
 def test_a_trace_column_times_a_whole_trace_file(tmp_path) -> None:
-    events = [{"ph": "X", "name": "op", "ts": 10.0, "dur": 500.0, "pid": 1, "tid": 1},
-              {"ph": "B", "name": "step", "ts": 600.0, "pid": 1, "tid": 2},
-              {"ph": "E", "ts": 2010.0, "pid": 1, "tid": 2},
-              {"ph": "M", "name": "thread_name", "pid": 1, "tid": 1, "args": {"name": "x"}}]  # fmt: skip
+    events = [
+        {"ph": "X", "name": "op", "ts": 10.0, "dur": 500.0, "pid": 1, "tid": 1},
+        {"ph": "B", "name": "step", "ts": 600.0, "pid": 1, "tid": 2},
+        {"ph": "E", "ts": 2010.0, "pid": 1, "tid": 2},
+        {"ph": "M", "name": "thread_name", "pid": 1, "tid": 1, "args": {"name": "x"}},
+    ]
     (tmp_path / "run.json").write_text(json.dumps(events))  # a bare array of events
     with gzip.open(tmp_path / "run2.json.gz", "wt") as handle:
         json.dump({"traceEvents": events[:1]}, handle)
     assert trace_span_s(tmp_path / "run.json") == pytest.approx(2000e-6)
-    path = write_csv(tmp_path / "m.csv", "policy,workers,trace", "sequential,1,run.json",
-                     "wavefront,2,run2.json.gz")  # fmt: skip
+    path = write_csv(
+        tmp_path / "m.csv",
+        "policy,workers,trace",
+        "sequential,1,run.json",
+        "wavefront,2,run2.json.gz",
+    )
     runs = read_measurements(path, SMALL, XEON, 1)
     assert [r.seconds for r in runs] == pytest.approx([2000e-6, 500e-6])
 
@@ -121,8 +146,11 @@ def test_a_trace_column_times_a_whole_trace_file(tmp_path) -> None:
 def annotated_runs(path: Path) -> list[tuple[str, float]]:
     """(name, seconds) of the trace's 'wpsim ...' events, read straight from the JSON."""
     events = json.loads(path.read_text())["traceEvents"]
-    return [(e["name"], e["dur"] * 1e-6) for e in events
-            if e.get("ph") == "X" and e["name"].startswith("wpsim ")]  # fmt: skip
+    return [
+        (e["name"], e["dur"] * 1e-6)
+        for e in events
+        if e.get("ph") == "X" and e["name"].startswith("wpsim ")
+    ]
 
 
 def test_the_committed_torch_profiler_trace(tmp_path) -> None:
@@ -135,7 +163,9 @@ def test_the_committed_torch_profiler_trace(tmp_path) -> None:
     assert {r.workload for r in runs} == {fixture}
     [report] = validate_measured(FIXTURE, DEFAULT_WORKLOAD, XEON)
     assert [(r["policy"], r["workers"], len(r["measured_makespans_s"])) for r in report.rows] == [
-        ("layerwise", 1, 2), ("layerwise", 2, 2)]  # fmt: skip
+        ("layerwise", 1, 2),
+        ("layerwise", 2, 2),
+    ]
 
 
 def test_a_torch_profiler_trace_made_here(tmp_path) -> None:
@@ -166,15 +196,35 @@ def test_the_timing_script_writes_what_validate_reads(tmp_path) -> None:
     pytest.importorskip("torch")
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "torch_lstm_timing.py"
     proc = subprocess.run(
-        [sys.executable, str(script), "--out", str(tmp_path), "--layers", "1", "--hidden", "8",
-         "--input", "8", "--seq-len", "3", "--rounds", "2", "--passes", "2"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(script),
+            "--out",
+            str(tmp_path),
+            "--layers",
+            "1",
+            "--hidden",
+            "8",
+            "--input",
+            "8",
+            "--seq-len",
+            "3",
+            "--rounds",
+            "2",
+            "--passes",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     for name in ("timings.csv", "trace.json"):
         [report] = validate_measured(tmp_path / name, DEFAULT_WORKLOAD, XEON)
-        assert [(r["policy"], r["workers"]) for r in report.rows] == [("layerwise", 1),
-                                                                       ("layerwise", 2)]  # fmt: skip
+        assert [(r["policy"], r["workers"]) for r in report.rows] == [
+            ("layerwise", 1),
+            ("layerwise", 2),
+        ]
         assert report.workload.hidden == 8 and report.workload.name == "torch-lstm"
     rows = list(csv.DictReader(open(tmp_path / "timings.csv")))
     assert len(rows) == 4 and all(float(r["seconds"]) > 0 for r in rows)
@@ -189,8 +239,11 @@ TRACE_EVENT = {"ph": "X", "name": "wpsim policy=sequential threads=1", "ts": 0.0
     ("name", "content", "needle"),
     [
         ("a.csv", f"{HEADER}\nlayerwise,1,abc\n", "a.csv: row 2: column 'seconds': got 'abc'"),
-        ("a.csv", "policy,thread,seconds\nlayerwise,1,0.1\n",
-         "unknown column 'thread' (did you mean 'threads'?)"),
+        (
+            "a.csv",
+            "policy,thread,seconds\nlayerwise,1,0.1\n",
+            "unknown column 'thread' (did you mean 'threads'?)",
+        ),
         ("a.csv", f"{HEADER}\nlayerwise,0,0.1\n", "row 2: column 'threads': got '0'"),
         ("a.csv", f"{HEADER}\n,1,0.1\n", "row 2: column 'policy': missing"),
         ("a.csv", f"{HEADER}\nnosuch,1,0.1\n", "row 2: column 'policy': got 'nosuch'"),
@@ -199,27 +252,54 @@ TRACE_EVENT = {"ph": "X", "name": "wpsim policy=sequential threads=1", "ts": 0.0
         ("a.csv", "policy,workers,threads,seconds\nlayerwise,1,1,0.1\n", "give one of the two"),
         ("a.csv", "policy,threads\nlayerwise,1\n", "column 'seconds': missing"),
         ("a.csv", f"{HEADER},hidden\nlayerwise,1,0.1,-3\n", "row 2: field 'hidden': got '-3'"),
-        ("a.csv", f"{HEADER},machine\nlayerwise,1,0.1,nosuch.yaml\n",
-         "row 2: column 'machine': nosuch.yaml: file not found"),
-        ("a.csv", "policy,threads,trace\nlayerwise,1,nosuch.json\n",
-         "row 2: column 'trace': "),
+        (
+            "a.csv",
+            f"{HEADER},machine\nlayerwise,1,0.1,nosuch.yaml\n",
+            "row 2: column 'machine': nosuch.yaml: file not found",
+        ),
+        ("a.csv", "policy,threads,trace\nlayerwise,1,nosuch.json\n", "row 2: column 'trace': "),
         ("a.csv", "# nothing\n", "empty, expected a header row"),
         ("a.csv", f"{HEADER}\n", "no measured runs"),
         ("t.json", '{"traceEvents": [', "malformed JSON at line 1"),
         ("t.json", '{"traceEvents": 5}', "not a Trace Event Format file"),
-        ("t.json", json.dumps([{**TRACE_EVENT, "dur": "x"}]),
-         "t.json: event 0: field 'dur': got 'x', expected a number (us)"),
-        ("t.json", json.dumps([{**TRACE_EVENT, "name": "op"}]),
-         "no events named 'wpsim key=value ...'"),
-        ("t.json", json.dumps([{**TRACE_EVENT, "name": "wpsim policy=sequential threads"}]),
-         "expected key=value pairs, got 'threads'"),
-        ("t.json", json.dumps([{**TRACE_EVENT, "name": "wpsim policy=sequential thread=1"}]),
-         "unknown column 'thread' (did you mean 'threads'?)"),
-        ("t.json", json.dumps([{"ph": "B", "name": "wpsim policy=sequential threads=1",
-                                "ts": 0, "pid": 1, "tid": 1}]), "a begin ('B') that never ends"),
+        (
+            "t.json",
+            json.dumps([{**TRACE_EVENT, "dur": "x"}]),
+            "t.json: event 0: field 'dur': got 'x', expected a number (us)",
+        ),
+        (
+            "t.json",
+            json.dumps([{**TRACE_EVENT, "name": "op"}]),
+            "no events named 'wpsim key=value ...'",
+        ),
+        (
+            "t.json",
+            json.dumps([{**TRACE_EVENT, "name": "wpsim policy=sequential threads"}]),
+            "expected key=value pairs, got 'threads'",
+        ),
+        (
+            "t.json",
+            json.dumps([{**TRACE_EVENT, "name": "wpsim policy=sequential thread=1"}]),
+            "unknown column 'thread' (did you mean 'threads'?)",
+        ),
+        (
+            "t.json",
+            json.dumps(
+                [
+                    {
+                        "ph": "B",
+                        "name": "wpsim policy=sequential threads=1",
+                        "ts": 0,
+                        "pid": 1,
+                        "tid": 1,
+                    }
+                ]
+            ),
+            "a begin ('B') that never ends",
+        ),
         ("t.json", json.dumps([{"ph": "E", "ts": 0, "pid": 1, "tid": 1}]), "with no begin"),
     ],
-)  # fmt: skip
+)
 def test_bad_files_are_one_line(tmp_path, capsys, name, content, needle) -> None:
     (tmp_path / name).write_text(content)
     assert main(["validate", "--measured", str(tmp_path / name), "-m", XEON]) == 2
@@ -227,8 +307,9 @@ def test_bad_files_are_one_line(tmp_path, capsys, name, content, needle) -> None
     assert err.startswith("wpsim: error: ") and needle in err, err
 
 
-@pytest.mark.parametrize("flag", [["--workers", "1,2"], ["--policies", "wavefront"],
-                                  ["--repeats", "2"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "flag", [["--workers", "1,2"], ["--policies", "wavefront"], ["--repeats", "2"]]
+)
 def test_options_of_the_executor_are_refused_with_measured(tmp_path, capsys, flag) -> None:
     path = write_csv(tmp_path / "m.csv", HEADER, "sequential,1,0.1")
     assert main(["validate", "--measured", str(path), *flag]) == 2
@@ -253,8 +334,12 @@ def test_a_folder_or_a_pipe_is_one_line(tmp_path, capsys) -> None:
 
 def test_a_gpu_measurement_runs_one_stream_per_kernel(tmp_path) -> None:
     """A persistent kernel against per-step GEMMs on a V100: workers is 1."""
-    path = write_csv(tmp_path / "m.csv", "policy,workers,seconds,cell,hidden,input,seq_len",
-                     "gemm,1,0.0009,rnn,1024,1024,16", "persistent,1,0.0003,rnn,1024,1024,16")  # fmt: skip
+    path = write_csv(
+        tmp_path / "m.csv",
+        "policy,workers,seconds,cell,hidden,input,seq_len",
+        "gemm,1,0.0009,rnn,1024,1024,16",
+        "persistent,1,0.0003,rnn,1024,1024,16",
+    )
     [report] = validate_measured(path, DEFAULT_WORKLOAD, "v100")
     assert report.rows[0]["policy"] == "gemm" and report.rows[0]["baseline"]
     assert report.rows[1]["measured_speedup"] == pytest.approx(3.0)

@@ -38,8 +38,14 @@ def xeon():
 
 def test_the_shipped_runtimes_are_the_ones_documented():
     names = {p.stem for p in SHIPPED}
-    assert {"cudnn_standard", "cudnn_persistent", "miopen_1_3", "onednn_fused_cpu",
-            "pytorch_eager_cpu", "tf_keras_cpu"} <= names  # fmt: skip
+    assert {
+        "cudnn_standard",
+        "cudnn_persistent",
+        "miopen_1_3",
+        "onednn_fused_cpu",
+        "pytorch_eager_cpu",
+        "tf_keras_cpu",
+    } <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
@@ -76,12 +82,20 @@ def test_the_library_runtimes_that_are_the_lean_model_change_nothing_but_the_lab
     """cudnn_standard is the GPU model's own structure, onednn_fused_cpu the CPU's."""
     w = Workload(cell="lstm", layers=2, hidden=64, input=0, seq_len=4, phase="training")
     v100 = machine("v100")
-    for m, policy, name in ((v100, "gemm", "cudnn_standard"),
-                            (xeon, "layerwise", "onednn_fused_cpu")):  # fmt: skip
+    for m, policy, name in (
+        (v100, "gemm", "cudnn_standard"),
+        (xeon, "layerwise", "onednn_fused_cpu"),
+    ):
         for engine in ("simulate", "predict"):
             plain = evaluate(engine, w, m, get_policy(policy), cores=4 if m is xeon else None)
-            named = evaluate(engine, w, m, get_policy(policy), runtime=load_runtime(name),
-                             cores=4 if m is xeon else None)  # fmt: skip
+            named = evaluate(
+                engine,
+                w,
+                m,
+                get_policy(policy),
+                runtime=load_runtime(name),
+                cores=4 if m is xeon else None,
+            )
             assert named.makespan_s == plain.makespan_s and named.extra["runtime"] == name
 
 
@@ -100,11 +114,16 @@ def test_no_runtime_leaves_every_model_as_it_was(xeon):
 def test_layerwise_pays_every_term_once_in_series(xeon, engine, phase):
     """Layerwise runs one task at a time, so a runtime adds exactly its terms: per step and
     layer-direction, per layer-direction and per call, phase by phase."""
-    w = Workload(cell="lstm", layers=2, hidden=64, input=32, seq_len=5, bidirectional=True,
-                 phase=phase)  # fmt: skip
-    r = Runtime(name="r", machine_kind="cpu", call_s={"forward": 3e-5, "backward_data": 5e-5},
-                layer_s={"forward": 2e-6, "backward_data": 4e-6},
-                step_s={"forward": {"lstm": 7e-6}, "backward": {"lstm": 1.1e-5}})  # fmt: skip
+    w = Workload(
+        cell="lstm", layers=2, hidden=64, input=32, seq_len=5, bidirectional=True, phase=phase
+    )
+    r = Runtime(
+        name="r",
+        machine_kind="cpu",
+        call_s={"forward": 3e-5, "backward_data": 5e-5},
+        layer_s={"forward": 2e-6, "backward_data": 4e-6},
+        step_s={"forward": {"lstm": 7e-6}, "backward": {"lstm": 1.1e-5}},
+    )
     plain = evaluate(engine, w, xeon, get_policy("layerwise"), cores=8)
     timed = evaluate(engine, w, xeon, get_policy("layerwise"), runtime=r, cores=8)
     steps = w.layers * w.directions * w.seq_len
@@ -113,8 +132,9 @@ def test_layerwise_pays_every_term_once_in_series(xeon, engine, phase):
         expected += 5e-5 + 4 * 4e-6 + steps * 1.1e-5
     assert timed.makespan_s - plain.makespan_s == pytest.approx(expected, rel=1e-9)
     assert timed.extra["runtime"] == "r"
-    assert timed.extra["runtime_serial_s"] == pytest.approx(expected - steps * (
-        7e-6 + (1.1e-5 if phase == "training" else 0.0)))  # fmt: skip
+    assert timed.extra["runtime_serial_s"] == pytest.approx(
+        expected - steps * (7e-6 + (1.1e-5 if phase == "training" else 0.0))
+    )
 
 
 def test_a_per_step_input_projection_stays_in_the_cells(xeon):
@@ -159,8 +179,12 @@ def test_gpu_kernels_per_step_and_launch_come_from_the_runtime():
     adapted = apply_runtime(miopen, v100, w)
     assert (adapted.gemm.step_kernels(), adapted.gemm.step_kernels(backward=True)) == (7, 12)
     assert adapted.kernel_launch_s == v100.kernel_launch_s  # the file keeps the machine's
-    fast = Runtime(name="r", machine_kind="gpu", kernel_launch_s=1e-5,
-                   kernels_per_step={"forward": {"lstm": 3}})  # fmt: skip
+    fast = Runtime(
+        name="r",
+        machine_kind="gpu",
+        kernel_launch_s=1e-5,
+        kernels_per_step={"forward": {"lstm": 3}},
+    )
     # a tiny layer is launch-bound: each forward step is its kernels' launches
     per_step = []
     for steps in (10, 20):
@@ -180,10 +204,15 @@ def test_the_break_down_counts_the_serial_terms(xeon, engine):
     """The calls' and layers' serial time is overhead on the critical path and idle in the
     cores' time (no task runs meanwhile); both views still add up to the makespan."""
     w = Workload(cell="lstm", layers=2, hidden=64, input=32, seq_len=5, phase="training")
-    cpu = Runtime(name="r", machine_kind="cpu", call_s={"forward": 3e-5, "backward_data": 5e-5},
-                  layer_s={"forward": 2e-6})  # fmt: skip
-    gpu = Runtime(name="g", machine_kind="gpu", call_s={"forward": 3e-5},
-                  layer_s={"backward_data": 4e-6})  # fmt: skip
+    cpu = Runtime(
+        name="r",
+        machine_kind="cpu",
+        call_s={"forward": 3e-5, "backward_data": 5e-5},
+        layer_s={"forward": 2e-6},
+    )
+    gpu = Runtime(
+        name="g", machine_kind="gpu", call_s={"forward": 3e-5}, layer_s={"backward_data": 4e-6}
+    )
     cases = [(xeon, "wavefront", cpu, {"cores": 4}), (machine("v100"), "streams", gpu, {})]
     for m, policy, runtime, options in cases:
         plain = evaluate(engine, w, m, get_policy(policy), **options)
@@ -207,8 +236,13 @@ def test_a_runtime_for_another_kind_of_machine_is_refused(xeon):
             "predict", w, xeon, get_policy("layerwise"), runtime=load_runtime("cudnn_standard")
         )
     with pytest.raises(ConfigError, match="runtime for cpu machines.*gpu machine"):
-        evaluate("predict", w, machine("v100"), get_policy("gemm"),
-                 runtime=load_runtime("pytorch_eager_cpu"))  # fmt: skip
+        evaluate(
+            "predict",
+            w,
+            machine("v100"),
+            get_policy("gemm"),
+            runtime=load_runtime("pytorch_eager_cpu"),
+        )
 
 
 # ---- command line and sweeps ----------------------------------------------------------------

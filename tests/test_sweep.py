@@ -57,22 +57,31 @@ def test_grid_zip_random_and_aliases(tmp_path):
     assert grid.params == ["workload.layers", "policy", "run.cores"]
     assert grid.n_points == 12 and len(expand(grid)) == 12
     assert expand(grid)[1][1] == {"workload.layers": 2, "policy": "layerwise", "run.cores": 2}
-    zipped = load_sweep(write(tmp_path / "z.yaml", "workload: tiny\nhardware: xeon8160_2s\n"
-                              "mode: zip\nvary:\n  layers: [1, 2]\n  helpers: [1, 2]\n"
-                              .replace("layers:", "workload.layers:")))  # fmt: skip
+    zipped = load_sweep(
+        write(
+            tmp_path / "z.yaml",
+            "workload: tiny\nhardware: xeon8160_2s\n"
+            "mode: zip\nvary:\n  layers: [1, 2]\n  helpers: [1, 2]\n".replace(
+                "layers:", "workload.layers:"
+            ),
+        )
+    )
     assert [p for _, p in expand(zipped)] == [
         {"workload.layers": 1, "policy.helpers": 1},
         {"workload.layers": 2, "policy.helpers": 2},
     ]
-    text = ("workload: tiny\nhardware: xeon8160_2s\nmode: random\nsamples: 20\nseed: {seed}\n"
-            "vary:\n  workload.hidden: {{min: 8, max: 512, log: true}}\n"
-            "  workload.density: {{min: 0.1, max: 1.0}}\n  policy: [layerwise, wavefront]\n")  # fmt: skip
+    text = (
+        "workload: tiny\nhardware: xeon8160_2s\nmode: random\nsamples: 20\nseed: {seed}\n"
+        "vary:\n  workload.hidden: {{min: 8, max: 512, log: true}}\n"
+        "  workload.density: {{min: 0.1, max: 1.0}}\n  policy: [layerwise, wavefront]\n"
+    )
     a = expand(load_sweep(write(tmp_path / "r1.yaml", text.format(seed=7))))
     b = expand(load_sweep(write(tmp_path / "r2.yaml", text.format(seed=7))))
     c = expand(load_sweep(write(tmp_path / "r3.yaml", text.format(seed=8))))
     assert a == b and a != c and len(a) == 20
-    assert all(isinstance(p["workload.hidden"], int) and 8 <= p["workload.hidden"] <= 512
-               for _, p in a)  # fmt: skip
+    assert all(
+        isinstance(p["workload.hidden"], int) and 8 <= p["workload.hidden"] <= 512 for _, p in a
+    )
     assert all(isinstance(p["workload.density"], float) for _, p in a)
 
 
@@ -80,23 +89,33 @@ def test_grid_zip_random_and_aliases(tmp_path):
     ("body", "expected"),
     [
         ("workload: tiny\nhardware: xeon8160_2s\nvary:\n  policy: [layerwise\n", "malformed YAML"),
-        ("workload: tiny\nhardware: xeon8160_2s\nvary:\n  workload.layerz: [1]\n",
-         "field 'vary.workload.layerz': unknown workload field 'layerz'"),
-        ("workload: tiny\nhardware: xeon8160_2s\nvary:\n  hardware.caches.L9.size_bytes: [1]\n",
-         "field 'vary.hardware.caches.L9.size_bytes'"),
-        ("workload: tiny\nhardware: xeon8160_2s\nvary:\n  frobnicate: [1]\n",
-         "field 'vary.frobnicate': unknown parameter path"),
-        ("workload: tiny\nhardware: xeon8160_2s\nvary:\n  policy: [layerwise, wavefrnt]\n",
-         "field 'vary.policy': got 'wavefrnt'"),
+        (
+            "workload: tiny\nhardware: xeon8160_2s\nvary:\n  workload.layerz: [1]\n",
+            "field 'vary.workload.layerz': unknown workload field 'layerz'",
+        ),
+        (
+            "workload: tiny\nhardware: xeon8160_2s\nvary:\n  hardware.caches.L9.size_bytes: [1]\n",
+            "field 'vary.hardware.caches.L9.size_bytes'",
+        ),
+        (
+            "workload: tiny\nhardware: xeon8160_2s\nvary:\n  frobnicate: [1]\n",
+            "field 'vary.frobnicate': unknown parameter path",
+        ),
+        (
+            "workload: tiny\nhardware: xeon8160_2s\nvary:\n  policy: [layerwise, wavefrnt]\n",
+            "field 'vary.policy': got 'wavefrnt'",
+        ),
         ("workload: tiny\nhardware: xeon8160_2s\npolicy: nope\n", "field 'policy': got 'nope'"),
-        ("workload: tiny\nhardware: xeon8160_2s\nmode: zip\nvary:\n  cores: [1, 2]\n"
-         "  policy: [layerwise]\n", "lists of one length"),
+        (
+            "workload: tiny\nhardware: xeon8160_2s\nmode: zip\nvary:\n  cores: [1, 2]\n"
+            "  policy: [layerwise]\n",
+            "lists of one length",
+        ),
         ("workload: nowhere\nhardware: xeon8160_2s\n", "field 'workload': file not found"),
         ("workload: tiny\nhardware: xeon8160_2s\nengine: fast\n", "field 'engine': got 'fast'"),
-        ("workload: tiny\nhardware: xeon8160_2s\nmode: random\nvary:\n  cores: [1]\n",
-         "'samples'"),
+        ("workload: tiny\nhardware: xeon8160_2s\nmode: random\nvary:\n  cores: [1]\n", "'samples'"),
     ],
-)  # fmt: skip
+)
 def test_bad_spec_is_one_line_error_naming_file_and_field(tmp_path, capsys, body, expected):
     spec = write(tmp_path / "bad.yaml", body)
     assert main(["sweep", str(spec), "--out", str(tmp_path / "out")]) == 2
@@ -106,10 +125,16 @@ def test_bad_spec_is_one_line_error_naming_file_and_field(tmp_path, capsys, body
 
 
 def test_bad_spec_subprocess_has_no_traceback(tmp_path):
-    spec = write(tmp_path / "bad.yaml", "workload: tiny\nhardware: xeon8160_2s\n"
-                 "vary:\n  hardware.nonsense: [1]\n")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-m", "wpsim.console", "sweep", str(spec), "--out",
-                           str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    spec = write(
+        tmp_path / "bad.yaml",
+        "workload: tiny\nhardware: xeon8160_2s\nvary:\n  hardware.nonsense: [1]\n",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "wpsim.console", "sweep", str(spec), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
     assert "bad.yaml: field 'vary.hardware.nonsense': unknown machine field" in proc.stderr
@@ -160,9 +185,12 @@ def test_simulate_rows_match_direct_simulation(tmp_path):
 
 
 def test_failed_points_are_recorded_and_do_not_stop_the_sweep(tmp_path, capsys):
-    spec = write(tmp_path / "f.yaml", "workload: tiny\nhardware: xeon8160_2s\nvary:\n"
-                 "  hardware.caches.L1d.size_bytes: [32768, 4194304]\n"
-                 "  helpers: [1, 8]\n  cores: [4]\n")  # fmt: skip
+    spec = write(
+        tmp_path / "f.yaml",
+        "workload: tiny\nhardware: xeon8160_2s\nvary:\n"
+        "  hardware.caches.L1d.size_bytes: [32768, 4194304]\n"
+        "  helpers: [1, 8]\n  cores: [4]\n",
+    )
     # a sweep with failed points exits 1 and says how many (issue 17)
     assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "-j", "1", "-q"]) == 1
     rows = read_results(tmp_path / "o")
@@ -218,8 +246,9 @@ def test_process_and_dask_backends_give_identical_files(tmp_path):
     run_sweep(spec, tmp_path / "serial", workers=1, progress=False)
     local = run_sweep(spec, tmp_path / "local", workers=2, progress=False)
     assert local.workers == 2
-    dask = run_sweep(spec, tmp_path / "dask", backend="dask", workers=2, dask_processes=False,
-                     progress=False)  # fmt: skip
+    dask = run_sweep(
+        spec, tmp_path / "dask", backend="dask", workers=2, dask_processes=False, progress=False
+    )
     assert dask.backend == "dask" and dask.complete
     expected = (tmp_path / "serial" / RESULTS).read_bytes()
     assert (tmp_path / "local" / RESULTS).read_bytes() == expected
@@ -229,28 +258,40 @@ def test_process_and_dask_backends_give_identical_files(tmp_path):
 def test_dask_backend_on_a_running_scheduler(tmp_path):
     distributed = pytest.importorskip("distributed")
     spec = small_spec(tmp_path)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:  # fmt: skip
-        summary = run_sweep(spec, tmp_path / "remote", backend="dask",
-                            scheduler=cluster.scheduler_address, progress=False)  # fmt: skip
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        summary = run_sweep(
+            spec,
+            tmp_path / "remote",
+            backend="dask",
+            scheduler=cluster.scheduler_address,
+            progress=False,
+        )
     assert summary.complete and summary.workers == 1
     assert len(read_results(tmp_path / "remote")) == 12
 
 
 def test_policy_mappings_and_other_machine_kinds(tmp_path):
-    spec = write(tmp_path / "m.yaml", "workload: tiny\nhardware: xeon8160_2s\nvary:\n"
-                 "  policy: [layerwise, {name: wavefront, helpers: 2}]\n  cores: [4]\n")  # fmt: skip
+    spec = write(
+        tmp_path / "m.yaml",
+        "workload: tiny\nhardware: xeon8160_2s\nvary:\n"
+        "  policy: [layerwise, {name: wavefront, helpers: 2}]\n  cores: [4]\n",
+    )
     run_sweep(spec, tmp_path / "m", workers=1, progress=False)
     labels = [r["policy_label"] for r in read_results(tmp_path / "m")]
     assert labels == ["layerwise", "wavefront, helpers=2"]
-    bad = write(tmp_path / "b.yaml", "workload: tiny\nhardware: xeon8160_2s\nvary:\n"
-                "  policy: [{name: wavefront, helper: 2}]\n")  # fmt: skip
+    bad = write(
+        tmp_path / "b.yaml",
+        "workload: tiny\nhardware: xeon8160_2s\nvary:\n  policy: [{name: wavefront, helper: 2}]\n",
+    )
     with pytest.raises(ConfigError, match="b.yaml: field 'vary.policy': policy mapping field"):
         load_sweep(bad)
     if not (ROOT / "hw_configs" / "v100.yaml").exists():
         pytest.skip("no GPU machine file in this checkout")
-    gpu = write(tmp_path / "g.yaml", "workload: tiny\nhardware: v100\nvary:\n"
-                "  policy: [persistent, gemm]\n")  # fmt: skip
+    gpu = write(
+        tmp_path / "g.yaml", "workload: tiny\nhardware: v100\nvary:\n  policy: [persistent, gemm]\n"
+    )
     run_sweep(gpu, tmp_path / "g", workers=1, progress=False)
     rows = read_results(tmp_path / "g")
     assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["makespan_s"] > 0
@@ -265,8 +306,16 @@ def test_parquet_next_to_csv_when_pyarrow_is_installed(tmp_path):
 
 
 def test_scheduler_without_dask_backend_is_an_error(tmp_path, capsys):
-    code = main(["sweep", str(small_spec(tmp_path)), "--out", str(tmp_path / "o"),
-                 "--scheduler", "tcp://127.0.0.1:1"])  # fmt: skip
+    code = main(
+        [
+            "sweep",
+            str(small_spec(tmp_path)),
+            "--out",
+            str(tmp_path / "o"),
+            "--scheduler",
+            "tcp://127.0.0.1:1",
+        ]
+    )
     assert code == 2 and "--scheduler needs --backend dask" in capsys.readouterr().err
 
 
@@ -285,10 +334,24 @@ vary:
 def test_kill_9_mid_sweep_then_resume_gives_every_point_once(tmp_path):
     spec = write(tmp_path / "kill.yaml", KILL_SPEC)
     out = tmp_path / "o"
-    command = [sys.executable, "-m", "wpsim.console", "sweep", str(spec), "--out", str(out),
-               "--workers", "2"]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "wpsim.console",
+        "sweep",
+        str(spec),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -311,8 +374,9 @@ def test_kill_9_mid_sweep_then_resume_gives_every_point_once(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    resumed = subprocess.run(command + ["--quiet", "--json"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=120)  # fmt: skip
+    resumed = subprocess.run(
+        command + ["--quiet", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["done_before"] == len(first) and summary["complete"]
@@ -378,13 +442,17 @@ def test_report_runs_each_folder_and_reports_failures_one_line(tmp_path, capsys)
     (reports / "good").mkdir(parents=True)
     (reports / "bad").mkdir()
     (reports / "empty").mkdir()
-    write(reports / "good" / "make_report.py",
-          "from pathlib import Path\n\ndef main(out_dir=None):\n"
-          "    folder = Path(out_dir) if out_dir else Path(__file__).parent\n"
-          "    folder.mkdir(parents=True, exist_ok=True)\n"
-          "    (folder / 'done.txt').write_text('ok')\n")  # fmt: skip
-    write(reports / "bad" / "make_report.py",
-          "def main(out_dir=None):\n    raise ValueError('no data\\nsecond line')\n")  # fmt: skip
+    write(
+        reports / "good" / "make_report.py",
+        "from pathlib import Path\n\ndef main(out_dir=None):\n"
+        "    folder = Path(out_dir) if out_dir else Path(__file__).parent\n"
+        "    folder.mkdir(parents=True, exist_ok=True)\n"
+        "    (folder / 'done.txt').write_text('ok')\n",
+    )
+    write(
+        reports / "bad" / "make_report.py",
+        "def main(out_dir=None):\n    raise ValueError('no data\\nsecond line')\n",
+    )
     args = ["report", "--reports-dir", str(reports)]
     assert main(args) == 1
     captured = capsys.readouterr()

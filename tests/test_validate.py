@@ -46,11 +46,29 @@ def json_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     wl = out / "w.yaml"
     wl.write_text("name: validate-tiny\ncell: lstm\nlayers: 2\nhidden: 32\ninput: 16\nseq_len: 6\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "wpsim.console", "validate", "-w", str(wl), "--hardware", str(HOST),
-         "--workers", "1,2", "--policies", "wavefront", "--repeats", "1", "--json",
-         "--out", str(out / "res")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "wpsim.console",
+            "validate",
+            "-w",
+            str(wl),
+            "--hardware",
+            str(HOST),
+            "--workers",
+            "1,2",
+            "--policies",
+            "wavefront",
+            "--repeats",
+            "1",
+            "--json",
+            "--out",
+            str(out / "res"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout), out / "res"
 
@@ -135,8 +153,9 @@ def test_bad_input_is_one_line(args: list[str], needle: str, capsys) -> None:
 def test_bad_worker_lists_are_usage_errors(value: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "wpsim.console", "validate", "-w", "tiny", "--workers", value],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "--workers" in proc.stderr
@@ -178,9 +197,12 @@ def test_charged_dispatch_is_the_busy_value_when_every_core_runs() -> None:
     from wpsim.policies import get_policy
 
     machine = load_machine(HOST).model_copy(
-        update={"dispatch_overhead_s": 1e-5, "dispatch_overhead_busy_s": 5e-5,
-                "dispatch_overhead_sequence_s": None}
-    )  # fmt: skip
+        update={
+            "dispatch_overhead_s": 1e-5,
+            "dispatch_overhead_busy_s": 5e-5,
+            "dispatch_overhead_sequence_s": None,
+        }
+    )
     w = Workload(cell="rnn", layers=2, hidden=16, input=16, seq_len=6)
     # a run on one of the two cores never has every core of the socket busy
     _, one = simulate_with_dispatch(w, machine, "sequential", 1, 1)
@@ -197,8 +219,10 @@ def test_accuracy_benchmark_replays_measured_rows(tmp_path, capsys) -> None:
     import accuracy
 
     case = accuracy.FULL[1]
-    rows = [{"case": case.name, "policy": p, "workers": 2, "measured_speedup": 1.0}
-            for p in ("wavefront", "layerwise")]  # fmt: skip
+    rows = [
+        {"case": case.name, "policy": p, "workers": 2, "measured_speedup": 1.0}
+        for p in ("wavefront", "layerwise")
+    ]
     recorded = tmp_path / "accuracy.json"
     recorded.write_text(json.dumps({"summary": {"machine": "test"}, "rows": rows}))
     assert accuracy.main(["--replay", str(recorded), "--json"]) == 0

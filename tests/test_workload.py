@@ -120,10 +120,17 @@ def test_bfloat16_is_two_bytes():
 )
 def test_valid_workloads_accepted(cell, layers, hidden, density, bidirectional):
     w = workload_from_dict(
-        dict(cell=cell, layers=layers, hidden=hidden, input=7, seq_len=3, density=density,
-             bidirectional=bidirectional),
+        dict(
+            cell=cell,
+            layers=layers,
+            hidden=hidden,
+            input=7,
+            seq_len=3,
+            density=density,
+            bidirectional=bidirectional,
+        ),
         "w.yaml",
-    )  # fmt: skip
+    )
     assert w.weight_hh_bytes() > 0 and w.layer_weight_bytes(layers - 1) > 0
 
 

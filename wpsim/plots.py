@@ -75,8 +75,15 @@ def draw_gantt(
         start = (trace.start_s[i] - origin) * scale
         width = (trace.end_s[i] - trace.start_s[i]) * scale
         for core in trace.cores[i]:
-            ax.barh(core, width, left=start, height=0.8, color=color, edgecolor="none",
-                    hatch="//" if task.is_backward else None)  # fmt: skip
+            ax.barh(
+                core,
+                width,
+                left=start,
+                height=0.8,
+                color=color,
+                edgecolor="none",
+                hatch="//" if task.is_backward else None,
+            )
     from matplotlib.ticker import MaxNLocator
 
     rows = n_cores or (max((c for cores in trace.cores for c in cores), default=0) + 1)
@@ -86,14 +93,25 @@ def draw_gantt(
     ax.set_ylabel("core")
     if title:
         ax.set_title(title, fontsize=10)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(layer % 10 if layers <= 10 else layer / max(layers - 1, 1)))
-               for layer in range(min(layers, 10))]  # fmt: skip
-    ax.legend(handles, [f"layer {layer}" for layer in range(min(layers, 10))], fontsize=7, bbox_to_anchor=(1.0, 1.0),
-              loc="upper left", ncol=1)  # fmt: skip
+    handles = [
+        plt.Rectangle(
+            (0, 0), 1, 1, color=cmap(layer % 10 if layers <= 10 else layer / max(layers - 1, 1))
+        )
+        for layer in range(min(layers, 10))
+    ]
+    ax.legend(
+        handles,
+        [f"layer {layer}" for layer in range(min(layers, 10))],
+        fontsize=7,
+        bbox_to_anchor=(1.0, 1.0),
+        loc="upper left",
+        ncol=1,
+    )
 
 
-def _draw_gantt_by_cause(ax: Any, trace: Trace, title: str, n_cores: int | None,
-                         level_bw: Mapping[str, float] | None) -> None:  # fmt: skip
+def _draw_gantt_by_cause(
+    ax: Any, trace: Trace, title: str, n_cores: int | None, level_bw: Mapping[str, float] | None
+) -> None:
     from matplotlib.ticker import MaxNLocator
 
     from wpsim.breakdown import add_task
@@ -145,8 +163,11 @@ def draw_wavefront_heatmap(ax: Any, trace: Trace, tasks: Sequence[Task], title: 
     import numpy as np
 
     plt = _pyplot()
-    forward = [(i, tasks[tid]) for i, tid in enumerate(trace.task)
-               if not tasks[tid].is_backward and tasks[tid].kind in ("cell", "rec_proj")]  # fmt: skip
+    forward = [
+        (i, tasks[tid])
+        for i, tid in enumerate(trace.task)
+        if not tasks[tid].is_backward and tasks[tid].kind in ("cell", "rec_proj")
+    ]
     if not forward:
         ax.set_axis_off()
         return
@@ -168,17 +189,28 @@ def draw_wavefront_heatmap(ax: Any, trace: Trace, tasks: Sequence[Task], title: 
     plt.colorbar(image, ax=ax, label=f"start ({unit})")
 
 
-def save_schedule_figure(path: str | Path, trace: Trace, tasks: Sequence[Task], title: str,
-                         n_layers: int | None = None, n_cores: int | None = None,
-                         color_by: str = "layer", level_bw: Mapping[str, float] | None = None,
-                         flag: str = "") -> None:  # fmt: skip
+def save_schedule_figure(
+    path: str | Path,
+    trace: Trace,
+    tasks: Sequence[Task],
+    title: str,
+    n_layers: int | None = None,
+    n_cores: int | None = None,
+    color_by: str = "layer",
+    level_bw: Mapping[str, float] | None = None,
+    flag: str = "",
+) -> None:
     """Gantt chart above (coloured by layer or by cause, see :func:`draw_gantt`), wavefront
     heat map below (``flag`` names the option in errors)."""
     check_figure(path, flag)
     plt = _pyplot()
     n_cores = n_cores or len({c for cores in trace.cores for c in cores})
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 3 + 0.18 * min(n_cores, 48) + 3),
-                                      gridspec_kw={"height_ratios": [max(2, min(n_cores, 48) * 0.18), 2]})  # fmt: skip
+    fig, (top, bottom) = plt.subplots(
+        2,
+        1,
+        figsize=(11, 3 + 0.18 * min(n_cores, 48) + 3),
+        gridspec_kw={"height_ratios": [max(2, min(n_cores, 48) * 0.18), 2]},
+    )
     draw_gantt(top, trace, tasks, title, n_layers, n_cores, color_by, level_bw)
     draw_wavefront_heatmap(bottom, trace, tasks)
     fig.tight_layout()
@@ -188,8 +220,14 @@ def save_schedule_figure(path: str | Path, trace: Trace, tasks: Sequence[Task], 
         plt.close(fig)
 
 
-def save_side_by_side(path: str | Path, measured: Trace, simulated: Trace, tasks: Sequence[Task],
-                      title: str, flag: str = "") -> None:  # fmt: skip
+def save_side_by_side(
+    path: str | Path,
+    measured: Trace,
+    simulated: Trace,
+    tasks: Sequence[Task],
+    title: str,
+    flag: str = "",
+) -> None:
     """Measured Gantt above, simulated below, on the same time axis."""
     check_figure(path, flag)
     plt = _pyplot()

@@ -155,9 +155,14 @@ class Trace:
         return {tid: i for i, tid in enumerate(self.task)}
 
     # ---- export -------------------------------------------------------------------------------
-    def to_chrome(self, path: str | Path, labels: Sequence[str] | None = None,
-                  layers: Sequence[int] | None = None, process_name: str = "wpsim",
-                  flag: str = "") -> None:  # fmt: skip
+    def to_chrome(
+        self,
+        path: str | Path,
+        labels: Sequence[str] | None = None,
+        layers: Sequence[int] | None = None,
+        process_name: str = "wpsim",
+        flag: str = "",
+    ) -> None:
         """Write Chrome trace-event JSON: one complete event per task per core, in microseconds."""
         # through wpsim.outputs (atomic, no NaN/Infinity); ``flag`` names the option in errors
         events: list[dict[str, Any]] = [
@@ -177,16 +182,18 @@ class Trace:
             if dispatch:
                 args["dispatch_s"] = dispatch[i]
             for core in self.cores[i]:
-                events.append({
-                    "name": name,
-                    "cat": f"layer {layers[tid]}" if layers else "task",
-                    "ph": "X",
-                    "ts": self.start_s[i] * 1e6,
-                    "dur": (self.end_s[i] - self.start_s[i]) * 1e6,
-                    "pid": 0,
-                    "tid": core,
-                    "args": args,
-                })  # fmt: skip
+                events.append(
+                    {
+                        "name": name,
+                        "cat": f"layer {layers[tid]}" if layers else "task",
+                        "ph": "X",
+                        "ts": self.start_s[i] * 1e6,
+                        "dur": (self.end_s[i] - self.start_s[i]) * 1e6,
+                        "pid": 0,
+                        "tid": core,
+                        "args": args,
+                    }
+                )
         atomic_write(path, dumps_json({"traceEvents": events, "displayTimeUnit": "ns"}), flag)
 
     def to_csv(self, path: str | Path, labels: Sequence[str] | None = None, flag: str = "") -> None:

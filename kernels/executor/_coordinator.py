@@ -163,9 +163,12 @@ class Executor:
         else:
             fault = fault_from_env()
         self._inputs = check_inputs(
-            workload, params if params is not None else init_params(workload, seed),
-            x if x is not None else init_input(workload, seed), grad_output, seed,
-        )  # fmt: skip
+            workload,
+            params if params is not None else init_params(workload, seed),
+            x if x is not None else init_input(workload, seed),
+            grad_output,
+            seed,
+        )
         self.workload = workload
         self.policy = policy
         self.workers = int(workers)
@@ -175,9 +178,16 @@ class Executor:
         if stall_timeout_s is not None and not (0 < stall_timeout_s < math.inf):
             raise ConfigError(f"--stall-timeout: got {stall_timeout_s!r}, expected seconds > 0")
         self._run = Execution(
-            workload, policy, plan, groups, hoisted,
-            microseconds("WPSIM_EXECUTOR_SPIN_US", DEFAULT_SPIN_US), fault, pin, stall_timeout_s,
-        )  # fmt: skip
+            workload,
+            policy,
+            plan,
+            groups,
+            hoisted,
+            microseconds("WPSIM_EXECUTOR_SPIN_US", DEFAULT_SPIN_US),
+            fault,
+            pin,
+            stall_timeout_s,
+        )
         self._runs: list[tuple[Trace, float]] = []
         self.startup_s = float("nan")
         self._started = False
@@ -341,9 +351,21 @@ def execute(
     for name, value, low in (("repeats", repeats, 1), ("warmup", warmup, 0)):
         if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
             raise ConfigError(f"--{name}: got {value!r}, expected an integer >= {low}")
-    with Executor(workload, policy, workers, chunk, params, x, seed, grad_output=grad_output,
-                  granularity=granularity, pin=pin, fail_at_task=fail_at_task,
-                  fail_mode=fail_mode, stall_timeout_s=stall_timeout_s) as ex:  # fmt: skip
+    with Executor(
+        workload,
+        policy,
+        workers,
+        chunk,
+        params,
+        x,
+        seed,
+        grad_output=grad_output,
+        granularity=granularity,
+        pin=pin,
+        fail_at_task=fail_at_task,
+        fail_mode=fail_mode,
+        stall_timeout_s=stall_timeout_s,
+    ) as ex:
         for _ in range(warmup):
             ex.run(record=False)
         for _ in range(repeats):

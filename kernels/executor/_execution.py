@@ -107,8 +107,9 @@ def static_order(plan, policy, groups: list[tuple[int, ...]]) -> list[int]:
 class Execution:
     """Segment + workers + coordinator state for one :func:`execute` call."""
 
-    def __init__(self, workload, policy, plan, groups, hoisted, spin_s, fault, pin,
-                 stall_timeout_s=None) -> None:  # fmt: skip
+    def __init__(
+        self, workload, policy, plan, groups, hoisted, spin_s, fault, pin, stall_timeout_s=None
+    ) -> None:
         self.workload = workload
         self.watchdog = Watchdog([t.flops for t in plan.tasks], stall_timeout_s)
         self.policy = policy
@@ -139,8 +140,14 @@ class Execution:
     # ---- set-up -----------------------------------------------------------------------------
     def create_segment(self, params, x, grad_output) -> None:
         w = self.workload
-        specs = array_specs(w, self.policy.instances, self.hoisted, self.training,
-                            self.plan.chunk, [len(g) for g in self.groups])  # fmt: skip
+        specs = array_specs(
+            w,
+            self.policy.instances,
+            self.hoisted,
+            self.training,
+            self.plan.chunk,
+            [len(g) for g in self.groups],
+        )
         if self.use_sequence:  # sequence mode: the order, each member's task spans
             n = self.plan.n_tasks
             specs["order"] = ((n,), np.dtype("int64"))
@@ -176,12 +183,21 @@ class Execution:
             for w in self.members:
                 gi, group = group_of[w]
                 spec = WorkerSpec(
-                    index=w, cpu=cpus[w % len(cpus)] if pin else None, parent_pid=os.getpid(),
-                    shm_name=self.seg.name, layout=self.seg.layout, workload=self.workload,
-                    tasks=tasks, hoisted=self.hoisted, training=self.training,
-                    chunk=self.plan.chunk, group=group, group_index=gi, spin_s=self.spin_s,
+                    index=w,
+                    cpu=cpus[w % len(cpus)] if pin else None,
+                    parent_pid=os.getpid(),
+                    shm_name=self.seg.name,
+                    layout=self.seg.layout,
+                    workload=self.workload,
+                    tasks=tasks,
+                    hoisted=self.hoisted,
+                    training=self.training,
+                    chunk=self.plan.chunk,
+                    group=group,
+                    group_index=gi,
+                    spin_s=self.spin_s,
                     fault=self.fault,
-                )  # fmt: skip
+                )
                 cmd_r, cmd_w = ctx.Pipe(duplex=False)
                 self._conns.append(cmd_w)
                 child_ends.append(cmd_r)
@@ -189,9 +205,11 @@ class Execution:
                 os.set_blocking(fd, False)
                 self.cmd_fds[w] = fd
                 proc = WorkerProcess(
-                    target=worker_main, args=(spec, cmd_r, wake_w),
-                    name=f"wpsim-worker-{w}", daemon=True,
-                )  # fmt: skip
+                    target=worker_main,
+                    args=(spec, cmd_r, wake_w),
+                    name=f"wpsim-worker-{w}",
+                    daemon=True,
+                )
                 self.procs[w] = proc
                 proc.start()
                 if spec.cpu is not None:  # now, not after the child's imports (it pins too)
@@ -357,8 +375,9 @@ class Execution:
         ends = spans[:, :, 1].max(axis=0) - origin
         trace = Trace([])
         n = len(order)
-        trace.extend(order, [tuple(group)] * n, starts.tolist(), ends.tolist(), [{}] * n,
-                     [True] * n, [0] * n)  # fmt: skip
+        trace.extend(
+            order, [tuple(group)] * n, starts.tolist(), ends.tolist(), [{}] * n, [True] * n, [0] * n
+        )
         return trace, float(ends.max())
 
     def _run_dynamic(self) -> tuple[Trace, float]:

@@ -139,7 +139,7 @@ class ExecutionResult:
                 "chunk": self.chunk,
                 "workers_started": len(started),
                 "makespans_s": list(self.makespans_s),
-            },  # fmt: skip
+            },
             trace=self.trace,
             tasks=self.tasks,
         )

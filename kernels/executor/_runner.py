@@ -453,9 +453,17 @@ class TaskRunner:
             h_out = h_all[a:b] if self.leader else self._buffer("h", (b - a, self.B, self.H))
             save = self.training and self.leader
         _, _, cT, saved = cell_chunk_forward(
-            self.cell, lp, x_chunk, h0, c0, rev,
-            save=save, gates_x=gates_x, h_out=h_out, recurrent=recurrent,
-        )  # fmt: skip
+            self.cell,
+            lp,
+            x_chunk,
+            h0,
+            c0,
+            rev,
+            save=save,
+            gates_x=gates_x,
+            h_out=h_out,
+            recurrent=recurrent,
+        )
         if not self.leader:
             return
         if save:
@@ -510,9 +518,11 @@ class TaskRunner:
         elif self.cell == "gru":
             saved.update(gates=self.a[f"gates{key}"][a:b], hn=self.a[f"hn{key}"][a:b])
         c_idx = a // self.chunk
-        nxt = (c_idx + 1 if c_idx + 1 < self.n_chunks else None) if d == 0 else (
-            c_idx - 1 if c_idx > 0 else None
-        )  # fmt: skip
+        nxt = (
+            (c_idx + 1 if c_idx + 1 < self.n_chunks else None)
+            if d == 0
+            else (c_idx - 1 if c_idx > 0 else None)
+        )
         dhb = self.a[f"dhb{key}"]
         dcb = self.a.get(f"dcb{key}")
         dh_next = None if nxt is None else dhb[nxt]
@@ -527,9 +537,18 @@ class TaskRunner:
             self._recurrent(i, l, d).hh_t if self.size == 1 else self._split_hooks(i, l, d)[1]
         )
         _, dh0, dc0, _ = cell_chunk_backward(
-            self.cell, lp, saved, self._dh_from_above(i, l, d, a, b), dh_next, dc_next, rev,
-            need_dx=False, dgates_out=dg, dgates_hh_out=dgh, recurrent_t=recurrent_t,
-        )  # fmt: skip
+            self.cell,
+            lp,
+            saved,
+            self._dh_from_above(i, l, d, a, b),
+            dh_next,
+            dc_next,
+            rev,
+            need_dx=False,
+            dgates_out=dg,
+            dgates_hh_out=dgh,
+            recurrent_t=recurrent_t,
+        )
         if self.leader:
             dhb[c_idx] = dh0
             if dcb is not None:
@@ -589,9 +608,14 @@ class TaskRunner:
         key = f"{i}.{l}.{d}"
         dgh = self.a[f"dgh{key}"][:, :, sub] if self.cell == "gru" else None
         grads = layer_weight_grads(
-            self.cell, self._layer_input(i, l, 0, T), self.a[f"h{key}"], None,
-            self.a[f"dgi{key}"][:, :, sub], dgh, d == 1,
-        )  # fmt: skip
+            self.cell,
+            self._layer_input(i, l, 0, T),
+            self.a[f"h{key}"],
+            None,
+            self.a[f"dgi{key}"][:, :, sub],
+            dgh,
+            d == 1,
+        )
         name = suffix(l, d == 1)
         for kind in LAYER_KINDS:
             self.a[f"g{i}.{kind}{name}"][sub] = grads[kind]

@@ -99,12 +99,17 @@ class _Worker:
         self.bar = self.q[self.s_bar]
         size = len(spec.group)
         self.runner = TaskRunner(
-            spec.workload, spec.tasks, self.seg.arrays,
-            hoisted=spec.hoisted, training=spec.training, chunk=spec.chunk,
-            rank=spec.group.index(w), size=size,
+            spec.workload,
+            spec.tasks,
+            self.seg.arrays,
+            hoisted=spec.hoisted,
+            training=spec.training,
+            chunk=spec.chunk,
+            rank=spec.group.index(w),
+            size=size,
             barrier=self.barrier if size > 1 else None,
             scratch=f"rb{spec.group_index}" if size > 1 else None,
-        )  # fmt: skip
+        )
         self.runner.warm()
         self.last_seq = self.q[self.s_cmd] >> 32
 

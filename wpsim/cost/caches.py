@@ -61,14 +61,31 @@ class FixedPoint:
     repeat. Per member: its lookups in its socket's shared level, ``(block, its size, bytes to
     read)``, and the bytes and seconds of its private levels."""
 
-    __slots__ = ("weights", "cores", "steps", "level_bytes", "cache_s", "socket_blocks",
-                 "private_bytes", "private_s", "costs", "_shared")  # fmt: skip
+    __slots__ = (
+        "weights",
+        "cores",
+        "steps",
+        "level_bytes",
+        "cache_s",
+        "socket_blocks",
+        "private_bytes",
+        "private_s",
+        "costs",
+        "_shared",
+    )
 
     def __init__(
-        self, weights: tuple, cores: tuple[int, ...], steps: int, level_bytes: dict[str, float],
-        cache_s: float, socket_blocks: list[list], private_bytes: list[dict[str, float]],
-        private_s: list[float], shared_resident: list[OrderedDict | None],
-    ) -> None:  # fmt: skip
+        self,
+        weights: tuple,
+        cores: tuple[int, ...],
+        steps: int,
+        level_bytes: dict[str, float],
+        cache_s: float,
+        socket_blocks: list[list],
+        private_bytes: list[dict[str, float]],
+        private_s: list[float],
+        shared_resident: list[OrderedDict | None],
+    ) -> None:
         self.weights = weights
         self.cores = cores
         self.steps = steps

@@ -94,9 +94,11 @@ class CpuCostModel:
         # nothing); a strict one only what it holds
         self._curves = [level.hit_curve for level in self.private]
         tracked = [
-            level.size_bytes * max(1.0, level.hit_curve[-1][0]) if level.hit_curve else level.size_bytes
+            level.size_bytes * max(1.0, level.hit_curve[-1][0])
+            if level.hit_curve
+            else level.size_bytes
             for level in self.private
-        ]  # fmt: skip
+        ]
         self.private_lru = [[LRUCache(size) for size in tracked] for _ in range(n_cores)]
         # the largest block a level serves any of: its size, or as far as its hit curve reaches
         self._reach = tracked
@@ -164,8 +166,9 @@ class CpuCostModel:
         return i - 1, i, (x - xs[i - 1]) / (xs[i] - xs[i - 1])
 
     @classmethod
-    def _bilinear(cls, xs: list[float], ys: list[float], grid: list[list[float]], x: float,
-                  y: float) -> float:  # fmt: skip
+    def _bilinear(
+        cls, xs: list[float], ys: list[float], grid: list[list[float]], x: float, y: float
+    ) -> float:
         """``grid[i][j]`` (at ``xs[i]``, ``ys[j]``, both sorted) read at ``(x, y)``: linear in
         each direction between the points, the edge values outside."""
         i, j, fx = cls._bracket(xs, x)
@@ -375,9 +378,13 @@ class CpuCostModel:
         return level_bytes, cache_s, dram, socket_blocks, private_bytes, private_s
 
     def _read_shared(
-        self, socket_lru: LRUCache | None, block: object, size: float, nbytes: float,
+        self,
+        socket_lru: LRUCache | None,
+        block: object,
+        size: float,
+        nbytes: float,
         level_bytes: dict[str, float],
-    ) -> tuple[float, float]:  # fmt: skip
+    ) -> tuple[float, float]:
         """Read ``nbytes`` of ``block`` (``size`` bytes whole) from the socket's shared level,
         else from DRAM (it is then resident there); counts them in ``level_bytes``. Returns
         (shared-level seconds, DRAM bytes)."""
@@ -412,7 +419,11 @@ class CpuCostModel:
         fixed = None
         if not dram and before == after:
             fixed = FixedPoint(
-                weights, cores, steps, level_bytes, cache_s,
+                weights,
+                cores,
+                steps,
+                level_bytes,
+                cache_s,
                 socket_blocks=[read[3] for read in reads],
                 private_bytes=[read[4] for read in reads],
                 private_s=[read[5] for read in reads],
@@ -420,7 +431,7 @@ class CpuCostModel:
                     lru.blocks if (lru := self._socket_lru_of_core[core]) is not None else None
                     for core in cores
                 ],
-            )  # fmt: skip
+            )
         for core in cores:
             self._fixed_point[core] = fixed
         return level_bytes, cache_s, dram
@@ -511,22 +522,38 @@ class CpuCostModel:
         weights = self._weights_of[tid]
         fixed = self._fixed_point[cores[0]]
         if (
-            fixed is not None and fixed.weights is weights and fixed.cores == cores
+            fixed is not None
+            and fixed.weights is weights
+            and fixed.cores == cores
             # (one core: its own entry is the fixed point, and reads whole blocks at any steps)
             and (len(cores) == 1 or fixed.holds(self._fixed_point, self._tasks[tid].steps))
-        ):  # fmt: skip
+        ):
             if not fixed.replay_shared_hits():
                 level_bytes, cache_s, dram = self._read_shared_again(fixed)
-                return self._task_cost(tid, len(cores), level_bytes, cache_s, dram,
-                                       busy_on_socket, handoff_bytes, latency)  # fmt: skip
+                return self._task_cost(
+                    tid,
+                    len(cores),
+                    level_bytes,
+                    cache_s,
+                    dram,
+                    busy_on_socket,
+                    handoff_bytes,
+                    latency,
+                )
             # the fixed point's bytes again: its costs repeat
             key = (self._shape[tid], busy_on_socket, handoff_bytes, latency)
             cost = fixed.costs.get(key)
             if cost is None:
                 cost = fixed.costs[key] = self._task_cost(
-                    tid, len(cores), fixed.level_bytes, fixed.cache_s, 0.0, busy_on_socket,
-                    handoff_bytes, latency,
-                )  # fmt: skip
+                    tid,
+                    len(cores),
+                    fixed.level_bytes,
+                    fixed.cache_s,
+                    0.0,
+                    busy_on_socket,
+                    handoff_bytes,
+                    latency,
+                )
             return cost
         level_bytes, cache_s, dram = self._read_group_weights(
             weights, cores, self._tasks[tid].steps
@@ -536,9 +563,16 @@ class CpuCostModel:
         )
 
     def _task_cost(
-        self, tid: int, k: int, level_bytes: dict[str, float], cache_s: float, dram: float,
-        busy_on_socket: int, handoff_bytes: int, latency: float,
-    ) -> TaskCost:  # fmt: skip
+        self,
+        tid: int,
+        k: int,
+        level_bytes: dict[str, float],
+        cache_s: float,
+        dram: float,
+        busy_on_socket: int,
+        handoff_bytes: int,
+        latency: float,
+    ) -> TaskCost:
         """The cost of ``tid`` on ``k`` cores, once its weights and activations are found."""
         # the part that depends only on the task's work, once per shape and group size
         statics = self._static_one_core if k == 1 else self._statics(k)
@@ -574,8 +608,21 @@ class CpuCostModel:
         if sync_s:
             fixed += sync_s
         # positional: keyword arguments take twice as long, once a task that streams from DRAM
-        return TaskCost(fixed, compute, cache_s, dram, level_bytes, handoff_bytes, dispatch_s,
-                        step_s, handoff_s, sync_s, elementwise, 0.0, corun)  # fmt: skip
+        return TaskCost(
+            fixed,
+            compute,
+            cache_s,
+            dram,
+            level_bytes,
+            handoff_bytes,
+            dispatch_s,
+            step_s,
+            handoff_s,
+            sync_s,
+            elementwise,
+            0.0,
+            corun,
+        )
 
     def dram_share_Bps(self, streams: int) -> float:
         """Bandwidth one streaming core gets when ``streams`` cores stream from its socket."""

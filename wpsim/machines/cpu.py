@@ -300,9 +300,12 @@ class CpuMachine(Strict):
         return self.dispatch_overhead_s
 
     def dispatch_s(
-        self, all_busy: bool, whole_socket_group: bool = False, task_s: float = 0.0,
+        self,
+        all_busy: bool,
+        whole_socket_group: bool = False,
+        task_s: float = 0.0,
         sequence: bool = False,
-    ) -> float:  # fmt: skip
+    ) -> float:
         """Per-task dispatch overhead of a task whose own time is ``task_s``: the
         :meth:`dispatch_variant` that applies, read at ``task_s`` where it is a table.
 
@@ -346,5 +349,10 @@ class CpuMachine(Strict):
                 f" or a multiple of it (whole sockets)"
             )
         physical = self.physical_cores_per_socket or self.cores_per_socket
-        return self.model_copy(update={"sockets": sockets, "cores_per_socket": per_socket,
-                                       "physical_cores_per_socket": physical})  # fmt: skip
+        return self.model_copy(
+            update={
+                "sockets": sockets,
+                "cores_per_socket": per_socket,
+                "physical_cores_per_socket": physical,
+            }
+        )

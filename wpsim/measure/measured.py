@@ -83,8 +83,18 @@ __all__ = [
 ]
 
 WORKLOAD_FIELDS = tuple(Workload.model_fields)
-COLUMNS = ("policy", "workers", "threads", "seconds", "trace", "workload", "machine", "chunk",
-           "helpers", *WORKLOAD_FIELDS)  # fmt: skip
+COLUMNS = (
+    "policy",
+    "workers",
+    "threads",
+    "seconds",
+    "trace",
+    "workload",
+    "machine",
+    "chunk",
+    "helpers",
+    *WORKLOAD_FIELDS,
+)
 #: the name of an event that marks a measured run: ``wpsim key=value ...``
 RUN_EVENT = re.compile(r"^wpsim\s+(.*)$")
 
@@ -127,7 +137,7 @@ def read_measurements(
         runs = [
             _measurement(
                 fields, f"{path}: event {index} ({name!r})", path.parent, defaults, seconds=seconds
-            )  # fmt: skip
+            )
             for index, name, fields, seconds in _trace_runs(path)
         ]
     else:
@@ -146,8 +156,11 @@ def read_measurements(
 def _csv_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     """(line number, {column: value}) of each data row; comment and blank lines skipped."""
     text = _read_text(path).removeprefix("\ufeff")  # (a spreadsheet's byte order mark)
-    numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1)
-                if line.strip() and not line.lstrip().startswith("#")]  # fmt: skip
+    numbered = [
+        (n, line)
+        for n, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     if not numbered:
         raise ConfigError(f"{path}: empty, expected a header row and one row per measured run")
     reader = csv.reader([line for _, line in numbered])
@@ -310,9 +323,12 @@ def _trace_runs(path: Path) -> list[tuple[int, str, dict[str, str], float]]:
 
 
 def _measurement(
-    fields: dict[str, str], where: str, folder: Path, defaults: dict[str, Any],
+    fields: dict[str, str],
+    where: str,
+    folder: Path,
+    defaults: dict[str, Any],
     seconds: float | None = None,
-) -> Measurement:  # fmt: skip
+) -> Measurement:
     """A :class:`Measurement` from a row's (or an event's) columns."""
     from wpsim.model.workload import resolve_workload
 
@@ -362,8 +378,18 @@ def _measurement(
     if field("machine"):
         relative = folder / field("machine")
         machine = str(relative) if relative.exists() else field("machine")
-    return Measurement(where, workload, machine, policy, helpers, workers, chunk, seconds,
-                       count_name, bool(field("machine")))  # fmt: skip
+    return Measurement(
+        where,
+        workload,
+        machine,
+        policy,
+        helpers,
+        workers,
+        chunk,
+        seconds,
+        count_name,
+        bool(field("machine")),
+    )
 
 
 def _relative(folder: Path, value: str) -> Path:

@@ -189,9 +189,13 @@ def _ready_latencies(trace: Trace, preds: Sequence[Sequence[int]]) -> list[float
 
 
 def simulate_with_dispatch(
-    workload: Workload, machine: CpuMachine, policy: Any, cores: int, chunk: int,
+    workload: Workload,
+    machine: CpuMachine,
+    policy: Any,
+    cores: int,
+    chunk: int,
     sequential_s: float | None = None,
-) -> tuple[Any, list[float]]:  # fmt: skip
+) -> tuple[Any, list[float]]:
     """:func:`wpsim.sim.engine.simulate`, and the dispatch overhead the cost model charged each
     record of its trace (in trace order: its ``dispatch_s`` column).
 
@@ -226,10 +230,16 @@ def _per_kind(
     for (kind, layer), (meas, sim) in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         m = statistics.fmean(meas) if meas else math.nan
         s = statistics.fmean(sim) if sim else math.nan
-        rows.append({
-            "kind": kind, "layer": layer, "n": len(meas), "measured_mean_s": m,
-            "simulated_mean_s": s, "ratio": s / m if m > 0 else math.nan,
-        })  # fmt: skip
+        rows.append(
+            {
+                "kind": kind,
+                "layer": layer,
+                "n": len(meas),
+                "measured_mean_s": m,
+                "simulated_mean_s": s,
+                "ratio": s / m if m > 0 else math.nan,
+            }
+        )
     return rows
 
 
@@ -297,7 +307,7 @@ def validate(
         if (policy, n) == BASELINE
         else simulate_with_dispatch(
             workload, machine, get_policy(policy), n, chunk, base_pred.makespan_s
-        )  # fmt: skip
+        )
         for policy, n in configs
     }
 
@@ -306,12 +316,15 @@ def validate(
     for r in range(repeats):
         for policy, n in configs:
             inner = inner_repeats(sims[(policy, n)][0].makespan_s)
-            res = execute(workload, get_policy(policy), n, chunk=chunk, seed=seed,
-                          repeats=inner, warmup=1)  # fmt: skip
+            res = execute(
+                workload, get_policy(policy), n, chunk=chunk, seed=seed, repeats=inner, warmup=1
+            )
             makespans[(policy, n)].append(res.measured_makespan_s)
             results[(policy, n)].append(res)
-            progress(f"validate: round {r + 1}/{repeats}: {policy} on {n} worker(s): "
-                     f"{res.measured_makespan_s * 1e3:.2f} ms (median of {inner})")  # fmt: skip
+            progress(
+                f"validate: round {r + 1}/{repeats}: {policy} on {n} worker(s): "
+                f"{res.measured_makespan_s * 1e3:.2f} ms (median of {inner})"
+            )
 
     rows: list[dict[str, Any]] = []
     per_kind: list[dict[str, Any]] = []
@@ -346,8 +359,12 @@ def validate(
             "rel_error": abs(signed),
             "signed_error": signed,
             "n_tasks": sim.n_tasks,
-            "measured_busy_s": sum(e - s for s, e in zip(chosen.trace.start_s, chosen.trace.end_s, strict=True)),
-            "predicted_busy_s": sum(e - s for s, e in zip(sim_trace.start_s, sim_trace.end_s, strict=True)),
+            "measured_busy_s": sum(
+                e - s for s, e in zip(chosen.trace.start_s, chosen.trace.end_s, strict=True)
+            ),
+            "predicted_busy_s": sum(
+                e - s for s, e in zip(sim_trace.start_s, sim_trace.end_s, strict=True)
+            ),
             "measured_dispatch_s": statistics.median(latencies) if latencies else 0.0,
             "model_dispatch_s": statistics.fmean(charged) if charged else 0.0,
             "measured_idle_share": _idle_share(chosen.trace, n),
@@ -355,7 +372,7 @@ def validate(
             "baseline": config == BASELINE,
             "measured_makespans_s": list(spans),
             "predicted_breakdown_s": dict(sim.breakdown_s),
-        }  # fmt: skip
+        }
         rows.append(row)
         for entry in _per_kind(chosen.trace, sim_trace, sim.tasks, charged):
             per_kind.append({"policy": policy, "workers": n, **entry})
@@ -363,8 +380,10 @@ def validate(
             from wpsim.plots import save_side_by_side
 
             path = out / f"gantt_{policy}_{n}w.png"
-            title = (f"{workload.name or workload.cell}: {policy}, {n} worker(s), chunk {chunk} "
-                     f"(measured {median * 1e3:.2f} ms, predicted {sim.makespan_s * 1e3:.2f} ms)")  # fmt: skip
+            title = (
+                f"{workload.name or workload.cell}: {policy}, {n} worker(s), chunk {chunk} "
+                f"(measured {median * 1e3:.2f} ms, predicted {sim.makespan_s * 1e3:.2f} ms)"
+            )
             save_side_by_side(path, chosen.trace, sim_trace, sim.tasks, title, "--out")
             files.append(str(path))
     report = ValidationReport(workload, machine.name, chunk, repeats, rows, per_kind, files)
@@ -457,22 +476,32 @@ def validate_measured(
             pred_speedup = sims[base].makespan_s / sim.makespan_s
             signed = (pred_speedup - meas_speedup) / meas_speedup
             charged = sim.trace.dispatch_s if sim.trace is not None else []
-            rows.append({
-                "policy": sim.policy if config[1] else policy, "workers": n, "chunk": k,
-                "measured_makespan_s": median, "predicted_makespan_s": sim.makespan_s,
-                "measured_speedup": meas_speedup, "predicted_speedup": pred_speedup,
-                "rel_error": abs(signed), "signed_error": signed, "n_tasks": sim.n_tasks,
-                "measured_busy_s": None,
-                "predicted_busy_s": sum(e - s for s, e in zip(sim.trace.start_s, sim.trace.end_s,
-                                                              strict=True)),
-                "measured_dispatch_s": None,
-                "model_dispatch_s": statistics.fmean(charged) if charged else 0.0,
-                "measured_idle_share": None,
-                "predicted_idle_share": sim.core_breakdown_s["idle"] / sim.makespan_s,
-                "baseline": config == base, "measured_makespans_s": spans,
-                "predicted_breakdown_s": dict(sim.breakdown_s),
-                "measured_where": [run.where for run in configs[config]],
-            })  # fmt: skip
+            rows.append(
+                {
+                    "policy": sim.policy if config[1] else policy,
+                    "workers": n,
+                    "chunk": k,
+                    "measured_makespan_s": median,
+                    "predicted_makespan_s": sim.makespan_s,
+                    "measured_speedup": meas_speedup,
+                    "predicted_speedup": pred_speedup,
+                    "rel_error": abs(signed),
+                    "signed_error": signed,
+                    "n_tasks": sim.n_tasks,
+                    "measured_busy_s": None,
+                    "predicted_busy_s": sum(
+                        e - s for s, e in zip(sim.trace.start_s, sim.trace.end_s, strict=True)
+                    ),
+                    "measured_dispatch_s": None,
+                    "model_dispatch_s": statistics.fmean(charged) if charged else 0.0,
+                    "measured_idle_share": None,
+                    "predicted_idle_share": sim.core_breakdown_s["idle"] / sim.makespan_s,
+                    "baseline": config == base,
+                    "measured_makespans_s": spans,
+                    "predicted_breakdown_s": dict(sim.breakdown_s),
+                    "measured_where": [run.where for run in configs[config]],
+                }
+            )
         repeats = max(len(v) for v in configs.values())
         report = ValidationReport(w, m.name, k, repeats, rows, [], measured_file=str(path))
         if out is not None:
@@ -484,8 +513,9 @@ def validate_measured(
     return reports
 
 
-def _simulate_run(run: Any, workload: Workload, machine: Any, chunk: int,
-                  baseline_s: float | None) -> Any:  # fmt: skip
+def _simulate_run(
+    run: Any, workload: Workload, machine: Any, chunk: int, baseline_s: float | None
+) -> Any:
     """Simulate a measured run's configuration (:func:`validate_measured`); errors name the
     row (or event) it came from."""
     from wpsim.machines.gpu import GpuMachine
@@ -542,9 +572,11 @@ def _simulated_gantts(report: ValidationReport, sims: dict, order: list, folder:
         if sim.trace is None or sim.tasks is None:
             continue
         path = folder / f"gantt_{_slug(config[0])}_{config[2]}w.png"
-        title = (f"{report.workload.name or report.workload.cell}: {row['policy']}, "
-                 f"{config[2]} worker(s), simulated {sim.makespan_s * 1e3:.2f} ms (measured "
-                 f"{row['measured_makespan_s'] * 1e3:.2f} ms)")  # fmt: skip
+        title = (
+            f"{report.workload.name or report.workload.cell}: {row['policy']}, "
+            f"{config[2]} worker(s), simulated {sim.makespan_s * 1e3:.2f} ms (measured "
+            f"{row['measured_makespan_s'] * 1e3:.2f} ms)"
+        )
         save_schedule_figure(path, sim.trace, sim.tasks, title, color_by="cause", flag="--out")
         files.append(str(path))
     return files
@@ -587,8 +619,10 @@ def write_outputs(report: ValidationReport, out: Path) -> list[str]:
     paths = []
     path = out / "validation.csv"
     causes = list(dict.fromkeys(c for r in report.rows for c in r.get("predicted_breakdown_s", {})))
-    flat = [{**r, **{f"predicted.{c}_s": v for c, v in r.get("predicted_breakdown_s", {}).items()}}
-            for r in report.rows]  # fmt: skip
+    flat = [
+        {**r, **{f"predicted.{c}_s": v for c, v in r.get("predicted_breakdown_s", {}).items()}}
+        for r in report.rows
+    ]
     with open_output(path, "--out", "w", newline="") as handle:
         columns = [*ROW_KEYS, *WHY_KEYS, *(f"predicted.{c}_s" for c in causes)]
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
@@ -644,8 +678,10 @@ def format_report(report: ValidationReport) -> str:
             f"  predicted speed-up: mean |error| {100 * s['mean_rel_error']:.1f}%, max "
             f"{100 * s['max_rel_error']:.1f}% over {s['n']} configuration(s)"
         )
-    lines.append("  why (predicted makespan by cause along its critical path; idle: share of the "
-                 "workers' time, measured / predicted):")  # fmt: skip
+    lines.append(
+        "  why (predicted makespan by cause along its critical path; idle: share of the "
+        "workers' time, measured / predicted):"
+    )
     for r in report.rows:
         idle = f"{_share(r['measured_idle_share'])} / {_share(r['predicted_idle_share'])}"
         causes = shares(r["predicted_breakdown_s"], r["predicted_makespan_s"])

@@ -269,13 +269,19 @@ def format_summary(summary: dict[str, Any], title: str = "") -> str:
         ("tasks", f"{summary['n_tasks']:,}"),
         ("edges", f"{summary['n_edges']:,}"),
         ("total work", f"{summary['total_flops'] / 1e9:,.4f} GFLOP"),
-        ("critical path", f"{summary['critical_path_tasks']:,} tasks, "
-         f"{summary['critical_path_flops'] / 1e9:,.4f} GFLOP"),
+        (
+            "critical path",
+            f"{summary['critical_path_tasks']:,} tasks, "
+            f"{summary['critical_path_flops'] / 1e9:,.4f} GFLOP",
+        ),
         ("widest wavefront", f"{summary['max_width']:,} tasks"),
         ("wavefronts", f"{summary['n_generations']:,}"),
-        ("average parallelism", f"{summary['avg_parallelism']:.2f} (flops), "
-         f"{summary['avg_parallelism_tasks']:.2f} (tasks)"),
-    ]  # fmt: skip
+        (
+            "average parallelism",
+            f"{summary['avg_parallelism']:.2f} (flops), "
+            f"{summary['avg_parallelism_tasks']:.2f} (tasks)",
+        ),
+    ]
     width = max(len(k) for k, _ in rows)
     lines = [title] if title else []
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]

@@ -95,8 +95,14 @@ def plot_grid(graph: nx.DiGraph, path: str | Path, title: str = "", flag: str = 
         (x0, y0), (x1, y1) = pos[u], pos[v]
         saved = not nodes[u]["task"].is_backward and nodes[v]["task"].is_backward
         # saved activations (forward -> its backward task) as faint arcs, so the grid stays legible
-        style = dict(arrowstyle="->", color="#bbbbbb" if saved else "#999999", lw=0.4 if saved else 0.6,
-                     shrinkA=7, shrinkB=7, connectionstyle="arc3,rad=-0.15" if saved else "arc3")  # fmt: skip
+        style = dict(
+            arrowstyle="->",
+            color="#bbbbbb" if saved else "#999999",
+            lw=0.4 if saved else 0.6,
+            shrinkA=7,
+            shrinkB=7,
+            connectionstyle="arc3,rad=-0.15" if saved else "arc3",
+        )
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=style)
     for v, (x, y) in pos.items():
         ax.scatter([x], [y], s=220, marker="s", color=colors[v], zorder=3)

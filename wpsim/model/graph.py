@@ -268,12 +268,19 @@ class _Builder:
                 if hoist_input is not None and width > 0:
                     for t0, k in _chunks(w.seq_len, hoist_input):
                         tid = self.add(
-                            kind="input_gemm", layer=layer, direction=direction, t0=t0, steps=k,
-                            flops_in=in_per_step * k, flops_rec=0.0, flops_elem=0.0,
+                            kind="input_gemm",
+                            layer=layer,
+                            direction=direction,
+                            t0=t0,
+                            steps=k,
+                            flops_in=in_per_step * k,
+                            flops_rec=0.0,
+                            flops_elem=0.0,
                             weights=self.weights(instance, layer, direction, "ih"),
-                            in_bytes=b * k * width * s, out_bytes=g * h * b * k * s,
+                            in_bytes=b * k * width * s,
+                            out_bytes=g * h * b * k * s,
                             instance=instance,
-                        )  # fmt: skip
+                        )
                         for t in range(t0, t0 + k):
                             hoisted[t] = tid
                         if below is not None:
@@ -290,10 +297,20 @@ class _Builder:
                     tid = self.next_id
                     self.next_id += 1
                     task = Task(
-                        tid, "cell", layer, direction, t0, k,
-                        0.0 if hoisted else in_per_step * k, rec_per_step * k, elem_per_step * k,
-                        weights, in_width * b * k * s + state, b * k * h * s + c_bytes, instance,
-                    )  # fmt: skip
+                        tid,
+                        "cell",
+                        layer,
+                        direction,
+                        t0,
+                        k,
+                        0.0 if hoisted else in_per_step * k,
+                        rec_per_step * k,
+                        elem_per_step * k,
+                        weights,
+                        in_width * b * k * s + state,
+                        b * k * h * s + c_bytes,
+                        instance,
+                    )
                     pending.append((tid, {"task": task}))
                     ids.append(tid)
                     if hoisted:
@@ -326,11 +343,19 @@ class _Builder:
         ids = []
         for c, (t0, k) in enumerate(chunks):
             tid = self.add(
-                kind=kind, layer=w.layers, direction=0, t0=t0, steps=k,
-                flops_in=per_step * k, flops_rec=0.0, flops_elem=float(soft * k),
+                kind=kind,
+                layer=w.layers,
+                direction=0,
+                t0=t0,
+                steps=k,
+                flops_in=per_step * k,
+                flops_rec=0.0,
+                flops_elem=float(soft * k),
                 weights=self.weights(instance, w.layers, 0, "out"),
-                in_bytes=b * k * dh * s, out_bytes=b * k * o * s, instance=instance,
-            )  # fmt: skip
+                in_bytes=b * k * dh * s,
+                out_bytes=b * k * o * s,
+                instance=instance,
+            )
             ids.append(tid)
             for d in range(w.directions):
                 edges.append((top[d][c], tid, b * k * h * s))
@@ -363,28 +388,48 @@ class _Builder:
                     ip = None  # a skip-input layer (width 0) has no input projection
                     if width > 0:
                         ip = self.add(
-                            kind="input_proj", flops_in=2.0 * g * h * width * b, flops_rec=0.0,
-                            flops_elem=0.0, weights=self.weights(instance, layer, direction, "ih"),
-                            in_bytes=b * width * s, out_bytes=pre, **common,
-                        )  # fmt: skip
+                            kind="input_proj",
+                            flops_in=2.0 * g * h * width * b,
+                            flops_rec=0.0,
+                            flops_elem=0.0,
+                            weights=self.weights(instance, layer, direction, "ih"),
+                            in_bytes=b * width * s,
+                            out_bytes=pre,
+                            **common,
+                        )
                     rp = self.add(
-                        kind="rec_proj", flops_in=0.0, flops_rec=2.0 * w.weight_hh_nonzeros() * b,
-                        flops_elem=0.0, weights=self.weights(instance, layer, direction, "hh"),
-                        in_bytes=vec, out_bytes=pre, **common,
-                    )  # fmt: skip
+                        kind="rec_proj",
+                        flops_in=0.0,
+                        flops_rec=2.0 * w.weight_hh_nonzeros() * b,
+                        flops_elem=0.0,
+                        weights=self.weights(instance, layer, direction, "hh"),
+                        in_bytes=vec,
+                        out_bytes=pre,
+                        **common,
+                    )
                     gt = self.add(
-                        kind="gates", flops_in=0.0, flops_rec=0.0,
-                        flops_elem=float(gates_e * h * b), weights=(),
-                        in_bytes=2 * pre, out_bytes=pre if has_state else vec, **common,
-                    )  # fmt: skip
+                        kind="gates",
+                        flops_in=0.0,
+                        flops_rec=0.0,
+                        flops_elem=float(gates_e * h * b),
+                        weights=(),
+                        in_bytes=2 * pre,
+                        out_bytes=pre if has_state else vec,
+                        **common,
+                    )
                     edges += [(rp, gt, pre)] if ip is None else [(ip, gt, pre), (rp, gt, pre)]
                     out = gt
                     if has_state:
                         st = self.add(
-                            kind="state", flops_in=0.0, flops_rec=0.0,
-                            flops_elem=float(state_e * h * b), weights=(),
-                            in_bytes=pre + w.state_bytes(), out_bytes=w.state_bytes(), **common,
-                        )  # fmt: skip
+                            kind="state",
+                            flops_in=0.0,
+                            flops_rec=0.0,
+                            flops_elem=float(state_e * h * b),
+                            weights=(),
+                            in_bytes=pre + w.state_bytes(),
+                            out_bytes=w.state_bytes(),
+                            **common,
+                        )
                         edges.append((gt, st, pre))
                         out = st
                     if prev_out is not None:
@@ -404,20 +449,36 @@ class _Builder:
             dh = w.directions * h
             for t in range(T):
                 op = self.add(
-                    kind="out_proj", layer=w.layers, direction=0, t0=t, steps=1,
-                    flops_in=2.0 * o * dh * b + o * b, flops_rec=0.0, flops_elem=0.0,
+                    kind="out_proj",
+                    layer=w.layers,
+                    direction=0,
+                    t0=t,
+                    steps=1,
+                    flops_in=2.0 * o * dh * b + o * b,
+                    flops_rec=0.0,
+                    flops_elem=0.0,
                     weights=self.weights(instance, w.layers, 0, "out"),
-                    in_bytes=b * dh * s, out_bytes=b * o * s, instance=instance,
-                )  # fmt: skip
+                    in_bytes=b * dh * s,
+                    out_bytes=b * o * s,
+                    instance=instance,
+                )
                 for d in range(w.directions):
                     edges.append((below[d][t], op, vec))
                 if w.output == "softmax":
                     sm = self.add(
-                        kind="softmax", layer=w.layers, direction=0, t0=t, steps=1,
-                        flops_in=0.0, flops_rec=0.0,
-                        flops_elem=float(SOFTMAX_FLOPS_PER_ELEMENT * o * b), weights=(),
-                        in_bytes=b * o * s, out_bytes=b * o * s, instance=instance,
-                    )  # fmt: skip
+                        kind="softmax",
+                        layer=w.layers,
+                        direction=0,
+                        t0=t,
+                        steps=1,
+                        flops_in=0.0,
+                        flops_rec=0.0,
+                        flops_elem=float(SOFTMAX_FLOPS_PER_ELEMENT * o * b),
+                        weights=(),
+                        in_bytes=b * o * s,
+                        out_bytes=b * o * s,
+                        instance=instance,
+                    )
                     edges.append((op, sm, b * o * s))
         self.flush(edges)
 
@@ -430,12 +491,19 @@ class _Builder:
         edges: list[tuple[int, int, int]] = []
         for task in forward:
             bid = self.add(
-                kind=task.kind + "_bwd", layer=task.layer, direction=task.direction,
-                t0=task.t0, steps=task.steps, flops_in=task.flops_in, flops_rec=task.flops_rec,
-                flops_elem=2.0 * task.flops_elem, weights=task.weights,
-                in_bytes=task.out_bytes + task.in_bytes, out_bytes=task.in_bytes,
+                kind=task.kind + "_bwd",
+                layer=task.layer,
+                direction=task.direction,
+                t0=task.t0,
+                steps=task.steps,
+                flops_in=task.flops_in,
+                flops_rec=task.flops_rec,
+                flops_elem=2.0 * task.flops_elem,
+                weights=task.weights,
+                in_bytes=task.out_bytes + task.in_bytes,
+                out_bytes=task.in_bytes,
                 instance=task.instance,
-            )  # fmt: skip
+            )
             assert bid == offset + task.id
             edges.append((task.id, bid, task.in_bytes + task.out_bytes))  # saved activations
         for u, v, nbytes in graph.edges(data="bytes"):
@@ -452,12 +520,19 @@ class _Builder:
             grad_weights = tuple((f"grad.{key}", size) for key, size in sorted(blocks.items()))
             bias = 0.0 if layer == w.layers else float(w.gates * w.hidden * w.batch * w.seq_len)
             wid = self.add(
-                kind="wgrad", layer=layer, direction=direction, t0=0, steps=w.seq_len,
-                flops_in=sum(t.flops_in + t.flops_rec for t in tasks), flops_rec=0.0,
-                flops_elem=bias, weights=grad_weights,
-                in_bytes=sum(t.in_bytes for t in tasks), out_bytes=sum(s for _, s in grad_weights),
+                kind="wgrad",
+                layer=layer,
+                direction=direction,
+                t0=0,
+                steps=w.seq_len,
+                flops_in=sum(t.flops_in + t.flops_rec for t in tasks),
+                flops_rec=0.0,
+                flops_elem=bias,
+                weights=grad_weights,
+                in_bytes=sum(t.in_bytes for t in tasks),
+                out_bytes=sum(s for _, s in grad_weights),
                 instance=instance,
-            )  # fmt: skip
+            )
             for t in tasks:
                 edges.append((offset + t.id, wid, t.in_bytes))
         self.flush(edges)
@@ -541,10 +616,20 @@ def batch_over_time(graph: nx.DiGraph, chunk: int) -> nx.DiGraph:
         if key not in new_id:
             nid = new_id[key] = len(new_id)
             merged[nid] = Task(
-                id=nid, kind=t.kind, layer=t.layer, direction=t.direction, t0=t.t0, steps=t.steps,
-                flops_in=t.flops_in, flops_rec=t.flops_rec, flops_elem=t.flops_elem,
-                weights=t.weights, in_bytes=t.in_bytes, out_bytes=t.out_bytes, instance=t.instance,
-            )  # fmt: skip
+                id=nid,
+                kind=t.kind,
+                layer=t.layer,
+                direction=t.direction,
+                t0=t.t0,
+                steps=t.steps,
+                flops_in=t.flops_in,
+                flops_rec=t.flops_rec,
+                flops_elem=t.flops_elem,
+                weights=t.weights,
+                in_bytes=t.in_bytes,
+                out_bytes=t.out_bytes,
+                instance=t.instance,
+            )
         else:
             m = merged[new_id[key]]
             m.t0 = min(m.t0, t.t0)

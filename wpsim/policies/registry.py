@@ -19,9 +19,18 @@ from wpsim.policies.wavefront import Helper, Wavefront
 
 #: The built-in policies (CPU, accelerator modes, GPU).
 BUILTINS: tuple[type[Policy], ...] = (
-    Sequential, Layerwise, Wavefront, Helper, Pipeline, MultiProgram,
-    Gemm, SparseGemm, Streams, PersistentBarrier, Persistent,
-)  # fmt: skip
+    Sequential,
+    Layerwise,
+    Wavefront,
+    Helper,
+    Pipeline,
+    MultiProgram,
+    Gemm,
+    SparseGemm,
+    Streams,
+    PersistentBarrier,
+    Persistent,
+)
 
 #: Every known policy class by its ``name``.
 REGISTRY: dict[str, type[Policy]] = {cls.name: cls for cls in BUILTINS}

@@ -18,8 +18,18 @@ from wpsim.cost.base import TaskCost
 class _Stream:
     """A task streaming from DRAM in a :class:`DramPool`."""
 
-    __slots__ = ("group", "cost", "by_socket", "socket", "remaining", "rate", "last_s", "delay_s",
-                 "due_s", "version")  # fmt: skip
+    __slots__ = (
+        "group",
+        "cost",
+        "by_socket",
+        "socket",
+        "remaining",
+        "rate",
+        "last_s",
+        "delay_s",
+        "due_s",
+        "version",
+    )
 
     def __init__(self, group: int, cost: TaskCost, by_socket: dict[int, int], now: float) -> None:
         self.group = group
@@ -51,8 +61,9 @@ class DramPool:
     called (from the timeout's callback).
     """
 
-    def __init__(self, env: simpy.Environment, cost, n_sockets: int,
-                 on_done: Callable[[int], None]) -> None:  # fmt: skip
+    def __init__(
+        self, env: simpy.Environment, cost, n_sockets: int, on_done: Callable[[int], None]
+    ) -> None:
         self.env = env
         self.cost = cost
         self.on_done = on_done

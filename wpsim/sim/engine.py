@@ -191,8 +191,14 @@ def run_plan(
         busy_on_socket[socket_of_group[g]] -= n_cores_of_group[g]
         record((tid, cores, start_s, now, tc))
         if hooks:
-            event = {"task": tid, "cores": cores, "start_s": start_s, "end_s": now,
-                     "level_bytes": tc.level_bytes, "dispatch_s": tc.dispatch_s}  # fmt: skip
+            event = {
+                "task": tid,
+                "cores": cores,
+                "start_s": start_s,
+                "end_s": now,
+                "level_bytes": tc.level_bytes,
+                "dispatch_s": tc.dispatch_s,
+            }
             for hook in hooks:
                 hook(event)
         for s in succs[tid]:
@@ -242,8 +248,15 @@ def run_plan(
             list(map(itemgetter(i), records)) for i in range(5)
         )
         level_bytes = [tc.level_bytes for tc in costs]
-        trace.extend(tasks, cores_col, starts, ends, level_bytes,
-                     [DRAM not in d for d in level_bytes], [tc.handoff_bytes for tc in costs])  # fmt: skip
+        trace.extend(
+            tasks,
+            cores_col,
+            starts,
+            ends,
+            level_bytes,
+            [DRAM not in d for d in level_bytes],
+            [tc.handoff_bytes for tc in costs],
+        )
         trace.costs = costs  # (its dispatch_s column is read from them when asked for)
     return trace
 
@@ -325,25 +338,47 @@ def simulate(
     levels = machine_levels(machine)
     what = f"running {policy.describe()} on {machine.total_cores} cores ({plan.n_tasks:,} tasks)"
     with _phase(progress, what):
-        trace = run_plan(plan, groups, policy, model, machine.cores_per_socket, machine.sockets,
-                         levels, hooks)  # fmt: skip
+        trace = run_plan(
+            plan, groups, policy, model, machine.cores_per_socket, machine.sockets, levels, hooks
+        )
     if sequential_s is None:
         baseline = get_policy("sequential", instances=policy.instances)
         same_graph = baseline.graph_options(workload, chunk) == policy.graph_options(
             workload, chunk
         )
         with _phase(progress, "running the one-core baseline"):
-            sequential_s = sequential_time(workload, machine, chunk, granularity, cost,
-                                           policy.instances, plan=plan if same_graph else None)  # fmt: skip
+            sequential_s = sequential_time(
+                workload,
+                machine,
+                chunk,
+                granularity,
+                cost,
+                policy.instances,
+                plan=plan if same_graph else None,
+            )
     extra = {"machine": machine.name, "chunk": chunk, "granularity": granularity, "cost": cost}
-    return Result.from_trace(trace, policy.describe(), machine.total_cores, sequential_s, levels,
-                             plan.tasks, extra, preds=plan.preds,
-                             level_bw=cache_bandwidths(machine))  # fmt: skip
+    return Result.from_trace(
+        trace,
+        policy.describe(),
+        machine.total_cores,
+        sequential_s,
+        levels,
+        plan.tasks,
+        extra,
+        preds=plan.preds,
+        level_bw=cache_bandwidths(machine),
+    )
 
 
-def sequential_time(workload: Workload, machine: CpuMachine, chunk: int = 1,
-                    granularity: str = "cell", cost: str = "model", instances: int = 1,
-                    plan: Plan | None = None) -> float:  # fmt: skip
+def sequential_time(
+    workload: Workload,
+    machine: CpuMachine,
+    chunk: int = 1,
+    granularity: str = "cell",
+    cost: str = "model",
+    instances: int = 1,
+    plan: Plan | None = None,
+) -> float:
     """Makespan of the ``sequential`` policy (one core, layer-major order): the speed-up baseline.
 
     ``plan``: the sequential policy's graph, compiled, where the caller has it already (another
@@ -357,6 +392,13 @@ def sequential_time(workload: Workload, machine: CpuMachine, chunk: int = 1,
         )
     groups = policy.core_groups(machine.total_cores)
     model = cost_model(machine, plan, groups, cost)
-    trace = run_plan(plan, groups, policy, model,
-                     machine.cores_per_socket, machine.sockets, machine_levels(machine))  # fmt: skip
+    trace = run_plan(
+        plan,
+        groups,
+        policy,
+        model,
+        machine.cores_per_socket,
+        machine.sockets,
+        machine_levels(machine),
+    )
     return trace.makespan_s

@@ -45,8 +45,9 @@ def evaluate(
     if runtime is not None:
         from wpsim.sim import runtime as runtimes
 
-        return runtimes.evaluate(engine, workload, machine, policy, runtime, evaluate_machine,
-                                 **options)  # fmt: skip
+        return runtimes.evaluate(
+            engine, workload, machine, policy, runtime, evaluate_machine, **options
+        )
     return evaluate_machine(engine, workload, machine, policy, **options)
 
 

@@ -250,9 +250,10 @@ def adapt_policy(runtime: Runtime | None, policy: Policy, workload: Workload) ->
     if runtime is None:
         return policy
     if (
-        runtime.directions == "side_by_side" and workload.bidirectional
+        runtime.directions == "side_by_side"
+        and workload.bidirectional
         and type(policy) is Layerwise
-    ):  # fmt: skip
+    ):
         policy = DirectionsSideBySide(helpers=policy.helpers, instances=policy.instances)
     if runtime.input_projection == "per_layer":
         return policy

@@ -43,9 +43,15 @@ class Progress:
         Force bar (True) or plain lines (False); default: ``stream.isatty()``.
     """
 
-    def __init__(self, total: int, label: str = "sweep", stream: TextIO | None = None,
-                 enabled: bool = True, tty: bool | None = None,
-                 line_interval_s: float = 10.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        total: int,
+        label: str = "sweep",
+        stream: TextIO | None = None,
+        enabled: bool = True,
+        tty: bool | None = None,
+        line_interval_s: float = 10.0,
+    ) -> None:
         self.total = total
         self.label = label
         self.stream = stream or sys.stderr
@@ -76,8 +82,10 @@ class Progress:
         left = (self.total - self.done) / rate if rate > 0 else float("inf")
         pct = 100.0 * self.done / self.total if self.total else 100.0
         failed = f", {self.failed} failed" if self.failed else ""
-        return (f"{self.done}/{self.total} points ({pct:.1f}%), {rate:,.1f} points/s, "
-                f"elapsed {format_duration(elapsed)}, ETA {format_duration(left)}{failed}")  # fmt: skip
+        return (
+            f"{self.done}/{self.total} points ({pct:.1f}%), {rate:,.1f} points/s, "
+            f"elapsed {format_duration(elapsed)}, ETA {format_duration(left)}{failed}"
+        )
 
     def _draw(self, now: float, final: bool) -> None:
         self._last_draw = now

@@ -132,9 +132,11 @@ from wpsim.measure.calibrate.timing import SINGLE_THREAD_ENV, Progress
 
 # ---- the parent: run the child, build the file ----------------------------------------------------
 def run_measurements(
-    spec: CpuSpec, quick: bool = False, cores: Sequence[int] | None = None,
+    spec: CpuSpec,
+    quick: bool = False,
+    cores: Sequence[int] | None = None,
     progress: Progress | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Run the measuring child process and return its raw measurements.
 
     Raises
@@ -240,9 +242,11 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def calibrate(
-    out: str | Path, quick: bool = False, progress: Progress | None = None,
+    out: str | Path,
+    quick: bool = False,
+    progress: Progress | None = None,
     cores: Sequence[int] | None = None,
-) -> Calibration:  # fmt: skip
+) -> Calibration:
     """Measure this machine and write ``out`` (a machine YAML in the CpuMachine schema).
 
     Parameters

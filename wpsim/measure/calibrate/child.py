@@ -105,7 +105,7 @@ def child_main(config: dict[str, Any]) -> None:
                 budget / 2,
                 GATES[cell],
                 hot_bytes=hot,
-            )  # fmt: skip
+            )
             for cell in ("rnn", "lstm", "gru")
         }
     _emit("done", seconds=time.perf_counter() - t)
@@ -158,9 +158,12 @@ def child_main(config: dict[str, Any]) -> None:
 
     t = step(7, "dispatch overhead")
     executor = measure_executor_dispatch(
-        (256,) if quick else (128, 256, 512), 60 if quick else 150, 2 if quick else 5,
-        100 if quick else 300, len(cores),
-    )  # fmt: skip
+        (256,) if quick else (128, 256, 512),
+        60 if quick else 150,
+        2 if quick else 5,
+        100 if quick else 300,
+        len(cores),
+    )
     pin(main_core)
     if executor is not None:
         raw["dispatch"] = {"method": "kernels.executor", **executor}

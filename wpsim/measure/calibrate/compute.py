@@ -49,9 +49,12 @@ def _timed_weight(rng: Any, rows: int, hidden: int) -> Any:
 
 
 def measure_gemm(
-    hs: Sequence[int], ns: Sequence[int], budget_s: float, gates: int = 4,
+    hs: Sequence[int],
+    ns: Sequence[int],
+    budget_s: float,
+    gates: int = 4,
     hot_bytes: int | None = None,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """Seconds per ``X (n, H) @ W^T`` with ``W (gates*H, H)`` fp32 stored as the kernels store
     it (:data:`kernels.params.WEIGHT_ORDER`) and computed as they compute it
     (:func:`kernels.products.matmul_xwt`), keyed ``"n,H"``.
@@ -203,7 +206,9 @@ def elementwise_grid(
     return {cell: sorted(points) for cell, points in grid.items()}
 
 
-def gemm_rates_by_shape(seconds_by_key: dict[str, float], gates: int) -> dict[tuple[int, int], float]:
+def gemm_rates_by_shape(
+    seconds_by_key: dict[str, float], gates: int
+) -> dict[tuple[int, int], float]:
     """Flop rates of :func:`measure_gemm`'s timings (``W (gates*H, H)``), keyed ``(n, H)``.
 
     Examples

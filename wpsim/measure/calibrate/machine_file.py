@@ -212,13 +212,17 @@ def build_machine_file(
     sequence_lines: list[str] = []
     sequence = dispatch.get("sequence")
     if sequence:
-        how = ("kernels.executor, 1 worker, sequential, the order handed out at once: makespan "
-               "per task - in-process cell time")  # fmt: skip
+        how = (
+            "kernels.executor, 1 worker, sequential, the order handed out at once: makespan "
+            "per task - in-process cell time"
+        )
         points = sorted(
             (g["cell_in_process_s"], g["dispatch_s"], g["hidden"]) for g in sequence["graphs"]
         )
-        sequence_lines.append("dispatch_overhead_sequence_s:  # [task s, overhead s] by the "
-                              "in-process time of the cell")  # fmt: skip
+        sequence_lines.append(
+            "dispatch_overhead_sequence_s:  # [task s, overhead s] by the "
+            "in-process time of the cell"
+        )
         for task_s, overhead_s, hidden in points:
             sequence_lines.append(
                 f"  - [{_fmt(task_s)}, {_fmt(overhead_s)}]  # "
@@ -368,9 +372,13 @@ def build_machine_file(
     lines += [
         "memory:",
         f"  bandwidth_Bps: {_fmt(socket_bw)}  # "
-        + measured(f"GEMV read of {dram['working_set_bytes'] / 2**20:.0f} MiB on {n_conc} cores at once, sum, median of {len(rounds)} round(s)"),
+        + measured(
+            f"GEMV read of {dram['working_set_bytes'] / 2**20:.0f} MiB on {n_conc} cores at once, sum, median of {len(rounds)} round(s)"
+        ),
         f"  per_core_bandwidth_Bps: {_fmt(per_core)}  # "
-        + measured(f"GEMV read of {dram['working_set_bytes'] / 2**20:.0f} MiB on one core, median of {1 + len(solo_rounds)} run(s) alternating with the all-core runs"),
+        + measured(
+            f"GEMV read of {dram['working_set_bytes'] / 2**20:.0f} MiB on one core, median of {1 + len(solo_rounds)} run(s) alternating with the all-core runs"
+        ),
         f"  latency_s: {_fmt(mem_lat)}  # {mem_lat_note}",
         "handoff:",
         f"  latency_s: {_fmt(lat)}  # {lat_note}",
@@ -385,12 +393,14 @@ def build_machine_file(
         *step_lines,
         "efficiency:",
         "  gemm_by_n:  # fraction of clock x flops/cycle: X(n,H) @ W(4H,H)^T, best over H (compute ceiling)",
-    ]  # fmt: skip
+    ]
     for n, (frac, h) in table:
         lines.append(
             f"    - [{n}, {_fmt(round(frac, 4))}]  # "
-            + measured(f"GEMM n={n}, best at H={h} of H={','.join(str(k) for k in sorted({k[1] for k in gemm_rates}))}")
-        )  # fmt: skip
+            + measured(
+                f"GEMM n={n}, best at H={h} of H={','.join(str(k) for k in sorted({k[1] for k in gemm_rates}))}"
+            )
+        )
     grid_hs = ",".join(str(h) for h in sorted({h for _, h in gemm_rates}))
     lines.append(
         "  gemm_by_n_h:  # [n, H, fraction of clock x flops/cycle]: X(n,H) @ W(4H,H)^T at each H"
@@ -422,7 +432,9 @@ def build_machine_file(
     for cell, hot_seconds in sorted(hot_by_cell.items()):
         streamed = by_cell.get(cell) or raw["gemm_s"]
         lines.append(f"    {cell}:")
-        for (n, h), rate in sorted(gemm_rates_by_shape({**streamed, **hot_seconds}, GATES[cell]).items()):
+        for (n, h), rate in sorted(
+            gemm_rates_by_shape({**streamed, **hot_seconds}, GATES[cell]).items()
+        ):
             how = (
                 f"timed on the rows of W({GATES[cell]}H,H) that fit {hot_kib} KiB"
                 if f"{n},{h}" in hot_seconds
@@ -458,9 +470,11 @@ def build_machine_file(
         for h, b, seconds in points:
             lines.append(
                 f"      - [{h}, {b}, {_fmt(seconds)}]  # "
-                + measured(f"{cell} cell_chunk_forward without its GEMMs, H={h}, batch {b}, "
-                           f"per step of {ELEM_STEPS}, less task_ and step_overhead_s")
-            )  # fmt: skip
+                + measured(
+                    f"{cell} cell_chunk_forward without its GEMMs, H={h}, batch {b}, "
+                    f"per step of {ELEM_STEPS}, less task_ and step_overhead_s"
+                )
+            )
     lines += [
         f"corun_slowdown_per_core: {_fmt(round(corun_value, 4))}  # {corun_note}",
         *_runtime_lines(),
@@ -502,10 +516,12 @@ def build_machine_file(
         "gemm_efficiency_by_n_H": {
             f"{n},{h}": round(min(r / peak, 1.0), 4) for (n, h), r in sorted(gemm_rates.items())
         },
-        "elementwise_efficiency_by_shape": {k: float(f"{v:.4g}") for k, v in sorted(elem_fracs.items())},
+        "elementwise_efficiency_by_shape": {
+            k: float(f"{v:.4g}") for k, v in sorted(elem_fracs.items())
+        },
         "elementwise_step_fit": elem_fit,
         "raw": _round_floats(raw),
-    }  # fmt: skip
+    }
     body = yaml.safe_dump(block, sort_keys=False, default_flow_style=None, width=100)
     lines.append("calibration:")
     lines += ["  " + line for line in body.rstrip("\n").splitlines()]

@@ -49,9 +49,12 @@ def measure_executor_dispatch(
     from wpsim.policies import get_policy
 
     def one(
-        workload: Workload, cell_s: float, workers: int = 1, policy: str = "",
+        workload: Workload,
+        cell_s: float,
+        workers: int = 1,
+        policy: str = "",
         sequence: bool = True,
-    ) -> dict[str, float]:  # fmt: skip
+    ) -> dict[str, float]:
         if not policy:
             policy = "sequential" if workers == 1 else "multiprogram"
         chosen = (
@@ -62,8 +65,7 @@ def measure_executor_dispatch(
         saved = os.environ.get(executor.SEQUENCE_ENV)
         os.environ[executor.SEQUENCE_ENV] = "1" if sequence else "0"
         try:
-            result = executor.execute(workload, chosen, workers, chunk=1, repeats=repeats,
-                                      warmup=1)  # fmt: skip
+            result = executor.execute(workload, chosen, workers, chunk=1, repeats=repeats, warmup=1)
         finally:
             if saved is None:
                 del os.environ[executor.SEQUENCE_ENV]
@@ -73,9 +75,10 @@ def measure_executor_dispatch(
         gaps: list[float] = []
         for worker in range(workers):
             mine = sorted(
-                (trace.start_s[i], trace.end_s[i]) for i in range(len(trace))
+                (trace.start_s[i], trace.end_s[i])
+                for i in range(len(trace))
                 if trace.cores[i][0] == worker
-            )  # fmt: skip
+            )
             gaps += [b[0] - a[1] for a, b in zip(mine, mine[1:], strict=False)]
         durations = [e - s for s, e in zip(trace.start_s, trace.end_s, strict=True)]
         gap, duration = median(gaps), median(durations)
@@ -97,8 +100,9 @@ def measure_executor_dispatch(
         }
 
     def lstm(h: int) -> Workload:
-        return Workload(name=f"calibrate: lstm H={h}", cell="lstm", layers=1, hidden=h, input=h,
-                        seq_len=seq_len)  # fmt: skip
+        return Workload(
+            name=f"calibrate: lstm H={h}", cell="lstm", layers=1, hidden=h, input=h, seq_len=seq_len
+        )
 
     def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         """The execution with the median overhead, and every execution's overhead."""
@@ -118,8 +122,14 @@ def measure_executor_dispatch(
             sequence_runs[h].append(one(lstm(h), cell_s))
     graphs = [median_run(dynamic_runs[h]) for h in hiddens]
     sequences = [median_run(sequence_runs[h]) for h in hiddens]
-    trivial = Workload(name="calibrate: trivial cells", cell="rnn", layers=1, hidden=1, input=1,
-                       seq_len=trivial_tasks)  # fmt: skip
+    trivial = Workload(
+        name="calibrate: trivial cells",
+        cell="rnn",
+        layers=1,
+        hidden=1,
+        input=1,
+        seq_len=trivial_tasks,
+    )
     out: dict[str, Any] = {
         "graphs": graphs,
         "trivial": one(trivial, time_call(_trivial_cell(), 20, 0.2), sequence=False),
@@ -163,8 +173,14 @@ def measure_executor_dispatch(
         shapes = [("rnn", 16)] + ([] if len(hiddens) == 1 else [("lstm", 256), ("gru", 512)])
         group_points = []
         for cell, h in shapes:
-            split = Workload(name=f"calibrate: split {cell} steps H={h}", cell=cell, layers=1,
-                             hidden=h, input=h, seq_len=3 * seq_len)  # fmt: skip
+            split = Workload(
+                name=f"calibrate: split {cell} steps H={h}",
+                cell=cell,
+                layers=1,
+                hidden=h,
+                input=h,
+                seq_len=3 * seq_len,
+            )
             reference = split_member_cell(cell, h, all_busy)
             runs = [
                 one(split, time_call(reference, 20, 0.2), all_busy, "layerwise") for _ in range(5)
@@ -203,15 +219,24 @@ def measure_step_overhead(
                 "bias_hh_l0": np.zeros(gates * h, np.float32),
             },
             0,
-        )  # fmt: skip  (the kernels' memory order)
+        )  # the kernels' memory order
         h0 = np.zeros((1, h), np.float32)
         c0 = np.zeros((1, h), np.float32) if cell == "lstm" else None
         seconds = {}
         for k in (1, steps):
             x = np.ones((k, 1, h), np.float32)
             gates_x = np.full((k, 1, gates * h), 0.1, np.float32)
-            run = functools.partial(cell_chunk_forward, cell, p, x, h0, c0, save=False,
-                                    gates_x=gates_x, recurrent=zero_product)  # fmt: skip
+            run = functools.partial(
+                cell_chunk_forward,
+                cell,
+                p,
+                x,
+                h0,
+                c0,
+                save=False,
+                gates_x=gates_x,
+                recurrent=zero_product,
+            )
             seconds[k] = time_call(run, 20, budget_s / 2)
         step_s = max(seconds[steps] - seconds[1], 0.0) / (steps - 1)
         out[cell] = {"task_s": max(seconds[1] - step_s, 0.0), "step_s": step_s}

@@ -102,15 +102,19 @@ def measure(quick: bool = False, progress: Any = None) -> dict[str, Any]:
     terms: dict[str, Any] = {}
     try:
         for cell in CELLS:
-            runs = {(layers, steps): _times(torch, cell, layers, steps, repeats)
-                    for layers in (1, 2) for steps in (short, long)}  # fmt: skip
+            runs = {
+                (layers, steps): _times(torch, cell, layers, steps, repeats)
+                for layers in (1, 2)
+                for steps in (short, long)
+            }
             raw[cell] = {f"L{k[0]}_T{k[1]}": v for k, v in runs.items()}
             forward = _terms({k: v["inference_s"] for k, v in runs.items()}, short, long)
             # the backward terms carry autograd's recording of the forward pass (module doc)
             backward = _terms(
                 {k: v["backward_s"] + v["forward_s"] - v["inference_s"] for k, v in runs.items()},
-                short, long,
-            )  # fmt: skip
+                short,
+                long,
+            )
             terms[cell] = {"forward": forward, "backward": backward}
             progress(
                 f"calibrate --runtime torch: {cell}: step {forward[2] * 1e6:.1f} us forward, "
@@ -118,8 +122,13 @@ def measure(quick: bool = False, progress: Any = None) -> dict[str, Any]:
             )
     finally:
         torch.set_num_threads(threads)
-    return {"torch": str(torch.__version__), "lengths": [short, long], "repeats": repeats,
-            "raw": raw, "terms": terms}  # fmt: skip
+    return {
+        "torch": str(torch.__version__),
+        "lengths": [short, long],
+        "repeats": repeats,
+        "raw": raw,
+        "terms": terms,
+    }
 
 
 def _mean(values: list[float]) -> float:

@@ -182,8 +182,9 @@ def split_member_cell(cell: str, hidden: int, members: int) -> Callable[[], Any]
         matmul_xwt(h_prev, mine, block)  # as the executor's member computes its rows
         zero_product(h_prev, out)
 
-    return lambda: cell_chunk_forward(cell, params, x, None, None, save=False, gates_x=gates_x,
-                                      recurrent=recurrent)  # fmt: skip
+    return lambda: cell_chunk_forward(
+        cell, params, x, None, None, save=False, gates_x=gates_x, recurrent=recurrent
+    )
 
 
 def measure_group(
