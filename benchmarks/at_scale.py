@@ -881,7 +881,7 @@ def run_torch(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str,
                 "exec_ahead": t_exec < t_torch,
                 "max_abs_diff": worst,
                 "repeats": repeats,
-                "startup_s": result.startup_s,
+                "startup_s": result.extra["startup_s"],
                 "foreign_cpu_fraction": meter.foreign_fraction(),
                 "wall_s": wall,
             }

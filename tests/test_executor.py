@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -25,13 +26,14 @@ import kernels.executor._execution
 import kernels.executor._layout
 import kernels.executor._runner
 from kernels import backward, forward, init_input, init_params
-from kernels.executor import ExecutionResult, Executor, execute
+from kernels.executor import Executor, execute
 from wpsim.cli import main
 from wpsim.errors import ConfigError, ExecutionError
 from wpsim.model.graph import build
 from wpsim.model.plan import compile_plan
 from wpsim.model.workload import Workload
 from wpsim.policies import get_policy
+from wpsim.result import Result
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLIT_REL = 1e-6  # float32, recurrent product split across workers
@@ -57,7 +59,7 @@ def _reference(w: Workload, chunk: int | None, seed: int = 0):
     return y, h_n, c_n, grads
 
 
-def _assert_equal_outputs(a: ExecutionResult, b: ExecutionResult) -> None:
+def _assert_equal_outputs(a: Result, b: Result) -> None:
     assert a.outputs.keys() == b.outputs.keys()
     for key in a.outputs:
         assert np.array_equal(a.outputs[key], b.outputs[key]), key
@@ -72,10 +74,9 @@ def _assert_close(actual, desired, rel):
     np.testing.assert_allclose(actual, desired, rtol=rel, atol=rel * scale)
 
 
-def _assert_dependencies_respected(result: ExecutionResult) -> None:
-    w = result.workload
+def _assert_dependencies_respected(result: Result, w: Workload) -> None:
     policy = get_policy(result.policy.split(",")[0])
-    plan = compile_plan(build(w, **policy.graph_options(w, result.chunk)))
+    plan = compile_plan(build(w, **policy.graph_options(w, result.extra["chunk"])))
     tr = result.trace
     index = tr.by_task()
     assert sorted(index) == list(range(plan.n_tasks))
@@ -256,8 +257,8 @@ def test_user_params_and_input_are_used():
     with threadpool_limits(limits=1):
         y, _ = forward(w, p, x, chunk=2)
     assert np.array_equal(r.outputs["output"], y)
-    assert len(r.makespans_s) == 2
-    assert r.measured_makespan_s == r.median_makespan_s
+    assert len(r.extra["makespans_s"]) == 2
+    assert r.makespan_s == statistics.median(r.extra["makespans_s"])
     with pytest.raises(ConfigError, match="x: got shape"):
         execute(w, "sequential", workers=1, x=x[:2])
     with pytest.raises(ConfigError, match="weight_hh_l0"):
@@ -274,7 +275,7 @@ def test_executor_session_reuses_workers_between_runs(monkeypatch, tmp_path):
         ex.run()
         result = ex.result()
         assert rec.pids() == pids  # the same workers served every run
-    assert result.makespans_s[0] == first and len(result.makespans_s) == 2
+    assert result.extra["makespans_s"][0] == first and len(result.extra["makespans_s"]) == 2
     _, _, _, grads = _reference(w, chunk=3)
     for key, value in grads.items():  # repeated runs overwrite, nothing accumulates
         assert np.array_equal(result.grads[key], value), key
@@ -290,19 +291,19 @@ def test_trace_schema_and_policy_rules(tmp_path):
     # sequential: one worker, task-id order, whatever the number of workers offered
     order = [t for _, t in sorted(zip(seq.trace.start_s, seq.trace.task, strict=True))]
     assert order == list(range(seq.n_tasks))
-    assert seq.groups == [(0,)] and set(seq.trace.cores) == {(0,)}
+    assert seq.extra["groups"] == [[0]] and set(seq.trace.cores) == {(0,)}
     pipe = execute(w, "pipeline", workers=2, chunk=2)
     # pipeline: layer-direction i lives on group i mod 2
     for tid, cores in zip(pipe.trace.task, pipe.trace.cores, strict=True):
         assert cores == (pipe.tasks[tid].layer % 2,)
     for r in (seq, pipe):
-        _assert_dependencies_respected(r)
+        _assert_dependencies_respected(r, w)
         tr = r.trace
         assert len(tr) == r.n_tasks == 12
-        assert all(tr.hit) and tr.levels == []
+        assert all(hit is None for hit in tr.hit) and tr.levels == []  # not observed: empty
         assert all(0.0 <= s <= e for s, e in zip(tr.start_s, tr.end_s, strict=True))
-        assert max(tr.end_s) <= r.measured_makespan_s + 1e-9
-        assert r.to_result().engine == "measured"
+        assert max(tr.end_s) <= r.makespan_s + 1e-9
+        assert r.engine == "measured"
     path = tmp_path / "trace.json"
     pipe.trace.to_chrome(path, pipe.labels)
     names = {e["name"] for e in json.loads(path.read_text())["traceEvents"] if e["ph"] == "X"}
@@ -337,7 +338,7 @@ def test_one_group_runs_the_precomputed_order_in_sequence_mode(monkeypatch):
     for mode, r in runs.items():
         order = [t for _, t in sorted(zip(r.trace.start_s, r.trace.task, strict=True))]
         assert order == expected, mode
-        _assert_dependencies_respected(r)
+        _assert_dependencies_respected(r, w)
     for key, value in runs["1"].outputs.items():
         assert np.array_equal(value, runs["0"].outputs[key]), key
 
@@ -489,15 +490,14 @@ def test_cli_run_json_and_trace(tmp_path, capsys):
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     for key in (
-        "measured_makespan_s",
-        "median_makespan_s",
+        "makespan_s",
         "makespans_s",
-        "workers",
+        "cores",
         "policy",
         "n_tasks",
     ):
         assert key in out
-    assert out["workers"] == 2 and out["policy"] == "wavefront" and out["n_tasks"] == 4
+    assert out["cores"] == 2 and out["policy"] == "wavefront" and out["n_tasks"] == 4
     assert len(out["makespans_s"]) == 2
     events = json.loads(trace.read_text())["traceEvents"]
     assert {e["name"] for e in events if e["ph"] == "X"} == {

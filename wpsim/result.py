@@ -12,7 +12,7 @@ from wpsim.trace import Trace
 
 @dataclass
 class Result:
-    """Makespan and what explains it.
+    """Makespan and what explains it: of a simulation, a closed form, or a measured run.
 
     ``speedup`` is ``sequential_s / makespan_s``: one core running the same workload (all
     instances, for multiprogramming) in layer-major order, under the same model.
@@ -22,7 +22,12 @@ class Result:
     ``idle``), each adding up to ``makespan_s`` to rounding: along the critical path (why it
     takes this long), and averaged over the cores (where the cores' time went; its ``idle`` is
     what utilisation leaves). :mod:`wpsim.breakdown` defines both precisely; a simulation takes
-    them from its trace, a closed form from its formula.
+    them from its trace, a closed form from its formula; a measured run observes no causes and
+    leaves them empty.
+
+    A measured run (:func:`kernels.executor.execute`, ``engine="measured"``) also carries what
+    the kernels computed (``outputs``, ``grads``); ``makespan_s`` is the median over its repeats
+    and its ``extra`` holds every repeat's makespan, the worker groups and the start-up time.
     """
 
     engine: str  # "simulate", "analytic" or "measured"
@@ -39,7 +44,15 @@ class Result:
     breakdown_s: dict[str, float] = field(default_factory=dict)  # along the critical path
     core_breakdown_s: dict[str, float] = field(default_factory=dict)  # mean over the cores
     trace: Trace | None = field(default=None, repr=False)
-    tasks: list | None = field(default=None, repr=False)  # the simulated graph's tasks, by id
+    tasks: list | None = field(default=None, repr=False)  # the graph's tasks, by id
+    # a measured run: ``output``, ``h_n`` (lstm: ``c_n``) and, training, every gradient
+    outputs: dict[str, Any] | None = field(default=None, repr=False)
+    grads: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def labels(self) -> list[str]:
+        """The tasks' labels, by task id (for a trace's rows)."""
+        return [t.label for t in self.tasks or []]
 
     @property
     def speedup(self) -> float:

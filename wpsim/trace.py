@@ -2,7 +2,8 @@
 
 A record holds the task id, the cores that ran it, ``start_s`` and ``end_s``, the bytes read from
 each memory level (cache names of the machine, ``DRAM``, and ``handoff`` for activations moved
-from another core), ``hit``: whether all of the task's weights came from a cache, and
+from another core), ``hit``: whether all of the task's weights came from a cache (empty, None,
+where unobserved: a measured trace), and
 ``dispatch_s``: the runtime's dispatch overhead included in the task's time, where it is known
 (the simulator's cost model charges it; a measured trace leaves the column empty).
 
@@ -42,7 +43,7 @@ class Trace:
         self.cores: list[tuple[int, ...]] = []
         self.start_s: list[float] = []
         self.end_s: list[float] = []
-        self.hit: list[bool] = []
+        self.hit: list[bool | None] = []  # None: not observed
         self.handoff_bytes: list[int] = []
         self._dispatch_s: list[float] = []
         #: the cost model's TaskCost of each record (simulated traces); empty otherwise
@@ -59,7 +60,7 @@ class Trace:
         start_s: float,
         end_s: float,
         level_bytes: dict[str, float],
-        hit: bool,
+        hit: bool | None,
         handoff_bytes: int = 0,
         dispatch_s: float | None = None,
     ) -> None:
@@ -76,7 +77,7 @@ class Trace:
         start_s: Sequence[float],
         end_s: Sequence[float],
         level_bytes: Sequence[dict[str, float]],
-        hit: Sequence[bool],
+        hit: Sequence[bool | None],
         handoff_bytes: Sequence[int],
         dispatch_s: Sequence[float] | None = None,
     ) -> None:

@@ -65,7 +65,7 @@ Limits
 Only cell-granularity graphs run (``op`` tasks are microseconds long: dispatching them to
 processes would measure the dispatcher). Multiprogramming instances get their own copy of the
 parameters (same values) and activations. Sparse ``W_hh`` becomes a private CSR copy in each
-worker. Trace records carry no cache traffic (``level_bytes`` empty, ``hit`` True).
+worker. Trace records carry no cache traffic (``level_bytes`` empty, ``hit`` empty: None).
 The memory-ordering argument assumes x86-64 (TSO); see :mod:`kernels.executor._layout`.
 Sequence mode: a policy with ONE group (``sequential``, ``layerwise``, any policy on one
 worker) cannot make timing-dependent choices, so the coordinator computes its whole order up
@@ -80,7 +80,6 @@ gone). ``WPSIM_EXECUTOR_SEQUENCE=0`` turns it off.
 from kernels.executor._coordinator import DEFAULT_SPIN_US, Executor, execute
 from kernels.executor._execution import DEFAULT_IDLE_SPIN_US, SEQUENCE_ENV
 from kernels.executor._process import BLAS_ENV, START_METHOD
-from kernels.executor._result import ExecutionResult
 from kernels.executor._runner import array_specs, input_split_by_time_max_bytes
 
 __all__ = [
@@ -89,7 +88,6 @@ __all__ = [
     "DEFAULT_SPIN_US",
     "SEQUENCE_ENV",
     "START_METHOD",
-    "ExecutionResult",
     "Executor",
     "array_specs",
     "execute",

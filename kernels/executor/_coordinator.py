@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 from collections.abc import Mapping
 from time import perf_counter
 from typing import Any
@@ -26,12 +25,13 @@ from typing import Any
 import numpy as np
 
 from kernels.executor._execution import Execution, microseconds
-from kernels.executor._result import ExecutionResult
+from kernels.executor._result import measured_result
 from kernels.executor._runner import RUNNABLE_KINDS
 from kernels.executor._worker import Fault
 from kernels.params import init_input, init_params, param_shapes
 from wpsim.errors import ConfigError, ExecutionError
 from wpsim.model.workload import Workload
+from wpsim.result import Result
 from wpsim.trace import Trace
 
 #: How long a worker spins on shared memory before it parks (env ``WPSIM_EXECUTOR_SPIN_US``).
@@ -104,7 +104,7 @@ class Executor:
     >>> with Executor(w, "pipeline", workers=2, chunk=3) as ex:
     ...     makespans = [ex.run() for _ in range(3)]
     ...     result = ex.result()
-    >>> len(result.makespans_s), result.outputs["output"].shape
+    >>> len(result.extra["makespans_s"]), result.outputs["output"].shape
     (3, (6, 1, 8))
     """
 
@@ -228,26 +228,21 @@ class Executor:
             self._runs.append((trace, makespan))
         return makespan
 
-    def result(self) -> ExecutionResult:
-        """Outputs of the last run, the trace of the median recorded run, all makespans."""
+    def result(self) -> Result:
+        """Outputs of the last run, the trace of the median recorded run, all makespans
+        (:func:`kernels.executor._result.measured_result`)."""
         if not self._runs:
             raise ExecutionError("no recorded run yet")
         if self._closed:
             raise ExecutionError("the executor is closed; call result() inside the with block")
         outputs, grads = self._run.collect()
-        makespans = [m for _, m in self._runs]
-        median = statistics.median(makespans)
-        trace = min(self._runs, key=lambda r: abs(r[1] - median))[0]
-        return ExecutionResult(
-            outputs=outputs,
-            grads=grads,
-            trace=trace,
-            measured_makespan_s=median,
-            makespans_s=makespans,
+        return measured_result(
+            outputs,
+            grads,
+            self._runs,
             policy=self.policy.describe(),
             workers=self.workers,
             groups=self.groups,
-            n_tasks=self.plan.n_tasks,
             chunk=self.plan.chunk,
             tasks=self.plan.tasks,
             startup_s=self.startup_s,
@@ -279,7 +274,7 @@ def execute(
     fail_at_task: int | None = None,
     fail_mode: str = "raise",
     stall_timeout_s: float | None = None,
-) -> ExecutionResult:
+) -> Result:
     """Run ``workload``'s task graph for real on ``workers`` processes under ``policy``.
 
     The graph is the one the simulator builds for the policy (``policy.graph_options``), the
@@ -329,7 +324,8 @@ def execute(
 
     Returns
     -------
-    ExecutionResult
+    Result
+        ``engine="measured"`` (:func:`kernels.executor._result.measured_result`).
 
     Raises
     ------

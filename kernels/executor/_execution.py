@@ -376,7 +376,7 @@ class Execution:
         trace = Trace([])
         n = len(order)
         trace.extend(
-            order, [tuple(group)] * n, starts.tolist(), ends.tolist(), [{}] * n, [True] * n, [0] * n
+            order, [tuple(group)] * n, starts.tolist(), ends.tolist(), [{}] * n, [None] * n, [0] * n
         )
         return trace, float(ends.max())
 
@@ -468,7 +468,9 @@ class Execution:
                 for m in members:
                     del self.running[m]
                     watchdog.stop(m)
-                trace.append(tid, members, start - origin, end - origin, {}, True)
+                trace.append(
+                    tid, members, start - origin, end - origin, {}, None
+                )  # hit: not observed
                 last_end = max(last_end, end)
                 done += 1
                 for s in succs[tid]:

@@ -41,6 +41,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = execute(workload, policy, workers, chunk=args.chunk, seed=args.seed,
                      repeats=args.repeats, warmup=args.warmup, granularity=args.granularity,
                      stall_timeout_s=args.stall_timeout)  # fmt: skip
+    assert result.trace is not None and result.tasks is not None  # a measured run has both
     if args.trace:
         layers = [t.layer for t in result.tasks]
         result.trace.to_chrome(args.trace, result.labels, layers,
@@ -55,19 +56,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     def ms(seconds: float) -> str:
         return f"{seconds * 1e3:,.3f} ms"
 
-    times = ", ".join(f"{t * 1e3:.3f}" for t in result.makespans_s)
+    measured = result.extra
+    times = ", ".join(f"{t * 1e3:.3f}" for t in measured["makespans_s"])
+    workers_started = measured["workers_started"]
     rows = [
-        ("makespan", f"{ms(result.measured_makespan_s)}  (median of {len(result.makespans_s)})"),
+        ("makespan", f"{ms(result.makespan_s)}  (median of {measured['repeats']})"),
         ("repeats", f"{times} ms"),
-        ("work", f"{ms(result.work_s)}  (task time x group size, summed)"),
-        ("utilisation", f"{100 * result.utilization:.0f}% mean over {result.n_started} workers"),
-        ("tasks", f"{result.n_tasks:,} (chunk {result.chunk})"),
-        ("start-up", f"{ms(result.startup_s)}  ({result.start_method}, not in the makespan)"),
+        ("work", f"{ms(measured['work_s'])}  (task time x group size, summed)"),
+        ("utilisation", f"{100 * result.utilization:.0f}% mean over {workers_started} workers"),
+        ("tasks", f"{result.n_tasks:,} (chunk {measured['chunk']})"),
+        (
+            "start-up",
+            f"{ms(measured['startup_s'])}  ({measured['start_method']}, not in the makespan)",
+        ),
     ]
     width = max(len(k) for k, _ in rows)
     print(
         f"run: {workload.name or 'workload'}, policy {result.policy}, {workers} workers "
-        f"(groups {' '.join('+'.join(map(str, g)) for g in result.groups)})"
+        f"(groups {' '.join('+'.join(map(str, g)) for g in measured['groups'])})"
     )
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
