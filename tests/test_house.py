@@ -78,6 +78,58 @@ def test_the_import_graph_has_no_cycle() -> None:
     assert not cycles, f"import cycles: {cycles}"
 
 
+#: The layers of wpsim/ and kernels/, bottom first: a module imports only from its own layer or
+#: below (the longest prefix names a module's layer).
+LAYERS: list[tuple[str, ...]] = [
+    ("wpsim", "wpsim.errors", "wpsim.interrupts", "wpsim.config", "wpsim.outputs"),
+    ("wpsim.trace", "wpsim.breakdown", "wpsim.result"),
+    ("wpsim.cells",),
+    ("wpsim.model",),
+    ("wpsim.machines",),
+    ("wpsim.cost",),
+    ("wpsim.policies",),
+    ("wpsim.sim", "wpsim.plots"),
+    ("kernels",),
+    ("wpsim.guards", "wpsim.measure"),
+    ("wpsim.sweep",),
+    ("wpsim.cli", "wpsim.console"),
+]
+
+
+def layer_of(module: str) -> int:
+    best, found = -1, None
+    for index, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), index
+    assert found is not None, f"{module}: in no layer of LAYERS (add it where it belongs)"
+    return found
+
+
+def test_imports_run_one_way() -> None:
+    """A module imports from its own layer or below, never above (see :data:`LAYERS`)."""
+    known = modules()
+    upward = []
+    for module, path in known.items():
+        for target, _, line in imports(module, path, known):
+            home = owner(target, known)
+            if home and layer_of(home) > layer_of(module):
+                upward.append(f"{path.relative_to(ROOT)}:{line}: {module} imports {home}")
+    assert not upward, "imports that go up a layer:\n" + "\n".join(upward)
+
+
+def test_command_groups_import_no_other_group() -> None:
+    """Each ``wpsim.cli`` command group imports the shared helpers only, never another group."""
+    known = modules()
+    groups = [m for m in known if m.startswith("wpsim.cli.") and m != "wpsim.cli.common"]
+    for module in groups:
+        for target, _, line in imports(module, known[module], known):
+            home = owner(target, known)
+            assert home is None or home == "wpsim.cli.common" or not home.startswith("wpsim.cli"), (
+                f"{module}:{line} imports {home}"
+            )
+
+
 def _private(part: str) -> bool:
     return part.startswith("_") and not part.startswith("__")
 
