@@ -1,9 +1,10 @@
 """What every cost model gives: a task's :class:`TaskCost` (seconds, bytes by level, and what the
-time is made of), and the names of the memory levels."""
+time is made of), through the :class:`CostModel` protocol the engine calls."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 DRAM = "DRAM"
 
@@ -50,3 +51,20 @@ class TaskCost:
     def duration(self, dram_share_Bps: float) -> float:
         memory = self.cache_s + (self.dram_bytes / dram_share_Bps if self.dram_bytes else 0.0)
         return self.fixed_s + max(self.compute_s, memory)
+
+
+class CostModel(Protocol):
+    """What the engine (:mod:`wpsim.sim.engine`) asks of a cost model; CPU, accelerator and GPU
+    models, and the idealised one, each give it."""
+
+    def start(self, tid: int, cores: tuple[int, ...], busy_on_socket: int) -> TaskCost:
+        """The cost of task ``tid`` starting now on ``cores`` while ``busy_on_socket`` cores of
+        their socket are busy (this task's included); the model may update its state (cache
+        residency) as the task reads its weights."""
+        ...
+
+    def dram_share_Bps(self, streams: int) -> float:
+        """The DRAM bandwidth one core streaming from DRAM gets while ``streams`` cores of its
+        socket stream at once."""
+        ...
+

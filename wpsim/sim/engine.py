@@ -36,7 +36,7 @@ from typing import Any
 import simpy
 from simpy.events import NORMAL, Timeout
 
-from wpsim.cost.base import DRAM, TaskCost
+from wpsim.cost.base import DRAM, CostModel, TaskCost
 from wpsim.cost.cpu import CpuCostModel, IdealCostModel
 from wpsim.machines.cpu import CpuMachine
 from wpsim.model.graph import build
@@ -93,7 +93,7 @@ def run_plan(
     plan: Plan,
     groups: list[tuple[int, ...]],
     policy: Policy,
-    cost,
+    cost: CostModel,
     cores_per_socket: int,
     n_sockets: int,
     levels: list[str],
