@@ -10,6 +10,11 @@ task time): what is left for the policy, the cost model and the trace is the dif
 Both are timed with Python's cyclic garbage collector paused (the engine pauses it itself, see
 :func:`wpsim.sim.engine.gc_paused`; the floor gets the same), best of ``--repeats`` runs each,
 alternating, so that the ratio compares like with like on a noisy machine.
+
+A measurement behind a rule of the hot loops (as recorded when the rule was chosen; the comment
+that carried it named no machine): in :meth:`wpsim.cost.cpu.CpuCostModel.start`, iterating the
+predecessors with ``zip`` over two short lists cost 0.2-0.3 us a task, a third of that loop, so
+it indexes instead.
 """
 
 from __future__ import annotations

@@ -27,6 +27,23 @@ say how much CPU time other processes took during the run: this machine is share
 run is flagged as unreliable.
 
 Run: ``.venv/bin/python benchmarks/kernel.py`` (~2-3 min) or ``--quick`` (~20 s).
+
+Measurements behind rules of the kernels and of calibration, as recorded when each rule was
+chosen (the comments that carried them named no machine; rerun on yours to check):
+
+* :class:`kernels.products.Recurrent`, one GEMV per batch row: with an OpenBLAS build lacking the
+  small-matrix kernel and W (2048, 512) in Fortran order, a 2-row GEMM took 191 us a row, 2
+  GEMVs 147; at 4 rows the GEMM took 102 us a row, GEMVs 148.
+* ``kernels.executor._runner.INPUT_SPLIT_BY_TIME_MAX_BYTES``: an Elman layer at H = 128 with
+  1024 rows (64 KiB of ``W_ih``) split by gate rows took 312-333 us on 2 workers, 172 us split
+  by time steps; an H = 1024 LSTM layer's 16 steps split by time took 3.0 ms on each of 2
+  workers, 1.8 ms split by rows.
+* The split input projection's bias: added in place on a member's strided columns of ``gx``
+  (1024 x 64) it took 95 us; into a contiguous buffer 23 us, and the copy into place 45 us.
+* Calibration's executor overheads (:mod:`wpsim.measure.calibrate.overheads`): one execution
+  of a sequence of H = 128 tasks ran at 39 instead of 25 us a task throughout (hence medians of
+  three); with every core running a worker, the dispatch of H = 128 tasks varied from 48 to
+  110 us between runs (hence four executions a point).
 """
 
 from __future__ import annotations

@@ -193,10 +193,9 @@ class Recurrent:
                 for rows, w_t in self.blocks:  # see row_blocks
                     np.matmul(h, w_t, out=out[:, rows])
             elif self.gemv_rows and out.flags.c_contiguous:
-                # without the small-matrix kernel and W in Fortran order
-                # (kernels.params.WEIGHT_ORDER), a 2-row GEMM of W (2048, 512) took 191 us a
-                # row, 2 GEMVs 147 (measured with an OpenBLAS build lacking it); from 3 rows
-                # the GEMM is as fast or faster (4 rows: 102 vs 148 us a row)
+                # without the small-matrix kernel and with W in Fortran order
+                # (kernels.params.WEIGHT_ORDER), one GEMV per row beats a GEMM of 2 rows; from 3
+                # rows the GEMM is as fast or faster (benchmarks/kernel.py records the numbers)
                 w = self.w
                 for b in range(len(h)):
                     np.dot(w, h[b], out=out[b])

@@ -85,9 +85,8 @@ RUNNABLE_KINDS = (
 #: Largest ``W_ih`` (bytes) whose projection a split task divides over time steps rather than
 #: gate rows, given a step for each member (env ``WPSIM_INPUT_SPLIT_BY_TIME_MAX_BYTES``
 #: overrides it). Split by rows, each member streams 1/k of ``W_ih`` but computes a narrow
-#: block of columns, adds the bias to it and copies it into place: an Elman layer at H=128
-#: with 1024 rows (64 KiB of ``W_ih``) took 312-333 us on 2 workers, 172 us split by time.
-#: Split by time, each member reads all of ``W_ih`` (no matter while it fits the core's cache)
+#: block of columns, adds the bias to it and copies it into place, which costs more than
+#: reading all of a small ``W_ih`` (benchmarks/kernel.py records a case). Split by time, each member reads all of ``W_ih`` (no matter while it fits the core's cache)
 #: and writes whole rows in place. The bound is half the L2 of the development machine.
 INPUT_SPLIT_BY_TIME_MAX_BYTES = 1 << 20
 
@@ -413,8 +412,8 @@ class TaskRunner:
                 input_projection(self.cell, lp, x, out=gx[sub])
             return
         # split by gate rows, as the recurrent product: each member reads its 1/k of W_ih
-        # (split over time steps, each streamed all of it: an H = 1024 LSTM layer's 16 steps
-        # took 3.0 ms on each of 2 workers, 1.8 ms split by rows; measured here)
+        # (split over time steps, each would stream all of a large W_ih: slower, see
+        # benchmarks/kernel.py)
         x = self._layer_input(i, l, a, b)
         mine = self._ih_rows(i, l, d)
         if mine is None:
@@ -422,8 +421,8 @@ class TaskRunner:
         part, weight, bias = mine
         rows = (b - a) * self.B
         x = np.ascontiguousarray(x, dtype=self.dt).reshape(rows, x.shape[2])
-        # into a contiguous buffer, then copied: added in place on this member's columns of gx
-        # (strided), the bias took 95 us at 1024 x 64; here it takes 23, and the copy 45
+        # into a contiguous buffer, then copied: adding the bias in place on this member's
+        # columns of gx (strided) is slower than adding it to the buffer and copying that
         out = self._buffer("gx_rows", (rows, part.stop - part.start))
         matmul_xwt(x, weight, out)
         out += bias

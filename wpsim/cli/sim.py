@@ -58,7 +58,7 @@ def load_runtime(value: str | None):
     return load(value)
 
 
-#: graphs from this many tasks on report their phases on stderr (building 100k takes 1.5 s here)
+#: graphs from this many tasks on report their phases on stderr (building one takes seconds)
 PROGRESS_MIN_TASKS = 100_000
 
 

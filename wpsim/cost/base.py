@@ -67,4 +67,3 @@ class CostModel(Protocol):
         """The DRAM bandwidth one core streaming from DRAM gets while ``streams`` cores of its
         socket stream at once."""
         ...
-

@@ -109,8 +109,8 @@ def measure_executor_dispatch(
         return chosen
 
     # each task through the coordinator (several groups), then the order handed out at once;
-    # three executions each, interleaved: one of them is now and then 1.5x slower throughout
-    # (measured here: H = 128 tasks 39 instead of 25 us in one execution of a sequence)
+    # three executions each, interleaved, and their median: now and then one execution runs
+    # about 1.5x slower throughout (benchmarks/kernel.py records a case), and the median drops it
     dynamic_runs: dict[int, list] = {h: [] for h in hiddens}
     sequence_runs: dict[int, list] = {h: [] for h in hiddens}
     for _ in range(3):
@@ -136,8 +136,8 @@ def measure_executor_dispatch(
     }
     if all_busy > 1:
         # Every core runs a worker, so the coordinator has no free core. The value varies from
-        # run to run (it depends on where the OS puts the coordinator: 48-110 us for H = 128
-        # here), hence four executions per point (two per size) and medians. It also differs
+        # run to run (it depends on where the OS puts the coordinator, by a factor of about 2),
+        # hence four executions per point (two per size) and medians. It also differs
         # between cells shorter than a worker's spin window (kernels.executor DEFAULT_SPIN_US,
         # 50 us: H = 128) and cells that outlast it (H = 256, 384), as most real cells do: two
         # points of a table by task time.
