@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ from wpsim.measure.calibrate.compute import ELEM_STEPS, elementwise_grid, gemm_r
 from wpsim.measure.calibrate.memory import hit_curve
 from wpsim.measure.calibrate.spec import CpuSpec, flops_per_cycle, label
 from wpsim.measure.calibrate.timing import median
-from wpsim.model.workload import GATES
+from wpsim.model.workload import ELEMENTWISE_FLOPS, GATES
 
 
 def _fmt(value: float) -> str:
@@ -53,27 +54,96 @@ class Calibration:
     raw: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class _Source:
+    """The source comments of one calibration run."""
+
+    date: str
+
+    def tag(self, what: str) -> str:
+        return f"wpsim calibrate {what}, {self.date}"
+
+    def measured(self, what: str) -> str:
+        return "measured: " + self.tag(what)
+
+
+@dataclass(frozen=True)
+class _Compute:
+    """The compute numbers every section reads: the clock, the peak and the GEMM rates."""
+
+    per_cycle: dict[str, float]
+    rule: str
+    clock: float
+    peak: float
+    clock_note: str
+    gemm_rates: dict[tuple[int, int], float]
+
+
 def build_machine_file(
     spec: CpuSpec, raw: dict[str, Any], date: str, prior: dict[str, tuple[float, str]] | None = None
 ) -> Calibration:
     """Turn raw measurements into a machine YAML with a source comment on every number.
 
+    One builder per section of the file (the header and clock, caches, memory, hand-off,
+    barrier, dispatch, kernel-call overheads, efficiency, co-running, the calibration block);
+    each returns its lines and the derived values it adds.
+
     Parameters
     ----------
     spec : CpuSpec
     raw : dict
-        What :func:`run_measurements` returned.
+        What :func:`wpsim.measure.calibrate.run_measurements` returned.
     date : str
         ISO date written into each comment and the calibration block.
     prior : dict, optional
         Latencies (and comments) to carry over from the previous file.
     """
-    prior = prior or {}
-    tag = f"wpsim calibrate {{}}, {date}"
+    source = _Source(date)
+    compute = _compute(spec, raw)
+    latency = _latency_from(prior or {})
+    cache_lines, levels, previous = _cache_section(spec, raw, compute.clock, latency, source)
+    memory_lines, memory_values = _memory_section(
+        raw["bandwidth"]["DRAM"], previous, latency, source
+    )
+    handoff_lines, handoff_values = _handoff_section(raw, previous, source)
+    barrier_lines, barrier2 = _barrier_section(raw, handoff_values["handoff_latency_s"], source)
+    dispatch_lines, dispatch_s = _dispatch_section(raw["dispatch"], source)
+    overheads = raw.get("kernel_call_overhead_s") or {}
+    efficiency_lines, table, elementwise, elem_fracs = _efficiency_section(
+        raw, compute, overheads, source
+    )
+    corun_lines, corun_value = _corun_section(raw.get("corun"), source)
+    lines = [
+        *_header_lines(spec, date, compute, source),
+        *cache_lines,
+        *memory_lines,
+        *handoff_lines,
+        *barrier_lines,
+        *dispatch_lines,
+        *_kernel_call_lines(overheads, source),
+        *efficiency_lines,
+        *corun_lines,
+        *_runtime_lines(),
+    ]
+    values = {
+        "clock_hz": compute.clock,
+        "peak_flops_per_core": compute.peak,
+        "elementwise": elementwise,
+        "corun_slowdown_per_core": corun_value,
+        "dispatch_overhead_s": dispatch_s,
+        **handoff_values,
+        **memory_values,
+        **{f"{c.name}_bandwidth_Bps": v for c, v, _ in levels},
+        **{f"gemm_n{n}": frac for n, (frac, _) in table},
+    }
+    if barrier2 is not None:
+        values["barrier2_s"] = barrier2
+    lines += _calibration_block(spec, raw, date, values, compute, elem_fracs)
+    return Calibration(text="\n".join(lines) + "\n", values=values, raw=raw)
 
-    def measured(what: str) -> str:
-        return "measured: " + tag.format(what)
 
+def _compute(spec: CpuSpec, raw: dict[str, Any]) -> _Compute:
+    """The effective clock (at least the fastest GEMM's rate allows) and the fp32 peak."""
     per_cycle, rule = flops_per_cycle(spec.flags)
     fp32 = per_cycle["float32"]
     gemm_rates = gemm_rates_by_shape(raw["gemm_s"], GATES["lstm"])
@@ -82,45 +152,62 @@ def build_machine_file(
     best_rate = max([peak_rate, *gemm_rates.values()])
     tsc_hz = (spec.mhz or 0.0) * 1e6
     clock = max(tsc_hz, best_rate / fp32)
-    peak = clock * fp32
     clock_note = (
         f"effective clock = max(/proc/cpuinfo {tsc_hz / 1e6:.0f} MHz, best fp32 GEMM "
         f"{best_rate / 1e9:.1f} GFLOP/s / {fp32:.0f} flop/cycle): a lower bound of the running clock"
     )
+    return _Compute(per_cycle, rule, clock, clock * fp32, clock_note, gemm_rates)
 
-    # GEMM efficiency: best over H for each n (the compute ceiling)
-    by_n: dict[int, tuple[float, int]] = {}
-    for (n, h), rate in gemm_rates.items():
-        frac = min(rate / peak, 1.0)
-        if n not in by_n or frac > by_n[n][0]:
-            by_n[n] = (frac, h)
-    table = sorted(by_n.items())
-    # element-wise: geometric mean over LSTM/GRU shapes
-    from wpsim.model.workload import ELEMENTWISE_FLOPS
 
-    elem_fracs = {}
-    for key, seconds in raw["elementwise_s_per_step"].items():
-        cell, h, b = key.split(",")
-        elem_fracs[key] = ELEMENTWISE_FLOPS[cell] * int(h) * int(b) / (seconds * peak)
-    elementwise = math.exp(sum(math.log(f) for f in elem_fracs.values()) / len(elem_fracs))
-    elementwise = min(max(elementwise, 1e-6), 1.0)
-    # recorded only: per-step time = intercept + slope * H * B (numpy's per-call overhead is the
-    # intercept, which a flops-proportional efficiency cannot express)
-    elem_fit = {}
-    for cell in sorted({key.split(",")[0] for key in raw["elementwise_s_per_step"]}):
-        pts = [
-            (int(k.split(",")[1]) * int(k.split(",")[2]), t)
-            for k, t in raw["elementwise_s_per_step"].items()
-            if k.startswith(cell + ",")
-        ]
-        if len(pts) >= 2:
-            mx = sum(x for x, _ in pts) / len(pts)
-            my = sum(y for _, y in pts) / len(pts)
-            sxx = sum((x - mx) ** 2 for x, _ in pts)
-            slope = sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else 0.0
-            elem_fit[cell] = {"intercept_s": my - slope * mx, "s_per_unit": slope}
+def _latency_from(
+    prior: dict[str, tuple[float, str]],
+) -> Callable[[str, float, str], tuple[float, str]]:
+    """Latencies are not measured: the previous file's value and comment where it had a source,
+    else the given fallback."""
 
-    # bandwidths
+    def latency(key: str, fallback: float, note: str) -> tuple[float, str]:
+        if key in prior and prior[key][1].startswith(
+            ("spec", "measured", "estimate", "assumption", "configuration", "unused")
+        ):
+            return prior[key]
+        return fallback, note
+
+    return latency
+
+
+def _header_lines(spec: CpuSpec, date: str, compute: _Compute, source: _Source) -> list[str]:
+    per_cycle = compute.per_cycle
+    return [
+        f"# This machine, calibrated by `wpsim calibrate` on {date}: {spec.model} "
+        f"({spec.vendor}; {spec.sockets} socket(s) x {spec.cores_per_socket} core(s)"
+        f"{', hypervisor ' + spec.hypervisor if spec.hypervisor else ''}).",
+        "#",
+        "# Every measured value says what was measured; the raw measurements, the CPU model and the",
+        "# library versions are in the `calibration:` block at the end. Re-run to refresh:",
+        "#   wpsim calibrate --out hw_configs/host.yaml",
+        "# Cache and DRAM latencies are not used by the cost model and are not measured (numpy has",
+        "# no dependent-load loop); they keep their previous source. Units: s, B, B/s, Hz.",
+        "kind: cpu",
+        f'name: "this host (calibrated {date}): {spec.model}, '
+        f'{spec.sockets * spec.cores_per_socket} cores"',
+        f"sockets: {spec.sockets}  # spec: {spec.topology_source}",
+        f"cores_per_socket: {spec.cores_per_socket}  # spec: {spec.topology_source}",
+        f"clock_hz: {_fmt(compute.clock)}  # {source.measured(compute.clock_note)}",
+        "peak_flops_per_cycle:",
+        f"  float32: {per_cycle['float32']:.0f}  # spec: cpu flags, {compute.rule}",
+        f"  float64: {per_cycle['float64']:.0f}  # spec: cpu flags, half the fp32 lanes",
+    ]
+
+
+def _cache_section(
+    spec: CpuSpec,
+    raw: dict[str, Any],
+    clock: float,
+    latency: Callable[[str, float, str], tuple[float, str]],
+    source: _Source,
+) -> tuple[list[str], list[tuple[Any, float, str]], float]:
+    """Each cache's bandwidth (a level is at most as fast as the one inside it) and hit curve;
+    returns the lines, ``(cache, bandwidth, how)`` by level, and the last level's bandwidth."""
     bw = raw["bandwidth"]
     levels = []
     previous = math.inf
@@ -144,14 +231,73 @@ def build_machine_file(
             value = previous
         previous = value
         levels.append((cache, value, how))
-    dram = bw["DRAM"]
+    cycles = {1: 4, 2: 14, 3: 50}
+    lines = ["caches:"]
+    for cache, value, how in levels:
+        lat_value, lat_comment = latency(
+            f"caches.{cache.name}",
+            cycles.get(cache.level, 50) / clock,
+            f"assumption: not measured (unused by the cost model): "
+            f"{cycles.get(cache.level, 50)} cycles at the clock",
+        )
+        lines += [
+            f"  - name: {cache.name}",
+            f"    scope: {cache.scope}",
+            f"    size_bytes: {cache.size_bytes}  # spec: {cache.source}",
+            f"    bandwidth_Bps: {_fmt(value)}  # {source.measured(how)}",
+            f"    latency_s: {_fmt(lat_value)}  # {lat_comment}",
+        ]
+        reuse = raw.get("reuse_rates")
+        if reuse and reuse["level"] == cache.name:
+            lines.append(
+                "    hit_curve:  # [reuse distance / size, fraction served here]: 1/rate = f/hi + "
+                "(1-f)/lo of two matrices x vector re-read"
+            )
+            for ratio, fraction in hit_curve(reuse["Bps_by_ratio"]):
+                rate = reuse["Bps_by_ratio"][f"{ratio:g}"]
+                lines.append(
+                    f"      - [{ratio:g}, {fraction:g}]  # "
+                    + source.measured(
+                        f"working set {ratio:g} x {cache.size_bytes} B, {_si(rate, 'B/s')}"
+                    )
+                )
+    return lines, levels, previous
+
+
+def _memory_section(
+    dram: dict[str, Any],
+    previous: float,
+    latency: Callable[[str, float, str], tuple[float, str]],
+    source: _Source,
+) -> tuple[list[str], dict[str, float]]:
+    """DRAM: one core's bandwidth (at most the last cache's) and the socket's, all cores at once."""
     solo_rounds = dram.get("solo_rounds_Bps") or []
     per_core = min(median([dram["gemv_Bps"], *solo_rounds]), previous)
     rounds = dram.get("concurrent_rounds_Bps") or [[per_core]]
     socket_bw = max(median([sum(r) for r in rounds]), per_core)
     n_conc = len(rounds[0])
+    mem_lat, mem_lat_note = latency(
+        "memory", 1.0e-7, "assumption: not measured (unused by the cost model): 100 ns"
+    )
+    lines = [
+        "memory:",
+        f"  bandwidth_Bps: {_fmt(socket_bw)}  # "
+        + source.measured(
+            f"GEMV read of {dram['working_set_bytes'] / 2**20:.0f} MiB on {n_conc} cores at once, sum, median of {len(rounds)} round(s)"
+        ),
+        f"  per_core_bandwidth_Bps: {_fmt(per_core)}  # "
+        + source.measured(
+            f"GEMV read of {dram['working_set_bytes'] / 2**20:.0f} MiB on one core, median of {1 + len(solo_rounds)} run(s) alternating with the all-core runs"
+        ),
+        f"  latency_s: {_fmt(mem_lat)}  # {mem_lat_note}",
+    ]
+    return lines, {"dram_per_core_Bps": per_core, "dram_socket_Bps": socket_bw}
 
-    # hand-off
+
+def _handoff_section(
+    raw: dict[str, Any], previous: float, source: _Source
+) -> tuple[list[str], dict[str, float]]:
+    """Hand-off between cores: ping-pong latency, and bandwidth from the slope over payloads."""
     cores = raw.get("cores", [0])
     handoff = raw.get("handoff_s")
     if handoff:
@@ -159,10 +305,10 @@ def build_machine_file(
         points = [(int(s), t - lat) for s, t in handoff.items() if int(s) > 0]
         denom = sum(s * d for s, d in points)
         hand_bw = sum(s * s for s, _ in points) / denom if denom > 0 else previous
-        lat_note = measured(
+        lat_note = source.measured(
             f"shared-memory ping-pong cores {cores[0]}-{cores[1]}, half round trip, 0 B"
         )
-        bw_note = measured(
+        bw_note = source.measured(
             "ping-pong slope over 4-256 KiB payloads (producer store + consumer load)"
         )
     else:
@@ -172,18 +318,29 @@ def build_machine_file(
     cross = raw.get("handoff_cross_socket_s")
     if cross:
         cross_lat = max(float(cross["0"]), lat)
-        cross_note = measured("ping-pong between sockets, half round trip, 0 B")
+        cross_note = source.measured("ping-pong between sockets, half round trip, 0 B")
     else:
         cross_lat = lat
         cross_note = "unused (one socket): set to the within-socket hand-off latency"
+    lines = [
+        "handoff:",
+        f"  latency_s: {_fmt(lat)}  # {lat_note}",
+        f"  bandwidth_Bps: {_fmt(hand_bw)}  # {bw_note}",
+        f"  cross_socket_latency_s: {_fmt(cross_lat)}  # {cross_note}",
+    ]
+    return lines, {"handoff_latency_s": lat, "handoff_bandwidth_Bps": hand_bw}
 
-    # barrier
+
+def _barrier_section(
+    raw: dict[str, Any], handoff_latency_s: float, source: _Source
+) -> tuple[list[str], float | None]:
+    """The barrier: the measured 2-process barrier, one tree level of hand-offs per doubling."""
     barrier2 = (raw.get("barrier_s") or {}).get("2")
     if barrier2 is not None:
-        per_doubling = min(2 * lat, barrier2)
+        per_doubling = min(2 * handoff_latency_s, barrier2)
         base = barrier2 - per_doubling
         base_note = (
-            f"estimate: measured 2-process flag barrier {_us(barrier2)} ({tag.format('barrier')})"
+            f"estimate: measured 2-process flag barrier {_us(barrier2)} ({source.tag('barrier')})"
             f" minus one tree level"
         )
         dbl_note = (
@@ -193,8 +350,18 @@ def build_machine_file(
     else:
         per_doubling, base = 0.0, 0.0
         base_note = dbl_note = "unused: one core, no barrier"
+    lines = [
+        "barrier:",
+        f"  base_s: {_fmt(base)}  # {base_note}",
+        f"  per_doubling_s: {_fmt(per_doubling)}  # {dbl_note}",
+    ]
+    return lines, barrier2
 
-    dispatch = raw["dispatch"]
+
+def _dispatch_section(dispatch: dict[str, Any], source: _Source) -> tuple[list[str], float]:
+    """The executor's dispatch overhead: task by task, in a sequence, with every core busy, and
+    for a group of every core of the socket."""
+    measured = source.measured
     dispatch_s = float(dispatch["dispatch_s"])
     if dispatch["method"] == "kernels.executor":
         graphs = dispatch["graphs"]
@@ -208,8 +375,7 @@ def build_machine_file(
         )
     else:
         dispatch_note = measured(f"dispatch microbenchmark: {dispatch['method']}")
-
-    sequence_lines: list[str] = []
+    lines = [f"dispatch_overhead_s: {_fmt(dispatch_s)}  # {dispatch_note}"]
     sequence = dispatch.get("sequence")
     if sequence:
         how = (
@@ -219,16 +385,15 @@ def build_machine_file(
         points = sorted(
             (g["cell_in_process_s"], g["dispatch_s"], g["hidden"]) for g in sequence["graphs"]
         )
-        sequence_lines.append(
+        lines.append(
             "dispatch_overhead_sequence_s:  # [task s, overhead s] by the "
             "in-process time of the cell"
         )
         for task_s, overhead_s, hidden in points:
-            sequence_lines.append(
+            lines.append(
                 f"  - [{_fmt(task_s)}, {_fmt(overhead_s)}]  # "
                 + measured(f"{how}, one-layer LSTM H={int(hidden)}")
             )
-    busy_lines: list[str] = []
     busy = dispatch.get("all_cores_busy")
     if busy:
         workers = int(busy["workers"])
@@ -241,19 +406,19 @@ def build_machine_file(
             runs = ", ".join(f"H={int(r['hidden'])} {_us(r['dispatch_s'])}" for r in point["runs"])
             return f"median cell {_us(point['task_s'])}, median of {runs}"
 
-        points = busy["points"]
-        if len(points) == 1:
-            busy_lines.append(
-                f"dispatch_overhead_busy_s: {_fmt(points[0]['dispatch_s'])}  # "
-                + measured(f"{how}: {runs_note(points[0])}")
+        busy_points = busy["points"]
+        if len(busy_points) == 1:
+            lines.append(
+                f"dispatch_overhead_busy_s: {_fmt(busy_points[0]['dispatch_s'])}  # "
+                + measured(f"{how}: {runs_note(busy_points[0])}")
             )
         else:
-            busy_lines.append(
+            lines.append(
                 "dispatch_overhead_busy_s:  # every core busy: [task s, overhead s] by the "
                 "task's own time (linear between, flat outside)"
             )
-            for point in points:
-                busy_lines.append(
+            for point in busy_points:
+                lines.append(
                     f"  - [{_fmt(point['task_s'])}, {_fmt(point['dispatch_s'])}]  # "
                     + measured(f"{how}, {point['kind']}: {runs_note(point)}")
                 )
@@ -270,127 +435,64 @@ def build_machine_file(
         )
 
     if len(group_points) == 1:
-        busy_lines.append(
+        lines.append(
             f"dispatch_overhead_group_s: {_fmt(group_points[0]['dispatch_s'])}  # "
             + group_note(group_points[0])
         )
     elif group_points:
-        busy_lines.append(
+        lines.append(
             "dispatch_overhead_group_s:  # [member's time s, overhead s] by a member's own time"
         )
         for point in sorted(group_points, key=lambda p: p["cell_in_process_s"]):
-            busy_lines.append(
+            lines.append(
                 f"  - [{_fmt(point['cell_in_process_s'])}, {_fmt(point['dispatch_s'])}]  # "
                 + group_note(point)
             )
-    step_lines: list[str] = []
-    overheads = raw.get("kernel_call_overhead_s") or {}
+    return lines, dispatch_s
+
+
+def _kernel_call_lines(overheads: dict[str, Any], source: _Source) -> list[str]:
+    """A kernel call's fixed costs: per task (the intercept) and per step (the slope)."""
+    lines: list[str] = []
     for key, part, what in (
         ("task_overhead_s", "task_s", "the intercept (a task's fixed part)"),
         ("step_overhead_s", "step_s", "the slope (per step)"),
     ):
         if overheads:
-            step_lines.append(f"{key}:")
+            lines.append(f"{key}:")
         for cell, parts in sorted(overheads.items()):
-            step_lines.append(
+            lines.append(
                 f"  {cell}: {_fmt(float(f'{parts[part]:.4g}'))}  # "
-                + measured(
+                + source.measured(
                     f"{cell} cell_chunk_forward at H=4, batch 1, 1 and 32 steps per chunk: {what}"
                 )
             )
+    return lines
 
-    corun = raw.get("corun")
-    if corun:
-        busy = len(corun["cores"])
-        corun_value = max(corun["slowdown"] - 1.0, 0.0) / max(busy - 1, 1)
-        corun_note = measured(
-            f"LSTM cell H={corun['hidden']} on 1 core vs {busy} at once: slowdown "
-            f"{corun['slowdown']:.3f}x, minus 1, per additional core"
-        )
-    else:
-        corun_value = 0.0
-        corun_note = "unused: one core, nothing co-runs"
 
-    def latency(key: str, fallback: float, note: str) -> tuple[float, str]:
-        if key in prior and prior[key][1].startswith(
-            ("spec", "measured", "estimate", "assumption", "configuration", "unused")
-        ):
-            return prior[key]
-        return fallback, note
-
-    cycles = {1: 4, 2: 14, 3: 50}
+def _efficiency_section(
+    raw: dict[str, Any], compute: _Compute, overheads: dict[str, Any], source: _Source
+) -> tuple[list[str], list[tuple[int, tuple[float, int]]], float, dict[str, float]]:
+    """GEMM efficiency by shape (each cell's own, with the weights hot), the product's fixed
+    cost, and the element-wise work; returns the lines, the best efficiency by n, the element-wise
+    efficiency and its value by shape."""
+    measured = source.measured
+    peak, gemm_rates = compute.peak, compute.gemm_rates
+    # GEMM efficiency: best over H for each n (the compute ceiling)
+    by_n: dict[int, tuple[float, int]] = {}
+    for (n, h), rate in gemm_rates.items():
+        frac = min(rate / peak, 1.0)
+        if n not in by_n or frac > by_n[n][0]:
+            by_n[n] = (frac, h)
+    table = sorted(by_n.items())
+    # element-wise: geometric mean over LSTM/GRU shapes
+    elem_fracs = {}
+    for key, seconds in raw["elementwise_s_per_step"].items():
+        cell, h, b = key.split(",")
+        elem_fracs[key] = ELEMENTWISE_FLOPS[cell] * int(h) * int(b) / (seconds * peak)
+    elementwise = math.exp(sum(math.log(f) for f in elem_fracs.values()) / len(elem_fracs))
+    elementwise = min(max(elementwise, 1e-6), 1.0)
     lines = [
-        f"# This machine, calibrated by `wpsim calibrate` on {date}: {spec.model} "
-        f"({spec.vendor}; {spec.sockets} socket(s) x {spec.cores_per_socket} core(s)"
-        f"{', hypervisor ' + spec.hypervisor if spec.hypervisor else ''}).",
-        "#",
-        "# Every measured value says what was measured; the raw measurements, the CPU model and the",
-        "# library versions are in the `calibration:` block at the end. Re-run to refresh:",
-        "#   wpsim calibrate --out hw_configs/host.yaml",
-        "# Cache and DRAM latencies are not used by the cost model and are not measured (numpy has",
-        "# no dependent-load loop); they keep their previous source. Units: s, B, B/s, Hz.",
-        "kind: cpu",
-        f'name: "this host (calibrated {date}): {spec.model}, '
-        f'{spec.sockets * spec.cores_per_socket} cores"',
-        f"sockets: {spec.sockets}  # spec: {spec.topology_source}",
-        f"cores_per_socket: {spec.cores_per_socket}  # spec: {spec.topology_source}",
-        f"clock_hz: {_fmt(clock)}  # {measured(clock_note)}",
-        "peak_flops_per_cycle:",
-        f"  float32: {per_cycle['float32']:.0f}  # spec: cpu flags, {rule}",
-        f"  float64: {per_cycle['float64']:.0f}  # spec: cpu flags, half the fp32 lanes",
-        "caches:",
-    ]
-    for cache, value, how in levels:
-        lat_value, lat_comment = latency(
-            f"caches.{cache.name}",
-            cycles.get(cache.level, 50) / clock,
-            f"assumption: not measured (unused by the cost model): "
-            f"{cycles.get(cache.level, 50)} cycles at the clock",
-        )
-        lines += [
-            f"  - name: {cache.name}",
-            f"    scope: {cache.scope}",
-            f"    size_bytes: {cache.size_bytes}  # spec: {cache.source}",
-            f"    bandwidth_Bps: {_fmt(value)}  # {measured(how)}",
-            f"    latency_s: {_fmt(lat_value)}  # {lat_comment}",
-        ]
-        reuse = raw.get("reuse_rates")
-        if reuse and reuse["level"] == cache.name:
-            lines.append(
-                "    hit_curve:  # [reuse distance / size, fraction served here]: 1/rate = f/hi + "
-                "(1-f)/lo of two matrices x vector re-read"
-            )
-            for ratio, fraction in hit_curve(reuse["Bps_by_ratio"]):
-                rate = reuse["Bps_by_ratio"][f"{ratio:g}"]
-                lines.append(
-                    f"      - [{ratio:g}, {fraction:g}]  # "
-                    + measured(f"working set {ratio:g} x {cache.size_bytes} B, {_si(rate, 'B/s')}")
-                )
-    mem_lat, mem_lat_note = latency(
-        "memory", 1.0e-7, "assumption: not measured (unused by the cost model): 100 ns"
-    )
-    lines += [
-        "memory:",
-        f"  bandwidth_Bps: {_fmt(socket_bw)}  # "
-        + measured(
-            f"GEMV read of {dram['working_set_bytes'] / 2**20:.0f} MiB on {n_conc} cores at once, sum, median of {len(rounds)} round(s)"
-        ),
-        f"  per_core_bandwidth_Bps: {_fmt(per_core)}  # "
-        + measured(
-            f"GEMV read of {dram['working_set_bytes'] / 2**20:.0f} MiB on one core, median of {1 + len(solo_rounds)} run(s) alternating with the all-core runs"
-        ),
-        f"  latency_s: {_fmt(mem_lat)}  # {mem_lat_note}",
-        "handoff:",
-        f"  latency_s: {_fmt(lat)}  # {lat_note}",
-        f"  bandwidth_Bps: {_fmt(hand_bw)}  # {bw_note}",
-        f"  cross_socket_latency_s: {_fmt(cross_lat)}  # {cross_note}",
-        "barrier:",
-        f"  base_s: {_fmt(base)}  # {base_note}",
-        f"  per_doubling_s: {_fmt(per_doubling)}  # {dbl_note}",
-        f"dispatch_overhead_s: {_fmt(dispatch_s)}  # {dispatch_note}",
-        *sequence_lines,
-        *busy_lines,
-        *step_lines,
         "efficiency:",
         "  gemm_by_n:  # fraction of clock x flops/cycle: X(n,H) @ W(4H,H)^T, best over H (compute ceiling)",
     ]
@@ -475,29 +577,58 @@ def build_machine_file(
                     f"per step of {ELEM_STEPS}, less task_ and step_overhead_s"
                 )
             )
-    lines += [
-        f"corun_slowdown_per_core: {_fmt(round(corun_value, 4))}  # {corun_note}",
-        *_runtime_lines(),
-    ]
-    values = {
-        "clock_hz": clock,
-        "peak_flops_per_core": peak,
-        "elementwise": elementwise,
-        "corun_slowdown_per_core": corun_value,
-        "dispatch_overhead_s": dispatch_s,
-        "handoff_latency_s": lat,
-        "handoff_bandwidth_Bps": hand_bw,
-        "dram_per_core_Bps": per_core,
-        "dram_socket_Bps": socket_bw,
-        **{f"{c.name}_bandwidth_Bps": v for c, v, _ in levels},
-        **{f"gemm_n{n}": frac for n, (frac, _) in table},
-    }
-    if barrier2 is not None:
-        values["barrier2_s"] = barrier2
+    return lines, table, elementwise, elem_fracs
+
+
+def _corun_section(corun: dict[str, Any] | None, source: _Source) -> tuple[list[str], float]:
+    """The co-running slowdown: a cell on one core against the same on every core at once."""
+    if corun:
+        busy = len(corun["cores"])
+        corun_value = max(corun["slowdown"] - 1.0, 0.0) / max(busy - 1, 1)
+        corun_note = source.measured(
+            f"LSTM cell H={corun['hidden']} on 1 core vs {busy} at once: slowdown "
+            f"{corun['slowdown']:.3f}x, minus 1, per additional core"
+        )
+    else:
+        corun_value = 0.0
+        corun_note = "unused: one core, nothing co-runs"
+    return [f"corun_slowdown_per_core: {_fmt(round(corun_value, 4))}  # {corun_note}"], corun_value
+
+
+def _elementwise_fit(elementwise_s_per_step: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Recorded only: per-step time = intercept + slope * H * B, by cell (numpy's per-call
+    overhead is the intercept, which a flops-proportional efficiency cannot express)."""
+    elem_fit = {}
+    for cell in sorted({key.split(",")[0] for key in elementwise_s_per_step}):
+        pts = [
+            (int(k.split(",")[1]) * int(k.split(",")[2]), t)
+            for k, t in elementwise_s_per_step.items()
+            if k.startswith(cell + ",")
+        ]
+        if len(pts) >= 2:
+            mx = sum(x for x, _ in pts) / len(pts)
+            my = sum(y for _, y in pts) / len(pts)
+            sxx = sum((x - mx) ** 2 for x, _ in pts)
+            slope = sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else 0.0
+            elem_fit[cell] = {"intercept_s": my - slope * mx, "s_per_unit": slope}
+    return elem_fit
+
+
+def _calibration_block(
+    spec: CpuSpec,
+    raw: dict[str, Any],
+    date: str,
+    values: dict[str, float],
+    compute: _Compute,
+    elem_fracs: dict[str, float],
+) -> list[str]:
+    """The ``calibration:`` block: where and how it was measured, the derived values, the raw
+    measurements."""
     try:  # a YAML date, so that no value of the file is a string starting with a digit
         when: Any = _dt.date.fromisoformat(date)
     except ValueError:
         when = date
+    peak = compute.peak
     block = {
         "date": when,
         "tool": "wpsim calibrate",
@@ -514,18 +645,17 @@ def build_machine_file(
         "loadavg_1min": raw.get("loadavg_1min"),
         "derived": {k: float(v) for k, v in values.items()},
         "gemm_efficiency_by_n_H": {
-            f"{n},{h}": round(min(r / peak, 1.0), 4) for (n, h), r in sorted(gemm_rates.items())
+            f"{n},{h}": round(min(r / peak, 1.0), 4)
+            for (n, h), r in sorted(compute.gemm_rates.items())
         },
         "elementwise_efficiency_by_shape": {
             k: float(f"{v:.4g}") for k, v in sorted(elem_fracs.items())
         },
-        "elementwise_step_fit": elem_fit,
+        "elementwise_step_fit": _elementwise_fit(raw["elementwise_s_per_step"]),
         "raw": _round_floats(raw),
     }
     body = yaml.safe_dump(block, sort_keys=False, default_flow_style=None, width=100)
-    lines.append("calibration:")
-    lines += ["  " + line for line in body.rstrip("\n").splitlines()]
-    return Calibration(text="\n".join(lines) + "\n", values=values, raw=raw)
+    return ["calibration:", *("  " + line for line in body.rstrip("\n").splitlines())]
 
 
 def _runtime_lines() -> list[str]:
@@ -540,7 +670,7 @@ def _runtime_lines() -> list[str]:
         f"input_split_by_time_max_bytes: {input_split_by_time_max_bytes()}  # configuration: "
         "kernels.executor (a split task projects its inputs over time steps while W_ih has at "
         "most this many bytes, else by gate rows)",
-        f"recurrent_gemv_max_batch: {gemv_max_batch()}  # configuration: kernels.cells."
+        f"recurrent_gemv_max_batch: {gemv_max_batch()}  # configuration: kernels.products."
         "gemv_max_batch() (the executor's one-core recurrent product runs one GEMV per batch row "
         "up to this batch)",
         "elementwise_split_across_helpers: false  # configuration: kernels.executor runs the "
