@@ -65,15 +65,18 @@ def run_order(policy, plan, n_groups: int) -> list[tuple[int, int]]:
 
 
 def test_the_registry_knows_every_built_in() -> None:
-    assert policies.available() == BUILT_IN
+    # (other tests may have registered policies of their own: the built-ins are those of wpsim)
+    assert [n for n in policies.available() if policies.REGISTRY[n] in BUILTINS] == BUILT_IN
     assert sorted(cls.name for cls in BUILTINS) == BUILT_IN
     assert all(policies.REGISTRY[cls.name] is cls for cls in BUILTINS)
     assert all(cls.description for cls in BUILTINS)
 
 
 def test_an_unknown_name_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"--policy: got 'nope', expected one of gemm, helper"):
+    with pytest.raises(ConfigError, match=r"--policy: got 'nope', expected one of ") as error:
         get_policy("nope")
+    listed = str(error.value).split("expected one of ")[1].split(", ")
+    assert listed == sorted(policies.REGISTRY) and set(BUILT_IN) <= set(listed)
 
 
 def test_register_adds_a_policy_by_its_name() -> None:

@@ -14,3 +14,8 @@ class ConfigError(WpsimError):
 
 class ExecutionError(WpsimError):
     """The real multi-process executor failed (a worker died or raised)."""
+
+
+class SchedulingError(WpsimError):
+    """A policy broke the scheduling contract: it assigned a task to a busy group of cores, or
+    left ready tasks unassigned with nothing running (a policy written by a user, most often)."""

@@ -28,6 +28,7 @@ from kernels.executor._watchdog import Watchdog, process_state, stall_limit_s
 from kernels.executor._worker import WorkerSpec, sched_yield, worker_main
 from kernels.params import compute_dtype, param_shapes
 from wpsim.errors import ConfigError, ExecutionError
+from wpsim.sim.loop import Schedule
 from wpsim.trace import Trace
 
 #: How long the coordinator spins (yielding) when a CPU is free for it, before it parks (env
@@ -61,13 +62,6 @@ def microseconds(variable: str, default: float) -> float:
     return value * 1e-6
 
 
-def stalled(done: int, n: int, policy) -> ExecutionError:
-    return ExecutionError(
-        f"execution stalled: {done} of {n} tasks ran under policy {policy.name!r} "
-        "(a policy must eventually assign every ready task)"
-    )
-
-
 def static_order(plan, policy, groups: list[tuple[int, ...]]) -> list[int]:
     """The order in which ONE group runs ``plan`` under ``policy``: the scheduling loop with every
     task finishing at once (with one group, when tasks finish cannot change the policy's choices).
@@ -84,22 +78,15 @@ def static_order(plan, policy, groups: list[tuple[int, ...]]) -> list[int]:
     """
     if len(groups) != 1:
         raise ValueError(f"a static order needs one group, got {len(groups)}")
-    remaining = [len(p) for p in plan.preds]
-    policy.reset(plan, groups)
-    for tid in range(plan.n_tasks):
-        if remaining[tid] == 0:
-            policy.push(tid)
+    loop = Schedule(plan, policy, groups)
     order: list[int] = []
-    while len(order) < plan.n_tasks:
-        assigned = policy.assign([0])
+    while loop.ended < plan.n_tasks:
+        assigned = loop.assign()
         if not assigned:
-            raise stalled(len(order), plan.n_tasks, policy)
-        for _, tid in assigned:
+            raise loop.stalled("execution")
+        for g, tid in assigned:
             order.append(tid)
-            for s in plan.succs[tid]:
-                remaining[s] -= 1
-                if remaining[s] == 0:
-                    policy.push(s)
+            loop.end(g, tid)  # a task's end, for the order: at once
     return order
 
 
@@ -384,14 +371,8 @@ class Execution:
         plan, policy, groups = self.plan, self.policy, self.groups
         q, d, slot = self.seg.q, self.seg.d, lay.Layout.slot
         n = plan.n_tasks
-        succs = plan.succs
-        remaining = [len(p) for p in plan.preds]
-        policy.reset(plan, groups)
-        for tid in range(n):
-            if remaining[tid] == 0:
-                policy.push(tid)
+        loop = Schedule(plan, policy, groups)  # the scheduling loop shared with the simulator
         n_groups = len(groups)
-        idle = [True] * n_groups
         task_of = [-1] * n_groups
         done_slots = [[slot(m, lay.DONE) for m in g] for g in groups]
         status_slots = [[slot(m, lay.STATUS) for m in g] for g in groups]
@@ -405,16 +386,11 @@ class Execution:
         watchdog = self.watchdog
 
         def dispatch() -> None:
-            free = [g for g in range(n_groups) if idle[g]]
-            if not free:
+            assigned = loop.assign()
+            if not assigned:
                 return
             now = perf_counter()
-            for g, tid in policy.assign(free):
-                if not idle[g]:
-                    raise ExecutionError(
-                        f"policy {policy.name!r} assigned task {tid} to busy group {g}"
-                    )
-                idle[g] = False
+            for g, tid in assigned:
                 task_of[g] = tid
                 for m in groups[g]:
                     self.running[m] = tid
@@ -439,9 +415,8 @@ class Execution:
 
         origin = perf_counter()
         dispatch()
-        done = 0
         last_end = origin
-        while done < n:
+        while loop.ended < n:
             finished = scan()
             if not finished and sum(sizes[g] for g in busy) < n_cpus:
                 # a CPU is free for the coordinator: spin (yielding) before parking. With
@@ -472,15 +447,10 @@ class Execution:
                     tid, members, start - origin, end - origin, {}, None
                 )  # hit: not observed
                 last_end = max(last_end, end)
-                done += 1
-                for s in succs[tid]:
-                    remaining[s] -= 1
-                    if remaining[s] == 0:
-                        policy.push(s)
-                idle[g] = True
+                loop.end(g, tid)  # a task's end, for the executor: every member's done flag
             dispatch()
-            if not busy and done < n:
-                raise stalled(done, n, policy)
+            if not busy and loop.ended < n:
+                raise loop.stalled("execution")
             now = perf_counter()
             if watchdog.due(now):  # other groups keep finishing: check the rest now and then
                 self._check_stall(now)

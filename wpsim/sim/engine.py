@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import gc
 import time
-from bisect import insort
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from itertools import compress
-from operator import itemgetter, not_
+from operator import itemgetter
 from typing import Any
 
 import simpy
@@ -45,6 +43,7 @@ from wpsim.model.workload import Workload
 from wpsim.policies import Policy, get_policy
 from wpsim.result import Result
 from wpsim.sim.dram import DramPool
+from wpsim.sim.loop import Schedule
 from wpsim.sim.options import prepare_run
 from wpsim.trace import Trace
 
@@ -113,14 +112,8 @@ def run_plan(
     """
     env = simpy.Environment()
     trace = Trace(levels)
-    n = plan.n_tasks
-    remaining = list(map(len, plan.preds))  # (map and compress: C loops over every task)
-    succs = plan.succs
-    policy.reset(plan, groups)
-    for tid in compress(range(n), map(not_, remaining)):
-        policy.push(tid)
+    loop = Schedule(plan, policy, groups)  # the scheduling loop shared with the executor
     n_groups = len(groups)
-    idle: list[int] = list(range(n_groups))  # idle groups, ascending
     socket_of_group = [cores[0] // cores_per_socket for cores in groups]
     # each group's cores by socket
     sockets_of_group = [dict(Counter(c // cores_per_socket for c in cores)) for cores in groups]
@@ -131,8 +124,8 @@ def run_plan(
     pending_dispatch = [False]
 
     # local names: this is the hot loop
-    push = policy.push
-    assign = policy.assign
+    assign = loop.assign
+    end_task = loop.end
     cost_start = cost.start
     peek = env.peek
     schedule = env.schedule
@@ -153,26 +146,17 @@ def run_plan(
     def start_assigned(assigned: list[tuple[int, int]], current: int | None, now: float) -> None:
         """Start what the policy assigned, ``current``'s task first."""
         for g, tid in assigned:
-            try:
-                idle.remove(g)
-            except ValueError:
-                raise busy_group_error(g, tid) from None
-        for g, tid in assigned:
             if g == current:
                 start(g, tid, now)
         for g, tid in assigned:
             if g != current:
                 start(g, tid, now)
 
-    def busy_group_error(g: int, tid: int) -> RuntimeError:
-        return RuntimeError(f"policy {policy.name!r} assigned task {tid} to busy group {g}")
-
     def dispatch(current: int | None, now: float) -> None:
         """Offer the idle groups to the policy and start what it assigns, ``current``'s first."""
-        if idle:
-            assigned = assign(idle)  # read-only for the policy
-            if assigned:
-                start_assigned(assigned, current, now)
+        assigned = assign()
+        if assigned:
+            start_assigned(assigned, current, now)
 
     def deferred_dispatch(_event: simpy.Event) -> None:
         now = env.now
@@ -201,26 +185,19 @@ def run_plan(
             }
             for hook in hooks:
                 hook(event)
-        for s in succs[tid]:
-            remaining[s] -= 1
-            if not remaining[s]:
-                push(s)
-        insort(idle, g)
         if peek() - now <= now * SIMULTANEOUS_REL:
             # other events are due now: decide once all of them have been seen
+            end_task(g, tid)
             if not pending_dispatch[0]:
                 pending_dispatch[0] = True
                 Timeout(env, 0.0).callbacks.append(deferred_dispatch)
             return
-        # dispatch(g, now), inline with its usual case, one task assigned: this runs once a
-        # task, and the call saved was 6% of benchmarks/engine.py's run time
-        assigned = assign(idle)
+        # the task's end and dispatch(g, now), in one call, with its usual case inline (one
+        # task assigned): this runs once a task, and each call saved is ~5% of
+        # benchmarks/engine.py's run time
+        assigned = end_task(g, tid, True)
         if len(assigned) == 1:
             g, tid = assigned[0]
-            try:
-                idle.remove(g)
-            except ValueError:
-                raise busy_group_error(g, tid) from None
             start(g, tid, now)
         elif assigned:
             start_assigned(assigned, g, now)
@@ -237,11 +214,8 @@ def run_plan(
     dram = DramPool(env, cost, n_sockets, end)
     dispatch(None, env.now)
     env.run()
-    if len(records) != n:
-        raise RuntimeError(
-            f"simulation stalled: {len(records)} of {n} tasks ran under policy {policy.name!r} "
-            "(a policy must eventually assign every ready task)"
-        )
+    if loop.ended != plan.n_tasks:
+        raise loop.stalled("simulation")
     if records:
         # columns by itemgetter: zip(*records) makes an iterator a record (3% of the run)
         tasks, cores_col, starts, ends, costs = (
