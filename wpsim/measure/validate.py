@@ -211,6 +211,7 @@ def simulate_with_dispatch(
     from wpsim.sim.engine import simulate
 
     sim = simulate(workload, machine, policy, cores=cores, chunk=chunk, sequential_s=sequential_s)
+    assert sim.trace is not None  # a simulation keeps its trace
     return sim, list(sim.trace.dispatch_s)
 
 

@@ -77,6 +77,7 @@ class Policy:
     def _ranks(self) -> list[int]:
         """Task id -> rank (computed at the first call after ``reset``)."""
         if self._rank is None:
+            assert self.plan is not None, "reset() first"
             order = self.rank_tasks(self.plan)
             rank = np.empty(len(order), dtype=np.int64)
             rank[order] = np.arange(len(order))
@@ -87,6 +88,7 @@ class Policy:
     def priority(self, tid: int) -> tuple:
         """Lower runs first. Default: oldest wavefront, then lowest layer, then task id."""
         plan = self.plan
+        assert plan is not None, "reset() first"
         return (plan.generation[tid], plan.tasks[tid].layer, tid)
 
     def rank_tasks(self, plan: Plan) -> np.ndarray:

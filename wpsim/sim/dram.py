@@ -12,7 +12,7 @@ from operator import attrgetter
 
 import simpy
 
-from wpsim.cost.base import TaskCost
+from wpsim.cost.base import CostModel, TaskCost
 
 
 class _Stream:
@@ -62,7 +62,11 @@ class DramPool:
     """
 
     def __init__(
-        self, env: simpy.Environment, cost, n_sockets: int, on_done: Callable[[int], None]
+        self,
+        env: simpy.Environment,
+        cost: CostModel,
+        n_sockets: int,
+        on_done: Callable[[int], None],
     ) -> None:
         self.env = env
         self.cost = cost
@@ -141,9 +145,10 @@ class DramPool:
             timeout.callbacks.append(self._fire)
 
     def _fire(self, event: simpy.Event) -> None:
-        if event.value != self._armed:
+        armed = self._armed
+        if armed is None or event.value != armed:
             return  # moved since
         self._armed = None
-        group = event.value[2]
+        group = armed[2]
         self._leave(group)
         self.on_done(group)
