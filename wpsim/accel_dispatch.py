@@ -14,6 +14,8 @@ def policies_for(machine) -> list[str]:
     """The policies ``wpsim compare`` runs by default on this kind of machine."""
     if isinstance(machine, CpuMachine):
         return list(CPU_POLICIES)
+    if hasattr(machine, "default_policies"):  # a machine-kind plug-in (wpsim.plugins)
+        return list(machine.default_policies)
     from wpsim import accel
 
     return accel.policies_for(machine)
@@ -22,6 +24,8 @@ def policies_for(machine) -> list[str]:
 def evaluate(engine: str, workload: Workload, machine, policy: Policy, **options) -> Result:
     """``engine``: ``simulate`` or ``predict``."""
     if not isinstance(machine, CpuMachine):
+        if callable(getattr(machine, "evaluate", None)):  # a machine-kind plug-in
+            return machine.evaluate(engine, workload, policy, **options)
         from wpsim import accel
 
         return accel.evaluate(engine, workload, machine, policy, **options)

@@ -264,6 +264,10 @@ def _sysfs_caches(cpu: int = 0) -> list[CacheInfo]:
     return caches
 
 
+#: Environment variable that overrides the CPU model name read from the operating system.
+CPU_MODEL_ENV = "WPSIM_CPU_MODEL"
+
+
 def read_cpu_spec() -> CpuSpec:
     """Read the CPU model, flags, clock, topology and caches of this machine.
 
@@ -294,8 +298,10 @@ def read_cpu_spec() -> CpuSpec:
     except ValueError:
         sockets, cores, threads = 1, n_cpus, 1
         topology = f"os.cpu_count() = {n_cpus} (lscpu unavailable)"
+    model = info.get("model name") or ls.get("Model name") or platform.processor() or "unknown"
     return CpuSpec(
-        model=info.get("model name") or ls.get("Model name") or platform.processor() or "unknown",
+        # WPSIM_CPU_MODEL overrides the name (the test suite sets a fake one: see wpsim.host)
+        model=os.environ.get(CPU_MODEL_ENV) or model,
         vendor=info.get("vendor_id") or ls.get("Vendor ID", "unknown"),
         flags=flags,
         mhz=mhz,
@@ -758,10 +764,17 @@ def _fork_run(targets: list[Callable[[Any], Any]]) -> list[Any]:
         proc = ctx.Process(target=body, daemon=True)
         proc.start()
         procs.append(proc)
+    for _, send in pipes:  # the children hold their own: a child that dies closes the pipe
+        send.close()
     results = []
     try:
         for recv, _ in pipes:
-            status, value = recv.recv()
+            try:
+                status, value = recv.recv()
+            except EOFError:
+                raise RuntimeError(
+                    "a measuring process died without an answer (out of memory?)"
+                ) from None
             if status != "ok":
                 raise RuntimeError(f"measuring process failed: {value}")
             results.append(value)
@@ -1817,7 +1830,7 @@ def build_machine_file(
         "#",
         "# Every measured value says what was measured; the raw measurements, the CPU model and the",
         "# library versions are in the `calibration:` block at the end. Re-run to refresh:",
-        "#   wpsim calibrate --out hw_configs/host.yaml",
+        "#   wpsim calibrate --out FILE   (without --out: this computer's entry in the cache, `-m host`)",
         "# Cache and DRAM latencies are not used by the cost model and are not measured (numpy has",
         "# no dependent-load loop); they keep their previous source. Units: s, B, B/s, Hz.",
         "kind: cpu",

@@ -15,9 +15,11 @@ from pathlib import Path
 
 from wpsim import __version__
 from wpsim.errors import ConfigError, WpsimError
+from wpsim.resources import data_dir
 from wpsim.workload import DEFAULT_WORKLOAD, Workload, load_workload
 
-WORKLOAD_DIR = Path(__file__).resolve().parent.parent / "workloads"
+#: The shipped workloads (``workloads/`` of the repository, inside the wheel when installed).
+WORKLOAD_DIR = data_dir("workloads")
 
 
 def resolve_workload(value: str | None) -> Workload:
@@ -66,8 +68,14 @@ def _add_graph(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_graph)
 
 
-def add_workload_args(p: argparse.ArgumentParser) -> None:
-    """The options every command that builds a graph shares."""
+def chunk_or_auto(text: str) -> int | str:
+    """``--chunk`` of ``run`` and ``validate``: a positive integer or ``auto``."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
+def add_workload_args(p: argparse.ArgumentParser, auto_chunk: bool = False) -> None:
+    """The options every command that builds a graph shares (``auto_chunk``: ``--chunk``
+    defaults to ``auto``, the chunk the closed-form model picks; see :mod:`wpsim.tune`)."""
     p.add_argument(
         "--workload", "-w", metavar="FILE",
         help="workload YAML, or a name from workloads/ (default: the built-in 4-layer LSTM demo)",
@@ -76,6 +84,13 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
         "--granularity", choices=["cell", "op"], default="cell",
         help="one task per cell (default) or per op inside the cell",
     )  # fmt: skip
+    if auto_chunk:
+        p.add_argument(
+            "--chunk", type=chunk_or_auto, default="auto", metavar="K",
+            help="time steps per task, or auto (default): the chunk with the lowest predicted "
+            "makespan on the machine file (a fixed rule without a calibration)",
+        )  # fmt: skip
+        return
     p.add_argument(
         "--chunk", type=positive_int, default=1, metavar="K",
         help="time steps per task; K > 1 runs the input projection of K steps as one GEMM",

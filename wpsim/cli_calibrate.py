@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 from wpsim.cli import add_workload_args, positive_int, print_json, resolve_workload
+from wpsim.cli_real import add_host_args
 from wpsim.errors import ConfigError
-
-DEFAULT_HOST = Path(__file__).resolve().parent.parent / "hw_configs" / "host.yaml"
 
 
 def _int_list(text: str) -> list[int]:
@@ -42,8 +41,9 @@ def _name_list(text: str) -> list[str]:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from wpsim.calibrate import calibrate
+    from wpsim.host import host_file
 
-    out = Path(args.out)
+    out = Path(args.out) if args.out else host_file()
     if out.exists() and out.is_dir():
         raise ConfigError(f"--out {out}: is a folder, expected a machine file path (.yaml)")
     cores = args.cores
@@ -87,8 +87,9 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         "calibration block (date, CPU, numpy, BLAS, raw data). Takes about a minute (--quick: "
         "about 15 s). Ctrl-C leaves the previous file untouched.",
     )  # fmt: skip
-    p.add_argument("--out", "-o", metavar="FILE", default=str(DEFAULT_HOST),
-                   help="machine file to write (default: hw_configs/host.yaml)")  # fmt: skip
+    p.add_argument("--out", "-o", metavar="FILE",
+                   help="machine file to write (default: this computer's entry in the user's "
+                   "cache, which `-m host` and the defaults of run and validate read)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer shapes and repeats (for tests)")
     p.add_argument("--cores", type=_int_list, metavar="A,B,...",
                    help="cores to measure on (default: every core this process may use)")  # fmt: skip
@@ -100,7 +101,6 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from wpsim.hardware import load_machine, resolve_machine_path
     from wpsim.validate import format_report, validate
 
     if args.granularity != "cell":
@@ -108,16 +108,27 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             f"--granularity {args.granularity}: validate runs the real executor, which runs cell "
             "tasks only"
         )
+    from wpsim.cli_real import auto_chunk, option_machine
+    from wpsim.hardware import CpuMachine
+    from wpsim.validate import parse_configs
+
     workload = resolve_workload(args.workload)
-    machine = load_machine(resolve_machine_path(args.hardware))
+    machine = option_machine(args, required=True)
+    if isinstance(machine, CpuMachine):  # bad arguments fail before any warning
+        parse_configs(args.policies, args.workers, machine)
+    choice = auto_chunk(args, workload, args.policies[-1], max(args.workers), machine)
+    chunk = choice.chunk if choice is not None else args.chunk
     from wpsim.calibrate import calibration_mismatch
 
     mismatch = calibration_mismatch(machine)
     if mismatch:
         print(f"wpsim validate: warning: {mismatch}", file=sys.stderr, flush=True)
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    if choice is not None and not args.json:
+        print(f"validate: --chunk auto for {args.policies[-1]} on {max(args.workers)} workers: "
+              f"{choice.describe()}", file=sys.stderr, flush=True)  # fmt: skip
     report = validate(
-        workload, machine, workers=args.workers, policies=args.policies, chunk=args.chunk,
+        workload, machine, workers=args.workers, policies=args.policies, chunk=chunk,
         repeats=args.repeats, out_dir=args.out, progress=progress,
     )  # fmt: skip
     if args.json:
@@ -137,9 +148,8 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
         "kind and layer. With --out: validation.csv, per_kind.csv and one side-by-side Gantt per "
         "configuration (measured above, simulated below).",
     )  # fmt: skip
-    add_workload_args(p)
-    p.add_argument("--hardware", "-m", metavar="FILE", default=str(DEFAULT_HOST),
-                   help="machine YAML or a name from hw_configs/ (default: hw_configs/host.yaml)")  # fmt: skip
+    add_workload_args(p, auto_chunk=True)
+    add_host_args(p, "to predict with")
     p.add_argument("--workers", type=_int_list, default=[1, 2], metavar="N,N,...",
                    help="worker counts (default: 1,2)")  # fmt: skip
     p.add_argument("--policies", type=_name_list, default=["sequential", "wavefront"],

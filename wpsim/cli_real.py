@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from wpsim.cli import add_workload_args, positive_int, print_json, resolve_workload
@@ -20,6 +21,46 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def option_machine(args: argparse.Namespace, required: bool):
+    """The machine of ``--hardware`` for ``run`` and ``validate``: by default this computer's
+    calibration (made first with ``--calibrate``); None for ``run`` (not ``required``) when
+    there is none."""
+    from wpsim.hardware import load_machine
+    from wpsim.host import machine_option
+
+    path = machine_option(args.hardware, args.calibrate, required)
+    return load_machine(path) if path is not None else None
+
+
+def auto_chunk(args: argparse.Namespace, workload, policy, workers: int, machine):
+    """``--chunk auto`` of ``run`` and ``validate``: the chunk :func:`wpsim.tune.choose_chunk`
+    picks on ``machine`` (the rule when it is None: said in one line on stderr). None when
+    ``--chunk`` is a number."""
+    from wpsim.host import HOW_TO_CALIBRATE, OR_CALIBRATE_FLAG
+    from wpsim.tune import choose_chunk
+
+    if args.chunk != "auto":
+        return None
+    if machine is None:
+        print(f"wpsim {args.command}: no calibration of this computer, so --chunk auto follows "
+              f"a fixed rule; {HOW_TO_CALIBRATE}{OR_CALIBRATE_FLAG} to let the model choose",
+              file=sys.stderr, flush=True)  # fmt: skip
+    return choose_chunk(workload, policy, workers, machine, granularity=args.granularity)
+
+
+def add_host_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--hardware`` (default: this computer's calibration) and ``--calibrate``."""
+    p.add_argument(
+        "--hardware", "-m", metavar="FILE", default="host",
+        help=f"machine YAML or a name from hw_configs/ {what} (default: host, the calibration of "
+        "this computer made by `wpsim calibrate`)",
+    )  # fmt: skip
+    p.add_argument(
+        "--calibrate", action="store_true",
+        help="if there is no calibration of this computer, make a quick one first (about 20 s)",
+    )  # fmt: skip
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from kernels.executor import execute
     from wpsim.policies import get_policy
@@ -29,7 +70,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--trace: cannot write {args.trace}: no such directory")
     policy = get_policy(args.policy, helpers=args.helpers, instances=args.instances)
     workers = args.workers or os.cpu_count() or 1
-    result = execute(workload, policy, workers, chunk=args.chunk, seed=args.seed,
+    choice = auto_chunk(args, workload, policy, workers, option_machine(args, required=False))
+    chunk = choice.chunk if choice is not None else args.chunk
+    if choice is not None and not args.json:
+        print(f"run: --chunk auto: {choice.describe()}", flush=True)
+    result = execute(workload, policy, workers, chunk=chunk, seed=args.seed,
                      repeats=args.repeats, warmup=args.warmup, granularity=args.granularity)  # fmt: skip
     if args.trace:
         try:
@@ -39,6 +84,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--trace: cannot write {args.trace}: {error.strerror}") from None
     if args.json:
         summary = result.to_dict()
+        if choice is not None:
+            summary["chunk_choice"] = choice.to_dict()
         if args.trace:
             summary["trace_file"] = args.trace
         print_json(summary)
@@ -78,10 +125,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "(shared memory, one BLAS thread each) and report the measured makespan; --trace writes "
         "a Chrome trace in the simulator's schema, for `wpsim validate`.",
     )
-    add_workload_args(p)
+    add_workload_args(p, auto_chunk=True)
+    add_host_args(p, "to choose the chunk with")
     p.add_argument(
         "--policy", "-p", default="wavefront", metavar="NAME",
-        help=f"scheduling policy: {', '.join(available())} (default: wavefront)",
+        help=f"scheduling policy: {', '.join(available())}, or FILE.py:Class (default: wavefront)",
     )  # fmt: skip
     p.add_argument("--workers", "-n", type=positive_int, metavar="N",
                    help="worker processes (default: the CPU count)")  # fmt: skip

@@ -96,7 +96,7 @@ def run_validation(prediction: dict[str, Any], repeats: int) -> dict[str, Any]:
     workers = sorted({int(p.get("workers")) for p in rows if _int(p.get("workers"))} | {1})
     command = [sys.executable, "-m", "wpsim.cli", "validate", "--json",
                "--policies", ",".join(policies), "--workers", ",".join(map(str, workers)),
-               "--repeats", str(repeats)]  # fmt: skip
+               "--repeats", str(repeats), "--chunk", "1"]  # fmt: skip
     if prediction.get("workload"):
         command += ["--workload", str(prediction["workload"])]
     if prediction.get("machine"):
