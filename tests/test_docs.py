@@ -15,7 +15,8 @@ How the Markdown examples are checked (the convention is also written in ``docs/
   (``sh``, ``bash``, ``shell``) must carry it; the number of such blocks is limited below.
 
 All examples of one page run in order in one temporary folder that looks like the repository root
-(``docs``, ``workloads``, ``hw_configs``, ... are linked in), so paths read as a user types them.
+(``docs``, ``workloads``, ``hw_configs``, ... are linked in), so paths read as a user types them,
+with a calibration cache of their own (``WPSIM_CACHE_DIR``), empty when the page starts.
 """
 
 from __future__ import annotations
@@ -169,11 +170,18 @@ def repository_like_folder(tmp_path: Path):
     policies.available()
     registry = dict(policies.REGISTRY)
     cwd = os.getcwd()
+    cache = os.environ.get("WPSIM_CACHE_DIR")
+    # a page's own calibration of "this computer" (the tutorial makes one) stays with the page
+    os.environ["WPSIM_CACHE_DIR"] = str(tmp_path / ".wpsim-cache")
     os.chdir(tmp_path)
     try:
         yield
     finally:
         os.chdir(cwd)
+        if cache is None:
+            os.environ.pop("WPSIM_CACHE_DIR", None)
+        else:
+            os.environ["WPSIM_CACHE_DIR"] = cache
         policies.REGISTRY.clear()
         policies.REGISTRY.update(registry)
 

@@ -34,18 +34,22 @@ def option_machine(args: argparse.Namespace, required: bool):
 
 def auto_chunk(args: argparse.Namespace, workload, policy, workers: int, machine):
     """``--chunk auto`` of ``run`` and ``validate``: the chunk :func:`wpsim.tune.choose_chunk`
-    picks on ``machine`` (the rule when it is None: said in one line on stderr). None when
-    ``--chunk`` is a number."""
-    from wpsim.host import HOW_TO_CALIBRATE, OR_CALIBRATE_FLAG
+    picks on ``machine`` (the rule when it is None). None when ``--chunk`` is a number."""
     from wpsim.tune import choose_chunk
 
     if args.chunk != "auto":
         return None
-    if machine is None:
-        print(f"wpsim {args.command}: no calibration of this computer, so --chunk auto follows "
-              f"a fixed rule; {HOW_TO_CALIBRATE}{OR_CALIBRATE_FLAG} to let the model choose",
-              file=sys.stderr, flush=True)  # fmt: skip
     return choose_chunk(workload, policy, workers, machine, granularity=args.granularity)
+
+
+def no_calibration_note(command: str) -> str:
+    """The line ``run`` prints when ``--chunk auto`` had no calibration to choose with."""
+    from wpsim.host import HOW_TO_CALIBRATE, OR_CALIBRATE_FLAG
+
+    return (
+        f"wpsim {command}: no calibration of this computer, so --chunk auto followed a fixed "
+        f"rule; {HOW_TO_CALIBRATE}{OR_CALIBRATE_FLAG} to let the model choose"
+    )
 
 
 def add_host_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -70,12 +74,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--trace: cannot write {args.trace}: no such directory")
     policy = get_policy(args.policy, helpers=args.helpers, instances=args.instances)
     workers = args.workers or os.cpu_count() or 1
-    choice = auto_chunk(args, workload, policy, workers, option_machine(args, required=False))
+    machine = option_machine(args, required=False)
+    choice = auto_chunk(args, workload, policy, workers, machine)
     chunk = choice.chunk if choice is not None else args.chunk
     if choice is not None and not args.json:
         print(f"run: --chunk auto: {choice.describe()}", flush=True)
     result = execute(workload, policy, workers, chunk=chunk, seed=args.seed,
                      repeats=args.repeats, warmup=args.warmup, granularity=args.granularity)  # fmt: skip
+    if choice is not None and machine is None:  # said after the run: bad input stays one line
+        print(no_calibration_note("run"), file=sys.stderr, flush=True)
     if args.trace:
         try:
             result.trace.to_chrome(args.trace, result.labels, [t.layer for t in result.tasks],

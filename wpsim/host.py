@@ -161,7 +161,7 @@ class ProgressBar:
     >>> bar.update("calibrate:   done in 1.5 s")
     >>> bar.close()
     >>> print(out.getvalue().strip())
-    calibrating [######--------------] 3/9 cache and DRAM bandwidth
+    calibrating [#######-------------] 3/9 cache and DRAM bandwidth
     """
 
     def __init__(self, stream: Any, title: str, width: int = 20) -> None:
