@@ -22,7 +22,7 @@ from wpsim import plugins, policies
 from wpsim.cli import main
 from wpsim.hardware import load_machine
 
-POLICY = '''
+POLICY = """
 from wpsim.policies.base import DynamicPolicy
 
 
@@ -36,7 +36,7 @@ class DeepestFirst(DynamicPolicy):
 
 class NotAPolicy:
     pass
-'''
+"""
 
 MACHINE_KIND = '''
 from typing import ClassVar, Literal
@@ -116,14 +116,16 @@ def test_validate_accepts_a_policy_file(plugin_dir: Path) -> None:
 
 def test_a_sweep_names_a_policy_file_beside_it(plugin_dir: Path, tmp_path: Path, monkeypatch):
     spec = plugin_dir / "sweep.yaml"
-    spec.write_text(textwrap.dedent("""\
+    spec.write_text(
+        textwrap.dedent("""\
         workload: tiny
         hardware: xeon8160_2s
         engine: analytic
         vary:
           policy: [wavefront, my_policy.py:DeepestFirst]
           cores: [1, 2]
-    """))
+    """)
+    )
     monkeypatch.chdir(tmp_path)  # the spec's folder, not the current one, resolves the file
     # two worker processes: the policy file is loaded in each of them
     assert main(["sweep", str(spec), "--out", "out", "--workers", "2", "--quiet"]) == 0
