@@ -245,7 +245,7 @@ def validate(
     ----------
     workload : Workload
     machine : CpuMachine
-        Usually the calibrated ``hw_configs/host.yaml``.
+        Usually this computer's calibration (``-m host``: :mod:`wpsim.host`).
     workers : sequence of int
         Worker counts (simulated cores); each at most the machine's cores.
     policies : sequence of str
