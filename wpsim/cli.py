@@ -73,8 +73,8 @@ def chunk_or_auto(text: str) -> int | str:
     return "auto" if text == "auto" else positive_int(text)
 
 
-def add_workload_args(p: argparse.ArgumentParser, auto_chunk: bool = False) -> None:
-    """The options every command that builds a graph shares (``auto_chunk``: ``--chunk``
+def add_workload_args(p: argparse.ArgumentParser, chunk_auto: bool = False) -> None:
+    """The options every command that builds a graph shares (``chunk_auto``: ``--chunk``
     defaults to ``auto``, the chunk the closed-form model picks; see :mod:`wpsim.tune`)."""
     p.add_argument(
         "--workload", "-w", metavar="FILE",
@@ -84,7 +84,7 @@ def add_workload_args(p: argparse.ArgumentParser, auto_chunk: bool = False) -> N
         "--granularity", choices=["cell", "op"], default="cell",
         help="one task per cell (default) or per op inside the cell",
     )  # fmt: skip
-    if auto_chunk:
+    if chunk_auto:
         p.add_argument(
             "--chunk", type=chunk_or_auto, default="auto", metavar="K",
             help="time steps per task, or auto (default): the chunk with the lowest predicted "
@@ -94,6 +94,53 @@ def add_workload_args(p: argparse.ArgumentParser, auto_chunk: bool = False) -> N
     p.add_argument(
         "--chunk", type=positive_int, default=1, metavar="K",
         help="time steps per task; K > 1 runs the input projection of K steps as one GEMM",
+    )  # fmt: skip
+
+
+# ---- run and validate: this computer's calibration and --chunk auto ---------------------------
+
+
+def option_machine(args: argparse.Namespace, required: bool):
+    """The machine of ``--hardware`` for ``run`` and ``validate``: by default this computer's
+    calibration (made first with ``--calibrate``); None for ``run`` (not ``required``) when
+    there is none."""
+    from wpsim.hardware import load_machine
+    from wpsim.host import machine_option
+
+    path = machine_option(args.hardware, args.calibrate, required)
+    return load_machine(path) if path is not None else None
+
+
+def auto_chunk(args: argparse.Namespace, workload, policy, workers: int, machine):
+    """``--chunk auto`` of ``run`` and ``validate``: the chunk :func:`wpsim.tune.choose_chunk`
+    picks on ``machine`` (the rule when it is None). None when ``--chunk`` is a number."""
+    from wpsim.tune import choose_chunk
+
+    if args.chunk != "auto":
+        return None
+    return choose_chunk(workload, policy, workers, machine, granularity=args.granularity)
+
+
+def no_calibration_note(command: str) -> str:
+    """The line ``run`` prints when ``--chunk auto`` had no calibration to choose with."""
+    from wpsim.host import HOW_TO_CALIBRATE, OR_CALIBRATE_FLAG
+
+    return (
+        f"wpsim {command}: no calibration of this computer, so --chunk auto followed a fixed "
+        f"rule; {HOW_TO_CALIBRATE}{OR_CALIBRATE_FLAG} to let the model choose"
+    )
+
+
+def add_host_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--hardware`` (default: this computer's calibration) and ``--calibrate``."""
+    p.add_argument(
+        "--hardware", "-m", metavar="FILE", default="host",
+        help=f"machine YAML or a name from hw_configs/ {what} (default: host, the calibration of "
+        "this computer made by `wpsim calibrate`)",
+    )  # fmt: skip
+    p.add_argument(
+        "--calibrate", action="store_true",
+        help="if there is no calibration of this computer, make a quick one first (about 20 s)",
     )  # fmt: skip
 
 
@@ -187,4 +234,13 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["main", "build_parser", "resolve_workload", "add_workload_args", "ConfigError"]
+__all__ = [
+    "main",
+    "build_parser",
+    "resolve_workload",
+    "add_workload_args",
+    "add_host_args",
+    "option_machine",
+    "auto_chunk",
+    "ConfigError",
+]

@@ -6,8 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from wpsim.cli import add_workload_args, positive_int, print_json, resolve_workload
-from wpsim.cli_real import add_host_args
+from wpsim.cli import (
+    add_host_args,
+    add_workload_args,
+    auto_chunk,
+    option_machine,
+    positive_int,
+    print_json,
+    resolve_workload,
+)
 from wpsim.errors import ConfigError
 
 
@@ -108,7 +115,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             f"--granularity {args.granularity}: validate runs the real executor, which runs cell "
             "tasks only"
         )
-    from wpsim.cli_real import auto_chunk, option_machine
     from wpsim.hardware import CpuMachine
     from wpsim.validate import parse_configs
 
@@ -148,7 +154,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
         "kind and layer. With --out: validation.csv, per_kind.csv and one side-by-side Gantt per "
         "configuration (measured above, simulated below).",
     )  # fmt: skip
-    add_workload_args(p, auto_chunk=True)
+    add_workload_args(p, chunk_auto=True)
     add_host_args(p, "to predict with")
     p.add_argument("--workers", type=_int_list, default=[1, 2], metavar="N,N,...",
                    help="worker counts (default: 1,2)")  # fmt: skip

@@ -7,7 +7,16 @@ import os
 import sys
 from pathlib import Path
 
-from wpsim.cli import add_workload_args, positive_int, print_json, resolve_workload
+from wpsim.cli import (
+    add_host_args,
+    add_workload_args,
+    auto_chunk,
+    no_calibration_note,
+    option_machine,
+    positive_int,
+    print_json,
+    resolve_workload,
+)
 from wpsim.errors import ConfigError
 
 
@@ -19,50 +28,6 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
-
-
-def option_machine(args: argparse.Namespace, required: bool):
-    """The machine of ``--hardware`` for ``run`` and ``validate``: by default this computer's
-    calibration (made first with ``--calibrate``); None for ``run`` (not ``required``) when
-    there is none."""
-    from wpsim.hardware import load_machine
-    from wpsim.host import machine_option
-
-    path = machine_option(args.hardware, args.calibrate, required)
-    return load_machine(path) if path is not None else None
-
-
-def auto_chunk(args: argparse.Namespace, workload, policy, workers: int, machine):
-    """``--chunk auto`` of ``run`` and ``validate``: the chunk :func:`wpsim.tune.choose_chunk`
-    picks on ``machine`` (the rule when it is None). None when ``--chunk`` is a number."""
-    from wpsim.tune import choose_chunk
-
-    if args.chunk != "auto":
-        return None
-    return choose_chunk(workload, policy, workers, machine, granularity=args.granularity)
-
-
-def no_calibration_note(command: str) -> str:
-    """The line ``run`` prints when ``--chunk auto`` had no calibration to choose with."""
-    from wpsim.host import HOW_TO_CALIBRATE, OR_CALIBRATE_FLAG
-
-    return (
-        f"wpsim {command}: no calibration of this computer, so --chunk auto followed a fixed "
-        f"rule; {HOW_TO_CALIBRATE}{OR_CALIBRATE_FLAG} to let the model choose"
-    )
-
-
-def add_host_args(p: argparse.ArgumentParser, what: str) -> None:
-    """``--hardware`` (default: this computer's calibration) and ``--calibrate``."""
-    p.add_argument(
-        "--hardware", "-m", metavar="FILE", default="host",
-        help=f"machine YAML or a name from hw_configs/ {what} (default: host, the calibration of "
-        "this computer made by `wpsim calibrate`)",
-    )  # fmt: skip
-    p.add_argument(
-        "--calibrate", action="store_true",
-        help="if there is no calibration of this computer, make a quick one first (about 20 s)",
-    )  # fmt: skip
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -132,7 +97,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "(shared memory, one BLAS thread each) and report the measured makespan; --trace writes "
         "a Chrome trace in the simulator's schema, for `wpsim validate`.",
     )
-    add_workload_args(p, auto_chunk=True)
+    add_workload_args(p, chunk_auto=True)
     add_host_args(p, "to choose the chunk with")
     p.add_argument(
         "--policy", "-p", default="wavefront", metavar="NAME",
