@@ -178,6 +178,11 @@ def _one_line(error: BaseException) -> str:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     root = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
+    if not root.is_dir():
+        raise ConfigError(
+            f"no reports folder at {root}: `wpsim report` regenerates the reports/ of a source "
+            "checkout (an installed wheel has none)"
+        )
     found = discover_reports(root)
     if args.list:
         for name, script in found.items():
