@@ -149,3 +149,5 @@ def test_the_installed_wpsim_works_from_another_folder(installed_wheel, tmp_path
     assert "tiny-lstm on MareNostrum 4 node" in simulate.stdout
     version = run(str(bin_dir / "python"), "-m", "wpsim", "--version")
     assert version.stdout.strip() == f"wpsim {wpsim.__version__}"
+    report = run(str(bin_dir / "wpsim"), "report", "--list")  # reports/ is the checkout's
+    assert report.returncode == 2 and report.stderr.count("\n") == 1
