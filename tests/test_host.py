@@ -229,3 +229,15 @@ def test_chunk_must_be_a_number_or_auto() -> None:
 def test_missing_message_names_the_folder(cache: Path) -> None:
     with pytest.raises(ConfigError, match=str(cache)):
         host.require_host_calibration()
+
+
+def test_a_sweep_on_host(cache: Path, tmp_path: Path, capsys) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("workload: tiny\nhardware: host\nvary:\n  cores: [1, 2]\n")
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "no calibration of this computer" in capsys.readouterr().err
+    host.host_file().parent.mkdir(parents=True)
+    shutil.copy(EXAMPLE, host.host_file())
+    assert (
+        main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--quiet", "--workers", "1"]) == 0
+    )

@@ -390,7 +390,7 @@ def load_sweep(path: str | Path) -> LoadedSweep:
     raw = read_yaml(path)
     spec = validate_mapping(SweepSpec, raw, source)
     spec_dir = Path(path).resolve().parent
-    from wpsim.hardware import HW_CONFIG_DIR
+    from wpsim.hardware import HOST_NAME, HW_CONFIG_DIR, resolve_machine_path
 
     inputs: dict[str, Any] = {}
     files: dict[str, str] = {}
@@ -401,7 +401,10 @@ def load_sweep(path: str | Path) -> LoadedSweep:
         if isinstance(value, dict):
             inputs[name] = copy.deepcopy(value)
             continue
-        resolved = _resolve_input(value, spec_dir, folder)
+        if name == "hardware" and value == HOST_NAME and not (spec_dir / value).exists():
+            resolved = resolve_machine_path(value)  # this computer's calibration (wpsim.host)
+        else:
+            resolved = _resolve_input(value, spec_dir, folder)
         if resolved is None:
             raise ConfigError(f"{source}: field '{name}': file not found: {value!r}")
         data = read_yaml(resolved)
