@@ -29,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -132,9 +133,11 @@ def load_reference(name: str, what: str) -> Any:
         raise ConfigError(f"{what}: got {name!r}: {where} defines no {attribute!r}") from None
 
 
-def entry_point_names(group: str) -> list[str]:
-    """The names installed packages give under entry-point ``group``, sorted (not loaded)."""
-    return sorted({ep.name for ep in importlib.metadata.entry_points(group=group)})
+@functools.cache
+def entry_point_names(group: str) -> tuple[str, ...]:
+    """The names installed packages give under entry-point ``group``, sorted (not loaded; read
+    once per process: scanning the installed packages takes milliseconds)."""
+    return tuple(sorted({ep.name for ep in importlib.metadata.entry_points(group=group)}))
 
 
 def load_entry_point(group: str, name: str) -> Any:
