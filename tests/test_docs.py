@@ -335,3 +335,24 @@ def test_python_in_docs_is_ruff_clean() -> None:
     for args in (["check", *files], ["format", "--check", *files]):
         proc = subprocess.run([str(ruff), *args], capture_output=True, text=True, cwd=ROOT)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_no_page_of_the_repository_points_outside_it() -> None:
+    """Every Markdown file of the repository (README, docs, reports, hw_configs, ...): relative
+    links resolve to files inside the repository, and nothing names the project's shared/
+    folder, which is not part of it (cite the papers instead)."""
+    link = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+    skip = {".venv", ".git", "out", "build", "node_modules"}
+    pages = [p for p in ROOT.rglob("*.md") if not skip & set(p.relative_to(ROOT).parts)]
+    bad = []
+    for page in pages:
+        text = page.read_text()
+        if "shared/reference" in text or "../shared/" in text:
+            bad.append(f"{page.relative_to(ROOT)}: names the shared/ folder")
+        for target in link.findall(text):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            resolved = (page.parent / target).resolve()
+            if not resolved.is_relative_to(ROOT.resolve()) or not resolved.exists():
+                bad.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not bad, "links out of the repository or to nothing:\n" + "\n".join(bad)
