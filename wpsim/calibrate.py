@@ -314,6 +314,12 @@ def read_cpu_spec() -> CpuSpec:
     )
 
 
+def cpu_model_label(spec: CpuSpec) -> str:
+    """The CPU model as a calibration block records it (``cpu_model``; prefixed with ``CPU``
+    where it would start like a number)."""
+    return _label(spec.model, "CPU")
+
+
 def calibration_mismatch(machine: Any, spec: CpuSpec | None = None) -> str | None:
     """Why ``machine``'s calibration may not describe this computer, or None if it does.
 

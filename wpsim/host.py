@@ -71,11 +71,11 @@ def host_key(spec: Any = None) -> dict[str, Any]:
     per socket, as ``wpsim calibrate`` records them), numpy version and numpy's BLAS."""
     import numpy as np
 
-    from wpsim.calibrate import _label, read_cpu_spec
+    from wpsim.calibrate import cpu_model_label, read_cpu_spec
 
     spec = spec or read_cpu_spec()
     return {
-        "cpu_model": _label(spec.model, "CPU"),
+        "cpu_model": cpu_model_label(spec),
         "cores": spec.sockets * spec.cores_per_socket,
         "numpy": np.__version__,
         "blas": _numpy_blas(),
