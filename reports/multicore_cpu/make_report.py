@@ -36,8 +36,6 @@ MAIN_SPEC = ROOT / "sweeps" / "multicore_cpu.yaml"
 EXTENSION_SPEC = HERE / "extension.yaml"
 CROSSCHECK_SPEC = HERE / "crosscheck.yaml"
 MACHINE = "xeon8160_2s"
-#: About 80 s on 2 cores (15,360 closed-form points): `wpsim report --check` checks it only by name.
-SLOW = True
 PUBLISHED = 6.6
 SEQ_LEN = 100
 
