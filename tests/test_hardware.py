@@ -23,7 +23,7 @@ SHIPPED = sorted(HW_CONFIG_DIR.glob("*.yaml"))
 CPU_SHIPPED = [
     p for p in SHIPPED if (yaml.safe_load(p.read_text()) or {}).get("kind", "cpu") == "cpu"
 ]
-SPEC_CORES = {"xeon8160_2s": 48, "epyc7742": 64, "desktop8": 8}
+SPEC_CORES = {"xeon8160_2s": 48, "epyc7742": 64, "desktop8": 8, "jetson_tx2_a57": 4}
 SOURCE_PREFIXES = ("spec", "measured", "estimate", "assumption", "configuration", "unused")
 
 
@@ -148,6 +148,17 @@ def test_xeon_is_two_sockets_of_24() -> None:
     assert xeon.peak_flops_per_cycle["float32"] == 64
     assert xeon.peak_flops_per_cycle["float64"] == 32
     assert xeon.peak_flops_per_core("float32") == pytest.approx(xeon.clock_hz * 64)
+
+
+def test_jetson_tx2_a57_peak_is_the_spec_sheets() -> None:
+    # Jetson TX2 data sheet: 4 x Cortex-A57 at up to 2.0 GHz, 2 MiB shared L2; the A57 issues one
+    # 128-bit FMLA per cycle: 4 fp32 lanes x 2 flop = 8, 2 fp64 lanes x 2 flop = 4.
+    a57 = load_machine(HW_CONFIG_DIR / "jetson_tx2_a57.yaml")
+    assert (a57.sockets, a57.cores_per_socket) == (1, 4)
+    assert a57.peak_flops_per_core("float32") == pytest.approx(2.0e9 * 8)  # 16 GFLOP/s
+    assert a57.peak_flops_per_core("float64") == pytest.approx(2.0e9 * 4)
+    assert a57.total_cores * a57.peak_flops_per_core("float32") == pytest.approx(64e9)
+    assert a57.shared_level is not None and a57.shared_level.size_bytes == 2 * 2**20
 
 
 @pytest.mark.parametrize("path", CPU_SHIPPED, ids=lambda p: p.stem)
