@@ -220,6 +220,25 @@ def load_machine_tiny() -> Workload:
     return resolve_workload("tiny")
 
 
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_chunk_auto_refuses_a_run_no_chunk_fits_before_predicting(
+    command: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """10^8 steps: the executor's arrays exceed any computer at every chunk; the size guard
+    says so before the model predicts the candidates (minutes for a graph this long)."""
+
+    def predict_nothing(*args, **kwargs):
+        raise AssertionError("chunk candidates predicted before the size guard")
+
+    monkeypatch.setattr(tune, "choose_chunk", predict_nothing)
+    path = tmp_path / "long.yaml"
+    path.write_text("cell: lstm\nlayers: 1024\nhidden: 16\ninput: 16\nseq_len: 100000000\n")
+    assert main([command, "-w", str(path), "-m", str(EXAMPLE), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"wpsim: error: run: workload {path} needs about ") and "arrays" in err
+    assert err.count("\n") == 1
+
+
 def test_chunk_must_be_a_number_or_auto() -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["run", "--chunk", "fast"])

@@ -164,7 +164,13 @@ def option_machine(args: argparse.Namespace, required: bool):
 
 def auto_chunk(args: argparse.Namespace, workload, policy, workers: int, machine):
     """``--chunk auto`` of ``run`` and ``validate``: the chunk :func:`wpsim.tune.choose_chunk`
-    picks on ``machine`` (the rule when it is None). None when ``--chunk`` is a number."""
+    picks on ``machine`` (the rule when it is None). None when ``--chunk`` is a number.
+
+    On a CPU machine the model predicts every candidate chunk, so the size guards come first:
+    refused when the executor cannot hold the run at any candidate (the one with the smallest
+    estimate), or when the finest candidate's graph cannot be predicted. The command checks the
+    chosen chunk again."""
+    from wpsim.guards import estimate
     from wpsim.hardware import CpuMachine
     from wpsim.policies import get_policy
     from wpsim.tune import choose_chunk, chunk_candidates
@@ -173,9 +179,13 @@ def auto_chunk(args: argparse.Namespace, workload, policy, workers: int, machine
         return None
     if isinstance(policy, str):
         policy = get_policy(policy)
-    if isinstance(machine, CpuMachine):  # the model predicts every candidate: the finest must fit
-        finest = min(chunk_candidates(workload.seq_len))
-        check_size(args, workload, "predict", policy, workers, chunk=finest)
+    if isinstance(machine, CpuMachine):
+        candidates = chunk_candidates(workload.seq_len)
+        smallest = min(candidates, key=lambda chunk: estimate(
+            workload, "run", policy, chunk=chunk, granularity=args.granularity, workers=workers
+        ).total_bytes)  # fmt: skip
+        check_size(args, workload, "run", policy, workers, chunk=smallest)
+        check_size(args, workload, "predict", policy, workers, chunk=candidates[0])
     return choose_chunk(workload, policy, workers, machine, granularity=args.granularity)
 
 
