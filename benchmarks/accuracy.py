@@ -18,7 +18,7 @@ Usage::
 
     python benchmarks/accuracy.py            # the full matrix, ~10 min on 2 cores
     python benchmarks/accuracy.py --quick    # a subset, ~1 min
-    python benchmarks/accuracy.py --workers 2,4,8,16 --hardware hw_configs/host.yaml
+    python benchmarks/accuracy.py --workers 2,4,8,16 --hardware my_machine.yaml
     python benchmarks/accuracy.py --replay out/accuracy/accuracy.json   # re-predict, no runs
 
 Results go to ``--out`` (default ``out/accuracy``): ``accuracy.csv`` and ``accuracy.json``.
@@ -323,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a subset (~1 min)")
     parser.add_argument(
         "--hardware",
-        default=str(ROOT / "hw_configs" / "host.yaml"),
-        help="machine file (default: the calibrated hw_configs/host.yaml)",
+        default="host",
+        help="machine file (default: host, this computer's calibration made by `wpsim calibrate`)",
     )
     parser.add_argument(
         "--workers",
@@ -347,8 +347,13 @@ def main(argv: list[str] | None = None) -> int:
         "accuracy.json with --hardware",
     )
     args = parser.parse_args(argv)
+    from wpsim.errors import WpsimError
+
     try:
         return replay(args) if args.replay else run(args)
+    except WpsimError as error:
+        print(f"accuracy: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("accuracy: interrupted", file=sys.stderr)
         return 130

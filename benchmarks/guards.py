@@ -141,7 +141,7 @@ def refusal(command: str) -> tuple[float, int, float]:
         _, peak = out.stdout.split()
         start = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "wpsim.console", "--version"], capture_output=True, check=True
+            [sys.executable, "-m", "wpsim", "--version"], capture_output=True, check=True
         )
         return wall, int(peak), time.perf_counter() - start
 

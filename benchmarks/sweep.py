@@ -40,7 +40,7 @@ GRIDS = {
 
 def run_once(spec: Path, out: Path, backend: str, workers: int) -> dict:
     """One fresh ``wpsim sweep`` process; its JSON summary plus the process wall time."""
-    command = [sys.executable, "-m", "wpsim.console", "sweep", str(spec), "--out", str(out),
+    command = [sys.executable, "-m", "wpsim", "sweep", str(spec), "--out", str(out),
                "--restart", "--quiet", "--json", "--backend", backend, "--workers", str(workers)]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)

@@ -56,7 +56,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--cases",
         "1",
         "--hardware",
-        str(ROOT / "hw_configs" / "host.yaml"),
+        str(ROOT / "hw_configs" / "xeon_kvm_2core.yaml"),
         "--workers",
         "1,2",
         "--torch-threads",

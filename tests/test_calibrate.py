@@ -194,7 +194,7 @@ def test_out_is_a_folder_is_one_line(tmp_path: Path, capsys) -> None:
 
 def test_bad_cores_are_rejected() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "wpsim.console", "calibrate", "--cores", "zero", "--out", "x.yaml"],
+        [sys.executable, "-m", "wpsim", "calibrate", "--cores", "zero", "--out", "x.yaml"],
         capture_output=True,
         text=True,
         env={**os.environ},
@@ -464,7 +464,7 @@ def test_calibration_mismatch_names_both_cpus() -> None:
 
     from wpsim.machines import load_machine, resolve_machine_path
 
-    host = load_machine(resolve_machine_path("host"))
+    host = load_machine(resolve_machine_path("xeon_kvm_2core"))
     cpu = str(host.calibration["cpu_model"])
     here = replace(_fake_spec(), model=cpu, cores_per_socket=host.cores_per_socket)
     assert spec.calibration_mismatch(host, here) is None

@@ -50,7 +50,7 @@ def test_bad_workload_is_one_line_nonzero(tmp_path):
     bad = tmp_path / "w.yaml"
     bad.write_text("cell: lstm\nlayers: -2\nhidden: 8\ninput: 8\nseq_len: 3\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "wpsim.console", "graph", "-w", str(bad)],
+        [sys.executable, "-m", "wpsim", "graph", "-w", str(bad)],
         capture_output=True,
         text=True,
     )

@@ -425,7 +425,7 @@ def test_ctrl_c_stops_workers_and_removes_the_segment(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "wpsim.console",
+        "wpsim",
         "run",
         "--workers",
         "2",

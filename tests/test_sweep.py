@@ -130,7 +130,7 @@ def test_bad_spec_subprocess_has_no_traceback(tmp_path):
         "workload: tiny\nhardware: xeon8160_2s\nvary:\n  hardware.nonsense: [1]\n",
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "wpsim.console", "sweep", str(spec), "--out", str(tmp_path / "o")],
+        [sys.executable, "-m", "wpsim", "sweep", str(spec), "--out", str(tmp_path / "o")],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -337,7 +337,7 @@ def test_kill_9_mid_sweep_then_resume_gives_every_point_once(tmp_path):
     command = [
         sys.executable,
         "-m",
-        "wpsim.console",
+        "wpsim",
         "sweep",
         str(spec),
         "--out",

@@ -25,14 +25,38 @@ from wpsim.outputs import output_folder
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     out = output_folder(args.out, "--out")
-    print("wpsim demo: the built-in 4-layer LSTM (H=512, T=100, batch 1) on a 2-socket Xeon "
-          "Platinum 8160 node (48 cores)\n")  # fmt: skip
-    main(["graph"])
-    print()
-    main(["compare", "--cores", "48"])
-    print()
-    main(["simulate", "--policy", "wavefront", "--cores", "8", "--trace", str(out / "wavefront_trace.json"),
-          "--gantt", str(out / "wavefront_gantt.png")])  # fmt: skip
+    print(
+        "wpsim demo: the built-in 4-layer LSTM (H=512, T=100, batch 1) on a 2-socket Xeon "
+        "Platinum 8160 node (48 cores)\n"
+    )
+    # each step's exit status counts: a demo that failed somewhere must not exit 0
+    steps = [
+        ["graph"],
+        ["compare", "--cores", "48"],
+        [
+            "simulate",
+            "--policy",
+            "wavefront",
+            "--cores",
+            "8",
+            "--trace",
+            str(out / "wavefront_trace.json"),
+            "--gantt",
+            str(out / "wavefront_gantt.png"),
+        ],
+    ]
+    failed = []
+    for i, step in enumerate(steps):
+        if i:
+            print()
+        if main(step) != 0:
+            failed.append(f"wpsim {' '.join(step)}")
+    if failed:
+        print(
+            f"wpsim demo: {len(failed)} of {len(steps)} steps failed: {'; '.join(failed)}",
+            file=sys.stderr,
+        )
+        return 1
     print(
         "\nNext: open the Chrome trace in https://ui.perfetto.dev, read docs/tutorial.md, try "
         "`wpsim compare -w deep_lstm` or `wpsim predict --policy layerwise --cores 24`."
@@ -43,7 +67,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="a guided first run on the built-in workload and machine")
     p.add_argument(
-        "--out", default="demo_out", help="folder for the trace and Gantt chart (default: demo_out)"
+        "--out", default="out/demo", help="folder for the trace and Gantt chart (default: out/demo)"
     )
     p.set_defaults(func=_cmd_demo)
 

@@ -9,8 +9,11 @@ from pathlib import Path
 
 from wpsim.cli.common import (
     add_force_workers,
+    add_host_args,
     add_workload_args,
+    auto_chunk,
     check_size,
+    option_machine,
     positive_int,
     print_json,
 )
@@ -18,8 +21,6 @@ from wpsim.errors import ConfigError
 from wpsim.guards import check_workers
 from wpsim.model.workload import resolve_workload
 from wpsim.outputs import check_output, output_folder
-
-DEFAULT_HOST = Path(__file__).resolve().parent.parent.parent / "hw_configs" / "host.yaml"
 
 
 def _int_list(text: str) -> list[int]:
@@ -70,11 +71,17 @@ def _cmd_calibrate_runtime(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from wpsim.machines.host import host_file
     from wpsim.measure.calibrate import calibrate
 
     if args.runtime:
         return _cmd_calibrate_runtime(args)
-    out = check_output(args.out or DEFAULT_HOST, "--out")  # before measuring: a minute lost otherwise
+    if args.out:
+        out = check_output(args.out, "--out")  # before measuring: a minute lost otherwise
+    else:  # this computer's entry in the cache, whose folder may not exist yet
+        out = host_file()
+        output_folder(out.parent, "--out")
+        check_output(out, "--out")
     cores = args.cores
     if cores is not None:
         allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -123,8 +130,9 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         "about 15 s). Ctrl-C leaves the previous file untouched.",
     )  # fmt: skip
     p.add_argument("--out", "-o", metavar="FILE",
-                   help="machine file to write (default: hw_configs/host.yaml; with --runtime: "
-                   "hw_configs/runtimes/host_NAME.yaml)")  # fmt: skip
+                   help="machine file to write (default: this computer's entry in the user's "
+                   "cache, which `-m host` and the defaults of run and validate read; with "
+                   "--runtime: hw_configs/runtimes/host_NAME.yaml)")  # fmt: skip
     p.add_argument("--runtime", choices=["torch"],
                    help="measure a framework's RNN runtime instead of the machine and write a "
                    "runtime file (wpsim.sim.runtime): torch = PyTorch's nn.RNN/LSTM/GRU, one thread")  # fmt: skip
@@ -139,9 +147,9 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from wpsim.machines import load_machine, resolve_machine_path
+    from wpsim.machines.cpu import CpuMachine
     from wpsim.measure.validate import format_report, validate
-    from wpsim.policies import available, get_policy
+    from wpsim.policies import get_policy, known
 
     if args.granularity != "cell":
         raise ConfigError(
@@ -150,26 +158,36 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         )
     if args.measured:
         return _validate_measured(args)
+    from wpsim.measure.validate import parse_configs
+
     for flag in ("workers", "policies", "repeats"):
         if getattr(args, flag) is None:
             setattr(args, flag, VALIDATE_DEFAULTS[flag])
     workload = resolve_workload(args.workload)
-    machine = load_machine(resolve_machine_path(args.hardware))
     check_workers(max(args.workers), "--workers", args.force_workers, "wpsim validate")
-    for name in set(args.policies) & set(available()):  # unknown names: validate says so
-        policy = get_policy(name)
-        check_size(args, workload, "run", policy, max(args.workers))
-        check_size(args, workload, "simulate", policy)
     if args.out:
-        output_folder(args.out, "--out")  # before measuring
+        output_folder(args.out, "--out")  # before measuring (a calibration with --calibrate too)
+    machine = option_machine(args, required=True)
+    if isinstance(machine, CpuMachine):  # bad arguments fail before any warning
+        parse_configs(args.policies, args.workers, machine)
+    choice = auto_chunk(args, workload, args.policies[-1], max(args.workers), machine)
+    chunk = choice.chunk if choice is not None else args.chunk
+    for name in dict.fromkeys(args.policies):
+        if known(name):  # unknown names: validate says so
+            policy = get_policy(name)
+            check_size(args, workload, "run", policy, max(args.workers), chunk=chunk)
+            check_size(args, workload, "simulate", policy, chunk=chunk)
     from wpsim.measure.calibrate.spec import calibration_mismatch
 
     mismatch = calibration_mismatch(machine)
     if mismatch:
         print(f"wpsim validate: warning: {mismatch}", file=sys.stderr, flush=True)
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    if choice is not None and not args.json:
+        print(f"validate: --chunk auto for {args.policies[-1]} on {max(args.workers)} workers: "
+              f"{choice.describe()}", file=sys.stderr, flush=True)  # fmt: skip
     report = validate(
-        workload, machine, workers=args.workers, policies=args.policies, chunk=args.chunk,
+        workload, machine, workers=args.workers, policies=args.policies, chunk=chunk,
         repeats=args.repeats, out_dir=args.out, progress=progress,
     )  # fmt: skip
     if args.json:
@@ -185,6 +203,7 @@ VALIDATE_DEFAULTS = {"workers": [1, 2], "policies": ["sequential", "wavefront"],
 
 def _validate_measured(args: argparse.Namespace) -> int:
     """``validate --measured FILE``: measurements made elsewhere against simulations."""
+    from wpsim.measure.host import machine_option
     from wpsim.measure.validate import format_report, validate_measured
 
     for flag in ("workers", "policies", "repeats"):
@@ -195,8 +214,13 @@ def _validate_measured(args: argparse.Namespace) -> int:
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out}: not a folder")
     workload = resolve_workload(args.workload)
+    if args.calibrate:  # the default machine of the rows: made now if missing
+        machine_option(args.hardware, args.calibrate, required=True)
+    # the runs were made elsewhere with their own chunk (the file's column): --chunk auto, the
+    # default, has nothing to choose, so rows without one ran one step per task
+    chunk = 1 if args.chunk == "auto" else args.chunk
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
-    reports = validate_measured(args.measured, workload, args.hardware, chunk=args.chunk,
+    reports = validate_measured(args.measured, workload, args.hardware, chunk=chunk,
                                 out_dir=args.out, progress=progress)  # fmt: skip
     if args.json:
         dicts = [report.to_dict() for report in reports]
@@ -216,9 +240,8 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
         "kind and layer. With --out: validation.csv, per_kind.csv and one side-by-side Gantt per "
         "configuration (measured above, simulated below).",
     )  # fmt: skip
-    add_workload_args(p)
-    p.add_argument("--hardware", "-m", metavar="FILE", default=str(DEFAULT_HOST),
-                   help="machine YAML or a name from hw_configs/ (default: hw_configs/host.yaml)")  # fmt: skip
+    add_workload_args(p, chunk_auto=True)
+    add_host_args(p, "to predict with")
     p.add_argument("--workers", type=_int_list, metavar="N,N,...",
                    help="worker counts (default: 1,2)")  # fmt: skip
     p.add_argument("--policies", type=_name_list, metavar="A,B,...",
@@ -230,7 +253,8 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
                    "a CSV (policy, workers or threads, seconds or trace; optional workload, "
                    "workload fields, machine, chunk, helpers) or a Chrome/Perfetto trace whose "
                    "events named 'wpsim key=value ...' are the timed runs (torch.profiler "
-                   "record_function); see docs/reference/validate.md")  # fmt: skip
+                   "record_function; rows without a chunk ran --chunk, 1 for auto); see "
+                   "docs/reference/validate.md")  # fmt: skip
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with 'rows' and 'per_kind' (--measured with "
                    "several comparisons: {'reports': [...]})")  # fmt: skip

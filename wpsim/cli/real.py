@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from wpsim.cli.common import (
     add_force_workers,
+    add_host_args,
     add_workload_args,
+    auto_chunk,
     check_size,
+    no_calibration_note,
     non_negative_int,
+    option_machine,
     positive_int,
     print_json,
 )
@@ -37,10 +42,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     policy = get_policy(args.policy, helpers=args.helpers, instances=args.instances)
     workers = args.workers or cpu_count()
     check_workers(workers, "--workers", args.force_workers, "wpsim run")
-    check_size(args, workload, "run", policy, workers)
-    result = execute(workload, policy, workers, chunk=args.chunk, seed=args.seed,
+    machine = option_machine(args, required=False)
+    choice = auto_chunk(args, workload, policy, workers, machine)
+    chunk = choice.chunk if choice is not None else args.chunk
+    check_size(args, workload, "run", policy, workers, chunk=chunk)
+    if choice is not None and not args.json:
+        print(f"run: --chunk auto: {choice.describe()}", flush=True)
+    result = execute(workload, policy, workers, chunk=chunk, seed=args.seed,
                      repeats=args.repeats, warmup=args.warmup, granularity=args.granularity,
                      stall_timeout_s=args.stall_timeout)  # fmt: skip
+    if choice is not None and machine is None:  # said after the run: bad input stays one line
+        print(no_calibration_note("run"), file=sys.stderr, flush=True)
     assert result.trace is not None and result.tasks is not None  # a measured run has both
     if args.trace:
         layers = [t.layer for t in result.tasks]
@@ -48,6 +60,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                process_name=f"wpsim run {result.policy}", flag="--trace")  # fmt: skip
     if args.json:
         summary = result.to_dict()
+        if choice is not None:
+            summary["chunk_choice"] = choice.to_dict()
         if args.trace:
             summary["trace_file"] = args.trace
         print_json(summary)
@@ -92,10 +106,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "(shared memory, one BLAS thread each) and report the measured makespan; --trace writes "
         "a Chrome trace in the simulator's schema, for `wpsim validate`.",
     )
-    add_workload_args(p)
+    add_workload_args(p, chunk_auto=True)
+    add_host_args(p, "to choose the chunk with")
     p.add_argument(
         "--policy", "-p", default="wavefront", metavar="NAME",
-        help=f"scheduling policy: {', '.join(available())} (default: wavefront)",
+        help=f"scheduling policy: {', '.join(available())}, or FILE.py:Class (default: wavefront)",
     )  # fmt: skip
     p.add_argument("--workers", "-n", type=positive_int, metavar="N",
                    help="worker processes (default: the CPU count)")  # fmt: skip

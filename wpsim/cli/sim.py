@@ -25,7 +25,7 @@ def add_machine_args(p: argparse.ArgumentParser, policy: bool = True) -> None:
     if policy:
         p.add_argument(
             "--policy", "-p", default="wavefront", metavar="NAME",
-            help=f"scheduling policy: {', '.join(available())} (default: wavefront)",
+            help=f"scheduling policy: {', '.join(available())}, or FILE.py:Class (default: wavefront)",
         )  # fmt: skip
     p.add_argument(
         "--cores", type=positive_int, metavar="N", help="use the first N cores (default: all)"
@@ -232,7 +232,8 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                        "against one core and against layerwise, DRAM traffic and utilisation.")  # fmt: skip
     add_workload_args(p)
     add_machine_args(p, policy=False)
-    p.add_argument("--policies", metavar="A,B,...", help="only these policies")
+    p.add_argument("--policies", metavar="A,B,...",
+                   help="only these policies (names or FILE.py:Class)")  # fmt: skip
     p.add_argument(
         "--analytic", action="store_true", help="use the closed forms instead of simulating"
     )

@@ -12,6 +12,8 @@ from wpsim.errors import ConfigError
 from wpsim.guards import check_workers
 from wpsim.outputs import output_folder
 
+# ---- sweep ----------------------------------------------------------------------------------
+
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from wpsim.sweep import load_sweep, run_sweep
@@ -123,6 +125,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_cmd_sweep)
+
+
+# ---- plot -----------------------------------------------------------------------------------
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:

@@ -41,6 +41,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from wpsim.config import NotBool, load_model, validate_mapping
+from wpsim.resources import data_dir
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
@@ -201,7 +202,8 @@ DEFAULT_WORKLOAD = Workload(
 )
 
 
-WORKLOAD_DIR = Path(__file__).resolve().parent.parent.parent / "workloads"
+#: The shipped workloads (``workloads/`` of the repository, inside the wheel when installed).
+WORKLOAD_DIR = data_dir("workloads")
 
 
 def resolve_workload(value: str | None) -> Workload:

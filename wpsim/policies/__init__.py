@@ -17,12 +17,23 @@ single file and decorate it with :func:`register`::
         def priority(self, tid):
             task = self.plan.tasks[tid]
             return (-task.layer, self.plan.generation[tid], tid)
+
+A policy outside wpsim is named by reference, ``--policy path/to/file.py:DeepestFirst``, or by
+the name an installed package gives it in the entry-point group ``wpsim.policies``
+(:mod:`wpsim.plugins`, ``docs/plugins.md``).
 """
 
 from __future__ import annotations
 
 from wpsim.policies.base import DynamicPolicy, Policy, StaticPolicy
-from wpsim.policies.registry import REGISTRY, available, get_policy, register
+from wpsim.policies.registry import (
+    REGISTRY,
+    available,
+    get_policy,
+    known,
+    policy_class,
+    register,
+)
 
 __all__ = [
     "REGISTRY",
@@ -31,5 +42,7 @@ __all__ = [
     "StaticPolicy",
     "available",
     "get_policy",
+    "known",
+    "policy_class",
     "register",
 ]

@@ -45,22 +45,68 @@ def register(cls: type[Policy]) -> type[Policy]:
 
 
 def available() -> list[str]:
-    """Names of every registered policy, sorted."""
-    return sorted(REGISTRY)
+    """Names of every registered policy and of every installed ``wpsim.policies`` entry point,
+    sorted (``FILE.py:Class`` references are accepted too, but cannot be listed)."""
+    from wpsim.plugins import POLICY_GROUP, entry_point_names
+
+    return sorted(set(REGISTRY) | set(entry_point_names(POLICY_GROUP)))
+
+
+def policy_class(name: str) -> type[Policy]:
+    """The policy class ``name`` stands for: a registered name, a ``FILE.py:Class`` or
+    ``module:Class`` reference, or an entry point of group ``wpsim.policies``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name (listing the known ones) or a plug-in that does not load.
+    """
+    from wpsim import plugins
+
+    cls = REGISTRY.get(name)
+    if cls is not None:
+        return cls
+    if plugins.is_reference(name):
+        found = plugins.load_reference(name, "--policy")
+    else:
+        found = plugins.load_entry_point(plugins.POLICY_GROUP, name)
+        if found is None:
+            raise ConfigError(
+                f"--policy: got {name!r}, expected one of {', '.join(available())}, "
+                "or FILE.py:Class"
+            )
+    cls = plugins.check_class(found, Policy, name, "--policy")
+    if not cls.name:
+        raise ConfigError(f"--policy: got {name!r}: {cls.__qualname__} needs a non-empty 'name'")
+    REGISTRY[name] = cls  # loaded once per process
+    return cls
+
+
+def known(name: str) -> bool:
+    """Whether :func:`get_policy` accepts ``name`` (a plug-in is loaded to find out).
+
+    Raises
+    ------
+    ConfigError
+        A plug-in reference or entry point that exists but does not load.
+    """
+    from wpsim import plugins
+
+    if name not in available() and not plugins.is_reference(name):
+        return False
+    policy_class(name)
+    return True
 
 
 def get_policy(name: str, **options: Any) -> Policy:
     """A new policy object by name; ``options`` are its constructor arguments.
+
+    ``name`` is a registered name, a plug-in reference ``FILE.py:Class`` / ``module:Class``, or
+    an entry point of group ``wpsim.policies`` (see :mod:`wpsim.plugins`).
 
     Raises
     ------
     ConfigError
         For an unknown name, listing the known ones.
     """
-    try:
-        cls = REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"--policy: got {name!r}, expected one of {', '.join(sorted(REGISTRY))}"
-        ) from None
-    return cls(**options)
+    return policy_class(name)(**options)

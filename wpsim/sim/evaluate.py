@@ -27,6 +27,8 @@ def policies_for(machine: Any) -> list[str]:
     """The policies ``wpsim compare`` runs by default on this kind of machine."""
     if isinstance(machine, CpuMachine):
         return list(CPU_POLICIES)
+    if hasattr(machine, "default_policies"):  # a machine-kind plug-in (wpsim.plugins)
+        return list(machine.default_policies)
     if isinstance(machine, GpuMachine):
         return list(GPU_POLICIES)
     return list(ACCELERATOR_POLICIES)
@@ -62,6 +64,8 @@ def evaluate_machine(
         When the machine's numbers, finite each, give no finite positive makespan (a clock or
         bandwidth near 0 or near the largest float): a result of ``inf`` or ``nan`` is none.
     """
+    if not isinstance(machine, CpuMachine) and callable(getattr(machine, "evaluate", None)):
+        return machine.evaluate(engine, workload, policy, **options)  # a machine-kind plug-in
     if isinstance(machine, GpuMachine):
         from wpsim.sim.gpu import evaluate as gpu_evaluate
 

@@ -184,7 +184,7 @@ def _header_lines(spec: CpuSpec, date: str, compute: _Compute, source: _Source) 
         "#",
         "# Every measured value says what was measured; the raw measurements, the CPU model and the",
         "# library versions are in the `calibration:` block at the end. Re-run to refresh:",
-        "#   wpsim calibrate --out hw_configs/host.yaml",
+        "#   wpsim calibrate --out FILE   (without --out: this computer's entry in the cache, `-m host`)",
         "# Cache and DRAM latencies are not used by the cost model and are not measured (numpy has",
         "# no dependent-load loop); they keep their previous source. Units: s, B, B/s, Hz.",
         "kind: cpu",
