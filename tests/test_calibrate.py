@@ -15,6 +15,7 @@ import yaml
 
 from wpsim.cli import main
 from wpsim.errors import WpsimError
+from wpsim.machines import host as this_cpu
 from wpsim.machines import load_machine
 from wpsim.machines.cpu import CpuMachine
 from wpsim.measure import calibrate as cal
@@ -125,9 +126,9 @@ def test_flops_per_cycle_from_flags() -> None:
 
 
 def test_cache_sizes_parse() -> None:
-    assert spec.parse_size("32K") == 32768
-    assert spec.parse_size("32768K") == 32 << 20
-    assert spec.parse_size("1 MiB") == 1 << 20
+    assert this_cpu.parse_size("32K") == 32768
+    assert this_cpu.parse_size("32768K") == 32 << 20
+    assert this_cpu.parse_size("1 MiB") == 1 << 20
 
 
 def test_interrupted_run_leaves_the_previous_file(tmp_path: Path, monkeypatch) -> None:
@@ -395,13 +396,13 @@ def _raise(error: BaseException):
     return fn
 
 
-def _fake_spec() -> spec.CpuSpec:
+def _fake_spec() -> this_cpu.CpuSpec:
     caches = [
-        spec.CacheInfo("L1d", 1, 32768, "0", "core", "sysfs index0"),
-        spec.CacheInfo("L2", 2, 1 << 20, "0", "core", "sysfs index2"),
-        spec.CacheInfo("L3", 3, 32 << 20, "0-1", "socket", "sysfs index3"),
+        this_cpu.CacheInfo("L1d", 1, 32768, "0", "core", "sysfs index0"),
+        this_cpu.CacheInfo("L2", 2, 1 << 20, "0", "core", "sysfs index2"),
+        this_cpu.CacheInfo("L3", 3, 32 << 20, "0-1", "socket", "sysfs index3"),
     ]
-    return spec.CpuSpec(
+    return this_cpu.CpuSpec(
         model="Test CPU",
         vendor="Test",
         flags={"avx2", "fma"},

@@ -12,8 +12,8 @@ from typing import Any, NoReturn
 
 from wpsim.guards import SizeEstimate
 from wpsim.model.workload import Workload
-from wpsim.tune import ChunkChoice
 from wpsim.outputs import dumps_json
+from wpsim.tune import ChunkChoice
 
 
 class ArgumentParser(argparse.ArgumentParser):

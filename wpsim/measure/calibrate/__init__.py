@@ -125,8 +125,8 @@ from typing import Any
 import yaml
 
 from wpsim.errors import ConfigError, WpsimError
+from wpsim.machines.host import CpuSpec, read_cpu_spec
 from wpsim.measure.calibrate.machine_file import Calibration, build_machine_file
-from wpsim.measure.calibrate.spec import CpuSpec, read_cpu_spec
 from wpsim.measure.calibrate.timing import SINGLE_THREAD_ENV, Progress
 
 

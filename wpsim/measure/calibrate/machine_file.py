@@ -11,9 +11,10 @@ from typing import Any
 
 import yaml
 
+from wpsim.machines.host import CpuSpec, label
 from wpsim.measure.calibrate.compute import ELEM_STEPS, elementwise_grid, gemm_rates_by_shape
 from wpsim.measure.calibrate.memory import hit_curve
-from wpsim.measure.calibrate.spec import CpuSpec, flops_per_cycle, label
+from wpsim.measure.calibrate.spec import flops_per_cycle
 from wpsim.measure.calibrate.timing import median
 from wpsim.model.workload import ELEMENTWISE_FLOPS, GATES
 

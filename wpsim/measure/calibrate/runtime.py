@@ -172,8 +172,8 @@ def runtime_document(measured: dict[str, Any], date: str, cpu: str) -> dict[str,
 def calibrate_runtime(out: str | Path, quick: bool = False, progress: Any = None) -> dict:
     """Measure PyTorch here and write the runtime file ``out``; returns its content."""
     from wpsim.config import validate_mapping
+    from wpsim.machines.host import read_cpu_spec
     from wpsim.measure.calibrate import write_atomically
-    from wpsim.measure.calibrate.spec import read_cpu_spec
     from wpsim.sim.runtime import Runtime
 
     out = Path(out)
