@@ -245,11 +245,18 @@ def issue_s(machine: GpuMachine, kernels: float, busy_s: float) -> float:
 
 
 def gemm_s(
-    machine: GpuMachine, workload: Workload, flops: float, n_columns: float, weight_elements: float
+    machine: GpuMachine,
+    workload: Workload,
+    flops: float,
+    n_columns: float,
+    weight_elements: float,
+    transposed: bool = False,
 ) -> float:
-    """Compute time of a dense product of ``weight_elements`` weights with ``n_columns`` columns."""
+    """Compute time of a dense product of ``weight_elements`` weights with ``n_columns`` columns
+    (``transposed``: with the weights transposed, a backward-data product)."""
     m, dtype = machine, workload.dtype
-    return flops / (m.gemm_peak_flops(dtype) * m.gemm_efficiency(n_columns, weight_elements, dtype))
+    efficiency = m.gemm_efficiency(n_columns, weight_elements, dtype, transposed)
+    return flops / (m.gemm_peak_flops(dtype) * efficiency)
 
 
 def elementwise_s(machine: GpuMachine, workload: Workload, flops: float, n_columns: float) -> float:
@@ -287,7 +294,7 @@ def gemm_step(
         nbytes = float(w.gates * w.hidden * w.hidden * w.dtype_bytes)
         flops = 2.0 * w.gates * w.hidden * w.hidden * w.batch
         efficiency = 1.0
-        compute = gemm_s(m, w, flops, w.batch, recurrent_elements(w))
+        compute = gemm_s(m, w, flops, w.batch, recurrent_elements(w), transposed=backward)
         compute += elementwise_s(m, w, elementwise, w.batch)
     if in_l2 is None:
         in_l2 = nbytes <= m.l2.size_bytes
@@ -376,6 +383,8 @@ class GpuCostModel:
         share = 1.0 / (1 + busy_on_socket)
         layer_key = (t.instance, t.layer, t.direction)
         backward = t.kind == "cell_bwd"
+        # backward-data products multiply by the weights transposed (GemmSpec)
+        transposed = phase_of(t.kind) == "backward_data"
         is_cell = t.kind in ("cell", "cell_bwd") and t.flops_rec
         if is_cell and self.algorithm == "persistent":
             kernel_key = (*layer_key, backward)  # the backward kernel loads W_hh^T once more
@@ -392,7 +401,7 @@ class GpuCostModel:
                 compute = t.steps * step["step_s"]
                 if t.flops_in:  # input projection left in the cell (chunked graphs)
                     compute += self._gemm(
-                        t.flops_in, w.batch * t.steps, self._ih_elements(t), share
+                        t.flops_in, w.batch * t.steps, self._ih_elements(t), share, transposed
                     )
                 # the steps' synchronisation and broadcast of h are part of compute_s
                 parts = tuple((cause, t.steps * s) for cause, s in self.step_parts[backward])
@@ -434,15 +443,19 @@ class GpuCostModel:
                 rec = t.flops_rec
                 if w.sparse:
                     rec = 2.0 * w.gates * w.hidden * w.hidden * w.batch * t.steps
-                compute = self._gemm(rec, w.batch, recurrent_elements(w), share)
+                compute = self._gemm(rec, w.batch, recurrent_elements(w), share, transposed)
                 compute += self._vector(t.flops_elem, w.batch, share)
             kernels = t.steps * m.gemm.step_kernels(backward)
             if t.flops_in:
-                compute += self._gemm(t.flops_in, w.batch * t.steps, self._ih_elements(t), share)
+                compute += self._gemm(
+                    t.flops_in, w.batch * t.steps, self._ih_elements(t), share, transposed
+                )
                 kernels += 1
         else:
             elements = t.weight_bytes / w.dtype_bytes
-            compute = self._gemm(t.flops_in + t.flops_rec, w.batch * t.steps, elements, share)
+            compute = self._gemm(
+                t.flops_in + t.flops_rec, w.batch * t.steps, elements, share, transposed
+            )
             compute += self._vector(t.flops_elem, w.batch * t.steps, share)
             kernels = 1
         # the launches as if the task ran alone (DRAM at full bandwidth): a deterministic fixed
@@ -451,9 +464,11 @@ class GpuCostModel:
         launch = issue_s(m, kernels, busy)
         return TaskCost(launch, compute, l2_s, dram_eff, level, 0, launch)
 
-    def _gemm(self, flops: float, n_columns: float, elements: float, share: float) -> float:
+    def _gemm(
+        self, flops: float, n_columns: float, elements: float, share: float, transposed: bool
+    ) -> float:
         m, dtype = self.machine, self.w.dtype
-        efficiency = min(m.gemm_efficiency(n_columns, elements, dtype), share)
+        efficiency = min(m.gemm_efficiency(n_columns, elements, dtype, transposed), share)
         return flops / (m.gemm_peak_flops(dtype) * efficiency)
 
     def _vector(self, flops: float, n_columns: float, share: float) -> float:

@@ -108,6 +108,12 @@ class GemmSpec(Strict):
     * ``tensor_efficiency_by_n``: the same curve for tensor-core GEMMs (dtypes in the machine's
       ``tensor_flops_per_cycle_per_sm``), relative to the tensor-core peak; absent:
       ``efficiency_by_n``;
+    * ``transposed_efficiency_by_n``: the same curve for products that read the weight matrix
+      transposed (BLAS ``op(A) = A^T``, the "T N" GEMMs of a benchmark): the backward-data
+      products ``W^T dA`` of the recurrent and input weights. A library runs them with other
+      kernels than the forward "N N" products, at its own rate (DeepBench's T N GEMMs reach
+      0.5-1.1x the N N rate at the same shape, by GPU and ``n``); absent: ``efficiency_by_n``.
+      Tensor-core products keep ``tensor_efficiency_by_n`` either way;
     * ``sparse_bandwidth_efficiency``: fraction of the memory bandwidth a CSR sparse-times-dense
       product sustains (indirect, irregular access).
     """
@@ -115,6 +121,7 @@ class GemmSpec(Strict):
     efficiency_by_n: list[tuple[PositiveFloat, Fraction]]  # [n columns, fraction of peak]
     efficiency_by_weights: list[tuple[PositiveFloat, Fraction]] = []  # [M*K entries, factor]
     tensor_efficiency_by_n: list[tuple[PositiveFloat, Fraction]] | None = None  # tensor cores
+    transposed_efficiency_by_n: list[tuple[PositiveFloat, Fraction]] | None = None  # W^T products
     sparse_bandwidth_efficiency: Fraction  # of memory bandwidth, CSR SpMM
     kernels_per_step: PositiveInt  # launches per recurrent step
     backward_kernels_per_step: PositiveInt | None = None  # per backward step (None: the same)
@@ -125,7 +132,7 @@ class GemmSpec(Strict):
             return self.backward_kernels_per_step
         return self.kernels_per_step
 
-    @field_validator("efficiency_by_n", "tensor_efficiency_by_n")
+    @field_validator("efficiency_by_n", "tensor_efficiency_by_n", "transposed_efficiency_by_n")
     @classmethod
     def _sorted_nonempty(
         cls, table: list[tuple[float, float]] | None
@@ -138,10 +145,15 @@ class GemmSpec(Strict):
         return increasing_points(table, "[M*K, factor]", "M*K") if table else table
 
     def efficiency(
-        self, n_columns: float, weight_elements: float | None = None, tensor: bool = False
+        self,
+        n_columns: float,
+        weight_elements: float | None = None,
+        tensor: bool = False,
+        transposed: bool = False,
     ) -> float:
         """Fraction of peak for ``n_columns`` right-hand columns and a weight matrix of
-        ``weight_elements`` entries (None: a large one); ``tensor`` selects the tensor-core curve.
+        ``weight_elements`` entries (None: a large one); ``tensor`` selects the tensor-core curve,
+        ``transposed`` (a product with ``W^T``) the transposed one.
 
         Examples
         --------
@@ -149,10 +161,15 @@ class GemmSpec(Strict):
         ...     [1024, 0.5], [4096, 1.0]], sparse_bandwidth_efficiency=0.5, kernels_per_step=2)
         >>> [round(g.efficiency(*args), 3) for args in [(16,), (16, 2048), (1,), (1000, 16)]]
         [0.1, 0.075, 0.1, 0.5]
+        >>> t = g.model_copy(update={"transposed_efficiency_by_n": [(16, 0.08), (64, 0.3)]})
+        >>> [t.efficiency(16, transposed=True), t.efficiency(16), g.efficiency(16, transposed=True)]
+        [0.08, 0.1, 0.1]
         """
         curve = self.efficiency_by_n
         if tensor and self.tensor_efficiency_by_n is not None:
             curve = self.tensor_efficiency_by_n
+        elif transposed and not tensor and self.transposed_efficiency_by_n is not None:
+            curve = self.transposed_efficiency_by_n
         fraction = _log2_interpolate(curve, n_columns)
         if weight_elements is not None and self.efficiency_by_weights:
             loss = 1.0 - _log2_interpolate(self.efficiency_by_weights, weight_elements)
@@ -221,9 +238,17 @@ class GpuMachine(Strict):
             return self.sms * self.clock_hz * self.tensor_flops_per_cycle_per_sm[dtype]  # type: ignore[index]
         return self.peak_flops(dtype)
 
-    def gemm_efficiency(self, n_columns: float, weight_elements: float | None, dtype: str) -> float:
-        """Fraction of :meth:`gemm_peak_flops` a product reaches (see :class:`GemmSpec`)."""
-        return self.gemm.efficiency(n_columns, weight_elements, self.uses_tensor_cores(dtype))
+    def gemm_efficiency(
+        self,
+        n_columns: float,
+        weight_elements: float | None,
+        dtype: str,
+        transposed: bool = False,
+    ) -> float:
+        """Fraction of :meth:`gemm_peak_flops` a product reaches (see :class:`GemmSpec`);
+        ``transposed``: a product with the weights transposed (backward data)."""
+        tensor = self.uses_tensor_cores(dtype)
+        return self.gemm.efficiency(n_columns, weight_elements, tensor, transposed)
 
     @property
     def register_file_bytes(self) -> int:

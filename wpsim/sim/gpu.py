@@ -199,7 +199,7 @@ class _OneAtATime:
     def _gemm_task(self, phase: str, flops: float, elem: float, n: float, elements: float,
                    blocks: list[tuple[str, float]]) -> None:  # fmt: skip
         m, w = self.m, self.w
-        compute = gemm_s(m, w, flops, n, elements)
+        compute = gemm_s(m, w, flops, n, elements, transposed=phase == "backward_data")
         if elem:
             compute += elementwise_s(m, w, elem, n)
         level: dict[str, float] = {}
@@ -248,9 +248,8 @@ class _OneAtATime:
         else:
             nbytes = float(w.gates * w.hidden * w.hidden * w.dtype_bytes + half_bias)
             efficiency = 1.0
-            compute = gemm_s(
-                m, w, 2.0 * w.gates * w.hidden * w.hidden * b, b, recurrent_elements(w)
-            )
+            flops = 2.0 * w.gates * w.hidden * w.hidden * b
+            compute = gemm_s(m, w, flops, b, recurrent_elements(w), transposed=backward)
             compute += elementwise_s(m, w, (2.0 if backward else 1.0) * elementwise_flops(w), b)
         for _ in range(T):
             level: dict[str, float] = {}
@@ -367,10 +366,12 @@ def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy
             in_flops = 2.0 * w.gates * w.hidden * width * b * chunk
             rec_flops = 2.0 * w.weight_hh_nonzeros() * b * chunk
             elem = elem_factor * elementwise_flops(w) * chunk
+            transposed = phase == "backward_data"
+            in_elements = w.gates * w.hidden * width
             compute = (
-                gemm_s(m, w, in_flops, b * chunk, w.gates * w.hidden * width) if width else 0.0
+                gemm_s(m, w, in_flops, b * chunk, in_elements, transposed) if width else 0.0
             )
-            compute += gemm_s(m, w, rec_flops, b, recurrent_elements(w))
+            compute += gemm_s(m, w, rec_flops, b, recurrent_elements(w), transposed)
             compute += elementwise_s(m, w, elem, b)
             nbytes = ih_bytes + chunk * hh_bytes
             kernels = chunk * m.gemm.step_kernels(phase == "backward_data") + (1 if width else 0)

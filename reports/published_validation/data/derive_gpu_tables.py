@@ -9,6 +9,9 @@ precision sheet, the values the machine files carry (``hw_configs/<machine>.yaml
   ``n`` the median over all GEMMs with ``n >= 7000`` and ``K < 100000`` (below 16 columns the
   model keeps e(16): narrower products run GEMV-like kernels bound by the weight stream, which the
   bandwidth term of the model covers);
+* ``gemm.transposed_efficiency_by_n``: the same curve from the "T N" GEMMs (the weight matrix
+  read transposed, as the backward-data products ``W^T dA`` read it), the widest point from the
+  T N GEMMs with ``n >= 7000``;
 * ``gemm.efficiency_by_weights``: for smaller matrices, the median ratio of their efficiency to
   the large-matrix value at the same ``n`` (DeepBench measures ``512 x 512`` and ``1024 x 512``
   at ``n = 16, 32``; at most 1), reaching 1 at ``LARGE_WEIGHTS``: too few output tiles to fill
@@ -46,9 +49,20 @@ def _peak(machine: str, tensor: bool) -> float:
     return m.peak_flops("float32")
 
 
+def _curve(by_shape: dict[tuple[int, int], float], large_n: list[float]) -> list[tuple[int, float]]:
+    curve = []
+    for n in N_POINTS:
+        values = [e for (mk, nn), e in by_shape.items() if nn == n and mk >= LARGE_WEIGHTS]
+        curve.append((n, statistics.median(values)))
+    curve.append((7000, statistics.median(large_n)))
+    return curve
+
+
 def tables(rows: list[dict], peak: float, element_bytes: int) -> dict:
     by_shape: dict[tuple[int, int], float] = {}
+    by_shape_t: dict[tuple[int, int], float] = {}
     large_n: list[float] = []
+    large_n_t: list[float] = []
     stream = 0.0
     for r in rows:
         m, n, k = int(r["M"]), int(r["N"]), int(r["K"])
@@ -57,16 +71,18 @@ def tables(rows: list[dict], peak: float, element_bytes: int) -> dict:
             stream = max(stream, m * k * element_bytes / seconds)
             continue
         eff = 2.0 * m * n * k / seconds / peak
+        transposed = r["a_t"] == "T" and r["b_t"] == "N"
         if n >= 7000:
             if m * k >= 500_000:
                 large_n.append(eff)
+                if transposed:
+                    large_n_t.append(eff)
         elif r["a_t"] == "N" and r["b_t"] == "N":
             by_shape[(m * k, n)] = eff
-    curve = []
-    for n in N_POINTS:
-        values = [e for (mk, nn), e in by_shape.items() if nn == n and mk >= LARGE_WEIGHTS]
-        curve.append((n, statistics.median(values)))
-    curve.append((7000, statistics.median(large_n)))
+        elif transposed:
+            by_shape_t[(m * k, n)] = eff
+    curve = _curve(by_shape, large_n)
+    curve_t = _curve(by_shape_t, large_n_t)
     small = []
     for mk in SMALL_WEIGHTS:
         ratios = [by_shape[(mk, n)] / dict(curve)[n] for n in (16, 32) if (mk, n) in by_shape]
@@ -74,7 +90,12 @@ def tables(rows: list[dict], peak: float, element_bytes: int) -> dict:
             small.append((mk, min(1.0, statistics.median(ratios))))
     if small:
         small.append((LARGE_WEIGHTS, 1.0))
-    return {"efficiency_by_n": curve, "efficiency_by_weights": small, "stream_Bps": stream}
+    return {
+        "efficiency_by_n": curve,
+        "transposed_efficiency_by_n": curve_t,
+        "efficiency_by_weights": small,
+        "stream_Bps": stream,
+    }
 
 
 def main() -> None:
@@ -93,6 +114,8 @@ def main() -> None:
         t = tables(group, peak, 2 if fp16 else 4)
         print(f"{machine} [{sheet}] peak {peak / 1e12:.2f} TFLOP/s")
         print("  efficiency_by_n:", ", ".join(f"[{n}, {e:.3f}]" for n, e in t["efficiency_by_n"]))
+        print("  transposed_efficiency_by_n:",
+              ", ".join(f"[{n}, {e:.4f}]" for n, e in t["transposed_efficiency_by_n"]))  # fmt: skip
         print("  efficiency_by_weights:",
               ", ".join(f"[{mk}, {f:.2f}]" for mk, f in t["efficiency_by_weights"]))  # fmt: skip
         print(f"  weight streaming: {t['stream_Bps'] / 1e9:.0f} GB/s")
