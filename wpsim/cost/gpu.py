@@ -58,7 +58,8 @@ Training (cuDNN's three calls: forward, backward data, backward weights)
 ------------------------------------------------------------------------
 Forward as inference. Backward data: per layer, top first, ``T`` steps of the transposed
 recurrent product (the same flops, twice the element-wise work), then ``dX = dA W_ih`` as one
-GEMM of ``B*T`` columns. Backward weights: one GEMM per layer-direction, ``dW = dA^T [x, h]``
+GEMM of ``B*T`` columns; these products read the weights transposed and run at the machine's
+``transposed_efficiency_by_n`` (its "T N" GEMMs) where the file has one. Backward weights: one GEMM per layer-direction, ``dW = dA^T [x, h]``
 (``G*H x (I+H)`` weights, ``B*T`` columns), after all backward steps. A persistent kernel keeps
 the transposed weights on chip for its backward steps (the persistent-rnn library does), loading
 them once more. Every result's ``extra["phase_s"]`` splits the time into ``forward``,
