@@ -202,6 +202,9 @@ def _readme(path: Path, rows: list[dict], phases: list[dict]) -> None:
                  == "lstm H=256 B=16 T=150 skip-input")  # fmt: skip
     mi25_pub = float(small["published_forward_ms"]) * 1e3 / 150
     mi25_sim = float(small["simulate_forward_ms"]) * 1e3 / 150
+    # the M40's GRU rows at batch 32 (the M40 bullet below)
+    m40_gru = [100 * r["error_simulate"] for r in rows
+               if r["hardware"] == "m40" and r["workload"].startswith("gru") and " B=32 " in r["workload"]]  # fmt: skip
     text = f"""# Published RNN timings against the model (visible set)
 
 Regenerate: `python reports/published_validation/make_report.py` (or `wpsim report
@@ -254,9 +257,20 @@ README, and MXNet's CPU RNN numbers in its pull requests.
   three PyTorch builds, but not the thread count or affinity (the issue is about a threading
   regression between builds, and its large layer ran at under a tenth of that machine's SGEMM
   rate, a configuration the thread does not describe).
-* The PyTorch MKL-DNN pull requests (pytorch/pytorch#15914, #26387: Xeon Gold 6140/6148) and the
-  W-Par and B-Par papers (their baselines' times) could not be read past their first lines or
-  their abstracts in the sources available to this work; MXNet's pull requests are reserved.
+* The PyTorch MKL-DNN pull requests describe complete configurations but their numbers could not
+  be read past the first lines of the threads in the sources available to this work:
+  pytorch/pytorch#15914 (2019: 2 x Xeon Gold 6140, 20 cores each, `OMP_NUM_THREADS=40`, compact
+  affinity; its benchmark, mingfeima/pytorch-rnn-benchmark `run.sh` and `benchmark.py`, times one
+  LSTM layer forward + backward for T = 35, 50, batch 32, 64, input = hidden = 500, 800) and #26387
+  (2019: Xeon Gold 6148, 20 threads on one socket and 1 thread, input 250, hidden 200, T = 15 and
+  1, in sentences per second). Either would give CPU rows on a shipped (6148) or a spec-built
+  (6140) machine file once its tables are read. The W-Par and B-Par papers (their baselines'
+  times) and DeepCPU (Zhang et al., USENIX ATC 2018: TensorFlow and CNTK LSTM/GRU latencies on
+  2 x Xeon E5-2650 v4) could not be read past their abstracts either.
+* oneDNN's issues with LSTM timings name a workstation Xeon W-2133 (uxlfoundation/oneDNN#1415,
+  a regression between library versions) or tiny layers of 32 units (#837), not a server.
+* MXNet's pull requests are reserved (a search result excerpt of one surfaced while searching;
+  nothing from it was used).
 
 The CPU runtime layer is built and sourced (`pytorch_eager_cpu`, `tf_keras_cpu`, and `wpsim
 calibrate --runtime torch` for this computer) and is exercised on the W-Par and B-Par comparisons
@@ -288,6 +302,17 @@ row (one layer, one kernel at a time: the closed form walks the same kernels). T
 
 ## What misses, and why
 
+* **Backward data runs the GPU's transposed products.** Its per-step product `W_hh^T dA` reads
+  the weights transposed, which BLAS libraries run with other kernels than the forward product:
+  DeepBench's "T N" GEMMs reach 0.5-1.1x the rate of the "N N" GEMMs of the same M, N and K, by
+  GPU and width (medians over the matrices of >= 3M weights: TITAN X (Pascal) 0.80x at 32 columns
+  and 0.65x at 128, MI25 and Vega FE 0.7-0.8x, P100 about 1x). Each machine file carries that
+  curve (`gemm.transposed_efficiency_by_n`, derived from the T N GEMMs only; the model prices a
+  product by its width and weight count, so the backward product's `H x G*H` shape takes the
+  curve measured on `G*H x H` and square matrices); with it the backward-data error moved from a median of -23% to -0.5% on the
+  MI25, -28% to -4% on the Vega FE and -26% to -10% on the TITAN X (Pascal), and from +31% to
+  +36% on the M40 (whose 2016 T N GEMMs at 64-128 columns are slower still than its 2018 RNN
+  rows; the M40 bullet below).
 * **Weight gradients (one large GEMM of B*T columns) are right** on every GPU where DeepBench
   timed them (median errors of a few percent): the machine files' large-product efficiency is the
   same GPU's cuBLAS measurement, and this product is a large cuBLAS-like GEMM.
@@ -299,11 +324,15 @@ row (one layer, one kernel at a time: the closed form walks the same kernels). T
     columns in the same spreadsheet (forward predicted too fast), and at 32 columns 2-5x slower
     still (LSTM and Vanilla rows: 14 ms at batch 32 against 7 ms at batch 64 for the same layer),
     with a backward-data pass 2-3x its forward pass for GRUs: an algorithm choice of that cuDNN
-    release, which no kernel measurement of the hardware predicts.
+    release, which no kernel measurement of the hardware predicts. The GEMM and RNN blocks are
+    one software stack: a 2017 version of the sheet (`DeepBench_NV_P100_Trg_CUDA_8_0_88.xlsx`,
+    commit 21c9a39, later deleted; Specs: cuDNN 6.0.21, CUDA 8.0.88, driver 375.66) has the same
+    GEMM block (152 of 160 entries identical) and RNN times within 1% of the rows used here,
+    batch-32 anomaly included; it adds no row (the same measurements).
   * **M40**: its GEMM sheet is cuBLAS of CUDA 7.5 (its 2016 Specs sheet); its RNN rows were
     added in May 2018, after a change to the benchmark, most likely with a later cuDNN (not
     stated), whose products at 16-32 columns ran up to 2x faster than that cuBLAS (predicted too
-    slow: the GRU rows at batch 32, +55% to +107%).
+    slow: the GRU rows at batch 32, up to {max(m40_gru):+.0f}%).
   * **MI25 and Vega FE (MIOpen 1.3)**: the runtime `miopen_1_3` gives each step its kernels as
     MIOpen 1.3 launches them (7-12 a step where cuDNN launches 2); with the one public launch
     figure in the files (CUDA 10 on a V100, 3.8 us) small and medium layers are still predicted
