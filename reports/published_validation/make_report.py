@@ -105,6 +105,30 @@ def evaluate_row(row: dict, machines: dict) -> dict:
     return out
 
 
+def forward_intercepts_ms(published: list[dict]) -> dict[str, list[float]]:
+    """Per hardware, the fixed part of the published forward time of a layer timed at several
+    sequence lengths: the intercept of a least-squares line of the time against ``T``, for every
+    (cell, hidden, batch, phase) timed at four or more lengths (DeepBench's GRUs, 187-1500 steps).
+    The slope is the time per step; the intercept what a call costs besides its steps.
+    ``published``: rows of ``data/published.csv``."""
+    groups: dict[tuple, list[tuple[float, float]]] = {}
+    for r in published:
+        key = (r["hardware"], r["cell"], r["hidden"], r["batch"], r["phase"])
+        point = (float(r["seq_len"]), float(r["published_forward_ms"]))
+        groups.setdefault(key, []).append(point)
+    out: dict[str, list[float]] = {}
+    for key, points in groups.items():
+        if len({t for t, _ in points}) < 4:
+            continue
+        mean_t = statistics.fmean(t for t, _ in points)
+        mean_y = statistics.fmean(y for _, y in points)
+        slope = sum((t - mean_t) * (y - mean_y) for t, y in points) / sum(
+            (t - mean_t) ** 2 for t, _ in points
+        )
+        out.setdefault(key[0], []).append(mean_y - slope * mean_t)
+    return out
+
+
 def summary(rows: list[dict], key: str = "error_simulate") -> list[dict]:
     """Median and max |error| by hardware (and phase), and over everything."""
     groups: dict[str, list[float]] = defaultdict(list)
@@ -202,6 +226,11 @@ def _readme(path: Path, rows: list[dict], phases: list[dict]) -> None:
                  == "lstm H=256 B=16 T=150 skip-input")  # fmt: skip
     mi25_pub = float(small["published_forward_ms"]) * 1e3 / 150
     mi25_sim = float(small["simulate_forward_ms"]) * 1e3 / 150
+    # the fixed part of a forward call, by vendor (the single-step bullet below)
+    intercepts = forward_intercepts_ms(read_published())
+    nvidia = sorted(a for hw, values in intercepts.items() if hw not in ("mi25", "vega_fe")
+                    for a in values)  # fmt: skip
+    amd = sorted(a for hw in ("mi25", "vega_fe") for a in intercepts.get(hw, []))
     # the M40's GRU rows at batch 32 (the M40 bullet below)
     m40_gru = [100 * r["error_simulate"] for r in rows
                if r["hardware"] == "m40" and r["workload"].startswith("gru") and " B=32 " in r["workload"]]  # fmt: skip
@@ -344,14 +373,22 @@ row (one layer, one kernel at a time: the closed form walks the same kernels). T
   * **TITAN X (Pascal)** and **Jetson TX1** come closest: cuDNN 5/6 there ran its products at
     rates close to the GEMM sheet's. The TITAN X's inference rows whose weights stream from DRAM
     every step (GRU 1024-2816 at batch 1-4) are within 15%, the bandwidth term deciding (0-15% too
-    slow: cuDNN streamed its weights a little faster than DeepBench's fastest GEMM did); its small
+    slow: cuDNN streamed its weights a little faster than DeepBench's fastest GEMM did, and the
+    rows of 187 steps carry the fixed part of a call below); its small
     layers (LSTM 256-1024) take 15-21 us a step where the model's two kernels take 7.6 us (two
     host launches): more kernels a step, or a slower launch on that 2016 host and driver, than the
     one public launch figure says; its batch-32 training rows share the cuDNN anomaly above.
 * **Single-step calls** (the GRU of 512 units with one time step, 45-330 us published): the
   library call's own fixed cost (descriptors, workspace, the first kernel's launch from an idle
   queue) is the runtime's `call_s`; no public figure of it was found for cuDNN or MIOpen, so the
-  runtime files leave it at 0 and the model predicts the step alone.
+  runtime files leave it at 0 and the model predicts the step alone. The GRU layers timed at
+  four sequence lengths (187-1500 steps) show a fixed part of the forward call too: the
+  published time is a line in `T` whose intercept is {statistics.median(nvidia):.1f} ms (median
+  of {len(nvidia)} layers, {nvidia[0]:.1f} to {nvidia[-1]:.1f} ms) on the NVIDIA GPUs and
+  {statistics.median(amd):.1f} ms ({amd[0]:.1f} to {amd[-1]:.1f} ms) on the AMD ones, while a
+  whole single-step call takes well under 1 ms: a cost that comes with long sequences but not in
+  proportion to them, which the sources do not explain and the model does not have. It makes the
+  rows of 187 steps a few percent slower per step than those of 1500.
 * The model is not fitted to any of this: changing a GPU's efficiency or a library's launch cost
   to match these rows would set a parameter from an RNN timing. Closing the gap needs the RNN
   libraries' own per-step products measured (a per-library efficiency relative to the GEMM
