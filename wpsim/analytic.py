@@ -399,16 +399,9 @@ def _evaluate_block(workloads, machines, policy, options, groups, granularity, c
     costs = BlockCosts(machine, sizes, ts, at, policy.name, sequence, cost == "ideal")
     handoff = (policy.name != "sequential") & (G > 1)
     track = why and len(workloads) == 1
-    cost_of: list[list[np.ndarray]] = []
-    records: dict[tuple[int, int], Any] = {}
-    for r, row in enumerate(ts.rows):
-        row_costs = []
-        for s, slot in enumerate(row.slots):
-            seconds, record = costs.slot_cost(row, slot, handoff, track)
-            row_costs.append(seconds)
-            if track:
-                records[(r, s)] = (float(seconds[0]), record)
-        cost_of.append(row_costs)
+    by_slot, task_costs = costs.costs(handoff, track)
+    cost_of = [[by_slot[(r, s)] for s in range(len(row.slots))] for r, row in enumerate(ts.rows)]
+    records = {key: (float(by_slot[key][0]), cost) for key, cost in task_costs.items()}
     dram = np.zeros(chunk.shape)
     if cost != "ideal":
         # a set of weight blocks streamed from DRAM is read by all its tasks, otherwise by the

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wpsim.analytic_tasks import Row, Sizes, Slot, TaskSet, WeightSet
+from wpsim.analytic_tasks import Sizes, TaskSet
 from wpsim.cost import DRAM, TaskCost
 from wpsim.hardware import CpuMachine
 
@@ -281,127 +281,147 @@ class BlockCosts:
             return cold
         return np.where(hot, read(self._eff_nh_hot), cold)
 
-    def compute_parts(self, row: Row, slot: Slot, ws: WeightSet | None):
+    # ---- every class of tasks at once ---------------------------------------------------------
+    def costs(self, handoff: np.ndarray, track: bool = False):
+        """Seconds of a task of every slot at every point, as ``{(row, slot): array}``, and
+        with ``track`` each slot's :class:`~wpsim.cost.TaskCost` at point 0 (for the
+        break-down by cause). All slots are stacked into (slots x points) arrays, so a block
+        costs a fixed number of numpy operations whatever its rows."""
+        ts = self.ts
+        keys = [(r, s) for r, row in enumerate(ts.rows) for s in range(len(row.slots))]
+        slots = [ts.rows[r].slots[s] for r, s in keys]
+
+        def stack(name: str) -> np.ndarray:
+            return np.stack([getattr(slot, name) for slot in slots])
+
+        steps, flops_in, flops_rec, flops_elem = (stack(n) for n in
+                                                  ("steps", "flops_in", "flops_rec", "flops_elem"))  # fmt: skip
+        if self.ideal:
+            seconds = (flops_in + flops_rec + flops_elem) / (self.k * 1e9)
+            records = {}
+            if track:
+                records = {key: TaskCost(0.0, float(seconds[i, 0]), 0.0, 0.0, {}, 0)
+                           for i, key in enumerate(keys)}  # fmt: skip
+            return {key: seconds[i] for i, key in enumerate(keys)}, records
+        # by weight set (the last row: no weights): level, bandwidth, streams, blocks
+        sets = ts.weight_sets
+        shape = self.k.shape
+        nan, none = np.full(shape, np.nan), np.zeros(shape)
+        level = np.stack([lv for lv, _ in self.level] + [np.full(shape, -1)])
+        bw = np.stack([b for _, b in self.level] + [nan])
+        streams = np.stack(self.streams + [np.ones(shape)])
+        ih = np.stack([_sum([z for z, i in zip(ws.sizes, ws.is_ih, strict=True) if i], shape)
+                       for ws in sets] + [none])  # fmt: skip
+        hh = np.stack([_sum([z for z, i in zip(ws.sizes, ws.is_ih, strict=True) if not i], shape)
+                       for ws in sets] + [none])  # fmt: skip
+        blocks = [[(ws.sizes[j], ws.is_ih[j]) if j < len(ws.sizes) else (none, False)
+                   for ws in sets] + [(none, False)] for j in range(2)]  # fmt: skip
+        if any(len(ws.sizes) > 2 for ws in sets):
+            raise ValueError("a set of more than two weight blocks")
+        index = np.array([ts.rows[r].weight_set for r, _ in keys])  # -1: the last row
+        cold = np.array([slot.cold for slot in slots])[:, None]
+        cell = np.array([ts.rows[r].kind == "cell" for r, _ in keys])[:, None]
+        level, bw, streams = level[index], bw[index], streams[index]
+        level = np.where(cold, -1, level)
+        bw = np.where(cold, np.nan, bw)
+        streams = np.where(cold, 1.0, streams)
+        ih_bytes, hh_bytes = ih[index], hh[index]
+        k = self.k[None, :]
+        compute, elementwise = self._compute_parts(steps, flops_in, flops_rec, flops_elem,
+                                                   ih_bytes, hh_bytes, cell, k)  # fmt: skip
+        weight_bytes = 0.0
+        for j in range(2):
+            size = np.stack([z for z, _ in blocks[j]])[index]
+            is_ih = np.array([i for _, i in blocks[j]])[index][:, None]
+            whole = (k == 1) | (is_ih & self._ih_by_time(size, steps, k))
+            weight_bytes = weight_bytes + np.where(whole, size, size / k)
+        in_dram = np.isnan(bw)
+        memory_spec = self.m.memory
+        share = np.minimum(memory_spec.per_core_bandwidth_Bps,
+                           memory_spec.bandwidth_Bps / np.maximum(streams, 1))  # fmt: skip
+        with np.errstate(invalid="ignore", divide="ignore"):
+            memory = np.where(in_dram, np.where(weight_bytes != 0, weight_bytes / share, 0.0),
+                              weight_bytes / bw)  # fmt: skip
+        dispatch = self.dispatch_s(elementwise + np.maximum(compute, memory))
+        m = self.m
+        fixed = dispatch
+        zero = 0.0 * fixed
+        overhead = handoff_s = sync = zero
+        has_rec = flops_rec != 0
+        if np.any(has_rec):
+            overhead = np.where(has_rec, self.task_overhead + steps * self.step_overhead, 0.0)
+            fixed = fixed + overhead
+        if np.any(handoff):
+            max_in = stack("max_in_bytes")
+            handoff_s = np.where(handoff[None, :], m.handoff.latency_s
+                                 + max_in / m.handoff.bandwidth_Bps, 0.0)  # fmt: skip
+            fixed = fixed + handoff_s
+        split = k > 1
+        if np.any(split):
+            n_sync = np.where(has_rec, steps, 1.0)
+            vector = (self.sz.b * self.sz.h * self.sz.s)[None, :]
+            gather = (k - 1) / k * vector / m.handoff.bandwidth_Bps
+            sync = np.where(split, n_sync * (_barrier_s(m, self.k)[None, :] + gather), 0.0)
+            fixed = fixed + sync
+        seconds = fixed + elementwise + np.maximum(compute, memory)
+        out = {key: seconds[i] for i, key in enumerate(keys)}
+        records = {}
+        if track:
+            for i, key in enumerate(keys):
+                nbytes = float(weight_bytes[i, 0])
+                dram = bool(in_dram[i, 0])
+                records[key] = TaskCost(
+                    float(fixed[i, 0] + elementwise[i, 0]), float(compute[i, 0]),
+                    0.0 if dram else float(memory[i, 0]), nbytes if dram else 0.0,
+                    {self.level_name(int(level[i, 0])): nbytes}, 0, float(dispatch[i, 0]),
+                    float(overhead[i, 0]), float(handoff_s[i, 0]), float(sync[i, 0]),
+                    float(elementwise[i, 0]),
+                )  # fmt: skip
+        return out, records
+
+    def _compute_parts(self, steps, flops_in, flops_rec, flops_elem, ih_bytes, hh_bytes, cell,
+                       k) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """:meth:`wpsim.cost.CpuCostModel.compute_parts`: (products, element-wise) seconds."""
-        m, k, b, peak = self.m, self.k, self.sz.b, self.peak
+        m, peak = self.m, self.peak
+        b = self.sz.b[None, :]
         fixed_s = m.efficiency.product_fixed_s
-        steps = slot.steps
-        ih_bytes = hh_bytes = 0.0
-        if ws is not None:
-            for is_ih, size in zip(ws.is_ih, ws.sizes, strict=True):
-                if is_ih:
-                    ih_bytes = ih_bytes + size
-                else:
-                    hh_bytes = hh_bytes + size
-        products = 0.0 * steps
-        if np.any(slot.flops_in):
-            by_time = self._ih_by_time(ih_bytes, steps)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            by_time = self._ih_by_time(ih_bytes, steps, k)
             columns = np.where(by_time, b * steps / k, b * steps)
             hot = np.where(by_time, ih_bytes <= self._hot_bytes, ih_bytes / k <= self._hot_bytes)
-            whole = slot.flops_in / self.efficiency(columns, hot) / peak
-            products = products + np.where(slot.flops_in != 0, _member_s(whole, fixed_s, k), 0.0)
-        if np.any(slot.flops_rec):
+            whole = flops_in / self.efficiency(columns, hot) / peak
+            products = 0.0 + np.where(flops_in != 0, _member_s(whole, fixed_s, k), 0.0)
             gemv = (k == 1) & (b <= m.recurrent_gemv_max_batch)
             hot = hh_bytes / k <= self._hot_bytes
-            whole = slot.flops_rec / self.efficiency(np.where(gemv, 1.0, b), hot) / peak
-            member = _member_s(whole, steps * fixed_s, k)
-            products = products + np.where(slot.flops_rec != 0, member, 0.0)
-        elem = 0.0 * steps
-        if np.any(slot.flops_elem):
-            if row.kind == "cell" and self._elem_step_s is not None:
-                elem = steps * self._elem_step_s
-            else:
-                elem = slot.flops_elem / m.efficiency.elementwise / peak
-            whole_each = (k > 1) & (slot.flops_rec != 0) & (not m.elementwise_split_across_helpers)
-            elem = np.where(slot.flops_elem != 0, np.where(whole_each, elem, elem / k), 0.0)
+            whole = flops_rec / self.efficiency(np.where(gemv, 1.0, b) + 0.0 * steps, hot) / peak
+            products = products + np.where(flops_rec != 0,
+                                           _member_s(whole, steps * fixed_s, k), 0.0)  # fmt: skip
+            elem = flops_elem / m.efficiency.elementwise / peak
+            if self._elem_step_s is not None:
+                elem = np.where(cell, steps * self._elem_step_s[None, :], elem)
+            whole_each = (k > 1) & (flops_rec != 0) & (not m.elementwise_split_across_helpers)
+            elem = np.where(flops_elem != 0, np.where(whole_each, elem, elem / k), 0.0)
         return products, elem
 
-    def _ih_by_time(self, ih_bytes, steps: np.ndarray) -> np.ndarray:
-        k = self.k
+    def _ih_by_time(self, ih_bytes, steps, k) -> np.ndarray:
+        """Whether the ``k`` members split an input projection over its time steps."""
         return (1 < k) & (k <= steps) & (0 < ih_bytes) & (
             ih_bytes <= self.m.input_split_by_time_max_bytes
         )
 
-    def member_weight_bytes(self, ws: WeightSet, steps: np.ndarray) -> np.ndarray:
-        """Bytes one member of a group reads: its slice of each block, or all of a small
-        ``W_ih`` projected split over time steps."""
-        k = self.k
-        total = 0.0
-        for is_ih, size in zip(ws.is_ih, ws.sizes, strict=True):
-            whole = (k == 1) | (self._ih_by_time(size, steps) if is_ih else False)
-            total = total + np.where(whole, size, size / k)
-        return total
-
-    # ---- one class of tasks ----------------------------------------------------------------
-    def slot_cost(self, row: Row, slot: Slot, handoff: np.ndarray, track: bool = False):
-        """Seconds of a task of ``slot`` at every point, and with ``track`` its
-        :class:`~wpsim.cost.TaskCost` at point 0 (for the break-down by cause)."""
-        k = self.k
-        if self.ideal:
-            seconds = slot.flops / (k * 1e9)
-            record = TaskCost(0.0, float(seconds[0]), 0.0, 0.0, {}, 0) if track else None
-            return seconds, record
-        m = self.m
-        ws = self.ts.weight_sets[row.weight_set] if row.weight_set >= 0 else None
-        compute, elementwise = self.compute_parts(row, slot, ws)
-        if ws is None:
-            level, bw = np.full(k.shape, -1), np.full(k.shape, np.nan)
-            streams = np.ones(k.shape)
-            weight_bytes = np.zeros(k.shape)
-        else:
-            level, bw = self.level[row.weight_set]
-            streams = self.streams[row.weight_set]
-            weight_bytes = self.member_weight_bytes(ws, slot.steps)
-        if slot.cold:
-            level, bw = np.full(k.shape, -1), np.full(k.shape, np.nan)
-            streams = np.ones(k.shape)
-        in_dram = np.isnan(bw)
-        memory_bw = self.m.memory
-        share = np.minimum(memory_bw.per_core_bandwidth_Bps,
-                           memory_bw.bandwidth_Bps / np.maximum(streams, 1))  # fmt: skip
-        with np.errstate(invalid="ignore"):
-            memory = np.where(in_dram, np.where(weight_bytes != 0, weight_bytes / share, 0.0),
-                              weight_bytes / bw)  # fmt: skip
-        dispatch = self.dispatch_s(elementwise + np.maximum(compute, memory))
-        fixed = dispatch
-        overhead = handoff_s = sync = 0.0 * fixed
-        has_rec = slot.flops_rec != 0
-        if np.any(has_rec):
-            overhead = np.where(has_rec, self.task_overhead + slot.steps * self.step_overhead, 0.0)
-            fixed = fixed + overhead
-        if np.any(handoff):
-            handoff_s = np.where(handoff, m.handoff.latency_s
-                                 + slot.max_in_bytes / m.handoff.bandwidth_Bps, 0.0)  # fmt: skip
-            fixed = fixed + handoff_s
-        split = k > 1
-        if np.any(split):
-            n_sync = np.where(has_rec, slot.steps, 1.0)
-            vector = self.sz.b * self.sz.h * self.sz.s
-            gather = (k - 1) / k * vector / m.handoff.bandwidth_Bps
-            sync = np.where(split, n_sync * (_barrier_s(m, k) + gather), 0.0)
-            fixed = fixed + sync
-        seconds = fixed + elementwise + np.maximum(compute, memory)
-        if not track:
-            return seconds, None
-        i = 0
-        name = self.level_name(int(level[i]))
-        nbytes = float(weight_bytes[i])
-        dram = bool(in_dram[i])
-        record = TaskCost(float(fixed[i] + elementwise[i]), float(compute[i]),
-                          0.0 if dram else float(memory[i]), nbytes if dram else 0.0,
-                          {name: nbytes}, 0, float(dispatch[i]), float(overhead[i]),
-                          float(handoff_s[i]), float(sync[i]), float(elementwise[i]))  # fmt: skip
-        return seconds, record
-
     def dispatch_s(self, task_s: np.ndarray) -> np.ndarray:
-        """:meth:`wpsim.hardware.CpuMachine.dispatch_s` at each point."""
+        """:meth:`wpsim.hardware.CpuMachine.dispatch_s` at each point (the last axis of
+        ``task_s``)."""
         m = self.m
         out = np.zeros(task_s.shape)
         choices = np.stack([self.all_busy, self.whole_socket_group, self.sequence], axis=1)
         for combo in np.unique(choices, axis=0):
             at = np.all(choices == combo, axis=1)
             variant = m.dispatch_variant(bool(combo[0]), bool(combo[1]), bool(combo[2]))
-            out[at] = piecewise(variant, task_s[at]) if isinstance(variant, list) else variant
+            if isinstance(variant, list):
+                out[..., at] = piecewise(variant, task_s[..., at])
+            else:
+                out[..., at] = variant
         return out
 
 
@@ -409,6 +429,13 @@ def _member_s(whole_s: np.ndarray, fixed_s, k: np.ndarray) -> np.ndarray:
     """:meth:`wpsim.cost.CpuCostModel._member_s`."""
     fixed_s = np.minimum(fixed_s, whole_s)
     return fixed_s + (whole_s - fixed_s) / k
+
+
+def _sum(values: list[np.ndarray], shape) -> np.ndarray:
+    total = np.zeros(shape)
+    for value in values:
+        total = total + value
+    return total
 
 
 def _barrier_s(m: CpuMachine, k: np.ndarray) -> np.ndarray:

@@ -47,6 +47,9 @@ from wpsim.sweep.progress import Progress
 from wpsim.sweep.spec import LoadedSweep, expand_lazily, file_sha256, load_sweep
 
 Chunk = list[tuple[int, dict[str, Any]]]
+#: The most points in a chunk of an analytic sweep: a worker evaluates them in blocks
+#: (:meth:`wpsim.sweep.evaluate.Evaluator.predict_rows`), whose fixed cost large chunks share.
+ANALYTIC_MAX_CHUNK = 8192
 
 
 @dataclass
@@ -353,7 +356,7 @@ def run_sweep(
     tty: bool | None = None,
     dask_processes: bool = True,
     chunk_target_s: float | None = None,
-    max_chunk: int = 512,
+    max_chunk: int | None = None,
     max_points: int | None = None,
 ) -> SweepSummary:
     """Run (or resume) a sweep into ``out_dir``.
@@ -378,6 +381,8 @@ def run_sweep(
         start, but the GIL serialises the work; for tests).
     chunk_target_s : float, optional
         Seconds of work per chunk (default 0.2 local, 0.3 Dask).
+    max_chunk : int, optional
+        The most points in a chunk (default 512; analytic sweeps 8192, evaluated in blocks).
     max_points : int, optional
         Stop after this many new points (the sweep stays resumable).
 
@@ -399,6 +404,8 @@ def run_sweep(
     except OSError as error:
         raise ConfigError(f"--out {out}: cannot create ({error.strerror})") from None
     workers = workers or default_workers()
+    if max_chunk is None:
+        max_chunk = ANALYTIC_MAX_CHUNK if loaded.spec.engine == "analytic" else 512
     if workers < 1:
         raise ConfigError(f"--workers: got {workers}, expected an integer >= 1")
     columns = columns_for(loaded.params, loaded.base_hardware)
