@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import analytic_reference as reference
 import numpy as np
 import pytest
 from conftest import make_machine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import analytic_reference as reference
 from wpsim import analytic
 from wpsim.hardware import CpuMachine, load_machine, resolve_machine_path
 from wpsim.policies import get_policy

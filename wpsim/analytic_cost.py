@@ -405,8 +405,11 @@ class BlockCosts:
 
     def _ih_by_time(self, ih_bytes, steps, k) -> np.ndarray:
         """Whether the ``k`` members split an input projection over its time steps."""
-        return (1 < k) & (k <= steps) & (0 < ih_bytes) & (
-            ih_bytes <= self.m.input_split_by_time_max_bytes
+        return (
+            (1 < k)
+            & (k <= steps)
+            & (0 < ih_bytes)
+            & (ih_bytes <= self.m.input_split_by_time_max_bytes)
         )
 
     def dispatch_s(self, task_s: np.ndarray) -> np.ndarray:
@@ -445,5 +448,14 @@ def _barrier_s(m: CpuMachine, k: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["BlockCosts", "Placement", "bilinear", "bracket", "level_for", "level_name", "linear",
-           "log2", "piecewise"]
+__all__ = [
+    "BlockCosts",
+    "Placement",
+    "bilinear",
+    "bracket",
+    "level_for",
+    "level_name",
+    "linear",
+    "log2",
+    "piecewise",
+]

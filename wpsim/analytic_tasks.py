@@ -142,8 +142,13 @@ class Sizes:
         self.s = float(w0.dtype_bytes)
         self.dtype = w0.dtype
 
+        # each distinct workload once (a block repeats them over cores and chunks)
+        first: dict[int, int] = {}
+        which = np.array([first.setdefault(id(w), len(first)) for w in workloads])
+        distinct = list({id(w): w for w in workloads}.values())
+
         def column(get) -> np.ndarray:
-            return np.array([get(w) for w in workloads], dtype=float)
+            return np.array([get(w) for w in distinct], dtype=float)[which]
 
         self.h = column(lambda w: w.hidden)
         self.b = column(lambda w: w.batch)
@@ -441,8 +446,11 @@ def generations(skeleton: tuple, n: int) -> list[tuple[float, float]]:
             continue
         v = vertical(grid, [values[i] for i in same], [values[i] for i in const])
         costs = (one, one, one)
-        fn = grid.add(v, costs) if chain == "none" else grid.chain(v, costs,
-                                                                   forward=chain == "forward")
+        fn = (
+            grid.add(v, costs)
+            if chain == "none"
+            else grid.chain(v, costs, forward=chain == "forward")
+        )
         values[r] = fn
         spans[r] = (float(grid.row_min(fn)[0]) - 1.0, float(grid.row_max(fn)[0][0]) - 1.0)
     return spans
@@ -525,5 +533,18 @@ def fill_live(ts: TaskSet, sizes: Sizes) -> None:
     ts.live_layers = layers
 
 
-__all__ = ["Row", "Slot", "TaskSet", "WeightSet", "Sizes", "task_set", "structure", "fill_live",
-           "chunk_shape", "generations", "vertical", "live_pattern", "topological_order"]
+__all__ = [
+    "Row",
+    "Slot",
+    "TaskSet",
+    "WeightSet",
+    "Sizes",
+    "task_set",
+    "structure",
+    "fill_live",
+    "chunk_shape",
+    "generations",
+    "vertical",
+    "live_pattern",
+    "topological_order",
+]

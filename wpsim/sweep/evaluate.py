@@ -21,6 +21,7 @@ from typing import Any
 
 from wpsim.cost import DRAM
 from wpsim.errors import ConfigError
+from wpsim.sweep.store import FormattedRows, csv_field, encode_value, format_line, format_rows
 
 #: Metric columns of every row, after the point number and the varied parameters.
 METRIC_COLUMNS = [
@@ -79,6 +80,26 @@ def error_row(index: int, params: dict[str, Any], error: Exception) -> dict[str,
     return {"point": index, **params, "status": "error", "error": one_line(message)}
 
 
+class _ParamsText:
+    """The parameter fields of a row, each distinct value encoded once (a chunk's points
+    share their parameter values' objects)."""
+
+    def __init__(self, params: list[str]) -> None:
+        self.params = params
+        self.encoded: list[dict[int, tuple[Any, str]]] = [{} for _ in params]
+
+    def __call__(self, values: dict[str, Any]) -> str:
+        out = []
+        for name, encoded in zip(self.params, self.encoded, strict=True):
+            value = values.get(name)
+            hit = encoded.get(id(value))
+            if hit is None or hit[0] is not value:
+                hit = encoded[id(value)] = (value, csv_field(encode_value(value)))
+            out.append(hit[1])
+            out.append(",")
+        return "".join(out)
+
+
 def one_line(text: str) -> str:
     """Collapse ``text`` to a single line (CSV rows never span lines)."""
     return " | ".join(part.strip() for part in str(text).splitlines() if part.strip())
@@ -98,14 +119,19 @@ class Evaluator:
         self.source = context["source"]
         self.engine = "predict" if context["engine"] == "analytic" else "simulate"
         self.level_columns = set(level_columns(context["base_hardware"]))
-        self._workloads: dict[str, Any] = {}
-        self._machines: dict[str, Any] = {}
+        self.columns = columns_for(context["params"], context["base_hardware"])
+        self._workloads: dict[Any, Any] = {}
+        self._machines: dict[Any, Any] = {}
         self._sequential: dict[tuple, float] = {}
         self._policies: dict[tuple, Any] = {}
 
     # ---- inputs ------------------------------------------------------------------------------
-    def _cached(self, cache: dict[str, Any], overrides: dict[str, Any], make) -> Any:
-        key = json.dumps(overrides, sort_keys=True, default=str)
+    def _cached(self, cache: dict[Any, Any], overrides: dict[str, Any], make) -> Any:
+        try:  # (the type too: True and 1 are equal keys, but not equal workloads)
+            key: Any = tuple((name, type(v), v) for name, v in overrides.items())
+            hash(key)
+        except TypeError:  # a list or mapping among the values
+            key = json.dumps(overrides, sort_keys=True, default=str)
         if key not in cache:
             if len(cache) > 256:
                 cache.clear()
@@ -180,8 +206,8 @@ class Evaluator:
         """The :class:`~wpsim.result.Result` of one point (raises on a bad combination)."""
         from wpsim.accel_dispatch import evaluate
 
-        workload, machine, policy_obj, options, (workload_over, hardware_over, run) = (
-            self._resolve(params)
+        workload, machine, policy_obj, options, (workload_over, hardware_over, run) = self._resolve(
+            params
         )
         if self.engine == "simulate":
             baseline = self._sequential_s(
@@ -241,14 +267,16 @@ class Evaluator:
         row["extra"] = json.dumps(extra, sort_keys=True, default=str) if extra else ""
         return row
 
-    def predict_rows(self, chunk: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-        """:meth:`row` of every point of a chunk, the analytic points on CPU machines
-        evaluated together (:func:`wpsim.analytic.predict_many`, one block per machine,
-        policy and run options): the same rows, bit for bit, at a fraction of the time."""
+    def predict_rows(self, chunk: list[tuple[int, dict[str, Any]]]) -> FormattedRows:
+        """:meth:`row` of every point of a chunk, formatted, the analytic points on CPU
+        machines evaluated together (:func:`wpsim.analytic.predict_many`, one block per
+        machine, policy and run options): the same bytes, at a fraction of the time."""
         from wpsim.analytic import predict_many
         from wpsim.hardware import CpuMachine
 
-        rows: list[dict[str, Any] | None] = [None] * len(chunk)
+        columns = self.columns
+        lines: list[str | None] = [None] * len(chunk)
+        failed = 0
         blocks: dict[tuple, tuple[Any, Any, str, str, list]] = {}
         for pos, (index, params) in enumerate(chunk):
             try:
@@ -256,16 +284,23 @@ class Evaluator:
             except KeyboardInterrupt:
                 raise
             except Exception as error:  # noqa: BLE001 - a failed point is data
-                rows[pos] = error_row(index, params, error)
+                lines[pos] = format_line(error_row(index, params, error), columns)
+                failed += 1
                 continue
             if not isinstance(machine, CpuMachine) or set(options) - _BLOCK_OPTIONS:
-                rows[pos] = self.row(index, params)
+                row = self.row(index, params)
+                lines[pos] = format_line(row, columns)
+                failed += row["status"] != "ok"
                 continue
             key = (id(machine), id(policy), options["granularity"], options["cost"])
             block = blocks.get(key)
             if block is None:
                 block = blocks[key] = (machine, policy, options["granularity"], options["cost"], [])
             block[4].append((pos, workload, options["cores"], options["chunk"]))
+        params_text = _ParamsText(self.context["params"])
+        n_levels = len(columns) - columns.index("machine") - 2  # the bytes.* columns
+        dram_at = [c for c in columns if c.startswith("bytes.")].index(f"bytes.{DRAM}") if (
+            f"bytes.{DRAM}" in self.level_columns) else None  # fmt: skip
         for machine, policy, granularity, cost, members in blocks.values():
             try:
                 p = predict_many([w for _, w, _, _ in members], machine, policy,
@@ -275,39 +310,47 @@ class Evaluator:
                 raise
             except Exception:  # noqa: BLE001 - whatever failed, one point at a time says why
                 for pos, *_ in members:
-                    rows[pos] = self.row(*chunk[pos])
+                    row = self.row(*chunk[pos])
+                    lines[pos] = format_line(row, columns)
+                    failed += row["status"] != "ok"
                 continue
-            label = policy.describe()
-            dram_column = f"bytes.{DRAM}"
+            # the fields of a row that do not change within the block
+            head = f"ok,,analytic,{csv_field(policy.describe())},"
+            machine_field = csv_field(machine.name)
+            makespans, sequentials = p.makespan_s.tolist(), p.sequential_s.tolist()
+            tasks, utilization = p.n_tasks.tolist(), p.utilization.tolist()
+            drams, cores = p.dram_bytes.tolist(), p.cores.tolist()
             for j, (pos, *_) in enumerate(members):
                 index, params = chunk[pos]
                 if j in p.errors:
-                    rows[pos] = error_row(index, params, p.errors[j])
+                    lines[pos] = format_line(error_row(index, params, p.errors[j]), columns)
+                    failed += 1
                     continue
-                makespan, sequential = float(p.makespan_s[j]), float(p.sequential_s[j])
-                row = {"point": index, **params, "status": "ok", "error": "",
-                       "engine": "analytic", "policy_label": label, "cores": int(p.cores[j]),
-                       "makespan_s": makespan, "sequential_s": sequential,
-                       "speedup": sequential / makespan if makespan else float("nan"),
-                       "n_tasks": int(p.n_tasks[j]), "utilization": float(p.utilization[j]),
-                       "dram_bytes": float(p.dram_bytes[j]), "machine": machine.name}  # fmt: skip
-                dram = float(p.dram_bytes[j])
-                if dram_column in self.level_columns:
-                    row[dram_column] = dram
-                    row["extra"] = ""
+                makespan, sequential, dram = makespans[j], sequentials[j], drams[j]
+                speedup = sequential / makespan if makespan else float("nan")
+                levels = [""] * n_levels
+                if dram_at is not None:
+                    levels[dram_at] = repr(dram)
+                    extra = ""
                 else:
-                    row["extra"] = json.dumps({dram_column: dram}, sort_keys=True)
-                rows[pos] = row
-        return rows  # type: ignore[return-value]
+                    extra = csv_field(json.dumps({f"bytes.{DRAM}": dram}, sort_keys=True))
+                lines[pos] = (
+                    f"{index},{params_text(params)}{head}{int(cores[j])},{makespan!r},"
+                    f"{sequential!r},{speedup!r},{int(tasks[j])},{utilization[j]!r},{dram!r},"
+                    f"{machine_field},{','.join(levels)},{extra}"
+                )
+        text = "\n".join(lines)  # type: ignore[arg-type]
+        return FormattedRows((text + "\n").encode() if lines else b"", len(chunk), failed)
 
-    def run_chunk(self, chunk: list[tuple[int, dict[str, Any]]]) -> tuple[list[dict], float]:
-        """Rows of a chunk of points and the seconds spent on them."""
+    def run_chunk(self, chunk: list[tuple[int, dict[str, Any]]]) -> tuple[FormattedRows, float]:
+        """The rows of a chunk of points, formatted for ``results.csv``, and the seconds spent
+        on them."""
         start = time.perf_counter()
         if self.engine == "predict":
-            rows = self.predict_rows(chunk)
+            formatted = self.predict_rows(chunk)
         else:
-            rows = [self.row(index, params) for index, params in chunk]
-        return rows, time.perf_counter() - start
+            formatted = format_rows([self.row(i, params) for i, params in chunk], self.columns)
+        return formatted, time.perf_counter() - start
 
 
 # ---- worker processes -------------------------------------------------------------------------
@@ -342,7 +385,7 @@ def init_worker(context: dict[str, Any], parent: int) -> None:
     _EVALUATOR = Evaluator(context)
 
 
-def run_local_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> tuple[list[dict], float]:
+def run_local_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> tuple[FormattedRows, float]:
     """Evaluate a chunk in a local worker process (after :func:`init_worker`)."""
     assert _EVALUATOR is not None, "init_worker was not called"
     return _EVALUATOR.run_chunk(chunk)
@@ -350,7 +393,7 @@ def run_local_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> tuple[list[dict]
 
 def run_chunk(
     context: dict[str, Any], chunk: list[tuple[int, dict[str, Any]]]
-) -> tuple[list[dict], float]:
+) -> tuple[FormattedRows, float]:
     """Evaluate a chunk anywhere (Dask workers): one cached :class:`Evaluator` per sweep."""
     identity = context["identity"]
     with _BY_IDENTITY_LOCK:

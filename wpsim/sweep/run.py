@@ -143,7 +143,7 @@ class _SerialBackend:
         self.queue.append(chunk)
         return chunk
 
-    def wait(self) -> list[tuple[Any, list[dict], float]]:
+    def wait(self) -> list[tuple[Any, store.FormattedRows, float]]:
         chunk = self.queue.pop(0)
         rows, seconds = self.evaluator.run_chunk(chunk)
         return [(chunk, rows, seconds)]
@@ -184,7 +184,7 @@ class _ProcessBackend:
         self.futures.add(future)
         return future
 
-    def wait(self) -> list[tuple[Any, list[dict], float]]:
+    def wait(self) -> list[tuple[Any, store.FormattedRows, float]]:
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
@@ -255,7 +255,7 @@ class _DaskBackend:
         self.futures.add(future)
         return future
 
-    def wait(self) -> list[tuple[Any, list[dict], float]]:
+    def wait(self) -> list[tuple[Any, store.FormattedRows, float]]:
         from distributed import wait
 
         result = wait(list(self.futures), return_when="FIRST_COMPLETED")
@@ -468,15 +468,12 @@ def run_sweep(
                               startup_s=round(startup, 3), interrupted=interrupted)  # fmt: skip
             complete = done_before + run_now >= n_points
             if complete and not interrupted:
-                rows = journal.finalize()
-                status_index = columns.index("status")
-                failed = sum(1 for r in rows if r[status_index] != "ok")
-                manifest["parquet"] = store.write_parquet(out, columns, rows)
-                manifest.update(status="complete", points_done=len(rows), points_failed=failed)
+                n_rows = journal.finalize()
+                failed = store.count_failed(results_path, columns)
+                manifest["parquet"] = store.write_parquet(out, columns)
+                manifest.update(status="complete", points_done=n_rows, points_failed=failed)
             else:
-                failed = sum(
-                    1 for r in store.read_raw(results_path) if r[columns.index("status")] != "ok"
-                )
+                failed = store.count_failed(results_path, columns)
                 manifest.update(status="interrupted" if interrupted else "partial",
                                 points_done=done_before + run_now, points_failed=failed)  # fmt: skip
             manifest["updated"] = _now()
@@ -546,9 +543,9 @@ def _drive(backend: Any, groups: Iterator[Chunk], journal: store.ResultsJournal,
             return run_now
         for _handle, rows, seconds in backend.wait():
             journal.append(rows)
-            run_now += len(rows)
-            meter.update(len(rows), sum(1 for r in rows if r.get("status") != "ok"))
-            sample = seconds / max(len(rows), 1)
+            run_now += rows.n
+            meter.update(rows.n, rows.failed)
+            sample = seconds / max(rows.n, 1)
             previous = state["per_point_s"]
             per_point = sample if previous is None else 0.7 * previous + 0.3 * sample
             state["per_point_s"] = per_point
