@@ -62,3 +62,33 @@ def test_block_rows_are_the_point_by_point_rows(spec, tmp_path):
     expected = format_rows([one_by_one.row(i, p) for i, p in points], one_by_one.columns)
     assert by_block.data.decode().splitlines() == expected.data.decode().splitlines()
     assert (by_block.n, by_block.failed) == (expected.n, expected.failed)
+
+
+def test_parquet_is_typed_as_values_are_read_back(tmp_path):
+    """results.parquet, built from the CSV by pyarrow, equals the table typed value by value
+    (metrics by column, parameters as :func:`~wpsim.sweep.store.decode_value` reads them, text
+    where they mix types, nulls for a column without values)."""
+    pa = __import__("pytest").importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from wpsim.sweep import run_sweep, store
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(json.dumps({
+        "workload": "demo", "hardware": "xeon8160_2s", "engine": "analytic",
+        "vary": {"workload.bidirectional": [True, False], "workload.hidden": [64, 96],
+                 "policy": ["wavefront", {"name": "wavefront", "helpers": 2}],
+                 "run.cores": [1, 4, 30]},
+    }))  # fmt: skip
+    run_sweep(spec, tmp_path / "out", workers=1, progress=False)
+    results = tmp_path / "out" / store.RESULTS
+    header = results.read_text().split("\n", 1)[0].split(",")
+    rows = store.read_raw(results, header)
+    expected = {}
+    for i, name in enumerate(header):
+        values = [store._typed(name, r[i]) for r in rows]
+        try:
+            expected[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            expected[name] = pa.array([store.encode_value(v) for v in values], type=pa.string())
+    assert pq.read_table(tmp_path / "out" / store.PARQUET).equals(pa.table(expected))

@@ -386,6 +386,9 @@ def write_parquet(folder: Path, columns: list[str]) -> bool:
             continue
         empty = pc.equal(text, "")
         if name in _INT_COLUMNS or name in _FLOAT_COLUMNS or name.startswith("bytes."):
+            if pc.all(empty).as_py() is not False:  # no value at all: a column of nulls
+                arrays[name] = pa.nulls(len(text))
+                continue
             kind = pa.int64() if name in _INT_COLUMNS else pa.float64()
             arrays[name] = pc.if_else(empty, pa.scalar(None, kind),
                                       pc.cast(pc.if_else(empty, "0", text), kind))  # fmt: skip
