@@ -463,9 +463,6 @@ def run_sweep(
             journal.close()
             if todo > 0:
                 meter.close()
-            wall = time.monotonic() - start
-            run_record.update(finished=_now(), points_run=run_now, wall_s=round(wall, 3),
-                              startup_s=round(startup, 3), interrupted=interrupted)  # fmt: skip
             complete = done_before + run_now >= n_points
             if complete and not interrupted:
                 n_rows = journal.finalize()
@@ -476,6 +473,9 @@ def run_sweep(
                 failed = store.count_failed(results_path, columns)
                 manifest.update(status="interrupted" if interrupted else "partial",
                                 points_done=done_before + run_now, points_failed=failed)  # fmt: skip
+            wall = time.monotonic() - start  # (the sorted CSV and the Parquet file included)
+            run_record.update(finished=_now(), points_run=run_now, wall_s=round(wall, 3),
+                              startup_s=round(startup, 3), interrupted=interrupted)  # fmt: skip
             manifest["updated"] = _now()
             store.write_manifest(out, manifest)
     return SweepSummary(out, n_points, done_before, run_now, failed, wall,
