@@ -66,22 +66,23 @@ def run_once(spec: Path, out: Path, backend: str, workers: int) -> dict:
 
 def reference_rate(points: int) -> float:
     """Points per second of the point-by-point path with the graph-based closed forms (the
-    sweep's analytic engine before blocks), on the first ``points`` points of the 10k grid."""
+    sweep's analytic engine before blocks), on about ``points`` points of the 10k grid: whole
+    groups of points sharing a workload (the reference built each workload's graph once per
+    group), taken evenly across the grid so that small and large workloads are both in."""
     sys.path.insert(0, str(ROOT / "tests"))
     import analytic_reference
 
     from wpsim import analytic
     from wpsim.sweep.evaluate import Evaluator
-    from wpsim.sweep.run import execution_order
+    from wpsim.sweep.run import execution_groups
     from wpsim.sweep.spec import load_sweep
 
     loaded = load_sweep(GRIDS["analytic"])
     evaluator = Evaluator(loaded.context())
-    todo = []
-    for item in execution_order(loaded):
-        todo.append(item)
-        if len(todo) >= points:
-            break
+    groups = list(execution_groups(loaded))
+    per_group = len(groups[0])
+    step = max(1, len(groups) * per_group // max(points, 1))
+    todo = [item for group in groups[::step] for item in group]
     graph_based, analytic.predict = analytic.predict, analytic_reference.predict
     try:
         start = time.perf_counter()
