@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean handout
 
 $(BIN)/wpsim: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ test: $(VENV)/.test-extras
 lint: $(VENV)/.test-extras
 	$(BIN)/ruff format wpsim kernels tests benchmarks
 	$(BIN)/ruff check --fix wpsim kernels tests benchmarks
+
+# The students' archive of the course: the repository without docs/course/instructor/ (reference
+# solutions, hidden cases) and the course's own tests (docs/course/README.md).
+HANDOUT ?= dist/wpsim-course-handout.tar.gz
+
+handout: $(BIN)/wpsim
+	mkdir -p $(dir $(HANDOUT))
+	$(BIN)/python docs/course/build_handout.py $(HANDOUT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

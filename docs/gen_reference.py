@@ -558,6 +558,21 @@ def machines_page() -> str:
     ]
     for kind, cls in kinds.items():
         parts += ["", f"## kind: {kind}", "", models_page([cls], prefix=f"{kind}-")]
+    from wpsim import runtime
+
+    parts += [
+        "",
+        "## Runtime files",
+        "",
+        "A runtime file (`hw_configs/runtimes/*.yaml`, or any path given to `--runtime`) "
+        "describes the software that runs the RNN on a machine. A bare name such as "
+        "`pytorch_eager_cpu` means `hw_configs/runtimes/pytorch_eager_cpu.yaml`; `lean` (the "
+        "default) means none.",
+        "",
+        rst_to_md(runtime.__doc__, heading="###"),
+        "",
+        models_page([runtime.Runtime], prefix="runtime-"),
+    ]
     return "\n".join(parts)
 
 
@@ -934,6 +949,7 @@ def cli_page() -> str:
     ]
     for name in subparsers.choices:
         parts.append(f"| [`wpsim {name}`](#wpsim-{name}) | {inline(helps.get(name) or '')} |")
+    parts += ["", *limits_section()]
     for name, sub in subparsers.choices.items():
         parts += ["", f"## wpsim {name}", ""]
         if sub.description:
@@ -948,6 +964,40 @@ def cli_page() -> str:
             flags, default, help_text = _format_action(action)
             parts.append(f"| {flags} | {default} | {help_text} |")
     return "\n".join(parts)
+
+
+def limits_section() -> list[str]:
+    """The guards' limits, from the constants that enforce them."""
+    from kernels.executor import _watchdog
+    from wpsim import cli_sweep, config, guards
+
+    return [
+        "## Limits",
+        "",
+        "Every command refuses, with one line and exit status 2, before any long work:",
+        "",
+        "| what | limit | override |",
+        "|---|---|---|",
+        f"| input files (workload, machine, sweep) | regular files of at most "
+        f"{config.MAX_INPUT_BYTES // 2**20} MiB, UTF-8, nested at most {config.MAX_NESTING} "
+        "levels, no duplicate keys, 64-bit integers; numbers finite and never booleans | - |",
+        f"| memory of a command | the estimate (graph, plan and trace; for `run` also the "
+        f"executor's arrays and workers) within {int(100 * guards.MEMORY_FRACTION)}% of the "
+        "memory available now; a sweep's points share it among the local workers | "
+        "`--allow-large` |",
+        f"| worker processes | a warning above the CPU count, refused above "
+        f"{guards.MAX_WORKERS_PER_CPU} x the CPU count | `--force-workers` |",
+        f"| sweep size | more than {cli_sweep.CONFIRM_POINTS:,} points: the count and an "
+        "estimated time first | `--yes` |",
+        f"| a stalled worker (`run`, `validate`) | no progress for the task's predicted time "
+        f"at {_watchdog.SLOWEST_FLOPS_PER_S:.0e} flop/s, at least "
+        f"{_watchdog.STALL_FLOOR_S:.0f} s: the run ends naming the worker and the task | "
+        "`run --stall-timeout` (the floor) |",
+        "",
+        "Outputs are checked before the work too (the folder exists and takes a file), and "
+        "written through a temporary file created exclusively in the same folder, then renamed; "
+        "a sweep with failed points exits with status 1; Ctrl-C and SIGTERM exit with 130.",
+    ]
 
 
 PAGES: dict[str, Callable[[], str]] = {

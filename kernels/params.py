@@ -117,11 +117,24 @@ def suffix(layer: int, reverse: bool = False) -> str:
 def compute_dtype(workload: Workload) -> np.dtype:
     """The dtype the kernels compute in: the workload's, but float32 for float16.
 
+    bfloat16 (numpy has no such type) and skip-input layers (``input: 0``) are modelled by
+    ``simulate``/``predict`` only: a one-line error here, before any array is made.
+
     Examples
     --------
     >>> compute_dtype(Workload(hidden=2, input=2, seq_len=1, dtype="float16"))
     dtype('float32')
     """
+    if workload.dtype == "bfloat16":
+        raise ConfigError(
+            "workload dtype bfloat16: modelled by simulate/predict, not executed by the numpy "
+            "kernels (numpy has no bfloat16); use float32, float64 or float16"
+        )
+    if workload.skip_input:
+        raise ConfigError(
+            "workload input 0 (skip input): modelled by simulate/predict, not executed by the "
+            "numpy kernels; use an input size >= 1"
+        )
     return np.dtype(np.float32 if workload.dtype == "float16" else workload.dtype)
 
 

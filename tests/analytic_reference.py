@@ -261,7 +261,8 @@ class _Costs:
             self.streams_of[weights] = streams
         # every core busy in steady state: the busy dispatch overhead applies
         self.all_busy = active * self.k >= machine.socket_cores
-        self.step_overhead = machine.step_overhead_s.get(plan.workload.cell, 0.0)
+        self.step_overhead = machine.step_overhead(plan.workload.cell)
+        self.step_overhead_bwd = machine.step_overhead(plan.workload.cell, backward=True)
         self.task_overhead = machine.task_overhead_s.get(plan.workload.cell, 0.0)
         self.cold_done: set[tuple] = set()
 
@@ -343,7 +344,8 @@ class _Costs:
         )
         overhead = handoff_s = sync = 0.0
         if t.flops_rec:
-            overhead = self.task_overhead + t.steps * self.step_overhead
+            per_step = self.step_overhead_bwd if t.is_backward else self.step_overhead
+            overhead = self.task_overhead + t.steps * per_step
             fixed += overhead
         if handoff:
             nbytes = max(self.plan.pred_bytes[tid], default=0)

@@ -201,6 +201,60 @@ def test_closed_forms_explain_the_makespan_as_the_simulation_does() -> None:
         assert closed.breakdown_s[cause] == pytest.approx(seconds, rel=1e-6, abs=1e-12), cause
 
 
+GPU_TRAINING = [
+    Workload(cell="lstm", layers=2, hidden=512, input=256, seq_len=12, batch=2, phase="training"),
+    # skip input, sparse, an output layer
+    Workload(
+        cell="rnn",
+        layers=3,
+        hidden=1024,
+        input=0,
+        seq_len=8,
+        batch=4,
+        density=0.3,
+        phase="training",
+        output="softmax",
+        output_size=100,
+    ),
+]
+
+
+@pytest.mark.parametrize("workload", GPU_TRAINING, ids=["lstm", "sparse-skip-input-softmax"])
+@pytest.mark.parametrize("policy", ["gemm", "sparse_gemm", "persistent", "persistent_barrier"])
+def test_gpu_closed_form_explains_training_as_the_simulation_does(workload, policy) -> None:
+    """One kernel at a time the closed form walks the simulation's kernels in its order, so
+    both engines break the makespan down alike: launches, the persistent kernels' weight loads
+    and step synchronisation, the reads from L2 and DRAM, forward and backward."""
+    sim = accel_dispatch.evaluate("simulate", workload, V100, get_policy(policy))
+    closed = accel_dispatch.evaluate("predict", workload, V100, get_policy(policy))
+    assert closed.makespan_s == pytest.approx(sim.makespan_s, rel=1e-9)
+    for result in (sim, closed):
+        assert_adds_up(result)
+        assert result.breakdown_s["dispatch"] > 0.0 and result.breakdown_s["memory.DRAM"] > 0.0
+    for view in ("breakdown_s", "core_breakdown_s"):
+        for cause, seconds in getattr(sim, view).items():
+            got = getattr(closed, view)[cause]
+            assert got == pytest.approx(seconds, rel=1e-9, abs=1e-12 * sim.makespan_s), cause
+
+
+@pytest.mark.parametrize("instances", [1, 2])
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_gpu_streams_training_adds_up(chunk, instances) -> None:
+    """Streams: the forward and backward bands and the weight-gradient GEMMs. Small layers are
+    bound by their kernels' launches along the band, a large layer set by DRAM, which is then
+    all of the makespan."""
+    policy = get_policy("streams", instances=instances)
+    small = Workload(cell="lstm", layers=3, hidden=128, input=128, seq_len=10, phase="training")
+    dram_bound = Workload(cell="rnn", layers=3, hidden=1024, input=512, seq_len=9, batch=1)
+    for workload in (*GPU_TRAINING, small, dram_bound):
+        for engine in ("simulate", "predict"):
+            assert_adds_up(accel_dispatch.evaluate(engine, workload, V100, policy, chunk=chunk))
+    why = accel_dispatch.evaluate("predict", small, V100, policy).breakdown_s
+    assert why["dispatch"] > 0.5 * math.fsum(why.values()) and why["compute"] > 0.0
+    why = accel_dispatch.evaluate("predict", dram_bound, V100, policy).breakdown_s
+    assert why["memory.DRAM"] == pytest.approx(math.fsum(why.values()), rel=1e-9)
+
+
 # ---- the pieces ---------------------------------------------------------------------------------
 @given(
     costs=st.lists(st.floats(0.1, 10.0), min_size=1, max_size=9),

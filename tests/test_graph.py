@@ -191,3 +191,19 @@ def test_wavefront_closed_form_matches_greedy_bound():
         m = analysis.wavefront_makespan_units(layers, chunks, cores)
         lower, upper = analysis.speedup_bounds(layers * chunks, layers + chunks - 1, cores)
         assert lower <= m <= upper
+
+
+@pytest.mark.parametrize("granularity", ["cell", "op"])
+def test_a_skip_input_layer_has_no_input_projection(granularity):
+    skip = Workload(cell="lstm", layers=2, hidden=8, input=0, seq_len=4, phase="training")
+    full = skip.model_copy(update={"input": 8})
+    g_skip, g_full = build(skip, granularity), build(full, granularity)
+    layer0 = [t for t in tasks(g_skip) if t.layer == 0 and t.kind != "wgrad"]
+    assert sum(t.flops_in for t in layer0) == 0.0
+    assert all(t.kind != "input_proj" for t in layer0)
+    # layer 1 still projects layer 0's output
+    assert any(t.flops_in > 0 for t in tasks(g_skip) if t.layer == 1)
+    assert sum(t.flops for t in tasks(g_skip)) < sum(t.flops for t in tasks(g_full))
+    hoisted = build(skip, "cell", hoist_input=4)
+    kinds = {(t.kind, t.layer) for t in tasks(hoisted)}
+    assert ("input_gemm", 0) not in kinds and ("input_gemm", 1) in kinds

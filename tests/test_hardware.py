@@ -23,7 +23,7 @@ SHIPPED = sorted(HW_CONFIG_DIR.glob("*.yaml"))
 CPU_SHIPPED = [
     p for p in SHIPPED if (yaml.safe_load(p.read_text()) or {}).get("kind", "cpu") == "cpu"
 ]
-SPEC_CORES = {"xeon8160_2s": 48, "epyc7742": 64, "desktop8": 8}
+SPEC_CORES = {"xeon8160_2s": 48, "epyc7742": 64, "desktop8": 8, "jetson_tx2_a57": 4}
 SOURCE_PREFIXES = ("spec", "measured", "estimate", "assumption", "configuration", "unused")
 
 
@@ -138,6 +138,17 @@ def test_xeon_is_two_sockets_of_24() -> None:
     assert xeon.peak_flops_per_cycle["float32"] == 64
     assert xeon.peak_flops_per_cycle["float64"] == 32
     assert xeon.peak_flops_per_core("float32") == pytest.approx(xeon.clock_hz * 64)
+
+
+def test_jetson_tx2_a57_peak_is_the_spec_sheets() -> None:
+    # Jetson TX2 data sheet: 4 x Cortex-A57 at up to 2.0 GHz, 2 MiB shared L2; the A57 issues one
+    # 128-bit FMLA per cycle: 4 fp32 lanes x 2 flop = 8, 2 fp64 lanes x 2 flop = 4.
+    a57 = load_machine(HW_CONFIG_DIR / "jetson_tx2_a57.yaml")
+    assert (a57.sockets, a57.cores_per_socket) == (1, 4)
+    assert a57.peak_flops_per_core("float32") == pytest.approx(2.0e9 * 8)  # 16 GFLOP/s
+    assert a57.peak_flops_per_core("float64") == pytest.approx(2.0e9 * 4)
+    assert a57.total_cores * a57.peak_flops_per_core("float32") == pytest.approx(64e9)
+    assert a57.shared_level is not None and a57.shared_level.size_bytes == 2 * 2**20
 
 
 @pytest.mark.parametrize("path", CPU_SHIPPED, ids=lambda p: p.stem)
@@ -320,12 +331,17 @@ def test_a_bad_hit_curve_is_rejected(tmp_path: Path, index, curve, expected) -> 
 def test_an_unknown_field_is_rejected(tmp_path: Path) -> None:
     data = minimal_machine() | {"turbo_hz": 3.5e9}
     message = file_rejection(write(tmp_path, yaml.safe_dump(data)))
-    assert "field 'turbo_hz': unknown field" in message
+    assert "unknown field 'turbo_hz'" in message
 
 
 def test_an_unknown_nested_field_is_rejected() -> None:
     data = with_value(minimal_machine(), ("caches", 1, "ways"), 16)
-    assert "field 'caches.1.ways': unknown field" in rejection(data)
+    assert "unknown field 'caches.1.ways'; expected one of name, scope" in rejection(data)
+
+
+def test_a_misspelt_nested_field_names_the_closest_one() -> None:
+    data = with_value(minimal_machine(), ("caches", 1, "size_byte"), 16)
+    assert "unknown field 'caches.1.size_byte' (did you mean 'size_bytes'?)" in rejection(data)
 
 
 def test_a_missing_field_is_rejected() -> None:

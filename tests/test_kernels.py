@@ -486,3 +486,13 @@ def test_gradients_match_finite_differences(cell):
             minus[i] -= eps
             numeric[i] = (loss_with(name, plus) - loss_with(name, minus)) / (2 * eps)
         np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+@pytest.mark.parametrize("update", [{"dtype": "bfloat16"}, {"input": 0}])
+def test_modelled_only_workloads_are_refused_by_the_kernels(update):
+    from wpsim.errors import ConfigError
+    from wpsim.workload import Workload
+
+    w = Workload(cell="rnn", hidden=4, input=4, seq_len=2).model_copy(update=update)
+    with pytest.raises(ConfigError, match="modelled by simulate/predict"):
+        kernels.params.compute_dtype(w)

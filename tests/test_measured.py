@@ -7,6 +7,7 @@ import csv
 import gzip
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -237,6 +238,17 @@ def test_options_of_the_executor_are_refused_with_measured(tmp_path, capsys, fla
 def test_a_missing_file_is_one_line(capsys) -> None:
     assert main(["validate", "--measured", "no_such_file.csv"]) == 2
     assert capsys.readouterr().err.strip() == "wpsim: error: no_such_file.csv: file not found"
+
+
+def test_a_folder_or_a_pipe_is_one_line(tmp_path, capsys) -> None:
+    """Refused before reading: a named pipe with no writer would otherwise wait forever."""
+    pipe = tmp_path / "m.csv"
+    os.mkfifo(pipe)
+    for path, needle in ((tmp_path, "is a folder"), (pipe, "not a regular file")):
+        assert main(["validate", "--measured", str(path), "-m", XEON]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"wpsim: error: {path}: ") and needle in err, err
+        assert err.count("\n") == 0
 
 
 def test_a_gpu_measurement_runs_one_stream_per_kernel(tmp_path) -> None:

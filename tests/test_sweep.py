@@ -163,7 +163,8 @@ def test_failed_points_are_recorded_and_do_not_stop_the_sweep(tmp_path, capsys):
     spec = write(tmp_path / "f.yaml", "workload: tiny\nhardware: xeon8160_2s\nvary:\n"
                  "  hardware.caches.L1d.size_bytes: [32768, 4194304]\n"
                  "  helpers: [1, 8]\n  cores: [4]\n")  # fmt: skip
-    assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "-j", "1", "-q"]) == 0
+    # a sweep with failed points exits 1 and says how many (issue 17)
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "-j", "1", "-q"]) == 1
     rows = read_results(tmp_path / "o")
     by = {(r["hardware.caches.L1d.size_bytes"], r["policy.helpers"]): r for r in rows}
     assert by[(32768, 1)]["status"] == "ok"
@@ -171,7 +172,9 @@ def test_failed_points_are_recorded_and_do_not_stop_the_sweep(tmp_path, capsys):
     assert big["status"] == "error" and "each level at least as large" in big["error"]
     assert "hardware: field 'caches'" in big["error"]
     assert by[(32768, 8)]["status"] == "error" and "--helpers" in by[(32768, 8)]["error"]
-    assert "3 failed" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "3 failed" in captured.out
+    assert "wpsim sweep: 3 of 4 points failed" in captured.err
 
 
 def test_resume_skips_done_points_and_gives_same_bytes(tmp_path):

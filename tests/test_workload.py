@@ -49,7 +49,8 @@ def test_sparse_weights_are_csr_sized():
         ("density", 0.0, "field 'density'"),
         ("density", 1.5, "field 'density'"),
         ("bidirectional", "maybe", "field 'bidirectional'"),
-        ("colour", "red", "field 'colour': unknown field"),
+        ("colour", "red", "unknown field 'colour'; expected one of name, cell, layers"),
+        ("hiden", 256, "unknown field 'hiden' (did you mean 'hidden'?)"),
     ],
 )
 def test_bad_field_gives_one_line_naming_file_and_field(field, value, fragment):
@@ -91,9 +92,23 @@ def test_malformed_and_missing_files(tmp_path):
     value=st.integers(max_value=0),
 )
 def test_non_positive_sizes_are_rejected(field, value):
+    if field == "input" and value == 0:
+        return  # input 0 is the skip-input mode (next test)
     with pytest.raises(ConfigError) as info:
         workload_from_dict({**BASE, field: value}, "w.yaml")
     assert f"field '{field}'" in str(info.value)
+
+
+def test_input_zero_is_the_skip_input_mode():
+    w = workload_from_dict({**BASE, "input": 0}, "w.yaml")
+    assert w.skip_input and w.layer_input_size(0) == 0 and w.layer_input_size(1) == w.hidden
+    assert w.weight_ih_bytes(0) == 0
+    full = workload_from_dict(BASE, "w.yaml")
+    assert w.parameter_count() < full.parameter_count()
+
+
+def test_bfloat16_is_two_bytes():
+    assert workload_from_dict({**BASE, "dtype": "bfloat16"}, "w.yaml").dtype_bytes == 2
 
 
 @given(

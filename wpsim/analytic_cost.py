@@ -203,7 +203,8 @@ class BlockCosts:
         self._eff_nh = _grid(by_n_h)
         self._eff_nh_hot = _grid((eff.gemm_by_n_h_hot or {}).get(w_cell))
         self._elem_step_s = self._elementwise_step_s()
-        self.step_overhead = m.step_overhead_s.get(w_cell, 0.0)
+        self.step_overhead = m.step_overhead(w_cell)
+        self.step_overhead_bwd = m.step_overhead(w_cell, backward=True)
         self.task_overhead = m.task_overhead_s.get(w_cell, 0.0)
         # residency of each set of weight blocks
         cps = at.cores_per_socket
@@ -349,7 +350,9 @@ class BlockCosts:
         overhead = handoff_s = sync = zero
         has_rec = flops_rec != 0
         if np.any(has_rec):
-            overhead = np.where(has_rec, self.task_overhead + steps * self.step_overhead, 0.0)
+            backward = np.array([ts.rows[r].kind.endswith("_bwd") for r, _ in keys])[:, None]
+            per_step = np.where(backward, self.step_overhead_bwd, self.step_overhead)
+            overhead = np.where(has_rec, self.task_overhead + steps * per_step, 0.0)
             fixed = fixed + overhead
         if np.any(handoff):
             max_in = stack("max_in_bytes")

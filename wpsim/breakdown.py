@@ -15,7 +15,9 @@ Every second of a task's time has one cause:
   persistent kernel's per-step synchronisation that its work does not hide;
 * ``dispatch``: the runtime handing the task to a core (a GPU's kernel launch);
 * ``overhead``: the per-task and per-step costs of the kernel call the machine file models
-  (``task_overhead_s``, ``step_overhead_s``);
+  (``task_overhead_s``, ``step_overhead_s``), and a runtime's serial per-call and per-layer
+  terms (:func:`wpsim.runtime.finish`: on the critical path; the cores' time counts them as
+  ``idle``, since no task runs meanwhile);
 * ``idle``: no task (see the two views below);
 * ``busy``: task time of unknown make-up (a measured trace: no cost model says what it was).
 

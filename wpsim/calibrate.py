@@ -758,10 +758,19 @@ def _fork_run(targets: list[Callable[[Any], Any]]) -> list[Any]:
         proc = ctx.Process(target=body, daemon=True)
         proc.start()
         procs.append(proc)
+    for _, send in pipes:  # the children hold theirs: a child that dies ends its pipe
+        send.close()
     results = []
     try:
-        for recv, _ in pipes:
-            status, value = recv.recv()
+        for (recv, _), proc in zip(pipes, procs, strict=True):
+            try:
+                status, value = recv.recv()
+            except EOFError:
+                proc.join(timeout=5)
+                raise RuntimeError(
+                    f"measuring process {proc.pid} ended without a result (exit code "
+                    f"{proc.exitcode})"
+                ) from None
             if status != "ok":
                 raise RuntimeError(f"measuring process failed: {value}")
             results.append(value)
@@ -1519,7 +1528,7 @@ def _us(seconds: float) -> str:
 def _prior_latencies(path: Path) -> dict[str, tuple[float, str]]:
     """Latency values and their comments from an existing machine file (carried over)."""
     found: dict[str, tuple[float, str]] = {}
-    if not path.exists():
+    if not path.is_file():  # missing, or a device such as /dev/stdout: nothing to carry over
         return found
     section, cache = "", ""
     for line in path.read_text().splitlines():
@@ -2050,19 +2059,12 @@ def _loadavg() -> float | None:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``text`` to ``path`` through :func:`wpsim.outputs.atomic_write` (a temporary file
+    created exclusively in the same folder, fsynced, renamed), creating missing folders."""
+    from wpsim.outputs import atomic_write, output_folder
+
+    output_folder(path.parent, "--out")
+    atomic_write(path, text, "--out")
 
 
 def calibrate(

@@ -1,20 +1,23 @@
 """The ``wpsim`` command line.
 
 Each sub-command lives in a ``_cmd_*`` function registered in :data:`COMMANDS`; errors the user
-can fix (:class:`~wpsim.errors.WpsimError`) print as one line on stderr with exit status 2, and
-Ctrl-C exits with status 130 after the command has saved what it finished.
+can fix (:class:`~wpsim.errors.WpsimError`, and bad options) print as one line on stderr with
+exit status 2, and Ctrl-C or SIGTERM exit with status 130 after the command has saved what it
+finished. The console script enters through :mod:`wpsim.console`, which also catches an
+interrupt while these modules load.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from wpsim import __version__
 from wpsim.errors import ConfigError, WpsimError
+from wpsim.outputs import check_figure, check_output, dumps_json
 from wpsim.workload import DEFAULT_WORKLOAD, Workload, load_workload
 
 WORKLOAD_DIR = Path(__file__).resolve().parent.parent / "workloads"
@@ -32,6 +35,24 @@ def resolve_workload(value: str | None) -> Workload:
     return load_workload(path)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``wpsim run: error: ... (see wpsim run --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -43,8 +64,8 @@ def positive_int(text: str) -> int:
 
 
 def print_json(obj: object) -> None:
-    json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=float)
-    sys.stdout.write("\n")
+    """Print ``obj`` as JSON; ``inf`` and ``nan`` become ``null`` (JSON has neither)."""
+    sys.stdout.write(dumps_json(obj, indent=2, sort_keys=True) + "\n")
 
 
 # ---- graph -----------------------------------------------------------------------------------
@@ -80,22 +101,56 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
         "--chunk", type=positive_int, default=1, metavar="K",
         help="time steps per task; K > 1 runs the input projection of K steps as one GEMM",
     )  # fmt: skip
+    p.add_argument(
+        "--allow-large", action="store_true",
+        help="run even when the estimated memory exceeds what this computer can give "
+        "(see Limits in docs/reference/cli.md)",
+    )  # fmt: skip
+
+
+def add_force_workers(p: argparse.ArgumentParser) -> None:
+    """``--force-workers``: overrides the process guard (:func:`wpsim.guards.check_workers`)."""
+    from wpsim.guards import MAX_WORKERS_PER_CPU
+
+    p.add_argument(
+        "--force-workers", action="store_true",
+        help=f"start more than {MAX_WORKERS_PER_CPU} workers per CPU anyway (see Limits in "
+        "docs/reference/cli.md)",
+    )  # fmt: skip
+
+
+def check_size(args: argparse.Namespace, workload: Workload, engine: str, policy=None,
+               workers: int = 0):  # fmt: skip
+    """The size guard of a command (:func:`wpsim.guards.check_size`) with its options."""
+    from wpsim.guards import check_chunk
+    from wpsim.guards import check_size as guard
+
+    check_chunk(workload, args.chunk)
+    name = f"workload {args.workload}" if args.workload else None
+    return guard(workload, engine, policy, chunk=args.chunk, granularity=args.granularity,
+                 workers=workers, allow=args.allow_large, what=name)  # fmt: skip
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
     from wpsim import analysis, export, graph
 
     workload = resolve_workload(args.workload)
+    for flag, path in (("--graphml", args.graphml), ("--dot", args.dot)):
+        if path:
+            check_output(path, flag)
+    if args.plot:
+        check_figure(args.plot, "--plot")
+    check_size(args, workload, "graph")
     g = graph.build(workload, granularity=args.granularity, chunk=args.chunk)
     summary = analysis.summarize(g)
     if args.profile:
         summary["profile"] = analysis.parallelism_profile(g)
     if args.graphml:
-        export.write_graphml(g, args.graphml)
+        export.write_graphml(g, args.graphml, "--graphml")
     if args.dot:
-        export.write_dot(g, args.dot)
+        export.write_dot(g, args.dot, "--dot")
     if args.plot:
-        export.plot_grid(g, args.plot)
+        export.plot_grid(g, args.plot, flag="--plot")
     if args.json:
         print_json(summary)
         return 0
@@ -137,7 +192,7 @@ def _load_command_modules() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="wpsim",
         description="Simulate, model and measure wavefront execution of recurrent neural "
         "networks (RNN, LSTM, GRU) on multi-core machines. Times are in seconds, sizes in bytes.",
@@ -151,25 +206,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except WpsimError as error:
-        print(f"wpsim: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("wpsim: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
+    """Run one command; return its exit status (argparse exits itself on bad options: 2)."""
+    from wpsim.console import INTERRUPTED, interrupted, sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if not getattr(args, "func", None):
+                parser.print_help()
+                print("wpsim: error: expected a command (see the list above)", file=sys.stderr)
+                return 2
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            print("wpsim: interrupted", file=sys.stderr)
+            return INTERRUPTED
+        except WpsimError as error:
+            if interrupted():  # e.g. a worker that saw the same Ctrl-C
+                print("wpsim: interrupted", file=sys.stderr)
+                return INTERRUPTED
+            print(f"wpsim: error: {' '.join(str(error).split())}", file=sys.stderr)
+            return 2
+        except BrokenPipeError:
+            return 0
+        except MemoryError:
+            print("wpsim: error: out of memory (the size guard's estimate was too low; use a "
+                  "smaller workload or a larger --chunk)", file=sys.stderr)  # fmt: skip
+            return 2
+        except Exception:
+            if not interrupted():
+                raise
+            # an interrupt while a command loads a module may surface as another error
+            print("wpsim: interrupted", file=sys.stderr)
+            return INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["main", "build_parser", "resolve_workload", "add_workload_args", "ConfigError"]
+__all__ = [
+    "ArgumentParser",
+    "ConfigError",
+    "add_force_workers",
+    "add_workload_args",
+    "build_parser",
+    "check_size",
+    "main",
+    "non_negative_int",
+    "positive_int",
+    "resolve_workload",
+]

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from wpsim.cli import add_workload_args, positive_int, print_json, resolve_workload
+from wpsim.cli import (
+    add_force_workers,
+    add_workload_args,
+    check_size,
+    positive_int,
+    print_json,
+    resolve_workload,
+)
 from wpsim.errors import ConfigError
+from wpsim.guards import check_workers
+from wpsim.outputs import check_output, output_folder
 
 DEFAULT_HOST = Path(__file__).resolve().parent.parent / "hw_configs" / "host.yaml"
 
@@ -40,15 +50,40 @@ def _name_list(text: str) -> list[str]:
 # ---- calibrate --------------------------------------------------------------------------------
 
 
+def _cmd_calibrate_runtime(args: argparse.Namespace) -> int:
+    from wpsim.calibrate_runtime import calibrate_runtime
+    from wpsim.runtime import RUNTIME_DIR
+
+    out = Path(args.out) if args.out else RUNTIME_DIR / f"host_{args.runtime}.yaml"
+    if out.exists() and out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder, expected a runtime file path (.yaml)")
+    quiet = args.json
+    document = calibrate_runtime(
+        out, quick=args.quick, progress=None if quiet else (lambda line: print(line, flush=True))
+    )
+    if args.json:
+        print_json({"out": str(out), "runtime": {k: v for k, v in document.items()
+                                                 if k != "calibration"}})  # fmt: skip
+        return 0
+    print(f"calibrated {out} (use it with --runtime {out})")
+    return 0
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from wpsim.calibrate import calibrate
 
-    out = Path(args.out)
-    if out.exists() and out.is_dir():
-        raise ConfigError(f"--out {out}: is a folder, expected a machine file path (.yaml)")
+    if args.runtime:
+        return _cmd_calibrate_runtime(args)
+    out = check_output(args.out or DEFAULT_HOST, "--out")  # before measuring: a minute lost otherwise
     cores = args.cores
-    if cores is not None and len(cores) < 1:
-        raise ConfigError("--cores: expected at least one core")
+    if cores is not None:
+        allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        missing = [c for c in cores if allowed and c not in allowed]
+        if missing:
+            raise ConfigError(
+                f"--cores: CPU {missing[0]} is not one this process may run on (allowed: "
+                f"{','.join(map(str, allowed))})"
+            )
     quiet = args.json
     result = calibrate(
         out, quick=args.quick, cores=cores,
@@ -87,8 +122,12 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         "calibration block (date, CPU, numpy, BLAS, raw data). Takes about a minute (--quick: "
         "about 15 s). Ctrl-C leaves the previous file untouched.",
     )  # fmt: skip
-    p.add_argument("--out", "-o", metavar="FILE", default=str(DEFAULT_HOST),
-                   help="machine file to write (default: hw_configs/host.yaml)")  # fmt: skip
+    p.add_argument("--out", "-o", metavar="FILE",
+                   help="machine file to write (default: hw_configs/host.yaml; with --runtime: "
+                   "hw_configs/runtimes/host_NAME.yaml)")  # fmt: skip
+    p.add_argument("--runtime", choices=["torch"],
+                   help="measure a framework's RNN runtime instead of the machine and write a "
+                   "runtime file (wpsim.runtime): torch = PyTorch's nn.RNN/LSTM/GRU, one thread")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer shapes and repeats (for tests)")
     p.add_argument("--cores", type=_int_list, metavar="A,B,...",
                    help="cores to measure on (default: every core this process may use)")  # fmt: skip
@@ -101,6 +140,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from wpsim.hardware import load_machine, resolve_machine_path
+    from wpsim.policies import available, get_policy
     from wpsim.validate import format_report, validate
 
     if args.granularity != "cell":
@@ -115,6 +155,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             setattr(args, flag, VALIDATE_DEFAULTS[flag])
     workload = resolve_workload(args.workload)
     machine = load_machine(resolve_machine_path(args.hardware))
+    check_workers(max(args.workers), "--workers", args.force_workers, "wpsim validate")
+    for name in set(args.policies) & set(available()):  # unknown names: validate says so
+        policy = get_policy(name)
+        check_size(args, workload, "run", policy, max(args.workers))
+        check_size(args, workload, "simulate", policy)
+    if args.out:
+        output_folder(args.out, "--out")  # before measuring
     from wpsim.calibrate import calibration_mismatch
 
     mismatch = calibration_mismatch(machine)
@@ -188,6 +235,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
                    help="print one JSON object with 'rows' and 'per_kind' (--measured with "
                    "several comparisons: {'reports': [...]})")  # fmt: skip
     p.add_argument("--out", "-o", metavar="DIR", help="write the CSVs and Gantt charts here")
+    add_force_workers(p)
     p.set_defaults(func=_cmd_validate)
 
 

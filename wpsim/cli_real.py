@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
-from wpsim.cli import add_workload_args, positive_int, print_json, resolve_workload
-from wpsim.errors import ConfigError
+from wpsim.cli import (
+    add_force_workers,
+    add_workload_args,
+    check_size,
+    non_negative_int,
+    positive_int,
+    print_json,
+    resolve_workload,
+)
+from wpsim.guards import check_workers, cpu_count
+from wpsim.outputs import check_output
 
 
-def _non_negative_int(text: str) -> int:
+def positive_seconds(text: str) -> float:
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}") from None
+    if not 0 < value < 1e9:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
     return value
 
 
@@ -25,18 +32,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from wpsim.policies import get_policy
 
     workload = resolve_workload(args.workload)
-    if args.trace and not Path(args.trace).resolve().parent.is_dir():
-        raise ConfigError(f"--trace: cannot write {args.trace}: no such directory")
-    policy = get_policy(args.policy, helpers=args.helpers, instances=args.instances)
-    workers = args.workers or os.cpu_count() or 1
-    result = execute(workload, policy, workers, chunk=args.chunk, seed=args.seed,
-                     repeats=args.repeats, warmup=args.warmup, granularity=args.granularity)  # fmt: skip
     if args.trace:
-        try:
-            result.trace.to_chrome(args.trace, result.labels, [t.layer for t in result.tasks],
-                                   process_name=f"wpsim run {result.policy}")  # fmt: skip
-        except OSError as error:
-            raise ConfigError(f"--trace: cannot write {args.trace}: {error.strerror}") from None
+        check_output(args.trace, "--trace")
+    policy = get_policy(args.policy, helpers=args.helpers, instances=args.instances)
+    workers = args.workers or cpu_count()
+    check_workers(workers, "--workers", args.force_workers, "wpsim run")
+    check_size(args, workload, "run", policy, workers)
+    result = execute(workload, policy, workers, chunk=args.chunk, seed=args.seed,
+                     repeats=args.repeats, warmup=args.warmup, granularity=args.granularity,
+                     stall_timeout_s=args.stall_timeout)  # fmt: skip
+    if args.trace:
+        layers = [t.layer for t in result.tasks]
+        result.trace.to_chrome(args.trace, result.labels, layers,
+                               process_name=f"wpsim run {result.policy}", flag="--trace")  # fmt: skip
     if args.json:
         summary = result.to_dict()
         if args.trace:
@@ -91,11 +99,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="independent workload instances (multiprogram; default 1)")  # fmt: skip
     p.add_argument("--repeats", "-r", type=positive_int, default=1, metavar="R",
                    help="timed runs with the same workers; the makespan is their median (default 1)")  # fmt: skip
-    p.add_argument("--warmup", type=_non_negative_int, default=1, metavar="W",
+    p.add_argument("--warmup", type=non_negative_int, default=1, metavar="W",
                    help="untimed runs first (default 1)")  # fmt: skip
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of the parameters and input (default 0)"
-    )
+        "--seed", type=non_negative_int, default=0,
+        help="seed of the parameters and input, an integer >= 0 (default 0)",
+    )  # fmt: skip
+    add_force_workers(p)
+    p.add_argument("--stall-timeout", type=positive_seconds, metavar="SECONDS",
+                   help="end the run when a worker makes no progress for this long (default: "
+                   "from the task's predicted length, at least 10 s)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--trace", metavar="FILE.json", help="write a Chrome trace with task labels")
     p.set_defaults(func=_cmd_run)

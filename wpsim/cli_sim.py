@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from wpsim.cli import add_workload_args, positive_int, print_json, resolve_workload
+from wpsim.cli import add_workload_args, check_size, positive_int, print_json, resolve_workload
 from wpsim.hardware import CpuMachine, load_machine, resolve_machine_path
+from wpsim.outputs import check_figure, check_output, output_folder
 from wpsim.result import Result
 
 DEFAULT_HARDWARE = "xeon8160_2s"
@@ -34,6 +34,10 @@ def add_machine_args(p: argparse.ArgumentParser, policy: bool = True) -> None:
                    help="independent workload instances (multiprogram; default 1)")  # fmt: skip
     p.add_argument("--cost", choices=["model", "ideal"], default="model",
                    help="full cost model (default) or idealised flops-only costs")  # fmt: skip
+    p.add_argument("--runtime", "-r", metavar="NAME", default="lean",
+                   help="the software that runs the RNN: a runtime YAML, or a name from "
+                   "hw_configs/runtimes/ (e.g. pytorch_eager_cpu, cudnn_standard); default lean: "
+                   "the machine's own model, no framework costs")  # fmt: skip
 
 
 def make_policy(args: argparse.Namespace, name: str | None = None):
@@ -44,6 +48,12 @@ def make_policy(args: argparse.Namespace, name: str | None = None):
 
 def load_hardware(value: str):
     return load_machine(resolve_machine_path(value))
+
+
+def load_runtime(value: str | None):
+    from wpsim.runtime import load_runtime as load
+
+    return load(value)
 
 
 #: graphs from this many tasks on report their phases on stderr (building 100k takes 1.5 s here)
@@ -57,7 +67,13 @@ def _run(args: argparse.Namespace, engine: str) -> Result:
     workload = resolve_workload(args.workload)
     machine = load_hardware(args.hardware)
     policy = make_policy(args)
-    options = dict(cores=args.cores, chunk=args.chunk, granularity=args.granularity, cost=args.cost)
+    if getattr(args, "trace", None):
+        check_output(args.trace, "--trace")
+    if getattr(args, "gantt", None):
+        check_figure(args.gantt, "--gantt")
+    check_size(args, workload, engine, policy)
+    options = dict(cores=args.cores, chunk=args.chunk, granularity=args.granularity, cost=args.cost,
+                   runtime=load_runtime(args.runtime))  # fmt: skip
     large = closed_form_n_tasks(workload, args.chunk) >= PROGRESS_MIN_TASKS
     if engine == "simulate" and isinstance(machine, CpuMachine) and large:
         options["progress"] = lambda line: print(f"simulate: {line}", file=sys.stderr, flush=True)
@@ -81,7 +97,7 @@ def format_result(result: Result, workload, title: str) -> str:
     )
     if traffic:
         rows.append(("bytes moved", traffic))
-    for key in ("max_persistent_hidden", "note"):
+    for key in ("runtime", "max_persistent_hidden", "note"):
         if key in result.extra:
             rows.append((key.replace("_", " "), str(result.extra[key])))
     width = max(len(k) for k, _ in rows)
@@ -104,17 +120,17 @@ def _emit(args: argparse.Namespace, result: Result, engine: str) -> int:
         labels = [t.label for t in tasks]
         if args.trace:
             result.trace.to_chrome(args.trace, labels, [t.layer for t in tasks],
-                                   process_name=f"wpsim {result.policy}")  # fmt: skip
+                                   f"wpsim {result.policy}", flag="--trace")  # fmt: skip
         if args.gantt:
             from wpsim.plots import save_schedule_figure
 
             machine = load_hardware(args.hardware)
             level_bw = {c.name: c.bandwidth_Bps for c in machine.caches} if isinstance(
                 machine, CpuMachine) else None  # fmt: skip
-            save_schedule_figure(args.gantt, result.trace, tasks,
-                                 f"{workload.name or 'workload'}: {result.policy} on {result.cores} cores",
-                                 workload.layers + (1 if workload.output != "none" else 0),
-                                 result.cores, args.gantt_by, level_bw)  # fmt: skip
+            title = f"{workload.name or 'workload'}: {result.policy} on {result.cores} cores"
+            n_layers = workload.layers + (1 if workload.output != "none" else 0)
+            save_schedule_figure(args.gantt, result.trace, tasks, title, n_layers, result.cores,
+                                 args.gantt_by, level_bw, flag="--gantt")  # fmt: skip
     if args.json:
         print_json(result.to_dict())
         return 0
@@ -165,14 +181,22 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     machine = load_hardware(args.hardware)
     names = accel_dispatch.policies_for(machine) if not args.policies else args.policies.split(",")
     engine = "predict" if args.analytic else "simulate"
+    for name in names:  # every policy's graph, before any is built
+        check_size(
+            args, workload, "predict" if args.analytic else "compare", make_policy(args, name)
+        )
     results = {}
-    options = dict(cores=args.cores, chunk=args.chunk, granularity=args.granularity, cost=args.cost)
+    options = dict(cores=args.cores, chunk=args.chunk, granularity=args.granularity, cost=args.cost,
+                   runtime=load_runtime(args.runtime))  # fmt: skip
     for name in names:
         policy = make_policy(args, name)
         results[name] = accel_dispatch.evaluate(engine, workload, machine, policy, **options)
         if engine == "simulate" and isinstance(machine, CpuMachine):
             # every policy's speed-up has the same baseline: simulate it once
-            options["sequential_s"] = results[name].sequential_s
+            # (without a runtime's serial terms, which every result adds once)
+            options["sequential_s"] = results[name].sequential_s - results[name].extra.get(
+                "runtime_serial_s", 0.0
+            )
     baseline = results.get("layerwise")
     if args.json:
         rows = []
@@ -183,9 +207,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print_json({"workload": workload.name, "machine": machine.name, "rows": rows})
         return 0
     cores = results[names[0]].cores
-    print(
-        f"{engine}: {workload.name or 'workload'} on {machine.name}, {cores} cores, chunk {args.chunk}"
+    runtime = options["runtime"]
+    under = (
+        f", runtime {runtime.name} (every policy, the layerwise baseline too)" if runtime else ""
     )
+    print(f"{engine}: {workload.name or 'workload'} on {machine.name}, {cores} cores, "
+          f"chunk {args.chunk}{under}")  # fmt: skip
     width = max(14, *(len(r.policy) + 2 for r in results.values()))
     header = f"  {'policy':<{width}}{'makespan':>14}{'vs sequential':>15}{'vs layerwise':>14}{'DRAM':>12}{'util':>7}"
     print(header)
@@ -212,8 +239,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out, "--out")
     print("wpsim demo: the built-in 4-layer LSTM (H=512, T=100, batch 1) on a 2-socket Xeon "
           "Platinum 8160 node (48 cores)\n")  # fmt: skip
     from wpsim.cli import main

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import time
 from pathlib import Path
 
-from wpsim.cli import positive_int
+from wpsim.cli import add_force_workers, positive_int, print_json
 from wpsim.errors import ConfigError
+from wpsim.guards import check_workers
+from wpsim.outputs import output_folder
 
 REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
 
@@ -41,15 +42,33 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise ConfigError("--out DIR is required (where results.csv and manifest.json go)")
+    if args.scheduler:
+        from wpsim.sweep.run import check_scheduler
+
+        check_scheduler(args.scheduler)
+    if args.backend == "local" and args.scheduler:
+        raise ConfigError("--scheduler needs --backend dask")
+    if not args.scheduler:  # processes started on this computer
+        from wpsim.sweep.run import default_workers
+
+        check_workers(args.workers or default_workers(), "--workers", args.force_workers,
+                      "wpsim sweep")  # fmt: skip
+    _confirm_size(loaded, args)
+    output_folder(args.out, "--out")
     summary = run_sweep(loaded, args.out, backend=args.backend, workers=args.workers,
                         scheduler=args.scheduler, restart=args.restart, progress=not args.quiet,
-                        max_points=args.max_points)  # fmt: skip
+                        max_points=args.max_points, allow_large=args.allow_large)  # fmt: skip
+    status = 0
+    if summary.failed:
+        print(f"wpsim sweep: {summary.failed} of {summary.n_points} points failed (their "
+              f"'error' column in {Path(args.out) / 'results.csv'} says why)",
+              file=sys.stderr)  # fmt: skip
+        status = 1
     if args.json:
         out = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
         out["rate_points_per_s"] = summary.rate
-        json.dump(out, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
-        return 0
+        print_json(out)
+        return status
     name = loaded.spec.name or Path(args.spec).stem
     workers = f"{summary.workers} {summary.backend} worker{'s' if summary.workers != 1 else ''}"
     print(f"sweep {name}: {summary.run_now} points run in {summary.wall_s:.1f} s "
@@ -57,7 +76,34 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     state = "complete" if summary.complete else "partial: run the same command again to continue"
     print(f"  {summary.n_points} points, {summary.failed} failed ({state})")
     print(f"  results: {Path(args.out) / 'results.csv'}")
-    return 0
+    return status
+
+
+#: Sweeps with more points than this run only with ``--yes`` (the refusal shows the count and an
+#: estimate of the time): a mistyped grid (one list too many) can be billions of points.
+CONFIRM_POINTS = 1_000_000
+
+
+def _confirm_size(loaded, args: argparse.Namespace) -> None:
+    """Refuse a sweep of more than :data:`CONFIRM_POINTS` new points without ``--yes``."""
+    todo = loaded.n_points if args.max_points is None else min(loaded.n_points, args.max_points)
+    if todo <= CONFIRM_POINTS or args.yes:
+        return
+    from wpsim.sweep.run import default_workers, measure_rate
+
+    workers = args.workers or default_workers()
+    rate = measure_rate(loaded)
+    if rate:
+        hours = todo / (rate * workers) / 3600
+        took = (
+            f"about {hours:,.1f} h at {rate:,.0f} points/s per worker measured on its first points"
+        )
+    else:
+        took = "time unknown: its first points failed"
+    raise ConfigError(
+        f"{args.spec}: {loaded.n_points:,} points ({took}, {workers} workers); more than "
+        f"{CONFIRM_POINTS:,}: pass --yes to run them, or --max-points N to run part of them"
+    )
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
@@ -80,6 +126,12 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-points", type=positive_int, metavar="N",
                    help="stop after N new points (run again to continue)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the points, run nothing")
+    p.add_argument("--yes", "-y", action="store_true",
+                   help=f"run a sweep of more than {CONFIRM_POINTS:,} points")  # fmt: skip
+    p.add_argument("--allow-large", action="store_true",
+                   help="evaluate points whose estimated memory exceeds a worker's share "
+                   "(else failed rows; see Limits in docs/reference/cli.md)")  # fmt: skip
+    add_force_workers(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_cmd_sweep)

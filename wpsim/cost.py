@@ -262,7 +262,8 @@ class CpuCostModel:
         # the weights of a product on one core fit its largest private cache up to this size
         self._hot_bytes = max((level.size_bytes for level in self.private), default=0)
         self.elementwise_eff = machine.efficiency.elementwise
-        self._step_overhead = machine.step_overhead_s.get(w.cell, 0.0)
+        self._step_overhead = machine.step_overhead(w.cell)
+        self._step_overhead_bwd = machine.step_overhead(w.cell, backward=True)
         self._task_overhead = machine.task_overhead_s.get(w.cell, 0.0)
         self._elem_step_s = self._elementwise_step_s(machine, w.cell, w.hidden, w.batch)
         # per core: the FixedPoint of the group that last ran a task on it, or None
@@ -606,7 +607,10 @@ class CpuCostModel:
         """(step overhead s, helper synchronisation s, products s, element-wise s) of ``tid`` on
         ``k`` cores."""
         task = self._tasks[tid]
-        step_s = self._task_overhead + task.steps * self._step_overhead if task.flops_rec else 0.0
+        step_s = 0.0
+        if task.flops_rec:
+            per_step = self._step_overhead_bwd if task.is_backward else self._step_overhead
+            step_s = self._task_overhead + task.steps * per_step
         sync_s = 0.0
         if k > 1:
             n_sync = task.steps if task.flops_rec else 1

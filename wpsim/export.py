@@ -7,6 +7,7 @@ from pathlib import Path
 import networkx as nx
 
 from wpsim.graph import Task
+from wpsim.outputs import atomic_write, check_figure, figure_format, write_with
 
 
 def _flat_attributes(task: Task) -> dict[str, object]:
@@ -34,12 +35,13 @@ def to_flat_graph(graph: nx.DiGraph) -> nx.DiGraph:
     return flat
 
 
-def write_graphml(graph: nx.DiGraph, path: str | Path) -> None:
-    """Write GraphML (readable by networkx, Gephi, yEd)."""
-    nx.write_graphml(to_flat_graph(graph), str(path))
+def write_graphml(graph: nx.DiGraph, path: str | Path, flag: str = "") -> None:
+    """Write GraphML (readable by networkx, Gephi, yEd), through :mod:`wpsim.outputs`."""
+    flat = to_flat_graph(graph)
+    write_with(path, lambda p: nx.write_graphml(flat, str(p)), flag)
 
 
-def write_dot(graph: nx.DiGraph, path: str | Path) -> None:
+def write_dot(graph: nx.DiGraph, path: str | Path, flag: str = "") -> None:
     """Write Graphviz DOT: one node per task labelled with its name and GFLOP, ranks by time."""
     lines = ["digraph wpsim {", "  rankdir=LR;", "  node [shape=box, fontsize=10];"]
     for v, task in sorted(graph.nodes(data="task")):
@@ -47,15 +49,16 @@ def write_dot(graph: nx.DiGraph, path: str | Path) -> None:
     for u, v, nbytes in sorted(graph.edges(data="bytes")):
         lines.append(f'  {u} -> {v} [label="{nbytes} B", fontsize=8];')
     lines.append("}")
-    Path(path).write_text("\n".join(lines) + "\n")
+    atomic_write(path, "\n".join(lines) + "\n", flag)
 
 
-def plot_grid(graph: nx.DiGraph, path: str | Path, title: str = "") -> None:
+def plot_grid(graph: nx.DiGraph, path: str | Path, title: str = "", flag: str = "") -> None:
     """Draw the task graph as a layer x time grid (one box per task, arrows for dependencies).
 
     Forward tasks sit at (time, layer); the reverse direction is offset upwards; backward tasks
     are drawn to the right of the forward ones, mirrored in time.
     """
+    check_figure(path, flag)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,5 +110,7 @@ def plot_grid(graph: nx.DiGraph, path: str | Path, title: str = "") -> None:
     ax.grid(alpha=0.2)
     ax.margins(y=0.25)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        write_with(path, lambda p: fig.savefig(p, dpi=110, format=figure_format(path)), flag)
+    finally:
+        plt.close(fig)

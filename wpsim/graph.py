@@ -264,7 +264,8 @@ class _Builder:
             current: list[list[int]] = []
             for direction in range(w.directions):
                 hoisted: dict[int, int] = {}  # step -> input_gemm task id
-                if hoist_input is not None:
+                # a skip-input layer (width 0) has no input projection to hoist
+                if hoist_input is not None and width > 0:
                     for t0, k in _chunks(w.seq_len, hoist_input):
                         tid = self.add(
                             kind="input_gemm", layer=layer, direction=direction, t0=t0, steps=k,
@@ -282,7 +283,7 @@ class _Builder:
                                         edges.append((below[d_below][c], tid, b * ck * h * s))
                 ids = []
                 weights = self.weights(instance, layer, direction, "hh" if hoisted else "ih+hh")
-                in_width = g * h if hoisted else width
+                in_width = g * h if hoisted else (width or h)  # skip input reads x (B x H)
                 pending = self.pending
                 for t0, k in chunks:
                     # the hot loop of large graphs: Task built positionally, no helper call
@@ -359,11 +360,13 @@ class _Builder:
                     common = dict(
                         layer=layer, direction=direction, t0=t, steps=1, instance=instance
                     )
-                    ip = self.add(
-                        kind="input_proj", flops_in=2.0 * g * h * width * b, flops_rec=0.0,
-                        flops_elem=0.0, weights=self.weights(instance, layer, direction, "ih"),
-                        in_bytes=b * width * s, out_bytes=pre, **common,
-                    )  # fmt: skip
+                    ip = None  # a skip-input layer (width 0) has no input projection
+                    if width > 0:
+                        ip = self.add(
+                            kind="input_proj", flops_in=2.0 * g * h * width * b, flops_rec=0.0,
+                            flops_elem=0.0, weights=self.weights(instance, layer, direction, "ih"),
+                            in_bytes=b * width * s, out_bytes=pre, **common,
+                        )  # fmt: skip
                     rp = self.add(
                         kind="rec_proj", flops_in=0.0, flops_rec=2.0 * w.weight_hh_nonzeros() * b,
                         flops_elem=0.0, weights=self.weights(instance, layer, direction, "hh"),
@@ -374,7 +377,7 @@ class _Builder:
                         flops_elem=float(gates_e * h * b), weights=(),
                         in_bytes=2 * pre, out_bytes=pre if has_state else vec, **common,
                     )  # fmt: skip
-                    edges += [(ip, gt, pre), (rp, gt, pre)]
+                    edges += [(rp, gt, pre)] if ip is None else [(ip, gt, pre), (rp, gt, pre)]
                     out = gt
                     if has_state:
                         st = self.add(

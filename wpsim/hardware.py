@@ -12,27 +12,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from wpsim.config import NotBool as _NotBool
 from wpsim.config import read_yaml, validate_mapping
 from wpsim.errors import ConfigError
 
-
-def _reject_bool(value: Any) -> Any:
-    """YAML reads yes/no/true/false as booleans, which pydantic would otherwise take as 1/0."""
-    if isinstance(value, bool):
-        raise ValueError("a number, not a boolean (yes/no/true/false)")
-    return value
-
-
-_NotBool = BeforeValidator(_reject_bool)
 PositiveFloat = Annotated[float, Field(gt=0), _NotBool]
 NonNegativeFloat = Annotated[float, Field(ge=0), _NotBool]
 Fraction = Annotated[float, Field(gt=0, le=1), _NotBool]
+UnitInterval = Annotated[float, Field(ge=0, le=1), _NotBool]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # numbers are finite (no .inf/.nan) and never booleans (``_NotBool``): see wpsim.config
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def increasing_points(points: list, kind: str, x_name: str) -> list:
@@ -60,7 +54,7 @@ class CacheLevel(_Strict):
     #: points, the end values outside. Without it the level is a strict LRU (1 up to its size,
     #: 0 beyond). Real caches fall off smoothly: on the calibration machine a working set of 1x
     #: the L2 is still ~70% served from it, 1.5x ~20% (``wpsim calibrate`` measures it).
-    hit_curve: list[tuple[PositiveFloat, Annotated[float, Field(ge=0, le=1)]]] | None = None
+    hit_curve: list[tuple[PositiveFloat, UnitInterval]] | None = None
 
     @field_validator("hit_curve")
     @classmethod
@@ -140,7 +134,7 @@ class EfficiencySpec(_Strict):
     #: BLAS kernel's start-up; ``wpsim calibrate`` measures it as ``2 t(half the rows) - t(all
     #: rows)``). The grids above hold it within a whole product; a product split across ``k``
     #: cores costs each member ``fixed + (whole - fixed) / k``, not ``whole / k``.
-    product_fixed_s: float = Field(0.0, ge=0)
+    product_fixed_s: Annotated[float, _NotBool] = Field(0.0, ge=0)
 
     @field_validator("elementwise_step_s")
     @classmethod
@@ -220,17 +214,17 @@ class CpuMachine(_Strict):
     #: The runtime computes a recurrent product of at most this many batch rows on one core as
     #: that many GEMVs (``kernels.cells.gemv_max_batch()``); a product split across helpers stays one
     #: GEMM. 0: always one GEMM.
-    recurrent_gemv_max_batch: int = Field(0, ge=0)
+    recurrent_gemv_max_batch: Annotated[int, _NotBool] = Field(0, ge=0)
     #: A task split across helpers projects its inputs split over time steps (every member
     #: reads all of ``W_ih`` and writes whole rows) when ``W_ih`` has at most this many bytes,
     #: else split by gate rows (1/k of ``W_ih`` each); ``kernels.executor`` does so up to
     #: ``INPUT_SPLIT_BY_TIME_MAX_BYTES``. 0: always by gate rows.
-    input_split_by_time_max_bytes: int = Field(0, ge=0)
+    input_split_by_time_max_bytes: Annotated[int, _NotBool] = Field(0, ge=0)
     #: Whether a task split across helper cores also splits its element-wise work (a threaded
     #: runtime's parallel loop does); ``false``: every member runs the whole element-wise update
     #: of each step after the barrier (``kernels.executor`` does, so that no second barrier is
     #: needed).
-    elementwise_split_across_helpers: bool = True
+    elementwise_split_across_helpers: bool = Field(True, strict=True)
     #: Fixed time per recurrent step of a cell, by cell type: the runtime's per-step cost of
     #: launching the element-wise cell math (interpreter and ufunc dispatch for numpy kernels;
     #: 0 for compiled runtimes unless measured).
@@ -239,10 +233,13 @@ class CpuMachine(_Strict):
     #: per-call cost of a chunk task (argument checks, buffers, the input projection's call; for
     #: numpy kernels the intercept of a task's time against its number of steps at a tiny size).
     task_overhead_s: dict[Literal["rnn", "lstm", "gru"], NonNegativeFloat] = {}
+    #: Fixed time per backward (BPTT) step, by cell type; a cell missing here takes its
+    #: ``step_overhead_s`` (a runtime's autograd or backward kernels: :mod:`wpsim.runtime`).
+    backward_step_overhead_s: dict[Literal["rnn", "lstm", "gru"], NonNegativeFloat] = {}
     calibration: dict[str, Any] | None = None
     #: Set by :meth:`with_cores`: the cores per socket of the whole machine, of which a run uses
     #: ``cores_per_socket``; the others stay free for the runtime (see ``dispatch_s``).
-    physical_cores_per_socket: int | None = Field(None, ge=1)
+    physical_cores_per_socket: Annotated[int, _NotBool] | None = Field(None, ge=1)
 
     @field_validator(
         "dispatch_overhead_busy_s", "dispatch_overhead_sequence_s", "dispatch_overhead_group_s"
@@ -352,6 +349,12 @@ class CpuMachine(_Strict):
         """
         variant = self.dispatch_variant(all_busy, whole_socket_group, sequence)
         return piecewise_linear(variant, task_s) if isinstance(variant, list) else variant
+
+    def step_overhead(self, cell: str, backward: bool = False) -> float:
+        """Fixed seconds per recurrent step of ``cell`` (``backward``: a BPTT step)."""
+        if backward and cell in self.backward_step_overhead_s:
+            return self.backward_step_overhead_s[cell]  # type: ignore[index]
+        return self.step_overhead_s.get(cell, 0.0)  # type: ignore[call-overload]
 
     def socket_of(self, core: int) -> int:
         return core // self.cores_per_socket

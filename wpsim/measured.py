@@ -65,6 +65,7 @@ import difflib
 import gzip
 import json
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,16 @@ def _is_json(path: Path) -> bool:
 
 
 def _read_text(path: Path, limit: int | None = None) -> str:
+    """The UTF-8 text of a regular file (``limit``: its first characters only); unlike a
+    machine or workload file (:func:`wpsim.config.read_text`) a measurement may be large."""
     try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{path}: is a folder, expected a measurement file")
+        if not stat.S_ISREG(mode):  # a named pipe would wait for a writer
+            raise ConfigError(
+                f"{path}: not a regular file (a pipe or a device), expected a measurement file"
+            )
         if path.suffix == ".gz":
             with gzip.open(path, "rt", encoding="utf-8") as handle:
                 return handle.read(limit) if limit else handle.read()

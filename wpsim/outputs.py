@@ -13,6 +13,9 @@ Rules (the reasons in brief):
   is written in place, and write errors (``ENOSPC`` from ``/dev/full``) are reported: data is
   never silently lost.
 * Errors are one line naming the flag, the path and the reason (:class:`OutputError`, exit 2).
+* JSON never holds ``Infinity`` or ``NaN`` (not JSON): :func:`dumps_json` writes them as ``null``.
+* A figure's format comes from its suffix, which must be one matplotlib writes
+  (:data:`FIGURE_SUFFIXES`, checked by :func:`check_figure` before any work).
 
 Examples
 --------
@@ -31,6 +34,9 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import json
+import math
+import numbers
 import os
 import stat
 import tempfile
@@ -43,6 +49,22 @@ from wpsim.errors import WpsimError
 
 class OutputError(WpsimError):
     """An output cannot be written (missing or read-only folder, a folder as target, disk full)."""
+
+
+#: Figure suffixes matplotlib's Agg backend writes without extra software (no .pgf: LaTeX).
+FIGURE_SUFFIXES = (
+    ".png",
+    ".pdf",
+    ".svg",
+    ".svgz",
+    ".eps",
+    ".ps",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
 
 
 def _reason(error: OSError) -> str:
@@ -72,7 +94,87 @@ def check_output(path: str | Path, flag: str) -> Path:
         raise OutputError(f"{where}: folder {parent} is not writable")
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputError(f"{where}: file is not writable")
+    _probe(parent, where)
     return path
+
+
+def _probe(folder: Path, where: str) -> None:
+    """Create and remove a file in ``folder``: the one sure test that it can be written (root
+    ignores permission bits; read-only mounts and pseudo file systems refuse only then)."""
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=".wpsim-", suffix=".probe", dir=folder)
+    except OSError as error:
+        raise OutputError(f"{where}: folder {folder} is not writable ({_reason(error)})") from None
+    os.close(fd)
+    _discard(temporary)
+
+
+def check_figure(path: str | Path, flag: str) -> Path:
+    """:func:`check_output` for a figure, whose suffix must be one of :data:`FIGURE_SUFFIXES`
+    (a device such as ``/dev/stdout`` gets PNG)."""
+    path = check_output(path, flag)
+    if path.exists() and not path.is_file():
+        return path
+    if path.suffix.lower() not in FIGURE_SUFFIXES:
+        where = f"{flag} {path}" if flag else str(path)
+        raise OutputError(
+            f"{where}: unknown figure format {path.suffix or '(no suffix)'!r}, expected a file "
+            f"name ending in {', '.join(FIGURE_SUFFIXES)}"
+        )
+    return path
+
+
+def figure_format(path: str | Path) -> str:
+    """The format matplotlib should write for ``path``: its suffix, PNG for a device."""
+    suffix = Path(path).suffix.lower()
+    return suffix[1:] if suffix in FIGURE_SUFFIXES else "png"
+
+
+def output_folder(path: str | Path, flag: str) -> Path:
+    """Create the output folder ``path`` (and missing parents) or check the existing one is a
+    writable folder; one-line :class:`OutputError` otherwise. Call it before long work."""
+    path = Path(path)
+    where = f"{flag} {path}" if flag else str(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{where}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{where}: cannot create the folder ({_reason(error)})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"{where}: folder is not writable")
+    _probe(path, where)
+    return path
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float (``inf``, ``nan``) replaced by None, numpy
+    scalars as Python numbers, tuples as lists: what JSON can hold.
+
+    Examples
+    --------
+    >>> finite_json({"a": float("inf"), "b": [1.5, float("nan")], "c": (2, "x")})
+    {'a': None, 'b': [1.5, None], 'c': [2, 'x']}
+    """
+    if isinstance(value, bool | str | None):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(item) for item in value]
+    return value
+
+
+def dumps_json(value: Any, **kwargs: Any) -> str:
+    """:func:`json.dumps` of :func:`finite_json` (``kwargs`` as for json.dumps; objects JSON
+    does not know go through ``str``)."""
+    kwargs.setdefault("default", str)
+    return json.dumps(finite_json(value), allow_nan=False, **kwargs)
 
 
 @contextlib.contextmanager
@@ -107,6 +209,7 @@ def open_output(path: str | Path, flag: str = "", mode: str = "w", **kwargs: Any
     except BaseException:
         _discard(temporary)
         raise
+    _fsync_folder(path.parent)
 
 
 def atomic_write(path: str | Path, data: str | bytes, flag: str = "") -> None:
@@ -148,6 +251,21 @@ def write_with(path: str | Path, writer: Callable[[Path], None], flag: str = "")
     except BaseException:
         _discard(temporary)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every system syncs folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _discard(temporary: str) -> None:
@@ -161,4 +279,16 @@ def _umask() -> int:
     return mask
 
 
-__all__ = ["OutputError", "atomic_write", "check_output", "open_output", "write_with"]
+__all__ = [
+    "FIGURE_SUFFIXES",
+    "OutputError",
+    "atomic_write",
+    "check_figure",
+    "check_output",
+    "dumps_json",
+    "figure_format",
+    "finite_json",
+    "open_output",
+    "output_folder",
+    "write_with",
+]

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from wpsim.graph import Task
+from wpsim.outputs import check_figure, figure_format, write_with
 from wpsim.trace import Trace
 
 
@@ -168,10 +169,11 @@ def draw_wavefront_heatmap(ax, trace: Trace, tasks: Sequence[Task], title: str =
 
 def save_schedule_figure(path: str | Path, trace: Trace, tasks: Sequence[Task], title: str,
                          n_layers: int | None = None, n_cores: int | None = None,
-                         color_by: str = "layer",
-                         level_bw: Mapping[str, float] | None = None) -> None:  # fmt: skip
+                         color_by: str = "layer", level_bw: Mapping[str, float] | None = None,
+                         flag: str = "") -> None:  # fmt: skip
     """Gantt chart above (coloured by layer or by cause, see :func:`draw_gantt`), wavefront
-    heat map below."""
+    heat map below (``flag`` names the option in errors)."""
+    check_figure(path, flag)
     plt = _pyplot()
     n_cores = n_cores or len({c for cores in trace.cores for c in cores})
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 3 + 0.18 * min(n_cores, 48) + 3),
@@ -179,17 +181,22 @@ def save_schedule_figure(path: str | Path, trace: Trace, tasks: Sequence[Task], 
     draw_gantt(top, trace, tasks, title, n_layers, n_cores, color_by, level_bw)
     draw_wavefront_heatmap(bottom, trace, tasks)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        write_with(path, lambda p: fig.savefig(p, dpi=110, format=figure_format(path)), flag)
+    finally:
+        plt.close(fig)
 
 
 def save_side_by_side(path: str | Path, measured: Trace, simulated: Trace, tasks: Sequence[Task],
-                      title: str) -> None:  # fmt: skip
+                      title: str, flag: str = "") -> None:  # fmt: skip
     """Measured Gantt above, simulated below, on the same time axis."""
+    check_figure(path, flag)
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
     draw_gantt(top, measured, tasks, f"measured: {title}")
     draw_gantt(bottom, simulated, tasks, f"simulated: {title}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        write_with(path, lambda p: fig.savefig(p, dpi=110, format=figure_format(path)), flag)
+    finally:
+        plt.close(fig)

@@ -18,10 +18,11 @@ Perfetto and chrome://tracing) and CSV.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from wpsim.outputs import atomic_write, dumps_json, open_output
 
 
 class Trace:
@@ -155,8 +156,10 @@ class Trace:
 
     # ---- export -------------------------------------------------------------------------------
     def to_chrome(self, path: str | Path, labels: Sequence[str] | None = None,
-                  layers: Sequence[int] | None = None, process_name: str = "wpsim") -> None:  # fmt: skip
+                  layers: Sequence[int] | None = None, process_name: str = "wpsim",
+                  flag: str = "") -> None:  # fmt: skip
         """Write Chrome trace-event JSON: one complete event per task per core, in microseconds."""
+        # through wpsim.outputs (atomic, no NaN/Infinity); ``flag`` names the option in errors
         events: list[dict[str, Any]] = [
             {"name": "process_name", "ph": "M", "pid": 0, "args": {"name": process_name}},
         ]
@@ -184,15 +187,16 @@ class Trace:
                     "tid": core,
                     "args": args,
                 })  # fmt: skip
-        Path(path).write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ns"}))
+        atomic_write(path, dumps_json({"traceEvents": events, "displayTimeUnit": "ns"}), flag)
 
-    def to_csv(self, path: str | Path, labels: Sequence[str] | None = None) -> None:
+    def to_csv(self, path: str | Path, labels: Sequence[str] | None = None, flag: str = "") -> None:
+        """Write one CSV row per record (through :mod:`wpsim.outputs`)."""
         columns = ["task", "label", "cores", "start_s", "end_s", "hit"] + [
             f"{name}_bytes" for name in self.levels
         ]
         if self.dispatch_s:
             columns.append("dispatch_s")
-        with open(path, "w", newline="") as handle:
+        with open_output(path, flag, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             for record in self.records():

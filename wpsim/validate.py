@@ -40,7 +40,6 @@ Examples
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 import statistics
@@ -51,6 +50,7 @@ from typing import Any
 
 from wpsim.errors import ConfigError
 from wpsim.hardware import CpuMachine
+from wpsim.outputs import atomic_write, dumps_json, open_output, output_folder
 from wpsim.trace import Trace
 from wpsim.workload import Workload
 
@@ -316,9 +316,7 @@ def validate(
     rows: list[dict[str, Any]] = []
     per_kind: list[dict[str, Any]] = []
     files: list[str] = []
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir, "--out") if out_dir is not None else None
     base_meas = makespans[BASELINE]
     for config in configs:
         policy, n = config
@@ -367,7 +365,7 @@ def validate(
             path = out / f"gantt_{policy}_{n}w.png"
             title = (f"{workload.name or workload.cell}: {policy}, {n} worker(s), chunk {chunk} "
                      f"(measured {median * 1e3:.2f} ms, predicted {sim.makespan_s * 1e3:.2f} ms)")  # fmt: skip
-            save_side_by_side(path, chosen.trace, sim_trace, sim.tasks, title)
+            save_side_by_side(path, chosen.trace, sim_trace, sim.tasks, title, "--out")
             files.append(str(path))
     report = ValidationReport(workload, machine.name, chunk, repeats, rows, per_kind, files)
     if out is not None:
@@ -536,7 +534,6 @@ def _slug(text: str) -> str:
 def _simulated_gantts(report: ValidationReport, sims: dict, order: list, folder: Path) -> list[str]:
     """The simulated schedule of each configuration, coloured by cause (the measurements
     have no per-task trace to show beside it)."""
-    from wpsim.outputs import write_with
     from wpsim.plots import save_schedule_figure
 
     files = []
@@ -548,8 +545,7 @@ def _simulated_gantts(report: ValidationReport, sims: dict, order: list, folder:
         title = (f"{report.workload.name or report.workload.cell}: {row['policy']}, "
                  f"{config[2]} worker(s), simulated {sim.makespan_s * 1e3:.2f} ms (measured "
                  f"{row['measured_makespan_s'] * 1e3:.2f} ms)")  # fmt: skip
-        write_with(path, lambda tmp, sim=sim, title=title: save_schedule_figure(
-            tmp, sim.trace, sim.tasks, title, color_by="cause"), "--out")  # fmt: skip
+        save_schedule_figure(path, sim.trace, sim.tasks, title, color_by="cause", flag="--out")
         files.append(str(path))
     return files
 
@@ -588,27 +584,25 @@ def _plan_preds(workload: Workload, policy: str, chunk: int) -> list[list[int]]:
 def write_outputs(report: ValidationReport, out: Path) -> list[str]:
     """``validation.csv`` (the rows, the predicted break-down as ``predicted.<cause>_s``
     columns), ``per_kind.csv`` and ``validation.json`` in ``out``."""
-    from wpsim.outputs import atomic_write, open_output
-
     paths = []
     path = out / "validation.csv"
     causes = list(dict.fromkeys(c for r in report.rows for c in r.get("predicted_breakdown_s", {})))
     flat = [{**r, **{f"predicted.{c}_s": v for c, v in r.get("predicted_breakdown_s", {}).items()}}
             for r in report.rows]  # fmt: skip
-    with open_output(path, "--out", newline="") as handle:
+    with open_output(path, "--out", "w", newline="") as handle:
         columns = [*ROW_KEYS, *WHY_KEYS, *(f"predicted.{c}_s" for c in causes)]
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(flat)
     paths.append(str(path))
     path = out / "per_kind.csv"
-    with open_output(path, "--out", newline="") as handle:
+    with open_output(path, "--out", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(KIND_KEYS))
         writer.writeheader()
         writer.writerows(report.per_kind)
     paths.append(str(path))
     path = out / "validation.json"
-    atomic_write(path, json.dumps(report.to_dict(), indent=2, default=float) + "\n", "--out")
+    atomic_write(path, dumps_json(report.to_dict(), indent=2) + "\n", "--out")
     paths.append(str(path))
     return paths
 

@@ -5,17 +5,23 @@ A workload YAML uses exactly these fields (the public contract)::
     cell: lstm          # rnn (Elman, tanh) | lstm | gru
     layers: 4
     hidden: 512
-    input: 512          # input size of layer 0
+    input: 512          # input size of layer 0; 0 = skip input (see below)
     seq_len: 100
     batch: 1
     bidirectional: false
     phase: inference    # inference | training
-    dtype: float32      # float32 | float64 | float16
+    dtype: float32      # float32 | float64 | float16 | bfloat16
     density: 1.0        # fraction of non-zero recurrent weights (sparse when < 1)
     output: none        # none | linear | softmax
     output_size: 0
 
 plus an optional free-text ``name``. Unknown fields are errors.
+
+``input: 0`` is cuDNN's skip-input mode (``CUDNN_SKIP_INPUT``): layer 0 has no ``weight_ih`` and
+no input projection; its input ``x`` (of width ``hidden``) is added to each gate's pre-activation
+(element-wise, counted in nothing but the bytes read). Benchmarks of the recurrent part alone
+(DeepBench's RNN kernels) use it. The numpy kernels do not execute it (nor ``bfloat16``, which
+numpy lacks); ``simulate`` and ``predict`` model both.
 
 Per-cell sizes (G = gates: rnn 1, lstm 4, gru 3; D = directions; s = bytes per element):
 
@@ -30,14 +36,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from wpsim.config import load_model, validate_mapping
+from wpsim.config import NotBool, load_model, validate_mapping
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2}
+DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
 INDEX_BYTES = 4  # CSR column index / row pointer width for sparse recurrent weights
 
 #: Element-wise flops per hidden unit per batch row of one step (documented in docs/reference):
@@ -57,21 +63,22 @@ class Workload(BaseModel):
     (4, 1, 8)
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # numbers are numbers: no booleans as 1/0, no inf/nan (see wpsim.config)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = ""
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
-    layers: int = Field(1, ge=1, le=1024)
-    hidden: int = Field(..., ge=1, le=1_000_000)
-    input: int = Field(..., ge=1, le=1_000_000)
-    seq_len: int = Field(..., ge=1, le=100_000_000)
-    batch: int = Field(1, ge=1, le=1_000_000)
-    bidirectional: bool = False
+    layers: Annotated[int, NotBool] = Field(1, ge=1, le=1024)
+    hidden: Annotated[int, NotBool] = Field(..., ge=1, le=1_000_000)
+    input: Annotated[int, NotBool] = Field(..., ge=0, le=1_000_000)  # 0: skip input (module docstring)
+    seq_len: Annotated[int, NotBool] = Field(..., ge=1, le=100_000_000)
+    batch: Annotated[int, NotBool] = Field(1, ge=1, le=1_000_000)
+    bidirectional: bool = Field(False, strict=True)
     phase: Literal["inference", "training"] = "inference"
-    dtype: Literal["float32", "float64", "float16"] = "float32"
-    density: float = Field(1.0, gt=0.0, le=1.0)
+    dtype: Literal["float32", "float64", "float16", "bfloat16"] = "float32"
+    density: Annotated[float, NotBool] = Field(1.0, gt=0.0, le=1.0)
     output: Literal["none", "linear", "softmax"] = "none"
-    output_size: int = Field(0, ge=0, le=10_000_000, validate_default=True)
+    output_size: Annotated[int, NotBool] = Field(0, ge=0, le=10_000_000, validate_default=True)
 
     @field_validator("output_size")
     @classmethod
@@ -101,8 +108,16 @@ class Workload(BaseModel):
     def sparse(self) -> bool:
         return self.density < 1.0
 
+    @property
+    def skip_input(self) -> bool:
+        """Whether layer 0 skips its input projection (``input: 0``, cuDNN's skip-input mode)."""
+        return self.input == 0
+
     def layer_input_size(self, layer: int) -> int:
-        """Input width I_l of ``layer``: ``input`` for layer 0, ``D * hidden`` above."""
+        """Input width I_l of ``layer``: ``input`` for layer 0, ``D * hidden`` above.
+
+        0 for layer 0 of a skip-input workload: no ``weight_ih``, no input projection.
+        """
         return self.input if layer == 0 else self.directions * self.hidden
 
     def weight_ih_bytes(self, layer: int) -> int:

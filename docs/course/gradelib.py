@@ -85,12 +85,17 @@ class Report:
             "score": self.score,
             "total": self.total,
             "items": [
-                {"name": i.name, "status": i.status, "points": _tidy(i.points),
-                 "points_max": _tidy(i.points_max), "message": i.message}
+                {
+                    "name": i.name,
+                    "status": i.status,
+                    "points": _tidy(i.points),
+                    "points_max": _tidy(i.points_max),
+                    "message": i.message,
+                }
                 for i in self.items
             ],
             "notes": list(self.notes),
-        }  # fmt: skip
+        }
 
     def render(self) -> str:
         """The report as text: a score line, then one line per check."""
@@ -120,6 +125,28 @@ def load_yaml(path: str | Path) -> Any:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise AnswerError(f"{path}: not valid YAML{where}") from None
+
+
+def load_hidden(instructor: str | Path | None, assignment: str) -> dict[str, Any] | None:
+    """The hidden cases of ``assignment`` (``a1``, ``a2``) from the instructor folder.
+
+    ``None`` when no instructor folder is given: the grader then runs its public cases only (the
+    preview a student runs). The folder holds ``<assignment>_hidden.yaml``; a missing or
+    malformed file raises :class:`AnswerError` (the grader cannot grade as the course does).
+    """
+    if instructor is None:
+        return None
+    path = Path(instructor) / f"{assignment}_hidden.yaml"
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise AnswerError(f"{path}: expected a mapping of hidden cases")
+    return data
+
+
+PREVIEW_NOTE = (
+    "preview: only the public cases ran; the course grades with hidden cases too (same checks, "
+    "other sizes and shapes), so a submission tuned to the public cases can pass here and fail there"
+)
 
 
 def relative_error(got: float, want: float) -> float:
@@ -175,7 +202,10 @@ def _eval(node: ast.AST, names: dict[str, float]) -> float:
             return names[node.id]
         raise _unknown(node.id, names)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        return _BINARY[type(node.op)](_eval(node.left, names), _eval(node.right, names))
+        left, right = _eval(node.left, names), _eval(node.right, names)
+        if isinstance(node.op, ast.Pow) and abs(right) > 64:
+            raise FormulaError(f"exponent too large: {ast.unparse(node)!r}")
+        return _BINARY[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         value = _eval(node.operand, names)
         return -value if isinstance(node.op, ast.USub) else value

@@ -51,10 +51,12 @@ Signalling
     Environment variables ``WPSIM_EXECUTOR_SPIN_US`` and ``WPSIM_EXECUTOR_IDLE_SPIN_US``
     override the budgets.
 Failures
-    A task that raises, a worker that dies (any signal) or fails to start, and Ctrl-C all end
-    the run at once with one line (:class:`wpsim.errors.ExecutionError` naming the task, or
-    ``KeyboardInterrupt``), after every worker has been stopped (exit command, SIGTERM, then
-    SIGKILL) and the segment unlinked. Workers ignore SIGINT, get ``PR_SET_PDEATHSIG`` and
+    A task that raises, a worker that dies (any signal) or fails to start, a worker that makes no
+    progress for longer than its task's limit (the stall watchdog,
+    :mod:`kernels.executor._watchdog`: a stopped or deadlocked worker), and Ctrl-C or SIGTERM
+    all end the run at once with one line (:class:`wpsim.errors.ExecutionError` naming the
+    worker and the task, or ``KeyboardInterrupt``), after every worker has been stopped (exit
+    command, SIGTERM and SIGCONT, then SIGKILL) and the segment unlinked. Workers ignore SIGINT, get ``PR_SET_PDEATHSIG`` and
     watch their command pipe for end-of-file, so a killed coordinator leaves no orphan (its
     resource tracker then unlinks the segment).
 

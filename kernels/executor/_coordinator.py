@@ -34,6 +34,7 @@ import scipy.sparse as sp
 
 from kernels.executor import _layout as lay
 from kernels.executor._runner import RUNNABLE_KINDS, array_specs
+from kernels.executor._watchdog import Watchdog, process_state, stall_limit_s
 from kernels.executor._worker import Fault, WorkerSpec, sched_yield, worker_main
 from kernels.params import compute_dtype, init_input, init_params, param_shapes
 from wpsim.errors import ConfigError, ExecutionError
@@ -268,15 +269,17 @@ def _single_thread_blas_env():
 
 @contextmanager
 def _sigint_deferred():
-    """Ignore Ctrl-C while cleaning up (main thread only), so cleanup always completes."""
+    """Ignore Ctrl-C and SIGTERM while cleaning up (main thread only), so cleanup always
+    completes (the shared-memory segment is removed: no resource_tracker warning)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _describe_exit(code: int | None) -> str:
@@ -363,8 +366,10 @@ def _check_inputs(workload, params, x, grad_output, seed):
 class _Execution:
     """Segment + workers + coordinator state for one :func:`execute` call."""
 
-    def __init__(self, workload, policy, plan, groups, hoisted, spin_s, fault, pin) -> None:
+    def __init__(self, workload, policy, plan, groups, hoisted, spin_s, fault, pin,
+                 stall_timeout_s=None) -> None:  # fmt: skip
         self.workload = workload
+        self.watchdog = Watchdog([t.flops for t in plan.tasks], stall_timeout_s)
         self.policy = policy
         self.plan = plan
         self.groups = groups
@@ -465,6 +470,7 @@ class _Execution:
     def _wait_ready(self) -> None:
         q, slot = self.seg.q, lay.Layout.slot
         deadline = perf_counter() + START_TIMEOUT_S
+        stopped_since: dict[int, float] = {}  # the watchdog's floor applies to start-up too
         while True:
             self._drain()
             for w in self.members:
@@ -472,11 +478,21 @@ class _Execution:
                     raise ExecutionError(f"worker {w} failed to start: {self.seg.read_error(w)}")
             if all(q[slot(w, lay.READY)] for w in self.members):
                 return
+            now = perf_counter()
             for w, proc in self.procs.items():
                 if proc.exitcode is not None:
                     raise ExecutionError(
                         f"worker {w} (pid {proc.pid}) {_describe_exit(proc.exitcode)} "
                         "during start-up"
+                    )
+                state = process_state(proc.pid)
+                if not state.startswith("stopped") or q[slot(w, lay.READY)]:
+                    stopped_since.pop(w, None)
+                elif now - stopped_since.setdefault(w, now) > self.watchdog.floor_s:
+                    raise ExecutionError(
+                        f"worker {w} (pid {proc.pid}) made no progress for "
+                        f"{now - stopped_since[w]:.1f} s while starting; its process is {state}; "
+                        f"limit {self.watchdog.floor_s:.1f} s (--stall-timeout); run stopped"
                     )
             if perf_counter() > deadline:
                 raise ExecutionError(f"workers not ready after {START_TIMEOUT_S:.0f} s")
@@ -533,6 +549,29 @@ class _Execution:
                 f"worker {w} (pid {proc.pid}) {_describe_exit(proc.exitcode)} {doing}"
             )
 
+    def _check_stall(self, now: float) -> None:
+        """End the run (:class:`ExecutionError`) when a worker is past its task's time limit."""
+        q, slot = self.seg.q, lay.Layout.slot
+
+        def finished(w: int) -> bool:
+            return q[slot(w, lay.DONE)] == self.seq[w]
+
+        def stopped(w: int) -> bool:
+            return process_state(self.procs[w].pid).startswith("stopped")
+
+        late = self.watchdog.stalled(now, finished, stopped)
+        if late is None:
+            return
+        w, tid, elapsed = late
+        proc = self.procs[w]
+        state = process_state(proc.pid)
+        limit = stall_limit_s(self.plan.tasks[tid].flops, self.watchdog.floor_s)
+        raise ExecutionError(
+            f"worker {w} (pid {proc.pid}) made no progress for {elapsed:.1f} s on "
+            f"{self._label(tid)}{'; its process is ' + state if state else ''}; limit "
+            f"{limit:.1f} s (--stall-timeout); run stopped"
+        )
+
     # ---- the schedule ---------------------------------------------------------------------------
     def run_once(self) -> tuple[Trace, float]:
         if self.use_sequence:
@@ -549,10 +588,13 @@ class _Execution:
         order = self.order
         origin = perf_counter()
         self.sequence = True
+        watchdog = self.watchdog
         for m in group:
             self._send(m, lay.SEQUENCE_TASK)
+            watchdog.start(m, -1, origin)  # no task seen yet; the first one sets the clock
         done_slots = [slot(m, lay.DONE) for m in group]
         status_slots = [slot(m, lay.STATUS) for m in group]
+        current_slots = [slot(m, lay.CURRENT) for m in group]
         while True:
             for m, s in zip(group, status_slots, strict=True):
                 if q[s]:
@@ -561,6 +603,13 @@ class _Execution:
                 break
             self._drain()
             self._park(1.0)
+            now = perf_counter()
+            for m, s in zip(group, current_slots, strict=True):  # progress: the next task began
+                if q[s] != watchdog.task.get(m):
+                    watchdog.start(m, q[s], now)
+            self._check_stall(now)
+        for m in group:
+            watchdog.stop(m)
         self.sequence = False
         spans = np.stack([arrays[f"spans{m}"] for m in group])
         starts = spans[:, :, 0].min(axis=0) - origin
@@ -593,10 +642,13 @@ class _Execution:
         n_cpus = self.n_cpus
         sizes = [len(g) for g in groups]
 
+        watchdog = self.watchdog
+
         def dispatch() -> None:
             free = [g for g in range(n_groups) if idle[g]]
             if not free:
                 return
+            now = perf_counter()
             for g, tid in policy.assign(free):
                 if not idle[g]:
                     raise ExecutionError(
@@ -607,6 +659,7 @@ class _Execution:
                 for m in groups[g]:
                     self.running[m] = tid
                     self._send(m, tid)
+                    watchdog.start(m, tid, now)
                 busy.append(g)
 
         def scan() -> list[int]:
@@ -644,6 +697,8 @@ class _Execution:
                 if not finished:
                     self._park(1.0)
                     finished = scan()
+                    if not finished:
+                        self._check_stall(perf_counter())
             for g in sorted(finished):
                 busy.remove(g)
                 tid = task_of[g]
@@ -652,6 +707,7 @@ class _Execution:
                 end = max(d[slot(m, lay.T_END)] for m in members)
                 for m in members:
                     del self.running[m]
+                    watchdog.stop(m)
                 trace.append(tid, members, start - origin, end - origin, {}, True)
                 last_end = max(last_end, end)
                 done += 1
@@ -663,6 +719,9 @@ class _Execution:
             dispatch()
             if not busy and done < n:
                 raise _stalled(done, n, policy)
+            now = perf_counter()
+            if watchdog.due(now):  # other groups keep finishing: check the rest now and then
+                self._check_stall(now)
         return trace, last_end - origin
 
     # ---- results --------------------------------------------------------------------------------
@@ -719,6 +778,10 @@ class _Execution:
                 proc.join(max(0.0, deadline - perf_counter()))
                 if proc.exitcode is None:
                     proc.terminate()
+                    try:  # a stopped worker acts on SIGTERM only once continued
+                        os.kill(proc.pid, signal.SIGCONT)
+                    except OSError:
+                        pass
             for proc in self.procs.values():
                 if proc.pid is None:
                     continue
@@ -780,6 +843,7 @@ class Executor:
         pin: bool = True,
         fail_at_task: int | None = None,
         fail_mode: str = "raise",
+        stall_timeout_s: float | None = None,
     ) -> None:
         from wpsim.graph import build
         from wpsim.plan import compile_plan
@@ -828,9 +892,11 @@ class Executor:
         self.plan = plan
         self.groups = groups
         hoisted = graph.graph.get("hoist_input") is not None
+        if stall_timeout_s is not None and not (0 < stall_timeout_s < math.inf):
+            raise ConfigError(f"--stall-timeout: got {stall_timeout_s!r}, expected seconds > 0")
         self._run = _Execution(
             workload, policy, plan, groups, hoisted,
-            _microseconds("WPSIM_EXECUTOR_SPIN_US", DEFAULT_SPIN_US), fault, pin,
+            _microseconds("WPSIM_EXECUTOR_SPIN_US", DEFAULT_SPIN_US), fault, pin, stall_timeout_s,
         )  # fmt: skip
         self._runs: list[tuple[Trace, float]] = []
         self.startup_s = float("nan")
@@ -922,6 +988,7 @@ def execute(
     pin: bool = True,
     fail_at_task: int | None = None,
     fail_mode: str = "raise",
+    stall_timeout_s: float | None = None,
 ) -> ExecutionResult:
     """Run ``workload``'s task graph for real on ``workers`` processes under ``policy``.
 
@@ -965,6 +1032,10 @@ def execute(
         exception, ``"kill"`` itself with SIGKILL, ``"hang"``; ``"start"``: every worker fails
         while starting). Also read from the environment variable
         ``WPSIM_EXECUTOR_FAULT=MODE:TASK`` when not given.
+    stall_timeout_s : float, optional
+        The stall watchdog's floor (:mod:`kernels.executor._watchdog`, default 10 s): a worker
+        that makes no progress for this long, or for its task's predicted time at a pessimistic
+        rate if longer, ends the run with one line naming it and its task.
 
     Returns
     -------
@@ -975,8 +1046,9 @@ def execute(
     ConfigError
         Bad arguments, an op-granularity request, a task kind that cannot run for real.
     ExecutionError
-        A worker raised, died, or could not start; one line naming the task. Every worker is
-        stopped and the shared-memory segment removed before it propagates (also on Ctrl-C).
+        A worker raised, died, stalled or could not start; one line naming the task. Every
+        worker is stopped and the shared-memory segment removed before it propagates (also on
+        Ctrl-C and SIGTERM).
 
     Examples
     --------
@@ -991,7 +1063,7 @@ def execute(
             raise ConfigError(f"--{name}: got {value!r}, expected an integer >= {low}")
     with Executor(workload, policy, workers, chunk, params, x, seed, grad_output=grad_output,
                   granularity=granularity, pin=pin, fail_at_task=fail_at_task,
-                  fail_mode=fail_mode) as ex:  # fmt: skip
+                  fail_mode=fail_mode, stall_timeout_s=stall_timeout_s) as ex:  # fmt: skip
         for _ in range(warmup):
             ex.run(record=False)
         for _ in range(repeats):

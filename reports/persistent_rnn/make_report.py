@@ -259,12 +259,14 @@ consumer's load through L2, that column's math) is exposed, and the others' math
 The published cuBLAS curve (one GEMM per step, weights re-read from DRAM) reaches 0.041 TFLOP/s at
 mini-batch 4, so the persistent kernel is 58x faster there (the paper's text says "about 30x"). The
 model's GEMM per step is bandwidth-bound ({gemm4:.2f} TFLOP/s at mini-batch 4: 5.3 MB of weights at
-286 GB/s plus two kernel launches), {by_mb[4]["model_persistent_tflops"] / gemm4:.0f}x slower than the
+{machine.memory.bandwidth_Bps / 1e9:.0f} GB/s plus two kernels), {by_mb[4]["model_persistent_tflops"] / gemm4:.0f}x slower than the
 persistent kernel. The gap to the published cuBLAS curve (the model's GEMM is
 {gemm4 / 0.041:.0f}x faster) is a known miss: cuBLAS of 2016 on Maxwell reached about a quarter of
-the DRAM bandwidth for these skinny products (0.035 TFLOP/s at mini-batch 1 is 70 GB/s), which the
-shared GEMM efficiency table (`gemm.efficiency_by_n`, the same for all GPUs) does not encode; we do
-not tune it per GPU.
+the DRAM bandwidth for these skinny products (0.035 TFLOP/s at mini-batch 1 is 70 GB/s). The
+machine file's GEMM efficiency and its {machine.memory.bandwidth_Bps / 1e9:.0f} GB/s are DeepBench's
+GEMM benchmark of this GPU with a later cuBLAS (`reports/published_validation/`), whose skinny
+products streamed their weights at that rate; the file keeps those kernel measurements and is not
+tuned to this curve.
 """
     path.write_text(text)
 

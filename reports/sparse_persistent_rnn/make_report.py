@@ -241,8 +241,9 @@ Regenerate: `python reports/sparse_persistent_rnn/make_report.py` (or `wpsim rep
 `make_report.py`, `sweep.csv` (every algorithm's step time over hidden x batch x density),
 `ablation.csv`, `sparse_persistent_rnn.png`. The model is `wpsim.accel.gpu` on
 `hw_configs/v100.yaml` (80 SMs, 1.53 GHz, 15.7 TFLOP/s FP32, 20 MiB of registers, 6 MB L2, HBM2
-765 GB/s sustained); all its non-spec values are shared with `titanx_maxwell.yaml`
-(`tests/test_gpu.py` checks it), none is set for this figure.
+{machine.memory.bandwidth_Bps / 1e9:.0f} GB/s sustained); its GEMM efficiency and bandwidth are the
+V100's own kernel measurements (DeepBench's GEMM benchmark), its other non-spec values are shared
+with every GPU file (`tests/test_gpu.py` checks it); none is set for this figure.
 
 Inferred setting (the paper's text available to us does not state it): a simple recurrent layer,
 FP32 weights with 16-bit column indices, time per recurrent step (the input projections are the

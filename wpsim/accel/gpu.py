@@ -33,17 +33,37 @@ Persistent kernel (one layer, all ``S`` SMs, weights loaded into registers once)
   ``flags`` (Zhu et al.) a consumer starts on each producer's slice as soon as it is flagged,
   ``pieces = S``. One column or one slice is then exposed per step.
 
-Per-step GEMM (cuBLAS / cuSPARSE per step, cuDNN's standard algorithm)
-----------------------------------------------------------------------
-``step = kernels_per_step * launch + max(F / (P * e(B)), bytes / bandwidth)`` where the weights
-come from L2 when they stay there between steps (an LRU of weight blocks of the L2's size) and
-from DRAM otherwise; a sparse product reads the CSR arrays (values and 4-byte indices) at
-``sparse_bandwidth_efficiency`` of the bandwidth. The input projections of all steps are one
-GEMM per layer (``B*T`` columns), before the recurrent loop.
+Matrix products (cuBLAS / cuSPARSE per step, cuDNN's standard algorithm)
+-----------------------------------------------------------------------
+A product of a weight matrix of ``M x K`` entries with ``n`` right-hand columns takes
+``flops / (P_gemm * e(n, M*K))``: ``P_gemm`` is the tensor-core peak for a dtype the GPU has
+matrix units for (``tensor_flops_per_cycle_per_sm``), else the vector peak; ``e`` is the
+machine file's own efficiency, measured by a GEMM benchmark of that GPU (``GemmSpec``).
+Element-wise work runs at the vector peak times ``e(n)``. Kernels are issued as on a real GPU:
+the host enqueues at most one per ``kernel_launch_s``, and a kernel starts ``kernel_gap_s`` after
+the one it depends on, so ``k`` dependent kernels around ``busy`` seconds of work take::
 
-Training (simulation only): a backward cell costs a persistent step too (the persistent-rnn
-library keeps the transposed weights on chip for back-propagation), weight gradients are one GEMM
-per layer; the closed forms cover inference.
+    issue(k, busy) + busy = max(k * launch, k * gap + busy)
+
+(short kernels wait for the host; longer ones expose only the gap). A recurrent step is
+``kernels_per_step`` kernels (``backward_kernels_per_step`` for a backward step; the product
+and the element-wise cell) around
+``busy = max(compute, bytes / bandwidth)``, the weights from L2 when they stay there between
+steps (an LRU of weight blocks of the L2's size) and from DRAM otherwise; a sparse product reads
+the CSR arrays (values and 4-byte indices) at ``sparse_bandwidth_efficiency`` of the bandwidth.
+The input projections of all steps are one GEMM per layer (``B*T`` columns), before the
+recurrent loop; a skip-input layer (``input: 0``) has none.
+
+Training (cuDNN's three calls: forward, backward data, backward weights)
+------------------------------------------------------------------------
+Forward as inference. Backward data: per layer, top first, ``T`` steps of the transposed
+recurrent product (the same flops, twice the element-wise work), then ``dX = dA W_ih`` as one
+GEMM of ``B*T`` columns. Backward weights: one GEMM per layer-direction, ``dW = dA^T [x, h]``
+(``G*H x (I+H)`` weights, ``B*T`` columns), after all backward steps. A persistent kernel keeps
+the transposed weights on chip for its backward steps (the persistent-rnn library does), loading
+them once more. Every result's ``extra["phase_s"]`` splits the time into ``forward``,
+``backward_data`` and ``backward_weights`` (each task's busy time; for the one-kernel-at-a-time
+policies they add up to the makespan).
 
 Streams (cuDNN's layer overlap)
 -------------------------------
@@ -51,6 +71,15 @@ Each layer has a stream; a cell (its input and recurrent products, per step) sta
 layer below and the previous step are done, as in the CPU wavefront. Kernels running at the same
 time share the SMs (each gets at most ``1 / running`` of the GPU, or its own ``e(B)`` if lower)
 and the DRAM bandwidth (processor sharing in the engine).
+
+What the time is made of (:mod:`wpsim.breakdown`)
+------------------------------------------------
+Each task's :class:`~wpsim.cost.TaskCost` records its kernels' issue time (``dispatch``), a
+persistent kernel's one-time weight load (``memory.DRAM``) and the part of its steps that is
+synchronisation (``sync``) and broadcast of ``h`` beyond the arithmetic (``memory.L2``), and the
+weight reads by level (``memory.L2``, ``memory.DRAM``). The closed forms give every kernel they
+add as such a record, so ``Result.breakdown_s`` and ``core_breakdown_s`` come from both engines;
+one kernel at a time, the closed form's equal the simulation's.
 """
 
 from __future__ import annotations
@@ -188,14 +217,20 @@ def _elementwise_flops(workload: Workload) -> float:
 
 
 def persistent_step(
-    machine: GpuMachine, workload: Workload, kernel: PersistentKernel = ZHU_2018
+    machine: GpuMachine,
+    workload: Workload,
+    kernel: PersistentKernel = ZHU_2018,
+    backward: bool = False,
 ) -> dict[str, Any]:
-    """Time of one recurrent step of a persistent kernel, and its parts (see module doc)."""
+    """Time of one recurrent step of a persistent kernel, and its parts (see module doc).
+
+    ``backward``: a back-propagation step (transposed weights, twice the element-wise work).
+    """
     w, m, spec = workload, machine, machine.persistent
     s, b = w.dtype_bytes, w.batch
     entries = stored_entries(m, w.gates, w.hidden, w.density)
     peak = m.peak_flops(w.dtype)
-    flops = 2.0 * entries * b + _elementwise_flops(w)
+    flops = 2.0 * entries * b + (2.0 if backward else 1.0) * _elementwise_flops(w)
     if w.sparse:
         per_load = max(1, spec.wide_load_bytes // s) if kernel.wide_loads else 1
         loads = math.ceil(b / per_load)
@@ -239,29 +274,73 @@ def persistent_step_parts(step: dict[str, Any]) -> tuple[tuple[str, float], ...]
     return (("sync", step - max(compute, bcast)), ("memory.L2", max(0.0, bcast - compute)))
 
 
+def issue_s(machine: GpuMachine, kernels: float, busy_s: float) -> float:
+    """Time ``kernels`` dependent kernels add to ``busy_s`` seconds of their work (module doc):
+    the GPU's gap before each, or the host's launch rate when the kernels are shorter.
+
+    Examples
+    --------
+    >>> from wpsim.hardware import load_machine, resolve_machine_path
+    >>> v100 = load_machine(resolve_machine_path("v100"))
+    >>> issue_s(v100, 2, 0.0) == 2 * v100.kernel_launch_s
+    True
+    >>> issue_s(v100, 2, 1e-3) == 2 * v100.kernel_gap_s
+    True
+    """
+    return max(kernels * machine.kernel_gap_s, kernels * machine.kernel_launch_s - busy_s)
+
+
+def gemm_s(
+    machine: GpuMachine, workload: Workload, flops: float, n_columns: float, weight_elements: float
+) -> float:
+    """Compute time of a dense product of ``weight_elements`` weights with ``n_columns`` columns."""
+    m, dtype = machine, workload.dtype
+    return flops / (m.gemm_peak_flops(dtype) * m.gemm_efficiency(n_columns, weight_elements, dtype))
+
+
+def elementwise_s(machine: GpuMachine, workload: Workload, flops: float, n_columns: float) -> float:
+    """Compute time of element-wise work on ``n_columns`` columns (vector units)."""
+    return flops / (machine.peak_flops(workload.dtype) * machine.gemm.efficiency(n_columns))
+
+
+def _recurrent_elements(workload: Workload) -> float:
+    """Entries of the dense recurrent weight matrix ``W_hh`` (``G*H x H``)."""
+    return float(workload.gates * workload.hidden * workload.hidden)
+
+
 def gemm_step(
-    machine: GpuMachine, workload: Workload, sparse: bool = False, in_l2: bool | None = None
+    machine: GpuMachine,
+    workload: Workload,
+    sparse: bool = False,
+    in_l2: bool | None = None,
+    backward: bool = False,
 ) -> dict[str, Any]:
     """Time of one recurrent step as a per-step (sparse) GEMM with weights from L2 or DRAM.
 
-    ``in_l2``: whether the weights stay in L2 between steps (default: they fit the L2).
+    ``in_l2``: whether the weights stay in L2 between steps (default: they fit the L2);
+    ``backward``: a back-propagation step (``W_hh^T``, twice the element-wise work).
     """
     w, m = workload, machine
+    elementwise = (2.0 if backward else 1.0) * _elementwise_flops(w)
     if sparse:
         nbytes = float(w.weight_hh_nonzeros() * (w.dtype_bytes + INDEX_BYTES)
                        + (w.gates * w.hidden + 1) * INDEX_BYTES)  # fmt: skip
         flops = 2.0 * w.weight_hh_nonzeros() * w.batch
         efficiency = m.gemm.sparse_bandwidth_efficiency
+        # cuSPARSE runs on the vector units: no tensor cores, no tile-fill loss by size
+        compute = (flops + elementwise) / (m.peak_flops(w.dtype) * m.gemm.efficiency(w.batch))
     else:
         nbytes = float(w.gates * w.hidden * w.hidden * w.dtype_bytes)
         flops = 2.0 * w.gates * w.hidden * w.hidden * w.batch
         efficiency = 1.0
+        compute = gemm_s(m, w, flops, w.batch, _recurrent_elements(w))
+        compute += elementwise_s(m, w, elementwise, w.batch)
     if in_l2 is None:
         in_l2 = nbytes <= m.l2.size_bytes
     bandwidth = (m.l2.bandwidth_Bps if in_l2 else m.memory.bandwidth_Bps) * efficiency
-    compute = (flops + _elementwise_flops(w)) / (m.peak_flops(w.dtype) * m.gemm.efficiency(w.batch))
     memory = nbytes / bandwidth
-    launch = m.gemm.kernels_per_step * m.kernel_launch_s
+    busy = max(compute, memory)
+    launch = issue_s(m, m.gemm.step_kernels(backward), busy)
     return {
         "algorithm": "sparse_gemm" if sparse else "gemm",
         "fits": True,
@@ -270,7 +349,7 @@ def gemm_step(
         "compute_s": compute,
         "memory_s": memory,
         "launch_s": launch,
-        "step_s": launch + max(compute, memory),
+        "step_s": launch + busy,
         "flops": 2.0 * w.weight_hh_nonzeros() * w.batch,
     }
 
@@ -282,6 +361,27 @@ def best_fallback(machine: GpuMachine, workload: Workload) -> dict[str, Any]:
         return dense
     sparse = gemm_step(machine, workload, sparse=True)
     return sparse if sparse["step_s"] < dense["step_s"] else dense
+
+
+def read_weights(l2: LRUCache, key: str, nbytes: float, times: int) -> tuple[float, float]:
+    """Read a weight block ``times`` times through the L2's LRU: (L2 bytes, DRAM bytes).
+
+    The first read of a block the L2 does not hold comes from DRAM; later reads hit if the block
+    fits (and stays: the LRU is updated).
+    """
+    if l2.lookup(key):
+        return nbytes * times, 0.0
+    l2.insert(key, nbytes)
+    if key in l2.blocks:  # fits: the later reads hit
+        return nbytes * (times - 1), nbytes
+    return 0.0, nbytes * times
+
+
+def phase_of(kind: str) -> str:
+    """``forward``, ``backward_data`` or ``backward_weights`` for a task kind."""
+    if kind == "wgrad":
+        return "backward_weights"
+    return "backward_data" if kind.endswith("_bwd") else "forward"
 
 
 # ---- the cost object for the engine ---------------------------------------------------------
@@ -302,57 +402,52 @@ class GpuCostModel:
         self.kernel = kernel
         w = plan.workload
         self.w = w
-        self.peak = machine.peak_flops(w.dtype)
         self.l2 = LRUCache(machine.l2.size_bytes)
         self.started_layers: set[tuple] = set()
         self.layer_algorithm: dict[tuple, str] = {}
         if algorithm == "persistent":
             step = persistent_step(machine, w, kernel)
             self.persistent = step if step["fits"] else None
+            self.persistent_bwd = persistent_step(machine, w, kernel, backward=True)
             self.fallback = best_fallback(machine, w)
-            self.step_parts = persistent_step_parts(step)
+            # what a step is besides arithmetic, forward and backward (wpsim.breakdown)
+            self.step_parts = {
+                False: persistent_step_parts(step),
+                True: persistent_step_parts(self.persistent_bwd),
+            }
 
-    def _product(self, flops: float, n_columns: float, share: float) -> float:
-        efficiency = min(self.machine.gemm.efficiency(n_columns), share)
-        return flops / (self.peak * efficiency)
-
-    def _read(self, key, nbytes: float, times: int, efficiency: float = 1.0):
-        """Read a weight block ``times`` times; returns (L2 bytes, DRAM bytes), LRU updated."""
-        if self.l2.lookup(key):
-            return nbytes * times, 0.0
-        self.l2.insert(key, nbytes)
-        if key in self.l2.blocks:  # fits: the later reads hit
-            return nbytes * (times - 1), nbytes
-        return 0.0, nbytes * times
+    def _read(self, key, nbytes: float, times: int):
+        return read_weights(self.l2, key, nbytes, times)
 
     def start(self, tid: int, cores: tuple[int, ...], busy_on_socket: int) -> TaskCost:
         m, w = self.machine, self.w
         t = self.plan.tasks[tid]
         share = 1.0 / (1 + busy_on_socket)
-        launch = m.kernel_launch_s
         layer_key = (t.instance, t.layer, t.direction)
+        backward = t.kind == "cell_bwd"
         is_cell = t.kind in ("cell", "cell_bwd") and t.flops_rec
         if is_cell and self.algorithm == "persistent":
-            first = layer_key not in self.started_layers
-            self.started_layers.add(layer_key)
+            kernel_key = (*layer_key, backward)  # the backward kernel loads W_hh^T once more
+            first = kernel_key not in self.started_layers
+            self.started_layers.add(kernel_key)
             if self.persistent is not None:
                 self.layer_algorithm[layer_key] = "persistent"
-                load = float(self.persistent["weight_bytes"]) if first else 0.0
+                step = self.persistent_bwd if backward else self.persistent
+                launch = m.kernel_launch_s if first else 0.0
+                load = float(step["weight_bytes"]) if first else 0.0
+                load_s = load / m.memory.bandwidth_Bps
                 # launch, then the one-time load of the weights into registers, then the steps
-                fixed = launch + load / m.memory.bandwidth_Bps if first else 0.0
-                compute = t.steps * self.persistent["step_s"]
+                fixed = launch + load_s
+                compute = t.steps * step["step_s"]
                 if t.flops_in:  # input projection left in the cell (chunked graphs)
-                    compute += self._product(t.flops_in, w.batch * t.steps, share)
+                    compute += self._gemm(
+                        t.flops_in, w.batch * t.steps, self._ih_elements(t), share
+                    )
+                # the steps' synchronisation and broadcast of h are part of compute_s
+                parts = tuple((cause, t.steps * s) for cause, s in self.step_parts[backward])
+                level = {DRAM: load} if load else {}
                 return TaskCost(
-                    fixed,
-                    compute,
-                    0.0,
-                    0.0,
-                    {DRAM: load} if load else {},
-                    0,
-                    dispatch_s=launch if first else 0.0,
-                    load_s=load / m.memory.bandwidth_Bps if first else 0.0,
-                    compute_parts=tuple((cause, t.steps * s) for cause, s in self.step_parts),
+                    fixed, compute, 0.0, 0.0, level, 0, launch, load_s=load_s, compute_parts=parts
                 )
             self.layer_algorithm[layer_key] = self.fallback["algorithm"]
             algorithm = self.fallback["algorithm"]
@@ -363,7 +458,8 @@ class GpuCostModel:
             algorithm = "gemm"
         # GEMM-based task. A cell of k steps: its input projection as one GEMM of B*k columns
         # (W_ih read once), then k per-step recurrent products (W_hh read at every step). Any
-        # other task (hoisted input GEMM, output layer): one GEMM of B*steps columns.
+        # other task (hoisted input GEMM and its backward, output layer, weight gradients): one
+        # GEMM of B*steps columns.
         level: dict[str, float] = {}
         l2_s, dram_eff = 0.0, 0.0
         dense_hh = float(w.gates * w.hidden * w.hidden * w.dtype_bytes + w.bias_bytes() // 2)
@@ -381,18 +477,44 @@ class GpuCostModel:
                 level[DRAM] = level.get(DRAM, 0.0) + on_dram
                 dram_eff += on_dram / efficiency
         if is_cell:
-            rec = t.flops_rec
-            if algorithm == "gemm" and w.sparse:
-                rec = 2.0 * w.gates * w.hidden * w.hidden * w.batch * t.steps
-            compute = self._product(rec + t.flops_elem, w.batch, share)
-            fixed = t.steps * m.gemm.kernels_per_step * launch
+            if algorithm == "sparse_gemm":
+                compute = self._vector(t.flops_rec + t.flops_elem, w.batch, share)
+            else:
+                rec = t.flops_rec
+                if w.sparse:
+                    rec = 2.0 * w.gates * w.hidden * w.hidden * w.batch * t.steps
+                compute = self._gemm(rec, w.batch, _recurrent_elements(w), share)
+                compute += self._vector(t.flops_elem, w.batch, share)
+            kernels = t.steps * m.gemm.step_kernels(backward)
             if t.flops_in:
-                compute += self._product(t.flops_in, w.batch * t.steps, share)
-                fixed += launch
+                compute += self._gemm(t.flops_in, w.batch * t.steps, self._ih_elements(t), share)
+                kernels += 1
         else:
-            compute = self._product(t.flops, w.batch * t.steps, share)
-            fixed = launch
-        return TaskCost(fixed, compute, l2_s, dram_eff, level, 0, dispatch_s=fixed)
+            elements = t.weight_bytes / w.dtype_bytes
+            compute = self._gemm(t.flops_in + t.flops_rec, w.batch * t.steps, elements, share)
+            compute += self._vector(t.flops_elem, w.batch * t.steps, share)
+            kernels = 1
+        # the launches as if the task ran alone (DRAM at full bandwidth): a deterministic fixed
+        # part, the sharing of SMs and DRAM shows in the busy time
+        busy = max(compute, l2_s + dram_eff / m.memory.bandwidth_Bps)
+        launch = issue_s(m, kernels, busy)
+        return TaskCost(launch, compute, l2_s, dram_eff, level, 0, launch)
+
+    def _gemm(self, flops: float, n_columns: float, elements: float, share: float) -> float:
+        m, dtype = self.machine, self.w.dtype
+        efficiency = min(m.gemm_efficiency(n_columns, elements, dtype), share)
+        return flops / (m.gemm_peak_flops(dtype) * efficiency)
+
+    def _vector(self, flops: float, n_columns: float, share: float) -> float:
+        if not flops:
+            return 0.0
+        m = self.machine
+        efficiency = min(m.gemm.efficiency(n_columns), share)
+        return flops / (m.peak_flops(self.w.dtype) * efficiency)
+
+    def _ih_elements(self, t) -> float:
+        w = self.w
+        return float(w.gates * w.hidden * w.layer_input_size(t.layer))
 
     def dram_share_Bps(self, streams: int) -> float:
         return self.machine.memory.bandwidth_Bps / max(streams, 1)
@@ -444,164 +566,343 @@ def _simulate_makespan(machine, workload, policy, chunk, hooks=None):
 
 
 def _kernel(
-    launch_s: float, compute_s: float, memory_s: float, level: str, nbytes: float, **parts: Any
+    launch_s: float,
+    compute_s: float,
+    memory_s: float,
+    level_bytes: dict[str, float],
+    l2_s: float = 0.0,
+    load_s: float = 0.0,
+    compute_parts: tuple[tuple[str, float], ...] = (),
 ) -> tuple[float, TaskCost]:
-    """One kernel of a closed form as ``(seconds, TaskCost)``: its launch, then its arithmetic
-    overlapped with reading ``nbytes`` from ``level`` in ``memory_s`` (``parts``: a persistent
-    kernel's ``load_s`` and ``compute_parts``), for :mod:`wpsim.breakdown`."""
-    load_s = parts.get("load_s", 0.0)
+    """One kernel of a closed form as ``(seconds, TaskCost)``, for :mod:`wpsim.breakdown`.
+
+    Its launch, a persistent kernel's one-time load of its weights (``load_s``), then its
+    arithmetic overlapped with reading ``level_bytes`` (``{level: bytes}``) in ``memory_s``,
+    ``l2_s`` of it from the L2 and the rest from DRAM; ``compute_parts``: what of
+    ``compute_s`` is not arithmetic (:func:`persistent_step_parts`).
+
+    Examples
+    --------
+    >>> seconds, cost = _kernel(1.0, 2.0, 3.0, {"DRAM": 8.0})
+    >>> seconds, breakdown.from_terms({0: 1.0}, lambda key: (seconds, cost), LEVELS)["memory.DRAM"]
+    (4.0, 1.0)
+    """
+    dram_bytes = level_bytes.get(DRAM, 0.0) if memory_s else 0.0  # read during the overlap
+    fixed = launch_s + load_s
     cost = TaskCost(
-        launch_s + load_s, compute_s, memory_s if level == L2 else 0.0,
-        nbytes if level == DRAM else 0.0, {level: nbytes} if nbytes else {}, 0,
-        dispatch_s=launch_s, **parts,
-    )  # fmt: skip
-    return launch_s + load_s + max(compute_s, memory_s), cost
+        fixed,
+        compute_s,
+        l2_s,
+        dram_bytes,
+        level_bytes,
+        0,
+        launch_s,
+        load_s=load_s,
+        compute_parts=compute_parts,
+    )
+    return fixed + max(compute_s, memory_s), cost
+
+
+#: ``(coefficient, (seconds, TaskCost))`` terms of kernels (:func:`_closed_form`)
+Terms = list[tuple[float, tuple[float, TaskCost]]]
 
 
 def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk: int):
-    """Closed-form makespan, DRAM bytes and per-layer algorithm (see module doc), and for
-    :mod:`wpsim.breakdown`: the makespan as ``(coefficient, (seconds, TaskCost))`` terms of its
-    kernels, all kernels as such terms (their counts), and how many streams run them at once.
+    """Closed-form makespan, DRAM bytes, per-layer algorithm and time by phase (module doc),
+    and for :mod:`wpsim.breakdown`: the makespan as :data:`Terms` of its kernels, all kernels
+    as such terms (their counts), and how many streams run them at once.
 
-    One kernel at a time (``gemm``, ``sparse_gemm``, ``persistent``): per layer-direction, the
-    input GEMM (``B*T`` columns; its weights read once from DRAM), then ``T`` steps (the first
-    read of per-step weights is cold; a persistent kernel loads its weights once). ``streams``:
-    the CPU wavefront's band formula over per-layer step costs, with the DRAM bandwidth and the
-    SMs shared by the ``min(layers, streams)`` layers running at once.
+    One kernel at a time (``gemm``, ``sparse_gemm``, ``persistent``): :class:`_OneAtATime` walks
+    the layers in the order the policy runs their kernels and keeps the L2's LRU of the few
+    weight blocks, so it equals the simulation. ``streams``: the CPU wavefront's band formula
+    over per-layer step costs, with the DRAM bandwidth and the SMs shared by the
+    ``min(layers, streams)`` layers running at once; for training, the backward steps form a
+    second band and the weight-gradient GEMMs follow one after the other.
     """
-    w, m = workload, machine
-    peak = m.peak_flops(w.dtype)
-    launch = m.kernel_launch_s
-    T, b = w.seq_len, w.batch
-    algorithms: list[str] = []
-    dram = 0.0
-    terms: list[tuple[float, tuple[float, TaskCost]]] = []  # what the makespan is made of
     if policy.algorithm == "streams":
-        # the larger of the wavefront's critical path (band formula over unshared cell costs)
-        # and the time the shared resources need for all cells (DRAM bytes, flops at full rate)
-        n_streams = _n_streams(m, policy, w)
-        n_chunks = w.n_chunks(chunk)
-        all_bytes = sum(w.layer_weight_bytes(layer) for layer in range(w.layers))
-        resident = w.directions * all_bytes <= m.l2.size_bytes
-        costs, memory_total, flops_total, cells = [], 0.0, 0.0, []
+        return _streams_closed_form(machine, workload, policy, chunk)
+    walk = _OneAtATime(machine, workload, policy)
+    walk.run()
+    n = policy.instances
+    phases = {name: seconds * n for name, seconds in walk.phase_s.items()}
+    terms = [(count * n, kernel) for count, kernel in walk.terms]
+    return walk.total_s * n, walk.dram * n, walk.algorithms, phases, terms, terms, 1
+
+
+class _OneAtATime:
+    """The closed form of the one-kernel-at-a-time policies, phase by phase.
+
+    The order is the simulation's (lowest task id first among the ready ones): forward layer by
+    layer (input GEMM, then the steps; output layer last); backward: the output layer's steps,
+    then per layer from the top, per direction, the recurrent steps then the input GEMM's
+    backward; last the weight-gradient GEMMs, layer by layer (the output layer's last).
+    """
+
+    def __init__(self, machine: GpuMachine, workload: Workload, policy: Policy) -> None:
+        self.m, self.w, self.policy = machine, workload, policy
+        self.l2 = LRUCache(machine.l2.size_bytes)
+        self.phase_s = {"forward": 0.0, "backward_data": 0.0, "backward_weights": 0.0}
+        self.total_s, self.dram = 0.0, 0.0
+        #: every kernel in order as ``[count, (seconds, TaskCost)]``, equal ones in a row as one
+        self.terms: list[list] = []
+        self.algorithms: list[str] = []
+        self.step = self.step_bwd = None
+        if policy.algorithm == "persistent":
+            step = persistent_step(machine, workload, policy.kernel)
+            if step["fits"]:
+                self.step = step
+                self.step_bwd = persistent_step(machine, workload, policy.kernel, backward=True)
+        self.sparse = policy.algorithm == "sparse_gemm" or (
+            policy.algorithm == "persistent" and self.step is None
+            and best_fallback(machine, workload)["algorithm"] == "sparse_gemm"
+        )  # fmt: skip
+
+    # ---- one kernel -------------------------------------------------------------------------
+    def _add(self, phase: str, kernel: tuple[float, TaskCost]) -> None:
+        seconds = kernel[0]
+        self.phase_s[phase] += seconds
+        self.total_s += seconds
+        terms = self.terms
+        if terms and terms[-1][1] == kernel:
+            terms[-1][0] += 1
+        else:
+            terms.append([1, kernel])
+
+    def _read(
+        self, key: str, nbytes: float, times: int, level: dict[str, float], efficiency: float = 1.0
+    ) -> tuple[float, float]:
+        """Read a block ``times`` times: the memory time and its L2 part; counts the DRAM
+        bytes and adds the bytes read from each level to ``level``."""
+        on_l2, on_dram = read_weights(self.l2, key, nbytes, times)
+        self.dram += on_dram
+        m = self.m
+        for name, read in ((L2, on_l2), (DRAM, on_dram)):
+            if read:
+                level[name] = level.get(name, 0.0) + read
+        l2_s = on_l2 / m.l2.bandwidth_Bps / efficiency
+        return (on_l2 / m.l2.bandwidth_Bps + on_dram / m.memory.bandwidth_Bps) / efficiency, l2_s
+
+    def _gemm_task(self, phase: str, flops: float, elem: float, n: float, elements: float,
+                   blocks: list[tuple[str, float]]) -> None:  # fmt: skip
+        m, w = self.m, self.w
+        compute = gemm_s(m, w, flops, n, elements)
+        if elem:
+            compute += elementwise_s(m, w, elem, n)
+        level: dict[str, float] = {}
+        memory = l2_s = 0.0
+        for key, size in blocks:
+            block_s, block_l2_s = self._read(key, size, 1, level)
+            memory += block_s
+            l2_s += block_l2_s
+        busy = max(compute, memory)
+        self._add(phase, _kernel(issue_s(m, 1, busy), compute, memory, level, l2_s))
+
+    # ---- layers -----------------------------------------------------------------------------
+    def _keys(self, layer: int, direction: int) -> tuple[str, str]:
+        suffix = "_reverse" if direction else ""
+        return f"l{layer}{suffix}.ih", f"l{layer}{suffix}.hh"
+
+    def _recurrent(self, phase: str, layer: int, direction: int) -> None:
+        """The ``T`` recurrent steps of one layer-direction (forward or backward data)."""
+        m, w = self.m, self.w
+        backward = phase == "backward_data"
+        T, b = w.seq_len, w.batch
+        ih_key, hh_key = self._keys(layer, direction)
+        half_bias = w.bias_bytes() // 2
+        # a skip-input layer's cells read their bias block each step (its "ih" block)
+        ih_block = float(half_bias) if w.layer_input_size(layer) == 0 else None
+        if self.step is not None:
+            step = self.step_bwd if backward else self.step
+            load = float(step["weight_bytes"])
+            self.dram += load
+            # launch, the one-time load of the weights into registers, then the T steps (their
+            # synchronisation and broadcast of h as parts of the step time)
+            load_s = load / m.memory.bandwidth_Bps
+            parts = tuple((cause, T * s) for cause, s in persistent_step_parts(step))
+            kernel = _kernel(
+                m.kernel_launch_s, T * step["step_s"], 0.0, {DRAM: load}, 0.0, load_s, parts
+            )
+            self._add(phase, kernel)
+            return  # the weights stay in registers: nothing goes through the L2's LRU
+        if self.sparse:
+            nbytes = float(w.weight_hh_bytes() + half_bias)
+            efficiency = m.gemm.sparse_bandwidth_efficiency
+            flops = 2.0 * w.weight_hh_nonzeros() * b + (
+                2.0 if backward else 1.0
+            ) * _elementwise_flops(w)
+            compute = flops / (m.peak_flops(w.dtype) * m.gemm.efficiency(b))
+        else:
+            nbytes = float(w.gates * w.hidden * w.hidden * w.dtype_bytes + half_bias)
+            efficiency = 1.0
+            compute = gemm_s(
+                m, w, 2.0 * w.gates * w.hidden * w.hidden * b, b, _recurrent_elements(w)
+            )
+            compute += elementwise_s(m, w, (2.0 if backward else 1.0) * _elementwise_flops(w), b)
+        for _ in range(T):
+            level: dict[str, float] = {}
+            memory, l2_s = self._read(hh_key, nbytes, 1, level, efficiency)
+            if ih_block is not None:
+                block_s, block_l2_s = self._read(ih_key, ih_block, 1, level)
+                memory += block_s
+                l2_s += block_l2_s
+            busy = max(compute, memory)
+            launch = issue_s(m, m.gemm.step_kernels(backward), busy)
+            self._add(phase, _kernel(launch, compute, memory, level, l2_s))
+
+    def _input_gemm(self, phase: str, layer: int, direction: int) -> None:
+        w = self.w
+        width = w.layer_input_size(layer)
+        if width == 0:
+            return
+        flops = 2.0 * w.gates * w.hidden * width * w.batch * w.seq_len
+        size = float(w.weight_ih_bytes(layer) + w.bias_bytes() // 2)
+        key = self._keys(layer, direction)[0]
+        self._gemm_task(phase, flops, 0.0, w.batch * w.seq_len, size / w.dtype_bytes,
+                        [(key, size)])  # fmt: skip
+
+    def _output(self, phase: str) -> None:
+        w = self.w
+        if w.output == "none":
+            return
+        b, o = w.batch, w.output_size
+        flops = (2.0 * o * w.directions * w.hidden + o) * b
+        soft = 4.0 * o * b if w.output == "softmax" else 0.0
+        if phase == "backward_data":
+            soft *= 2.0
+        size = float(w.output_weight_bytes())
+        for _ in range(w.seq_len):
+            self._gemm_task(
+                phase, flops, soft, b, size / w.dtype_bytes, [(f"l{w.layers}.out", size)]
+            )
+
+    def _weight_gradients(self) -> None:
+        w = self.w
+        n = w.batch * w.seq_len
+        for layer in range(w.layers):
+            width = w.layer_input_size(layer)
+            for direction in range(w.directions):
+                ih_key, hh_key = self._keys(layer, direction)
+                ih = float(w.weight_ih_bytes(layer) + w.bias_bytes() // 2)
+                hh = float(w.weight_hh_bytes() + w.bias_bytes() // 2)
+                flops = 2.0 * w.gates * w.hidden * width * n + 2.0 * w.weight_hh_nonzeros() * n
+                elements = (ih + hh) / w.dtype_bytes
+                bias = float(w.gates * w.hidden * n)
+                self._gemm_task("backward_weights", flops, bias, n, elements,
+                                [(f"grad.{ih_key}", ih), (f"grad.{hh_key}", hh)])  # fmt: skip
+        if w.output != "none":
+            size = float(w.output_weight_bytes())
+            flops = (2.0 * w.output_size * w.directions * w.hidden + w.output_size) * n
+            self._gemm_task("backward_weights", flops, 0.0, n, size / w.dtype_bytes,
+                            [(f"grad.l{w.layers}.out", size)])  # fmt: skip
+
+    def run(self) -> None:
+        w = self.w
+        for layer in range(w.layers):
+            for direction in range(w.directions):
+                self._input_gemm("forward", layer, direction)
+                self._recurrent("forward", layer, direction)
+            self.algorithms.append(self._algorithm())
+        self._output("forward")
+        if w.phase != "training":
+            return
+        self._output("backward_data")
+        for layer in reversed(range(w.layers)):
+            for direction in range(w.directions):
+                self._recurrent("backward_data", layer, direction)
+                self._input_gemm("backward_data", layer, direction)
+        self._weight_gradients()
+
+    def _algorithm(self) -> str:
+        if self.step is not None:
+            return "persistent"
+        return "sparse_gemm" if self.sparse else "gemm"
+
+
+def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk: int):
+    """The larger of the wavefront's critical path (band formula over unshared cell costs) and
+    the time the shared resources need for all cells (DRAM bytes, flops at full rate).
+
+    The break-down (:func:`_closed_form`'s terms): a band's makespan is its cells' parts
+    (:func:`wpsim.analytic._band_terms`); a makespan set by the shared resources is all that
+    resource (memory at the level the weights come from, or arithmetic), every stream waiting
+    on it throughout; the weight-gradient GEMMs run one at a time."""
+    from wpsim.analytic import _band_makespan, _band_terms
+
+    w, m = workload, machine
+    peak = m.gemm_peak_flops(w.dtype)
+    b = w.batch
+    n_streams = _n_streams(m, policy, w)
+    n_chunks = w.n_chunks(chunk)
+    all_bytes = sum(w.layer_weight_bytes(layer) for layer in range(w.layers))
+    resident = w.directions * all_bytes <= m.l2.size_bytes
+    rate = m.l2.bandwidth_Bps if resident else m.memory.bandwidth_Bps
+    passes = [("forward", 1.0)] + ([("backward_data", 2.0)] if w.phase == "training" else [])
+    phases = {"forward": 0.0, "backward_data": 0.0, "backward_weights": 0.0}
+    dram, algorithms = 0.0, ["gemm"] * w.layers
+    level = L2 if resident else DRAM
+    lanes = min(n_streams, w.layers)  # layers running at once
+    terms: Terms = []  # what the makespan is made of
+    work: Terms = []  # every kernel, for the view over the streams
+    for phase, elem_factor in passes:
+        costs, memory_total, flops_total = [], 0.0, 0.0
+        cells, bytes_total = [], 0.0
         for layer in range(w.layers):
             ih_bytes = w.weight_ih_bytes(layer) + w.bias_bytes() // 2
             hh_bytes = w.weight_hh_bytes() + w.bias_bytes() // 2
-            rate = m.l2.bandwidth_Bps if resident else m.memory.bandwidth_Bps
-            in_flops = 2.0 * w.gates * w.hidden * w.layer_input_size(layer) * b * chunk
-            rec_flops = (2.0 * w.weight_hh_nonzeros() * b + _elementwise_flops(w)) * chunk
-            compute = in_flops / (peak * m.gemm.efficiency(b * chunk))
-            compute += rec_flops / (peak * m.gemm.efficiency(b))
-            nbytes = ih_bytes + chunk * hh_bytes
-            launches = (chunk * m.gemm.kernels_per_step + 1) * launch
-            costs.append(launches + max(compute, nbytes / rate))
-            cells.append(
-                _kernel(launches, compute, nbytes / rate, L2 if resident else DRAM, nbytes)
+            width = w.layer_input_size(layer)
+            in_flops = 2.0 * w.gates * w.hidden * width * b * chunk
+            rec_flops = 2.0 * w.weight_hh_nonzeros() * b * chunk
+            elem = elem_factor * _elementwise_flops(w) * chunk
+            compute = (
+                gemm_s(m, w, in_flops, b * chunk, w.gates * w.hidden * width) if width else 0.0
             )
+            compute += gemm_s(m, w, rec_flops, b, _recurrent_elements(w))
+            compute += elementwise_s(m, w, elem, b)
+            nbytes = ih_bytes + chunk * hh_bytes
+            kernels = chunk * m.gemm.step_kernels(phase == "backward_data") + (1 if width else 0)
+            memory = nbytes / rate
+            busy = max(compute, memory)
+            l2_s = memory if resident else 0.0
+            cells.append(_kernel(issue_s(m, kernels, busy), compute, memory, {level: nbytes}, l2_s))
+            costs.append(cells[-1][0])
             memory_total += n_chunks * nbytes / rate
-            flops_total += n_chunks * (in_flops + rec_flops)
+            bytes_total += n_chunks * nbytes
+            flops_total += n_chunks * (in_flops + rec_flops + elem)
             dram += nbytes * (1 if resident else n_chunks) * w.directions
-            algorithms.append("gemm")
-        from wpsim.analytic import _band_makespan
-
-        band = _band_makespan(costs, n_chunks, min(n_streams, w.layers))
+        band = _band_makespan(costs, n_chunks, lanes)
         bound = max(memory_total, flops_total / (peak * m.gemm.efficiency_by_n[-1][1]))
-        makespan = max(band, bound) * w.directions
-        repeat = w.directions * policy.instances
+        phases[phase] = max(band, bound) * w.directions
         if band >= bound:
-            from wpsim.analytic import _band_terms
-
-            terms = [(c * repeat, cells[layer])
-                     for layer, c in _band_terms(costs, n_chunks, min(n_streams, w.layers))]  # fmt: skip
-        else:  # the shared resources' time for all cells: memory or arithmetic
-            level = (L2 if resident else DRAM) if bound == memory_total else None
-            terms = [(repeat, _kernel(0.0, bound if level is None else 0.0,
-                                      bound if level else 0.0, level or DRAM, float(bool(level))))]  # fmt: skip
-        lanes = min(n_streams, w.layers)
-        work = [(n_chunks * repeat, cell) for cell in cells]
-        if band < bound:  # every stream waits on the saturated resource throughout
-            work = [(c * lanes, kernel) for c, kernel in terms]
-        return makespan * policy.instances, dram * policy.instances, algorithms, terms, work, lanes
-    if w.phase == "training":
-        raise ConfigError(
-            "the GPU closed forms cover inference; simulate training (wpsim simulate/compare)"
-        )
-    total = 0.0
-    for layer in range(w.layers):
-        ih_bytes = w.weight_ih_bytes(layer) + w.bias_bytes() // 2
-        in_flops = 2.0 * w.gates * w.hidden * w.layer_input_size(layer) * b * T
-        input_gemm = launch + max(
-            in_flops / (peak * m.gemm.efficiency(b * T)), ih_bytes / m.memory.bandwidth_Bps
-        )
-        terms.append((1.0, _kernel(launch, in_flops / (peak * m.gemm.efficiency(b * T)),
-                                   ih_bytes / m.memory.bandwidth_Bps, DRAM, ih_bytes)))  # fmt: skip
-        dram += ih_bytes
-        if policy.algorithm == "persistent":
-            step = persistent_step(m, w, policy.kernel)
-            if not step["fits"]:
-                step = best_fallback(m, w)
-        elif policy.algorithm == "sparse_gemm":
-            step = gemm_step(m, w, sparse=True)
-        else:
-            step = gemm_step(m, w)
-        algorithms.append(step["algorithm"])
-        if step["algorithm"] == "persistent":
-            recurrent = launch + step["weight_bytes"] / m.memory.bandwidth_Bps + T * step["step_s"]
-            dram += step["weight_bytes"]
-            parts = tuple((cause, T * s) for cause, s in persistent_step_parts(step))
-            terms.append((1.0, _kernel(launch, T * step["step_s"], 0.0, DRAM, 0.0,
-                                       load_s=step["weight_bytes"] / m.memory.bandwidth_Bps,
-                                       compute_parts=parts)))  # fmt: skip
-        else:
-            hh_bytes = float(w.weight_hh_bytes() + w.bias_bytes() // 2)
-            if step["algorithm"] == "gemm":
-                hh_bytes = float(w.gates * w.hidden * w.hidden * w.dtype_bytes
-                                 + w.bias_bytes() // 2)  # fmt: skip
-            in_l2 = hh_bytes <= m.l2.size_bytes
-            sparse = step["algorithm"] == "sparse_gemm"
-            efficiency = m.gemm.sparse_bandwidth_efficiency if sparse else 1.0
-            nonzeros = w.weight_hh_nonzeros() if sparse else w.gates * w.hidden * w.hidden
-            flops = 2.0 * nonzeros * b + _elementwise_flops(w)
-            compute = flops / (peak * m.gemm.efficiency(b))
-            per_step = m.gemm.kernels_per_step * launch
-            dram_read = hh_bytes / (m.memory.bandwidth_Bps * efficiency)
-            l2_read = hh_bytes / (m.l2.bandwidth_Bps * efficiency)
-            if in_l2:
-                recurrent = per_step * T + max(compute, dram_read) + (T - 1) * max(compute, l2_read)
-                dram += hh_bytes
-                terms.append((T - 1.0, _kernel(per_step, compute, l2_read, L2, hh_bytes)))
+            band_terms = _band_terms(costs, n_chunks, lanes)
+            terms += [(c * w.directions, cells[layer]) for layer, c in band_terms]
+            work += [(n_chunks * w.directions, cell) for cell in cells]
+        else:  # the shared resources' time for all cells: memory, or arithmetic
+            if bound == memory_total:
+                l2_s = bound if resident else 0.0
+                resource = _kernel(0.0, 0.0, bound, {level: bytes_total}, l2_s)
             else:
-                recurrent = T * (per_step + max(compute, dram_read))
-                dram += hh_bytes * T
-            terms.append((1.0 if in_l2 else float(T),
-                          _kernel(per_step, compute, dram_read, DRAM, hh_bytes)))  # fmt: skip
-        total += input_gemm + recurrent
-    total *= w.directions
-    dram *= w.directions
-    terms = [(c * w.directions, kernel) for c, kernel in terms]
-    if w.output != "none":
-        out_bytes = w.output_weight_bytes()
-        out_flops = (2.0 * w.output_size * w.directions * w.hidden + w.output_size) * b
-        if w.output == "softmax":
-            out_flops += 4.0 * w.output_size * b
-        in_l2 = out_bytes <= m.l2.size_bytes
-        compute = out_flops / (peak * m.gemm.efficiency(b))
-        first = launch + max(compute, out_bytes / m.memory.bandwidth_Bps)
-        rest = launch + max(
-            compute, out_bytes / (m.l2.bandwidth_Bps if in_l2 else m.memory.bandwidth_Bps)
-        )
-        total += first + (T - 1) * rest
-        dram += out_bytes * (1 if in_l2 else T)
-        terms.append((1.0, _kernel(launch, compute, out_bytes / m.memory.bandwidth_Bps, DRAM,
-                                   out_bytes)))  # fmt: skip
-        rest_level = L2 if in_l2 else DRAM
-        rest_s = out_bytes / (m.l2.bandwidth_Bps if in_l2 else m.memory.bandwidth_Bps)
-        terms.append((T - 1.0, _kernel(launch, compute, rest_s, rest_level, out_bytes)))
-    terms = [(c * policy.instances, kernel) for c, kernel in terms]
-    return total * policy.instances, dram * policy.instances, algorithms, terms, terms, 1
+                resource = _kernel(0.0, bound, 0.0, {})
+            terms.append((w.directions, resource))
+            work.append((w.directions * lanes, resource))
+    if w.phase == "training":
+        n = b * w.seq_len
+        for layer in range(w.layers):
+            width = w.layer_input_size(layer)
+            flops = 2.0 * w.gates * w.hidden * (width + w.hidden) * n
+            elements = w.gates * w.hidden * (width + w.hidden)
+            busy = gemm_s(m, w, flops, n, elements)
+            gemm = _kernel(issue_s(m, 1, busy), busy, 0.0, {})
+            phases["backward_weights"] += w.directions * gemm[0]
+            terms.append((w.directions, gemm))
+            work.append((w.directions, gemm))
+    n = policy.instances
+    phases = {name: seconds * n for name, seconds in phases.items()}
+    terms = [(c * n, kernel) for c, kernel in terms]
+    work = [(c * n, kernel) for c, kernel in work]
+    return sum(phases.values()), dram * n, algorithms, phases, terms, work, lanes
 
 
-def _terms_breakdown(terms: list[tuple[float, tuple[float, TaskCost]]]) -> dict[str, float]:
+def _terms_breakdown(terms: Terms) -> dict[str, float]:
     """The sum of ``coefficient * kernel`` terms of :func:`_closed_form` by cause."""
     return breakdown.from_terms(dict(enumerate(c for c, _ in terms)), lambda i: terms[i][1], LEVELS)
 
@@ -627,7 +928,8 @@ def evaluate(
 
     ``sequential_s`` (the speed-up baseline) is the ``gemm`` policy: one per-step GEMM after the
     other, layer by layer. ``extra`` holds ``max_persistent_hidden``, the algorithm of each layer,
-    the recurrent step time, TFLOP/s and, for persistent kernels, whether the layer fits.
+    the recurrent step time, TFLOP/s, ``phase_s`` (the time by phase: ``forward``,
+    ``backward_data``, ``backward_weights``) and, for persistent kernels, whether the layer fits.
 
     Examples
     --------
@@ -648,7 +950,7 @@ def evaluate(
     baseline = get_policy("gemm", instances=policy.instances)
     trace, tasks, level_bytes = None, None, {DRAM: 0.0}
     if engine == "predict":
-        makespan, dram, algorithms, terms, work, lanes = _closed_form(
+        makespan, dram, algorithms, phase_s, terms, work, lanes = _closed_form(
             machine, workload, policy, chunk
         )
         sequential_s = _closed_form(machine, workload, baseline, chunk)[0]
@@ -669,6 +971,9 @@ def evaluate(
         dram = level_bytes[DRAM]
         algorithms = [model.layer_algorithm.get((0, layer, 0), "gemm")
                       for layer in range(workload.layers)]  # fmt: skip
+        phase_s = {"forward": 0.0, "backward_data": 0.0, "backward_weights": 0.0}
+        for tid, start, end in zip(trace.task, trace.start_s, trace.end_s, strict=True):
+            phase_s[phase_of(tasks[tid].kind)] += end - start
     flops = _useful_flops(workload, policy.instances)
     peak = machine.peak_flops(workload.dtype)
     if policy.algorithm == "persistent":
@@ -694,6 +999,7 @@ def evaluate(
         "recurrent_tflops": step["flops"] / step["step_s"] / 1e12,
         "tflops": flops / makespan / 1e12 if makespan else 0.0,
         "peak_tflops": peak / 1e12,
+        "phase_s": phase_s,
     }
     if policy.algorithm == "persistent" and "persistent" not in algorithms:
         extra["note"] = (

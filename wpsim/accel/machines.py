@@ -23,7 +23,9 @@ from wpsim.hardware import (
     increasing_points,
 )
 
-Dtype = Literal["float32", "float64", "float16"]
+Dtype = Literal["float32", "float64", "float16", "bfloat16"]
+#: Most cores of an accelerator, in a machine file or as ``--cores`` (a what-if).
+MAX_CORES = 4096
 PositiveInt = Annotated[int, Field(ge=1), _NotBool]
 
 
@@ -57,7 +59,7 @@ class AcceleratorMachine(_Strict):
 
     kind: Literal["accelerator"] = "accelerator"
     name: str
-    cores: Annotated[int, Field(ge=1, le=4096), _NotBool]  # identical cores on the chip
+    cores: Annotated[int, Field(ge=1, le=MAX_CORES), _NotBool]  # identical cores on the chip
     clock_hz: PositiveFloat
     macs_per_cycle: dict[Dtype, PositiveFloat]  # per core, by dtype (2 flops per MAC)
     dot_product_width: PositiveInt  # MACs per array row (columns consumed per cycle)
@@ -111,9 +113,10 @@ class AcceleratorMachine(_Strict):
         return self.barrier.base_s + self.barrier.per_doubling_s * (n_cores - 1).bit_length()
 
     def with_cores(self, n_cores: int) -> AcceleratorMachine:
-        """The same core design replicated ``n_cores`` times (a what-if: any count >= 1)."""
-        if n_cores < 1:
-            raise ConfigError(f"machine '{self.name}': --cores {n_cores}: expected at least 1")
+        """The same core design replicated ``n_cores`` times (a what-if: 1 to :data:`MAX_CORES`,
+        the bound of a machine file's ``cores``)."""
+        if not 1 <= n_cores <= MAX_CORES:
+            raise ConfigError(f"machine '{self.name}': --cores {n_cores}: expected 1..{MAX_CORES}")
         return self.model_copy(update={"cores": n_cores})
 
     def with_weight_buffer(self, size_bytes: int) -> AcceleratorMachine:
@@ -178,34 +181,86 @@ class PersistentSpec(_Strict):
     ]  # without bank-aware layout
 
 
-class GemmSpec(_Strict):
-    """Per-step matrix products (cuBLAS/cuSPARSE style), weights read from L2 or DRAM each step.
+def _log2_interpolate(table: list[tuple[float, float]], x: float) -> float:
+    """Linear interpolation of ``table`` (``[x, y]`` points, x increasing) in log2 x, clamped."""
+    xs = [math.log2(point) for point, _ in table]
+    ys = [y for _, y in table]
+    lx = math.log2(max(x, 1.0))
+    if lx <= xs[0]:
+        return ys[0]
+    if lx >= xs[-1]:
+        return ys[-1]
+    i = next(i for i in range(1, len(xs)) if lx <= xs[i])
+    return ys[i - 1] + (lx - xs[i - 1]) / (xs[i] - xs[i - 1]) * (ys[i] - ys[i - 1])
 
-    ``efficiency_by_n``: ``[n, fraction of peak]`` for ``n`` right-hand columns (interpolated in
-    log2 n, as on the CPU); ``sparse_bandwidth_efficiency``: fraction of the memory bandwidth a
-    CSR sparse-times-dense product sustains (indirect, irregular access).
+
+class GemmSpec(_Strict):
+    """Matrix products (cuBLAS/cuDNN style): per-step recurrent products, input and weight-gradient
+    GEMMs; weights read from L2 or DRAM.
+
+    Each GPU file carries its own measured efficiencies (a GEMM benchmark of that GPU, or the
+    documented rule of its architecture): the fraction of peak for a product of a weight matrix of
+    ``M x K`` entries with ``n`` right-hand columns is
+    ``efficiency_by_n(n) x efficiency_by_weights(M*K)``, both interpolated in log2 and clamped:
+
+    * ``efficiency_by_n``: ``[n, fraction of peak]`` for matrices large enough to fill the GPU;
+    * ``efficiency_by_weights``: ``[M*K, factor]``, the share of that efficiency a smaller matrix
+      keeps when its product has few columns (too few output tiles for all SMs): in full up to
+      the curve's second-widest ``n``, fading (log2 n) to none at its widest, where the columns
+      alone give every SM tiles; empty: 1 for every size;
+    * ``tensor_efficiency_by_n``: the same curve for tensor-core GEMMs (dtypes in the machine's
+      ``tensor_flops_per_cycle_per_sm``), relative to the tensor-core peak; absent:
+      ``efficiency_by_n``;
+    * ``sparse_bandwidth_efficiency``: fraction of the memory bandwidth a CSR sparse-times-dense
+      product sustains (indirect, irregular access).
     """
 
     efficiency_by_n: list[tuple[PositiveFloat, Fraction]]  # [n columns, fraction of peak]
+    efficiency_by_weights: list[tuple[PositiveFloat, Fraction]] = []  # [M*K entries, factor]
+    tensor_efficiency_by_n: list[tuple[PositiveFloat, Fraction]] | None = None  # tensor cores
     sparse_bandwidth_efficiency: Fraction  # of memory bandwidth, CSR SpMM
     kernels_per_step: PositiveInt  # launches per recurrent step
+    backward_kernels_per_step: PositiveInt | None = None  # per backward step (None: the same)
 
-    @field_validator("efficiency_by_n")
+    def step_kernels(self, backward: bool = False) -> int:
+        """Kernels launched per recurrent step (``backward``: a backward-data step)."""
+        if backward and self.backward_kernels_per_step is not None:
+            return self.backward_kernels_per_step
+        return self.kernels_per_step
+
+    @field_validator("efficiency_by_n", "tensor_efficiency_by_n")
     @classmethod
-    def _sorted_nonempty(cls, table: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        return increasing_points(table, "[n, fraction]", "n")
+    def _sorted_nonempty(cls, table: list[tuple[float, float]] | None):
+        return None if table is None else increasing_points(table, "[n, fraction]", "n")
 
-    def efficiency(self, n_columns: float) -> float:
-        """Fraction of peak for ``n_columns`` right-hand columns (log-linear interpolation)."""
-        xs = [math.log2(n) for n, _ in self.efficiency_by_n]
-        ys = [f for _, f in self.efficiency_by_n]
-        x = math.log2(max(n_columns, 1.0))
-        if x <= xs[0]:
-            return ys[0]
-        if x >= xs[-1]:
-            return ys[-1]
-        i = next(i for i in range(1, len(xs)) if x <= xs[i])
-        return ys[i - 1] + (x - xs[i - 1]) / (xs[i] - xs[i - 1]) * (ys[i] - ys[i - 1])
+    @field_validator("efficiency_by_weights")
+    @classmethod
+    def _sorted_weights(cls, table: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        return increasing_points(table, "[M*K, factor]", "M*K") if table else table
+
+    def efficiency(
+        self, n_columns: float, weight_elements: float | None = None, tensor: bool = False
+    ) -> float:
+        """Fraction of peak for ``n_columns`` right-hand columns and a weight matrix of
+        ``weight_elements`` entries (None: a large one); ``tensor`` selects the tensor-core curve.
+
+        Examples
+        --------
+        >>> g = GemmSpec(efficiency_by_n=[[16, 0.1], [64, 0.5]], efficiency_by_weights=[
+        ...     [1024, 0.5], [4096, 1.0]], sparse_bandwidth_efficiency=0.5, kernels_per_step=2)
+        >>> [round(g.efficiency(*args), 3) for args in [(16,), (16, 2048), (1,), (1000, 16)]]
+        [0.1, 0.075, 0.1, 0.5]
+        """
+        curve = self.efficiency_by_n
+        if tensor and self.tensor_efficiency_by_n is not None:
+            curve = self.tensor_efficiency_by_n
+        fraction = _log2_interpolate(curve, n_columns)
+        if weight_elements is not None and self.efficiency_by_weights:
+            loss = 1.0 - _log2_interpolate(self.efficiency_by_weights, weight_elements)
+            if len(curve) >= 2:  # wide products have column tiles enough for every SM
+                loss *= _log2_interpolate([(curve[-2][0], 1.0), (curve[-1][0], 0.0)], n_columns)
+            fraction *= 1.0 - loss
+        return fraction
 
 
 class GpuMachine(_Strict):
@@ -216,12 +271,19 @@ class GpuMachine(_Strict):
     name: str
     sms: Annotated[int, Field(ge=1, le=100_000), _NotBool]  # streaming multiprocessors
     clock_hz: PositiveFloat
-    flops_per_cycle_per_sm: dict[Dtype, PositiveFloat]  # by dtype (FMA = 2 flops)
+    flops_per_cycle_per_sm: dict[Dtype, PositiveFloat]  # vector units, by dtype (FMA = 2 flops)
+    # matrix (tensor-core) units, by dtype: GEMMs of these dtypes run there (cuDNN/cuBLAS tensor-op
+    # math); element-wise work and persistent kernels use the vector rate above
+    tensor_flops_per_cycle_per_sm: dict[Dtype, PositiveFloat] = {}  # matrix units, by dtype
     register_file_bytes_per_sm: PositiveInt
     shared_memory_bytes_per_sm: PositiveInt  # the most one thread block may use
     l2: L2Spec
     memory: GpuMemorySpec
-    kernel_launch_s: NonNegativeFloat  # between dependent kernels in one stream
+    # Kernel issue (module doc of wpsim.accel.gpu): the host enqueues dependent kernels at most
+    # one per kernel_launch_s; the GPU leaves kernel_gap_s between a kernel and the next that
+    # depends on it. k kernels around busy_s of work take max(k * launch, k * gap + busy_s).
+    kernel_launch_s: NonNegativeFloat  # host: one launch call (cudaLaunchKernel, driver)
+    kernel_gap_s: NonNegativeFloat  # GPU: from one kernel's end to a dependent kernel's start
     max_concurrent_kernels: PositiveInt  # streams that can run at once
     sync: GpuSyncSpec  # grid-wide synchronisation of persistent kernels
     persistent: PersistentSpec  # capacity and efficiency of persistent kernels
@@ -249,6 +311,20 @@ class GpuMachine(_Strict):
                 f"{dtype!r}"
             ) from None
         return self.sms * self.clock_hz * per_sm
+
+    def uses_tensor_cores(self, dtype: str) -> bool:
+        """Whether GEMMs of ``dtype`` run on matrix (tensor-core) units."""
+        return dtype in self.tensor_flops_per_cycle_per_sm
+
+    def gemm_peak_flops(self, dtype: str) -> float:
+        """Peak flop/s of a GEMM of ``dtype``: the tensor-core rate if the GPU has one for it."""
+        if self.uses_tensor_cores(dtype):
+            return self.sms * self.clock_hz * self.tensor_flops_per_cycle_per_sm[dtype]  # type: ignore[index]
+        return self.peak_flops(dtype)
+
+    def gemm_efficiency(self, n_columns: float, weight_elements: float | None, dtype: str) -> float:
+        """Fraction of :meth:`gemm_peak_flops` a product reaches (see :class:`GemmSpec`)."""
+        return self.gemm.efficiency(n_columns, weight_elements, self.uses_tensor_cores(dtype))
 
     @property
     def register_file_bytes(self) -> int:

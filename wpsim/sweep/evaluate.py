@@ -41,7 +41,7 @@ METRIC_COLUMNS = [
 #: Result keys that are run options (already columns, or fixed by the spec): not repeated; and
 #: the break-downs by cause, not stored per point (two dicts a row would make the file 4x the
 #: size; ``wpsim predict`` or ``simulate`` gives them for any point)
-_RUN_KEYS = {"chunk", "granularity", "cost", "breakdown_s", "core_breakdown_s"}
+_RUN_KEYS = {"chunk", "granularity", "cost", "runtime", "breakdown_s", "core_breakdown_s"}
 _RESULT_RENAMES = {"policy": "policy_label"}
 
 
@@ -68,7 +68,7 @@ def columns_for(params: list[str], base_hardware: dict[str, Any]) -> list[str]:
 
 
 #: the engine options a block of analytic points takes (others: one point at a time)
-_BLOCK_OPTIONS = {"cores", "chunk", "granularity", "cost"}
+_BLOCK_OPTIONS = {"cores", "chunk", "granularity", "cost", "runtime"}
 
 
 def error_row(index: int, params: dict[str, Any], error: Exception) -> dict[str, Any]:
@@ -124,6 +124,14 @@ class Evaluator:
         self._machines: dict[Any, Any] = {}
         self._sequential: dict[tuple, float] = {}
         self._policies: dict[tuple, Any] = {}
+        self._runtimes: dict[str, Any] = {}
+        # the size guard (wpsim.guards): this computer's memory, shared by this many workers
+        self.size_share: int | None = context.get("size_share")
+        self.limit_bytes: int | None = None
+        if self.size_share is not None:
+            from wpsim.guards import memory_limit_bytes
+
+            self.limit_bytes = memory_limit_bytes(self.size_share)
 
     # ---- inputs ------------------------------------------------------------------------------
     def _cached(self, cache: dict[Any, Any], overrides: dict[str, Any], make) -> Any:
@@ -187,7 +195,8 @@ class Evaluator:
                 raise ConfigError(f"{self.source}: unknown parameter {key!r}")
         workload = self._cached(self._workloads, workload_over, self._make_workload)
         machine = self._cached(self._machines, hardware_over, self._make_machine)
-        options = dict(run)
+        runtime = self._runtime(run.get("runtime"))
+        options = dict(run, runtime=runtime)
         for name in ("cores", "chunk", "helpers", "instances"):
             value = run.get(name, policy.get(name))
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
@@ -200,26 +209,46 @@ class Evaluator:
             policy_obj = self._policies[key] = get_policy(
                 policy["name"], helpers=policy.get("helpers"), instances=policy.get("instances", 1)
             )
+        from wpsim.guards import check_chunk, check_size
+
+        check_chunk(workload, run["chunk"])
+        # (the closed forms build no graph: only a simulation is sized)
+        if self.limit_bytes is not None and self.engine != "predict":
+            check_size(workload, self.engine, policy_obj, chunk=run["chunk"],
+                       granularity=run["granularity"], share=self.size_share,
+                       limit_bytes=self.limit_bytes)  # fmt: skip
         return workload, machine, policy_obj, options, (workload_over, hardware_over, run)
 
     def result(self, params: dict[str, Any]) -> Any:
         """The :class:`~wpsim.result.Result` of one point (raises on a bad combination)."""
         from wpsim.accel_dispatch import evaluate
 
-        workload, machine, policy_obj, options, (workload_over, hardware_over, run) = self._resolve(
-            params
+        workload, machine, policy_obj, options, (workload_over, hardware_over, run) = (
+            self._resolve(params)
         )
         if self.engine == "simulate":
             baseline = self._sequential_s(
-                workload, machine, run, policy_obj.instances, (workload_over, hardware_over)
-            )
+                workload, machine, run, policy_obj.instances, (workload_over, hardware_over),
+                options["runtime"],
+            )  # fmt: skip
             if baseline is not None:
                 options["sequential_s"] = baseline
         return evaluate(self.engine, workload, machine, policy_obj, **options)
 
+    def _runtime(self, name: Any) -> Any:
+        """The :class:`wpsim.runtime.Runtime` a point names (None for ``lean``), loaded once."""
+        from wpsim.runtime import load_runtime
+
+        key = str(name)
+        if key not in self._runtimes:
+            self._runtimes[key] = load_runtime(name)
+        return self._runtimes[key]
+
     def _sequential_s(self, workload: Any, machine: Any, run: dict[str, Any], instances: int,
-                      key_parts: tuple) -> float | None:  # fmt: skip
-        """The simulated one-core baseline, simulated once per workload and machine.
+                      key_parts: tuple, runtime: Any = None) -> float | None:  # fmt: skip
+        """The simulated one-core baseline, simulated once per workload and machine (and
+        runtime: on the machine it adapts, without its serial terms; see
+        :func:`wpsim.runtime.evaluate`).
 
         The ``sequential`` policy runs on core 0 alone, so its makespan does not depend on how
         many cores the point uses (tests/test_sweep.py checks sweep rows against direct calls);
@@ -231,10 +260,13 @@ class Evaluator:
         if not isinstance(machine, CpuMachine):
             return None
         key = (json.dumps(key_parts, sort_keys=True, default=str), run["chunk"],
-               run["granularity"], run["cost"], instances)  # fmt: skip
+               run["granularity"], run["cost"], instances, str(run.get("runtime")))  # fmt: skip
         if key not in self._sequential:
             if len(self._sequential) > 4096:
                 self._sequential.clear()
+            from wpsim.runtime import apply_runtime
+
+            machine = apply_runtime(runtime, machine, workload)
             restricted = machine.with_cores(run["cores"]) if run.get("cores") else machine
             self._sequential[key] = sequential_time(workload, restricted, run["chunk"],
                                                     run["granularity"], run["cost"], instances)  # fmt: skip
@@ -287,7 +319,11 @@ class Evaluator:
                 lines[pos] = format_line(error_row(index, params, error), columns)
                 failed += 1
                 continue
-            if not isinstance(machine, CpuMachine) or set(options) - _BLOCK_OPTIONS:
+            if (
+                not isinstance(machine, CpuMachine)
+                or options.get("runtime") is not None
+                or set(options) - _BLOCK_OPTIONS
+            ):
                 row = self.row(index, params)
                 lines[pos] = format_line(row, columns)
                 failed += row["status"] != "ok"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from wpsim.errors import ConfigError
+from wpsim.outputs import output_folder, write_with
 from wpsim.sweep import store
 
 #: Parameters that choose the policy (its label already says them) or the core count.
@@ -102,8 +103,7 @@ def speedup_vs_cores(rows: list[dict[str, Any]], out_path: Path) -> Path | None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
+    _save(fig, out_path)
     return out_path
 
 
@@ -194,8 +194,7 @@ def heatmaps(rows: list[dict[str, Any]], axes: tuple[str, str], metric: str,
     if image is not None:
         fig.colorbar(image, ax=axs, shrink=0.8, label=metric)
     fig.suptitle(f"{metric} (median over the other parameters){where}", fontsize=10)
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
+    _save(fig, out_path)
     return out_path
 
 
@@ -282,9 +281,18 @@ def winners(rows: list[dict[str, Any]], params: list[str], axes: tuple[str, str]
     ax.set_title(f"fastest policy{where}\n(share of configurations won, median lead over the "
                  "runner-up)", fontsize=9)  # fmt: skip
     fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
+    _save(fig, out_path)
     return out_path
+
+
+def _save(fig: Any, out_path: Path) -> None:
+    """Write ``fig`` through :mod:`wpsim.outputs` (atomically, errors as one line), then close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        write_with(out_path, lambda p: fig.savefig(p, dpi=120, format="png"), "--out")
+    finally:
+        plt.close(fig)
 
 
 def plot_sweep(folder: str | Path, out: str | Path | None = None,
@@ -307,8 +315,7 @@ def plot_sweep(folder: str | Path, out: str | Path | None = None,
     rows, params = _ok_rows(folder)
     if not rows:
         raise ConfigError(f"{folder}: no successful points to plot")
-    out_dir = Path(out) if out is not None else folder / "plots"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(Path(out) if out is not None else folder / "plots", "--out")
     written = []
     path = speedup_vs_cores(rows, out_dir / "speedup_vs_cores.png")
     if path:

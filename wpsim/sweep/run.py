@@ -34,6 +34,7 @@ from typing import Any
 
 from wpsim import __version__
 from wpsim.errors import ConfigError, WpsimError
+from wpsim.outputs import output_folder
 from wpsim.sweep import store
 from wpsim.sweep.evaluate import (
     Evaluator,
@@ -126,6 +127,23 @@ def execution_order(loaded: LoadedSweep) -> Iterator[tuple[int, dict[str, Any]]]
         yield from group
 
 
+def measure_rate(loaded: LoadedSweep, budget_s: float = 1.0, most: int = 50) -> float | None:
+    """Points per second one worker evaluates, timed in this process on the sweep's first
+    points (at most ``most`` of them, stopping after ``budget_s``); None when all failed."""
+    context = loaded.context()
+    context["size_share"] = 1
+    evaluator = Evaluator(context)
+    start = time.perf_counter()
+    n = ok = 0
+    for index, point in execution_order(loaded):
+        ok += evaluator.row(index, point)["status"] == "ok"
+        n += 1
+        if n >= most or time.perf_counter() - start > budget_s:
+            break
+    elapsed = time.perf_counter() - start
+    return n / elapsed if ok and elapsed > 0 else None
+
+
 # ---- backends ---------------------------------------------------------------------------------
 
 
@@ -208,6 +226,38 @@ class _ProcessBackend:
         self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
 
 
+def lost_workers(error: BaseException) -> WpsimError:
+    """The one-line error that ends a Dask sweep whose workers or scheduler went away (the
+    finished points are on disk; the same command resumes)."""
+    text = " ".join(str(error).split())[:200]
+    what = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return WpsimError(
+        f"--backend dask: lost the workers or the scheduler ({what}); the finished points are "
+        "saved, run the same command again to resume"
+    )
+
+
+#: Dask scheduler address schemes (``distributed.comm``): ``tcp://HOST:PORT`` and its kin.
+SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+
+
+def check_scheduler(address: str) -> str:
+    """``address`` when it looks like a Dask scheduler address; one-line ConfigError otherwise.
+
+    Examples
+    --------
+    >>> check_scheduler("tcp://10.0.0.5:8786")
+    'tcp://10.0.0.5:8786'
+    """
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme not in SCHEDULER_SCHEMES or not rest or any(c.isspace() for c in rest):
+        raise ConfigError(
+            f"--scheduler: got {address!r}, expected an address such as tcp://HOST:PORT "
+            f"(schemes: {', '.join(SCHEDULER_SCHEMES)})"
+        )
+    return address
+
+
 class _DaskBackend:
     """Dask distributed: a LocalCluster, or a running scheduler."""
 
@@ -226,6 +276,8 @@ class _DaskBackend:
             ) from None
         self.cluster = None
         self.futures: set[Any] = set()
+        if scheduler:
+            check_scheduler(scheduler)
         try:
             if scheduler:
                 self.client = Client(scheduler, timeout="20s")
@@ -235,9 +287,12 @@ class _DaskBackend:
                     dashboard_address=None, silence_logs=logging.ERROR,
                 )  # fmt: skip
                 self.client = Client(self.cluster)
-        except (OSError, TimeoutError) as error:
+        except KeyboardInterrupt:
+            raise
+        except Exception as error:  # noqa: BLE001 - OSError, TimeoutError, ValueError...
             where = scheduler or "a LocalCluster"
-            raise ConfigError(f"--scheduler: cannot connect to {where}: {error}") from None
+            text = " ".join(str(error).split())[:200]
+            raise ConfigError(f"--scheduler: cannot connect to {where}: {text}") from None
         info = self.client.scheduler_info()
         self.workers = max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
         try:  # import the models on every worker now (start-up), and fail early if one cannot
@@ -251,19 +306,29 @@ class _DaskBackend:
         [self.context] = self.client.scatter([context], broadcast=True)
 
     def submit(self, chunk: Chunk) -> Any:
-        future = self.client.submit(run_chunk, self.context, chunk, pure=False)
+        try:
+            future = self.client.submit(run_chunk, self.context, chunk, pure=False)
+        except Exception as error:  # noqa: BLE001 - the client closed under us
+            raise lost_workers(error) from None
         self.futures.add(future)
         return future
 
     def wait(self) -> list[tuple[Any, store.FormattedRows, float]]:
         from distributed import wait
 
-        result = wait(list(self.futures), return_when="FIRST_COMPLETED")
-        out = []
-        for future in result.done:
-            self.futures.discard(future)
-            rows, seconds = future.result()
-            out.append((future, rows, seconds))
+        # when every worker is gone, so is the scattered context every chunk needs: Dask
+        # cancels the chunks (FutureCancelledError), which ends up here
+        try:
+            result = wait(list(self.futures), return_when="FIRST_COMPLETED")
+            out = []
+            for future in result.done:
+                self.futures.discard(future)
+                rows, seconds = future.result()
+                out.append((future, rows, seconds))
+        except KeyboardInterrupt:
+            raise
+        except Exception as error:  # noqa: BLE001 - a point's own errors are rows; this is Dask
+            raise lost_workers(error) from None
         return out
 
     def pending(self) -> int:
@@ -358,6 +423,7 @@ def run_sweep(
     chunk_target_s: float | None = None,
     max_chunk: int | None = None,
     max_points: int | None = None,
+    allow_large: bool = False,
 ) -> SweepSummary:
     """Run (or resume) a sweep into ``out_dir``.
 
@@ -385,6 +451,9 @@ def run_sweep(
         The most points in a chunk (default 512; analytic sweeps 8192, evaluated in blocks).
     max_points : int, optional
         Stop after this many new points (the sweep stays resumable).
+    allow_large : bool
+        Evaluate points whose estimated memory exceeds this computer's share for one worker
+        (:func:`wpsim.guards.check_size`); by default they are failed rows.
 
     Returns
     -------
@@ -398,11 +467,7 @@ def run_sweep(
         After saving every finished point (Ctrl-C or SIGTERM).
     """
     loaded = spec if isinstance(spec, LoadedSweep) else load_sweep(spec)
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigError(f"--out {out}: cannot create ({error.strerror})") from None
+    out = output_folder(out_dir, "--out")
     workers = workers or default_workers()
     if max_chunk is None:
         max_chunk = ANALYTIC_MAX_CHUNK if loaded.spec.engine == "analytic" else 512
@@ -448,7 +513,11 @@ def run_sweep(
         backend_obj = None
         try:
             if todo > 0:
-                backend_obj = _make_backend(loaded.context(), backend, workers, scheduler,
+                context = loaded.context()
+                # each point's size guard: the memory of the computer a worker runs on, shared
+                # by the workers of this one (a remote cluster's workers: their own)
+                context["size_share"] = None if allow_large else (1 if scheduler else workers)
+                backend_obj = _make_backend(context, backend, workers, scheduler,
                                             dask_processes)  # fmt: skip
                 startup = time.monotonic() - start
                 target = chunk_target_s or (0.3 if backend == "dask" else 0.2)
@@ -463,16 +532,17 @@ def run_sweep(
             journal.close()
             if todo > 0:
                 meter.close()
-            complete = done_before + run_now >= n_points
+            # what is on disk decides: an error may have ended the run before _drive returned
+            on_disk, failed = store.scan(results_path, columns)
+            run_now = on_disk - done_before
+            complete = on_disk >= n_points
             if complete and not interrupted:
-                n_rows = journal.finalize()
-                failed = store.count_failed(results_path, columns)
+                journal.finalize()
                 manifest["parquet"] = store.write_parquet(out, columns)
-                manifest.update(status="complete", points_done=n_rows, points_failed=failed)
+                manifest.update(status="complete", points_done=on_disk, points_failed=failed)
             else:
-                failed = store.count_failed(results_path, columns)
                 manifest.update(status="interrupted" if interrupted else "partial",
-                                points_done=done_before + run_now, points_failed=failed)  # fmt: skip
+                                points_done=on_disk, points_failed=failed)  # fmt: skip
             wall = time.monotonic() - start  # (the sorted CSV and the Parquet file included)
             run_record.update(finished=_now(), points_run=run_now, wall_s=round(wall, 3),
                               startup_s=round(startup, 3), interrupted=interrupted)  # fmt: skip
@@ -552,4 +622,11 @@ def _drive(backend: Any, groups: Iterator[Chunk], journal: store.ResultsJournal,
             state["size"] = max(1, min(max_chunk, int(target_s / max(per_point, 1e-7))))
 
 
-__all__ = ["run_sweep", "SweepSummary", "execution_order", "default_workers"]
+__all__ = [
+    "SweepSummary",
+    "check_scheduler",
+    "default_workers",
+    "execution_order",
+    "measure_rate",
+    "run_sweep",
+]

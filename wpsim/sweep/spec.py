@@ -26,9 +26,10 @@ Dotted paths:
 * ``policy``: a name, or a mapping ``{name: wavefront, helpers: 4}`` (so one list can hold
   ``[layerwise, wavefront, {name: wavefront, helpers: 4}]``); ``policy.helpers``,
   ``policy.instances``;
-* ``run.cores``, ``run.chunk``, ``run.granularity``, ``run.cost``.
+* ``run.cores``, ``run.chunk``, ``run.granularity``, ``run.cost``, ``run.runtime`` (``lean`` or
+  a runtime of ``hw_configs/runtimes/``, see :mod:`wpsim.runtime`).
 
-``cores``, ``chunk``, ``granularity``, ``cost``, ``helpers`` and ``instances`` are accepted as
+``cores``, ``chunk``, ``granularity``, ``cost``, ``runtime``, ``helpers`` and ``instances`` are accepted as
 short forms and stored under their full path. In ``random`` mode a value may also be a range
 ``{min: A, max: B}`` (integers if both ends are; ``log: true`` samples log-uniformly).
 
@@ -43,14 +44,15 @@ import hashlib
 import itertools
 import json
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from wpsim.config import read_yaml, validate_mapping
+from wpsim.config import NotBool, read_yaml, unknown_field_message, validate_mapping
 from wpsim.errors import ConfigError
 
 #: Short forms accepted under ``vary:`` and the full dotted path they stand for.
@@ -59,11 +61,12 @@ ALIASES = {
     "chunk": "run.chunk",
     "granularity": "run.granularity",
     "cost": "run.cost",
+    "runtime": "run.runtime",
     "helpers": "policy.helpers",
     "instances": "policy.instances",
     "policy.name": "policy",
 }
-RUN_FIELDS = ("cores", "chunk", "granularity", "cost")
+RUN_FIELDS = ("cores", "chunk", "granularity", "cost", "runtime")
 POLICY_FIELDS = ("helpers", "instances")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -71,32 +74,38 @@ WORKLOAD_DIR = REPO_ROOT / "workloads"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # numbers are finite and never booleans, as in machine and workload files (wpsim.config)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+Int = Annotated[int, NotBool]
 
 
 class PolicySpec(_Strict):
     """The base policy of every point: a registered name and its options."""
 
     name: str = "wavefront"
-    helpers: int | None = Field(None, ge=1)
-    instances: int = Field(1, ge=1)
+    helpers: Int | None = Field(None, ge=1)
+    instances: Int = Field(1, ge=1)
 
 
 class RunSpec(_Strict):
     """Run options passed to the engine for every point (``cores: null`` = all cores)."""
 
-    cores: int | None = Field(None, ge=1)
-    chunk: int = Field(1, ge=1)
+    cores: Int | None = Field(None, ge=1)
+    chunk: Int = Field(1, ge=1)
     granularity: Literal["cell", "op"] = "cell"
     cost: Literal["model", "ideal"] = "model"
+    #: the software that runs the RNN: ``lean`` (none) or a runtime name or file (wpsim.runtime)
+    runtime: str = "lean"
 
 
 class RangeSpec(_Strict):
     """A range to sample from in ``random`` mode."""
 
-    min: int | float
-    max: int | float
-    log: bool = False
+    min: Annotated[int | float, NotBool]
+    max: Annotated[int | float, NotBool]
+    log: bool = Field(False, strict=True)
 
     @model_validator(mode="after")
     def _ordered(self) -> RangeSpec:
@@ -104,6 +113,8 @@ class RangeSpec(_Strict):
             raise ValueError(f"min <= max (got min {self.min}, max {self.max})")
         if self.log and self.min <= 0:
             raise ValueError("min > 0 for a log range")
+        if not math.isfinite(float(self.max) - float(self.min)):
+            raise ValueError(f"a range narrower than {sys.float_info.max:.3g} (max - min)")
         return self
 
 
@@ -118,8 +129,8 @@ class SweepSpec(_Strict):
     run: RunSpec = RunSpec()
     engine: Literal["analytic", "simulate"] = "analytic"
     mode: Literal["grid", "zip", "random"] = "grid"
-    samples: int | None = Field(None, ge=1, le=100_000_000)
-    seed: int = 0
+    samples: Int | None = Field(None, ge=1, le=100_000_000)
+    seed: Int = Field(0, ge=0)
     vary: dict[str, list[Any] | RangeSpec] = Field(default_factory=dict)
 
     @field_validator("vary")
@@ -248,7 +259,7 @@ def _canonical_param(source: str, key: str) -> str:
     raise ConfigError(
         f"{source}: field 'vary.{key}': unknown parameter path; expected workload.FIELD, "
         f"hardware.FIELD[.KEY...], policy, policy.helpers, policy.instances or run.cores|chunk|"
-        f"granularity|cost"
+        f"granularity|cost|runtime"
     )
 
 
@@ -283,6 +294,18 @@ def _list_key(node: list, part: str) -> int | None:
     return None
 
 
+def _check_runtime(where: str, value: Any) -> None:
+    """Raise a one-line ConfigError at ``where`` unless ``value`` names a loadable runtime."""
+    from wpsim.runtime import load_runtime
+
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: got {value!r}, expected a runtime name or file")
+    try:
+        load_runtime(value)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
 def _check_param(loaded: LoadedSweep, key: str) -> None:
     from wpsim.hardware import machine_kinds
     from wpsim.policies import available
@@ -310,10 +333,8 @@ def _check_param(loaded: LoadedSweep, key: str) -> None:
                 raise ConfigError(f"{where}: got {value!r}, expected one of {', '.join(known)}")
     elif head == "workload":
         if rest not in Workload.model_fields:
-            raise ConfigError(
-                f"{where}: unknown workload field {rest!r}; expected one of "
-                f"{', '.join(Workload.model_fields)}"
-            )
+            known = list(Workload.model_fields)
+            raise ConfigError(f"{where}: {unknown_field_message(rest, known, 'workload field')}")
     elif head == "policy":
         if rest not in POLICY_FIELDS:
             raise ConfigError(
@@ -324,6 +345,12 @@ def _check_param(loaded: LoadedSweep, key: str) -> None:
             raise ConfigError(
                 f"{where}: unknown run option {rest!r}; expected {', '.join(RUN_FIELDS)}"
             )
+        if rest == "runtime":
+            values = loaded.values[key]
+            if isinstance(values, RangeSpec):
+                raise ConfigError(f"{where}: expected a list of runtime names, got a range")
+            for value in values:
+                _check_runtime(where, value)
     elif head == "hardware":
         parts = rest.split(".")
         kind = loaded.base_hardware.get("kind", "cpu")
@@ -331,7 +358,7 @@ def _check_param(loaded: LoadedSweep, key: str) -> None:
         fields = list(model.model_fields) if model is not None else []
         if parts[0] not in fields:
             raise ConfigError(
-                f"{where}: unknown machine field {parts[0]!r}; expected one of {', '.join(fields)}"
+                f"{where}: {unknown_field_message(parts[0], fields, 'machine field')}"
             )
         if len(parts) > 1 and _walk(loaded.base_hardware, parts) is None:
             raise ConfigError(
@@ -421,13 +448,18 @@ def _check_base(loaded: LoadedSweep) -> None:
             workload[rest] = first
         elif head == "hardware":
             _set_path(hardware, rest, first)
-    workload_from_dict(workload, workload_src)
-    machine_from_dict(hardware, hardware_src)
+    # validated together with the first value of each varied field: say so, or a bad value in
+    # the spec's vary list would seem to be the input file's
+    heads = {key.partition(".")[0] for key in loaded.params}
+    also = f" with the first values of {loaded.source}'s vary"
+    workload_from_dict(workload, workload_src + (also if "workload" in heads else ""))
+    machine_from_dict(hardware, hardware_src + (also if "hardware" in heads else ""))
     name = loaded.spec.policy_spec.name
     if name not in available():
         raise ConfigError(
             f"{loaded.source}: field 'policy': got {name!r}, expected one of {', '.join(available())}"
         )
+    _check_runtime(f"{loaded.source}: field 'run.runtime'", loaded.spec.run.runtime)
 
 
 def _first_value(values: Any) -> Any:
@@ -497,6 +529,6 @@ def _draw(rng: Any, values: Any) -> Any:
     if values.log:
         draw = math.exp(rng.uniform(math.log(low), math.log(high)))
         return min(high, max(low, int(round(draw)))) if integer else float(draw)
-    if integer:
-        return int(rng.integers(int(low), int(high) + 1))
+    if integer:  # endpoint=True: high + 1 would overflow int64 at its top
+        return int(rng.integers(int(low), int(high), endpoint=True))
     return float(rng.uniform(low, high))

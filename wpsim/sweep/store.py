@@ -13,19 +13,28 @@ skipped. When the sweep completes, the file is rewritten sorted by point (writte
 file, ``fsync``-ed, then atomically renamed), so the same spec always gives the same bytes.
 
 An exclusive lock (``.lock``) keeps two sweeps from writing into one folder at once.
+
+A results folder may be shared with other users, so nothing in it is trusted to be what its name
+says: the lock and the journal are opened without following symbolic links (``O_NOFOLLOW``) and
+must be regular files, files are read the same way, and every rewrite goes through a temporary
+file created exclusively with a random name (:mod:`wpsim.outputs`): a link planted at any of
+these names is refused or ignored, never written through.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wpsim import outputs
 from wpsim.errors import ConfigError
 
 RESULTS = "results.csv"
@@ -111,7 +120,8 @@ def format_rows(rows: list[dict[str, Any]], columns: list[str]) -> FormattedRows
     """``rows`` (dicts by column) as :class:`FormattedRows`."""
     lines = [format_line(row, columns) for row in rows]
     failed = sum(1 for row in rows if row.get("status") != "ok")
-    return FormattedRows(("\n".join(lines) + "\n").encode() if lines else b"", len(rows), failed)
+    data = ("\n".join(lines) + "\n").encode(errors="backslashreplace") if lines else b""
+    return FormattedRows(data, len(rows), failed)
 
 
 def _format_rows(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
@@ -126,29 +136,36 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, ``fsync`` and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    """Write ``data`` to ``path`` atomically through :mod:`wpsim.outputs`: a temporary file
+    created exclusively with a random name (a link planted at a temporary name is never
+    followed), ``fsync``, rename, ``fsync`` of the folder."""
+    outputs.atomic_write(path, data, "--out")
 
 
-def _fsync_dir(folder: Path) -> None:
+def _open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` that refuses a symbolic link at ``path`` (another user may have planted one
+    in a shared folder) and anything but a regular file."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory descriptors
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ConfigError(
+                f"{path}: is a symbolic link; wpsim does not follow links in a results folder "
+                "(remove it)"
+            ) from None
+        raise ConfigError(f"{path}: cannot open ({error.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
+        raise ConfigError(f"{path}: not a regular file (remove it)")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of a regular file of a results folder (links and devices refused)."""
+    fd = _open_nofollow(Path(path), os.O_RDONLY)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
 
 
 class FolderLock:
@@ -161,7 +178,7 @@ class FolderLock:
     def __enter__(self) -> FolderLock:
         import fcntl
 
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd = _open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -207,12 +224,12 @@ class ResultsJournal:
             done: set[int] = set()
         else:
             done = self._repair_and_scan(header)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self.fd = _open_nofollow(self.path, os.O_WRONLY | os.O_APPEND)
         self._last_sync = time.monotonic()
         return done
 
     def _repair_and_scan(self, header: bytes) -> set[int]:
-        data = self.path.read_bytes()
+        data = read_bytes(self.path)
         if not data.startswith(header):
             first = data.split(b"\n", 1)[0].decode(errors="replace")
             raise ConfigError(
@@ -227,12 +244,17 @@ class ResultsJournal:
                 os.fsync(handle.fileno())
             data = data[:end]
         done = set()
-        reader = csv.reader(io.StringIO(data[len(header) :].decode()))
+        reader = csv.reader(io.StringIO(data[len(header) :].decode(errors="replace")))
         for line_no, fields in enumerate(reader, start=2):
             if len(fields) != len(self.columns):
                 raise ConfigError(
                     f"{self.path}: line {line_no}: {len(fields)} fields, expected "
                     f"{len(self.columns)} (file edited by hand?)"
+                )
+            if not fields[0].isdigit():
+                raise ConfigError(
+                    f"{self.path}: line {line_no}: point {fields[0][:20]!r} is not a number "
+                    "(file edited by hand?)"
                 )
             done.add(int(fields[0]))
         return done
@@ -268,7 +290,7 @@ class ResultsJournal:
         rows. Each row is one line (every field is single-line), so the lines are sorted by
         their first field without parsing the rest."""
         self.close()
-        data = self.path.read_bytes()
+        data = read_bytes(self.path)
         end = data.rfind(b"\n") + 1
         header, _, body = data[:end].partition(b"\n")
         by_point: dict[int, bytes] = {}
@@ -282,9 +304,9 @@ class ResultsJournal:
 
 def read_raw(path: Path, columns: list[str] | None = None) -> list[list[str]]:
     """Rows of a results CSV as lists of strings (header skipped, partial last line ignored)."""
-    data = Path(path).read_bytes()
+    data = read_bytes(Path(path))
     end = data.rfind(b"\n") + 1
-    reader = csv.reader(io.StringIO(data[:end].decode()))
+    reader = csv.reader(io.StringIO(data[:end].decode(errors="replace")))
     header = next(reader, None)
     if columns is not None and header is not None and header != columns:
         raise ConfigError(f"{path}: unexpected header")
@@ -302,9 +324,9 @@ def read_results(folder: str | Path) -> list[dict[str, Any]]:
     path = Path(folder) / RESULTS
     if not path.is_file():
         raise ConfigError(f"{folder}: no {RESULTS} here (run `wpsim sweep SPEC --out {folder}`)")
-    data = path.read_bytes()
+    data = read_bytes(path)
     end = data.rfind(b"\n") + 1
-    reader = csv.reader(io.StringIO(data[:end].decode()))
+    reader = csv.reader(io.StringIO(data[:end].decode(errors="replace")))
     header = next(reader, None) or []
     out = []
     for fields in reader:
@@ -335,28 +357,37 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path}: unreadable manifest ({error})") from None
+        manifest = json.loads(read_bytes(path))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise ConfigError(f"{path}: unreadable manifest ({type(error).__name__})") from None
+    if not isinstance(manifest, dict):
+        raise ConfigError(f"{path}: unreadable manifest (not a JSON object)")
+    return manifest
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """Write ``manifest.json`` atomically."""
-    text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+    text = outputs.dumps_json(manifest, indent=2, sort_keys=True) + "\n"
     atomic_write(folder / MANIFEST, text.encode())
 
 
-def count_failed(path: Path, columns: list[str]) -> int:
-    """Rows of a results CSV whose ``status`` is not ``ok`` (read as a stream)."""
+def scan(path: Path, columns: list[str]) -> tuple[int, int]:
+    """(points, failed points) of a results CSV, read as a stream; a point written twice (an
+    interrupted chunk run again) counts once, by its first row, as :meth:`ResultsJournal.finalize`
+    keeps it."""
     status = columns.index("status")
+    seen: set[str] = set()
     failed = 0
-    with open(path, newline="") as handle:
+    fd = _open_nofollow(Path(path), os.O_RDONLY)
+    with os.fdopen(fd, newline="", errors="replace") as handle:
         reader = csv.reader(handle)
         next(reader, None)
         for fields in reader:
-            if len(fields) > status and fields[status] != "ok":
-                failed += 1
-    return failed
+            if len(fields) <= status or fields[0] in seen:
+                continue
+            seen.add(fields[0])
+            failed += fields[status] != "ok"
+    return len(seen), failed
 
 
 def write_parquet(folder: Path, columns: list[str]) -> bool:
@@ -372,7 +403,7 @@ def write_parquet(folder: Path, columns: list[str]) -> bool:
     except ImportError:
         return False
     table = pa_csv.read_csv(
-        folder / RESULTS,
+        pa.BufferReader(read_bytes(folder / RESULTS)),
         convert_options=pa_csv.ConvertOptions(
             column_types=dict.fromkeys(columns, pa.string()), strings_can_be_null=False,
             quoted_strings_can_be_null=False,
@@ -400,7 +431,6 @@ def write_parquet(folder: Path, columns: list[str]) -> bool:
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep the text
             typed = pa.array([encode_value(v) for v in values], type=pa.string())
         arrays[name] = typed.take(encoded.indices)
-    tmp = folder / f".{PARQUET}.tmp"
-    pq.write_table(pa.table(arrays), tmp)
-    os.replace(tmp, folder / PARQUET)
+    table = pa.table(arrays)
+    outputs.write_with(folder / PARQUET, lambda path: pq.write_table(table, path), "--out")
     return True

@@ -2,12 +2,14 @@
 
 Usage::
 
-    python docs/course/a1/grade.py ANSWERS.yaml [--json]
+    python docs/course/a1/grade.py ANSWERS.yaml [--instructor DIR] [--json]
 
 Every answer is checked against wpsim's graph analysis (:func:`wpsim.graph.build` and
 :mod:`wpsim.analysis`) of the graphs the handout names: the numbers for graphs A, B and C, the
-formulas at (L, T, K) points of other sizes. Numbers are not revealed; a wrong one gets a hint
-about the usual mistake behind it.
+formulas at (L, T, K) sizes other than those three graphs: the public sizes below and, with
+``--instructor DIR``, the hidden sizes of ``DIR/a1_hidden.yaml`` too (stacked, bidirectional,
+training and chunked graphs). Numbers are not revealed; a wrong one gets a hint about the usual
+mistake behind it. A wrong formula is shown the first size where it disagrees with the graph.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from gradelib import (  # noqa: E402
+    PREVIEW_NOTE,
     AnswerError,
     FormulaError,
     Report,
     evaluate_formula,
     finish,
+    load_hidden,
     load_yaml,
 )
 
@@ -71,12 +75,15 @@ FORMULAS: dict[str, tuple[str, str, bool]] = {
     "stacked_span_chunked": ("stacked", "critical_path_tasks", True),
     "bidirectional_n_tasks": ("bidirectional", "n_tasks", False),
     "bidirectional_span": ("bidirectional", "critical_path_tasks", False),
+    "bidirectional_span_chunked": ("bidirectional", "critical_path_tasks", True),
     "training_n_tasks": ("training", "n_tasks", False),
     "training_span": ("training", "critical_path_tasks", False),
+    "training_span_chunked": ("training", "critical_path_tasks", True),
 }
-#: Held-out sizes at which formulas are checked: (L, T) and (L, T, K).
-POINTS = [(1, 1), (1, 6), (2, 3), (3, 7), (5, 4), (4, 12), (8, 3)]
-CHUNK_POINTS = [(2, 9, 2), (3, 10, 3), (4, 7, 4), (1, 5, 5), (3, 6, 1), (2, 11, 4), (5, 3, 2)]
+#: Public sizes at which formulas are checked, (L, T) and (L, T, K); the hidden ones are in the
+#: instructor folder (``a1_hidden.yaml``: ``sizes`` and ``chunked_sizes``).
+POINTS = [(1, 1), (2, 3), (3, 7), (5, 4)]
+CHUNK_POINTS = [(2, 9, 2), (3, 10, 3), (1, 5, 5), (3, 6, 1)]
 NUMBER_POINTS = 1
 FORMULA_POINTS = 2
 
@@ -112,25 +119,33 @@ def hint(graph: str, key: str, answer: float, w: Workload, facts: dict, mine: di
         if graph == "bidirectional" and answer == L * T:
             return "every layer has two chains, one forward and one reverse in time"
         if graph == "training" and answer in (L * T, 2 * L * T):
-            return ("training has a backward task for every forward cell, and after them one "
-                    "weight-gradient task per layer and direction")  # fmt: skip
+            return (
+                "training has a backward task for every forward cell, and after them one "
+                "weight-gradient task per layer and direction"
+            )
         return "count one task per (direction, layer, time step)"
     if key == "critical_path_tasks":
         if answer == facts["n_tasks"]:
             return "that is the work; the span is the number of tasks on the longest chain"
         if graph == "stacked" and answer == L + T:
-            return ("off by one: a chain from cell (0, 0) to (L-1, T-1) makes L-1 moves up and "
-                    "T-1 moves forward in time")  # fmt: skip
+            return (
+                "off by one: a chain from cell (0, 0) to (L-1, T-1) makes L-1 moves up and "
+                "T-1 moves forward in time"
+            )
         if graph == "bidirectional" and answer == L + T - 1:
-            return ("layer l+1 at step t needs BOTH directions of layer l, and the reverse chain "
-                    "of layer l reaches step 0 last: layer l+1 cannot start before it ends")  # fmt: skip
+            return (
+                "layer l+1 at step t needs BOTH directions of layer l, and the reverse chain "
+                "of layer l reaches step 0 last: layer l+1 cannot start before it ends"
+            )
         if graph == "training":
             s = L + T - 1
             if answer == 2 * s:
                 return "after the last backward cell of a layer comes its weight-gradient task"
             if answer in (s, s + 1):
-                return ("the backward pass mirrors the forward one: the gradient flows back along "
-                        "the whole forward chain")  # fmt: skip
+                return (
+                    "the backward pass mirrors the forward one: the gradient flows back along "
+                    "the whole forward chain"
+                )
         return "follow the dependencies: which cell can only start after all the others?"
     if key == "max_width":
         if graph == "bidirectional":
@@ -191,9 +206,32 @@ def grade_numbers(answers: dict, report: Report) -> None:
             report.add(name, 0, NUMBER_POINTS, f"{given[key]} is {direction}. Hint: {why}")
 
 
-def grade_formulas(answers: dict, report: Report) -> None:
-    """Evaluate each formula at the held-out sizes and compare with the graphs built there."""
+def formula_hint(results: list[tuple[dict, float, float]]) -> str:
+    """The likely mistake behind a formula, from its values and the graphs' at every size."""
+    errors = [got - want for _, got, want in results]
+    right = sum(1 for e in errors if abs(e) < 1e-9)
+    if any(not float(got).is_integer() for _, got, _ in results):
+        return (
+            "a number of tasks is a whole number: a task covers K steps and the last one may "
+            "cover fewer (ceil)"
+        )
+    if len(set(errors)) == 1 and abs(errors[0]) == 1:
+        return "off by one at every size: count the tasks on the chain, not the moves between them"
+    if 2 * right >= len(results):
+        return (
+            f"right at {right} of {len(results)} sizes only: a formula that fits some shapes "
+            "is not derived for every L, T (and K)"
+        )
+    return "build the graph at that size (wpsim graph) and count"
+
+
+def grade_formulas(answers: dict, report: Report, hidden: dict | None = None) -> None:
+    """Evaluate each formula at the public (and hidden) sizes; compare with the graphs there."""
     given = answers.get("formulas") if isinstance(answers.get("formulas"), dict) else {}
+    sizes = [tuple(p) for p in POINTS] + [tuple(p) for p in (hidden or {}).get("sizes", [])]
+    chunk_sizes = [tuple(p) for p in CHUNK_POINTS] + [
+        tuple(p) for p in (hidden or {}).get("chunked_sizes", [])
+    ]
     cache: dict[tuple, dict] = {}
     for key, (graph, fact, chunked) in FORMULAS.items():
         name = f"formulas.{key}"
@@ -201,8 +239,9 @@ def grade_formulas(answers: dict, report: Report) -> None:
         if text is None:
             report.add(name, 0, FORMULA_POINTS, "missing: write a formula in L, T (and K)")
             continue
-        points = CHUNK_POINTS if chunked else [(L, T, 1) for L, T in POINTS]
+        points = chunk_sizes if chunked else [(L, T, 1) for L, T in sizes]
         wrong = None
+        results = []
         try:
             for L, T, K in points:
                 names = {"L": L, "T": T, "K": K} if chunked else {"L": L, "T": T}
@@ -210,9 +249,9 @@ def grade_formulas(answers: dict, report: Report) -> None:
                 if (graph, L, T, K) not in cache:
                     cache[(graph, L, T, K)] = summarize(build(family(graph, L, T), chunk=K))
                 want = cache[(graph, L, T, K)][fact]
-                if not math.isclose(got, want, rel_tol=1e-9):
+                results.append((names, got, want))
+                if wrong is None and not math.isclose(got, want, rel_tol=1e-9):
                     wrong = (names, got, want)
-                    break
         except FormulaError as error:
             report.add(name, 0, FORMULA_POINTS, f"cannot evaluate {text!r}: {error}")
             continue
@@ -220,31 +259,42 @@ def grade_formulas(answers: dict, report: Report) -> None:
             report.add(name, 0, FORMULA_POINTS, f"cannot evaluate {text!r}: {error}")
             continue
         if wrong is None:
-            report.add(name, FORMULA_POINTS, FORMULA_POINTS,
-                       f"{text!r} matches the graphs at {len(points)} sizes")  # fmt: skip
+            report.add(
+                name,
+                FORMULA_POINTS,
+                FORMULA_POINTS,
+                f"{text!r} matches the graphs at {len(points)} sizes",
+            )
         else:
             names, got, want = wrong
             at = ", ".join(f"{k}={v}" for k, v in names.items())
-            report.add(name, 0, FORMULA_POINTS,
-                       f"{text!r} gives {got:g} at {at}, but that graph has {want:g} "
-                       f"(wpsim graph at those sizes shows it)")  # fmt: skip
+            report.add(
+                name,
+                0,
+                FORMULA_POINTS,
+                f"{text!r} gives {got:g} at {at}, but that graph has {want:g} "
+                f"(wpsim graph at those sizes shows it). Hint: {formula_hint(results)}",
+            )
 
 
-def grade(path: str | Path) -> Report:
-    """Grade the answer file at ``path``.
+def grade(path: str | Path, instructor: str | Path | None = None) -> Report:
+    """Grade the answer file at ``path``; with ``instructor``, at the hidden sizes too.
 
     Raises
     ------
     AnswerError
-        When the file cannot be read as YAML.
+        When the file (or the instructor's hidden sizes) cannot be read as YAML.
     """
+    hidden = load_hidden(instructor, "a1")
     answers = load_yaml(path)
     report = Report(TITLE)
     if not isinstance(answers, dict):
         answers = {}
         report.notes.append(f"{path}: expected the sections of answers.yaml (stacked, ...)")
     grade_numbers(answers, report)
-    grade_formulas(answers, report)
+    grade_formulas(answers, report, hidden)
+    if hidden is None:
+        report.notes.append(PREVIEW_NOTE)
     return report
 
 
@@ -252,10 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: grade a file, print the report; exit status 2 if it cannot be read."""
     parser = argparse.ArgumentParser(description="Grade assignment 1 (work and span).")
     parser.add_argument("answers", help="your answers.yaml")
+    parser.add_argument(
+        "--instructor", metavar="DIR", help="the instructor folder: grade at its hidden sizes too"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     try:
-        report = grade(args.answers)
+        report = grade(args.answers, args.instructor)
     except AnswerError as error:
         print(f"{TITLE}: cannot grade: {error}")
         return 2

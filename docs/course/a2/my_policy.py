@@ -1,15 +1,18 @@
-"""Assignment 2: a scheduling policy that beats ``wavefront`` on a machine with small caches.
+"""Assignment 2: a scheduling policy that runs RNNs faster than every built-in policy on
+machines with small private caches.
 
 Write your policy in this one file, then grade it::
 
     python docs/course/a2/grade.py docs/course/a2/my_policy.py
 
 Rules: one class, decorated with ``@register``, subclassing ``StaticPolicy`` or ``DynamicPolicy``
-(see docs/reference/policies.md), with a ``name`` of its own. Read the handout first.
+(see docs/reference/policies.md), with a ``name`` of its own; no built-in policy inside it
+(subclassed, wrapped, called or copied). Read the handout first.
 """
 
 from __future__ import annotations
 
+from wpsim.hardware import CpuMachine
 from wpsim.plan import Plan
 from wpsim.policies import register
 from wpsim.policies.base import StaticPolicy
@@ -21,6 +24,11 @@ class MyPolicy(StaticPolicy):
 
     name = "my-policy"
     description = "TODO"
+
+    def __init__(self, machine: CpuMachine | None = None) -> None:
+        """The grader creates the policy as ``MyPolicy(machine=machine)`` for every case."""
+        super().__init__()
+        self.machine = machine  # cores, caches (size_bytes, bandwidth_Bps), clock, ...
 
     def core_groups(self, n_cores: int) -> list[tuple[int, ...]]:
         """Which cores run a task together. One core per group is what ``wavefront`` does."""

@@ -1,0 +1,38 @@
+"""Numpy kernels of any declared cell (:mod:`wpsim.cells`), interpreted from the declaration.
+
+* :mod:`kernels.declared.plan` -- what is worked out once from a declaration and the sizes:
+  the executed ops, buffers, shared gradients (:class:`ChunkPlan`);
+* :mod:`kernels.declared.steps` -- the runs of one op forward and of one backward contribution;
+* :mod:`kernels.declared.chunk` -- :class:`CellKernel`: one layer-direction over a chunk of k
+  steps, forward and BPTT, the off-recurrence stages batched over the k steps;
+* :mod:`kernels.declared.network` -- :class:`Network`: stacked, bidirectional, chunked.
+
+These depend on wpsim's public :mod:`wpsim.cells` only (and on :mod:`kernels.cells` for its
+products and sigmoid). The hand-written kernels of :mod:`kernels.cells` stay what the executor
+runs until it switches.
+
+Examples
+--------
+>>> import numpy as np
+>>> from wpsim.cells import get_cell
+>>> from kernels.declared import Network
+>>> net = Network(get_cell("sru"), hidden=4, input_size=3, layers=2)
+>>> out, states = net.forward(net.init_params(), np.ones((5, 1, 3)), chunk=2)
+>>> out.shape, states["c"].shape
+((5, 1, 4), (2, 1, 4))
+"""
+
+from kernels.declared.chunk import CellKernel, ChunkBackward, ChunkForward, Saved, init_params
+from kernels.declared.network import Network
+from kernels.declared.plan import ChunkPlan, fold_biases
+
+__all__ = [
+    "CellKernel",
+    "ChunkBackward",
+    "ChunkForward",
+    "ChunkPlan",
+    "Network",
+    "Saved",
+    "fold_biases",
+    "init_params",
+]

@@ -1,0 +1,618 @@
+"""Forward and BPTT of one layer-direction of a declared cell over a chunk of k steps.
+
+:class:`CellKernel` runs the :class:`~kernels.declared.plan.ChunkPlan` of a declaration: time-
+major arrays (``x`` is (k, B, I)), the declaration's parameters under their short names
+(PyTorch's layout for the cells PyTorch has), float32 or float64, dense weights or CSR
+``scipy.sparse`` ones.
+
+The stages of :func:`wpsim.cells.schedule` run in order. A stage off the recurrence runs once
+over all k steps: each ``matmul`` is one GEMM of ``k*B`` rows and each element-wise op one call
+on (k, B, width) arrays (multi-time-step execution). A recurrent stage loops over the steps. The
+backward runs the stages in reverse, the recurrent ones step by step in the opposite direction;
+every parameter's gradient is formed at the end from the whole chunk (one GEMM per product, one
+sum per bias).
+
+Directions: with ``reverse=True`` the steps are processed from the last to the first; arrays are
+always indexed in time order. States are carried in processing order (the step before a step of
+a reverse chunk is the next one in time).
+
+Examples
+--------
+>>> import numpy as np
+>>> from wpsim.cells import get_cell
+>>> kernel = CellKernel(get_cell("gru"), hidden=4, input_size=3, dtype="float64")
+>>> params = init_params(kernel, seed=0)
+>>> x = np.random.default_rng(1).standard_normal((5, 2, 3))
+>>> run = kernel.forward(params, x)
+>>> run.output.shape, sorted(run.states)
+((5, 2, 4), ['h'])
+>>> grads = kernel.backward(params, run.saved, d_output=np.ones((5, 2, 4)))
+>>> grads.dx.shape, sorted(grads.dparams), grads.dstates["h"].shape
+((5, 2, 3), ['bias_hh', 'bias_ih', 'weight_hh', 'weight_ih'], (2, 4))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from kernels.declared.plan import ChunkPlan
+from kernels.declared.steps import (
+    ALL,
+    Const,
+    Product,
+    ProductFn,
+    activation_rule,
+    forward_run,
+    pass_gradient,
+    product_rule,
+    through_product,
+)
+from kernels.params import WEIGHT_ORDER, aligned, row_block
+from wpsim.cells import Cell, Operand
+
+__all__ = ["CellKernel", "ChunkBackward", "ChunkForward", "Saved", "init_params"]
+
+#: Parameter sets whose products a kernel keeps (both directions of a layer, and a spare), and
+#: inference programs it keeps (see :meth:`CellKernel.forward`).
+PREPARED_SETS = 4
+#: Largest buffers an inference program may hold between calls: where a call's fixed cost
+#: matters (small sizes), not where its buffers would weigh on memory.
+PROGRAM_MAX_BYTES = 1 << 20
+
+
+def init_params(kernel: CellKernel, seed: int = 0) -> dict[str, np.ndarray]:
+    """Parameters of one layer-direction drawn like PyTorch's: every entry from
+    ``uniform(-1/sqrt(H), 1/sqrt(H))`` by ``numpy.random.default_rng(seed)``, in declaration
+    order, in float64 and cast to the kernel's dtype; matrices in :data:`WEIGHT_ORDER`.
+
+    Examples
+    --------
+    >>> from wpsim.cells import get_cell
+    >>> p = init_params(CellKernel(get_cell("lstm", proj_size=2), 3, 4), seed=0)
+    >>> {name: v.shape for name, v in p.items()}["weight_hr"]
+    (2, 3)
+    """
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / math.sqrt(kernel.hidden)
+    params = {}
+    for name, shape in kernel.param_shapes.items():
+        value = rng.uniform(-bound, bound, size=shape).astype(kernel.dtype)
+        order = WEIGHT_ORDER if len(shape) == 2 else "C"
+        params[name] = aligned(np.asarray(value, order=order))
+    return params
+
+
+@dataclass
+class Saved:
+    """What :meth:`CellKernel.backward` needs from a forward (``save=True``): the input, the
+    initial states, the values kept over the chunk (by name, time order), the (k+1)-slot arrays
+    of the extended ones, and the direction."""
+
+    x: np.ndarray
+    states0: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]
+    extended: dict[str, np.ndarray]
+    reverse: bool
+
+
+class ChunkForward(NamedTuple):
+    """:meth:`CellKernel.forward`'s result: ``output`` (k, B, width) in time order, the final
+    ``states`` (after the last processed step) by name, and ``saved`` (None unless asked)."""
+
+    output: np.ndarray
+    states: dict[str, np.ndarray]
+    saved: Saved | None
+
+
+class ChunkBackward(NamedTuple):
+    """:meth:`CellKernel.backward`'s result: ``dx`` (k, B, I) or None, the gradients w.r.t. the
+    initial ``dstates`` by name, and ``dparams`` by parameter name (dense)."""
+
+    dx: np.ndarray | None
+    dstates: dict[str, np.ndarray]
+    dparams: dict[str, np.ndarray]
+
+
+def extended_views(ext: np.ndarray, reverse: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """Views of a (k+1, B, w) array holding a state's next value at k steps and its initial
+    value in one more slot: (the k values in time order, the state's value read at each step,
+    the initial value's slot).
+
+    Examples
+    --------
+    >>> ext = np.arange(4.0).reshape(4, 1, 1)
+    >>> [v[:, 0, 0].tolist() if hasattr(v, "shape") else v for v in extended_views(ext, False)]
+    [[1.0, 2.0, 3.0], [0.0, 1.0, 2.0], 0]
+    """
+    k = len(ext) - 1
+    if reverse:
+        return ext[:k], ext[1:], k
+    return ext[1:], ext[:k], 0
+
+
+class _Program:
+    """A forward call's buffers and runs: ``values`` (the sequence of each value, by name),
+    ``extended`` (see :meth:`CellKernel._allocate`), the runs of each stage, its input ``x`` and
+    ``initial`` states, and ``copies`` made before the first stage (an extended array's slots
+    from the input or the initial states)."""
+
+    def __init__(self, x: np.ndarray, initial: dict[str, np.ndarray]) -> None:
+        self.x = x
+        self.initial = initial
+        self.values: dict[str, Any] = {}
+        self.extended: dict[str, tuple] = {}
+        self.stages: list[tuple[list[Callable], bool]] = []
+        self.copies: list[tuple[np.ndarray, np.ndarray]] = []
+
+
+class CellKernel:
+    """The numpy forward and BPTT of ``cell`` for layers of ``hidden`` units whose input has
+    ``input_size`` features, in ``dtype`` (float32 or float64).
+
+    Everything that depends only on the declaration and the sizes is worked out once
+    (:class:`~kernels.declared.plan.ChunkPlan`, attribute ``plan``); :meth:`forward` and
+    :meth:`backward` take any batch and chunk length.
+    """
+
+    def __init__(self, cell: Cell, hidden: int, input_size: int, dtype: Any = "float64") -> None:
+        self.cell = cell
+        self.hidden = hidden
+        self.input_size = input_size
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"kernels compute in float32 or float64, got {self.dtype}")
+        self.plan = ChunkPlan(cell, hidden, input_size)
+        self.widths = self.plan.widths
+        self.param_shapes = self.plan.param_shapes
+        self.next_of = self.plan.next_of
+        self._prepared: dict[tuple, tuple] = {}
+        self._programs: dict[tuple, _Program] = {}
+
+    # ---- shared helpers -------------------------------------------------------------------
+    def _prepare(self, params: Mapping[str, Any], batch: int) -> tuple[dict, dict, tuple | None]:
+        """Parameters in the kernel's dtype, a :class:`Product` per ``matmul`` op, and a key
+        naming this parameter set, or None.
+
+        When every parameter is already as the kernel computes with it (its dtype, matrices in
+        :data:`WEIGHT_ORDER` and aligned), nothing is copied, and the products of the last few
+        parameter sets are kept by the identity of their arrays (a parameter changed in place
+        is then seen as it is); the key names such a set."""
+        key = (batch, *(id(params.get(name)) for name in self.param_shapes))
+        memo = self._prepared.get(key)
+        if memo is not None:
+            return memo[0], memo[1], key
+        arrays: dict[str, Any] = {}
+        copied = False
+        for name, shape in self.param_shapes.items():
+            if name not in params:
+                raise ValueError(f"params: missing {name!r} of {self.cell.label}")
+            value = params[name]
+            if tuple(value.shape) != shape:
+                raise ValueError(
+                    f"params: {name!r} has shape {tuple(value.shape)}, expected {shape}"
+                )
+            if sp.issparse(value):
+                converted = value.tocsr()
+                if converted.dtype != self.dtype:
+                    converted = converted.astype(self.dtype)
+            elif len(shape) == 2:
+                converted = aligned(np.asarray(value, dtype=self.dtype, order=WEIGHT_ORDER))
+            else:
+                converted = np.ascontiguousarray(value, dtype=self.dtype)
+            copied = copied or converted is not value
+            arrays[name] = converted
+        products = {}
+        for op in self.plan.cell.ops:
+            if op.kind == "matmul":
+                w = op.args[0]
+                weight = arrays[w.name]
+                span = self.plan.region(w)
+                if span is not None:
+                    rows = slice(*span)
+                    copied = True
+                    weight = (
+                        weight[rows].tocsr() if sp.issparse(weight) else row_block(weight, rows)
+                    )
+                products[op.name] = Product(weight, batch, self.dtype)
+        if not copied:
+            if len(self._prepared) >= PREPARED_SETS:
+                self._prepared.pop(next(iter(self._prepared)))
+            self._prepared[key] = (arrays, products, params)
+            return arrays, products, key
+        return arrays, products, None
+
+    def _state(self, value: Any, batch: int, name: str) -> np.ndarray:
+        shape = (batch, self.widths[name])
+        if value is None:
+            return np.zeros(shape, self.dtype)
+        value = np.ascontiguousarray(value, dtype=self.dtype)
+        if value.shape != shape:
+            raise ValueError(f"state {name!r} must have shape {shape}, got {value.shape}")
+        return value
+
+    @staticmethod
+    def _sequence(table: dict, arrays: dict, spec: tuple, per_step: bool, cache: dict):
+        """An operand (``spec`` of :attr:`ChunkPlan.arg_specs`) as a sequence: a Const for a
+        parameter; else from ``table`` (values or gradients), as per-step views in a recurrent
+        stage; ``cache`` shares them between the ops of one call."""
+        key = (spec, per_step)
+        found = cache.get(key)
+        if found is not None:
+            return found
+        name, span, is_param = spec
+        if is_param:
+            value = arrays[name]
+            found = Const(value if span is None else value[span[0] : span[1]])
+        else:
+            found = table[name]
+            if span is not None:
+                lo, hi = span
+                if isinstance(found, np.ndarray):
+                    found = found[..., lo:hi]
+                else:
+                    found = [b[:, lo:hi] for b in found]
+            if per_step and isinstance(found, np.ndarray):
+                found = list(found)
+        cache[key] = found
+        return found
+
+    def _bind_states(self, table: dict, extended: dict, initial: dict, order: range) -> None:
+        """Make each state readable at every step in ``table``: its initial value at the first
+        processed step, its next value of the step before at the others."""
+        first, k = order[0], len(order)
+        shift = 1 if order.step < 0 else -1
+        for s, v in self.next_of.items():
+            if v in extended:
+                table[s] = extended[v][1]
+                continue
+            values = table[v]
+            table[s] = [initial[s] if j == first else values[j + shift] for j in range(k)]
+
+    def _allocate(self, name: str, kind: str, k: int, batch: int, reverse: bool, zero=False):
+        """An array (or per-step buffers) for ``name``: returns (sequence, the extended array's
+        (array, earlier view, slot) or None)."""
+        width = self.widths[name]
+        make = np.zeros if zero else np.empty
+        if kind == "extended":
+            ext = make((k + 1, batch, width), self.dtype)
+            values, earlier, slot = extended_views(ext, reverse)
+            return values, (ext, earlier, slot)
+        if kind == "full":
+            return make((k, batch, width), self.dtype), None
+        count = 2 if kind == "rotating" else 1
+        buffers = make((count, batch, width), self.dtype)
+        return [buffers[j % count] for j in range(k)], None
+
+    @staticmethod
+    def _run_stage(runs: list[Callable], recurrent: bool, order) -> None:
+        if recurrent:
+            for j in order:
+                for run in runs:
+                    run(j)
+        else:
+            for run in runs:
+                run(ALL)
+
+    # ---- forward --------------------------------------------------------------------------
+    def forward(
+        self,
+        params: Mapping[str, Any],
+        x: np.ndarray,
+        states: Mapping[str, np.ndarray | None] | None = None,
+        *,
+        reverse: bool = False,
+        save: bool = True,
+        out: np.ndarray | None = None,
+        products: Mapping[str, ProductFn] | None = None,
+    ) -> ChunkForward:
+        """Run the chunk forward.
+
+        Parameters
+        ----------
+        params : mapping
+            Every parameter of the declaration by its short name (``weight_ih``, ...).
+        x : ndarray, shape (k, B, I)
+            The inputs of the k steps, time order.
+        states : mapping, optional
+            Initial value (B, width) of each state by name; missing or None means zeros.
+        reverse : bool
+            Process the steps from the last to the first.
+        save : bool
+            Keep what :meth:`backward` needs (``saved``).
+        out : ndarray, shape (k, B, width), optional
+            C-contiguous buffer for the output (e.g. a time slice of a layer-wide array).
+        products : mapping, optional
+            ``products[op](a, out)`` computes a ``matmul`` op instead of the kernel (the hook
+            through which an executor splits a product across workers): ``a @ W^T`` for one
+            step's (B, C) operand, or the whole chunk's (k, B, C) one for a batched op.
+        """
+        plan = self.plan
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[0] < 1:
+            raise ValueError(f"x must have shape (k, B, {self.input_size}), got {x.shape}")
+        k, batch, _ = x.shape
+        states = dict(states or {})
+        unknown = set(states) - set(self.next_of)
+        if unknown:
+            raise ValueError(f"unknown state {sorted(unknown)[0]!r}; states: {list(self.next_of)}")
+        initial = {s: self._state(states.get(s), batch, s) for s in self.next_of}
+        width = self.widths[plan.cell.output]
+        if out is not None and (out.shape != (k, batch, width) or not out.flags.c_contiguous):
+            raise ValueError(f"out must be C-contiguous {(k, batch, width)}")
+        arrays, prods, reusable = self._prepare(params, batch)
+        order = range(k - 1, -1, -1) if reverse else range(k)
+        # an inference call keeps nothing it builds: where that is small, its program (buffers
+        # and runs) is kept for the next call with the same shapes and parameters, which copies
+        # its input and states in and its output out
+        bound = k * batch * sum(self.widths.values()) * self.dtype.itemsize
+        keep = not (save or products) and reusable is not None and bound <= PROGRAM_MAX_BYTES
+        key = (k, batch, reverse, reusable)
+        program = self._programs.get(key) if keep else None
+        if program is None and keep:
+            mine = {s: v.copy() for s, v in initial.items()}
+            program = self._program(np.empty_like(x), mine, arrays, prods, None, None, save, order)
+            if len(self._programs) >= PREPARED_SETS:
+                self._programs.pop(next(iter(self._programs)))
+            self._programs[key] = program
+        if keep:
+            program.x[...] = x
+            for s, value in initial.items():
+                program.initial[s][...] = value
+        else:
+            program = self._program(x, initial, arrays, prods, products, out, save, order)
+        for target, source in program.copies:
+            target[...] = source
+        for runs, recurrent in program.stages:
+            self._run_stage(runs, recurrent, order)
+        values = program.values
+        last = order[-1]
+        finals = {s: np.array(values[v][last]) for s, v in self.next_of.items()}
+        result = values[plan.cell.output]
+        if out is not None and result is not out:
+            out[...] = result
+            result = out
+        elif program.x is not x:  # a kept program's buffer: the caller gets its own copy
+            result = result.copy()
+        saved = None
+        if save:
+            kept = {name: values[name] for name in plan.full[True]}
+            kept = {name: v for name, v in kept.items() if isinstance(v, np.ndarray)}
+            ext = {v: e[0] for v, e in program.extended.items()}
+            saved = Saved(values["x"], initial, kept, ext, order.step < 0)
+        return ChunkForward(result, finals, saved)
+
+    def _program(self, x, initial, arrays, prods, products, out, save, order) -> _Program:
+        """The buffers and runs of a forward call reading ``x`` and ``initial`` (see
+        :meth:`forward`)."""
+        plan = self.plan
+        k, batch, _ = x.shape
+        reverse = order.step < 0
+        program = _Program(x, initial)
+        values, extended = program.values, program.extended
+        if "x" in plan.extended:
+            values["x"], extended["x"] = self._allocate("x", "extended", k, batch, reverse)
+            program.copies.append((values["x"], x))
+        else:
+            values["x"] = x
+        output = plan.cell.output
+        for op in plan.cell.ops:
+            name = op.name
+            if name == output and out is not None and name not in plan.extended:
+                values[name] = out
+                continue
+            values[name], ext = self._allocate(name, plan.value_kind(name, save), k, batch, reverse)
+            if ext:
+                extended[name] = ext
+        for v, (ext, _, slot) in extended.items():
+            program.copies.append((ext[slot], initial[plan.state_of[v]]))
+        self._bind_states(values, extended, initial, order)
+        hooks = dict(products or {})
+        cache: dict = {}
+        for stage in plan.stages:
+            per_step = stage.recurrent
+            runs = []
+            for name in stage.ops:
+                kind = plan.ops[name].kind
+                args = [
+                    self._sequence(values, arrays, a, per_step, cache) for a in plan.arg_specs[name]
+                ]
+                target = self._sequence(values, arrays, plan.self_spec[name], per_step, cache)
+                product = hooks.get(name)
+                if kind == "matmul" and product is None:
+                    product = prods[name].step if per_step else prods[name].batched
+                runs.append(forward_run(kind, args, target, product, plan.columns.get(name, ())))
+            program.stages.append((runs, per_step))
+        return program
+
+    # ---- backward -------------------------------------------------------------------------
+    def backward(
+        self,
+        params: Mapping[str, Any],
+        saved: Saved,
+        d_output: np.ndarray | None = None,
+        d_states: Mapping[str, np.ndarray | None] | None = None,
+        *,
+        need_dx: bool = True,
+        products_t: Mapping[str, ProductFn] | None = None,
+    ) -> ChunkBackward:
+        """BPTT of the chunk whose forward gave ``saved``.
+
+        Parameters
+        ----------
+        params : mapping
+            As given to :meth:`forward`.
+        saved : Saved
+            The forward's ``saved``.
+        d_output : ndarray, shape (k, B, width), optional
+            Gradient of the loss w.r.t. the output at each step (None: zeros).
+        d_states : mapping, optional
+            Gradient w.r.t. each final state (from the next chunk, or a loss on the last
+            state); missing or None means zeros.
+        need_dx : bool
+            Compute ``dx`` (skip for a first layer whose input needs no gradient; the gradient
+            of a state that carries the input, such as QRNN's ``xp``, is then left out too).
+        products_t : mapping, optional
+            ``products_t[op](g, out)`` writes ``g @ W`` for a ``matmul`` op instead of the
+            kernel (see :meth:`forward`'s ``products``).
+
+        Returns
+        -------
+        ChunkBackward
+            ``dx`` (k, B, I), ``dstates`` (B, width) by state, ``dparams`` by parameter name
+            (dense, also for a sparse weight).
+        """
+        plan = self.plan
+        x = saved.x
+        k, batch, _ = x.shape
+        reverse = saved.reverse
+        arrays, prods, _ = self._prepare(params, batch)
+        order = range(k - 1, -1, -1) if reverse else range(k)
+        first, last = order[0], order[-1]
+        shift = 1 if reverse else -1
+        values: dict[str, Any] = {"x": x, **saved.values}
+        for v, ext in saved.extended.items():
+            values[v] = extended_views(ext, reverse)[0]
+        extended = {
+            v: (ext, *extended_views(ext, reverse)[1:]) for v, ext in saved.extended.items()
+        }
+        self._bind_states(values, extended, saved.states0, order)
+        skipped = set() if need_dx else {"x"} | {s for s, v in self.next_of.items() if v == "x"}
+        grads: dict[str, Any] = {}
+        initial: dict[str, np.ndarray] = {}
+        for r, kind in plan.grad_kind.items():
+            if r in skipped:
+                continue
+            zero = bool(plan.grad_gaps[r])
+            grads[r], ext = self._allocate(r, kind, k, batch, reverse, zero=zero)
+            if ext:
+                grads[plan.state_of[r]] = ext[1]
+                initial[plan.state_of[r]] = ext[0][ext[2]]
+        for name, r in plan.grad_root.items():
+            if r in grads:
+                grads[name] = grads[r]
+        d_states = dict(d_states or {})
+        for s, v in self.next_of.items():
+            if s in skipped:
+                continue
+            if s not in initial:
+                make = np.zeros if plan.zero_initial[v] else np.empty
+                start = initial[s] = make((batch, self.widths[s]), self.dtype)
+                later = grads[v]
+                grads[s] = [start if j == first else later[j + shift] for j in range(k)]
+            final = self._state(d_states.get(s), batch, s)
+            target = grads[v][last]
+            if plan.grad_kind[v] in ("rotating", "single"):
+                for lo, hi in plan.seeds[v]:
+                    target[:, lo:hi] = final[:, lo:hi]
+            else:
+                target += final
+        width = self.widths[plan.cell.output]
+        if d_output is None:
+            d_output = np.zeros((k, batch, width), self.dtype)
+        d_output = np.asarray(d_output, dtype=self.dtype)
+        if d_output.shape != (k, batch, width):
+            raise ValueError(f"d_output must have shape {(k, batch, width)}, got {d_output.shape}")
+        hooks = dict(products_t or {})
+        cache: dict = {}
+        value_cache: dict = {}
+        for stage in reversed(plan.stages):
+            per_step = stage.recurrent
+            runs = []
+            if plan.cell.output in stage.ops:
+                g = self._sequence(grads, arrays, plan.self_spec[plan.cell.output], per_step, cache)
+                dy = list(d_output) if per_step else d_output
+                runs.append(pass_gradient(dy, g, plan.writes[("dy", 0)], negate=False))
+            for name in reversed(stage.ops):
+                runs += self._backward_runs(
+                    name,
+                    values,
+                    grads,
+                    arrays,
+                    prods,
+                    hooks,
+                    per_step,
+                    (k, batch),
+                    skipped,
+                    cache,
+                    value_cache,
+                )
+            self._run_stage(runs, per_step, reversed(order))
+        dparams = self._param_grads(values, grads, saved, order)
+        dstates = {s: initial[s] for s in self.next_of if s not in skipped}
+        return ChunkBackward(grads.get("x") if need_dx else None, dstates, dparams)
+
+    def _backward_runs(
+        self, name, values, grads, arrays, prods, hooks, per_step, size, skipped, cache, value_cache
+    ) -> list[Callable]:
+        """The runs that add op ``name``'s contributions to its operands' gradients."""
+        g = self._sequence(grads, arrays, self.plan.self_spec[name], per_step, cache)
+        runs = []
+        for rule, operand, spec, write, width, reads, columns in self.plan.rules[name]:
+            if operand in skipped:
+                continue
+            target = self._sequence(grads, arrays, spec, per_step, cache)
+            # scratch for a contribution computed before it is added
+            tmp = np.empty((*size[int(per_step) :], width), self.dtype) if width else None
+            if rule == "pass" and columns is not None:  # this operand's columns of a concat
+                lo, hi = columns
+                part = [c[:, lo:hi] for c in g] if per_step else g[..., lo:hi]
+                runs.append(pass_gradient(part, target, write, negate=False))
+            elif rule in ("pass", "negate"):
+                runs.append(pass_gradient(g, target, write, negate=rule == "negate"))
+            elif rule == "mul":
+                other = self._sequence(values, arrays, reads, per_step, value_cache)
+                runs.append(product_rule(g, other, target, write, tmp))
+            elif rule == "matmul":
+                fn = hooks.get(name) or prods[name].transposed
+                runs.append(through_product(fn, g, target, write, tmp))
+            else:
+                y = self._sequence(values, arrays, reads, per_step, value_cache)
+                runs.append(activation_rule(rule, g, y, target, write, tmp))
+        return runs
+
+    def _param_grads(self, values, grads, saved, order) -> dict[str, np.ndarray]:
+        """Every parameter's gradient over the whole chunk: one GEMM per product."""
+        dparams = {name: np.zeros(shape, self.dtype) for name, shape in self.param_shapes.items()}
+        for op, kind, position, param, span, other in self.plan.param_rules:
+            target = dparams[param] if span is None else dparams[param][span[0] : span[1]]
+            g = grads[op]
+            if kind == "matmul":
+                for g2, a2 in self._rows(g, other, values, saved, order):
+                    target += g2.T @ a2
+            elif kind == "mul":
+                for g2, a2 in self._rows(g, other, values, saved, order):
+                    target += np.einsum("ij,ij->j", g2, a2)
+            elif kind == "sub" and position == 1:
+                target -= g.sum(axis=(0, 1))
+            else:
+                target += g.sum(axis=(0, 1))
+        return dparams
+
+    def _rows(self, g, a: Operand, values, saved, order):
+        """Row blocks ``(g2, a2)`` pairing the op's gradient rows with operand ``a``'s values."""
+        plan = self.plan
+        width = g.shape[-1]
+        span = plan.region(a)
+        c = plan.operand_width(a)
+
+        def cut(v):
+            return v if span is None else v[..., span[0] : span[1]]
+
+        seq = values[a.name]
+        if isinstance(seq, np.ndarray):
+            return [(g.reshape(-1, width), cut(seq).reshape(-1, c))]
+        # a state read through per-step views: its next value at the steps before, and the
+        # initial state at the first processed step
+        v = values[self.next_of[a.name]]
+        start = cut(saved.states0[a.name])[None]
+        if order.step < 0:  # reverse: step j reads step j + 1
+            pairs = [(g[:-1], cut(v[1:])), (g[-1:], start)]
+        else:
+            pairs = [(g[1:], cut(v[:-1])), (g[:1], start)]
+        return [(gg.reshape(-1, width), aa.reshape(-1, c)) for gg, aa in pairs if len(gg)]
