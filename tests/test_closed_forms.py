@@ -42,12 +42,12 @@ def workloads(draw) -> Workload:
         cell=draw(st.sampled_from(["rnn", "lstm", "gru"])),
         layers=draw(st.integers(1, 4)),
         hidden=draw(st.sampled_from([8, 16, 64, 256, 512])),
-        input=draw(st.sampled_from([4, 16, 64, 256, 700])),
+        input=draw(st.sampled_from([0, 4, 16, 64, 256, 700])),  # 0: skip input
         seq_len=draw(st.integers(1, 13)),
         batch=draw(st.sampled_from([1, 2, 3, 16])),
         bidirectional=draw(st.booleans()),
         phase=draw(st.sampled_from(["inference", "training"])),
-        dtype=draw(st.sampled_from(["float32", "float32", "float64"])),
+        dtype=draw(st.sampled_from(["float32", "float32", "float64", "bfloat16"])),
         density=draw(st.sampled_from([1.0, 1.0, 0.3])),
         output=output,
         output_size=0 if output == "none" else draw(st.sampled_from([5, 1000])),
@@ -170,3 +170,39 @@ def test_op_granularity_is_refused_with_a_pointer_to_simulate():
     w = Workload(cell="lstm", layers=2, hidden=16, input=16, seq_len=4)
     with pytest.raises(Exception, match="granularity op.*simulate"):
         analytic.predict(w, m, "wavefront", granularity="op")
+
+
+@settings(max_examples=60, deadline=None)
+@given(workload=workloads(), machine=st.sampled_from(["v100", "titanx_maxwell", "t4"]),
+       policy=st.sampled_from(["gemm", "sparse_gemm", "persistent", "persistent_barrier"]),
+       seq_len=st.integers(1, 40))  # fmt: skip
+def test_gpu_steps_fast_forwarded_equal_every_step_walked(workload, machine, policy, seq_len,
+                                                          monkeypatch):  # fmt: skip
+    """The one-kernel-at-a-time GPU closed form adds the repeating steps of a layer at once
+    (wpsim.accel.gpu._OneAtATime._repeat); walking every step gives the same answer."""
+    from wpsim.accel import gpu
+
+    w = workload.model_copy(update={"seq_len": seq_len, "dtype": "float32"})
+    m = load_machine(resolve_machine_path(machine))
+    fast = _run_gpu(gpu, w, m, policy)
+
+    def every_step(self, phase, times, step):
+        for _ in range(times):
+            self._add(phase, step())
+
+    monkeypatch.setattr(gpu._OneAtATime, "_repeat", every_step)
+    walked = _run_gpu(gpu, w, m, policy)
+    if isinstance(walked, Exception):
+        assert str(fast) == str(walked)
+        return
+    for name in ("makespan_s", "sequential_s", "dram_bytes"):
+        assert getattr(fast, name) == pytest.approx(getattr(walked, name), rel=1e-12)
+    for cause, seconds in walked.breakdown_s.items():
+        assert fast.breakdown_s[cause] == pytest.approx(seconds, rel=1e-9, abs=1e-18)
+
+
+def _run_gpu(gpu, workload, machine, policy):
+    try:
+        return gpu.evaluate("predict", workload, machine, policy)
+    except Exception as error:  # noqa: BLE001 - compared
+        return error

@@ -262,7 +262,7 @@ def _evaluate(workloads: list[Workload], machines: list[CpuMachine], policy: Pol
     for i, m in enumerate(machines):
         groups = groups_of[m.total_cores]
         if isinstance(groups, Exception):
-            errors[index[i]] = groups
+            errors.setdefault(index[i], groups)
         else:
             valid.append(i)
     if policy.name == "multiprogram":
@@ -289,7 +289,7 @@ def _evaluate(workloads: list[Workload], machines: list[CpuMachine], policy: Pol
             )  # fmt: skip
         except ConfigError as error:
             for i in members:
-                errors[index[i]] = error
+                errors.setdefault(index[i], error)  # (the first error a point meets)
             continue
         at = np.array(members)
         part.makespan[at], part.n_tasks[at], part.dram[at] = makespan, n_tasks, dram
@@ -340,7 +340,7 @@ def _multiprogram(workloads, machines, policy, chunks, granularity, cost, errors
                 except ConfigError as error:
                     subs[key] = error
             if isinstance(subs[key], Exception):
-                errors[index[i]] = subs[key]
+                errors.setdefault(index[i], subs[key])
                 continue
             sub_machines.append(subs[key])
             members.append((i, size))
@@ -352,7 +352,7 @@ def _multiprogram(workloads, machines, policy, chunks, granularity, cost, errors
                         list(range(len(members))), why=why, in_multiprogram=True)  # fmt: skip
         for j, (i, size) in enumerate(members):
             if j in sub_errors:
-                errors[index[i]] = sub_errors[j]
+                errors.setdefault(index[i], sub_errors[j])
                 continue
             makespan = float(sub.makespan[j])
             count = sizes_of[i][0].count(size)

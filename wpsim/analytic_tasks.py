@@ -128,7 +128,7 @@ class TaskSet:
 def structure(workload: Workload) -> tuple:
     """What a block's workloads must share (the graph's shape, apart from the chunking)."""
     return (workload.cell, workload.layers, workload.bidirectional, workload.phase,
-            workload.output, workload.dtype)  # fmt: skip
+            workload.output, workload.dtype, workload.skip_input)  # fmt: skip
 
 
 class Sizes:
@@ -137,6 +137,7 @@ class Sizes:
     def __init__(self, workloads: list[Workload]) -> None:
         w0 = workloads[0]
         self.cell, self.L, self.phase, self.output = w0.cell, w0.layers, w0.phase, w0.output
+        self.skip_input = w0.skip_input
         self.D = w0.directions
         self.g = GATES[w0.cell]
         self.s = float(w0.dtype_bytes)
@@ -203,15 +204,21 @@ class _Builder:
     def steps(self) -> list[np.ndarray]:
         return [self.k_full if self.shape > 1 else self.sz.T, self.k_full, self.k_last]
 
+    def hoisted(self, layer: int) -> bool:
+        """Whether ``layer``'s input projections are hoisted (a skip-input layer has none)."""
+        return self.hoist and not (layer == 0 and self.sz.skip_input)
+
     def cell_slots(self, layer: int, direction: int) -> list[Slot]:
-        sz, hoist = self.sz, self.hoist
+        sz = self.sz
+        hoist = self.hoisted(layer)
         s, b, h, g = sz.s, sz.b, sz.h, sz.g
         width = sz.width(layer)
         in_per_step = 2.0 * g * h * width * b
         rec_per_step = 2.0 * sz.nnz * b
         elem_per_step = ELEMENTWISE_FLOPS[sz.cell] * h * b
         c_bytes = sz.state - b * h * s
-        in_width = g * h if hoist else width
+        # a skip-input layer reads its input x (B x H) and adds it to the gates
+        in_width = g * h if hoist else (h if layer == 0 and sz.skip_input else width)
         slots = []
         for position, (count, k) in enumerate(zip(self.counts(), self.steps(), strict=True)):
             # the recurrent predecessor: forward chunks after the first, reverse before the last
@@ -284,7 +291,7 @@ class _Builder:
                 key = (instance, layer, d)
                 chain = "forward" if d == 0 else "reverse"
                 slots = self.cell_slots(layer, d)
-                if self.hoist:
+                if self.hoisted(layer):
                     ws = self.weight_set((key, "ih"), key, [True], [ih])
                     gemm = self.add(Row("input_gemm", key, "single", [self.input_gemm_slot(layer)],
                                         ("ih",), ws, whole=list(below)))  # fmt: skip

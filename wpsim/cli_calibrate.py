@@ -74,7 +74,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     if args.runtime:
         return _cmd_calibrate_runtime(args)
-    out = check_output(args.out or DEFAULT_HOST, "--out")  # before measuring: a minute lost otherwise
+    out = check_output(
+        args.out or DEFAULT_HOST, "--out"
+    )  # before measuring: a minute lost otherwise
     cores = args.cores
     if cores is not None:
         allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []

@@ -223,8 +223,8 @@ class Evaluator:
         """The :class:`~wpsim.result.Result` of one point (raises on a bad combination)."""
         from wpsim.accel_dispatch import evaluate
 
-        workload, machine, policy_obj, options, (workload_over, hardware_over, run) = (
-            self._resolve(params)
+        workload, machine, policy_obj, options, (workload_over, hardware_over, run) = self._resolve(
+            params
         )
         if self.engine == "simulate":
             baseline = self._sequential_s(
