@@ -172,7 +172,9 @@ def test_op_granularity_is_refused_with_a_pointer_to_simulate():
         analytic.predict(w, m, "wavefront", granularity="op")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)  # (patched per example)
 @given(workload=workloads(), machine=st.sampled_from(["v100", "titanx_maxwell", "t4"]),
        policy=st.sampled_from(["gemm", "sparse_gemm", "persistent", "persistent_barrier"]),
        seq_len=st.integers(1, 40))  # fmt: skip
@@ -190,8 +192,9 @@ def test_gpu_steps_fast_forwarded_equal_every_step_walked(workload, machine, pol
         for _ in range(times):
             self._add(phase, step())
 
-    monkeypatch.setattr(gpu._OneAtATime, "_repeat", every_step)
-    walked = _run_gpu(gpu, w, m, policy)
+    with monkeypatch.context() as patch:
+        patch.setattr(gpu._OneAtATime, "_repeat", every_step)
+        walked = _run_gpu(gpu, w, m, policy)
     if isinstance(walked, Exception):
         assert str(fast) == str(walked)
         return
