@@ -87,8 +87,14 @@ def _add_graph(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_graph)
 
 
-def add_workload_args(p: argparse.ArgumentParser) -> None:
-    """The options every command that builds a graph shares."""
+def chunk_or_auto(text: str) -> int | str:
+    """``--chunk``: a positive integer, or ``auto`` (the chunk :mod:`wpsim.tune` chooses)."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
+def add_workload_args(p: argparse.ArgumentParser, chunk_auto: bool = False) -> None:
+    """The options every command that builds a graph shares (``chunk_auto``: ``--chunk`` may
+    be ``auto``, the chunk the closed-form model picks; see :mod:`wpsim.tune`)."""
     p.add_argument(
         "--workload", "-w", metavar="FILE",
         help="workload YAML, or a name from workloads/ (default: the built-in 4-layer LSTM demo)",
@@ -98,8 +104,10 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
         help="one task per cell (default) or per op inside the cell",
     )  # fmt: skip
     p.add_argument(
-        "--chunk", type=positive_int, default=1, metavar="K",
-        help="time steps per task; K > 1 runs the input projection of K steps as one GEMM",
+        "--chunk", type=chunk_or_auto if chunk_auto else positive_int, default=1, metavar="K",
+        help="time steps per task; K > 1 runs the input projection of K steps as one GEMM"
+        + ("; auto: the chunk with the lowest predicted makespan (wpsim tune)" if chunk_auto
+           else ""),
     )  # fmt: skip
     p.add_argument(
         "--allow-large", action="store_true",
@@ -179,7 +187,13 @@ def _load_command_modules() -> None:
     """Import the modules that register further sub-commands (kept out of start-up otherwise)."""
     import importlib
 
-    for name in ("wpsim.cli_sim", "wpsim.cli_real", "wpsim.cli_calibrate", "wpsim.cli_sweep"):
+    for name in (
+        "wpsim.cli_sim",
+        "wpsim.cli_real",
+        "wpsim.cli_calibrate",
+        "wpsim.cli_sweep",
+        "wpsim.cli_tune",
+    ):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as error:

@@ -23,7 +23,8 @@ def add_machine_args(p: argparse.ArgumentParser, policy: bool = True) -> None:
     if policy:
         p.add_argument(
             "--policy", "-p", default="wavefront", metavar="NAME",
-            help=f"scheduling policy: {', '.join(available())} (default: wavefront)",
+            help=f"scheduling policy: {', '.join(available())}, or auto: the one with the lowest "
+            "predicted makespan (wpsim tune; default: wavefront)",
         )  # fmt: skip
     p.add_argument(
         "--cores", type=positive_int, metavar="N", help="use the first N cores (default: all)"
@@ -66,6 +67,7 @@ def _run(args: argparse.Namespace, engine: str) -> Result:
 
     workload = resolve_workload(args.workload)
     machine = load_hardware(args.hardware)
+    resolve_auto(args, workload, machine, engine)
     policy = make_policy(args)
     if getattr(args, "trace", None):
         check_output(args.trace, "--trace")
@@ -78,6 +80,28 @@ def _run(args: argparse.Namespace, engine: str) -> Result:
     if engine == "simulate" and isinstance(machine, CpuMachine) and large:
         options["progress"] = lambda line: print(f"simulate: {line}", file=sys.stderr, flush=True)
     return accel_dispatch.evaluate(engine, workload, machine, policy, **options)
+
+
+def resolve_auto(args: argparse.Namespace, workload, machine, command: str) -> None:
+    """``--policy auto`` and ``--chunk auto``: set ``args.policy``, ``args.helpers`` and
+    ``args.chunk`` to the schedule :func:`wpsim.tune.choose` picks on the machine for the
+    cores asked (the closed forms), and say so on stderr."""
+    from wpsim.errors import ConfigError
+    from wpsim.tune import choose
+
+    if args.policy != "auto" and args.chunk != "auto":
+        return
+    if not isinstance(machine, CpuMachine):
+        raise ConfigError(f"--policy/--chunk auto: machine '{machine.name}' is a {machine.kind}; "
+                          "the choice is made for CPU machines (name a policy and a chunk)")  # fmt: skip
+    cores = args.cores or machine.total_cores
+    policy = None if args.policy == "auto" else make_policy(args)
+    chunk = None if args.chunk == "auto" else args.chunk
+    best = choose(workload, machine, policy, cores, chunk, args.granularity)
+    assert best is not None
+    args.policy, args.helpers, args.chunk = best.policy, best.helpers, best.chunk
+    print(f"{command}: auto: {best.describe()} (lowest predicted makespan, "
+          f"{best.predicted_s * 1e3:,.3f} ms)", file=sys.stderr)  # fmt: skip
 
 
 def format_result(result: Result, workload, title: str) -> str:
@@ -149,7 +173,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
                        description="Discrete-event simulation with the full cost model: caches, "
                        "DRAM bandwidth sharing, hand-offs, barriers. Prints makespan, speed-up over one "
                        "core, utilisation and traffic per memory level.")  # fmt: skip
-    add_workload_args(p)
+    add_workload_args(p, chunk_auto=True)
     add_machine_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
@@ -168,7 +192,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="closed-form (analytic) prediction, same options as simulate",
                        description="Closed-form makespan from the steady-state cost of each task; "
                        "thousands of times faster than simulate, for sweeps.")  # fmt: skip
-    add_workload_args(p)
+    add_workload_args(p, chunk_auto=True)
     add_machine_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=lambda a: _emit(a, _run(a, "predict"), "predict"), trace=None, gantt=None)

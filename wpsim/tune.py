@@ -13,7 +13,8 @@ The candidates (:func:`search_space`):
   every worker count: one group, so the chunk does not matter to ``layerwise`` (one input GEMM
   per layer) and is searched for ``helper``;
 * ``wavefront`` and ``pipeline`` with groups of ``K`` helpers (``K`` a divisor of the workers,
-  1 included) on every worker count;
+  1 included) on every worker count; a single group (one worker, or all workers on each cell)
+  is the same schedule whatever the policy, searched once as ``sequential`` or ``helper``;
 * chunks: :func:`chunk_candidates` of the sequence length.
 
 Ties (equal predicted makespans) go to fewer workers, then the smaller chunk, then the order of
@@ -36,7 +37,7 @@ Examples
 >>> m = load_machine(resolve_machine_path("xeon8160_2s"))
 >>> t = tune(w, m, max_workers=4, simulate=0)
 >>> t.chosen.describe()
-'wavefront, 4 workers, chunk 4'
+'helper, 4 workers, chunk 64'
 >>> chunk_candidates(10)
 [1, 2, 3, 4, 5, 10]
 >>> rule_chunk(w, groups=1), rule_chunk(w, groups=2)
@@ -166,6 +167,12 @@ def search_space(workload: Workload, machine: CpuMachine, policies: list[str] | 
                 if k is not None and k > count:
                     continue
                 policy = get_policy(name, helpers=k)
+                if len(policy.core_groups(count)) == 1 and name not in ("layerwise", "sequential"):
+                    # one group runs every cell in a fixed order whatever the policy's name:
+                    # searched once, as sequential (one worker) or helper (all of them)
+                    canonical = "sequential" if count == 1 else "helper"
+                    if name != canonical and canonical in policies:
+                        continue
                 steps = {policy.graph_options(workload, c).get("chunk", c) for c in chunk_sizes}
                 for chunk in sorted(steps):
                     out.append(Candidate(name, k, count, chunk))
@@ -251,7 +258,9 @@ def tune(workload: Workload, machine: CpuMachine, policies: list[str] | None = N
             best = min(tried, key=lambda c: (c.simulated_s, _rank_key(c)))
             done = {(c.policy, c.helpers, c.workers, c.chunk): c for c in tried}
             ranking = [done.get((c.policy, c.helpers, c.workers, c.chunk), c) for c in ranking]
-    runner_up = next((c for c in ranking if c.policy != best.policy), None)
+    # the best schedule of another policy that the closed form tells apart from the chosen one
+    runner_up = next((c for c in ranking if c.policy != best.policy
+                      and c.predicted_s != best.predicted_s), None)  # fmt: skip
     tuning = Tuning(workload, machine.name, ranking, best, runner_up, notes=notes)
     tuning.why = explain(workload, machine, best, runner_up, granularity)
     return tuning
@@ -419,7 +428,7 @@ def format_tuning(tuning: Tuning, top: int = 10) -> str:
     if tuning.why:
         views = list(zip(("chosen", "runner-up"), tuning.why.values(), strict=False))
         lines.append("predicted makespan by cause, along the critical path:")
-        lines += breakdown.format_lines(views, breakdown.total(views[0][1]))
+        lines += breakdown.format_lines(views, [breakdown.total(view) for _, view in views])
     lines += why_lines(tuning)
     lines += [f"note: {note}" for note in tuning.notes]
     return "\n".join(lines)
