@@ -157,8 +157,8 @@ def search_space(workload: Workload, machine: CpuMachine, policies: list[str] | 
     out = []
     for name in policies:
         for count in valid:
-            if name == "sequential" and count != 1 and workers is None:
-                continue  # one core whatever the workers
+            if name == "sequential" and count != min(valid):
+                continue  # one core whatever the workers: searched on the fewest
             sizes = helpers
             if sizes is None:
                 sizes = [None] if name in ("sequential", "layerwise", "helper") else [

@@ -1,0 +1,113 @@
+"""wpsim tune: the search space, the choice, --policy/--chunk auto, and the command."""
+
+from __future__ import annotations
+
+import json
+
+from wpsim.analytic import predict
+from wpsim.cli import main
+from wpsim.hardware import load_machine, resolve_machine_path
+from wpsim.policies import get_policy
+from wpsim.tune import (
+    POLICIES,
+    choose,
+    choose_chunk,
+    chunk_candidates,
+    predict_all,
+    rule_chunk,
+    search_space,
+    tune,
+)
+from wpsim.workload import Workload
+
+XEON = load_machine(resolve_machine_path("xeon8160_2s"))
+W = Workload(name="w", cell="lstm", layers=3, hidden=128, input=64, seq_len=24, batch=2)
+
+
+def test_the_search_space_covers_every_policy_group_size_and_chunk_once():
+    space = search_space(W, XEON, workers=[1, 4, 6])
+    keys = [(c.policy, c.helpers, c.workers, c.chunk) for c in space]
+    assert len(keys) == len(set(keys))
+    assert {c.policy for c in space} == set(POLICIES)
+    # helper groups divide the workers; one group is searched as helper (all) or sequential (1)
+    assert {c.helpers for c in space if c.policy == "wavefront" and c.workers == 6} == {None, 2, 3}
+    assert all(c.workers == 1 for c in space if c.policy == "sequential")
+    assert not [c for c in space if c.policy in ("wavefront", "pipeline") and c.workers == 1]
+    assert {c.chunk for c in space if c.policy == "layerwise"} == {1}  # one input GEMM anyway
+    assert {c.chunk for c in space if c.policy == "wavefront"} == set(chunk_candidates(24))
+
+
+def test_cores_that_are_not_whole_sockets_are_not_candidates():
+    space = search_space(W, XEON, policies=["wavefront"])
+    assert max(c.workers for c in space) == 48 and not [c for c in space if 24 < c.workers < 48]
+
+
+def test_tune_chooses_the_lowest_predicted_makespan():
+    t = tune(W, XEON, max_workers=6, simulate=0)
+    everything = predict_all(W, XEON, search_space(W, XEON, workers=list(range(1, 7))))
+    assert len(t.ranking) == len(everything)
+    assert t.chosen.predicted_s == min(c.predicted_s for c in everything)
+    one = predict(W, XEON, t.chosen.policy_object(), cores=t.chosen.workers, chunk=t.chosen.chunk)
+    assert one.makespan_s == t.chosen.predicted_s
+    ranked = [c.predicted_s for c in t.ranking]
+    assert ranked == sorted(ranked)
+
+
+def test_simulating_the_best_few_chooses_the_fastest_simulated():
+    t = tune(W, XEON, max_workers=4, simulate=3)
+    simulated = [c for c in t.ranking if c.simulated_s is not None]
+    assert len(simulated) == 3 and t.chosen in simulated
+    assert t.chosen.simulated_s == min(c.simulated_s for c in simulated)
+    assert t.runner_up is not None and t.runner_up.policy != t.chosen.policy
+    assert set(t.why) == {t.chosen.describe(), t.runner_up.describe()}
+
+
+def test_choose_keeps_what_is_fixed():
+    best = choose(W, XEON, get_policy("wavefront", helpers=2), 8, None)
+    assert (best.policy, best.helpers, best.workers) == ("wavefront", 2, 8)
+    assert best.chunk in chunk_candidates(W.seq_len)
+    assert choose(W, XEON, None, 4, 3).chunk == 3
+    assert choose(W, None, None, 4, None) is None  # no machine file: no model to choose with
+
+
+def test_chunk_auto_without_a_calibration_follows_the_rule():
+    assert rule_chunk(W, groups=1) == 24 and rule_chunk(W, groups=3) == 2
+    assert choose_chunk(W, "wavefront", 3, None).source == "rule"
+    choice = choose_chunk(W, "wavefront", 3, XEON)
+    assert choice.source == "model" and choice.chunk in chunk_candidates(24)
+
+
+def test_the_tune_command_prints_the_ranking_and_why(capsys):
+    assert main(["tune", "-w", "tiny", "-m", "xeon8160_2s", "--workers", "4", "--simulate",
+                 "2", "--top", "3"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "schedules predicted" in out and "chosen:" in out and "by cause" in out
+    assert main(["tune", "-w", "tiny", "-m", "xeon8160_2s", "--workers", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["chosen"]["workers"] <= 2 and data["considered"] == len(data["ranking"])
+
+
+def test_tune_refuses_a_gpu_and_unknown_policies_in_one_line(capsys):
+    assert main(["tune", "-m", "v100"]) == 2
+    assert main(["tune", "-m", "xeon8160_2s", "--policies", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "gpu" in err and "nope" in err
+
+
+def test_policy_and_chunk_auto_in_simulate(capsys):
+    assert main(["simulate", "-w", "tiny", "-m", "xeon8160_2s", "--cores", "4", "--policy",
+                 "auto", "--chunk", "auto", "--json"]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert "simulate: auto:" in captured.err
+    result = json.loads(captured.out)
+    from wpsim.cli import resolve_workload
+
+    best = choose(resolve_workload("tiny"), XEON, None, 4, None)
+    assert (result["chunk"], result["policy"]) == (best.chunk, best.policy_object().describe())
+
+
+def test_confirm_times_the_best_with_the_real_executor(capsys):
+    assert main(["tune", "-w", "tiny", "-m", "xeon8160_2s", "--workers", "1", "--confirm", "2",
+                 "--repeats", "1", "--simulate", "1"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "measured on this computer" in out and "measured" in out.splitlines()[1]
