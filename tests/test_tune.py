@@ -58,7 +58,11 @@ def test_simulating_the_best_few_chooses_the_fastest_simulated():
     simulated = [c for c in t.ranking if c.simulated_s is not None]
     assert len(simulated) == 3 and t.chosen in simulated
     assert t.chosen.simulated_s == min(c.simulated_s for c in simulated)
-    assert t.runner_up is not None and t.runner_up.policy != t.chosen.policy
+    assert t.runner_up is not None and (
+        t.runner_up.policy,
+        t.runner_up.helpers,
+        t.runner_up.workers,
+    ) != (t.chosen.policy, t.chosen.helpers, t.chosen.workers)
     assert set(t.why) == {t.chosen.describe(), t.runner_up.describe()}
 
 

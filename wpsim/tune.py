@@ -102,7 +102,8 @@ class Candidate:
 @dataclass
 class Tuning:
     """What :func:`tune` found: every candidate by predicted makespan, the chosen one, and why
-    it wins (the break-downs by cause of it and of the best candidate of another policy)."""
+    it wins (the break-downs by cause of it and of the runner-up: the best schedule of another
+    shape, i.e. another policy, group size or worker count, not only another chunk)."""
 
     workload: Workload
     machine: str
@@ -204,6 +205,13 @@ def _rank_key(c: Candidate) -> tuple:
             else len(POLICIES), c.helpers or 1)  # fmt: skip
 
 
+def _shape(c: Candidate) -> tuple:
+    """What a schedule is apart from its chunk: wavefront and pipeline over the same groups
+    are one shape (the closed forms cannot tell them apart)."""
+    name = "wavefront" if c.policy == "pipeline" else c.policy
+    return (name, c.helpers, c.workers)
+
+
 def tune(workload: Workload, machine: CpuMachine, policies: list[str] | None = None,
          max_workers: int | None = None, workers: list[int] | None = None,
          chunks: list[int] | None = None, helpers: list[int | None] | None = None,
@@ -258,9 +266,7 @@ def tune(workload: Workload, machine: CpuMachine, policies: list[str] | None = N
             best = min(tried, key=lambda c: (c.simulated_s, _rank_key(c)))
             done = {(c.policy, c.helpers, c.workers, c.chunk): c for c in tried}
             ranking = [done.get((c.policy, c.helpers, c.workers, c.chunk), c) for c in ranking]
-    # the best schedule of another policy that the closed form tells apart from the chosen one
-    runner_up = next((c for c in ranking if c.policy != best.policy
-                      and c.predicted_s != best.predicted_s), None)  # fmt: skip
+    runner_up = next((c for c in ranking if _shape(c) != _shape(best)), None)
     tuning = Tuning(workload, machine.name, ranking, best, runner_up, notes=notes)
     tuning.why = explain(workload, machine, best, runner_up, granularity)
     return tuning
@@ -424,7 +430,7 @@ def format_tuning(tuning: Tuning, top: int = 10) -> str:
         lines.append(line + (f"{ms(c.measured_s):>14}" if measured else ""))
     lines.append(f"chosen: {tuning.chosen.describe()}")
     if tuning.runner_up is not None:
-        lines.append(f"runner-up (best of another policy): {tuning.runner_up.describe()}")
+        lines.append(f"runner-up (best of another shape): {tuning.runner_up.describe()}")
     if tuning.why:
         views = list(zip(("chosen", "runner-up"), tuning.why.values(), strict=False))
         lines.append("predicted makespan by cause, along the critical path:")
