@@ -115,3 +115,22 @@ def test_confirm_times_the_best_with_the_real_executor(capsys):
                  "--repeats", "1", "--simulate", "1"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "measured on this computer" in out and "measured" in out.splitlines()[1]
+
+
+def test_policy_and_chunk_auto_in_run_and_validate(capsys):
+    """run and validate choose with a machine file (here a named one; by default this
+    computer's calibration) and then run what they chose with the real executor."""
+    assert main(["run", "-w", "tiny", "-m", "xeon8160_2s", "--workers", "1", "--policy", "auto",
+                 "--chunk", "auto", "--json"]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert "run: auto:" in captured.err
+    from wpsim.cli import resolve_workload
+
+    best = choose(resolve_workload("tiny"), XEON, None, 1, None)
+    assert json.loads(captured.out)["chunk"] == best.chunk
+    assert main(["validate", "-w", "tiny", "-m", "xeon8160_2s", "--workers", "1",
+                 "--policies", "auto", "--chunk", "auto", "--repeats", "1", "--json"]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert "validate: auto:" in captured.err and "helpers" not in captured.err
+    assert main(["validate", "-w", "tiny", "--measured", "x.csv", "--chunk", "auto"]) == 2
+    assert "--chunk auto: not with --measured" in capsys.readouterr().err

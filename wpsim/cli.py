@@ -116,6 +116,41 @@ def add_workload_args(p: argparse.ArgumentParser, chunk_auto: bool = False) -> N
     )  # fmt: skip
 
 
+def resolve_auto(args: argparse.Namespace, workload: Workload, machine, command: str,
+                 cores: int | None, helper_groups: bool = True) -> None:  # fmt: skip
+    """``--policy auto`` and ``--chunk auto`` of ``simulate``, ``predict``, ``run`` and
+    ``validate``: set ``args.policy``, ``args.helpers`` and ``args.chunk`` to the schedule
+    :func:`wpsim.tune.choose` picks with the closed forms on ``machine`` for ``cores`` cores
+    (None: all), and say so on stderr (``args.policy`` may be a list: ``validate``'s, which
+    names policies without helper groups: ``helper_groups`` False)."""
+    from wpsim.hardware import CpuMachine
+    from wpsim.policies import get_policy
+    from wpsim.tune import choose
+
+    policies = args.policy if isinstance(args.policy, list) else [args.policy]
+    if "auto" not in policies and args.chunk != "auto":
+        return
+    if not isinstance(machine, CpuMachine):
+        raise ConfigError(f"--policy/--chunk auto: machine '{machine.name}' is a {machine.kind}; "
+                          "the choice is made for CPU machines (name a policy and a chunk)")  # fmt: skip
+    cores = cores or machine.total_cores
+    fixed = next((p for p in reversed(policies) if p != "auto"), None)
+    helpers = getattr(args, "helpers", None)
+    policy = None if "auto" in policies else get_policy(fixed, helpers=helpers)
+    chunk = None if args.chunk == "auto" else args.chunk
+    best = choose(workload, machine, policy, cores, chunk, args.granularity, helper_groups)
+    assert best is not None
+    if isinstance(args.policy, list):
+        args.policy = [best.policy if p == "auto" else p for p in args.policy]
+    else:
+        args.policy = best.policy
+    if "auto" in policies and hasattr(args, "helpers"):
+        args.helpers = best.helpers
+    args.chunk = best.chunk
+    print(f"{command}: auto: {best.describe()} (lowest predicted makespan on '{machine.name}', "
+          f"{best.predicted_s * 1e3:,.3f} ms)", file=sys.stderr, flush=True)  # fmt: skip
+
+
 def add_force_workers(p: argparse.ArgumentParser) -> None:
     """``--force-workers``: overrides the process guard (:func:`wpsim.guards.check_workers`)."""
     from wpsim.guards import MAX_WORKERS_PER_CPU
@@ -269,5 +304,6 @@ __all__ = [
     "main",
     "non_negative_int",
     "positive_int",
+    "resolve_auto",
     "resolve_workload",
 ]

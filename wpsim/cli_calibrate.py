@@ -13,6 +13,7 @@ from wpsim.cli import (
     check_size,
     positive_int,
     print_json,
+    resolve_auto,
     resolve_workload,
 )
 from wpsim.errors import ConfigError
@@ -158,6 +159,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     workload = resolve_workload(args.workload)
     machine = load_machine(resolve_machine_path(args.hardware))
     check_workers(max(args.workers), "--workers", args.force_workers, "wpsim validate")
+    if "auto" in args.policies or args.chunk == "auto":  # chosen for the most workers
+        args.policy = args.policies
+        resolve_auto(args, workload, machine, "validate", max(args.workers), helper_groups=False)
+        args.policies = list(dict.fromkeys(args.policy))
     for name in set(args.policies) & set(available()):  # unknown names: validate says so
         policy = get_policy(name)
         check_size(args, workload, "run", policy, max(args.workers))
@@ -194,6 +199,9 @@ def _validate_measured(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--{flag}: not used with --measured (the file says what ran and how often)"
             )
+    if args.chunk == "auto":
+        raise ConfigError("--chunk auto: not with --measured (give the chunk the measured runs "
+                          "used, or leave it out for 1)")  # fmt: skip
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out}: not a folder")
     workload = resolve_workload(args.workload)
@@ -218,13 +226,14 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
         "kind and layer. With --out: validation.csv, per_kind.csv and one side-by-side Gantt per "
         "configuration (measured above, simulated below).",
     )  # fmt: skip
-    add_workload_args(p)
+    add_workload_args(p, chunk_auto=True)
     p.add_argument("--hardware", "-m", metavar="FILE", default=str(DEFAULT_HOST),
                    help="machine YAML or a name from hw_configs/ (default: hw_configs/host.yaml)")  # fmt: skip
     p.add_argument("--workers", type=_int_list, metavar="N,N,...",
                    help="worker counts (default: 1,2)")  # fmt: skip
     p.add_argument("--policies", type=_name_list, metavar="A,B,...",
-                   help="policies (default: sequential,wavefront)")  # fmt: skip
+                   help="policies (default: sequential,wavefront); auto: the one with the lowest "
+                   "predicted makespan on the most workers (wpsim tune)")  # fmt: skip
     p.add_argument("--repeats", type=positive_int, metavar="R",
                    help="measured runs per configuration; the median is used (default: 3)")  # fmt: skip
     p.add_argument("--measured", metavar="FILE",

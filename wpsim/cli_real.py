@@ -11,6 +11,7 @@ from wpsim.cli import (
     non_negative_int,
     positive_int,
     print_json,
+    resolve_auto,
     resolve_workload,
 )
 from wpsim.guards import check_workers, cpu_count
@@ -34,8 +35,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     workload = resolve_workload(args.workload)
     if args.trace:
         check_output(args.trace, "--trace")
-    policy = get_policy(args.policy, helpers=args.helpers, instances=args.instances)
     workers = args.workers or cpu_count()
+    if args.policy == "auto" or args.chunk == "auto":
+        from wpsim.hardware import load_machine, resolve_machine_path
+
+        machine = load_machine(resolve_machine_path(args.hardware))
+        resolve_auto(args, workload, machine, "run", workers)
+    policy = get_policy(args.policy, helpers=args.helpers, instances=args.instances)
     check_workers(workers, "--workers", args.force_workers, "wpsim run")
     check_size(args, workload, "run", policy, workers)
     result = execute(workload, policy, workers, chunk=args.chunk, seed=args.seed,
@@ -86,10 +92,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "(shared memory, one BLAS thread each) and report the measured makespan; --trace writes "
         "a Chrome trace in the simulator's schema, for `wpsim validate`.",
     )
-    add_workload_args(p)
+    add_workload_args(p, chunk_auto=True)
     p.add_argument(
         "--policy", "-p", default="wavefront", metavar="NAME",
-        help=f"scheduling policy: {', '.join(available())} (default: wavefront)",
+        help=f"scheduling policy: {', '.join(available())}, or auto: the one with the lowest "
+        "predicted makespan (wpsim tune; default: wavefront)",
+    )  # fmt: skip
+    p.add_argument(
+        "--hardware", "-m", metavar="FILE", default="host",
+        help="the machine file --policy auto and --chunk auto predict with (default: host, the "
+        "calibration of this computer)",
     )  # fmt: skip
     p.add_argument("--workers", "-n", type=positive_int, metavar="N",
                    help="worker processes (default: the CPU count)")  # fmt: skip

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wpsim.cli import add_workload_args, check_size, positive_int, print_json, resolve_workload
+from wpsim.cli import (
+    add_workload_args,
+    check_size,
+    positive_int,
+    print_json,
+    resolve_auto,
+    resolve_workload,
+)
 from wpsim.hardware import CpuMachine, load_machine, resolve_machine_path
 from wpsim.outputs import check_figure, check_output, output_folder
 from wpsim.result import Result
@@ -67,7 +74,7 @@ def _run(args: argparse.Namespace, engine: str) -> Result:
 
     workload = resolve_workload(args.workload)
     machine = load_hardware(args.hardware)
-    resolve_auto(args, workload, machine, engine)
+    resolve_auto(args, workload, machine, engine, args.cores)
     policy = make_policy(args)
     if getattr(args, "trace", None):
         check_output(args.trace, "--trace")
@@ -80,28 +87,6 @@ def _run(args: argparse.Namespace, engine: str) -> Result:
     if engine == "simulate" and isinstance(machine, CpuMachine) and large:
         options["progress"] = lambda line: print(f"simulate: {line}", file=sys.stderr, flush=True)
     return accel_dispatch.evaluate(engine, workload, machine, policy, **options)
-
-
-def resolve_auto(args: argparse.Namespace, workload, machine, command: str) -> None:
-    """``--policy auto`` and ``--chunk auto``: set ``args.policy``, ``args.helpers`` and
-    ``args.chunk`` to the schedule :func:`wpsim.tune.choose` picks on the machine for the
-    cores asked (the closed forms), and say so on stderr."""
-    from wpsim.errors import ConfigError
-    from wpsim.tune import choose
-
-    if args.policy != "auto" and args.chunk != "auto":
-        return
-    if not isinstance(machine, CpuMachine):
-        raise ConfigError(f"--policy/--chunk auto: machine '{machine.name}' is a {machine.kind}; "
-                          "the choice is made for CPU machines (name a policy and a chunk)")  # fmt: skip
-    cores = args.cores or machine.total_cores
-    policy = None if args.policy == "auto" else make_policy(args)
-    chunk = None if args.chunk == "auto" else args.chunk
-    best = choose(workload, machine, policy, cores, chunk, args.granularity)
-    assert best is not None
-    args.policy, args.helpers, args.chunk = best.policy, best.helpers, best.chunk
-    print(f"{command}: auto: {best.describe()} (lowest predicted makespan, "
-          f"{best.predicted_s * 1e3:,.3f} ms)", file=sys.stderr)  # fmt: skip
 
 
 def format_result(result: Result, workload, title: str) -> str:

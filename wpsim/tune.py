@@ -322,15 +322,17 @@ def confirm(workload: Workload, candidates: list[Candidate], repeats: int = 3,
 
 
 def choose(workload: Workload, machine: Any | None, policy: str | Policy | None,
-           workers: int, chunk: int | None, granularity: str = "cell") -> Candidate | None:  # fmt: skip
+           workers: int, chunk: int | None, granularity: str = "cell",
+           helper_groups: bool = True) -> Candidate | None:  # fmt: skip
     """``--policy auto`` and ``--chunk auto`` of ``simulate``, ``run`` and ``validate``: the
     best candidate on exactly ``workers`` cores (capped at the machine's), with ``policy``
     fixed unless it is None (auto), ``chunk`` fixed unless it is None (auto); closed forms
-    only. None when ``machine`` is not a CPU (no model to choose with)."""
+    only (``helper_groups`` False: cells on one core each, or on all of them). None when
+    ``machine`` is not a CPU (no model to choose with)."""
     if not isinstance(machine, CpuMachine):
         return None
     workers = min(workers, machine.total_cores)
-    policies, helpers = None, None
+    policies, helpers = None, None if helper_groups else [None]
     if policy is not None:
         policy_obj = get_policy(policy) if isinstance(policy, str) else policy
         policies, helpers = [policy_obj.name], [policy_obj.helpers]
