@@ -209,3 +209,23 @@ def _run_gpu(gpu, workload, machine, policy):
         return gpu.evaluate("predict", workload, machine, policy)
     except Exception as error:  # noqa: BLE001 - compared
         return error
+
+
+@pytest.mark.parametrize("runtime", ["onednn_fused_cpu", "pytorch_eager_cpu", "tf_keras_cpu"])
+@pytest.mark.parametrize("policy", ["sequential", "layerwise", "wavefront", "helper"])
+def test_runtimes_adapt_the_closed_forms_as_they_adapted_the_graph_based_ones(runtime, policy):
+    """A runtime changes the machine and the policy's graph (per-step input products, the
+    directions of a bidirectional layerwise side by side on two groups): the same answers."""
+    from wpsim import runtime as runtimes
+
+    w = Workload(cell="lstm", layers=2, hidden=64, input=32, seq_len=7, bidirectional=True,
+                 phase="training")  # fmt: skip
+    m = load_machine(resolve_machine_path("xeon8160_2s"))
+    r = runtimes.load_runtime(runtime)
+
+    def run(predict):
+        return runtimes.evaluate("predict", w, m, get_policy(policy), r,
+                                 lambda _engine, *args, **options: predict(*args, **options),
+                                 cores=4, chunk=2)  # fmt: skip
+
+    assert_same(run(reference.predict), run(analytic.predict))
