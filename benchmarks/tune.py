@@ -1,12 +1,15 @@
 """``wpsim tune`` against the real executor: is the chosen schedule the fastest when measured?
 
 For every shipped workload (``workloads/*.yaml``), :func:`wpsim.tune.tune` chooses a schedule on
-this computer's calibration (``--hardware``, default ``host``); then every schedule it considered
-is run for real (:func:`kernels.executor.execute`, one BLAS thread per worker) in two stages:
+this computer's calibration (``--hardware``, default ``host``), twice: with the model alone
+(closed forms, then the best three simulated) and as ``wpsim tune --confirm`` does (the chosen
+schedule and the best of each other shape also timed with the real executor, ``--confirm``
+shapes). Then every schedule it considered is run for real (:func:`kernels.executor.execute`,
+one BLAS thread per worker) in two stages:
 
 1. screening: every considered schedule once (one warm-up run, ``--screen-repeats`` timed);
-2. refinement: the ``--finalists`` fastest of the screening, the chosen schedule among them,
-   timed again in ``--rounds`` interleaved rounds of ``--repeats`` runs each (a shared machine
+2. refinement: the ``--finalists`` fastest of the screening, and both chosen schedules, timed
+   again in ``--rounds`` interleaved rounds of ``--repeats`` runs each (a shared machine
    drifts; interleaving spreads the drift over every schedule).
 
 A schedule's measured makespan is the median of its timed runs (all stages). The chosen one
@@ -48,6 +51,10 @@ def measure(workload, candidates, repeats: int, warmup: int) -> list[list[float]
     return out
 
 
+def _key(c) -> tuple:
+    return (c.policy, c.helpers, c.workers, c.chunk)
+
+
 def main(argv: list[str] | None = None) -> int:
     from wpsim.cli import resolve_workload
     from wpsim.hardware import load_machine, resolve_machine_path
@@ -62,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--screen-repeats", type=int, default=1)
     parser.add_argument("--tolerance", type=float, default=0.10)
+    parser.add_argument("--confirm", type=int, default=4, help="shapes wpsim tune --confirm times")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
     machine = load_machine(resolve_machine_path(args.hardware))
@@ -71,14 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         workload = resolve_workload(name)
         load_before = os.getloadavg()[0]
         start = time.perf_counter()
-        tuning = tune(workload, machine)
-        considered = tuning.ranking
+        model = tune(workload, machine)
+        confirmed = tune(workload, machine, confirm_best=args.confirm)
+        considered = model.ranking
+        keys = [(c.policy, c.helpers, c.workers, c.chunk) for c in considered]
+        chosen_model = keys.index(_key(model.chosen))
+        chosen = keys.index(_key(confirmed.chosen))
         times = {
             i: ts for i, ts in enumerate(measure(workload, considered, args.screen_repeats, 1))
         }
         screened = sorted(times, key=lambda i: statistics.median(times[i]))
-        chosen = considered.index(tuning.chosen)
-        finalists = list(dict.fromkeys([chosen, *screened[: args.finalists]]))
+        finalists = list(dict.fromkeys([chosen, chosen_model, *screened[: args.finalists]]))
         for _ in range(args.rounds):
             for i, ts in zip(finalists, measure(workload, [considered[i] for i in finalists],
                                                 args.repeats, 1), strict=True):  # fmt: skip
@@ -89,9 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         row = {
             "workload": name,
             "considered": len(considered),
-            "chosen": tuning.chosen.describe(),
-            "chosen_predicted_s": tuning.chosen.predicted_s,
+            "chosen": considered[chosen].describe(),
             "chosen_measured_s": median[chosen],
+            "model_chosen": considered[chosen_model].describe(),
+            "model_chosen_measured_s": median[chosen_model],
+            "model_ratio": median[chosen_model] / median[best],
             "best": considered[best].describe(),
             "best_measured_s": median[best],
             "ratio": ratio,
@@ -101,10 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": time.perf_counter() - start,
         }
         rows.append(row)
-        print(f"{name:<12} {len(considered):>4} considered  chosen {row['chosen']:<40} "
-              f"{median[chosen] * 1e3:9.3f} ms   fastest {row['best']:<40} "
-              f"{median[best] * 1e3:9.3f} ms   {ratio:5.2f}x  {'ok' if row['within'] else 'MISS'}"
-              f"   (load {load_before:.1f} -> {row['load_after']:.1f}, {row['seconds']:.0f} s)",
+        print(f"{name:<12} {len(considered):>4} considered  tune --confirm: {row['chosen']:<38} "
+              f"{median[chosen] * 1e3:9.3f} ms  (model alone: {row['model_chosen']}, "
+              f"{median[chosen_model] * 1e3:.3f} ms)  fastest {row['best']:<38} "
+              f"{median[best] * 1e3:9.3f} ms  {ratio:5.2f}x  {'ok' if row['within'] else 'MISS'}"
+              f"  (load {load_before:.1f} -> {row['load_after']:.1f}, {row['seconds']:.0f} s)",
               flush=True)  # fmt: skip
     passed = sum(r["within"] for r in rows)
     print(f"\nchosen within {100 * args.tolerance:.0f}% of the fastest measured: {passed} of "

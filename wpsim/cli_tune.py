@@ -13,7 +13,7 @@ DEFAULT_MACHINE = "host"
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from wpsim.hardware import load_machine, resolve_machine_path
-    from wpsim.tune import confirm, format_tuning, tune
+    from wpsim.tune import format_tuning, tune
 
     workload = resolve_workload(args.workload)
     machine = load_machine(resolve_machine_path(args.hardware))
@@ -25,34 +25,18 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             get_policy(name)  # an unknown name: one line, before the search
     chunks = None if args.chunk == "auto" else [args.chunk]
     helpers = None if args.helpers is None else [args.helpers]
-    tuning = tune(workload, machine, policies, max_workers=args.workers, chunks=chunks,
-                  helpers=helpers, granularity=args.granularity, simulate=args.simulate)  # fmt: skip
     if args.confirm:
         from wpsim.guards import check_workers
 
-        check_workers(max(c.workers for c in tuning.ranking[: args.confirm]), "--confirm")
-        # the chosen schedule, then the best predicted others, timed in turn
-        timed = [tuning.chosen] + [c for c in tuning.ranking if c != tuning.chosen]
-        measured = confirm(workload, timed[: args.confirm], repeats=args.repeats,
-                           rounds=args.rounds)  # fmt: skip
-        by_key = {_key(c): c for c in measured}
-        tuning.ranking = [by_key.get(_key(c), c) for c in tuning.ranking]
-        tuning.chosen = by_key[_key(tuning.chosen)]
-        fastest = min(measured, key=lambda c: c.measured_s)
-        tuning.notes.append(
-            f"measured on this computer (median of {args.repeats * args.rounds}): the chosen "
-            f"schedule {tuning.chosen.measured_s * 1e3:,.3f} ms, the fastest of the "
-            f"{len(measured)} timed {fastest.describe()} {fastest.measured_s * 1e3:,.3f} ms"
-        )
+        check_workers(args.workers or machine.total_cores, "--workers", command="wpsim tune")
+    tuning = tune(workload, machine, policies, max_workers=args.workers, chunks=chunks,
+                  helpers=helpers, granularity=args.granularity, simulate=args.simulate,
+                  confirm_best=args.confirm, repeats=args.repeats, rounds=args.rounds)  # fmt: skip
     if args.json:
         print_json(tuning.to_dict())
         return 0
     print(format_tuning(tuning, top=args.top))
     return 0
-
-
-def _key(c) -> tuple:
-    return (c.policy, c.helpers, c.workers, c.chunk)
 
 
 def _add_tune(sub: argparse._SubParsersAction) -> None:
@@ -89,9 +73,10 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
                    "(default 3; 0: the closed forms alone)")  # fmt: skip
     p.add_argument("--top", type=positive_int, default=10, metavar="N",
                    help="rows of the ranking to print (default 10)")  # fmt: skip
-    p.add_argument("--confirm", type=int, nargs="?", const=3, default=0, metavar="N",
-                   help="time the chosen schedule and the next best, N in all (default 3), "
-                   "with the real executor on this computer")  # fmt: skip
+    p.add_argument("--confirm", type=int, nargs="?", const=4, default=0, metavar="N",
+                   help="then time the chosen schedule and the best of each other shape "
+                   "(policy, helper groups, workers), N in all (default 4), with the real "
+                   "executor on this computer, and choose the fastest measured")  # fmt: skip
     p.add_argument("--repeats", type=positive_int, default=3, metavar="R",
                    help="timed runs of each with --confirm, after one warm-up (default 3)")  # fmt: skip
     p.add_argument("--rounds", type=positive_int, default=1, metavar="R",

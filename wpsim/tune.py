@@ -5,7 +5,9 @@
 machine with the closed forms (:func:`wpsim.analytic.predict_many`, every candidate of a policy
 in one block), simulates the best few (:func:`wpsim.engine.simulate`, whose cache state and
 contention are closer to a run than the closed forms' steady state) and chooses the fastest
-simulated; :func:`confirm` times candidates with the real executor (``wpsim tune --confirm``).
+simulated; with ``confirm_best`` (``wpsim tune --confirm``) it then times the chosen schedule and
+the best of each other shape with the real executor on this computer and chooses the fastest
+measured.
 
 The candidates (:func:`search_space`):
 
@@ -205,6 +207,10 @@ def _rank_key(c: Candidate) -> tuple:
             else len(POLICIES), c.helpers or 1)  # fmt: skip
 
 
+def _key(c: Candidate) -> tuple:
+    return (c.policy, c.helpers, c.workers, c.chunk)
+
+
 def _shape(c: Candidate) -> tuple:
     """What a schedule is apart from its chunk: wavefront and pipeline over the same groups
     are one shape (the closed forms cannot tell them apart)."""
@@ -215,7 +221,8 @@ def _shape(c: Candidate) -> tuple:
 def tune(workload: Workload, machine: CpuMachine, policies: list[str] | None = None,
          max_workers: int | None = None, workers: list[int] | None = None,
          chunks: list[int] | None = None, helpers: list[int | None] | None = None,
-         granularity: str = "cell", simulate: int = SIMULATE) -> Tuning:  # fmt: skip
+         granularity: str = "cell", simulate: int = SIMULATE, confirm_best: int = 0,
+         repeats: int = 3, rounds: int = 1) -> Tuning:  # fmt: skip
     """The best schedule for ``workload`` on ``machine`` (see the module docstring).
 
     Parameters
@@ -229,6 +236,12 @@ def tune(workload: Workload, machine: CpuMachine, policies: list[str] | None = N
     simulate : int
         Simulate the best this many candidates and choose the fastest simulated (0: choose by
         the closed form alone; graphs over :data:`SIMULATE_MAX_TASKS` tasks are not simulated).
+    confirm_best : int
+        Then time on this computer with the real executor (:func:`confirm`, ``repeats`` runs in
+        ``rounds`` rounds) the chosen schedule and the best of each other shape (policy, group
+        size, workers), this many in all, and choose the fastest measured: the model ranks the
+        chunk sizes within a shape, the measurement decides between shapes, where a model is
+        least sure (the synchronisation of processes on a loaded machine).
 
     Raises
     ------
@@ -264,8 +277,18 @@ def tune(workload: Workload, machine: CpuMachine, policies: list[str] | None = N
             tried.append(replace(c, simulated_s=sim.makespan_s))
         if tried:
             best = min(tried, key=lambda c: (c.simulated_s, _rank_key(c)))
-            done = {(c.policy, c.helpers, c.workers, c.chunk): c for c in tried}
-            ranking = [done.get((c.policy, c.helpers, c.workers, c.chunk), c) for c in ranking]
+            done = {_key(c): c for c in tried}
+            ranking = [done.get(_key(c), c) for c in ranking]
+    if confirm_best:
+        shapes = {_shape(best): best}
+        for c in ranking:
+            shapes.setdefault(_shape(c), c)
+        timed = confirm(workload, list(shapes.values())[:confirm_best], repeats, 1, rounds)
+        best = min(timed, key=lambda c: (c.measured_s, _rank_key(c)))
+        done = {_key(c): c for c in timed}
+        ranking = [done.get(_key(c), c) for c in ranking]
+        notes.append(f"measured on this computer (median of {repeats * rounds} runs each): the "
+                     f"best of {len(timed)} shapes")  # fmt: skip
     runner_up = next((c for c in ranking if _shape(c) != _shape(best)), None)
     tuning = Tuning(workload, machine.name, ranking, best, runner_up, notes=notes)
     tuning.why = explain(workload, machine, best, runner_up, granularity)
