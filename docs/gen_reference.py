@@ -688,8 +688,16 @@ def policies_page() -> str:
 
 def cost_model_page() -> str:
     """The formulas, from the docstrings that state them."""
-    from wpsim import analysis, analytic, analytic_path, analytic_tasks, breakdown, cost, graph
-    from wpsim import tune
+    from wpsim import (
+        analysis,
+        analytic,
+        analytic_path,
+        analytic_tasks,
+        breakdown,
+        cost,
+        graph,
+        tune,
+    )
 
     return "\n".join([
         "# Cost model and closed forms",
