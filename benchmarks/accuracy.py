@@ -18,7 +18,7 @@ Usage::
 
     python benchmarks/accuracy.py            # the full matrix, ~10 min on 2 cores
     python benchmarks/accuracy.py --quick    # a subset, ~1 min
-    python benchmarks/accuracy.py --workers 2,4,8,16 --hardware hw_configs/host.yaml
+    python benchmarks/accuracy.py --workers 2,4,8,16 --hardware my_machine.yaml
     python benchmarks/accuracy.py --replay out/accuracy/accuracy.json   # re-predict, no runs
 
 Results go to ``--out`` (default ``out/accuracy``): ``accuracy.csv`` and ``accuracy.json``.
@@ -262,8 +262,9 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a subset (~1 min)")
-    parser.add_argument("--hardware", default=str(ROOT / "hw_configs" / "host.yaml"),
-                        help="machine file (default: the calibrated hw_configs/host.yaml)")  # fmt: skip
+    parser.add_argument("--hardware", default="host",
+                        help="machine file (default: host, this computer's calibration made "
+                        "by `wpsim calibrate`)")  # fmt: skip
     parser.add_argument("--workers", type=_int_list, default=[2],
                         help="worker counts to compare with 1 worker (default: 2)")  # fmt: skip
     parser.add_argument("--policies", type=lambda s: [p for p in s.split(",") if p],
@@ -275,8 +276,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure nothing: re-predict the rows of an earlier run's "
                         "accuracy.json with --hardware")  # fmt: skip
     args = parser.parse_args(argv)
+    from wpsim.errors import WpsimError
+
     try:
         return replay(args) if args.replay else run(args)
+    except WpsimError as error:
+        print(f"accuracy: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("accuracy: interrupted", file=sys.stderr)
         return 130

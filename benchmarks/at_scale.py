@@ -60,7 +60,7 @@ the pipeline in seconds (the tests: about 15 s on an idle machine).
 Usage::
 
     python benchmarks/at_scale.py --out out/at_scale
-    python benchmarks/at_scale.py --out out/x --phases accuracy --hardware hw_configs/host.yaml
+    python benchmarks/at_scale.py --out out/x --phases accuracy --hardware hw_configs/xeon_kvm_2core.yaml
 """
 
 from __future__ import annotations

@@ -1,10 +1,30 @@
-"""Shared fixtures: small machines with known numbers, so tests can reason about costs."""
+"""Shared fixtures: small machines with known numbers, so tests can reason about costs.
+
+No test may depend on the computer it runs on. So the suite runs as if on a computer nobody has
+calibrated: ``WPSIM_CPU_MODEL`` names a CPU that exists nowhere (wpsim reads it instead of the
+operating system's name), and ``WPSIM_CACHE_DIR`` points the calibrations of "this computer"
+(``-m host``, see :mod:`wpsim.host`) at an empty folder of this session, never at the user's own.
+Both are set in the environment, so the commands the tests start as subprocesses see them too.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
-from wpsim.hardware import CpuMachine
+FAKE_CPU_MODEL = "wpsim test CPU (fake, set by tests/conftest.py)"
+_CACHE = tempfile.mkdtemp(prefix="wpsim-test-cache-")
+os.environ["WPSIM_CPU_MODEL"] = FAKE_CPU_MODEL
+os.environ["WPSIM_CACHE_DIR"] = _CACHE
+
+from wpsim.hardware import CpuMachine  # noqa: E402  (after the environment is set)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 def make_machine(

@@ -42,7 +42,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny run of every measuring phase at 1-2 workers, shared by the tests below."""
     out = tmp_path_factory.mktemp("at_scale") / "run"
     done = run_script("--out", str(out), "--budget-s", "120", "--tiny", "--cases", "1",
-                      "--hardware", str(ROOT / "hw_configs" / "host.yaml"),
+                      "--hardware", str(ROOT / "hw_configs" / "xeon_kvm_2core.yaml"),
                       "--workers", "1,2", "--torch-threads", "2", "--repeats", "1")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return out

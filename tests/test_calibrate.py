@@ -426,7 +426,7 @@ def test_calibration_mismatch_names_both_cpus() -> None:
 
     from wpsim.hardware import load_machine, resolve_machine_path
 
-    host = load_machine(resolve_machine_path("host"))
+    host = load_machine(resolve_machine_path("xeon_kvm_2core"))
     cpu = str(host.calibration["cpu_model"])
     here = replace(_fake_spec(), model=cpu, cores_per_socket=host.cores_per_socket)
     assert cal.calibration_mismatch(host, here) is None

@@ -31,8 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMED = ["xeon8160_2s", "epyc7742", "desktop8"]
 #: the calibration of a 2-core machine that the repository ships (dispatch tables, a hit curve,
 #: measured element-wise steps, GEMM grids by hidden size)
-CALIBRATED = next(p for p in (ROOT / "hw_configs" / "xeon_kvm_2core.yaml",
-                              ROOT / "hw_configs" / "host.yaml") if p.exists())  # fmt: skip
+CALIBRATED = ROOT / "hw_configs" / "xeon_kvm_2core.yaml"
 
 
 @st.composite

@@ -15,7 +15,8 @@ How the Markdown examples are checked (the convention is also written in ``docs/
   (``sh``, ``bash``, ``shell``) must carry it; the number of such blocks is limited below.
 
 All examples of one page run in order in one temporary folder that looks like the repository root
-(``docs``, ``workloads``, ``hw_configs``, ... are linked in), so paths read as a user types them.
+(``docs``, ``workloads``, ``hw_configs``, ... are linked in), so paths read as a user types them,
+with a calibration cache of their own (``WPSIM_CACHE_DIR``), empty when the page starts.
 """
 
 from __future__ import annotations
@@ -169,11 +170,18 @@ def repository_like_folder(tmp_path: Path):
     policies.available()
     registry = dict(policies.REGISTRY)
     cwd = os.getcwd()
+    cache = os.environ.get("WPSIM_CACHE_DIR")
+    # a page's own calibration of "this computer" (the tutorial makes one) stays with the page
+    os.environ["WPSIM_CACHE_DIR"] = str(tmp_path / ".wpsim-cache")
     os.chdir(tmp_path)
     try:
         yield
     finally:
         os.chdir(cwd)
+        if cache is None:
+            os.environ.pop("WPSIM_CACHE_DIR", None)
+        else:
+            os.environ["WPSIM_CACHE_DIR"] = cache
         policies.REGISTRY.clear()
         policies.REGISTRY.update(registry)
 
@@ -327,3 +335,24 @@ def test_python_in_docs_is_ruff_clean() -> None:
     for args in (["check", *files], ["format", "--check", *files]):
         proc = subprocess.run([str(ruff), *args], capture_output=True, text=True, cwd=ROOT)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_no_page_of_the_repository_points_outside_it() -> None:
+    """Every Markdown file of the repository (README, docs, reports, hw_configs, ...): relative
+    links resolve to files inside the repository, and nothing names the project's shared/
+    folder, which is not part of it (cite the papers instead)."""
+    link = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+    skip = {".venv", ".git", "out", "build", "node_modules"}
+    pages = [p for p in ROOT.rglob("*.md") if not skip & set(p.relative_to(ROOT).parts)]
+    bad = []
+    for page in pages:
+        text = page.read_text()
+        if "shared/reference" in text or "../shared/" in text:
+            bad.append(f"{page.relative_to(ROOT)}: names the shared/ folder")
+        for target in link.findall(text):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            resolved = (page.parent / target).resolve()
+            if not resolved.is_relative_to(ROOT.resolve()) or not resolved.exists():
+                bad.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not bad, "links out of the repository or to nothing:\n" + "\n".join(bad)

@@ -153,7 +153,8 @@ def _refusal(command: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess,
         "print(peak, code)"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", probe, command, "-w", str(path)],
+        # --chunk 1: the 10^8 tasks (run and validate choose a longer chunk by default)
+        [sys.executable, "-c", probe, command, "-w", str(path), "--chunk", "1"],
         capture_output=True,
         text=True,
         timeout=120,

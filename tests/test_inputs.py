@@ -23,7 +23,7 @@ from wpsim.sweep import load_sweep
 from wpsim.workload import load_workload, workload_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
-MACHINES = ["xeon8160_2s", "host", "lstm_accel_2core", "v100", "titanx_maxwell"]
+MACHINES = ["xeon8160_2s", "xeon_kvm_2core", "lstm_accel_2core", "v100", "titanx_maxwell"]
 GOOD_WORKLOAD = "cell: lstm\nlayers: 2\nhidden: 16\ninput: 8\nseq_len: 4\n"
 LOADERS = {"workload": load_workload, "machine": load_machine, "sweep": load_sweep}
 

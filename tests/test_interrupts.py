@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,7 +88,8 @@ def test_a_stopped_worker_ends_the_run_with_one_line(tmp_path, policy):
     assert err.count("\n") == 1, err
     assert err.startswith(f"wpsim: error: worker 1 (pid {pids[1]}) made no progress for ")
     assert "its process is stopped (SIGSTOP?)" in err and "(--stall-timeout)" in err
-    assert "cell[l" in err or "while starting" in err  # the task it was on, or start-up
+    # the task it was on (a cell, or layerwise's hoisted input product), or start-up
+    assert re.search(r" on (cell|input_gemm)\[l\d", err) or "while starting" in err
 
 
 def test_a_hanging_task_ends_the_run_through_the_api():

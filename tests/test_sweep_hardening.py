@@ -265,3 +265,37 @@ def test_a_dask_cluster_left_without_workers_ends_the_sweep(tmp_path):
     assert "\n" not in str(error.value)
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["points_done"] == len((out / RESULTS).read_text().splitlines()) - 1 >= 2
+
+
+# ---- local workers ------------------------------------------------------------------------------
+def _watch_then_sleep(parent: int, seconds: float) -> None:
+    from wpsim.sweep.evaluate import _watch_parent
+
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    time.sleep(seconds)  # exit status 1 if the watch took the coordinator for dead
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_a_local_worker_lives_as_long_as_its_coordinator(method):
+    """A coordinator that runs other threads starts its workers through the forkserver, whose
+    children have the forkserver as parent: the watch must not take that for a dead coordinator
+    (every worker exited after half a second, and the sweep ended with 'a worker process died')."""
+    import multiprocessing as mp
+
+    proc = mp.get_context(method).Process(target=_watch_then_sleep, args=(os.getpid(), 1.5))
+    proc.start()
+    proc.join(timeout=60)
+    assert proc.exitcode == 0
+
+
+def test_a_local_worker_ends_when_its_coordinator_is_gone():
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    gone = ctx.Process(target=time.sleep, args=(0,))
+    gone.start()
+    gone.join()
+    proc = ctx.Process(target=_watch_then_sleep, args=(gone.pid, 10))
+    proc.start()
+    proc.join(timeout=60)
+    assert proc.exitcode == 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from wpsim.analytic import predict
 from wpsim.cli import main
 from wpsim.hardware import load_machine, resolve_machine_path
@@ -134,3 +136,51 @@ def test_policy_and_chunk_auto_in_run_and_validate(capsys):
     assert "validate: auto:" in captured.err and "helpers" not in captured.err
     assert main(["validate", "-w", "tiny", "--measured", "x.csv", "--chunk", "auto"]) == 2
     assert "--chunk auto: not with --measured" in capsys.readouterr().err
+
+
+def test_chunk_auto_and_choose_agree_on_a_fixed_policy():
+    """One choice: --chunk auto alone (choose_chunk, the policy object in one block) and
+    --policy auto's search (choose) with the policy fixed pick the same chunk."""
+    for policy in (get_policy("wavefront", helpers=2), get_policy("pipeline"),
+                   get_policy("layerwise"), get_policy("helper")):  # fmt: skip
+        by_chunk = choose_chunk(W, policy, 4, XEON)
+        by_search = choose(W, XEON, policy, 4, None)
+        assert by_chunk.chunk == by_search.chunk
+        assert by_chunk.predicted_makespan_s == pytest.approx(by_search.predicted_s, rel=1e-12)
+
+
+def test_policy_auto_needs_a_cpu_model_and_chunk_auto_alone_follows_the_rule(capsys):
+    assert main(["run", "-w", "tiny", "--workers", "1", "--policy", "auto"]) == 2  # no calibration
+    assert main(["simulate", "-w", "tiny", "-m", "v100", "--policy", "auto"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "wpsim calibrate" in err and "gpu" in err
+    assert main(["simulate", "-w", "tiny", "-m", "v100", "--chunk", "auto", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "simulate: --chunk auto: chunk" in captured.err and "rule" in captured.err
+
+
+def test_policy_auto_meets_the_size_guard_before_choosing(tmp_path, monkeypatch, capsys):
+    """10^8 steps: no schedule fits the executor; refused before the model searches."""
+    import wpsim.tune
+
+    def search_nothing(*args, **kwargs):
+        raise AssertionError("schedules searched before the size guard")
+
+    monkeypatch.setattr(wpsim.tune, "choose", search_nothing)
+    path = tmp_path / "long.yaml"
+    path.write_text("cell: lstm\nlayers: 1024\nhidden: 16\ninput: 16\nseq_len: 100000000\n")
+    for command in (["run", "--policy", "auto"], ["validate", "--policies", "auto"]):
+        assert main([*command, "-w", str(path), "-m", "xeon8160_2s", "--workers", "2"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"wpsim: error: run: workload {path} needs about ")
+        assert err.count("\n") == 1
+
+
+def test_validate_measured_keeps_chunk_1_by_default_and_refuses_auto(tmp_path, capsys):
+    """--measured: the runs were made elsewhere, so validate's default (auto) means chunk 1."""
+    from wpsim.cli import build_parser
+
+    args = build_parser().parse_args(["validate", "--measured", "x.csv"])
+    assert args.chunk is None  # auto without --measured, 1 with it
+    assert main(["validate", "-w", "tiny", "--measured", str(tmp_path / "none.csv")]) == 2
+    assert "--chunk" not in capsys.readouterr().err  # the missing file, not the chunk

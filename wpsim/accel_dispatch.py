@@ -17,6 +17,8 @@ def policies_for(machine) -> list[str]:
     """The policies ``wpsim compare`` runs by default on this kind of machine."""
     if isinstance(machine, CpuMachine):
         return list(CPU_POLICIES)
+    if hasattr(machine, "default_policies"):  # a machine-kind plug-in (wpsim.plugins)
+        return list(machine.default_policies)
     from wpsim import accel
 
     return accel.policies_for(machine)
@@ -44,6 +46,8 @@ def _evaluate(engine: str, workload: Workload, machine, policy: Policy, **option
         bandwidth near 0 or near the largest float): a result of ``inf`` or ``nan`` is none.
     """
     if not isinstance(machine, CpuMachine):
+        if callable(getattr(machine, "evaluate", None)):  # a machine-kind plug-in
+            return machine.evaluate(engine, workload, policy, **options)
         from wpsim import accel
 
         result = accel.evaluate(engine, workload, machine, policy, **options)

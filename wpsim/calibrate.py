@@ -264,6 +264,10 @@ def _sysfs_caches(cpu: int = 0) -> list[CacheInfo]:
     return caches
 
 
+#: Environment variable that overrides the CPU model name read from the operating system.
+CPU_MODEL_ENV = "WPSIM_CPU_MODEL"
+
+
 def read_cpu_spec() -> CpuSpec:
     """Read the CPU model, flags, clock, topology and caches of this machine.
 
@@ -294,8 +298,10 @@ def read_cpu_spec() -> CpuSpec:
     except ValueError:
         sockets, cores, threads = 1, n_cpus, 1
         topology = f"os.cpu_count() = {n_cpus} (lscpu unavailable)"
+    model = info.get("model name") or ls.get("Model name") or platform.processor() or "unknown"
     return CpuSpec(
-        model=info.get("model name") or ls.get("Model name") or platform.processor() or "unknown",
+        # WPSIM_CPU_MODEL overrides the name (the test suite sets a fake one: see wpsim.host)
+        model=os.environ.get(CPU_MODEL_ENV) or model,
         vendor=info.get("vendor_id") or ls.get("Vendor ID", "unknown"),
         flags=flags,
         mhz=mhz,
@@ -306,6 +312,12 @@ def read_cpu_spec() -> CpuSpec:
         caches=_sysfs_caches(),
         topology_source=topology,
     )
+
+
+def cpu_model_label(spec: CpuSpec) -> str:
+    """The CPU model as a calibration block records it (``cpu_model``; prefixed with ``CPU``
+    where it would start like a number)."""
+    return _label(spec.model, "CPU")
 
 
 def calibration_mismatch(machine: Any, spec: CpuSpec | None = None) -> str | None:
@@ -1826,7 +1838,7 @@ def build_machine_file(
         "#",
         "# Every measured value says what was measured; the raw measurements, the CPU model and the",
         "# library versions are in the `calibration:` block at the end. Re-run to refresh:",
-        "#   wpsim calibrate --out hw_configs/host.yaml",
+        "#   wpsim calibrate --out FILE   (without --out: this computer's entry in the cache, `-m host`)",
         "# Cache and DRAM latencies are not used by the cost model and are not measured (numpy has",
         "# no dependent-load loop); they keep their previous source. Units: s, B, B/s, Hz.",
         "kind: cpu",

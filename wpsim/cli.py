@@ -13,14 +13,16 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from wpsim import __version__
 from wpsim.errors import ConfigError, WpsimError
 from wpsim.outputs import check_figure, check_output, dumps_json
+from wpsim.resources import data_dir
 from wpsim.workload import DEFAULT_WORKLOAD, Workload, load_workload
 
-WORKLOAD_DIR = Path(__file__).resolve().parent.parent / "workloads"
+#: The shipped workloads (``workloads/`` of the repository, inside the wheel when installed).
+WORKLOAD_DIR = data_dir("workloads")
 
 
 def resolve_workload(value: str | None) -> Workload:
@@ -88,13 +90,15 @@ def _add_graph(sub: argparse._SubParsersAction) -> None:
 
 
 def chunk_or_auto(text: str) -> int | str:
-    """``--chunk``: a positive integer, or ``auto`` (the chunk :mod:`wpsim.tune` chooses)."""
+    """``--chunk``: a positive integer or ``auto`` (the chunk :mod:`wpsim.tune` chooses)."""
     return "auto" if text == "auto" else positive_int(text)
 
 
-def add_workload_args(p: argparse.ArgumentParser, chunk_auto: bool = False) -> None:
+def add_workload_args(p: argparse.ArgumentParser, chunk_auto: bool = False,
+                      chunk_default: int | None = None) -> None:  # fmt: skip
     """The options every command that builds a graph shares (``chunk_auto``: ``--chunk`` may
-    be ``auto``, the chunk the closed-form model picks; see :mod:`wpsim.tune`)."""
+    be ``auto``, the chunk the closed-form model picks, see :mod:`wpsim.tune`; by default, or
+    the ``chunk_default`` given)."""
     p.add_argument(
         "--workload", "-w", metavar="FILE",
         help="workload YAML, or a name from workloads/ (default: the built-in 4-layer LSTM demo)",
@@ -103,12 +107,19 @@ def add_workload_args(p: argparse.ArgumentParser, chunk_auto: bool = False) -> N
         "--granularity", choices=["cell", "op"], default="cell",
         help="one task per cell (default) or per op inside the cell",
     )  # fmt: skip
-    p.add_argument(
-        "--chunk", type=chunk_or_auto if chunk_auto else positive_int, default=1, metavar="K",
-        help="time steps per task; K > 1 runs the input projection of K steps as one GEMM"
-        + ("; auto: the chunk with the lowest predicted makespan (wpsim tune)" if chunk_auto
-           else ""),
-    )  # fmt: skip
+    if chunk_auto:
+        default = "auto" if chunk_default is None else chunk_default
+        p.add_argument(
+            "--chunk", type=chunk_or_auto, default=default, metavar="K",
+            help=f"time steps per task, or auto{' (default)' if default == 'auto' else ''}: "
+            "the chunk with the lowest predicted makespan on the machine file (a fixed rule "
+            "without a calibration)" + ("" if default == "auto" else f"; default {default}"),
+        )  # fmt: skip
+    else:
+        p.add_argument(
+            "--chunk", type=positive_int, default=1, metavar="K",
+            help="time steps per task; K > 1 runs the input projection of K steps as one GEMM",
+        )  # fmt: skip
     p.add_argument(
         "--allow-large", action="store_true",
         help="run even when the estimated memory exceeds what this computer can give "
@@ -117,38 +128,81 @@ def add_workload_args(p: argparse.ArgumentParser, chunk_auto: bool = False) -> N
 
 
 def resolve_auto(args: argparse.Namespace, workload: Workload, machine, command: str,
-                 cores: int | None, helper_groups: bool = True) -> None:  # fmt: skip
+                 cores: int | None, helper_groups: bool = True,
+                 guard: bool = False) -> tuple[str, Any] | None:  # fmt: skip
     """``--policy auto`` and ``--chunk auto`` of ``simulate``, ``predict``, ``run`` and
-    ``validate``: set ``args.policy``, ``args.helpers`` and ``args.chunk`` to the schedule
-    :func:`wpsim.tune.choose` picks with the closed forms on ``machine`` for ``cores`` cores
-    (None: all), and say so on stderr (``args.policy`` may be a list: ``validate``'s, which
-    names policies without helper groups: ``helper_groups`` False)."""
+    ``validate``: set ``args.policy``, ``args.helpers`` and ``args.chunk`` to what
+    :mod:`wpsim.tune` chooses with the closed forms on ``machine`` for ``cores`` cores (None:
+    all); return the line that says so (the command prints it) and the choice, a
+    :class:`wpsim.tune.ChunkChoice` or :class:`wpsim.tune.Candidate` (None when nothing was
+    auto).
+
+    ``--policy auto``: :func:`wpsim.tune.choose`, the best schedule (``args.policy`` may be a
+    list: ``validate``'s, which names policies without helper groups: ``helper_groups``
+    False); it needs a CPU machine. ``--chunk auto`` alone: :func:`wpsim.tune.choose_chunk` for
+    the policy (``validate``: its last), the fixed rule where ``machine`` is None (no
+    calibration of this computer) or not a CPU.
+
+    ``guard`` (``run``, ``validate``): the executor's size guard comes first, refused when it
+    cannot hold the run at any candidate (the policy and chunk with the smallest estimate);
+    the command checks the chosen schedule again."""
+    from wpsim import tune
     from wpsim.hardware import CpuMachine
     from wpsim.policies import get_policy
-    from wpsim.tune import choose
 
     policies = args.policy if isinstance(args.policy, list) else [args.policy]
     if "auto" not in policies and args.chunk != "auto":
-        return
-    if not isinstance(machine, CpuMachine):
-        raise ConfigError(f"--policy/--chunk auto: machine '{machine.name}' is a {machine.kind}; "
-                          "the choice is made for CPU machines (name a policy and a chunk)")  # fmt: skip
-    cores = cores or machine.total_cores
+        return None
     fixed = next((p for p in reversed(policies) if p != "auto"), None)
-    helpers = getattr(args, "helpers", None)
-    policy = None if "auto" in policies else get_policy(fixed, helpers=helpers)
+    options = {k: getattr(args, k) for k in ("helpers", "instances") if hasattr(args, k)}
+    policy = None if "auto" in policies else get_policy(fixed, **options)
+    if guard:
+        _guard_before_choosing(args, workload, policy, cores or 0)
+    if policy is not None:  # --chunk auto alone
+        choice = tune.choose_chunk(workload, policy, cores or getattr(machine, "total_cores", 1),
+                                   machine, granularity=args.granularity)  # fmt: skip
+        args.chunk = choice.chunk
+        label = "--chunk auto"
+        if isinstance(args.policy, list):
+            label += f" for {fixed} on {cores} workers"
+        return f"{command}: {label}: {choice.describe()}", choice
+    if not isinstance(machine, CpuMachine):
+        if machine is None:
+            from wpsim.host import missing_message
+
+            raise ConfigError(f"--policy auto: {missing_message(calibrate_flag=True)}")
+        raise ConfigError(f"--policy auto: machine '{machine.name}' is a {machine.kind}; the "
+                          "choice is made for CPU machines (name a policy)")  # fmt: skip
     chunk = None if args.chunk == "auto" else args.chunk
-    best = choose(workload, machine, policy, cores, chunk, args.granularity, helper_groups)
+    best = tune.choose(workload, machine, None, cores or machine.total_cores, chunk,
+                       args.granularity, helper_groups)  # fmt: skip
     assert best is not None
     if isinstance(args.policy, list):
         args.policy = [best.policy if p == "auto" else p for p in args.policy]
     else:
         args.policy = best.policy
-    if "auto" in policies and hasattr(args, "helpers"):
+    if hasattr(args, "helpers"):
         args.helpers = best.helpers
     args.chunk = best.chunk
-    print(f"{command}: auto: {best.describe()} (lowest predicted makespan on '{machine.name}', "
-          f"{best.predicted_s * 1e3:,.3f} ms)", file=sys.stderr, flush=True)  # fmt: skip
+    return (f"{command}: auto: {best.describe()} (lowest predicted makespan on "
+            f"'{machine.name}', {best.predicted_s * 1e3:,.3f} ms)"), best  # fmt: skip
+
+
+def _guard_before_choosing(args: argparse.Namespace, workload: Workload, policy,
+                           workers: int) -> None:  # fmt: skip
+    """The executor's size guard at the candidate with the smallest estimate (every policy
+    :func:`wpsim.tune.choose` searches when ``policy`` is None; every candidate chunk under
+    ``--chunk auto``)."""
+    from wpsim.guards import estimate
+    from wpsim.policies import get_policy
+    from wpsim.tune import POLICIES, chunk_candidates
+
+    policies = [policy] if policy is not None else [get_policy(name) for name in POLICIES]
+    chunks = chunk_candidates(workload.seq_len) if args.chunk == "auto" else [args.chunk]
+    smallest = min(((p, c) for p in policies for c in chunks), key=lambda pc: estimate(
+        workload, "run", pc[0], chunk=pc[1], granularity=args.granularity, workers=workers
+    ).total_bytes)  # fmt: skip
+    check_size(args, workload, "run", smallest[0], workers, chunk=smallest[1])
 
 
 def add_force_workers(p: argparse.ArgumentParser) -> None:
@@ -163,15 +217,54 @@ def add_force_workers(p: argparse.ArgumentParser) -> None:
 
 
 def check_size(args: argparse.Namespace, workload: Workload, engine: str, policy=None,
-               workers: int = 0):  # fmt: skip
-    """The size guard of a command (:func:`wpsim.guards.check_size`) with its options."""
+               workers: int = 0, chunk: int | None = None):  # fmt: skip
+    """The size guard of a command (:func:`wpsim.guards.check_size`) with its options;
+    ``chunk`` is the one ``--chunk auto`` chose (default: ``--chunk``)."""
     from wpsim.guards import check_chunk
     from wpsim.guards import check_size as guard
 
-    check_chunk(workload, args.chunk)
+    chunk = args.chunk if chunk is None else chunk
+    check_chunk(workload, chunk)
     name = f"workload {args.workload}" if args.workload else None
-    return guard(workload, engine, policy, chunk=args.chunk, granularity=args.granularity,
+    return guard(workload, engine, policy, chunk=chunk, granularity=args.granularity,
                  workers=workers, allow=args.allow_large, what=name)  # fmt: skip
+
+
+# ---- run and validate: this computer's calibration and --chunk auto ---------------------------
+
+
+def option_machine(args: argparse.Namespace, required: bool):
+    """The machine of ``--hardware`` for ``run`` and ``validate``: by default this computer's
+    calibration (made first with ``--calibrate``); None for ``run`` (not ``required``) when
+    there is none."""
+    from wpsim.hardware import load_machine
+    from wpsim.host import machine_option
+
+    path = machine_option(args.hardware, args.calibrate, required)
+    return load_machine(path) if path is not None else None
+
+
+def no_calibration_note(command: str) -> str:
+    """The line ``run`` prints when ``--chunk auto`` had no calibration to choose with."""
+    from wpsim.host import HOW_TO_CALIBRATE, OR_CALIBRATE_FLAG
+
+    return (
+        f"wpsim {command}: no calibration of this computer, so --chunk auto followed a fixed "
+        f"rule; {HOW_TO_CALIBRATE}{OR_CALIBRATE_FLAG} to let the model choose"
+    )
+
+
+def add_host_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--hardware`` (default: this computer's calibration) and ``--calibrate``."""
+    p.add_argument(
+        "--hardware", "-m", metavar="FILE", default="host",
+        help=f"machine YAML or a name from hw_configs/ {what} (default: host, the calibration of "
+        "this computer made by `wpsim calibrate`)",
+    )  # fmt: skip
+    p.add_argument(
+        "--calibrate", action="store_true",
+        help="if there is no calibration of this computer, make a quick one first (about 20 s)",
+    )  # fmt: skip
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
@@ -298,11 +391,13 @@ __all__ = [
     "ArgumentParser",
     "ConfigError",
     "add_force_workers",
+    "add_host_args",
     "add_workload_args",
     "build_parser",
     "check_size",
     "main",
     "non_negative_int",
+    "option_machine",
     "positive_int",
     "resolve_auto",
     "resolve_workload",

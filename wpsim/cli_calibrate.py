@@ -9,8 +9,10 @@ from pathlib import Path
 
 from wpsim.cli import (
     add_force_workers,
+    add_host_args,
     add_workload_args,
     check_size,
+    option_machine,
     positive_int,
     print_json,
     resolve_auto,
@@ -19,8 +21,6 @@ from wpsim.cli import (
 from wpsim.errors import ConfigError
 from wpsim.guards import check_workers
 from wpsim.outputs import check_output, output_folder
-
-DEFAULT_HOST = Path(__file__).resolve().parent.parent / "hw_configs" / "host.yaml"
 
 
 def _int_list(text: str) -> list[int]:
@@ -72,12 +72,16 @@ def _cmd_calibrate_runtime(args: argparse.Namespace) -> int:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from wpsim.calibrate import calibrate
+    from wpsim.host import host_file
 
     if args.runtime:
         return _cmd_calibrate_runtime(args)
-    out = check_output(
-        args.out or DEFAULT_HOST, "--out"
-    )  # before measuring: a minute lost otherwise
+    if args.out:
+        out = check_output(args.out, "--out")  # before measuring: a minute lost otherwise
+    else:  # this computer's entry in the cache, whose folder may not exist yet
+        out = host_file()
+        output_folder(out.parent, "--out")
+        check_output(out, "--out")
     cores = args.cores
     if cores is not None:
         allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -126,8 +130,9 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         "about 15 s). Ctrl-C leaves the previous file untouched.",
     )  # fmt: skip
     p.add_argument("--out", "-o", metavar="FILE",
-                   help="machine file to write (default: hw_configs/host.yaml; with --runtime: "
-                   "hw_configs/runtimes/host_NAME.yaml)")  # fmt: skip
+                   help="machine file to write (default: this computer's entry in the user's "
+                   "cache, which `-m host` and the defaults of run and validate read; with "
+                   "--runtime: hw_configs/runtimes/host_NAME.yaml)")  # fmt: skip
     p.add_argument("--runtime", choices=["torch"],
                    help="measure a framework's RNN runtime instead of the machine and write a "
                    "runtime file (wpsim.runtime): torch = PyTorch's nn.RNN/LSTM/GRU, one thread")  # fmt: skip
@@ -142,8 +147,8 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from wpsim.hardware import load_machine, resolve_machine_path
-    from wpsim.policies import available, get_policy
+    from wpsim.hardware import CpuMachine
+    from wpsim.policies import get_policy, known
     from wpsim.validate import format_report, validate
 
     if args.granularity != "cell":
@@ -153,28 +158,37 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         )
     if args.measured:
         return _validate_measured(args)
-    for flag in ("workers", "policies", "repeats"):
+    from wpsim.validate import parse_configs
+
+    for flag in ("workers", "policies", "repeats", "chunk"):
         if getattr(args, flag) is None:
             setattr(args, flag, VALIDATE_DEFAULTS[flag])
     workload = resolve_workload(args.workload)
-    machine = load_machine(resolve_machine_path(args.hardware))
     check_workers(max(args.workers), "--workers", args.force_workers, "wpsim validate")
-    if "auto" in args.policies or args.chunk == "auto":  # chosen for the most workers
-        args.policy = args.policies
-        resolve_auto(args, workload, machine, "validate", max(args.workers), helper_groups=False)
-        args.policies = list(dict.fromkeys(args.policy))
-    for name in set(args.policies) & set(available()):  # unknown names: validate says so
-        policy = get_policy(name)
-        check_size(args, workload, "run", policy, max(args.workers))
-        check_size(args, workload, "simulate", policy)
     if args.out:
-        output_folder(args.out, "--out")  # before measuring
+        output_folder(args.out, "--out")  # before measuring (a calibration with --calibrate too)
+    machine = option_machine(args, required=True)
+    if isinstance(machine, CpuMachine):  # bad arguments fail before any warning
+        # auto stands for a policy chosen below (sequential, the baseline, runs anyway)
+        parse_configs([p for p in args.policies if p != "auto"] or ["sequential"], args.workers,
+                      machine)  # fmt: skip
+    args.policy = args.policies  # auto: chosen for the most workers, on one core per cell or all
+    auto = resolve_auto(args, workload, machine, "validate", max(args.workers),
+                        helper_groups=False, guard=True)  # fmt: skip
+    args.policies = list(dict.fromkeys(args.policy))
+    for name in args.policies:
+        if known(name):  # unknown names: validate says so
+            policy = get_policy(name)
+            check_size(args, workload, "run", policy, max(args.workers))
+            check_size(args, workload, "simulate", policy)
     from wpsim.calibrate import calibration_mismatch
 
     mismatch = calibration_mismatch(machine)
     if mismatch:
         print(f"wpsim validate: warning: {mismatch}", file=sys.stderr, flush=True)
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    if auto is not None:
+        print(auto[0], file=sys.stderr, flush=True)
     report = validate(
         workload, machine, workers=args.workers, policies=args.policies, chunk=args.chunk,
         repeats=args.repeats, out_dir=args.out, progress=progress,
@@ -187,11 +201,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 #: the defaults of the options that choose what the executor runs (not used with --measured)
-VALIDATE_DEFAULTS = {"workers": [1, 2], "policies": ["sequential", "wavefront"], "repeats": 3}
+VALIDATE_DEFAULTS = {"workers": [1, 2], "policies": ["sequential", "wavefront"], "repeats": 3,
+                     "chunk": "auto"}  # fmt: skip
 
 
 def _validate_measured(args: argparse.Namespace) -> int:
     """``validate --measured FILE``: measurements made elsewhere against simulations."""
+    from wpsim.host import machine_option
     from wpsim.validate import format_report, validate_measured
 
     for flag in ("workers", "policies", "repeats"):
@@ -205,8 +221,13 @@ def _validate_measured(args: argparse.Namespace) -> int:
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out}: not a folder")
     workload = resolve_workload(args.workload)
+    if args.calibrate:  # the default machine of the rows: made now if missing
+        machine_option(args.hardware, args.calibrate, required=True)
+    # the runs were made elsewhere with their own chunk (the file's column): there is nothing
+    # to choose, so rows without one ran one step per task unless --chunk says otherwise
+    chunk = 1 if args.chunk is None else args.chunk
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
-    reports = validate_measured(args.measured, workload, args.hardware, chunk=args.chunk,
+    reports = validate_measured(args.measured, workload, args.hardware, chunk=chunk,
                                 out_dir=args.out, progress=progress)  # fmt: skip
     if args.json:
         dicts = [report.to_dict() for report in reports]
@@ -227,8 +248,8 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
         "configuration (measured above, simulated below).",
     )  # fmt: skip
     add_workload_args(p, chunk_auto=True)
-    p.add_argument("--hardware", "-m", metavar="FILE", default=str(DEFAULT_HOST),
-                   help="machine YAML or a name from hw_configs/ (default: hw_configs/host.yaml)")  # fmt: skip
+    p.set_defaults(chunk=None)  # auto, or 1 with --measured (see VALIDATE_DEFAULTS)
+    add_host_args(p, "to predict with")
     p.add_argument("--workers", type=_int_list, metavar="N,N,...",
                    help="worker counts (default: 1,2)")  # fmt: skip
     p.add_argument("--policies", type=_name_list, metavar="A,B,...",
@@ -241,7 +262,8 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
                    "a CSV (policy, workers or threads, seconds or trace; optional workload, "
                    "workload fields, machine, chunk, helpers) or a Chrome/Perfetto trace whose "
                    "events named 'wpsim key=value ...' are the timed runs (torch.profiler "
-                   "record_function); see docs/reference/validate.md")  # fmt: skip
+                   "record_function; rows without a chunk ran --chunk, default 1); see "
+                   "docs/reference/validate.md")  # fmt: skip
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with 'rows' and 'per_kind' (--measured with "
                    "several comparisons: {'reports': [...]})")  # fmt: skip

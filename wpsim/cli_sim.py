@@ -30,8 +30,8 @@ def add_machine_args(p: argparse.ArgumentParser, policy: bool = True) -> None:
     if policy:
         p.add_argument(
             "--policy", "-p", default="wavefront", metavar="NAME",
-            help=f"scheduling policy: {', '.join(available())}, or auto: the one with the lowest "
-            "predicted makespan (wpsim tune; default: wavefront)",
+            help=f"scheduling policy: {', '.join(available())}, FILE.py:Class, or auto: the one "
+            "with the lowest predicted makespan (wpsim tune; default: wavefront)",
         )  # fmt: skip
     p.add_argument(
         "--cores", type=positive_int, metavar="N", help="use the first N cores (default: all)"
@@ -74,7 +74,9 @@ def _run(args: argparse.Namespace, engine: str) -> Result:
 
     workload = resolve_workload(args.workload)
     machine = load_hardware(args.hardware)
-    resolve_auto(args, workload, machine, engine, args.cores)
+    auto = resolve_auto(args, workload, machine, engine, args.cores)
+    if auto is not None:
+        print(auto[0], file=sys.stderr, flush=True)
     policy = make_policy(args)
     if getattr(args, "trace", None):
         check_output(args.trace, "--trace")
@@ -158,7 +160,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
                        description="Discrete-event simulation with the full cost model: caches, "
                        "DRAM bandwidth sharing, hand-offs, barriers. Prints makespan, speed-up over one "
                        "core, utilisation and traffic per memory level.")  # fmt: skip
-    add_workload_args(p, chunk_auto=True)
+    add_workload_args(p, chunk_auto=True, chunk_default=1)
     add_machine_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
@@ -177,7 +179,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="closed-form (analytic) prediction, same options as simulate",
                        description="Closed-form makespan from the steady-state cost of each task; "
                        "thousands of times faster than simulate, for sweeps.")  # fmt: skip
-    add_workload_args(p, chunk_auto=True)
+    add_workload_args(p, chunk_auto=True, chunk_default=1)
     add_machine_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=lambda a: _emit(a, _run(a, "predict"), "predict"), trace=None, gantt=None)
@@ -239,7 +241,8 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
                        "against one core and against layerwise, DRAM traffic and utilisation.")  # fmt: skip
     add_workload_args(p)
     add_machine_args(p, policy=False)
-    p.add_argument("--policies", metavar="A,B,...", help="only these policies")
+    p.add_argument("--policies", metavar="A,B,...",
+                   help="only these policies (names or FILE.py:Class)")  # fmt: skip
     p.add_argument(
         "--analytic", action="store_true", help="use the closed forms instead of simulating"
     )
@@ -253,12 +256,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
           "Platinum 8160 node (48 cores)\n")  # fmt: skip
     from wpsim.cli import main
 
-    main(["graph"])
-    print()
-    main(["compare", "--cores", "48"])
-    print()
-    main(["simulate", "--policy", "wavefront", "--cores", "8", "--trace", str(out / "wavefront_trace.json"),
-          "--gantt", str(out / "wavefront_gantt.png")])  # fmt: skip
+    # each step's exit status counts: a demo that failed somewhere must not exit 0
+    steps = [
+        ["graph"],
+        ["compare", "--cores", "48"],
+        ["simulate", "--policy", "wavefront", "--cores", "8",
+         "--trace", str(out / "wavefront_trace.json"), "--gantt", str(out / "wavefront_gantt.png")],
+    ]  # fmt: skip
+    failed = []
+    for i, step in enumerate(steps):
+        if i:
+            print()
+        if main(step) != 0:
+            failed.append(f"wpsim {' '.join(step)}")
+    if failed:
+        print(f"wpsim demo: {len(failed)} of {len(steps)} steps failed: {'; '.join(failed)}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     print(
         "\nNext: open the Chrome trace in https://ui.perfetto.dev, read docs/tutorial.md, try "
         "`wpsim compare -w deep_lstm` or `wpsim predict --policy layerwise --cores 24`."
@@ -269,7 +283,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="a guided first run on the built-in workload and machine")
     p.add_argument(
-        "--out", default="demo_out", help="folder for the trace and Gantt chart (default: demo_out)"
+        "--out", default="out/demo", help="folder for the trace and Gantt chart (default: out/demo)"
     )
     p.set_defaults(func=_cmd_demo)
 

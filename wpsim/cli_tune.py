@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from wpsim.cli import chunk_or_auto, positive_int, print_json, resolve_workload
+from wpsim.cli import (
+    add_host_args,
+    chunk_or_auto,
+    option_machine,
+    positive_int,
+    print_json,
+    resolve_workload,
+)
 from wpsim.errors import ConfigError
-
-#: the machine ``tune`` searches for by default: this computer's calibration
-DEFAULT_MACHINE = "host"
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from wpsim.hardware import load_machine, resolve_machine_path
     from wpsim.tune import format_tuning, tune
 
     workload = resolve_workload(args.workload)
-    machine = load_machine(resolve_machine_path(args.hardware))
+    machine = option_machine(args, required=True)
     policies = args.policies.split(",") if args.policies else None
     if policies:
         from wpsim.policies import get_policy
@@ -53,11 +56,7 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
         "--workload", "-w", metavar="FILE",
         help="workload YAML, or a name from workloads/ (default: the built-in 4-layer LSTM demo)",
     )  # fmt: skip
-    p.add_argument(
-        "--hardware", "-m", metavar="FILE", default=DEFAULT_MACHINE,
-        help=f"machine YAML or a name from hw_configs/ (default: {DEFAULT_MACHINE}, the "
-        "calibration of this computer)",
-    )  # fmt: skip
+    add_host_args(p, "to tune for")
     p.add_argument("--policies", metavar="A,B,...",
                    help="only these policies (default: wavefront, pipeline, helper, layerwise, "
                    "sequential)")  # fmt: skip

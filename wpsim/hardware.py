@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from wpsim.config import NotBool as _NotBool
 from wpsim.config import read_yaml, validate_mapping
 from wpsim.errors import ConfigError
+from wpsim.resources import data_dir, shipped_file
+
+#: The name that stands for this computer's calibration (``-m host``; see :mod:`wpsim.host`).
+HOST_NAME = "host"
 
 PositiveFloat = Annotated[float, Field(gt=0), _NotBool]
 NonNegativeFloat = Annotated[float, Field(ge=0), _NotBool]
@@ -391,15 +395,45 @@ def machine_from_dict(data: Any, source: str) -> Any:
         )
     kind = data.get("kind", "cpu")
     registry = machine_kinds()
+    if isinstance(kind, str) and kind not in registry:
+        cls = _plugin_machine_kind(kind, source)
+        if cls is not None:
+            # the class's own ``kind`` default stands in for the reference that named it
+            declared = cls.model_fields["kind"].default if "kind" in cls.model_fields else None
+            data = {**data, "kind": declared} if isinstance(declared, str) else data
+            return validate_mapping(cls, data, source)
     if not isinstance(kind, str) or kind not in registry:
         raise ConfigError(
             f"{source}: field 'kind': got {kind!r}, expected one of {', '.join(sorted(registry))}"
+            " (or FILE.py:Class)"
         )
     return validate_mapping(registry[kind], data, source)
 
 
+def _plugin_machine_kind(kind: str, source: str) -> type[BaseModel] | None:
+    """A machine kind from a plug-in (:mod:`wpsim.plugins`): ``kind: FILE.py:Class`` (a path
+    relative to the machine file's folder) or an entry point of group ``wpsim.machine_kinds``;
+    None when ``kind`` is neither."""
+    from wpsim import plugins
+
+    what = f"{source}: field 'kind'"
+    if plugins.is_reference(kind):
+        reference = kind
+        if plugins.is_file_reference(kind):
+            folder = Path(source).parent if Path(source).is_file() else Path.cwd()
+            reference = plugins.absolute_reference(kind, [folder])
+        found = plugins.load_reference(reference, what)
+    else:
+        found = plugins.load_entry_point(plugins.MACHINE_KIND_GROUP, kind)
+        if found is None:
+            return None
+    return plugins.check_class(found, BaseModel, kind, what)
+
+
 def machine_kinds() -> dict[str, type[BaseModel]]:
-    """Machine kinds by name (cpu here; accelerator and gpu when :mod:`wpsim.accel` exists)."""
+    """Machine kinds by name (cpu here; accelerator and gpu when :mod:`wpsim.accel` exists;
+    plug-ins by ``kind: FILE.py:Class`` or an entry point of group ``wpsim.machine_kinds``, see
+    :mod:`wpsim.plugins`)."""
     kinds: dict[str, type[BaseModel]] = {"cpu": CpuMachine}
     try:
         from wpsim import accel
@@ -420,14 +454,21 @@ def load_machine(path: str | Path) -> Any:
     return machine_from_dict(read_yaml(path), str(path))
 
 
-HW_CONFIG_DIR = Path(__file__).resolve().parent.parent / "hw_configs"
+#: The shipped machine files (``hw_configs/`` of the repository, inside the wheel when installed).
+HW_CONFIG_DIR = data_dir("hw_configs")
 
 
 def resolve_machine_path(name_or_path: str | Path) -> Path:
-    """Accept a path, or a bare name of a file in ``hw_configs/`` (``xeon8160`` ->
-    ``hw_configs/xeon8160.yaml``)."""
+    """Accept a path, a bare name of a shipped file (``xeon8160_2s`` ->
+    ``hw_configs/xeon8160_2s.yaml``), or ``host``: this computer's calibration
+    (:mod:`wpsim.host`; a one-line :class:`ConfigError` saying how to make one if there is none).
+    """
     path = Path(name_or_path)
+    if str(name_or_path) == HOST_NAME and not path.exists():
+        from wpsim.host import require_host_calibration
+
+        return require_host_calibration()
     if path.exists() or path.suffix in {".yaml", ".yml"}:
         return path
-    candidate = HW_CONFIG_DIR / f"{name_or_path}.yaml"
-    return candidate if candidate.exists() else path
+    candidate = shipped_file("hw_configs", str(name_or_path))
+    return candidate if candidate is not None else path

@@ -26,8 +26,8 @@ are skipped. Columns (any order):
   unless the row gives one, is dropped: it named another workload).
 * ``machine`` (optional): a machine file (relative to the CSV's folder) or a name from
   ``hw_configs/``; default: ``--hardware``.
-* ``chunk`` (optional): time steps per task, default ``--chunk``; ``helpers`` (optional):
-  cores per group of the policy (``--helpers``).
+* ``chunk`` (optional): time steps per task, default ``--chunk`` (1 for ``auto``);
+  ``helpers`` (optional): cores per group of the policy (``--helpers``).
 
 Rows with the same workload, machine and chunk form one comparison; rows of the same
 configuration (policy, helpers, workers) are repeats, and their median is the measured makespan.

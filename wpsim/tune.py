@@ -44,6 +44,9 @@ Examples
 [1, 2, 3, 4, 5, 10]
 >>> rule_chunk(w, groups=1), rule_chunk(w, groups=2)
 (64, 8)
+>>> choice = choose_chunk(w, "wavefront", 2, m)
+>>> choice.chunk in chunk_candidates(64), choice.source
+(True, 'model')
 >>> choose_chunk(w, "wavefront", 2, None).describe()
 'chunk 8 (rule without a calibration: ceil(64 steps / (4 x 2 groups)))'
 """
@@ -347,7 +350,8 @@ def confirm(workload: Workload, candidates: list[Candidate], repeats: int = 3,
 def choose(workload: Workload, machine: Any | None, policy: str | Policy | None,
            workers: int, chunk: int | None, granularity: str = "cell",
            helper_groups: bool = True) -> Candidate | None:  # fmt: skip
-    """``--policy auto`` and ``--chunk auto`` of ``simulate``, ``run`` and ``validate``: the
+    """``--policy auto`` of ``simulate``, ``predict``, ``run`` and ``validate`` (with ``--chunk
+    auto`` or a fixed chunk; ``--chunk auto`` alone is :func:`choose_chunk`): the
     best candidate on exactly ``workers`` cores (capped at the machine's), with ``policy``
     fixed unless it is None (auto), ``chunk`` fixed unless it is None (auto); closed forms
     only (``helper_groups`` False: cells on one core each, or on all of them). None when
@@ -411,27 +415,35 @@ def rule_chunk(workload: Workload, groups: int) -> int:
 
 def choose_chunk(workload: Workload, policy: Any, workers: int, machine: Any | None,
                  granularity: str = "cell") -> ChunkChoice:  # fmt: skip
-    """``--chunk auto``: the chunk :func:`choose` picks for ``policy`` on ``workers`` cores of
-    ``machine``; :func:`rule_chunk` when ``machine`` is None or not a CPU. More workers than
-    the machine has cores are predicted on all of its cores.
+    """``--chunk auto``: the chunk with the lowest predicted makespan of ``policy`` (a name or
+    a policy object, plug-ins included) on ``workers`` cores of ``machine``, the candidates
+    (:func:`chunk_candidates`) predicted in one :func:`~wpsim.analytic.predict_many` block
+    (ties: the smaller chunk); :func:`rule_chunk` when ``machine`` is None or not a CPU. More
+    workers than the machine has cores are predicted on all of its cores.
 
     Raises
     ------
     ConfigError
         An unknown policy, or options the policy rejects (e.g. more helpers than workers).
     """
+    from wpsim.analytic import predict_many
+
     if isinstance(policy, str):
         policy = get_policy(policy)
     groups = len(policy.core_groups(workers))
     if not isinstance(machine, CpuMachine):
         return ChunkChoice(rule_chunk(workload, groups), "rule", groups=groups,
                            seq_len=workload.seq_len)  # fmt: skip
-    best = choose(workload, machine, policy, workers, None, granularity)
-    assert best is not None
-    n = len({policy.graph_options(workload, c).get("chunk", c)
-             for c in chunk_candidates(workload.seq_len)})  # fmt: skip
-    return ChunkChoice(best.chunk, "model", machine.name, best.predicted_s, n, groups,
-                       workload.seq_len)  # fmt: skip
+    chunks = sorted({policy.graph_options(workload, c).get("chunk", c)
+                     for c in chunk_candidates(workload.seq_len)})  # fmt: skip
+    cores = min(workers, machine.total_cores)
+    p = predict_many([workload] * len(chunks), machine, policy, [cores] * len(chunks), chunks,
+                     granularity)  # fmt: skip
+    if p.errors:
+        raise p.errors[min(p.errors)]
+    best = min(range(len(chunks)), key=lambda i: (p.makespan_s[i], chunks[i]))
+    return ChunkChoice(chunks[best], "model", machine.name, float(p.makespan_s[best]),
+                       len(chunks), groups, workload.seq_len)  # fmt: skip
 
 
 def format_tuning(tuning: Tuning, top: int = 10) -> str:

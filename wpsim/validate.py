@@ -143,16 +143,18 @@ def parse_configs(
     ConfigError
         Unknown policy, a worker count the machine does not have, or nothing to run.
     """
-    from wpsim.policies import available, get_policy
+    from wpsim.policies import available, get_policy, known
 
     if not policies:
         raise ConfigError("--policies: expected at least one policy")
     if not workers:
         raise ConfigError("--workers: expected at least one worker count")
-    known = available()
     for name in policies:
-        if name not in known:
-            raise ConfigError(f"--policies: got {name!r}, expected some of {', '.join(known)}")
+        if not known(name):
+            raise ConfigError(
+                f"--policies: got {name!r}, expected some of {', '.join(available())} "
+                "(or FILE.py:Class)"
+            )
     for n in workers:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ConfigError(f"--workers: got {n!r}, expected positive integers")
@@ -250,7 +252,7 @@ def validate(
     ----------
     workload : Workload
     machine : CpuMachine
-        Usually the calibrated ``hw_configs/host.yaml``.
+        Usually this computer's calibration (``-m host``: :mod:`wpsim.host`).
     workers : sequence of int
         Worker counts (simulated cores); each at most the machine's cores.
     policies : sequence of str

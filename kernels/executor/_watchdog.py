@@ -24,7 +24,7 @@ from time import perf_counter
 STALL_FLOOR_S = 10.0
 #: Rate at which a task's flops are assumed to run when its limit is derived: below a third of
 #: the slowest rate calibrated for the kernels on the development machine (element-wise gate
-#: math at 0.00166 of a 163 GFLOP/s core, 0.27 GFLOP/s; hw_configs/host.yaml), so only a
+#: math at 0.00166 of a 163 GFLOP/s core, 0.27 GFLOP/s; hw_configs/xeon_kvm_2core.yaml), so only a
 #: stalled task reaches it.
 SLOWEST_FLOPS_PER_S = 1e8
 #: Longest interval between two checks while tasks complete.

@@ -37,6 +37,9 @@ from wpsim.runtime import load_runtime
 from wpsim.workload import Workload
 
 HERE = Path(__file__).resolve().parent
+#: About two minutes on a 2-core machine: ``wpsim report --check`` (and the test suite) leave it
+#: out unless it is named (``wpsim report --check framework_baselines``).
+SLOW = True
 MACHINE = "xeon8160_2s"
 RUNTIMES = ("lean", "pytorch_eager_cpu", "tf_keras_cpu")
 HELPERS = (1, 2, 3, 4, 6, 8, 12, 16, 24)

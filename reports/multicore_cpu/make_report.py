@@ -43,8 +43,8 @@ CONFIG_KEYS = ("workload.cell", "workload.phase", "workload.layers", "workload.h
                "workload.batch", "cores")  # fmt: skip
 
 
-def _sweep(spec: Path, out: Path) -> list[dict[str, Any]]:
-    run_sweep(spec, out, restart=True, progress=False)
+def _sweep(spec: Path, out: Path, progress: bool = False) -> list[dict[str, Any]]:
+    run_sweep(spec, out, restart=True, progress=progress)
     return read_results(out)
 
 
@@ -460,8 +460,9 @@ give them.
     (out / "README.md").write_text(text)
 
 
-def main(out_dir: Path | None = None) -> None:
-    """Run the three sweeps and write the tables, figures and README into ``out_dir``."""
+def main(out_dir: Path | None = None, progress: bool = False) -> None:
+    """Run the three sweeps and write the tables, figures and README into ``out_dir``
+    (``progress``: each sweep's progress on stderr)."""
     out = Path(out_dir) if out_dir is not None else HERE
     out.mkdir(parents=True, exist_ok=True)
     from wpsim.sweep import load_sweep
@@ -470,9 +471,9 @@ def main(out_dir: Path | None = None) -> None:
     ext_base = load_sweep(EXTENSION_SPEC).base_workload
     check_base = load_sweep(CROSSCHECK_SPEC).base_workload
     with tempfile.TemporaryDirectory(prefix="wpsim-multicore-") as tmp:
-        main_rows = _sweep(MAIN_SPEC, Path(tmp) / "main")
-        ext_rows = _sweep(EXTENSION_SPEC, Path(tmp) / "extension")
-        sim_rows = _sweep(CROSSCHECK_SPEC, Path(tmp) / "crosscheck")
+        main_rows = _sweep(MAIN_SPEC, Path(tmp) / "main", progress)
+        ext_rows = _sweep(EXTENSION_SPEC, Path(tmp) / "extension", progress)
+        sim_rows = _sweep(CROSSCHECK_SPEC, Path(tmp) / "crosscheck", progress)
     table = advantage_table(main_rows, main_base)
     extension = advantage_table(ext_rows, ext_base)
     check = crosscheck_table(sim_rows, main_rows, check_base, main_base)

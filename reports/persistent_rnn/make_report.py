@@ -250,7 +250,7 @@ consumer's load through L2, that column's math) is exposed, and the others' math
   do not overlap perfectly near the crossover and lose some of each. The paper's text says "2.8
   TFLOP/s at a mini-batch size of 4", which the model's 2.72 matches better than the figure's
   fourth point does (the figure's x axis starts at 0; read as mini-batch = x, its 2.78 point is
-  mini-batch 4); we keep the reading of `shared/reference/PUBLISHED_RESULTS.md` and note both.
+  mini-batch 4); we keep the reading with the axis at mini-batch 1 and note both.
 * **Mini-batch 5 and the plateau** are the shared 45% efficiency: {by_mb[5]["model_persistent_tflops"]:.2f}
   vs 2.78, {plateau:.2f} vs 2.80.
 

@@ -397,11 +397,26 @@ _BY_IDENTITY_LOCK = threading.Lock()
 
 
 def _watch_parent(parent: int) -> None:
-    """Exit when the parent dies (``kill -9``), instead of lingering as an orphan."""
+    """Exit when the coordinator ``parent`` dies (``kill -9``), instead of lingering as an
+    orphan. A worker's own parent is the coordinator (fork) or the forkserver, which ends with the
+    coordinator (used when the coordinator runs other threads): either way the worker gets a new
+    parent once the coordinator is gone; the coordinator's pid is checked too, for a coordinator
+    that died before this thread started."""
+    own = os.getppid()
     while True:
-        time.sleep(0.5)
-        if os.getppid() != parent:
+        if os.getppid() != own or not _alive(parent):
             os._exit(1)
+        time.sleep(0.5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's: a reused pid
+        return True
+    return True
 
 
 def warm_up() -> str:

@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from wpsim.config import NotBool, read_yaml, unknown_field_message, validate_mapping
 from wpsim.errors import ConfigError
+from wpsim.resources import data_dir
 
 #: Short forms accepted under ``vary:`` and the full dotted path they stand for.
 ALIASES = {
@@ -69,8 +70,7 @@ ALIASES = {
 RUN_FIELDS = ("cores", "chunk", "granularity", "cost", "runtime")
 POLICY_FIELDS = ("helpers", "instances")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-WORKLOAD_DIR = REPO_ROOT / "workloads"
+WORKLOAD_DIR = data_dir("workloads")
 
 
 class _Strict(BaseModel):
@@ -249,6 +249,30 @@ def _resolve_input(value: str, spec_dir: Path, folder: Path) -> Path | None:
     return None
 
 
+def _absolute_policy_files(
+    spec: SweepSpec, values: dict[str, Any], spec_dir: Path
+) -> tuple[SweepSpec, dict[str, Any]]:
+    """Policy plug-ins named ``FILE.py:Class`` with ``FILE`` relative to the spec's folder (or
+    the current one) made absolute, so that worker processes started anywhere load the file."""
+    from wpsim.plugins import absolute_reference
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str):
+            return absolute_reference(value, [spec_dir])
+        if isinstance(value, dict) and isinstance(value.get("name"), str):
+            return {**value, "name": absolute_reference(value["name"], [spec_dir])}
+        return value
+
+    if isinstance(spec.policy, str):
+        spec = spec.model_copy(update={"policy": fix(spec.policy)})
+    else:
+        named = spec.policy.model_copy(update={"name": fix(spec.policy.name)})
+        spec = spec.model_copy(update={"policy": named})
+    if isinstance(values.get("policy"), list):
+        values = {**values, "policy": [fix(v) for v in values["policy"]]}
+    return spec, values
+
+
 def _canonical_param(source: str, key: str) -> str:
     key = ALIASES.get(key, key)
     if key == "policy":
@@ -308,7 +332,7 @@ def _check_runtime(where: str, value: Any) -> None:
 
 def _check_param(loaded: LoadedSweep, key: str) -> None:
     from wpsim.hardware import machine_kinds
-    from wpsim.policies import available
+    from wpsim.policies import available, known
     from wpsim.workload import Workload
 
     source = loaded.source
@@ -318,7 +342,6 @@ def _check_param(loaded: LoadedSweep, key: str) -> None:
         values = loaded.values[key]
         if isinstance(values, RangeSpec):
             raise ConfigError(f"{where}: expected a list of policy names, got a range")
-        known = available()
         for value in values:
             if isinstance(value, dict):
                 try:
@@ -329,8 +352,11 @@ def _check_param(loaded: LoadedSweep, key: str) -> None:
                     raise ConfigError(
                         f"{where}: policy mapping field {field_name!r}: {first['msg']}"
                     ) from None
-            if value not in known:
-                raise ConfigError(f"{where}: got {value!r}, expected one of {', '.join(known)}")
+            if not known(value):
+                raise ConfigError(
+                    f"{where}: got {value!r}, expected one of {', '.join(available())} "
+                    "(or FILE.py:Class)"
+                )
     elif head == "workload":
         if rest not in Workload.model_fields:
             known = list(Workload.model_fields)
@@ -391,7 +417,7 @@ def load_sweep(path: str | Path) -> LoadedSweep:
     raw = read_yaml(path)
     spec = validate_mapping(SweepSpec, raw, source)
     spec_dir = Path(path).resolve().parent
-    from wpsim.hardware import HW_CONFIG_DIR
+    from wpsim.hardware import HOST_NAME, HW_CONFIG_DIR, resolve_machine_path
 
     inputs: dict[str, Any] = {}
     files: dict[str, str] = {}
@@ -402,7 +428,10 @@ def load_sweep(path: str | Path) -> LoadedSweep:
         if isinstance(value, dict):
             inputs[name] = copy.deepcopy(value)
             continue
-        resolved = _resolve_input(value, spec_dir, folder)
+        if name == "hardware" and value == HOST_NAME and not (spec_dir / value).exists():
+            resolved = resolve_machine_path(value)  # this computer's calibration (wpsim.host)
+        else:
+            resolved = _resolve_input(value, spec_dir, folder)
         if resolved is None:
             raise ConfigError(f"{source}: field '{name}': file not found: {value!r}")
         data = read_yaml(resolved)
@@ -420,6 +449,7 @@ def load_sweep(path: str | Path) -> LoadedSweep:
             raise ConfigError(f"{source}: field 'vary.{key}': {full!r} is listed twice")
         params.append(full)
         values[full] = vals
+    spec, values = _absolute_policy_files(spec, values, spec_dir)
     loaded = LoadedSweep(
         spec, source, params, values, inputs["workload"], inputs["hardware"], files
     )
@@ -432,7 +462,7 @@ def load_sweep(path: str | Path) -> LoadedSweep:
 def _check_base(loaded: LoadedSweep) -> None:
     """The base workload, machine and policy must be valid on their own."""
     from wpsim.hardware import machine_from_dict
-    from wpsim.policies import available
+    from wpsim.policies import available, known
     from wpsim.workload import workload_from_dict
 
     files = loaded.input_files
@@ -455,9 +485,10 @@ def _check_base(loaded: LoadedSweep) -> None:
     workload_from_dict(workload, workload_src + (also if "workload" in heads else ""))
     machine_from_dict(hardware, hardware_src + (also if "hardware" in heads else ""))
     name = loaded.spec.policy_spec.name
-    if name not in available():
+    if not known(name):
         raise ConfigError(
             f"{loaded.source}: field 'policy': got {name!r}, expected one of {', '.join(available())}"
+            " (or FILE.py:Class)"
         )
     _check_runtime(f"{loaded.source}: field 'run.runtime'", loaded.spec.run.runtime)
 

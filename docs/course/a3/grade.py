@@ -9,10 +9,10 @@ by ``wpsim calibrate``, the output of ``wpsim validate --json`` and the Chrome t
 ``wpsim run --trace``. Every number it states is checked against those files, re-derived by the
 grader, never taken on trust:
 
-* **files** (1): the machine file loads; the validation ran the assignment's workload, the
-  required configurations, at least :data:`MIN_REPEATS` rounds, with that machine file (its
-  predicted speed-ups are the grader's own); the traces are ``wpsim run`` traces of the graphs
-  they claim to be; none of them is the course's example;
+* **files** (1): the machine file loads; the validation ran the assignment's workload, one step
+  per task (:data:`CHUNK`), the required configurations, at least :data:`MIN_REPEATS` rounds,
+  with that machine file (its predicted speed-ups are the grader's own); the traces are
+  ``wpsim run`` traces of the graphs they claim to be; none of them is the course's example;
 * **predicted** (2, shared by the configurations): the simulator's speed-up with the student's
   machine file, as :func:`wpsim.validate.validate` computes it, within :data:`PREDICTED_TOLERANCE`;
 * **measured** (2, shared): the validation's measured speed-up, within a tolerance derived from
@@ -45,6 +45,9 @@ TITLE = "Assignment 3 (predict, then measure)"
 WORKLOAD = HERE / "workload.yaml"
 EXAMPLE = HERE / "example"
 BASELINE = ("sequential", 1)
+#: Time steps per task of every run: one, so that tasks are cells (``wpsim run`` and ``wpsim
+#: validate`` choose their own chunk unless told, the handout's commands say ``--chunk 1``).
+CHUNK = 1
 #: The configurations a validation must have besides the baseline (the handout's command).
 REQUIRED = (("sequential", 2), ("wavefront", 1), ("wavefront", 2))
 MIN_REPEATS = 3
@@ -79,7 +82,7 @@ class Evidence:
 
         self.submission = submission
         self.workload = load_workload(WORKLOAD)
-        self.chunk = int(submission.validation.get("chunk") or 1)
+        self.chunk = CHUNK  # load_submission refused a validation with another chunk
         self._sims: dict[tuple[str, int], tuple[Any, list[float]]] = {}
         self._traces: dict[str, dict[int, tuple[float, float, tuple[int, ...]]]] = {}
 
@@ -318,6 +321,11 @@ def load_submission(claims_path: str | Path) -> tuple[Submission | None, list[st
         k: v for k, v in want.items() if k != "name"
     }:
         problems.append("validation: it ran another workload than docs/course/a3/workload.yaml")
+    if validation.get("chunk", 1) != CHUNK:
+        problems.append(
+            f"validation: it ran {validation.get('chunk')!r} steps per task; the assignment runs "
+            f"one (--chunk {CHUNK}, as the handout says)"
+        )
     missing = [_label(c) for c in (BASELINE, *REQUIRED) if c not in rows]
     if missing:
         problems.append(f"validation: no row for {', '.join(missing)} (run the handout's command)")

@@ -1,0 +1,1 @@
+"""Machine descriptions shipped with wpsim (package data: read them with wpsim.resources)."""

@@ -1,0 +1,1 @@
+"""Workload descriptions shipped with wpsim (package data: read them with wpsim.resources)."""
