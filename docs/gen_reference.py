@@ -688,7 +688,16 @@ def policies_page() -> str:
 
 def cost_model_page() -> str:
     """The formulas, from the docstrings that state them."""
-    from wpsim import analysis, analytic, breakdown, cost, graph
+    from wpsim import (
+        analysis,
+        analytic,
+        analytic_path,
+        analytic_tasks,
+        breakdown,
+        cost,
+        graph,
+        tune,
+    )
 
     return "\n".join([
         "# Cost model and closed forms",
@@ -718,6 +727,18 @@ def cost_model_page() -> str:
         "## Analytic makespan per policy (`wpsim.analytic`, `wpsim predict`)",
         "",
         rst_to_md(analytic.__doc__, "###"),
+        "",
+        "### The tasks by class (`wpsim.analytic_tasks`)",
+        "",
+        rst_to_md(analytic_tasks.__doc__, "####"),
+        "",
+        "### The longest path in time independent of the sequence length (`wpsim.analytic_path`)",
+        "",
+        rst_to_md(analytic_path.__doc__, "####"),
+        "",
+        "## Choosing the schedule (`wpsim.tune`, `wpsim tune`, `--policy auto`, `--chunk auto`)",
+        "",
+        rst_to_md(tune.__doc__, "###"),
         "",
         "## What a makespan is made of (`wpsim.breakdown`)",
         "",

@@ -224,7 +224,14 @@ def test_a_hit_curve_serves_part_of_a_block_larger_than_the_cache():
 
 
 def test_a_hit_curve_blends_the_closed_form_bandwidth():
-    from wpsim.analytic import _level_for
+    import numpy as np
+
+    from wpsim.analytic_cost import level_for, level_name
+
+    def _level_for(machine, private_ws, shared_ws, n_sockets):
+        index, bw = level_for(machine, np.array([private_ws]), np.array([shared_ws]),
+                              np.array([n_sockets]))  # fmt: skip
+        return level_name(machine, int(index[0])), float(bw[0])
 
     strict = make_machine(l2_bytes=1 << 20)
     soft = with_hit_curve(strict, [[1.0, 1.0], [2.0, 0.0]])

@@ -1,7 +1,12 @@
-"""Closed-form makespan for every policy (fast what-if sweeps).
+"""Closed-form makespan for every policy (fast what-if sweeps), without building the graph.
 
 The analytic model uses the simulator's cost formulas (:mod:`wpsim.cost`) but replaces the
 event-by-event cache state with each policy's steady state, and the schedule with closed forms.
+It never builds the task graph: :mod:`wpsim.analytic_tasks` derives the graph's classes of equal
+tasks from the workload, :mod:`wpsim.analytic_cost` costs each class once, and
+:mod:`wpsim.analytic_path` finds the longest path through the layer x time grid in time
+independent of the sequence length. Everything is evaluated for a block of points at once
+(:func:`predict_many`); :func:`predict` is a block of one.
 
 Steady-state residency of a layer's weights (``W`` bytes per layer-direction, ``k`` cores per
 group, ``G`` groups):
@@ -24,346 +29,35 @@ Makespan, with ``c_l`` the steady cost of a task of layer l and ``n`` time-chunk
   takes ``n * max(c_l in b)``, the last band ``sum(c_l) + (n-1) * max(c_l)``. With uniform costs
   this is :func:`wpsim.analysis.wavefront_makespan_units` times the cost, which the simulator
   reproduces exactly (tests/test_analytic.py);
-* any other graph (bidirectional, training, output layer, op granularity): ``max(work / G,
-  critical path)`` with the critical path from the per-task costs, exact when ``G`` is at least
-  the widest wavefront and a lower bound otherwise;
+* any other graph (bidirectional, training, output layer): ``max(work / G, critical path)``
+  with the critical path from the per-task costs, exact when ``G`` is at least the widest
+  wavefront and a lower bound otherwise;
 * ``multiprogram``: the slowest instance on its block of groups.
+
+The op granularity is not modelled in closed form (``predict`` says so; ``simulate`` runs it):
+its ops of one step sit on every third or fourth wavefront, so the live set the residency needs
+is not a property of intervals of wavefronts as it is for cells.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from wpsim import breakdown
-from wpsim.cost import DRAM, CpuCostModel, TaskCost
-from wpsim.graph import build
-from wpsim.hardware import CpuMachine, piecewise_linear
-from wpsim.plan import Plan, compile_plan
+from wpsim.analytic_cost import BlockCosts, Placement
+from wpsim.analytic_path import Grid, RowFn, Why
+from wpsim.analytic_tasks import Sizes, TaskSet, chunk_shape, fill_live, structure, task_set
+from wpsim.analytic_tasks import vertical as _vertical
+from wpsim.cost import DRAM
+from wpsim.errors import ConfigError
+from wpsim.hardware import CpuMachine
 from wpsim.policies import Policy, get_policy
 from wpsim.result import Result
 from wpsim.workload import Workload
-
-
-@dataclass(slots=True)
-class _PlanInfo:
-    """A compiled plan and what the closed forms need from it, computed once per plan.
-
-    Tasks with the same signature (weight blocks, flops, steps, largest incoming edge) have the
-    same steady-state cost, so :meth:`_Costs.all_task_costs` costs each *class* of tasks once;
-    the first task of each set of weight blocks is cold (read from DRAM) and is costed alone.
-    """
-
-    plan: Plan
-    live_bytes: int  # the most weight bytes any one wavefront touches
-    live_layers: int  # the most layer-directions any one wavefront touches
-    weight_sets: list[tuple]  # distinct non-empty ``Task.weights``, in order of first appearance
-    weight_set_bytes: list[int]
-    weight_set_count: list[int]  # tasks reading each set
-    task_class: list[int]
-    class_rep: list[int]  # one task id per class
-    cold_tids: list[int]  # first task (by id) of each weight set
-    all_cells: bool
-    #: cost models by machine (minus its core counts): their compute-time memos stay warm
-    cost_models: dict[str, CpuCostModel] = field(default_factory=dict)
-    #: critical paths by the task costs that decide them (class costs, cold-task costs)
-    critical_paths: dict[tuple, float] = field(default_factory=dict)
-    #: the same paths' tasks, by record key (:meth:`_Costs.record_key`) and count
-    critical_chains: dict[tuple, dict] = field(default_factory=dict)
-    #: tasks of each class
-    class_count: list[int] = field(default_factory=list)
-
-    def cost_model(self, machine: CpuMachine, machine_key: str) -> CpuCostModel:
-        """A :class:`CpuCostModel` of this plan; analytic uses only its core-count-free parts
-        (compute times, DRAM share), so one serves every core count of a machine."""
-        model = self.cost_models.get(machine_key)
-        if model is None:
-            if len(self.cost_models) > 64:
-                self.cost_models.clear()
-            model = self.cost_models[machine_key] = CpuCostModel(machine, self.plan)
-        return model
-
-
-def _plan_info_for(plan: Plan) -> _PlanInfo:
-    tasks = plan.tasks
-    generation = plan.generation
-    pred_bytes = plan.pred_bytes
-    # The live working set: the most weight bytes (and layers) any one wavefront touches.
-    # Weight gradients are written once at the end and are not part of it.
-    sets_by_generation: dict[int, set[tuple]] = {}
-    layers_by_generation: dict[int, set[tuple]] = {}
-    first: dict[tuple, int] = {}
-    counts: dict[tuple, int] = {}
-    classes: dict[tuple, int] = {}
-    task_class: list[int] = []
-    class_rep: list[int] = []
-    append_class = task_class.append
-    for tid, (t, incoming, g) in enumerate(zip(tasks, pred_bytes, generation, strict=True)):
-        w = t.weights
-        if w:
-            if w in counts:
-                counts[w] += 1
-            else:
-                first[w] = tid
-                counts[w] = 1
-            if t.kind != "wgrad":
-                in_g = sets_by_generation.get(g)
-                if in_g is None:
-                    in_g = sets_by_generation[g] = set()
-                    layers_by_generation[g] = set()
-                in_g.add(w)
-                layers_by_generation[g].add((t.instance, t.layer, t.direction))
-        signature = (w, t.flops_in, t.flops_rec, t.flops_elem, t.steps,
-                     max(incoming) if incoming else 0)  # fmt: skip
-        c = classes.get(signature)
-        if c is None:
-            c = classes[signature] = len(class_rep)
-            class_rep.append(tid)
-        append_class(c)
-    live_bytes = 0
-    for in_g in sets_by_generation.values():
-        blocks: dict[str, int] = {}
-        for w in in_g:
-            blocks.update(w)
-        live_bytes = max(live_bytes, sum(blocks.values()))
-    sets = list(first)
-    return _PlanInfo(
-        plan=plan,
-        live_bytes=live_bytes,
-        live_layers=max((len(keys) for keys in layers_by_generation.values()), default=1),
-        weight_sets=sets,
-        weight_set_bytes=[sum(size for _, size in w) for w in sets],
-        weight_set_count=[counts[w] for w in sets],
-        task_class=task_class,
-        class_rep=class_rep,
-        cold_tids=[first[w] for w in sets],
-        all_cells=all(t.kind == "cell" for t in tasks),
-        class_count=[count for _, count in sorted(Counter(task_class).items())],
-    )
-
-
-#: Compiled plans by (workload, granularity, graph options), least recently used evicted first.
-#: A sweep evaluates one workload under many core counts and policies; building and compiling its
-#: graph once per worker instead of at every call is most of what makes large grids fast.
-_PLAN_CACHE: OrderedDict[tuple, _PlanInfo] = OrderedDict()
-_PLAN_CACHE_SIZE = 32
-#: One-core baselines by (workload, machine minus its core counts, instances, chunk, ...).
-_SEQUENTIAL_CACHE: OrderedDict[tuple, tuple[float, int, float]] = OrderedDict()
-_SEQUENTIAL_CACHE_SIZE = 256
-
-
-def _plan_info(workload: Workload, granularity: str, options: dict) -> _PlanInfo:
-    """The plan of ``build(workload, granularity, **options)``, from the cache when possible."""
-    key = (workload, granularity, tuple(sorted(options.items())))
-    try:
-        hash(key)
-    except TypeError:  # an unhashable graph option: no caching
-        return _plan_info_for(compile_plan(build(workload, granularity=granularity, **options)))
-    info = _PLAN_CACHE.get(key)
-    if info is None:
-        plan = compile_plan(build(workload, granularity=granularity, **options))
-        info = _PLAN_CACHE[key] = _plan_info_for(plan)
-        while len(_PLAN_CACHE) > _PLAN_CACHE_SIZE:
-            _PLAN_CACHE.popitem(last=False)
-    else:
-        _PLAN_CACHE.move_to_end(key)
-    return info
-
-
-def clear_caches() -> None:
-    """Forget cached plans and baselines (results are the same; this only frees memory)."""
-    _PLAN_CACHE.clear()
-    _SEQUENTIAL_CACHE.clear()
-
-
-def _level_for(
-    machine: CpuMachine, private_ws: float, shared_ws: float, n_sockets: int, first: int = 0
-):
-    """(level name, bandwidth) holding a working set: private (from the ``first``-th), then
-    shared, else DRAM (None).
-
-    A private level with a ``hit_curve`` serves the fraction ``f`` the curve gives at
-    ``private_ws``; the rest comes from the levels outside it, and the bandwidth blends the two
-    (``1 / bw = f / bw_level + (1 - f) / bw_outside``), named after the one that serves more."""
-    levels = machine.private_levels
-    for i in range(first, len(levels)):
-        level = levels[i]
-        curve = level.hit_curve
-        if curve is not None and private_ws <= level.size_bytes * curve[-1][0]:
-            f = piecewise_linear(curve, private_ws / level.size_bytes)
-            if f >= 1.0:
-                return level.name, level.bandwidth_Bps
-            name, bw = _level_for(machine, private_ws, shared_ws, n_sockets, i + 1)
-            if f <= 0.0 or bw is None:
-                return name, bw
-            blended = 1.0 / (f / level.bandwidth_Bps + (1.0 - f) / bw)
-            return (level.name if f >= 0.5 else name), blended
-        if curve is None and private_ws <= level.size_bytes:
-            return level.name, level.bandwidth_Bps
-    shared = machine.shared_level
-    if shared is not None and shared_ws <= shared.size_bytes * n_sockets:
-        return shared.name, shared.bandwidth_Bps
-    return DRAM, None
-
-
-class _Costs:
-    """Steady-state task costs of one plan under one policy's residency."""
-
-    def __init__(self, machine: CpuMachine, plan: Plan, policy: Policy, groups, ideal: bool,
-                 info: _PlanInfo | None = None, model: CpuCostModel | None = None,
-                 sequence: bool = False):  # fmt: skip
-        info = info if info is not None else _plan_info_for(plan)
-        self.info = info
-        self.machine = machine
-        self.plan = plan
-        self.ideal = ideal
-        self.k = len(groups[0])
-        self.n_groups = len(groups)
-        self.sequence = sequence
-        self.model = model if model is not None else CpuCostModel(machine, plan)
-        total = info.live_bytes
-        name = policy.name
-        cps = machine.cores_per_socket
-        used_cores = self.k * self.n_groups
-        sockets_used = max(1, math.ceil(used_cores / cps))
-        # Multi-group policies: layer-direction i (in order) lives on group i mod G; groups fill
-        # socket 0 first, and only the first min(G, live layers) groups hold a live layer. Each
-        # socket's shared cache must hold the live layers of its own groups.
-        active = min(self.n_groups, info.live_layers)
-        active_on_socket: dict[int, int] = {}
-        for g in range(active):
-            socket = groups[g][0] // cps
-            active_on_socket[socket] = active_on_socket.get(socket, 0) + 1
-        layer_bytes = total / max(info.live_layers, 1)
-        layer_keys = sorted({(t.instance, t.layer, t.direction) for t in plan.tasks if t.weights})
-        layer_index = {key: i for i, key in enumerate(layer_keys)}
-        # residency per set of weight blocks a task reads (a layer's W_ih + W_hh, or one of them)
-        self.level: dict[tuple, tuple[str, float | None]] = {}
-        self.streams_of: dict[tuple, int] = {}
-        for weights, size, first in zip(
-            info.weight_sets, info.weight_set_bytes, info.cold_tids, strict=True
-        ):
-            streams = 1
-            if name == "sequential":
-                level = _level_for(machine, size, size, 1)
-            elif self.n_groups == 1:  # layerwise, helper with all cores: a slice per core
-                level = _level_for(machine, size / self.k, size, sockets_used)
-                streams = min(cps, used_cores)
-            else:
-                t = plan.tasks[first]
-                group = layer_index[(t.instance, t.layer, t.direction)] % self.n_groups
-                socket = groups[group][0] // cps
-                on_socket = active_on_socket.get(socket, 1)
-                level = _level_for(machine, size / self.k, on_socket * layer_bytes, 1)
-                streams = min(cps, on_socket * self.k)
-            self.level[weights] = level
-            self.streams_of[weights] = streams
-        # every core busy in steady state: the busy dispatch overhead applies
-        self.all_busy = active * self.k >= machine.socket_cores
-        self.step_overhead = machine.step_overhead(plan.workload.cell)
-        self.step_overhead_bwd = machine.step_overhead(plan.workload.cell, backward=True)
-        self.task_overhead = machine.task_overhead_s.get(plan.workload.cell, 0.0)
-        self.cold_done: set[tuple] = set()
-
-    def all_task_costs(self, handoff: bool) -> list[float]:
-        """:meth:`task_s` of every task, by id, computed once per class of equal tasks.
-
-        Keeps the :class:`~wpsim.cost.TaskCost` of each class and of each cold task, for
-        :meth:`record` (what each cost is made of)."""
-        info = self.info
-        class_records = [self.task(rep, handoff, cold=False) for rep in info.class_rep]
-        class_cost = [seconds for seconds, _ in class_records]
-        cost_of = [class_cost[c] for c in info.task_class]
-        cold_records = [self.task(tid, handoff, cold=True) for tid in info.cold_tids]
-        cold_cost = [seconds for seconds, _ in cold_records]
-        for tid, cost in zip(info.cold_tids, cold_cost, strict=True):
-            cost_of[tid] = cost
-        self.cost_key = (tuple(class_cost), tuple(cold_cost))  # decides cost_of entirely
-        self.class_records = class_records
-        self.cold_records = dict(zip(info.cold_tids, cold_records, strict=True))
-        return cost_of
-
-    def record_key(self, tid: int) -> tuple[str, int]:
-        """Which cost :meth:`all_task_costs` gave task ``tid``: ``("cold", tid)`` for the first
-        task of its weights, else ``("class", its class)``."""
-        if tid in self.cold_records:
-            return ("cold", tid)
-        return ("class", self.info.task_class[tid])
-
-    def record(self, key: tuple[str, int]) -> tuple[float, TaskCost]:
-        """(seconds, TaskCost) of a :meth:`record_key`."""
-        kind, index = key
-        return self.cold_records[index] if kind == "cold" else self.class_records[index]
-
-    def all_terms(self) -> dict[tuple[str, int], float]:
-        """Every task once, as ``{record key: number of tasks}``."""
-        info = self.info
-        terms = {("class", c): float(count) for c, count in enumerate(info.class_count)}
-        for tid in info.cold_tids:
-            terms[("class", info.task_class[tid])] -= 1.0
-            terms[("cold", tid)] = 1.0
-        return terms
-
-    def task_s(self, tid: int, handoff: bool, cold: bool | None = None) -> float:
-        """Steady-state cost of task ``tid`` (the first task of each layer is cold).
-
-        ``cold=None``: cold if this is the first call for the task's set of weight blocks.
-        """
-        return self.task(tid, handoff, cold)[0]
-
-    def task(self, tid: int, handoff: bool, cold: bool | None = None) -> tuple[float, TaskCost]:
-        """:meth:`task_s`, and what it is made of as a :class:`~wpsim.cost.TaskCost` (the
-        weights read from the level that holds them, at its bandwidth: ``cache_s``, or the
-        ``dram_bytes`` at the steady share)."""
-        t = self.plan.tasks[tid]
-        if self.ideal:
-            seconds = t.flops / (self.k * 1e9)
-            return seconds, TaskCost(0.0, seconds, 0.0, 0.0, {}, 0)
-        m = self.machine
-        compute, elementwise = self.model.compute_parts(tid, self.k)
-        bandwidth = self.level.get(t.weights, (DRAM, None))[1]
-        if cold is None:
-            cold = bool(t.weights) and t.weights not in self.cold_done
-            if cold:
-                self.cold_done.add(t.weights)
-        cold = cold and bool(t.weights)
-        if cold:
-            bandwidth = None
-        weight_bytes = self.model.member_weight_bytes(tid, self.k)
-        if bandwidth is None:
-            share = self.model.dram_share_Bps(1 if cold else self.streams_of.get(t.weights, 1))
-            memory = weight_bytes / share if weight_bytes else 0.0
-        else:
-            memory = weight_bytes / bandwidth
-        dispatch = fixed = m.dispatch_s(
-            all_busy=self.all_busy,
-            whole_socket_group=self.k > 1 and self.k >= m.socket_cores,
-            task_s=elementwise + max(compute, memory),
-            sequence=self.sequence,
-        )
-        overhead = handoff_s = sync = 0.0
-        if t.flops_rec:
-            per_step = self.step_overhead_bwd if t.is_backward else self.step_overhead
-            overhead = self.task_overhead + t.steps * per_step
-            fixed += overhead
-        if handoff:
-            nbytes = max(self.plan.pred_bytes[tid], default=0)
-            handoff_s = m.handoff.latency_s + nbytes / m.handoff.bandwidth_Bps
-            fixed += handoff_s
-        if self.k > 1:
-            n_sync = t.steps if t.flops_rec else 1
-            gather = (self.k - 1) / self.k * self.model.state_vector_bytes / m.handoff.bandwidth_Bps
-            sync = n_sync * (m.barrier_s(self.k) + gather)
-            fixed += sync
-        seconds = fixed + elementwise + max(compute, memory)
-        level = DRAM if bandwidth is None else self.level[t.weights][0]
-        in_dram = level == DRAM
-        # (positional: keyword arguments take twice as long)
-        record = TaskCost(fixed + elementwise, compute, 0.0 if in_dram else memory,
-                          weight_bytes if in_dram else 0.0, {level: weight_bytes}, 0, dispatch,
-                          overhead, handoff_s, sync, elementwise)  # fmt: skip
-        return seconds, record
 
 
 def _band_makespan(layer_costs: list[float], chunks: int, groups: int) -> float:
@@ -400,96 +94,441 @@ def _band_terms(layer_costs: list[float], chunks: int, groups: int) -> list[tupl
     return terms
 
 
-def _critical_path_s(plan: Plan, cost_of) -> float:
-    finish = [0.0] * plan.n_tasks
-    preds = plan.preds
-    for tid in plan.order:
-        ps = preds[tid]
-        finish[tid] = (max([finish[p] for p in ps]) if ps else 0.0) + cost_of[tid]
-    return max(finish, default=0.0)
+def _band_array(steady: list[np.ndarray], n: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """:func:`_band_makespan` at each point (the same operations in the same order)."""
+    out = np.zeros(n.shape)
+    n_layers = len(steady)
+    for g in np.unique(groups):
+        at = groups == g
+        costs = [c[at] for c in steady]
+        chunks = n[at]
+        whole = 0.0
+        for c in costs:
+            whole = whole + c
+        top = costs[0]
+        for c in costs[1:]:
+            top = np.maximum(top, c)
+        one_band = whole + (chunks - 1) * top
+        bands = [costs[i : i + int(g)] for i in range(0, n_layers, int(g))]
+        full = 0.0
+        for band in bands[:-1]:
+            full = full + chunks * _max(band)
+        banded = full + (len(bands[-1]) - 1 + chunks) * _max(bands[-1])
+        out[at] = np.where(g >= np.minimum(n_layers, chunks), one_band, banded)
+    return out
 
 
-def _critical_chain(plan: Plan, cost_of) -> list[int]:
-    """The tasks of the path :func:`_critical_path_s` measures, last first (at each task, the
-    predecessor that finishes last, the first of equals)."""
-    n = plan.n_tasks
-    finish = [0.0] * n
-    via = [-1] * n
-    preds = plan.preds
-    for tid in plan.order:
-        ps = preds[tid]
-        if ps:
-            p = max(ps, key=finish.__getitem__)
-            via[tid] = p
-            finish[tid] = finish[p] + cost_of[tid]
+def _max(values: list[np.ndarray]) -> np.ndarray:
+    top = values[0]
+    for value in values[1:]:
+        top = np.maximum(top, value)
+    return top
+
+
+# ---- a block of points -------------------------------------------------------------------------
+
+
+@dataclass
+class Predictions:
+    """:func:`predict_many`'s answer: arrays over the points, and the points that failed."""
+
+    makespan_s: np.ndarray
+    sequential_s: np.ndarray
+    n_tasks: np.ndarray
+    dram_bytes: np.ndarray
+    utilization: np.ndarray
+    cores: np.ndarray
+    errors: dict[int, Exception] = field(default_factory=dict)
+    why: tuple[dict, dict] | None = None  # a block of one: (critical path, core-seconds)
+
+
+@dataclass
+class _Part:
+    """What :func:`_evaluate` gives for some points."""
+
+    makespan: np.ndarray
+    n_tasks: np.ndarray
+    dram: np.ndarray
+    why: tuple[dict, dict] | None = None
+
+
+def predict_many(
+    workloads: Sequence[Workload],
+    machine: CpuMachine,
+    policy: Policy | str,
+    cores: Sequence[int | None] | None = None,
+    chunks: Sequence[int] | None = None,
+    granularity: str = "cell",
+    cost: str = "model",
+) -> Predictions:
+    """:func:`predict` for many points at once: point ``i`` is ``workloads[i]`` on
+    ``cores[i]`` cores with ``chunks[i]`` steps per task, all under one policy and machine
+    (numpy arrays of every number over the points; the points sharing a graph structure are
+    evaluated together). A point whose options fail (more helpers than cores, cores that are
+    not whole sockets...) is in ``errors`` with its one-line error; its numbers are nan.
+
+    Examples
+    --------
+    >>> from wpsim.hardware import load_machine, resolve_machine_path
+    >>> m = load_machine(resolve_machine_path("xeon8160_2s"))
+    >>> w = Workload(cell="lstm", layers=4, hidden=256, input=256, seq_len=48)
+    >>> p = predict_many([w] * 3, m, "wavefront", cores=[1, 4, 16], cost="ideal")
+    >>> [round(float(s), 3) for s in p.sequential_s / p.makespan_s]
+    [1.0, 3.765, 3.765]
+    """
+    if cost not in ("model", "ideal"):
+        raise ConfigError(f"--cost: got {cost!r}, expected 'model' or 'ideal'")
+    if not isinstance(machine, CpuMachine):
+        raise ConfigError(f"machine '{machine.name}' is a {machine.kind}; use its own policies")
+    if isinstance(policy, str):
+        policy = get_policy(policy)
+    n_points = len(workloads)
+    cores = [None] * n_points if cores is None else list(cores)
+    chunks = [1] * n_points if chunks is None else list(chunks)
+    errors: dict[int, Exception] = {}
+    cut: dict[int | None, Any] = {}
+    machines: list[Any] = []
+    for i, c in enumerate(cores):
+        if c not in cut:
+            try:
+                cut[c] = machine.with_cores(c) if c is not None else machine
+            except ConfigError as error:
+                cut[c] = error
+        machines.append(cut[c])
+        if isinstance(cut[c], Exception):
+            errors[i] = cut[c]
+    ok = [i for i in range(n_points) if i not in errors]
+    total = np.array([m.total_cores if not isinstance(m, Exception) else 0 for m in machines])
+    out = Predictions(*(np.full(n_points, np.nan) for _ in range(5)), total, errors)
+    if not ok:
+        return out
+    part = _evaluate([workloads[i] for i in ok], [machines[i] for i in ok], policy,
+                     [chunks[i] for i in ok], granularity, cost, errors, ok,
+                     why=n_points == 1)  # fmt: skip
+    seq = _sequential([workloads[i] for i in ok], [machines[i] for i in ok], policy.instances,
+                      [chunks[i] for i in ok], granularity, cost, errors, ok)  # fmt: skip
+    at = np.array(ok)
+    out.makespan_s[at] = part.makespan
+    out.n_tasks[at] = part.n_tasks
+    out.dram_bytes[at] = part.dram
+    out.sequential_s[at] = seq
+    with np.errstate(invalid="ignore", divide="ignore"):
+        busy = seq / (part.makespan * total[at])
+    out.utilization[at] = np.where(part.makespan > 0, np.minimum(1.0, busy), 0.0)
+    for i in errors:
+        for array in (out.makespan_s, out.sequential_s, out.n_tasks, out.dram_bytes,
+                      out.utilization):  # fmt: skip
+            array[i] = np.nan
+    out.why = part.why
+    return out
+
+
+def _sequential(workloads, machines, instances, chunks, granularity, cost, errors,
+                index) -> np.ndarray:  # fmt: skip
+    """The one-core baseline at each point: the ``sequential`` policy on core 0, which depends
+    on the machine only through its cores per socket (whether one core is a whole socket), so
+    it is evaluated once per distinct (workload, chunk, that)."""
+    sequential = get_policy("sequential", instances=instances)
+    keys: dict[tuple, int] = {}
+    first: list[int] = []
+    of_point = []
+    for i, (w, m, c) in enumerate(zip(workloads, machines, chunks, strict=True)):
+        key = (id(w), c, m.socket_cores)
+        if key not in keys:
+            keys[key] = len(first)
+            first.append(i)
+        of_point.append(keys[key])
+    part = _evaluate([workloads[i] for i in first], [machines[i] for i in first], sequential,
+                     [chunks[i] for i in first], granularity, cost, errors,
+                     [index[i] for i in first])  # fmt: skip
+    return part.makespan[np.array(of_point)]
+
+
+def _evaluate(workloads: list[Workload], machines: list[CpuMachine], policy: Policy,
+              chunks: list[int], granularity: str, cost: str, errors: dict[int, Exception],
+              index: list[int], why: bool = False, in_multiprogram: bool = False) -> _Part:  # fmt: skip
+    """(makespan, tasks, DRAM bytes) of ``policy`` at each point (``index``: the points'
+    numbers, to record errors under); ``why``: a block of one also gets its break-downs."""
+    n_points = len(workloads)
+    part = _Part(np.full(n_points, np.nan), np.full(n_points, np.nan), np.full(n_points, np.nan))
+    groups_of: dict[int, Any] = {}
+    for m in machines:
+        if m.total_cores not in groups_of:
+            try:
+                groups_of[m.total_cores] = policy.core_groups(m.total_cores)
+            except ConfigError as error:
+                groups_of[m.total_cores] = error
+    valid = []
+    for i, m in enumerate(machines):
+        groups = groups_of[m.total_cores]
+        if isinstance(groups, Exception):
+            errors.setdefault(index[i], groups)
         else:
-            finish[tid] = cost_of[tid]
-    chain = []
-    tid = max(range(n), key=finish.__getitem__) if n else -1
-    while tid >= 0:
-        chain.append(tid)
-        tid = via[tid]
-    return chain
+            valid.append(i)
+    if policy.name == "multiprogram":
+        return _multiprogram(workloads, machines, policy, chunks, granularity, cost, errors,
+                             index, valid, groups_of, part, why)  # fmt: skip
+    # blocks of points with one graph structure and one shape of chunking
+    blocks: dict[tuple, list[int]] = {}
+    options = []
+    for i in valid:
+        opts = policy.graph_options(workloads[i], chunks[i])
+        options.append(opts)
+        n = -(-workloads[i].seq_len // opts.get("chunk", 1))
+        key = (structure(workloads[i]), opts.get("hoist_input") is not None,
+               opts.get("instances", 1), min(n, 3))  # fmt: skip
+        blocks.setdefault(key, []).append(i)
+    opts_of = dict(zip(valid, options, strict=True))
+    for members in blocks.values():
+        try:
+            makespan, n_tasks, dram, block_why = _evaluate_block(
+                [workloads[i] for i in members], [machines[i] for i in members], policy,
+                [opts_of[i] for i in members], [groups_of[machines[i].total_cores]
+                                                for i in members],
+                granularity, cost, why, in_multiprogram,
+            )  # fmt: skip
+        except ConfigError as error:
+            for i in members:
+                errors.setdefault(index[i], error)  # (the first error a point meets)
+            continue
+        at = np.array(members)
+        part.makespan[at], part.n_tasks[at], part.dram[at] = makespan, n_tasks, dram
+        part.why = block_why
+    return part
 
 
-def _schedule(
-    plan: Plan, policy: Policy, costs: _Costs, cost_of: list[float]
-) -> tuple[float, dict]:
-    """The makespan, and the same as terms: ``{record key: coefficient}`` (see
-    :meth:`_Costs.record_key`) such that the coefficients times those records' costs sum to it
-    (the critical-path view of :mod:`wpsim.breakdown`)."""
-    w = plan.workload
-    name = policy.name
-    if name == "sequential" or costs.n_groups == 1:
-        return sum(cost_of), costs.all_terms()
-    simple_grid = (
-        plan.granularity == "cell"
-        and w.phase == "inference"
-        and not w.bidirectional
-        and w.output == "none"
-        and name in ("wavefront", "pipeline", "helper")
-        and costs.info.all_cells
+def _multiprogram(workloads, machines, policy, chunks, granularity, cost, errors, index, valid,
+                  groups_of, part: _Part, why: bool) -> _Part:  # fmt: skip
+    """The slowest of the instances, each a wavefront on its block of groups (of ``n``
+    instances, group g goes to instance ``g * n // G``)."""
+    n = policy.instances
+    single = get_policy("wavefront", helpers=policy.helpers)
+    # sizes of the instances' blocks of groups, by point
+    sizes_of = {}
+    for i in valid:
+        groups = groups_of[machines[i].total_cores]
+        G = len(groups)
+        sizes = [sum(1 for g in range(G) if g * n // G == j) for j in range(n)]
+        sizes_of[i] = (sizes, len(groups[0]))
+    # n_tasks: the multiprogram graph (all instances)
+    tasks_of: dict[int, float] = {}
+    for i in valid:
+        opts = policy.graph_options(workloads[i], chunks[i])
+        ts = task_set([workloads[i]], np.array([opts.get("chunk", 1)]), None,
+                      opts.get("instances", 1), granularity)  # fmt: skip
+        tasks_of[i] = float(ts.n_tasks[0])
+    worst = {i: 0.0 for i in valid}
+    dram = {i: 0.0 for i in valid}
+    critical: dict[int, Any] = {}
+    busy: dict[int, Any] = {}
+    subs: dict[tuple, Any] = {}
+    # every distinct size of every point, ascending (as the instances are visited)
+    for rank in range(2):
+        todo = []
+        for i in valid:
+            distinct = sorted(set(sizes_of[i][0]))
+            if rank < len(distinct):
+                todo.append((i, distinct[rank]))
+        if not todo:
+            break
+        sub_machines, members = [], []
+        for i, size in todo:
+            key = (id(machines[i]), size * sizes_of[i][1])
+            if key not in subs:
+                try:
+                    subs[key] = machines[i].with_cores(size * sizes_of[i][1])
+                except ConfigError as error:
+                    subs[key] = error
+            if isinstance(subs[key], Exception):
+                errors.setdefault(index[i], subs[key])
+                continue
+            sub_machines.append(subs[key])
+            members.append((i, size))
+        if not members:
+            continue
+        sub_errors: dict[int, Exception] = {}
+        sub = _evaluate([workloads[i] for i, _ in members], sub_machines, single,
+                        [chunks[i] for i, _ in members], granularity, cost, sub_errors,
+                        list(range(len(members))), why=why, in_multiprogram=True)  # fmt: skip
+        for j, (i, size) in enumerate(members):
+            if j in sub_errors:
+                errors.setdefault(index[i], sub_errors[j])
+                continue
+            makespan = float(sub.makespan[j])
+            count = sizes_of[i][0].count(size)
+            if makespan > worst[i] or i not in critical:  # the slowest instance sets it
+                critical[i] = sub.why[0] if sub.why else None
+            worst[i] = max(worst[i], makespan)
+            dram[i] += float(sub.dram[j]) * count
+            if sub.why:
+                acc = busy.setdefault(i, dict.fromkeys(sub.why[1], 0.0))
+                for cause, seconds in sub.why[1].items():
+                    acc[cause] += seconds * count
+    for i in valid:
+        if index[i] in errors:
+            continue
+        part.makespan[i], part.n_tasks[i], part.dram[i] = worst[i], tasks_of[i], dram[i]
+        if why and critical.get(i) is not None:
+            part.why = (critical[i], busy[i])
+    return part
+
+
+def _evaluate_block(workloads, machines, policy, options, groups, granularity, cost, why,
+                    in_multiprogram):  # fmt: skip
+    """One block: the same graph structure and shape of chunking at every point."""
+    chunk = np.array([opts.get("chunk", 1) for opts in options], dtype=float)
+    hoist = options[0].get("hoist_input")
+    hoist_arr = None if hoist is None else np.array([o["hoist_input"] for o in options], float)
+    instances = options[0].get("instances", 1)
+    ts = task_set(workloads, chunk, hoist_arr, instances, granularity)
+    sizes = Sizes(workloads)
+    fill_live(ts, sizes)
+    first_cores = {m.total_cores: [g[0] for g in gs]
+                   for m, gs in zip(machines, groups, strict=True)}  # fmt: skip
+    at = Placement(
+        cores=np.array([m.total_cores for m in machines], dtype=float),
+        cores_per_socket=np.array([m.cores_per_socket for m in machines], dtype=float),
+        socket_cores=np.array([m.socket_cores for m in machines], dtype=float),
+        k=np.array([len(g[0]) for g in groups], dtype=float),
+        groups=np.array([len(g) for g in groups], dtype=float),
+        first_cores=first_cores,
     )
+    G = at.groups
+    sequence = (G == 1) & (not in_multiprogram)
+    machine = machines[0]
+    costs = BlockCosts(machine, sizes, ts, at, policy.name, sequence, cost == "ideal")
+    handoff = (policy.name != "sequential") & (G > 1)
+    track = why and len(workloads) == 1
+    by_slot, task_costs = costs.costs(handoff, track)
+    cost_of = [[by_slot[(r, s)] for s in range(len(row.slots))] for r, row in enumerate(ts.rows)]
+    records = {key: (float(by_slot[key][0]), cost) for key, cost in task_costs.items()}
+    dram = np.zeros(chunk.shape)
+    if cost != "ideal":
+        # a set of weight blocks streamed from DRAM is read by all its tasks, otherwise by the
+        # cold first one only
+        for ws, (level, _bw) in zip(ts.weight_sets, costs.level, strict=True):
+            dram = dram + np.where(level < 0, ws.size * ws.count, ws.size)
+    makespan, terms = _schedule(ts, policy, G, cost_of, track)
+    block_why = None
+    if track:
+        levels = [c.name for c in machine.caches] + [DRAM]
+        parts: dict = {}
+        all_terms = _all_terms(ts)
+        block_why = (breakdown.from_terms(terms, records.__getitem__, levels, memo=parts),
+                     breakdown.from_terms(all_terms, records.__getitem__, levels,
+                                          float(at.k[0]), parts))  # fmt: skip
+    return makespan, ts.n_tasks, dram, block_why
+
+
+def _all_terms(ts: TaskSet) -> dict[tuple[int, int], float]:
+    """Every task once: ``{(row, slot): number of tasks}`` (a block of one)."""
+    return {(r, s): float(slot.count[0]) for r, row in enumerate(ts.rows)
+            for s, slot in enumerate(row.slots) if slot.count[0]}  # fmt: skip
+
+
+def _schedule(ts: TaskSet, policy: Policy, G: np.ndarray, cost_of: list[list[np.ndarray]],
+              track: bool) -> tuple[np.ndarray, dict]:  # fmt: skip
+    """The makespan at each point, and with ``track`` the same as terms ``{(row, slot):
+    coefficient}`` such that the coefficients times those classes' costs sum to it (the
+    critical-path view of :mod:`wpsim.breakdown`)."""
+    total = 0.0
+    for row, row_costs in zip(ts.rows, cost_of, strict=True):
+        for slot, seconds in zip(row.slots, row_costs, strict=True):
+            total = total + np.where(slot.count > 0, slot.count * seconds, 0.0)
+    one_group = (G == 1) | (policy.name == "sequential")
+    if bool(np.all(one_group)):
+        return total, _all_terms(ts) if track else {}
+    n = ts.n
+    # the layer x time grid of one unidirectional inference (several instances share the
+    # groups: the critical path and the work decide, as for any other graph)
+    simple_grid = (
+        ts.all_cells
+        and policy.name in ("wavefront", "pipeline", "helper")
+        and all(row.chain == "forward" and row.key[0] == 0 for row in ts.rows)
+    )
+    terms: dict = {}
     if simple_grid:
-        n = w.n_chunks(plan.chunk)
-        steady, cold_extra = [], 0.0
-        terms: dict[tuple, float] = {}
-        key_of = costs.record_key
-        steady_tids = []
-        for layer in range(w.layers):
-            row = cost_of[layer * n : (layer + 1) * n]
-            steady.append(max(row[1:]) if n > 1 else row[0])
-            steady_tids.append(layer * n + (row.index(steady[-1], 1) if n > 1 else 0))
-            cold_extra += max(
-                0.0, row[0] - steady[-1]
-            )  # chunk 0 of every layer is on the fill path
-            if row[0] > steady[-1]:  # the cold task in place of a steady one
-                for tid, sign in ((layer * n, 1.0), (steady_tids[-1], -1.0)):
-                    terms[key_of(tid)] = terms.get(key_of(tid), 0.0) + sign
-        for layer, coefficient in _band_terms(steady, n, costs.n_groups):
-            key = key_of(steady_tids[layer])
-            terms[key] = terms.get(key, 0.0) + coefficient
-        return _band_makespan(steady, n, costs.n_groups) + cold_extra, terms
-    key = getattr(costs, "cost_key", None)
-    memo = costs.info.critical_paths
-    critical = memo.get(key) if key is not None else None
-    if critical is None:
-        critical = _critical_path_s(plan, cost_of)
-        if key is not None and len(memo) < 1024:
-            memo[key] = critical
-    work = sum(cost_of) / costs.n_groups
-    if work > critical:  # bound by the work: all tasks, spread over the groups
-        terms = {k: count / costs.n_groups for k, count in costs.all_terms().items()}
-        return max(work, critical), terms
-    chains = costs.info.critical_chains
-    terms = chains.get(key) if key is not None else None
-    if terms is None:
-        terms = {}
-        for tid in _critical_chain(plan, cost_of):
-            terms[costs.record_key(tid)] = terms.get(costs.record_key(tid), 0.0) + 1.0
-        if key is not None and len(chains) < 256:
-            chains[key] = terms
-    return max(work, critical), terms
+        shape = int(chunk_shape(n)[0])
+        steady, cold_extra, steady_slot = [], 0.0, []
+        for row_costs in cost_of:
+            first, mid, last = row_costs
+            if shape == 1:
+                value, slot = first, 0
+            elif shape == 2:
+                value, slot = last, 2
+            else:
+                value = np.maximum(mid, last)
+                slot = 1 if float(mid[0]) == float(value[0]) else 2
+            steady.append(value)
+            steady_slot.append(slot)
+            cold_extra = cold_extra + np.maximum(0.0, first - value)
+        makespan = _band_array(steady, n, G) + cold_extra
+        if track:
+            for layer, (row_costs, slot) in enumerate(zip(cost_of, steady_slot, strict=True)):
+                if float(row_costs[0][0]) > float(steady[layer][0]):  # the cold task in place
+                    for key, sign in (((layer, 0), 1.0), ((layer, slot), -1.0)):
+                        terms[key] = terms.get(key, 0.0) + sign
+            band = _band_terms([float(c[0]) for c in steady], int(n[0]), int(G[0]))
+            for layer, coefficient in band:
+                key = (layer, steady_slot[layer])
+                terms[key] = terms.get(key, 0.0) + coefficient
+    else:
+        critical, chain = _critical_path(ts, cost_of, track)
+        work = total / G
+        makespan = np.maximum(work, critical)
+        if track:
+            if float(work[0]) > float(critical[0]):  # bound by the work: all tasks, spread
+                terms = {key: count / float(G[0]) for key, count in _all_terms(ts).items()}
+            else:
+                terms = chain
+    if track and bool(one_group[0]):
+        terms = _all_terms(ts)
+    return np.where(one_group, total, makespan), terms
+
+
+def _critical_path(ts: TaskSet, cost_of: list[list[np.ndarray]],
+                   track: bool) -> tuple[np.ndarray, dict]:  # fmt: skip
+    """The longest path through the task graph at each point (:mod:`wpsim.analytic_path`),
+    and with ``track`` its tasks as ``{(row, slot): count}`` (the first of equal paths)."""
+    from wpsim.analytic_tasks import topological_order
+
+    grid = Grid(ts.n, track=track)
+    values: list[Any] = [None] * len(ts.rows)  # RowFn, or (value, why) of a single task
+    rows = ts.rows
+    for r in topological_order([(row.same, row.const, row.whole) for row in rows]):
+        row = rows[r]
+        costs = tuple(cost_of[r]) if row.chain != "single" else None
+        keys = ((r, 0), (r, 1), (r, 2))
+        if row.chain == "single":
+            candidates = []
+            for p in row.whole:
+                value = values[p]
+                candidates.append(grid.row_max(value) if isinstance(value, RowFn) else value)
+            start, start_why = grid.best(candidates) if candidates else (0.0 * ts.n, _root(track))
+            values[r] = (start + cost_of[r][0], _extend(start_why, (r, 0)))
+            continue
+        consts = [values[p] for p in row.const]
+        v = _vertical(grid, [values[p] for p in row.same], [c[0] for c in consts],
+                      [c[1] for c in consts])  # fmt: skip
+        if row.chain == "none":
+            values[r] = grid.add(v, costs, keys)
+        else:
+            values[r] = grid.chain(v, costs, keys, forward=row.chain == "forward")
+    # the latest finish of all (the first row of equals, in task-id order)
+    ends = [grid.row_max(value) if isinstance(value, RowFn) else value for value in values]
+    longest, longest_why = grid.best(ends)
+    return longest, longest_why.counts() if track and longest_why is not None else {}
+
+
+def _root(track: bool) -> Why | None:
+    return Why(None, None, 0.0) if track else None
+
+
+def _extend(why: Why | None, key) -> Why | None:
+    return None if why is None else Why(why, key, 1.0)
+
+
+# ---- one point ---------------------------------------------------------------------------------
 
 
 def predict(
@@ -502,7 +541,8 @@ def predict(
     cost: str = "model",
 ) -> Result:
     """Closed-form prediction, same signature and :class:`~wpsim.result.Result` as
-    :func:`wpsim.engine.simulate`.
+    :func:`wpsim.engine.simulate`; it builds no task graph, so its time and memory do not
+    grow with the sequence length.
 
     Examples
     --------
@@ -512,109 +552,39 @@ def predict(
     >>> r = predict(w, m, "wavefront", cores=4, cost="ideal")
     >>> round(r.speedup, 3)  # 4 x 48 tasks in 4 + 48 - 1 steps
     3.765
+    >>> long = Workload(cell="lstm", layers=8, hidden=512, input=512, seq_len=100_000_000)
+    >>> f"{predict(long, m, 'wavefront', cores=16).n_tasks:,}"  # in milliseconds
+    '800,000,000'
     """
     from wpsim.engine import prepare_run
 
     machine, policy = prepare_run(machine, policy, cores, cost)
-    machine_key = machine.model_dump_json(exclude={"sockets", "cores_per_socket"})
-    makespan, n_tasks, dram, (critical, core_s) = _predict_makespan(
-        workload, machine, policy, chunk, granularity, cost, machine_key, why=True
-    )
-    sequential_s = _sequential_s(workload, machine, policy.instances, chunk, granularity, cost,
-                                 machine_key)  # fmt: skip
-    busy = sequential_s if cost == "ideal" else None
-    utilization = (busy or sequential_s) / (makespan * machine.total_cores) if makespan else 0.0
+    p = predict_many([workload], machine, policy, [None], [chunk], granularity, cost)
+    if p.errors:
+        raise p.errors[0]
+    makespan = float(p.makespan_s[0])
+    critical, core_s = p.why if p.why is not None else ({}, {})
     return Result(
         engine="analytic",
         policy=policy.describe(),
         cores=machine.total_cores,
         makespan_s=makespan,
-        sequential_s=sequential_s,
-        n_tasks=n_tasks,
-        utilization=min(1.0, utilization),
-        dram_bytes=dram,
-        level_bytes={DRAM: dram},
+        sequential_s=float(p.sequential_s[0]),
+        n_tasks=int(p.n_tasks[0]),
+        utilization=float(p.utilization[0]),
+        dram_bytes=float(p.dram_bytes[0]),
+        level_bytes={DRAM: float(p.dram_bytes[0])},
         extra={"machine": machine.name, "chunk": chunk, "granularity": granularity, "cost": cost},
         breakdown_s=critical,
         core_breakdown_s=breakdown.spread(core_s, machine.total_cores, makespan),
     )
 
 
-def _sequential_s(workload, machine, instances, chunk, granularity, cost, machine_key) -> float:
-    """The one-core baseline, memoised.
+def clear_caches() -> None:
+    """Forget cached live sets (results are the same; this only frees memory)."""
+    from wpsim.analytic_tasks import live_pattern
 
-    The ``sequential`` policy runs on core 0 alone, so its makespan does not depend on the
-    machine's ``sockets`` or ``cores_per_socket``: the key is the workload, the rest of the
-    machine and the graph options.
-    """
-    key = (workload, machine_key, instances, chunk, granularity, cost)
-    hit = _SEQUENTIAL_CACHE.get(key)
-    if hit is None:
-        sequential = get_policy("sequential", instances=instances)
-        hit = _predict_makespan(workload, machine, sequential, chunk, granularity, cost,
-                                machine_key)  # fmt: skip
-        _SEQUENTIAL_CACHE[key] = hit
-        while len(_SEQUENTIAL_CACHE) > _SEQUENTIAL_CACHE_SIZE:
-            _SEQUENTIAL_CACHE.popitem(last=False)
-    else:
-        _SEQUENTIAL_CACHE.move_to_end(key)
-    return hit[0]
+    live_pattern.cache_clear()
 
 
-def _predict_makespan(
-    workload, machine, policy, chunk, granularity, cost, machine_key: str | None = None,
-    in_multiprogram: bool = False, why: bool = False,
-) -> tuple[float, int, float, tuple[dict, dict] | None]:  # fmt: skip
-    """(makespan, tasks, DRAM bytes, and with ``why``: the makespan by cause along the critical
-    path and the core-seconds by cause of all tasks, see :mod:`wpsim.breakdown`)."""
-    info = _plan_info(workload, granularity, policy.graph_options(workload, chunk))
-    plan = info.plan
-    groups = policy.core_groups(machine.total_cores)
-    if policy.name == "multiprogram":
-        n = policy.instances
-        sizes = [sum(1 for g in range(len(groups)) if g * n // len(groups) == i) for i in range(n)]
-        single = get_policy("wavefront", helpers=policy.helpers)
-        worst, dram = 0.0, 0.0
-        critical, busy = None, None
-        for size in sorted(set(sizes)):
-            sub = machine.with_cores(size * len(groups[0]))
-            makespan, _, instance_dram, instance_why = _predict_makespan(
-                workload, sub, single, chunk, granularity, cost, in_multiprogram=True, why=why
-            )
-            if makespan > worst or critical is None:  # the slowest instance sets the makespan
-                critical = instance_why[0] if why else None
-            worst = max(worst, makespan)
-            dram += instance_dram * sizes.count(size)
-            if why:
-                busy = busy or dict.fromkeys(instance_why[1], 0.0)
-                for cause, seconds in instance_why[1].items():
-                    busy[cause] += seconds * sizes.count(size)
-        return worst, plan.n_tasks, dram, (critical, busy) if why else None
-    if machine_key is None:
-        machine_key = machine.model_dump_json(exclude={"sockets", "cores_per_socket"})
-    model = info.cost_model(machine, machine_key)
-    # one group runs in an order fixed in advance, unless it is one instance among several
-    sequence = len(groups) == 1 and not in_multiprogram
-    costs = _Costs(machine, plan, policy, groups, ideal=(cost == "ideal"), info=info, model=model,
-                   sequence=sequence)  # fmt: skip
-    handoff = policy.name not in ("sequential",) and costs.n_groups > 1
-    cost_of = costs.all_task_costs(handoff)
-    dram = 0.0
-    if cost != "ideal":
-        # a set of weight blocks streamed from DRAM is read by all its tasks, otherwise by the
-        # cold first one only (whole byte counts: the sum is exact in any order)
-        for weights, size, count in zip(info.weight_sets, info.weight_set_bytes,
-                                        info.weight_set_count, strict=True):  # fmt: skip
-            level = costs.level.get(weights, (DRAM, None))[0]
-            dram += size * count if level == DRAM else size
-    makespan, terms = _schedule(plan, policy, costs, cost_of)
-    if not why:
-        return makespan, plan.n_tasks, dram, None
-    levels = [c.name for c in machine.caches] + [DRAM]
-    parts: dict = {}  # each record's parts, for both views
-    critical = breakdown.from_terms(terms, costs.record, levels, memo=parts)
-    core_s = breakdown.from_terms(costs.all_terms(), costs.record, levels, costs.k, parts)
-    return makespan, plan.n_tasks, dram, (critical, core_s)
-
-
-__all__ = ["predict"]
+__all__ = ["Predictions", "predict", "predict_many"]

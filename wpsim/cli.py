@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from wpsim import __version__
 from wpsim.errors import ConfigError, WpsimError
@@ -90,13 +90,15 @@ def _add_graph(sub: argparse._SubParsersAction) -> None:
 
 
 def chunk_or_auto(text: str) -> int | str:
-    """``--chunk`` of ``run`` and ``validate``: a positive integer or ``auto``."""
+    """``--chunk``: a positive integer or ``auto`` (the chunk :mod:`wpsim.tune` chooses)."""
     return "auto" if text == "auto" else positive_int(text)
 
 
-def add_workload_args(p: argparse.ArgumentParser, chunk_auto: bool = False) -> None:
-    """The options every command that builds a graph shares (``chunk_auto``: ``--chunk``
-    defaults to ``auto``, the chunk the closed-form model picks; see :mod:`wpsim.tune`)."""
+def add_workload_args(p: argparse.ArgumentParser, chunk_auto: bool = False,
+                      chunk_default: int | None = None) -> None:  # fmt: skip
+    """The options every command that builds a graph shares (``chunk_auto``: ``--chunk`` may
+    be ``auto``, the chunk the closed-form model picks, see :mod:`wpsim.tune`; by default, or
+    the ``chunk_default`` given)."""
     p.add_argument(
         "--workload", "-w", metavar="FILE",
         help="workload YAML, or a name from workloads/ (default: the built-in 4-layer LSTM demo)",
@@ -106,10 +108,12 @@ def add_workload_args(p: argparse.ArgumentParser, chunk_auto: bool = False) -> N
         help="one task per cell (default) or per op inside the cell",
     )  # fmt: skip
     if chunk_auto:
+        default = "auto" if chunk_default is None else chunk_default
         p.add_argument(
-            "--chunk", type=chunk_or_auto, default="auto", metavar="K",
-            help="time steps per task, or auto (default): the chunk with the lowest predicted "
-            "makespan on the machine file (a fixed rule without a calibration)",
+            "--chunk", type=chunk_or_auto, default=default, metavar="K",
+            help=f"time steps per task, or auto{' (default)' if default == 'auto' else ''}: "
+            "the chunk with the lowest predicted makespan on the machine file (a fixed rule "
+            "without a calibration)" + ("" if default == "auto" else f"; default {default}"),
         )  # fmt: skip
     else:
         p.add_argument(
@@ -121,6 +125,84 @@ def add_workload_args(p: argparse.ArgumentParser, chunk_auto: bool = False) -> N
         help="run even when the estimated memory exceeds what this computer can give "
         "(see Limits in docs/reference/cli.md)",
     )  # fmt: skip
+
+
+def resolve_auto(args: argparse.Namespace, workload: Workload, machine, command: str,
+                 cores: int | None, helper_groups: bool = True,
+                 guard: bool = False) -> tuple[str, Any] | None:  # fmt: skip
+    """``--policy auto`` and ``--chunk auto`` of ``simulate``, ``predict``, ``run`` and
+    ``validate``: set ``args.policy``, ``args.helpers`` and ``args.chunk`` to what
+    :mod:`wpsim.tune` chooses with the closed forms on ``machine`` for ``cores`` cores (None:
+    all); return the line that says so (the command prints it) and the choice, a
+    :class:`wpsim.tune.ChunkChoice` or :class:`wpsim.tune.Candidate` (None when nothing was
+    auto).
+
+    ``--policy auto``: :func:`wpsim.tune.choose`, the best schedule (``args.policy`` may be a
+    list: ``validate``'s, which names policies without helper groups: ``helper_groups``
+    False); it needs a CPU machine. ``--chunk auto`` alone: :func:`wpsim.tune.choose_chunk` for
+    the policy (``validate``: its last), the fixed rule where ``machine`` is None (no
+    calibration of this computer) or not a CPU.
+
+    ``guard`` (``run``, ``validate``): the executor's size guard comes first, refused when it
+    cannot hold the run at any candidate (the policy and chunk with the smallest estimate);
+    the command checks the chosen schedule again."""
+    from wpsim import tune
+    from wpsim.hardware import CpuMachine
+    from wpsim.policies import get_policy
+
+    policies = args.policy if isinstance(args.policy, list) else [args.policy]
+    if "auto" not in policies and args.chunk != "auto":
+        return None
+    fixed = next((p for p in reversed(policies) if p != "auto"), None)
+    options = {k: getattr(args, k) for k in ("helpers", "instances") if hasattr(args, k)}
+    policy = None if "auto" in policies else get_policy(fixed, **options)
+    if guard:
+        _guard_before_choosing(args, workload, policy, cores or 0)
+    if policy is not None:  # --chunk auto alone
+        choice = tune.choose_chunk(workload, policy, cores or getattr(machine, "total_cores", 1),
+                                   machine, granularity=args.granularity)  # fmt: skip
+        args.chunk = choice.chunk
+        label = "--chunk auto"
+        if isinstance(args.policy, list):
+            label += f" for {fixed} on {cores} workers"
+        return f"{command}: {label}: {choice.describe()}", choice
+    if not isinstance(machine, CpuMachine):
+        if machine is None:
+            from wpsim.host import missing_message
+
+            raise ConfigError(f"--policy auto: {missing_message(calibrate_flag=True)}")
+        raise ConfigError(f"--policy auto: machine '{machine.name}' is a {machine.kind}; the "
+                          "choice is made for CPU machines (name a policy)")  # fmt: skip
+    chunk = None if args.chunk == "auto" else args.chunk
+    best = tune.choose(workload, machine, None, cores or machine.total_cores, chunk,
+                       args.granularity, helper_groups)  # fmt: skip
+    assert best is not None
+    if isinstance(args.policy, list):
+        args.policy = [best.policy if p == "auto" else p for p in args.policy]
+    else:
+        args.policy = best.policy
+    if hasattr(args, "helpers"):
+        args.helpers = best.helpers
+    args.chunk = best.chunk
+    return (f"{command}: auto: {best.describe()} (lowest predicted makespan on "
+            f"'{machine.name}', {best.predicted_s * 1e3:,.3f} ms)"), best  # fmt: skip
+
+
+def _guard_before_choosing(args: argparse.Namespace, workload: Workload, policy,
+                           workers: int) -> None:  # fmt: skip
+    """The executor's size guard at the candidate with the smallest estimate (every policy
+    :func:`wpsim.tune.choose` searches when ``policy`` is None; every candidate chunk under
+    ``--chunk auto``)."""
+    from wpsim.guards import estimate
+    from wpsim.policies import get_policy
+    from wpsim.tune import POLICIES, chunk_candidates
+
+    policies = [policy] if policy is not None else [get_policy(name) for name in POLICIES]
+    chunks = chunk_candidates(workload.seq_len) if args.chunk == "auto" else [args.chunk]
+    smallest = min(((p, c) for p in policies for c in chunks), key=lambda pc: estimate(
+        workload, "run", pc[0], chunk=pc[1], granularity=args.granularity, workers=workers
+    ).total_bytes)  # fmt: skip
+    check_size(args, workload, "run", smallest[0], workers, chunk=smallest[1])
 
 
 def add_force_workers(p: argparse.ArgumentParser) -> None:
@@ -160,33 +242,6 @@ def option_machine(args: argparse.Namespace, required: bool):
 
     path = machine_option(args.hardware, args.calibrate, required)
     return load_machine(path) if path is not None else None
-
-
-def auto_chunk(args: argparse.Namespace, workload, policy, workers: int, machine):
-    """``--chunk auto`` of ``run`` and ``validate``: the chunk :func:`wpsim.tune.choose_chunk`
-    picks on ``machine`` (the rule when it is None). None when ``--chunk`` is a number.
-
-    On a CPU machine the model predicts every candidate chunk, so the size guards come first:
-    refused when the executor cannot hold the run at any candidate (the one with the smallest
-    estimate), or when the finest candidate's graph cannot be predicted. The command checks the
-    chosen chunk again."""
-    from wpsim.guards import estimate
-    from wpsim.hardware import CpuMachine
-    from wpsim.policies import get_policy
-    from wpsim.tune import choose_chunk, chunk_candidates
-
-    if args.chunk != "auto":
-        return None
-    if isinstance(policy, str):
-        policy = get_policy(policy)
-    if isinstance(machine, CpuMachine):
-        candidates = chunk_candidates(workload.seq_len)
-        smallest = min(candidates, key=lambda chunk: estimate(
-            workload, "run", policy, chunk=chunk, granularity=args.granularity, workers=workers
-        ).total_bytes)  # fmt: skip
-        check_size(args, workload, "run", policy, workers, chunk=smallest)
-        check_size(args, workload, "predict", policy, workers, chunk=candidates[0])
-    return choose_chunk(workload, policy, workers, machine, granularity=args.granularity)
 
 
 def no_calibration_note(command: str) -> str:
@@ -260,7 +315,13 @@ def _load_command_modules() -> None:
     """Import the modules that register further sub-commands (kept out of start-up otherwise)."""
     import importlib
 
-    for name in ("wpsim.cli_sim", "wpsim.cli_real", "wpsim.cli_calibrate", "wpsim.cli_sweep"):
+    for name in (
+        "wpsim.cli_sim",
+        "wpsim.cli_real",
+        "wpsim.cli_calibrate",
+        "wpsim.cli_sweep",
+        "wpsim.cli_tune",
+    ):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as error:
@@ -332,12 +393,12 @@ __all__ = [
     "add_force_workers",
     "add_host_args",
     "add_workload_args",
-    "auto_chunk",
     "build_parser",
     "check_size",
     "main",
     "non_negative_int",
     "option_machine",
     "positive_int",
+    "resolve_auto",
     "resolve_workload",
 ]

@@ -11,11 +11,11 @@ from wpsim.cli import (
     add_force_workers,
     add_host_args,
     add_workload_args,
-    auto_chunk,
     check_size,
     option_machine,
     positive_int,
     print_json,
+    resolve_auto,
     resolve_workload,
 )
 from wpsim.errors import ConfigError
@@ -160,7 +160,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         return _validate_measured(args)
     from wpsim.validate import parse_configs
 
-    for flag in ("workers", "policies", "repeats"):
+    for flag in ("workers", "policies", "repeats", "chunk"):
         if getattr(args, flag) is None:
             setattr(args, flag, VALIDATE_DEFAULTS[flag])
     workload = resolve_workload(args.workload)
@@ -169,25 +169,28 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         output_folder(args.out, "--out")  # before measuring (a calibration with --calibrate too)
     machine = option_machine(args, required=True)
     if isinstance(machine, CpuMachine):  # bad arguments fail before any warning
-        parse_configs(args.policies, args.workers, machine)
-    choice = auto_chunk(args, workload, args.policies[-1], max(args.workers), machine)
-    chunk = choice.chunk if choice is not None else args.chunk
-    for name in dict.fromkeys(args.policies):
+        # auto stands for a policy chosen below (sequential, the baseline, runs anyway)
+        parse_configs([p for p in args.policies if p != "auto"] or ["sequential"], args.workers,
+                      machine)  # fmt: skip
+    args.policy = args.policies  # auto: chosen for the most workers, on one core per cell or all
+    auto = resolve_auto(args, workload, machine, "validate", max(args.workers),
+                        helper_groups=False, guard=True)  # fmt: skip
+    args.policies = list(dict.fromkeys(args.policy))
+    for name in args.policies:
         if known(name):  # unknown names: validate says so
             policy = get_policy(name)
-            check_size(args, workload, "run", policy, max(args.workers), chunk=chunk)
-            check_size(args, workload, "simulate", policy, chunk=chunk)
+            check_size(args, workload, "run", policy, max(args.workers))
+            check_size(args, workload, "simulate", policy)
     from wpsim.calibrate import calibration_mismatch
 
     mismatch = calibration_mismatch(machine)
     if mismatch:
         print(f"wpsim validate: warning: {mismatch}", file=sys.stderr, flush=True)
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
-    if choice is not None and not args.json:
-        print(f"validate: --chunk auto for {args.policies[-1]} on {max(args.workers)} workers: "
-              f"{choice.describe()}", file=sys.stderr, flush=True)  # fmt: skip
+    if auto is not None:
+        print(auto[0], file=sys.stderr, flush=True)
     report = validate(
-        workload, machine, workers=args.workers, policies=args.policies, chunk=chunk,
+        workload, machine, workers=args.workers, policies=args.policies, chunk=args.chunk,
         repeats=args.repeats, out_dir=args.out, progress=progress,
     )  # fmt: skip
     if args.json:
@@ -198,7 +201,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 #: the defaults of the options that choose what the executor runs (not used with --measured)
-VALIDATE_DEFAULTS = {"workers": [1, 2], "policies": ["sequential", "wavefront"], "repeats": 3}
+VALIDATE_DEFAULTS = {"workers": [1, 2], "policies": ["sequential", "wavefront"], "repeats": 3,
+                     "chunk": "auto"}  # fmt: skip
 
 
 def _validate_measured(args: argparse.Namespace) -> int:
@@ -211,14 +215,17 @@ def _validate_measured(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--{flag}: not used with --measured (the file says what ran and how often)"
             )
+    if args.chunk == "auto":
+        raise ConfigError("--chunk auto: not with --measured (give the chunk the measured runs "
+                          "used, or leave it out for 1)")  # fmt: skip
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out}: not a folder")
     workload = resolve_workload(args.workload)
     if args.calibrate:  # the default machine of the rows: made now if missing
         machine_option(args.hardware, args.calibrate, required=True)
-    # the runs were made elsewhere with their own chunk (the file's column): --chunk auto, the
-    # default, has nothing to choose, so rows without one ran one step per task
-    chunk = 1 if args.chunk == "auto" else args.chunk
+    # the runs were made elsewhere with their own chunk (the file's column): there is nothing
+    # to choose, so rows without one ran one step per task unless --chunk says otherwise
+    chunk = 1 if args.chunk is None else args.chunk
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     reports = validate_measured(args.measured, workload, args.hardware, chunk=chunk,
                                 out_dir=args.out, progress=progress)  # fmt: skip
@@ -241,11 +248,13 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
         "configuration (measured above, simulated below).",
     )  # fmt: skip
     add_workload_args(p, chunk_auto=True)
+    p.set_defaults(chunk=None)  # auto, or 1 with --measured (see VALIDATE_DEFAULTS)
     add_host_args(p, "to predict with")
     p.add_argument("--workers", type=_int_list, metavar="N,N,...",
                    help="worker counts (default: 1,2)")  # fmt: skip
     p.add_argument("--policies", type=_name_list, metavar="A,B,...",
-                   help="policies (default: sequential,wavefront)")  # fmt: skip
+                   help="policies (default: sequential,wavefront); auto: the one with the lowest "
+                   "predicted makespan on the most workers (wpsim tune)")  # fmt: skip
     p.add_argument("--repeats", type=positive_int, metavar="R",
                    help="measured runs per configuration; the median is used (default: 3)")  # fmt: skip
     p.add_argument("--measured", metavar="FILE",
@@ -253,7 +262,7 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
                    "a CSV (policy, workers or threads, seconds or trace; optional workload, "
                    "workload fields, machine, chunk, helpers) or a Chrome/Perfetto trace whose "
                    "events named 'wpsim key=value ...' are the timed runs (torch.profiler "
-                   "record_function; rows without a chunk ran --chunk, 1 for auto); see "
+                   "record_function; rows without a chunk ran --chunk, default 1); see "
                    "docs/reference/validate.md")  # fmt: skip
     p.add_argument("--json", action="store_true",
                    help="print one JSON object with 'rows' and 'per_kind' (--measured with "

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wpsim.cli import add_workload_args, check_size, positive_int, print_json, resolve_workload
+from wpsim.cli import (
+    add_workload_args,
+    check_size,
+    positive_int,
+    print_json,
+    resolve_auto,
+    resolve_workload,
+)
 from wpsim.hardware import CpuMachine, load_machine, resolve_machine_path
 from wpsim.outputs import check_figure, check_output, output_folder
 from wpsim.result import Result
@@ -23,7 +30,8 @@ def add_machine_args(p: argparse.ArgumentParser, policy: bool = True) -> None:
     if policy:
         p.add_argument(
             "--policy", "-p", default="wavefront", metavar="NAME",
-            help=f"scheduling policy: {', '.join(available())}, or FILE.py:Class (default: wavefront)",
+            help=f"scheduling policy: {', '.join(available())}, FILE.py:Class, or auto: the one "
+            "with the lowest predicted makespan (wpsim tune; default: wavefront)",
         )  # fmt: skip
     p.add_argument(
         "--cores", type=positive_int, metavar="N", help="use the first N cores (default: all)"
@@ -66,6 +74,9 @@ def _run(args: argparse.Namespace, engine: str) -> Result:
 
     workload = resolve_workload(args.workload)
     machine = load_hardware(args.hardware)
+    auto = resolve_auto(args, workload, machine, engine, args.cores)
+    if auto is not None:
+        print(auto[0], file=sys.stderr, flush=True)
     policy = make_policy(args)
     if getattr(args, "trace", None):
         check_output(args.trace, "--trace")
@@ -149,7 +160,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
                        description="Discrete-event simulation with the full cost model: caches, "
                        "DRAM bandwidth sharing, hand-offs, barriers. Prints makespan, speed-up over one "
                        "core, utilisation and traffic per memory level.")  # fmt: skip
-    add_workload_args(p)
+    add_workload_args(p, chunk_auto=True, chunk_default=1)
     add_machine_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
@@ -168,7 +179,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="closed-form (analytic) prediction, same options as simulate",
                        description="Closed-form makespan from the steady-state cost of each task; "
                        "thousands of times faster than simulate, for sweeps.")  # fmt: skip
-    add_workload_args(p)
+    add_workload_args(p, chunk_auto=True, chunk_default=1)
     add_machine_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=lambda a: _emit(a, _run(a, "predict"), "predict"), trace=None, gantt=None)

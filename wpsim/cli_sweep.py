@@ -155,7 +155,14 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         if len(parts) != 2 or not all(parts):
             raise ConfigError(f"--heatmap: got {args.heatmap!r}, expected two parameters X,Y")
         heatmap = (parts[0], parts[1])
-    written = plot_sweep(args.folder, args.out, heatmap=heatmap, metric=args.metric)
+    pareto = None
+    if args.pareto:
+        parts = [p.strip() for p in args.pareto.split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"--pareto: got {args.pareto!r}, expected two columns X,Y")
+        pareto = (parts[0], parts[1])
+    written = plot_sweep(args.folder, args.out, heatmap=heatmap, metric=args.metric,
+                         pareto_axes=pareto)  # fmt: skip
     for path in written:
         print(f"wrote {path}")
     if not written:
@@ -165,7 +172,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 def _add_plot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "plot", help="draw a sweep's standard views (speed-up, heat maps, winners)",
+        "plot", help="draw a sweep's standard views (speed-up, heat maps, winners, Pareto)",
         description="Draw speed-up against cores per policy, heat maps over two parameters and "
         "where each policy wins, from a folder written by `wpsim sweep`.",
     )  # fmt: skip
@@ -174,6 +181,11 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heatmap", metavar="X,Y",
                    help="the two parameters of the heat maps (default: the first two varied)")  # fmt: skip
     p.add_argument("--metric", default="speedup", help="heat-map metric (default: speedup)")
+    p.add_argument("--pareto", metavar="X,Y",
+                   help="also plot Y against X, every point, the non-dominated ones marked and "
+                   "listed in a CSV: result columns (makespan_s, cores, speedup, a varied "
+                   "parameter...) or core_s (cores x makespan); each minimised except speedup "
+                   "and utilization, NAME:min or NAME:max to say otherwise")  # fmt: skip
     p.set_defaults(func=_cmd_plot)
 
 

@@ -88,6 +88,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from wpsim import breakdown
 from wpsim.accel.machines import GpuMachine
 from wpsim.cost import DRAM, LRUCache, TaskCost
@@ -547,6 +549,17 @@ def _plan(workload: Workload, policy: Policy, chunk: int) -> Plan:
     )
 
 
+def _n_tasks(workload: Workload, policy: Policy, chunk: int) -> int:
+    """Tasks of the policy's graph, counted from its classes (:mod:`wpsim.analytic_tasks`)."""
+    from wpsim.analytic_tasks import task_set
+
+    options = policy.graph_options(workload, chunk)
+    hoist = options.get("hoist_input")
+    return int(task_set([workload], np.array([options.get("chunk", 1)]),
+                        None if hoist is None else np.array([hoist]),
+                        options.get("instances", 1)).n_tasks[0])  # fmt: skip
+
+
 def _n_streams(machine: GpuMachine, policy: Policy, workload: Workload) -> int:
     if policy.algorithm != "streams":
         return 1
@@ -658,15 +671,34 @@ class _OneAtATime:
         )  # fmt: skip
 
     # ---- one kernel -------------------------------------------------------------------------
-    def _add(self, phase: str, kernel: tuple[float, TaskCost]) -> None:
-        seconds = kernel[0]
+    def _add(self, phase: str, kernel: tuple[float, TaskCost], count: int = 1) -> None:
+        seconds = kernel[0] * count if count != 1 else kernel[0]
         self.phase_s[phase] += seconds
         self.total_s += seconds
         terms = self.terms
         if terms and terms[-1][1] == kernel:
-            terms[-1][0] += 1
+            terms[-1][0] += count
         else:
-            terms.append([1, kernel])
+            terms.append([count, kernel])
+
+    def _repeat(self, phase: str, times: int, step) -> None:
+        """``step()`` (one kernel: it reads through the L2 and returns itself) ``times`` times,
+        in time independent of ``times``: once a step leaves the L2's LRU as the step before left
+        it and costs what it cost, every later step starts from the same state and repeats it,
+        so the rest are added at once."""
+        previous = None
+        for done in range(1, times + 1):
+            before = self.dram
+            kernel = step()
+            self._add(phase, kernel)
+            state = (tuple(self.l2.blocks.items()), kernel, self.dram - before)
+            if state == previous:
+                rest = times - done
+                if rest:
+                    self._add(phase, kernel, rest)
+                    self.dram += state[2] * rest
+                return
+            previous = state
 
     def _read(
         self, key: str, nbytes: float, times: int, level: dict[str, float], efficiency: float = 1.0
@@ -684,6 +716,10 @@ class _OneAtATime:
 
     def _gemm_task(self, phase: str, flops: float, elem: float, n: float, elements: float,
                    blocks: list[tuple[str, float]]) -> None:  # fmt: skip
+        self._add(phase, self._gemm_kernel(flops, elem, n, elements, blocks))
+
+    def _gemm_kernel(self, flops: float, elem: float, n: float, elements: float,
+                     blocks: list[tuple[str, float]]) -> tuple[float, TaskCost]:  # fmt: skip
         m, w = self.m, self.w
         compute = gemm_s(m, w, flops, n, elements)
         if elem:
@@ -695,7 +731,7 @@ class _OneAtATime:
             memory += block_s
             l2_s += block_l2_s
         busy = max(compute, memory)
-        self._add(phase, _kernel(issue_s(m, 1, busy), compute, memory, level, l2_s))
+        return _kernel(issue_s(m, 1, busy), compute, memory, level, l2_s)
 
     # ---- layers -----------------------------------------------------------------------------
     def _keys(self, layer: int, direction: int) -> tuple[str, str]:
@@ -738,7 +774,8 @@ class _OneAtATime:
                 m, w, 2.0 * w.gates * w.hidden * w.hidden * b, b, _recurrent_elements(w)
             )
             compute += elementwise_s(m, w, (2.0 if backward else 1.0) * _elementwise_flops(w), b)
-        for _ in range(T):
+
+        def step() -> tuple[float, TaskCost]:
             level: dict[str, float] = {}
             memory, l2_s = self._read(hh_key, nbytes, 1, level, efficiency)
             if ih_block is not None:
@@ -747,7 +784,9 @@ class _OneAtATime:
                 l2_s += block_l2_s
             busy = max(compute, memory)
             launch = issue_s(m, m.gemm.step_kernels(backward), busy)
-            self._add(phase, _kernel(launch, compute, memory, level, l2_s))
+            return _kernel(launch, compute, memory, level, l2_s)
+
+        self._repeat(phase, T, step)
 
     def _input_gemm(self, phase: str, layer: int, direction: int) -> None:
         w = self.w
@@ -770,10 +809,9 @@ class _OneAtATime:
         if phase == "backward_data":
             soft *= 2.0
         size = float(w.output_weight_bytes())
-        for _ in range(w.seq_len):
-            self._gemm_task(
-                phase, flops, soft, b, size / w.dtype_bytes, [(f"l{w.layers}.out", size)]
-            )
+        blocks = [(f"l{w.layers}.out", size)]
+        self._repeat(phase, w.seq_len,
+                     lambda: self._gemm_kernel(flops, soft, b, size / w.dtype_bytes, blocks))  # fmt: skip
 
     def _weight_gradients(self) -> None:
         w = self.w
@@ -954,7 +992,7 @@ def evaluate(
             machine, workload, policy, chunk
         )
         sequential_s = _closed_form(machine, workload, baseline, chunk)[0]
-        n_tasks = _plan(workload, policy, chunk).n_tasks
+        n_tasks = _n_tasks(workload, policy, chunk)
         level_bytes = {DRAM: dram}
         why = _terms_breakdown(terms)
         # the core view is over the streams that run kernels at once (one, unless ``streams``)

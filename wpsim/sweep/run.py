@@ -49,6 +49,9 @@ from wpsim.sweep.progress import Progress
 from wpsim.sweep.spec import LoadedSweep, expand_lazily, file_sha256, load_sweep
 
 Chunk = list[tuple[int, dict[str, Any]]]
+#: The most points in a chunk of an analytic sweep: a worker evaluates them in blocks
+#: (:meth:`wpsim.sweep.evaluate.Evaluator.predict_rows`), whose fixed cost large chunks share.
+ANALYTIC_MAX_CHUNK = 8192
 
 
 @dataclass
@@ -159,7 +162,7 @@ class _SerialBackend:
         self.queue.append(chunk)
         return chunk
 
-    def wait(self) -> list[tuple[Any, list[dict], float]]:
+    def wait(self) -> list[tuple[Any, store.FormattedRows, float]]:
         chunk = self.queue.pop(0)
         rows, seconds = self.evaluator.run_chunk(chunk)
         return [(chunk, rows, seconds)]
@@ -200,7 +203,7 @@ class _ProcessBackend:
         self.futures.add(future)
         return future
 
-    def wait(self) -> list[tuple[Any, list[dict], float]]:
+    def wait(self) -> list[tuple[Any, store.FormattedRows, float]]:
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
@@ -337,7 +340,7 @@ class _DaskBackend:
         self.futures.add(future)
         return future
 
-    def wait(self) -> list[tuple[Any, list[dict], float]]:
+    def wait(self) -> list[tuple[Any, store.FormattedRows, float]]:
         from distributed import wait
 
         # when every worker is gone, so is the scattered context every chunk needs: Dask
@@ -445,7 +448,7 @@ def run_sweep(
     tty: bool | None = None,
     dask_processes: bool = True,
     chunk_target_s: float | None = None,
-    max_chunk: int = 512,
+    max_chunk: int | None = None,
     max_points: int | None = None,
     allow_large: bool = False,
 ) -> SweepSummary:
@@ -471,6 +474,8 @@ def run_sweep(
         start, but the GIL serialises the work; for tests).
     chunk_target_s : float, optional
         Seconds of work per chunk (default 0.2 local, 0.3 Dask).
+    max_chunk : int, optional
+        The most points in a chunk (default 512; analytic sweeps 8192, evaluated in blocks).
     max_points : int, optional
         Stop after this many new points (the sweep stays resumable).
     allow_large : bool
@@ -491,6 +496,8 @@ def run_sweep(
     loaded = spec if isinstance(spec, LoadedSweep) else load_sweep(spec)
     out = output_folder(out_dir, "--out")
     workers = workers or default_workers()
+    if max_chunk is None:
+        max_chunk = ANALYTIC_MAX_CHUNK if loaded.spec.engine == "analytic" else 512
     if workers < 1:
         raise ConfigError(f"--workers: got {workers}, expected an integer >= 1")
     columns = columns_for(loaded.params, loaded.base_hardware)
@@ -552,24 +559,20 @@ def run_sweep(
             journal.close()
             if todo > 0:
                 meter.close()
-            wall = time.monotonic() - start
+            # what is on disk decides: an error may have ended the run before _drive returned
+            on_disk, failed = store.scan(results_path, columns)
+            run_now = on_disk - done_before
+            complete = on_disk >= n_points
+            if complete and not interrupted:
+                journal.finalize()
+                manifest["parquet"] = store.write_parquet(out, columns)
+                manifest.update(status="complete", points_done=on_disk, points_failed=failed)
+            else:
+                manifest.update(status="interrupted" if interrupted else "partial",
+                                points_done=on_disk, points_failed=failed)  # fmt: skip
+            wall = time.monotonic() - start  # (the sorted CSV and the Parquet file included)
             run_record.update(finished=_now(), points_run=run_now, wall_s=round(wall, 3),
                               startup_s=round(startup, 3), interrupted=interrupted)  # fmt: skip
-            # what is on disk decides: an error may have ended the run before _drive returned
-            status_index = columns.index("status")
-            on_disk = {r[0]: r[status_index] for r in store.read_raw(results_path)}
-            run_now = len(on_disk) - done_before
-            run_record["points_run"] = run_now
-            complete = len(on_disk) >= n_points
-            if complete and not interrupted:
-                rows = journal.finalize()
-                failed = sum(1 for r in rows if r[status_index] != "ok")
-                manifest["parquet"] = store.write_parquet(out, columns, rows)
-                manifest.update(status="complete", points_done=len(rows), points_failed=failed)
-            else:
-                failed = sum(1 for status in on_disk.values() if status != "ok")
-                manifest.update(status="interrupted" if interrupted else "partial",
-                                points_done=len(on_disk), points_failed=failed)  # fmt: skip
             manifest["updated"] = _now()
             store.write_manifest(out, manifest)
     return SweepSummary(out, n_points, done_before, run_now, failed, wall,
@@ -637,9 +640,9 @@ def _drive(backend: Any, groups: Iterator[Chunk], journal: store.ResultsJournal,
             return run_now
         for _handle, rows, seconds in backend.wait():
             journal.append(rows)
-            run_now += len(rows)
-            meter.update(len(rows), sum(1 for r in rows if r.get("status") != "ok"))
-            sample = seconds / max(len(rows), 1)
+            run_now += rows.n
+            meter.update(rows.n, rows.failed)
+            sample = seconds / max(rows.n, 1)
             previous = state["per_point_s"]
             per_point = sample if previous is None else 0.7 * previous + 0.3 * sample
             state["per_point_s"] = per_point
