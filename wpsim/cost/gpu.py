@@ -278,8 +278,10 @@ def gemm_step(
     w, m = workload, machine
     elementwise = (2.0 if backward else 1.0) * elementwise_flops(w)
     if sparse:
-        nbytes = float(w.weight_hh_nonzeros() * (w.dtype_bytes + INDEX_BYTES)
-                       + (w.gates * w.hidden + 1) * INDEX_BYTES)  # fmt: skip
+        nbytes = float(
+            w.weight_hh_nonzeros() * (w.dtype_bytes + INDEX_BYTES)
+            + (w.gates * w.hidden + 1) * INDEX_BYTES
+        )
         flops = 2.0 * w.weight_hh_nonzeros() * w.batch
         efficiency = m.gemm.sparse_bandwidth_efficiency
         # cuSPARSE runs on the vector units: no tensor cores, no tile-fill loss by size
@@ -346,8 +348,9 @@ class GpuCostModel:
     concurrent streams). Implements ``start`` and ``dram_share_Bps``.
     """
 
-    def __init__(self, machine: GpuMachine, plan: Plan, algorithm: str,
-                 kernel: PersistentKernel = ZHU_2018) -> None:  # fmt: skip
+    def __init__(
+        self, machine: GpuMachine, plan: Plan, algorithm: str, kernel: PersistentKernel = ZHU_2018
+    ) -> None:
         self.machine = machine
         self.plan = plan
         self.algorithm = algorithm
