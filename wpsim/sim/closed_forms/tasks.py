@@ -32,6 +32,7 @@ once per ``n`` (:func:`live_pattern`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -40,7 +41,7 @@ import numpy as np
 from wpsim.errors import ConfigError
 from wpsim.model.graph import SOFTMAX_FLOPS_PER_ELEMENT
 from wpsim.model.workload import ELEMENTWISE_FLOPS, GATES, Workload
-from wpsim.sim.closed_forms.path import Grid
+from wpsim.sim.closed_forms.path import Grid, RowFn
 
 FIRST, MID, LAST = 0, 1, 2
 
@@ -162,7 +163,7 @@ class Sizes:
         which = np.array([first.setdefault(id(w), len(first)) for w in workloads])
         distinct = list({id(w): w for w in workloads}.values())
 
-        def column(get) -> np.ndarray:
+        def column(get: Callable[[Workload], float]) -> np.ndarray:
             return np.array([get(w) for w in distinct], dtype=float)[which]
 
         self.h = column(lambda w: w.hidden)
@@ -401,12 +402,12 @@ class _Builder:
         blocks: dict[str, tuple[bool, np.ndarray]] = {}
         for i in members:
             row = self.rows[i]
-            ws = self.weight_sets[row.weight_set]
+            weights = self.weight_sets[row.weight_set]
             for slot in row.slots:
                 flops = flops + (slot.flops_in + slot.flops_rec) * slot.count
                 in_bytes = in_bytes + slot.in_bytes * slot.count
                 biggest = np.where(slot.count > 0, np.maximum(biggest, slot.in_bytes), biggest)
-            for part, is_ih, size in zip(row.parts, ws.is_ih, ws.sizes, strict=True):
+            for part, is_ih, size in zip(row.parts, weights.is_ih, weights.sizes, strict=True):
                 blocks[part] = (is_ih, size)
         names = sorted(blocks)  # "hh" < "ih": graph.build sorts the blocks by name
         bias = sz.g * sz.h * sz.b * sz.T if key[1] < sz.L else _zero_like(self.n)
@@ -562,7 +563,7 @@ def topological_order(preds: list[tuple[list[int], ...]]) -> list[int]:
     return order
 
 
-def vertical(grid: Grid, same: list, const: list, const_why: list | None = None):
+def vertical(grid: Grid, same: list, const: list, const_why: list | None = None) -> RowFn:
     """The chunk-by-chunk input of a row: its ``same`` rows and the values of its ``const``
     single tasks (zero without any)."""
     fns = list(same)
