@@ -439,7 +439,8 @@ def choose(
     if not isinstance(machine, CpuMachine):
         return None
     workers = min(workers, machine.total_cores)
-    policies, helpers = None, None if helper_groups else [None]
+    policies: list[str] | None = None
+    helpers: list[int | None] | None = None if helper_groups else [None]
     if policy is not None:
         policy_obj = get_policy(policy) if isinstance(policy, str) else policy
         policies, helpers = [policy_obj.name], [policy_obj.helpers]
@@ -474,6 +475,7 @@ class ChunkChoice:
     def describe(self) -> str:
         """One line for the command's output."""
         if self.source == "model":
+            assert self.predicted_makespan_s is not None  # (the model predicted it)
             return (
                 f"chunk {self.chunk} (lowest predicted makespan, "
                 f"{self.predicted_makespan_s * 1e3:,.3f} ms, of {self.candidates} chunk sizes on "

@@ -291,7 +291,7 @@ def winners(
             if leads:
                 text += f", {statistics.median(leads):.2f}x"
             ax.text(j, i, text, ha="center", va="center", fontsize=6)
-    colours = plt.get_cmap("tab10").colors
+    colours = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # (a ListedColormap)
     cmap = ListedColormap([colours[k % 10] for k in range(max(len(policies), 1))])
     ax.imshow(
         grid,
@@ -424,12 +424,18 @@ def pareto(
     n_front = 0
     for g, key in enumerate(keys):
         members = groups[key]
-        points = [(_value(r, x), _value(r, y)) for r in members]
-        front = pareto_front(points, (min_x, min_y))  # type: ignore[arg-type]
+        points: list[tuple[float, float]] = []
+        for r in members:
+            px, py = _value(r, x), _value(r, y)
+            assert px is not None and py is not None  # (usable rows only)
+            points.append((px, py))
+        front = pareto_front(points, (min_x, min_y))
         n_front += len(front)
         for i in front:
-            values = {x: points[i][0], y: points[i][1]}
-            writer.writerow([store.encode_value(values.get(c, members[i].get(c))) for c in columns])
+            on_axes = {x: points[i][0], y: points[i][1]}
+            writer.writerow(
+                [store.encode_value(on_axes.get(c, members[i].get(c))) for c in columns]
+            )
         if g >= len(shown):
             continue
         ax = axes[g // ncols][g % ncols]

@@ -185,8 +185,10 @@ class _ProcessBackend:
     def __init__(self, context: dict[str, Any], workers: int) -> None:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing.context import BaseContext
 
         methods = mp.get_all_start_methods()
+        ctx: BaseContext
         # fork is fastest; with other threads alive (e.g. an in-process Dask) use forkserver
         if "fork" in methods and threading.active_count() == 1:
             ctx = mp.get_context("fork")
