@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
 
 from wpsim.cli.common import (
     add_workload_args,
@@ -17,6 +18,11 @@ from wpsim.machines.cpu import CpuMachine
 from wpsim.model.workload import resolve_workload
 from wpsim.outputs import check_figure, check_output
 from wpsim.result import Result
+
+if TYPE_CHECKING:
+    from wpsim.model.workload import Workload
+    from wpsim.policies import Policy
+    from wpsim.sim.runtime import Runtime
 
 DEFAULT_HARDWARE = "xeon8160_2s"
 
@@ -73,17 +79,17 @@ def add_machine_args(p: argparse.ArgumentParser, policy: bool = True) -> None:
     )
 
 
-def make_policy(args: argparse.Namespace, name: str | None = None):
+def make_policy(args: argparse.Namespace, name: str | None = None) -> Policy:
     from wpsim.policies import get_policy
 
     return get_policy(name or args.policy, helpers=args.helpers, instances=args.instances)
 
 
-def load_hardware(value: str):
+def load_hardware(value: str) -> Any:
     return load_machine(resolve_machine_path(value))
 
 
-def load_runtime(value: str | None):
+def load_runtime(value: str | None) -> Runtime | None:
     from wpsim.sim.runtime import load_runtime as load
 
     return load(value)
@@ -121,7 +127,7 @@ def _run(args: argparse.Namespace, engine: str) -> Result:
     return by_kind.evaluate(engine, workload, machine, policy, **options)
 
 
-def format_result(result: Result, workload, title: str) -> str:
+def format_result(result: Result, workload: Workload, title: str) -> str:
     def ms(seconds: float) -> str:
         return f"{seconds * 1e3:,.3f} ms"
 
@@ -157,10 +163,11 @@ def format_result(result: Result, workload, title: str) -> str:
 def _emit(args: argparse.Namespace, result: Result, engine: str) -> int:
     workload = resolve_workload(args.workload)
     if getattr(args, "trace", None) or getattr(args, "gantt", None):
-        tasks = result.tasks
+        tasks, trace = result.tasks, result.trace
+        assert tasks is not None and trace is not None  # (simulate's options: it records both)
         labels = [t.label for t in tasks]
         if args.trace:
-            result.trace.to_chrome(
+            trace.to_chrome(
                 args.trace,
                 labels,
                 [t.layer for t in tasks],
@@ -180,7 +187,7 @@ def _emit(args: argparse.Namespace, result: Result, engine: str) -> int:
             n_layers = workload.layers + (1 if workload.output != "none" else 0)
             save_schedule_figure(
                 args.gantt,
-                result.trace,
+                trace,
                 tasks,
                 title,
                 n_layers,
