@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from wpsim.cost.base import DRAM
@@ -134,7 +135,12 @@ class Evaluator:
             self.limit_bytes = memory_limit_bytes(self.size_share)
 
     # ---- inputs ------------------------------------------------------------------------------
-    def _cached(self, cache: dict[Any, Any], overrides: dict[str, Any], make) -> Any:
+    def _cached(
+        self,
+        cache: dict[Any, Any],
+        overrides: dict[str, Any],
+        make: Callable[[dict[str, Any]], Any],
+    ) -> Any:
         try:  # (the type too: True and 1 are equal keys, but not equal workloads)
             key: Any = tuple((name, type(v), v) for name, v in overrides.items())
             hash(key)
@@ -201,12 +207,12 @@ class Evaluator:
             value = run.get(name, policy.get(name))
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ConfigError(f"{self.source}: {name}: got {value!r}, expected an integer")
-        key = (policy["name"], policy.get("helpers"), policy.get("instances", 1))
-        policy_obj = self._policies.get(key)
+        policy_key = (policy["name"], policy.get("helpers"), policy.get("instances", 1))
+        policy_obj = self._policies.get(policy_key)
         if policy_obj is None:  # (policies hold no state until a simulation resets them)
             from wpsim.policies import get_policy
 
-            policy_obj = self._policies[key] = get_policy(
+            policy_obj = self._policies[policy_key] = get_policy(
                 policy["name"], helpers=policy.get("helpers"), instances=policy.get("instances", 1)
             )
         from wpsim.guards import check_chunk, check_size
@@ -214,6 +220,7 @@ class Evaluator:
         check_chunk(workload, run["chunk"])
         # (the closed forms build no graph: only a simulation is sized)
         if self.limit_bytes is not None and self.engine != "predict":
+            assert self.size_share is not None  # (the limit is its share)
             check_size(
                 workload,
                 self.engine,
