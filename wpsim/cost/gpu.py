@@ -91,6 +91,7 @@ from typing import Any
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import LRUCache
 from wpsim.machines.gpu import ZHU_2018, GpuMachine, PersistentKernel
+from wpsim.model.graph import Task
 from wpsim.model.plan import Plan
 from wpsim.model.workload import ELEMENTWISE_FLOPS, INDEX_BYTES, Workload
 
@@ -285,8 +286,10 @@ def gemm_step(
     w, m = workload, machine
     elementwise = (2.0 if backward else 1.0) * elementwise_flops(w)
     if sparse:
-        nbytes = float(w.weight_hh_nonzeros() * (w.dtype_bytes + INDEX_BYTES)
-                       + (w.gates * w.hidden + 1) * INDEX_BYTES)  # fmt: skip
+        nbytes = float(
+            w.weight_hh_nonzeros() * (w.dtype_bytes + INDEX_BYTES)
+            + (w.gates * w.hidden + 1) * INDEX_BYTES
+        )
         flops = 2.0 * w.weight_hh_nonzeros() * w.batch
         efficiency = m.gemm.sparse_bandwidth_efficiency
         # cuSPARSE runs on the vector units: no tensor cores, no tile-fill loss by size
@@ -353,8 +356,9 @@ class GpuCostModel:
     concurrent streams). Implements ``start`` and ``dram_share_Bps``.
     """
 
-    def __init__(self, machine: GpuMachine, plan: Plan, algorithm: str,
-                 kernel: PersistentKernel = ZHU_2018) -> None:  # fmt: skip
+    def __init__(
+        self, machine: GpuMachine, plan: Plan, algorithm: str, kernel: PersistentKernel = ZHU_2018
+    ) -> None:
         self.machine = machine
         self.plan = plan
         self.algorithm = algorithm
@@ -375,7 +379,7 @@ class GpuCostModel:
                 True: persistent_step_parts(self.persistent_bwd),
             }
 
-    def _read(self, key, nbytes: float, times: int):
+    def _read(self, key: str, nbytes: float, times: int) -> tuple[float, float]:
         return read_weights(self.l2, key, nbytes, times)
 
     def start(self, tid: int, cores: tuple[int, ...], busy_on_socket: int) -> TaskCost:
@@ -406,7 +410,7 @@ class GpuCostModel:
                     )
                 # the steps' synchronisation and broadcast of h are part of compute_s
                 parts = tuple((cause, t.steps * s) for cause, s in self.step_parts[backward])
-                level = {DRAM: load} if load else {}
+                level: dict[str, float] = {DRAM: load} if load else {}
                 return TaskCost(
                     fixed, compute, 0.0, 0.0, level, 0, launch, load_s=load_s, compute_parts=parts
                 )
@@ -421,9 +425,10 @@ class GpuCostModel:
         # (W_ih read once), then k per-step recurrent products (W_hh read at every step). Any
         # other task (hoisted input GEMM and its backward, output layer, weight gradients): one
         # GEMM of B*steps columns.
-        level: dict[str, float] = {}
+        level = {}
         l2_s, dram_eff = 0.0, 0.0
         dense_hh = float(w.gates * w.hidden * w.hidden * w.dtype_bytes + w.bias_bytes() // 2)
+        size: float  # (a block's bytes, or the dense matrix's)
         for key, size in t.weights:
             recurrent_block = is_cell and key.endswith("hh")
             if algorithm == "gemm" and recurrent_block and w.sparse:
@@ -479,7 +484,7 @@ class GpuCostModel:
         efficiency = min(m.gemm.efficiency(n_columns), share)
         return flops / (m.peak_flops(self.w.dtype) * efficiency)
 
-    def _ih_elements(self, t) -> float:
+    def _ih_elements(self, t: Task) -> float:
         w = self.w
         return float(w.gates * w.hidden * w.layer_input_size(t.layer))
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 
@@ -207,7 +208,7 @@ class _Builder:
         self._weights_cache: dict[tuple, Weights] = {}
 
     # ---- primitives -------------------------------------------------------------------
-    def add(self, **fields) -> int:
+    def add(self, **fields: Any) -> int:
         task = Task(id=self.next_id, **fields)
         self.pending.append((task.id, {"task": task}))
         self.next_id += 1
@@ -331,10 +332,18 @@ class _Builder:
             self.flush(edges)
             edges = []
         if w.output != "none":
+            assert below is not None  # (a workload has a layer at least)
             self._add_output_tasks(instance, chunks, below, edges)
         self.flush(edges)
 
-    def _add_output_tasks(self, instance, chunks, top, edges, kind="output") -> list[int]:
+    def _add_output_tasks(
+        self,
+        instance: int,
+        chunks: list[tuple[int, int]],
+        top: list[list[int]],
+        edges: list[tuple[int, int, int]],
+        kind: str = "output",
+    ) -> list[int]:
         w = self.w
         s, b, h, o = w.dtype_bytes, w.batch, w.hidden, w.output_size
         dh = w.directions * h
@@ -378,7 +387,7 @@ class _Builder:
             current = []
             for direction in range(w.directions):
                 outs: list[int] = []
-                prev_out = None
+                prev_out: int | None = None
                 steps = range(T) if direction == 0 else range(T - 1, -1, -1)
                 by_t: dict[int, int] = {}
                 for t in steps:
@@ -436,7 +445,7 @@ class _Builder:
                         edges.append((prev_out, rp, vec))
                         if has_state:  # c (LSTM) or h (GRU) of the previous step
                             edges.append((prev_out, out, vec))
-                    if below is not None:
+                    if below is not None and ip is not None:  # (only layer 0 has no ip)
                         for d_below in range(w.directions):
                             edges.append((below[d_below][t], ip, vec))
                     prev_out = out
@@ -445,6 +454,7 @@ class _Builder:
                 current.append(outs)
             below = current
         if w.output != "none":
+            assert below is not None  # (a workload has a layer at least)
             o = w.output_size
             dh = w.directions * h
             for t in range(T):
@@ -611,7 +621,7 @@ def batch_over_time(graph: nx.DiGraph, chunk: int) -> nx.DiGraph:
     new_id: dict[tuple, int] = {}
     merged: dict[int, Task] = {}
     for v in sorted(graph.nodes):
-        t: Task = graph.nodes[v]["task"]
+        t = graph.nodes[v]["task"]
         key = group_of[v]
         if key not in new_id:
             nid = new_id[key] = len(new_id)

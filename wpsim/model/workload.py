@@ -71,7 +71,9 @@ class Workload(BaseModel):
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
     layers: Annotated[int, NotBool] = Field(1, ge=1, le=1024)
     hidden: Annotated[int, NotBool] = Field(..., ge=1, le=1_000_000)
-    input: Annotated[int, NotBool] = Field(..., ge=0, le=1_000_000)  # 0: skip input (module docstring)
+    input: Annotated[int, NotBool] = Field(
+        ..., ge=0, le=1_000_000
+    )  # 0: skip input (module docstring)
     seq_len: Annotated[int, NotBool] = Field(..., ge=1, le=100_000_000)
     batch: Annotated[int, NotBool] = Field(1, ge=1, le=1_000_000)
     bidirectional: bool = Field(False, strict=True)
