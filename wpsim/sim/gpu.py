@@ -243,11 +243,18 @@ class _OneAtATime:
         elements: float,
         blocks: list[tuple[str, float]],
     ) -> None:
-        self._add(phase, self._gemm_kernel(flops, elem, n, elements, blocks))
+        self._add(phase, self._gemm_kernel(flops, elem, n, elements, blocks, phase))
 
     def _gemm_kernel(
-        self, flops: float, elem: float, n: float, elements: float, blocks: list[tuple[str, float]]
+        self,
+        flops: float,
+        elem: float,
+        n: float,
+        elements: float,
+        blocks: list[tuple[str, float]],
+        phase: str,
     ) -> tuple[float, TaskCost]:
+        """One GEMM kernel; the backward-data phase multiplies by the transposed weights."""
         m, w = self.m, self.w
         compute = gemm_s(m, w, flops, n, elements, transposed=phase == "backward_data")
         if elem:
@@ -339,7 +346,7 @@ class _OneAtATime:
         self._repeat(
             phase,
             w.seq_len,
-            lambda: self._gemm_kernel(flops, soft, b, size / w.dtype_bytes, blocks),
+            lambda: self._gemm_kernel(flops, soft, b, size / w.dtype_bytes, blocks, phase),
         )
 
     def _weight_gradients(self) -> None:
@@ -434,9 +441,7 @@ def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy
             elem = elem_factor * elementwise_flops(w) * chunk
             transposed = phase == "backward_data"
             in_elements = w.gates * w.hidden * width
-            compute = (
-                gemm_s(m, w, in_flops, b * chunk, in_elements, transposed) if width else 0.0
-            )
+            compute = gemm_s(m, w, in_flops, b * chunk, in_elements, transposed) if width else 0.0
             compute += gemm_s(m, w, rec_flops, b, recurrent_elements(w), transposed)
             compute += elementwise_s(m, w, elem, b)
             nbytes = ih_bytes + chunk * hh_bytes
