@@ -138,4 +138,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from wpsim.interrupts import sigterm_as_interrupt
+
+    # SIGTERM stops the executor's workers as Ctrl-C does, instead of killing this process alone
+    with sigterm_as_interrupt():
+        try:
+            sys.exit(main())
+        except KeyboardInterrupt:
+            print(f"{Path(__file__).name}: interrupted", file=sys.stderr)
+            sys.exit(130)
