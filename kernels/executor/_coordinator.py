@@ -26,7 +26,7 @@ import numpy as np
 
 from kernels.executor._execution import Execution, microseconds
 from kernels.executor._result import measured_result
-from kernels.executor._runner import RUNNABLE_KINDS
+from kernels.tasks import RUNNABLE_KINDS
 from kernels.executor._worker import Fault
 from kernels.params import init_input, init_params, param_shapes
 from wpsim.errors import ConfigError, ExecutionError

@@ -1,0 +1,824 @@
+"""The numpy work of every task of a workload's graph, on named arrays, for any declared cell.
+
+A cell task runs :class:`kernels.declared.CellKernel` (the forward and BPTT interpreted from the
+workload's cell declaration, :mod:`wpsim.cells`) over its steps; nothing here knows a cell by
+name. :class:`TaskRunner` knows nothing about processes either: it gets the arrays (views of the
+executor's shared segment, or plain arrays for the in-process reference,
+:mod:`kernels.reference`), its rank in its core group and a ``barrier`` callable.
+
+Arrays (``i`` instance, ``l`` layer, ``d`` direction, ``key = i.l.d``; T steps, B batch, W the
+width of the cell's output, I_l the layer's input width, O output size, D directions; all in the
+compute dtype):
+
+=====================  ===============  ==================================================
+name                   shape            contents
+=====================  ===============  ==================================================
+``x``                  (T, B, I)        network input (shared by all instances)
+``p{i}.{param}``       declared shapes  parameters (one copy per instance)
+``h{key}``             (T, B, W)        the layer-direction's output after every step
+``s{key}.{state}``     (T, B, width)    a state that is not the output, after a chunk's last
+                                        processed step (only those slots are written)
+``gx{key}.{op}``       (T, B, width)    products off the recurrence: hoisted input products
+                                        (``input_gemm`` tasks), and a split group's
+``y{i}``               (T, B, O)        output layer (when the workload has one)
+``gout``               like the output  loss gradient w.r.t. the output (training)
+``v{key}.{op}``        (T, B, width)    values the forward keeps for the backward (training)
+``dg{key}.{op}``       (T, B, width)    gradient of each op that reads a parameter (training)
+``dx{key}``            (T, B, I_l)      gradient w.r.t. the layer input, per direction
+``ds{key}.{state}``    (chunks, B, w)   gradient w.r.t. each chunk's entering state
+``gy{i}, dtop{i}``                      output-layer gradients (training with an output layer)
+``g{i}.{param}``       declared shapes  parameter gradients (training)
+``rb{g}``              (2, k, B*m)      double-buffered exchange blocks of a group of k > 1
+``init{key}.{state}``  (B, width)       optional: the initial state (absent: zeros)
+``dfin{key}.{state}``  (B, width)       optional: the loss's gradient w.r.t. the final state
+=====================  ===============  ==================================================
+
+Each array element has one writer per run (``dx`` of a hoisted graph: the cell task writes,
+the ``input_gemm_bwd`` task after it adds the hoisted products' part), so repeated runs
+overwrite and nothing accumulates.
+
+Tasks:
+
+* ``input_gemm`` (hoisted graphs): the products ``matmul(W, x)`` of the layer input that run off
+  the recurrence, over its steps, into ``gx``; the cell tasks read them (a copy) instead of
+  multiplying. A cell with no such product (QRNN with a window of 2 multiplies ``[x_t,
+  x_{t-1}]``) keeps its products in its cell tasks.
+* ``cell``: the chunk forward; ``cell_bwd``: its BPTT, which keeps the gradient of every op that
+  reads a parameter; ``wgrad``: the parameters' gradients over all T steps, one GEMM per
+  product; ``input_gemm_bwd``: ``dx`` of the hoisted products, ``g W``.
+* ``output``, ``output_bwd``: the output layer (and the output layer's ``wgrad``).
+
+Split tasks (a group of k > 1 workers runs one task): every product on the recurrence splits
+the rows of its weight (``a W^T``) forward and its columns (``g W``) backward
+(:func:`kernels.products.recurrent_rows`); each member writes its block into ``rb{g}``, a
+barrier, then every member assembles the whole product and runs the (cheap) element-wise work
+itself, so the next step needs no second barrier; only rank 0 writes the shared results.
+Products off the recurrence split over time rows (or, for a large weight, its rows) into ``gx``,
+then a barrier; the parameters' gradients split over the parameters. The backward's products off
+the recurrence (``dx``) are computed by every member (only rank 0 writes them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from kernels.cells import output_forward
+from kernels.declared import CellKernel, Saved
+from kernels.declared.chunk import extended_views
+from kernels.params import (
+    chunk_bounds,
+    compute_dtype,
+    layer_input_width,
+    layer_params,
+    network_cell,
+    param_shapes,
+    row_block,
+    suffix,
+)
+from kernels.products import Recurrent, matmul_xwt, recurrent_rows, split_rows
+from wpsim.cells import Cell, output_width
+from wpsim.errors import ConfigError
+from wpsim.model.workload import Workload
+
+__all__ = [
+    "INPUT_SPLIT_BY_TIME_MAX_BYTES",
+    "RUNNABLE_KINDS",
+    "TaskRunner",
+    "TaskSpec",
+    "array_specs",
+    "final_states",
+    "hoisted_products",
+    "initial_state_grads",
+    "input_split_by_time_max_bytes",
+    "layer_kernels",
+]
+
+#: (kind, instance, layer, direction, t0, steps): what a worker needs to know about a task.
+TaskSpec = tuple[str, int, int, int, int, int]
+
+RUNNABLE_KINDS = (
+    "cell",
+    "input_gemm",
+    "output",
+    "cell_bwd",
+    "input_gemm_bwd",
+    "output_bwd",
+    "wgrad",
+)
+
+#: Largest weight (bytes) whose product off the recurrence a split task divides over time
+#: steps rather than the weight's rows, given a step for each member (env
+#: ``WPSIM_INPUT_SPLIT_BY_TIME_MAX_BYTES`` overrides it). Split by rows, each member streams
+#: 1/k of the weight but computes a narrow block of columns and copies it into place, which
+#: costs more than reading all of a small weight (benchmarks/kernel.py records a case). Split
+#: by time, each member reads all of the weight (no matter while it fits the core's cache) and
+#: writes whole rows in place. The bound is half the L2 of the development machine.
+INPUT_SPLIT_BY_TIME_MAX_BYTES = 1 << 20
+
+
+def input_split_by_time_max_bytes() -> int:
+    """:data:`INPUT_SPLIT_BY_TIME_MAX_BYTES`, or the environment's override."""
+    value = os.environ.get("WPSIM_INPUT_SPLIT_BY_TIME_MAX_BYTES")
+    return int(value) if value else INPUT_SPLIT_BY_TIME_MAX_BYTES
+
+
+def layer_kernels(workload: Workload, cell: Cell | None = None) -> list[CellKernel]:
+    """One :class:`~kernels.declared.CellKernel` per layer (both directions share it), in the
+    workload's compute dtype."""
+    cell = cell or network_cell(workload)
+    dt = compute_dtype(workload)
+    return [
+        CellKernel(cell, workload.hidden, layer_input_width(workload, l, cell), dt)
+        for l in range(workload.layers)
+    ]
+
+
+def _batched_products(kernel: CellKernel) -> list[str]:
+    """The ``matmul`` ops off the recurrence (run once over a chunk's steps)."""
+    plan = kernel.plan
+    return [
+        op.name for op in plan.cell.ops if op.kind == "matmul" and not plan.recurrent(op.name)
+    ]
+
+
+def _recurrent_products(kernel: CellKernel) -> list[str]:
+    plan = kernel.plan
+    return [op.name for op in plan.cell.ops if op.kind == "matmul" and plan.recurrent(op.name)]
+
+
+def hoisted_products(kernel: CellKernel) -> list[str]:
+    """The products off the recurrence of the layer input itself (``matmul(W, x)``): what an
+    ``input_gemm`` task computes.
+
+    Examples
+    --------
+    >>> from wpsim.cells import get_cell
+    >>> hoisted_products(CellKernel(get_cell("sru"), 4, 3))
+    ['gx']
+    >>> hoisted_products(CellKernel(get_cell("qrnn", window=2), 4, 3))
+    []
+    """
+    plan = kernel.plan
+    return [
+        name
+        for name in _batched_products(kernel)
+        if plan.ops[name].args[1].name == "x" and not plan.ops[name].args[1].gate
+    ]
+
+
+def _saved_names(kernel: CellKernel) -> list[str]:
+    """The values a training forward keeps (besides ``x`` and the output), declaration order."""
+    plan = kernel.plan
+    return [
+        op.name
+        for op in plan.cell.ops
+        if op.name in plan.full[True] and op.name != plan.cell.output
+    ]
+
+
+def _param_ops(kernel: CellKernel) -> list[str]:
+    """The ops whose gradient the parameters' gradients read, declaration order."""
+    wanted = {rule[0] for rule in kernel.plan.param_rules}
+    return [op.name for op in kernel.plan.cell.ops if op.name in wanted]
+
+
+def array_specs(
+    workload: Workload,
+    instances: int,
+    hoisted: bool,
+    training: bool,
+    chunk: int,
+    group_sizes: list[int],
+) -> dict[str, tuple]:
+    """Names, shapes, dtypes (and memory order, when not C) of every array (see the module
+    docstring).
+
+    Examples
+    --------
+    >>> w = Workload(cell="lstm", layers=2, hidden=4, input=3, seq_len=5)
+    >>> specs = array_specs(w, 1, hoisted=False, training=False, chunk=2, group_sizes=[1, 1])
+    >>> sorted(specs)[:4], specs["h0.1.0"][0]
+    (['h0.0.0', 'h0.1.0', 'p0.bias_hh_l0', 'p0.bias_hh_l1'], (5, 1, 4))
+    >>> specs["s0.1.0.c"][0]
+    (5, 1, 4)
+    """
+    dt = compute_dtype(workload)
+    cell = network_cell(workload)
+    T, B, H = workload.seq_len, workload.batch, workload.hidden
+    D, L = workload.directions, workload.layers
+    n_chunks = -(-T // chunk)  # len(chunk_bounds(T, chunk)), without listing them
+    split = any(k > 1 for k in group_sizes)
+    kernels = layer_kernels(workload, cell)
+    width = output_width(cell, H)
+    specs: dict[str, tuple] = {"x": ((T, B, workload.input), dt)}
+    shapes = param_shapes(workload)
+    out_width = workload.output_size if workload.output != "none" else D * width
+    if training:
+        specs["gout"] = ((T, B, out_width), dt)
+    exchange = 1
+    for i in range(instances):
+        for name, shape in shapes.items():
+            # matrices in the order the kernels multiply fastest (kernels.params.WEIGHT_ORDER)
+            order = "F" if len(shape) == 2 else "C"
+            specs[f"p{i}.{name}"] = (shape, dt, order)
+        if training:
+            for name, shape in shapes.items():
+                specs[f"g{i}.{name}"] = (shape, dt)
+        for l in range(L):
+            kernel = kernels[l]
+            widths = kernel.widths
+            if hoisted or split:
+                shared = set(_batched_products(kernel)) if split else set()
+                shared |= set(hoisted_products(kernel)) if hoisted else set()
+            for d in range(D):
+                key = f"{i}.{l}.{d}"
+                specs[f"h{key}"] = ((T, B, width), dt)
+                for s, v in kernel.next_of.items():
+                    if v != cell.output:
+                        specs[f"s{key}.{s}"] = ((T, B, widths[s]), dt)
+                if hoisted or split:
+                    for op in sorted(shared):
+                        specs[f"gx{key}.{op}"] = ((T, B, widths[op]), dt)
+                if training:
+                    for op in _saved_names(kernel):
+                        specs[f"v{key}.{op}"] = ((T, B, widths[op]), dt)
+                    for op in _param_ops(kernel):
+                        specs[f"dg{key}.{op}"] = ((T, B, widths[op]), dt)
+                    specs[f"dx{key}"] = ((T, B, kernel.input_size), dt)
+                    for s in kernel.next_of:
+                        specs[f"ds{key}.{s}"] = ((n_chunks, B, widths[s]), dt)
+            if split:  # rows (forward) and columns (backward) of each recurrent product
+                for op in _recurrent_products(kernel):
+                    cols = kernel.param_shapes[kernel.plan.ops[op].args[0].name][1]
+                    exchange = max(exchange, widths[op], cols)
+        if workload.output != "none":
+            specs[f"y{i}"] = ((T, B, workload.output_size), dt)
+            if training:
+                specs[f"gy{i}"] = ((T, B, workload.output_size), dt)
+                specs[f"dtop{i}"] = ((T, B, D * width), dt)
+    for g, k in enumerate(group_sizes):
+        if k > 1:
+            specs[f"rb{g}"] = ((2, k, B * -(-exchange // k)), dt)
+    return specs
+
+
+class TaskRunner:
+    """Runs tasks of one execution on named arrays, as member ``rank`` of a group of ``size``.
+
+    Parameters
+    ----------
+    workload : Workload
+    tasks : list of TaskSpec
+        Indexed by task id.
+    arrays : dict of str to ndarray
+        The arrays of :func:`array_specs`.
+    hoisted : bool
+        The graph has ``input_gemm`` tasks (input products outside the cells).
+    training : bool
+    chunk : int
+        Steps per cell task of the graph (for the chunk index of a cell).
+    rank, size : int
+        Position in the core group and its size.
+    barrier : callable, optional
+        Waits until every member of the group has called it as often (required when size > 1).
+    scratch : str, optional
+        Name of the group's exchange array (``rb{g}``) when size > 1.
+    """
+
+    def __init__(
+        self,
+        workload: Workload,
+        tasks: list[TaskSpec],
+        arrays: dict[str, np.ndarray],
+        *,
+        hoisted: bool,
+        training: bool,
+        chunk: int,
+        rank: int = 0,
+        size: int = 1,
+        barrier: Callable[[], None] | None = None,
+        scratch: str | None = None,
+    ) -> None:
+        if size > 1 and (barrier is None or scratch is None):
+            raise ValueError("a split group needs a barrier and a scratch array")
+        self.w = workload
+        self.tasks = tasks
+        self.a = arrays
+        self.hoisted = hoisted
+        self.training = training
+        self.chunk = chunk
+        self.rank = rank
+        self.size = size
+        self.barrier = barrier or (lambda: None)
+        self.scratch = arrays[scratch] if scratch else None
+        self.cell = network_cell(workload)
+        self.kernels = layer_kernels(workload, self.cell)
+        self.dt = compute_dtype(workload)
+        self.T, self.B = workload.seq_len, workload.batch
+        self.width = output_width(self.cell, workload.hidden)
+        self.D, self.L = workload.directions, workload.layers
+        self.n_chunks = len(chunk_bounds(self.T, chunk))
+        self.leader = rank == 0
+        self._params: dict[int, dict[str, np.ndarray]] = {}
+        self._lp: dict[tuple[int, int, int], dict[str, Any]] = {}
+        self._hooks: dict[tuple[int, int, int], tuple[dict, dict]] = {}
+        self._rows: dict[tuple, tuple[slice, np.ndarray] | None] = {}
+        self._private: dict[tuple, np.ndarray] = {}
+        self._parity = 0
+        self._run = {
+            "cell": self._cell,
+            "input_gemm": self._input_gemm,
+            "output": self._output,
+            "cell_bwd": self._cell_bwd,
+            "input_gemm_bwd": self._input_gemm_bwd,
+            "output_bwd": self._output_bwd,
+            "wgrad": self._wgrad,
+        }
+
+    # ---- entry point -----------------------------------------------------------------------
+    def run(self, tid: int) -> None:
+        """Run this member's share of task ``tid``."""
+        kind, i, l, d, t0, steps = self.tasks[tid]
+        fn = self._run.get(kind)
+        if fn is None:
+            raise ConfigError(f"task kind {kind!r} cannot run for real")
+        fn(i, l, d, t0, t0 + steps)
+
+    def warm(self) -> None:
+        """Build every layer's parameter views and split products up front."""
+        for i in {t[1] for t in self.tasks}:
+            for l in range(self.L):
+                for d in range(self.D):
+                    self._layer(i, l, d)
+                    if self.size > 1:
+                        self._split_hooks(i, l, d)
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _share(self, n: int) -> slice | None:
+        """This member's part of ``n`` rows (None when it has none)."""
+        if self.size == 1:
+            return slice(0, n)
+        parts = split_rows(n, self.size)
+        return parts[self.rank] if self.rank < len(parts) else None
+
+    def _params_of(self, i: int) -> dict[str, np.ndarray]:
+        params = self._params.get(i)
+        if params is None:
+            prefix = f"p{i}."
+            params = self._params[i] = {
+                k[len(prefix) :]: v for k, v in self.a.items() if k.startswith(prefix)
+            }
+        return params
+
+    def _layer(self, i: int, l: int, d: int) -> dict[str, Any]:
+        key = (i, l, d)
+        lp = self._lp.get(key)
+        if lp is None:
+            lp = self._lp[key] = layer_params(
+                self._params_of(i), l, d == 1, sparse=self.w.sparse, dtype=self.dt, cell=self.cell
+            )
+        return lp
+
+    def _buffer(self, tag: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A private scratch array (non-leaders of a group write their copies here)."""
+        key = (tag, shape)
+        buf = self._private.get(key)
+        if buf is None:
+            buf = self._private[key] = np.empty(shape, self.dt)
+        return buf
+
+    def _layer_input(self, i: int, l: int, a: int, b: int) -> np.ndarray:
+        """Input of layer ``l`` for steps ``a..b-1``: x, or the layer below (directions
+        concatenated)."""
+        if l == 0:
+            return self.a["x"][a:b]
+        parts = [self.a[f"h{i}.{l - 1}.{dd}"][a:b] for dd in range(self.D)]
+        return parts[0] if self.D == 1 else np.concatenate(parts, axis=2)
+
+    def _top(self, i: int, a: int, b: int) -> np.ndarray:
+        return self._layer_input(i, self.L, a, b)
+
+    def _prev(self, d: int, a: int, b: int) -> int | None:
+        """The step before the chunk ``a..b-1`` in processing order (None at the start)."""
+        if d == 0:
+            return a - 1 if a > 0 else None
+        return b if b < self.T else None
+
+    def _state_at(self, key: str, l: int, state: str, t: int) -> np.ndarray:
+        """The value of ``state`` after step ``t``."""
+        if self.kernels[l].next_of[state] == self.cell.output:
+            return self.a[f"h{key}"][t]
+        return self.a[f"s{key}.{state}"][t]
+
+    def _initial_states(self, key: str, l: int, d: int, a: int, b: int) -> dict[str, Any]:
+        prev = self._prev(d, a, b)
+        if prev is None:  # the sequence's initial states, when given
+            return {s: self.a.get(f"init{key}.{s}") for s in self.kernels[l].next_of}
+        return {s: self._state_at(key, l, s, prev) for s in self.kernels[l].next_of}
+
+    # ---- split products -----------------------------------------------------------------------
+    def _exchange(self, parts: list[slice], width_rows: int) -> list[list[tuple[slice, Any]]]:
+        """Views of the exchange array: for each parity, each member's (columns, block)."""
+        B, scratch = self.B, self.scratch
+        assert scratch is not None
+        return [
+            [
+                (s, scratch[p, m, : B * (s.stop - s.start)].reshape(B, s.stop - s.start))
+                for m, s in enumerate(parts)
+            ]
+            for p in range(2)
+        ]
+
+    def _split_hooks(self, i: int, l: int, d: int) -> tuple[dict, dict]:
+        """Product hooks of a split group: the recurrent products by rows (forward) and by
+        columns (backward) through the exchange array, the products off the recurrence into
+        their ``gx`` arrays (see the module docstring)."""
+        key = (i, l, d)
+        hooks = self._hooks.get(key)
+        if hooks is not None:
+            return hooks
+        kernel = self.kernels[l]
+        plan = kernel.plan
+        lp = self._layer(i, l, d)
+        forward: dict[str, Callable] = {}
+        backward: dict[str, Callable] = {}
+        for op in _recurrent_products(kernel):
+            w = plan.ops[op].args[0]
+            weight = lp[w.name]
+            span = plan.region(w)
+            if span is not None:
+                rows = slice(*span)
+                weight = weight[rows].tocsr() if sp.issparse(weight) else row_block(weight, rows)
+            forward[op], backward[op] = self._split_recurrent(weight)
+        return self._hooks.setdefault(key, (forward, backward))
+
+    def _split_recurrent(self, weight: Any) -> tuple[Callable, Callable]:
+        B, r, barrier = self.B, self.rank, self.barrier
+        n_rows, n_cols = weight.shape
+        rows, cols = split_rows(n_rows, self.size), split_rows(n_cols, self.size)
+        row_blocks, col_blocks = self._exchange(rows, n_rows), self._exchange(cols, n_cols)
+        my_rows = None  # this member's rows of the product: (a, out) -> None
+        if r < len(rows) and sp.issparse(weight):
+            w_sparse = weight[rows[r]]  # a CSR slice
+
+            def my_rows(a: np.ndarray, out: np.ndarray) -> None:
+                recurrent_rows(w_sparse, a, None, out=out)
+
+        elif r < len(rows):
+            w_rows = row_block(weight, rows[r])
+
+            def my_rows(a: np.ndarray, out: np.ndarray) -> None:
+                matmul_xwt(a, w_rows, out)
+
+        cols_of = None
+        if r < len(cols):
+            part = weight[:, cols[r]]
+            cols_of = Recurrent(part.tocsr() if sp.issparse(part) else part, B, self.dt)
+
+        def product(a: np.ndarray, out: np.ndarray) -> None:
+            p = self._parity
+            parts = row_blocks[p]
+            if my_rows is not None:
+                my_rows(a, parts[r][1])
+            barrier()
+            for s, block in parts:
+                out[:, s] = block
+            self._parity = p ^ 1
+
+        def product_t(g: np.ndarray, out: np.ndarray) -> None:
+            p = self._parity
+            parts = col_blocks[p]
+            if cols_of is not None:
+                cols_of.hh_t(np.ascontiguousarray(g), parts[r][1])
+            barrier()
+            for s, block in parts:
+                out[:, s] = block
+            self._parity = p ^ 1
+
+        return product, product_t
+
+    def _weight_rows(self, i: int, l: int, d: int, op: str) -> tuple[slice, np.ndarray] | None:
+        """This member's rows of ``op``'s weight (one aligned block), or None."""
+        key = (i, l, d, op)
+        if key not in self._rows:
+            kernel = self.kernels[l]
+            w = kernel.plan.ops[op].args[0]
+            weight = self._layer(i, l, d)[w.name]
+            span = kernel.plan.region(w)
+            if span is not None:
+                weight = weight[span[0] : span[1]]
+            parts = split_rows(weight.shape[0], self.size)
+            mine = None
+            if self.rank < len(parts):
+                mine = (parts[self.rank], row_block(weight, parts[self.rank]))
+            self._rows[key] = mine
+        return self._rows[key]
+
+    def _product_into(self, i: int, l: int, d: int, op: str, a: np.ndarray, a0: int) -> None:
+        """This member's share of ``op``'s product off the recurrence of the operand ``a``
+        (steps ``a0..``) into ``gx{key}.{op}``: split over time steps, or over the weight's
+        rows for a large weight (see :data:`INPUT_SPLIT_BY_TIME_MAX_BYTES`)."""
+        kernel = self.kernels[l]
+        w = kernel.plan.ops[op].args[0]
+        weight = self._layer(i, l, d)[w.name]
+        span = kernel.plan.region(w)
+        if span is not None:
+            weight = weight[span[0] : span[1]]
+        gx = self.a[f"gx{i}.{l}.{d}.{op}"][a0 : a0 + len(a)]
+        steps = len(a)
+        small = not sp.issparse(weight) and weight.nbytes <= input_split_by_time_max_bytes()
+        if self.size == 1 or (self.size <= steps and small):
+            sub = self._share(steps)
+            if sub is None:
+                return
+            part = np.ascontiguousarray(a[sub], dtype=self.dt)
+            rows = part.shape[0] * part.shape[1]
+            out = gx[sub].reshape(rows, gx.shape[2])
+            if sp.issparse(weight):
+                out[...] = (weight @ part.reshape(rows, -1).T).T
+            else:
+                matmul_xwt(part.reshape(rows, -1), weight, out)
+            return
+        mine = self._weight_rows(i, l, d, op)
+        if mine is None:
+            return
+        cols, block = mine
+        rows = steps * self.B
+        a2 = np.ascontiguousarray(a, dtype=self.dt).reshape(rows, a.shape[2])
+        # into a contiguous buffer, then copied: writing this member's columns of gx in place
+        # (strided) is slower
+        out = self._buffer("gx_rows", (rows, cols.stop - cols.start))
+        matmul_xwt(a2, block, out)
+        gx.reshape(rows, gx.shape[2])[:, cols] = out
+
+    # ---- forward tasks ------------------------------------------------------------------------
+    def _input_gemm(self, i: int, l: int, d: int, a: int, b: int) -> None:
+        x = self._layer_input(i, l, a, b)
+        for op in hoisted_products(self.kernels[l]):
+            self._product_into(i, l, d, op, x, a)
+
+    def _copy_hook(self, name: str, a: int, b: int) -> Callable:
+        source = self.a[name][a:b]
+
+        def read(_operand: np.ndarray, out: np.ndarray) -> None:
+            np.copyto(out, source)
+
+        return read
+
+    def _split_batched_hook(self, i: int, l: int, d: int, op: str, a: int, b: int) -> Callable:
+        def product(operand: np.ndarray, out: np.ndarray) -> None:
+            self._product_into(i, l, d, op, operand, a)
+            self.barrier()
+            np.copyto(out, self.a[f"gx{i}.{l}.{d}.{op}"][a:b])
+
+        return product
+
+    def _cell(self, i: int, l: int, d: int, a: int, b: int) -> None:
+        key = f"{i}.{l}.{d}"
+        kernel = self.kernels[l]
+        lp = self._layer(i, l, d)
+        products: dict[str, Callable] = {}
+        hoisted = hoisted_products(kernel) if self.hoisted else []
+        for op in hoisted:
+            products[op] = self._copy_hook(f"gx{key}.{op}", a, b)
+        if self.size > 1:
+            products.update(self._split_hooks(i, l, d)[0])
+            for op in _batched_products(kernel):
+                if op not in hoisted:
+                    products[op] = self._split_batched_hook(i, l, d, op, a, b)
+        h_all = self.a[f"h{key}"]
+        out = h_all[a:b] if self.leader else self._buffer("h", (b - a, self.B, self.width))
+        save = self.training and self.leader
+        run = kernel.forward(
+            lp,
+            self._layer_input(i, l, a, b),
+            self._initial_states(key, l, d, a, b),
+            reverse=d == 1,
+            save=save,
+            out=out,
+            products=products or None,
+        )
+        if not self.leader:
+            return
+        last = a if d == 1 else b - 1
+        for s, v in kernel.next_of.items():
+            if v != self.cell.output:
+                self.a[f"s{key}.{s}"][last] = run.states[s]
+        if save:
+            assert run.saved is not None
+            for name in _saved_names(kernel):
+                self.a[f"v{key}.{name}"][a:b] = run.saved.values[name]
+
+    def _output(self, i: int, l: int, d: int, a: int, b: int) -> None:
+        sub = self._share(b - a)
+        if sub is None:
+            return
+        s, e = a + sub.start, a + sub.stop
+        p = self._params_of(i)
+        y = output_forward(
+            p["weight_out"], p["bias_out"], self._top(i, s, e), softmax=self.w.output == "softmax"
+        )
+        self.a[f"y{i}"][s:e] = y
+
+    # ---- backward tasks -----------------------------------------------------------------------
+    def _dh_from_above(self, i: int, l: int, d: int, a: int, b: int) -> np.ndarray:
+        """Gradient w.r.t. this direction's output for steps ``a..b-1`` from outside the
+        recurrence."""
+        cols = slice(d * self.width, (d + 1) * self.width)
+        if l == self.L - 1:
+            src = self.a[f"dtop{i}"] if self.w.output != "none" else self.a["gout"]
+            return src[a:b, :, cols]
+        parts = [self.a[f"dx{i}.{l + 1}.{dd}"][a:b, :, cols] for dd in range(self.D)]
+        # the same order whatever the schedule: 0 + dx_fwd (exact), then + dx_rev
+        return parts[0] if self.D == 1 else parts[0] + parts[1]
+
+    def _saved(self, i: int, l: int, d: int, a: int, b: int) -> Saved:
+        """What the forward of the chunk ``a..b-1`` kept, read back from the arrays."""
+        key = f"{i}.{l}.{d}"
+        kernel = self.kernels[l]
+        plan = kernel.plan
+        reverse = d == 1
+        initial = self._initial_states(key, l, d, a, b)
+        states0 = {
+            s: np.zeros((self.B, kernel.widths[s]), self.dt) if v is None else v
+            for s, v in initial.items()
+        }
+        values = {name: self.a[f"v{key}.{name}"][a:b] for name in _saved_names(kernel)}
+        values[self.cell.output] = self.a[f"h{key}"][a:b]
+        extended = {}
+        for v in plan.extended:
+            state = plan.state_of[v]
+            seq = self._layer_input(i, l, a, b) if v == "x" else values[v]
+            parts = [seq, states0[state][None]] if reverse else [states0[state][None], seq]
+            ext = np.concatenate(parts)
+            extended[v] = ext
+            if v in values:
+                values[v] = extended_views(ext, reverse)[0]
+        x = self._layer_input(i, l, a, b)
+        return Saved(x, states0, values, extended, reverse)
+
+    def _cell_bwd(self, i: int, l: int, d: int, a: int, b: int) -> None:
+        key = f"{i}.{l}.{d}"
+        kernel = self.kernels[l]
+        lp = self._layer(i, l, d)
+        c_idx = a // self.chunk
+        nxt = (
+            (c_idx + 1 if c_idx + 1 < self.n_chunks else None)
+            if d == 0
+            else (c_idx - 1 if c_idx > 0 else None)
+        )
+        d_states = {
+            s: self.a.get(f"dfin{key}.{s}") if nxt is None else self.a[f"ds{key}.{s}"][nxt]
+            for s in kernel.next_of
+        }
+        products_t: dict[str, Callable] = {}
+        hoisted = hoisted_products(kernel) if self.hoisted else []
+        for op in hoisted:  # their part of dx is the input_gemm_bwd task's
+
+            def nothing(_g: np.ndarray, out: np.ndarray) -> None:
+                out.fill(0)
+
+            products_t[op] = nothing
+        if self.size > 1:
+            products_t.update(self._split_hooks(i, l, d)[1])
+        back = kernel.backward(
+            lp,
+            self._saved(i, l, d, a, b),
+            self._dh_from_above(i, l, d, a, b),
+            d_states,
+            products_t=products_t or None,
+            op_grads=True,
+        )
+        if not self.leader:
+            return
+        assert back.op_grads is not None and back.dx is not None
+        for s, g in back.dstates.items():
+            self.a[f"ds{key}.{s}"][c_idx] = g
+        for op, g in back.op_grads.items():
+            self.a[f"dg{key}.{op}"][a:b] = g
+        self.a[f"dx{key}"][a:b] = back.dx
+
+    def _input_gemm_bwd(self, i: int, l: int, d: int, a: int, b: int) -> None:
+        sub = self._share(b - a)
+        if sub is None:
+            return
+        key = f"{i}.{l}.{d}"
+        s, e = a + sub.start, a + sub.stop
+        kernel = self.kernels[l]
+        lp = self._layer(i, l, d)
+        dx = self.a[f"dx{key}"][s:e]
+        rows = (e - s) * self.B
+        flat = dx.reshape(rows, dx.shape[2])
+        for op in hoisted_products(kernel):
+            w = kernel.plan.ops[op].args[0]
+            weight = lp[w.name]
+            span = kernel.plan.region(w)
+            if span is not None:
+                weight = weight[span[0] : span[1]]
+            g = self.a[f"dg{key}.{op}"][s:e]
+            flat += g.reshape(rows, g.shape[2]) @ weight
+
+    def _output_bwd(self, i: int, l: int, d: int, a: int, b: int) -> None:
+        # mirrors kernels.cells.output_backward, without its per-chunk weight gradients (the
+        # output layer's wgrad task does them as one GEMM over all steps)
+        sub = self._share(b - a)
+        if sub is None:
+            return
+        s, e = a + sub.start, a + sub.stop
+        v = self._params_of(i)["weight_out"]
+        rows, n_out = (e - s) * self.B, v.shape[0]
+        g = np.ascontiguousarray(self.a["gout"][s:e], dtype=v.dtype).reshape(rows, n_out)
+        if self.w.output == "softmax":
+            yf = self.a[f"y{i}"][s:e].reshape(rows, n_out)
+            g = yf * (g - np.einsum("ij,ij->i", g, yf)[:, None])
+        self.a[f"gy{i}"][s:e].reshape(rows, n_out)[...] = g
+        dtop = self.a[f"dtop{i}"][s:e]
+        np.dot(g, v, out=dtop.reshape(rows, dtop.shape[2]))
+
+    def _wgrad(self, i: int, l: int, d: int, a: int, b: int) -> None:
+        T, B = self.T, self.B
+        if l == self.L:  # the output layer
+            n_out = self.w.output_size
+            sub = self._share(n_out)
+            if sub is None:
+                return
+            g = self.a[f"gy{i}"].reshape(T * B, n_out)[:, sub]
+            top = self._top(i, 0, T)
+            top = top.reshape(T * B, top.shape[2])
+            self.a[f"g{i}.weight_out"][sub] = g.T @ top
+            self.a[f"g{i}.bias_out"][sub] = g.sum(axis=0)
+            return
+        key = f"{i}.{l}.{d}"
+        kernel = self.kernels[l]
+        names = list(kernel.param_shapes)
+        mine = names if self.size == 1 else names[self.rank :: self.size]
+        if not mine:
+            return
+        values = {name: self.a[f"v{key}.{name}"] for name in _saved_names(kernel)}
+        values[self.cell.output] = self.a[f"h{key}"]
+        values["x"] = self._layer_input(i, l, 0, T)
+        op_grads = {op: self.a[f"dg{key}.{op}"] for op in _param_ops(kernel)}
+        states0 = {s: self.a.get(f"init{key}.{s}") for s in kernel.next_of}
+        grads = kernel.param_grads(values, op_grads, states0, reverse=d == 1, names=mine)
+        name = suffix(l, d == 1)
+        for param, g in grads.items():
+            self.a[f"g{i}.{param}{name}"][...] = g
+
+
+def _stacked(arrays: list[np.ndarray], dtype: np.dtype) -> np.ndarray | list[np.ndarray]:
+    """One (L*D, B, width) array, or a list where the widths differ between layers."""
+    if len({a.shape for a in arrays}) == 1:
+        return np.stack(arrays).astype(dtype)
+    return [np.asarray(a, dtype=dtype) for a in arrays]
+
+
+def final_states(
+    workload: Workload, arrays: dict[str, np.ndarray], dtype: Any, instance: int = 0
+) -> dict[str, Any]:
+    """``{state}_n``: each state of every layer-direction after its last step (the last step of
+    the forward direction, the first of the reverse), (L*D, B, width) like PyTorch's ``h_n``
+    (a list of L*D arrays for a state whose width differs between layers).
+
+    Examples
+    --------
+    >>> w = Workload(cell="lstm", hidden=2, input=3, seq_len=4)
+    >>> specs = array_specs(w, 1, False, False, 2, [1])
+    >>> arrays = {name: np.zeros(spec[0]) for name, spec in specs.items()}
+    >>> {k: v.shape for k, v in final_states(w, arrays, "float32").items()}
+    {'h_n': (1, 1, 2), 'c_n': (1, 1, 2)}
+    """
+    cell = network_cell(workload)
+    T, L, D = workload.seq_len, workload.layers, workload.directions
+    out: dict[str, Any] = {}
+    for s in cell.states:
+        found = []
+        for l in range(L):
+            for d in range(D):
+                key = f"{instance}.{l}.{d}"
+                name = f"h{key}" if s.next == cell.output else f"s{key}.{s.name}"
+                found.append(arrays[name][0 if d else T - 1])
+        out[f"{s.name}_n"] = _stacked(found, np.dtype(dtype))
+    return out
+
+
+def initial_state_grads(
+    workload: Workload, arrays: dict[str, np.ndarray], dtype: Any, instance: int = 0
+) -> dict[str, Any]:
+    """``{state}0``: the gradient w.r.t. each initial state of every layer-direction, stacked
+    as :func:`final_states`."""
+    cell = network_cell(workload)
+    L, D = workload.layers, workload.directions
+    out: dict[str, Any] = {}
+    for s in cell.states:
+        found = []
+        for l in range(L):
+            for d in range(D):
+                ds = arrays[f"ds{instance}.{l}.{d}.{s.name}"]
+                found.append(ds[len(ds) - 1 if d else 0])
+        out[f"{s.name}0"] = _stacked(found, np.dtype(dtype))
+    return out
