@@ -92,10 +92,12 @@ __all__ = [
     "TaskSpec",
     "array_specs",
     "final_states",
+    "forward_task",
     "hoisted_products",
     "initial_state_grads",
     "input_split_by_time_max_bytes",
     "layer_kernels",
+    "recurrent_product_ops",
 ]
 
 #: (kind, instance, layer, direction, t0, steps): what a worker needs to know about a task.
@@ -329,6 +331,7 @@ class TaskRunner:
         self._hooks: dict[tuple[int, int, int], tuple[dict, dict]] = {}
         self._rows: dict[tuple, tuple[slice, np.ndarray] | None] = {}
         self._private: dict[tuple, np.ndarray] = {}
+        self._task_hooks: dict[tuple, Callable] = {}
         self._parity = 0
         self._run = {
             "cell": self._cell,
@@ -562,21 +565,33 @@ class TaskRunner:
         for op in hoisted_products(self.kernels[l]):
             self._product_into(i, l, d, op, x, a)
 
+    # the hooks of a task are made once (a kernel keeps its inference program for the same
+    # hook functions, see kernels.declared.CellKernel.forward)
     def _copy_hook(self, name: str, a: int, b: int) -> Callable:
-        source = self.a[name][a:b]
+        key = ("copy", name, a, b)
+        hook = self._task_hooks.get(key)
+        if hook is None:
+            source = self.a[name][a:b]
 
-        def read(_operand: np.ndarray, out: np.ndarray) -> None:
-            np.copyto(out, source)
+            def hook(_operand: np.ndarray, out: np.ndarray) -> None:
+                np.copyto(out, source)
 
-        return read
+            self._task_hooks[key] = hook
+        return hook
 
     def _split_batched_hook(self, i: int, l: int, d: int, op: str, a: int, b: int) -> Callable:
-        def product(operand: np.ndarray, out: np.ndarray) -> None:
-            self._product_into(i, l, d, op, operand, a)
-            self.barrier()
-            np.copyto(out, self.a[f"gx{i}.{l}.{d}.{op}"][a:b])
+        key = ("split", i, l, d, op, a, b)
+        hook = self._task_hooks.get(key)
+        if hook is None:
+            result = self.a[f"gx{i}.{l}.{d}.{op}"][a:b]
 
-        return product
+            def hook(operand: np.ndarray, out: np.ndarray) -> None:
+                self._product_into(i, l, d, op, operand, a)
+                self.barrier()
+                np.copyto(out, result)
+
+            self._task_hooks[key] = hook
+        return hook
 
     def _cell(self, i: int, l: int, d: int, a: int, b: int) -> None:
         key = f"{i}.{l}.{d}"
@@ -822,3 +837,62 @@ def initial_state_grads(
                 found.append(ds[len(ds) - 1 if d else 0])
         out[f"{s.name}0"] = _stacked(found, np.dtype(dtype))
     return out
+
+
+def forward_task(
+    cell: Cell,
+    hidden: int,
+    batch: int,
+    steps: int,
+    *,
+    product: Callable[[str, Any], Callable | None] | None = None,
+    seed: int = 0,
+) -> Callable[[], Any]:
+    """One inference cell task of one layer-direction (input width ``hidden``, float32, random
+    parameters) as :class:`TaskRunner` runs it, as a callable of no argument: what calibration
+    times (:mod:`wpsim.measure.calibrate`).
+
+    ``product(op, weight)`` may return the function ``(a, out)`` that computes the ``matmul``
+    op ``op`` (of ``weight``, its gate block where it multiplies one) in place of the kernel,
+    or None to keep the kernel's.
+
+    Examples
+    --------
+    >>> from wpsim.cells import get_cell
+    >>> task = forward_task(get_cell("sru"), 8, 1, 4, product=lambda op, w: None)
+    >>> task().output.shape
+    (4, 1, 8)
+    """
+    kernel = CellKernel(cell, hidden, hidden, "float32")
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in kernel.param_shapes.items():
+        value = (rng.standard_normal(shape) * 0.05).astype(np.float32)
+        params[name] = row_block(value, slice(None)) if len(shape) == 2 else value
+    x = rng.standard_normal((steps, batch, hidden)).astype(np.float32)
+    hooks = {}
+    if product is not None:
+        plan = kernel.plan
+        for op in plan.cell.ops:
+            if op.kind != "matmul":
+                continue
+            weight = params[op.args[0].name]
+            span = plan.region(op.args[0])
+            if span is not None:
+                weight = row_block(weight, slice(*span))
+            fn = product(op.name, weight)
+            if fn is not None:
+                hooks[op.name] = fn
+    return lambda: kernel.forward(params, x, save=False, products=hooks or None)
+
+
+def recurrent_product_ops(cell: Cell) -> list[str]:
+    """The ``matmul`` ops of ``cell`` on the recurrence (one step at a time).
+
+    Examples
+    --------
+    >>> from wpsim.cells import get_cell
+    >>> recurrent_product_ops(get_cell("lstm", proj_size=2)), recurrent_product_ops(get_cell("sru"))
+    (['gh', 'h_new'], [])
+    """
+    return _recurrent_products(CellKernel(cell, 1, 1))

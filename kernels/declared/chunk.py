@@ -353,13 +353,17 @@ class CellKernel:
         # an inference call keeps nothing it builds: where that is small, its program (buffers
         # and runs) is kept for the next call with the same shapes and parameters, which copies
         # its input and states in and its output out
+        # (a program built with product hooks is kept for the same hook functions)
         bound = k * batch * sum(self.widths.values()) * self.dtype.itemsize
-        keep = not (save or products) and reusable is not None and bound <= PROGRAM_MAX_BYTES
-        key = (k, batch, reverse, reusable)
+        keep = not save and reusable is not None and bound <= PROGRAM_MAX_BYTES
+        hooks = tuple(sorted((op, id(fn)) for op, fn in (products or {}).items()))
+        key = (k, batch, reverse, reusable, hooks)
         program = self._programs.get(key) if keep else None
         if program is None and keep:
             mine = {s: v.copy() for s, v in initial.items()}
-            program = self._program(np.empty_like(x), mine, arrays, prods, None, None, save, order)
+            program = self._program(
+                np.empty_like(x), mine, arrays, prods, products, None, save, order
+            )
             if len(self._programs) >= PREPARED_SETS:
                 self._programs.pop(next(iter(self._programs)))
             self._programs[key] = program
