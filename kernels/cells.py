@@ -63,7 +63,7 @@ import numpy as np
 from scipy.special import expit
 
 from kernels.products import Recurrent, matmul_xwt
-from wpsim.model.workload import GATES
+from wpsim.cells import gate_count, get_cell
 
 __all__ = [
     "cell_chunk_backward",
@@ -82,10 +82,14 @@ RecurrentFn = Callable[[np.ndarray, np.ndarray], None]
 
 
 # ---- small helpers ---------------------------------------------------------------------------
+#: The cells these hand-written kernels compute (any declared cell: :mod:`kernels.declared`).
+KERNEL_CELLS = ("rnn", "lstm", "gru")
+
+
 def _check_cell(cell: str) -> int:
-    if cell not in GATES:
-        raise ValueError(f"cell must be one of {sorted(GATES)}, got {cell!r}")
-    return GATES[cell]
+    if cell not in KERNEL_CELLS:
+        raise ValueError(f"cell must be one of {list(KERNEL_CELLS)}, got {cell!r}")
+    return gate_count(get_cell(cell))
 
 
 def _dtype_of(layer_params: Mapping[str, Any]) -> np.dtype:

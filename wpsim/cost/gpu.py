@@ -91,7 +91,7 @@ from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import LRUCache
 from wpsim.machines.gpu import ZHU_2018, GpuMachine, PersistentKernel
 from wpsim.model.plan import Plan
-from wpsim.model.workload import ELEMENTWISE_FLOPS, INDEX_BYTES, Workload
+from wpsim.model.workload import INDEX_BYTES, Workload
 
 L2 = "L2"
 
@@ -167,7 +167,7 @@ def max_persistent_hidden(machine: GpuMachine, workload: Workload) -> int:
 
 
 def elementwise_flops(workload: Workload) -> float:
-    return float(ELEMENTWISE_FLOPS[workload.cell] * workload.hidden * workload.batch)
+    return workload.step_flops(0).elementwise
 
 
 def persistent_step(

@@ -43,11 +43,10 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from wpsim.cells import group_flops, param_shapes
 from wpsim.errors import ConfigError
-from wpsim.model.workload import ELEMENTWISE_FLOPS, Workload
+from wpsim.model.workload import Workload
 
-#: Element-wise flops per unit split between the ``gates`` op and the ``state`` op (op granularity).
-OP_ELEMENTWISE_SPLIT = {"rnn": (4, 0), "lstm": (16, 5), "gru": (13, 4)}
 SOFTMAX_FLOPS_PER_ELEMENT = 4
 
 Weights = tuple[tuple[str, int], ...]
@@ -122,6 +121,20 @@ def _weight_key(instance: int, layer: int, direction: int, part: str) -> str:
     suffix = "_reverse" if direction else ""
     prefix = f"i{instance}." if instance else ""
     return f"{prefix}l{layer}{suffix}.{part}"
+
+
+def _output_is_state(workload: Workload) -> bool:
+    """Whether the layer's output is one of the states (h of the Elman RNN, LSTM, GRU; not SRU's
+    or QRNN's h, which reads the state c)."""
+    cell = workload.cell_declaration
+    return any(state.next == cell.output for state in cell.states)
+
+
+def _bias_width(workload: Workload) -> int:
+    """Units of the widest vector parameter: a weight-gradient task reduces one such gradient
+    over the ``B*T`` rows (a pair of biases added to one pre-activation shares it)."""
+    shapes = param_shapes(workload.cell_declaration, workload.hidden, workload.hidden)
+    return max((shape[0] for shape in shapes.values() if len(shape) == 1), default=0)
 
 
 def _chunks(seq_len: int, chunk: int) -> list[tuple[int, int]]:
@@ -228,39 +241,30 @@ class _Builder:
             if layer == w.layers:  # the output layer
                 blocks.append((_weight_key(instance, layer, 0, "out"), w.output_weight_bytes()))
             else:
-                half_bias = w.bias_bytes() // 2
-                if "ih" in parts:
-                    blocks.append(
-                        (
-                            _weight_key(instance, layer, direction, "ih"),
-                            w.weight_ih_bytes(layer) + half_bias,
-                        )
-                    )
-                if "hh" in parts:
-                    blocks.append(
-                        (
-                            _weight_key(instance, layer, direction, "hh"),
-                            w.weight_hh_bytes() + half_bias,
-                        )
-                    )
+                sizes = w.weight_block_bytes(layer)
+                for part in ("ih", "hh"):
+                    if part in parts:
+                        blocks.append((_weight_key(instance, layer, direction, part), sizes[part]))
             cached = self._weights_cache[key] = tuple(blocks)
         return cached
 
     # ---- cell granularity -------------------------------------------------------------
     def add_cell_forward(self, instance: int, chunk: int, hoist_input: int | None) -> None:
         w = self.w
-        s, b, h, g = w.dtype_bytes, w.batch, w.hidden, w.gates
-        state = w.state_bytes()
-        c_bytes = state - b * h * s  # LSTM carries c besides h
+        s, b, h = w.dtype_bytes, w.batch, w.output_width
         chunks = _chunks(w.seq_len, chunk)
-        rec_per_step = 2.0 * w.weight_hh_nonzeros() * b
-        elem_per_step = float(ELEMENTWISE_FLOPS[w.cell] * h * b)
         # cell_ids[d][c] of the layer below, for wiring the next layer
         below: list[list[int]] | None = None
         edges: list[tuple[int, int, int]] = []
         for layer in range(w.layers):
             width = w.layer_input_size(layer)
-            in_per_step = 2.0 * g * h * width * b
+            flops = w.step_flops(layer)
+            in_per_step, rec_per_step = flops.matmul_batched, flops.matmul_recurrent
+            elem_per_step = flops.elementwise
+            pre = w.handoff_width(layer)  # what the ops before the recurrence hand to it
+            state = w.state_bytes(layer)
+            # a cell task writes its outputs and the states that are not the output (c of an LSTM)
+            carried = state - (b * h * s if _output_is_state(w) else 0)
             current: list[list[int]] = []
             for direction in range(w.directions):
                 hoisted: dict[int, int] = {}  # step -> input_gemm task id
@@ -278,7 +282,7 @@ class _Builder:
                             flops_elem=0.0,
                             weights=self.weights(instance, layer, direction, "ih"),
                             in_bytes=b * k * width * s,
-                            out_bytes=g * h * b * k * s,
+                            out_bytes=pre * b * k * s,
                             instance=instance,
                         )
                         for t in range(t0, t0 + k):
@@ -290,7 +294,8 @@ class _Builder:
                                         edges.append((below[d_below][c], tid, b * ck * h * s))
                 ids = []
                 weights = self.weights(instance, layer, direction, "hh" if hoisted else "ih+hh")
-                in_width = g * h if hoisted else (width or h)  # skip input reads x (B x H)
+                # skip input reads x (B x H)
+                in_width = pre if hoisted else (width or w.hidden)
                 pending = self.pending
                 for t0, k in chunks:
                     # the hot loop of large graphs: Task built positionally, no helper call
@@ -308,14 +313,14 @@ class _Builder:
                         elem_per_step * k,
                         weights,
                         in_width * b * k * s + state,
-                        b * k * h * s + c_bytes,
+                        b * k * h * s + carried,
                         instance,
                     )
                     pending.append((tid, {"task": task}))
                     ids.append(tid)
                     if hoisted:
                         for source in sorted({hoisted[t] for t in range(t0, t0 + k)}):
-                            edges.append((source, tid, g * h * b * k * s))
+                            edges.append((source, tid, pre * b * k * s))
                 # recurrence: forward chunks in order, reverse chunks backwards in time
                 order = ids if direction == 0 else ids[::-1]
                 for prev, nxt in zip(order, order[1:], strict=False):
@@ -336,7 +341,7 @@ class _Builder:
 
     def _add_output_tasks(self, instance, chunks, top, edges, kind="output") -> list[int]:
         w = self.w
-        s, b, h, o = w.dtype_bytes, w.batch, w.hidden, w.output_size
+        s, b, h, o = w.dtype_bytes, w.batch, w.output_width, w.output_size
         dh = w.directions * h
         per_step = 2.0 * o * dh * b + o * b
         soft = SOFTMAX_FLOPS_PER_ELEMENT * o * b if w.output == "softmax" else 0
@@ -365,7 +370,8 @@ class _Builder:
     def add_op_forward(self, instance: int) -> None:
         w = self.w
         s, b, h, g = w.dtype_bytes, w.batch, w.hidden, w.gates
-        gates_e, state_e = OP_ELEMENTWISE_SPLIT[w.cell]
+        split = group_flops(w.cell_declaration, h, w.layer_input_size(0) or h)
+        gates_e, state_e = split["gates"] / h, split["state"] / h
         has_state = state_e > 0
         T = w.seq_len
         edges: list[tuple[int, int, int]] = []
@@ -400,7 +406,7 @@ class _Builder:
                     rp = self.add(
                         kind="rec_proj",
                         flops_in=0.0,
-                        flops_rec=2.0 * w.weight_hh_nonzeros() * b,
+                        flops_rec=w.step_flops(layer).matmul_recurrent,
                         flops_elem=0.0,
                         weights=self.weights(instance, layer, direction, "hh"),
                         in_bytes=vec,
@@ -426,8 +432,8 @@ class _Builder:
                             flops_rec=0.0,
                             flops_elem=float(state_e * h * b),
                             weights=(),
-                            in_bytes=pre + w.state_bytes(),
-                            out_bytes=w.state_bytes(),
+                            in_bytes=pre + w.state_bytes(layer),
+                            out_bytes=w.state_bytes(layer),
                             **common,
                         )
                         edges.append((gt, st, pre))
@@ -518,7 +524,7 @@ class _Builder:
         for (instance, layer, direction), tasks in sorted(groups.items()):
             blocks = {key: size for t in tasks for key, size in t.weights}
             grad_weights = tuple((f"grad.{key}", size) for key, size in sorted(blocks.items()))
-            bias = 0.0 if layer == w.layers else float(w.gates * w.hidden * w.batch * w.seq_len)
+            bias = 0.0 if layer == w.layers else float(_bias_width(w) * w.batch * w.seq_len)
             wid = self.add(
                 kind="wgrad",
                 layer=layer,
@@ -550,7 +556,7 @@ def rolled_cell_graph(workload: Workload) -> nx.DiGraph:
     >>> sorted(rolled_cell_graph(Workload(cell="rnn", hidden=4, input=4, seq_len=2)).edges)
     [('gates', 'input_proj_next_layer'), ('gates', 'rec_proj'), ('input_proj', 'gates'), ('rec_proj', 'gates')]
     """
-    has_state = OP_ELEMENTWISE_SPLIT[workload.cell][1] > 0
+    has_state = group_flops(workload.cell_declaration, 1, 1)["state"] > 0
     out = "state" if has_state else "gates"
     rolled = nx.DiGraph()
     rolled.add_edge("input_proj", "gates", delay=0)

@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from wpsim.cells import gate_count, get_cell
 from wpsim.measure.calibrate.compute import (
     ELEM_B,
     ELEM_B_QUICK,
@@ -38,7 +39,6 @@ from wpsim.measure.calibrate.sync import (
     measure_pipe_dispatch,
 )
 from wpsim.measure.calibrate.timing import pin
-from wpsim.model.workload import GATES
 
 
 # ---- the child process ----------------------------------------------------------------------------
@@ -90,7 +90,8 @@ def child_main(config: dict[str, Any]) -> None:
     raw["product_fixed_s"] = measure_product_fixed(budget / 4)
     # the other cells' own matrices: a skinny product's rate depends on where its matrix fits
     raw["gemm_s_by_cell"] = {
-        cell: measure_gemm(hs, ns, budget / 2, GATES[cell]) for cell in ("rnn", "gru")
+        cell: measure_gemm(hs, ns, budget / 2, gate_count(get_cell(cell)))
+        for cell in ("rnn", "gru")
     }
     # and with the weights hot: at most half the largest private cache (as its bandwidth is
     # measured), for the hidden sizes whose matrix is larger
@@ -100,10 +101,10 @@ def child_main(config: dict[str, Any]) -> None:
         raw["gemm_hot_bytes"] = hot
         raw["gemm_s_hot"] = {
             cell: measure_gemm(
-                [h for h in hs if GATES[cell] * h * h * 4 > hot],
+                [h for h in hs if gate_count(get_cell(cell)) * h * h * 4 > hot],
                 ns,
                 budget / 2,
-                GATES[cell],
+                gate_count(get_cell(cell)),
                 hot_bytes=hot,
             )
             for cell in ("rnn", "lstm", "gru")

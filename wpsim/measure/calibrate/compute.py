@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from wpsim.cells import gate_count, get_cell
 from wpsim.measure.calibrate.timing import time_call, zero_product
-from wpsim.model.workload import GATES
 
 #: Shapes measured (full run, quick run).
 GEMM_N = (1, 2, 4, 8, 16, 32, 64, 256)
@@ -150,7 +150,7 @@ def measure_elementwise(
     out: dict[str, float] = {}
 
     for cell in cells:
-        g = GATES[cell]
+        g = gate_count(get_cell(cell))
         for h in hs:
             params = {
                 "weight_ih": rng.standard_normal((g * h, h), dtype=np.float32) * 0.05,

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from wpsim.cells import gate_count, get_cell
 from wpsim.measure.calibrate.timing import (
     Shared,
     fork_run,
@@ -16,7 +17,6 @@ from wpsim.measure.calibrate.timing import (
     spin_until,
     zero_product,
 )
-from wpsim.model.workload import GATES
 
 HANDOFF_SIZES = (0, 4096, 16384, 65536, 262144)
 
@@ -133,7 +133,7 @@ def one_layer(cell: str, hidden: int, rng: Any) -> dict[str, Any]:
 
     from kernels.params import layer_params
 
-    g = GATES[cell] * hidden
+    g = gate_count(get_cell(cell)) * hidden
     return layer_params(
         {
             "weight_ih_l0": rng.standard_normal((g, hidden), dtype=np.float32) * 0.05,
@@ -174,7 +174,7 @@ def split_member_cell(cell: str, hidden: int, members: int) -> Callable[[], Any]
     params = one_layer(cell, hidden, rng)
     x = rng.standard_normal((1, 1, hidden), dtype=np.float32)
     gates_x = input_projection(cell, params, x)
-    rows = split_rows(GATES[cell] * hidden, members)
+    rows = split_rows(gate_count(get_cell(cell)) * hidden, members)
     mine = row_block(params["weight_hh"], rows[0])
     block = np.zeros((1, rows[0].stop - rows[0].start), np.float32)
 
