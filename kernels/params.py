@@ -172,7 +172,7 @@ def network_cell(workload: Workload) -> Cell:
     >>> network_cell(Workload(cell="gru", hidden=2, input=2, seq_len=1)).label
     'gru'
     """
-    return get_cell(workload.cell)
+    return workload.cell_declaration
 
 
 def layer_input_width(workload: Workload, layer: int, cell: Cell | None = None) -> int:

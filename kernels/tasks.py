@@ -786,10 +786,11 @@ class TaskRunner:
 
 
 def _stacked(arrays: list[np.ndarray], dtype: np.dtype) -> np.ndarray | list[np.ndarray]:
-    """One (L*D, B, width) array, or a list where the widths differ between layers."""
+    """One (L*D, B, width) array, or a list where the widths differ between layers; copies
+    (the arrays may be views of a segment about to be unmapped)."""
     if len({a.shape for a in arrays}) == 1:
         return np.stack(arrays).astype(dtype)
-    return [np.asarray(a, dtype=dtype) for a in arrays]
+    return [np.array(a, dtype=dtype) for a in arrays]
 
 
 def final_states(

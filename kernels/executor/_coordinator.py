@@ -72,7 +72,7 @@ def check_inputs(workload, params, x, grad_output, seed):
     if np.shape(x) != want:
         raise ConfigError(f"x: got shape {np.shape(x)}, expected {want} (seq_len, batch, input)")
     out_width = (
-        workload.output_size if workload.output != "none" else workload.directions * workload.hidden
+        workload.output_size if workload.output != "none" else workload.directions * workload.output_width
     )
     gshape = (workload.seq_len, workload.batch, out_width)
     if workload.phase == "training":
