@@ -143,9 +143,7 @@ def layer_kernels(workload: Workload, cell: Cell | None = None) -> list[CellKern
 def _batched_products(kernel: CellKernel) -> list[str]:
     """The ``matmul`` ops off the recurrence (run once over a chunk's steps)."""
     plan = kernel.plan
-    return [
-        op.name for op in plan.cell.ops if op.kind == "matmul" and not plan.recurrent(op.name)
-    ]
+    return [op.name for op in plan.cell.ops if op.kind == "matmul" and not plan.recurrent(op.name)]
 
 
 def _recurrent_products(kernel: CellKernel) -> list[str]:
