@@ -16,19 +16,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from kernels.arrays import array_specs, final_states, initial_state_grads, layer_kernels
 from kernels.params import chunk_bounds, compute_dtype, param_shapes
-from kernels.tasks import (
-    TaskRunner,
-    TaskSpec,
-    array_specs,
-    final_states,
-    initial_state_grads,
-    layer_kernels,
-)
+from kernels.tasks import TaskRunner, TaskSpec
 from wpsim.errors import ConfigError
 from wpsim.model.workload import Workload
 
-__all__ = ["backward", "chunk_bounds", "forward"]
+__all__ = ["backward", "forward"]
 
 #: One state array (L*D, B, width), or a tuple of them in the declaration's state order
 #: (``(h, c)`` for an LSTM, as PyTorch).

@@ -6,36 +6,7 @@ name. :class:`TaskRunner` knows nothing about processes either: it gets the arra
 executor's shared segment, or plain arrays for the in-process reference,
 :mod:`kernels.reference`), its rank in its core group and a ``barrier`` callable.
 
-Arrays (``i`` instance, ``l`` layer, ``d`` direction, ``key = i.l.d``; T steps, B batch, W the
-width of the cell's output, I_l the layer's input width, O output size, D directions; all in the
-compute dtype):
-
-=====================  ===============  ==================================================
-name                   shape            contents
-=====================  ===============  ==================================================
-``x``                  (T, B, I)        network input (shared by all instances)
-``p{i}.{param}``       declared shapes  parameters (one copy per instance)
-``h{key}``             (T, B, W)        the layer-direction's output after every step
-``s{key}.{state}``     (T, B, width)    a state that is not the output, after a chunk's last
-                                        processed step (only those slots are written)
-``gx{key}.{op}``       (T, B, width)    products off the recurrence: hoisted input products
-                                        (``input_gemm`` tasks), and a split group's
-``y{i}``               (T, B, O)        output layer (when the workload has one)
-``gout``               like the output  loss gradient w.r.t. the output (training)
-``v{key}.{op}``        (T, B, width)    values the forward keeps for the backward (training)
-``dg{key}.{op}``       (T, B, width)    gradient of each op that reads a parameter (training)
-``dx{key}``            (T, B, I_l)      gradient w.r.t. the layer input, per direction
-``ds{key}.{state}``    (chunks, B, w)   gradient w.r.t. each chunk's entering state
-``gy{i}, dtop{i}``                      output-layer gradients (training with an output layer)
-``g{i}.{param}``       declared shapes  parameter gradients (training)
-``rb{g}``              (2, k, B*m)      double-buffered exchange blocks of a group of k > 1
-``init{key}.{state}``  (B, width)       optional: the initial state (absent: zeros)
-``dfin{key}.{state}``  (B, width)       optional: the loss's gradient w.r.t. the final state
-=====================  ===============  ==================================================
-
-Each array element has one writer per run (``dx`` of a hoisted graph: the cell task writes,
-the ``input_gemm_bwd`` task after it adds the hoisted products' part), so repeated runs
-overwrite and nothing accumulates.
+The arrays are :mod:`kernels.arrays`'s.
 
 Tasks:
 
@@ -67,16 +38,22 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from kernels.arrays import (
+    batched_products,
+    hoisted_products,
+    layer_kernels,
+    param_ops,
+    recurrent_products,
+    saved_names,
+)
 from kernels.cells import output_forward
 from kernels.declared import CellKernel, Saved
 from kernels.declared.chunk import extended_views
 from kernels.params import (
     chunk_bounds,
     compute_dtype,
-    layer_input_width,
     layer_params,
     network_cell,
-    param_shapes,
     row_block,
     suffix,
 )
@@ -90,13 +67,8 @@ __all__ = [
     "RUNNABLE_KINDS",
     "TaskRunner",
     "TaskSpec",
-    "array_specs",
-    "final_states",
     "forward_task",
-    "hoisted_products",
-    "initial_state_grads",
     "input_split_by_time_max_bytes",
-    "layer_kernels",
     "recurrent_product_ops",
 ]
 
@@ -129,144 +101,6 @@ def input_split_by_time_max_bytes() -> int:
     return int(value) if value else INPUT_SPLIT_BY_TIME_MAX_BYTES
 
 
-def layer_kernels(workload: Workload, cell: Cell | None = None) -> list[CellKernel]:
-    """One :class:`~kernels.declared.CellKernel` per layer (both directions share it), in the
-    workload's compute dtype."""
-    cell = cell or network_cell(workload)
-    dt = compute_dtype(workload)
-    return [
-        CellKernel(cell, workload.hidden, layer_input_width(workload, l, cell), dt)
-        for l in range(workload.layers)
-    ]
-
-
-def _batched_products(kernel: CellKernel) -> list[str]:
-    """The ``matmul`` ops off the recurrence (run once over a chunk's steps)."""
-    plan = kernel.plan
-    return [op.name for op in plan.cell.ops if op.kind == "matmul" and not plan.recurrent(op.name)]
-
-
-def _recurrent_products(kernel: CellKernel) -> list[str]:
-    plan = kernel.plan
-    return [op.name for op in plan.cell.ops if op.kind == "matmul" and plan.recurrent(op.name)]
-
-
-def hoisted_products(kernel: CellKernel) -> list[str]:
-    """The products off the recurrence of the layer input itself (``matmul(W, x)``): what an
-    ``input_gemm`` task computes.
-
-    Examples
-    --------
-    >>> from wpsim.cells import get_cell
-    >>> hoisted_products(CellKernel(get_cell("sru"), 4, 3))
-    ['gx']
-    >>> hoisted_products(CellKernel(get_cell("qrnn", window=2), 4, 3))
-    []
-    """
-    plan = kernel.plan
-    return [
-        name
-        for name in _batched_products(kernel)
-        if plan.ops[name].args[1].name == "x" and not plan.ops[name].args[1].gate
-    ]
-
-
-def _saved_names(kernel: CellKernel) -> list[str]:
-    """The values a training forward keeps (besides ``x`` and the output), declaration order."""
-    plan = kernel.plan
-    return [
-        op.name
-        for op in plan.cell.ops
-        if op.name in plan.full[True] and op.name != plan.cell.output
-    ]
-
-
-def _param_ops(kernel: CellKernel) -> list[str]:
-    """The ops whose gradient the parameters' gradients read, declaration order."""
-    wanted = {rule[0] for rule in kernel.plan.param_rules}
-    return [op.name for op in kernel.plan.cell.ops if op.name in wanted]
-
-
-def array_specs(
-    workload: Workload,
-    instances: int,
-    hoisted: bool,
-    training: bool,
-    chunk: int,
-    group_sizes: list[int],
-) -> dict[str, tuple]:
-    """Names, shapes, dtypes (and memory order, when not C) of every array (see the module
-    docstring).
-
-    Examples
-    --------
-    >>> w = Workload(cell="lstm", layers=2, hidden=4, input=3, seq_len=5)
-    >>> specs = array_specs(w, 1, hoisted=False, training=False, chunk=2, group_sizes=[1, 1])
-    >>> sorted(specs)[:4], specs["h0.1.0"][0]
-    (['h0.0.0', 'h0.1.0', 'p0.bias_hh_l0', 'p0.bias_hh_l1'], (5, 1, 4))
-    >>> specs["s0.1.0.c"][0]
-    (5, 1, 4)
-    """
-    dt = compute_dtype(workload)
-    cell = network_cell(workload)
-    T, B, H = workload.seq_len, workload.batch, workload.hidden
-    D, L = workload.directions, workload.layers
-    n_chunks = -(-T // chunk)  # len(chunk_bounds(T, chunk)), without listing them
-    split = any(k > 1 for k in group_sizes)
-    kernels = layer_kernels(workload, cell)
-    width = output_width(cell, H)
-    specs: dict[str, tuple] = {"x": ((T, B, workload.input), dt)}
-    shapes = param_shapes(workload)
-    out_width = workload.output_size if workload.output != "none" else D * width
-    if training:
-        specs["gout"] = ((T, B, out_width), dt)
-    exchange = 1
-    for i in range(instances):
-        for name, shape in shapes.items():
-            # matrices in the order the kernels multiply fastest (kernels.params.WEIGHT_ORDER)
-            order = "F" if len(shape) == 2 else "C"
-            specs[f"p{i}.{name}"] = (shape, dt, order)
-        if training:
-            for name, shape in shapes.items():
-                specs[f"g{i}.{name}"] = (shape, dt)
-        for l in range(L):
-            kernel = kernels[l]
-            widths = kernel.widths
-            if hoisted or split:
-                shared = set(_batched_products(kernel)) if split else set()
-                shared |= set(hoisted_products(kernel)) if hoisted else set()
-            for d in range(D):
-                key = f"{i}.{l}.{d}"
-                specs[f"h{key}"] = ((T, B, width), dt)
-                for s, v in kernel.next_of.items():
-                    if v != cell.output:
-                        specs[f"s{key}.{s}"] = ((T, B, widths[s]), dt)
-                if hoisted or split:
-                    for op in sorted(shared):
-                        specs[f"gx{key}.{op}"] = ((T, B, widths[op]), dt)
-                if training:
-                    for op in _saved_names(kernel):
-                        specs[f"v{key}.{op}"] = ((T, B, widths[op]), dt)
-                    for op in _param_ops(kernel):
-                        specs[f"dg{key}.{op}"] = ((T, B, widths[op]), dt)
-                    specs[f"dx{key}"] = ((T, B, kernel.input_size), dt)
-                    for s in kernel.next_of:
-                        specs[f"ds{key}.{s}"] = ((n_chunks, B, widths[s]), dt)
-            if split:  # rows (forward) and columns (backward) of each recurrent product
-                for op in _recurrent_products(kernel):
-                    cols = kernel.param_shapes[kernel.plan.ops[op].args[0].name][1]
-                    exchange = max(exchange, widths[op], cols)
-        if workload.output != "none":
-            specs[f"y{i}"] = ((T, B, workload.output_size), dt)
-            if training:
-                specs[f"gy{i}"] = ((T, B, workload.output_size), dt)
-                specs[f"dtop{i}"] = ((T, B, D * width), dt)
-    for g, k in enumerate(group_sizes):
-        if k > 1:
-            specs[f"rb{g}"] = ((2, k, B * -(-exchange // k)), dt)
-    return specs
-
-
 class TaskRunner:
     """Runs tasks of one execution on named arrays, as member ``rank`` of a group of ``size``.
 
@@ -276,7 +110,7 @@ class TaskRunner:
     tasks : list of TaskSpec
         Indexed by task id.
     arrays : dict of str to ndarray
-        The arrays of :func:`array_specs`.
+        The arrays of :func:`kernels.arrays.array_specs`.
     hoisted : bool
         The graph has ``input_gemm`` tasks (input products outside the cells).
     training : bool
@@ -448,7 +282,7 @@ class TaskRunner:
         lp = self._layer(i, l, d)
         forward: dict[str, Callable] = {}
         backward: dict[str, Callable] = {}
-        for op in _recurrent_products(kernel):
+        for op in recurrent_products(kernel):
             w = plan.ops[op].args[0]
             weight = lp[w.name]
             span = plan.region(w)
@@ -601,7 +435,7 @@ class TaskRunner:
             products[op] = self._copy_hook(f"gx{key}.{op}", a, b)
         if self.size > 1:
             products.update(self._split_hooks(i, l, d)[0])
-            for op in _batched_products(kernel):
+            for op in batched_products(kernel):
                 if op not in hoisted:
                     products[op] = self._split_batched_hook(i, l, d, op, a, b)
         h_all = self.a[f"h{key}"]
@@ -624,7 +458,7 @@ class TaskRunner:
                 self.a[f"s{key}.{s}"][last] = run.states[s]
         if save:
             assert run.saved is not None
-            for name in _saved_names(kernel):
+            for name in saved_names(kernel):
                 self.a[f"v{key}.{name}"][a:b] = run.saved.values[name]
 
     def _output(self, i: int, l: int, d: int, a: int, b: int) -> None:
@@ -661,7 +495,7 @@ class TaskRunner:
             s: np.zeros((self.B, kernel.widths[s]), self.dt) if v is None else v
             for s, v in initial.items()
         }
-        values = {name: self.a[f"v{key}.{name}"][a:b] for name in _saved_names(kernel)}
+        values = {name: self.a[f"v{key}.{name}"][a:b] for name in saved_names(kernel)}
         values[self.cell.output] = self.a[f"h{key}"][a:b]
         extended = {}
         for v in plan.extended:
@@ -772,70 +606,15 @@ class TaskRunner:
         mine = names if self.size == 1 else names[self.rank :: self.size]
         if not mine:
             return
-        values = {name: self.a[f"v{key}.{name}"] for name in _saved_names(kernel)}
+        values = {name: self.a[f"v{key}.{name}"] for name in saved_names(kernel)}
         values[self.cell.output] = self.a[f"h{key}"]
         values["x"] = self._layer_input(i, l, 0, T)
-        op_grads = {op: self.a[f"dg{key}.{op}"] for op in _param_ops(kernel)}
+        op_grads = {op: self.a[f"dg{key}.{op}"] for op in param_ops(kernel)}
         states0 = {s: self.a.get(f"init{key}.{s}") for s in kernel.next_of}
         grads = kernel.param_grads(values, op_grads, states0, reverse=d == 1, names=mine)
         name = suffix(l, d == 1)
         for param, g in grads.items():
             self.a[f"g{i}.{param}{name}"][...] = g
-
-
-def _stacked(arrays: list[np.ndarray], dtype: np.dtype) -> np.ndarray | list[np.ndarray]:
-    """One (L*D, B, width) array, or a list where the widths differ between layers; copies
-    (the arrays may be views of a segment about to be unmapped)."""
-    if len({a.shape for a in arrays}) == 1:
-        return np.stack(arrays).astype(dtype)
-    return [np.array(a, dtype=dtype) for a in arrays]
-
-
-def final_states(
-    workload: Workload, arrays: dict[str, np.ndarray], dtype: Any, instance: int = 0
-) -> dict[str, Any]:
-    """``{state}_n``: each state of every layer-direction after its last step (the last step of
-    the forward direction, the first of the reverse), (L*D, B, width) like PyTorch's ``h_n``
-    (a list of L*D arrays for a state whose width differs between layers).
-
-    Examples
-    --------
-    >>> w = Workload(cell="lstm", hidden=2, input=3, seq_len=4)
-    >>> specs = array_specs(w, 1, False, False, 2, [1])
-    >>> arrays = {name: np.zeros(spec[0]) for name, spec in specs.items()}
-    >>> {k: v.shape for k, v in final_states(w, arrays, "float32").items()}
-    {'h_n': (1, 1, 2), 'c_n': (1, 1, 2)}
-    """
-    cell = network_cell(workload)
-    T, L, D = workload.seq_len, workload.layers, workload.directions
-    out: dict[str, Any] = {}
-    for s in cell.states:
-        found = []
-        for l in range(L):
-            for d in range(D):
-                key = f"{instance}.{l}.{d}"
-                name = f"h{key}" if s.next == cell.output else f"s{key}.{s.name}"
-                found.append(arrays[name][0 if d else T - 1])
-        out[f"{s.name}_n"] = _stacked(found, np.dtype(dtype))
-    return out
-
-
-def initial_state_grads(
-    workload: Workload, arrays: dict[str, np.ndarray], dtype: Any, instance: int = 0
-) -> dict[str, Any]:
-    """``{state}0``: the gradient w.r.t. each initial state of every layer-direction, stacked
-    as :func:`final_states`."""
-    cell = network_cell(workload)
-    L, D = workload.layers, workload.directions
-    out: dict[str, Any] = {}
-    for s in cell.states:
-        found = []
-        for l in range(L):
-            for d in range(D):
-                ds = arrays[f"ds{instance}.{l}.{d}.{s.name}"]
-                found.append(ds[len(ds) - 1 if d else 0])
-        out[f"{s.name}0"] = _stacked(found, np.dtype(dtype))
-    return out
 
 
 def forward_task(
@@ -894,4 +673,4 @@ def recurrent_product_ops(cell: Cell) -> list[str]:
     >>> recurrent_product_ops(get_cell("lstm", proj_size=2)), recurrent_product_ops(get_cell("sru"))
     (['gh', 'h_new'], [])
     """
-    return _recurrent_products(CellKernel(cell, 1, 1))
+    return recurrent_products(CellKernel(cell, 1, 1))

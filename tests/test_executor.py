@@ -169,9 +169,9 @@ def test_layerwise_split_matches_within_float32_tolerance(input_split, monkeypat
 
 
 def test_shared_weights_are_laid_out_in_the_kernels_order():
+    from kernels.arrays import array_specs
     from kernels.executor._layout import Segment, plan_layout
     from kernels.params import WEIGHT_ORDER
-    from kernels.tasks import array_specs
 
     w = _workload("gru", layers=2, hidden=8)
     specs = array_specs(w, 1, hoisted=False, training=False, chunk=2, group_sizes=[1, 1])

@@ -1,4 +1,4 @@
-"""kernels.tasks: the executor's tasks for every registered cell, read from its declaration.
+"""kernels.tasks and kernels.arrays: the executor's tasks for every registered cell, read from its declaration.
 
 * the multi-process executor is bitwise equal to the same tasks in one process
   (:mod:`kernels.reference`) for every cell of the registry and the options that change a
@@ -17,10 +17,11 @@ import doctest
 import numpy as np
 import pytest
 
+import kernels.arrays
 import kernels.tasks
 from kernels import backward, forward, init_input, init_params
+from kernels.arrays import array_specs, hoisted_products, layer_kernels
 from kernels.executor import execute
-from kernels.tasks import array_specs, hoisted_products, layer_kernels
 from wpsim.cells import cell_names
 from wpsim.model.workload import Workload
 from wpsim.policies import get_policy
@@ -48,8 +49,9 @@ def _flat(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def test_docstring_examples():
-    result = doctest.testmod(kernels.tasks, optionflags=doctest.NORMALIZE_WHITESPACE)
+@pytest.mark.parametrize("module", [kernels.arrays, kernels.tasks], ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
 
 

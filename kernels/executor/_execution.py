@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from kernels.arrays import array_specs, final_states, initial_state_grads
 from kernels.executor import _layout as lay
 from kernels.executor._process import (
     START_METHOD,
@@ -26,7 +27,6 @@ from kernels.executor._process import (
 from kernels.executor._watchdog import Watchdog, process_state, stall_limit_s
 from kernels.executor._worker import WorkerSpec, sched_yield, worker_main
 from kernels.params import compute_dtype, param_shapes
-from kernels.tasks import array_specs, final_states, initial_state_grads
 from wpsim.errors import ConfigError, ExecutionError
 from wpsim.sim.loop import Schedule
 from wpsim.trace import Trace
@@ -460,7 +460,7 @@ class Execution:
     def collect(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
         """The outputs (``output``, and ``{state}_n``: each state after the last step) and, in
         training, the gradients (every parameter, ``x``, and ``{state}0``: each initial state);
-        see :func:`kernels.tasks.final_states`."""
+        see :func:`kernels.arrays.final_states`."""
         w, a = self.workload, self.seg.arrays
         out_dt = np.dtype(w.dtype)
         L, D = w.layers, w.directions

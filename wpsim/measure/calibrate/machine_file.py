@@ -465,7 +465,8 @@ def _kernel_call_lines(overheads: dict[str, Any], source: _Source) -> list[str]:
             lines.append(
                 f"  {cell}: {_fmt(float(f'{parts[part]:.4g}'))}  # "
                 + source.measured(
-                    f"{cell} cell_chunk_forward at H=4, batch 1, 1 and 32 steps per chunk: {what}"
+                    f"{cell} cell task (kernels.tasks.forward_task), products a fill, H=4, batch 1, "
+                    f"1 and 32 steps per chunk: {what}"
                 )
             )
     return lines
@@ -581,7 +582,7 @@ def _efficiency_section(
             lines.append(
                 f"      - [{h}, {b}, {_fmt(seconds)}]  # "
                 + measured(
-                    f"{cell} cell_chunk_forward without its GEMMs, H={h}, batch {b}, "
+                    f"{cell} cell task (kernels.tasks.forward_task), products a fill, H={h}, batch {b}, "
                     f"per step of {ELEM_STEPS}, less task_ and step_overhead_s"
                 )
             )
