@@ -42,7 +42,12 @@ def _check_params(workload: Workload, params: Mapping[str, Any]) -> None:
 
 
 def _states(
-    workload: Workload, given: State | None, widths: dict[str, list[int]], batch: int, dtype, what
+    workload: Workload,
+    given: State | None,
+    widths: dict[str, list[int]],
+    batch: int,
+    dtype: np.dtype,
+    what: str,
 ) -> dict[str, list[np.ndarray] | None]:
     """Split PyTorch's ``h0`` / ``(h0, c0)`` into per-layer-direction arrays by state name."""
     names = list(widths)
@@ -80,8 +85,17 @@ def _widths(workload: Workload) -> dict[str, list[int]]:
     }
 
 
-def _run(workload, params, x, h0, grad_output, grad_hn, chunk, training):
-    """Allocate the arrays of :func:`kernels.tasks.array_specs` and run every task in order."""
+def _run(
+    workload: Workload,
+    params: Mapping[str, Any],
+    x: np.ndarray,
+    h0: State | None,
+    grad_output: np.ndarray | None,
+    grad_hn: State | None,
+    chunk: int | None,
+    training: bool,
+) -> tuple[Workload, dict[str, np.ndarray]]:
+    """Allocate the arrays of :func:`kernels.arrays.array_specs` and run every task in order."""
     _check_params(workload, params)
     dtype = compute_dtype(workload)
     x = np.ascontiguousarray(x, dtype=dtype)
