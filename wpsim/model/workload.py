@@ -61,7 +61,6 @@ from wpsim.cells import (
     op_phases,
     output_width,
     param_shapes,
-    products,
     recurrent_matrices,
     resolve_cell,
     step_flops,
@@ -76,6 +75,7 @@ from wpsim.cells import (
 )
 from wpsim.config import NotBool, read_yaml, validate_mapping
 from wpsim.errors import ConfigError
+from wpsim.model.ops import layer_ops
 from wpsim.resources import data_dir
 
 DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
@@ -129,20 +129,20 @@ def _canonical_cell(value: Any) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _step_flops(cell: str, hidden: int, input_size: int, batch: int, density: float) -> StepFlops:
-    """Flops of one step of one layer-direction; ``input_size`` 0 is a skip-input layer: the
-    products computed from ``x`` alone (phase ``before``) are gone, and the element-wise ops are
-    those of an input ``H`` wide."""
+    """Flops of one step of one layer-direction; ``input_size`` 0 is a skip-input layer: the ops
+    of the ``input_proj`` kind (the products computed from ``x`` alone,
+    :mod:`wpsim.model.ops`) are gone, the others are those of an input ``H`` wide."""
     decl = declaration(cell)
     if input_size > 0:
         return step_flops(decl, hidden, input_size, batch, density)
     full = step_flops(decl, hidden, hidden, batch, density)
-    phases = op_phases(decl)
-    dropped = sum(
-        p.flops_per_row * batch
-        for p in products(decl, hidden, hidden, density)
-        if phases[p.op] == "before"
+    ops = layer_ops(decl, hidden, 0, batch, density)
+    kept = [ops.flops[kind.name] for kind in ops.kinds]
+    return dataclasses.replace(
+        full,
+        matmul_batched=sum(f[0] for f in kept),
+        elementwise=sum(f[2] for f in kept),
     )
-    return dataclasses.replace(full, matmul_batched=full.matmul_batched - dropped)
 
 
 class Workload(BaseModel):
@@ -271,6 +271,14 @@ class Workload(BaseModel):
             a.name for op in decl.ops if phases[op.name] != "before" for a in op.args
         }
         return sum(widths[name] for name, phase in phases.items() if phase == "before" and name in read)
+
+    @property
+    def bias_gradient_width(self) -> int:
+        """Units of the widest vector parameter (``G*H`` for rnn, lstm and gru): a weight
+        gradient reduces one such gradient over the ``B*T`` rows (the two biases added to one
+        pre-activation share theirs)."""
+        shapes = self._shapes(0)
+        return max((shape[0] for shape in shapes.values() if len(shape) == 1), default=0)
 
     def weight_block_bytes(self, layer: int) -> dict[str, int]:
         """Bytes of one direction's weight blocks of ``layer``: ``"ih"`` (read once per batched
