@@ -13,12 +13,15 @@ Granularities
     With ``hoist_input=K`` the input projections leave the cells and become ``input_gemm`` tasks of
     K steps each (``hoist_input=seq_len`` is oneDNN's "linear execution": one GEMM per layer).
 ``op``
-    The ops inside a cell, one task per op and step: ``input_proj`` (x W_ih^T), ``rec_proj``
-    (h W_hh^T), ``gates`` (gate pre-activation sums and nonlinearities; for the Elman cell the
-    whole ``h = tanh(a)``), ``state`` (LSTM/GRU state update), and at the top ``out_proj`` and
-    ``softmax``. :func:`hoistable_kinds` finds, by strongly connected components of the rolled
-    graph, the ops on no recurrent cycle; with ``chunk=K`` :func:`batch_over_time` merges each of
-    them over K consecutive steps (multi-time-step execution).
+    The ops inside a cell, one task per op kind and step, the kinds found from the cell's
+    declaration (:mod:`wpsim.model.ops`): ``input_proj`` (x W_ih^T), ``rec_proj`` (h W_hh^T;
+    none for a cell without a recurrent matrix product, as SRU, QRNN and IndRNN), ``gates`` (gate
+    pre-activation sums and nonlinearities; for the Elman cell the whole ``h = tanh(a)``),
+    ``state`` (the state update), ``readout`` (ops after the recurrence: SRU's highway output),
+    and at the top ``out_proj`` and ``softmax``. :func:`hoistable_kinds` finds the kinds none of
+    whose ops lies on a recurrent cycle of the rolled graph; with ``chunk=K``
+    :func:`batch_over_time` merges each of them over K consecutive steps (multi-time-step
+    execution, Sung & Park 2018).
 
 Training adds, for every forward task ``v``, a backward task whose dependencies mirror the forward
 ones (the gradient graph is the transpose: forward edge u->v gives backward edge v'->u', so
@@ -27,13 +30,15 @@ activations, and one ``wgrad`` task per (instance, layer, direction) that accumu
 gradients of all steps as one GEMM after the last backward task of that layer.
 
 Flop formulas (B batch, H hidden, G gates, I_l layer input width, k steps, s dtype bytes,
-nnz = stored entries of W_hh, E element-wise flops per unit: rnn 4, lstm 21, gru 17):
+nnz = stored entries of W_hh, E element-wise flops per unit: rnn 4, lstm 21, gru 17), all from
+the cell's declaration (:meth:`Workload.step_flops`, :func:`wpsim.cells.step_flops`):
 
-* input projection ``2*G*H*I_l*B*k``; recurrent projection ``2*nnz*B*k``; element-wise ``E*H*B*k``;
+* products off the recurrence ``2*G*H*I_l*B*k`` (``flops_in``; all of SRU's and QRNN's matrix
+  work); recurrent products ``2*nnz*B*k`` (``flops_rec``); element-wise ``E*H*B*k``;
 * output layer ``2*O*D*H*B*k + O*B*k`` (+ ``4*O*B*k`` for softmax: max, exp, sum, divide);
 * a backward task repeats its forward task's projection flops (dX = dA W_ih, dH = dA W_hh) and
   doubles its element-wise flops; ``wgrad`` costs the layer's projection flops over all steps
-  (dW = dA^T [x, h]) plus ``G*H*B*T`` per bias pair.
+  (dW = dA^T [x, h]) plus ``G*H*B*T`` per bias pair (the widest vector parameter).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each op of a cell goes to one *kind* of task, run once a step (or once for the k
 when every op of the kind is off the recurrence, Sung & Park's multi-time-step execution):
 
 * ``input_proj``: the products before the recurrence (computed from the input alone) and the
-  element-wise ops before it that feed no gate activation (SRU's ``W_f x + b_f``);
+  element-wise ops that prepare their input (QRNN's window ``concat(x, x_prev)``);
 * ``rec_proj``: the products on the recurrence (``W_hh h``);
 * ``gates`` and ``state``: the other element-wise ops before or on the recurrence, split as
   :func:`wpsim.cells.op_groups` splits them (the gate activations and what they need within the
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from wpsim.cells import Cell, op_flops, op_groups, op_phases, param_block, value_widths
+from wpsim.cells import Cell, Op, op_flops, op_groups, op_phases, param_block, value_widths
 from wpsim.cells.spec import INPUT
 
 __all__ = ["KIND_ORDER", "KindFlow", "LayerOps", "OpKind", "layer_ops", "op_kinds"]
@@ -65,16 +65,28 @@ class KindFlow:
     values: tuple[str, ...]
 
 
-def _base_kind(cell: Cell, name: str, kind: str) -> str:
+def _base_kind(cell: Cell, name: str, kind: str, feeds_product: set[str]) -> str:
     phase = op_phases(cell)[name]
     if phase == "after":
         return "readout"
     if kind == "matmul":
         return "rec_proj" if phase == "recurrence" else "input_proj"
-    group = op_groups(cell)[name]
-    if phase == "before" and group != "gates":
-        return "input_proj"
-    return group
+    if phase == "before" and name in feeds_product:
+        return "input_proj"  # prepares a product's input (QRNN's window concat(x, x_prev))
+    return op_groups(cell)[name]
+
+
+def _feeding_products(cell: Cell) -> set[str]:
+    """The element-wise ops before the recurrence that a product before it reads (within the
+    step, directly or through other such ops)."""
+    phases = op_phases(cell)
+    feeding: set[str] = set()
+    for op in reversed(cell.ops):
+        if phases[op.name] != "before":
+            continue
+        if op.kind == "matmul" or op.name in feeding:
+            feeding |= {a.name for a in op.args if isinstance(cell.lookup(a.name), Op)}
+    return {name for name in feeding if cell.op(name).kind != "matmul"}
 
 
 @functools.cache
@@ -84,8 +96,9 @@ def _kinds(cell: Cell) -> tuple[tuple[OpKind, ...], tuple[tuple[str, str], ...]]
     group_of: dict[str, int] = {}
     latest: dict[str, int] = {}
     same_step = nx.DiGraph()
+    feeds_product = _feeding_products(cell)
     for op in cell.ops:  # declaration order: every operand is defined above its use
-        base = _base_kind(cell, op.name, op.kind)
+        base = _base_kind(cell, op.name, op.kind, feeds_product)
         preds = {group_of[a.name] for a in op.args if a.name in group_of}
         gid = latest.get(base)
         if gid is None or any(
@@ -138,6 +151,8 @@ def op_kinds(cell: Cell) -> tuple[OpKind, ...]:
     >>> from wpsim.cells import get_cell
     >>> [(k.name, k.recurrent) for k in op_kinds(get_cell("sru"))]
     [('input_proj', False), ('state', True), ('readout', False)]
+    >>> [(k.name, k.recurrent) for k in op_kinds(get_cell("qrnn", window=2))]
+    [('input_proj', False), ('gates', False), ('state', True), ('readout', False)]
     >>> [k.name for k in op_kinds(get_cell("lstm", proj_size=2))]
     ['input_proj', 'rec_proj', 'rec_proj_2', 'gates', 'state']
     """

@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from wpsim.cells import gate_count, get_cell
 from wpsim.measure.calibrate.sync import lstm_cell_task, split_member_cell
 from wpsim.measure.calibrate.timing import median, time_call, zero_product
 
@@ -207,7 +208,7 @@ def measure_step_overhead(
 
     out = {}
     for cell in cells:
-        gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+        gates = gate_count(get_cell(cell))
         h = 4
         p = layer_params(
             {
