@@ -214,3 +214,60 @@ def test_an_unknown_cell_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "field 'cell'" in err and "sru" in err
     assert get_cell("sru")  # the registry still answers
+
+
+# ---- parallel training streams (Hwang & Sung 2015) ------------------------------------------------
+def test_streams_copy_every_chain_and_share_the_weights():
+    one = _workload("lstm", phase="training")
+    three = _workload("lstm", phase="training", streams=3)
+    g1, g3 = wgraph.build(one, chunk=2), wgraph.build(three, chunk=2)
+    assert nx.is_directed_acyclic_graph(g3)
+    cells1 = [t for t in wgraph.tasks(g1) if t.kind == "cell"]
+    cells3 = [t for t in wgraph.tasks(g3) if t.kind == "cell"]
+    assert len(cells3) == 3 * len(cells1)
+    assert {t.stream for t in cells3} == {0, 1, 2}
+    # the same weight blocks (names and bytes) whatever the stream
+    assert {t.weights for t in cells3} == {t.weights for t in cells1}
+    # one weight-gradient task a layer-direction for all streams, three times the work
+    w1 = [t for t in wgraph.tasks(g1) if t.kind == "wgrad"]
+    w3 = [t for t in wgraph.tasks(g3) if t.kind == "wgrad"]
+    assert len(w3) == len(w1)
+    assert [t.flops for t in w3] == pytest.approx([3 * t.flops for t in w1], rel=1e-12)
+    assert wgraph.tasks(g3) and next(t for t in cells3 if t.stream == 2).label.startswith("s2.")
+
+
+def test_streams_fill_the_cores_a_wavefront_leaves_idle():
+    """Ideal costs: a 2-layer wavefront keeps 2 of 4 cores busy; a second stream takes the other
+    two, so two streams finish in the time of one (a throughput speed-up of 2), and the closed
+    form says the same."""
+    m = make_machine(cores=4)
+    one = _workload("gru", layers=2, hidden=16, input=16, seq_len=8)
+    two = _workload("gru", layers=2, hidden=16, input=16, seq_len=8, streams=2)
+    t1 = simulate(one, m, "wavefront", cost="ideal").makespan_s
+    t2 = simulate(two, m, "wavefront", cost="ideal").makespan_s
+    assert t2 == pytest.approx(t1, rel=1e-12)
+    assert predict(two, m, "wavefront", cost="ideal").makespan_s == pytest.approx(t2, rel=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "sru"])
+def test_streams_speed_up_training_against_one_stream(cell):
+    """With the cost model: N streams of a 2-layer network on 8 cores run faster than N runs of
+    one stream (cores a single wavefront leaves idle, and weights hot in the caches of the cores
+    that ran another stream's task), and at most N times faster."""
+    m = make_machine(cores=8)
+    one = _workload(cell, layers=2, hidden=256, input=256, seq_len=16, phase="training")
+    t1 = simulate(one, m, "wavefront").makespan_s
+    for n in (2, 4):
+        tn = simulate(one.model_copy(update={"streams": n}), m, "wavefront").makespan_s
+        speedup = n * t1 / tn
+        assert 1.2 < speedup <= n * (1 + 1e-9), (n, speedup)
+
+
+def test_streams_are_refused_where_they_are_not_modelled():
+    from wpsim.errors import ConfigError
+    from wpsim.machines import load_machine, resolve_machine_path
+    from wpsim.sim.gpu import evaluate
+
+    w = _workload("lstm", streams=2)
+    with pytest.raises(ConfigError, match="streams 2: the GPU models run one stream"):
+        evaluate("simulate", w, load_machine(resolve_machine_path("v100")), "gemm")

@@ -83,6 +83,9 @@ class Task:
         Activation bytes read and written.
     instance : int
         Workload instance (multiprogramming); 0 otherwise.
+    stream : int
+        Training stream (the workload's ``streams``: sequences in flight that share the weights);
+        0 otherwise, and for weight gradients (one for all streams).
     """
 
     id: int
@@ -98,6 +101,7 @@ class Task:
     in_bytes: int
     out_bytes: int
     instance: int = 0
+    stream: int = 0
 
     @property
     def flops(self) -> float:
@@ -124,6 +128,7 @@ class Task:
         direction = "rev" if self.direction else "fwd"
         steps = f"t{self.t0}" if self.steps == 1 else f"t{self.t0}:{self.t0 + self.steps}"
         prefix = f"i{self.instance}." if self.instance else ""
+        prefix += f"s{self.stream}." if self.stream else ""
         if self.kind == "wgrad":
             return f"{prefix}wgrad[l{self.layer},{direction}]"
         return f"{prefix}{self.kind}[l{self.layer},{direction},{steps}]"
@@ -202,10 +207,13 @@ def build(
     )
     builder = _Builder(graph, workload)
     for instance in range(instances):
-        if granularity == "cell":
-            builder.add_cell_forward(instance, chunk, hoist_input)
-        else:
-            builder.add_op_forward(instance)
+        for stream in range(workload.streams):
+            builder.stream = stream  # every task added now belongs to this stream
+            if granularity == "cell":
+                builder.add_cell_forward(instance, chunk, hoist_input)
+            else:
+                builder.add_op_forward(instance)
+    builder.stream = 0
     if granularity == "op" and chunk > 1:
         graph = batch_over_time(graph, chunk)
         builder = _Builder(graph, workload)
@@ -222,10 +230,12 @@ class _Builder:
         self.w = workload
         self.next_id = graph.number_of_nodes()
         self.pending: list[tuple[int, dict]] = []
+        self.stream = 0
         self._weights_cache: dict[tuple, Weights] = {}
 
     # ---- primitives -------------------------------------------------------------------
     def add(self, **fields) -> int:
+        fields.setdefault("stream", self.stream)
         task = Task(id=self.next_id, **fields)
         self.pending.append((task.id, {"task": task}))
         self.next_id += 1
@@ -320,6 +330,7 @@ class _Builder:
                         in_width * b * k * s + state,
                         b * k * h * s + carried,
                         instance,
+                        self.stream,
                     )
                     pending.append((tid, {"task": task}))
                     ids.append(tid)
@@ -488,6 +499,7 @@ class _Builder:
                 in_bytes=task.out_bytes + task.in_bytes,
                 out_bytes=task.in_bytes,
                 instance=task.instance,
+                stream=task.stream,
             )
             assert bid == offset + task.id
             edges.append((task.id, bid, task.in_bytes + task.out_bytes))  # saved activations
@@ -503,7 +515,8 @@ class _Builder:
         for (instance, layer, direction), tasks in sorted(groups.items()):
             blocks = {key: size for t in tasks for key, size in t.weights}
             grad_weights = tuple((f"grad.{key}", size) for key, size in sorted(blocks.items()))
-            bias = 0.0 if layer == w.layers else float(w.bias_gradient_width * w.batch * w.seq_len)
+            rows = w.batch * w.seq_len * w.streams  # every stream's rows: the weights are shared
+            bias = 0.0 if layer == w.layers else float(w.bias_gradient_width * rows)
             wid = self.add(
                 kind="wgrad",
                 layer=layer,
@@ -586,7 +599,7 @@ def batch_over_time(graph: nx.DiGraph, chunk: int) -> nx.DiGraph:
     for v in sorted(graph.nodes):
         t: Task = graph.nodes[v]["task"]
         key = (
-            (t.instance, t.kind, t.layer, t.direction, t.t0 // chunk)
+            (t.instance, t.stream, t.kind, t.layer, t.direction, t.t0 // chunk)
             if t.kind in hoist
             else ("v", v)
         )
@@ -612,6 +625,7 @@ def batch_over_time(graph: nx.DiGraph, chunk: int) -> nx.DiGraph:
                 in_bytes=t.in_bytes,
                 out_bytes=t.out_bytes,
                 instance=t.instance,
+                stream=t.stream,
             )
         else:
             m = merged[new_id[key]]

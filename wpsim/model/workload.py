@@ -15,7 +15,16 @@ A workload YAML uses exactly these fields (the public contract)::
     output: none        # none | linear | softmax
     output_size: 0
 
-plus an optional free-text ``name``. Unknown fields are errors.
+plus an optional free-text ``name`` and ``streams`` (default 1). Unknown fields are errors.
+
+``streams: N`` runs N independent sequences at once that share the weights (Hwang & Sung's
+parallel training streams, ICASSP 2015): the task graph holds N copies of every layer's chain,
+which read the same weight blocks (a core that ran one stream's task has the weights hot for the
+next stream's), and a training graph accumulates the weight gradients of all streams in one
+task a layer. Unlike ``batch`` (more rows in every product of one sequence), streams add
+independent tasks the schedule can overlap; unlike multiprogramming's instances, they share the
+weights. ``simulate`` and ``predict`` model CPU and accelerator machines with streams; the GPU
+models and the numpy kernels run one stream.
 
 ``cell`` names a cell declaration (:mod:`wpsim.cells`): a registered name (``rnn``, ``lstm``,
 ``gru``, ``sru``, ``qrnn``, ``mgu``, ``indrnn``, ``minimalrnn``, ...), a name with options
@@ -173,6 +182,7 @@ class Workload(BaseModel):
     density: Annotated[float, NotBool] = Field(1.0, gt=0.0, le=1.0)
     output: Literal["none", "linear", "softmax"] = "none"
     output_size: Annotated[int, NotBool] = Field(0, ge=0, le=10_000_000, validate_default=True)
+    streams: Annotated[int, NotBool] = Field(1, ge=1, le=1024)  # training streams (module docstring)
 
     @field_validator("cell", mode="before")
     @classmethod

@@ -427,6 +427,7 @@ def _schedule(
         return sum(costs), dict.fromkeys(range(len(costs)), 1.0)
     simple_grid = (
         plan.granularity == "cell"
+        and w.streams == 1
         and w.phase == "inference"
         and not w.bidirectional
         and w.output == "none"

@@ -446,6 +446,7 @@ def _schedule(
         return sum(cost_of), costs.all_terms()
     simple_grid = (
         plan.granularity == "cell"
+        and w.streams == 1
         and w.phase == "inference"
         and not w.bidirectional
         and w.output == "none"

@@ -459,6 +459,11 @@ def evaluate(
         raise ConfigError("--granularity op: the GPU models run the cell graph; use cell")
     if cost != "model":
         raise ConfigError("--cost ideal: the GPU models have no idealised variant; use model")
+    if workload.streams > 1:
+        raise ConfigError(
+            f"workload streams {workload.streams}: the GPU models run one stream; use streams: 1 "
+            "(a GPU runs several sequences as a larger batch)"
+        )
     policy = _resolve(policy, machine)
     if cores is not None:
         machine = machine.with_cores(cores)
