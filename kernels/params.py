@@ -156,6 +156,11 @@ def compute_dtype(workload: Workload) -> np.dtype:
             "workload dtype bfloat16: modelled by simulate/predict, not executed by the numpy "
             "kernels (numpy has no bfloat16); use float32, float64 or float16"
         )
+    if workload.streams > 1:
+        raise ConfigError(
+            f"workload streams {workload.streams}: modelled by simulate/predict, not executed by "
+            "the numpy kernels; use streams: 1"
+        )
     if workload.skip_input:
         raise ConfigError(
             "workload input 0 (skip input): modelled by simulate/predict, not executed by the "

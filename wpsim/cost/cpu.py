@@ -115,17 +115,18 @@ class CpuCostModel:
         table = machine.efficiency.gemm_by_n
         self._eff_x = [math.log2(n) for n, _ in table]
         self._eff_y = [f for _, f in table]
-        by_n_h = (machine.efficiency.gemm_by_n_h_by_cell or {}).get(w.cell)
+        by_n_h = (machine.efficiency.gemm_by_n_h_by_cell or {}).get(w.cell_name)
         by_n_h = by_n_h or machine.efficiency.gemm_by_n_h  # the cell's own, else LSTM-shaped
         self._eff_nh = self._grid(by_n_h)  # (log2 n values, log2 H values, grid[n][H]) or None
-        self._eff_nh_hot = self._grid((machine.efficiency.gemm_by_n_h_hot or {}).get(w.cell))
+        self._eff_nh_hot = self._grid((machine.efficiency.gemm_by_n_h_hot or {}).get(w.cell_name))
         # the weights of a product on one core fit its largest private cache up to this size
         self._hot_bytes = max((level.size_bytes for level in self.private), default=0)
         self.elementwise_eff = machine.efficiency.elementwise
-        self._step_overhead = machine.step_overhead(w.cell)
-        self._step_overhead_bwd = machine.step_overhead(w.cell, backward=True)
-        self._task_overhead = machine.task_overhead_s.get(w.cell, 0.0)
-        self._elem_step_s = self._elementwise_step_s(machine, w.cell, w.hidden, w.batch)
+        # the calibrations of the cell by its name (an LSTM's serve a projected one too)
+        self._step_overhead = machine.step_overhead(w.cell_name)
+        self._step_overhead_bwd = machine.step_overhead(w.cell_name, backward=True)
+        self._task_overhead = machine.task_overhead_s.get(w.cell_name, 0.0)
+        self._elem_step_s = self._elementwise_step_s(machine, w.cell_name, w.hidden, w.batch)
         # per core: the FixedPoint of the group that last ran a task on it, or None
         self._fixed_point: list[FixedPoint | None] = [None] * n_cores
         self._socket_of_core = [c // machine.cores_per_socket for c in range(n_cores)]
@@ -247,7 +248,7 @@ class CpuCostModel:
         """
         t = self.plan.tasks[tid]
         measured_elem = t.kind == "cell" and self._elem_step_s is not None
-        key = (t.flops_in, t.flops_rec, t.flops_elem, t.steps, k, measured_elem)
+        key = (t.flops_in, t.flops_rec, t.flops_elem, t.steps, t.recurrent, k, measured_elem)
         memo = self._compute_memo.get(key)
         if memo is None:
             b, peak = self.batch, self.peak
@@ -277,7 +278,7 @@ class CpuCostModel:
                 else:
                     elem_s = t.flops_elem / self.elementwise_eff / peak
                 if not (
-                    k > 1 and t.flops_rec and not self.machine.elementwise_split_across_helpers
+                    k > 1 and t.recurrent and not self.machine.elementwise_split_across_helpers
                 ):
                     elem_s /= k  # else every member runs it whole
             memo = self._compute_memo[key] = (products_s, elem_s)
@@ -477,12 +478,12 @@ class CpuCostModel:
         ``k`` cores."""
         task = self._tasks[tid]
         step_s = 0.0
-        if task.flops_rec:
+        if task.recurrent:
             per_step = self._step_overhead_bwd if task.is_backward else self._step_overhead
             step_s = self._task_overhead + task.steps * per_step
         sync_s = 0.0
         if k > 1:
-            n_sync = task.steps if task.flops_rec else 1
+            n_sync = task.steps if task.recurrent else 1
             gather = (k - 1) / k * self.state_vector_bytes / self._handoff_bw
             sync_s = n_sync * (self.machine.barrier_s(k) + gather)
         return (step_s, sync_s, *self.compute_parts(tid, k))

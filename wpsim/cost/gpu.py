@@ -87,11 +87,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from wpsim.cells import products
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import LRUCache
 from wpsim.machines.gpu import ZHU_2018, GpuMachine, PersistentKernel
 from wpsim.model.plan import Plan
-from wpsim.model.workload import INDEX_BYTES, Workload
+from wpsim.model.workload import Workload
 
 L2 = "L2"
 
@@ -99,20 +100,34 @@ L2 = "L2"
 LEVELS = [L2, DRAM, "handoff"]
 
 
-def stored_entries(machine: GpuMachine, gates: int, hidden: int, density: float) -> int:
-    """Entries a persistent kernel keeps for ``W_hh`` (sparse rows padded to the warp width)."""
-    rows = gates * hidden
-    if density >= 1.0:
-        return rows * hidden
-    warp = machine.persistent.warp_width
-    per_row = max(warp, math.ceil(density * hidden / warp) * warp)
-    return rows * min(per_row, math.ceil(hidden / warp) * warp)
+def recurrent_shapes(workload: Workload, hidden: int | None = None) -> list[tuple[int, int]]:
+    """``(rows, columns)`` of each recurrent matrix of the cell (``W_hh``, ``G*H x H``; none for
+    SRU, QRNN and IndRNN) for a layer of ``hidden`` units (default: the workload's)."""
+    h = workload.hidden if hidden is None else hidden
+    return [
+        (p.rows, p.cols) for p in products(workload.cell_declaration, h, h) if p.recurrent
+    ]
+
+
+def stored_entries(machine: GpuMachine, workload: Workload, hidden: int | None = None) -> int:
+    """Entries a persistent kernel keeps for the recurrent matrices (sparse rows padded to the
+    warp width)."""
+    density = workload.density
+    total = 0
+    for rows, cols in recurrent_shapes(workload, hidden):
+        if density >= 1.0:
+            total += rows * cols
+            continue
+        warp = machine.persistent.warp_width
+        per_row = max(warp, math.ceil(density * cols / warp) * warp)
+        total += rows * min(per_row, math.ceil(cols / warp) * warp)
+    return total
 
 
 def onchip_weight_bytes(machine: GpuMachine, workload: Workload, hidden: int | None = None) -> int:
     """Bytes of the recurrent weights of one layer-direction as a persistent kernel stores them."""
     h = workload.hidden if hidden is None else hidden
-    entries = stored_entries(machine, workload.gates, h, workload.density)
+    entries = stored_entries(machine, workload, h)
     per_entry = workload.dtype_bytes + (machine.persistent.index_bytes if workload.sparse else 0)
     return entries * per_entry
 
@@ -167,6 +182,7 @@ def max_persistent_hidden(machine: GpuMachine, workload: Workload) -> int:
 
 
 def elementwise_flops(workload: Workload) -> float:
+    """Element-wise flops of one step of one layer-direction (the cell's declaration)."""
     return workload.step_flops(0).elementwise
 
 
@@ -182,7 +198,7 @@ def persistent_step(
     """
     w, m, spec = workload, machine, machine.persistent
     s, b = w.dtype_bytes, w.batch
-    entries = stored_entries(m, w.gates, w.hidden, w.density)
+    entries = stored_entries(m, w)
     peak = m.peak_flops(w.dtype)
     flops = 2.0 * entries * b + (2.0 if backward else 1.0) * elementwise_flops(w)
     if w.sparse:
@@ -248,6 +264,8 @@ def gemm_s(
     machine: GpuMachine, workload: Workload, flops: float, n_columns: float, weight_elements: float
 ) -> float:
     """Compute time of a dense product of ``weight_elements`` weights with ``n_columns`` columns."""
+    if not flops:  # a cell without a recurrent matrix (SRU, QRNN) has no recurrent product
+        return 0.0
     m, dtype = machine, workload.dtype
     return flops / (m.gemm_peak_flops(dtype) * m.gemm_efficiency(n_columns, weight_elements, dtype))
 
@@ -258,8 +276,19 @@ def elementwise_s(machine: GpuMachine, workload: Workload, flops: float, n_colum
 
 
 def recurrent_elements(workload: Workload) -> float:
-    """Entries of the dense recurrent weight matrix ``W_hh`` (``G*H x H``)."""
-    return float(workload.gates * workload.hidden * workload.hidden)
+    """Entries of the dense recurrent matrices (``W_hh``, ``G*H x H``; 0 for SRU, QRNN)."""
+    return float(sum(rows * cols for rows, cols in recurrent_shapes(workload)))
+
+
+def input_elements(workload: Workload, layer: int) -> float:
+    """Entries of the matrices off the recurrence of ``layer`` (``W_ih``, ``G*H x I_l``)."""
+    return float(workload.weight_ih_bytes(layer) // workload.dtype_bytes)
+
+
+def dense_hh_bytes(workload: Workload, layer: int) -> float:
+    """Bytes of the ``hh`` weight block of ``layer`` stored dense (as cuBLAS multiplies a pruned
+    matrix)."""
+    return float(workload.model_copy(update={"density": 1.0}).weight_block_bytes(layer)["hh"])
 
 
 def gemm_step(
@@ -277,15 +306,14 @@ def gemm_step(
     w, m = workload, machine
     elementwise = (2.0 if backward else 1.0) * elementwise_flops(w)
     if sparse:
-        nbytes = float(w.weight_hh_nonzeros() * (w.dtype_bytes + INDEX_BYTES)
-                       + (w.gates * w.hidden + 1) * INDEX_BYTES)  # fmt: skip
+        nbytes = float(w.weight_hh_bytes())  # CSR: values, column indices, row pointers
         flops = 2.0 * w.weight_hh_nonzeros() * w.batch
         efficiency = m.gemm.sparse_bandwidth_efficiency
         # cuSPARSE runs on the vector units: no tensor cores, no tile-fill loss by size
         compute = (flops + elementwise) / (m.peak_flops(w.dtype) * m.gemm.efficiency(w.batch))
     else:
-        nbytes = float(w.gates * w.hidden * w.hidden * w.dtype_bytes)
-        flops = 2.0 * w.gates * w.hidden * w.hidden * w.batch
+        nbytes = recurrent_elements(w) * w.dtype_bytes
+        flops = 2.0 * recurrent_elements(w) * w.batch
         efficiency = 1.0
         compute = gemm_s(m, w, flops, w.batch, recurrent_elements(w))
         compute += elementwise_s(m, w, elementwise, w.batch)
@@ -413,7 +441,7 @@ class GpuCostModel:
         # GEMM of B*steps columns.
         level: dict[str, float] = {}
         l2_s, dram_eff = 0.0, 0.0
-        dense_hh = float(w.gates * w.hidden * w.hidden * w.dtype_bytes + w.bias_bytes() // 2)
+        dense_hh = dense_hh_bytes(w, t.layer) if t.layer < w.layers else 0.0
         for key, size in t.weights:
             recurrent_block = is_cell and key.endswith("hh")
             if algorithm == "gemm" and recurrent_block and w.sparse:
@@ -433,7 +461,7 @@ class GpuCostModel:
             else:
                 rec = t.flops_rec
                 if w.sparse:
-                    rec = 2.0 * w.gates * w.hidden * w.hidden * w.batch * t.steps
+                    rec = 2.0 * recurrent_elements(w) * w.batch * t.steps
                 compute = self._gemm(rec, w.batch, recurrent_elements(w), share)
                 compute += self._vector(t.flops_elem, w.batch, share)
             kernels = t.steps * m.gemm.step_kernels(backward)
@@ -464,8 +492,7 @@ class GpuCostModel:
         return flops / (m.peak_flops(self.w.dtype) * efficiency)
 
     def _ih_elements(self, t) -> float:
-        w = self.w
-        return float(w.gates * w.hidden * w.layer_input_size(t.layer))
+        return input_elements(self.w, t.layer)
 
     def dram_share_Bps(self, streams: int) -> float:
         return self.machine.memory.bandwidth_Bps / max(streams, 1)

@@ -15,7 +15,16 @@ A workload YAML uses exactly these fields (the public contract)::
     output: none        # none | linear | softmax
     output_size: 0
 
-plus an optional free-text ``name``. Unknown fields are errors.
+plus an optional free-text ``name`` and ``streams`` (default 1). Unknown fields are errors.
+
+``streams: N`` runs N independent sequences at once that share the weights (Hwang & Sung's
+parallel training streams, ICASSP 2015): the task graph holds N copies of every layer's chain,
+which read the same weight blocks (a core that ran one stream's task has the weights hot for the
+next stream's), and a training graph accumulates the weight gradients of all streams in one
+task a layer. Unlike ``batch`` (more rows in every product of one sequence), streams add
+independent tasks the schedule can overlap; unlike multiprogramming's instances, they share the
+weights. ``simulate`` and ``predict`` model CPU and accelerator machines with streams; the GPU
+models and the numpy kernels run one stream.
 
 ``cell`` names a cell declaration (:mod:`wpsim.cells`): a registered name (``rnn``, ``lstm``,
 ``gru``, ``sru``, ``qrnn``, ``mgu``, ``indrnn``, ``minimalrnn``, ...), a name with options
@@ -61,7 +70,6 @@ from wpsim.cells import (
     op_phases,
     output_width,
     param_shapes,
-    products,
     recurrent_matrices,
     resolve_cell,
     step_flops,
@@ -76,6 +84,7 @@ from wpsim.cells import (
 )
 from wpsim.config import NotBool, read_yaml, validate_mapping
 from wpsim.errors import ConfigError
+from wpsim.model.ops import layer_ops
 from wpsim.resources import data_dir
 
 DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
@@ -129,20 +138,20 @@ def _canonical_cell(value: Any) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _step_flops(cell: str, hidden: int, input_size: int, batch: int, density: float) -> StepFlops:
-    """Flops of one step of one layer-direction; ``input_size`` 0 is a skip-input layer: the
-    products computed from ``x`` alone (phase ``before``) are gone, and the element-wise ops are
-    those of an input ``H`` wide."""
+    """Flops of one step of one layer-direction; ``input_size`` 0 is a skip-input layer: the ops
+    of the ``input_proj`` kind (the products computed from ``x`` alone,
+    :mod:`wpsim.model.ops`) are gone, the others are those of an input ``H`` wide."""
     decl = declaration(cell)
     if input_size > 0:
         return step_flops(decl, hidden, input_size, batch, density)
     full = step_flops(decl, hidden, hidden, batch, density)
-    phases = op_phases(decl)
-    dropped = sum(
-        p.flops_per_row * batch
-        for p in products(decl, hidden, hidden, density)
-        if phases[p.op] == "before"
+    ops = layer_ops(decl, hidden, 0, batch, density)
+    kept = [ops.flops[kind.name] for kind in ops.kinds]
+    return dataclasses.replace(
+        full,
+        matmul_batched=sum(f[0] for f in kept),
+        elementwise=sum(f[2] for f in kept),
     )
-    return dataclasses.replace(full, matmul_batched=full.matmul_batched - dropped)
 
 
 class Workload(BaseModel):
@@ -173,6 +182,7 @@ class Workload(BaseModel):
     density: Annotated[float, NotBool] = Field(1.0, gt=0.0, le=1.0)
     output: Literal["none", "linear", "softmax"] = "none"
     output_size: Annotated[int, NotBool] = Field(0, ge=0, le=10_000_000, validate_default=True)
+    streams: Annotated[int, NotBool] = Field(1, ge=1, le=1024)  # training streams (module docstring)
 
     @field_validator("cell", mode="before")
     @classmethod
@@ -271,6 +281,14 @@ class Workload(BaseModel):
             a.name for op in decl.ops if phases[op.name] != "before" for a in op.args
         }
         return sum(widths[name] for name, phase in phases.items() if phase == "before" and name in read)
+
+    @property
+    def bias_gradient_width(self) -> int:
+        """Units of the widest vector parameter (``G*H`` for rnn, lstm and gru): a weight
+        gradient reduces one such gradient over the ``B*T`` rows (the two biases added to one
+        pre-activation share theirs)."""
+        shapes = self._shapes(0)
+        return max((shape[0] for shape in shapes.values() if len(shape) == 1), default=0)
 
     def weight_block_bytes(self, layer: int) -> dict[str, int]:
         """Bytes of one direction's weight blocks of ``layer``: ``"ih"`` (read once per batched

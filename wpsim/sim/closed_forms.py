@@ -116,7 +116,7 @@ def _plan_info_for(plan: Plan) -> _PlanInfo:
                     layers_by_generation[g] = set()
                 in_g.add(w)
                 layers_by_generation[g].add((t.instance, t.layer, t.direction))
-        signature = (w, t.flops_in, t.flops_rec, t.flops_elem, t.steps,
+        signature = (w, t.flops_in, t.flops_rec, t.flops_elem, t.steps, t.recurrent,
                      max(incoming) if incoming else 0)  # fmt: skip
         c = classes.get(signature)
         if c is None:
@@ -263,9 +263,9 @@ class _Costs:
             self.streams_of[weights] = streams
         # every core busy in steady state: the busy dispatch overhead applies
         self.all_busy = active * self.k >= machine.socket_cores
-        self.step_overhead = machine.step_overhead(plan.workload.cell)
-        self.step_overhead_bwd = machine.step_overhead(plan.workload.cell, backward=True)
-        self.task_overhead = machine.task_overhead_s.get(plan.workload.cell, 0.0)
+        self.step_overhead = machine.step_overhead(plan.workload.cell_name)
+        self.step_overhead_bwd = machine.step_overhead(plan.workload.cell_name, backward=True)
+        self.task_overhead = machine.task_overhead_s.get(plan.workload.cell_name, 0.0)
         self.cold_done: set[tuple] = set()
 
     def all_task_costs(self, handoff: bool) -> list[float]:
@@ -345,7 +345,7 @@ class _Costs:
             sequence=self.sequence,
         )
         overhead = handoff_s = sync = 0.0
-        if t.flops_rec:
+        if t.recurrent:
             per_step = self.step_overhead_bwd if t.is_backward else self.step_overhead
             overhead = self.task_overhead + t.steps * per_step
             fixed += overhead
@@ -354,7 +354,7 @@ class _Costs:
             handoff_s = m.handoff.latency_s + nbytes / m.handoff.bandwidth_Bps
             fixed += handoff_s
         if self.k > 1:
-            n_sync = t.steps if t.flops_rec else 1
+            n_sync = t.steps if t.recurrent else 1
             gather = (self.k - 1) / self.k * self.model.state_vector_bytes / m.handoff.bandwidth_Bps
             sync = n_sync * (m.barrier_s(self.k) + gather)
             fixed += sync
@@ -446,6 +446,7 @@ def _schedule(
         return sum(cost_of), costs.all_terms()
     simple_grid = (
         plan.granularity == "cell"
+        and w.streams == 1
         and w.phase == "inference"
         and not w.bidirectional
         and w.output == "none"
