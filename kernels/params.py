@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from wpsim.cells import Cell, get_cell, nonzeros, output_width, recurrent_matrices
+from wpsim.cells import Cell, nonzeros, output_width, recurrent_matrices
 from wpsim.cells import param_shapes as cell_param_shapes
 from wpsim.errors import ConfigError
 from wpsim.model.workload import Workload
@@ -323,9 +323,9 @@ def layer_params(
     layer: int,
     reverse: bool = False,
     *,
+    cell: Cell,
     sparse: bool = False,
     dtype: Any = None,
-    cell: Cell | None = None,
 ) -> dict[str, Any]:
     """The parameters of one layer-direction under the declaration's short names.
 
@@ -335,14 +335,13 @@ def layer_params(
         A parameter dict (:func:`init_params`, :func:`load_state_dict`).
     layer : int
     reverse : bool
+    cell : Cell
+        The declaration (:func:`network_cell`), which names the parameters.
     sparse : bool
         Give the matrices read on the recurrence as ``scipy.sparse.csr_array`` (zeros dropped).
     dtype : dtype, optional
         Cast to this dtype (no copy when it already matches); pass
         :func:`compute_dtype` for float16 workloads.
-    cell : Cell, optional
-        The declaration (default: an Elman RNN's, LSTM's or GRU's four parameters, which
-        every one of them has).
 
     Returns
     -------
@@ -352,12 +351,11 @@ def layer_params(
     Examples
     --------
     >>> w = Workload(cell="rnn", hidden=3, input=2, seq_len=1, density=0.5)
-    >>> lp = layer_params(init_params(w), 0, sparse=True)
+    >>> lp = layer_params(init_params(w), 0, cell=network_cell(w), sparse=True)
     >>> lp["weight_ih"].shape, lp["weight_hh"].format, lp["weight_hh"].nnz
     ((3, 2), 'csr', 4)
     """
     s = suffix(layer, reverse)
-    cell = cell or get_cell("rnn")
     recurrent = set(recurrent_matrices(cell))
     out: dict[str, Any] = {}
     for p in cell.params:

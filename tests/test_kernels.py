@@ -98,12 +98,14 @@ def test_weights_reach_the_kernels_in_fortran_order():
     params = init_params(w)
     assert all(params[n].flags.f_contiguous for n in params if n.startswith("weight_"))
     c_ordered = {k: np.ascontiguousarray(v) for k, v in params.items()}
-    lp = layer_params(c_ordered, 1)
+    lp = layer_params(c_ordered, 1, cell=w.cell_declaration)
     for kind in ("weight_ih", "weight_hh"):
         assert lp[kind].flags.f_contiguous
         np.testing.assert_array_equal(lp[kind], params[f"{kind}_l1"])
     # no copy when the weights are already in that order
-    assert np.shares_memory(layer_params(params, 1)["weight_ih"], params["weight_ih_l1"])
+    assert np.shares_memory(
+        layer_params(params, 1, cell=w.cell_declaration)["weight_ih"], params["weight_ih_l1"]
+    )
     # and every weight starts on a 64-byte boundary (they stream up to 2x faster so)
     from kernels.params import ALIGN_BYTES, load_state_dict
 

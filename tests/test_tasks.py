@@ -13,6 +13,7 @@ The workloads are tiny (H = 6, T = 5): every execution starts worker processes.
 from __future__ import annotations
 
 import doctest
+import json
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ from kernels import backward, forward, init_input, init_params
 from kernels.arrays import array_specs, hoisted_products, layer_kernels
 from kernels.executor import execute
 from wpsim.cells import cell_names
+from wpsim.cli import main
+from wpsim.machines import HW_CONFIG_DIR
 from wpsim.model.workload import Workload
 from wpsim.policies import get_policy
 
@@ -133,3 +136,25 @@ def test_arrays_follow_the_declaration():
         "g0.bias_l0",
     }
     assert not any(name.startswith("h0.0.0.") or name == "c0.0.0" for name in specs)
+
+
+@pytest.mark.parametrize(
+    ("cell", "phase", "policy"),
+    [("sru", "training", "layerwise"), ("qrnn(window=2)", "inference", "wavefront")],
+)
+def test_run_and_validate_on_the_command_line(cell, phase, policy, tmp_path, capsys):
+    """`wpsim run` and `wpsim validate` take a cell PyTorch does not have."""
+    path = tmp_path / "w.yaml"
+    path.write_text(
+        f'cell: "{cell}"\nlayers: 2\nhidden: 16\ninput: 8\nseq_len: 4\nphase: {phase}\n'
+        "bidirectional: true\n"
+    )
+    run = ["run", "-w", str(path), "-p", policy, "--workers", "2", "--repeats", "1", "--json"]
+    assert main(run) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["cores"] == 2 and out["makespan_s"] > 0
+    machine = str(HW_CONFIG_DIR / "xeon_kvm_2core.yaml")
+    check = ["validate", "-w", str(path), "--hardware", machine, "--workers", "1"]
+    assert main([*check, "--policies", "sequential", "--repeats", "1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert rows and all(r["measured_makespan_s"] > 0 < r["predicted_makespan_s"] for r in rows)
