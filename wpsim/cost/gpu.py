@@ -84,6 +84,7 @@ one kernel at a time, the closed form's equal the simulation's.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -92,7 +93,7 @@ from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import LRUCache
 from wpsim.machines.gpu import ZHU_2018, GpuMachine, PersistentKernel
 from wpsim.model.plan import Plan
-from wpsim.model.workload import Workload
+from wpsim.model.workload import Workload, declaration
 
 L2 = "L2"
 
@@ -100,13 +101,16 @@ L2 = "L2"
 LEVELS = [L2, DRAM, "handoff"]
 
 
-def recurrent_shapes(workload: Workload, hidden: int | None = None) -> list[tuple[int, int]]:
+def recurrent_shapes(workload: Workload, hidden: int | None = None) -> tuple[tuple[int, int], ...]:
     """``(rows, columns)`` of each recurrent matrix of the cell (``W_hh``, ``G*H x H``; none for
     SRU, QRNN and IndRNN) for a layer of ``hidden`` units (default: the workload's)."""
-    h = workload.hidden if hidden is None else hidden
-    return [
-        (p.rows, p.cols) for p in products(workload.cell_declaration, h, h) if p.recurrent
-    ]
+    return _recurrent_shapes(workload.cell, workload.hidden if hidden is None else hidden)
+
+
+@functools.lru_cache(maxsize=1024)
+def _recurrent_shapes(cell: str, hidden: int) -> tuple[tuple[int, int], ...]:
+    found = products(declaration(cell), hidden, hidden)
+    return tuple((p.rows, p.cols) for p in found if p.recurrent)
 
 
 def stored_entries(machine: GpuMachine, workload: Workload, hidden: int | None = None) -> int:
@@ -288,7 +292,7 @@ def input_elements(workload: Workload, layer: int) -> float:
 def dense_hh_bytes(workload: Workload, layer: int) -> float:
     """Bytes of the ``hh`` weight block of ``layer`` stored dense (as cuBLAS multiplies a pruned
     matrix)."""
-    return float(workload.model_copy(update={"density": 1.0}).weight_block_bytes(layer)["hh"])
+    return float(workload.weight_block_bytes(layer, dense=True)["hh"])
 
 
 def gemm_step(
