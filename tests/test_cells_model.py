@@ -271,3 +271,20 @@ def test_streams_are_refused_where_they_are_not_modelled():
     w = _workload("lstm", streams=2)
     with pytest.raises(ConfigError, match="streams 2: the GPU models run one stream"):
         evaluate("simulate", w, load_machine(resolve_machine_path("v100")), "gemm")
+
+
+def test_helpers_meet_every_step_only_where_a_product_is_on_the_recurrence():
+    """Helpers splitting an LSTM step all-gather h for the next step's W_hh h: a barrier a step.
+    SRU's recurrence is element-wise: each helper runs its own units for the k steps, one
+    barrier a task (and nothing to gather)."""
+    from wpsim.policies import get_policy
+
+    m = make_machine(cores=2)
+    barrier = m.barrier_s(2)
+    sync = {}
+    for cell in ("lstm", "sru"):
+        w = Workload(cell=cell, layers=1, hidden=64, input=64, seq_len=8)
+        sync[cell] = simulate(w, m, get_policy("helper", helpers=2), chunk=4).breakdown_s["sync"]
+    gather = (2 - 1) / 2 * 64 * 4 / m.handoff.bandwidth_Bps
+    assert sync["lstm"] == pytest.approx(8 * (barrier + gather), rel=1e-9)
+    assert sync["sru"] == pytest.approx(2 * barrier, rel=1e-9)

@@ -57,8 +57,9 @@ helper cores) is::
 * ``handoff = latency + bytes / handoff_bandwidth`` for activations produced on a core outside the
   group (cross-socket latency if any producer is on another socket); free on the same core.
 * ``sync = n_sync * (barrier(k) + (k-1)/k * B*H*s / handoff_bandwidth)`` for ``k > 1``: after each
-  recurrent step the helpers meet at a barrier and all-gather the new hidden state
-  (``n_sync = steps`` for tasks with recurrent work, else 1).
+  recurrent step the helpers meet at a barrier and all-gather the new hidden state, the state
+  the recurrent products read (``n_sync = steps`` for tasks with recurrent products, else 1: an
+  element-wise recurrence, as SRU's, splits by units with nothing to exchange).
 
 Activations produced on the same core, and the workload's own input, are read from the private
 cache and their time is neglected next to the weights'.
@@ -86,7 +87,7 @@ class CpuCostModel:
         w = plan.workload
         self.batch = w.batch
         self.peak = machine.peak_flops_per_core(w.dtype)
-        self.state_vector_bytes = w.batch * w.hidden * w.dtype_bytes
+        self.state_vector_bytes = w.gathered_state_bytes
         self.private = machine.private_levels
         self.shared = machine.shared_level
         n_cores = machine.total_cores
@@ -278,7 +279,7 @@ class CpuCostModel:
                 else:
                     elem_s = t.flops_elem / self.elementwise_eff / peak
                 if not (
-                    k > 1 and t.recurrent and not self.machine.elementwise_split_across_helpers
+                    k > 1 and t.flops_rec and not self.machine.elementwise_split_across_helpers
                 ):
                     elem_s /= k  # else every member runs it whole
             memo = self._compute_memo[key] = (products_s, elem_s)
@@ -483,7 +484,7 @@ class CpuCostModel:
             step_s = self._task_overhead + task.steps * per_step
         sync_s = 0.0
         if k > 1:
-            n_sync = task.steps if task.recurrent else 1
+            n_sync = task.steps if task.flops_rec else 1
             gather = (k - 1) / k * self.state_vector_bytes / self._handoff_bw
             sync_s = n_sync * (self.machine.barrier_s(k) + gather)
         return (step_s, sync_s, *self.compute_parts(tid, k))

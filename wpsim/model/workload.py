@@ -70,6 +70,7 @@ from wpsim.cells import (
     op_phases,
     output_width,
     param_shapes,
+    products,
     recurrent_matrices,
     resolve_cell,
     step_flops,
@@ -182,6 +183,17 @@ def _handoff_width(cell: str, hidden: int, input_size: int) -> int:
     phases = op_phases(decl)
     read = {a.name for op in decl.ops if phases[op.name] != "before" for a in op.args}
     return sum(widths[name] for name, phase in phases.items() if phase == "before" and name in read)
+
+
+@functools.lru_cache(maxsize=1024)
+def _product_state_width(cell: str, hidden: int) -> int:
+    """Width of the states read by the products on the recurrence."""
+    decl = declaration(cell)
+    states = {s.name for s in decl.states}
+    on_cycle = {p.op for p in products(decl, hidden, hidden) if p.recurrent}
+    read = {a.name for op in decl.ops if op.name in on_cycle for a in op.args}
+    widths = value_widths(decl, hidden, hidden)
+    return sum(widths[name] for name in states & read)
 
 
 class Workload(BaseModel):
@@ -304,6 +316,13 @@ class Workload(BaseModel):
         32
         """
         return _handoff_width(self.cell, self.hidden, self.layer_input_size(layer) or self.hidden)
+
+    @property
+    def gathered_state_bytes(self) -> int:
+        """Bytes of the states the recurrent products read (``h``: ``B*H*s`` for rnn, lstm and
+        gru; ``B*P*s`` for a projected LSTM; 0 for a cell without a recurrent product): what
+        helper cores splitting a step all-gather after it."""
+        return self.batch * self.dtype_bytes * _product_state_width(self.cell, self.hidden)
 
     @property
     def bias_gradient_width(self) -> int:
