@@ -258,9 +258,12 @@ def test_streams_speed_up_training_against_one_stream(cell):
     one = _workload(cell, layers=2, hidden=256, input=256, seq_len=16, phase="training")
     t1 = simulate(one, m, "wavefront").makespan_s
     for n in (2, 4):
-        tn = simulate(one.model_copy(update={"streams": n}), m, "wavefront").makespan_s
+        several = one.model_copy(update={"streams": n})
+        tn = simulate(several, m, "wavefront").makespan_s
         speedup = n * t1 / tn
         assert 1.2 < speedup <= n * (1 + 1e-9), (n, speedup)
+        # the closed form (work or critical path, the streams' tasks costed alike) tracks it
+        assert predict(several, m, "wavefront").makespan_s == pytest.approx(tn, rel=0.1)
 
 
 def test_streams_are_refused_where_they_are_not_modelled():
