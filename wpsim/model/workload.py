@@ -134,7 +134,8 @@ def _canonical_cell(value: Any) -> str:
                 f"a cell whose recurrent matrices do not depend on the input width "
                 f"({cell.label}: '{name}' does)"
             )
-    return value
+    # one spelling a cell: "lstm(proj_size=0)" is "lstm"; a name or a file stays as written
+    return cell.label if "(" in value else value
 
 
 @functools.lru_cache(maxsize=4096)
