@@ -88,12 +88,13 @@ import functools
 import math
 from typing import Any
 
+from wpsim.cells import nonzeros as stored
 from wpsim.cells import products
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import LRUCache
 from wpsim.machines.gpu import ZHU_2018, GpuMachine, PersistentKernel
 from wpsim.model.plan import Plan
-from wpsim.model.workload import Workload, declaration
+from wpsim.model.workload import INDEX_BYTES, Workload, declaration
 
 L2 = "L2"
 
@@ -284,6 +285,18 @@ def recurrent_elements(workload: Workload) -> float:
     return float(sum(rows * cols for rows, cols in recurrent_shapes(workload)))
 
 
+def csr_bytes(workload: Workload) -> float:
+    """Bytes of the recurrent matrices in CSR (values, column indices, row pointers), at the
+    workload's density (1: every entry stored, as a sparse library would hold a dense matrix)."""
+    w = workload
+    return float(
+        sum(
+            stored(rows * cols, w.density) * (w.dtype_bytes + INDEX_BYTES) + (rows + 1) * INDEX_BYTES
+            for rows, cols in recurrent_shapes(w)
+        )
+    )
+
+
 def input_elements(workload: Workload, layer: int) -> float:
     """Entries of the matrices off the recurrence of ``layer`` (``W_ih``, ``G*H x I_l``)."""
     return float(workload.weight_ih_bytes(layer) // workload.dtype_bytes)
@@ -310,7 +323,7 @@ def gemm_step(
     w, m = workload, machine
     elementwise = (2.0 if backward else 1.0) * elementwise_flops(w)
     if sparse:
-        nbytes = float(w.weight_hh_bytes())  # CSR: values, column indices, row pointers
+        nbytes = csr_bytes(w)  # as cuSPARSE stores it, whatever the density
         flops = 2.0 * w.weight_hh_nonzeros() * w.batch
         efficiency = m.gemm.sparse_bandwidth_efficiency
         # cuSPARSE runs on the vector units: no tensor cores, no tile-fill loss by size
