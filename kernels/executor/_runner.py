@@ -121,7 +121,7 @@ def array_specs(
     n_chunks = -(-T // chunk)  # len(chunk_bounds(T, chunk)), without listing them
     split = any(k > 1 for k in group_sizes)
     cell = workload.cell
-    specs: dict[str, tuple[tuple[int, ...], np.dtype]] = {"x": ((T, B, workload.input), dt)}
+    specs: dict[str, tuple] = {"x": ((T, B, workload.input), dt)}
     shapes = param_shapes(workload)
     out_width = workload.output_size if workload.output != "none" else D * H
     if training:
@@ -310,7 +310,9 @@ class TaskRunner:
     def _top(self, i: int, a: int, b: int) -> np.ndarray:
         return self._layer_input(i, self.L, a, b)
 
-    def _states(self, i: int, l: int, d: int, a: int, b: int):
+    def _states(
+        self, i: int, l: int, d: int, a: int, b: int
+    ) -> tuple[np.ndarray | None, np.ndarray | None, int | None]:
         """State entering the chunk ``a..b-1``: the neighbouring step in processing order."""
         key = f"{i}.{l}.{d}"
         prev = (a - 1 if a > 0 else None) if d == 0 else (b if b < self.T else None)
@@ -329,6 +331,7 @@ class TaskRunner:
             return hooks
         w_hh = self._layer(i, l, d)["weight_hh"]
         B, r, scratch = self.B, self.rank, self.scratch
+        assert scratch is not None, "a group of several workers has scratch rows"
         rows = split_rows(self.GH, self.size)
         cols = split_rows(self.H, self.size)
 
@@ -466,6 +469,7 @@ class TaskRunner:
         if not self.leader:
             return
         if save:
+            assert saved is not None  # (asked for with save)
             if self.cell != "rnn":
                 self.a[f"gates{key}"][a:b] = saved["gates"]
             if self.cell == "lstm":

@@ -68,11 +68,13 @@ cache and their time is neglected next to the weights'.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import FixedPoint, LRUCache
 from wpsim.machines.cpu import CpuMachine
 from wpsim.machines.fields import piecewise_linear
+from wpsim.model.graph import Task
 from wpsim.model.plan import Plan
 
 
@@ -184,7 +186,11 @@ class CpuCostModel:
     ) -> float | None:
         """Seconds of one step's element-wise work from the machine's ``elementwise_step_s``
         grid for ``cell`` (log-log interpolation), or None without one."""
-        table = (machine.efficiency.elementwise_step_s or {}).get(cell)
+        # (keyed by the cells calibration measures; any other cell has no table)
+        tables: dict[Any, list[tuple[float, float, float]]] = (
+            machine.efficiency.elementwise_step_s or {}
+        )
+        table = tables.get(cell)
         if not table:
             return None
         points = {(h, b): seconds for h, b, seconds in table}
@@ -226,7 +232,7 @@ class CpuCostModel:
         self._efficiency_memo[key] = value
         return value
 
-    def _weight_bytes(self, task, part: str) -> float:
+    def _weight_bytes(self, task: Task, part: str) -> float:
         """Bytes of ``task``'s weight blocks of one part (``ih`` or ``hh``)."""
         suffix = "." + part
         return sum(size for key, size in task.weights if key.endswith(suffix))
@@ -275,6 +281,7 @@ class CpuCostModel:
             elem_s = 0.0
             if t.flops_elem:
                 if measured_elem:
+                    assert self._elem_step_s is not None  # (measured_elem says so)
                     elem_s = t.steps * self._elem_step_s
                 else:
                     elem_s = t.flops_elem / self.elementwise_eff / peak
@@ -391,9 +398,10 @@ class CpuCostModel:
         else from DRAM (it is then resident there); counts them in ``level_bytes``. Returns
         (shared-level seconds, DRAM bytes)."""
         if socket_lru is not None and socket_lru.lookup(block):
-            name = self.shared.name
-            level_bytes[name] = level_bytes.get(name, 0.0) + nbytes
-            return nbytes / self.shared.bandwidth_Bps, 0.0
+            shared = self.shared
+            assert shared is not None  # (a socket's LRU models it)
+            level_bytes[shared.name] = level_bytes.get(shared.name, 0.0) + nbytes
+            return nbytes / shared.bandwidth_Bps, 0.0
         if socket_lru is not None:
             socket_lru.insert(block, size)
         level_bytes[DRAM] = level_bytes.get(DRAM, 0.0) + nbytes

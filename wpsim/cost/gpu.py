@@ -93,6 +93,7 @@ from wpsim.cells import products
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import LRUCache
 from wpsim.machines.gpu import ZHU_2018, GpuMachine, PersistentKernel
+from wpsim.model.graph import Task
 from wpsim.model.plan import Plan
 from wpsim.model.workload import INDEX_BYTES, Workload, declaration
 
@@ -412,7 +413,7 @@ class GpuCostModel:
                 True: persistent_step_parts(self.persistent_bwd),
             }
 
-    def _read(self, key, nbytes: float, times: int):
+    def _read(self, key: str, nbytes: float, times: int) -> tuple[float, float]:
         return read_weights(self.l2, key, nbytes, times)
 
     def start(self, tid: int, cores: tuple[int, ...], busy_on_socket: int) -> TaskCost:
@@ -441,7 +442,7 @@ class GpuCostModel:
                     )
                 # the steps' synchronisation and broadcast of h are part of compute_s
                 parts = tuple((cause, t.steps * s) for cause, s in self.step_parts[backward])
-                level = {DRAM: load} if load else {}
+                level: dict[str, float] = {DRAM: load} if load else {}
                 return TaskCost(
                     fixed, compute, 0.0, 0.0, level, 0, launch, load_s=load_s, compute_parts=parts
                 )
@@ -456,9 +457,10 @@ class GpuCostModel:
         # (W_ih read once), then k per-step recurrent products (W_hh read at every step). Any
         # other task (hoisted input GEMM and its backward, output layer, weight gradients): one
         # GEMM of B*steps columns.
-        level: dict[str, float] = {}
+        level = {}
         l2_s, dram_eff = 0.0, 0.0
         dense_hh = dense_hh_bytes(w, t.layer) if t.layer < w.layers else 0.0
+        size: float  # (a block's bytes, or the dense matrix's)
         for key, size in t.weights:
             recurrent_block = is_cell and key.endswith("hh")
             if algorithm == "gemm" and recurrent_block and w.sparse:
@@ -508,7 +510,7 @@ class GpuCostModel:
         efficiency = min(m.gemm.efficiency(n_columns), share)
         return flops / (m.peak_flops(self.w.dtype) * efficiency)
 
-    def _ih_elements(self, t) -> float:
+    def _ih_elements(self, t: Task) -> float:
         return input_elements(self.w, t.layer)
 
     def dram_share_Bps(self, streams: int) -> float:
