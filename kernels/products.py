@@ -166,6 +166,8 @@ class Recurrent:
 
     def __init__(self, weight_hh: Any, batch: int, dtype: np.dtype) -> None:
         self.sparse = sp.issparse(weight_hh)
+        #: the dense array, or the scipy CSR matrix when ``sparse``
+        self.w: Any
         if not self.sparse:
             self.w = np.asarray(weight_hh, dtype=dtype)
             self.w_t = self.w.T

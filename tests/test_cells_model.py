@@ -258,9 +258,12 @@ def test_streams_speed_up_training_against_one_stream(cell):
     one = _workload(cell, layers=2, hidden=256, input=256, seq_len=16, phase="training")
     t1 = simulate(one, m, "wavefront").makespan_s
     for n in (2, 4):
-        tn = simulate(one.model_copy(update={"streams": n}), m, "wavefront").makespan_s
+        several = one.model_copy(update={"streams": n})
+        tn = simulate(several, m, "wavefront").makespan_s
         speedup = n * t1 / tn
         assert 1.2 < speedup <= n * (1 + 1e-9), (n, speedup)
+        # the closed form (work or critical path, the streams' tasks costed alike) tracks it
+        assert predict(several, m, "wavefront").makespan_s == pytest.approx(tn, rel=0.1)
 
 
 def test_streams_are_refused_where_they_are_not_modelled():
@@ -271,3 +274,44 @@ def test_streams_are_refused_where_they_are_not_modelled():
     w = _workload("lstm", streams=2)
     with pytest.raises(ConfigError, match="streams 2: the GPU models run one stream"):
         evaluate("simulate", w, load_machine(resolve_machine_path("v100")), "gemm")
+
+
+def test_helpers_meet_every_step_only_where_a_product_is_on_the_recurrence():
+    """Helpers splitting an LSTM step all-gather h for the next step's W_hh h: a barrier a step.
+    SRU's recurrence is element-wise: each helper runs its own units for the k steps, one
+    barrier a task (and nothing to gather)."""
+    from wpsim.policies import get_policy
+
+    m = make_machine(cores=2)
+    barrier = m.barrier_s(2)
+    sync = {}
+    for cell in ("lstm", "sru"):
+        w = Workload(cell=cell, layers=1, hidden=64, input=64, seq_len=8)
+        sync[cell] = simulate(w, m, get_policy("helper", helpers=2), chunk=4).breakdown_s["sync"]
+    gather = (2 - 1) / 2 * 64 * 4 / m.handoff.bandwidth_Bps
+    assert sync["lstm"] == pytest.approx(8 * (barrier + gather), rel=1e-9)
+    assert sync["sru"] == pytest.approx(2 * barrier, rel=1e-9)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize(
+    "machine, policy",
+    [("v100", "gemm"), ("v100", "persistent"), ("v100", "streams"), ("lstm_accel_2core", "helper")],
+)
+def test_gpu_and_accelerator_models_for_every_cell(cell, machine, policy):
+    """The GPU and accelerator models run every cell; their simulation and closed form agree on
+    inference (a cell without a recurrent product runs its element-wise recurrence as one
+    kernel a step, or a chunk, in both)."""
+    from wpsim.machines import load_machine, resolve_machine_path
+    from wpsim.sim import evaluate as by_kind
+
+    m = load_machine(resolve_machine_path(machine))
+    w = _workload(cell, hidden=64, input=32, seq_len=8, batch=1)
+    sim = by_kind.evaluate("simulate", w, m, policy, chunk=1, granularity="cell")
+    ana = by_kind.evaluate("predict", w, m, policy, chunk=1, granularity="cell")
+    assert sim.makespan_s > 0
+    assert ana.makespan_s == pytest.approx(sim.makespan_s, rel=0.02)
+    if machine == "v100" and not _has_recurrent_product(w):  # nothing to keep on chip
+        assert by_kind.evaluate("predict", w, m, "persistent", chunk=1).makespan_s == (
+            pytest.approx(by_kind.evaluate("predict", w, m, "gemm", chunk=1).makespan_s)
+        )

@@ -223,6 +223,12 @@ def test_sparse_rows_are_padded_to_the_warp_width(v100) -> None:
     assert gpu_cost.stored_entries(v100, rnn(hidden=1000, cell="sru")) == 0
 
 
+def test_sparse_gemm_reads_csr_whatever_the_density(v100) -> None:
+    # cuSPARSE holds a dense matrix in CSR too: 4 B values + 4 B indices + row pointers
+    dense = gpu_cost.gemm_step(v100, rnn(hidden=1000, cell="lstm"), sparse=True)
+    assert dense["weight_bytes"] == 4000 * 1000 * 8 + 4001 * 4
+
+
 def test_one_column_of_activations_must_fit_shared_memory(v100) -> None:
     # very sparse weights fit the registers; h of one column (H x 4 B) must fit 72 KiB of smem
     assert gpu_cost.fits_on_chip(v100, rnn(hidden=16000, batch=32, density=0.001))

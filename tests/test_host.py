@@ -230,7 +230,7 @@ def test_validate_chooses_the_chunk_of_its_last_policy_on_the_most_workers(capsy
 
 
 def load_machine_tiny() -> Workload:
-    from wpsim.cli import resolve_workload
+    from wpsim.model.workload import resolve_workload
 
     return resolve_workload("tiny")
 

@@ -164,6 +164,8 @@ def test_cell_options_by_label_or_mapping():
     # W_hh is 4H x P, W_hr is P x H: the recurrent matrices of a projected LSTM
     assert by_map.weight_hh_bytes() == (4 * 8 * 3 + 3 * 8) * 4
     assert Workload(cell="rnn(nonlinearity='relu')", hidden=4, input=4, seq_len=2).gates == 1
+    # one spelling a cell: options at their defaults are the plain name
+    assert Workload(cell="lstm(proj_size=0)", hidden=4, input=4, seq_len=2).cell == "lstm"
 
 
 @pytest.mark.parametrize(

@@ -24,12 +24,15 @@ import os
 import stat
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from wpsim.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -280,7 +283,7 @@ def _is_union_tag(part: Any, tags: set[str]) -> bool:
     return isinstance(part, str) and ("[" in part or part in tags)
 
 
-def _union_best(errors: list[dict], tags: set[str]) -> dict:
+def _union_best(errors: list[ErrorDetails], tags: set[str]) -> ErrorDetails:
     """The first error, or, when it is one branch of a union, the branch that got furthest
     into the value (``{min: 1, max: .inf}`` is a range with a bad ``max``, not a bad list)."""
     first = errors[0]

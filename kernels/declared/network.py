@@ -78,7 +78,9 @@ class Network:
         tail = suffix(layer, d == 1)
         return {name: params[name + tail] for name in self.kernels[layer].param_shapes}
 
-    def _initial(self, states, index: int) -> dict[str, np.ndarray | None]:
+    def _initial(
+        self, states: Mapping[str, Any] | None, index: int
+    ) -> dict[str, np.ndarray | None]:
         states = states or {}
         return {s: None if states.get(s) is None else states[s][index] for s in self.states}
 
@@ -137,7 +139,8 @@ class Network:
         _, _, record = self._run(params, x, states, chunk, save=True)
         d_states = d_states or {}
         grads: dict[str, np.ndarray] = {}
-        initial = {s: self._state_arrays(s, x.shape[1]) for s in self.states}
+        # an array of every layer-direction, or a list of them (see _state_arrays)
+        initial: dict[str, Any] = {s: self._state_arrays(s, x.shape[1]) for s in self.states}
         dtop = np.asarray(d_output, dtype=self.dtype)
         for layer in reversed(range(self.layers)):
             kernel = self.kernels[layer]
@@ -145,7 +148,7 @@ class Network:
             din = np.zeros((x.shape[0], x.shape[1], kernel.input_size), self.dtype)
             for d, (lp, chunks) in enumerate(runs):
                 index = layer * self.directions + d
-                carried = {
+                carried: dict[str, Any] = {
                     s: None if d_states.get(s) is None else d_states[s][index] for s in self.states
                 }
                 total = {name: np.zeros(v.shape, self.dtype) for name, v in lp.items()}

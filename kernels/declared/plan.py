@@ -33,6 +33,7 @@ from typing import Any
 
 from wpsim.cells import (
     Cell,
+    Op,
     Operand,
     cell_from_dict,
     cell_to_dict,
@@ -76,7 +77,7 @@ def fold_biases(cell: Cell) -> Cell:
         cell = cell_from_dict({**cell_to_dict(cell), "ops": lines}, options=dict(cell.options))
 
 
-def _foldable(cell: Cell):
+def _foldable(cell: Cell) -> tuple[Op, Op, Operand, Operand, Operand] | None:
     phases = op_phases(cell)
     params = {p.name: p for p in cell.params}
     uses: dict[str, list[tuple[str, Operand]]] = {}
@@ -105,7 +106,9 @@ def _foldable(cell: Cell):
     return None
 
 
-def first_writes(regions: list[tuple[int, int]], width: int):
+def first_writes(
+    regions: list[tuple[int, int]], width: int
+) -> tuple[list[bool], list[tuple[int, int]]] | None:
     """For contributions to regions of a buffer of ``width``, in the order they are made: which
     write (True) rather than add, and the regions none reaches (they must be zero). None when a
     contribution covers part of what came before.
@@ -223,7 +226,7 @@ class ChunkPlan:
         return "rotating" if name in self.state_of else "single"
 
     def _full_values(self, save: bool) -> set[str]:
-        kept = set()
+        kept: set[str] = set()
         if save:
             for op in self.cell.ops:
                 if op.kind == "mul":
@@ -291,11 +294,11 @@ class ChunkPlan:
             # reads in reverse op order
             events = []
             for name in [r] + ([self.state_of[r]] if r in self.state_of else []):
-                for op, position in self.uses[name]:
+                for user, position in self.uses[name]:
                     later_step = name != r
-                    key = (-self.stage_of[op], 0 if later_step else 2, n - self.index[op])
-                    span = self.region(self.ops[op].args[position]) or (0, width)
-                    events.append((key, (op, position), span, later_step))
+                    key = (-self.stage_of[user], 0 if later_step else 2, n - self.index[user])
+                    span = self.region(self.ops[user].args[position]) or (0, width)
+                    events.append((key, (user, position), span, later_step))
             if r == cell.output:
                 events.append(((-home, 1, 0), ("dy", 0), (0, width), False))
             events.sort(key=lambda e: e[0])

@@ -33,6 +33,9 @@ ALL = slice(None)
 #: ``fn(a, out)`` writing ``a @ W^T`` (forward) or ``g @ W`` (backward) into ``out``.
 ProductFn = Callable[[np.ndarray, np.ndarray], None]
 Run = Callable[[Any], None]
+#: What a run reads or writes at step ``j`` (or :data:`ALL`): an array, a list of per-step arrays
+#: or a :class:`Const`.
+Indexed = Any
 _UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply}
 
 
@@ -167,7 +170,7 @@ def forward_run(
 
 
 # ---- backward: one contribution to an operand's gradient ------------------------------------
-def pass_gradient(g, target, write: bool, negate: bool) -> Run:
+def pass_gradient(g: Indexed, target: Indexed, write: bool, negate: bool) -> Run:
     """``target (+)= g`` (or ``-g``): add, sub, identity, one_minus, concat.
 
     Examples
@@ -198,7 +201,7 @@ def pass_gradient(g, target, write: bool, negate: bool) -> Run:
     return run
 
 
-def product_rule(g, other, target, write: bool, tmp: np.ndarray) -> Run:
+def product_rule(g: Indexed, other: Indexed, target: Indexed, write: bool, tmp: np.ndarray) -> Run:
     """``target (+)= g * other``: mul."""
     if write:
 
@@ -215,7 +218,9 @@ def product_rule(g, other, target, write: bool, tmp: np.ndarray) -> Run:
     return run
 
 
-def through_product(fn: ProductFn, g, target, write: bool, tmp: np.ndarray) -> Run:
+def through_product(
+    fn: ProductFn, g: Indexed, target: Indexed, write: bool, tmp: np.ndarray
+) -> Run:
     """``target (+)= g @ W``: matmul's operand."""
     if write:
 
@@ -232,7 +237,9 @@ def through_product(fn: ProductFn, g, target, write: bool, tmp: np.ndarray) -> R
     return run
 
 
-def activation_rule(kind: str, g, y, target, write: bool, tmp: np.ndarray) -> Run:
+def activation_rule(
+    kind: str, g: Indexed, y: Indexed, target: Indexed, write: bool, tmp: np.ndarray
+) -> Run:
     """``target (+)= g * act'``, the derivative from the output ``y``: ``y (1 - y)`` (sigmoid),
     ``1 - y^2`` (tanh), ``sign(y)`` (relu, whose output is never negative).
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from multiprocessing import shared_memory
+from typing import Literal
 
 import numpy as np
 
@@ -74,7 +75,7 @@ class Layout:
     """
 
     n_workers: int
-    arrays: dict[str, tuple[int, tuple[int, ...], str, str]]
+    arrays: dict[str, tuple[int, tuple[int, ...], str, Literal["C", "F"]]]
     error_offset: int
     size: int
 
@@ -110,7 +111,7 @@ def plan_layout(n_workers: int, specs: dict[str, tuple]) -> Layout:
     control = SLOTS_PER_LINE * 8 * (1 + n_workers)
     error_offset = control
     offset = _align(error_offset + ERROR_BYTES * n_workers, 4096)
-    arrays = {}
+    arrays: dict[str, tuple[int, tuple[int, ...], str, Literal["C", "F"]]] = {}
     for name, (shape, dtype, *order) in specs.items():
         dtype = np.dtype(dtype)
         arrays[name] = (offset, tuple(int(s) for s in shape), dtype.str, order[0] if order else "C")
@@ -135,7 +136,7 @@ class Segment:
             self.shm = shared_memory.SharedMemory(create=True, size=layout.size)
         else:
             self.shm = shared_memory.SharedMemory(name=name)
-        buf = self.shm.buf
+        buf = self.buf
         control = memoryview(buf)[: layout.error_offset]
         self.q = control.cast("q")
         self.d = control.cast("d")
@@ -149,15 +150,23 @@ class Segment:
     def name(self) -> str:
         return self.shm.name
 
+    @property
+    def buf(self) -> memoryview:
+        """The segment's bytes (until it is closed)."""
+        buf = self.shm.buf
+        assert buf is not None, "the segment is closed"
+        return buf
+
     def write_error(self, worker: int, message: str) -> None:
         start, stop = self.layout.error_range(worker)
         data = message.encode("utf-8", "replace")[: stop - start - 1]
-        self.shm.buf[start : start + len(data)] = data
-        self.shm.buf[start + len(data)] = 0
+        buf = self.buf
+        buf[start : start + len(data)] = data
+        buf[start + len(data)] = 0
 
     def read_error(self, worker: int) -> str:
         start, stop = self.layout.error_range(worker)
-        raw = bytes(self.shm.buf[start:stop])
+        raw = bytes(self.buf[start:stop])
         return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
     def close(self) -> None:

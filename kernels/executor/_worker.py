@@ -26,10 +26,16 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from kernels.executor import _layout as lay
+
+if TYPE_CHECKING:
+    from wpsim.model.workload import Workload
 
 sched_yield = getattr(os, "sched_yield", lambda: time.sleep(0))
 
@@ -51,7 +57,7 @@ class WorkerSpec:
     parent_pid: int
     shm_name: str
     layout: lay.Layout
-    workload: object  # wpsim.model.workload.Workload
+    workload: Workload
     tasks: list
     hoisted: bool
     training: bool
@@ -210,7 +216,7 @@ class _Worker:
             q[self.s_done] = seq
             self.post()
 
-    def run_sequence(self, run) -> None:
+    def run_sequence(self, run: Callable[[int], object]) -> None:
         """Run every task of the segment's ``order`` array with ``run``, recording each one's
         start and end in ``spans{w}``. Members of a group meet at a barrier between two tasks: the next task
         reads what the group's leader wrote in the last one (the state, a projection's rows),
@@ -239,7 +245,7 @@ class _Worker:
         raise RuntimeError(f"injected failure at task {tid} (test hook)")
 
 
-def worker_main(spec: WorkerSpec, cmd_conn, wake_conn) -> None:
+def worker_main(spec: WorkerSpec, cmd_conn: Connection, wake_conn: Connection) -> None:
     """Entry point of a worker process (``multiprocessing`` target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _set_parent_death_signal()

@@ -57,8 +57,9 @@ helper cores) is::
 * ``handoff = latency + bytes / handoff_bandwidth`` for activations produced on a core outside the
   group (cross-socket latency if any producer is on another socket); free on the same core.
 * ``sync = n_sync * (barrier(k) + (k-1)/k * B*H*s / handoff_bandwidth)`` for ``k > 1``: after each
-  recurrent step the helpers meet at a barrier and all-gather the new hidden state
-  (``n_sync = steps`` for tasks with recurrent work, else 1).
+  recurrent step the helpers meet at a barrier and all-gather the new hidden state, the state
+  the recurrent products read (``n_sync = steps`` for tasks with recurrent products, else 1: an
+  element-wise recurrence, as SRU's, splits by units with nothing to exchange).
 
 Activations produced on the same core, and the workload's own input, are read from the private
 cache and their time is neglected next to the weights'.
@@ -67,11 +68,13 @@ cache and their time is neglected next to the weights'.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import FixedPoint, LRUCache
 from wpsim.machines.cpu import CpuMachine
 from wpsim.machines.fields import piecewise_linear
+from wpsim.model.graph import Task
 from wpsim.model.plan import Plan
 
 
@@ -86,7 +89,7 @@ class CpuCostModel:
         w = plan.workload
         self.batch = w.batch
         self.peak = machine.peak_flops_per_core(w.dtype)
-        self.state_vector_bytes = w.batch * w.hidden * w.dtype_bytes
+        self.state_vector_bytes = w.gathered_state_bytes
         self.private = machine.private_levels
         self.shared = machine.shared_level
         n_cores = machine.total_cores
@@ -183,7 +186,11 @@ class CpuCostModel:
     ) -> float | None:
         """Seconds of one step's element-wise work from the machine's ``elementwise_step_s``
         grid for ``cell`` (log-log interpolation), or None without one."""
-        table = (machine.efficiency.elementwise_step_s or {}).get(cell)
+        # (keyed by the cells calibration measures; any other cell has no table)
+        tables: dict[Any, list[tuple[float, float, float]]] = (
+            machine.efficiency.elementwise_step_s or {}
+        )
+        table = tables.get(cell)
         if not table:
             return None
         points = {(h, b): seconds for h, b, seconds in table}
@@ -225,7 +232,7 @@ class CpuCostModel:
         self._efficiency_memo[key] = value
         return value
 
-    def _weight_bytes(self, task, part: str) -> float:
+    def _weight_bytes(self, task: Task, part: str) -> float:
         """Bytes of ``task``'s weight blocks of one part (``ih`` or ``hh``)."""
         suffix = "." + part
         return sum(size for key, size in task.weights if key.endswith(suffix))
@@ -274,11 +281,12 @@ class CpuCostModel:
             elem_s = 0.0
             if t.flops_elem:
                 if measured_elem:
+                    assert self._elem_step_s is not None  # (measured_elem says so)
                     elem_s = t.steps * self._elem_step_s
                 else:
                     elem_s = t.flops_elem / self.elementwise_eff / peak
                 if not (
-                    k > 1 and t.recurrent and not self.machine.elementwise_split_across_helpers
+                    k > 1 and t.flops_rec and not self.machine.elementwise_split_across_helpers
                 ):
                     elem_s /= k  # else every member runs it whole
             memo = self._compute_memo[key] = (products_s, elem_s)
@@ -390,9 +398,10 @@ class CpuCostModel:
         else from DRAM (it is then resident there); counts them in ``level_bytes``. Returns
         (shared-level seconds, DRAM bytes)."""
         if socket_lru is not None and socket_lru.lookup(block):
-            name = self.shared.name
-            level_bytes[name] = level_bytes.get(name, 0.0) + nbytes
-            return nbytes / self.shared.bandwidth_Bps, 0.0
+            shared = self.shared
+            assert shared is not None  # (a socket's LRU models it)
+            level_bytes[shared.name] = level_bytes.get(shared.name, 0.0) + nbytes
+            return nbytes / shared.bandwidth_Bps, 0.0
         if socket_lru is not None:
             socket_lru.insert(block, size)
         level_bytes[DRAM] = level_bytes.get(DRAM, 0.0) + nbytes
@@ -483,7 +492,7 @@ class CpuCostModel:
             step_s = self._task_overhead + task.steps * per_step
         sync_s = 0.0
         if k > 1:
-            n_sync = task.steps if task.recurrent else 1
+            n_sync = task.steps if task.flops_rec else 1
             gather = (k - 1) / k * self.state_vector_bytes / self._handoff_bw
             sync_s = n_sync * (self.machine.barrier_s(k) + gather)
         return (step_s, sync_s, *self.compute_parts(tid, k))

@@ -84,15 +84,18 @@ one kernel at a time, the closed form's equal the simulation's.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
+from wpsim.cells import nonzeros as stored
 from wpsim.cells import products
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import LRUCache
 from wpsim.machines.gpu import ZHU_2018, GpuMachine, PersistentKernel
+from wpsim.model.graph import Task
 from wpsim.model.plan import Plan
-from wpsim.model.workload import Workload
+from wpsim.model.workload import INDEX_BYTES, Workload, declaration
 
 L2 = "L2"
 
@@ -100,13 +103,16 @@ L2 = "L2"
 LEVELS = [L2, DRAM, "handoff"]
 
 
-def recurrent_shapes(workload: Workload, hidden: int | None = None) -> list[tuple[int, int]]:
+def recurrent_shapes(workload: Workload, hidden: int | None = None) -> tuple[tuple[int, int], ...]:
     """``(rows, columns)`` of each recurrent matrix of the cell (``W_hh``, ``G*H x H``; none for
     SRU, QRNN and IndRNN) for a layer of ``hidden`` units (default: the workload's)."""
-    h = workload.hidden if hidden is None else hidden
-    return [
-        (p.rows, p.cols) for p in products(workload.cell_declaration, h, h) if p.recurrent
-    ]
+    return _recurrent_shapes(workload.cell, workload.hidden if hidden is None else hidden)
+
+
+@functools.lru_cache(maxsize=1024)
+def _recurrent_shapes(cell: str, hidden: int) -> tuple[tuple[int, int], ...]:
+    found = products(declaration(cell), hidden, hidden)
+    return tuple((p.rows, p.cols) for p in found if p.recurrent)
 
 
 def stored_entries(machine: GpuMachine, workload: Workload, hidden: int | None = None) -> int:
@@ -280,6 +286,18 @@ def recurrent_elements(workload: Workload) -> float:
     return float(sum(rows * cols for rows, cols in recurrent_shapes(workload)))
 
 
+def csr_bytes(workload: Workload) -> float:
+    """Bytes of the recurrent matrices in CSR (values, column indices, row pointers), at the
+    workload's density (1: every entry stored, as a sparse library would hold a dense matrix)."""
+    w = workload
+    return float(
+        sum(
+            stored(rows * cols, w.density) * (w.dtype_bytes + INDEX_BYTES) + (rows + 1) * INDEX_BYTES
+            for rows, cols in recurrent_shapes(w)
+        )
+    )
+
+
 def input_elements(workload: Workload, layer: int) -> float:
     """Entries of the matrices off the recurrence of ``layer`` (``W_ih``, ``G*H x I_l``)."""
     return float(workload.weight_ih_bytes(layer) // workload.dtype_bytes)
@@ -288,7 +306,7 @@ def input_elements(workload: Workload, layer: int) -> float:
 def dense_hh_bytes(workload: Workload, layer: int) -> float:
     """Bytes of the ``hh`` weight block of ``layer`` stored dense (as cuBLAS multiplies a pruned
     matrix)."""
-    return float(workload.model_copy(update={"density": 1.0}).weight_block_bytes(layer)["hh"])
+    return float(workload.weight_block_bytes(layer, dense=True)["hh"])
 
 
 def gemm_step(
@@ -306,7 +324,7 @@ def gemm_step(
     w, m = workload, machine
     elementwise = (2.0 if backward else 1.0) * elementwise_flops(w)
     if sparse:
-        nbytes = float(w.weight_hh_bytes())  # CSR: values, column indices, row pointers
+        nbytes = csr_bytes(w)  # as cuSPARSE stores it, whatever the density
         flops = 2.0 * w.weight_hh_nonzeros() * w.batch
         efficiency = m.gemm.sparse_bandwidth_efficiency
         # cuSPARSE runs on the vector units: no tensor cores, no tile-fill loss by size
@@ -395,7 +413,7 @@ class GpuCostModel:
                 True: persistent_step_parts(self.persistent_bwd),
             }
 
-    def _read(self, key, nbytes: float, times: int):
+    def _read(self, key: str, nbytes: float, times: int) -> tuple[float, float]:
         return read_weights(self.l2, key, nbytes, times)
 
     def start(self, tid: int, cores: tuple[int, ...], busy_on_socket: int) -> TaskCost:
@@ -424,7 +442,7 @@ class GpuCostModel:
                     )
                 # the steps' synchronisation and broadcast of h are part of compute_s
                 parts = tuple((cause, t.steps * s) for cause, s in self.step_parts[backward])
-                level = {DRAM: load} if load else {}
+                level: dict[str, float] = {DRAM: load} if load else {}
                 return TaskCost(
                     fixed, compute, 0.0, 0.0, level, 0, launch, load_s=load_s, compute_parts=parts
                 )
@@ -439,9 +457,10 @@ class GpuCostModel:
         # (W_ih read once), then k per-step recurrent products (W_hh read at every step). Any
         # other task (hoisted input GEMM and its backward, output layer, weight gradients): one
         # GEMM of B*steps columns.
-        level: dict[str, float] = {}
+        level = {}
         l2_s, dram_eff = 0.0, 0.0
         dense_hh = dense_hh_bytes(w, t.layer) if t.layer < w.layers else 0.0
+        size: float  # (a block's bytes, or the dense matrix's)
         for key, size in t.weights:
             recurrent_block = is_cell and key.endswith("hh")
             if algorithm == "gemm" and recurrent_block and w.sparse:
@@ -491,7 +510,7 @@ class GpuCostModel:
         efficiency = min(m.gemm.efficiency(n_columns), share)
         return flops / (m.peak_flops(self.w.dtype) * efficiency)
 
-    def _ih_elements(self, t) -> float:
+    def _ih_elements(self, t: Task) -> float:
         return input_elements(self.w, t.layer)
 
     def dram_share_Bps(self, streams: int) -> float:

@@ -270,10 +270,10 @@ def _intervals(path: Path) -> list[tuple[int, str, float, float]]:
             stack = open_spans.setdefault((event.get("pid"), event.get("tid")), [])
             stack.append((index, event, _microseconds(event, "ts", where)))
         elif phase == "E":
-            stack = open_spans.get((event.get("pid"), event.get("tid")))
-            if not stack:
+            open_stack = open_spans.get((event.get("pid"), event.get("tid")))
+            if not open_stack:
                 raise ConfigError(f"{where}: an end ('E') with no begin ('B') before it")
-            begin_index, begin, start = stack.pop()
+            begin_index, begin, start = open_stack.pop()
             end = _microseconds(event, "ts", where)
             out.append((begin_index, str(begin.get("name", "")), start, end - start))
     for stack in open_spans.values():

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 
@@ -234,7 +235,7 @@ class _Builder:
         self._weights_cache: dict[tuple, Weights] = {}
 
     # ---- primitives -------------------------------------------------------------------
-    def add(self, **fields) -> int:
+    def add(self, **fields: Any) -> int:
         fields.setdefault("stream", self.stream)
         task = Task(id=self.next_id, **fields)
         self.pending.append((task.id, {"task": task}))
@@ -352,10 +353,18 @@ class _Builder:
             self.flush(edges)
             edges = []
         if w.output != "none":
+            assert below is not None  # (a workload has a layer at least)
             self._add_output_tasks(instance, chunks, below, edges)
         self.flush(edges)
 
-    def _add_output_tasks(self, instance, chunks, top, edges, kind="output") -> list[int]:
+    def _add_output_tasks(
+        self,
+        instance: int,
+        chunks: list[tuple[int, int]],
+        top: list[list[int]],
+        edges: list[tuple[int, int, int]],
+        kind: str = "output",
+    ) -> list[int]:
         w = self.w
         s, b, h, o = w.dtype_bytes, w.batch, w.output_width, w.output_size
         dh = w.directions * h
@@ -441,6 +450,7 @@ class _Builder:
                 current.append([by_t[t] for t in range(T)])
             below = current
         if w.output != "none":
+            assert below is not None  # (a workload has a layer at least)
             o = w.output_size
             dh = w.directions * h
             for t in range(T):
@@ -607,7 +617,7 @@ def batch_over_time(graph: nx.DiGraph, chunk: int) -> nx.DiGraph:
     new_id: dict[tuple, int] = {}
     merged: dict[int, Task] = {}
     for v in sorted(graph.nodes):
-        t: Task = graph.nodes[v]["task"]
+        t = graph.nodes[v]["task"]
         key = group_of[v]
         if key not in new_id:
             nid = new_id[key] = len(new_id)

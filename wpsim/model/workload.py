@@ -70,6 +70,7 @@ from wpsim.cells import (
     op_phases,
     output_width,
     param_shapes,
+    products,
     recurrent_matrices,
     resolve_cell,
     step_flops,
@@ -133,7 +134,8 @@ def _canonical_cell(value: Any) -> str:
                 f"a cell whose recurrent matrices do not depend on the input width "
                 f"({cell.label}: '{name}' does)"
             )
-    return value
+    # one spelling a cell: "lstm(proj_size=0)" is "lstm"; a name or a file stays as written
+    return cell.label if "(" in value else value
 
 
 @functools.lru_cache(maxsize=4096)
@@ -152,6 +154,47 @@ def _step_flops(cell: str, hidden: int, input_size: int, batch: int, density: fl
         matmul_batched=sum(f[0] for f in kept),
         elementwise=sum(f[2] for f in kept),
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _output_width(cell: str, hidden: int) -> int:
+    return output_width(declaration(cell), hidden)
+
+
+@functools.lru_cache(maxsize=1024)
+def _param_shapes(cell: str, hidden: int, input_size: int) -> dict[str, tuple[int, ...]]:
+    return param_shapes(declaration(cell), hidden, input_size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _block_bytes(
+    cell: str, hidden: int, input_size: int, dtype_bytes: int, density: float
+) -> tuple[tuple[str, int], ...]:
+    blocks = {"ih": 0, "hh": 0}
+    for block in weight_blocks(declaration(cell), hidden, input_size, dtype_bytes, density):
+        blocks[block.name] = block.bytes
+    return tuple(blocks.items())
+
+
+@functools.lru_cache(maxsize=1024)
+def _handoff_width(cell: str, hidden: int, input_size: int) -> int:
+    """Width of the values computed before the recurrence that the other ops read."""
+    decl = declaration(cell)
+    widths = value_widths(decl, hidden, input_size)
+    phases = op_phases(decl)
+    read = {a.name for op in decl.ops if phases[op.name] != "before" for a in op.args}
+    return sum(widths[name] for name, phase in phases.items() if phase == "before" and name in read)
+
+
+@functools.lru_cache(maxsize=1024)
+def _product_state_width(cell: str, hidden: int) -> int:
+    """Width of the states read by the products on the recurrence."""
+    decl = declaration(cell)
+    states = {s.name for s in decl.states}
+    on_cycle = {p.op for p in products(decl, hidden, hidden) if p.recurrent}
+    read = {a.name for op in decl.ops if op.name in on_cycle for a in op.args}
+    widths = value_widths(decl, hidden, hidden)
+    return sum(widths[name] for name in states & read)
 
 
 class Workload(BaseModel):
@@ -238,7 +281,7 @@ class Workload(BaseModel):
     def output_width(self) -> int:
         """Features of one direction's output per batch row (``hidden``; ``proj_size`` for a
         projected LSTM)."""
-        return output_width(self.cell_declaration, self.hidden)
+        return _output_width(self.cell, self.hidden)
 
     def layer_input_size(self, layer: int) -> int:
         """Input width I_l of ``layer``: ``input`` for layer 0, ``D * output_width`` above.
@@ -273,14 +316,14 @@ class Workload(BaseModel):
         >>> Workload(cell="lstm", hidden=8, input=4, seq_len=2).handoff_width(0)
         32
         """
-        decl = self.cell_declaration
-        width = self.layer_input_size(layer) or self.hidden
-        widths = value_widths(decl, self.hidden, width)
-        phases = op_phases(decl)
-        read = {
-            a.name for op in decl.ops if phases[op.name] != "before" for a in op.args
-        }
-        return sum(widths[name] for name, phase in phases.items() if phase == "before" and name in read)
+        return _handoff_width(self.cell, self.hidden, self.layer_input_size(layer) or self.hidden)
+
+    @property
+    def gathered_state_bytes(self) -> int:
+        """Bytes of the states the recurrent products read (``h``: ``B*H*s`` for rnn, lstm and
+        gru; ``B*P*s`` for a projected LSTM; 0 for a cell without a recurrent product): what
+        helper cores splitting a step all-gather after it."""
+        return self.batch * self.dtype_bytes * _product_state_width(self.cell, self.hidden)
 
     @property
     def bias_gradient_width(self) -> int:
@@ -290,29 +333,25 @@ class Workload(BaseModel):
         shapes = self._shapes(0)
         return max((shape[0] for shape in shapes.values() if len(shape) == 1), default=0)
 
-    def weight_block_bytes(self, layer: int) -> dict[str, int]:
+    def weight_block_bytes(self, layer: int, dense: bool = False) -> dict[str, int]:
         """Bytes of one direction's weight blocks of ``layer``: ``"ih"`` (read once per batched
-        chunk) and ``"hh"`` (read every step; recurrent matrices in CSR when sparse), 0 for an
-        empty block.
+        chunk) and ``"hh"`` (read every step; recurrent matrices in CSR when sparse, unless
+        ``dense``: as a dense product multiplies a pruned matrix), 0 for an empty block.
 
         Examples
         --------
         >>> Workload(cell="sru", hidden=4, input=3, seq_len=2).weight_block_bytes(0)
         {'ih': 224, 'hh': 32}
         """
-        blocks = {"ih": 0, "hh": 0}
-        for block in weight_blocks(
-            self.cell_declaration,
-            self.hidden,
-            self.layer_input_size(layer),
-            self.dtype_bytes,
-            self.density,
-        ):
-            blocks[block.name] = block.bytes
-        return blocks
+        density = 1.0 if dense else self.density
+        return dict(
+            _block_bytes(
+                self.cell, self.hidden, self.layer_input_size(layer), self.dtype_bytes, density
+            )
+        )
 
     def _shapes(self, layer: int) -> dict[str, tuple[int, ...]]:
-        return param_shapes(self.cell_declaration, self.hidden, self.layer_input_size(layer))
+        return _param_shapes(self.cell, self.hidden, self.layer_input_size(layer))
 
     def weight_ih_bytes(self, layer: int) -> int:
         """Bytes of the matrices off the recurrence (``weight_ih``) for one direction of ``layer``."""

@@ -27,27 +27,30 @@ class MultiProgram(Policy):
                 f"--instances: got {n}, expected at most the {len(groups)} core groups available"
             )
         self._block_of_group = [g * n // len(groups) for g in range(len(groups))]
+        self._tasks = plan.tasks
         self._inner: list[Wavefront] = []
+        self._members: list[list[int]] = []  # per instance: its local group index -> global
         for i in range(n):
             members = [g for g in range(len(groups)) if self._block_of_group[g] == i]
             inner = Wavefront()
             inner.reset(plan, [groups[g] for g in members])
-            inner._members = members  # local group index -> global
             self._inner.append(inner)
+            self._members.append(members)
         self._local = {}
-        for inner in self._inner:
-            for local, g in enumerate(inner._members):
+        for members in self._members:
+            for local, g in enumerate(members):
                 self._local[g] = local
 
     def push(self, tid: int) -> None:
-        self._inner[self.plan.tasks[tid].instance].push(tid)
+        self._inner[self._tasks[tid].instance].push(tid)
 
     def assign(self, idle: list[int]) -> list[tuple[int, int]]:
         out = []
         for i, inner in enumerate(self._inner):
             mine = [self._local[g] for g in idle if self._block_of_group[g] == i]
             if mine:
-                out += [(inner._members[local], tid) for local, tid in inner.assign(mine)]
+                members = self._members[i]
+                out += [(members[local], tid) for local, tid in inner.assign(mine)]
         out.sort()
         return out
 

@@ -89,7 +89,7 @@ class AccelCostModel:
         self.array_rows = max(self.macs / machine.dot_product_width, 1.0)
         self.buffers = [LRUCache(machine.weight_buffer.size_bytes) for _ in range(machine.cores)]
         self.producer_core = [-1] * plan.n_tasks
-        self.state_vector_bytes = w.batch * w.hidden * w.dtype_bytes
+        self.state_vector_bytes = w.gathered_state_bytes
         self._compute_memo: dict[tuple, float] = {}
 
     # ---- compute --------------------------------------------------------------------------
@@ -177,7 +177,7 @@ class AccelCostModel:
             handoff_s = m.noc.latency_s + handoff_bytes / m.noc.bandwidth_Bps
             fixed += handoff_s
         if k > 1:
-            n_sync = task.steps if task.recurrent else 1
+            n_sync = task.steps if task.flops_rec else 1
             gather = (k - 1) / k * self.state_vector_bytes / m.noc.bandwidth_Bps
             sync_s = n_sync * (m.barrier_s(k) + gather)
             fixed += sync_s
@@ -385,7 +385,7 @@ def _predict_makespan(workload, machine, policy, chunk, granularity, cost,
             handoff_s = m.noc.latency_s + nbytes / m.noc.bandwidth_Bps
             fixed += handoff_s
         if k > 1:
-            n_sync = t.steps if t.recurrent else 1
+            n_sync = t.steps if t.flops_rec else 1
             gather = (k - 1) / k * model.state_vector_bytes / m.noc.bandwidth_Bps
             sync_s = n_sync * (m.barrier_s(k) + gather)
             fixed += sync_s

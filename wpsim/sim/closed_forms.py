@@ -354,7 +354,7 @@ class _Costs:
             handoff_s = m.handoff.latency_s + nbytes / m.handoff.bandwidth_Bps
             fixed += handoff_s
         if self.k > 1:
-            n_sync = t.steps if t.recurrent else 1
+            n_sync = t.steps if t.flops_rec else 1
             gather = (self.k - 1) / self.k * self.model.state_vector_bytes / m.handoff.bandwidth_Bps
             sync = n_sync * (m.barrier_s(self.k) + gather)
             fixed += sync

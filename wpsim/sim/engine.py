@@ -140,7 +140,8 @@ def run_plan(
             dram.join(g, tc, sockets_of_group[g])
         else:
             event = completions[g]
-            event.callbacks = completion_callbacks
+            # a tuple shared by every start (simpy types callbacks as a list; it only iterates it)
+            event.callbacks = completion_callbacks  # type: ignore[assignment]
             schedule(event, NORMAL, tc.cached_s)
 
     def start_assigned(assigned: list[tuple[int, int]], current: int | None, now: float) -> None:
@@ -169,7 +170,9 @@ def run_plan(
 
     def end(g: int) -> None:
         """End group ``g``'s task."""
-        tid, start_s, tc = running[g]
+        entry = running[g]
+        assert entry is not None, "the group runs a task"
+        tid, start_s, tc = entry
         cores = groups[g]
         now = env.now
         busy_on_socket[socket_of_group[g]] -= n_cores_of_group[g]

@@ -227,6 +227,16 @@ class _OneAtATime:
         blocks = w.weight_block_bytes(layer)
         # a skip-input layer's cells read their bias block each step (its "ih" block)
         ih_block = float(blocks["ih"]) if w.layer_input_size(layer) == 0 else None
+        if not w.step_flops(layer).matmul_recurrent:
+            # an element-wise recurrence (SRU, QRNN, IndRNN): no product to keep on chip or to
+            # launch; one element-wise kernel a step, reading the recurrent vectors
+            elem = (2.0 if backward else 1.0) * elementwise_flops(w)
+            read = [(hh_key, float(blocks["hh"]))] if blocks["hh"] else []
+            if ih_block:
+                read.append((ih_key, ih_block))
+            for _ in range(T):
+                self._gemm_task(phase, 0.0, elem, b, 0.0, read)
+            return
         if self.step is not None:
             step = self.step_bwd if backward else self.step
             load = float(step["weight_bytes"])
@@ -371,10 +381,15 @@ def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy
             compute = (
                 gemm_s(m, w, in_flops, b * chunk, input_elements(w, layer)) if width else 0.0
             )
-            compute += gemm_s(m, w, rec_flops, b, recurrent_elements(w))
-            compute += elementwise_s(m, w, elem, b)
-            nbytes = ih_bytes + chunk * hh_bytes
-            kernels = chunk * m.gemm.step_kernels(phase == "backward_data") + (1 if width else 0)
+            if rec_flops:
+                compute += gemm_s(m, w, rec_flops, b, recurrent_elements(w))
+                compute += elementwise_s(m, w, elem, b)
+                nbytes = ih_bytes + chunk * hh_bytes
+                kernels = chunk * m.gemm.step_kernels(phase == "backward_data") + (1 if width else 0)
+            else:  # an element-wise recurrence: one kernel a chunk, as the simulator runs it
+                compute += elementwise_s(m, w, elem, b * chunk)
+                nbytes = ih_bytes + hh_bytes
+                kernels = 1
             memory = nbytes / rate
             busy = max(compute, memory)
             l2_s = memory if resident else 0.0

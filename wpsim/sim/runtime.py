@@ -238,6 +238,7 @@ class DirectionsSideBySide(Layerwise):
         return [tuple(range(half)), tuple(range(half, 2 * half))]
 
     def home_group(self, tid: int) -> int:
+        assert self.plan is not None, "reset() first"
         return self.plan.tasks[tid].direction % len(self.groups)
 
 
@@ -265,7 +266,7 @@ def adapt_policy(runtime: Runtime | None, policy: Policy, workload: Workload) ->
         return options
 
     adapted = copy.copy(policy)
-    adapted.graph_options = graph_options  # type: ignore[method-assign]
+    adapted.graph_options = graph_options  # type: ignore[method-assign, assignment]
     return adapted
 
 

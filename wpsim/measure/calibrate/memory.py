@@ -79,7 +79,9 @@ def measure_reuse_rates(size: int, budget_s: float) -> dict[str, float]:
         x = np.ones(256, np.float32)
         ys = [np.empty(rows, np.float32) for _ in mats]
 
-        def run(mats=mats, ys=ys, x=x) -> None:
+        def run(
+            mats: list[np.ndarray] = mats, ys: list[np.ndarray] = ys, x: np.ndarray = x
+        ) -> None:
             for _ in range(8):
                 for m, y in zip(mats, ys, strict=True):
                     np.dot(m, x, out=y)
@@ -121,7 +123,7 @@ def measure_bandwidth(
     With ``sweep``, also the GEMV read rate over working sets from 1/8 to 2x the shared level.
     """
     total = 64 << 20
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for name, size, scope in levels:
         # half of a private level; a quarter of a shared one (other cores and tenants use it)
         block = max(4096, size // 2 if scope == "core" else size // 4)
@@ -164,7 +166,7 @@ def measure_dram_concurrent(cores: Sequence[int], nbytes: int, budget_s: float) 
             spin_until(shared.flags[0], 1, time.perf_counter() + 60)
             clock = time.perf_counter
             end = clock() + budget_s
-            times = []
+            times: list[float] = []
             while clock() < end or len(times) < 3:
                 t0 = clock()
                 np.dot(m, x, out=y)

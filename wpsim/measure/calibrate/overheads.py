@@ -54,7 +54,7 @@ def measure_executor_dispatch(
         workers: int = 1,
         policy: str = "",
         sequence: bool = True,
-    ) -> dict[str, float]:
+    ) -> dict[str, Any]:
         if not policy:
             policy = "sequential" if workers == 1 else "multiprogram"
         chosen = (
@@ -72,6 +72,7 @@ def measure_executor_dispatch(
             else:
                 os.environ[executor.SEQUENCE_ENV] = saved
         trace = result.trace
+        assert trace is not None  # (the executor records one)
         gaps: list[float] = []
         for worker in range(workers):
             mine = sorted(

@@ -34,7 +34,7 @@ def measure_handoff(cores: tuple[int, int], sizes: Sequence[int], rounds: int) -
         shared.reset()
         payload = shared.payload[:size]
 
-        def ping(size=size, payload=payload) -> float:
+        def ping(size: int = size, payload: np.ndarray = payload) -> float:
             pin(cores[0])
             mine = np.full(size, 1, np.uint8)
             got = np.empty(size, np.uint8)
@@ -51,7 +51,7 @@ def measure_handoff(cores: tuple[int, int], sizes: Sequence[int], rounds: int) -
                 trips.append(time.perf_counter() - t0)
             return median(trips[rounds // 10 :]) / 2
 
-        def pong(size=size, payload=payload) -> None:
+        def pong(size: int = size, payload: np.ndarray = payload) -> None:
             pin(cores[1])
             mine = np.full(size, 2, np.uint8)
             got = np.empty(size, np.uint8)
@@ -181,7 +181,7 @@ def measure_group(
             spin_until(shared.flags[0], 1, time.perf_counter() + 60)  # go
             clock = time.perf_counter
             end = clock() + window_s
-            times = []
+            times: list[float] = []
             while clock() < end or len(times) < 3:
                 t0 = clock()
                 task()
