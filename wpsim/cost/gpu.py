@@ -215,7 +215,7 @@ def persistent_step(
     else:
         issue = 1.0
     compute = flops / (peak * spec.efficiency * issue)
-    bcast = m.sms * b * w.hidden * s / m.l2.bandwidth_Bps
+    bcast = m.sms * w.gathered_state_bytes / m.l2.bandwidth_Bps  # h to every SM
     sync = m.sync.global_barrier_s if kernel.sync == "barrier" else m.sync.flag_s
     latency = sync + 2.0 * m.l2.latency_s
     pieces = b if kernel.sync == "barrier" else m.sms
