@@ -292,7 +292,8 @@ def csr_bytes(workload: Workload) -> float:
     w = workload
     return float(
         sum(
-            stored(rows * cols, w.density) * (w.dtype_bytes + INDEX_BYTES) + (rows + 1) * INDEX_BYTES
+            stored(rows * cols, w.density) * (w.dtype_bytes + INDEX_BYTES)
+            + (rows + 1) * INDEX_BYTES
             for rows, cols in recurrent_shapes(w)
         )
     )
@@ -391,8 +392,9 @@ class GpuCostModel:
     concurrent streams). Implements ``start`` and ``dram_share_Bps``.
     """
 
-    def __init__(self, machine: GpuMachine, plan: Plan, algorithm: str,
-                 kernel: PersistentKernel = ZHU_2018) -> None:  # fmt: skip
+    def __init__(
+        self, machine: GpuMachine, plan: Plan, algorithm: str, kernel: PersistentKernel = ZHU_2018
+    ) -> None:
         self.machine = machine
         self.plan = plan
         self.algorithm = algorithm
