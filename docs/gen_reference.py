@@ -708,10 +708,12 @@ def policies_page() -> str:
 
 def cost_model_page() -> str:
     """The formulas, from the docstrings that state them."""
-    from wpsim import breakdown
+    from wpsim import breakdown, tune
     from wpsim.cost import cpu as cost
     from wpsim.model import analysis, graph
     from wpsim.sim import closed_forms as analytic
+    from wpsim.sim.closed_forms import path as closed_form_path
+    from wpsim.sim.closed_forms import tasks as closed_form_tasks
 
     return "\n".join(
         [
@@ -742,6 +744,19 @@ def cost_model_page() -> str:
             "## Analytic makespan per policy (`wpsim.sim.closed_forms`, `wpsim predict`)",
             "",
             rst_to_md(analytic.__doc__, "###"),
+            "",
+            "### The tasks by class (`wpsim.sim.closed_forms.tasks`)",
+            "",
+            rst_to_md(closed_form_tasks.__doc__, "####"),
+            "",
+            "### The longest path in time independent of the sequence length "
+            "(`wpsim.sim.closed_forms.path`)",
+            "",
+            rst_to_md(closed_form_path.__doc__, "####"),
+            "",
+            "## Choosing the schedule (`wpsim.tune`, `wpsim tune`, `--policy auto`, `--chunk auto`)",
+            "",
+            rst_to_md(tune.__doc__, "###"),
             "",
             "## What a makespan is made of (`wpsim.breakdown`)",
             "",

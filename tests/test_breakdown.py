@@ -19,7 +19,7 @@ from wpsim.machines.cpu import CpuMachine
 from wpsim.model.workload import Workload
 from wpsim.policies import get_policy
 from wpsim.sim import evaluate as by_kind
-from wpsim.sim.closed_forms import _band_makespan, _band_terms, predict
+from wpsim.sim.closed_forms import band_makespan, band_terms, predict
 from wpsim.sim.engine import simulate
 from wpsim.trace import Trace
 
@@ -266,9 +266,9 @@ def test_gpu_streams_training_adds_up(chunk, instances) -> None:
     groups=st.integers(1, 10),
 )
 def test_band_terms_sum_to_the_band_makespan(costs, chunks, groups) -> None:
-    terms = _band_terms(costs, chunks, groups)
+    terms = band_terms(costs, chunks, groups)
     total = math.fsum(c * costs[layer] for layer, c in terms)
-    assert total == pytest.approx(_band_makespan(costs, chunks, groups), rel=1e-12)
+    assert total == pytest.approx(band_makespan(costs, chunks, groups), rel=1e-12)
 
 
 def test_a_task_is_split_with_the_arithmetic_first() -> None:

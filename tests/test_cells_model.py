@@ -171,6 +171,10 @@ def test_multi_time_step_cuts_the_weight_traffic_of_sru_about_k_fold():
     for k in (1, 4, 16):
         r = simulate(w, m, "sequential", chunk=k)
         traffic[k] = r.dram_bytes
+        # the op granularity batches the same products over the chunk: the same traffic and time
+        ops = simulate(w, m, "sequential", chunk=k, granularity="op")
+        assert ops.dram_bytes == r.dram_bytes
+        assert ops.makespan_s == pytest.approx(r.makespan_s, rel=1e-3)
     assert traffic[1] / traffic[4] == pytest.approx(4, rel=0.05)
     assert traffic[1] / traffic[16] == pytest.approx(16, rel=0.05)
 

@@ -46,8 +46,10 @@ def assert_valid_schedule(result, workload, policy_name, chunk=1):
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-@pytest.mark.parametrize("kw", [{}, {"bidirectional": True}, {"phase": "training"},
-                                {"output": "softmax", "output_size": 10}])  # fmt: skip
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"bidirectional": True}, {"phase": "training"}, {"output": "softmax", "output_size": 10}],
+)
 def test_every_policy_gives_a_valid_schedule(policy, kw):
     w = lstm(**kw)
     p = get_policy(policy, instances=2 if policy == "multiprogram" else 1)
@@ -225,7 +227,15 @@ def test_a_hit_curve_serves_part_of_a_block_larger_than_the_cache():
 
 
 def test_a_hit_curve_blends_the_closed_form_bandwidth():
-    from wpsim.sim.closed_forms import _level_for
+    import numpy as np
+
+    from wpsim.sim.closed_forms.costs import level_for, level_name
+
+    def _level_for(machine, private_ws, shared_ws, n_sockets):
+        index, bw = level_for(
+            machine, np.array([private_ws]), np.array([shared_ws]), np.array([n_sockets])
+        )
+        return level_name(machine, int(index[0])), float(bw[0])
 
     strict = make_machine(l2_bytes=1 << 20)
     soft = with_hit_curve(strict, [[1.0, 1.0], [2.0, 0.0]])
@@ -242,8 +252,11 @@ def test_weights_larger_than_the_shared_cache_come_from_dram_and_contend():
     alone = simulate(w, make_machine(cores=2, l2_bytes=256 << 10, llc_bytes=2 << 20), "sequential")
     assert all(not rec["hit"] for rec in alone.trace.records())
     # two independent instances on two cores share the DRAM bandwidth: each step twice as long
-    both = simulate(w, make_machine(cores=2, l2_bytes=256 << 10, llc_bytes=2 << 20),
-                    get_policy("multiprogram", instances=2))  # fmt: skip
+    both = simulate(
+        w,
+        make_machine(cores=2, l2_bytes=256 << 10, llc_bytes=2 << 20),
+        get_policy("multiprogram", instances=2),
+    )
     assert both.makespan_s == pytest.approx(2 * alone.makespan_s, rel=0.02)
     # with per-core bandwidth the limit (not the socket), they do not slow each other down
     roomy = make_machine(cores=2, l2_bytes=256 << 10, llc_bytes=2 << 20, dram_Bps=40e9)
@@ -334,8 +347,11 @@ def test_no_streaming_task_beats_its_dram_bandwidth():
     for chunk in (1, 4):
         r = simulate(w, m, "wavefront", cores=4, chunk=chunk, sequential_s=1.0)
         per_core_Bps = m.memory.per_core_bandwidth_Bps
-        streamed = [(rec["DRAM_bytes"], rec["end_s"] - rec["start_s"]) for rec in r.trace.records()
-                    if rec["DRAM_bytes"]]  # fmt: skip
+        streamed = [
+            (rec["DRAM_bytes"], rec["end_s"] - rec["start_s"])
+            for rec in r.trace.records()
+            if rec["DRAM_bytes"]
+        ]
         assert streamed
         assert all(seconds >= nbytes / per_core_Bps for nbytes, seconds in streamed)
 
@@ -363,8 +379,9 @@ def test_wavefront_keeps_a_layer_on_its_core():
     for tid, cores in zip(r.trace.task, r.trace.cores, strict=True):
         cores_of_layer.setdefault(r.tasks[tid].layer, set()).update(cores)
     assert all(len(c) == 1 for c in cores_of_layer.values())
-    assert r.level_bytes["DRAM"] == pytest.approx(sum(size for k, size in r.tasks[0].weights) +
-                                                  sum(size for k, size in r.tasks[20].weights))  # fmt: skip
+    assert r.level_bytes["DRAM"] == pytest.approx(
+        sum(size for k, size in r.tasks[0].weights) + sum(size for k, size in r.tasks[20].weights)
+    )
 
 
 def test_pipeline_maps_layers_round_robin():
@@ -528,8 +545,12 @@ def test_a_split_products_share_that_fits_the_private_cache_runs_at_the_hot_rate
     def grid(f: float) -> list[list[float]]:
         return [[n, h, f] for n in (1, 2) for h in (128, 512)]
 
-    table = {"gemm_by_n": [[1, 1.0]], "elementwise": 1.0, "gemm_by_n_h": grid(0.1),
-             "gemm_by_n_h_hot": {"lstm": grid(0.5)}}  # fmt: skip
+    table = {
+        "gemm_by_n": [[1, 1.0]],
+        "elementwise": 1.0,
+        "gemm_by_n_h": grid(0.1),
+        "gemm_by_n_h_hot": {"lstm": grid(0.5)},
+    }
     base = make_machine(cores=2, l2_bytes=1 << 20)
     m = base.model_copy(update={"efficiency": type(base.efficiency).model_validate(table)})
     peak = m.peak_flops_per_core("float32")
@@ -544,8 +565,11 @@ def test_a_split_products_share_that_fits_the_private_cache_runs_at_the_hot_rate
     split, _ = model.compute_parts(cell.id, 2)
     assert split == pytest.approx((cell.flops_in + cell.flops_rec) / (0.5 * peak) / 2)
     # without the hot grid, the streamed one serves both
-    plain = m.model_copy(update={"efficiency": type(base.efficiency).model_validate(
-        {**table, "gemm_by_n_h_hot": None})})  # fmt: skip
+    plain = m.model_copy(
+        update={
+            "efficiency": type(base.efficiency).model_validate({**table, "gemm_by_n_h_hot": None})
+        }
+    )
     split_plain, _ = CpuCostModel(plain, plan).compute_parts(cell.id, 2)
     assert split_plain == pytest.approx((cell.flops_in + cell.flops_rec) / (0.1 * peak) / 2)
 
@@ -569,9 +593,11 @@ def test_split_tasks_cost_what_the_executor_splits():
 
     table = {"gemm_by_n": [[1, 0.1], [2, 0.2], [4, 0.4], [8, 0.8]], "elementwise": 0.05}
     m = make_machine(cores=2).model_copy(
-        update={"efficiency": type(make_machine().efficiency).model_validate(table),
-                "elementwise_split_across_helpers": False}
-    )  # fmt: skip
+        update={
+            "efficiency": type(make_machine().efficiency).model_validate(table),
+            "elementwise_split_across_helpers": False,
+        }
+    )
     peak = m.peak_flops_per_core("float32")
     w = Workload(cell="lstm", layers=1, hidden=16, input=16, seq_len=8, batch=2)
     policy = get_policy("layerwise")
@@ -601,15 +627,18 @@ def test_a_products_fixed_part_is_not_split_among_members():
     from wpsim.cost.cpu import CpuCostModel
 
     base = make_machine(cores=2)
-    fixed = base.model_copy(update={"efficiency": base.efficiency.model_copy(
-        update={"product_fixed_s": 1e-6})})  # fmt: skip
+    fixed = base.model_copy(
+        update={"efficiency": base.efficiency.model_copy(update={"product_fixed_s": 1e-6})}
+    )
     w = Workload(cell="rnn", layers=1, hidden=64, input=64, seq_len=4, batch=1)
     plan = compile_plan(build(w, **get_policy("layerwise").graph_options(w, 1)))
     step = next(t for t in plan.tasks if t.flops_rec)
-    (whole_0, _), (split_0, _) = (CpuCostModel(base, plan).compute_parts(step.id, k)
-                                  for k in (1, 2))  # fmt: skip
-    (whole_1, _), (split_1, _) = (CpuCostModel(fixed, plan).compute_parts(step.id, k)
-                                  for k in (1, 2))  # fmt: skip
+    (whole_0, _), (split_0, _) = (
+        CpuCostModel(base, plan).compute_parts(step.id, k) for k in (1, 2)
+    )
+    (whole_1, _), (split_1, _) = (
+        CpuCostModel(fixed, plan).compute_parts(step.id, k) for k in (1, 2)
+    )
     assert whole_1 == pytest.approx(whole_0)  # on one core the grid's time holds it already
     fixed_s = min(1e-6 * step.steps, whole_0)
     assert split_1 == pytest.approx(fixed_s + (whole_0 - fixed_s) / 2)
@@ -635,8 +664,10 @@ def test_a_small_input_projection_is_split_over_time_steps():
     assert by_time.compute_s(gemm.id, 2) == pytest.approx(gemm.flops_in / (0.5 * 2 * peak))
     assert by_rows.member_weight_bytes(gemm.id, 2) == pytest.approx(ih_bytes / 2)
     assert by_time.member_weight_bytes(gemm.id, 2) == pytest.approx(ih_bytes)
-    read = {name: sum(by.start(gemm.id, (0, 1), 0).level_bytes.values())
-            for name, by in (("rows", by_rows), ("time", by_time))}  # fmt: skip
+    read = {
+        name: sum(by.start(gemm.id, (0, 1), 0).level_bytes.values())
+        for name, by in (("rows", by_rows), ("time", by_time))
+    }
     assert read == pytest.approx({"rows": ih_bytes, "time": 2 * ih_bytes})
     # one core, or a W_ih over the bound: by rows
     assert by_time.member_weight_bytes(gemm.id, 1) == pytest.approx(ih_bytes)
@@ -670,8 +701,12 @@ def test_a_cell_uses_its_own_efficiency_grid_where_the_machine_has_one():
 
     lstm_grid = [[1, 128, 0.2], [1, 256, 0.2], [4, 128, 0.4], [4, 256, 0.4]]
     rnn_grid = [[1, 128, 0.5], [1, 256, 0.5], [4, 128, 0.9], [4, 256, 0.9]]
-    table = {"gemm_by_n": [[1, 0.1]], "elementwise": 1.0, "gemm_by_n_h": lstm_grid,
-             "gemm_by_n_h_by_cell": {"rnn": rnn_grid}}  # fmt: skip
+    table = {
+        "gemm_by_n": [[1, 0.1]],
+        "elementwise": 1.0,
+        "gemm_by_n_h": lstm_grid,
+        "gemm_by_n_h_by_cell": {"rnn": rnn_grid},
+    }
     base = make_machine()
     m = base.model_copy(update={"efficiency": type(base.efficiency).model_validate(table)})
 
@@ -692,9 +727,11 @@ def test_measured_elementwise_grid_replaces_the_efficiency_for_forward_cells():
     table = {"gemm_by_n": [[1, 0.5]], "elementwise": 0.01, "elementwise_step_s": {"lstm": grid}}
     base = make_machine()
     m = base.model_copy(
-        update={"efficiency": type(base.efficiency).model_validate(table),
-                "step_overhead_s": {"lstm": 4e-6}}
-    )  # fmt: skip
+        update={
+            "efficiency": type(base.efficiency).model_validate(table),
+            "step_overhead_s": {"lstm": 4e-6},
+        }
+    )
     peak = m.peak_flops_per_core("float32")
     # H = 256, B = 2: halfway in log2 H and in log2 B, so the mean of the four corners
     w = Workload(cell="lstm", layers=1, hidden=256, input=256, seq_len=6, batch=2)
@@ -713,13 +750,17 @@ def test_measured_elementwise_grid_replaces_the_efficiency_for_forward_cells():
     wt = w.model_copy(update={"phase": "training"})
     plan_t = compile_plan(build(wt, chunk=3))
     bwd = next(t for t in plan_t.tasks if t.kind == "cell_bwd" and t.flops_elem)
-    expected = (bwd.flops_in / CpuCostModel(m, plan_t).efficiency(2 * bwd.steps)
-                + bwd.flops_rec / 0.5 + bwd.flops_elem / 0.01) / peak  # fmt: skip
+    expected = (
+        bwd.flops_in / CpuCostModel(m, plan_t).efficiency(2 * bwd.steps)
+        + bwd.flops_rec / 0.5
+        + bwd.flops_elem / 0.01
+    ) / peak
     assert CpuCostModel(m, plan_t).compute_s(bwd.id, 1) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("policy, helpers", [("wavefront", None), ("layerwise", None),
-                                             ("helper", 2)])  # fmt: skip
+@pytest.mark.parametrize(
+    "policy, helpers", [("wavefront", None), ("layerwise", None), ("helper", 2)]
+)
 def test_private_cache_shortcut_is_exact(policy, helpers):
     """The fixed-point shortcut of a group's private LRUs changes no number of the trace, for
     one core a group and for tasks split across groups of helpers."""
@@ -740,8 +781,9 @@ def test_private_cache_shortcut_is_exact(policy, helpers):
     soft = with_hit_curve(desktop, [[0.5, 1.0], [1.0, 0.7], [3.0, 0.0]])
     # and a 3 MiB shared level that evicts blocks of a group still at its private fixed point
     # (with partial hits in its L2)
-    small_llc = with_hit_curve(make_machine(cores=4, llc_bytes=3 << 20), [[0.5, 1.0], [1.0, 0.7],
-                                                                           [3.0, 0.0]])  # fmt: skip
+    small_llc = with_hit_curve(
+        make_machine(cores=4, llc_bytes=3 << 20), [[0.5, 1.0], [1.0, 0.7], [3.0, 0.0]]
+    )
     for m, hidden in ((desktop, 64), (desktop, 512), (soft, 160), (small_llc, 256)):
         w = Workload(cell="lstm", layers=6, hidden=hidden, input=hidden, seq_len=20)
         traces = []
@@ -749,8 +791,9 @@ def test_private_cache_shortcut_is_exact(policy, helpers):
             p = get_policy(policy, helpers=helpers)
             plan = compile_plan(build(w, **p.graph_options(w, 1)))
             cost = model(m, plan)
-            trace = run_plan(plan, p.core_groups(4), p, cost,
-                             m.cores_per_socket, m.sockets, machine_levels(m))  # fmt: skip
+            trace = run_plan(
+                plan, p.core_groups(4), p, cost, m.cores_per_socket, m.sockets, machine_levels(m)
+            )
             traces.append(list(trace.records()))
             if model is CpuCostModel:  # groups of the policy's size reached a fixed point
                 group_size = len(p.core_groups(4)[0])

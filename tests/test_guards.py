@@ -103,10 +103,10 @@ def test_a_workload_beyond_the_limit_is_refused_with_estimate_and_limit(monkeypa
 def test_sweep_workers_share_the_limit(monkeypatch):
     monkeypatch.setattr(guards, "available_memory_bytes", lambda: 10**9)
     w = Workload(cell="lstm", layers=1, hidden=16, input=16, seq_len=100_000)
-    assert 100_000 * guards.BYTES_PER_TASK["predict"] < 800e6 / 2  # fits alone, not in 4
-    check_size(w, "predict")
+    assert 100_000 * guards.BYTES_PER_TASK["simulate"] < 800e6 / 2  # fits alone, not in 4
+    check_size(w, "simulate")
     with pytest.raises(SizeError, match=r"per sweep worker \(4 workers\)"):
-        check_size(w, "predict", share=4)
+        check_size(w, "simulate", share=4)
 
 
 def test_available_memory_respects_an_address_space_limit():
@@ -159,11 +159,11 @@ def _refusal(command: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess,
         text=True,
         timeout=120,
     )
-    maxrss_kb, code = proc.stdout.split()
+    maxrss_kb, code = proc.stdout.split()[-2:]  # (after what the command printed)
     return proc, int(maxrss_kb), int(code)
 
 
-@pytest.mark.parametrize("command", ["simulate", "predict", "graph", "compare", "run"])
+@pytest.mark.parametrize("command", ["simulate", "graph", "compare", "run"])
 def test_a_1e8_task_workload_is_refused_in_bounded_memory(tmp_path, command):
     """The issue's example: 10^8 tasks. Refused before building anything (the peak RSS of
     the whole process stays under 500 MB); the time is measured in benchmarks/guards.py."""
@@ -173,10 +173,25 @@ def test_a_1e8_task_workload_is_refused_in_bounded_memory(tmp_path, command):
     assert maxrss_kb < 500 * 1024
 
 
+def test_predict_answers_a_1e8_task_workload_in_bounded_memory(tmp_path):
+    """The closed forms build no graph (wpsim.sim.closed_forms): predict answers where simulate is
+    refused, within the same memory bound."""
+    proc, maxrss_kb, code = _refusal("predict", tmp_path)
+    assert code == 0, proc.stderr
+    assert "100,000,000" in proc.stdout and maxrss_kb < 500 * 1024
+    assert (
+        guards.estimate(
+            Workload(cell="lstm", hidden=16, input=16, seq_len=10**8), "predict"
+        ).total_bytes
+        == 0
+    )
+
+
 def test_a_sweep_point_beyond_the_limit_is_a_failed_row(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
     spec.write_text(
-        "workload: tiny\nhardware: xeon8160_2s\nvary:\n  workload.seq_len: [6, 100000000]\n"
+        "workload: tiny\nhardware: xeon8160_2s\nengine: simulate\n"
+        "vary:\n  workload.seq_len: [6, 100000000]\n"
     )
     code = main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--workers", "1", "-q"])
     captured = capsys.readouterr()
@@ -219,4 +234,6 @@ def test_commands_refuse_100000_workers_before_starting_any(argv, capsys, tmp_pa
 
 def test_the_limits_are_documented_numbers():
     assert guards.MAX_WORKERS_PER_CPU == 4 and guards.MEMORY_FRACTION == 0.8
-    assert all(v > 1000 for v in guards.BYTES_PER_TASK.values())
+    # every engine that builds a graph, measured; the closed forms build none
+    assert all(v > 1000 for k, v in guards.BYTES_PER_TASK.items() if k != "predict")
+    assert guards.BYTES_PER_TASK["predict"] == 0

@@ -20,11 +20,7 @@ MAX_LINES = 800
 OVER_THE_LIMIT: dict[str, str] = {}
 
 #: Private names of a module that others still use, with the reason; each is a debt to pay.
-#: The closed forms are being rewritten on another branch (issue 21): their shared pieces get a
-#: public home once that lands, rather than being renamed twice.
-KNOWN_PRIVATE_USES: dict[str, str] = {
-    "wpsim.sim.closed_forms": "band and critical-path helpers; public once issue 21's rewrite lands",
-}
+KNOWN_PRIVATE_USES: dict[str, str] = {}
 
 
 def modules() -> dict[str, Path]:

@@ -117,6 +117,14 @@ def test_a_policy_file_runs_for_real(plugin_dir: Path, capsys):
     assert result["policy"] == "deepest-first" and result["n_tasks"] == 9
 
 
+def test_chunk_auto_predicts_with_a_policy_file(plugin_dir: Path, capsys):
+    ref = f"{plugin_dir / 'my_policy.py'}:DeepestFirst"
+    args = ["run", "-w", "tiny", "--workers", "2", "-m", "xeon8160_2s", "--policy", ref, "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["policy"] == "deepest-first" and result["chunk_choice"]["source"] == "model"
+
+
 def test_validate_accepts_a_policy_file(plugin_dir: Path) -> None:
     from wpsim.machines import HW_CONFIG_DIR
     from wpsim.measure.validate import parse_configs

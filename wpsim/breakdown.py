@@ -169,8 +169,9 @@ def add_task(
         _add_memory(acc, cost, overlap, weight * memory, level_bw)
 
 
-def _add_memory(acc: dict[str, float], cost: Any, overlap: float, seconds: float,
-                level_bw: Any) -> None:
+def _add_memory(
+    acc: dict[str, float], cost: Any, overlap: float, seconds: float, level_bw: Any
+) -> None:
     """Share ``seconds`` of exposed memory time among the levels ``cost`` read, in proportion
     to the time each took (DRAM: what the overlap leaves after the caches)."""
     cache_s = cost.cache_s
@@ -185,8 +186,9 @@ def _add_memory(acc: dict[str, float], cost: Any, overlap: float, seconds: float
     if not cache_s:
         return
     cached = seconds * cache_s / total
-    levels = [(name, nbytes) for name, nbytes in cost.level_bytes.items()
-              if name != DRAM and nbytes]  # fmt: skip
+    levels = [
+        (name, nbytes) for name, nbytes in cost.level_bytes.items() if name != DRAM and nbytes
+    ]
     if len(levels) == 1:
         key = f"memory.{levels[0][0]}"
         acc[key] = get(key, 0.0) + cached
@@ -393,10 +395,13 @@ def total(breakdown: Mapping[str, float]) -> float:
 
 
 def format_lines(
-    views: Sequence[tuple[str, Mapping[str, float]]], makespan_s: float, indent: str = "  "
+    views: Sequence[tuple[str, Mapping[str, float]]],
+    makespan_s: float | Sequence[float],
+    indent: str = "  ",
 ) -> list[str]:
     """A table of one or more break-downs of ``makespan_s`` side by side: one line per cause
-    that is not zero in any of them, its seconds and share of the makespan in each.
+    that is not zero in any of them, its seconds and share of the makespan in each (a list:
+    each view's own makespan, for break-downs of different runs).
 
     Examples
     --------
@@ -408,18 +413,22 @@ def format_lines(
         compute             3.000 ms   75%      2.000 ms   50%
         idle                1.000 ms   25%      2.000 ms   50%
     """
+    spans = list(makespan_s) if isinstance(makespan_s, Sequence) else [makespan_s] * len(views)
     shown = [
         cause
         for cause in dict.fromkeys(c for _, view in views for c in view)
-        if any(abs(view.get(cause, 0.0)) > 5e-4 * makespan_s for _, view in views)
+        if any(
+            abs(view.get(cause, 0.0)) > 5e-4 * span
+            for (_, view), span in zip(views, spans, strict=True)
+        )
     ]
     header = f"{indent}{'why':<16}" + "".join(f"{title:>20}" for title, _ in views)
     lines = [header.rstrip()]
     for cause in shown:
         cells = ""
-        for _, view in views:
+        for (_, view), span in zip(views, spans, strict=True):
             seconds = view.get(cause, 0.0)
-            share = 100 * seconds / makespan_s if makespan_s else 0.0
+            share = 100 * seconds / span if span else 0.0
             cells += f"{_time(seconds):>14}{share:>5.0f}%"
         lines.append(f"{indent}  {cause:<14}{cells}")
     return lines
@@ -437,8 +446,11 @@ def shares(breakdown: Mapping[str, float], makespan_s: float, smallest: float = 
     if not makespan_s:
         return ""
     ranked = sorted(breakdown.items(), key=lambda item: -item[1])
-    return ", ".join(f"{cause} {100 * seconds / makespan_s:.0f}%" for cause, seconds in ranked
-                     if seconds / makespan_s >= smallest)  # fmt: skip
+    return ", ".join(
+        f"{cause} {100 * seconds / makespan_s:.0f}%"
+        for cause, seconds in ranked
+        if seconds / makespan_s >= smallest
+    )
 
 
 def _time(seconds: float) -> str:

@@ -6,7 +6,8 @@ Size
     the engine for the graph, the compiled plan and the trace, plus, for ``run``, the executor's
     shared buffers (every array of :func:`kernels.executor.array_specs`, computed from
     the shapes), the parent's copy of the parameters and :data:`WORKER_BYTES` per worker
-    process. :func:`check_size` refuses with the estimate and the limit when it exceeds
+    process (``predict`` builds no graph: nothing). :func:`check_size` refuses with the
+    estimate and the limit when it exceeds
     :data:`MEMORY_FRACTION` of the memory available now (the smallest of the kernel's
     ``MemAvailable``, the cgroup's headroom and ``RLIMIT_AS``), unless told to go ahead
     (``--allow-large``). Sweeps check each point against the limit divided among their workers.
@@ -45,7 +46,8 @@ from wpsim.model.workload import Workload
 #: ``benchmarks/guards.py``.
 BYTES_PER_TASK = {
     "graph": 2_400,
-    "predict": 3_600,
+    # the closed forms (wpsim.sim.closed_forms) build no graph: their memory does not grow with tasks
+    "predict": 0,
     "simulate": 3_800,
     "compare": 4_800,
     "run": 3_400,

@@ -218,7 +218,7 @@ def atomic_write(path: str | Path, data: str | bytes, flag: str = "") -> None:
         handle.write(data)
 
 
-def write_with(path: str | Path, writer: Callable[[Path], None], flag: str = "") -> None:
+def write_with(path: str | Path, writer: Callable[[Path], object], flag: str = "") -> None:
     """Let ``writer(temporary_path)`` write a file (a library that wants a path, such as
     matplotlib's ``savefig``), then move it over ``path`` atomically.
 

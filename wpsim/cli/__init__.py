@@ -76,8 +76,15 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 #: The command groups, in the order ``wpsim --help`` lists their commands; each module's
 #: ``COMMANDS`` lists its registrars. Imported when the parser is built (kept out of start-up).
-GROUPS = ["wpsim.cli.graph", "wpsim.cli.sim", "wpsim.cli.real", "wpsim.cli.calibrate",
-          "wpsim.cli.sweep", "wpsim.cli.report"]  # fmt: skip
+GROUPS = [
+    "wpsim.cli.graph",
+    "wpsim.cli.sim",
+    "wpsim.cli.real",
+    "wpsim.cli.calibrate",
+    "wpsim.cli.sweep",
+    "wpsim.cli.report",
+    "wpsim.cli.tune",
+]
 
 
 def registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
@@ -129,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:
             return 0
         except MemoryError:
-            print("wpsim: error: out of memory (the size guard's estimate was too low; use a "
-                  "smaller workload or a larger --chunk)", file=sys.stderr)  # fmt: skip
+            print(
+                "wpsim: error: out of memory (the size guard's estimate was too low; use a "
+                "smaller workload or a larger --chunk)",
+                file=sys.stderr,
+            )
             return 2
         except Exception:
             if not interrupted():

@@ -10,10 +10,10 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
+from wpsim.errors import ConfigError
 from wpsim.guards import SizeEstimate
 from wpsim.model.workload import Workload
 from wpsim.outputs import dumps_json
-from wpsim.tune import ChunkChoice
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -50,37 +50,159 @@ def print_json(obj: object) -> None:
 
 
 def chunk_or_auto(text: str) -> int | str:
-    """``--chunk`` of ``run`` and ``validate``: a positive integer or ``auto``."""
+    """``--chunk``: a positive integer or ``auto`` (the chunk :mod:`wpsim.tune` chooses)."""
     return "auto" if text == "auto" else positive_int(text)
 
 
-def add_workload_args(p: argparse.ArgumentParser, chunk_auto: bool = False) -> None:
-    """The options every command that builds a graph shares (``chunk_auto``: ``--chunk``
-    defaults to ``auto``, the chunk the closed-form model picks; see :mod:`wpsim.tune`)."""
+def add_workload_args(
+    p: argparse.ArgumentParser, chunk_auto: bool = False, chunk_default: int | None = None
+) -> None:
+    """The options every command that builds a graph shares (``chunk_auto``: ``--chunk`` may
+    be ``auto``, the chunk the closed-form model picks, see :mod:`wpsim.tune`; by default, or
+    the ``chunk_default`` given)."""
     p.add_argument(
-        "--workload", "-w", metavar="FILE",
+        "--workload",
+        "-w",
+        metavar="FILE",
         help="workload YAML, or a name from workloads/ (default: the built-in 4-layer LSTM demo)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--granularity", choices=["cell", "op"], default="cell",
+        "--granularity",
+        choices=["cell", "op"],
+        default="cell",
         help="one task per cell (default) or per op inside the cell",
-    )  # fmt: skip
+    )
     if chunk_auto:
+        default = "auto" if chunk_default is None else chunk_default
         p.add_argument(
-            "--chunk", type=chunk_or_auto, default="auto", metavar="K",
-            help="time steps per task, or auto (default): the chunk with the lowest predicted "
-            "makespan on the machine file (a fixed rule without a calibration)",
-        )  # fmt: skip
+            "--chunk",
+            type=chunk_or_auto,
+            default=default,
+            metavar="K",
+            help=f"time steps per task, or auto{' (default)' if default == 'auto' else ''}: "
+            "the chunk with the lowest predicted makespan on the machine file (a fixed rule "
+            "without a calibration)" + ("" if default == "auto" else f"; default {default}"),
+        )
     else:
         p.add_argument(
-            "--chunk", type=positive_int, default=1, metavar="K",
+            "--chunk",
+            type=positive_int,
+            default=1,
+            metavar="K",
             help="time steps per task; K > 1 runs the input projection of K steps as one GEMM",
-        )  # fmt: skip
+        )
     p.add_argument(
-        "--allow-large", action="store_true",
+        "--allow-large",
+        action="store_true",
         help="run even when the estimated memory exceeds what this computer can give "
         "(see Limits in docs/reference/cli.md)",
-    )  # fmt: skip
+    )
+
+
+def resolve_auto(
+    args: argparse.Namespace,
+    workload: Workload,
+    machine: Any,
+    command: str,
+    cores: int | None,
+    helper_groups: bool = True,
+    guard: bool = False,
+) -> tuple[str, Any] | None:
+    """``--policy auto`` and ``--chunk auto`` of ``simulate``, ``predict``, ``run`` and
+    ``validate``: set ``args.policy``, ``args.helpers`` and ``args.chunk`` to what
+    :mod:`wpsim.tune` chooses with the closed forms on ``machine`` for ``cores`` cores (None:
+    all); return the line that says so (the command prints it) and the choice, a
+    :class:`wpsim.tune.ChunkChoice` or :class:`wpsim.tune.Candidate` (None when nothing was
+    auto).
+
+    ``--policy auto``: :func:`wpsim.tune.choose`, the best schedule (``args.policy`` may be a
+    list: ``validate``'s, which names policies without helper groups: ``helper_groups``
+    False); it needs a CPU machine. ``--chunk auto`` alone: :func:`wpsim.tune.choose_chunk` for
+    the policy (``validate``: its last), the fixed rule where ``machine`` is None (no
+    calibration of this computer) or not a CPU.
+
+    ``guard`` (``run``, ``validate``): the executor's size guard comes first, refused when it
+    cannot hold the run at any candidate (the policy and chunk with the smallest estimate);
+    the command checks the chosen schedule again."""
+    from wpsim import tune
+    from wpsim.machines.cpu import CpuMachine
+    from wpsim.policies import get_policy
+
+    policies = args.policy if isinstance(args.policy, list) else [args.policy]
+    if "auto" not in policies and args.chunk != "auto":
+        return None
+    fixed = next((p for p in reversed(policies) if p != "auto"), None)
+    options = {k: getattr(args, k) for k in ("helpers", "instances") if hasattr(args, k)}
+    policy = None if "auto" in policies or fixed is None else get_policy(fixed, **options)
+    if guard:
+        _guard_before_choosing(args, workload, policy, cores or 0)
+    if policy is not None:  # --chunk auto alone
+        choice = tune.choose_chunk(
+            workload,
+            policy,
+            cores if cores else getattr(machine, "total_cores", 1),
+            machine,
+            granularity=args.granularity,
+        )
+        args.chunk = choice.chunk
+        label = "--chunk auto"
+        if isinstance(args.policy, list):
+            label += f" for {fixed} on {cores} workers"
+        return f"{command}: {label}: {choice.describe()}", choice
+    if not isinstance(machine, CpuMachine):
+        if machine is None:
+            from wpsim.machines.host import missing_message
+
+            raise ConfigError(f"--policy auto: {missing_message(calibrate_flag=True)}")
+        raise ConfigError(
+            f"--policy auto: machine '{machine.name}' is a {machine.kind}; the "
+            "choice is made for CPU machines (name a policy)"
+        )
+    chunk = None if args.chunk == "auto" else args.chunk
+    best = tune.choose(
+        workload,
+        machine,
+        None,
+        cores or machine.total_cores,
+        chunk,
+        args.granularity,
+        helper_groups,
+    )
+    assert best is not None
+    if isinstance(args.policy, list):
+        args.policy = [best.policy if p == "auto" else p for p in args.policy]
+    else:
+        args.policy = best.policy
+    if hasattr(args, "helpers"):
+        args.helpers = best.helpers
+    args.chunk = best.chunk
+    return (
+        f"{command}: auto: {best.describe()} (lowest predicted makespan on "
+        f"'{machine.name}', {best.predicted_s * 1e3:,.3f} ms)"
+    ), best
+
+
+def _guard_before_choosing(
+    args: argparse.Namespace, workload: Workload, policy: Any, workers: int
+) -> None:
+    """The executor's size guard at the candidate with the smallest estimate (every policy
+    :func:`wpsim.tune.choose` searches when ``policy`` is None; every candidate chunk under
+    ``--chunk auto``)."""
+    from wpsim.guards import estimate
+    from wpsim.policies import get_policy
+    from wpsim.tune import POLICIES, chunk_candidates
+
+    policies = [policy] if policy is not None else [get_policy(name) for name in POLICIES]
+    chunks = chunk_candidates(workload.seq_len) if args.chunk == "auto" else [args.chunk]
+    smallest = min(
+        ((p, c) for p in policies for c in chunks),
+        key=lambda pc: (
+            estimate(
+                workload, "run", pc[0], chunk=pc[1], granularity=args.granularity, workers=workers
+            ).total_bytes
+        ),
+    )
+    check_size(args, workload, "run", smallest[0], workers, chunk=smallest[1])
 
 
 def add_force_workers(p: argparse.ArgumentParser) -> None:
@@ -88,14 +210,21 @@ def add_force_workers(p: argparse.ArgumentParser) -> None:
     from wpsim.guards import MAX_WORKERS_PER_CPU
 
     p.add_argument(
-        "--force-workers", action="store_true",
+        "--force-workers",
+        action="store_true",
         help=f"start more than {MAX_WORKERS_PER_CPU} workers per CPU anyway (see Limits in "
         "docs/reference/cli.md)",
-    )  # fmt: skip
+    )
 
 
-def check_size(args: argparse.Namespace, workload: Workload, engine: str, policy: Any = None,
-               workers: int = 0, chunk: int | None = None) -> SizeEstimate:  # fmt: skip
+def check_size(
+    args: argparse.Namespace,
+    workload: Workload,
+    engine: str,
+    policy: Any = None,
+    workers: int = 0,
+    chunk: int | None = None,
+) -> SizeEstimate:
     """The size guard of a command (:func:`wpsim.guards.check_size`) with its options;
     ``chunk`` is the one ``--chunk auto`` chose (default: ``--chunk``)."""
     from wpsim.guards import check_chunk
@@ -104,8 +233,16 @@ def check_size(args: argparse.Namespace, workload: Workload, engine: str, policy
     chunk = args.chunk if chunk is None else chunk
     check_chunk(workload, chunk)
     name = f"workload {args.workload}" if args.workload else None
-    return guard(workload, engine, policy, chunk=chunk, granularity=args.granularity,
-                 workers=workers, allow=args.allow_large, what=name)  # fmt: skip
+    return guard(
+        workload,
+        engine,
+        policy,
+        chunk=chunk,
+        granularity=args.granularity,
+        workers=workers,
+        allow=args.allow_large,
+        what=name,
+    )
 
 
 # ---- run and validate: this computer's calibration and --chunk auto ---------------------------
@@ -122,34 +259,6 @@ def option_machine(args: argparse.Namespace, required: bool) -> Any:
     return load_machine(path) if path is not None else None
 
 
-def auto_chunk(args: argparse.Namespace, workload: Workload, policy: Any, workers: int,
-               machine: Any) -> ChunkChoice | None:  # fmt: skip
-    """``--chunk auto`` of ``run`` and ``validate``: the chunk :func:`wpsim.tune.choose_chunk`
-    picks on ``machine`` (the rule when it is None). None when ``--chunk`` is a number.
-
-    On a CPU machine the model predicts every candidate chunk, so the size guards come first:
-    refused when the executor cannot hold the run at any candidate (the one with the smallest
-    estimate), or when the finest candidate's graph cannot be predicted. The command checks the
-    chosen chunk again."""
-    from wpsim.guards import estimate
-    from wpsim.machines.cpu import CpuMachine
-    from wpsim.policies import get_policy
-    from wpsim.tune import choose_chunk, chunk_candidates
-
-    if args.chunk != "auto":
-        return None
-    if isinstance(policy, str):
-        policy = get_policy(policy)
-    if isinstance(machine, CpuMachine):
-        candidates = chunk_candidates(workload.seq_len)
-        smallest = min(candidates, key=lambda chunk: estimate(
-            workload, "run", policy, chunk=chunk, granularity=args.granularity, workers=workers
-        ).total_bytes)  # fmt: skip
-        check_size(args, workload, "run", policy, workers, chunk=smallest)
-        check_size(args, workload, "predict", policy, workers, chunk=candidates[0])
-    return choose_chunk(workload, policy, workers, machine, granularity=args.granularity)
-
-
 def no_calibration_note(command: str) -> str:
     """The line ``run`` prints when ``--chunk auto`` had no calibration to choose with."""
     from wpsim.machines.host import HOW_TO_CALIBRATE, OR_CALIBRATE_FLAG
@@ -163,11 +272,15 @@ def no_calibration_note(command: str) -> str:
 def add_host_args(p: argparse.ArgumentParser, what: str) -> None:
     """``--hardware`` (default: this computer's calibration) and ``--calibrate``."""
     p.add_argument(
-        "--hardware", "-m", metavar="FILE", default="host",
+        "--hardware",
+        "-m",
+        metavar="FILE",
+        default="host",
         help=f"machine YAML or a name from hw_configs/ {what} (default: host, the calibration of "
         "this computer made by `wpsim calibrate`)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--calibrate", action="store_true",
+        "--calibrate",
+        action="store_true",
         help="if there is no calibration of this computer, make a quick one first (about 20 s)",
-    )  # fmt: skip
+    )

@@ -25,7 +25,6 @@ def _add_graph(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_graph)
 
 
-
 def _cmd_graph(args: argparse.Namespace) -> int:
     from wpsim.model import analysis, export, graph
 

@@ -123,8 +123,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
             elif not args.check:
                 print(f"report {name}: ok ({seconds:.1f} s)", flush=True)
     if failed:
-        print(f"wpsim report: {len(failed)} of {len(names)} failed: {', '.join(failed)}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"wpsim report: {len(failed)} of {len(names)} failed: {', '.join(failed)}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -138,8 +140,11 @@ def _check_report(name: str, committed: Path, regenerated: Path, seconds: float)
     if not differences:
         print(f"report {name}: matches the committed data within {REL_TOL:g} ({what})", flush=True)
         return True
-    print(f"report {name}: DIFFERS from the committed data ({what}); regenerate it with "
-          f"`wpsim report {name}` and commit the result:", file=sys.stderr)  # fmt: skip
+    print(
+        f"report {name}: DIFFERS from the committed data ({what}); regenerate it with "
+        f"`wpsim report {name}` and commit the result:",
+        file=sys.stderr,
+    )
     for line in differences:
         print(f"  {line}", file=sys.stderr)
     return False
@@ -147,20 +152,22 @@ def _check_report(name: str, committed: Path, regenerated: Path, seconds: float)
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "report", help="regenerate the reproduced results under reports/",
+        "report",
+        help="regenerate the reproduced results under reports/",
         description="Run reports/<name>/make_report.py for every folder (or the names given). "
         "Each failure is reported on one line; the exit status is 1 if any failed.",
-    )  # fmt: skip
+    )
     p.add_argument("names", nargs="*", metavar="NAME", help="report folders (default: all)")
     p.add_argument("--out", metavar="DIR", help="write into DIR/<name> instead of each folder")
     p.add_argument("--list", action="store_true", help="list the reports and exit")
     p.add_argument(
-        "--check", action="store_true",
+        "--check",
+        action="store_true",
         help="regenerate into a temporary folder and compare the data (CSV, README) with the "
         "committed files: numbers within 1e-6 relative or one unit of their last printed digit, "
         "images not compared; exit status 1 if any differs (default: every report but the slow "
         "ones)",
-    )  # fmt: skip
+    )
     p.add_argument("--reports-dir", metavar="DIR", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_report)
 

@@ -215,7 +215,7 @@ def persistent_step(
     else:
         issue = 1.0
     compute = flops / (peak * spec.efficiency * issue)
-    bcast = m.sms * b * w.hidden * s / m.l2.bandwidth_Bps
+    bcast = m.sms * w.gathered_state_bytes / m.l2.bandwidth_Bps  # h to every SM
     sync = m.sync.global_barrier_s if kernel.sync == "barrier" else m.sync.flag_s
     latency = sync + 2.0 * m.l2.latency_s
     pieces = b if kernel.sync == "barrier" else m.sms
@@ -292,7 +292,8 @@ def csr_bytes(workload: Workload) -> float:
     w = workload
     return float(
         sum(
-            stored(rows * cols, w.density) * (w.dtype_bytes + INDEX_BYTES) + (rows + 1) * INDEX_BYTES
+            stored(rows * cols, w.density) * (w.dtype_bytes + INDEX_BYTES)
+            + (rows + 1) * INDEX_BYTES
             for rows, cols in recurrent_shapes(w)
         )
     )
@@ -391,8 +392,9 @@ class GpuCostModel:
     concurrent streams). Implements ``start`` and ``dram_share_Bps``.
     """
 
-    def __init__(self, machine: GpuMachine, plan: Plan, algorithm: str,
-                 kernel: PersistentKernel = ZHU_2018) -> None:  # fmt: skip
+    def __init__(
+        self, machine: GpuMachine, plan: Plan, algorithm: str, kernel: PersistentKernel = ZHU_2018
+    ) -> None:
         self.machine = machine
         self.plan = plan
         self.algorithm = algorithm

@@ -216,7 +216,9 @@ class Workload(BaseModel):
     cell: str = "lstm"
     layers: Annotated[int, NotBool] = Field(1, ge=1, le=1024)
     hidden: Annotated[int, NotBool] = Field(..., ge=1, le=1_000_000)
-    input: Annotated[int, NotBool] = Field(..., ge=0, le=1_000_000)  # 0: skip input (module docstring)
+    input: Annotated[int, NotBool] = Field(
+        ..., ge=0, le=1_000_000
+    )  # 0: skip input (module docstring)
     seq_len: Annotated[int, NotBool] = Field(..., ge=1, le=100_000_000)
     batch: Annotated[int, NotBool] = Field(1, ge=1, le=1_000_000)
     bidirectional: bool = Field(False, strict=True)
@@ -225,7 +227,9 @@ class Workload(BaseModel):
     density: Annotated[float, NotBool] = Field(1.0, gt=0.0, le=1.0)
     output: Literal["none", "linear", "softmax"] = "none"
     output_size: Annotated[int, NotBool] = Field(0, ge=0, le=10_000_000, validate_default=True)
-    streams: Annotated[int, NotBool] = Field(1, ge=1, le=1024)  # training streams (module docstring)
+    streams: Annotated[int, NotBool] = Field(
+        1, ge=1, le=1024
+    )  # training streams (module docstring)
 
     @field_validator("cell", mode="before")
     @classmethod

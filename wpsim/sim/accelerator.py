@@ -37,6 +37,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from wpsim import breakdown
 from wpsim.cells import products
 from wpsim.cost.base import DRAM, TaskCost
@@ -49,6 +51,7 @@ from wpsim.model.plan import Plan, compile_plan
 from wpsim.model.workload import Workload
 from wpsim.policies import Policy, get_policy
 from wpsim.result import Result
+from wpsim.sim.closed_forms.tasks import task_set
 
 BUFFER = "buffer"
 LEVELS = [BUFFER, DRAM, "handoff"]
@@ -78,17 +81,24 @@ class AccelCostModel:
     and ``dram_share_Bps``.
     """
 
-    def __init__(self, machine: AcceleratorMachine, plan: Plan, warm: bool = False) -> None:
+    def __init__(
+        self,
+        machine: AcceleratorMachine,
+        plan: Plan | None,
+        warm: bool = False,
+        workload: Workload | None = None,
+    ) -> None:
+        """``plan`` None: only :meth:`task_compute_s` of ``workload`` (the closed forms)."""
         self.machine = machine
         self.warm = warm
         self.seen: list[set] = [set() for _ in range(machine.cores)]
         self.plan = plan
-        w = plan.workload
+        w = plan.workload if plan is not None else workload
         self.w = w
         self.macs = machine.macs_per_core(w.dtype)
         self.array_rows = max(self.macs / machine.dot_product_width, 1.0)
         self.buffers = [LRUCache(machine.weight_buffer.size_bytes) for _ in range(machine.cores)]
-        self.producer_core = [-1] * plan.n_tasks
+        self.producer_core = [-1] * (plan.n_tasks if plan is not None else 0)
         self.state_vector_bytes = w.gathered_state_bytes
         self._compute_memo: dict[tuple, float] = {}
 
@@ -110,7 +120,10 @@ class AccelCostModel:
 
     def compute_s(self, tid: int, k: int) -> float:
         """MAC, vector and pipeline-latency time of task ``tid`` on ``k`` cores."""
-        t = self.plan.tasks[tid]
+        return self.task_compute_s(self.plan.tasks[tid], k)
+
+    def task_compute_s(self, t: Task, k: int) -> float:
+        """:meth:`compute_s` of a task given by its fields (those of a whole class of tasks)."""
         key = (t.kind, t.layer, t.flops_in, t.flops_rec, t.flops_elem, t.steps, t.recurrent, k)
         memo = self._compute_memo.get(key)
         if memo is not None:
@@ -208,8 +221,14 @@ def _plan(workload: Workload, policy: Policy, chunk: int, granularity: str) -> P
     )
 
 
-def _run(machine: AcceleratorMachine, plan: Plan, policy: Policy, cost: str, hooks=None,
-         warm: bool = False):  # fmt: skip
+def _run(
+    machine: AcceleratorMachine,
+    plan: Plan,
+    policy: Policy,
+    cost: str,
+    hooks=None,
+    warm: bool = False,
+):
     from wpsim.sim.engine import run_plan
 
     groups = policy.core_groups(machine.cores)
@@ -217,9 +236,15 @@ def _run(machine: AcceleratorMachine, plan: Plan, policy: Policy, cost: str, hoo
     return run_plan(plan, groups, policy, model, machine.cores, 1, LEVELS, hooks)
 
 
-def sequential_time(machine: AcceleratorMachine, workload: Workload, chunk: int = 1,
-                    granularity: str = "cell", cost: str = "model", instances: int = 1,
-                    warm: bool = False) -> float:  # fmt: skip
+def sequential_time(
+    machine: AcceleratorMachine,
+    workload: Workload,
+    chunk: int = 1,
+    granularity: str = "cell",
+    cost: str = "model",
+    instances: int = 1,
+    warm: bool = False,
+) -> float:
     """The single-core design: ``sequential`` on one core (all instances, one after another)."""
     policy = get_policy("sequential", instances=instances)
     plan = _plan(workload, policy, chunk, granularity)
@@ -257,11 +282,21 @@ def simulate(
     plan = _plan(workload, policy, chunk, granularity)
     trace = _run(machine, plan, policy, cost, hooks, warm)
     if sequential_s is None:
-        sequential_s = sequential_time(machine, workload, chunk, granularity, cost,
-                                       policy.instances, warm)  # fmt: skip
+        sequential_s = sequential_time(
+            machine, workload, chunk, granularity, cost, policy.instances, warm
+        )
     extra = _extra(machine, workload, chunk, granularity, cost) | {"warm": warm}
-    return Result.from_trace(trace, policy.describe(), machine.cores, sequential_s, LEVELS,
-                             plan.tasks, extra, dram_level=DRAM, preds=plan.preds)  # fmt: skip
+    return Result.from_trace(
+        trace,
+        policy.describe(),
+        machine.cores,
+        sequential_s,
+        LEVELS,
+        plan.tasks,
+        extra,
+        dram_level=DRAM,
+        preds=plan.preds,
+    )
 
 
 def _prepare(policy, machine, cores, cost):
@@ -293,23 +328,21 @@ def _extra(machine, workload, chunk, granularity, cost) -> dict[str, Any]:
 # ---- closed forms ---------------------------------------------------------------------------
 
 
-def _layer_key(t: Task) -> tuple[int, int, int]:
-    return (t.instance, t.layer, t.direction)
-
-
-def _predict_makespan(workload, machine, policy, chunk, granularity, cost,
-                      warm: bool = False) -> tuple[float, float, tuple[dict, dict]]:  # fmt: skip
-    """(makespan, DRAM bytes, why) of ``policy`` from steady-state task costs; ``why``: the
-    makespan by cause along the critical path, and the core-seconds of all tasks by cause
-    (:mod:`wpsim.breakdown`).
+def _predict_makespan(
+    workload, machine, policy, chunk, granularity, cost, warm: bool = False
+) -> tuple[float, float, tuple[dict, dict], int]:
+    """(makespan, DRAM bytes, why, tasks) of ``policy`` from steady-state task costs; ``why``:
+    the makespan by cause along the critical path, and the core-seconds of all tasks by cause
+    (:mod:`wpsim.breakdown`). The graph is never built: the costs are those of its classes of
+    equal tasks (:mod:`wpsim.sim.closed_forms.tasks`), the schedule that of :mod:`wpsim.sim.closed_forms`.
 
     Residency (per core, ``k`` cores per group, ``G`` groups): a group keeps the weights of the
     layers it runs; with one group (``sequential``, ``helper`` over all cores) one layer at a time
     must fit (layer-major order), with ``G > 1`` groups (``pipeline``, ``wavefront``) the
     ``ceil(LD/G)`` layers it interleaves must fit together (``W/k`` each), else every step
     streams, the streaming groups sharing DRAM. The first use of a layer's weights is a cold
-    DRAM read (unless ``warm``). ``multiprogram``: each instance on its block of cores, the DRAM bandwidth divided
-    between the instances (they stream at the same moments).
+    DRAM read (unless ``warm``). ``multiprogram``: each instance on its block of cores, the DRAM
+    bandwidth divided between the instances (they stream at the same moments).
     """
     if policy.name == "multiprogram":
         n = policy.instances
@@ -324,7 +357,7 @@ def _predict_makespan(workload, machine, policy, chunk, granularity, cost,
         core_s: dict[str, float] = {}
         for size in sorted(set(sizes)):
             sub = machine.model_copy(update={"memory": memory}).with_cores(size * len(groups[0]))
-            makespan, sub_dram, (sub_critical, sub_core_s) = _predict_makespan(
+            makespan, sub_dram, (sub_critical, sub_core_s), _ = _predict_makespan(
                 workload, sub, inner, chunk, granularity, cost, warm
             )
             if makespan > worst or not critical:  # the slowest instance sets the makespan
@@ -333,21 +366,35 @@ def _predict_makespan(workload, machine, policy, chunk, granularity, cost,
             dram += sub_dram * sizes.count(size)
             for cause, seconds in sub_core_s.items():
                 core_s[cause] = core_s.get(cause, 0.0) + seconds * sizes.count(size)
-        return worst, dram, (critical, core_s)
-    plan = _plan(workload, policy, chunk, granularity)
+        return worst, dram, (critical, core_s), _n_tasks(workload, policy, chunk, granularity)
+    options = policy.graph_options(workload, chunk)
+    hoist = options.get("hoist_input")
+    ts = task_set(
+        [workload],
+        np.array([options.get("chunk", 1)]),
+        None if hoist is None else np.array([hoist]),
+        options.get("instances", 1),
+        granularity,
+    )
     groups = policy.core_groups(machine.cores)
     k, n_groups = len(groups[0]), len(groups)
-    records: list[tuple[float, TaskCost]] = []
+    records: dict[tuple[int, int], tuple[float, TaskCost]] = {}
+    cost_of: list[list[np.ndarray]] = []
     if cost == "ideal":
-        costs = [t.flops / (k * 1e9) for t in plan.tasks]
-        records = [(c, TaskCost(0.0, c, 0.0, 0.0, {}, 0)) for c in costs]
-        makespan, terms = _schedule(plan, policy, n_groups, costs)
-        return makespan, 0.0, _why(terms, records, k)
-    model = AccelCostModel(machine, plan)
-    w = plan.workload
+        for r, row in enumerate(ts.rows):
+            cost_of.append([])
+            for s, slot in enumerate(row.slots):
+                c = float(slot.flops[0]) / (k * 1e9)
+                records[(r, s)] = (c, TaskCost(0.0, c, 0.0, 0.0, {}, 0))
+                cost_of[-1].append(np.array([c]))
+        makespan, terms = _schedule(ts, policy, n_groups, cost_of)
+        return makespan, 0.0, _why(terms, records, k, ts), int(ts.n_tasks[0])
+    model = AccelCostModel(machine, None, workload=workload)
+    w = workload
+    # the weights of each (instance, layer, direction): its largest set of blocks
     layer_bytes: dict[tuple, float] = {}
-    for t in plan.tasks:
-        layer_bytes[_layer_key(t)] = max(layer_bytes.get(_layer_key(t), 0.0), t.weight_bytes)
+    for ws in ts.weight_sets:
+        layer_bytes[ws.key] = max(layer_bytes.get(ws.key, 0.0), float(ws.size[0]))
     capacity = machine.weight_buffer.size_bytes
     if policy.name == "sequential" or n_groups == 1:
         resident = {key: size / k <= capacity for key, size in layer_bytes.items()}
@@ -361,118 +408,147 @@ def _predict_makespan(workload, machine, policy, chunk, granularity, cost,
         resident = {key: load[home[key]] <= capacity for key in keys}
         streaming = sum(1 for g in range(n_groups) if load[g] > capacity)
         streams = k * max(1, min(streaming, w.directions * w.layers))
-    cold_seen: set[tuple] = set()
-    costs, dram_total = [], 0.0
+    dram_total = 0.0
     m = machine
-    for tid, t in enumerate(plan.tasks):
-        compute = model.compute_s(tid, k)
-        per_core = t.weight_bytes / k
-        key = _layer_key(t)
-        cold = bool(t.weights) and t.weights not in cold_seen and not warm
-        cold_seen.add(t.weights)
-        level = BUFFER
-        if t.weights and (cold or not resident.get(key, False)):
-            share = model.dram_share_Bps(k if cold else streams)
-            memory = per_core / share
-            dram_total += t.weight_bytes
-            level = DRAM
-        else:
-            memory = per_core / m.weight_buffer.bandwidth_Bps
-        fixed = m.task_overhead_s
-        handoff_s = sync_s = 0.0
-        if n_groups > 1 and plan.preds[tid] and policy.name != "sequential":
-            nbytes = max(plan.pred_bytes[tid])
-            handoff_s = m.noc.latency_s + nbytes / m.noc.bandwidth_Bps
-            fixed += handoff_s
-        if k > 1:
-            n_sync = t.steps if t.flops_rec else 1
-            gather = (k - 1) / k * model.state_vector_bytes / m.noc.bandwidth_Bps
-            sync_s = n_sync * (m.barrier_s(k) + gather)
-            fixed += sync_s
-        costs.append(fixed + max(compute, memory))
-        record = TaskCost(
-            fixed, compute, memory if level == BUFFER else 0.0,
-            per_core if level == DRAM else 0.0, {level: per_core} if per_core else {}, 0,
-            overhead_s=m.task_overhead_s, handoff_s=handoff_s, sync_s=sync_s,
-        )  # fmt: skip
-        records.append((costs[-1], record))
-    makespan, terms = _schedule(plan, policy, n_groups, costs)
-    return makespan, dram_total, _why(terms, records, k)
+    for r, row in enumerate(ts.rows):
+        cost_of.append([])
+        ws = ts.weight_sets[row.weight_set] if row.weight_set >= 0 else None
+        for s, slot in enumerate(row.slots):
+            task = _slot_task(row, slot)
+            compute = model.task_compute_s(task, k)
+            weight_bytes = float(ws.size[0]) if ws is not None else 0.0
+            per_core = weight_bytes / k
+            cold = ws is not None and slot.cold and not warm
+            level = BUFFER
+            count = float(slot.count[0])
+            if ws is not None and (cold or not resident.get(row.key, False)):
+                share = model.dram_share_Bps(k if cold else streams)
+                memory = per_core / share
+                dram_total += weight_bytes * count
+                level = DRAM
+            else:
+                memory = per_core / m.weight_buffer.bandwidth_Bps
+            fixed = m.task_overhead_s
+            handoff_s = sync_s = 0.0
+            if n_groups > 1 and slot.max_in_bytes[0] and policy.name != "sequential":
+                handoff_s = m.noc.latency_s + float(slot.max_in_bytes[0]) / m.noc.bandwidth_Bps
+                fixed += handoff_s
+            if k > 1:
+                n_sync = task.steps if task.flops_rec else 1
+                gather = (k - 1) / k * model.state_vector_bytes / m.noc.bandwidth_Bps
+                sync_s = n_sync * (m.barrier_s(k) + gather)
+                fixed += sync_s
+            seconds = fixed + max(compute, memory)
+            cost_of[-1].append(np.array([seconds]))
+            records[(r, s)] = (
+                seconds,
+                TaskCost(
+                    fixed,
+                    compute,
+                    memory if level == BUFFER else 0.0,
+                    per_core if level == DRAM else 0.0,
+                    {level: per_core} if per_core else {},
+                    0,
+                    overhead_s=m.task_overhead_s,
+                    handoff_s=handoff_s,
+                    sync_s=sync_s,
+                ),
+            )
+    makespan, terms = _schedule(ts, policy, n_groups, cost_of)
+    return makespan, dram_total, _why(terms, records, k, ts), int(ts.n_tasks[0])
 
 
-def _why(terms: dict[int, float], records: list, k: int) -> tuple[dict, dict]:
+def _slot_task(row, slot) -> Task:
+    """A :class:`~wpsim.model.graph.Task` with a slot's fields (its compute time's inputs)."""
+    instance, layer, direction = row.key
+    return Task(
+        0,
+        row.kind,
+        layer,
+        direction,
+        0,
+        int(slot.steps[0]),
+        float(slot.flops_in[0]),
+        float(slot.flops_rec[0]),
+        float(slot.flops_elem[0]),
+        (),
+        0,
+        0,
+        instance,
+    )
+
+
+def _n_tasks(workload, policy, chunk, granularity) -> int:
+    options = policy.graph_options(workload, chunk)
+    hoist = options.get("hoist_input")
+    return int(
+        task_set(
+            [workload],
+            np.array([options.get("chunk", 1)]),
+            None if hoist is None else np.array([hoist]),
+            options.get("instances", 1),
+            granularity,
+        ).n_tasks[0]
+    )
+
+
+def _why(terms: dict, records: dict, k: int, ts) -> tuple[dict, dict]:
     """The break-downs of a closed form: along the terms of its makespan, and the core-seconds
     of every task (its cost times the ``k`` cores of its group)."""
-    parts: dict = {}  # each task's parts, for both views
+    from wpsim.sim.closed_forms import every_task_terms
+
+    parts: dict = {}  # each class's parts, for both views
     critical = breakdown.from_terms(terms, records.__getitem__, LEVELS, memo=parts)
-    core_s = breakdown.from_terms(dict.fromkeys(range(len(records)), 1.0), records.__getitem__,
-                                  LEVELS, k, parts)  # fmt: skip
+    core_s = breakdown.from_terms(every_task_terms(ts), records.__getitem__, LEVELS, k, parts)
     return critical, core_s
 
 
-def _schedule(
-    plan: Plan, policy: Policy, n_groups: int, costs: list[float]
-) -> tuple[float, dict[int, float]]:
-    """The makespan, and the same as ``{task: coefficient}`` terms whose costs times
-    coefficients sum to it (see :func:`wpsim.sim.closed_forms._schedule`)."""
-    from wpsim.sim.closed_forms import (
-        _band_makespan,
-        _band_terms,
-        _critical_chain,
-        _critical_path_s,
-    )
+def _schedule(ts, policy: Policy, n_groups: int, cost_of: list) -> tuple[float, dict]:
+    """The makespan, and the same as ``{(row, slot): coefficient}`` terms whose costs times
+    coefficients sum to it (see :func:`wpsim.sim.closed_forms.schedule_makespan`); the ``pipeline`` policy over
+    more layers than groups has its own form here (each group runs its layers one after the
+    other)."""
+    from wpsim.sim.closed_forms import schedule_makespan
 
-    w = plan.workload
-    if policy.name == "sequential" or n_groups == 1:
-        return sum(costs), dict.fromkeys(range(len(costs)), 1.0)
+    rows = ts.rows
     simple_grid = (
-        plan.granularity == "cell"
-        and w.streams == 1
-        and w.phase == "inference"
-        and not w.bidirectional
-        and w.output == "none"
+        ts.all_cells
+        and all(row.chain == "forward" and row.key[0] == 0 for row in rows)
+        and len({row.key for row in rows}) == len(rows)  # one stream
         and policy.instances == 1
-        and all(t.kind == "cell" for t in plan.tasks)
     )
-    if simple_grid and policy.name in ("wavefront", "pipeline", "helper"):
-        n = w.n_chunks(plan.chunk)
-        steady, first, cold_extra = [], [], 0.0
-        steady_tids: list[int] = []
-        terms: dict[int, float] = {}
-        for layer in range(w.layers):
-            row = costs[layer * n : (layer + 1) * n]
-            steady.append(max(row[1:]) if n > 1 else row[0])
-            steady_tids.append(layer * n + (row.index(steady[-1], 1) if n > 1 else 0))
-            first.append(row[0])
-            cold_extra += max(0.0, row[0] - steady[-1])
-        if policy.name == "pipeline" and w.layers > n_groups:
-            # round robin: group g runs layers g, g+G, ...; it starts when the first chunk has
-            # passed layers 0..g-1 and is then busy with all chunks of its layers
-            busy = [0.0] * n_groups
-            for layer in range(w.layers):
-                busy[layer % n_groups] += n * steady[layer] + first[layer] - steady[layer]
-            ends = [sum(first[:g]) + busy[g] for g in range(n_groups)]
-            last = ends.index(max(ends))
-            for layer in range(last):
-                terms[layer * n] = terms.get(layer * n, 0.0) + 1.0
-            for layer in range(last, w.layers, n_groups):
-                for tid, coefficient in ((steady_tids[layer], n - 1.0), (layer * n, 1.0)):
-                    terms[tid] = terms.get(tid, 0.0) + coefficient
-            return max(ends), terms
-        for layer in range(w.layers):
-            if first[layer] > steady[layer]:  # the cold task in place of a steady one
-                for tid, sign in ((layer * n, 1.0), (steady_tids[layer], -1.0)):
-                    terms[tid] = terms.get(tid, 0.0) + sign
-        for layer, coefficient in _band_terms(steady, n, n_groups):
-            terms[steady_tids[layer]] = terms.get(steady_tids[layer], 0.0) + coefficient
-        return _band_makespan(steady, n, n_groups) + cold_extra, terms
-    work, critical = sum(costs) / n_groups, _critical_path_s(plan, costs)
-    if work > critical:  # bound by the work: all tasks, spread over the groups
-        return work, dict.fromkeys(range(len(costs)), 1.0 / n_groups)
-    terms = {}
-    for tid in _critical_chain(plan, costs):
-        terms[tid] = terms.get(tid, 0.0) + 1.0
-    return critical, terms
+    name = policy.name
+    if not (simple_grid and name == "pipeline" and len(rows) > n_groups > 1):
+        makespan, terms = schedule_makespan(ts, policy, np.array([float(n_groups)]), cost_of, True)
+        return float(makespan[0]), terms
+    # round robin: group g runs layers g, g+G, ...; it starts when the first chunk has passed
+    # layers 0..g-1 and is then busy with all chunks of its layers
+    n = int(ts.n[0])
+    steady, first, steady_slot = [], [], []
+    for row_costs in cost_of:
+        c0, mid, last = (float(c[0]) for c in row_costs)
+        if n == 1:
+            value, slot = c0, 0
+        elif n == 2:
+            value, slot = last, 2
+        else:
+            value = max(mid, last)
+            slot = 1 if mid == value else 2
+        steady.append(value)
+        steady_slot.append(slot)
+        first.append(c0)
+    busy = [0.0] * n_groups
+    for layer in range(len(rows)):
+        busy[layer % n_groups] += n * steady[layer] + first[layer] - steady[layer]
+    ends = [sum(first[:g]) + busy[g] for g in range(n_groups)]
+    last_group = ends.index(max(ends))
+    terms: dict = {}
+    for layer in range(last_group):
+        terms[(layer, 0)] = terms.get((layer, 0), 0.0) + 1.0
+    for layer in range(last_group, len(rows), n_groups):
+        for key, coefficient in (((layer, steady_slot[layer]), n - 1.0), ((layer, 0), 1.0)):
+            terms[key] = terms.get(key, 0.0) + coefficient
+    return max(ends), terms
 
 
 def predict(
@@ -487,13 +563,13 @@ def predict(
 ) -> Result:
     """Closed-form counterpart of :func:`simulate` (same :class:`~wpsim.result.Result`)."""
     policy, machine = _prepare(policy, machine, cores, cost)
-    makespan, dram, (critical, core_s) = _predict_makespan(
+    makespan, dram, (critical, core_s), n_tasks = _predict_makespan(
         workload, machine, policy, chunk, granularity, cost, warm
     )
     sequential = get_policy("sequential", instances=policy.instances)
-    sequential_s = _predict_makespan(workload, machine, sequential, chunk, granularity, cost,
-                                     warm)[0]  # fmt: skip
-    n_tasks = _plan(workload, policy, chunk, granularity).n_tasks
+    sequential_s = _predict_makespan(workload, machine, sequential, chunk, granularity, cost, warm)[
+        0
+    ]
     busy = sequential_s / (makespan * machine.cores) if makespan else 0.0
     return Result(
         engine="analytic",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from wpsim import breakdown
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import LRUCache
@@ -60,6 +62,22 @@ def _resolve(policy: Policy | str, machine: GpuMachine) -> Policy:
 def _plan(workload: Workload, policy: Policy, chunk: int) -> Plan:
     return compile_plan(
         build(workload, granularity="cell", **policy.graph_options(workload, chunk))
+    )
+
+
+def _n_tasks(workload: Workload, policy: Policy, chunk: int) -> int:
+    """Tasks of the policy's graph, counted from its classes (:mod:`wpsim.sim.closed_forms.tasks`)."""
+    from wpsim.sim.closed_forms.tasks import task_set
+
+    options = policy.graph_options(workload, chunk)
+    hoist = options.get("hoist_input")
+    return int(
+        task_set(
+            [workload],
+            np.array([options.get("chunk", 1)]),
+            None if hoist is None else np.array([hoist]),
+            options.get("instances", 1),
+        ).n_tasks[0]
     )
 
 
@@ -169,20 +187,40 @@ class _OneAtATime:
                 self.step = step
                 self.step_bwd = persistent_step(machine, workload, policy.kernel, backward=True)
         self.sparse = policy.algorithm == "sparse_gemm" or (
-            policy.algorithm == "persistent" and self.step is None
+            policy.algorithm == "persistent"
+            and self.step is None
             and best_fallback(machine, workload)["algorithm"] == "sparse_gemm"
-        )  # fmt: skip
+        )
 
     # ---- one kernel -------------------------------------------------------------------------
-    def _add(self, phase: str, kernel: tuple[float, TaskCost]) -> None:
-        seconds = kernel[0]
+    def _add(self, phase: str, kernel: tuple[float, TaskCost], count: int = 1) -> None:
+        seconds = kernel[0] * count if count != 1 else kernel[0]
         self.phase_s[phase] += seconds
         self.total_s += seconds
         terms = self.terms
         if terms and terms[-1][1] == kernel:
-            terms[-1][0] += 1
+            terms[-1][0] += count
         else:
-            terms.append([1, kernel])
+            terms.append([count, kernel])
+
+    def _repeat(self, phase: str, times: int, step) -> None:
+        """``step()`` (one kernel: it reads through the L2 and returns itself) ``times`` times,
+        in time independent of ``times``: once a step leaves the L2's LRU as the step before left
+        it and costs what it cost, every later step starts from the same state and repeats it,
+        so the rest are added at once."""
+        previous = None
+        for done in range(1, times + 1):
+            before = self.dram
+            kernel = step()
+            self._add(phase, kernel)
+            state = (tuple(self.l2.blocks.items()), kernel, self.dram - before)
+            if state == previous:
+                rest = times - done
+                if rest:
+                    self._add(phase, kernel, rest)
+                    self.dram += state[2] * rest
+                return
+            previous = state
 
     def _read(
         self, key: str, nbytes: float, times: int, level: dict[str, float], efficiency: float = 1.0
@@ -198,8 +236,20 @@ class _OneAtATime:
         l2_s = on_l2 / m.l2.bandwidth_Bps / efficiency
         return (on_l2 / m.l2.bandwidth_Bps + on_dram / m.memory.bandwidth_Bps) / efficiency, l2_s
 
-    def _gemm_task(self, phase: str, flops: float, elem: float, n: float, elements: float,
-                   blocks: list[tuple[str, float]]) -> None:  # fmt: skip
+    def _gemm_task(
+        self,
+        phase: str,
+        flops: float,
+        elem: float,
+        n: float,
+        elements: float,
+        blocks: list[tuple[str, float]],
+    ) -> None:
+        self._add(phase, self._gemm_kernel(flops, elem, n, elements, blocks))
+
+    def _gemm_kernel(
+        self, flops: float, elem: float, n: float, elements: float, blocks: list[tuple[str, float]]
+    ) -> tuple[float, TaskCost]:
         m, w = self.m, self.w
         compute = gemm_s(m, w, flops, n, elements)
         if elem:
@@ -211,7 +261,7 @@ class _OneAtATime:
             memory += block_s
             l2_s += block_l2_s
         busy = max(compute, memory)
-        self._add(phase, _kernel(issue_s(m, 1, busy), compute, memory, level, l2_s))
+        return _kernel(issue_s(m, 1, busy), compute, memory, level, l2_s)
 
     # ---- layers -----------------------------------------------------------------------------
     def _keys(self, layer: int, direction: int) -> tuple[str, str]:
@@ -262,7 +312,8 @@ class _OneAtATime:
             efficiency = 1.0
             compute = gemm_s(m, w, 2.0 * recurrent_elements(w) * b, b, recurrent_elements(w))
             compute += elementwise_s(m, w, (2.0 if backward else 1.0) * elementwise_flops(w), b)
-        for _ in range(T):
+
+        def step() -> tuple[float, TaskCost]:
             level: dict[str, float] = {}
             memory, l2_s = self._read(hh_key, nbytes, 1, level, efficiency)
             if ih_block is not None:
@@ -271,7 +322,9 @@ class _OneAtATime:
                 l2_s += block_l2_s
             busy = max(compute, memory)
             launch = issue_s(m, m.gemm.step_kernels(backward), busy)
-            self._add(phase, _kernel(launch, compute, memory, level, l2_s))
+            return _kernel(launch, compute, memory, level, l2_s)
+
+        self._repeat(phase, T, step)
 
     def _input_gemm(self, phase: str, layer: int, direction: int) -> None:
         w = self.w
@@ -281,8 +334,7 @@ class _OneAtATime:
         flops = w.step_flops(layer).matmul_batched * w.seq_len
         size = float(w.weight_block_bytes(layer)["ih"])
         key = self._keys(layer, direction)[0]
-        self._gemm_task(phase, flops, 0.0, w.batch * w.seq_len, size / w.dtype_bytes,
-                        [(key, size)])  # fmt: skip
+        self._gemm_task(phase, flops, 0.0, w.batch * w.seq_len, size / w.dtype_bytes, [(key, size)])
 
     def _output(self, phase: str) -> None:
         w = self.w
@@ -294,10 +346,12 @@ class _OneAtATime:
         if phase == "backward_data":
             soft *= 2.0
         size = float(w.output_weight_bytes())
-        for _ in range(w.seq_len):
-            self._gemm_task(
-                phase, flops, soft, b, size / w.dtype_bytes, [(f"l{w.layers}.out", size)]
-            )
+        blocks = [(f"l{w.layers}.out", size)]
+        self._repeat(
+            phase,
+            w.seq_len,
+            lambda: self._gemm_kernel(flops, soft, b, size / w.dtype_bytes, blocks),
+        )
 
     def _weight_gradients(self) -> None:
         w = self.w
@@ -311,13 +365,25 @@ class _OneAtATime:
                 flops = (step.matmul_batched + step.matmul_recurrent) / w.batch * n
                 elements = (ih + hh) / w.dtype_bytes
                 bias = float(w.bias_gradient_width * n)
-                self._gemm_task("backward_weights", flops, bias, n, elements,
-                                [(f"grad.{ih_key}", ih), (f"grad.{hh_key}", hh)])  # fmt: skip
+                self._gemm_task(
+                    "backward_weights",
+                    flops,
+                    bias,
+                    n,
+                    elements,
+                    [(f"grad.{ih_key}", ih), (f"grad.{hh_key}", hh)],
+                )
         if w.output != "none":
             size = float(w.output_weight_bytes())
             flops = (2.0 * w.output_size * w.directions * w.output_width + w.output_size) * n
-            self._gemm_task("backward_weights", flops, 0.0, n, size / w.dtype_bytes,
-                            [(f"grad.l{w.layers}.out", size)])  # fmt: skip
+            self._gemm_task(
+                "backward_weights",
+                flops,
+                0.0,
+                n,
+                size / w.dtype_bytes,
+                [(f"grad.l{w.layers}.out", size)],
+            )
 
     def run(self) -> None:
         w = self.w
@@ -347,10 +413,10 @@ def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy
     the time the shared resources need for all cells (DRAM bytes, flops at full rate).
 
     The break-down (:func:`_closed_form`'s terms): a band's makespan is its cells' parts
-    (:func:`wpsim.sim.closed_forms._band_terms`); a makespan set by the shared resources is all that
+    (:func:`wpsim.sim.closed_forms.band_terms`); a makespan set by the shared resources is all that
     resource (memory at the level the weights come from, or arithmetic), every stream waiting
     on it throughout; the weight-gradient GEMMs run one at a time."""
-    from wpsim.sim.closed_forms import _band_makespan, _band_terms
+    from wpsim.sim.closed_forms import band_makespan, band_terms
 
     w, m = workload, machine
     peak = m.gemm_peak_flops(w.dtype)
@@ -378,14 +444,14 @@ def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy
             in_flops = step.matmul_batched * chunk
             rec_flops = step.matmul_recurrent * chunk
             elem = elem_factor * elementwise_flops(w) * chunk
-            compute = (
-                gemm_s(m, w, in_flops, b * chunk, input_elements(w, layer)) if width else 0.0
-            )
+            compute = gemm_s(m, w, in_flops, b * chunk, input_elements(w, layer)) if width else 0.0
             if rec_flops:
                 compute += gemm_s(m, w, rec_flops, b, recurrent_elements(w))
                 compute += elementwise_s(m, w, elem, b)
                 nbytes = ih_bytes + chunk * hh_bytes
-                kernels = chunk * m.gemm.step_kernels(phase == "backward_data") + (1 if width else 0)
+                kernels = chunk * m.gemm.step_kernels(phase == "backward_data") + (
+                    1 if width else 0
+                )
             else:  # an element-wise recurrence: one kernel a chunk, as the simulator runs it
                 compute += elementwise_s(m, w, elem, b * chunk)
                 nbytes = ih_bytes + hh_bytes
@@ -399,12 +465,12 @@ def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy
             bytes_total += n_chunks * nbytes
             flops_total += n_chunks * (in_flops + rec_flops + elem)
             dram += nbytes * (1 if resident else n_chunks) * w.directions
-        band = _band_makespan(costs, n_chunks, lanes)
+        band = band_makespan(costs, n_chunks, lanes)
         bound = max(memory_total, flops_total / (peak * m.gemm.efficiency_by_n[-1][1]))
         phases[phase] = max(band, bound) * w.directions
         if band >= bound:
-            band_terms = _band_terms(costs, n_chunks, lanes)
-            terms += [(c * w.directions, cells[layer]) for layer, c in band_terms]
+            coefficients = band_terms(costs, n_chunks, lanes)
+            terms += [(c * w.directions, cells[layer]) for layer, c in coefficients]
             work += [(n_chunks * w.directions, cell) for cell in cells]
         else:  # the shared resources' time for all cells: memory, or arithmetic
             if bound == memory_total:
@@ -489,7 +555,7 @@ def evaluate(
             machine, workload, policy, chunk
         )
         sequential_s = _closed_form(machine, workload, baseline, chunk)[0]
-        n_tasks = _plan(workload, policy, chunk).n_tasks
+        n_tasks = _n_tasks(workload, policy, chunk)
         level_bytes = {DRAM: dram}
         why = _terms_breakdown(terms)
         # the core view is over the streams that run kernels at once (one, unless ``streams``)
@@ -504,8 +570,9 @@ def evaluate(
         why = breakdown.critical_path_breakdown(trace, plan.preds, LEVELS)
         why_cores = breakdown.core_breakdown(trace, _n_streams(machine, policy, workload), LEVELS)
         dram = level_bytes[DRAM]
-        algorithms = [model.layer_algorithm.get((0, layer, 0), "gemm")
-                      for layer in range(workload.layers)]  # fmt: skip
+        algorithms = [
+            model.layer_algorithm.get((0, layer, 0), "gemm") for layer in range(workload.layers)
+        ]
         phase_s = {"forward": 0.0, "backward_data": 0.0, "backward_weights": 0.0}
         for tid, start, end in zip(trace.task, trace.start_s, trace.end_s, strict=True):
             phase_s[phase_of(tasks[tid].kind)] += end - start

@@ -17,9 +17,12 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+from wpsim.cost.base import DRAM
 from wpsim.errors import ConfigError
+from wpsim.sweep.store import FormattedRows, csv_field, encode_value, format_line, format_rows
 
 #: Metric columns of every row, after the point number and the varied parameters.
 METRIC_COLUMNS = [
@@ -65,6 +68,39 @@ def columns_for(params: list[str], base_hardware: dict[str, Any]) -> list[str]:
     return ["point", *params, *METRIC_COLUMNS, *level_columns(base_hardware), "extra"]
 
 
+#: the engine options a block of analytic points takes (others: one point at a time)
+_BLOCK_OPTIONS = {"cores", "chunk", "granularity", "cost", "runtime"}
+
+
+def error_row(index: int, params: dict[str, Any], error: Exception) -> dict[str, Any]:
+    """The row of a point that failed: its one-line error (the exception's type too, unless it
+    is a :class:`~wpsim.errors.ConfigError`)."""
+    message = str(error)
+    if not isinstance(error, ConfigError):
+        message = f"{type(error).__name__}: {message}"
+    return {"point": index, **params, "status": "error", "error": one_line(message)}
+
+
+class _ParamsText:
+    """The parameter fields of a row, each distinct value encoded once (a chunk's points
+    share their parameter values' objects)."""
+
+    def __init__(self, params: list[str]) -> None:
+        self.params = params
+        self.encoded: list[dict[int, tuple[Any, str]]] = [{} for _ in params]
+
+    def __call__(self, values: dict[str, Any]) -> str:
+        out = []
+        for name, encoded in zip(self.params, self.encoded, strict=True):
+            value = values.get(name)
+            hit = encoded.get(id(value))
+            if hit is None or hit[0] is not value:
+                hit = encoded[id(value)] = (value, csv_field(encode_value(value)))
+            out.append(hit[1])
+            out.append(",")
+        return "".join(out)
+
+
 def one_line(text: str) -> str:
     """Collapse ``text`` to a single line (CSV rows never span lines)."""
     return " | ".join(part.strip() for part in str(text).splitlines() if part.strip())
@@ -84,9 +120,11 @@ class Evaluator:
         self.source = context["source"]
         self.engine = "predict" if context["engine"] == "analytic" else "simulate"
         self.level_columns = set(level_columns(context["base_hardware"]))
-        self._workloads: dict[str, Any] = {}
-        self._machines: dict[str, Any] = {}
+        self.columns = columns_for(context["params"], context["base_hardware"])
+        self._workloads: dict[Any, Any] = {}
+        self._machines: dict[Any, Any] = {}
         self._sequential: dict[tuple, float] = {}
+        self._policies: dict[tuple, Any] = {}
         self._runtimes: dict[str, Any] = {}
         # the size guard (wpsim.guards): this computer's memory, shared by this many workers
         self.size_share: int | None = context.get("size_share")
@@ -97,8 +135,17 @@ class Evaluator:
             self.limit_bytes = memory_limit_bytes(self.size_share)
 
     # ---- inputs ------------------------------------------------------------------------------
-    def _cached(self, cache: dict[str, Any], overrides: dict[str, Any], make) -> Any:
-        key = json.dumps(overrides, sort_keys=True, default=str)
+    def _cached(
+        self,
+        cache: dict[Any, Any],
+        overrides: dict[str, Any],
+        make: Callable[[dict[str, Any]], Any],
+    ) -> Any:
+        try:  # (the type too: True and 1 are equal keys, but not equal workloads)
+            key: Any = tuple((name, type(v), v) for name, v in overrides.items())
+            hash(key)
+        except TypeError:  # a list or mapping among the values
+            key = json.dumps(overrides, sort_keys=True, default=str)
         if key not in cache:
             if len(cache) > 256:
                 cache.clear()
@@ -128,11 +175,9 @@ class Evaluator:
         return machine_from_dict(data, f"{self.source}: hardware")
 
     # ---- one point ---------------------------------------------------------------------------
-    def result(self, params: dict[str, Any]) -> Any:
-        """The :class:`~wpsim.result.Result` of one point (raises on a bad combination)."""
-        from wpsim.policies import get_policy
-        from wpsim.sim.evaluate import evaluate
-
+    def _resolve(self, params: dict[str, Any]) -> tuple[Any, Any, Any, dict[str, Any], tuple]:
+        """(workload, machine, policy object, engine options, the point's overrides) of one
+        point (raises on a bad combination)."""
         workload_over: dict[str, Any] = {}
         hardware_over: dict[str, Any] = {}
         policy = dict(self.context["base_policy"])
@@ -162,21 +207,47 @@ class Evaluator:
             value = run.get(name, policy.get(name))
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ConfigError(f"{self.source}: {name}: got {value!r}, expected an integer")
-        policy_obj = get_policy(
-            policy["name"], helpers=policy.get("helpers"), instances=policy.get("instances", 1)
-        )
+        policy_key = (policy["name"], policy.get("helpers"), policy.get("instances", 1))
+        policy_obj = self._policies.get(policy_key)
+        if policy_obj is None:  # (policies hold no state until a simulation resets them)
+            from wpsim.policies import get_policy
+
+            policy_obj = self._policies[policy_key] = get_policy(
+                policy["name"], helpers=policy.get("helpers"), instances=policy.get("instances", 1)
+            )
         from wpsim.guards import check_chunk, check_size
 
         check_chunk(workload, run["chunk"])
-        if self.limit_bytes is not None:  # before anything is built
-            check_size(workload, self.engine, policy_obj, chunk=run["chunk"],
-                       granularity=run["granularity"], share=self.size_share,
-                       limit_bytes=self.limit_bytes)  # fmt: skip
+        # (the closed forms build no graph: only a simulation is sized)
+        if self.limit_bytes is not None and self.engine != "predict":
+            assert self.size_share is not None  # (the limit is its share)
+            check_size(
+                workload,
+                self.engine,
+                policy_obj,
+                chunk=run["chunk"],
+                granularity=run["granularity"],
+                share=self.size_share,
+                limit_bytes=self.limit_bytes,
+            )
+        return workload, machine, policy_obj, options, (workload_over, hardware_over, run)
+
+    def result(self, params: dict[str, Any]) -> Any:
+        """The :class:`~wpsim.result.Result` of one point (raises on a bad combination)."""
+        from wpsim.sim.evaluate import evaluate
+
+        workload, machine, policy_obj, options, (workload_over, hardware_over, run) = self._resolve(
+            params
+        )
         if self.engine == "simulate":
             baseline = self._sequential_s(
-                workload, machine, run, policy_obj.instances, (workload_over, hardware_over),
-                runtime,
-            )  # fmt: skip
+                workload,
+                machine,
+                run,
+                policy_obj.instances,
+                (workload_over, hardware_over),
+                options["runtime"],
+            )
             if baseline is not None:
                 options["sequential_s"] = baseline
         return evaluate(self.engine, workload, machine, policy_obj, **options)
@@ -190,8 +261,15 @@ class Evaluator:
             self._runtimes[key] = load_runtime(name)
         return self._runtimes[key]
 
-    def _sequential_s(self, workload: Any, machine: Any, run: dict[str, Any], instances: int,
-                      key_parts: tuple, runtime: Any = None) -> float | None:  # fmt: skip
+    def _sequential_s(
+        self,
+        workload: Any,
+        machine: Any,
+        run: dict[str, Any],
+        instances: int,
+        key_parts: tuple,
+        runtime: Any = None,
+    ) -> float | None:
         """The simulated one-core baseline, simulated once per workload and machine (and
         runtime: on the machine it adapts, without its serial terms; see
         :func:`wpsim.sim.runtime.evaluate`).
@@ -205,8 +283,14 @@ class Evaluator:
 
         if not isinstance(machine, CpuMachine):
             return None
-        key = (json.dumps(key_parts, sort_keys=True, default=str), run["chunk"],
-               run["granularity"], run["cost"], instances, str(run.get("runtime")))  # fmt: skip
+        key = (
+            json.dumps(key_parts, sort_keys=True, default=str),
+            run["chunk"],
+            run["granularity"],
+            run["cost"],
+            instances,
+            str(run.get("runtime")),
+        )
         if key not in self._sequential:
             if len(self._sequential) > 4096:
                 self._sequential.clear()
@@ -214,24 +298,20 @@ class Evaluator:
 
             machine = apply_runtime(runtime, machine, workload)
             restricted = machine.with_cores(run["cores"]) if run.get("cores") else machine
-            self._sequential[key] = sequential_time(workload, restricted, run["chunk"],
-                                                    run["granularity"], run["cost"], instances)  # fmt: skip
+            self._sequential[key] = sequential_time(
+                workload, restricted, run["chunk"], run["granularity"], run["cost"], instances
+            )
         return self._sequential[key]
 
     def row(self, index: int, params: dict[str, Any]) -> dict[str, Any]:
         """One row of ``results.csv`` for point ``index`` (errors recorded, never raised)."""
-        row: dict[str, Any] = {"point": index, **params}
         try:
             result = self.result(params)
         except KeyboardInterrupt:
             raise
         except Exception as error:  # noqa: BLE001 - a failed point is data
-            message = str(error)
-            if not isinstance(error, ConfigError):
-                message = f"{type(error).__name__}: {message}"
-            row.update(status="error", error=one_line(message))
-            return row
-        row.update(status="ok", error="")
+            return error_row(index, params, error)
+        row: dict[str, Any] = {"point": index, **params, "status": "ok", "error": ""}
         extra: dict[str, Any] = {}
         for key, value in result.to_dict().items():
             if key == "level_bytes":
@@ -250,11 +330,103 @@ class Evaluator:
         row["extra"] = json.dumps(extra, sort_keys=True, default=str) if extra else ""
         return row
 
-    def run_chunk(self, chunk: list[tuple[int, dict[str, Any]]]) -> tuple[list[dict], float]:
-        """Rows of a chunk of points and the seconds spent on them."""
+    def predict_rows(self, chunk: list[tuple[int, dict[str, Any]]]) -> FormattedRows:
+        """:meth:`row` of every point of a chunk, formatted, the analytic points on CPU
+        machines evaluated together (:func:`wpsim.sim.closed_forms.predict_many`, one block per
+        machine, policy and run options): the same bytes, at a fraction of the time."""
+        from wpsim.machines.cpu import CpuMachine
+        from wpsim.sim.closed_forms import predict_many
+
+        columns = self.columns
+        lines: list[str | None] = [None] * len(chunk)
+        failed = 0
+        blocks: dict[tuple, tuple[Any, Any, str, str, list]] = {}
+        for pos, (index, params) in enumerate(chunk):
+            try:
+                workload, machine, policy, options, _ = self._resolve(params)
+            except KeyboardInterrupt:
+                raise
+            except Exception as error:  # noqa: BLE001 - a failed point is data
+                lines[pos] = format_line(error_row(index, params, error), columns)
+                failed += 1
+                continue
+            if (
+                not isinstance(machine, CpuMachine)
+                or options.get("runtime") is not None
+                or set(options) - _BLOCK_OPTIONS
+            ):
+                row = self.row(index, params)
+                lines[pos] = format_line(row, columns)
+                failed += row["status"] != "ok"
+                continue
+            key = (id(machine), id(policy), options["granularity"], options["cost"])
+            block = blocks.get(key)
+            if block is None:
+                block = blocks[key] = (machine, policy, options["granularity"], options["cost"], [])
+            block[4].append((pos, workload, options["cores"], options["chunk"]))
+        params_text = _ParamsText(self.context["params"])
+        n_levels = len(columns) - columns.index("machine") - 2  # the bytes.* columns
+        dram_at = (
+            [c for c in columns if c.startswith("bytes.")].index(f"bytes.{DRAM}")
+            if (f"bytes.{DRAM}" in self.level_columns)
+            else None
+        )
+        for machine, policy, granularity, cost, members in blocks.values():
+            try:
+                p = predict_many(
+                    [w for _, w, _, _ in members],
+                    machine,
+                    policy,
+                    [c for _, _, c, _ in members],
+                    [k for _, _, _, k in members],
+                    granularity,
+                    cost,
+                )
+            except KeyboardInterrupt:
+                raise
+            except Exception:  # noqa: BLE001 - whatever failed, one point at a time says why
+                for pos, *_ in members:
+                    row = self.row(*chunk[pos])
+                    lines[pos] = format_line(row, columns)
+                    failed += row["status"] != "ok"
+                continue
+            # the fields of a row that do not change within the block
+            head = f"ok,,analytic,{csv_field(policy.describe())},"
+            machine_field = csv_field(machine.name)
+            makespans, sequentials = p.makespan_s.tolist(), p.sequential_s.tolist()
+            tasks, utilization = p.n_tasks.tolist(), p.utilization.tolist()
+            drams, cores = p.dram_bytes.tolist(), p.cores.tolist()
+            for j, (pos, *_) in enumerate(members):
+                index, params = chunk[pos]
+                if j in p.errors:
+                    lines[pos] = format_line(error_row(index, params, p.errors[j]), columns)
+                    failed += 1
+                    continue
+                makespan, sequential, dram = makespans[j], sequentials[j], drams[j]
+                speedup = sequential / makespan if makespan else float("nan")
+                levels = [""] * n_levels
+                if dram_at is not None:
+                    levels[dram_at] = repr(dram)
+                    extra = ""
+                else:
+                    extra = csv_field(json.dumps({f"bytes.{DRAM}": dram}, sort_keys=True))
+                lines[pos] = (
+                    f"{index},{params_text(params)}{head}{int(cores[j])},{makespan!r},"
+                    f"{sequential!r},{speedup!r},{int(tasks[j])},{utilization[j]!r},{dram!r},"
+                    f"{machine_field},{','.join(levels)},{extra}"
+                )
+        text = "\n".join(lines)  # type: ignore[arg-type]
+        return FormattedRows((text + "\n").encode() if lines else b"", len(chunk), failed)
+
+    def run_chunk(self, chunk: list[tuple[int, dict[str, Any]]]) -> tuple[FormattedRows, float]:
+        """The rows of a chunk of points, formatted for ``results.csv``, and the seconds spent
+        on them."""
         start = time.perf_counter()
-        rows = [self.row(index, params) for index, params in chunk]
-        return rows, time.perf_counter() - start
+        if self.engine == "predict":
+            formatted = self.predict_rows(chunk)
+        else:
+            formatted = format_rows([self.row(i, params) for i, params in chunk], self.columns)
+        return formatted, time.perf_counter() - start
 
 
 # ---- worker processes -------------------------------------------------------------------------
@@ -304,7 +476,7 @@ def init_worker(context: dict[str, Any], parent: int) -> None:
     _EVALUATOR = Evaluator(context)
 
 
-def run_local_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> tuple[list[dict], float]:
+def run_local_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> tuple[FormattedRows, float]:
     """Evaluate a chunk in a local worker process (after :func:`init_worker`)."""
     assert _EVALUATOR is not None, "init_worker was not called"
     return _EVALUATOR.run_chunk(chunk)
@@ -312,7 +484,7 @@ def run_local_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> tuple[list[dict]
 
 def run_chunk(
     context: dict[str, Any], chunk: list[tuple[int, dict[str, Any]]]
-) -> tuple[list[dict], float]:
+) -> tuple[FormattedRows, float]:
     """Evaluate a chunk anywhere (Dask workers): one cached :class:`Evaluator` per sweep."""
     identity = context["identity"]
     with _BY_IDENTITY_LOCK:

@@ -49,6 +49,9 @@ from wpsim.sweep.progress import Progress
 from wpsim.sweep.spec import LoadedSweep, expand_lazily, file_sha256, load_sweep
 
 Chunk = list[tuple[int, dict[str, Any]]]
+#: The most points in a chunk of an analytic sweep: a worker evaluates them in blocks
+#: (:meth:`wpsim.sweep.evaluate.Evaluator.predict_rows`), whose fixed cost large chunks share.
+ANALYTIC_MAX_CHUNK = 8192
 
 
 @dataclass
@@ -94,8 +97,11 @@ def execution_groups(loaded: LoadedSweep) -> Iterator[list[tuple[int, dict[str, 
     spec = loaded.spec
     params = loaded.params
     sizes = [len(v) if isinstance(v, list) else 0 for v in loaded.values.values()]
-    inner_size = math.prod(s for p, s in zip(params, sizes, strict=True)
-                           if p.split(".")[0] not in ("workload", "hardware"))  # fmt: skip
+    inner_size = math.prod(
+        s
+        for p, s in zip(params, sizes, strict=True)
+        if p.split(".")[0] not in ("workload", "hardware")
+    )
     if spec.mode != "grid" or not params or inner_size > 4096:
         for item in expand_lazily(loaded):
             yield [item]
@@ -159,7 +165,7 @@ class _SerialBackend:
         self.queue.append(chunk)
         return chunk
 
-    def wait(self) -> list[tuple[Any, list[dict], float]]:
+    def wait(self) -> list[tuple[Any, store.FormattedRows, float]]:
         chunk = self.queue.pop(0)
         rows, seconds = self.evaluator.run_chunk(chunk)
         return [(chunk, rows, seconds)]
@@ -179,8 +185,10 @@ class _ProcessBackend:
     def __init__(self, context: dict[str, Any], workers: int) -> None:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing.context import BaseContext
 
         methods = mp.get_all_start_methods()
+        ctx: BaseContext
         # fork is fastest; with other threads alive (e.g. an in-process Dask) use forkserver
         if "fork" in methods and threading.active_count() == 1:
             ctx = mp.get_context("fork")
@@ -190,9 +198,11 @@ class _ProcessBackend:
             ctx = mp.get_context("spawn")
         self.workers = workers
         self.pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=init_worker,
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=init_worker,
             initargs=(context, os.getpid()),
-        )  # fmt: skip
+        )
         self.futures: set[Any] = set()
 
     def submit(self, chunk: Chunk) -> Any:
@@ -200,7 +210,7 @@ class _ProcessBackend:
         self.futures.add(future)
         return future
 
-    def wait(self) -> list[tuple[Any, list[dict], float]]:
+    def wait(self) -> list[tuple[Any, store.FormattedRows, float]]:
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
@@ -284,8 +294,9 @@ class _DaskBackend:
 
     name = "dask"
 
-    def __init__(self, context: dict[str, Any], workers: int, scheduler: str | None,
-                 processes: bool) -> None:  # fmt: skip
+    def __init__(
+        self, context: dict[str, Any], workers: int, scheduler: str | None, processes: bool
+    ) -> None:
         try:
             import logging
 
@@ -304,9 +315,12 @@ class _DaskBackend:
                 self.client = Client(scheduler, timeout="20s")
             else:
                 self.cluster = LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=processes,
-                    dashboard_address=None, silence_logs=logging.ERROR,
-                )  # fmt: skip
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=processes,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
                 self.client = Client(self.cluster)
         except KeyboardInterrupt:
             raise
@@ -337,7 +351,7 @@ class _DaskBackend:
         self.futures.add(future)
         return future
 
-    def wait(self) -> list[tuple[Any, list[dict], float]]:
+    def wait(self) -> list[tuple[Any, store.FormattedRows, float]]:
         from distributed import wait
 
         # when every worker is gone, so is the scattered context every chunk needs: Dask
@@ -367,8 +381,9 @@ class _DaskBackend:
             self.cluster.close()
 
 
-def _make_backend(context: dict[str, Any], backend: str, workers: int, scheduler: str | None,
-                  dask_processes: bool) -> Any:  # fmt: skip
+def _make_backend(
+    context: dict[str, Any], backend: str, workers: int, scheduler: str | None, dask_processes: bool
+) -> Any:
     if backend == "local":
         if scheduler:
             raise ConfigError("--scheduler needs --backend dask")
@@ -402,9 +417,9 @@ def _new_manifest(loaded: LoadedSweep, columns: list[str]) -> dict[str, Any]:
         "spec": loaded.spec.model_dump(mode="json"),
         "identity_sha256": loaded.identity(),
         "inputs": inputs,
-        "machine_files": {
-            inputs["hardware"]["path"]: inputs["hardware"]["sha256"]
-        } if "hardware" in inputs else {},
+        "machine_files": {inputs["hardware"]["path"]: inputs["hardware"]["sha256"]}
+        if "hardware" in inputs
+        else {},
         "params": loaded.params,
         "columns": columns,
         "engine": loaded.spec.engine,
@@ -412,7 +427,7 @@ def _new_manifest(loaded: LoadedSweep, columns: list[str]) -> dict[str, Any]:
         "created": _now(),
         "status": "running",
         "runs": [],
-    }  # fmt: skip
+    }
 
 
 class _SigtermAsInterrupt:
@@ -445,7 +460,7 @@ def run_sweep(
     tty: bool | None = None,
     dask_processes: bool = True,
     chunk_target_s: float | None = None,
-    max_chunk: int = 512,
+    max_chunk: int | None = None,
     max_points: int | None = None,
     allow_large: bool = False,
 ) -> SweepSummary:
@@ -471,6 +486,8 @@ def run_sweep(
         start, but the GIL serialises the work; for tests).
     chunk_target_s : float, optional
         Seconds of work per chunk (default 0.2 local, 0.3 Dask).
+    max_chunk : int, optional
+        The most points in a chunk (default 512; analytic sweeps 8192, evaluated in blocks).
     max_points : int, optional
         Stop after this many new points (the sweep stays resumable).
     allow_large : bool
@@ -491,6 +508,8 @@ def run_sweep(
     loaded = spec if isinstance(spec, LoadedSweep) else load_sweep(spec)
     out = output_folder(out_dir, "--out")
     workers = workers or default_workers()
+    if max_chunk is None:
+        max_chunk = ANALYTIC_MAX_CHUNK if loaded.spec.engine == "analytic" else 512
     if workers < 1:
         raise ConfigError(f"--workers: got {workers}, expected an integer >= 1")
     columns = columns_for(loaded.params, loaded.base_hardware)
@@ -513,8 +532,13 @@ def run_sweep(
         if manifest is None:
             manifest = _new_manifest(loaded, columns)
         manifest["status"] = "running"
-        run_record = {"started": _now(), "backend": backend, "workers": workers,
-                      "scheduler": scheduler, "wpsim_version": __version__}  # fmt: skip
+        run_record = {
+            "started": _now(),
+            "backend": backend,
+            "workers": workers,
+            "scheduler": scheduler,
+            "wpsim_version": __version__,
+        }
         manifest["runs"].append(run_record)
         store.write_manifest(out, manifest)
         journal = store.ResultsJournal(results_path, columns)
@@ -524,8 +548,12 @@ def run_sweep(
         todo = n_points - done_before
         if max_points is not None:
             todo = min(todo, max_points)
-        meter = Progress(todo, label=f"sweep {loaded.spec.name or Path(loaded.source).stem}",
-                         enabled=progress, tty=tty)  # fmt: skip
+        meter = Progress(
+            todo,
+            label=f"sweep {loaded.spec.name or Path(loaded.source).stem}",
+            enabled=progress,
+            tty=tty,
+        )
         start = time.monotonic()
         run_now = 0
         startup = 0.0
@@ -537,8 +565,7 @@ def run_sweep(
                 # each point's size guard: the memory of the computer a worker runs on, shared
                 # by the workers of this one (a remote cluster's workers: their own)
                 context["size_share"] = None if allow_large else (1 if scheduler else workers)
-                backend_obj = _make_backend(context, backend, workers, scheduler,
-                                            dask_processes)  # fmt: skip
+                backend_obj = _make_backend(context, backend, workers, scheduler, dask_processes)
                 startup = time.monotonic() - start
                 target = chunk_target_s or (0.3 if backend == "dask" else 0.2)
                 groups = _pending_groups(loaded, done, max_points)
@@ -552,34 +579,45 @@ def run_sweep(
             journal.close()
             if todo > 0:
                 meter.close()
-            wall = time.monotonic() - start
-            run_record.update(finished=_now(), points_run=run_now, wall_s=round(wall, 3),
-                              startup_s=round(startup, 3), interrupted=interrupted)  # fmt: skip
             # what is on disk decides: an error may have ended the run before _drive returned
-            status_index = columns.index("status")
-            on_disk = {r[0]: r[status_index] for r in store.read_raw(results_path)}
-            run_now = len(on_disk) - done_before
-            run_record["points_run"] = run_now
-            complete = len(on_disk) >= n_points
+            on_disk, failed = store.scan(results_path, columns)
+            run_now = on_disk - done_before
+            complete = on_disk >= n_points
             if complete and not interrupted:
-                rows = journal.finalize()
-                failed = sum(1 for r in rows if r[status_index] != "ok")
-                manifest["parquet"] = store.write_parquet(out, columns, rows)
-                manifest.update(status="complete", points_done=len(rows), points_failed=failed)
+                journal.finalize()
+                manifest["parquet"] = store.write_parquet(out, columns)
+                manifest.update(status="complete", points_done=on_disk, points_failed=failed)
             else:
-                failed = sum(1 for status in on_disk.values() if status != "ok")
-                manifest.update(status="interrupted" if interrupted else "partial",
-                                points_done=len(on_disk), points_failed=failed)  # fmt: skip
+                manifest.update(
+                    status="interrupted" if interrupted else "partial",
+                    points_done=on_disk,
+                    points_failed=failed,
+                )
+            wall = time.monotonic() - start  # (the sorted CSV and the Parquet file included)
+            run_record.update(
+                finished=_now(),
+                points_run=run_now,
+                wall_s=round(wall, 3),
+                startup_s=round(startup, 3),
+                interrupted=interrupted,
+            )
             manifest["updated"] = _now()
             store.write_manifest(out, manifest)
-    return SweepSummary(out, n_points, done_before, run_now, failed, wall,
-                        backend_obj.name if backend_obj else backend,
-                        backend_obj.workers if backend_obj else workers, complete,
-                        startup)  # fmt: skip
+    return SweepSummary(
+        out,
+        n_points,
+        done_before,
+        run_now,
+        failed,
+        wall,
+        backend_obj.name if backend_obj else backend,
+        backend_obj.workers if backend_obj else workers,
+        complete,
+        startup,
+    )
 
 
-def _pending_groups(loaded: LoadedSweep, done: set[int],
-                    max_points: int | None) -> Iterator[Chunk]:  # fmt: skip
+def _pending_groups(loaded: LoadedSweep, done: set[int], max_points: int | None) -> Iterator[Chunk]:
     """Execution groups without the points already done (at most ``max_points`` points)."""
     left = max_points
     for group in execution_groups(loaded):
@@ -618,8 +656,14 @@ def _chunks(groups: Iterator[Chunk], size_of: Any, max_chunk: int) -> Iterator[C
         yield chunk
 
 
-def _drive(backend: Any, groups: Iterator[Chunk], journal: store.ResultsJournal,
-           meter: Progress, target_s: float, max_chunk: int) -> int:  # fmt: skip
+def _drive(
+    backend: Any,
+    groups: Iterator[Chunk],
+    journal: store.ResultsJournal,
+    meter: Progress,
+    target_s: float,
+    max_chunk: int,
+) -> int:
     """Keep two chunks per worker in flight; append each finished chunk; return points run."""
     window = 2 * backend.workers
     state = {"per_point_s": None, "size": 1}
@@ -637,9 +681,9 @@ def _drive(backend: Any, groups: Iterator[Chunk], journal: store.ResultsJournal,
             return run_now
         for _handle, rows, seconds in backend.wait():
             journal.append(rows)
-            run_now += len(rows)
-            meter.update(len(rows), sum(1 for r in rows if r.get("status") != "ok"))
-            sample = seconds / max(len(rows), 1)
+            run_now += rows.n
+            meter.update(rows.n, rows.failed)
+            sample = seconds / max(rows.n, 1)
             previous = state["per_point_s"]
             per_point = sample if previous is None else 0.7 * previous + 0.3 * sample
             state["per_point_s"] = per_point

@@ -152,7 +152,8 @@ class SweepSpec(Strict):
                     f"a list of values for {ranges[0]!r} ({{min, max}} ranges need mode: random)"
                 )
         if self.mode == "zip":
-            lengths = {k: len(v) for k, v in self.vary.items()}
+            # (lists only: ranges were refused above)
+            lengths = {k: len(v) for k, v in self.vary.items() if isinstance(v, list)}
             if len(set(lengths.values())) > 1:
                 raise ValueError(f"lists of one length in zip mode (got {lengths})")
         return self
@@ -221,7 +222,7 @@ class LoadedSweep:
 
     def identity(self) -> str:
         """SHA-256 of everything that decides the results (spec values and input contents)."""
-        data = {
+        data: dict[str, Any] = {
             "spec": self.spec.model_dump(mode="json", exclude={"name", "description"}),
             "workload": self.base_workload,
             "hardware": self.base_hardware,
@@ -359,8 +360,8 @@ def _check_param(loaded: LoadedSweep, key: str) -> None:
                 )
     elif head == "workload":
         if rest not in Workload.model_fields:
-            known = list(Workload.model_fields)
-            raise ConfigError(f"{where}: {unknown_field_message(rest, known, 'workload field')}")
+            fields = list(Workload.model_fields)
+            raise ConfigError(f"{where}: {unknown_field_message(rest, fields, 'workload field')}")
     elif head == "policy":
         if rest not in POLICY_FIELDS:
             raise ConfigError(
@@ -429,6 +430,7 @@ def load_sweep(path: str | Path) -> LoadedSweep:
         if isinstance(value, dict):
             inputs[name] = copy.deepcopy(value)
             continue
+        resolved: Path | None
         if name == "hardware" and value == HOST_NAME and not (spec_dir / value).exists():
             resolved = resolve_machine_path(
                 value

@@ -30,6 +30,7 @@ import json
 import os
 import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +87,45 @@ def decode_value(text: str) -> Any:
     return text
 
 
+def csv_field(text: str) -> str:
+    """``text`` as :class:`csv.writer` (``QUOTE_MINIMAL``) writes a field of a row of several:
+    quoted when it holds a comma, a quote or a newline, its quotes doubled.
+
+    Examples
+    --------
+    >>> print(csv_field("wavefront, helpers=2"), csv_field('a "b" c'), csv_field("0.5"))
+    "wavefront, helpers=2" "a ""b"" c" 0.5
+    """
+    if "," in text or '"' in text or "\n" in text:
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+@dataclass
+class FormattedRows:
+    """Rows already formatted as lines of ``results.csv`` (workers format them, so that the
+    process writing the file only appends bytes), with how many there are and how many failed."""
+
+    data: bytes
+    n: int
+    failed: int
+
+
+def format_line(row: dict[str, Any], columns: list[str]) -> str:
+    """One row (a dict by column) as a line of ``results.csv``, without its newline."""
+    return ",".join([csv_field(encode_value(row.get(c))) for c in columns])
+
+
+def format_rows(rows: list[dict[str, Any]], columns: list[str]) -> FormattedRows:
+    """``rows`` (dicts by column) as :class:`FormattedRows`."""
+    lines = [format_line(row, columns) for row in rows]
+    failed = sum(1 for row in rows if row.get("status") != "ok")
+    data = ("\n".join(lines) + "\n").encode(errors="backslashreplace") if lines else b""
+    return FormattedRows(data, len(rows), failed)
+
+
 def _format_rows(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    for row in rows:
-        writer.writerow([encode_value(row.get(c)) for c in columns])
-    return buffer.getvalue().encode(errors="backslashreplace")  # whatever a value holds
+    return format_rows(rows, columns).data
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -225,12 +259,13 @@ class ResultsJournal:
             done.add(int(fields[0]))
         return done
 
-    def append(self, rows: list[dict[str, Any]]) -> None:
+    def append(self, rows: list[dict[str, Any]] | FormattedRows) -> None:
         """Append rows durably (one ``write``; ``fsync`` at most every ``fsync_interval_s``)."""
-        if not rows:
+        data = rows.data if isinstance(rows, FormattedRows) else _format_rows(rows, self.columns)
+        if not data:
             return
         assert self.fd is not None, "journal is not open"
-        _write_all(self.fd, _format_rows(rows, self.columns))
+        _write_all(self.fd, data)
         self._dirty = True
         now = time.monotonic()
         if now - self._last_sync >= self.fsync_interval_s:
@@ -250,20 +285,21 @@ class ResultsJournal:
             os.close(self.fd)
             self.fd = None
 
-    def finalize(self) -> list[list[str]]:
-        """Rewrite the file sorted by point, one row per point (atomic); return the raw rows."""
+    def finalize(self) -> int:
+        """Rewrite the file sorted by point, one row per point (atomic); return the number of
+        rows. Each row is one line (every field is single-line), so the lines are sorted by
+        their first field without parsing the rest."""
         self.close()
-        rows = read_raw(self.path, self.columns)
-        by_point: dict[int, list[str]] = {}
-        for fields in rows:
-            by_point.setdefault(int(fields[0]), fields)
+        data = read_bytes(self.path)
+        end = data.rfind(b"\n") + 1
+        header, _, body = data[:end].partition(b"\n")
+        by_point: dict[int, bytes] = {}
+        for line in body.split(b"\n"):
+            if line:
+                by_point.setdefault(int(line[: line.index(b",")]), line)
         ordered = [by_point[p] for p in sorted(by_point)]
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(self.columns)
-        writer.writerows(ordered)
-        atomic_write(self.path, buffer.getvalue().encode(errors="backslashreplace"))
-        return ordered
+        atomic_write(self.path, b"\n".join([header, *ordered]) + b"\n")
+        return len(ordered)
 
 
 def read_raw(path: Path, columns: list[str] | None = None) -> list[list[str]]:
@@ -335,20 +371,68 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     atomic_write(folder / MANIFEST, text.encode())
 
 
-def write_parquet(folder: Path, columns: list[str], rows: list[list[str]]) -> bool:
-    """Write ``results.parquet`` next to the CSV when pyarrow is installed; True if written."""
+def scan(path: Path, columns: list[str]) -> tuple[int, int]:
+    """(points, failed points) of a results CSV, read as a stream; a point written twice (an
+    interrupted chunk run again) counts once, by its first row, as :meth:`ResultsJournal.finalize`
+    keeps it."""
+    status = columns.index("status")
+    seen: set[str] = set()
+    failed = 0
+    fd = _open_nofollow(Path(path), os.O_RDONLY)
+    with os.fdopen(fd, newline="", errors="replace") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        for fields in reader:
+            if len(fields) <= status or fields[0] in seen:
+                continue
+            seen.add(fields[0])
+            failed += fields[status] != "ok"
+    return len(seen), failed
+
+
+def write_parquet(folder: Path, columns: list[str]) -> bool:
+    """Write ``results.parquet`` from ``results.csv`` when pyarrow is installed; True if
+    written. Metric columns are typed as :func:`read_results` types them (empty: null); a
+    parameter column takes the type its values have (decoded as :func:`decode_value` does, per
+    distinct value), text where they mix types."""
     try:
         import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.csv as pa_csv
         import pyarrow.parquet as pq
     except ImportError:
         return False
-    typed = {c: [_typed(c, r[i]) for r in rows] for i, c in enumerate(columns)}
+    table = pa_csv.read_csv(
+        pa.BufferReader(read_bytes(folder / RESULTS)),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=dict.fromkeys(columns, pa.string()),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
     arrays = {}
-    for name, values in typed.items():
+    for name in columns:
+        text = table.column(name).combine_chunks()
+        if name in _STR_COLUMNS:
+            arrays[name] = text
+            continue
+        empty = pc.equal(text, "")
+        if name in _INT_COLUMNS or name in _FLOAT_COLUMNS or name.startswith("bytes."):
+            if pc.all(empty).as_py() is not False:  # no value at all: a column of nulls
+                arrays[name] = pa.nulls(len(text))
+                continue
+            kind = pa.int64() if name in _INT_COLUMNS else pa.float64()
+            arrays[name] = pc.if_else(
+                empty, pa.scalar(None, kind), pc.cast(pc.if_else(empty, "0", text), kind)
+            )
+            continue
+        encoded = text.dictionary_encode()
+        values = [_typed(name, v) for v in encoded.dictionary.to_pylist()]
         try:
-            arrays[name] = pa.array(values)
+            typed = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep the text
-            arrays[name] = pa.array([encode_value(v) for v in values], type=pa.string())
+            typed = pa.array([encode_value(v) for v in values], type=pa.string())
+        arrays[name] = typed.take(encoded.indices)
     table = pa.table(arrays)
     outputs.write_with(folder / PARQUET, lambda path: pq.write_table(table, path), "--out")
     return True

@@ -116,8 +116,15 @@ def _plan_info_for(plan: Plan) -> _PlanInfo:
                     layers_by_generation[g] = set()
                 in_g.add(w)
                 layers_by_generation[g].add((t.instance, t.layer, t.direction))
-        signature = (w, t.flops_in, t.flops_rec, t.flops_elem, t.steps, t.recurrent,
-                     max(incoming) if incoming else 0)  # fmt: skip
+        signature = (
+            w,
+            t.flops_in,
+            t.flops_rec,
+            t.flops_elem,
+            t.steps,
+            t.recurrent,
+            max(incoming) if incoming else 0,
+        )
         c = classes.get(signature)
         if c is None:
             c = classes[signature] = len(class_rep)
@@ -212,9 +219,17 @@ def _level_for(
 class _Costs:
     """Steady-state task costs of one plan under one policy's residency."""
 
-    def __init__(self, machine: CpuMachine, plan: Plan, policy: Policy, groups, ideal: bool,
-                 info: _PlanInfo | None = None, model: CpuCostModel | None = None,
-                 sequence: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        machine: CpuMachine,
+        plan: Plan,
+        policy: Policy,
+        groups,
+        ideal: bool,
+        info: _PlanInfo | None = None,
+        model: CpuCostModel | None = None,
+        sequence: bool = False,
+    ):
         info = info if info is not None else _plan_info_for(plan)
         self.info = info
         self.machine = machine
@@ -362,9 +377,19 @@ class _Costs:
         level = DRAM if bandwidth is None else self.level[t.weights][0]
         in_dram = level == DRAM
         # (positional: keyword arguments take twice as long)
-        record = TaskCost(fixed + elementwise, compute, 0.0 if in_dram else memory,
-                          weight_bytes if in_dram else 0.0, {level: weight_bytes}, 0, dispatch,
-                          overhead, handoff_s, sync, elementwise)  # fmt: skip
+        record = TaskCost(
+            fixed + elementwise,
+            compute,
+            0.0 if in_dram else memory,
+            weight_bytes if in_dram else 0.0,
+            {level: weight_bytes},
+            0,
+            dispatch,
+            overhead,
+            handoff_s,
+            sync,
+            elementwise,
+        )
         return seconds, record
 
 
@@ -523,8 +548,9 @@ def predict(
     makespan, n_tasks, dram, (critical, core_s) = _predict_makespan(
         workload, machine, policy, chunk, granularity, cost, machine_key, why=True
     )
-    sequential_s = _sequential_s(workload, machine, policy.instances, chunk, granularity, cost,
-                                 machine_key)  # fmt: skip
+    sequential_s = _sequential_s(
+        workload, machine, policy.instances, chunk, granularity, cost, machine_key
+    )
     busy = sequential_s if cost == "ideal" else None
     utilization = (busy or sequential_s) / (makespan * machine.total_cores) if makespan else 0.0
     return Result(
@@ -554,8 +580,9 @@ def _sequential_s(workload, machine, instances, chunk, granularity, cost, machin
     hit = _SEQUENTIAL_CACHE.get(key)
     if hit is None:
         sequential = get_policy("sequential", instances=instances)
-        hit = _predict_makespan(workload, machine, sequential, chunk, granularity, cost,
-                                machine_key)  # fmt: skip
+        hit = _predict_makespan(
+            workload, machine, sequential, chunk, granularity, cost, machine_key
+        )
         _SEQUENTIAL_CACHE[key] = hit
         while len(_SEQUENTIAL_CACHE) > _SEQUENTIAL_CACHE_SIZE:
             _SEQUENTIAL_CACHE.popitem(last=False)
@@ -565,9 +592,16 @@ def _sequential_s(workload, machine, instances, chunk, granularity, cost, machin
 
 
 def _predict_makespan(
-    workload, machine, policy, chunk, granularity, cost, machine_key: str | None = None,
-    in_multiprogram: bool = False, why: bool = False,
-) -> tuple[float, int, float, tuple[dict, dict] | None]:  # fmt: skip
+    workload,
+    machine,
+    policy,
+    chunk,
+    granularity,
+    cost,
+    machine_key: str | None = None,
+    in_multiprogram: bool = False,
+    why: bool = False,
+) -> tuple[float, int, float, tuple[dict, dict] | None]:
     """(makespan, tasks, DRAM bytes, and with ``why``: the makespan by cause along the critical
     path and the core-seconds by cause of all tasks, see :mod:`wpsim.breakdown`)."""
     info = _plan_info(workload, granularity, policy.graph_options(workload, chunk))
@@ -598,16 +632,25 @@ def _predict_makespan(
     model = info.cost_model(machine, machine_key)
     # one group runs in an order fixed in advance, unless it is one instance among several
     sequence = len(groups) == 1 and not in_multiprogram
-    costs = _Costs(machine, plan, policy, groups, ideal=(cost == "ideal"), info=info, model=model,
-                   sequence=sequence)  # fmt: skip
+    costs = _Costs(
+        machine,
+        plan,
+        policy,
+        groups,
+        ideal=(cost == "ideal"),
+        info=info,
+        model=model,
+        sequence=sequence,
+    )
     handoff = policy.name not in ("sequential",) and costs.n_groups > 1
     cost_of = costs.all_task_costs(handoff)
     dram = 0.0
     if cost != "ideal":
         # a set of weight blocks streamed from DRAM is read by all its tasks, otherwise by the
         # cold first one only (whole byte counts: the sum is exact in any order)
-        for weights, size, count in zip(info.weight_sets, info.weight_set_bytes,
-                                        info.weight_set_count, strict=True):  # fmt: skip
+        for weights, size, count in zip(
+            info.weight_sets, info.weight_set_bytes, info.weight_set_count, strict=True
+        ):
             level = costs.level.get(weights, (DRAM, None))[0]
             dram += size * count if level == DRAM else size
     makespan, terms = _schedule(plan, policy, costs, cost_of)

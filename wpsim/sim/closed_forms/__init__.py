@@ -1,0 +1,686 @@
+"""Closed-form makespan for every policy (fast what-if sweeps), without building the graph.
+
+The analytic model uses the simulator's cost formulas (:mod:`wpsim.cost.cpu`) but replaces the
+event-by-event cache state with each policy's steady state, and the schedule with closed forms.
+It never builds the task graph: :mod:`wpsim.sim.closed_forms.tasks` derives the graph's classes of equal
+tasks from the workload, :mod:`wpsim.sim.closed_forms.costs` costs each class once, and
+:mod:`wpsim.sim.closed_forms.path` finds the longest path through the layer x time grid in time
+independent of the sequence length. Everything is evaluated for a block of points at once
+(:func:`predict_many`); :func:`predict` is a block of one.
+
+Steady-state residency of a layer's weights (``W`` bytes per layer-direction, ``k`` cores per
+group, ``G`` groups):
+
+* ``sequential``: one layer at a time: its W in the smallest level that holds it;
+* ``layerwise``: a ``W / P`` slice per core, one layer at a time;
+* ``wavefront``, ``pipeline``, ``helper``: a group keeps ``ceil(LD / G)`` layer-directions
+  (round robin), ``W / k`` each per core; when that does not fit the private cache, the shared
+  level must hold all layers, else every step streams from DRAM, shared by the cores running at
+  once (``min(cores per socket, k * widest wavefront)``).
+
+The first read of every layer is cold (DRAM) in every policy.
+
+Makespan, with ``c_l`` the steady cost of a task of layer l and ``n`` time-chunks:
+
+* ``sequential``: the sum of all task costs;
+* ``layerwise`` / ``helper`` with one group: the sum of all task costs on the group (each task
+  split across the group);
+* ``wavefront`` / ``pipeline`` on unidirectional inference: layers run in bands of ``G``; band b
+  takes ``n * max(c_l in b)``, the last band ``sum(c_l) + (n-1) * max(c_l)``. With uniform costs
+  this is :func:`wpsim.model.analysis.wavefront_makespan_units` times the cost, which the simulator
+  reproduces exactly (tests/test_analytic.py);
+* any other graph (bidirectional, training, output layer): ``max(work / G, critical path)``
+  with the critical path from the per-task costs, exact when ``G`` is at least the widest
+  wavefront and a lower bound otherwise;
+* ``multiprogram``: the slowest instance on its block of groups.
+
+The op granularity is not modelled in closed form (``predict`` says so; ``simulate`` runs it):
+its ops of one step sit on every third or fourth wavefront, so the live set the residency needs
+is not a property of intervals of wavefronts as it is for cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from wpsim import breakdown
+from wpsim.cost.base import DRAM
+from wpsim.errors import ConfigError
+from wpsim.machines.cpu import CpuMachine
+from wpsim.model.workload import Workload
+from wpsim.policies import Policy, get_policy
+from wpsim.result import Result
+from wpsim.sim.closed_forms.costs import BlockCosts, Placement
+from wpsim.sim.closed_forms.path import Grid, RowFn, Why
+from wpsim.sim.closed_forms.tasks import Sizes, TaskSet, chunk_shape, fill_live, structure, task_set
+from wpsim.sim.closed_forms.tasks import vertical as _vertical
+
+
+def band_makespan(layer_costs: list[float], chunks: int, groups: int) -> float:
+    """Bands of ``groups`` layers: each full band ``n * max``, the last ``(len - 1 + n) * max``."""
+    if groups >= min(len(layer_costs), chunks):
+        return sum(layer_costs) + (chunks - 1) * max(layer_costs)
+    bands = [layer_costs[i : i + groups] for i in range(0, len(layer_costs), groups)]
+    full = sum(chunks * max(band) for band in bands[:-1])
+    last = bands[-1]
+    return full + (len(last) - 1 + chunks) * max(last)
+
+
+def band_terms(layer_costs: list[float], chunks: int, groups: int) -> list[tuple[int, float]]:
+    """:func:`band_makespan` as ``(layer, coefficient)`` terms: the sum of ``coefficient *
+    layer_costs[layer]`` is the makespan (each band's slowest layer, the first of equals).
+
+    Examples
+    --------
+    >>> band_terms([1.0, 3.0, 2.0], chunks=4, groups=3)  # 1 + 3 + 2 + (4 - 1) * 3
+    [(0, 1.0), (1, 1.0), (2, 1.0), (1, 3.0)]
+    >>> band_terms([1.0, 3.0, 2.0], chunks=4, groups=2)  # 4 * 3, then (1 - 1 + 4) * 2
+    [(1, 4.0), (2, 4.0)]
+    """
+    n_layers = len(layer_costs)
+    slowest = layer_costs.__getitem__
+    if groups >= min(n_layers, chunks):
+        top = max(range(n_layers), key=slowest)
+        return [(layer, 1.0) for layer in range(n_layers)] + [(top, float(chunks - 1))]
+    terms = []
+    for first in range(0, n_layers, groups):
+        band = range(first, min(first + groups, n_layers))
+        last = first + groups >= n_layers
+        terms.append((max(band, key=slowest), float(len(band) - 1 + chunks if last else chunks)))
+    return terms
+
+
+def _band_array(steady: list[np.ndarray], n: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """:func:`band_makespan` at each point (the same operations in the same order)."""
+    out = np.zeros(n.shape)
+    n_layers = len(steady)
+    for g in np.unique(groups):
+        at = groups == g
+        costs = [c[at] for c in steady]
+        chunks = n[at]
+        whole = 0.0
+        for c in costs:
+            whole = whole + c
+        top = costs[0]
+        for c in costs[1:]:
+            top = np.maximum(top, c)
+        one_band = whole + (chunks - 1) * top
+        bands = [costs[i : i + int(g)] for i in range(0, n_layers, int(g))]
+        full = 0.0
+        for band in bands[:-1]:
+            full = full + chunks * _max(band)
+        banded = full + (len(bands[-1]) - 1 + chunks) * _max(bands[-1])
+        out[at] = np.where(g >= np.minimum(n_layers, chunks), one_band, banded)
+    return out
+
+
+def _max(values: list[np.ndarray]) -> np.ndarray:
+    top = values[0]
+    for value in values[1:]:
+        top = np.maximum(top, value)
+    return top
+
+
+# ---- a block of points -------------------------------------------------------------------------
+
+
+@dataclass
+class Predictions:
+    """:func:`predict_many`'s answer: arrays over the points, and the points that failed."""
+
+    makespan_s: np.ndarray
+    sequential_s: np.ndarray
+    n_tasks: np.ndarray
+    dram_bytes: np.ndarray
+    utilization: np.ndarray
+    cores: np.ndarray
+    errors: dict[int, Exception] = field(default_factory=dict)
+    why: tuple[dict, dict] | None = None  # a block of one: (critical path, core-seconds)
+
+
+@dataclass
+class _Part:
+    """What :func:`_evaluate` gives for some points."""
+
+    makespan: np.ndarray
+    n_tasks: np.ndarray
+    dram: np.ndarray
+    why: tuple[dict, dict] | None = None
+
+
+def predict_many(
+    workloads: Sequence[Workload],
+    machine: CpuMachine,
+    policy: Policy | str,
+    cores: Sequence[int | None] | None = None,
+    chunks: Sequence[int] | None = None,
+    granularity: str = "cell",
+    cost: str = "model",
+) -> Predictions:
+    """:func:`predict` for many points at once: point ``i`` is ``workloads[i]`` on
+    ``cores[i]`` cores with ``chunks[i]`` steps per task, all under one policy and machine
+    (numpy arrays of every number over the points; the points sharing a graph structure are
+    evaluated together). A point whose options fail (more helpers than cores, cores that are
+    not whole sockets...) is in ``errors`` with its one-line error; its numbers are nan.
+
+    Examples
+    --------
+    >>> from wpsim.machines import load_machine, resolve_machine_path
+    >>> m = load_machine(resolve_machine_path("xeon8160_2s"))
+    >>> w = Workload(cell="lstm", layers=4, hidden=256, input=256, seq_len=48)
+    >>> p = predict_many([w] * 3, m, "wavefront", cores=[1, 4, 16], cost="ideal")
+    >>> [round(float(s), 3) for s in p.sequential_s / p.makespan_s]
+    [1.0, 3.765, 3.765]
+    """
+    if cost not in ("model", "ideal"):
+        raise ConfigError(f"--cost: got {cost!r}, expected 'model' or 'ideal'")
+    if not isinstance(machine, CpuMachine):
+        raise ConfigError(f"machine '{machine.name}' is a {machine.kind}; use its own policies")
+    if isinstance(policy, str):
+        policy = get_policy(policy)
+    n_points = len(workloads)
+    cores = [None] * n_points if cores is None else list(cores)
+    chunks = [1] * n_points if chunks is None else list(chunks)
+    errors: dict[int, Exception] = {}
+    cut: dict[int | None, Any] = {}
+    machines: list[Any] = []
+    for i, c in enumerate(cores):
+        if c not in cut:
+            try:
+                cut[c] = machine.with_cores(c) if c is not None else machine
+            except ConfigError as error:
+                cut[c] = error
+        machines.append(cut[c])
+        if isinstance(cut[c], Exception):
+            errors[i] = cut[c]
+    ok = [i for i in range(n_points) if i not in errors]
+    total = np.array([m.total_cores if not isinstance(m, Exception) else 0 for m in machines])
+    out = Predictions(*(np.full(n_points, np.nan) for _ in range(5)), total, errors)
+    if not ok:
+        return out
+    part = _evaluate(
+        [workloads[i] for i in ok],
+        [machines[i] for i in ok],
+        policy,
+        [chunks[i] for i in ok],
+        granularity,
+        cost,
+        errors,
+        ok,
+        why=n_points == 1,
+    )
+    seq = _sequential(
+        [workloads[i] for i in ok],
+        [machines[i] for i in ok],
+        policy.instances,
+        [chunks[i] for i in ok],
+        granularity,
+        cost,
+        errors,
+        ok,
+    )
+    at = np.array(ok)
+    out.makespan_s[at] = part.makespan
+    out.n_tasks[at] = part.n_tasks
+    out.dram_bytes[at] = part.dram
+    out.sequential_s[at] = seq
+    with np.errstate(invalid="ignore", divide="ignore"):
+        busy = seq / (part.makespan * total[at])
+    out.utilization[at] = np.where(part.makespan > 0, np.minimum(1.0, busy), 0.0)
+    for i in errors:
+        for array in (
+            out.makespan_s,
+            out.sequential_s,
+            out.n_tasks,
+            out.dram_bytes,
+            out.utilization,
+        ):
+            array[i] = np.nan
+    out.why = part.why
+    return out
+
+
+def _sequential(
+    workloads, machines, instances, chunks, granularity, cost, errors, index
+) -> np.ndarray:
+    """The one-core baseline at each point: the ``sequential`` policy on core 0, which depends
+    on the machine only through its cores per socket (whether one core is a whole socket), so
+    it is evaluated once per distinct (workload, chunk, that)."""
+    sequential = get_policy("sequential", instances=instances)
+    keys: dict[tuple, int] = {}
+    first: list[int] = []
+    of_point = []
+    for i, (w, m, c) in enumerate(zip(workloads, machines, chunks, strict=True)):
+        key = (id(w), c, m.socket_cores)
+        if key not in keys:
+            keys[key] = len(first)
+            first.append(i)
+        of_point.append(keys[key])
+    part = _evaluate(
+        [workloads[i] for i in first],
+        [machines[i] for i in first],
+        sequential,
+        [chunks[i] for i in first],
+        granularity,
+        cost,
+        errors,
+        [index[i] for i in first],
+    )
+    return part.makespan[np.array(of_point)]
+
+
+def _evaluate(
+    workloads: list[Workload],
+    machines: list[CpuMachine],
+    policy: Policy,
+    chunks: list[int],
+    granularity: str,
+    cost: str,
+    errors: dict[int, Exception],
+    index: list[int],
+    why: bool = False,
+    in_multiprogram: bool = False,
+) -> _Part:
+    """(makespan, tasks, DRAM bytes) of ``policy`` at each point (``index``: the points'
+    numbers, to record errors under); ``why``: a block of one also gets its break-downs."""
+    n_points = len(workloads)
+    part = _Part(np.full(n_points, np.nan), np.full(n_points, np.nan), np.full(n_points, np.nan))
+    groups_of: dict[int, Any] = {}
+    for m in machines:
+        if m.total_cores not in groups_of:
+            try:
+                groups_of[m.total_cores] = policy.core_groups(m.total_cores)
+            except ConfigError as error:
+                groups_of[m.total_cores] = error
+    valid = []
+    for i, m in enumerate(machines):
+        groups = groups_of[m.total_cores]
+        if isinstance(groups, Exception):
+            errors.setdefault(index[i], groups)
+        else:
+            valid.append(i)
+    if policy.name == "multiprogram":
+        return _multiprogram(
+            workloads,
+            machines,
+            policy,
+            chunks,
+            granularity,
+            cost,
+            errors,
+            index,
+            valid,
+            groups_of,
+            part,
+            why,
+        )
+    # blocks of points with one graph structure and one shape of chunking
+    blocks: dict[tuple, list[int]] = {}
+    options = []
+    for i in valid:
+        opts = policy.graph_options(workloads[i], chunks[i])
+        options.append(opts)
+        n = -(-workloads[i].seq_len // opts.get("chunk", 1))
+        key = (
+            structure(workloads[i]),
+            opts.get("hoist_input") is not None,
+            opts.get("instances", 1),
+            min(n, 3),
+        )
+        blocks.setdefault(key, []).append(i)
+    opts_of = dict(zip(valid, options, strict=True))
+    for members in blocks.values():
+        try:
+            makespan, n_tasks, dram, block_why = _evaluate_block(
+                [workloads[i] for i in members],
+                [machines[i] for i in members],
+                policy,
+                [opts_of[i] for i in members],
+                [groups_of[machines[i].total_cores] for i in members],
+                granularity,
+                cost,
+                why,
+                in_multiprogram,
+            )
+        except ConfigError as error:
+            for i in members:
+                errors.setdefault(index[i], error)  # (the first error a point meets)
+            continue
+        at = np.array(members)
+        part.makespan[at], part.n_tasks[at], part.dram[at] = makespan, n_tasks, dram
+        part.why = block_why
+    return part
+
+
+def _multiprogram(
+    workloads,
+    machines,
+    policy,
+    chunks,
+    granularity,
+    cost,
+    errors,
+    index,
+    valid,
+    groups_of,
+    part: _Part,
+    why: bool,
+) -> _Part:
+    """The slowest of the instances, each a wavefront on its block of groups (of ``n``
+    instances, group g goes to instance ``g * n // G``)."""
+    n = policy.instances
+    single = get_policy("wavefront", helpers=policy.helpers)
+    # sizes of the instances' blocks of groups, by point
+    sizes_of = {}
+    for i in valid:
+        groups = groups_of[machines[i].total_cores]
+        G = len(groups)
+        sizes = [sum(1 for g in range(G) if g * n // G == j) for j in range(n)]
+        sizes_of[i] = (sizes, len(groups[0]))
+    # n_tasks: the multiprogram graph (all instances)
+    tasks_of: dict[int, float] = {}
+    for i in valid:
+        opts = policy.graph_options(workloads[i], chunks[i])
+        ts = task_set(
+            [workloads[i]],
+            np.array([opts.get("chunk", 1)]),
+            None,
+            opts.get("instances", 1),
+            granularity,
+        )
+        tasks_of[i] = float(ts.n_tasks[0])
+    worst = {i: 0.0 for i in valid}
+    dram = {i: 0.0 for i in valid}
+    critical: dict[int, Any] = {}
+    busy: dict[int, Any] = {}
+    subs: dict[tuple, Any] = {}
+    # every distinct size of every point, ascending (as the instances are visited)
+    for rank in range(2):
+        todo = []
+        for i in valid:
+            distinct = sorted(set(sizes_of[i][0]))
+            if rank < len(distinct):
+                todo.append((i, distinct[rank]))
+        if not todo:
+            break
+        sub_machines, members = [], []
+        for i, size in todo:
+            key = (id(machines[i]), size * sizes_of[i][1])
+            if key not in subs:
+                try:
+                    subs[key] = machines[i].with_cores(size * sizes_of[i][1])
+                except ConfigError as error:
+                    subs[key] = error
+            if isinstance(subs[key], Exception):
+                errors.setdefault(index[i], subs[key])
+                continue
+            sub_machines.append(subs[key])
+            members.append((i, size))
+        if not members:
+            continue
+        sub_errors: dict[int, Exception] = {}
+        sub = _evaluate(
+            [workloads[i] for i, _ in members],
+            sub_machines,
+            single,
+            [chunks[i] for i, _ in members],
+            granularity,
+            cost,
+            sub_errors,
+            list(range(len(members))),
+            why=why,
+            in_multiprogram=True,
+        )
+        for j, (i, size) in enumerate(members):
+            if j in sub_errors:
+                errors.setdefault(index[i], sub_errors[j])
+                continue
+            makespan = float(sub.makespan[j])
+            count = sizes_of[i][0].count(size)
+            if makespan > worst[i] or i not in critical:  # the slowest instance sets it
+                critical[i] = sub.why[0] if sub.why else None
+            worst[i] = max(worst[i], makespan)
+            dram[i] += float(sub.dram[j]) * count
+            if sub.why:
+                acc = busy.setdefault(i, dict.fromkeys(sub.why[1], 0.0))
+                for cause, seconds in sub.why[1].items():
+                    acc[cause] += seconds * count
+    for i in valid:
+        if index[i] in errors:
+            continue
+        part.makespan[i], part.n_tasks[i], part.dram[i] = worst[i], tasks_of[i], dram[i]
+        if why and critical.get(i) is not None:
+            part.why = (critical[i], busy[i])
+    return part
+
+
+def _evaluate_block(
+    workloads, machines, policy, options, groups, granularity, cost, why, in_multiprogram
+):
+    """One block: the same graph structure and shape of chunking at every point."""
+    chunk = np.array([opts.get("chunk", 1) for opts in options], dtype=float)
+    hoist = options[0].get("hoist_input")
+    hoist_arr = None if hoist is None else np.array([o["hoist_input"] for o in options], float)
+    instances = options[0].get("instances", 1)
+    ts = task_set(workloads, chunk, hoist_arr, instances, granularity)
+    sizes = Sizes(workloads)
+    fill_live(ts, sizes)
+    first_cores = {
+        m.total_cores: [g[0] for g in gs] for m, gs in zip(machines, groups, strict=True)
+    }
+    at = Placement(
+        cores=np.array([m.total_cores for m in machines], dtype=float),
+        cores_per_socket=np.array([m.cores_per_socket for m in machines], dtype=float),
+        socket_cores=np.array([m.socket_cores for m in machines], dtype=float),
+        k=np.array([len(g[0]) for g in groups], dtype=float),
+        groups=np.array([len(g) for g in groups], dtype=float),
+        first_cores=first_cores,
+    )
+    G = at.groups
+    sequence = (G == 1) & (not in_multiprogram)
+    machine = machines[0]
+    costs = BlockCosts(machine, sizes, ts, at, policy.name, sequence, cost == "ideal")
+    handoff = (policy.name != "sequential") & (G > 1)
+    track = why and len(workloads) == 1
+    by_slot, task_costs = costs.costs(handoff, track)
+    cost_of = [[by_slot[(r, s)] for s in range(len(row.slots))] for r, row in enumerate(ts.rows)]
+    records = {key: (float(by_slot[key][0]), cost) for key, cost in task_costs.items()}
+    dram = np.zeros(chunk.shape)
+    if cost != "ideal":
+        # a set of weight blocks streamed from DRAM is read by all its tasks, otherwise by the
+        # cold first one only
+        for ws, (level, _bw) in zip(ts.weight_sets, costs.level, strict=True):
+            dram = dram + np.where(level < 0, ws.size * ws.count, ws.size)
+    makespan, terms = schedule_makespan(ts, policy, G, cost_of, track)
+    block_why = None
+    if track:
+        levels = [c.name for c in machine.caches] + [DRAM]
+        parts: dict = {}
+        all_terms = every_task_terms(ts)
+        block_why = (
+            breakdown.from_terms(terms, records.__getitem__, levels, memo=parts),
+            breakdown.from_terms(all_terms, records.__getitem__, levels, float(at.k[0]), parts),
+        )
+    return makespan, ts.n_tasks, dram, block_why
+
+
+def every_task_terms(ts: TaskSet) -> dict[tuple[int, int], float]:
+    """Every task once: ``{(row, slot): number of tasks}`` (a block of one)."""
+    return {
+        (r, s): float(slot.count[0])
+        for r, row in enumerate(ts.rows)
+        for s, slot in enumerate(row.slots)
+        if slot.count[0]
+    }
+
+
+def schedule_makespan(
+    ts: TaskSet, policy: Policy, G: np.ndarray, cost_of: list[list[np.ndarray]], track: bool
+) -> tuple[np.ndarray, dict]:
+    """The makespan at each point, and with ``track`` the same as terms ``{(row, slot):
+    coefficient}`` such that the coefficients times those classes' costs sum to it (the
+    critical-path view of :mod:`wpsim.breakdown`)."""
+    total = 0.0
+    for row, row_costs in zip(ts.rows, cost_of, strict=True):
+        for slot, seconds in zip(row.slots, row_costs, strict=True):
+            total = total + np.where(slot.count > 0, slot.count * seconds, 0.0)
+    one_group = (G == 1) | (policy.name == "sequential")
+    if bool(np.all(one_group)):
+        return total, every_task_terms(ts) if track else {}
+    n = ts.n
+    # the layer x time grid of one unidirectional inference (several instances share the
+    # groups: the critical path and the work decide, as for any other graph)
+    simple_grid = (
+        ts.all_cells
+        and policy.name in ("wavefront", "pipeline", "helper")
+        and all(row.chain == "forward" and row.key[0] == 0 for row in ts.rows)
+        and len({row.key for row in ts.rows}) == len(ts.rows)  # one stream
+    )
+    terms: dict = {}
+    if simple_grid:
+        shape = int(chunk_shape(n)[0])
+        steady, cold_extra, steady_slot = [], 0.0, []
+        for row_costs in cost_of:
+            first, mid, last = row_costs
+            if shape == 1:
+                value, slot = first, 0
+            elif shape == 2:
+                value, slot = last, 2
+            else:
+                value = np.maximum(mid, last)
+                slot = 1 if float(mid[0]) == float(value[0]) else 2
+            steady.append(value)
+            steady_slot.append(slot)
+            cold_extra = cold_extra + np.maximum(0.0, first - value)
+        makespan = _band_array(steady, n, G) + cold_extra
+        if track:
+            for layer, (row_costs, slot) in enumerate(zip(cost_of, steady_slot, strict=True)):
+                if float(row_costs[0][0]) > float(steady[layer][0]):  # the cold task in place
+                    for key, sign in (((layer, 0), 1.0), ((layer, slot), -1.0)):
+                        terms[key] = terms.get(key, 0.0) + sign
+            band = band_terms([float(c[0]) for c in steady], int(n[0]), int(G[0]))
+            for layer, coefficient in band:
+                key = (layer, steady_slot[layer])
+                terms[key] = terms.get(key, 0.0) + coefficient
+    else:
+        critical, chain = _critical_path(ts, cost_of, track)
+        work = total / G
+        makespan = np.maximum(work, critical)
+        if track:
+            if float(work[0]) > float(critical[0]):  # bound by the work: all tasks, spread
+                terms = {key: count / float(G[0]) for key, count in every_task_terms(ts).items()}
+            else:
+                terms = chain
+    if track and bool(one_group[0]):
+        terms = every_task_terms(ts)
+    return np.where(one_group, total, makespan), terms
+
+
+def _critical_path(
+    ts: TaskSet, cost_of: list[list[np.ndarray]], track: bool
+) -> tuple[np.ndarray, dict]:
+    """The longest path through the task graph at each point (:mod:`wpsim.sim.closed_forms.path`),
+    and with ``track`` its tasks as ``{(row, slot): count}`` (the first of equal paths)."""
+    from wpsim.sim.closed_forms.tasks import topological_order
+
+    grid = Grid(ts.n, track=track)
+    values: list[Any] = [None] * len(ts.rows)  # RowFn, or (value, why) of a single task
+    rows = ts.rows
+    for r in topological_order([(row.same, row.const, row.whole) for row in rows]):
+        row = rows[r]
+        costs = tuple(cost_of[r]) if row.chain != "single" else None
+        keys = ((r, 0), (r, 1), (r, 2))
+        if row.chain == "single":
+            candidates = []
+            for p in row.whole:
+                value = values[p]
+                candidates.append(grid.row_max(value) if isinstance(value, RowFn) else value)
+            start, start_why = grid.best(candidates) if candidates else (0.0 * ts.n, _root(track))
+            values[r] = (start + cost_of[r][0], _extend(start_why, (r, 0)))
+            continue
+        consts = [values[p] for p in row.const]
+        v = _vertical(
+            grid, [values[p] for p in row.same], [c[0] for c in consts], [c[1] for c in consts]
+        )
+        if row.chain == "none":
+            values[r] = grid.add(v, costs, keys)
+        else:
+            values[r] = grid.chain(v, costs, keys, forward=row.chain == "forward")
+    # the latest finish of all (the first row of equals, in task-id order)
+    ends = [grid.row_max(value) if isinstance(value, RowFn) else value for value in values]
+    longest, longest_why = grid.best(ends)
+    return longest, longest_why.counts() if track and longest_why is not None else {}
+
+
+def _root(track: bool) -> Why | None:
+    return Why(None, None, 0.0) if track else None
+
+
+def _extend(why: Why | None, key) -> Why | None:
+    return None if why is None else Why(why, key, 1.0)
+
+
+# ---- one point ---------------------------------------------------------------------------------
+
+
+def predict(
+    workload: Workload,
+    machine: CpuMachine,
+    policy: Policy | str = "wavefront",
+    cores: int | None = None,
+    chunk: int = 1,
+    granularity: str = "cell",
+    cost: str = "model",
+) -> Result:
+    """Closed-form prediction, same signature and :class:`~wpsim.result.Result` as
+    :func:`wpsim.sim.engine.simulate`; it builds no task graph, so its time and memory do not
+    grow with the sequence length.
+
+    Examples
+    --------
+    >>> from wpsim.machines import load_machine, resolve_machine_path
+    >>> m = load_machine(resolve_machine_path("xeon8160_2s"))
+    >>> w = Workload(cell="lstm", layers=4, hidden=256, input=256, seq_len=48)
+    >>> r = predict(w, m, "wavefront", cores=4, cost="ideal")
+    >>> round(r.speedup, 3)  # 4 x 48 tasks in 4 + 48 - 1 steps
+    3.765
+    >>> long = Workload(cell="lstm", layers=8, hidden=512, input=512, seq_len=100_000_000)
+    >>> f"{predict(long, m, 'wavefront', cores=16).n_tasks:,}"  # in milliseconds
+    '800,000,000'
+    """
+    from wpsim.sim.options import prepare_run
+
+    machine, policy = prepare_run(machine, policy, cores, cost)
+    p = predict_many([workload], machine, policy, [None], [chunk], granularity, cost)
+    if p.errors:
+        raise p.errors[0]
+    makespan = float(p.makespan_s[0])
+    critical, core_s = p.why if p.why is not None else ({}, {})
+    return Result(
+        engine="analytic",
+        policy=policy.describe(),
+        cores=machine.total_cores,
+        makespan_s=makespan,
+        sequential_s=float(p.sequential_s[0]),
+        n_tasks=int(p.n_tasks[0]),
+        utilization=float(p.utilization[0]),
+        dram_bytes=float(p.dram_bytes[0]),
+        level_bytes={DRAM: float(p.dram_bytes[0])},
+        extra={"machine": machine.name, "chunk": chunk, "granularity": granularity, "cost": cost},
+        breakdown_s=critical,
+        core_breakdown_s=breakdown.spread(core_s, machine.total_cores, makespan),
+    )
+
+
+def clear_caches() -> None:
+    """Forget cached live sets (results are the same; this only frees memory)."""
+    from wpsim.sim.closed_forms.tasks import live_pattern
+
+    live_pattern.cache_clear()
+
+
+__all__ = ["Predictions", "predict", "predict_many"]
