@@ -523,14 +523,28 @@ def workloads_page() -> str:
         yaml.safe_dump(example, sort_keys=False).rstrip(),
         "```",
         "",
-        "Element-wise flops per hidden unit per batch row of one step "
-        "(`wpsim.model.workload.ELEMENTWISE_FLOPS`):",
+        "The registered cells (`wpsim.cells`), with what follows from their declarations "
+        "(`wpsim.cells.analysis`): gate blocks G, element-wise flops E per hidden unit per "
+        "batch row of one step, and whether a matrix product lies on the recurrence (none: all "
+        "matrix work runs once a chunk of k steps):",
         "",
-        "| cell | gates G | element-wise flops E |",
-        "|---|---|---|",
+        "| cell | gates G | element-wise flops E | recurrent product | states |",
+        "|---|---|---|---|---|",
     ]
-    for cell, flops in workload.ELEMENTWISE_FLOPS.items():
-        parts.append(f"| `{cell}` | {workload.GATES[cell]} | {flops} |")
+    from wpsim.cells import (
+        cell_names,
+        elementwise_flops_per_unit,
+        gate_count,
+        get_cell,
+        recurrent_matrices,
+    )
+
+    for name in cell_names():
+        cell = get_cell(name)
+        flops = elementwise_flops_per_unit(cell, 64, 64)
+        recurrent = ", ".join(recurrent_matrices(cell)) or "none"
+        states = ", ".join(s.name for s in cell.states)
+        parts.append(f"| `{name}` | {gate_count(cell)} | {flops:g} | {recurrent} | {states} |")
     parts += [
         "",
         "Bytes per element (`wpsim.model.workload.DTYPE_BYTES`): "

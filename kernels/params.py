@@ -1,19 +1,24 @@
 """Parameters: names, shapes, deterministic initialisation, pruning, PyTorch state_dict loading.
 
-Names and shapes are PyTorch's (``torch.nn.RNN/LSTM/GRU``), ``k`` the layer and ``_reverse``
-the reverse direction, plus the output layer::
+Names and shapes are those of the workload's cell declaration (:mod:`wpsim.cells`; PyTorch's for
+the cells PyTorch has), each with the suffix ``_l{k}`` of its layer ``k`` and ``_reverse`` for
+the reverse direction, plus the output layer. For an LSTM, as ``torch.nn.LSTM``::
 
-    weight_ih_l{k}[_reverse]   (G*H, I_k)
-    weight_hh_l{k}[_reverse]   (G*H, H)
-    bias_ih_l{k}[_reverse]     (G*H,)
-    bias_hh_l{k}[_reverse]     (G*H,)
-    weight_out                 (output_size, D*H)     only when output != none
+    weight_ih_l{k}[_reverse]   (4*H, I_k)
+    weight_hh_l{k}[_reverse]   (4*H, H)
+    bias_ih_l{k}[_reverse]     (4*H,)
+    bias_hh_l{k}[_reverse]     (4*H,)
+    weight_out                 (output_size, D*W)     only when output != none
     bias_out                   (output_size,)
+
+where ``I_k`` is the network input for ``k = 0`` and ``D*W`` above, ``W`` the width of the
+cell's output (:func:`wpsim.cells.output_width`: ``H``, or ``P`` for a projected LSTM).
 
 A parameter dict is a plain ``dict[str, numpy.ndarray]`` in that (PyTorch state_dict) order,
 in the workload's dtype. ``weight_hh`` stays a dense array even for sparse workloads (pruned
 entries are zeros, so the dict loads into PyTorch unchanged); :func:`layer_params` hands the
-kernels a CSR copy when ``workload.density < 1``.
+kernels a CSR copy of every matrix read on the recurrence
+(:func:`wpsim.cells.recurrent_matrices`) when ``workload.density < 1``.
 
 Memory order: the kernels multiply by the transposed weights (``X @ W_ih^T``, ``h @ W_hh^T``),
 and OpenBLAS runs those products 1.5-2x faster for 2-20 rows when ``W^T`` is C-contiguous, i.e.
@@ -34,12 +39,17 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from wpsim.cells import Cell, nonzeros, output_width, recurrent_matrices
+from wpsim.cells import param_shapes as cell_param_shapes
 from wpsim.errors import ConfigError
 from wpsim.model.workload import Workload
 
 __all__ = [
     "aligned",
+    "chunk_bounds",
     "compute_dtype",
+    "layer_input_width",
+    "network_cell",
     "init_input",
     "init_params",
     "layer_params",
@@ -50,8 +60,6 @@ __all__ = [
     "row_block",
     "suffix",
 ]
-
-LAYER_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 #: Memory order of the dense weight matrices the kernels use (see the module docstring).
 WEIGHT_ORDER = "F"
@@ -114,6 +122,24 @@ def suffix(layer: int, reverse: bool = False) -> str:
     return f"_l{layer}" + ("_reverse" if reverse else "")
 
 
+def chunk_bounds(seq_len: int, chunk: int | None) -> list[tuple[int, int]]:
+    """Time ranges ``[t0, t1)`` of the chunks of ``chunk`` steps (the last may be shorter).
+
+    Chunks are aligned at t = 0 for both directions; the reverse direction visits them from
+    last to first. ``chunk=None`` is one chunk of the whole sequence.
+
+    Examples
+    --------
+    >>> chunk_bounds(7, 3)
+    [(0, 3), (3, 6), (6, 7)]
+    """
+    if chunk is None:
+        chunk = seq_len
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    return [(t0, min(t0 + chunk, seq_len)) for t0 in range(0, seq_len, chunk)]
+
+
 def compute_dtype(workload: Workload) -> np.dtype:
     """The dtype the kernels compute in: the workload's, but float32 for float16.
 
@@ -130,6 +156,11 @@ def compute_dtype(workload: Workload) -> np.dtype:
             "workload dtype bfloat16: modelled by simulate/predict, not executed by the numpy "
             "kernels (numpy has no bfloat16); use float32, float64 or float16"
         )
+    if workload.streams > 1:
+        raise ConfigError(
+            f"workload streams {workload.streams}: modelled by simulate/predict, not executed by "
+            "the numpy kernels; use streams: 1"
+        )
     if workload.skip_input:
         raise ConfigError(
             "workload input 0 (skip input): modelled by simulate/predict, not executed by the "
@@ -138,8 +169,35 @@ def compute_dtype(workload: Workload) -> np.dtype:
     return np.dtype(np.float32 if workload.dtype == "float16" else workload.dtype)
 
 
+def network_cell(workload: Workload) -> Cell:
+    """The declaration of the workload's cell (:mod:`wpsim.cells`), which the kernels compute.
+
+    Examples
+    --------
+    >>> network_cell(Workload(cell="gru", hidden=2, input=2, seq_len=1)).label
+    'gru'
+    """
+    return workload.cell_declaration
+
+
+def layer_input_width(workload: Workload, layer: int, cell: Cell | None = None) -> int:
+    """Features of layer ``layer``'s input: the network input, or both directions of the
+    output of the layer below.
+
+    Examples
+    --------
+    >>> layer_input_width(Workload(hidden=4, input=3, seq_len=1, bidirectional=True), 1)
+    8
+    """
+    if layer == 0:
+        return workload.input
+    cell = cell or network_cell(workload)
+    return workload.directions * output_width(cell, workload.hidden)
+
+
 def param_shapes(workload: Workload) -> dict[str, tuple[int, ...]]:
-    """Every parameter's name and shape, in PyTorch state_dict order.
+    """Every parameter's name and shape, in PyTorch state_dict order: the declaration's
+    parameters of each layer-direction, then the output layer's.
 
     Examples
     --------
@@ -148,17 +206,18 @@ def param_shapes(workload: Workload) -> dict[str, tuple[int, ...]]:
     >>> shapes["weight_ih_l0"], shapes["weight_ih_l1_reverse"], len(shapes)
     ((12, 3), (12, 8), 16)
     """
-    gh, hidden = workload.gates * workload.hidden, workload.hidden
+    cell = network_cell(workload)
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in range(workload.layers):
+        layer_shapes = cell_param_shapes(
+            cell, workload.hidden, layer_input_width(workload, layer, cell)
+        )
         for d in range(workload.directions):
             s = suffix(layer, d == 1)
-            shapes["weight_ih" + s] = (gh, workload.layer_input_size(layer))
-            shapes["weight_hh" + s] = (gh, hidden)
-            shapes["bias_ih" + s] = (gh,)
-            shapes["bias_hh" + s] = (gh,)
+            shapes.update({name + s: shape for name, shape in layer_shapes.items()})
     if workload.output != "none":
-        shapes["weight_out"] = (workload.output_size, workload.directions * hidden)
+        width = workload.directions * output_width(cell, workload.hidden)
+        shapes["weight_out"] = (workload.output_size, width)
         shapes["bias_out"] = (workload.output_size,)
     return shapes
 
@@ -198,9 +257,10 @@ def init_params(workload: Workload, seed: int = 0) -> dict[str, np.ndarray]:
     Every entry is drawn from ``uniform(-1/sqrt(H), 1/sqrt(H))`` (the output layer from
     ``uniform(-1/sqrt(D*H), 1/sqrt(D*H))``, nn.Linear's bound) by one
     ``numpy.random.default_rng(seed)`` in state_dict order, in float64, then cast to the
-    workload's dtype. When ``workload.density < 1`` every ``weight_hh`` is magnitude-pruned to
-    exactly ``workload.weight_hh_nonzeros()`` entries (:func:`prune_largest`); the pruned
-    entries are stored as zeros.
+    workload's dtype. When ``workload.density < 1`` every matrix read on the recurrence
+    (``weight_hh``; :func:`wpsim.cells.recurrent_matrices`) is magnitude-pruned to
+    ``nonzeros(entries, density)`` entries (:func:`prune_largest`); the pruned entries are
+    stored as zeros.
 
     Parameters
     ----------
@@ -220,17 +280,29 @@ def init_params(workload: Workload, seed: int = 0) -> dict[str, np.ndarray]:
     """
     rng = np.random.default_rng(seed)
     dtype = np.dtype(workload.dtype)
+    cell = network_cell(workload)
     bound = 1.0 / math.sqrt(workload.hidden)
-    out_bound = 1.0 / math.sqrt(workload.directions * workload.hidden)
+    out_bound = 1.0 / math.sqrt(workload.directions * output_width(cell, workload.hidden))
+    pruned = _recurrent_names(workload, cell) if workload.sparse else set()
     params: dict[str, np.ndarray] = {}
     for name, shape in param_shapes(workload).items():
         b = out_bound if name.endswith("_out") else bound
         value = rng.uniform(-b, b, size=shape)
-        if workload.sparse and name.startswith("weight_hh"):
-            value = prune_largest(value, workload.weight_hh_nonzeros())
+        if name in pruned:
+            value = prune_largest(value, nonzeros(value.size, workload.density))
         order = WEIGHT_ORDER if name.startswith("weight_") else "C"
         params[name] = aligned(value.astype(dtype, order=order))
     return params
+
+
+def _recurrent_names(workload: Workload, cell: Cell) -> set[str]:
+    """Full names of the matrices read on the recurrence, every layer-direction."""
+    return {
+        name + suffix(layer, d == 1)
+        for name in recurrent_matrices(cell)
+        for layer in range(workload.layers)
+        for d in range(workload.directions)
+    }
 
 
 def init_input(workload: Workload, seed: int = 0) -> np.ndarray:
@@ -251,10 +323,11 @@ def layer_params(
     layer: int,
     reverse: bool = False,
     *,
+    cell: Cell,
     sparse: bool = False,
     dtype: Any = None,
 ) -> dict[str, Any]:
-    """The four arrays of one layer-direction under the kernels' short names.
+    """The parameters of one layer-direction under the declaration's short names.
 
     Parameters
     ----------
@@ -262,8 +335,10 @@ def layer_params(
         A parameter dict (:func:`init_params`, :func:`load_state_dict`).
     layer : int
     reverse : bool
+    cell : Cell
+        The declaration (:func:`network_cell`), which names the parameters.
     sparse : bool
-        Give ``weight_hh`` as a ``scipy.sparse.csr_array`` (zeros dropped).
+        Give the matrices read on the recurrence as ``scipy.sparse.csr_array`` (zeros dropped).
     dtype : dtype, optional
         Cast to this dtype (no copy when it already matches); pass
         :func:`compute_dtype` for float16 workloads.
@@ -271,34 +346,34 @@ def layer_params(
     Returns
     -------
     dict
-        ``weight_ih``, ``weight_hh`` (dense ones in :data:`WEIGHT_ORDER`), ``bias_ih``,
-        ``bias_hh``.
+        Each parameter of the declaration (dense matrices in :data:`WEIGHT_ORDER`).
 
     Examples
     --------
     >>> w = Workload(cell="rnn", hidden=3, input=2, seq_len=1, density=0.5)
-    >>> lp = layer_params(init_params(w), 0, sparse=True)
+    >>> lp = layer_params(init_params(w), 0, cell=network_cell(w), sparse=True)
     >>> lp["weight_ih"].shape, lp["weight_hh"].format, lp["weight_hh"].nnz
     ((3, 2), 'csr', 4)
     """
     s = suffix(layer, reverse)
+    recurrent = set(recurrent_matrices(cell))
     out: dict[str, Any] = {}
-    for kind in LAYER_KINDS:
-        value = params[kind + s]
+    for p in cell.params:
+        value = params[p.name + s]
         if sp.issparse(value):
             value = value.tocsr()
             if dtype is not None and value.dtype != dtype:
                 value = value.astype(dtype)
             if not sparse:
                 value = value.toarray(order=WEIGHT_ORDER)
-        elif kind.startswith("weight_"):
+        elif len(p.shape) == 2:
             # no copy when it already is in that order and aligned
             value = aligned(np.asarray(value, dtype=dtype, order=WEIGHT_ORDER))
-            if sparse and kind == "weight_hh":
+            if sparse and p.name in recurrent:
                 value = sp.csr_array(value)
         else:
             value = np.ascontiguousarray(value, dtype=dtype)
-        out[kind] = value
+        out[p.name] = value
     return out
 
 
@@ -389,8 +464,11 @@ def load_state_dict(
                 f"expected {shape} for this {workload.cell} workload"
             )
         if sp.issparse(value):
-            if not name.startswith("weight_hh"):
-                raise ConfigError(f"state_dict: parameter '{name}': only weight_hh may be sparse")
+            if name not in _recurrent_names(workload, network_cell(workload)):
+                raise ConfigError(
+                    f"state_dict: parameter '{name}': only the matrices read on the recurrence "
+                    "(weight_hh) may be sparse"
+                )
             params[name] = value.tocsr().astype(dtype)
         else:
             order = WEIGHT_ORDER if name.startswith("weight_") else "C"

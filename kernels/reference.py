@@ -1,8 +1,11 @@
-"""Whole-network forward and backward built from the chunk tasks of :mod:`kernels.cells`.
+"""Whole-network forward and backward of any declared cell, in one process.
 
-These run the task graph sequentially in a valid order (layer by layer, each direction chunk by
-chunk), so they are both the reference the parallel executor is checked against and the
-PyTorch-compatible public API.
+These run the tasks of the executor (:class:`kernels.tasks.TaskRunner`: every cell task is
+:class:`kernels.declared.CellKernel` interpreting the workload's cell declaration) sequentially
+in a valid order: layer by layer, each direction chunk by chunk, then the backward in reverse
+with one weight-gradient task per layer-direction. So they are both the reference the
+multi-process executor is checked against (bitwise, for whole cells) and the PyTorch-compatible
+public API.
 """
 
 from __future__ import annotations
@@ -11,40 +14,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
-from kernels.cells import (
-    cell_chunk_backward,
-    cell_chunk_forward,
-    layer_weight_grads,
-    output_backward,
-    output_forward,
-)
-from kernels.params import LAYER_KINDS, compute_dtype, layer_params, param_shapes, suffix
-from kernels.products import Recurrent
+from kernels.arrays import array_specs, final_states, initial_state_grads, layer_kernels
+from kernels.params import chunk_bounds, compute_dtype, param_shapes
+from kernels.tasks import TaskRunner, TaskSpec
 from wpsim.errors import ConfigError
 from wpsim.model.workload import Workload
 
-__all__ = ["backward", "chunk_bounds", "forward"]
+__all__ = ["backward", "forward"]
 
-State = np.ndarray | tuple[np.ndarray, np.ndarray]
-
-
-def chunk_bounds(seq_len: int, chunk: int | None) -> list[tuple[int, int]]:
-    """Time ranges ``[t0, t1)`` of the chunks of ``chunk`` steps (the last may be shorter).
-
-    Chunks are aligned at t = 0 for both directions; the reverse direction visits them from
-    last to first. ``chunk=None`` is one chunk of the whole sequence.
-
-    Examples
-    --------
-    >>> chunk_bounds(7, 3)
-    [(0, 3), (3, 6), (6, 7)]
-    """
-    if chunk is None:
-        chunk = seq_len
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    return [(t0, min(t0 + chunk, seq_len)) for t0 in range(0, seq_len, chunk)]
+#: One state array (L*D, B, width), or a tuple of them in the declaration's state order
+#: (``(h, c)`` for an LSTM, as PyTorch).
+State = np.ndarray | tuple[np.ndarray, ...]
 
 
 def _check_params(workload: Workload, params: Mapping[str, Any]) -> None:
@@ -60,99 +42,60 @@ def _check_params(workload: Workload, params: Mapping[str, Any]) -> None:
 
 
 def _states(
-    workload: Workload, h0: State | None, batch: int, dtype: np.dtype, what: str = "h0"
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Split PyTorch's ``h0`` / ``(h0, c0)`` into arrays of shape (L*D, B, H) (or None)."""
-    if h0 is None:
-        return None, None
-    shape = (workload.layers * workload.directions, batch, workload.hidden)
-    if workload.cell == "lstm":
-        if not isinstance(h0, tuple | list) or len(h0) != 2:
-            raise ValueError(f"lstm {what} must be a tuple (h, c) of arrays of shape {shape}")
-        parts = list(h0)
-    else:
-        parts = [h0]
-    out = []
-    for part in parts:
+    workload: Workload,
+    given: State | None,
+    widths: dict[str, list[int]],
+    batch: int,
+    dtype: np.dtype,
+    what: str,
+) -> dict[str, list[np.ndarray] | None]:
+    """Split PyTorch's ``h0`` / ``(h0, c0)`` into per-layer-direction arrays by state name."""
+    names = list(widths)
+    if given is None:
+        return dict.fromkeys(names)
+    parts = list(given) if len(names) > 1 else [given]
+    if len(names) > 1 and (not isinstance(given, tuple | list) or len(parts) != len(names)):
+        raise ValueError(f"{workload.cell} {what} must be a tuple ({', '.join(names)}) of arrays")
+    out: dict[str, list[np.ndarray] | None] = {}
+    for name, part in zip(names, parts, strict=True):
         if part is None:
-            out.append(None)
+            out[name] = None
             continue
-        part = np.ascontiguousarray(part, dtype=dtype)
-        if part.shape != shape:
-            raise ValueError(f"{what} must have shape {shape}, got {part.shape}")
-        out.append(part)
-    return out[0], (out[1] if len(out) > 1 else None)
+        shapes = [(batch, w) for w in widths[name]]
+        if len({s for s in shapes}) == 1:
+            want = (len(shapes), *shapes[0])
+            part = np.ascontiguousarray(part, dtype=dtype)
+            if part.shape != want:
+                raise ValueError(f"{what} must have shape {want}, got {part.shape}")
+            out[name] = list(part)
+        else:
+            arrays = [np.ascontiguousarray(p, dtype=dtype) for p in part]
+            if [a.shape for a in arrays] != shapes:
+                raise ValueError(f"{what}: state {name} must be arrays of shapes {shapes}")
+            out[name] = arrays
+    return out
 
 
-class _Forward:
-    """What the backward needs from a forward run."""
-
-    def __init__(self) -> None:
-        self.inputs: list[np.ndarray] = []  # layer inputs, (T, B, I_l)
-        self.h_seq: dict[tuple[int, int], np.ndarray] = {}  # (layer, d) -> (T, B, H)
-        self.chunks: dict[
-            tuple[int, int], list
-        ] = {}  # (layer, d) -> [(t0, t1, saved)] in run order
-        self.lp: dict[tuple[int, int], dict] = {}
-        self.top: np.ndarray | None = None
-        self.y: np.ndarray | None = None
-        self.h_n: np.ndarray | None = None
-        self.c_n: np.ndarray | None = None
+def _widths(workload: Workload) -> dict[str, list[int]]:
+    """The width of each state of every layer-direction (index ``l*D + d``)."""
+    kernels = layer_kernels(workload)
+    return {
+        s: [k.widths[s] for k in kernels for _ in range(workload.directions)]
+        for s in kernels[0].next_of
+    }
 
 
-def _run_forward(workload, params, x, h0, c0, chunk, save) -> _Forward:
-    dtype = compute_dtype(workload)
-    cell, hidden, n_dir = workload.cell, workload.hidden, workload.directions
-    steps, batch, _ = x.shape
-    bounds = chunk_bounds(steps, chunk)
-    run = _Forward()
-    run.h_n = np.empty((workload.layers * n_dir, batch, hidden), dtype)
-    if cell == "lstm":
-        run.c_n = np.empty_like(run.h_n)
-    inp = x
-    for layer in range(workload.layers):
-        run.inputs.append(inp)
-        out = np.empty((steps, batch, n_dir * hidden), dtype)
-        for d in range(n_dir):
-            rev = d == 1
-            idx = layer * n_dir + d
-            lp = layer_params(params, layer, rev, sparse=workload.sparse, dtype=dtype)
-            recurrent = Recurrent(lp["weight_hh"], batch, dtype).hh
-            h_seq = np.empty((steps, batch, hidden), dtype)
-            h = None if h0 is None else h0[idx]
-            c = None if c0 is None else c0[idx]
-            chunks = []
-            for t0, t1 in reversed(bounds) if rev else bounds:
-                _, h, c, saved = cell_chunk_forward(
-                    cell,
-                    lp,
-                    inp[t0:t1],
-                    h,
-                    c,
-                    rev,
-                    save=save,
-                    h_out=h_seq[t0:t1],
-                    recurrent=recurrent,
-                )
-                chunks.append((t0, t1, saved))
-            run.h_n[idx] = h
-            if cell == "lstm":
-                run.c_n[idx] = c
-            out[:, :, d * hidden : (d + 1) * hidden] = h_seq
-            if save:
-                run.h_seq[layer, d], run.chunks[layer, d], run.lp[layer, d] = h_seq, chunks, lp
-        inp = out
-    run.top = inp
-    if workload.output != "none":
-        v = np.asarray(params["weight_out"], dtype=dtype)
-        b = np.asarray(params["bias_out"], dtype=dtype)
-        run.y = output_forward(v, b, inp, softmax=workload.output == "softmax")
-    else:
-        run.y = inp
-    return run
-
-
-def _prepare(workload, params, x, h0):
+def _run(
+    workload: Workload,
+    params: Mapping[str, Any],
+    x: np.ndarray,
+    h0: State | None,
+    grad_output: np.ndarray | None,
+    grad_hn: State | None,
+    chunk: int | None,
+    training: bool,
+) -> tuple[Workload, dict[str, np.ndarray]]:
+    """Allocate the arrays of :func:`kernels.arrays.array_specs` and run every task in order."""
     _check_params(workload, params)
     dtype = compute_dtype(workload)
     x = np.ascontiguousarray(x, dtype=dtype)
@@ -160,8 +103,65 @@ def _prepare(workload, params, x, h0):
         raise ValueError(
             f"x must have shape (seq_len, batch, {workload.input}) (time-major), got {x.shape}"
         )
-    h, c = _states(workload, h0, x.shape[1], dtype)
-    return dtype, x, h, c
+    steps, batch, _ = x.shape
+    w = workload.model_copy(
+        update={"seq_len": steps, "batch": batch, "phase": "training" if training else "inference"}
+    )
+    chunk = steps if chunk is None else chunk
+    bounds = chunk_bounds(steps, chunk)
+    specs = array_specs(w, 1, hoisted=False, training=training, chunk=chunk, group_sizes=[1])
+    arrays = {
+        name: np.empty(spec[0], spec[1], order=spec[2] if len(spec) > 2 else "C")
+        for name, spec in specs.items()
+    }
+    arrays["x"][...] = x
+    for name in param_shapes(w):
+        value = params[name]
+        arrays[f"p0.{name}"][...] = value.toarray() if sp.issparse(value) else value
+    L, D = w.layers, w.directions
+    widths = _widths(w)
+    for what, given, prefix in (("h0", h0, "init"), ("grad_hn", grad_hn, "dfin")):
+        for s, per_layer in _states(w, given, widths, batch, dtype, what).items():
+            if per_layer is not None:
+                for index, value in enumerate(per_layer):
+                    arrays[f"{prefix}0.{index // D}.{index % D}.{s}"] = value
+    tasks: list[TaskSpec] = []
+    for l in range(L):
+        for d in range(D):
+            for t0, t1 in reversed(bounds) if d else bounds:
+                tasks.append(("cell", 0, l, d, t0, t1 - t0))
+    if w.output != "none":
+        tasks.append(("output", 0, L, 0, 0, steps))
+    if training:
+        grad_output = np.ascontiguousarray(grad_output, dtype=dtype)
+        if grad_output.shape != arrays["gout"].shape:
+            raise ValueError(
+                f"grad_output must have shape {arrays['gout'].shape}, got {grad_output.shape}"
+            )
+        arrays["gout"][...] = grad_output
+        if w.output != "none":
+            tasks += [("output_bwd", 0, L, 0, 0, steps), ("wgrad", 0, L, 0, 0, steps)]
+        for l in reversed(range(L)):
+            for d in range(D):
+                for t0, t1 in bounds if d else reversed(bounds):
+                    tasks.append(("cell_bwd", 0, l, d, t0, t1 - t0))
+                tasks.append(("wgrad", 0, l, d, 0, steps))
+    runner = TaskRunner(w, tasks, arrays, hoisted=False, training=training, chunk=chunk)
+    for tid in range(len(tasks)):
+        runner.run(tid)
+    return w, arrays
+
+
+def _output(w: Workload, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    if w.output != "none":
+        return arrays["y0"]
+    top = [arrays[f"h0.{w.layers - 1}.{d}"] for d in range(w.directions)]
+    return top[0] if len(top) == 1 else np.concatenate(top, axis=2)
+
+
+def _as_state(found: dict[str, Any]) -> State:
+    values = list(found.values())
+    return values[0] if len(values) == 1 else tuple(values)
 
 
 def forward(
@@ -182,7 +182,8 @@ def forward(
     params : mapping
         A parameter dict (:func:`kernels.init_params`, :func:`kernels.load_state_dict`).
     x : ndarray, shape (T, B, input)
-    h0 : ndarray (L*D, B, H), or a tuple ``(h0, c0)`` of them for lstm; optional (zeros)
+    h0 : ndarray (L*D, B, width), or a tuple of them (one per state of the cell, in the
+        declaration's order: ``(h0, c0)`` for an LSTM); optional (zeros)
         Index ``l*D + d`` is layer ``l``, direction ``d`` (0 forward, 1 reverse), as in PyTorch.
     chunk : int, optional
         Run each layer-direction as chunk tasks of this many steps (default: one chunk).
@@ -190,11 +191,11 @@ def forward(
     Returns
     -------
     output : ndarray
-        ``workload.output == "none"``: the top layer's hidden states, shape (T, B, D*H), the
+        ``workload.output == "none"``: the top layer's outputs, shape (T, B, D*W), the
         two directions concatenated ``[fwd, rev]`` (PyTorch's ``output``).
         ``"linear"``: ``o = c + V h_top``, shape (T, B, output_size).
         ``"softmax"``: ``softmax(o)`` over the last axis (probabilities), (T, B, output_size).
-    h_n : ndarray (L*D, B, H), or ``(h_n, c_n)`` for lstm
+    states : ndarray (L*D, B, width), or a tuple of them (``(h_n, c_n)`` for an LSTM)
         Final states (the reverse direction's final state is the one at t = 0).
 
     Float16 workloads are computed in float32 and the results cast to float16.
@@ -208,14 +209,10 @@ def forward(
     >>> out.shape, h_n.shape, c_n.shape
     ((5, 2, 8), (4, 2, 4), (4, 2, 4))
     """
-    _, x, h, c = _prepare(workload, params, x, h0)
-    run = _run_forward(workload, params, x, h, c, chunk, save=False)
+    w, arrays = _run(workload, params, x, h0, None, None, chunk, training=False)
     out_dtype = np.dtype(workload.dtype)
-    y = run.y.astype(out_dtype, copy=False)
-    h_n = run.h_n.astype(out_dtype, copy=False)
-    if workload.cell == "lstm":
-        return y, (h_n, run.c_n.astype(out_dtype, copy=False))
-    return y, h_n
+    y = np.array(_output(w, arrays), dtype=out_dtype)
+    return y, _as_state(final_states(w, arrays, out_dtype))
 
 
 def backward(
@@ -232,9 +229,9 @@ def backward(
 
     The loss is any function of :func:`forward`'s outputs; ``grad_output`` is its gradient
     w.r.t. ``output`` (the softmax probabilities when the output is softmax) and ``grad_hn``
-    w.r.t. ``h_n`` (``(dh_n, dc_n)`` for lstm; None means the loss ignores the final states).
-    The forward is recomputed with activations saved, then every layer-direction runs its
-    backward chunk tasks (last chunk first) and one weight-gradient task.
+    w.r.t. the final states (shaped as ``h0``; None means the loss ignores them). The forward is
+    recomputed with activations saved, then every layer-direction runs its backward chunk tasks
+    (last chunk first) and one weight-gradient task.
 
     Parameters
     ----------
@@ -246,9 +243,9 @@ def backward(
     Returns
     -------
     dict[str, ndarray]
-        One entry per parameter name (same shapes; ``weight_hh`` dense even when sparse), plus
-        ``"x"`` (T, B, input), ``"h0"`` (L*D, B, H) and, for lstm, ``"c0"``; in the
-        workload's dtype.
+        One entry per parameter name (same shapes; dense even when sparse), plus ``"x"``
+        (T, B, input) and ``"{state}0"`` for each state of the cell (``"h0"``, and ``"c0"``
+        for an LSTM); in the workload's dtype.
 
     Examples
     --------
@@ -260,65 +257,11 @@ def backward(
     >>> sorted(g)[:4], g["weight_hh_l0"].shape
     (['bias_hh_l0', 'bias_ih_l0', 'bias_out', 'h0'], (12, 4))
     """
-    dtype, x, h0_arr, c0_arr = _prepare(workload, params, x, h0)
-    run = _run_forward(workload, params, x, h0_arr, c0_arr, chunk, save=True)
-    dh_n, dc_n = _states(workload, grad_hn, x.shape[1], dtype, what="grad_hn")
-    cell, hidden, n_dir = workload.cell, workload.hidden, workload.directions
-    steps, batch, _ = x.shape
-    grad_output = np.ascontiguousarray(grad_output, dtype=dtype)
-    if grad_output.shape != run.y.shape:
-        raise ValueError(f"grad_output must have shape {run.y.shape}, got {grad_output.shape}")
-
-    grads: dict[str, np.ndarray] = {}
-    if workload.output != "none":
-        v = np.asarray(params["weight_out"], dtype=dtype)
-        dtop, grads["weight_out"], grads["bias_out"] = output_backward(
-            v, run.top, run.y, grad_output, softmax=workload.output == "softmax"
-        )
-    else:
-        dtop = grad_output
-    dh0 = np.zeros((workload.layers * n_dir, batch, hidden), dtype)
-    dc0 = np.zeros_like(dh0) if cell == "lstm" else None
-    gh = workload.gates * hidden
-    for layer in reversed(range(workload.layers)):
-        inp = run.inputs[layer]
-        din = np.zeros_like(inp)
-        for d in range(n_dir):
-            rev = d == 1
-            idx = layer * n_dir + d
-            lp = run.lp[layer, d]
-            recurrent_t = Recurrent(lp["weight_hh"], batch, dtype).hh_t
-            dg_ih = np.empty((steps, batch, gh), dtype)
-            dg_hh = np.empty_like(dg_ih) if cell == "gru" else None
-            dh = None if dh_n is None else dh_n[idx]
-            dc = None if dc_n is None else dc_n[idx]
-            dh_seq = dtop[:, :, d * hidden : (d + 1) * hidden]
-            for t0, t1, saved in reversed(run.chunks[layer, d]):
-                dx, dh, dc, _ = cell_chunk_backward(
-                    cell,
-                    lp,
-                    saved,
-                    dh_seq[t0:t1],
-                    dh,
-                    dc,
-                    rev,
-                    dgates_out=dg_ih[t0:t1],
-                    dgates_hh_out=None if dg_hh is None else dg_hh[t0:t1],
-                    recurrent_t=recurrent_t,
-                )
-                din[t0:t1] += dx
-            dh0[idx] = dh
-            if dc0 is not None:
-                dc0[idx] = dc
-            h_init = None if h0_arr is None else h0_arr[idx]
-            wg = layer_weight_grads(cell, inp, run.h_seq[layer, d], h_init, dg_ih, dg_hh, rev)
-            for kind in LAYER_KINDS:
-                grads[kind + suffix(layer, rev)] = wg[kind]
-        dtop = din
+    w, arrays = _run(workload, params, x, h0, grad_output, grad_hn, chunk, training=True)
     out_dtype = np.dtype(workload.dtype)
-    ordered = {name: grads[name] for name in param_shapes(workload)}
-    ordered["x"] = dtop
-    ordered["h0"] = dh0
-    if dc0 is not None:
-        ordered["c0"] = dc0
-    return {name: value.astype(out_dtype, copy=False) for name, value in ordered.items()}
+    grads = {name: np.array(arrays[f"g0.{name}"], dtype=out_dtype) for name in param_shapes(w)}
+    D = w.directions
+    dx = arrays["dx0.0.0"] if D == 1 else arrays["dx0.0.0"] + arrays["dx0.0.1"]
+    grads["x"] = np.array(dx, dtype=out_dtype)
+    grads.update(initial_state_grads(w, arrays, out_dtype))
+    return grads

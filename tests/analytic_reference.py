@@ -122,6 +122,7 @@ def _plan_info_for(plan: Plan) -> _PlanInfo:
             t.flops_rec,
             t.flops_elem,
             t.steps,
+            t.recurrent,
             max(incoming) if incoming else 0,
         )
         c = classes.get(signature)
@@ -277,9 +278,9 @@ class _Costs:
             self.streams_of[weights] = streams
         # every core busy in steady state: the busy dispatch overhead applies
         self.all_busy = active * self.k >= machine.socket_cores
-        self.step_overhead = machine.step_overhead(plan.workload.cell)
-        self.step_overhead_bwd = machine.step_overhead(plan.workload.cell, backward=True)
-        self.task_overhead = machine.task_overhead_s.get(plan.workload.cell, 0.0)
+        self.step_overhead = machine.step_overhead(plan.workload.cell_name)
+        self.step_overhead_bwd = machine.step_overhead(plan.workload.cell_name, backward=True)
+        self.task_overhead = machine.task_overhead_s.get(plan.workload.cell_name, 0.0)
         self.cold_done: set[tuple] = set()
 
     def all_task_costs(self, handoff: bool) -> list[float]:
@@ -359,7 +360,7 @@ class _Costs:
             sequence=self.sequence,
         )
         overhead = handoff_s = sync = 0.0
-        if t.flops_rec:
+        if t.recurrent:
             per_step = self.step_overhead_bwd if t.is_backward else self.step_overhead
             overhead = self.task_overhead + t.steps * per_step
             fixed += overhead
@@ -470,6 +471,7 @@ def _schedule(
         return sum(cost_of), costs.all_terms()
     simple_grid = (
         plan.granularity == "cell"
+        and w.streams == 1
         and w.phase == "inference"
         and not w.bidirectional
         and w.output == "none"

@@ -191,7 +191,7 @@ def test_mac_array_row_quantisation(machine) -> None:
     # 4H = 40 rows on a 16-row array: 3 passes (48 rows), of which 8 rows idle
     w = Workload(cell="lstm", hidden=10, input=16, seq_len=1, dtype="float16")
     model = accel.AccelCostModel(machine, accel._plan(w, get_policy("sequential"), 1, "cell"))
-    mac_cycles = model._mac_cycles(2.0 * 40 * 16, (40, 16), 40 * 16, 1)
+    mac_cycles = model._mac_cycles(2.0 * 40 * 16, ((40, 16),), 40 * 16, 1)
     assert mac_cycles == 3 * 1
 
 

@@ -6,7 +6,7 @@
 * SRU, QRNN (window 1 and 2), MGU and IndRNN against references written from their papers'
   equations (tests/cells_from_papers.py, PyTorch autograd), and every cell against finite
   differences of its own forward;
-* chunking, directions, sparse weights, the product hooks, and today's hand-written kernels.
+* chunking, directions, sparse weights and the product hooks.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import pytest
 import scipy.sparse as sp
 import yaml
 
-from kernels.cells import cell_chunk_backward, cell_chunk_forward, layer_weight_grads
 from kernels.declared import CellKernel, Network, init_params
 from wpsim.cells import cell_from_dict, cell_names, get_cell
 
@@ -380,31 +379,6 @@ def test_product_hooks_replace_a_product():
     a = kernel.backward(params, plain.saved, d)
     b = kernel.backward(params, split.saved, d, products_t={"gh": back_by_halves})
     np.testing.assert_allclose(b.dx, a.dx, rtol=1e-13, atol=1e-14)
-
-
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_declared_kernels_equal_the_hand_written_ones(cell, reverse):
-    """The interpreted declaration computes what kernels.cells computes by hand."""
-    kernel = CellKernel(get_cell(cell), hidden=6, input_size=4)
-    rng = np.random.default_rng(1)
-    params = init_params(kernel, 2)
-    x = rng.standard_normal((5, 3, 4))
-    h0, c0 = rng.standard_normal((3, 6)), rng.standard_normal((3, 6))
-    states = {"h": h0, "c": c0} if cell == "lstm" else {"h": h0}
-    run = kernel.forward(params, x, states, reverse=reverse)
-    h_seq, hT, cT, saved = cell_chunk_forward(
-        cell, params, x, h0, c0 if cell == "lstm" else None, reverse
-    )
-    np.testing.assert_allclose(run.output, h_seq, rtol=1e-13, atol=1e-14)
-    dy = rng.standard_normal(h_seq.shape)
-    back = kernel.backward(params, run.saved, dy)
-    dx, dh0, dc0, gates = cell_chunk_backward(cell, params, saved, dy, reverse=reverse)
-    np.testing.assert_allclose(back.dx, dx, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(back.dstates["h"], dh0, rtol=1e-12, atol=1e-13)
-    hand = layer_weight_grads(cell, x, h_seq, h0, gates["dgates_ih"], gates["dgates_hh"], reverse)
-    for key, value in hand.items():
-        np.testing.assert_allclose(back.dparams[key], value, rtol=1e-12, atol=1e-13)
 
 
 def test_first_layer_may_skip_the_input_gradient():

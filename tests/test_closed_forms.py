@@ -22,6 +22,7 @@ from conftest import make_machine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wpsim.cells import cell_names
 from wpsim.machines import load_machine, resolve_machine_path
 from wpsim.machines.cpu import CpuMachine
 from wpsim.model.workload import Workload
@@ -29,6 +30,8 @@ from wpsim.policies import get_policy
 from wpsim.sim import closed_forms as analytic
 
 ROOT = Path(__file__).resolve().parent.parent
+#: every registered cell (read from their declarations), and the built-ins' other options
+CELLS = [*cell_names(), "rnn(nonlinearity='relu')", "lstm(proj_size=5)", "qrnn(window=2)"]
 NAMED = ["xeon8160_2s", "epyc7742", "desktop8"]
 #: the calibration of a 2-core machine that the repository ships (dispatch tables, a hit curve,
 #: measured element-wise steps, GEMM grids by hidden size)
@@ -39,7 +42,7 @@ CALIBRATED = ROOT / "hw_configs" / "xeon_kvm_2core.yaml"
 def workloads(draw) -> Workload:
     output = draw(st.sampled_from(["none", "none", "linear", "softmax"]))
     return Workload(
-        cell=draw(st.sampled_from(["rnn", "lstm", "gru"])),
+        cell=draw(st.sampled_from(CELLS)),
         layers=draw(st.integers(1, 4)),
         hidden=draw(st.sampled_from([8, 16, 64, 256, 512])),
         input=draw(st.sampled_from([0, 4, 16, 64, 256, 700])),  # 0: skip input
@@ -51,6 +54,7 @@ def workloads(draw) -> Workload:
         density=draw(st.sampled_from([1.0, 1.0, 0.3])),
         output=output,
         output_size=0 if output == "none" else draw(st.sampled_from([5, 1000])),
+        streams=draw(st.sampled_from([1, 1, 1, 2])),
     )
 
 

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 import kernels.executor._coordinator
 import kernels.executor._execution
 import kernels.executor._layout
-import kernels.executor._runner
+import kernels.tasks
 from kernels import backward, forward, init_input, init_params
 from kernels.executor import Executor, execute
 from wpsim.cli import main
@@ -169,8 +169,8 @@ def test_layerwise_split_matches_within_float32_tolerance(input_split, monkeypat
 
 
 def test_shared_weights_are_laid_out_in_the_kernels_order():
+    from kernels.arrays import array_specs
     from kernels.executor._layout import Segment, plan_layout
-    from kernels.executor._runner import array_specs
     from kernels.params import WEIGHT_ORDER
 
     w = _workload("gru", layers=2, hidden=8)

@@ -215,9 +215,18 @@ def test_capacity_follows_dtype_gates_and_density(v100) -> None:
 
 
 def test_sparse_rows_are_padded_to_the_warp_width(v100) -> None:
-    entries = gpu_cost.stored_entries(v100, gates=1, hidden=1000, density=0.1)  # 100 per row -> 128
+    entries = gpu_cost.stored_entries(v100, rnn(hidden=1000, density=0.1))  # 100 per row -> 128
     assert entries == 1000 * 128
-    assert gpu_cost.stored_entries(v100, gates=1, hidden=1000, density=0.001) == 1000 * 32
+    assert gpu_cost.stored_entries(v100, rnn(hidden=1000, density=0.001)) == 1000 * 32
+    # an LSTM's W_hh has 4H rows; SRU has no recurrent matrix to keep on chip
+    assert gpu_cost.stored_entries(v100, rnn(hidden=1000, density=0.1, cell="lstm")) == 4000 * 128
+    assert gpu_cost.stored_entries(v100, rnn(hidden=1000, cell="sru")) == 0
+
+
+def test_sparse_gemm_reads_csr_whatever_the_density(v100) -> None:
+    # cuSPARSE holds a dense matrix in CSR too: 4 B values + 4 B indices + row pointers
+    dense = gpu_cost.gemm_step(v100, rnn(hidden=1000, cell="lstm"), sparse=True)
+    assert dense["weight_bytes"] == 4000 * 1000 * 8 + 4001 * 4
 
 
 def test_one_column_of_activations_must_fit_shared_memory(v100) -> None:

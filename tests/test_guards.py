@@ -74,8 +74,8 @@ def test_the_estimate_follows_each_policys_graph(policy):
 
 
 def test_executor_buffers_match_the_segment_the_executor_allocates():
+    from kernels.arrays import array_specs
     from kernels.executor._layout import plan_layout
-    from kernels.executor._runner import array_specs
 
     for w in _shapes():
         specs = array_specs(w, 2, False, w.phase == "training", 2, [2])

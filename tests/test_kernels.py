@@ -17,19 +17,16 @@ import kernels.products
 import kernels.reference
 from kernels import (
     backward,
-    cell_chunk_backward,
-    cell_chunk_forward,
-    chunk_bounds,
     forward,
     init_input,
     init_params,
     layer_params,
-    layer_weight_grads,
     load_state_dict,
     param_shapes,
     recurrent_rows,
     split_rows,
 )
+from kernels.declared import CellKernel
 from wpsim.errors import ConfigError
 from wpsim.model.workload import Workload
 
@@ -101,12 +98,14 @@ def test_weights_reach_the_kernels_in_fortran_order():
     params = init_params(w)
     assert all(params[n].flags.f_contiguous for n in params if n.startswith("weight_"))
     c_ordered = {k: np.ascontiguousarray(v) for k, v in params.items()}
-    lp = layer_params(c_ordered, 1)
+    lp = layer_params(c_ordered, 1, cell=w.cell_declaration)
     for kind in ("weight_ih", "weight_hh"):
         assert lp[kind].flags.f_contiguous
         np.testing.assert_array_equal(lp[kind], params[f"{kind}_l1"])
     # no copy when the weights are already in that order
-    assert np.shares_memory(layer_params(params, 1)["weight_ih"], params["weight_ih_l1"])
+    assert np.shares_memory(
+        layer_params(params, 1, cell=w.cell_declaration)["weight_ih"], params["weight_ih_l1"]
+    )
     # and every weight starts on a 64-byte boundary (they stream up to 2x faster so)
     from kernels.params import ALIGN_BYTES, load_state_dict
 
@@ -218,67 +217,15 @@ def test_chunkings_agree_and_are_deterministic(cell):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("reverse", [False, True])
-def test_chunk_tasks_chain_like_one_chunk(cell, reverse):
-    """Direct use of the chunk API the executor calls, including the backward chain."""
-    w = _workload(cell, layers=1, bidirectional=False, seq_len=8, dtype="float64")
-    lp = layer_params(init_params(w, 0), 0)  # any weights will do for the reverse direction
-    x = init_input(w, 1)
-    rng = np.random.default_rng(0)
-    h0 = rng.standard_normal((2, 6)) * 0.5
-    c0 = rng.standard_normal((2, 6)) * 0.5 if cell == "lstm" else None
-    dh_seq = rng.standard_normal((8, 2, 6))
-    ref_h, ref_hT, ref_cT, ref_saved = cell_chunk_forward(cell, lp, x, h0, c0, reverse)
-    ref_dx, ref_dh0, ref_dc0, ref_gg = cell_chunk_backward(
-        cell, lp, ref_saved, dh_seq, None, None, reverse
-    )
-
-    bounds = chunk_bounds(8, 3)
-    order = bounds[::-1] if reverse else bounds
-    h_seq = np.empty((8, 2, 6))
-    h, c, saved = h0, c0, {}
-    for t0, t1 in order:
-        _, h, c, saved[t0] = cell_chunk_forward(
-            cell, lp, x[t0:t1], h, c, reverse, h_out=h_seq[t0:t1]
-        )
-    np.testing.assert_allclose(h_seq, ref_h, rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(h, ref_hT, rtol=1e-13, atol=1e-15)
-    if cell == "lstm":
-        np.testing.assert_allclose(c, ref_cT, rtol=1e-13, atol=1e-15)
-
-    dgi = np.empty((8, 2, w.gates * 6))
-    dgh = np.empty_like(dgi)
-    dx = np.empty((8, 2, 4))
-    dh = dc = None
-    for t0, t1 in order[::-1]:
-        dx[t0:t1], dh, dc, _ = cell_chunk_backward(
-            cell,
-            lp,
-            saved[t0],
-            dh_seq[t0:t1],
-            dh,
-            dc,
-            reverse,
-            dgates_out=dgi[t0:t1],
-            dgates_hh_out=dgh[t0:t1],
-        )
-    np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(dh, ref_dh0, rtol=1e-12, atol=1e-14)
-    if cell == "lstm":
-        np.testing.assert_allclose(dc, ref_dc0, rtol=1e-12, atol=1e-14)
-    wg = layer_weight_grads(cell, x, h_seq, h0, dgi, dgh if cell == "gru" else None, reverse)
-    wref = layer_weight_grads(cell, x, ref_h, h0, ref_gg["dgates_ih"], ref_gg["dgates_hh"], reverse)
-    for name in wref:
-        np.testing.assert_allclose(wg[name], wref[name], rtol=1e-12, atol=1e-14)
-
-
-@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("sparse", [False, True])
 def test_split_recurrent_rows_matches_unsplit(cell, sparse):
+    """The recurrent product split by rows (as a split group's members compute it) through the
+    kernel's product hook gives the unsplit result."""
     w = _workload(cell, layers=1, bidirectional=False, hidden=16, seq_len=6, batch=3, density=0.4)
-    lp = layer_params(init_params(w, 0), 0, sparse=sparse)
+    lp = layer_params(init_params(w, 0), 0, sparse=sparse, cell=w.cell_declaration)
     x = init_input(w, 1)
-    ref, ref_hT, _, _ = cell_chunk_forward(cell, lp, x, None)
+    kernel = CellKernel(w.cell_declaration, w.hidden, w.input, "float32")
+    ref = kernel.forward(lp, x, save=False)
     parts = split_rows(w.gates * w.hidden, 3)
     blocks = [lp["weight_hh"][rows] for rows in parts]  # pre-sliced once per worker
 
@@ -286,11 +233,11 @@ def test_split_recurrent_rows_matches_unsplit(cell, sparse):
         for rows, block in zip(parts, blocks, strict=True):
             recurrent_rows(block, h_prev, out=out[:, rows])
 
-    split, split_hT, _, _ = cell_chunk_forward(cell, lp, x, None, recurrent=recurrent)
-    _assert_scaled_close(split, ref, 1e-6)
-    _assert_scaled_close(split_hT, ref_hT, 1e-6)
+    split = kernel.forward(lp, x, save=False, products={"gh": recurrent})
+    _assert_scaled_close(split.output, ref.output, 1e-6)
+    _assert_scaled_close(split.states["h"], ref.states["h"], 1e-6)
     # recurrent_rows with a row slice of the full matrix gives the same blocks
-    h = np.ascontiguousarray(ref[2])
+    h = np.ascontiguousarray(ref.output[2])
     full = np.concatenate([recurrent_rows(lp["weight_hh"], h, rows) for rows in parts], axis=1)
     _assert_scaled_close(full, h @ lp["weight_hh"].T, 1e-6)
 
@@ -434,12 +381,6 @@ def test_float16_is_computed_in_float32_and_cast():
     np.testing.assert_array_equal(out16, out32.astype(np.float16))
     grads = backward(w16, p16, x16, np.ones_like(out16))
     assert all(g.dtype == np.float16 for g in grads.values())
-
-
-def test_chunk_kernels_reject_float16():
-    w = _workload("rnn", dtype="float16", layers=1, bidirectional=False)
-    with pytest.raises(ValueError, match="float32 or float64"):
-        cell_chunk_forward("rnn", layer_params(init_params(w), 0), init_input(w), None)
 
 
 # ---- gradients against central finite differences -------------------------------------------

@@ -3,9 +3,11 @@
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wpsim.cells import cell_names, cell_to_dict, get_cell
 from wpsim.errors import ConfigError
 from wpsim.model.workload import Workload, load_workload, workload_from_dict
 
@@ -43,7 +45,11 @@ def test_sparse_weights_are_csr_sized():
     [
         ("layers", 0, "field 'layers': got 0, expected greater than or equal to 1"),
         ("hidden", -5, "field 'hidden': got -5"),
-        ("cell", "transformer", "field 'cell': got 'transformer', expected 'rnn', 'lstm' or 'gru'"),
+        (
+            "cell",
+            "transformer",
+            "field 'cell': got 'transformer', expected a registered cell (gru, ",
+        ),
         ("phase", "train", "field 'phase'"),
         ("dtype", "int8", "field 'dtype'"),
         ("density", 0.0, "field 'density'"),
@@ -138,3 +144,56 @@ def test_valid_workloads_accepted(cell, layers, hidden, density, bidirectional):
 def test_unknown_fields_are_errors(key):
     with pytest.raises(ConfigError, match="unknown field"):
         workload_from_dict({**BASE, key: 1}, "w.yaml")
+
+
+# ---- any declared cell ------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", cell_names())
+def test_every_registered_cell_is_a_workload_cell(cell):
+    w = Workload(cell=cell, layers=2, hidden=8, input=5, seq_len=3)
+    assert w.cell == cell and w.cell_name == cell
+    assert w.cell_declaration == get_cell(cell)
+    assert w.state_bytes(0) > 0 and w.layer_weight_bytes(1) > 0
+    assert w.step_flops(0).total > 0
+
+
+def test_cell_options_by_label_or_mapping():
+    by_map = Workload(cell={"name": "lstm", "proj_size": 3}, hidden=8, input=5, seq_len=2)
+    by_label = Workload(cell="lstm(proj_size=3)", hidden=8, input=5, seq_len=2)
+    assert by_map == by_label and by_map.cell == "lstm(proj_size=3)"
+    assert by_map.cell_name == "lstm" and by_map.output_width == 3
+    # W_hh is 4H x P, W_hr is P x H: the recurrent matrices of a projected LSTM
+    assert by_map.weight_hh_bytes() == (4 * 8 * 3 + 3 * 8) * 4
+    assert Workload(cell="rnn(nonlinearity='relu')", hidden=4, input=4, seq_len=2).gates == 1
+    # one spelling a cell: options at their defaults are the plain name
+    assert Workload(cell="lstm(proj_size=0)", hidden=4, input=4, seq_len=2).cell == "lstm"
+
+
+@pytest.mark.parametrize(
+    "cell, fragment",
+    [
+        (
+            "transformer",
+            "expected a registered cell (gru, indrnn, lstm, mgu, minimalrnn, qrnn, rnn",
+        ),
+        ("lstm(proj=2)", "unknown option 'proj'; options: proj_size (registered cells: gru"),
+        ({"name": "qrnn", "window": 3}, "window: got 3, expected 1 or 2"),
+        ("missing_cell.yaml", "missing_cell.yaml"),
+    ],
+)
+def test_unknown_cell_is_one_line_listing_the_registered_cells(cell, fragment):
+    with pytest.raises(ConfigError) as info:
+        workload_from_dict({**BASE, "cell": cell}, "w.yaml")
+    message = str(info.value)
+    assert message.startswith("w.yaml: field 'cell': ") and "\n" not in message
+    assert fragment in message
+
+
+def test_a_cell_yaml_beside_the_workload_file(tmp_path):
+    """A user's cell YAML is named by a path relative to the workload file; no code edit."""
+    cell = cell_to_dict(get_cell("mgu"))
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "cells" / "mine.yaml").write_text(yaml.safe_dump({**cell, "name": "mine"}))
+    (tmp_path / "w.yaml").write_text("cell: cells/mine.yaml\nhidden: 8\ninput: 4\nseq_len: 3\n")
+    w = load_workload(tmp_path / "w.yaml")
+    assert w.cell_name == "mine"
+    assert w.step_flops(0) == Workload(cell="mgu", hidden=8, input=4, seq_len=3).step_flops(0)

@@ -112,11 +112,14 @@ class ChunkForward(NamedTuple):
 
 class ChunkBackward(NamedTuple):
     """:meth:`CellKernel.backward`'s result: ``dx`` (k, B, I) or None, the gradients w.r.t. the
-    initial ``dstates`` by name, and ``dparams`` by parameter name (dense)."""
+    initial ``dstates`` by name, ``dparams`` by parameter name (dense), and ``op_grads``: the
+    gradient (k, B, width) of each op that reads a parameter, by op name, when asked instead of
+    ``dparams`` (for :meth:`CellKernel.param_grads` over a whole sequence)."""
 
     dx: np.ndarray | None
     dstates: dict[str, np.ndarray]
     dparams: dict[str, np.ndarray]
+    op_grads: dict[str, np.ndarray] | None = None
 
 
 def extended_views(ext: np.ndarray, reverse: bool) -> tuple[np.ndarray, np.ndarray, int]:
@@ -350,13 +353,17 @@ class CellKernel:
         # an inference call keeps nothing it builds: where that is small, its program (buffers
         # and runs) is kept for the next call with the same shapes and parameters, which copies
         # its input and states in and its output out
+        # (a program built with product hooks is kept for the same hook functions)
         bound = k * batch * sum(self.widths.values()) * self.dtype.itemsize
-        keep = not (save or products) and reusable is not None and bound <= PROGRAM_MAX_BYTES
-        key = (k, batch, reverse, reusable)
+        keep = not save and reusable is not None and bound <= PROGRAM_MAX_BYTES
+        hooks = tuple(sorted((op, id(fn)) for op, fn in (products or {}).items()))
+        key = (k, batch, reverse, reusable, hooks)
         program = self._programs.get(key) if keep else None
         if program is None and keep:
             mine = {s: v.copy() for s, v in initial.items()}
-            program = self._program(np.empty_like(x), mine, arrays, prods, None, None, save, order)
+            program = self._program(
+                np.empty_like(x), mine, arrays, prods, products, None, save, order
+            )
             if len(self._programs) >= PREPARED_SETS:
                 self._programs.pop(next(iter(self._programs)))
             self._programs[key] = program
@@ -440,6 +447,7 @@ class CellKernel:
         *,
         need_dx: bool = True,
         products_t: Mapping[str, ProductFn] | None = None,
+        op_grads: bool = False,
     ) -> ChunkBackward:
         """BPTT of the chunk whose forward gave ``saved``.
 
@@ -460,6 +468,10 @@ class CellKernel:
         products_t : mapping, optional
             ``products_t[op](g, out)`` writes ``g @ W`` for a ``matmul`` op instead of the
             kernel (see :meth:`forward`'s ``products``).
+        op_grads : bool
+            Return the gradients of the ops that read parameters (``op_grads``) instead of the
+            parameters' (``dparams`` is then empty): an executor forms the parameters' gradients
+            once over the whole sequence (:meth:`param_grads`).
 
         Returns
         -------
@@ -543,9 +555,13 @@ class CellKernel:
                     value_cache,
                 )
             self._run_stage(runs, per_step, reversed(order))
-        dparams = self._param_grads(values, grads, saved, order)
         dstates = {s: initial[s] for s in self.next_of if s not in skipped}
-        return ChunkBackward(grads.get("x") if need_dx else None, dstates, dparams)
+        dx = grads.get("x") if need_dx else None
+        if op_grads:
+            wanted = {rule[0] for rule in plan.param_rules}
+            return ChunkBackward(dx, dstates, {}, {op: grads[op] for op in wanted})
+        dparams = self._param_grads(values, grads, saved, order)
+        return ChunkBackward(dx, dstates, dparams)
 
     def _backward_runs(
         self, name, values, grads, arrays, prods, hooks, per_step, size, skipped, cache, value_cache
@@ -575,6 +591,85 @@ class CellKernel:
                 y = self._sequence(values, arrays, reads, per_step, value_cache)
                 runs.append(activation_rule(rule, g, y, target, write, tmp))
         return runs
+
+    def param_grads(
+        self,
+        values: Mapping[str, np.ndarray],
+        op_grads: Mapping[str, np.ndarray],
+        states0: Mapping[str, np.ndarray | None] | None = None,
+        *,
+        reverse: bool = False,
+        names: Any = None,
+    ) -> dict[str, np.ndarray]:
+        """The parameters' gradients over a whole sequence, one GEMM per product: from the
+        values a forward saved (``x`` and the ops of ``plan.full[True]``, each (T, B, width) in
+        time order), the ``op_grads`` of :meth:`backward` (concatenated over chunks), and the
+        initial states (missing or None: zeros, whose terms are left out).
+
+        ``names`` restricts the result to those parameters (a worker's share).
+
+        Examples
+        --------
+        >>> from wpsim.cells import get_cell
+        >>> kernel = CellKernel(get_cell("rnn"), hidden=3, input_size=2)
+        >>> p = init_params(kernel, seed=0)
+        >>> x = np.random.default_rng(0).standard_normal((4, 1, 2))
+        >>> run = kernel.forward(p, x)
+        >>> back = kernel.backward(p, run.saved, np.ones((4, 1, 3)), op_grads=True)
+        >>> whole = kernel.backward(p, run.saved, np.ones((4, 1, 3)))
+        >>> values = {"x": x, **run.saved.values}
+        >>> g = kernel.param_grads(values, back.op_grads)
+        >>> all(np.allclose(g[n], whole.dparams[n], rtol=1e-14) for n in g)
+        True
+        """
+        plan = self.plan
+        states0 = states0 or {}
+        steps = len(values["x"])
+        order = range(steps - 1, -1, -1) if reverse else range(steps)
+        start = {s: v for s, v in states0.items() if v is not None}
+        table = dict(values)
+        wanted = set(self.param_shapes) if names is None else set(names)
+        dparams = {n: np.zeros(self.param_shapes[n], self.dtype) for n in wanted}
+        for op, kind, position, param, span, other in plan.param_rules:
+            if param not in wanted:
+                continue
+            target = dparams[param] if span is None else dparams[param][span[0] : span[1]]
+            g = op_grads[op]
+            if kind == "matmul":
+                for g2, a2 in self._whole_rows(g, other, table, start, order):
+                    target += g2.T @ a2
+            elif kind == "mul":
+                for g2, a2 in self._whole_rows(g, other, table, start, order):
+                    target += np.einsum("ij,ij->j", g2, a2)
+            elif kind == "sub" and position == 1:
+                target -= g.sum(axis=(0, 1))
+            else:
+                target += g.sum(axis=(0, 1))
+        return dparams
+
+    def _whole_rows(self, g, a: Operand, values, start, order):
+        """As :meth:`_rows` over a whole sequence: a state's value at each step is its next
+        value one step before, and its initial value (when given) at the first."""
+        plan = self.plan
+        width = g.shape[-1]
+        span = plan.region(a)
+        c = plan.operand_width(a)
+
+        def cut(v):
+            return v if span is None else v[..., span[0] : span[1]]
+
+        if a.name not in self.next_of:
+            return [(g.reshape(-1, width), cut(values[a.name]).reshape(-1, c))]
+        v = values[self.next_of[a.name]]
+        if order.step < 0:
+            pairs = [(g[:-1], cut(v[1:]))]
+            first = g[-1:]
+        else:
+            pairs = [(g[1:], cut(v[:-1]))]
+            first = g[:1]
+        if a.name in start:
+            pairs.append((first, cut(np.asarray(start[a.name], self.dtype))[None]))
+        return [(gg.reshape(-1, width), aa.reshape(-1, c)) for gg, aa in pairs if len(gg)]
 
     def _param_grads(self, values, grads, saved, order) -> dict[str, np.ndarray]:
         """Every parameter's gradient over the whole chunk: one GEMM per product."""

@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 
 from kernels.declared.chunk import CellKernel, init_params
-from kernels.params import suffix
-from kernels.reference import chunk_bounds
+from kernels.params import chunk_bounds, suffix
 from wpsim.cells import Cell, output_width
 
 __all__ = ["Network"]

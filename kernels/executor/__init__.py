@@ -20,7 +20,7 @@ Processes
 Shared memory
     One ``multiprocessing.shared_memory`` segment holds a control block (one mailbox line per
     worker) and every array: parameters, input, activations, saved activations and gradients
-    (:mod:`kernels.executor._layout`, :func:`kernels.executor._runner.array_specs`). Tasks read
+    (:mod:`kernels.executor._layout`, :func:`kernels.arrays.array_specs`). Tasks read
     their inputs from, and write their outputs to, numpy views of it: nothing is pickled or
     copied between processes after start-up.
 Signalling
@@ -77,10 +77,11 @@ worker (medians of interleaved runs), and ``layerwise`` on 2 workers 4.7 ms inst
 gone). ``WPSIM_EXECUTOR_SEQUENCE=0`` turns it off.
 """
 
+from kernels.arrays import array_specs
 from kernels.executor._coordinator import DEFAULT_SPIN_US, Executor, execute
 from kernels.executor._execution import DEFAULT_IDLE_SPIN_US, SEQUENCE_ENV
 from kernels.executor._process import BLAS_ENV, START_METHOD
-from kernels.executor._runner import array_specs, input_split_by_time_max_bytes
+from kernels.tasks import input_split_by_time_max_bytes
 
 __all__ = [
     "BLAS_ENV",

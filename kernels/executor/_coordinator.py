@@ -26,9 +26,9 @@ import numpy as np
 
 from kernels.executor._execution import Execution, microseconds
 from kernels.executor._result import measured_result
-from kernels.executor._runner import RUNNABLE_KINDS
 from kernels.executor._worker import Fault
 from kernels.params import init_input, init_params, param_shapes
+from kernels.tasks import RUNNABLE_KINDS
 from wpsim.errors import ConfigError, ExecutionError
 from wpsim.model.workload import Workload
 from wpsim.result import Result
@@ -72,7 +72,9 @@ def check_inputs(workload, params, x, grad_output, seed):
     if np.shape(x) != want:
         raise ConfigError(f"x: got shape {np.shape(x)}, expected {want} (seq_len, batch, input)")
     out_width = (
-        workload.output_size if workload.output != "none" else workload.directions * workload.hidden
+        workload.output_size
+        if workload.output != "none"
+        else workload.directions * workload.output_width
     )
     gshape = (workload.seq_len, workload.batch, out_width)
     if workload.phase == "training":

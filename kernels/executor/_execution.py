@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from kernels.arrays import array_specs, final_states, initial_state_grads
 from kernels.executor import _layout as lay
 from kernels.executor._process import (
     START_METHOD,
@@ -23,7 +24,6 @@ from kernels.executor._process import (
     sigint_deferred,
     single_thread_blas_env,
 )
-from kernels.executor._runner import array_specs
 from kernels.executor._watchdog import Watchdog, process_state, stall_limit_s
 from kernels.executor._worker import WorkerSpec, sched_yield, worker_main
 from kernels.params import compute_dtype, param_shapes
@@ -458,39 +458,22 @@ class Execution:
 
     # ---- results --------------------------------------------------------------------------------
     def collect(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+        """The outputs (``output``, and ``{state}_n``: each state after the last step) and, in
+        training, the gradients (every parameter, ``x``, and ``{state}0``: each initial state);
+        see :func:`kernels.arrays.final_states`."""
         w, a = self.workload, self.seg.arrays
         out_dt = np.dtype(w.dtype)
-        T, L, D = w.seq_len, w.layers, w.directions
-
-        def final(prefix: str) -> np.ndarray:
-            return np.stack(
-                [a[f"{prefix}0.{l}.{d}"][0 if d else T - 1] for l in range(L) for d in range(D)]
-            ).astype(out_dt)
-
+        L, D = w.layers, w.directions
         top = [a[f"h0.{L - 1}.{d}"] for d in range(D)]
         output = a["y0"] if w.output != "none" else np.concatenate(top, axis=2)
-        outputs = {"output": np.array(output, dtype=out_dt), "h_n": final("h")}
-        if w.cell == "lstm":
-            outputs["c_n"] = final("c")
+        outputs = {"output": np.array(output, dtype=out_dt)}
+        outputs.update(final_states(w, a, out_dt))
         if not self.training:
             return outputs, None
         grads = {name: np.array(a[f"g0.{name}"], dtype=out_dt) for name in param_shapes(w)}
         dx = a["dx0.0.0"] if D == 1 else a["dx0.0.0"] + a["dx0.0.1"]
         grads["x"] = np.array(dx, dtype=out_dt)
-        n_chunks = a["dhb0.0.0"].shape[0]
-
-        def first(prefix: str) -> np.ndarray:
-            return np.stack(
-                [
-                    a[f"{prefix}0.{l}.{d}"][n_chunks - 1 if d else 0]
-                    for l in range(L)
-                    for d in range(D)
-                ]
-            ).astype(out_dt)
-
-        grads["h0"] = first("dhb")
-        if w.cell == "lstm":
-            grads["c0"] = first("dcb")
+        grads.update(initial_state_grads(w, a, out_dt))
         return outputs, grads
 
     # ---- tear-down ------------------------------------------------------------------------------

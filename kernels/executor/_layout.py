@@ -11,7 +11,7 @@ Everything the workers share lives in ONE ``multiprocessing.shared_memory`` segm
 
 ``arrays`` (from the first 4 KiB boundary after the control block)
     Parameters, inputs, activations, saved activations, gradients and per-group scratch, each a
-    C-contiguous numpy view at a 64-byte aligned offset (see :func:`kernels.executor._runner.
+    C-contiguous numpy view at a 64-byte aligned offset (see :func:`kernels.arrays.
     array_specs` for the list).
 
 Every slot of the control block has exactly one writer (the coordinator writes ``CMD`` and

@@ -87,7 +87,7 @@ def _one_line(exc: BaseException) -> str:
 
 class _Worker:
     def __init__(self, spec: WorkerSpec, cmd_fd: int, wake_fd: int) -> None:
-        from kernels.executor._runner import TaskRunner
+        from kernels.tasks import TaskRunner
 
         self.spec = spec
         self.cmd_fd = cmd_fd

@@ -5,13 +5,15 @@ A built-in cell is one module of :mod:`wpsim.cells` holding a factory decorated 
 :class:`~wpsim.cells.spec.Cell`. The registry imports every module of the package the first time
 a cell is looked up, so adding a cell is adding its file; nothing else is edited.
 
-A cell is named in three ways (:func:`resolve_cell`): a registered name (``"gru"``), a mapping
-of the name and options (``{"name": "lstm", "proj_size": 64}``), or the path of a YAML file
+A cell is named in four ways (:func:`resolve_cell`): a registered name (``"gru"``), its label
+with options (``"lstm(proj_size=64)"``, what :attr:`Cell.label` prints), a mapping of the name
+and options (``{"name": "lstm", "proj_size": 64}``), or the path of a YAML file
 (``cells/my_cell.yaml``, see :func:`wpsim.cells.spec.load_cell`).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 import inspect
@@ -23,7 +25,7 @@ from typing import Any
 from wpsim.cells.spec import Cell, load_cell
 from wpsim.errors import ConfigError
 
-__all__ = ["cell_names", "get_cell", "register", "resolve_cell"]
+__all__ = ["cell_names", "get_cell", "parse_label", "register", "resolve_cell"]
 
 CellFactory = Callable[..., Cell]
 #: name -> factory, filled by :func:`register` as the cell modules are imported.
@@ -133,6 +135,8 @@ def resolve_cell(spec: str | Mapping[str, Any] | Cell, base: str | Path | None =
     'qrnn(window=2)'
     >>> resolve_cell("gru") is not None
     True
+    >>> resolve_cell("rnn(nonlinearity='relu')").label
+    "rnn(nonlinearity='relu')"
     """
     if isinstance(spec, Cell):
         return spec
@@ -147,6 +151,40 @@ def resolve_cell(spec: str | Mapping[str, Any] | Cell, base: str | Path | None =
         if base is not None and not path.is_absolute():
             path = Path(base) / path
         return load_cell(path)
+    if isinstance(spec, str) and "(" in spec:
+        name, options = parse_label(spec)
+        return get_cell(name, **options)
     if isinstance(spec, str):
         return get_cell(spec)
     raise ConfigError(f"cell: got {spec!r}, expected a name, a mapping or a YAML file")
+
+
+def parse_label(label: str) -> tuple[str, dict[str, Any]]:
+    """The name and options of a cell label such as ``lstm(proj_size=64)`` (literal values only).
+
+    Raises
+    ------
+    ConfigError
+        If ``label`` is not ``name(option=value, ...)``.
+
+    Examples
+    --------
+    >>> parse_label("qrnn(window=2)")
+    ('qrnn', {'window': 2})
+    """
+    expected = f"cell: got {label!r}, expected name(option=value, ...) with literal values"
+    try:
+        call = ast.parse(label.strip(), mode="eval").body
+    except SyntaxError:
+        raise ConfigError(expected) from None
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)) or call.args:
+        raise ConfigError(expected)
+    options: dict[str, Any] = {}
+    for keyword in call.keywords:
+        if keyword.arg is None:
+            raise ConfigError(expected)
+        try:
+            options[keyword.arg] = ast.literal_eval(keyword.value)
+        except ValueError:
+            raise ConfigError(expected) from None
+    return call.func.id, options

@@ -49,7 +49,7 @@ def _cmd_graph(args: argparse.Namespace) -> int:
         print_json(summary)
         return 0
     title = (
-        f"{workload.name or 'workload'}: {workload.layers}-layer {workload.cell.upper()}"
+        f"{workload.name or 'workload'}: {workload.layers}-layer {workload.cell_declaration.label.upper()}"
         f"{' (bidirectional)' if workload.bidirectional else ''}, H={workload.hidden}, "
         f"T={workload.seq_len}, batch {workload.batch}, {workload.phase}; "
         f"{args.granularity} granularity, chunk {args.chunk}"

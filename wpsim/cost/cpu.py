@@ -57,8 +57,9 @@ helper cores) is::
 * ``handoff = latency + bytes / handoff_bandwidth`` for activations produced on a core outside the
   group (cross-socket latency if any producer is on another socket); free on the same core.
 * ``sync = n_sync * (barrier(k) + (k-1)/k * B*H*s / handoff_bandwidth)`` for ``k > 1``: after each
-  recurrent step the helpers meet at a barrier and all-gather the new hidden state
-  (``n_sync = steps`` for tasks with recurrent work, else 1).
+  recurrent step the helpers meet at a barrier and all-gather the new hidden state, the state
+  the recurrent products read (``n_sync = steps`` for tasks with recurrent products, else 1: an
+  element-wise recurrence, as SRU's, splits by units with nothing to exchange).
 
 Activations produced on the same core, and the workload's own input, are read from the private
 cache and their time is neglected next to the weights'.
@@ -88,7 +89,7 @@ class CpuCostModel:
         w = plan.workload
         self.batch = w.batch
         self.peak = machine.peak_flops_per_core(w.dtype)
-        self.state_vector_bytes = w.batch * w.hidden * w.dtype_bytes
+        self.state_vector_bytes = w.gathered_state_bytes
         self.private = machine.private_levels
         self.shared = machine.shared_level
         n_cores = machine.total_cores
@@ -117,17 +118,18 @@ class CpuCostModel:
         table = machine.efficiency.gemm_by_n
         self._eff_x = [math.log2(n) for n, _ in table]
         self._eff_y = [f for _, f in table]
-        by_n_h = (machine.efficiency.gemm_by_n_h_by_cell or {}).get(w.cell)
+        by_n_h = (machine.efficiency.gemm_by_n_h_by_cell or {}).get(w.cell_name)
         by_n_h = by_n_h or machine.efficiency.gemm_by_n_h  # the cell's own, else LSTM-shaped
         self._eff_nh = self._grid(by_n_h)  # (log2 n values, log2 H values, grid[n][H]) or None
-        self._eff_nh_hot = self._grid((machine.efficiency.gemm_by_n_h_hot or {}).get(w.cell))
+        self._eff_nh_hot = self._grid((machine.efficiency.gemm_by_n_h_hot or {}).get(w.cell_name))
         # the weights of a product on one core fit its largest private cache up to this size
         self._hot_bytes = max((level.size_bytes for level in self.private), default=0)
         self.elementwise_eff = machine.efficiency.elementwise
-        self._step_overhead = machine.step_overhead(w.cell)
-        self._step_overhead_bwd = machine.step_overhead(w.cell, backward=True)
-        self._task_overhead = machine.task_overhead_s.get(w.cell, 0.0)
-        self._elem_step_s = self._elementwise_step_s(machine, w.cell, w.hidden, w.batch)
+        # the calibrations of the cell by its name (an LSTM's serve a projected one too)
+        self._step_overhead = machine.step_overhead(w.cell_name)
+        self._step_overhead_bwd = machine.step_overhead(w.cell_name, backward=True)
+        self._task_overhead = machine.task_overhead_s.get(w.cell_name, 0.0)
+        self._elem_step_s = self._elementwise_step_s(machine, w.cell_name, w.hidden, w.batch)
         # per core: the FixedPoint of the group that last ran a task on it, or None
         self._fixed_point: list[FixedPoint | None] = [None] * n_cores
         self._socket_of_core = [c // machine.cores_per_socket for c in range(n_cores)]
@@ -253,7 +255,7 @@ class CpuCostModel:
         """
         t = self.plan.tasks[tid]
         measured_elem = t.kind == "cell" and self._elem_step_s is not None
-        key = (t.flops_in, t.flops_rec, t.flops_elem, t.steps, k, measured_elem)
+        key = (t.flops_in, t.flops_rec, t.flops_elem, t.steps, t.recurrent, k, measured_elem)
         memo = self._compute_memo.get(key)
         if memo is None:
             b, peak = self.batch, self.peak
@@ -485,7 +487,7 @@ class CpuCostModel:
         ``k`` cores."""
         task = self._tasks[tid]
         step_s = 0.0
-        if task.flops_rec:
+        if task.recurrent:
             per_step = self._step_overhead_bwd if task.is_backward else self._step_overhead
             step_s = self._task_overhead + task.steps * per_step
         sync_s = 0.0

@@ -85,15 +85,18 @@ one kernel at a time, the closed form's equal the simulation's.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
+from wpsim.cells import nonzeros as stored
+from wpsim.cells import products
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import LRUCache
 from wpsim.machines.gpu import ZHU_2018, GpuMachine, PersistentKernel
 from wpsim.model.graph import Task
 from wpsim.model.plan import Plan
-from wpsim.model.workload import ELEMENTWISE_FLOPS, INDEX_BYTES, Workload
+from wpsim.model.workload import INDEX_BYTES, Workload, declaration
 
 L2 = "L2"
 
@@ -101,20 +104,37 @@ L2 = "L2"
 LEVELS = [L2, DRAM, "handoff"]
 
 
-def stored_entries(machine: GpuMachine, gates: int, hidden: int, density: float) -> int:
-    """Entries a persistent kernel keeps for ``W_hh`` (sparse rows padded to the warp width)."""
-    rows = gates * hidden
-    if density >= 1.0:
-        return rows * hidden
-    warp = machine.persistent.warp_width
-    per_row = max(warp, math.ceil(density * hidden / warp) * warp)
-    return rows * min(per_row, math.ceil(hidden / warp) * warp)
+def recurrent_shapes(workload: Workload, hidden: int | None = None) -> tuple[tuple[int, int], ...]:
+    """``(rows, columns)`` of each recurrent matrix of the cell (``W_hh``, ``G*H x H``; none for
+    SRU, QRNN and IndRNN) for a layer of ``hidden`` units (default: the workload's)."""
+    return _recurrent_shapes(workload.cell, workload.hidden if hidden is None else hidden)
+
+
+@functools.lru_cache(maxsize=1024)
+def _recurrent_shapes(cell: str, hidden: int) -> tuple[tuple[int, int], ...]:
+    found = products(declaration(cell), hidden, hidden)
+    return tuple((p.rows, p.cols) for p in found if p.recurrent)
+
+
+def stored_entries(machine: GpuMachine, workload: Workload, hidden: int | None = None) -> int:
+    """Entries a persistent kernel keeps for the recurrent matrices (sparse rows padded to the
+    warp width)."""
+    density = workload.density
+    total = 0
+    for rows, cols in recurrent_shapes(workload, hidden):
+        if density >= 1.0:
+            total += rows * cols
+            continue
+        warp = machine.persistent.warp_width
+        per_row = max(warp, math.ceil(density * cols / warp) * warp)
+        total += rows * min(per_row, math.ceil(cols / warp) * warp)
+    return total
 
 
 def onchip_weight_bytes(machine: GpuMachine, workload: Workload, hidden: int | None = None) -> int:
     """Bytes of the recurrent weights of one layer-direction as a persistent kernel stores them."""
     h = workload.hidden if hidden is None else hidden
-    entries = stored_entries(machine, workload.gates, h, workload.density)
+    entries = stored_entries(machine, workload, h)
     per_entry = workload.dtype_bytes + (machine.persistent.index_bytes if workload.sparse else 0)
     return entries * per_entry
 
@@ -169,7 +189,8 @@ def max_persistent_hidden(machine: GpuMachine, workload: Workload) -> int:
 
 
 def elementwise_flops(workload: Workload) -> float:
-    return float(ELEMENTWISE_FLOPS[workload.cell] * workload.hidden * workload.batch)
+    """Element-wise flops of one step of one layer-direction (the cell's declaration)."""
+    return workload.step_flops(0).elementwise
 
 
 def persistent_step(
@@ -184,7 +205,7 @@ def persistent_step(
     """
     w, m, spec = workload, machine, machine.persistent
     s, b = w.dtype_bytes, w.batch
-    entries = stored_entries(m, w.gates, w.hidden, w.density)
+    entries = stored_entries(m, w)
     peak = m.peak_flops(w.dtype)
     flops = 2.0 * entries * b + (2.0 if backward else 1.0) * elementwise_flops(w)
     if w.sparse:
@@ -195,7 +216,7 @@ def persistent_step(
     else:
         issue = 1.0
     compute = flops / (peak * spec.efficiency * issue)
-    bcast = m.sms * b * w.hidden * s / m.l2.bandwidth_Bps
+    bcast = m.sms * w.gathered_state_bytes / m.l2.bandwidth_Bps  # h to every SM
     sync = m.sync.global_barrier_s if kernel.sync == "barrier" else m.sync.flag_s
     latency = sync + 2.0 * m.l2.latency_s
     pieces = b if kernel.sync == "barrier" else m.sms
@@ -256,6 +277,8 @@ def gemm_s(
 ) -> float:
     """Compute time of a dense product of ``weight_elements`` weights with ``n_columns`` columns
     (``transposed``: with the weights transposed, a backward-data product)."""
+    if not flops:  # a cell without a recurrent matrix (SRU, QRNN) has no recurrent product
+        return 0.0
     m, dtype = machine, workload.dtype
     efficiency = m.gemm_efficiency(n_columns, weight_elements, dtype, transposed)
     return flops / (m.gemm_peak_flops(dtype) * efficiency)
@@ -267,8 +290,32 @@ def elementwise_s(machine: GpuMachine, workload: Workload, flops: float, n_colum
 
 
 def recurrent_elements(workload: Workload) -> float:
-    """Entries of the dense recurrent weight matrix ``W_hh`` (``G*H x H``)."""
-    return float(workload.gates * workload.hidden * workload.hidden)
+    """Entries of the dense recurrent matrices (``W_hh``, ``G*H x H``; 0 for SRU, QRNN)."""
+    return float(sum(rows * cols for rows, cols in recurrent_shapes(workload)))
+
+
+def csr_bytes(workload: Workload) -> float:
+    """Bytes of the recurrent matrices in CSR (values, column indices, row pointers), at the
+    workload's density (1: every entry stored, as a sparse library would hold a dense matrix)."""
+    w = workload
+    return float(
+        sum(
+            stored(rows * cols, w.density) * (w.dtype_bytes + INDEX_BYTES)
+            + (rows + 1) * INDEX_BYTES
+            for rows, cols in recurrent_shapes(w)
+        )
+    )
+
+
+def input_elements(workload: Workload, layer: int) -> float:
+    """Entries of the matrices off the recurrence of ``layer`` (``W_ih``, ``G*H x I_l``)."""
+    return float(workload.weight_ih_bytes(layer) // workload.dtype_bytes)
+
+
+def dense_hh_bytes(workload: Workload, layer: int) -> float:
+    """Bytes of the ``hh`` weight block of ``layer`` stored dense (as cuBLAS multiplies a pruned
+    matrix)."""
+    return float(workload.weight_block_bytes(layer, dense=True)["hh"])
 
 
 def gemm_step(
@@ -286,17 +333,14 @@ def gemm_step(
     w, m = workload, machine
     elementwise = (2.0 if backward else 1.0) * elementwise_flops(w)
     if sparse:
-        nbytes = float(
-            w.weight_hh_nonzeros() * (w.dtype_bytes + INDEX_BYTES)
-            + (w.gates * w.hidden + 1) * INDEX_BYTES
-        )
+        nbytes = csr_bytes(w)  # as cuSPARSE stores it, whatever the density
         flops = 2.0 * w.weight_hh_nonzeros() * w.batch
         efficiency = m.gemm.sparse_bandwidth_efficiency
         # cuSPARSE runs on the vector units: no tensor cores, no tile-fill loss by size
         compute = (flops + elementwise) / (m.peak_flops(w.dtype) * m.gemm.efficiency(w.batch))
     else:
-        nbytes = float(w.gates * w.hidden * w.hidden * w.dtype_bytes)
-        flops = 2.0 * w.gates * w.hidden * w.hidden * w.batch
+        nbytes = recurrent_elements(w) * w.dtype_bytes
+        flops = 2.0 * recurrent_elements(w) * w.batch
         efficiency = 1.0
         compute = gemm_s(m, w, flops, w.batch, recurrent_elements(w), transposed=backward)
         compute += elementwise_s(m, w, elementwise, w.batch)
@@ -427,7 +471,7 @@ class GpuCostModel:
         # GEMM of B*steps columns.
         level = {}
         l2_s, dram_eff = 0.0, 0.0
-        dense_hh = float(w.gates * w.hidden * w.hidden * w.dtype_bytes + w.bias_bytes() // 2)
+        dense_hh = dense_hh_bytes(w, t.layer) if t.layer < w.layers else 0.0
         size: float  # (a block's bytes, or the dense matrix's)
         for key, size in t.weights:
             recurrent_block = is_cell and key.endswith("hh")
@@ -448,7 +492,7 @@ class GpuCostModel:
             else:
                 rec = t.flops_rec
                 if w.sparse:
-                    rec = 2.0 * w.gates * w.hidden * w.hidden * w.batch * t.steps
+                    rec = 2.0 * recurrent_elements(w) * w.batch * t.steps
                 compute = self._gemm(rec, w.batch, recurrent_elements(w), share, transposed)
                 compute += self._vector(t.flops_elem, w.batch, share)
             kernels = t.steps * m.gemm.step_kernels(backward)
@@ -485,8 +529,7 @@ class GpuCostModel:
         return flops / (m.peak_flops(self.w.dtype) * efficiency)
 
     def _ih_elements(self, t: Task) -> float:
-        w = self.w
-        return float(w.gates * w.hidden * w.layer_input_size(t.layer))
+        return input_elements(self.w, t.layer)
 
     def dram_share_Bps(self, streams: int) -> float:
         return self.machine.memory.bandwidth_Bps / max(streams, 1)

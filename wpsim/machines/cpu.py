@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from wpsim.config import NotBool
 from wpsim.errors import ConfigError
 from wpsim.machines.fields import (
+    CellName,
     Fraction,
     NonNegativeFloat,
     PositiveFloat,
@@ -90,18 +91,16 @@ class EfficiencySpec(Strict):
     #: for its workloads instead of ``gemm_by_n_h`` (measured with ``W (4H, H)``): a skinny
     #: product's rate depends on where its matrix fits, and an Elman matrix is 4x smaller.
     gemm_by_n_h_by_cell: (
-        dict[Literal["rnn", "lstm", "gru"], list[tuple[PositiveFloat, PositiveFloat, Fraction]]]
-        | None
+        dict[CellName, list[tuple[PositiveFloat, PositiveFloat, Fraction]]] | None
     ) = None
     #: By cell type, the same grid with the weights hot: a ``W`` larger than half the largest
     #: private cache timed on the rows that fit. Used for a product whose weights on one core
     #: fit that cache (a core's share of a split recurrent product), where the grids above,
     #: measured streaming such a ``W`` from the shared cache, would charge that stream although
     #: the weights stay in the core's cache.
-    gemm_by_n_h_hot: (
-        dict[Literal["rnn", "lstm", "gru"], list[tuple[PositiveFloat, PositiveFloat, Fraction]]]
-        | None
-    ) = None
+    gemm_by_n_h_hot: dict[CellName, list[tuple[PositiveFloat, PositiveFloat, Fraction]]] | None = (
+        None
+    )
     #: By cell type, ``[H, B, seconds]``: one step's element-wise work of a forward cell task
     #: (bias add, gate nonlinearities, state update, with numpy's per-call overhead, beyond the
     #: ``task_overhead_s`` and ``step_overhead_s`` of the call) at hidden size H and batch B, as
@@ -110,10 +109,7 @@ class EfficiencySpec(Strict):
     #: fraction of peak cannot describe work whose time is mostly per-call overhead at small
     #: shapes and memory passes over strided gate slices at large ones.
     elementwise_step_s: (
-        dict[
-            Literal["rnn", "lstm", "gru"], list[tuple[PositiveFloat, PositiveFloat, PositiveFloat]]
-        ]
-        | None
+        dict[CellName, list[tuple[PositiveFloat, PositiveFloat, PositiveFloat]]] | None
     ) = None
 
     #: Seconds of one product call that do not shrink with its size (the numpy call and the
@@ -195,14 +191,14 @@ class CpuMachine(Strict):
     #: Fixed time per recurrent step of a cell, by cell type: the runtime's per-step cost of
     #: launching the element-wise cell math (interpreter and ufunc dispatch for numpy kernels;
     #: 0 for compiled runtimes unless measured).
-    step_overhead_s: dict[Literal["rnn", "lstm", "gru"], NonNegativeFloat] = {}
+    step_overhead_s: dict[CellName, NonNegativeFloat] = {}
     #: Fixed time per task with recurrent work, by cell type, besides its steps: the runtime's
     #: per-call cost of a chunk task (argument checks, buffers, the input projection's call; for
     #: numpy kernels the intercept of a task's time against its number of steps at a tiny size).
-    task_overhead_s: dict[Literal["rnn", "lstm", "gru"], NonNegativeFloat] = {}
+    task_overhead_s: dict[CellName, NonNegativeFloat] = {}
     #: Fixed time per backward (BPTT) step, by cell type; a cell missing here takes its
     #: ``step_overhead_s`` (a runtime's autograd or backward kernels: :mod:`wpsim.sim.runtime`).
-    backward_step_overhead_s: dict[Literal["rnn", "lstm", "gru"], NonNegativeFloat] = {}
+    backward_step_overhead_s: dict[CellName, NonNegativeFloat] = {}
     calibration: dict[str, Any] | None = None
     #: Set by :meth:`with_cores`: the cores per socket of the whole machine, of which a run uses
     #: ``cores_per_socket``; the others stay free for the runtime (see ``dispatch_s``).
@@ -324,7 +320,7 @@ class CpuMachine(Strict):
         """Fixed seconds per recurrent step of ``cell`` (``backward``: a BPTT step)."""
         if backward and cell in self.backward_step_overhead_s:
             return self.backward_step_overhead_s[cell]
-        return self.step_overhead_s.get(cell, 0.0)  # type: ignore[call-overload]
+        return self.step_overhead_s.get(cell, 0.0)
 
     def socket_of(self, core: int) -> int:
         return core // self.cores_per_socket

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from wpsim.cells import cell_names
 from wpsim.config import NotBool
 
 PositiveFloat = Annotated[float, Field(gt=0), NotBool]
@@ -18,6 +19,16 @@ Fraction = Annotated[float, Field(gt=0, le=1), NotBool]
 UnitInterval = Annotated[float, Field(ge=0, le=1), NotBool]
 PositiveInt = Annotated[int, Field(ge=1), NotBool]
 Dtype = Literal["float32", "float64", "float16", "bfloat16"]
+
+
+def _registered_cell(name: str) -> str:
+    if name not in cell_names():
+        raise ValueError(f"a registered cell name ({', '.join(cell_names())})")
+    return name
+
+
+#: A key of a per-cell calibration: a registered cell's name (:func:`wpsim.cells.cell_names`).
+CellName = Annotated[str, AfterValidator(_registered_cell)]
 
 
 class Strict(BaseModel):

@@ -661,7 +661,7 @@ def format_report(report: ValidationReport) -> str:
     w = report.workload
     source = f"measured elsewhere ({report.measured_file}), " if report.measured_file else ""
     lines = [
-        f"validate: {w.name or 'workload'} ({w.layers}-layer {w.cell.upper()}, H={w.hidden}, "
+        f"validate: {w.name or 'workload'} ({w.layers}-layer {w.cell_declaration.label.upper()}, H={w.hidden}, "
         f"T={w.seq_len}, batch {w.batch}) on {report.machine}; chunk {report.chunk}, "
         f"{source}median of {report.repeats} run(s)",
         f"  {'policy':<12}{'workers':>8}{'measured':>14}{'predicted':>14}"

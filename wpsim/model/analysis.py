@@ -214,20 +214,18 @@ def closed_form_max_width(workload: Workload, chunk: int = 1) -> int:
 
 
 def closed_form_total_flops(workload: Workload) -> float:
-    """Total forward flops (independent of chunking), from the per-layer GEMM shapes.
+    """Total forward flops (independent of chunking), from the cell's declaration.
 
-    ``sum_l D * T * (2*G*H*(I_l*B) + 2*nnz*B + E*H*B)`` plus the output layer.
+    ``sum_l D * T * (step flops of layer l)`` (for the LSTM ``2*G*H*(I_l*B) + 2*nnz*B + E*H*B``;
+    :meth:`Workload.step_flops`) plus the output layer.
     """
     from wpsim.model.graph import SOFTMAX_FLOPS_PER_ELEMENT
-    from wpsim.model.workload import ELEMENTWISE_FLOPS
 
     w = workload
-    T, B, H, G = w.seq_len, w.batch, w.hidden, w.gates
+    T, B, H = w.seq_len, w.batch, w.output_width
     total = 0.0
     for layer in range(w.layers):
-        per_step = 2 * G * H * w.layer_input_size(layer) * B + 2 * w.weight_hh_nonzeros() * B
-        per_step += ELEMENTWISE_FLOPS[w.cell] * H * B
-        total += w.directions * T * per_step
+        total += w.directions * T * w.step_flops(layer).total
     if w.output != "none":
         O = w.output_size
         total += T * (2 * O * w.directions * H * B + O * B)

@@ -112,7 +112,10 @@ def plot_grid(graph: nx.DiGraph, path: str | Path, title: str = "", flag: str = 
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("time step (backward tasks mirrored to the right)")
     ax.set_ylabel("layer (x direction)")
-    ax.set_title(title or f"{workload.cell.upper()} task graph: {graph.number_of_nodes()} tasks")
+    ax.set_title(
+        title
+        or f"{workload.cell_declaration.label.upper()} task graph: {graph.number_of_nodes()} tasks"
+    )
     ax.grid(alpha=0.2)
     ax.margins(y=0.25)
     fig.tight_layout()

@@ -13,12 +13,15 @@ Granularities
     With ``hoist_input=K`` the input projections leave the cells and become ``input_gemm`` tasks of
     K steps each (``hoist_input=seq_len`` is oneDNN's "linear execution": one GEMM per layer).
 ``op``
-    The ops inside a cell, one task per op and step: ``input_proj`` (x W_ih^T), ``rec_proj``
-    (h W_hh^T), ``gates`` (gate pre-activation sums and nonlinearities; for the Elman cell the
-    whole ``h = tanh(a)``), ``state`` (LSTM/GRU state update), and at the top ``out_proj`` and
-    ``softmax``. :func:`hoistable_kinds` finds, by strongly connected components of the rolled
-    graph, the ops on no recurrent cycle; with ``chunk=K`` :func:`batch_over_time` merges each of
-    them over K consecutive steps (multi-time-step execution).
+    The ops inside a cell, one task per op kind and step, the kinds found from the cell's
+    declaration (:mod:`wpsim.model.ops`): ``input_proj`` (x W_ih^T), ``rec_proj`` (h W_hh^T;
+    none for a cell without a recurrent matrix product, as SRU, QRNN and IndRNN), ``gates`` (gate
+    pre-activation sums and nonlinearities; for the Elman cell the whole ``h = tanh(a)``),
+    ``state`` (the state update), ``readout`` (ops after the recurrence: SRU's highway output),
+    and at the top ``out_proj`` and ``softmax``. :func:`hoistable_kinds` finds the kinds none of
+    whose ops lies on a recurrent cycle of the rolled graph; with ``chunk=K``
+    :func:`batch_over_time` merges each of them over K consecutive steps (multi-time-step
+    execution, Sung & Park 2018).
 
 Training adds, for every forward task ``v``, a backward task whose dependencies mirror the forward
 ones (the gradient graph is the transpose: forward edge u->v gives backward edge v'->u', so
@@ -27,13 +30,15 @@ activations, and one ``wgrad`` task per (instance, layer, direction) that accumu
 gradients of all steps as one GEMM after the last backward task of that layer.
 
 Flop formulas (B batch, H hidden, G gates, I_l layer input width, k steps, s dtype bytes,
-nnz = stored entries of W_hh, E element-wise flops per unit: rnn 4, lstm 21, gru 17):
+nnz = stored entries of W_hh, E element-wise flops per unit: rnn 4, lstm 21, gru 17), all from
+the cell's declaration (:meth:`Workload.step_flops`, :func:`wpsim.cells.step_flops`):
 
-* input projection ``2*G*H*I_l*B*k``; recurrent projection ``2*nnz*B*k``; element-wise ``E*H*B*k``;
+* products off the recurrence ``2*G*H*I_l*B*k`` (``flops_in``; all of SRU's and QRNN's matrix
+  work); recurrent products ``2*nnz*B*k`` (``flops_rec``); element-wise ``E*H*B*k``;
 * output layer ``2*O*D*H*B*k + O*B*k`` (+ ``4*O*B*k`` for softmax: max, exp, sum, divide);
 * a backward task repeats its forward task's projection flops (dX = dA W_ih, dH = dA W_hh) and
   doubles its element-wise flops; ``wgrad`` costs the layer's projection flops over all steps
-  (dW = dA^T [x, h]) plus ``G*H*B*T`` per bias pair.
+  (dW = dA^T [x, h]) plus ``G*H*B*T`` per bias pair (the widest vector parameter).
 """
 
 from __future__ import annotations
@@ -45,10 +50,9 @@ from typing import Any
 import networkx as nx
 
 from wpsim.errors import ConfigError
-from wpsim.model.workload import ELEMENTWISE_FLOPS, Workload
+from wpsim.model.ops import kind_flows, layer_ops, op_kinds
+from wpsim.model.workload import Workload
 
-#: Element-wise flops per unit split between the ``gates`` op and the ``state`` op (op granularity).
-OP_ELEMENTWISE_SPLIT = {"rnn": (4, 0), "lstm": (16, 5), "gru": (13, 4)}
 SOFTMAX_FLOPS_PER_ELEMENT = 4
 
 Weights = tuple[tuple[str, int], ...]
@@ -80,6 +84,9 @@ class Task:
         Activation bytes read and written.
     instance : int
         Workload instance (multiprogramming); 0 otherwise.
+    stream : int
+        Training stream (the workload's ``streams``: sequences in flight that share the weights);
+        0 otherwise, and for weight gradients (one for all streams).
     """
 
     id: int
@@ -95,6 +102,7 @@ class Task:
     in_bytes: int
     out_bytes: int
     instance: int = 0
+    stream: int = 0
 
     @property
     def flops(self) -> float:
@@ -103,6 +111,13 @@ class Task:
     @property
     def weight_bytes(self) -> int:
         return sum(size for _, size in self.weights)
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the task runs its steps one after another with recurrent work: a cell task
+        (whose recurrence may be element-wise only, as SRU's and QRNN's) or a task with recurrent
+        products. The per-step overheads and the helpers' per-step barriers apply to these."""
+        return bool(self.flops_rec) or self.kind in ("cell", "cell_bwd")
 
     @property
     def is_backward(self) -> bool:
@@ -114,6 +129,7 @@ class Task:
         direction = "rev" if self.direction else "fwd"
         steps = f"t{self.t0}" if self.steps == 1 else f"t{self.t0}:{self.t0 + self.steps}"
         prefix = f"i{self.instance}." if self.instance else ""
+        prefix += f"s{self.stream}." if self.stream else ""
         if self.kind == "wgrad":
             return f"{prefix}wgrad[l{self.layer},{direction}]"
         return f"{prefix}{self.kind}[l{self.layer},{direction},{steps}]"
@@ -123,6 +139,13 @@ def _weight_key(instance: int, layer: int, direction: int, part: str) -> str:
     suffix = "_reverse" if direction else ""
     prefix = f"i{instance}." if instance else ""
     return f"{prefix}l{layer}{suffix}.{part}"
+
+
+def _output_is_state(workload: Workload) -> bool:
+    """Whether the layer's output is one of the states (h of the Elman RNN, LSTM, GRU; not SRU's
+    or QRNN's h, which reads the state c)."""
+    cell = workload.cell_declaration
+    return any(state.next == cell.output for state in cell.states)
 
 
 def _chunks(seq_len: int, chunk: int) -> list[tuple[int, int]]:
@@ -185,10 +208,13 @@ def build(
     )
     builder = _Builder(graph, workload)
     for instance in range(instances):
-        if granularity == "cell":
-            builder.add_cell_forward(instance, chunk, hoist_input)
-        else:
-            builder.add_op_forward(instance)
+        for stream in range(workload.streams):
+            builder.stream = stream  # every task added now belongs to this stream
+            if granularity == "cell":
+                builder.add_cell_forward(instance, chunk, hoist_input)
+            else:
+                builder.add_op_forward(instance)
+    builder.stream = 0
     if granularity == "op" and chunk > 1:
         graph = batch_over_time(graph, chunk)
         builder = _Builder(graph, workload)
@@ -205,10 +231,12 @@ class _Builder:
         self.w = workload
         self.next_id = graph.number_of_nodes()
         self.pending: list[tuple[int, dict]] = []
+        self.stream = 0
         self._weights_cache: dict[tuple, Weights] = {}
 
     # ---- primitives -------------------------------------------------------------------
     def add(self, **fields: Any) -> int:
+        fields.setdefault("stream", self.stream)
         task = Task(id=self.next_id, **fields)
         self.pending.append((task.id, {"task": task}))
         self.next_id += 1
@@ -229,39 +257,30 @@ class _Builder:
             if layer == w.layers:  # the output layer
                 blocks.append((_weight_key(instance, layer, 0, "out"), w.output_weight_bytes()))
             else:
-                half_bias = w.bias_bytes() // 2
-                if "ih" in parts:
-                    blocks.append(
-                        (
-                            _weight_key(instance, layer, direction, "ih"),
-                            w.weight_ih_bytes(layer) + half_bias,
-                        )
-                    )
-                if "hh" in parts:
-                    blocks.append(
-                        (
-                            _weight_key(instance, layer, direction, "hh"),
-                            w.weight_hh_bytes() + half_bias,
-                        )
-                    )
+                sizes = w.weight_block_bytes(layer)
+                for part in ("ih", "hh"):
+                    if part in parts and sizes[part]:  # QRNN has no "hh" block
+                        blocks.append((_weight_key(instance, layer, direction, part), sizes[part]))
             cached = self._weights_cache[key] = tuple(blocks)
         return cached
 
     # ---- cell granularity -------------------------------------------------------------
     def add_cell_forward(self, instance: int, chunk: int, hoist_input: int | None) -> None:
         w = self.w
-        s, b, h, g = w.dtype_bytes, w.batch, w.hidden, w.gates
-        state = w.state_bytes()
-        c_bytes = state - b * h * s  # LSTM carries c besides h
+        s, b, h = w.dtype_bytes, w.batch, w.output_width
         chunks = _chunks(w.seq_len, chunk)
-        rec_per_step = 2.0 * w.weight_hh_nonzeros() * b
-        elem_per_step = float(ELEMENTWISE_FLOPS[w.cell] * h * b)
         # cell_ids[d][c] of the layer below, for wiring the next layer
         below: list[list[int]] | None = None
         edges: list[tuple[int, int, int]] = []
         for layer in range(w.layers):
             width = w.layer_input_size(layer)
-            in_per_step = 2.0 * g * h * width * b
+            flops = w.step_flops(layer)
+            in_per_step, rec_per_step = flops.matmul_batched, flops.matmul_recurrent
+            elem_per_step = flops.elementwise
+            pre = w.handoff_width(layer)  # what the ops before the recurrence hand to it
+            state = w.state_bytes(layer)
+            # a cell task writes its outputs and the states that are not the output (c of an LSTM)
+            carried = state - (b * h * s if _output_is_state(w) else 0)
             current: list[list[int]] = []
             for direction in range(w.directions):
                 hoisted: dict[int, int] = {}  # step -> input_gemm task id
@@ -279,7 +298,7 @@ class _Builder:
                             flops_elem=0.0,
                             weights=self.weights(instance, layer, direction, "ih"),
                             in_bytes=b * k * width * s,
-                            out_bytes=g * h * b * k * s,
+                            out_bytes=pre * b * k * s,
                             instance=instance,
                         )
                         for t in range(t0, t0 + k):
@@ -291,7 +310,8 @@ class _Builder:
                                         edges.append((below[d_below][c], tid, b * ck * h * s))
                 ids = []
                 weights = self.weights(instance, layer, direction, "hh" if hoisted else "ih+hh")
-                in_width = g * h if hoisted else (width or h)  # skip input reads x (B x H)
+                # skip input reads x (B x H)
+                in_width = pre if hoisted else (width or w.hidden)
                 pending = self.pending
                 for t0, k in chunks:
                     # the hot loop of large graphs: Task built positionally, no helper call
@@ -309,14 +329,15 @@ class _Builder:
                         elem_per_step * k,
                         weights,
                         in_width * b * k * s + state,
-                        b * k * h * s + c_bytes,
+                        b * k * h * s + carried,
                         instance,
+                        self.stream,
                     )
                     pending.append((tid, {"task": task}))
                     ids.append(tid)
                     if hoisted:
                         for source in sorted({hoisted[t] for t in range(t0, t0 + k)}):
-                            edges.append((source, tid, g * h * b * k * s))
+                            edges.append((source, tid, pre * b * k * s))
                 # recurrence: forward chunks in order, reverse chunks backwards in time
                 order = ids if direction == 0 else ids[::-1]
                 for prev, nxt in zip(order, order[1:], strict=False):
@@ -345,7 +366,7 @@ class _Builder:
         kind: str = "output",
     ) -> list[int]:
         w = self.w
-        s, b, h, o = w.dtype_bytes, w.batch, w.hidden, w.output_size
+        s, b, h, o = w.dtype_bytes, w.batch, w.output_width, w.output_size
         dh = w.directions * h
         per_step = 2.0 * o * dh * b + o * b
         soft = SOFTMAX_FLOPS_PER_ELEMENT * o * b if w.output == "softmax" else 0
@@ -372,86 +393,61 @@ class _Builder:
 
     # ---- op granularity ---------------------------------------------------------------
     def add_op_forward(self, instance: int) -> None:
+        """The op tasks of every step (:mod:`wpsim.model.ops`: the kinds, their flops and bytes,
+        all found from the cell's declaration)."""
         w = self.w
-        s, b, h, g = w.dtype_bytes, w.batch, w.hidden, w.gates
-        gates_e, state_e = OP_ELEMENTWISE_SPLIT[w.cell]
-        has_state = state_e > 0
+        s, b, h = w.dtype_bytes, w.batch, w.output_width
         T = w.seq_len
         edges: list[tuple[int, int, int]] = []
         vec = b * h * s
-        pre = g * h * b * s  # gate pre-activations
-        # out_ids[d][t]: the op producing h of (layer, d, t)
+        # out_ids[d][t]: the task producing the layer's output at (layer, d, t)
         below: list[list[int]] | None = None
         for layer in range(w.layers):
-            width = w.layer_input_size(layer)
+            ops = layer_ops(w.cell_declaration, w.hidden, w.layer_input_size(layer), b, w.density)
             current = []
             for direction in range(w.directions):
-                outs: list[int] = []
-                prev_out: int | None = None
                 steps = range(T) if direction == 0 else range(T - 1, -1, -1)
                 by_t: dict[int, int] = {}
+                previous: dict[str, int] | None = None
+                previous_t: int | None = None
                 for t in steps:
-                    common = dict(
-                        layer=layer, direction=direction, t0=t, steps=1, instance=instance
-                    )
-                    ip = None  # a skip-input layer (width 0) has no input projection
-                    if width > 0:
-                        ip = self.add(
-                            kind="input_proj",
-                            flops_in=2.0 * g * h * width * b,
-                            flops_rec=0.0,
-                            flops_elem=0.0,
-                            weights=self.weights(instance, layer, direction, "ih"),
-                            in_bytes=b * width * s,
-                            out_bytes=pre,
-                            **common,
+                    ids: dict[str, int] = {}
+                    for kind in ops.kinds:
+                        f_in, f_rec, f_elem = ops.flops[kind.name]
+                        weights = (
+                            self.weights(instance, layer, direction, "+".join(kind.weight_parts))
+                            if kind.weight_parts
+                            else ()
                         )
-                    rp = self.add(
-                        kind="rec_proj",
-                        flops_in=0.0,
-                        flops_rec=2.0 * w.weight_hh_nonzeros() * b,
-                        flops_elem=0.0,
-                        weights=self.weights(instance, layer, direction, "hh"),
-                        in_bytes=vec,
-                        out_bytes=pre,
-                        **common,
-                    )
-                    gt = self.add(
-                        kind="gates",
-                        flops_in=0.0,
-                        flops_rec=0.0,
-                        flops_elem=float(gates_e * h * b),
-                        weights=(),
-                        in_bytes=2 * pre,
-                        out_bytes=pre if has_state else vec,
-                        **common,
-                    )
-                    edges += [(rp, gt, pre)] if ip is None else [(ip, gt, pre), (rp, gt, pre)]
-                    out = gt
-                    if has_state:
-                        st = self.add(
-                            kind="state",
-                            flops_in=0.0,
-                            flops_rec=0.0,
-                            flops_elem=float(state_e * h * b),
-                            weights=(),
-                            in_bytes=pre + w.state_bytes(),
-                            out_bytes=w.state_bytes(),
-                            **common,
+                        ids[kind.name] = self.add(
+                            kind=kind.name,
+                            layer=layer,
+                            direction=direction,
+                            t0=t,
+                            steps=1,
+                            flops_in=f_in,
+                            flops_rec=f_rec,
+                            flops_elem=f_elem,
+                            weights=weights,
+                            in_bytes=ops.in_width[kind.name] * b * s,
+                            out_bytes=ops.out_width[kind.name] * b * s,
+                            instance=instance,
                         )
-                        edges.append((gt, st, pre))
-                        out = st
-                    if prev_out is not None:
-                        edges.append((prev_out, rp, vec))
-                        if has_state:  # c (LSTM) or h (GRU) of the previous step
-                            edges.append((prev_out, out, vec))
-                    if below is not None and ip is not None:  # (only layer 0 has no ip)
+                    for flow, width in ops.flows:
+                        if flow.delay == 0:
+                            edges.append((ids[flow.source], ids[flow.target], width * b * s))
+                        elif previous is not None:
+                            edges.append((previous[flow.source], ids[flow.target], width * b * s))
+                    if below is not None:
                         for d_below in range(w.directions):
-                            edges.append((below[d_below][t], ip, vec))
-                    prev_out = out
-                    by_t[t] = out
-                outs = [by_t[t] for t in range(T)]
-                current.append(outs)
+                            for name in ops.reads_input:
+                                edges.append((below[d_below][t], ids[name], vec))
+                            if previous_t is not None:
+                                for name in ops.reads_previous_input:
+                                    edges.append((below[d_below][previous_t], ids[name], vec))
+                    previous, previous_t = ids, t
+                    by_t[t] = ids[ops.output_kind]
+                current.append([by_t[t] for t in range(T)])
             below = current
         if w.output != "none":
             assert below is not None  # (a workload has a layer at least)
@@ -513,6 +509,7 @@ class _Builder:
                 in_bytes=task.out_bytes + task.in_bytes,
                 out_bytes=task.in_bytes,
                 instance=task.instance,
+                stream=task.stream,
             )
             assert bid == offset + task.id
             edges.append((task.id, bid, task.in_bytes + task.out_bytes))  # saved activations
@@ -528,7 +525,8 @@ class _Builder:
         for (instance, layer, direction), tasks in sorted(groups.items()):
             blocks = {key: size for t in tasks for key, size in t.weights}
             grad_weights = tuple((f"grad.{key}", size) for key, size in sorted(blocks.items()))
-            bias = 0.0 if layer == w.layers else float(w.gates * w.hidden * w.batch * w.seq_len)
+            rows = w.batch * w.seq_len * w.streams  # every stream's rows: the weights are shared
+            bias = 0.0 if layer == w.layers else float(w.bias_gradient_width * rows)
             wid = self.add(
                 kind="wgrad",
                 layer=layer,
@@ -552,7 +550,9 @@ class _Builder:
 
 
 def rolled_cell_graph(workload: Workload) -> nx.DiGraph:
-    """The rolled op graph of one layer's cell: edges marked ``delay=1`` cross time steps.
+    """The rolled graph of one layer's op task kinds (:mod:`wpsim.model.ops`): edges marked
+    ``delay=1`` cross time steps; ``input_proj_next_layer`` stands for the layer above's kinds
+    that read this layer's output.
 
     Examples
     --------
@@ -560,15 +560,12 @@ def rolled_cell_graph(workload: Workload) -> nx.DiGraph:
     >>> sorted(rolled_cell_graph(Workload(cell="rnn", hidden=4, input=4, seq_len=2)).edges)
     [('gates', 'input_proj_next_layer'), ('gates', 'rec_proj'), ('input_proj', 'gates'), ('rec_proj', 'gates')]
     """
-    has_state = OP_ELEMENTWISE_SPLIT[workload.cell][1] > 0
-    out = "state" if has_state else "gates"
+    cell = workload.cell_declaration
     rolled = nx.DiGraph()
-    rolled.add_edge("input_proj", "gates", delay=0)
-    rolled.add_edge("rec_proj", "gates", delay=0)
-    if has_state:
-        rolled.add_edge("gates", "state", delay=0)
-        rolled.add_edge("state", "state", delay=1)
-    rolled.add_edge(out, "rec_proj", delay=1)
+    rolled.add_nodes_from(kind.name for kind in op_kinds(cell))
+    for flow in kind_flows(cell):
+        rolled.add_edge(flow.source, flow.target, delay=flow.delay)
+    out = layer_ops(cell, workload.hidden, workload.hidden, 1, workload.density).output_kind
     rolled.add_edge(out, "input_proj_next_layer", delay=0)
     if workload.output != "none":
         rolled.add_edge(out, "out_proj", delay=0)
@@ -578,25 +575,24 @@ def rolled_cell_graph(workload: Workload) -> nx.DiGraph:
 
 
 def hoistable_kinds(workload: Workload) -> set[str]:
-    """Op kinds that lie on no recurrent cycle of the rolled graph (can be batched over time).
-
-    An op is recurrent iff it sits in a strongly connected component with a cycle (more than one
-    node, or a self-loop). Everything else depends on the recurrence only through its inputs.
+    """Task kinds that lie on no recurrent cycle (can be batched over time): the op kinds none of
+    whose ops is on the recurrence of the cell's rolled graph (:func:`wpsim.cells.op_phases`),
+    and the output layer's.
 
     Examples
     --------
     >>> from wpsim.model.workload import Workload
     >>> sorted(hoistable_kinds(Workload(cell="lstm", hidden=4, input=4, seq_len=2, output="softmax", output_size=3)))
     ['input_proj', 'out_proj', 'softmax']
+    >>> sorted(hoistable_kinds(Workload(cell="sru", hidden=4, input=4, seq_len=2)))
+    ['input_proj', 'readout']
     """
-    rolled = rolled_cell_graph(workload)
-    rolled.remove_node("input_proj_next_layer")  # a stand-in for the layer above's input_proj
-    recurrent: set[str] = set()
-    for component in nx.strongly_connected_components(rolled):
-        node = next(iter(component))
-        if len(component) > 1 or rolled.has_edge(node, node):
-            recurrent |= component
-    return set(rolled.nodes) - recurrent
+    kinds = {kind.name for kind in op_kinds(workload.cell_declaration) if not kind.recurrent}
+    if workload.output != "none":
+        kinds.add("out_proj")
+        if workload.output == "softmax":
+            kinds.add("softmax")
+    return kinds
 
 
 def batch_over_time(graph: nx.DiGraph, chunk: int) -> nx.DiGraph:
@@ -613,7 +609,7 @@ def batch_over_time(graph: nx.DiGraph, chunk: int) -> nx.DiGraph:
     for v in sorted(graph.nodes):
         t: Task = graph.nodes[v]["task"]
         key = (
-            (t.instance, t.kind, t.layer, t.direction, t.t0 // chunk)
+            (t.instance, t.stream, t.kind, t.layer, t.direction, t.t0 // chunk)
             if t.kind in hoist
             else ("v", v)
         )
@@ -639,6 +635,7 @@ def batch_over_time(graph: nx.DiGraph, chunk: int) -> nx.DiGraph:
                 in_bytes=t.in_bytes,
                 out_bytes=t.out_bytes,
                 instance=t.instance,
+                stream=t.stream,
             )
         else:
             m = merged[new_id[key]]

@@ -115,7 +115,9 @@ def compile_plan(graph: nx.DiGraph) -> Plan:
         raise ValueError("graph has a cycle")
     shapes: dict[tuple, int] = {}
     shape = [
-        shapes.setdefault((t.flops_in, t.flops_rec, t.flops_elem, t.steps), len(shapes))
+        shapes.setdefault(
+            (t.flops_in, t.flops_rec, t.flops_elem, t.steps, t.recurrent), len(shapes)
+        )
         for t in tasks
     ]
     layer_keys = sorted({(t.instance, t.layer, t.direction) for t in tasks})

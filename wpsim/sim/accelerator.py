@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from wpsim import breakdown
+from wpsim.cells import products
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import LRUCache
 from wpsim.cost.cpu import IdealCostModel
@@ -56,14 +57,21 @@ BUFFER = "buffer"
 LEVELS = [BUFFER, DRAM, "handoff"]
 
 
-def _shapes(task: Task, w: Workload) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
-    """``(M, K)`` of the input-side and of the recurrent matrix a task multiplies (None: unknown)."""
+Shapes = tuple[tuple[int, int], ...]
+
+
+def _shapes(task: Task, w: Workload) -> tuple[Shapes | None, Shapes | None]:
+    """``(M, K)`` of each input-side and of each recurrent matrix a task multiplies, from the
+    cell's declaration (None: unknown)."""
     if task.kind.startswith("wgrad"):
         return None, None
     if task.layer == w.layers:  # output layer
-        return (w.output_size, w.directions * w.hidden), None
-    rows = w.gates * w.hidden
-    return (rows, w.layer_input_size(task.layer)), (rows, w.hidden)
+        return ((w.output_size, w.directions * w.output_width),), None
+    found = products(w.cell_declaration, w.hidden, w.layer_input_size(task.layer) or 1)
+    return (
+        tuple((p.rows, p.cols) for p in found if not p.recurrent) or None,
+        tuple((p.rows, p.cols) for p in found if p.recurrent) or None,
+    )
 
 
 class AccelCostModel:
@@ -91,19 +99,22 @@ class AccelCostModel:
         self.array_rows = max(self.macs / machine.dot_product_width, 1.0)
         self.buffers = [LRUCache(machine.weight_buffer.size_bytes) for _ in range(machine.cores)]
         self.producer_core = [-1] * (plan.n_tasks if plan is not None else 0)
-        self.state_vector_bytes = w.batch * w.hidden * w.dtype_bytes
+        self.state_vector_bytes = w.gathered_state_bytes
         self._compute_memo: dict[tuple, float] = {}
 
     # ---- compute --------------------------------------------------------------------------
-    def _mac_cycles(self, flops: float, shape: tuple[int, int] | None, nnz: float, k: int) -> float:
+    def _mac_cycles(self, flops: float, shapes: Shapes | None, nnz: float, k: int) -> float:
+        """Cycles of ``flops`` of products by the matrices ``shapes`` (``nnz`` entries in all),
+        each split by rows over ``k`` cores and tiled onto the MAC array."""
         if not flops:
             return 0.0
-        if shape is None:  # shape unknown (weight gradients): the array at full occupancy
+        if shapes is None:  # shape unknown (weight gradients): the array at full occupancy
             return flops / 2.0 / self.macs
-        rows, cols = shape
         products = flops / (2.0 * nnz)
-        per_product = math.ceil(math.ceil(rows / k) / self.array_rows) * math.ceil(
-            cols / self.machine.dot_product_width
+        per_product = sum(
+            math.ceil(math.ceil(rows / k) / self.array_rows)
+            * math.ceil(cols / self.machine.dot_product_width)
+            for rows, cols in shapes
         )
         return products * per_product
 
@@ -113,13 +124,13 @@ class AccelCostModel:
 
     def task_compute_s(self, t: Task, k: int) -> float:
         """:meth:`compute_s` of a task given by its fields (those of a whole class of tasks)."""
-        key = (t.kind, t.layer, t.flops_in, t.flops_rec, t.flops_elem, t.steps, k)
+        key = (t.kind, t.layer, t.flops_in, t.flops_rec, t.flops_elem, t.steps, t.recurrent, k)
         memo = self._compute_memo.get(key)
         if memo is not None:
             return memo
         m, w = self.machine, self.w
         in_shape, rec_shape = _shapes(t, w)
-        in_nnz = in_shape[0] * in_shape[1] if in_shape else 1.0
+        in_nnz = sum(rows * cols for rows, cols in in_shape) if in_shape else 1.0
         cycles = self._mac_cycles(t.flops_in, in_shape, in_nnz, k)
         if t.flops_rec:
             cycles += self._mac_cycles(
@@ -127,7 +138,7 @@ class AccelCostModel:
             )  # a dense array computes the zeros of a pruned matrix too
         mac = cycles / m.mac_efficiency / m.clock_hz
         vector = t.flops_elem / (k * m.vector_lanes * m.clock_hz)
-        dependent = t.steps if t.flops_rec else (1 if t.flops_in else 0)
+        dependent = t.steps if t.recurrent else (1 if t.flops_in else 0)
         value = mac + vector + dependent * m.mac_pipeline_latency_s
         self._compute_memo[key] = value
         return value
@@ -503,6 +514,7 @@ def _schedule(ts, policy: Policy, n_groups: int, cost_of: list) -> tuple[float, 
     simple_grid = (
         ts.all_cells
         and all(row.chain == "forward" and row.key[0] == 0 for row in rows)
+        and len({row.key for row in rows}) == len(rows)  # one stream
         and policy.instances == 1
     )
     name = policy.name

@@ -17,11 +17,13 @@ from wpsim.cost.gpu import (
     LEVELS,
     GpuCostModel,
     best_fallback,
+    dense_hh_bytes,
     elementwise_flops,
     elementwise_s,
     fits_on_chip,
     gemm_s,
     gemm_step,
+    input_elements,
     issue_s,
     max_persistent_hidden,
     persistent_step,
@@ -279,9 +281,19 @@ class _OneAtATime:
         backward = phase == "backward_data"
         T, b = w.seq_len, w.batch
         ih_key, hh_key = self._keys(layer, direction)
-        half_bias = w.bias_bytes() // 2
+        blocks = w.weight_block_bytes(layer)
         # a skip-input layer's cells read their bias block each step (its "ih" block)
-        ih_block = float(half_bias) if w.layer_input_size(layer) == 0 else None
+        ih_block = float(blocks["ih"]) if w.layer_input_size(layer) == 0 else None
+        if not w.step_flops(layer).matmul_recurrent:
+            # an element-wise recurrence (SRU, QRNN, IndRNN): no product to keep on chip or to
+            # launch; one element-wise kernel a step, reading the recurrent vectors
+            elem = (2.0 if backward else 1.0) * elementwise_flops(w)
+            read = [(hh_key, float(blocks["hh"]))] if blocks["hh"] else []
+            if ih_block:
+                read.append((ih_key, ih_block))
+            for _ in range(T):
+                self._gemm_task(phase, 0.0, elem, b, 0.0, read)
+            return
         if self.step is not None:
             step = self.step_bwd if backward else self.step
             load = float(step["weight_bytes"])
@@ -296,17 +308,18 @@ class _OneAtATime:
             self._add(phase, kernel)
             return  # the weights stay in registers: nothing goes through the L2's LRU
         if self.sparse:
-            nbytes = float(w.weight_hh_bytes() + half_bias)
+            nbytes = float(blocks["hh"])
             efficiency = m.gemm.sparse_bandwidth_efficiency
             flops = 2.0 * w.weight_hh_nonzeros() * b + (
                 2.0 if backward else 1.0
             ) * elementwise_flops(w)
             compute = flops / (m.peak_flops(w.dtype) * m.gemm.efficiency(b))
         else:
-            nbytes = float(w.gates * w.hidden * w.hidden * w.dtype_bytes + half_bias)
+            nbytes = dense_hh_bytes(w, layer)
             efficiency = 1.0
-            flops = 2.0 * w.gates * w.hidden * w.hidden * b
-            compute = gemm_s(m, w, flops, b, recurrent_elements(w), transposed=backward)
+            compute = gemm_s(
+                m, w, 2.0 * recurrent_elements(w) * b, b, recurrent_elements(w), transposed=backward
+            )
             compute += elementwise_s(m, w, (2.0 if backward else 1.0) * elementwise_flops(w), b)
 
         def step() -> tuple[float, TaskCost]:
@@ -327,8 +340,8 @@ class _OneAtATime:
         width = w.layer_input_size(layer)
         if width == 0:
             return
-        flops = 2.0 * w.gates * w.hidden * width * w.batch * w.seq_len
-        size = float(w.weight_ih_bytes(layer) + w.bias_bytes() // 2)
+        flops = w.step_flops(layer).matmul_batched * w.seq_len
+        size = float(w.weight_block_bytes(layer)["ih"])
         key = self._keys(layer, direction)[0]
         self._gemm_task(phase, flops, 0.0, w.batch * w.seq_len, size / w.dtype_bytes, [(key, size)])
 
@@ -337,7 +350,7 @@ class _OneAtATime:
         if w.output == "none":
             return
         b, o = w.batch, w.output_size
-        flops = (2.0 * o * w.directions * w.hidden + o) * b
+        flops = (2.0 * o * w.directions * w.output_width + o) * b
         soft = 4.0 * o * b if w.output == "softmax" else 0.0
         if phase == "backward_data":
             soft *= 2.0
@@ -353,14 +366,14 @@ class _OneAtATime:
         w = self.w
         n = w.batch * w.seq_len
         for layer in range(w.layers):
-            width = w.layer_input_size(layer)
             for direction in range(w.directions):
                 ih_key, hh_key = self._keys(layer, direction)
-                ih = float(w.weight_ih_bytes(layer) + w.bias_bytes() // 2)
-                hh = float(w.weight_hh_bytes() + w.bias_bytes() // 2)
-                flops = 2.0 * w.gates * w.hidden * width * n + 2.0 * w.weight_hh_nonzeros() * n
+                blocks = w.weight_block_bytes(layer)
+                ih, hh = float(blocks["ih"]), float(blocks["hh"])
+                step = w.step_flops(layer)  # one step of the batch; a row's is 1/B of it
+                flops = (step.matmul_batched + step.matmul_recurrent) / w.batch * n
                 elements = (ih + hh) / w.dtype_bytes
-                bias = float(w.gates * w.hidden * n)
+                bias = float(w.bias_gradient_width * n)
                 self._gemm_task(
                     "backward_weights",
                     flops,
@@ -371,7 +384,7 @@ class _OneAtATime:
                 )
         if w.output != "none":
             size = float(w.output_weight_bytes())
-            flops = (2.0 * w.output_size * w.directions * w.hidden + w.output_size) * n
+            flops = (2.0 * w.output_size * w.directions * w.output_width + w.output_size) * n
             self._gemm_task(
                 "backward_weights",
                 flops,
@@ -433,19 +446,30 @@ def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy
         costs, memory_total, flops_total = [], 0.0, 0.0
         cells, bytes_total = [], 0.0
         for layer in range(w.layers):
-            ih_bytes = w.weight_ih_bytes(layer) + w.bias_bytes() // 2
-            hh_bytes = w.weight_hh_bytes() + w.bias_bytes() // 2
+            blocks = w.weight_block_bytes(layer)
+            ih_bytes, hh_bytes = blocks["ih"], blocks["hh"]
             width = w.layer_input_size(layer)
-            in_flops = 2.0 * w.gates * w.hidden * width * b * chunk
-            rec_flops = 2.0 * w.weight_hh_nonzeros() * b * chunk
+            step = w.step_flops(layer)
+            in_flops = step.matmul_batched * chunk
+            rec_flops = step.matmul_recurrent * chunk
             elem = elem_factor * elementwise_flops(w) * chunk
             transposed = phase == "backward_data"
-            in_elements = w.gates * w.hidden * width
-            compute = gemm_s(m, w, in_flops, b * chunk, in_elements, transposed) if width else 0.0
-            compute += gemm_s(m, w, rec_flops, b, recurrent_elements(w), transposed)
-            compute += elementwise_s(m, w, elem, b)
-            nbytes = ih_bytes + chunk * hh_bytes
-            kernels = chunk * m.gemm.step_kernels(phase == "backward_data") + (1 if width else 0)
+            compute = (
+                gemm_s(m, w, in_flops, b * chunk, input_elements(w, layer), transposed)
+                if width
+                else 0.0
+            )
+            if rec_flops:
+                compute += gemm_s(m, w, rec_flops, b, recurrent_elements(w), transposed)
+                compute += elementwise_s(m, w, elem, b)
+                nbytes = ih_bytes + chunk * hh_bytes
+                kernels = chunk * m.gemm.step_kernels(phase == "backward_data") + (
+                    1 if width else 0
+                )
+            else:  # an element-wise recurrence: one kernel a chunk, as the simulator runs it
+                compute += elementwise_s(m, w, elem, b * chunk)
+                nbytes = ih_bytes + hh_bytes
+                kernels = 1
             memory = nbytes / rate
             busy = max(compute, memory)
             l2_s = memory if resident else 0.0
@@ -474,8 +498,8 @@ def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy
         n = b * w.seq_len
         for layer in range(w.layers):
             width = w.layer_input_size(layer)
-            flops = 2.0 * w.gates * w.hidden * (width + w.hidden) * n
-            elements = w.gates * w.hidden * (width + w.hidden)
+            elements = input_elements(w, layer) + recurrent_elements(w)
+            flops = 2.0 * elements * n
             busy = gemm_s(m, w, flops, n, elements)
             gemm = _kernel(issue_s(m, 1, busy), busy, 0.0, {})
             phases["backward_weights"] += w.directions * gemm[0]
@@ -530,6 +554,11 @@ def evaluate(
         raise ConfigError("--granularity op: the GPU models run the cell graph; use cell")
     if cost != "model":
         raise ConfigError("--cost ideal: the GPU models have no idealised variant; use model")
+    if workload.streams > 1:
+        raise ConfigError(
+            f"workload streams {workload.streams}: the GPU models run one stream; use streams: 1 "
+            "(a GPU runs several sequences as a larger batch)"
+        )
     policy = _resolve(policy, machine)
     if cores is not None:
         machine = machine.with_cores(cores)

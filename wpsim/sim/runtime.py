@@ -60,7 +60,7 @@ from wpsim.config import NotBool, read_yaml, validate_mapping
 from wpsim.errors import ConfigError
 from wpsim.machines import HW_CONFIG_DIR
 from wpsim.machines.cpu import CpuMachine
-from wpsim.machines.fields import NonNegativeFloat, Strict
+from wpsim.machines.fields import CellName, NonNegativeFloat, Strict
 from wpsim.model.workload import Workload
 from wpsim.policies import Policy
 from wpsim.policies.layerwise import Layerwise
@@ -70,7 +70,6 @@ RUNTIME_DIR = HW_CONFIG_DIR / "runtimes"
 #: the name of "no runtime": the machine's own model, as before runtimes existed
 LEAN = "lean"
 PHASES = ("forward", "backward_data", "backward_weights")
-Cell = Literal["rnn", "lstm", "gru"]
 KernelCount = Annotated[int, Field(ge=1, le=1000), NotBool]
 
 
@@ -85,15 +84,15 @@ class PhaseCosts(Strict):
 class StepCosts(Strict):
     """Seconds per recurrent step, by pass and cell."""
 
-    forward: dict[Cell, NonNegativeFloat] = {}
-    backward: dict[Cell, NonNegativeFloat] = {}
+    forward: dict[CellName, NonNegativeFloat] = {}
+    backward: dict[CellName, NonNegativeFloat] = {}
 
 
 class StepKernels(Strict):
     """Kernels per recurrent step, by pass and cell."""
 
-    forward: dict[Cell, KernelCount] = {}
-    backward: dict[Cell, KernelCount] = {}
+    forward: dict[CellName, KernelCount] = {}
+    backward: dict[CellName, KernelCount] = {}
 
 
 class Runtime(Strict):
@@ -202,7 +201,7 @@ def apply_runtime(runtime: Runtime | None, machine: Any, workload: Workload) -> 
     if runtime is None:
         return machine
     _check_kind(runtime, machine)
-    cell = workload.cell
+    cell = workload.cell_name
     if isinstance(machine, CpuMachine):
         forward = runtime.step_s.forward.get(cell, 0.0)
         backward = runtime.step_s.backward.get(cell, 0.0)

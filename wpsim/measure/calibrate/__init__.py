@@ -32,10 +32,10 @@ imported, plus :func:`threadpoolctl.threadpool_limits`; each process is pinned t
     most this batch as one GEMV per batch row; and ``false``: a split step's element-wise
     update runs whole on every member (configurations of the kernels, not measurements).
 ``efficiency.elementwise_step_s`` and ``efficiency.elementwise``
-    the non-GEMM work of the RNN, LSTM and GRU chunk tasks (bias add, gate nonlinearities,
-    state update: :func:`kernels.cells.cell_chunk_forward` with a precomputed input projection
-    and the recurrent product replaced by a zero fill) for H in 128..1024, batch 1..16, per
-    step. ``elementwise_step_s`` is the grid of seconds per step by H and batch, net of the
+    the non-GEMM work of the chunk tasks of each cell of :data:`~wpsim.measure.calibrate.compute.CALIBRATED_CELLS` (bias adds,
+    gate nonlinearities, state updates: the task as the executor runs it,
+    :func:`kernels.tasks.forward_task`, the kernel interpreting the cell's declaration, with
+    every product's output a zero fill) for H in 128..1024, batch 1..16, per step. ``elementwise_step_s`` is the grid of seconds per step by H and batch, net of the
     task and step overheads below, which the cost model interpolates for forward cell tasks;
     ``elementwise`` is the geometric mean over the shapes of ``E*H*B / (time x peak)``, for
     other element-wise work (the per-shape values spread widely because numpy's per-call
@@ -54,11 +54,10 @@ cache ``hit_curve`` (the largest private level)
     its size) and the outer level's ``lo`` (at 3x) means a fraction ``f`` served by the level,
     ``1/r = f/hi + (1-f)/lo``: the level's hit fraction by reuse distance (:func:`hit_curve`).
 ``task_overhead_s`` / ``step_overhead_s``
-    :func:`kernels.cells.cell_chunk_forward` at H = 4, batch 1, with 1 and with 32 steps per
-    chunk: the intercept and the slope of its time against its steps (the per-call and per-step
-    costs of the kernel, all interpreter and ufunc dispatch at that size), with the input
-    projection given and the recurrent product a fill: the products' own calls are in the GEMM
-    timings.
+    a cell task (:func:`kernels.tasks.forward_task`) at H = 4, batch 1, with 1 and with 32
+    steps per chunk: the intercept and the slope of its time against its steps (the per-call
+    and per-step costs of the kernel, all interpreter and ufunc dispatch at that size), every
+    product's output a fill: the products' own calls are in the GEMM timings.
 ``memory.per_core_bandwidth_Bps`` / ``memory.bandwidth_Bps``
     the GEMV read over a matrix of at least 4 x the shared cache, on one core, then on every
     measured core at once (the sum).

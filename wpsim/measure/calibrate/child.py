@@ -8,7 +8,9 @@ import sys
 import time
 from typing import Any
 
+from wpsim.cells import gate_count, get_cell
 from wpsim.measure.calibrate.compute import (
+    CALIBRATED_CELLS,
     ELEM_B,
     ELEM_B_QUICK,
     ELEM_H,
@@ -38,7 +40,6 @@ from wpsim.measure.calibrate.sync import (
     measure_pipe_dispatch,
 )
 from wpsim.measure.calibrate.timing import pin
-from wpsim.model.workload import GATES
 
 
 # ---- the child process ----------------------------------------------------------------------------
@@ -90,7 +91,9 @@ def child_main(config: dict[str, Any]) -> None:
     raw["product_fixed_s"] = measure_product_fixed(budget / 4)
     # the other cells' own matrices: a skinny product's rate depends on where its matrix fits
     raw["gemm_s_by_cell"] = {
-        cell: measure_gemm(hs, ns, budget / 2, GATES[cell]) for cell in ("rnn", "gru")
+        cell: measure_gemm(hs, ns, budget / 2, gate_count(get_cell(cell)))
+        for cell in CALIBRATED_CELLS
+        if cell != "lstm"  # gemm_s is the LSTM's
     }
     # and with the weights hot: at most half the largest private cache (as its bandwidth is
     # measured), for the hidden sizes whose matrix is larger
@@ -100,23 +103,24 @@ def child_main(config: dict[str, Any]) -> None:
         raw["gemm_hot_bytes"] = hot
         raw["gemm_s_hot"] = {
             cell: measure_gemm(
-                [h for h in hs if GATES[cell] * h * h * 4 > hot],
+                [h for h in hs if gate_count(get_cell(cell)) * h * h * 4 > hot],
                 ns,
                 budget / 2,
-                GATES[cell],
+                gate_count(get_cell(cell)),
                 hot_bytes=hot,
             )
-            for cell in ("rnn", "lstm", "gru")
+            for cell in CALIBRATED_CELLS
         }
     _emit("done", seconds=time.perf_counter() - t)
 
     eh = ELEM_H_QUICK if quick else ELEM_H
     eb = ELEM_B_QUICK if quick else ELEM_B
+    cells = "/".join(CALIBRATED_CELLS)
     t = step(
-        3, f"RNN/LSTM/GRU gate math, H = {','.join(map(str, eh))}, batch = {','.join(map(str, eb))}"
+        3, f"{cells} gate math, H = {','.join(map(str, eh))}, batch = {','.join(map(str, eb))}"
     )
     raw["elementwise_s_per_step"] = measure_elementwise(
-        ("rnn", "lstm", "gru"), eh, eb, ELEM_STEPS, budget
+        CALIBRATED_CELLS, eh, eb, ELEM_STEPS, budget
     )
     _emit("done", seconds=time.perf_counter() - t)
 
@@ -185,7 +189,7 @@ def child_main(config: dict[str, Any]) -> None:
         _emit("progress", message="[8/9] co-running slowdown: skipped (one core)")
 
     t = step(9, "per-step overhead of the cell math (H = 4, 32 steps per chunk)")
-    raw["kernel_call_overhead_s"] = measure_step_overhead(("rnn", "lstm", "gru"), 32, budget)
+    raw["kernel_call_overhead_s"] = measure_step_overhead(CALIBRATED_CELLS, 32, budget)
     _emit("done", seconds=time.perf_counter() - t)
 
     raw["threadpool_info"] = [

@@ -7,9 +7,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from wpsim.cells import get_cell
 from wpsim.measure.calibrate.timing import time_call, zero_product
-from wpsim.model.workload import GATES
 
+#: The cells whose own tables a machine file holds (``efficiency.elementwise_step_s``,
+#: ``gemm_by_n_h_by_cell``, ``task_overhead_s``: :mod:`wpsim.machines.cpu` keys them by these
+#: names); each is timed from its declaration. A workload of another cell is charged by the
+#: fractions of peak the machine file gives for every cell.
+CALIBRATED_CELLS = ("rnn", "lstm", "gru")
 #: Shapes measured (full run, quick run).
 GEMM_N = (1, 2, 4, 8, 16, 32, 64, 256)
 
@@ -140,47 +145,35 @@ def measure_peak_gemm(size: int, budget_s: float) -> float:
 def measure_elementwise(
     cells: Sequence[str], hs: Sequence[int], bs: Sequence[int], steps: int, budget_s: float
 ) -> dict[str, float]:
-    """Seconds per step of the non-GEMM work of a chunk task, keyed ``"cell,H,B"``."""
+    """Seconds per step of the non-GEMM work of a chunk task, keyed ``"cell,H,B"``: the task
+    as the executor runs it (:func:`kernels.tasks.forward_task`, the kernel interpreting the
+    cell's declaration: biases, nonlinearities, state updates), every product's output a fill
+    (the products are timed apart, :func:`measure_gemm`), less the fills of the products off
+    the recurrence (one pass over their (steps, B, width) outputs, which the GEMMs write in a
+    real task)."""
     import numpy as np
 
-    from kernels.cells import cell_chunk_forward, folded_bias
-    from kernels.params import aligned
+    from kernels.arrays import batched_products
+    from kernels.declared import CellKernel
+    from kernels.tasks import forward_task
 
-    rng = np.random.default_rng(2)
     out: dict[str, float] = {}
-
     for cell in cells:
-        g = GATES[cell]
+        declared = get_cell(cell)
         for h in hs:
-            params = {
-                "weight_ih": rng.standard_normal((g * h, h), dtype=np.float32) * 0.05,
-                "weight_hh": rng.standard_normal((g * h, h), dtype=np.float32) * 0.05,
-                "bias_ih": rng.standard_normal(g * h, dtype=np.float32),
-                "bias_hh": rng.standard_normal(g * h, dtype=np.float32),
-            }
-            bias = folded_bias(cell, params["bias_ih"], params["bias_hh"])
+            kernel = CellKernel(declared, h, h, "float32")
+            widths = [kernel.widths[op] for op in batched_products(kernel)]
             for b in bs:
-                x = np.zeros((steps, b, h), np.float32)
-                base = aligned(rng.standard_normal((steps, b, g * h), dtype=np.float32))
-                gx = aligned(np.empty_like(base))
+                task = forward_task(declared, h, b, steps, product=lambda op, w: zero_product)
+                filled = [np.empty((steps, b, width), np.float32) for width in widths]
 
-                def task(x=x, base=base, gx=gx, cell=cell, params=params, bias=bias) -> None:
-                    np.copyto(gx, base)
-                    flat = gx.reshape(-1, gx.shape[-1])
-                    np.add(flat, bias, out=flat)  # the input projection's bias add
-                    cell_chunk_forward(
-                        cell,
-                        params,
-                        x,
-                        None,
-                        None,
-                        save=False,
-                        gates_x=gx,
-                        recurrent=zero_product,
-                    )
+                def fills(filled: list = filled) -> None:
+                    for array in filled:
+                        zero_product(None, array)
 
-                copy_s = time_call(lambda gx=gx, base=base: np.copyto(gx, base), 5, budget_s / 4)
-                out[f"{cell},{h},{b}"] = max(time_call(task, 5, budget_s) - copy_s, 1e-9) / steps
+                fill_s = time_call(fills, 5, budget_s / 4) if filled else 0.0
+                seconds = time_call(task, 5, budget_s) - fill_s
+                out[f"{cell},{h},{b}"] = max(seconds, 1e-9) / steps
     return out
 
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import yaml
 
+from wpsim.cells import elementwise_flops_per_unit, gate_count, get_cell
 from wpsim.machines.host import CpuSpec, label
 from wpsim.measure.calibrate.compute import ELEM_STEPS, elementwise_grid, gemm_rates_by_shape
 from wpsim.measure.calibrate.memory import hit_curve
 from wpsim.measure.calibrate.spec import flops_per_cycle
 from wpsim.measure.calibrate.timing import median
-from wpsim.model.workload import ELEMENTWISE_FLOPS, GATES
 
 
 def _fmt(value: float) -> str:
@@ -147,7 +147,7 @@ def _compute(spec: CpuSpec, raw: dict[str, Any]) -> _Compute:
     """The effective clock (at least the fastest GEMM's rate allows) and the fp32 peak."""
     per_cycle, rule = flops_per_cycle(spec.flags)
     fp32 = per_cycle["float32"]
-    gemm_rates = gemm_rates_by_shape(raw["gemm_s"], GATES["lstm"])
+    gemm_rates = gemm_rates_by_shape(raw["gemm_s"], gate_count(get_cell("lstm")))
     peak_size = raw["peak_gemm"]["size"]
     peak_rate = 2.0 * peak_size**3 / raw["peak_gemm"]["seconds"]
     best_rate = max([peak_rate, *gemm_rates.values()])
@@ -465,7 +465,8 @@ def _kernel_call_lines(overheads: dict[str, Any], source: _Source) -> list[str]:
             lines.append(
                 f"  {cell}: {_fmt(float(f'{parts[part]:.4g}'))}  # "
                 + source.measured(
-                    f"{cell} cell_chunk_forward at H=4, batch 1, 1 and 32 steps per chunk: {what}"
+                    f"{cell} cell task (kernels.tasks.forward_task), products a fill, H=4, batch 1, "
+                    f"1 and 32 steps per chunk: {what}"
                 )
             )
     return lines
@@ -490,7 +491,12 @@ def _efficiency_section(
     elem_fracs = {}
     for key, seconds in raw["elementwise_s_per_step"].items():
         cell, h, b = key.split(",")
-        elem_fracs[key] = ELEMENTWISE_FLOPS[cell] * int(h) * int(b) / (seconds * peak)
+        elem_fracs[key] = (
+            elementwise_flops_per_unit(get_cell(cell), int(h), int(h))
+            * int(h)
+            * int(b)
+            / (seconds * peak)
+        )
     elementwise = math.exp(sum(math.log(f) for f in elem_fracs.values()) / len(elem_fracs))
     elementwise = min(max(elementwise, 1e-6), 1.0)
     lines = [
@@ -520,10 +526,12 @@ def _efficiency_section(
         )
     for cell, seconds_by_key in sorted(by_cell.items()):
         lines.append(f"    {cell}:")
-        for (n, h), rate in sorted(gemm_rates_by_shape(seconds_by_key, GATES[cell]).items()):
+        for (n, h), rate in sorted(
+            gemm_rates_by_shape(seconds_by_key, gate_count(get_cell(cell))).items()
+        ):
             lines.append(
                 f"      - [{n}, {h}, {_fmt(round(min(rate / peak, 1.0), 4))}]  # "
-                + measured(f"GEMM n={n} H={h}, W({GATES[cell]}H,H)")
+                + measured(f"GEMM n={n} H={h}, W({gate_count(get_cell(cell))}H,H)")
             )
     hot_by_cell = raw.get("gemm_s_hot") or {}
     if hot_by_cell:
@@ -536,12 +544,12 @@ def _efficiency_section(
         streamed = by_cell.get(cell) or raw["gemm_s"]
         lines.append(f"    {cell}:")
         for (n, h), rate in sorted(
-            gemm_rates_by_shape({**streamed, **hot_seconds}, GATES[cell]).items()
+            gemm_rates_by_shape({**streamed, **hot_seconds}, gate_count(get_cell(cell))).items()
         ):
             how = (
-                f"timed on the rows of W({GATES[cell]}H,H) that fit {hot_kib} KiB"
+                f"timed on the rows of W({gate_count(get_cell(cell))}H,H) that fit {hot_kib} KiB"
                 if f"{n},{h}" in hot_seconds
-                else f"W({GATES[cell]}H,H) fits {hot_kib} KiB: as gemm_by_n_h"
+                else f"W({gate_count(get_cell(cell))}H,H) fits {hot_kib} KiB: as gemm_by_n_h"
             )
             lines.append(
                 f"      - [{n}, {h}, {_fmt(round(min(rate / peak, 1.0), 4))}]  # "
@@ -574,7 +582,7 @@ def _efficiency_section(
             lines.append(
                 f"      - [{h}, {b}, {_fmt(seconds)}]  # "
                 + measured(
-                    f"{cell} cell_chunk_forward without its GEMMs, H={h}, batch {b}, "
+                    f"{cell} cell task (kernels.tasks.forward_task), products a fill, H={h}, batch {b}, "
                     f"per step of {ELEM_STEPS}, less task_ and step_overhead_s"
                 )
             )

@@ -3,12 +3,12 @@ the real executor (:mod:`kernels.executor`) pays them."""
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from wpsim.measure.calibrate.sync import lstm_cell_task, split_member_cell
+from wpsim.cells import get_cell
+from wpsim.measure.calibrate.sync import cell_task, split_member_cell
 from wpsim.measure.calibrate.timing import median, time_call, zero_product
 
 
@@ -116,7 +116,7 @@ def measure_executor_dispatch(
     sequence_runs: dict[int, list] = {h: [] for h in hiddens}
     for _ in range(3):
         for h in hiddens:
-            cell_s = time_call(lstm_cell_task(h, 1, 1), 20, 0.2)  # next to its runs: it drifts
+            cell_s = time_call(cell_task("lstm", h, 1, 1), 20, 0.2)  # next to its runs: it drifts
             dynamic_runs[h].append(one(lstm(h), cell_s, sequence=False))
             sequence_runs[h].append(one(lstm(h), cell_s))
     graphs = [median_run(dynamic_runs[h]) for h in hiddens]
@@ -144,7 +144,7 @@ def measure_executor_dispatch(
         # points of a table by task time.
         def busy_point(sizes: Sequence[int], kind: str) -> dict[str, Any]:
             runs = [
-                one(lstm(h), time_call(lstm_cell_task(h, 1, 1), 20, 0.3), all_busy)
+                one(lstm(h), time_call(cell_task("lstm", h, 1, 1), 20, 0.3), all_busy)
                 for h in sizes
                 for _ in range(max(2, 4 // len(sizes)))
             ]
@@ -192,50 +192,21 @@ def measure_executor_dispatch(
 def measure_step_overhead(
     cells: Sequence[str], steps: int, budget_s: float
 ) -> dict[str, dict[str, float]]:
-    """Fixed per-task and per-step costs of each cell's kernel call: ``cell_chunk_forward`` at
-    H = 4, batch 1, with 1 and with ``steps`` steps per chunk, median seconds. At this size the
-    arithmetic is negligible and what remains is interpreter and ufunc dispatch: the per-step
-    cost is the slope between the two, the per-task cost the intercept. Measured as
-    :func:`measure_elementwise` runs a task: the input projection given and the recurrent
-    product a fill, because the cost model charges the products by the GEMM efficiencies, whose
-    timings already hold their numpy calls (with them, this charged the Elman cell 1.9 us a
-    step and 6.2 us a task, while a whole 8-step task at H = 256 takes 9.9 us without its
-    products). Returns ``{cell: {"task_s": ..., "step_s": ...}}``."""
-    import numpy as np
-
-    from kernels.cells import cell_chunk_forward
-    from kernels.params import layer_params
+    """Fixed per-task and per-step costs of each cell's kernel call: a cell task as the
+    executor runs it (:func:`kernels.tasks.forward_task`, the kernel interpreting the cell's
+    declaration) at H = 4, batch 1, with 1 and with ``steps`` steps per chunk, median seconds.
+    At this size the arithmetic is negligible and what remains is interpreter and ufunc
+    dispatch: the per-step cost is the slope between the two, the per-task cost the intercept.
+    Measured as :func:`measure_elementwise` runs a task: every product's output a fill, because
+    the cost model charges the products by the GEMM efficiencies, whose timings already hold
+    their numpy calls. Returns ``{cell: {"task_s": ..., "step_s": ...}}``."""
+    from kernels.tasks import forward_task
 
     out = {}
     for cell in cells:
-        gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
-        h = 4
-        p = layer_params(
-            {
-                "weight_ih_l0": np.full((gates * h, h), 0.1, np.float32),
-                "weight_hh_l0": np.full((gates * h, h), 0.1, np.float32),
-                "bias_ih_l0": np.zeros(gates * h, np.float32),
-                "bias_hh_l0": np.zeros(gates * h, np.float32),
-            },
-            0,
-        )  # the kernels' memory order
-        h0 = np.zeros((1, h), np.float32)
-        c0 = np.zeros((1, h), np.float32) if cell == "lstm" else None
         seconds = {}
         for k in (1, steps):
-            x = np.ones((k, 1, h), np.float32)
-            gates_x = np.full((k, 1, gates * h), 0.1, np.float32)
-            run = functools.partial(
-                cell_chunk_forward,
-                cell,
-                p,
-                x,
-                h0,
-                c0,
-                save=False,
-                gates_x=gates_x,
-                recurrent=zero_product,
-            )
+            run = forward_task(get_cell(cell), 4, 1, k, product=lambda op, w: zero_product)
             seconds[k] = time_call(run, 20, budget_s / 2)
         step_s = max(seconds[steps] - seconds[1], 0.0) / (steps - 1)
         out[cell] = {"task_s": max(seconds[1] - step_s, 0.0), "step_s": step_s}
@@ -244,15 +215,6 @@ def measure_step_overhead(
 
 def _trivial_cell() -> Callable[[], Any]:
     """One step of an Elman RNN cell of 1 unit at batch 1 (a few microseconds)."""
-    import numpy as np
+    from kernels.tasks import forward_task
 
-    from kernels.cells import cell_chunk_forward
-
-    p = {
-        "weight_ih": np.ones((1, 1), np.float32),
-        "weight_hh": np.ones((1, 1), np.float32),
-        "bias_ih": np.zeros(1, np.float32),
-        "bias_hh": np.zeros(1, np.float32),
-    }
-    x = np.ones((1, 1, 1), np.float32)
-    return lambda: cell_chunk_forward("rnn", p, x, None, save=False)
+    return forward_task(get_cell("rnn"), 1, 1, 1)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from wpsim.cells import get_cell
 from wpsim.measure.calibrate.timing import (
     Shared,
     fork_run,
@@ -16,7 +17,6 @@ from wpsim.measure.calibrate.timing import (
     spin_until,
     zero_product,
 )
-from wpsim.model.workload import GATES
 
 HANDOFF_SIZES = (0, 4096, 16384, 65536, 262144)
 
@@ -126,65 +126,44 @@ def measure_pipe_dispatch(cores: tuple[int, int], rounds: int) -> float:
     return median(trips[rounds // 10 :])
 
 
-def one_layer(cell: str, hidden: int, rng: Any) -> dict[str, Any]:
-    """Random fp32 parameters of one ``cell`` layer (input = hidden), as the kernels take them
-    (:func:`kernels.params.layer_params`: their memory order, aligned)."""
-    import numpy as np
+def cell_task(cell: str, hidden: int, batch: int, steps: int) -> Callable[[], Any]:
+    """One inference task of the registered cell ``cell`` (input = hidden, fp32) as the
+    executor runs it (:func:`kernels.tasks.forward_task`: the kernel interprets the cell's
+    declaration), products included."""
+    from kernels.tasks import forward_task
 
-    from kernels.params import layer_params
-
-    g = GATES[cell] * hidden
-    return layer_params(
-        {
-            "weight_ih_l0": rng.standard_normal((g, hidden), dtype=np.float32) * 0.05,
-            "weight_hh_l0": rng.standard_normal((g, hidden), dtype=np.float32) * 0.05,
-            "bias_ih_l0": np.zeros(g, np.float32),
-            "bias_hh_l0": np.zeros(g, np.float32),
-        },
-        0,
-    )
-
-
-def lstm_cell_task(hidden: int, batch: int, steps: int) -> Callable[[], Any]:
-    import numpy as np
-
-    from kernels.cells import cell_chunk_forward
-    from kernels.products import Recurrent
-
-    rng = np.random.default_rng(5)
-    params = one_layer("lstm", hidden, rng)
-    x = rng.standard_normal((steps, batch, hidden), dtype=np.float32)
-    rec = Recurrent(params["weight_hh"], batch, np.dtype(np.float32)).hh
-    return lambda: cell_chunk_forward("lstm", params, x, None, None, save=False, recurrent=rec)
+    return forward_task(get_cell(cell), hidden, batch, steps, seed=5)
 
 
 def split_member_cell(cell: str, hidden: int, members: int) -> Callable[[], Any]:
     """What the cost model charges one member of a ``layerwise`` step of ``cell`` apart from
-    the group overhead (batch 1, input projection hoisted), in process: its rows of the
-    recurrent product, then the step as :func:`measure_elementwise` times it (the product's
+    the group overhead (batch 1, input products hoisted), in process: its rows of each product
+    on the recurrence, then the step as :func:`measure_elementwise` times it (every product's
     output a fill). So the group overhead keeps everything else: the exchange of the members'
     rows, the barriers, the skew and the wait for the slower member."""
     import numpy as np
 
-    from kernels.cells import cell_chunk_forward, input_projection
     from kernels.params import row_block
     from kernels.products import matmul_xwt, split_rows
+    from kernels.tasks import forward_task, recurrent_product_ops
 
-    rng = np.random.default_rng(6)
-    params = one_layer(cell, hidden, rng)
-    x = rng.standard_normal((1, 1, hidden), dtype=np.float32)
-    gates_x = input_projection(cell, params, x)
-    rows = split_rows(GATES[cell] * hidden, members)
-    mine = row_block(params["weight_hh"], rows[0])
-    block = np.zeros((1, rows[0].stop - rows[0].start), np.float32)
+    declared = get_cell(cell)
+    on_recurrence = set(recurrent_product_ops(declared))
 
-    def recurrent(h_prev: Any, out: Any) -> None:
-        matmul_xwt(h_prev, mine, block)  # as the executor's member computes its rows
-        zero_product(h_prev, out)
+    def product(op: str, weight: Any) -> Callable[[Any, Any], None]:
+        if op not in on_recurrence:
+            return zero_product
+        rows = split_rows(weight.shape[0], members)
+        mine = row_block(weight, rows[0])
+        block = np.zeros((1, rows[0].stop - rows[0].start), np.float32)
 
-    return lambda: cell_chunk_forward(
-        cell, params, x, None, None, save=False, gates_x=gates_x, recurrent=recurrent
-    )
+        def member_rows(a: Any, out: Any) -> None:
+            matmul_xwt(a, mine, block)  # as the executor's member computes its rows
+            zero_product(a, out)
+
+        return member_rows
+
+    return forward_task(declared, hidden, 1, 1, product=product, seed=6)
 
 
 def measure_group(
@@ -218,7 +197,7 @@ def measure_corun(
     cores: Sequence[int], hidden: int, rounds: int, window_s: float
 ) -> dict[str, Any]:
     """Solo and co-running times of the LSTM cell, alternating rounds; slowdown per round."""
-    make = lambda: lstm_cell_task(hidden, 1, 1)  # noqa: E731
+    make = lambda: cell_task("lstm", hidden, 1, 1)  # noqa: E731
     solo, together, ratios = [], [], []
     for _ in range(rounds):
         s = measure_group(make, cores[:1], window_s)[0]

@@ -538,6 +538,7 @@ def schedule_makespan(
         ts.all_cells
         and policy.name in ("wavefront", "pipeline", "helper")
         and all(row.chain == "forward" and row.key[0] == 0 for row in ts.rows)
+        and len({row.key for row in ts.rows}) == len(ts.rows)  # one stream
     )
     terms: dict = {}
     if simple_grid:

@@ -377,10 +377,13 @@ class BlockCosts:
         zero = 0.0 * fixed
         overhead = handoff_s = sync = zero
         has_rec = flops_rec != 0
-        if np.any(has_rec):
+        # a cell task loops over its steps even without a recurrent product (Task.recurrent)
+        cellish = np.array([ts.rows[r].kind in ("cell", "cell_bwd") for r, _ in keys])[:, None]
+        recurrent = has_rec | cellish
+        if np.any(recurrent):
             backward = np.array([ts.rows[r].kind.endswith("_bwd") for r, _ in keys])[:, None]
             per_step = np.where(backward, self.step_overhead_bwd, self.step_overhead)
-            overhead = np.where(has_rec, self.task_overhead + steps * per_step, 0.0)
+            overhead = np.where(recurrent, self.task_overhead + steps * per_step, 0.0)
             fixed = fixed + overhead
         if np.any(handoff):
             max_in = stack("max_in_bytes")
@@ -391,7 +394,7 @@ class BlockCosts:
         split = k > 1
         if np.any(split):
             n_sync = np.where(has_rec, steps, 1.0)
-            vector = (self.sz.b * self.sz.h * self.sz.s)[None, :]
+            vector = self.sz.gathered[None, :]  # the states the recurrent products read
             gather = (k - 1) / k * vector / m.handoff.bandwidth_Bps
             sync = np.where(split, n_sync * (_barrier_s(m, self.k)[None, :] + gather), 0.0)
             fixed = fixed + sync

@@ -40,7 +40,7 @@ import numpy as np
 
 from wpsim.errors import ConfigError
 from wpsim.model.graph import SOFTMAX_FLOPS_PER_ELEMENT
-from wpsim.model.workload import ELEMENTWISE_FLOPS, GATES, Workload
+from wpsim.model.workload import Workload
 from wpsim.sim.closed_forms.path import Grid, RowFn
 
 FIRST, MID, LAST = 0, 1, 2
@@ -143,50 +143,84 @@ def structure(workload: Workload) -> tuple:
         workload.output,
         workload.dtype,
         workload.skip_input,
+        workload.streams,
     )
 
 
 class Sizes:
-    """The workloads' numbers as arrays over points (floats: exact below 2**53)."""
+    """The workloads' numbers as arrays over points (floats: exact below 2**53). Every per-cell
+    number comes from the cell's declaration through the workload (:meth:`Workload.step_flops`,
+    :meth:`Workload.weight_block_bytes`, ...), as :func:`wpsim.model.graph.build` reads them."""
 
     def __init__(self, workloads: list[Workload]) -> None:
         w0 = workloads[0]
-        self.cell, self.L, self.phase, self.output = w0.cell, w0.layers, w0.phase, w0.output
+        self.L, self.phase, self.output = w0.layers, w0.phase, w0.output
+        self.cell = w0.cell_name  # the key of the machine's per-cell calibrations
         self.skip_input = w0.skip_input
         self.D = w0.directions
-        self.g = GATES[w0.cell]
+        self.streams = w0.streams
         self.s = float(w0.dtype_bytes)
         self.dtype = w0.dtype
+        decl = w0.cell_declaration
+        #: the layer's output is a state (h of rnn, lstm, gru; not SRU's): a cell task writes
+        #: the other states only besides its outputs
+        self.output_is_state = any(state.next == decl.output for state in decl.states)
+        #: the cell reads parameters on the recurrence (a "hh" weight block; none for QRNN)
+        self.has_hh = w0.weight_block_bytes(0)["hh"] > 0
 
         # each distinct workload once (a block repeats them over cores and chunks)
         first: dict[int, int] = {}
-        which = np.array([first.setdefault(id(w), len(first)) for w in workloads])
-        distinct = list({id(w): w for w in workloads}.values())
-
-        def column(get: Callable[[Workload], float]) -> np.ndarray:
-            return np.array([get(w) for w in distinct], dtype=float)[which]
-
-        self.h = column(lambda w: w.hidden)
+        self._which = np.array([first.setdefault(id(w), len(first)) for w in workloads])
+        self._distinct = list({id(w): w for w in workloads}.values())
+        self._columns: dict[tuple, np.ndarray] = {}
+        column = self.column
+        self.h = column(lambda w: w.hidden)  # the hidden size (efficiency tables read it)
+        self.ow = column(lambda w: w.output_width)  # features of a layer's output
         self.b = column(lambda w: w.batch)
         self.T = column(lambda w: w.seq_len)
         self.input = column(lambda w: w.input)
         self.o = column(lambda w: w.output_size)
-        self.nnz = column(lambda w: w.weight_hh_nonzeros())
-        self.hh_bytes = column(lambda w: w.weight_hh_bytes())
-        self.state = column(lambda w: w.state_bytes())
+        self.gathered = column(lambda w: w.gathered_state_bytes)
+        self.bias_width = column(lambda w: w.bias_gradient_width)
+
+    def column(self, get: Callable[[Workload], float], key: tuple | None = None) -> np.ndarray:
+        """``get`` of each point's workload, as an array over points (kept under ``key``)."""
+        if key is not None and key in self._columns:
+            return self._columns[key]
+        values = np.array([get(w) for w in self._distinct], dtype=float)[self._which]
+        if key is not None:
+            self._columns[key] = values
+        return values
 
     def width(self, layer: int) -> np.ndarray:
-        return self.input if layer == 0 else self.D * self.h
+        return self.input if layer == 0 else self.D * self.ow
+
+    def flops(self, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Flops of one step of ``layer`` for the batch: products off the recurrence, on it,
+        element-wise (:meth:`Workload.step_flops`)."""
+        return (
+            self.column(lambda w: w.step_flops(layer).matmul_batched, ("in", layer)),
+            self.column(lambda w: w.step_flops(layer).matmul_recurrent, ("rec", layer)),
+            self.column(lambda w: w.step_flops(layer).elementwise, ("elem", layer)),
+        )
+
+    def handoff(self, layer: int) -> np.ndarray:
+        """Features a hoisted input GEMM hands to the cells (``G*H`` for rnn, lstm, gru)."""
+        return self.column(lambda w: w.handoff_width(layer), ("handoff", layer))
+
+    def state(self, layer: int) -> np.ndarray:
+        return self.column(lambda w: w.state_bytes(layer), ("state", layer))
 
     def ih_bytes(self, layer: int) -> np.ndarray:
-        """``weight_ih_bytes(layer) + bias // 2`` (the ``ih`` block)."""
-        return self.g * self.h * self.width(layer) * self.s + self.g * self.h * self.s
+        """The ``ih`` weight block (``weight_ih`` and ``bias_ih`` for the LSTM)."""
+        return self.column(lambda w: w.weight_block_bytes(layer)["ih"], ("ih", layer))
 
-    def hh_block(self) -> np.ndarray:
-        return self.hh_bytes + self.g * self.h * self.s
+    def hh_block(self, layer: int = 0) -> np.ndarray:
+        """The ``hh`` weight block (``weight_hh`` and ``bias_hh``; CSR when sparse)."""
+        return self.column(lambda w: w.weight_block_bytes(layer)["hh"], ("hh", layer))
 
     def out_block(self) -> np.ndarray:
-        return (self.o * self.D * self.h + self.o) * self.s
+        return (self.o * self.D * self.ow + self.o) * self.s
 
 
 def _zero_like(a: np.ndarray) -> np.ndarray:
@@ -227,14 +261,15 @@ class _Builder:
     def cell_slots(self, layer: int, direction: int) -> list[Slot]:
         sz = self.sz
         hoist = self.hoisted(layer)
-        s, b, h, g = sz.s, sz.b, sz.h, sz.g
+        s, b, h = sz.s, sz.b, sz.ow
         width = sz.width(layer)
-        in_per_step = 2.0 * g * h * width * b
-        rec_per_step = 2.0 * sz.nnz * b
-        elem_per_step = ELEMENTWISE_FLOPS[sz.cell] * h * b
-        c_bytes = sz.state - b * h * s
+        in_per_step, rec_per_step, elem_per_step = sz.flops(layer)
+        pre = sz.handoff(layer)
+        state = sz.state(layer)
+        # a cell task writes its outputs and the states that are not the output (c of an LSTM)
+        c_bytes = state - b * h * s if sz.output_is_state else state
         # a skip-input layer reads its input x (B x H) and adds it to the gates
-        in_width = g * h if hoist else (h if layer == 0 and sz.skip_input else width)
+        in_width = pre if hoist else (sz.h if layer == 0 and sz.skip_input else width)
         slots = []
         for position, (count, k) in enumerate(zip(self.counts(), self.steps(), strict=True)):
             # the recurrent predecessor: forward chunks after the first, reverse before the last
@@ -246,11 +281,11 @@ class _Builder:
                 chained = position != LAST
             edges = []
             if hoist:
-                edges.append(g * h * b * k * s)
+                edges.append(pre * b * k * s)
             elif layer > 0:
                 edges.append(b * k * h * s)
             if chained:
-                edges.append(sz.state)
+                edges.append(state)
             slots.append(
                 Slot(
                     count,
@@ -258,7 +293,7 @@ class _Builder:
                     _zero_like(k) if hoist else in_per_step * k,
                     rec_per_step * k,
                     elem_per_step * k,
-                    in_width * b * k * s + sz.state,
+                    in_width * b * k * s + state,
                     b * k * h * s + c_bytes,
                     _max(edges, k),
                     cold=position == FIRST,
@@ -268,7 +303,7 @@ class _Builder:
 
     def output_slots(self) -> list[Slot]:
         sz = self.sz
-        s, b, h, o = sz.s, sz.b, sz.h, sz.o
+        s, b, h, o = sz.s, sz.b, sz.ow, sz.o
         dh = sz.D * h
         per_step = 2.0 * o * dh * b + o * b
         soft = SOFTMAX_FLOPS_PER_ELEMENT * o * b if sz.output == "softmax" else 0 * o
@@ -289,9 +324,9 @@ class _Builder:
 
     def input_gemm_slot(self, layer: int) -> Slot:
         sz = self.sz
-        s, b, h, g, T = sz.s, sz.b, sz.h, sz.g, sz.T
+        s, b, h, T = sz.s, sz.b, sz.ow, sz.T
         width = sz.width(layer)
-        in_per_step = 2.0 * g * h * width * b
+        in_per_step = sz.flops(layer)[0]
         biggest = b * self.k_full * h * s if layer > 0 else _zero_like(T)
         return Slot(
             self.one,
@@ -300,7 +335,7 @@ class _Builder:
             _zero_like(T),
             _zero_like(T),
             b * T * width * s,
-            g * h * b * T * s,
+            sz.handoff(layer) * b * T * s,
             biggest,
             cold=True,
         )
@@ -324,13 +359,14 @@ class _Builder:
         return len(self.rows) - 1
 
     def forward(self, instance: int) -> None:
-        """The forward rows of one instance, in task-id order (``graph.build``)."""
+        """The forward rows of one instance and stream, in task-id order (``graph.build``;
+        the streams of an instance share its weight sets)."""
         sz = self.sz
-        hh = sz.hh_block()
         below: list[int] = []
         for layer in range(sz.L):
             current = []
             ih = sz.ih_bytes(layer)
+            hh = sz.hh_block(layer)
             for d in range(sz.D):
                 key = (instance, layer, d)
                 chain = "forward" if d == 0 else "reverse"
@@ -348,14 +384,21 @@ class _Builder:
                             whole=list(below),
                         )
                     )
-                    ws = self.weight_set((key, "hh"), key, [False], [hh])
-                    current.append(
-                        self.add(Row("cell", key, chain, slots, ("hh",), ws, const=[gemm]))
-                    )
-                else:
+                    if sz.has_hh:
+                        ws = self.weight_set((key, "hh"), key, [False], [hh])
+                        row = Row("cell", key, chain, slots, ("hh",), ws, const=[gemm])
+                    else:  # no weights on the recurrence (QRNN): the cells read none
+                        row = Row("cell", key, chain, slots, (), -1, const=[gemm])
+                    current.append(self.add(row))
+                elif sz.has_hh:
                     ws = self.weight_set((key, "ih+hh"), key, [True, False], [ih, hh])
                     current.append(
                         self.add(Row("cell", key, chain, slots, ("ih", "hh"), ws, same=list(below)))
+                    )
+                else:
+                    ws = self.weight_set((key, "ih"), key, [True], [ih])
+                    current.append(
+                        self.add(Row("cell", key, chain, slots, ("ih",), ws, same=list(below)))
                     )
             below = current
         if sz.output != "none":
@@ -410,7 +453,8 @@ class _Builder:
             for part, is_ih, size in zip(row.parts, weights.is_ih, weights.sizes, strict=True):
                 blocks[part] = (is_ih, size)
         names = sorted(blocks)  # "hh" < "ih": graph.build sorts the blocks by name
-        bias = sz.g * sz.h * sz.b * sz.T if key[1] < sz.L else _zero_like(self.n)
+        # every stream's rows: the streams share the weights
+        bias = sz.bias_width * sz.b * sz.T * sz.streams if key[1] < sz.L else _zero_like(self.n)
         out = _zero_like(self.n)
         for part in names:
             out = out + blocks[part][1]
@@ -493,7 +537,8 @@ def task_set(
         raise ValueError("a block's points must share the shape of their chunking")
     builder = _Builder(sz, chunk, hoist, instances, int(shapes[0]))
     for instance in range(instances):
-        builder.forward(instance)
+        for _stream in range(sz.streams):
+            builder.forward(instance)
     if sz.phase == "training":
         builder.backward()
     rows = builder.rows
@@ -606,7 +651,7 @@ def fill_live(ts: TaskSet, sizes: Sizes) -> None:
     layers = np.ones(ts.n.shape)
     block_size = {
         "ih": sizes.ih_bytes,
-        "hh": lambda _layer: sizes.hh_block(),
+        "hh": sizes.hh_block,
         "out": lambda _layer: sizes.out_block(),
     }
     for n in np.unique(ts.n):
