@@ -291,3 +291,17 @@ def test_runtimes_adapt_the_closed_forms_as_they_adapted_the_graph_based_ones(ru
         )
 
     assert_same(run(reference.predict), run(analytic.predict))
+
+
+@pytest.mark.parametrize("cell", ["gru", "sru", "qrnn(window=2)"])
+@pytest.mark.parametrize("input_size", [0, 8])
+@pytest.mark.parametrize("policy", [("sequential", {}), ("wavefront", {}), ("layerwise", {})])
+def test_streams_read_their_shared_weights_cold_once(cell, input_size, policy):
+    """A second stream's first task finds the weights the first stream read (found by the
+    comparison above: a skip-input GRU with 2 streams read them cold twice)."""
+    w = Workload(cell=cell, layers=2, hidden=8, input=input_size, seq_len=3, streams=2)
+    machine = load_machine(CALIBRATED)
+    for cores in (1, 2):
+        old = _run(reference.predict, w, machine, policy, cores, 1, "model")
+        new = _run(analytic.predict, w, machine, policy, cores, 1, "model")
+        assert_same(old, new)

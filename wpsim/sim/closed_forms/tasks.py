@@ -351,6 +351,10 @@ class _Builder:
         return index
 
     def add(self, row: Row) -> int:
+        if row.weight_set >= 0 and bool(np.any(self.weight_sets[row.weight_set].count)):
+            # another stream's rows read these weights first: none of this row's tasks is cold
+            for slot in row.slots:
+                slot.cold = False
         self.rows.append(row)
         if row.weight_set >= 0:
             ws = self.weight_sets[row.weight_set]
