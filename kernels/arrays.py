@@ -145,7 +145,15 @@ def array_specs(
     D, L = workload.directions, workload.layers
     n_chunks = -(-T // chunk)  # len(chunk_bounds(T, chunk)), without listing them
     split = any(k > 1 for k in group_sizes)
-    kernels = layer_kernels(workload, cell)
+    # the shapes only: layers of one input width share one kernel (building one reads the
+    # declaration, milliseconds; the size guard sizes stacks of thousands of layers)
+    by_width: dict[int, CellKernel] = {}
+    kernels = []
+    for l in range(L):
+        w_in = layer_input_width(workload, l, cell)
+        if w_in not in by_width:
+            by_width[w_in] = CellKernel(cell, H, w_in, dt)
+        kernels.append(by_width[w_in])
     width = output_width(cell, H)
     specs: dict[str, tuple] = {"x": ((T, B, workload.input), dt)}
     shapes = param_shapes(workload)

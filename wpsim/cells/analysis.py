@@ -227,6 +227,12 @@ def param_shapes(cell: Cell, hidden: int, input_size: int) -> dict[str, tuple[in
     {'weight_ih': (20, 2), 'weight_hh': (20, 3), 'bias_ih': (20,), 'bias_hh': (20,),
      'weight_hr': (3, 5)}
     """
+    return dict(_param_shapes(cell, hidden, input_size))
+
+
+@functools.lru_cache(maxsize=1024)
+def _param_shapes(cell: Cell, hidden: int, input_size: int) -> dict[str, tuple[int, ...]]:
+    # kept per (cell, sizes), as value_widths: asked for every layer of every candidate
     env = size_env(cell, hidden, input_size)
     return {p.name: tuple(evaluate_size(d, env) for d in p.shape) for p in cell.params}
 
@@ -268,6 +274,7 @@ def state_bytes(cell: Cell, hidden: int, input_size: int, batch: int, dtype_byte
     return sum(state_widths(cell, hidden, input_size).values()) * batch * dtype_bytes
 
 
+@functools.lru_cache(maxsize=1024)
 def output_width(cell: Cell, hidden: int) -> int:
     """Features of the layer's output per batch row (``H``, or ``P`` for a projected LSTM): a
     stacked layer's input is ``directions * output_width``.

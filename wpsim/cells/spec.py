@@ -49,6 +49,7 @@ and state used. Errors are one line naming the source, the field and what was ex
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -259,7 +260,13 @@ def evaluate_size(expression: str, env: Mapping[str, int]) -> int:
             return node.value
         return env[node.id]  # type: ignore[attr-defined]
 
-    return value(ast.parse(expression, mode="eval").body)
+    return value(_parsed_size(expression))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_size(expression: str) -> ast.expr:
+    """The parsed tree of a size expression: a cell has a few, evaluated for every layer."""
+    return ast.parse(expression, mode="eval").body
 
 
 def size_env(cell: Cell, hidden: int, input_size: int) -> dict[str, int]:
@@ -346,6 +353,13 @@ def value_widths(cell: Cell, hidden: int, input_size: int) -> dict[str, int]:
     >>> w["x"], w["h"], w["gx"], w["r"], w["h_new"]
     (3, 4, 12, 4, 4)
     """
+    return dict(_value_widths(cell, hidden, input_size))
+
+
+@functools.lru_cache(maxsize=1024)
+def _value_widths(cell: Cell, hidden: int, input_size: int) -> dict[str, int]:
+    # kept per (cell, sizes): the models ask for every layer of every candidate schedule, and
+    # the widths depend on these three only (a declaration is frozen); callers get a copy
     widths = _widths(cell, size_env(cell, hidden, input_size))
     small = [name for name, w in widths.items() if w < 1]
     if small:
