@@ -198,6 +198,44 @@ def test_a_block_of_points_equals_each_point(workload, machine, chunk, policy, c
         assert int(many.n_tasks[i]) == one.n_tasks
 
 
+@settings(max_examples=20, deadline=None)
+@given(
+    workload=workloads(),
+    machine=machines(),
+    chunk=st.integers(1, 3),
+    policies=st.lists(st.sampled_from(POLICIES[:8]), min_size=2, max_size=3),
+    cost=st.sampled_from(["model", "ideal"]),
+)
+def test_policies_sharing_their_baselines_give_the_same_answers(
+    workload, machine, chunk, policies, cost
+):
+    """``predict_many(..., baselines=)`` shared by several policies on one machine (as a sweep's
+    worker does) answers each as a call of its own: the same numbers and errors."""
+    points = []
+    for hidden in (workload.hidden, 32):
+        w = workload.model_copy(update={"hidden": hidden})
+        for cores in sorted({1, machine.total_cores // 2 or 1, machine.total_cores}):
+            points.append((w, cores))
+    baselines: dict = {}
+    for name, options in policies:
+        args = (
+            [w for w, _ in points],
+            machine,
+            get_policy(name, **options),
+            [c for _, c in points],
+            [chunk] * len(points),
+            "cell",
+            cost,
+        )
+        alone = analytic.predict_many(*args)
+        shared = analytic.predict_many(*args, baselines)
+        for field in ("makespan_s", "sequential_s", "n_tasks", "dram_bytes", "utilization"):
+            assert np.array_equal(getattr(alone, field), getattr(shared, field), equal_nan=True)
+        assert {i: str(e) for i, e in alone.errors.items()} == {
+            i: str(e) for i, e in shared.errors.items()
+        }
+
+
 def test_long_sequences_cost_no_more_than_short_ones():
     """8 layers x 10^8 steps: 800 million tasks, answered from the same few classes."""
     m = load_machine(resolve_machine_path("xeon8160_2s"))

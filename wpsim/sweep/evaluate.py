@@ -371,6 +371,8 @@ class Evaluator:
             if (f"bytes.{DRAM}" in self.level_columns)
             else None
         )
+        # the blocks of one machine (its policies) share their one-core baselines
+        baselines: dict[int, dict] = {}
         for machine, policy, granularity, cost, members in blocks.values():
             try:
                 p = predict_many(
@@ -381,6 +383,7 @@ class Evaluator:
                     [k for _, _, _, k in members],
                     granularity,
                     cost,
+                    baselines.setdefault(id(machine), {}),
                 )
             except KeyboardInterrupt:
                 raise

@@ -160,12 +160,17 @@ def predict_many(
     chunks: Sequence[int] | None = None,
     granularity: str = "cell",
     cost: str = "model",
+    baselines: dict | None = None,
 ) -> Predictions:
     """:func:`predict` for many points at once: point ``i`` is ``workloads[i]`` on
     ``cores[i]`` cores with ``chunks[i]`` steps per task, all under one policy and machine
     (numpy arrays of every number over the points; the points sharing a graph structure are
     evaluated together). A point whose options fail (more helpers than cores, cores that are
     not whole sockets...) is in ``errors`` with its one-line error; its numbers are nan.
+
+    ``baselines``: a dict the caller passes to the calls of one machine (other policies,
+    the same workload objects, kept alive meanwhile) so that they share the one-core baselines
+    (:func:`_sequential`) instead of evaluating them again for each policy.
 
     Examples
     --------
@@ -222,6 +227,7 @@ def predict_many(
         cost,
         errors,
         ok,
+        {} if baselines is None else baselines,
     )
     at = np.array(ok)
     out.makespan_s[at] = part.makespan
@@ -245,32 +251,41 @@ def predict_many(
 
 
 def _sequential(
-    workloads, machines, instances, chunks, granularity, cost, errors, index
+    workloads, machines, instances, chunks, granularity, cost, errors, index, known
 ) -> np.ndarray:
     """The one-core baseline at each point: the ``sequential`` policy on core 0, which depends
     on the machine only through its cores per socket (whether one core is a whole socket), so
-    it is evaluated once per distinct (workload, chunk, that)."""
+    it is evaluated once per distinct (workload, chunk, that); ``known`` holds those already
+    evaluated (by earlier calls on the same machine), as (seconds, error or None). An error
+    is recorded for the first point of its kind in this call, as if evaluated here."""
     sequential = get_policy("sequential", instances=instances)
-    keys: dict[tuple, int] = {}
-    first: list[int] = []
-    of_point = []
-    for i, (w, m, c) in enumerate(zip(workloads, machines, chunks, strict=True)):
-        key = (id(w), c, m.socket_cores)
-        if key not in keys:
-            keys[key] = len(first)
-            first.append(i)
-        of_point.append(keys[key])
-    part = _evaluate(
-        [workloads[i] for i in first],
-        [machines[i] for i in first],
-        sequential,
-        [chunks[i] for i in first],
-        granularity,
-        cost,
-        errors,
-        [index[i] for i in first],
-    )
-    return part.makespan[np.array(of_point)]
+    keys = [
+        (id(w), c, m.socket_cores, instances, granularity, cost)
+        for w, m, c in zip(workloads, machines, chunks, strict=True)
+    ]
+    first: dict[tuple, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    todo = [i for key, i in first.items() if key not in known]
+    if todo:
+        new_errors: dict[int, Exception] = {}
+        part = _evaluate(
+            [workloads[i] for i in todo],
+            [machines[i] for i in todo],
+            sequential,
+            [chunks[i] for i in todo],
+            granularity,
+            cost,
+            new_errors,
+            list(range(len(todo))),
+        )
+        for j, i in enumerate(todo):
+            known[keys[i]] = (part.makespan[j], new_errors.get(j))
+    for key, i in first.items():
+        error = known[key][1]
+        if error is not None:
+            errors.setdefault(index[i], error)
+    return np.array([known[key][0] for key in keys])
 
 
 def _evaluate(

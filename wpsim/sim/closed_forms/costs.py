@@ -224,6 +224,10 @@ class BlockCosts:
         active = np.minimum(G, live_layers)
         layer_bytes = ts.live_bytes / np.maximum(live_layers, 1)
         layer_index = {key: i for i, key in enumerate(ts.layer_keys)}
+        # the distinct (cores, groups, cores per socket, active groups) of the block, once
+        combos = np.stack([at.cores, at.groups, cps, active], axis=1)
+        self._combos, inverse = np.unique(combos, axis=0, return_inverse=True)
+        self._combo_of_point = inverse.reshape(-1)
         self.level: list[tuple[np.ndarray, np.ndarray]] = []  # (level index, bandwidth or nan)
         self.streams: list[np.ndarray] = []
         for ws in ts.weight_sets:
@@ -234,7 +238,7 @@ class BlockCosts:
                 self.streams.append(one)
                 continue
             single = self._level_for(size / k, size, sockets_used)
-            on_socket = self._on_socket(layer_index[ws.key], active)
+            on_socket = self._on_socket(layer_index[ws.key])
             multi = self._level_for(size / k, on_socket * layer_bytes, np.ones(size.shape))
             one_group = G == 1
             self.level.append(
@@ -247,20 +251,18 @@ class BlockCosts:
         self.all_busy = active * k >= at.socket_cores
         self.whole_socket_group = (k > 1) & (k >= at.socket_cores)
 
-    def _on_socket(self, layer: int, active: np.ndarray) -> np.ndarray:
+    def _on_socket(self, layer: int) -> np.ndarray:
         """Active groups on the socket of the group holding layer-direction ``layer`` (1 if
-        none): layer-direction i lives on group ``i mod G``, groups fill socket 0 first."""
+        none): layer-direction i lives on group ``i mod G``, groups fill socket 0 first
+        (counted once per distinct combination of the block's points)."""
         at = self.at
-        out = np.ones(at.cores.shape)
-        combos = np.stack([at.cores, at.groups, at.cores_per_socket, active], axis=1)
-        unique, inverse = np.unique(combos, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        for u, (cores, groups, cps, n_active) in enumerate(unique):
+        counts = np.ones(len(self._combos))
+        for u, (cores, groups, cps, n_active) in enumerate(self._combos):
             firsts = at.first_cores[int(cores)]
             socket = firsts[layer % int(groups)] // int(cps)
             count = sum(1 for g in range(int(n_active)) if firsts[g] // int(cps) == socket)
-            out[inverse == u] = count or 1
-        return out
+            counts[u] = count or 1
+        return counts[self._combo_of_point]
 
     def _level_for(self, private_ws, shared_ws, n_sockets):
         return level_for(self.m, private_ws, shared_ws, n_sockets)
