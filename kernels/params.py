@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -61,13 +61,15 @@ __all__ = [
     "suffix",
 ]
 
+#: A contiguous memory order: row-major ``"C"`` or column-major ``"F"`` (numpy's names).
+MemoryOrder = Literal["C", "F"]
 #: Memory order of the dense weight matrices the kernels use (see the module docstring).
-WEIGHT_ORDER = "F"
+WEIGHT_ORDER: Final = "F"
 #: Alignment of arrays the kernels stream, in bytes (the executor's segment uses the same).
 ALIGN_BYTES = 64
 
 
-def aligned(array: np.ndarray, order: str = "K") -> np.ndarray:
+def aligned(array: np.ndarray, order: Literal["C", "F", "K"] = "K") -> np.ndarray:
     """A copy of ``array`` whose data starts on an :data:`ALIGN_BYTES` boundary (``array``
     itself when it already does and ``order`` allows it).
 
@@ -84,14 +86,17 @@ def aligned(array: np.ndarray, order: str = "K") -> np.ndarray:
     (0, True, 15.0)
     """
     array = np.asarray(array)
+    layout: MemoryOrder
     if order == "K":
-        order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
-    contiguous = array.flags.f_contiguous if order == "F" else array.flags.c_contiguous
+        layout = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+    else:
+        layout = order
+    contiguous = array.flags.f_contiguous if layout == "F" else array.flags.c_contiguous
     if contiguous and array.ctypes.data % ALIGN_BYTES == 0:
         return array
     raw = np.empty(array.nbytes + ALIGN_BYTES, np.uint8)
     start = -raw.ctypes.data % ALIGN_BYTES
-    out = raw[start : start + array.nbytes].view(array.dtype).reshape(array.shape, order=order)
+    out = raw[start : start + array.nbytes].view(array.dtype).reshape(array.shape, order=layout)
     out[...] = array
     return out
 
@@ -290,7 +295,7 @@ def init_params(workload: Workload, seed: int = 0) -> dict[str, np.ndarray]:
         value = rng.uniform(-b, b, size=shape)
         if name in pruned:
             value = prune_largest(value, nonzeros(value.size, workload.density))
-        order = WEIGHT_ORDER if name.startswith("weight_") else "C"
+        order: MemoryOrder = WEIGHT_ORDER if name.startswith("weight_") else "C"
         params[name] = aligned(value.astype(dtype, order=order))
     return params
 
@@ -471,6 +476,6 @@ def load_state_dict(
                 )
             params[name] = value.tocsr().astype(dtype)
         else:
-            order = WEIGHT_ORDER if name.startswith("weight_") else "C"
+            order: MemoryOrder = WEIGHT_ORDER if name.startswith("weight_") else "C"
             params[name] = aligned(np.array(value, dtype=dtype, order=order))
     return params

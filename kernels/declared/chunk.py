@@ -34,7 +34,7 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -53,7 +53,7 @@ from kernels.declared.steps import (
     product_rule,
     through_product,
 )
-from kernels.params import WEIGHT_ORDER, aligned, row_block
+from kernels.params import WEIGHT_ORDER, MemoryOrder, aligned, row_block
 from wpsim.cells import Cell, Operand
 
 __all__ = ["CellKernel", "ChunkBackward", "ChunkForward", "Saved", "init_params"]
@@ -83,7 +83,7 @@ def init_params(kernel: CellKernel, seed: int = 0) -> dict[str, np.ndarray]:
     params = {}
     for name, shape in kernel.param_shapes.items():
         value = rng.uniform(-bound, bound, size=shape).astype(kernel.dtype)
-        order = WEIGHT_ORDER if len(shape) == 2 else "C"
+        order: MemoryOrder = WEIGHT_ORDER if len(shape) == 2 else "C"
         params[name] = aligned(np.asarray(value, order=order))
     return params
 
@@ -240,7 +240,7 @@ class CellKernel:
         return value
 
     @staticmethod
-    def _sequence(table: dict, arrays: dict, spec: tuple, per_step: bool, cache: dict):
+    def _sequence(table: dict, arrays: dict, spec: tuple, per_step: bool, cache: dict) -> Any:
         """An operand (``spec`` of :attr:`ChunkPlan.arg_specs`) as a sequence: a Const for a
         parameter; else from ``table`` (values or gradients), as per-step views in a recurrent
         stage; ``cache`` shares them between the ops of one call."""
@@ -277,7 +277,9 @@ class CellKernel:
             values = table[v]
             table[s] = [initial[s] if j == first else values[j + shift] for j in range(k)]
 
-    def _allocate(self, name: str, kind: str, k: int, batch: int, reverse: bool, zero=False):
+    def _allocate(
+        self, name: str, kind: str, k: int, batch: int, reverse: bool, zero: bool = False
+    ) -> tuple[Any, tuple[np.ndarray, np.ndarray, int] | None]:
         """An array (or per-step buffers) for ``name``: returns (sequence, the extended array's
         (array, earlier view, slot) or None)."""
         width = self.widths[name]
@@ -293,7 +295,7 @@ class CellKernel:
         return [buffers[j % count] for j in range(k)], None
 
     @staticmethod
-    def _run_stage(runs: list[Callable], recurrent: bool, order) -> None:
+    def _run_stage(runs: list[Callable], recurrent: bool, order: Iterable[int]) -> None:
         if recurrent:
             for j in order:
                 for run in runs:
@@ -368,6 +370,7 @@ class CellKernel:
                 self._programs.pop(next(iter(self._programs)))
             self._programs[key] = program
         if keep:
+            assert program is not None  # kept from an earlier call or built just above
             program.x[...] = x
             for s, value in initial.items():
                 program.initial[s][...] = value
@@ -394,7 +397,17 @@ class CellKernel:
             saved = Saved(values["x"], initial, kept, ext, order.step < 0)
         return ChunkForward(result, finals, saved)
 
-    def _program(self, x, initial, arrays, prods, products, out, save, order) -> _Program:
+    def _program(
+        self,
+        x: np.ndarray,
+        initial: dict[str, np.ndarray],
+        arrays: dict[str, Any],
+        prods: dict[str, Any],
+        products: Mapping[str, ProductFn] | None,
+        out: np.ndarray | None,
+        save: bool,
+        order: range,
+    ) -> _Program:
         """The buffers and runs of a forward call reading ``x`` and ``initial`` (see
         :meth:`forward`)."""
         plan = self.plan
@@ -403,7 +416,9 @@ class CellKernel:
         program = _Program(x, initial)
         values, extended = program.values, program.extended
         if "x" in plan.extended:
-            values["x"], extended["x"] = self._allocate("x", "extended", k, batch, reverse)
+            values["x"], extended_x = self._allocate("x", "extended", k, batch, reverse)
+            assert extended_x is not None  # the kind "extended" gives one
+            extended["x"] = extended_x
             program.copies.append((values["x"], x))
         else:
             values["x"] = x
@@ -501,10 +516,10 @@ class CellKernel:
             if r in skipped:
                 continue
             zero = bool(plan.grad_gaps[r])
-            grads[r], ext = self._allocate(r, kind, k, batch, reverse, zero=zero)
-            if ext:
-                grads[plan.state_of[r]] = ext[1]
-                initial[plan.state_of[r]] = ext[0][ext[2]]
+            grads[r], grad_ext = self._allocate(r, kind, k, batch, reverse, zero=zero)
+            if grad_ext:
+                grads[plan.state_of[r]] = grad_ext[1]
+                initial[plan.state_of[r]] = grad_ext[0][grad_ext[2]]
         for name, r in plan.grad_root.items():
             if r in grads:
                 grads[name] = grads[r]
@@ -564,7 +579,18 @@ class CellKernel:
         return ChunkBackward(dx, dstates, dparams)
 
     def _backward_runs(
-        self, name, values, grads, arrays, prods, hooks, per_step, size, skipped, cache, value_cache
+        self,
+        name: str,
+        values: dict[str, Any],
+        grads: dict[str, Any],
+        arrays: dict[str, Any],
+        prods: dict[str, Any],
+        hooks: Mapping[str, ProductFn],
+        per_step: bool,
+        size: tuple[int, int],
+        skipped: set[str],
+        cache: dict,
+        value_cache: dict,
     ) -> list[Callable]:
         """The runs that add op ``name``'s contributions to its operands' gradients."""
         g = self._sequence(grads, arrays, self.plan.self_spec[name], per_step, cache)
@@ -589,6 +615,7 @@ class CellKernel:
                 runs.append(through_product(fn, g, target, write, tmp))
             else:
                 y = self._sequence(values, arrays, reads, per_step, value_cache)
+                assert tmp is not None  # an activation's rule always has scratch (ChunkPlan.rules)
                 runs.append(activation_rule(rule, g, y, target, write, tmp))
         return runs
 
@@ -647,7 +674,14 @@ class CellKernel:
                 target += g.sum(axis=(0, 1))
         return dparams
 
-    def _whole_rows(self, g, a: Operand, values, start, order):
+    def _whole_rows(
+        self,
+        g: np.ndarray,
+        a: Operand,
+        values: Mapping[str, np.ndarray],
+        start: Mapping[str, np.ndarray],
+        order: range,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """As :meth:`_rows` over a whole sequence: a state's value at each step is its next
         value one step before, and its initial value (when given) at the first."""
         plan = self.plan
@@ -671,7 +705,9 @@ class CellKernel:
             pairs.append((first, cut(np.asarray(start[a.name], self.dtype))[None]))
         return [(gg.reshape(-1, width), aa.reshape(-1, c)) for gg, aa in pairs if len(gg)]
 
-    def _param_grads(self, values, grads, saved, order) -> dict[str, np.ndarray]:
+    def _param_grads(
+        self, values: Mapping[str, Any], grads: Mapping[str, np.ndarray], saved: Saved, order: range
+    ) -> dict[str, np.ndarray]:
         """Every parameter's gradient over the whole chunk: one GEMM per product."""
         dparams = {name: np.zeros(shape, self.dtype) for name, shape in self.param_shapes.items()}
         for op, kind, position, param, span, other in self.plan.param_rules:
@@ -689,7 +725,9 @@ class CellKernel:
                 target += g.sum(axis=(0, 1))
         return dparams
 
-    def _rows(self, g, a: Operand, values, saved, order):
+    def _rows(
+        self, g: np.ndarray, a: Operand, values: Mapping[str, Any], saved: Saved, order: range
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Row blocks ``(g2, a2)`` pairing the op's gradient rows with operand ``a``'s values."""
         plan = self.plan
         width = g.shape[-1]

@@ -201,8 +201,11 @@ def pass_gradient(g: Indexed, target: Indexed, write: bool, negate: bool) -> Run
     return run
 
 
-def product_rule(g: Indexed, other: Indexed, target: Indexed, write: bool, tmp: np.ndarray) -> Run:
-    """``target (+)= g * other``: mul."""
+def product_rule(
+    g: Indexed, other: Indexed, target: Indexed, write: bool, tmp: np.ndarray | None
+) -> Run:
+    """``target (+)= g * other``: mul (``tmp``, scratch for the product, is read only when not
+    ``write``)."""
     if write:
 
         def run(j):
@@ -219,9 +222,10 @@ def product_rule(g: Indexed, other: Indexed, target: Indexed, write: bool, tmp: 
 
 
 def through_product(
-    fn: ProductFn, g: Indexed, target: Indexed, write: bool, tmp: np.ndarray
+    fn: ProductFn, g: Indexed, target: Indexed, write: bool, tmp: np.ndarray | None
 ) -> Run:
-    """``target (+)= g @ W``: matmul's operand."""
+    """``target (+)= g @ W``: matmul's operand (``tmp``, scratch for the product, is read only
+    when not ``write``)."""
     if write:
 
         def run(j):

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import select
 import signal
+from collections.abc import Mapping
 from time import perf_counter
 from typing import Any
 
@@ -25,9 +26,12 @@ from kernels.executor._process import (
     single_thread_blas_env,
 )
 from kernels.executor._watchdog import Watchdog, process_state, stall_limit_s
-from kernels.executor._worker import WorkerSpec, sched_yield, worker_main
+from kernels.executor._worker import Fault, WorkerSpec, sched_yield, worker_main
 from kernels.params import compute_dtype, param_shapes
 from wpsim.errors import ConfigError, ExecutionError
+from wpsim.model.plan import Plan
+from wpsim.model.workload import Workload
+from wpsim.policies import Policy
 from wpsim.sim.loop import Schedule
 from wpsim.trace import Trace
 
@@ -62,7 +66,7 @@ def microseconds(variable: str, default: float) -> float:
     return value * 1e-6
 
 
-def static_order(plan, policy, groups: list[tuple[int, ...]]) -> list[int]:
+def static_order(plan: Plan, policy: Policy, groups: list[tuple[int, ...]]) -> list[int]:
     """The order in which ONE group runs ``plan`` under ``policy``: the scheduling loop with every
     task finishing at once (with one group, when tasks finish cannot change the policy's choices).
 
@@ -95,7 +99,16 @@ class Execution:
     """Segment + workers + coordinator state for one :func:`execute` call."""
 
     def __init__(
-        self, workload, policy, plan, groups, hoisted, spin_s, fault, pin, stall_timeout_s=None
+        self,
+        workload: Workload,
+        policy: Policy,
+        plan: Plan,
+        groups: list[tuple[int, ...]],
+        hoisted: bool,
+        spin_s: float,
+        fault: Fault | None,
+        pin: bool,
+        stall_timeout_s: float | None = None,
     ) -> None:
         self.workload = workload
         self.watchdog = Watchdog([t.flops for t in plan.tasks], stall_timeout_s)
@@ -125,7 +138,9 @@ class Execution:
         self._conns: list = []
 
     # ---- set-up -----------------------------------------------------------------------------
-    def create_segment(self, params, x, grad_output) -> None:
+    def create_segment(
+        self, params: Mapping[str, Any], x: np.ndarray, grad_output: np.ndarray | None
+    ) -> None:
         w = self.workload
         specs = array_specs(
             w,
@@ -153,6 +168,7 @@ class Execution:
             arrays["gout"][...] = np.asarray(grad_output, dtype=dt)
 
     def start_workers(self) -> None:
+        assert self.seg is not None  # made by create_segment
         ctx = multiprocessing.get_context(START_METHOD)
         wake_r, wake_w = ctx.Pipe(duplex=False)
         self._conns.append(wake_r)
@@ -200,6 +216,7 @@ class Execution:
                 self.procs[w] = proc
                 proc.start()
                 if spec.cpu is not None:  # now, not after the child's imports (it pins too)
+                    assert proc.pid is not None  # started
                     try:
                         os.sched_setaffinity(proc.pid, {spec.cpu})
                     except OSError:
@@ -214,6 +231,7 @@ class Execution:
         self._wait_ready()
 
     def _wait_ready(self) -> None:
+        assert self.seg is not None  # made by create_segment
         q, slot = self.seg.q, lay.Layout.slot
         deadline = perf_counter() + START_TIMEOUT_S
         stopped_since: dict[int, float] = {}  # the watchdog's floor applies to start-up too
@@ -246,6 +264,7 @@ class Execution:
 
     # ---- signalling -----------------------------------------------------------------------------
     def _drain(self) -> None:
+        assert self.wake_fd is not None  # opened by start_workers
         try:
             while os.read(self.wake_fd, 4096):
                 pass
@@ -259,6 +278,7 @@ class Execution:
             self._check_dead()
 
     def _send(self, w: int, tid: int) -> None:
+        assert self.seg is not None  # made by create_segment
         self.seq[w] += 1
         self.seg.q[lay.Layout.slot(w, lay.CMD)] = (self.seq[w] << 32) | tid
         try:
@@ -271,16 +291,19 @@ class Execution:
         return f"{self.plan.tasks[tid].label} (task {tid})"
 
     def _current_task(self, w: int) -> int | None:
+        assert self.seg is not None  # made by create_segment
         if self.sequence:
             return self.seg.q[lay.Layout.slot(w, lay.CURRENT)]
         return self.running.get(w)
 
     def _task_error(self, w: int) -> ExecutionError:
+        assert self.seg is not None  # made by create_segment
         tid = self._current_task(w)
         where = self._label(tid) if tid is not None else "a task"
         return ExecutionError(f"{where} failed on worker {w}: {self.seg.read_error(w)}")
 
     def _check_dead(self) -> None:
+        assert self.seg is not None  # made by create_segment
         for w, proc in self.procs.items():
             if proc.exitcode is None:
                 continue
@@ -297,6 +320,7 @@ class Execution:
 
     def _check_stall(self, now: float) -> None:
         """End the run (:class:`ExecutionError`) when a worker is past its task's time limit."""
+        assert self.seg is not None  # made by create_segment
         q, slot = self.seg.q, lay.Layout.slot
 
         def finished(w: int) -> bool:
@@ -326,6 +350,7 @@ class Execution:
 
     def _run_sequence(self) -> tuple[Trace, float]:
         """One group: hand the whole precomputed order to its members as one command."""
+        assert self.seg is not None  # made by create_segment
         plan, group = self.plan, self.groups[0]
         q, slot, arrays = self.seg.q, lay.Layout.slot, self.seg.arrays
         if self.order is None:
@@ -368,6 +393,7 @@ class Execution:
         return trace, float(ends.max())
 
     def _run_dynamic(self) -> tuple[Trace, float]:
+        assert self.seg is not None  # made by create_segment
         plan, policy, groups = self.plan, self.policy, self.groups
         q, d, slot = self.seg.q, self.seg.d, lay.Layout.slot
         n = plan.n_tasks
@@ -461,6 +487,7 @@ class Execution:
         """The outputs (``output``, and ``{state}_n``: each state after the last step) and, in
         training, the gradients (every parameter, ``x``, and ``{state}0``: each initial state);
         see :func:`kernels.arrays.final_states`."""
+        assert self.seg is not None  # made by create_segment
         w, a = self.workload, self.seg.arrays
         out_dt = np.dtype(w.dtype)
         L, D = w.layers, w.directions

@@ -180,11 +180,14 @@ class Cell:
     sizes: tuple[tuple[str, int], ...] = ()
     options: tuple[tuple[str, Any], ...] = ()
     reference: str = ""
-    _index: dict[str, Any] = field(default=None, compare=False, repr=False, hash=False)  # type: ignore[assignment]
+    _index: dict[str, Any] = field(
+        default_factory=dict, init=False, compare=False, repr=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         index: dict[str, Any] = {INPUT: INPUT}
-        for item in (*self.states, *self.params, *self.ops):
+        items: tuple[State | Param | Op, ...] = (*self.states, *self.params, *self.ops)
+        for item in items:
             index.setdefault(item.name, item)
         object.__setattr__(self, "_index", index)
 
@@ -257,6 +260,7 @@ def evaluate_size(expression: str, env: Mapping[str, int]) -> int:
         if isinstance(node, ast.BinOp):
             return _BINOPS[type(node.op)](value(node.left), value(node.right))
         if isinstance(node, ast.Constant):
+            assert isinstance(node.value, int)  # _size_ast admits integer constants only
             return node.value
         return env[node.id]  # type: ignore[attr-defined]
 
@@ -558,12 +562,13 @@ def _check(cell: Cell, source: str) -> None:
                 blocks = gates_so_far[a.name]
                 have = f"gate blocks {', '.join(blocks)}" if blocks else "no gate blocks"
                 raise ConfigError(f"{where}: '{a.name}' has {have}, not '{a.gate}'")
-            item = cell.lookup(a.name)
-            is_param = isinstance(item, Param)
+            operand = cell.lookup(a.name)
             if op.kind == "matmul" and k == 0:
-                if not (is_param and len(item.shape) == 2):
+                if not (isinstance(operand, Param) and len(operand.shape) == 2):
                     raise ConfigError(f"{where}: matmul's first operand must be a 2-D parameter")
-            elif is_param and (op.kind not in ("add", "sub", "mul") or len(item.shape) != 1):
+            elif isinstance(operand, Param) and (
+                op.kind not in ("add", "sub", "mul") or len(operand.shape) != 1
+            ):
                 raise ConfigError(
                     f"{where}: parameter '{a.name}' may only be matmul's first operand (2-D) or "
                     f"an operand of add, sub or mul (1-D)"
@@ -574,16 +579,18 @@ def _check(cell: Cell, source: str) -> None:
             raise ConfigError(f"{where}: at least one operand must be a value, not a parameter")
         for env_widths, env_cols in zip(widths, cols, strict=True):
 
-            def width(a: Operand, env_widths=env_widths) -> int:
+            def width(a: Operand, env_widths: dict[str, int] = env_widths) -> int:
                 whole = env_widths[a.name]
                 return whole // len(gates_so_far[a.name]) if a.gate else whole
 
             if op.kind == "matmul":
                 w, a = op.args
                 if env_cols[w.name] != width(a):
+                    weight = cell.lookup(w.name)
+                    assert isinstance(weight, Param)  # checked above: a 2-D parameter
                     raise ConfigError(
                         f"{where}: '{a}' has {_width_text(cell, a, gates_so_far)} features, "
-                        f"'{w.name}' has {cell.lookup(w.name).shape[1]} columns"
+                        f"'{w.name}' has {weight.shape[1]} columns"
                     )
                 env_widths[op.name] = width(w)
             elif op.kind == "concat":

@@ -51,7 +51,8 @@ from wpsim.model.plan import Plan, compile_plan
 from wpsim.model.workload import Workload
 from wpsim.policies import Policy, get_policy
 from wpsim.result import Result
-from wpsim.sim.closed_forms.tasks import task_set
+from wpsim.sim.closed_forms.tasks import Row, Slot, TaskSet, task_set
+from wpsim.trace import Trace
 
 BUFFER = "buffer"
 LEVELS = [BUFFER, DRAM, "handoff"]
@@ -94,6 +95,7 @@ class AccelCostModel:
         self.seen: list[set] = [set() for _ in range(machine.cores)]
         self.plan = plan
         w = plan.workload if plan is not None else workload
+        assert w is not None, "a plan or a workload"
         self.w = w
         self.macs = machine.macs_per_core(w.dtype)
         self.array_rows = max(self.macs / machine.dot_product_width, 1.0)
@@ -120,6 +122,7 @@ class AccelCostModel:
 
     def compute_s(self, tid: int, k: int) -> float:
         """MAC, vector and pipeline-latency time of task ``tid`` on ``k`` cores."""
+        assert self.plan is not None, "a cost model of a plan"
         return self.task_compute_s(self.plan.tasks[tid], k)
 
     def task_compute_s(self, t: Task, k: int) -> float:
@@ -147,7 +150,9 @@ class AccelCostModel:
     def start(self, tid: int, cores: tuple[int, ...], busy_on_socket: int) -> TaskCost:
         """Cost of ``tid`` starting now on ``cores``; updates the weight buffers."""
         m = self.machine
-        task = self.plan.tasks[tid]
+        plan = self.plan
+        assert plan is not None, "a cost model of a plan"
+        task = plan.tasks[tid]
         k = len(cores)
         # where tid's outputs will be (read by its successors only, which start after it ends)
         self.producer_core[tid] = cores[0]
@@ -180,10 +185,10 @@ class AccelCostModel:
             dram += spill
             level_bytes[DRAM] = level_bytes.get(DRAM, 0.0) + spill * k
         handoff_bytes = 0
-        for i, p in enumerate(self.plan.preds[tid]):
+        for i, p in enumerate(plan.preds[tid]):
             pc = self.producer_core[p]
             if pc >= 0 and pc not in cores:
-                handoff_bytes += self.plan.pred_bytes[tid][i]
+                handoff_bytes += plan.pred_bytes[tid][i]
         fixed = m.task_overhead_s
         handoff_s = sync_s = 0.0
         if handoff_bytes:
@@ -226,9 +231,9 @@ def _run(
     plan: Plan,
     policy: Policy,
     cost: str,
-    hooks=None,
+    hooks: list | None = None,
     warm: bool = False,
-):
+) -> Trace:
     from wpsim.sim.engine import run_plan
 
     groups = policy.core_groups(machine.cores)
@@ -299,12 +304,15 @@ def simulate(
     )
 
 
-def _prepare(policy, machine, cores, cost):
+def _prepare(
+    policy: Policy | str, machine: AcceleratorMachine, cores: int | None, cost: str
+) -> tuple[Policy, AcceleratorMachine]:
     if isinstance(policy, str):
         policy = get_policy(policy)
-    if getattr(policy, "machine_kind", None) not in (None, "accelerator"):
+    kind = getattr(policy, "machine_kind", None)
+    if kind not in (None, "accelerator"):
         raise ConfigError(
-            f"--policy {policy.name}: runs on a {policy.machine_kind} machine, not on "
+            f"--policy {policy.name}: runs on a {kind} machine, not on "
             f"'{machine.name}' (an accelerator)"
         )
     if cores is not None:
@@ -314,7 +322,9 @@ def _prepare(policy, machine, cores, cost):
     return policy, machine
 
 
-def _extra(machine, workload, chunk, granularity, cost) -> dict[str, Any]:
+def _extra(
+    machine: AcceleratorMachine, workload: Workload, chunk: int, granularity: str, cost: str
+) -> dict[str, Any]:
     return {
         "machine": machine.name,
         "chunk": chunk,
@@ -329,7 +339,13 @@ def _extra(machine, workload, chunk, granularity, cost) -> dict[str, Any]:
 
 
 def _predict_makespan(
-    workload, machine, policy, chunk, granularity, cost, warm: bool = False
+    workload: Workload,
+    machine: AcceleratorMachine,
+    policy: Policy,
+    chunk: int,
+    granularity: str,
+    cost: str,
+    warm: bool = False,
 ) -> tuple[float, float, tuple[dict, dict], int]:
     """(makespan, DRAM bytes, why, tasks) of ``policy`` from steady-state task costs; ``why``:
     the makespan by cause along the critical path, and the core-seconds of all tasks by cause
@@ -349,14 +365,16 @@ def _predict_makespan(
         groups = policy.core_groups(machine.cores)
         sizes = [sum(1 for g in range(len(groups)) if g * n // len(groups) == i) for i in range(n)]
         inner = get_policy("wavefront", helpers=policy.helpers)
-        memory = machine.memory.model_copy(
+        shared_memory = machine.memory.model_copy(
             update={"bandwidth_Bps": machine.memory.bandwidth_Bps / n}
         )
         worst, dram = 0.0, 0.0
         critical: dict[str, float] = {}
         core_s: dict[str, float] = {}
         for size in sorted(set(sizes)):
-            sub = machine.model_copy(update={"memory": memory}).with_cores(size * len(groups[0]))
+            sub = machine.model_copy(update={"memory": shared_memory}).with_cores(
+                size * len(groups[0])
+            )
             makespan, sub_dram, (sub_critical, sub_core_s), _ = _predict_makespan(
                 workload, sub, inner, chunk, granularity, cost, warm
             )
@@ -393,8 +411,10 @@ def _predict_makespan(
     w = workload
     # the weights of each (instance, layer, direction): its largest set of blocks
     layer_bytes: dict[tuple, float] = {}
-    for ws in ts.weight_sets:
-        layer_bytes[ws.key] = max(layer_bytes.get(ws.key, 0.0), float(ws.size[0]))
+    for weight_set in ts.weight_sets:
+        layer_bytes[weight_set.key] = max(
+            layer_bytes.get(weight_set.key, 0.0), float(weight_set.size[0])
+        )
     capacity = machine.weight_buffer.size_bytes
     if policy.name == "sequential" or n_groups == 1:
         resident = {key: size / k <= capacity for key, size in layer_bytes.items()}
@@ -403,8 +423,8 @@ def _predict_makespan(
         keys = sorted(layer_bytes)
         home = {key: i % n_groups for i, key in enumerate(keys)}
         load = [0.0] * n_groups
-        for key, size in layer_bytes.items():
-            load[home[key]] += size / k
+        for key, nbytes in layer_bytes.items():
+            load[home[key]] += nbytes / k
         resident = {key: load[home[key]] <= capacity for key in keys}
         streaming = sum(1 for g in range(n_groups) if load[g] > capacity)
         streams = k * max(1, min(streaming, w.directions * w.layers))
@@ -458,7 +478,7 @@ def _predict_makespan(
     return makespan, dram_total, _why(terms, records, k, ts), int(ts.n_tasks[0])
 
 
-def _slot_task(row, slot) -> Task:
+def _slot_task(row: Row, slot: Slot) -> Task:
     """A :class:`~wpsim.model.graph.Task` with a slot's fields (its compute time's inputs)."""
     instance, layer, direction = row.key
     return Task(
@@ -478,7 +498,7 @@ def _slot_task(row, slot) -> Task:
     )
 
 
-def _n_tasks(workload, policy, chunk, granularity) -> int:
+def _n_tasks(workload: Workload, policy: Policy, chunk: int, granularity: str) -> int:
     options = policy.graph_options(workload, chunk)
     hoist = options.get("hoist_input")
     return int(
@@ -492,7 +512,7 @@ def _n_tasks(workload, policy, chunk, granularity) -> int:
     )
 
 
-def _why(terms: dict, records: dict, k: int, ts) -> tuple[dict, dict]:
+def _why(terms: dict, records: dict, k: int, ts: TaskSet) -> tuple[dict, dict]:
     """The break-downs of a closed form: along the terms of its makespan, and the core-seconds
     of every task (its cost times the ``k`` cores of its group)."""
     from wpsim.sim.closed_forms import every_task_terms
@@ -503,7 +523,7 @@ def _why(terms: dict, records: dict, k: int, ts) -> tuple[dict, dict]:
     return critical, core_s
 
 
-def _schedule(ts, policy: Policy, n_groups: int, cost_of: list) -> tuple[float, dict]:
+def _schedule(ts: TaskSet, policy: Policy, n_groups: int, cost_of: list) -> tuple[float, dict]:
     """The makespan, and the same as ``{(row, slot): coefficient}`` terms whose costs times
     coefficients sum to it (see :func:`wpsim.sim.closed_forms.schedule_makespan`); the ``pipeline`` policy over
     more layers than groups has its own form here (each group runs its layers one after the
@@ -542,7 +562,7 @@ def _schedule(ts, policy: Policy, n_groups: int, cost_of: list) -> tuple[float, 
         busy[layer % n_groups] += n * steady[layer] + first[layer] - steady[layer]
     ends = [sum(first[:g]) + busy[g] for g in range(n_groups)]
     last_group = ends.index(max(ends))
-    terms: dict = {}
+    terms = {}
     for layer in range(last_group):
         terms[(layer, 0)] = terms.get((layer, 0), 0.0) + 1.0
     for layer in range(last_group, len(rows), n_groups):

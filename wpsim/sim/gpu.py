@@ -5,7 +5,8 @@ kernels, per-step GEMMs, what the time is made of) are in :mod:`wpsim.cost.gpu`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from wpsim.cost.gpu import (
     recurrent_elements,
 )
 from wpsim.errors import ConfigError
-from wpsim.machines.gpu import GpuMachine
+from wpsim.machines.gpu import GpuMachine, PersistentKernel
 from wpsim.model.graph import build
 from wpsim.model.plan import Plan, compile_plan
 from wpsim.model.workload import Workload
@@ -59,6 +60,15 @@ def _resolve(policy: Policy | str, machine: GpuMachine) -> Policy:
     return policy
 
 
+@runtime_checkable
+class _GpuPolicy(Protocol):
+    """What the GPU model reads of a policy besides :class:`Policy`'s own: the GPU policies'
+    algorithm and persistent kernel (:mod:`wpsim.policies.gpu`), which :func:`_resolve` gives."""
+
+    algorithm: str
+    kernel: PersistentKernel
+
+
 def _plan(workload: Workload, policy: Policy, chunk: int) -> Plan:
     return compile_plan(
         build(workload, granularity="cell", **policy.graph_options(workload, chunk))
@@ -82,6 +92,7 @@ def _n_tasks(workload: Workload, policy: Policy, chunk: int) -> int:
 
 
 def _n_streams(machine: GpuMachine, policy: Policy, workload: Workload) -> int:
+    assert isinstance(policy, _GpuPolicy)  # resolved by _resolve
     if policy.algorithm != "streams":
         return 1
     per_instance = workload.layers * workload.directions
@@ -139,9 +150,12 @@ def _kernel(
 
 #: ``(coefficient, (seconds, TaskCost))`` terms of kernels (:func:`_closed_form`)
 Terms = list[tuple[float, tuple[float, TaskCost]]]
+#: What :func:`_closed_form` returns: makespan (s), DRAM bytes, per-layer algorithms, seconds by
+#: phase, the makespan's terms, all kernels' terms, streams running kernels at once
+ClosedForm = tuple[float, float, list[str], dict[str, float], Terms, Terms, int]
 
 
-def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk: int):
+def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk: int) -> ClosedForm:
     """Closed-form makespan, DRAM bytes, per-layer algorithm and time by phase (module doc),
     and for :mod:`wpsim.breakdown`: the makespan as :data:`Terms` of its kernels, all kernels
     as such terms (their counts), and how many streams run them at once.
@@ -153,6 +167,7 @@ def _closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk:
     ``min(layers, streams)`` layers running at once; for training, the backward steps form a
     second band and the weight-gradient GEMMs follow one after the other.
     """
+    assert isinstance(policy, _GpuPolicy)  # resolved by _resolve
     if policy.algorithm == "streams":
         return _streams_closed_form(machine, workload, policy, chunk)
     walk = _OneAtATime(machine, workload, policy)
@@ -180,7 +195,9 @@ class _OneAtATime:
         #: every kernel in order as ``[count, (seconds, TaskCost)]``, equal ones in a row as one
         self.terms: list[list] = []
         self.algorithms: list[str] = []
-        self.step = self.step_bwd = None
+        self.step: dict[str, Any] | None = None
+        self.step_bwd: dict[str, Any] | None = None
+        assert isinstance(policy, _GpuPolicy)  # resolved by _resolve
         if policy.algorithm == "persistent":
             step = persistent_step(machine, workload, policy.kernel)
             if step["fits"]:
@@ -203,7 +220,7 @@ class _OneAtATime:
         else:
             terms.append([count, kernel])
 
-    def _repeat(self, phase: str, times: int, step) -> None:
+    def _repeat(self, phase: str, times: int, step: Callable[[], tuple[float, TaskCost]]) -> None:
         """``step()`` (one kernel: it reads through the L2 and returns itself) ``times`` times,
         in time independent of ``times``: once a step leaves the L2's LRU as the step before left
         it and costs what it cost, every later step starts from the same state and repeats it,
@@ -295,15 +312,16 @@ class _OneAtATime:
                 self._gemm_task(phase, 0.0, elem, b, 0.0, read)
             return
         if self.step is not None:
-            step = self.step_bwd if backward else self.step
-            load = float(step["weight_bytes"])
+            persistent = self.step_bwd if backward else self.step
+            assert persistent is not None  # set with self.step
+            load = float(persistent["weight_bytes"])
             self.dram += load
             # launch, the one-time load of the weights into registers, then the T steps (their
             # synchronisation and broadcast of h as parts of the step time)
             load_s = load / m.memory.bandwidth_Bps
-            parts = tuple((cause, T * s) for cause, s in persistent_step_parts(step))
+            parts = tuple((cause, T * s) for cause, s in persistent_step_parts(persistent))
             kernel = _kernel(
-                m.kernel_launch_s, T * step["step_s"], 0.0, {DRAM: load}, 0.0, load_s, parts
+                m.kernel_launch_s, T * persistent["step_s"], 0.0, {DRAM: load}, 0.0, load_s, parts
             )
             self._add(phase, kernel)
             return  # the weights stay in registers: nothing goes through the L2's LRU
@@ -417,7 +435,9 @@ class _OneAtATime:
         return "sparse_gemm" if self.sparse else "gemm"
 
 
-def _streams_closed_form(machine: GpuMachine, workload: Workload, policy: Policy, chunk: int):
+def _streams_closed_form(
+    machine: GpuMachine, workload: Workload, policy: Policy, chunk: int
+) -> ClosedForm:
     """The larger of the wavefront's critical path (band formula over unshared cell costs) and
     the time the shared resources need for all cells (DRAM bytes, flops at full rate).
 
@@ -560,6 +580,7 @@ def evaluate(
             "(a GPU runs several sequences as a larger batch)"
         )
     policy = _resolve(policy, machine)
+    assert isinstance(policy, _GpuPolicy)
     if cores is not None:
         machine = machine.with_cores(cores)
     baseline = get_policy("gemm", instances=policy.instances)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from wpsim.cells import get_cell
@@ -86,7 +87,7 @@ def measure_gemm(
         for n in ns:
             x = aligned(rng.standard_normal((n, h), dtype=np.float32))
             y = aligned(np.empty((n, rows), np.float32))
-            seconds = time_call(lambda x=x, y=y, w=w: matmul_xwt(x, w, y), 5, budget_s)
+            seconds = time_call(partial(matmul_xwt, x, w, y), 5, budget_s)
             out[f"{n},{h}"] = seconds * (gates * h) / rows
     return out
 
@@ -117,8 +118,8 @@ def measure_product_fixed(budget_s: float) -> dict[str, float]:
         x = aligned(rng.standard_normal((batch, h), dtype=np.float32))
         y_whole = aligned(np.empty((batch, w.shape[0]), np.float32))
         y_half = aligned(np.empty((batch, half.shape[0]), np.float32))
-        whole_s = time_call(lambda x=x, w=w, y=y_whole: matmul_xwt(x, w, y), 20, budget_s)
-        half_s = time_call(lambda x=x, w=half, y=y_half: matmul_xwt(x, w, y), 20, budget_s)
+        whole_s = time_call(partial(matmul_xwt, x, w, y_whole), 20, budget_s)
+        half_s = time_call(partial(matmul_xwt, x, half, y_half), 20, budget_s)
         out[f"{gates},{h},{batch}"] = 2 * half_s - whole_s
     return out
 
@@ -133,7 +134,7 @@ def measure_peak_gemm(size: int, budget_s: float) -> float:
     c = np.empty((size, size), np.float32)
     fn = lambda: np.dot(a, b, out=c)  # noqa: E731
     fn()
-    times = []
+    times: list[float] = []
     deadline = time.perf_counter() + budget_s
     while len(times) < 3 or time.perf_counter() < deadline:
         t0 = time.perf_counter()
