@@ -649,7 +649,6 @@ class CellKernel:
         >>> all(np.allclose(g[n], whole.dparams[n], rtol=1e-14) for n in g)
         True
         """
-        plan = self.plan
         states0 = states0 or {}
         steps = len(values["x"])
         order = range(steps - 1, -1, -1) if reverse else range(steps)
@@ -657,16 +656,28 @@ class CellKernel:
         table = dict(values)
         wanted = set(self.param_shapes) if names is None else set(names)
         dparams = {n: np.zeros(self.param_shapes[n], self.dtype) for n in wanted}
-        for op, kind, position, param, span, other in plan.param_rules:
-            if param not in wanted:
+        return self._accumulate(
+            dparams, op_grads, lambda g, a: self._whole_rows(g, a, table, start, order)
+        )
+
+    def _accumulate(
+        self,
+        dparams: dict[str, np.ndarray],
+        grads: Mapping[str, np.ndarray],
+        rows: Callable[[np.ndarray, Operand], list[tuple[np.ndarray, np.ndarray]]],
+    ) -> dict[str, np.ndarray]:
+        """Add every parameter rule's gradient into ``dparams`` (the parameters it holds): one
+        GEMM per product over the row blocks ``rows(g, operand)`` gives."""
+        for op, kind, position, param, span, other in self.plan.param_rules:
+            if param not in dparams:
                 continue
             target = dparams[param] if span is None else dparams[param][span[0] : span[1]]
-            g = op_grads[op]
+            g = grads[op]
             if kind == "matmul":
-                for g2, a2 in self._whole_rows(g, other, table, start, order):
+                for g2, a2 in rows(g, other):
                     target += g2.T @ a2
             elif kind == "mul":
-                for g2, a2 in self._whole_rows(g, other, table, start, order):
+                for g2, a2 in rows(g, other):
                     target += np.einsum("ij,ij->j", g2, a2)
             elif kind == "sub" and position == 1:
                 target -= g.sum(axis=(0, 1))
@@ -710,20 +721,7 @@ class CellKernel:
     ) -> dict[str, np.ndarray]:
         """Every parameter's gradient over the whole chunk: one GEMM per product."""
         dparams = {name: np.zeros(shape, self.dtype) for name, shape in self.param_shapes.items()}
-        for op, kind, position, param, span, other in self.plan.param_rules:
-            target = dparams[param] if span is None else dparams[param][span[0] : span[1]]
-            g = grads[op]
-            if kind == "matmul":
-                for g2, a2 in self._rows(g, other, values, saved, order):
-                    target += g2.T @ a2
-            elif kind == "mul":
-                for g2, a2 in self._rows(g, other, values, saved, order):
-                    target += np.einsum("ij,ij->j", g2, a2)
-            elif kind == "sub" and position == 1:
-                target -= g.sum(axis=(0, 1))
-            else:
-                target += g.sum(axis=(0, 1))
-        return dparams
+        return self._accumulate(dparams, grads, lambda g, a: self._rows(g, a, values, saved, order))
 
     def _rows(
         self, g: np.ndarray, a: Operand, values: Mapping[str, Any], saved: Saved, order: range
