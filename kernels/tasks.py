@@ -47,8 +47,8 @@ from kernels.arrays import (
     saved_names,
 )
 from kernels.cells import output_forward
-from kernels.declared import CellKernel, Saved
-from kernels.declared.chunk import extended_views
+from kernels.declared import CellKernel, Prepared, Saved
+from kernels.declared.program import ForwardProgram, extended_views, program_bytes
 from kernels.params import (
     chunk_bounds,
     compute_dtype,
@@ -66,10 +66,12 @@ __all__ = [
     "INPUT_SPLIT_BY_TIME_MAX_BYTES",
     "RUNNABLE_KINDS",
     "TaskRunner",
+    "TASK_PROGRAMS_MAX_BYTES",
     "TaskSpec",
     "forward_task",
     "input_split_by_time_max_bytes",
     "recurrent_product_ops",
+    "task_programs_max_bytes",
 ]
 
 #: (kind, instance, layer, direction, t0, steps): what a worker needs to know about a task.
@@ -93,12 +95,26 @@ RUNNABLE_KINDS = (
 #: by time, each member reads all of the weight (no matter while it fits the core's cache) and
 #: writes whole rows in place. The bound is half the L2 of the development machine.
 INPUT_SPLIT_BY_TIME_MAX_BYTES = 1 << 20
+#: Memory (bytes, as :func:`kernels.declared.program.program_bytes` estimates it) that one
+#: runner may hold in its cell tasks' bound programs (env ``WPSIM_TASK_PROGRAMS_MAX_BYTES``
+#: overrides it). A bound program runs a task with no set-up and no copy; once the budget is
+#: spent, the later tasks call the kernel (its kept program copies the input and states in
+#: and the results out). About 10 kB a one-step task and 2 kB a further step of an LSTM: the
+#: budget holds about 800 one-step tasks, and keeps a worker inside the 80 MiB that
+#: :data:`wpsim.guards.WORKER_BYTES` charges (64 MiB measured without programs).
+TASK_PROGRAMS_MAX_BYTES = 8 << 20
 
 
 def input_split_by_time_max_bytes() -> int:
     """:data:`INPUT_SPLIT_BY_TIME_MAX_BYTES`, or the environment's override."""
     value = os.environ.get("WPSIM_INPUT_SPLIT_BY_TIME_MAX_BYTES")
     return int(value) if value else INPUT_SPLIT_BY_TIME_MAX_BYTES
+
+
+def task_programs_max_bytes() -> int:
+    """:data:`TASK_PROGRAMS_MAX_BYTES`, or the environment's override."""
+    value = os.environ.get("WPSIM_TASK_PROGRAMS_MAX_BYTES")
+    return int(value) if value else TASK_PROGRAMS_MAX_BYTES
 
 
 class TaskRunner:
@@ -163,10 +179,17 @@ class TaskRunner:
         self._hooks: dict[tuple[int, int, int], tuple[dict, dict]] = {}
         self._rows: dict[tuple, tuple[slice, np.ndarray] | None] = {}
         self._private: dict[tuple, np.ndarray] = {}
-        self._task_hooks: dict[tuple, Callable] = {}
         self._parity = 0
+        # each cell task's bound forward (:meth:`_cell`), kept until their estimated size
+        # reaches the budget; the tasks after that call the kernel (:meth:`_call_cell`)
+        self._programs: dict[int, Callable[[], None]] = {}
+        self._programs_bytes = 0
+        self._programs_budget = task_programs_max_bytes()
+        self._pool: dict = {}
+        self._prepared: dict[tuple[int, int, int], Prepared] = {}
+        self._task_hooks: dict[tuple, Callable] = {}
         self._run = {
-            "cell": self._cell,
+            "cell": self._call_cell,
             "input_gemm": self._input_gemm,
             "output": self._output,
             "cell_bwd": self._cell_bwd,
@@ -178,7 +201,17 @@ class TaskRunner:
     # ---- entry point -----------------------------------------------------------------------
     def run(self, tid: int) -> None:
         """Run this member's share of task ``tid``."""
+        kept = self._programs.get(tid)
+        if kept is not None:
+            kept()
+            return
         kind, i, l, d, t0, steps = self.tasks[tid]
+        if kind == "cell" and self._programs_bytes < self._programs_budget:
+            program = self._cell(i, l, d, t0, t0 + steps)
+            self._programs[tid] = program.run
+            self._programs_bytes += program_bytes(program)
+            program.run()
+            return
         fn = self._run.get(kind)
         if fn is None:
             raise ConfigError(f"task kind {kind!r} cannot run for real")
@@ -226,6 +259,16 @@ class TaskRunner:
         if buf is None:
             buf = self._private[key] = np.empty(shape, self.dt)
         return buf
+
+    def _layer_input_blocks(
+        self, i: int, l: int, a: int, b: int
+    ) -> np.ndarray | tuple[np.ndarray, ...]:
+        """Input of layer ``l`` for steps ``a..b-1``: x, the layer below, or each direction's
+        output of the layer below (its column blocks)."""
+        if l == 0:
+            return self.a["x"][a:b]
+        parts = tuple(self.a[f"h{i}.{l - 1}.{dd}"][a:b] for dd in range(self.D))
+        return parts[0] if self.D == 1 else parts
 
     def _layer_input(self, i: int, l: int, a: int, b: int) -> np.ndarray:
         """Input of layer ``l`` for steps ``a..b-1``: x, or the layer below (directions
@@ -425,24 +468,32 @@ class TaskRunner:
             self._task_hooks[key] = hook
         return hook
 
-    def _cell(self, i: int, l: int, d: int, a: int, b: int) -> None:
+    def _split_products(self, i: int, l: int, d: int, a: int, b: int) -> dict[str, Callable]:
+        """A split group's product hooks of a cell task (none for a group of one)."""
+        if self.size == 1:
+            return {}
+        kernel = self.kernels[l]
+        hoisted = hoisted_products(kernel) if self.hoisted else []
+        products = dict(self._split_hooks(i, l, d)[0])
+        for op in batched_products(kernel):
+            if op not in hoisted:
+                products[op] = self._split_batched_hook(i, l, d, op, a, b)
+        return products
+
+    def _call_cell(self, i: int, l: int, d: int, a: int, b: int) -> None:
+        """A cell task as one call of the kernel's forward, which copies the input and the
+        states into buffers it keeps and the results out (for a task past the programs'
+        budget: nothing held per task)."""
         key = f"{i}.{l}.{d}"
         kernel = self.kernels[l]
-        lp = self._layer(i, l, d)
-        products: dict[str, Callable] = {}
-        hoisted = hoisted_products(kernel) if self.hoisted else []
-        for op in hoisted:
+        products = self._split_products(i, l, d, a, b)
+        for op in hoisted_products(kernel) if self.hoisted else []:
             products[op] = self._copy_hook(f"gx{key}.{op}", a, b)
-        if self.size > 1:
-            products.update(self._split_hooks(i, l, d)[0])
-            for op in batched_products(kernel):
-                if op not in hoisted:
-                    products[op] = self._split_batched_hook(i, l, d, op, a, b)
         h_all = self.a[f"h{key}"]
         out = h_all[a:b] if self.leader else self._buffer("h", (b - a, self.B, self.width))
         save = self.training and self.leader
         run = kernel.forward(
-            lp,
+            self._layer(i, l, d),
             self._layer_input(i, l, a, b),
             self._initial_states(key, l, d, a, b),
             reverse=d == 1,
@@ -460,6 +511,43 @@ class TaskRunner:
             assert run.saved is not None
             for name in saved_names(kernel):
                 self.a[f"v{key}.{name}"][a:b] = run.saved.values[name]
+
+    def _cell(self, i: int, l: int, d: int, a: int, b: int) -> ForwardProgram:
+        """The chunk forward bound to the task's arrays (:meth:`CellKernel.bind`): it reads
+        the layer input and the states where they are and writes the output, the kept values
+        and the final states in place."""
+        key = f"{i}.{l}.{d}"
+        kernel = self.kernels[l]
+        products = self._split_products(i, l, d, a, b)
+        hoisted = hoisted_products(kernel) if self.hoisted else []
+        inputs = {op: self.a[f"gx{key}.{op}"][a:b] for op in hoisted}
+        output = self.cell.output
+        if not self.leader:
+            out = self._buffer("h", (b - a, self.B, self.width))
+            into, finals = {output: out}, None
+        else:
+            into = {output: self.a[f"h{key}"][a:b]}
+            if self.training:
+                into.update({name: self.a[f"v{key}.{name}"][a:b] for name in saved_names(kernel)})
+            last = a if d == 1 else b - 1
+            finals = {
+                s: self.a[f"s{key}.{s}"][last] for s, v in kernel.next_of.items() if v != output
+            }
+        prepared = self._prepared.get((i, l, d))
+        if prepared is None:
+            prepared = self._prepared[(i, l, d)] = kernel.prepare(self._layer(i, l, d), self.B)
+        return kernel.bind(
+            prepared,
+            self._layer_input_blocks(i, l, a, b),
+            self._initial_states(key, l, d, a, b),
+            reverse=d == 1,
+            save=self.training and self.leader,
+            into=into,
+            inputs=inputs,
+            finals=finals,
+            products=products or None,
+            pool=self._pool,
+        )
 
     def _output(self, i: int, l: int, d: int, a: int, b: int) -> None:
         sub = self._share(b - a)
@@ -625,10 +713,11 @@ def forward_task(
     *,
     product: Callable[[str, Any], Callable | None] | None = None,
     seed: int = 0,
-) -> Callable[[], Any]:
+) -> Callable[[], None]:
     """One inference cell task of one layer-direction (input width ``hidden``, float32, random
-    parameters) as :class:`TaskRunner` runs it, as a callable of no argument: what calibration
-    times (:mod:`wpsim.measure.calibrate`).
+    parameters) as :class:`TaskRunner` runs it (the chunk forward bound to its arrays, its
+    final states copied out), as a callable of no argument: what calibration times
+    (:mod:`wpsim.measure.calibrate`).
 
     ``product(op, weight)`` may return the function ``(a, out)`` that computes the ``matmul``
     op ``op`` (of ``weight``, its gate block where it multiplies one) in place of the kernel,
@@ -638,8 +727,7 @@ def forward_task(
     --------
     >>> from wpsim.cells import get_cell
     >>> task = forward_task(get_cell("sru"), 8, 1, 4, product=lambda op, w: None)
-    >>> task().output.shape
-    (4, 1, 8)
+    >>> task()
     """
     kernel = CellKernel(cell, hidden, hidden, "float32")
     rng = np.random.default_rng(seed)
@@ -661,7 +749,17 @@ def forward_task(
             fn = product(op.name, weight)
             if fn is not None:
                 hooks[op.name] = fn
-    return lambda: kernel.forward(params, x, save=False, products=hooks or None)
+    output = kernel.plan.cell.output
+    finals = {
+        s: np.empty((batch, kernel.widths[s]), np.float32)
+        for s, v in kernel.next_of.items()
+        if v != output
+    }
+    out = np.empty((steps, batch, kernel.widths[output]), np.float32)
+    program = kernel.bind(
+        params, x, into={output: out}, finals=finals, products=hooks or None, pool={}
+    )
+    return program.run
 
 
 def recurrent_product_ops(cell: Cell) -> list[str]:

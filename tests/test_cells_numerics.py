@@ -29,6 +29,7 @@ KERNEL_MODULES = [
     "kernels.declared",
     "kernels.declared.plan",
     "kernels.declared.steps",
+    "kernels.declared.program",
     "kernels.declared.chunk",
     "kernels.declared.network",
 ]

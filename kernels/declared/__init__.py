@@ -3,6 +3,8 @@
 * :mod:`kernels.declared.plan` -- what is worked out once from a declaration and the sizes:
   the executed ops, buffers, shared gradients (:class:`ChunkPlan`);
 * :mod:`kernels.declared.steps` -- the runs of one op forward and of one backward contribution;
+* :mod:`kernels.declared.program` -- a chunk's buffers and runs bound once
+  (:class:`ForwardProgram`), run again without set-up;
 * :mod:`kernels.declared.chunk` -- :class:`CellKernel`: one layer-direction over a chunk of k
   steps, forward and BPTT, the off-recurrence stages batched over the k steps;
 * :mod:`kernels.declared.network` -- :class:`Network`: stacked, bidirectional, chunked.
@@ -22,16 +24,26 @@ Examples
 ((5, 1, 4), (2, 1, 4))
 """
 
-from kernels.declared.chunk import CellKernel, ChunkBackward, ChunkForward, Saved, init_params
+from kernels.declared.chunk import (
+    CellKernel,
+    ChunkBackward,
+    ChunkForward,
+    Prepared,
+    Saved,
+    init_params,
+)
 from kernels.declared.network import Network
 from kernels.declared.plan import ChunkPlan, fold_biases
+from kernels.declared.program import ForwardProgram
 
 __all__ = [
     "CellKernel",
     "ChunkBackward",
     "ChunkForward",
     "ChunkPlan",
+    "ForwardProgram",
     "Network",
+    "Prepared",
     "Saved",
     "fold_biases",
     "init_params",

@@ -1,0 +1,315 @@
+"""A chunk's buffers and runs, bound once: what :class:`kernels.declared.CellKernel` executes.
+
+A forward is built (:func:`build_forward`) for given arrays: the input it reads, the initial
+states, and optionally buffers that receive the output, kept values and final states. Running it
+(:meth:`ForwardProgram.run`) does no set-up: it copies what it must gather (a bidirectional
+layer's input, an extended state's initial slot), runs every stage's runs and copies the final
+states out. An executor binds one per task and runs it at each call (:mod:`kernels.tasks`);
+:meth:`CellKernel.forward <kernels.declared.CellKernel.forward>` builds one per call, or keeps
+one for calls of the same shapes and copies its input in.
+
+Buffers: a value lives in a (k, B, width) array ("full"), a (k+1, B, width) one holding a state's
+initial value in the extra slot ("extended"), or one or two per-step buffers ("single",
+"rotating"): :meth:`kernels.declared.ChunkPlan.value_kind`. A value may be bound to a buffer the
+caller gives (``into``), or read from one (``inputs``: a value computed elsewhere, whose op does
+not run). Scratch buffers may come from a ``pool`` shared by programs that never run at the same
+time (the tasks of one worker): keyed by name, kind and shape, they hold nothing between runs.
+
+The runs see each operand as a sequence indexed by the step (:mod:`kernels.declared.steps`): a
+recurrent stage runs them for each step ``j`` of the chunk on per-step views; a stage off the
+recurrence runs them once, at index 0 of one-element lists holding the whole (k, B, width) arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from kernels.declared.plan import ChunkPlan
+from kernels.declared.steps import ALL, Const, ProductFn, forward_run
+
+__all__ = [
+    "ForwardProgram",
+    "allocate",
+    "bind_states",
+    "build_forward",
+    "extended_views",
+    "program_bytes",
+    "run_stage",
+    "sequence",
+]
+
+#: The index at which a stage off the recurrence runs (its operands are one-element lists).
+WHOLE = (0,)
+#: What a program's objects take (:func:`program_bytes`), rounded up from tracemalloc's count
+#: of programs of every registered cell at H = 4 and 64, 1 to 64 steps (a least-squares fit:
+#: about 600 bytes a run and 90 a view, within 20% of each program; Python 3.11).
+PROGRAM_BYTES, RUN_BYTES, VIEW_BYTES = 1000, 700, 100
+
+
+def extended_views(ext: np.ndarray, reverse: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """Views of a (k+1, B, w) array holding a state's next value at k steps and its initial
+    value in one more slot: (the k values in time order, the state's value read at each step,
+    the initial value's slot).
+
+    Examples
+    --------
+    >>> ext = np.arange(4.0).reshape(4, 1, 1)
+    >>> [v[:, 0, 0].tolist() if hasattr(v, "shape") else v for v in extended_views(ext, False)]
+    [[1.0, 2.0, 3.0], [0.0, 1.0, 2.0], 0]
+    """
+    k = len(ext) - 1
+    if reverse:
+        return ext[:k], ext[1:], k
+    return ext[1:], ext[:k], 0
+
+
+def allocate(
+    plan: ChunkPlan,
+    dtype: np.dtype,
+    name: str,
+    kind: str,
+    size: tuple[int, int],
+    reverse: bool,
+    *,
+    zero: bool = False,
+    pool: dict | None = None,
+) -> tuple[Any, tuple[np.ndarray, np.ndarray, int] | None]:
+    """A buffer of ``kind`` for value ``name`` over ``size`` = (k steps, batch): returns (the
+    sequence, and for an extended one (array, earlier view, initial slot), else None). From
+    ``pool`` when given (never zeroed: ``zero`` needs a fresh buffer).
+
+    Examples
+    --------
+    >>> from wpsim.cells import get_cell
+    >>> plan = ChunkPlan(get_cell("gru"), hidden=2, input_size=3)
+    >>> seq, ext = allocate(plan, np.dtype("float64"), "h_new", "rotating", (3, 1), False)
+    >>> len(seq), seq[0].shape, seq[2] is seq[0], ext
+    (3, (1, 2), True, None)
+    """
+    k, batch = size
+    width = plan.widths[name]
+    count = 2 if kind == "rotating" else 1
+    shape = {
+        "extended": (k + 1, batch, width),
+        "full": (k, batch, width),
+    }.get(kind, (count, batch, width))
+    if pool is None or zero:
+        array = (np.zeros if zero else np.empty)(shape, dtype)
+    else:
+        key = (name, kind, shape, dtype)
+        if key not in pool:
+            pool[key] = np.empty(shape, dtype)
+        array = pool[key]
+    if kind == "extended":
+        values, earlier, slot = extended_views(array, reverse)
+        return values, (array, earlier, slot)
+    if kind == "full":
+        return array, None
+    return [array[j % count] for j in range(k)], None
+
+
+def sequence(table: dict, arrays: Mapping, spec: tuple, per_step: bool, cache: dict) -> Any:
+    """An operand (``spec`` of :attr:`ChunkPlan.arg_specs`) as a sequence: a Const for a
+    parameter (``arrays``); else from ``table`` (values or gradients), as per-step views in a
+    recurrent stage; ``cache`` shares them between the ops of one program."""
+    key = (spec, per_step)
+    found = cache.get(key)
+    if found is not None:
+        return found
+    name, span, is_param = spec
+    if is_param:
+        value = arrays[name]
+        found = Const(value if span is None else value[span[0] : span[1]])
+    else:
+        found = table[name]
+        if span is not None:
+            lo, hi = span
+            if isinstance(found, np.ndarray):
+                found = found[..., lo:hi]
+            else:
+                found = [b[:, lo:hi] for b in found]
+        if per_step and isinstance(found, np.ndarray):
+            found = list(found)
+    cache[key] = found
+    return found
+
+
+def bind_states(
+    plan: ChunkPlan, table: dict, extended: Mapping, initial: Mapping, order: range
+) -> None:
+    """Make each state readable at every step in ``table``: its initial value at the first
+    processed step, its next value of the step before at the others."""
+    first, k = order[0], len(order)
+    shift = 1 if order.step < 0 else -1
+    for s, v in plan.next_of.items():
+        if v in extended:
+            table[s] = extended[v][1]
+            continue
+        values = table[v]
+        table[s] = [initial[s] if j == first else values[j + shift] for j in range(k)]
+
+
+def run_stage(runs: list[Callable], recurrent: bool, order: Iterable[int]) -> None:
+    """Run a stage's runs: at each step of ``order`` (recurrent), or once on whole arrays."""
+    if recurrent:
+        for j in order:
+            for run in runs:
+                run(j)
+    else:
+        for run in runs:
+            run(ALL)
+
+
+def program_bytes(program: ForwardProgram) -> int:
+    """An estimate of the memory ``program`` holds besides its buffers (the pool's, the
+    caller's): :data:`PROGRAM_BYTES` plus :data:`RUN_BYTES` a run and :data:`VIEW_BYTES` a
+    per-step view."""
+    runs = sum(len(runs) for runs, _ in program.stages)
+    return PROGRAM_BYTES + RUN_BYTES * runs + VIEW_BYTES * program.views
+
+
+class ForwardProgram:
+    """A forward bound to its arrays (see the module docstring).
+
+    Attributes
+    ----------
+    x : ndarray or None
+        The input the program reads (None when it gathers column blocks).
+    initial : dict of str to ndarray
+        The initial states it reads.
+    values : dict
+        The sequence of each value by name (``x``, every op).
+    extended : dict
+        Each extended value's (array, earlier view, initial slot).
+    stages : list of (runs, recurrent)
+    copies, finals : list of (target, source)
+        Copied before the stages, and after them.
+    steps : tuple of int
+        The chunk's step indices in processing order.
+    """
+
+    def __init__(self, x: np.ndarray | None, initial: dict[str, np.ndarray], order: range):
+        self.x = x
+        self.initial = initial
+        self.values: dict[str, Any] = {}
+        self.extended: dict[str, tuple] = {}
+        self.stages: list[tuple[list[Callable], bool]] = []
+        self.copies: list[tuple[np.ndarray, np.ndarray]] = []
+        self.finals: list[tuple[np.ndarray, np.ndarray]] = []
+        self.order = order
+        self.steps = tuple(order)
+        self.views = 0
+
+    def run(self) -> None:
+        """Run the chunk forward once on the bound arrays."""
+        copyto = np.copyto
+        for target, source in self.copies:
+            copyto(target, source)
+        for runs, recurrent in self.stages:
+            for j in self.steps if recurrent else WHOLE:
+                for run in runs:
+                    run(j)
+        for target, source in self.finals:
+            copyto(target, source)
+
+
+def build_forward(
+    plan: ChunkPlan,
+    dtype: np.dtype,
+    arrays: Mapping[str, Any],
+    prods: Mapping[str, Any],
+    x: np.ndarray | tuple[np.ndarray, ...],
+    initial: dict[str, np.ndarray],
+    order: range,
+    *,
+    save: bool,
+    products: Mapping[str, ProductFn] | None = None,
+    into: Mapping[str, np.ndarray] | None = None,
+    inputs: Mapping[str, np.ndarray] | None = None,
+    finals: Mapping[str, np.ndarray] | None = None,
+    pool: dict | None = None,
+) -> ForwardProgram:
+    """The forward of ``plan`` over the steps ``order`` reading ``x`` (k, B, I), or its column
+    blocks (gathered into one buffer at each run), and the ``initial`` states (B, width).
+
+    ``arrays`` are the parameters and ``prods`` each ``matmul`` op's
+    :class:`~kernels.declared.steps.Product` (:meth:`CellKernel._prepare`); ``products[op]``
+    replaces one. ``into``: buffers (k, B, width) that receive values over the chunk (the
+    output, kept values); ``inputs``: values (k, B, width) computed elsewhere, read instead of
+    running their op; ``finals``: buffers (B, width) that receive states after the last step;
+    ``pool``: scratch shared with other programs (module docstring). Checks nothing: the caller
+    gives arrays of the right shapes and dtype.
+    """
+    whole, parts = (None, x) if isinstance(x, tuple) else (x, ())
+    k, batch = len(order), (whole if whole is not None else parts[0]).shape[1]
+    size, reverse = (k, batch), order.step < 0
+    program = ForwardProgram(whole, initial, order)
+    values, extended = program.values, program.extended
+    into, inputs = into or {}, inputs or {}
+    if "x" in plan.extended or parts:
+        kind = "extended" if "x" in plan.extended else "full"
+        values["x"], ext = allocate(plan, dtype, "x", kind, size, reverse, pool=pool)
+        if ext:
+            extended["x"] = ext
+        if parts:
+            at = 0
+            for part in parts:
+                width = part.shape[2]
+                program.copies.append((values["x"][..., at : at + width], part))
+                at += width
+        elif whole is not None:
+            program.copies.append((values["x"], whole))
+    else:
+        values["x"] = whole
+    for op in plan.cell.ops:
+        name = op.name
+        kind = plan.value_kind(name, save)
+        target = into.get(name)
+        if target is not None and kind != "extended":
+            values[name] = target
+            if name in inputs:
+                program.copies.append((target, inputs[name]))
+            continue
+        if name in inputs and kind != "extended":
+            values[name] = inputs[name]
+            continue
+        values[name], ext = allocate(plan, dtype, name, kind, size, reverse, pool=pool)
+        if ext:
+            extended[name] = ext
+        if name in inputs:
+            program.copies.append((values[name], inputs[name]))
+        if target is not None:
+            program.finals.append((target, values[name]))
+    for v, (ext, _, slot) in extended.items():
+        program.copies.append((ext[slot], initial[plan.state_of[v]]))
+    last = order[-1]
+    for s, target in (finals or {}).items():
+        program.finals.append((target, values[plan.next_of[s]][last]))
+    bind_states(plan, values, extended, initial, order)
+    hooks = products or {}
+    cache: dict = {}
+
+    def operand(spec: tuple, per_step: bool) -> Any:
+        found = sequence(values, arrays, spec, per_step, cache)
+        return found if per_step or isinstance(found, Const) else [found]
+
+    for stage in plan.stages:
+        per_step = stage.recurrent
+        runs = []
+        for name in stage.ops:
+            if name in inputs:
+                continue
+            kind = plan.ops[name].kind
+            args = [operand(a, per_step) for a in plan.arg_specs[name]]
+            target = operand(plan.self_spec[name], per_step)
+            product = hooks.get(name)
+            if kind == "matmul" and product is None:
+                product = prods[name].step if per_step else prods[name].batched
+            runs.append(forward_run(kind, args, target, product, plan.columns.get(name, ())))
+        if runs:
+            program.stages.append((runs, per_step))
+    program.views = sum(len(v) for v in (*cache.values(), *values.values()) if isinstance(v, list))
+    return program
