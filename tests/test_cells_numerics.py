@@ -409,6 +409,78 @@ def test_bad_shapes_are_refused():
         CellKernel(get_cell("gru"), 3, 2, dtype="float16")
 
 
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [(name, {}) for name in cell_names()] + [("lstm", {"proj_size": 2}), ("qrnn", {"window": 2})],
+)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_bound_programs_compute_what_forward_computes(name, options, reverse):
+    """CellKernel.bind: a forward bound to arrays it reads and writes in place (the input as
+    column blocks, the states, the output, kept values, final states, a product computed
+    elsewhere, scratch shared with another program) gives forward's bits, and a second run
+    reads the arrays as they are then."""
+    kernel = CellKernel(get_cell(name, **options), hidden=5, input_size=4)
+    plan = kernel.plan
+    params = init_params(kernel, 0)
+    rng = np.random.default_rng(1)
+    output = plan.cell.output
+    saved = [op.name for op in plan.cell.ops if op.name in plan.full[True] and op.name != output]
+    pool: dict = {}
+    for save in (False, True):
+        x = rng.standard_normal((3, 2, 4))
+        states = {s: rng.standard_normal((2, kernel.widths[s])) for s in kernel.next_of}
+        blocks = (x[..., :1].copy(), x[..., 1:].copy())
+        products = [op for op in plan.cell.ops if op.kind == "matmul"]
+        hoisted = [op.name for op in products if op.args[1].name == "x" and not op.args[1].gate]
+        ref = kernel.forward(params, x, states, reverse=reverse, save=True)
+        inputs = {op: ref.saved.values[op].copy() for op in hoisted}
+        into = {output: np.empty_like(ref.output)}
+        if save:
+            into.update({op: np.empty_like(ref.saved.values[op]) for op in saved})
+        finals = {s: np.empty((2, kernel.widths[s])) for s in kernel.next_of}
+        program = kernel.bind(
+            kernel.prepare(params, 2),
+            blocks,
+            states,
+            reverse=reverse,
+            save=save,
+            into=into,
+            inputs=inputs,
+            finals=finals,
+            pool=pool,
+        )
+        for again in (False, True):
+            if again:  # new values in the same arrays
+                x = rng.standard_normal((3, 2, 4))
+                blocks[0][...], blocks[1][...] = x[..., :1], x[..., 1:]
+                for value in states.values():
+                    value[...] = rng.standard_normal(value.shape)
+                ref = kernel.forward(params, x, states, reverse=reverse, save=True)
+                for op, value in inputs.items():
+                    value[...] = ref.saved.values[op]
+            program.run()
+            assert np.array_equal(into[output], ref.output)
+            for op in saved if save else []:
+                assert np.array_equal(into[op], ref.saved.values[op]), op
+            for s, value in finals.items():
+                assert np.array_equal(value, ref.states[s]), s
+
+
+def test_bound_programs_check_their_arrays():
+    kernel = CellKernel(get_cell("gru"), hidden=3, input_size=2)
+    params = init_params(kernel, 0)
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
+        kernel.bind(params, np.zeros((4, 1, 4))[..., ::2])
+    with pytest.raises(ValueError, match="blocks must have 2 columns"):
+        kernel.bind(params, (np.zeros((4, 1, 1)),))
+    with pytest.raises(ValueError, match="h_new must be C-contiguous float64"):
+        kernel.bind(params, np.zeros((4, 1, 2)), into={"h_new": np.zeros((4, 1, 3), "f4")})
+    with pytest.raises(ValueError, match="state 'h' must be C-contiguous"):
+        kernel.bind(params, np.zeros((4, 1, 2)), {"h": np.zeros((1, 6))[:, ::2]})
+    with pytest.raises(ValueError, match="finals 'h' must be float64"):
+        kernel.bind(params, np.zeros((4, 1, 2)), finals={"h": np.zeros((1, 2))})
+
+
 def test_kept_inference_programs_give_fresh_results():
     """An inference call reuses the buffers of the last call of the same shapes and
     parameters; what it returns is the caller's, and a parameter changed in place is seen."""

@@ -22,7 +22,7 @@ import kernels.arrays
 import kernels.tasks
 from kernels import backward, forward, init_input, init_params
 from kernels.arrays import array_specs, hoisted_products, layer_kernels
-from kernels.executor import execute
+from kernels.executor import Executor, execute
 from wpsim.cells import cell_names
 from wpsim.cli import main
 from wpsim.machines import HW_CONFIG_DIR
@@ -118,6 +118,36 @@ def test_split_groups_and_hoisted_products_agree_with_one_process(cell, policy):
     kinds = {t.kind for t in run.tasks}
     if policy == "layerwise":
         assert {"input_gemm", "input_gemm_bwd"} <= kinds
+
+
+@pytest.mark.parametrize("cell", ["sru", "qrnn(window=2)"])
+def test_bound_task_programs_and_kernel_calls_agree_bitwise(cell, monkeypatch):
+    """A cell task runs its bound program while the runner's budget lasts and calls the
+    kernel's forward after it (kernels.tasks.TASK_PROGRAMS_MAX_BYTES): the two give the same
+    bits, in one process and on 2 workers with split groups and hoisted input products, and
+    a second run of the same programs the same bits as the first."""
+    w = _workload(cell, "training", dtype="float64")
+    params, x = init_params(w, seed=1), init_input(w, seed=2)
+    g = np.random.default_rng(3).standard_normal((5, 2, 2 * w.output_width))
+    got = {}
+    for budget in ("0", "1", str(kernels.tasks.TASK_PROGRAMS_MAX_BYTES)):  # none, one, all
+        monkeypatch.setenv("WPSIM_TASK_PROGRAMS_MAX_BYTES", budget)
+        y, states = forward(w, params, x, chunk=2)
+        grads = backward(w, params, x, g, chunk=2)
+        states = states if isinstance(states, tuple) else (states,)
+        ran = {"y": y, **{f"state {n}": _flat(v) for n, v in enumerate(states)}}
+        ran.update({k: _flat(v) for k, v in grads.items()})
+        if budget != "1":
+            with Executor(w, "layerwise", workers=2, params=params, x=x, grad_output=g) as ex:
+                ex.run(record=False)  # the programs are bound in the first run
+                ex.run()
+                run = ex.result()
+            ran["split y"] = run.outputs["output"]
+            ran.update({f"split {k}": _flat(v) for k, v in run.grads.items()})
+        got[budget] = ran
+    for budget, ran in got.items():
+        for name, value in ran.items():
+            assert np.array_equal(value, got["0"][name]), (budget, name)
 
 
 def test_arrays_follow_the_declaration():

@@ -86,8 +86,8 @@ def allocate(
     >>> from wpsim.cells import get_cell
     >>> plan = ChunkPlan(get_cell("gru"), hidden=2, input_size=3)
     >>> seq, ext = allocate(plan, np.dtype("float64"), "h_new", "rotating", (3, 1), False)
-    >>> len(seq), seq[0].shape, seq[2] is seq[0], ext
-    (3, (1, 2), True, None)
+    >>> len(seq), seq[0].shape, np.shares_memory(seq[0], seq[2]), np.shares_memory(*seq[:2]), ext
+    (3, (1, 2), True, False, None)
     """
     k, batch = size
     width = plan.widths[name]
