@@ -12,6 +12,8 @@ gives the minimum over ``--rounds`` rounds and the ratio this tree / the other o
 * ``tasks``: every task of a one-layer inference workload of 32 steps run in order by
   :class:`kernels.tasks.TaskRunner` on plain arrays, as an executor's worker runs them (products
   included), at 1 and 32 steps per task; per task and intercept as above;
+* ``forward``: the default workload (``demo``: 4-layer LSTM, H = 512, T = 100) in one process
+  (:func:`kernels.forward`, the executor's tasks in order) at 100, 25 and 1 steps per task;
 * ``executor`` (``--executor``): the README's first run, the default workload (``demo``) on
   the real executor, ``sequential`` on 1 worker (chunk 100) and ``wavefront`` on 2 (chunk 25),
   makespans (each child keeps its workers between rounds; one untimed run first).
@@ -43,7 +45,7 @@ BATCH_S = 0.02  # one timing: calls repeated for about this long; the minimum of
 # ---- the child: measures in the tree it was started for ------------------------------------------
 def _best_per_call(fn, budget_s: float = BATCH_S) -> float:
     fn()
-    n, t0 = 0, time.perf_counter()
+    n, t0 = 1, time.perf_counter()
     while time.perf_counter() - t0 < budget_s / 4:
         fn()
         n += 1
@@ -104,6 +106,19 @@ def _child_tasks(cell: str, hidden: int, chunk: int, cache: dict) -> float:
     return _best_per_call(run_all, 4 * BATCH_S) / n
 
 
+def _child_forward(workload: str, chunk: int, cache: dict) -> float:
+    """One in-process inference of a shipped workload (:func:`kernels.forward`)."""
+    key = ("forward", workload, chunk)
+    if key not in cache:
+        from kernels import forward, init_input, init_params
+        from wpsim.model.workload import resolve_workload
+
+        w = resolve_workload(workload)
+        params, x = init_params(w), init_input(w)
+        cache[key] = lambda: forward(w, params, x, chunk=chunk)
+    return _best_per_call(cache[key], 0.0)
+
+
 def _child_executor(policy: str, workers: int, chunk: int, cache: dict) -> float:
     key = (policy, workers, chunk)
     if key not in cache:
@@ -133,6 +148,8 @@ def child(root: str) -> int:
                 answer = measure_step_overhead([ask["cell"]], LONG, 0.1)[ask["cell"]]
             elif case == "kernel":
                 answer = {"s": _child_kernel(ask["cell"], ask["hidden"], ask["steps"])}
+            elif case == "forward":
+                answer = {"s": _child_forward(ask["workload"], ask["chunk"], cache)}
             elif case == "tasks":
                 answer = {"s": _child_tasks(ask["cell"], ask["hidden"], ask["steps"], cache)}
             else:
@@ -182,6 +199,8 @@ def questions(cases: list[str], hiddens: list[int], cells: list[str]) -> list[di
                     for h in hiddens
                     for k in (1, LONG)
                 ]
+    if "forward" in cases:
+        out += [{"case": "forward", "workload": "demo", "chunk": c} for c in (100, 25, 1)]
     if "executor" in cases:
         out.append({"case": "executor", "policy": "sequential", "workers": 1, "chunk": 100})
         out.append({"case": "executor", "policy": "wavefront", "workers": 2, "chunk": 25})
@@ -207,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", default="4,256", help="hidden sizes (default 4,256)")
     parser.add_argument("--cells", default=",".join(CELLS), help="cells (default all four)")
     parser.add_argument(
-        "--cases", default="calibration,kernel,tasks", help="calibration,kernel,tasks,executor"
+        "--cases",
+        default="calibration,kernel,tasks,forward",
+        help="calibration,kernel,tasks,forward,executor",
     )
     parser.add_argument("--executor", action="store_true", help="add the executor case")
     args = parser.parse_args(argv)
@@ -262,6 +283,9 @@ def report(asked: list[dict], best: dict) -> None:
                 for a, s in zip(per[0], slopes, strict=True)
             ]
             rows.append((f"{name} per task (intercept)", *fixed))
+        elif case == "forward":
+            name = f"forward {question['workload']} chunk {question['chunk']} (in process)"
+            rows.append((name, *pair(q, "s")))
         elif case == "executor":
             name = f"executor demo {question['policy']} {question['workers']}w c{question['chunk']}"
             rows.append((name, *pair(q, "s")))

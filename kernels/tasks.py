@@ -180,11 +180,9 @@ class TaskRunner:
         self._rows: dict[tuple, tuple[slice, np.ndarray] | None] = {}
         self._private: dict[tuple, np.ndarray] = {}
         self._parity = 0
-        # each cell task's bound forward (:meth:`_cell`), kept until their estimated size
-        # reaches the budget; the tasks after that call the kernel (:meth:`_call_cell`)
+        # cell tasks' bound forwards by task id (see warm)
         self._programs: dict[int, Callable[[], None]] = {}
         self._programs_bytes = 0
-        self._programs_budget = task_programs_max_bytes()
         self._pool: dict = {}
         self._prepared: dict[tuple[int, int, int], Prepared] = {}
         self._task_hooks: dict[tuple, Callable] = {}
@@ -201,30 +199,36 @@ class TaskRunner:
     # ---- entry point -----------------------------------------------------------------------
     def run(self, tid: int) -> None:
         """Run this member's share of task ``tid``."""
-        kept = self._programs.get(tid)
-        if kept is not None:
-            kept()
+        bound = self._programs.get(tid)
+        if bound is not None:
+            bound()
             return
         kind, i, l, d, t0, steps = self.tasks[tid]
-        if kind == "cell" and self._programs_bytes < self._programs_budget:
-            program = self._cell(i, l, d, t0, t0 + steps)
-            self._programs[tid] = program.run
-            self._programs_bytes += program_bytes(program)
-            program.run()
-            return
         fn = self._run.get(kind)
         if fn is None:
             raise ConfigError(f"task kind {kind!r} cannot run for real")
         fn(i, l, d, t0, t0 + steps)
 
     def warm(self) -> None:
-        """Build every layer's parameter views and split products up front."""
+        """Build every layer's parameter views and split products up front, and bind the cell
+        tasks' programs (:meth:`_cell`) in task order until their estimated size reaches
+        :func:`task_programs_max_bytes` (a runner that is not warmed, or a task past the
+        budget, calls the kernel: :meth:`_call_cell`)."""
         for i in {t[1] for t in self.tasks}:
             for l in range(self.L):
                 for d in range(self.D):
                     self._layer(i, l, d)
                     if self.size > 1:
                         self._split_hooks(i, l, d)
+        budget = task_programs_max_bytes()
+        for tid, (kind, i, l, d, t0, steps) in enumerate(self.tasks):
+            if kind != "cell" or tid in self._programs:
+                continue
+            if self._programs_bytes >= budget:
+                break
+            program = self._cell(i, l, d, t0, t0 + steps)
+            self._programs[tid] = program.run
+            self._programs_bytes += program_bytes(program)
 
     # ---- helpers ----------------------------------------------------------------------------
     def _share(self, n: int) -> slice | None:
@@ -482,8 +486,8 @@ class TaskRunner:
 
     def _call_cell(self, i: int, l: int, d: int, a: int, b: int) -> None:
         """A cell task as one call of the kernel's forward, which copies the input and the
-        states into buffers it keeps and the results out (for a task past the programs'
-        budget: nothing held per task)."""
+        states into buffers it keeps and the results out: nothing is held per task (a runner
+        that is not warmed, which runs each task once, or a task past the programs' budget)."""
         key = f"{i}.{l}.{d}"
         kernel = self.kernels[l]
         products = self._split_products(i, l, d, a, b)
