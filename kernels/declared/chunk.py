@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,22 +42,14 @@ import scipy.sparse as sp
 
 from kernels.declared.plan import ChunkPlan
 from kernels.declared.program import (
+    BackwardProgram,
     ForwardProgram,
-    allocate,
-    bind_states,
+    Saved,
+    build_backward,
     build_forward,
-    extended_views,
-    run_stage,
-    sequence,
+    zeros,
 )
-from kernels.declared.steps import (
-    Product,
-    ProductFn,
-    activation_rule,
-    pass_gradient,
-    product_rule,
-    through_product,
-)
+from kernels.declared.steps import Product, ProductFn
 from kernels.params import WEIGHT_ORDER, MemoryOrder, aligned, row_block
 from wpsim.cells import Cell, Operand
 
@@ -92,19 +83,6 @@ def init_params(kernel: CellKernel, seed: int = 0) -> dict[str, np.ndarray]:
         order: MemoryOrder = WEIGHT_ORDER if len(shape) == 2 else "C"
         params[name] = aligned(np.asarray(value, order=order))
     return params
-
-
-@dataclass
-class Saved:
-    """What :meth:`CellKernel.backward` needs from a forward (``save=True``): the input, the
-    initial states, the values kept over the chunk (by name, time order), the (k+1)-slot arrays
-    of the extended ones, and the direction."""
-
-    x: np.ndarray
-    states0: dict[str, np.ndarray]
-    values: dict[str, np.ndarray]
-    extended: dict[str, np.ndarray]
-    reverse: bool
 
 
 class ChunkForward(NamedTuple):
@@ -445,10 +423,7 @@ class CellKernel:
             if value is not None and not copy:
                 self._check_buffer(f"state {s!r}", value, (batch, self.widths[s]))
             elif value is None and pool is not None:
-                key = ("zeros", s, (batch, self.widths[s]), self.dtype)
-                if key not in pool:
-                    pool[key] = np.zeros((batch, self.widths[s]), self.dtype)
-                value = pool[key]
+                value = zeros(pool, (s,), (batch, self.widths[s]), self.dtype)
             initial[s] = self._state(value, batch, s)
         return initial
 
@@ -495,129 +470,106 @@ class CellKernel:
             (dense, also for a sparse weight).
         """
         plan = self.plan
-        x = saved.x
-        k, batch, _ = x.shape
-        reverse = saved.reverse
+        k, batch, _ = saved.x.shape
         arrays, prods, _ = self._prepare(params, batch)
-        order = range(k - 1, -1, -1) if reverse else range(k)
-        first, last = order[0], order[-1]
-        shift = 1 if reverse else -1
-        values: dict[str, Any] = {"x": x, **saved.values}
-        for v, ext in saved.extended.items():
-            values[v] = extended_views(ext, reverse)[0]
-        extended = {
-            v: (ext, *extended_views(ext, reverse)[1:]) for v, ext in saved.extended.items()
-        }
-        bind_states(plan, values, extended, saved.states0, order)
-        skipped = set() if need_dx else {"x"} | {s for s, v in self.next_of.items() if v == "x"}
-        grads: dict[str, Any] = {}
-        initial: dict[str, np.ndarray] = {}
-        for r, kind in plan.grad_kind.items():
-            if r in skipped:
-                continue
-            zero = bool(plan.grad_gaps[r])
-            grads[r], grad_ext = allocate(plan, self.dtype, r, kind, (k, batch), reverse, zero=zero)
-            if grad_ext:
-                grads[plan.state_of[r]] = grad_ext[1]
-                initial[plan.state_of[r]] = grad_ext[0][grad_ext[2]]
-        for name, r in plan.grad_root.items():
-            if r in grads:
-                grads[name] = grads[r]
-        d_states = dict(d_states or {})
-        for s, v in self.next_of.items():
-            if s in skipped:
-                continue
-            if s not in initial:
-                make = np.zeros if plan.zero_initial[v] else np.empty
-                start = initial[s] = make((batch, self.widths[s]), self.dtype)
-                later = grads[v]
-                grads[s] = [start if j == first else later[j + shift] for j in range(k)]
-            final = self._state(d_states.get(s), batch, s)
-            target = grads[v][last]
-            if plan.grad_kind[v] in ("rotating", "single"):
-                for lo, hi in plan.seeds[v]:
-                    target[:, lo:hi] = final[:, lo:hi]
-            else:
-                target += final
         width = self.widths[plan.cell.output]
-        if d_output is None:
-            d_output = np.zeros((k, batch, width), self.dtype)
-        d_output = np.asarray(d_output, dtype=self.dtype)
-        if d_output.shape != (k, batch, width):
-            raise ValueError(f"d_output must have shape {(k, batch, width)}, got {d_output.shape}")
-        hooks = dict(products_t or {})
-        cache: dict = {}
-        value_cache: dict = {}
-        for stage in reversed(plan.stages):
-            per_step = stage.recurrent
-            runs = []
-            if plan.cell.output in stage.ops:
-                g = sequence(grads, arrays, plan.self_spec[plan.cell.output], per_step, cache)
-                dy = list(d_output) if per_step else d_output
-                runs.append(pass_gradient(dy, g, plan.writes[("dy", 0)], negate=False))
-            for name in reversed(stage.ops):
-                runs += self._backward_runs(
-                    name,
-                    values,
-                    grads,
-                    arrays,
-                    prods,
-                    hooks,
-                    per_step,
-                    (k, batch),
-                    skipped,
-                    cache,
-                    value_cache,
+        if d_output is not None:
+            d_output = np.asarray(d_output, dtype=self.dtype)
+            if d_output.shape != (k, batch, width):
+                raise ValueError(
+                    f"d_output must have shape {(k, batch, width)}, got {d_output.shape}"
                 )
-            run_stage(runs, per_step, reversed(order))
-        dstates = {s: initial[s] for s in self.next_of if s not in skipped}
+        d_states = d_states or {}
+        finals = {s: self._state(d_states.get(s), batch, s) for s in self.next_of}
+        program = build_backward(
+            plan,
+            self.dtype,
+            arrays,
+            prods,
+            saved,
+            d_output,
+            finals,
+            need_dx=need_dx,
+            products_t=products_t,
+        )
+        program.run()
+        grads = program.grads
+        dstates = dict(program.initial)
         dx = grads.get("x") if need_dx else None
         if op_grads:
             wanted = {rule[0] for rule in plan.param_rules}
             return ChunkBackward(dx, dstates, {}, {op: grads[op] for op in wanted})
-        dparams = self._param_grads(values, grads, saved, order)
+        dparams = self._param_grads(program.values, grads, saved, program.order)
         return ChunkBackward(dx, dstates, dparams)
 
-    def _backward_runs(
+    def bind_backward(
         self,
-        name: str,
-        values: dict[str, Any],
-        grads: dict[str, Any],
-        arrays: dict[str, Any],
-        prods: dict[str, Any],
-        hooks: Mapping[str, ProductFn],
-        per_step: bool,
-        size: tuple[int, int],
-        skipped: set[str],
-        cache: dict,
-        value_cache: dict,
-    ) -> list[Callable]:
-        """The runs that add op ``name``'s contributions to its operands' gradients."""
-        g = sequence(grads, arrays, self.plan.self_spec[name], per_step, cache)
-        runs = []
-        for rule, operand, spec, write, width, reads, columns in self.plan.rules[name]:
-            if operand in skipped:
-                continue
-            target = sequence(grads, arrays, spec, per_step, cache)
-            # scratch for a contribution computed before it is added
-            tmp = np.empty((*size[int(per_step) :], width), self.dtype) if width else None
-            if rule == "pass" and columns is not None:  # this operand's columns of a concat
-                lo, hi = columns
-                part = [c[:, lo:hi] for c in g] if per_step else g[..., lo:hi]
-                runs.append(pass_gradient(part, target, write, negate=False))
-            elif rule in ("pass", "negate"):
-                runs.append(pass_gradient(g, target, write, negate=rule == "negate"))
-            elif rule == "mul":
-                other = sequence(values, arrays, reads, per_step, value_cache)
-                runs.append(product_rule(g, other, target, write, tmp))
-            elif rule == "matmul":
-                fn = hooks.get(name) or prods[name].transposed
-                runs.append(through_product(fn, g, target, write, tmp))
-            else:
-                y = sequence(values, arrays, reads, per_step, value_cache)
-                assert tmp is not None  # an activation's rule always has scratch (ChunkPlan.rules)
-                runs.append(activation_rule(rule, g, y, target, write, tmp))
-        return runs
+        params: Mapping[str, Any] | Prepared,
+        saved: Saved,
+        d_output: np.ndarray | None = None,
+        d_states: Mapping[str, np.ndarray | None] | None = None,
+        *,
+        products_t: Mapping[str, ProductFn] | None = None,
+        into: Mapping[str, np.ndarray] | None = None,
+        dstates_into: Mapping[str, np.ndarray] | None = None,
+        pool: dict | None = None,
+    ) -> BackwardProgram:
+        """The chunk's BPTT bound to arrays it reads and writes where they are, at each
+        :meth:`BackwardProgram.run <kernels.declared.program.BackwardProgram.run>` (what an
+        executor's backward task runs again and again): ``saved``'s arrays, ``d_output`` and
+        ``d_states`` are read then. The same arithmetic as :meth:`backward` with ``op_grads``.
+
+        ``into``: buffers (k, B, width) that receive the gradients of the ops that read a
+        parameter, by op name, and ``x`` (k, B, I) the gradient w.r.t. the input;
+        ``dstates_into``: buffers (B, width) that receive the gradients w.r.t. the initial
+        states; ``params``, ``products_t`` and ``pool`` as for :meth:`bind` and
+        :meth:`backward`.
+
+        Examples
+        --------
+        >>> from wpsim.cells import get_cell
+        >>> kernel = CellKernel(get_cell("gru"), hidden=2, input_size=3)
+        >>> params, x = init_params(kernel), np.ones((4, 1, 3))
+        >>> saved, dy = kernel.forward(params, x).saved, np.ones((4, 1, 2))
+        >>> dx, dh = np.empty((4, 1, 3)), np.empty((1, 2))
+        >>> kernel.bind_backward(params, saved, dy, into={"x": dx}, dstates_into={"h": dh}).run()
+        >>> back = kernel.backward(params, saved, dy, op_grads=True)
+        >>> bool((dx == back.dx).all() and (dh == back.dstates["h"]).all())
+        True
+        """
+        plan = self.plan
+        k, batch = saved.x.shape[:2]
+        arrays = [saved.x, *saved.values.values(), *saved.extended.values()]
+        arrays += [v for v in (d_output, *(d_states or {}).values()) if v is not None]
+        for array in arrays:
+            if array.dtype != self.dtype:
+                raise ValueError(f"bind_backward reads {self.dtype} arrays, got {array.dtype}")
+        width = self.widths[plan.cell.output]
+        if d_output is not None and d_output.shape != (k, batch, width):
+            raise ValueError(f"d_output must have shape {(k, batch, width)}")
+        wanted = {rule[0] for rule in plan.param_rules} | {"x"}
+        for name, buffer in (into or {}).items():
+            if name not in wanted:
+                raise ValueError(f"into: {name!r} is not x or an op that reads a parameter")
+            shape = (k, batch, self.input_size if name == "x" else self.widths[name])
+            self._check_buffer(name, buffer, shape)
+        if isinstance(params, Prepared):
+            arrays_, prods = params
+        else:
+            arrays_, prods = self.prepare(params, batch)
+        return build_backward(
+            plan,
+            self.dtype,
+            arrays_,
+            prods,
+            saved,
+            d_output,
+            dict(d_states or {}),
+            products_t=products_t,
+            into=into,
+            dstates_into=dstates_into,
+            pool=pool,
+        )
 
     def param_grads(
         self,

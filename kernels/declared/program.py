@@ -23,22 +23,39 @@ recurrence runs them once, at index 0 of one-element lists holding the whole (k,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from kernels.declared.plan import ChunkPlan
-from kernels.declared.steps import ALL, Const, ProductFn, forward_run
+from kernels.declared.steps import (
+    ALL,
+    Const,
+    ProductFn,
+    activation_rule,
+    forward_run,
+    pass_gradient,
+    product_rule,
+    through_product,
+)
 
 __all__ = [
+    "BackwardProgram",
     "ForwardProgram",
+    "Saved",
     "allocate",
+    "backward_runs",
     "bind_states",
+    "build_backward",
     "build_forward",
     "extended_views",
     "program_bytes",
     "run_stage",
+    "scratch",
     "sequence",
+    "zeros",
 ]
 
 #: The index at which a stage off the recurrence runs (its operands are one-element lists).
@@ -66,6 +83,26 @@ def extended_views(ext: np.ndarray, reverse: bool) -> tuple[np.ndarray, np.ndarr
     return ext[1:], ext[:k], 0
 
 
+def scratch(pool: dict | None, key: tuple, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised buffer: from ``pool`` under ``key`` (made there once), or a new one."""
+    if pool is None:
+        return np.empty(shape, dtype)
+    key = (*key, shape, dtype)
+    if key not in pool:
+        pool[key] = np.empty(shape, dtype)
+    return pool[key]
+
+
+def zeros(pool: dict | None, key: tuple, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Zeros that nothing writes (a missing state, or its gradient): shared through ``pool``."""
+    if pool is None:
+        return np.zeros(shape, dtype)
+    key = ("zeros", *key, shape, dtype)
+    if key not in pool:
+        pool[key] = np.zeros(shape, dtype)
+    return pool[key]
+
+
 def allocate(
     plan: ChunkPlan,
     dtype: np.dtype,
@@ -74,20 +111,22 @@ def allocate(
     size: tuple[int, int],
     reverse: bool,
     *,
-    zero: bool = False,
     pool: dict | None = None,
-) -> tuple[Any, tuple[np.ndarray, np.ndarray, int] | None]:
-    """A buffer of ``kind`` for value ``name`` over ``size`` = (k steps, batch): returns (the
-    sequence, and for an extended one (array, earlier view, initial slot), else None). From
-    ``pool`` when given (never zeroed: ``zero`` needs a fresh buffer).
+    tag: str = "value",
+) -> tuple[Any, tuple[np.ndarray, np.ndarray, int] | None, np.ndarray]:
+    """An uninitialised buffer of ``kind`` for value ``name`` over ``size`` = (k steps, batch):
+    returns (the sequence; for an extended one (array, earlier view, initial slot), else None;
+    the whole buffer). From ``pool`` when given, under ``tag`` (a value's, a gradient's).
 
     Examples
     --------
     >>> from wpsim.cells import get_cell
     >>> plan = ChunkPlan(get_cell("gru"), hidden=2, input_size=3)
-    >>> seq, ext = allocate(plan, np.dtype("float64"), "h_new", "rotating", (3, 1), False)
+    >>> seq, ext, base = allocate(plan, np.dtype("float64"), "h_new", "rotating", (3, 1), False)
     >>> len(seq), seq[0].shape, np.shares_memory(seq[0], seq[2]), np.shares_memory(*seq[:2]), ext
     (3, (1, 2), True, False, None)
+    >>> base.shape
+    (2, 1, 2)
     """
     k, batch = size
     width = plan.widths[name]
@@ -96,19 +135,13 @@ def allocate(
         "extended": (k + 1, batch, width),
         "full": (k, batch, width),
     }.get(kind, (count, batch, width))
-    if pool is None or zero:
-        array = (np.zeros if zero else np.empty)(shape, dtype)
-    else:
-        key = (name, kind, shape, dtype)
-        if key not in pool:
-            pool[key] = np.empty(shape, dtype)
-        array = pool[key]
+    array = scratch(pool, (tag, name, kind), shape, dtype)
     if kind == "extended":
         values, earlier, slot = extended_views(array, reverse)
-        return values, (array, earlier, slot)
+        return values, (array, earlier, slot), array
     if kind == "full":
-        return array, None
-    return [array[j % count] for j in range(k)], None
+        return array, None, array
+    return [array[j % count] for j in range(k)], None, array
 
 
 def sequence(table: dict, arrays: Mapping, spec: tuple, per_step: bool, cache: dict) -> Any:
@@ -169,6 +202,19 @@ def program_bytes(program: ForwardProgram) -> int:
     per-step view."""
     runs = sum(len(runs) for runs, _ in program.stages)
     return PROGRAM_BYTES + RUN_BYTES * runs + VIEW_BYTES * program.views
+
+
+@dataclass
+class Saved:
+    """What a chunk's backward needs from its forward (``save=True``): the input, the initial
+    states, the values kept over the chunk (by name, time order), the (k+1)-slot arrays of the
+    extended ones, and the direction."""
+
+    x: np.ndarray
+    states0: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]
+    extended: dict[str, np.ndarray]
+    reverse: bool
 
 
 class ForwardProgram:
@@ -251,7 +297,7 @@ def build_forward(
     into, inputs = into or {}, inputs or {}
     if "x" in plan.extended or parts:
         kind = "extended" if "x" in plan.extended else "full"
-        values["x"], ext = allocate(plan, dtype, "x", kind, size, reverse, pool=pool)
+        values["x"], ext, _ = allocate(plan, dtype, "x", kind, size, reverse, pool=pool)
         if ext:
             extended["x"] = ext
         if parts:
@@ -276,7 +322,7 @@ def build_forward(
         if name in inputs and kind != "extended":
             values[name] = inputs[name]
             continue
-        values[name], ext = allocate(plan, dtype, name, kind, size, reverse, pool=pool)
+        values[name], ext, _ = allocate(plan, dtype, name, kind, size, reverse, pool=pool)
         if ext:
             extended[name] = ext
         if name in inputs:
@@ -313,3 +359,193 @@ def build_forward(
             program.stages.append((runs, per_step))
     program.views = sum(len(v) for v in (*cache.values(), *values.values()) if isinstance(v, list))
     return program
+
+
+class BackwardProgram:
+    """A chunk's BPTT bound to its arrays (:func:`build_backward`): ``setup`` (gradient buffers
+    zeroed where the plan needs zeros, the final states' gradients seeded), the runs of each
+    stage in backward order, and ``finals`` copied out; ``values``, ``grads`` and ``initial``
+    (the gradients w.r.t. the initial states) by name."""
+
+    def __init__(self, order: range) -> None:
+        self.values: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
+        self.initial: dict[str, np.ndarray] = {}
+        self.setup: list[Callable[[], Any]] = []
+        self.stages: list[tuple[list[Callable], bool]] = []
+        self.finals: list[tuple[np.ndarray, np.ndarray]] = []
+        self.order = order
+        self.steps = tuple(reversed(order))
+        self.views = 0
+
+    def run(self) -> None:
+        """Run the chunk's BPTT once on the bound arrays."""
+        for step in self.setup:
+            step()
+        for runs, recurrent in self.stages:
+            if recurrent:
+                for j in self.steps:
+                    for run in runs:
+                        run(j)
+            else:
+                for run in runs:
+                    run(ALL)
+        copyto = np.copyto
+        for target, source in self.finals:
+            copyto(target, source)
+
+
+def build_backward(
+    plan: ChunkPlan,
+    dtype: np.dtype,
+    arrays: Mapping[str, Any],
+    prods: Mapping[str, Any],
+    saved: Saved,
+    d_output: np.ndarray | None,
+    d_states: Mapping[str, np.ndarray | None],
+    *,
+    need_dx: bool = True,
+    products_t: Mapping[str, ProductFn] | None = None,
+    into: Mapping[str, np.ndarray] | None = None,
+    dstates_into: Mapping[str, np.ndarray] | None = None,
+    pool: dict | None = None,
+) -> BackwardProgram:
+    """The BPTT of ``plan`` over the chunk whose forward ``saved`` describes, reading the
+    gradient w.r.t. the output ``d_output`` (k, B, width; None: zeros) and w.r.t. each final
+    state ``d_states`` (B, width; missing or None: zeros), all read at each run.
+
+    ``into``: buffers that receive gradients after the run, by op name (an op that reads a
+    parameter), or ``x``; ``dstates_into``: buffers (B, width) that receive the gradients
+    w.r.t. the initial states; ``products_t`` and ``pool`` as for :func:`build_forward`. Checks
+    nothing: the caller gives arrays of the right shapes and of ``dtype``.
+    """
+    x = saved.x
+    k, batch = x.shape[:2]
+    reverse = saved.reverse
+    order = range(k - 1, -1, -1) if reverse else range(k)
+    first, last = order[0], order[-1]
+    shift = 1 if reverse else -1
+    program = BackwardProgram(order)
+    values, grads, initial, setup = program.values, program.grads, program.initial, program.setup
+    values.update({"x": x, **saved.values})
+    for v, ext in saved.extended.items():
+        values[v] = extended_views(ext, reverse)[0]
+    extended = {v: (ext, *extended_views(ext, reverse)[1:]) for v, ext in saved.extended.items()}
+    bind_states(plan, values, extended, saved.states0, order)
+    skipped = set() if need_dx else {"x"} | {s for s, v in plan.next_of.items() if v == "x"}
+    for r, kind in plan.grad_kind.items():
+        if r in skipped:
+            continue
+        grads[r], grad_ext, base = allocate(
+            plan, dtype, r, kind, (k, batch), reverse, pool=pool, tag="grad"
+        )
+        if plan.grad_gaps[r]:  # regions no contribution reaches (or every one adds)
+            setup.append(partial(base.fill, 0))
+        if grad_ext:
+            grads[plan.state_of[r]] = grad_ext[1]
+            initial[plan.state_of[r]] = grad_ext[0][grad_ext[2]]
+    for name, r in plan.grad_root.items():
+        if r in grads:
+            grads[name] = grads[r]
+    for s, v in plan.next_of.items():
+        if s in skipped:
+            continue
+        shape = (batch, plan.widths[s])
+        if s not in initial:
+            start = initial[s] = scratch(pool, ("grad", s, "initial"), shape, dtype)
+            if plan.zero_initial[v]:
+                setup.append(partial(start.fill, 0))
+            later = grads[v]
+            grads[s] = [start if j == first else later[j + shift] for j in range(k)]
+        final = d_states.get(s)
+        if final is None:
+            final = zeros(pool, (s,), shape, dtype)
+        target = grads[v][last]
+        if plan.grad_kind[v] in ("rotating", "single"):
+            for lo, hi in plan.seeds[v]:
+                setup.append(partial(np.copyto, target[:, lo:hi], final[:, lo:hi]))
+        else:
+            setup.append(partial(np.add, target, final, out=target))
+    output = plan.cell.output
+    if d_output is None:
+        d_output = zeros(pool, (output, k), (k, batch, plan.widths[output]), dtype)
+    hooks = products_t or {}
+    cache: dict = {}
+    value_cache: dict = {}
+    for stage in reversed(plan.stages):
+        per_step = stage.recurrent
+        runs = []
+        if output in stage.ops:
+            g = sequence(grads, arrays, plan.self_spec[output], per_step, cache)
+            dy = list(d_output) if per_step else d_output
+            runs.append(pass_gradient(dy, g, plan.writes[("dy", 0)], negate=False))
+        for name in reversed(stage.ops):
+            runs += backward_runs(
+                plan,
+                dtype,
+                name,
+                values,
+                grads,
+                arrays,
+                prods,
+                hooks,
+                per_step,
+                (k, batch),
+                skipped,
+                cache,
+                value_cache,
+                pool,
+            )
+        program.stages.append((runs, per_step))
+    for name, target in (into or {}).items():
+        program.finals.append((target, grads[name]))
+    for s, target in (dstates_into or {}).items():
+        program.finals.append((target, initial[s]))
+    lists = (*cache.values(), *value_cache.values(), *values.values(), *grads.values())
+    program.views = sum(len(v) for v in lists if isinstance(v, list))
+    return program
+
+
+def backward_runs(
+    plan: ChunkPlan,
+    dtype: np.dtype,
+    name: str,
+    values: dict[str, Any],
+    grads: dict[str, Any],
+    arrays: Mapping[str, Any],
+    prods: Mapping[str, Any],
+    hooks: Mapping[str, ProductFn],
+    per_step: bool,
+    size: tuple[int, int],
+    skipped: set[str],
+    cache: dict,
+    value_cache: dict,
+    pool: dict | None = None,
+) -> list[Callable]:
+    """The runs that add op ``name``'s contributions to its operands' gradients."""
+    g = sequence(grads, arrays, plan.self_spec[name], per_step, cache)
+    runs = []
+    for index, (rule, operand, spec, write, width, reads, columns) in enumerate(plan.rules[name]):
+        if operand in skipped:
+            continue
+        target = sequence(grads, arrays, spec, per_step, cache)
+        # scratch for a contribution computed before it is added
+        shape = (*size[int(per_step) :], width)
+        tmp = scratch(pool, ("tmp", name, index), shape, dtype) if width else None
+        if rule == "pass" and columns is not None:  # this operand's columns of a concat
+            lo, hi = columns
+            part = [c[:, lo:hi] for c in g] if per_step else g[..., lo:hi]
+            runs.append(pass_gradient(part, target, write, negate=False))
+        elif rule in ("pass", "negate"):
+            runs.append(pass_gradient(g, target, write, negate=rule == "negate"))
+        elif rule == "mul":
+            other = sequence(values, arrays, reads, per_step, value_cache)
+            runs.append(product_rule(g, other, target, write, tmp))
+        elif rule == "matmul":
+            fn = hooks.get(name) or prods[name].transposed
+            runs.append(through_product(fn, g, target, write, tmp))
+        else:
+            y = sequence(values, arrays, reads, per_step, value_cache)
+            assert tmp is not None  # an activation's rule always has scratch (ChunkPlan.rules)
+            runs.append(activation_rule(rule, g, y, target, write, tmp))
+    return runs
