@@ -466,6 +466,57 @@ def test_bound_programs_compute_what_forward_computes(name, options, reverse):
                 assert np.array_equal(value, ref.states[s]), s
 
 
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [(name, {}) for name in cell_names()] + [("lstm", {"proj_size": 2}), ("qrnn", {"window": 2})],
+)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_bound_backward_programs_compute_what_backward_computes(name, options, reverse):
+    """CellKernel.bind_backward: the BPTT bound to the saved arrays, the gradients from above
+    and from the next chunk (read in place), writing the gradients of the ops that read
+    parameters, of the input and of the initial states into given buffers, scratch shared
+    with another program, gives backward's bits, and again on new values in the same arrays."""
+    kernel = CellKernel(get_cell(name, **options), hidden=5, input_size=4)
+    plan = kernel.plan
+    params = kernel.prepare(init_params(kernel, 0), 2)
+    rng = np.random.default_rng(2)
+    width = kernel.widths[plan.cell.output]
+    wanted = sorted({rule[0] for rule in plan.param_rules})
+    pool: dict = {}
+    x = rng.standard_normal((3, 2, 4))
+    states = {s: rng.standard_normal((2, kernel.widths[s])) for s in kernel.next_of}
+    saved = kernel.forward(init_params(kernel, 0), x, states, reverse=reverse).saved
+    dy = rng.standard_normal((3, 2, width))
+    d_states = {s: rng.standard_normal((2, kernel.widths[s])) for s in kernel.next_of}
+    into = {op: np.empty((3, 2, kernel.widths[op])) for op in wanted} | {"x": np.empty_like(x)}
+    dstates_into = {s: np.empty((2, kernel.widths[s])) for s in kernel.next_of}
+    programs = [
+        kernel.bind_backward(
+            params,
+            saved,
+            dy,
+            d_states,
+            into=into,
+            dstates_into=dstates_into,
+            pool=pool,
+        )
+        for _ in range(2)  # the second shares the first's scratch
+    ]
+    for again in (False, True):
+        if again:
+            dy[...] = rng.standard_normal(dy.shape)
+            for value in (*d_states.values(), *saved.values.values()):
+                value[...] = rng.standard_normal(value.shape)
+        ref = kernel.backward(init_params(kernel, 0), saved, dy, d_states, op_grads=True)
+        for program in programs:
+            program.run()
+            assert np.array_equal(into["x"], ref.dx)
+            for op in wanted:
+                assert np.array_equal(into[op], ref.op_grads[op]), op
+            for s, value in dstates_into.items():
+                assert np.array_equal(value, ref.dstates[s]), s
+
+
 def test_bound_programs_check_their_arrays():
     kernel = CellKernel(get_cell("gru"), hidden=3, input_size=2)
     params = init_params(kernel, 0)
@@ -479,6 +530,11 @@ def test_bound_programs_check_their_arrays():
         kernel.bind(params, np.zeros((4, 1, 2)), {"h": np.zeros((1, 6))[:, ::2]})
     with pytest.raises(ValueError, match="finals 'h' must be float64"):
         kernel.bind(params, np.zeros((4, 1, 2)), finals={"h": np.zeros((1, 2))})
+    saved = kernel.forward(params, np.zeros((4, 1, 2))).saved
+    with pytest.raises(ValueError, match="reads float64 arrays, got float32"):
+        kernel.bind_backward(params, saved, np.zeros((4, 1, 3), "f4"))
+    with pytest.raises(ValueError, match="'h_new' is not x or an op that reads a parameter"):
+        kernel.bind_backward(params, saved, into={"h_new": np.zeros((4, 1, 3))})
 
 
 def test_kept_inference_programs_give_fresh_results():

@@ -61,8 +61,9 @@ __all__ = [
 #: The index at which a stage off the recurrence runs (its operands are one-element lists).
 WHOLE = (0,)
 #: What a program's objects take (:func:`program_bytes`), rounded up from tracemalloc's count
-#: of programs of every registered cell at H = 4 and 64, 1 to 64 steps (a least-squares fit:
-#: about 600 bytes a run and 90 a view, within 20% of each program; Python 3.11).
+#: of forward programs of every registered cell at H = 4 and 64, 1 to 64 steps (a least-squares
+#: fit: about 600 bytes a run and 90 a view, within 20% of each program; Python 3.11). The
+#: estimate is 1.0-1.55 times the count of backward programs.
 PROGRAM_BYTES, RUN_BYTES, VIEW_BYTES = 1000, 700, 100
 
 
@@ -196,7 +197,7 @@ def run_stage(runs: list[Callable], recurrent: bool, order: Iterable[int]) -> No
             run(ALL)
 
 
-def program_bytes(program: ForwardProgram) -> int:
+def program_bytes(program: ForwardProgram | BackwardProgram) -> int:
     """An estimate of the memory ``program`` holds besides its buffers (the pool's, the
     caller's): :data:`PROGRAM_BYTES` plus :data:`RUN_BYTES` a run and :data:`VIEW_BYTES` a
     per-step view."""
