@@ -170,6 +170,10 @@ class TaskRunner:
         self._params: dict[int, dict[str, np.ndarray]] = {}
         self._lp: dict[tuple[int, int, int], dict[str, Any]] = {}
         self._private: dict[tuple, np.ndarray] = {}
+        # what the declaration says of each layer's tasks (kernels.arrays), worked out once
+        self._saved = [saved_names(k) for k in self.kernels]
+        self._param_ops = [param_ops(k) for k in self.kernels]
+        self._hoisted = [hoisted_products(k) if hoisted else [] for k in self.kernels]
         self.group = GroupProducts(
             arrays,
             self.kernels,
@@ -305,7 +309,7 @@ class TaskRunner:
     # ---- forward tasks ------------------------------------------------------------------------
     def _input_gemm(self, i: int, l: int, d: int, a: int, b: int) -> None:
         x = self._layer_input(i, l, a, b)
-        for op in hoisted_products(self.kernels[l]):
+        for op in self._hoisted[l]:
             self.group.product_into(i, l, d, op, x, a)
 
     # the hooks of a task are made once (a kernel keeps its inference program for the same
@@ -337,7 +341,7 @@ class TaskRunner:
         key = f"{i}.{l}.{d}"
         kernel = self.kernels[l]
         products = self.group.products(i, l, d, a, b)
-        for op in hoisted_products(kernel) if self.hoisted else []:
+        for op in self._hoisted[l]:
             products[op] = self._copy_hook(f"gx{key}.{op}", a, b)
         h_all = self.a[f"h{key}"]
         out = h_all[a:b] if self.leader else self._buffer("h", (b - a, self.B, self.width))
@@ -359,7 +363,7 @@ class TaskRunner:
                 self.a[f"s{key}.{s}"][last] = run.states[s]
         if save:
             assert run.saved is not None
-            for name in saved_names(kernel):
+            for name in self._saved[l]:
                 self.a[f"v{key}.{name}"][a:b] = run.saved.values[name]
 
     def _cell(self, i: int, l: int, d: int, a: int, b: int) -> ForwardProgram:
@@ -369,7 +373,7 @@ class TaskRunner:
         key = f"{i}.{l}.{d}"
         kernel = self.kernels[l]
         products = self.group.products(i, l, d, a, b)
-        hoisted = hoisted_products(kernel) if self.hoisted else []
+        hoisted = self._hoisted[l]
         inputs = {op: self.a[f"gx{key}.{op}"][a:b] for op in hoisted}
         output = self.cell.output
         if not self.leader:
@@ -378,7 +382,7 @@ class TaskRunner:
         else:
             into = {output: self.a[f"h{key}"][a:b]}
             if self.training:
-                into.update({name: self.a[f"v{key}.{name}"][a:b] for name in saved_names(kernel)})
+                into.update({name: self.a[f"v{key}.{name}"][a:b] for name in self._saved[l]})
             last = a if d == 1 else b - 1
             finals = {
                 s: self.a[f"s{key}.{s}"][last] for s, v in kernel.next_of.items() if v != output
@@ -412,8 +416,7 @@ class TaskRunner:
         """The product hooks of a backward task: a hoisted product's part of dx is the
         input_gemm_bwd task's (zeros here); a split group's recurrent products by columns."""
         products_t: dict[str, Callable] = {}
-        kernel = self.kernels[l]
-        for op in hoisted_products(kernel) if self.hoisted else []:
+        for op in self._hoisted[l]:
             products_t[op] = _no_product
         if self.size > 1:
             products_t.update(self.group.hooks(i, l, d)[1])
@@ -452,7 +455,7 @@ class TaskRunner:
             s: zeros(pool, (s,), (self.B, kernel.widths[s]), self.dt) if v is None else v
             for s, v in initial.items()
         }
-        values = {name: self.a[f"v{key}.{name}"][a:b] for name in saved_names(kernel)}
+        values = {name: self.a[f"v{key}.{name}"][a:b] for name in self._saved[l]}
         values[self.cell.output] = self.a[f"h{key}"][a:b]
         extended = {}
         for v in plan.extended:
@@ -486,7 +489,7 @@ class TaskRunner:
         }
         into = dstates_into = None
         if self.leader:
-            into = {op: self.a[f"dg{key}.{op}"][a:b] for op in param_ops(kernel)}
+            into = {op: self.a[f"dg{key}.{op}"][a:b] for op in self._param_ops[l]}
             into["x"] = self.a[f"dx{key}"][a:b]
             dstates_into = {s: self.a[f"ds{key}.{s}"][c_idx] for s in kernel.next_of}
         program = kernel.bind_backward(
@@ -520,7 +523,7 @@ class TaskRunner:
         dx = self.a[f"dx{key}"][s:e]
         rows = (e - s) * self.B
         flat = dx.reshape(rows, dx.shape[2])
-        for op in hoisted_products(kernel):
+        for op in self._hoisted[l]:
             w = kernel.plan.ops[op].args[0]
             weight = lp[w.name]
             span = kernel.plan.region(w)
@@ -565,10 +568,10 @@ class TaskRunner:
         mine = names if self.size == 1 else names[self.rank :: self.size]
         if not mine:
             return
-        values = {name: self.a[f"v{key}.{name}"] for name in saved_names(kernel)}
+        values = {name: self.a[f"v{key}.{name}"] for name in self._saved[l]}
         values[self.cell.output] = self.a[f"h{key}"]
         values["x"] = self._layer_input(i, l, 0, T)
-        op_grads = {op: self.a[f"dg{key}.{op}"] for op in param_ops(kernel)}
+        op_grads = {op: self.a[f"dg{key}.{op}"] for op in self._param_ops[l]}
         states0 = {s: self.a.get(f"init{key}.{s}") for s in kernel.next_of}
         grads = kernel.param_grads(values, op_grads, states0, reverse=d == 1, names=mine)
         name = suffix(l, d == 1)

@@ -132,10 +132,12 @@ def allocate(
     k, batch = size
     width = plan.widths[name]
     count = 2 if kind == "rotating" else 1
-    shape = {
-        "extended": (k + 1, batch, width),
-        "full": (k, batch, width),
-    }.get(kind, (count, batch, width))
+    if kind == "extended":
+        shape = (k + 1, batch, width)
+    elif kind == "full":
+        shape = (k, batch, width)
+    else:
+        shape = (count, batch, width)
     array = scratch(pool, (tag, name, kind), shape, dtype)
     if kind == "extended":
         values, earlier, slot = extended_views(array, reverse)
@@ -202,7 +204,9 @@ def program_bytes(program: ForwardProgram | BackwardProgram) -> int:
     caller's): :data:`PROGRAM_BYTES` plus :data:`RUN_BYTES` a run and :data:`VIEW_BYTES` a
     per-step view."""
     runs = sum(len(runs) for runs, _ in program.stages)
-    return PROGRAM_BYTES + RUN_BYTES * runs + VIEW_BYTES * program.views
+    tables = (*program.sequences, program.values, program.grads)
+    views = sum(len(v) for table in tables for v in table.values() if isinstance(v, list))
+    return PROGRAM_BYTES + RUN_BYTES * runs + VIEW_BYTES * views
 
 
 @dataclass
@@ -248,7 +252,8 @@ class ForwardProgram:
         self.finals: list[tuple[np.ndarray, np.ndarray]] = []
         self.order = order
         self.steps = tuple(order)
-        self.views = 0
+        self.grads: dict[str, Any] = {}  # none: the same fields as a BackwardProgram
+        self.sequences: tuple[dict, ...] = ()
 
     def run(self) -> None:
         """Run the chunk forward once on the bound arrays."""
@@ -338,10 +343,14 @@ def build_forward(
     bind_states(plan, values, extended, initial, order)
     hooks = products or {}
     cache: dict = {}
+    lists: dict = {}  # a batched stage's operands, as one-element lists
 
-    def operand(spec: tuple, per_step: bool) -> Any:
-        found = sequence(values, arrays, spec, per_step, cache)
-        return found if per_step or isinstance(found, Const) else [found]
+    def batched_operand(spec: tuple) -> Any:
+        found = lists.get(spec)
+        if found is None:
+            found = sequence(values, arrays, spec, False, cache)
+            found = lists[spec] = found if isinstance(found, Const) else [found]
+        return found
 
     for stage in plan.stages:
         per_step = stage.recurrent
@@ -350,15 +359,19 @@ def build_forward(
             if name in inputs:
                 continue
             kind = plan.ops[name].kind
-            args = [operand(a, per_step) for a in plan.arg_specs[name]]
-            target = operand(plan.self_spec[name], per_step)
+            if per_step:
+                args = [sequence(values, arrays, a, True, cache) for a in plan.arg_specs[name]]
+                target = sequence(values, arrays, plan.self_spec[name], True, cache)
+            else:
+                args = [batched_operand(a) for a in plan.arg_specs[name]]
+                target = batched_operand(plan.self_spec[name])
             product = hooks.get(name)
             if kind == "matmul" and product is None:
                 product = prods[name].step if per_step else prods[name].batched
             runs.append(forward_run(kind, args, target, product, plan.columns.get(name, ())))
         if runs:
             program.stages.append((runs, per_step))
-    program.views = sum(len(v) for v in (*cache.values(), *values.values()) if isinstance(v, list))
+    program.sequences = (cache,)
     return program
 
 
@@ -377,7 +390,7 @@ class BackwardProgram:
         self.finals: list[tuple[np.ndarray, np.ndarray]] = []
         self.order = order
         self.steps = tuple(reversed(order))
-        self.views = 0
+        self.sequences: tuple[dict, ...] = ()
 
     def run(self) -> None:
         """Run the chunk's BPTT once on the bound arrays."""
@@ -502,8 +515,7 @@ def build_backward(
         program.finals.append((target, grads[name]))
     for s, target in (dstates_into or {}).items():
         program.finals.append((target, initial[s]))
-    lists = (*cache.values(), *value_cache.values(), *values.values(), *grads.values())
-    program.views = sum(len(v) for v in lists if isinstance(v, list))
+    program.sequences = (cache, value_cache)
     return program
 
 
