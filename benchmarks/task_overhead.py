@@ -12,6 +12,8 @@ gives the minimum over ``--rounds`` rounds and the ratio this tree / the other o
 * ``tasks``: every task of a one-layer inference workload of 32 steps run in order by
   :class:`kernels.tasks.TaskRunner` on plain arrays, as an executor's worker runs them (products
   included), at 1 and 32 steps per task; per task and intercept as above;
+* ``training``: as ``tasks`` in training: the cell tasks, their backward tasks and the
+  parameters' gradients (one ``wgrad`` task), per task;
 * ``forward``: the default workload (``demo``: 4-layer LSTM, H = 512, T = 100) in one process
   (:func:`kernels.forward`, the executor's tasks in order) at 100, 25 and 1 steps per task;
 * ``executor`` (``--executor``): the README's first run, the default workload (``demo``) on
@@ -21,27 +23,32 @@ gives the minimum over ``--rounds`` rounds and the ratio this tree / the other o
 Run: ``.venv/bin/python benchmarks/task_overhead.py --baseline /work/main`` (the other tree's
 ``.venv/bin/python`` runs its child when it has one). ``--cases`` picks the cases.
 
-Measured 2026-12-06 on Intel Xeon (KVM), 2 cores, shared with other work (load 0.9-2.3), Python
-3.11, numpy 2: this tree (cell tasks run a forward bound once to their arrays,
-:mod:`kernels.declared.program`) against ``/work/main`` (every call of the kernel's forward sets
-up or copies its input, states and output), ``--rounds 7``, us, new / old:
+Measured 2026-12-06 on Intel Xeon (KVM), 2 cores, shared with other work (load 2.0-3.0), Python
+3.11, numpy 2: this tree (cell and backward tasks run programs bound once to their arrays,
+:mod:`kernels.declared.program`) against ``/work/main`` (each call of the kernel sets up its runs,
+or copies its input, states and output), ``--rounds 7 --cases
+calibration,kernel,tasks,training,executor``; per task, us, new / old:
 
-==========================  =========================  =====================  =====================
-cell                        calibration task_s (H=4)   kernel, per task       tasks (TaskRunner),
-                                                       H=4 / H=256            per task H=4 / H=256
-==========================  =========================  =====================  =====================
-rnn                         1.87 / 8.28 = 0.23         0.22 / 0.21            3.5 / 12.7 = 0.28; 0.36
-lstm                        2.06 / 9.60 = 0.21         0.25 / 0.23            4.3 / 14.6 = 0.29; 0.64
-gru                         0.93 / 7.47 = 0.12         0.16 / 0.20            3.0 / 12.3 = 0.25; 0.37
-sru                         5.51 / 12.72 = 0.43        0.44 / 0.44            7.0 / 16.5 = 0.43; 0.54
-==========================  =========================  =====================  =====================
+====  ====================  ===================  ====================  ======================
+cell  calibration task_s    kernel (intercept)   tasks (intercept)     training (intercept)
+      H=4                   H=4; H=256           H=4; H=256            H=4; H=256
+====  ====================  ===================  ====================  ======================
+rnn   1.88 / 8.43 = 0.22    0.22; 0.21           3.7 / 12.7 = 0.29;    4.6 / 39.3 = 0.12;
+                                                 0.37                  0.17
+lstm  2.28 / 9.64 = 0.24    0.24; 0.26           4.3 / 14.9 = 0.29;    7.4 / 73.2 = 0.10;
+                                                 0.62                  0.32
+gru   1.10 / 7.68 = 0.14    0.16; 0.15           3.3 / 12.1 = 0.27;    6.4 / 75.4 = 0.08;
+                                                 0.56                  0.22
+sru   5.61 / 12.82 = 0.44   0.44; 0.43           7.0 / 16.8 = 0.42;    12.4 / 83.7 = 0.15;
+                                                 0.49                  0.21
+====  ====================  ===================  ====================  ======================
 
-Per step 0.84-1.07 of the old (the same runs; no view made per call). The ``tasks`` intercept at
-H = 256 holds the input product's GEMM of 1 row against 32 (the efficiency of a larger GEMM),
-not only fixed costs. The README's first run (``--executor``): sequential on 1 worker (chunk
-100) 83.7 / 90.4 ms = 0.93, wavefront on 2 workers (chunk 25) 55.3 / 54.6 ms = 1.01: four and
-sixteen tasks of 100 and 25 steps, where the 150 us GEMV of W_hh (2048 x 512) a step weighs, not
-the task's fixed cost.
+Per step 0.82-1.00 of the old (the same runs, on views made once). The intercepts at H = 256
+hold the input product's GEMM of 1 row against 32 (a larger GEMM's better rate), not only fixed
+costs. The README's first run (``--executor``): sequential on 1 worker (chunk 100) 82.5 / 88.1
+ms = 0.94, wavefront on 2 workers (chunk 25) 54.5 / 53.1 ms = 1.03: four and sixteen tasks of 100
+and 25 steps, where the GEMV of W_hh (2048 x 512, about 150 us) a step weighs, not a task's fixed
+cost.
 
 Against the hand-written Elman/LSTM/GRU kernels the executor ran before the declared ones (commit
 29dfd0e's parent: ``git archive 29dfd0e^ | tar -x -C DIR``, ``--baseline DIR``, ``--cases calibration``, ``wpsim calibrate``'s own
@@ -91,9 +98,9 @@ def _child_kernel(cell: str, hidden: int, steps: int) -> float:
     return _best_per_call(task)
 
 
-def _child_tasks(cell: str, hidden: int, chunk: int, cache: dict) -> float:
-    """Seconds per task of a one-layer inference workload run task after task."""
-    key = (cell, hidden, chunk)
+def _child_tasks(cell: str, hidden: int, chunk: int, cache: dict, phase: str) -> float:
+    """Seconds per task of a one-layer workload run task after task by a warmed runner."""
+    key = (cell, hidden, chunk, phase)
     if key not in cache:
         import numpy as np
 
@@ -105,18 +112,21 @@ def _child_tasks(cell: str, hidden: int, chunk: int, cache: dict) -> float:
         from wpsim.model.workload import Workload
         from wpsim.policies import get_policy
 
-        w = Workload(cell=cell, layers=1, hidden=hidden, input=hidden, seq_len=LONG)
+        w = Workload(cell=cell, layers=1, hidden=hidden, input=hidden, seq_len=LONG, phase=phase)
+        training = phase == "training"
         graph = build(w, **dict(get_policy("sequential").graph_options(w, chunk)))
         tasks = [
             (t.kind, t.instance, t.layer, t.direction, t.t0, t.steps)
             for t in compile_plan(graph).tasks
         ]
-        specs = array_specs(w, 1, hoisted=False, training=False, chunk=chunk, group_sizes=[1])
+        specs = array_specs(w, 1, hoisted=False, training=training, chunk=chunk, group_sizes=[1])
         arrays = {name: np.zeros(spec[0], spec[1]) for name, spec in specs.items()}
         for name, value in init_params(w, 0).items():
             arrays[f"p0.{name}"][...] = value
         arrays["x"][...] = init_input(w, 0)
-        runner = TaskRunner(w, tasks, arrays, hoisted=False, training=False, chunk=chunk)
+        if training:
+            arrays["gout"][...] = 0.01
+        runner = TaskRunner(w, tasks, arrays, hoisted=False, training=training, chunk=chunk)
         runner.warm()
 
         ids = range(len(tasks))
@@ -174,8 +184,9 @@ def child(root: str) -> int:
                 answer = {"s": _child_kernel(ask["cell"], ask["hidden"], ask["steps"])}
             elif case == "forward":
                 answer = {"s": _child_forward(ask["workload"], ask["chunk"], cache)}
-            elif case == "tasks":
-                answer = {"s": _child_tasks(ask["cell"], ask["hidden"], ask["steps"], cache)}
+            elif case in ("tasks", "training"):
+                phase = "training" if case == "training" else "inference"
+                answer = {"s": _child_tasks(ask["cell"], ask["hidden"], ask["steps"], cache, phase)}
             else:
                 answer = {"s": _child_executor(ask["policy"], ask["workers"], ask["chunk"], cache)}
         except Exception as exc:  # noqa: BLE001 - a case the tree cannot run is reported
@@ -216,7 +227,7 @@ def questions(cases: list[str], hiddens: list[int], cells: list[str]) -> list[di
     for cell in cells:
         if "calibration" in cases:
             out.append({"case": "calibration", "cell": cell})
-        for case in ("kernel", "tasks"):
+        for case in ("kernel", "tasks", "training"):
             if case in cases:
                 out += [
                     {"case": case, "cell": cell, "hidden": h, "steps": k}
@@ -251,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", default=",".join(CELLS), help="cells (default all four)")
     parser.add_argument(
         "--cases",
-        default="calibration,kernel,tasks,forward",
-        help="calibration,kernel,tasks,forward,executor",
+        default="calibration,kernel,tasks,training,forward",
+        help="calibration,kernel,tasks,training,forward,executor",
     )
     parser.add_argument("--executor", action="store_true", help="add the executor case")
     args = parser.parse_args(argv)
@@ -292,7 +303,7 @@ def report(asked: list[dict], best: dict) -> None:
         if case == "calibration":
             for field in ("task_s", "step_s"):
                 rows.append((f"calibration {question['cell']} H=4 {field}", *pair(q, field)))
-        elif case in ("kernel", "tasks") and question["steps"] == 1:
+        elif case in ("kernel", "tasks", "training") and question["steps"] == 1:
             long = by_key[json.dumps({**question, "steps": LONG}, sort_keys=True)]
             name = f"{case} {question['cell']} H={question['hidden']}"
             per = [[best[(side, i)].get("s") for side in ("new", "old")] for i in (q, long)]
