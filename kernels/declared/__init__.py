@@ -10,8 +10,8 @@
 * :mod:`kernels.declared.network` -- :class:`Network`: stacked, bidirectional, chunked.
 
 These depend on wpsim's public :mod:`wpsim.cells` only (and on :mod:`kernels.cells` for its
-products and sigmoid). The hand-written kernels of :mod:`kernels.cells` stay what the executor
-runs until it switches.
+sigmoid, :mod:`kernels.products` for the products). The executor's tasks run them
+(:mod:`kernels.tasks`).
 
 Examples
 --------
