@@ -470,3 +470,27 @@ def test_shipped_specs_load():
     assert specs
     for spec in specs:
         assert load_sweep(spec).n_points >= 1
+
+
+def test_scan_and_finalize_keep_a_points_first_row(tmp_path):
+    """Rows out of order, a point written twice (its first row counts), failures, quoted
+    fields with commas."""
+    from wpsim.sweep import store
+
+    columns = ["point", "workload.cell", "status", "error", "makespan_s"]
+    rows = [
+        [3, "lstm", "ok", "", 0.5],
+        [1, "gru", "error", 'bad "value", twice', ""],
+        [3, "lstm", "error", "run again", ""],  # a duplicate: the first row stays
+        [0, "a,b", "ok", "", 1.25],
+        [2, "rnn", "ok", "", 2.0],
+    ]
+    path = tmp_path / "results.csv"
+    journal = store.ResultsJournal(path, columns)
+    journal.open()
+    journal.append([dict(zip(columns, row, strict=True)) for row in rows])
+    assert store.scan(path, columns) == (4, 1)
+    assert journal.finalize() == 4
+    lines = path.read_text().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["point", "0", "1", "2", "3"]
+    assert lines[4].startswith("3,lstm,ok,") and '"a,b"' in lines[1]

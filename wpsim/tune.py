@@ -74,6 +74,11 @@ RULE_CHUNKS_PER_GROUP = 4
 SIMULATE = 3
 #: The largest graph :func:`tune` simulates (tasks); larger ones keep their predicted ranking.
 SIMULATE_MAX_TASKS = 200_000
+#: :func:`confirm` times a candidate at least this long in all (a short run is repeated): the
+#: median of a few sub-millisecond runs is mostly the operating system's scheduling noise.
+CONFIRM_MIN_TIMED_S = 0.25
+#: ... but at most this many runs per candidate.
+CONFIRM_MAX_RUNS = 200
 
 
 @dataclass(frozen=True)
@@ -399,21 +404,37 @@ def confirm(
 ) -> list[Candidate]:
     """The candidates with ``measured_s``: the median makespan of the real executor
     (:func:`kernels.executor.execute`) on this computer, the candidates timed in turn for
-    ``rounds`` rounds (a shared machine drifts: interleaving spreads the drift over all)."""
+    ``rounds`` rounds (a shared machine drifts: interleaving spreads the drift over all).
+    A candidate timed for less than :data:`CONFIRM_MIN_TIMED_S` in all is timed again, in
+    more interleaved rounds, until it has been (at most :data:`CONFIRM_MAX_RUNS` runs)."""
     from kernels.executor import execute
 
     times: list[list[float]] = [[] for _ in candidates]
-    for _ in range(rounds):
+
+    def timed_round(runs: list[int]) -> None:
         for i, c in enumerate(candidates):
-            run = execute(
-                workload,
-                c.policy_object(),
-                c.workers,
-                chunk=c.chunk,
-                repeats=repeats,
-                warmup=warmup,
-            )
-            times[i] += list(run.extra["makespans_s"])
+            if runs[i] > 0:
+                run = execute(
+                    workload,
+                    c.policy_object(),
+                    c.workers,
+                    chunk=c.chunk,
+                    repeats=runs[i],
+                    warmup=warmup,
+                )
+                times[i] += list(run.extra["makespans_s"])
+
+    for _ in range(rounds):
+        timed_round([repeats] * len(candidates))
+    # short runs: the runs still missing, in `rounds` more interleaved rounds
+    missing = []
+    for ts in times:
+        wanted = min(
+            CONFIRM_MAX_RUNS, math.ceil(CONFIRM_MIN_TIMED_S / max(sorted(ts)[len(ts) // 2], 1e-9))
+        )
+        missing.append(max(0, wanted - len(ts)))
+    for r in range(rounds if any(missing) else 0):
+        timed_round([n // rounds + (r < n % rounds) for n in missing])
     out = []
     for c, ts in zip(candidates, times, strict=True):
         ts = sorted(ts)

@@ -81,6 +81,14 @@ def error_row(index: int, params: dict[str, Any], error: Exception) -> dict[str,
     return {"point": index, **params, "status": "error", "error": one_line(message)}
 
 
+def _check_integers(source: str, fields: dict[str, Any], names: tuple[str, ...]) -> None:
+    """A point's count fields (``cores``, ``chunk``, ``helpers``...) are integers or unset."""
+    for name in names:
+        value = fields.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{source}: {name}: got {value!r}, expected an integer")
+
+
 class _ParamsText:
     """The parameter fields of a row, each distinct value encoded once (a chunk's points
     share their parameter values' objects)."""
@@ -126,6 +134,7 @@ class Evaluator:
         self._sequential: dict[tuple, float] = {}
         self._policies: dict[tuple, Any] = {}
         self._runtimes: dict[str, Any] = {}
+        self._fixed: dict[Any, Any] = {}  # (see _resolve)
         # the size guard (wpsim.guards): this computer's memory, shared by this many workers
         self.size_share: int | None = context.get("size_share")
         self.limit_bytes: int | None = None
@@ -178,43 +187,37 @@ class Evaluator:
     def _resolve(self, params: dict[str, Any]) -> tuple[Any, Any, Any, dict[str, Any], tuple]:
         """(workload, machine, policy object, engine options, the point's overrides) of one
         point (raises on a bad combination)."""
-        workload_over: dict[str, Any] = {}
-        hardware_over: dict[str, Any] = {}
-        policy = dict(self.context["base_policy"])
-        run = dict(self.context["base_run"])
+        run_over: dict[str, Any] = {}
+        fixed: list[tuple[str, type, Any]] = []
         for key, value in params.items():
-            head, _, rest = key.partition(".")
-            if key == "policy":
-                if isinstance(value, dict):
-                    policy.update(value)
-                else:
-                    policy["name"] = value
-            elif head == "workload":
-                workload_over[rest] = value
-            elif head == "hardware":
-                hardware_over[rest] = value
-            elif head == "policy":
-                policy[rest] = value
-            elif head == "run":
-                run[rest] = value
-            else:  # pragma: no cover - rejected when the spec is loaded
-                raise ConfigError(f"{self.source}: unknown parameter {key!r}")
-        workload = self._cached(self._workloads, workload_over, self._make_workload)
-        machine = self._cached(self._machines, hardware_over, self._make_machine)
+            if key.startswith("run."):
+                run_over[key[4:]] = value
+            else:
+                fixed.append((key, type(value), value))
+        # the rest of a point (its workload, machine and policy) is shared by the points that
+        # vary only run options: resolved once (the type too: True and 1 are equal keys)
+        fixed_key: Any = tuple(fixed)
+        try:
+            hash(fixed_key)
+        except TypeError:  # a list or mapping among the values
+            fixed_key = json.dumps(fixed, sort_keys=True, default=str)
+        shared = self._fixed.get(fixed_key)
+        if shared is None:
+            if len(self._fixed) > 4096:
+                self._fixed.clear()
+            try:
+                shared = self._resolve_fixed(params)
+            except Exception as error:  # noqa: BLE001 - recorded per point
+                shared = error
+            self._fixed[fixed_key] = shared
+        if isinstance(shared, Exception):
+            raise shared
+        workload, machine, policy_obj, workload_over, hardware_over = shared
+        run = dict(self.context["base_run"])
+        run.update(run_over)
         runtime = self._runtime(run.get("runtime"))
         options = dict(run, runtime=runtime)
-        for name in ("cores", "chunk", "helpers", "instances"):
-            value = run.get(name, policy.get(name))
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"{self.source}: {name}: got {value!r}, expected an integer")
-        policy_key = (policy["name"], policy.get("helpers"), policy.get("instances", 1))
-        policy_obj = self._policies.get(policy_key)
-        if policy_obj is None:  # (policies hold no state until a simulation resets them)
-            from wpsim.policies import get_policy
-
-            policy_obj = self._policies[policy_key] = get_policy(
-                policy["name"], helpers=policy.get("helpers"), instances=policy.get("instances", 1)
-            )
+        _check_integers(self.source, run, ("cores", "chunk"))
         from wpsim.guards import check_chunk, check_size
 
         check_chunk(workload, run["chunk"])
@@ -231,6 +234,40 @@ class Evaluator:
                 limit_bytes=self.limit_bytes,
             )
         return workload, machine, policy_obj, options, (workload_over, hardware_over, run)
+
+    def _resolve_fixed(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        """(workload, machine, policy object, workload and hardware overrides)
+        of a point, from its parameters other than ``run.*``."""
+        workload_over: dict[str, Any] = {}
+        hardware_over: dict[str, Any] = {}
+        policy = dict(self.context["base_policy"])
+        for key, value in params.items():
+            head, _, rest = key.partition(".")
+            if key == "policy":
+                if isinstance(value, dict):
+                    policy.update(value)
+                else:
+                    policy["name"] = value
+            elif head == "workload":
+                workload_over[rest] = value
+            elif head == "hardware":
+                hardware_over[rest] = value
+            elif head == "policy":
+                policy[rest] = value
+            elif head != "run":  # pragma: no cover - rejected when the spec is loaded
+                raise ConfigError(f"{self.source}: unknown parameter {key!r}")
+        workload = self._cached(self._workloads, workload_over, self._make_workload)
+        machine = self._cached(self._machines, hardware_over, self._make_machine)
+        _check_integers(self.source, policy, ("helpers", "instances"))
+        policy_key = (policy["name"], policy.get("helpers"), policy.get("instances", 1))
+        policy_obj = self._policies.get(policy_key)
+        if policy_obj is None:  # (policies hold no state until a simulation resets them)
+            from wpsim.policies import get_policy
+
+            policy_obj = self._policies[policy_key] = get_policy(
+                policy["name"], helpers=policy.get("helpers"), instances=policy.get("instances", 1)
+            )
+        return workload, machine, policy_obj, workload_over, hardware_over
 
     def result(self, params: dict[str, Any]) -> Any:
         """The :class:`~wpsim.result.Result` of one point (raises on a bad combination)."""

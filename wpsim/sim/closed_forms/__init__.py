@@ -259,8 +259,9 @@ def _sequential(
     evaluated (by earlier calls on the same machine), as (seconds, error or None). An error
     is recorded for the first point of its kind in this call, as if evaluated here."""
     sequential = get_policy("sequential", instances=instances)
+    socket_cores = {id(m): m.socket_cores for m in {id(m): m for m in machines}.values()}
     keys = [
-        (id(w), c, m.socket_cores, instances, granularity, cost)
+        (id(w), c, socket_cores[id(m)], instances, granularity, cost)
         for w, m, c in zip(workloads, machines, chunks, strict=True)
     ]
     first: dict[tuple, int] = {}
@@ -304,16 +305,19 @@ def _evaluate(
     numbers, to record errors under); ``why``: a block of one also gets its break-downs."""
     n_points = len(workloads)
     part = _Part(np.full(n_points, np.nan), np.full(n_points, np.nan), np.full(n_points, np.nan))
+    # (per distinct machine and per distinct workload and chunk: a block repeats them)
     groups_of: dict[int, Any] = {}
-    for m in machines:
+    groups_by_machine: dict[int, Any] = {}
+    for m in {id(m): m for m in machines}.values():
         if m.total_cores not in groups_of:
             try:
                 groups_of[m.total_cores] = policy.core_groups(m.total_cores)
             except ConfigError as error:
                 groups_of[m.total_cores] = error
+        groups_by_machine[id(m)] = groups_of[m.total_cores]
     valid = []
     for i, m in enumerate(machines):
-        groups = groups_of[m.total_cores]
+        groups = groups_by_machine[id(m)]
         if isinstance(groups, Exception):
             errors.setdefault(index[i], groups)
         else:
@@ -335,19 +339,23 @@ def _evaluate(
         )
     # blocks of points with one graph structure and one shape of chunking
     blocks: dict[tuple, list[int]] = {}
-    options = []
+    opts_of: dict[int, dict[str, Any]] = {}
+    block_of: dict[tuple[int, int], tuple[dict[str, Any], tuple]] = {}
     for i in valid:
-        opts = policy.graph_options(workloads[i], chunks[i])
-        options.append(opts)
-        n = -(-workloads[i].seq_len // opts.get("chunk", 1))
-        key = (
-            structure(workloads[i]),
-            opts.get("hoist_input") is not None,
-            opts.get("instances", 1),
-            min(n, 3),
-        )
-        blocks.setdefault(key, []).append(i)
-    opts_of = dict(zip(valid, options, strict=True))
+        workload = workloads[i]
+        known = block_of.get((id(workload), chunks[i]))
+        if known is None:
+            opts = policy.graph_options(workload, chunks[i])
+            n = -(-workload.seq_len // opts.get("chunk", 1))
+            key = (
+                structure(workload),
+                opts.get("hoist_input") is not None,
+                opts.get("instances", 1),
+                min(n, 3),
+            )
+            known = block_of[(id(workload), chunks[i])] = (opts, key)
+        opts_of[i] = known[0]
+        blocks.setdefault(known[1], []).append(i)
     for members in blocks.values():
         try:
             makespan, n_tasks, dram, block_why = _evaluate_block(
@@ -355,7 +363,7 @@ def _evaluate(
                 [machines[i] for i in members],
                 policy,
                 [opts_of[i] for i in members],
-                [groups_of[machines[i].total_cores] for i in members],
+                [groups_by_machine[id(machines[i])] for i in members],
                 granularity,
                 cost,
                 why,
@@ -484,16 +492,21 @@ def _evaluate_block(
     ts = task_set(workloads, chunk, hoist_arr, instances, granularity)
     sizes = Sizes(workloads)
     fill_live(ts, sizes)
-    first_cores = {
-        m.total_cores: [g[0] for g in gs] for m, gs in zip(machines, groups, strict=True)
-    }
+    # each distinct machine (and its core groups) once, then spread over the points
+    position: dict[int, int] = {}
+    which = np.array([position.setdefault(id(m), len(position)) for m in machines])
+    distinct = list({id(m): (m, gs) for m, gs in zip(machines, groups, strict=True)}.values())
+
+    def spread(values: list[float]) -> np.ndarray:
+        return np.array(values, dtype=float)[which]
+
     at = Placement(
-        cores=np.array([m.total_cores for m in machines], dtype=float),
-        cores_per_socket=np.array([m.cores_per_socket for m in machines], dtype=float),
-        socket_cores=np.array([m.socket_cores for m in machines], dtype=float),
-        k=np.array([len(g[0]) for g in groups], dtype=float),
-        groups=np.array([len(g) for g in groups], dtype=float),
-        first_cores=first_cores,
+        cores=spread([m.total_cores for m, _ in distinct]),
+        cores_per_socket=spread([m.cores_per_socket for m, _ in distinct]),
+        socket_cores=spread([m.socket_cores for m, _ in distinct]),
+        k=spread([len(gs[0]) for _, gs in distinct]),
+        groups=spread([len(gs) for _, gs in distinct]),
+        first_cores={m.total_cores: [g[0] for g in gs] for m, gs in distinct},
     )
     G = at.groups
     sequence = (G == 1) & (not in_multiprogram)
