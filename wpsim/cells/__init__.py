@@ -48,7 +48,7 @@ from wpsim.cells.analysis import (
     step_flops,
     weight_blocks,
 )
-from wpsim.cells.registry import cell_names, get_cell, register, resolve_cell
+from wpsim.cells.registry import cell_names, get_cell, register, registered_name, resolve_cell
 from wpsim.cells.spec import (
     OP_KINDS,
     Cell,
@@ -97,6 +97,7 @@ __all__ = [
     "recurrent_matrices",
     "recurrent_ops",
     "register",
+    "registered_name",
     "resolve_cell",
     "rolled_graph",
     "schedule",

@@ -72,6 +72,7 @@ from wpsim.cells import (
     param_shapes,
     products,
     recurrent_matrices,
+    registered_name,
     resolve_cell,
     step_flops,
     value_widths,
@@ -154,6 +155,11 @@ def _step_flops(cell: str, hidden: int, input_size: int, batch: int, density: fl
         matmul_batched=sum(f[0] for f in kept),
         elementwise=sum(f[2] for f in kept),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _calibration_key(cell: str) -> str | None:
+    return registered_name(declaration(cell))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -254,9 +260,25 @@ class Workload(BaseModel):
 
     @property
     def cell_name(self) -> str:
-        """The cell's registered name without options (``lstm`` for ``lstm(proj_size=64)``): the
-        key of per-cell calibrations in machine files."""
+        """The cell's name without options (``lstm`` for ``lstm(proj_size=64)``; a YAML cell's
+        own ``name``)."""
         return self.cell_declaration.name
+
+    @property
+    def calibration_key(self) -> str | None:
+        """The key of the cell's entries in per-cell calibrations (machine and runtime files):
+        its registered name, whose tables serve every option of it (``rnn``'s, measured with
+        tanh, serve ``rnn(nonlinearity='relu')``; ``lstm``'s a projected LSTM, whose extra
+        product the GEMM terms charge); None for a cell the registry does not build (declared
+        in YAML, even under a registered name), which no calibration measured
+        (:func:`wpsim.cells.registered_name`).
+
+        Examples
+        --------
+        >>> Workload(cell="lstm(proj_size=4)", hidden=8, input=8, seq_len=2).calibration_key
+        'lstm'
+        """
+        return _calibration_key(self.cell)
 
     @property
     def gates(self) -> int:
