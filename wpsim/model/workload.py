@@ -67,10 +67,10 @@ from wpsim.cells import (
     StepFlops,
     cell_names,
     gate_count,
+    gathered_state_width,
     op_phases,
     output_width,
     param_shapes,
-    products,
     recurrent_matrices,
     registered_name,
     resolve_cell,
@@ -193,14 +193,8 @@ def _handoff_width(cell: str, hidden: int, input_size: int) -> int:
 
 
 @functools.lru_cache(maxsize=1024)
-def _product_state_width(cell: str, hidden: int) -> int:
-    """Width of the states read by the products on the recurrence."""
-    decl = declaration(cell)
-    states = {s.name for s in decl.states}
-    on_cycle = {p.op for p in products(decl, hidden, hidden) if p.recurrent}
-    read = {a.name for op in decl.ops if op.name in on_cycle for a in op.args}
-    widths = value_widths(decl, hidden, hidden)
-    return sum(widths[name] for name in states & read)
+def _gathered_width(cell: str, hidden: int) -> int:
+    return gathered_state_width(declaration(cell), hidden)
 
 
 class Workload(BaseModel):
@@ -349,7 +343,7 @@ class Workload(BaseModel):
         """Bytes of the states the recurrent products read (``h``: ``B*H*s`` for rnn, lstm and
         gru; ``B*P*s`` for a projected LSTM; 0 for a cell without a recurrent product): what
         helper cores splitting a step all-gather after it."""
-        return self.batch * self.dtype_bytes * _product_state_width(self.cell, self.hidden)
+        return self.batch * self.dtype_bytes * _gathered_width(self.cell, self.hidden)
 
     @property
     def bias_gradient_width(self) -> int:
