@@ -28,6 +28,8 @@ from wpsim.cells.analysis import (
     WeightBlock,
     elementwise_flops_per_unit,
     gate_count,
+    gathered_state_width,
+    gathered_states,
     group_flops,
     nonzeros,
     op_flops,
@@ -48,7 +50,7 @@ from wpsim.cells.analysis import (
     step_flops,
     weight_blocks,
 )
-from wpsim.cells.registry import cell_names, get_cell, register, resolve_cell
+from wpsim.cells.registry import cell_names, get_cell, register, registered_name, resolve_cell
 from wpsim.cells.spec import (
     OP_KINDS,
     Cell,
@@ -81,6 +83,8 @@ __all__ = [
     "cell_to_dict",
     "elementwise_flops_per_unit",
     "gate_count",
+    "gathered_state_width",
+    "gathered_states",
     "get_cell",
     "group_flops",
     "load_cell",
@@ -97,6 +101,7 @@ __all__ = [
     "recurrent_matrices",
     "recurrent_ops",
     "register",
+    "registered_name",
     "resolve_cell",
     "rolled_graph",
     "schedule",

@@ -216,6 +216,24 @@ def recurrence_inputs(cell: Cell) -> tuple[str, ...]:
     return tuple(op.name for op in cell.ops if op.name in read and phases[op.name] == BEFORE)
 
 
+def gathered_states(cell: Cell) -> tuple[str, ...]:
+    """The states the products on the recurrence read, in declaration order: what every core
+    computing a share of a step's products needs whole from the previous step (none for a cell
+    whose recurrence is element-wise).
+
+    Examples
+    --------
+    >>> from wpsim.cells import get_cell
+    >>> gathered_states(get_cell("lstm", proj_size=2)), gathered_states(get_cell("sru"))
+    (('h',), ())
+    """
+    on_cycle = recurrent_ops(cell)
+    read = {
+        a.name for op in cell.ops if op.kind == "matmul" and op.name in on_cycle for a in op.args
+    }
+    return tuple(s.name for s in cell.states if s.name in read)
+
+
 # ---- sizes ----------------------------------------------------------------------------------
 def param_shapes(cell: Cell, hidden: int, input_size: int) -> dict[str, tuple[int, ...]]:
     """Every parameter's shape for one layer-direction, in declaration (state_dict) order.
@@ -272,6 +290,23 @@ def state_bytes(cell: Cell, hidden: int, input_size: int, batch: int, dtype_byte
     4096
     """
     return sum(state_widths(cell, hidden, input_size).values()) * batch * dtype_bytes
+
+
+@functools.lru_cache(maxsize=1024)
+def gathered_state_width(cell: Cell, hidden: int) -> int:
+    """Features per batch row of the :func:`gathered_states` (``H`` for the Elman RNN, LSTM and
+    GRU, ``P`` for a projected LSTM, 0 for SRU, QRNN and IndRNN).
+
+    Examples
+    --------
+    >>> from wpsim.cells import get_cell
+    >>> [gathered_state_width(get_cell(n), 8) for n in ("lstm", "sru")]
+    [8, 0]
+    >>> gathered_state_width(get_cell("lstm", proj_size=3), 8)
+    3
+    """
+    widths = state_widths(cell, hidden, hidden)
+    return sum(widths[name] for name in gathered_states(cell))
 
 
 @functools.lru_cache(maxsize=1024)

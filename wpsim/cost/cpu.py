@@ -63,12 +63,21 @@ helper cores) is::
 
 Activations produced on the same core, and the workload's own input, are read from the private
 cache and their time is neglected next to the weights'.
+
+The per-cell tables (``gemm_by_n_h_by_cell``, ``gemm_by_n_h_hot``, ``elementwise_step_s``,
+``task_overhead_s``, ``step_overhead_s``) are read under the cell's registered name, whose
+tables serve every option of it (:attr:`~wpsim.model.workload.Workload.calibration_key`). A cell
+a table does not name is charged as on a machine without the table: products at
+``gemm_by_n_h`` (or ``gemm_by_n``), forward element-wise work at ``efficiency.elementwise``, no
+fixed cost per task or step. ``wpsim calibrate`` writes the element-wise tables and fixed costs
+of every registered cell; where a file gives them for other cells but not the workload's (a
+file older than the cell, or a cell declared in YAML, which no calibration measures), the
+result says so in ``extra["note"]`` (:meth:`~wpsim.machines.cpu.CpuMachine.cell_calibration`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import FixedPoint, LRUCache
@@ -118,18 +127,20 @@ class CpuCostModel:
         table = machine.efficiency.gemm_by_n
         self._eff_x = [math.log2(n) for n, _ in table]
         self._eff_y = [f for _, f in table]
-        by_n_h = (machine.efficiency.gemm_by_n_h_by_cell or {}).get(w.cell_name)
-        by_n_h = by_n_h or machine.efficiency.gemm_by_n_h  # the cell's own, else LSTM-shaped
-        self._eff_nh = self._grid(by_n_h)  # (log2 n values, log2 H values, grid[n][H]) or None
-        self._eff_nh_hot = self._grid((machine.efficiency.gemm_by_n_h_hot or {}).get(w.cell_name))
+        # the calibrations of the cell by its registered name (an LSTM's serve a projected one
+        # too), or the machine's defaults for every cell (CpuMachine.cell_calibration)
+        calibrated = machine.cell_calibration(w.calibration_key)
+        self._eff_nh = self._grid(calibrated.gemm_by_n_h)  # (log2 n, log2 H, grid[n][H]) or None
+        self._eff_nh_hot = self._grid(calibrated.gemm_by_n_h_hot)
         # the weights of a product on one core fit its largest private cache up to this size
         self._hot_bytes = max((level.size_bytes for level in self.private), default=0)
         self.elementwise_eff = machine.efficiency.elementwise
-        # the calibrations of the cell by its name (an LSTM's serve a projected one too)
-        self._step_overhead = machine.step_overhead(w.cell_name)
-        self._step_overhead_bwd = machine.step_overhead(w.cell_name, backward=True)
-        self._task_overhead = machine.task_overhead_s.get(w.cell_name, 0.0)
-        self._elem_step_s = self._elementwise_step_s(machine, w.cell_name, w.hidden, w.batch)
+        self._step_overhead = calibrated.step_overhead_s
+        self._step_overhead_bwd = calibrated.backward_step_overhead_s
+        self._task_overhead = calibrated.task_overhead_s
+        self._elem_step_s = self._elementwise_step_s(
+            calibrated.elementwise_step_s, w.hidden, w.batch
+        )
         # per core: the FixedPoint of the group that last ran a task on it, or None
         self._fixed_point: list[FixedPoint | None] = [None] * n_cores
         self._socket_of_core = [c // machine.cores_per_socket for c in range(n_cores)]
@@ -182,15 +193,10 @@ class CpuCostModel:
         return lo + fx * (hi - lo)
 
     def _elementwise_step_s(
-        self, machine: CpuMachine, cell: str, hidden: int, batch: int
+        self, table: list[tuple[float, float, float]] | None, hidden: int, batch: int
     ) -> float | None:
-        """Seconds of one step's element-wise work from the machine's ``elementwise_step_s``
-        grid for ``cell`` (log-log interpolation), or None without one."""
-        # (keyed by the cells calibration measures; any other cell has no table)
-        tables: dict[Any, list[tuple[float, float, float]]] = (
-            machine.efficiency.elementwise_step_s or {}
-        )
-        table = tables.get(cell)
+        """Seconds of one step's element-wise work from the cell's ``elementwise_step_s`` grid
+        (log-log interpolation), or None without one."""
         if not table:
             return None
         points = {(h, b): seconds for h, b, seconds in table}

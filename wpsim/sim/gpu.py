@@ -32,6 +32,7 @@ from wpsim.cost.gpu import (
     phase_of,
     read_weights,
     recurrent_elements,
+    recurrent_shapes,
 )
 from wpsim.errors import ConfigError
 from wpsim.machines.gpu import GpuMachine, PersistentKernel
@@ -639,10 +640,13 @@ def evaluate(
         "phase_s": phase_s,
     }
     if policy.algorithm == "persistent" and "persistent" not in algorithms:
-        extra["note"] = (
-            f"H={workload.hidden} does not fit on chip (largest: "
-            f"{extra['max_persistent_hidden']}); ran {extra['algorithm']} per step instead"
+        # a cell whose recurrence is element-wise (SRU, QRNN, IndRNN) has no persistent kernel
+        reason = (
+            f"H={workload.hidden} does not fit on chip (largest: {extra['max_persistent_hidden']})"
+            if recurrent_shapes(workload)
+            else f"{workload.cell} has no recurrent matrix to keep on chip"
         )
+        extra["note"] = f"{reason}; ran {extra['algorithm']} per step instead"
     return Result(
         engine="simulate" if engine != "predict" else "analytic",
         policy=policy.describe(),

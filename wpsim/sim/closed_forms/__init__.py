@@ -688,6 +688,11 @@ def predict(
         raise p.errors[0]
     makespan = float(p.makespan_s[0])
     critical, core_s = p.why if p.why is not None else ({}, {})
+    extra = {"machine": machine.name, "chunk": chunk, "granularity": granularity, "cost": cost}
+    # a cell the machine file's per-cell tables miss is charged by its defaults: said here
+    note = machine.fallback_note(workload.calibration_key, workload.cell)
+    if note and cost == "model":
+        extra["note"] = note
     return Result(
         engine="analytic",
         policy=policy.describe(),
@@ -698,7 +703,7 @@ def predict(
         utilization=float(p.utilization[0]),
         dram_bytes=float(p.dram_bytes[0]),
         level_bytes={DRAM: float(p.dram_bytes[0])},
-        extra={"machine": machine.name, "chunk": chunk, "granularity": granularity, "cost": cost},
+        extra=extra,
         breakdown_s=critical,
         core_breakdown_s=breakdown.spread(core_s, machine.total_cores, makespan),
     )

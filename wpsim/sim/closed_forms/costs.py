@@ -200,7 +200,6 @@ class BlockCosts:
         self.sequence = sequence
         k, G = at.k, at.groups
         self.k = k
-        w_cell = sizes.cell
         m = machine
         self.peak = m.peak_flops_per_core(sizes.dtype)
         self.private = m.private_levels
@@ -209,13 +208,13 @@ class BlockCosts:
         eff = m.efficiency
         self._eff_x = [math.log2(n) for n, _ in eff.gemm_by_n]
         self._eff_y = [f for _, f in eff.gemm_by_n]
-        by_n_h = (eff.gemm_by_n_h_by_cell or {}).get(w_cell) or eff.gemm_by_n_h
-        self._eff_nh = _grid(by_n_h)
-        self._eff_nh_hot = _grid((eff.gemm_by_n_h_hot or {}).get(w_cell))
-        self._elem_step_s = self._elementwise_step_s()
-        self.step_overhead = m.step_overhead(w_cell)
-        self.step_overhead_bwd = m.step_overhead(w_cell, backward=True)
-        self.task_overhead = m.task_overhead_s.get(w_cell, 0.0)
+        calibrated = m.cell_calibration(sizes.cell)
+        self._eff_nh = _grid(calibrated.gemm_by_n_h)
+        self._eff_nh_hot = _grid(calibrated.gemm_by_n_h_hot)
+        self._elem_step_s = self._elementwise_step_s(calibrated.elementwise_step_s)
+        self.step_overhead = calibrated.step_overhead_s
+        self.step_overhead_bwd = calibrated.backward_step_overhead_s
+        self.task_overhead = calibrated.task_overhead_s
         # residency of each set of weight blocks
         cps = at.cores_per_socket
         used_cores = k * G
@@ -271,8 +270,9 @@ class BlockCosts:
         return level_name(self.m, index)
 
     # ---- compute ---------------------------------------------------------------------------
-    def _elementwise_step_s(self) -> np.ndarray | None:
-        table = (self.m.efficiency.elementwise_step_s or {}).get(self.sz.cell)
+    def _elementwise_step_s(
+        self, table: list[tuple[float, float, float]] | None
+    ) -> np.ndarray | None:
         if not table:
             return None
         points = {(h, b): seconds for h, b, seconds in table}

@@ -155,7 +155,7 @@ class Sizes:
     def __init__(self, workloads: list[Workload]) -> None:
         w0 = workloads[0]
         self.L, self.phase, self.output = w0.layers, w0.phase, w0.output
-        self.cell = w0.cell_name  # the key of the machine's per-cell calibrations
+        self.cell = w0.calibration_key  # the key of the machine's per-cell calibrations
         self.skip_input = w0.skip_input
         self.D = w0.directions
         self.streams = w0.streams
