@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from wpsim.cli import main
@@ -517,3 +518,25 @@ def test_the_journals_counts_are_what_is_on_disk_across_a_resume(tmp_path):
     on_disk, failed = store.scan(out / RESULTS, columns)
     assert (manifest["points_done"], manifest["points_failed"]) == (on_disk, failed) == (6, 2)
     assert summary.done_before == 3 and summary.run_now == 3 and summary.complete
+
+
+def test_finalize_sorts_random_journals_like_a_dictionary_of_first_rows(tmp_path):
+    """Random journals (points out of order, repeated, multi-digit, quoted commas): the file
+    finalize writes is each point's first row, in point order."""
+    from wpsim.sweep import store
+
+    rng = np.random.default_rng(7)
+    columns = ["point", "label", "status"]
+    for trial in range(20):
+        points = rng.integers(0, 10 ** int(rng.integers(1, 7)), size=int(rng.integers(1, 60)))
+        rows = [{"point": int(p), "label": f"x,{i}", "status": "ok"} for i, p in enumerate(points)]
+        path = tmp_path / f"r{trial}.csv"
+        journal = store.ResultsJournal(path, columns)
+        journal.open()
+        journal.append(rows)
+        first: dict[int, dict] = {}
+        for row in rows:
+            first.setdefault(row["point"], row)
+        assert journal.finalize() == len(first)
+        expected = [f'{p},"{first[p]["label"]}",ok' for p in sorted(first)]
+        assert path.read_text().splitlines() == ["point,label,status", *expected]
