@@ -566,7 +566,7 @@ def run_sweep(
         start = time.monotonic()
         run_now = 0
         startup = 0.0
-        interrupted = False
+        interrupted = counted = False
         backend_obj = None
         try:
             if todo > 0:
@@ -584,6 +584,7 @@ def run_sweep(
                     most = max(1, min(max_chunk, -(-todo // (2 * backend_obj.workers))))
                     first = min(most, ANALYTIC_FIRST_CHUNK)
                 run_now = _drive(backend_obj, groups, journal, meter, target, most, first)
+            counted = True
         except KeyboardInterrupt:
             interrupted = True
             raise
@@ -593,8 +594,11 @@ def run_sweep(
             journal.close()
             if todo > 0:
                 meter.close()
-            # what is on disk decides: an error may have ended the run before _drive returned
-            on_disk, failed = store.scan(results_path, columns)
+            if counted:  # every chunk written whole: the journal counted what is on disk
+                on_disk = done_before + journal.appended
+                failed = journal.failed_before + journal.appended_failed
+            else:  # what is on disk decides: an error ended the run before _drive returned
+                on_disk, failed = store.scan(results_path, columns)
             run_now = on_disk - done_before
             complete = on_disk >= n_points
             if complete and not interrupted:
