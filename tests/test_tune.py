@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -305,3 +306,23 @@ def test_confirm_repeats_short_runs_until_enough_was_timed(monkeypatch):
     assert runs == {1: min(wanted, tune_module.CONFIRM_MAX_RUNS), 2: 6}
     assert [c for c, _ in calls] == [1, 2, 1, 2, 1, 1]  # interleaved, then the short one again
     assert [t.measured_s for t in timed] == [0.002, 0.5]
+
+
+def test_confirm_times_wavefront_and_pipeline_apart(monkeypatch):
+    """The closed forms give wavefront and pipeline the same makespan, the real executor does
+    not: --confirm times the best of each (and each other shape once)."""
+    from wpsim import tune as tune_module
+    from wpsim.model.workload import resolve_workload
+
+    timed: list = []
+
+    def fake_confirm(workload, candidates, repeats, warmup, rounds):
+        timed.extend(candidates)
+        return [replace(c, measured_s=1.0 + i) for i, c in enumerate(candidates)]
+
+    monkeypatch.setattr(tune_module, "confirm", fake_confirm)
+    t = tune(resolve_workload("course_rnn"), XEON, workers=[2], simulate=0, confirm_best=20)
+    shapes = [(c.policy, c.helpers, c.workers) for c in timed]
+    assert len(shapes) == len(set(shapes))
+    assert ("wavefront", None, 2) in shapes and ("pipeline", None, 2) in shapes
+    assert t.chosen == replace(timed[0], measured_s=1.0)

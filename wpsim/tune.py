@@ -255,6 +255,11 @@ def _shape(c: Candidate) -> tuple:
     return (name, c.helpers, c.workers)
 
 
+def _timed_shape(c: Candidate) -> tuple:
+    """What a schedule is apart from its chunk, for the real executor (:func:`confirm`)."""
+    return (c.policy, c.helpers, c.workers)
+
+
 def tune(
     workload: Workload,
     machine: CpuMachine,
@@ -285,7 +290,7 @@ def tune(
     confirm_best : int
         Then time on this computer with the real executor (:func:`confirm`, ``repeats`` runs in
         ``rounds`` rounds) the chosen schedule and the best of each other shape (policy, group
-        size, workers), this many in all, and choose the fastest measured: the model ranks the
+        size, workers; wavefront and pipeline apart), this many in all, and choose the fastest measured: the model ranks the
         chunk sizes within a shape, the measurement decides between shapes, where a model is
         least sure (the synchronisation of processes on a loaded machine).
 
@@ -336,9 +341,11 @@ def tune(
             done = {_key(c): c for c in tried}
             ranking = [done.get(_key(c), c) for c in ranking]
     if confirm_best:
-        shapes = {_shape(best): best}
+        # (wavefront and pipeline apart: the closed forms cannot tell them apart, the real
+        # executor can, as its workers take cells in different orders)
+        shapes = {_timed_shape(best): best}
         for c in ranking:
-            shapes.setdefault(_shape(c), c)
+            shapes.setdefault(_timed_shape(c), c)
         timed = confirm(workload, list(shapes.values())[:confirm_best], repeats, 1, rounds)
         best = min(timed, key=lambda c: (c.measured_s, _rank_key(c)))
         done = {_key(c): c for c in timed}
