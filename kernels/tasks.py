@@ -10,13 +10,16 @@ The arrays are :mod:`kernels.arrays`'s.
 
 Tasks:
 
-* ``input_gemm`` (hoisted graphs): the products ``matmul(W, x)`` of the layer input that run off
-  the recurrence, over its steps, into ``gx``; the cell tasks read them (a copy) instead of
-  multiplying. A cell with no such product (QRNN with a window of 2 multiplies ``[x_t,
-  x_{t-1}]``) keeps its products in its cell tasks.
+* ``input_gemm`` (hoisted graphs): the products of the layer input
+  (:func:`wpsim.cells.input_products`, the rule the simulator's graph charges them by), over its
+  steps, into ``gx``; the cell tasks read them (a copy) instead of multiplying. An operand that
+  reads earlier inputs (QRNN's window ``[x_t, x_{t-1}]``) is assembled from the layer input
+  shifted by a step (the state's initial value before the first step). The other products off
+  the recurrence (MinimalRNN's ``U_z z``) stay in the cell tasks.
 * ``cell``: the chunk forward; ``cell_bwd``: its BPTT, which keeps the gradient of every op that
   reads a parameter; ``wgrad``: the parameters' gradients over all T steps, one GEMM per
-  product; ``input_gemm_bwd``: ``dx`` of the hoisted products, ``g W``.
+  product; ``input_gemm_bwd``: ``dx`` of the hoisted products, ``g W``, each run of the operand
+  added to the input of its step (or to the initial state's gradient).
 * ``output``, ``output_bwd``: the output layer (and the output layer's ``wgrad``).
 
 Split tasks (a group of k > 1 workers runs one task): every product on the recurrence splits
@@ -39,8 +42,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from kernels.arrays import (
+    InputPiece,
     batched_products,
     hoisted_products,
+    input_operand,
     layer_kernels,
     param_ops,
     recurrent_products,
@@ -164,6 +169,7 @@ class TaskRunner:
         self._rows: dict[tuple, tuple[slice, np.ndarray] | None] = {}
         self._private: dict[tuple, np.ndarray] = {}
         self._task_hooks: dict[tuple, Callable] = {}
+        self._private_pieces: dict[tuple, tuple[InputPiece, ...]] = {}
         self._parity = 0
         self._run = {
             "cell": self._cell,
@@ -392,10 +398,54 @@ class TaskRunner:
         gx.reshape(rows, gx.shape[2])[:, cols] = out
 
     # ---- forward tasks ------------------------------------------------------------------------
-    def _input_gemm(self, i: int, l: int, d: int, a: int, b: int) -> None:
+    def _pieces(self, l: int, op: str) -> tuple[InputPiece, ...]:
+        key = ("pieces", l, op)
+        found = self._private_pieces.get(key)
+        if found is None:
+            found = self._private_pieces[key] = input_operand(self.kernels[l], op)
+        return found
+
+    def _initial_part(self, key: str, state: str, lo: int, width: int) -> np.ndarray | float:
+        """Columns ``lo..lo+width`` of a state's initial value (0 where none is given)."""
+        given = self.a.get(f"init{key}.{state}")
+        return 0.0 if given is None else given[:, lo : lo + width]
+
+    def _input_operand(self, i: int, l: int, d: int, op: str, a: int, b: int) -> np.ndarray:
+        """The operand of the hoisted product ``op`` at steps ``a..b-1``: the layer input, or
+        its runs at earlier steps (:func:`kernels.arrays.input_operand`: QRNN's ``[x_t,
+        x_{t-1}]``, the step before the sequence's first reading the state's initial value)."""
         x = self._layer_input(i, l, a, b)
+        pieces = self._pieces(l, op)
+        if len(pieces) == 1 and pieces[0].lag == 0 and pieces[0].width == x.shape[2]:
+            return x
+        key = f"{i}.{l}.{d}"
+        width = sum(p.width for p in pieces)
+        out = np.empty((b - a, self.B, width), self.dt)
+        T = self.T
+        for p in pieces:
+            cols, xc = slice(p.lo, p.lo + p.width), slice(p.x_lo, p.x_lo + p.width)
+            if d == 0:  # step t reads the input at t - lag, the initial states before step lag
+                first = max(a, p.lag)
+                if first < b:
+                    out[first - a :, :, cols] = self._layer_input(i, l, first - p.lag, b - p.lag)[
+                        ..., xc
+                    ]
+                before = range(a, min(b, p.lag))
+            else:  # processed backwards: step t reads the input at t + lag
+                last = min(b, T - p.lag)
+                if a < last:
+                    out[: last - a, :, cols] = self._layer_input(i, l, a + p.lag, last + p.lag)[
+                        ..., xc
+                    ]
+                before = range(max(a, T - p.lag), b)
+            for t in before:
+                state, lo = p.chain[t if d == 0 else T - 1 - t]
+                out[t - a, :, cols] = self._initial_part(key, state, lo, p.width)
+        return out
+
+    def _input_gemm(self, i: int, l: int, d: int, a: int, b: int) -> None:
         for op in hoisted_products(self.kernels[l]):
-            self._product_into(i, l, d, op, x, a)
+            self._product_into(i, l, d, op, self._input_operand(i, l, d, op, a, b), a)
 
     # the hooks of a task are made once (a kernel keeps its inference program for the same
     # hook functions, see kernels.declared.CellKernel.forward)
@@ -551,6 +601,10 @@ class TaskRunner:
         self.a[f"dx{key}"][a:b] = back.dx
 
     def _input_gemm_bwd(self, i: int, l: int, d: int, a: int, b: int) -> None:
+        """``dx`` of the hoisted products over this member's steps of ``a..b-1``: ``g W``, each
+        run of the operand added to the input at its step (for a run of an earlier step, the
+        gradient of a later step's product: a member computes the rows it needs), or to the
+        gradient of the initial state it was (by the member holding the first step processed)."""
         sub = self._share(b - a)
         if sub is None:
             return
@@ -558,17 +612,42 @@ class TaskRunner:
         s, e = a + sub.start, a + sub.stop
         kernel = self.kernels[l]
         lp = self._layer(i, l, d)
-        dx = self.a[f"dx{key}"][s:e]
-        rows = (e - s) * self.B
-        flat = dx.reshape(rows, dx.shape[2])
+        dx = self.a[f"dx{key}"]
+        T, B = self.T, self.B
+        first = 0 if d == 0 else self.n_chunks - 1  # the chunk holding the first step processed
         for op in hoisted_products(kernel):
             w = kernel.plan.ops[op].args[0]
             weight = lp[w.name]
             span = kernel.plan.region(w)
             if span is not None:
                 weight = weight[span[0] : span[1]]
-            g = self.a[f"dg{key}.{op}"][s:e]
-            flat += g.reshape(rows, g.shape[2]) @ weight
+            pieces = self._pieces(l, op)
+            lag = max(p.lag for p in pieces)
+            if lag and (a, b) != (0, T):
+                # a run of an earlier step would add to another input task's steps
+                raise ConfigError(
+                    f"kernels: the input projection of {self.cell.label} reads earlier inputs; "
+                    "its input task must cover the whole sequence (hoist_input = seq_len)"
+                )
+            lo, hi = (s, min(e + lag, b)) if d == 0 else (max(s - lag, a), e)
+            g = self.a[f"dg{key}.{op}"][lo:hi]
+            rows = (hi - lo) * B
+            dop = (g.reshape(rows, g.shape[2]) @ weight).reshape(hi - lo, B, weight.shape[1])
+            for p in pieces:
+                cols, xc = slice(p.lo, p.lo + p.width), slice(p.x_lo, p.x_lo + p.width)
+                # the input at step t gets the gradient of the operand at t + lag (t - lag
+                # processed backwards)
+                shift = p.lag if d == 0 else -p.lag
+                t0, t1 = max(s, lo - shift), min(e, hi - shift)
+                if t0 < t1:
+                    dx[t0:t1, :, xc] += dop[t0 + shift - lo : t1 + shift - lo, :, cols]
+                if (s if d == 0 else e) != (a if d == 0 else b):
+                    continue  # the initial states are the first processed step's member's
+                before = range(a, min(b, p.lag)) if d == 0 else range(max(a, T - p.lag), b)
+                for u in before:
+                    state, col = p.chain[u if d == 0 else T - 1 - u]
+                    ds = self.a[f"ds{key}.{state}"][first]
+                    ds[:, col : col + p.width] += dop[u - lo, :, cols]
 
     def _output_bwd(self, i: int, l: int, d: int, a: int, b: int) -> None:
         # mirrors kernels.cells.output_backward, without its per-chunk weight gradients (the
