@@ -38,24 +38,21 @@ the tasks on them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from kernels.declared import CellKernel
 from kernels.params import compute_dtype, layer_input_width, network_cell, param_shapes
-from wpsim.cells import Cell, Op, Operand, State, input_products, output_width
+from wpsim.cells import Cell, input_products, output_width
 from wpsim.model.workload import Workload
 
 __all__ = [
-    "InputPiece",
     "array_specs",
     "batched_products",
     "final_states",
     "hoisted_products",
     "initial_state_grads",
-    "input_operand",
     "layer_kernels",
     "param_ops",
     "recurrent_products",
@@ -99,72 +96,6 @@ def hoisted_products(kernel: CellKernel) -> list[str]:
     ['gx']
     """
     return list(input_products(kernel.cell))
-
-
-@dataclass(frozen=True)
-class InputPiece:
-    """A run of ``width`` columns of a hoisted product's operand, from ``lo``: the columns
-    ``x_lo..`` of the layer input ``lag`` steps before (in processing order). Where that step
-    is before the sequence's first, they are the initial value of a state: ``chain[j]`` (the
-    state and the column its run starts at) for the j-th step processed."""
-
-    lo: int
-    width: int
-    lag: int
-    x_lo: int
-    chain: tuple[tuple[str, int], ...]
-
-
-def input_operand(kernel: CellKernel, op: str) -> tuple[InputPiece, ...]:
-    """The operand of the hoisted product ``op`` as runs of the layer input (the analysis'
-    rule admits ``x``, the states that carry earlier inputs and ``concat``/``identity`` of them).
-
-    Examples
-    --------
-    >>> from wpsim.cells import get_cell
-    >>> for piece in input_operand(CellKernel(get_cell("qrnn", window=2), 4, 3), "gx"):
-    ...     print(piece.lo, piece.width, piece.lag, piece.chain)
-    0 3 0 ()
-    3 3 1 (('xp', 0),)
-    """
-    plan = kernel.plan
-    cell = plan.cell
-
-    def restrict(pieces: list[InputPiece], lo: int, hi: int, at: int) -> list[InputPiece]:
-        """The pieces within columns ``lo..hi``, moved to start at ``at``."""
-        found = []
-        for p in pieces:
-            start, stop = max(p.lo, lo), min(p.lo + p.width, hi)
-            if start < stop:
-                shift = start - p.lo
-                chain = tuple((s, c + shift) for s, c in p.chain)
-                found.append(
-                    InputPiece(at + start - lo, stop - start, p.lag, p.x_lo + shift, chain)
-                )
-        return found
-
-    def operand(a: Operand) -> list[InputPiece]:
-        span = plan.region(a) or (0, plan.widths[a.name])
-        return restrict(of_value(a.name), *span, 0)
-
-    def of_value(name: str) -> list[InputPiece]:
-        item = cell.lookup(name)
-        if name == "x":
-            return [InputPiece(0, plan.widths["x"], 0, 0, ())]
-        if isinstance(item, State):
-            return [
-                InputPiece(p.lo, p.width, p.lag + 1, p.x_lo, ((name, p.lo), *p.chain))
-                for p in of_value(item.next)
-            ]
-        assert isinstance(item, Op) and item.kind in ("concat", "identity"), name
-        if item.kind == "identity":
-            return operand(item.args[0])
-        pieces = []
-        for a, (lo, _) in zip(item.args, plan.columns[name], strict=True):
-            pieces += [InputPiece(p.lo + lo, p.width, p.lag, p.x_lo, p.chain) for p in operand(a)]
-        return pieces
-
-    return tuple(operand(plan.ops[op].args[1]))
 
 
 def saved_names(kernel: CellKernel) -> list[str]:

@@ -1,4 +1,5 @@
-"""kernels.tasks and kernels.arrays: the executor's tasks for every registered cell, read from its declaration.
+"""kernels.tasks, kernels.arrays and kernels.inputs: the executor's tasks for every registered
+cell, read from its declaration.
 
 * the multi-process executor is bitwise equal to the same tasks in one process
   (:mod:`kernels.reference`) for every cell of the registry and the options that change a
@@ -17,22 +18,26 @@ from __future__ import annotations
 
 import doctest
 import json
+import threading
 
 import cells_from_papers  # (tests/, next to this file)
 import networkx as nx
 import numpy as np
 import pytest
+from conftest import make_machine
 
 import kernels.arrays
+import kernels.inputs
 import kernels.tasks
 from kernels import backward, forward, init_input, init_params
 from kernels.arrays import array_specs, hoisted_products, layer_kernels
-from kernels.declared import steps
+from kernels.declared import CellKernel, steps
 from kernels.executor import execute
 from kernels.products import Recurrent
 from kernels.tasks import TaskRunner
 from wpsim.cells import cell_names
 from wpsim.cli import main
+from wpsim.cost.cpu import CpuCostModel
 from wpsim.machines import HW_CONFIG_DIR
 from wpsim.model.graph import build
 from wpsim.model.plan import Plan, compile_plan
@@ -62,7 +67,9 @@ def _flat(value) -> np.ndarray:
     return np.asarray(value)
 
 
-@pytest.mark.parametrize("module", [kernels.arrays, kernels.tasks], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [kernels.arrays, kernels.inputs, kernels.tasks], ids=lambda m: m.__name__
+)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
@@ -323,6 +330,140 @@ def test_hoisted_products_keep_the_results_exact(cell, name, options, policy):
             atol=1e-12,
             err_msg=key,
         )
+
+
+def _member_work(w: Workload, policy: str) -> tuple[dict, dict, Plan]:
+    """Run every task of the policy's graph on a group of 2 members (threads with a barrier,
+    the executor's split tasks: :class:`kernels.tasks.TaskRunner` of rank 0 and 1), in
+    dependency order. Returns the flops of the products each member computes in a forward task
+    and the members that run the cell's kernel (its element-wise work), by task id."""
+    graph = build(w, **get_policy(policy, helpers=2).graph_options(w, 2))
+    plan = compile_plan(graph)
+    hoisted = graph.graph.get("hoist_input") is not None
+    training = w.phase == "training"
+    specs = array_specs(w, 1, hoisted, training, plan.chunk, [2])
+    arrays = {
+        name: np.zeros(spec[0], spec[1], order=spec[2] if len(spec) > 2 else "C")
+        for name, spec in specs.items()
+    }
+    for name, value in init_params(w, seed=1).items():
+        arrays[f"p0.{name}"][...] = value
+    arrays["x"][...] = init_input(w, seed=2)
+    if training:
+        arrays["gout"][...] = np.random.default_rng(3).standard_normal(arrays["gout"].shape)
+    products: dict[tuple[int, int], float] = {}
+    kernel_runs: dict[int, set[int]] = {}
+    now = threading.local()
+
+    def counted(fn, sizes):
+        def product(*args):
+            m, k, n = sizes(*args)
+            key = (now.task, now.rank)
+            products[key] = products.get(key, 0.0) + 2.0 * m * k * n
+            return fn(*args)
+
+        return product
+
+    def ran(fn):
+        def run(*args, **kw):
+            kernel_runs.setdefault(now.task, set()).add(now.rank)
+            return fn(*args, **kw)
+
+        return run
+
+    xwt = lambda a, weight, out: (a.shape[0], a.shape[1], weight.shape[0])  # noqa: E731
+    barrier = threading.Barrier(2)
+    tasks = [(t.kind, t.instance, t.layer, t.direction, t.t0, t.steps) for t in plan.tasks]
+    order = list(nx.lexicographical_topological_sort(graph))
+    failed: list[BaseException] = []
+
+    def member(rank: int) -> None:
+        now.rank = rank
+        runner = TaskRunner(
+            w,
+            tasks,
+            arrays,
+            hoisted=hoisted,
+            training=training,
+            chunk=plan.chunk,
+            rank=rank,
+            size=2,
+            barrier=barrier.wait,
+            scratch="rb0",
+        )
+        try:
+            for tid in order:
+                now.task = tid
+                runner.run(tid)
+                barrier.wait()  # a task ends when every member is done
+        except BaseException as error:  # noqa: BLE001 - re-raised by the test
+            failed.append(error)
+            barrier.abort()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels.tasks, "matmul_xwt", counted(kernels.tasks.matmul_xwt, xwt))
+        patch.setattr(steps, "matmul_xwt", counted(steps.matmul_xwt, xwt))
+        patch.setattr(CellKernel, "forward", ran(CellKernel.forward))
+        patch.setattr(CellKernel, "backward", ran(CellKernel.backward))
+        threads = [threading.Thread(target=member, args=(r,)) for r in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if failed:
+        raise failed[0]
+    return products, kernel_runs, plan
+
+
+@pytest.mark.parametrize("policy", ["helper", "layerwise"])
+@pytest.mark.parametrize("cell", ["sru", "qrnn(window=2)", "indrnn", "lstm"])
+def test_split_members_do_the_work_the_simulator_charges_them(cell, policy):
+    """A group of 2 splitting every task: an element-wise recurrence (SRU, QRNN, IndRNN) runs
+    once, on the lead, the other member taking its share of the products only; a cell with a
+    recurrent product runs its element-wise update on every member (no second barrier a step).
+    The simulator (``elementwise_split_across_helpers: false``, as the executor's calibrations
+    say) charges a member the whole element-wise work and its share of the products: each
+    member's product flops are what the model charges it (an even split), forward and
+    backward tasks alike run their kernel where the model says."""
+    w = _workload(
+        cell, "training", bidirectional=False, seq_len=4, input=6, hidden=8, dtype="float64"
+    )
+    products, kernel_runs, plan = _member_work(w, policy)
+    machine = make_machine(cores=2).model_copy(update={"elementwise_split_across_helpers": False})
+    model = CpuCostModel(machine, plan)
+    peak = machine.peak_flops_per_core(w.dtype)
+    alone = not w.step_flops(0).matmul_recurrent
+    for task in plan.tasks:
+        if task.kind not in ("cell", "cell_bwd", "input_gemm"):
+            continue
+        products_s, elem_s = model.compute_parts(task.id, 2)
+        if task.kind in ("cell", "cell_bwd"):
+            assert elem_s == model.compute_parts(task.id, 1)[1]  # a member's time holds it all
+            assert kernel_runs[task.id] == ({0} if alone else {0, 1}), task.label
+        else:
+            assert task.id not in kernel_runs
+        if not task.kind.endswith("_bwd"):  # the forward's products, counted
+            for rank in range(2):
+                done = products.get((task.id, rank), 0.0)
+                assert done == pytest.approx(products_s * peak, rel=1e-12), (task.label, rank)
+
+
+def test_split_members_keep_element_wise_recurrences_exact():
+    """Split groups (a wavefront of helper pairs, and all the cores in one group) compute what
+    one process computes, bitwise, for the cells whose recurrence runs on the lead alone."""
+    for cell in ("sru", "qrnn(window=2)"):
+        w = _workload(cell, "training")
+        params, x = init_params(w, seed=1), init_input(w, seed=2)
+        g = np.random.default_rng(3).standard_normal((5, 2, 2 * w.output_width)).astype(w.dtype)
+        y, _ = forward(w, params, x, chunk=2)
+        grads = backward(w, params, x, g, chunk=2)
+        helpers = get_policy("wavefront", helpers=2)
+        run = execute(w, helpers, workers=2, chunk=2, params=params, x=x, grad_output=g)
+        assert set(run.trace.cores) == {(0, 1)}
+        assert np.array_equal(run.outputs["output"], y)
+        assert run.grads is not None
+        for key, value in grads.items():
+            assert np.array_equal(_flat(run.grads[key]), _flat(value)), key
 
 
 def test_arrays_follow_the_declaration():

@@ -355,8 +355,11 @@ class BlockCosts:
         streams = np.where(cold, 1.0, streams)
         ih_bytes, hh_bytes = ih[index], hh[index]
         k = self.k[None, :]
+        # a cell task loops over its steps even without a recurrent product (Task.recurrent)
+        cellish = np.array([ts.rows[r].kind in ("cell", "cell_bwd") for r, _ in keys])[:, None]
+        recurrent = (flops_rec != 0) | cellish
         compute, elementwise = self._compute_parts(
-            steps, flops_in, flops_rec, flops_elem, ih_bytes, hh_bytes, cell, k
+            steps, flops_in, flops_rec, flops_elem, ih_bytes, hh_bytes, cell, recurrent, k
         )
         weight_bytes = 0.0
         for j in range(2):
@@ -379,9 +382,6 @@ class BlockCosts:
         zero = 0.0 * fixed
         overhead = handoff_s = sync = zero
         has_rec = flops_rec != 0
-        # a cell task loops over its steps even without a recurrent product (Task.recurrent)
-        cellish = np.array([ts.rows[r].kind in ("cell", "cell_bwd") for r, _ in keys])[:, None]
-        recurrent = has_rec | cellish
         if np.any(recurrent):
             backward = np.array([ts.rows[r].kind.endswith("_bwd") for r, _ in keys])[:, None]
             per_step = np.where(backward, self.step_overhead_bwd, self.step_overhead)
@@ -423,7 +423,7 @@ class BlockCosts:
         return out, records
 
     def _compute_parts(
-        self, steps, flops_in, flops_rec, flops_elem, ih_bytes, hh_bytes, cell, k
+        self, steps, flops_in, flops_rec, flops_elem, ih_bytes, hh_bytes, cell, recurrent, k
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`wpsim.cost.cpu.CpuCostModel.compute_parts`: (products, element-wise) seconds."""
         m, peak = self.m, self.peak
@@ -444,7 +444,7 @@ class BlockCosts:
             elem = flops_elem / m.efficiency.elementwise / peak
             if self._elem_step_s is not None:
                 elem = np.where(cell, steps * self._elem_step_s[None, :], elem)
-            whole_each = (k > 1) & (flops_rec != 0) & (not m.elementwise_split_across_helpers)
+            whole_each = (k > 1) & recurrent & (not m.elementwise_split_across_helpers)
             elem = np.where(flops_elem != 0, np.where(whole_each, elem, elem / k), 0.0)
         return products, elem
 
