@@ -10,13 +10,16 @@ The arrays are :mod:`kernels.arrays`'s.
 
 Tasks:
 
-* ``input_gemm`` (hoisted graphs): the products ``matmul(W, x)`` of the layer input that run off
-  the recurrence, over its steps, into ``gx``; the cell tasks read them (a copy) instead of
-  multiplying. A cell with no such product (QRNN with a window of 2 multiplies ``[x_t,
-  x_{t-1}]``) keeps its products in its cell tasks.
+* ``input_gemm`` (hoisted graphs): the products of the layer input
+  (:func:`wpsim.cells.input_products`, the rule the simulator's graph charges them by), over its
+  steps, into ``gx``; the cell tasks read them (a copy) instead of multiplying. An operand that
+  reads earlier inputs (QRNN's window ``[x_t, x_{t-1}]``) is assembled from the layer input
+  shifted by a step (the state's initial value before the first step). The other products off
+  the recurrence (MinimalRNN's ``U_z z``) stay in the cell tasks.
 * ``cell``: the chunk forward; ``cell_bwd``: its BPTT, which keeps the gradient of every op that
   reads a parameter; ``wgrad``: the parameters' gradients over all T steps, one GEMM per
-  product; ``input_gemm_bwd``: ``dx`` of the hoisted products, ``g W``.
+  product; ``input_gemm_bwd``: ``dx`` of the hoisted products, ``g W``, each run of the operand
+  added to the input of its step (or to the initial state's gradient).
 * ``output``, ``output_bwd``: the output layer (and the output layer's ``wgrad``).
 
 Split tasks (a group of k > 1 workers runs one task): every product on the recurrence splits
@@ -27,6 +30,12 @@ itself, so the next step needs no second barrier; only rank 0 writes the shared 
 Products off the recurrence split over time rows (or, for a large weight, its rows) into ``gx``,
 then a barrier; the parameters' gradients split over the parameters. The backward's products off
 the recurrence (``dx``) are computed by every member (only rank 0 writes them).
+
+A cell without a product on the recurrence (SRU, QRNN, IndRNN: an element-wise recurrence) runs
+it once, on the lead (rank 0): the others only take their share of the products of the layer
+input (forward, into ``gx``, one barrier each; backward, ``dx`` after the lead's BPTT has
+written the products' gradients, one barrier), as the simulator charges a split task's
+element-wise work to one member (``elementwise_split_across_helpers: false``).
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from kernels.arrays import (
 from kernels.cells import output_forward
 from kernels.declared import CellKernel, Saved
 from kernels.declared.chunk import extended_views
+from kernels.inputs import InputPiece, assemble, input_operand, rows_needed, send_back
 from kernels.params import (
     chunk_bounds,
     compute_dtype,
@@ -58,7 +68,7 @@ from kernels.params import (
     suffix,
 )
 from kernels.products import Recurrent, matmul_xwt, recurrent_rows, split_rows
-from wpsim.cells import Cell, output_width
+from wpsim.cells import Cell, input_products, output_width
 from wpsim.errors import ConfigError
 from wpsim.model.workload import Workload
 
@@ -164,6 +174,8 @@ class TaskRunner:
         self._rows: dict[tuple, tuple[slice, np.ndarray] | None] = {}
         self._private: dict[tuple, np.ndarray] = {}
         self._task_hooks: dict[tuple, Callable] = {}
+        self._private_pieces: dict[tuple, tuple[InputPiece, ...]] = {}
+        self._private_products: dict[tuple, list[str]] = {}
         self._parity = 0
         self._run = {
             "cell": self._cell,
@@ -392,10 +404,36 @@ class TaskRunner:
         gx.reshape(rows, gx.shape[2])[:, cols] = out
 
     # ---- forward tasks ------------------------------------------------------------------------
-    def _input_gemm(self, i: int, l: int, d: int, a: int, b: int) -> None:
+    def _pieces(self, l: int, op: str) -> tuple[InputPiece, ...]:
+        key = ("pieces", l, op)
+        found = self._private_pieces.get(key)
+        if found is None:
+            found = self._private_pieces[key] = input_operand(self.kernels[l], op)
+        return found
+
+    def _input_operand(self, i: int, l: int, d: int, op: str, a: int, b: int) -> np.ndarray:
+        """The operand of the product ``op`` of the layer input at steps ``a..b-1``: the input,
+        or its runs at earlier steps (QRNN's ``[x_t, x_{t-1}]``, :func:`kernels.inputs.assemble`)."""
         x = self._layer_input(i, l, a, b)
+        pieces = self._pieces(l, op)
+        if len(pieces) == 1 and pieces[0].lag == 0 and pieces[0].width == x.shape[2]:
+            return x
+        key = f"{i}.{l}.{d}"
+        out = np.empty((b - a, self.B, sum(p.width for p in pieces)), self.dt)
+        return assemble(
+            pieces,
+            lambda lo, hi: self._layer_input(i, l, lo, hi),
+            lambda state: self.a.get(f"init{key}.{state}"),
+            d == 1,
+            a,
+            b,
+            self.T,
+            out,
+        )
+
+    def _input_gemm(self, i: int, l: int, d: int, a: int, b: int) -> None:
         for op in hoisted_products(self.kernels[l]):
-            self._product_into(i, l, d, op, x, a)
+            self._product_into(i, l, d, op, self._input_operand(i, l, d, op, a, b), a)
 
     # the hooks of a task are made once (a kernel keeps its inference program for the same
     # hook functions, see kernels.declared.CellKernel.forward)
@@ -425,9 +463,41 @@ class TaskRunner:
             self._task_hooks[key] = hook
         return hook
 
+    def _split_products(self, l: int) -> list[str]:
+        """The products off the recurrence a split group's members share in a cell task (the
+        hoisted ones are the input task's), in the order the kernel runs them. Without a
+        product on the recurrence, only the lead runs the kernel: the others share the
+        products whose operand they read from the layer input (:meth:`_input_operand`), and
+        the lead computes any other alone."""
+        key = ("split", l)
+        found = self._private_products.get(key)
+        if found is None:
+            kernel = self.kernels[l]
+            plan = kernel.plan
+            hoisted = hoisted_products(kernel) if self.hoisted else []
+            alone = not recurrent_products(kernel)
+            ops = [name for stage in plan.stages for name in stage.ops]
+            found = [
+                op
+                for op in ops
+                if op in batched_products(kernel)
+                and op not in hoisted
+                and not (alone and op not in input_products(kernel.cell))
+            ]
+            self._private_products[key] = found
+        return found
+
     def _cell(self, i: int, l: int, d: int, a: int, b: int) -> None:
         key = f"{i}.{l}.{d}"
         kernel = self.kernels[l]
+        split = self._split_products(l) if self.size > 1 else []
+        if self.size > 1 and not self.leader and not recurrent_products(kernel):
+            # an element-wise recurrence runs once, on the lead: the others only take their
+            # share of its products (one barrier each, as the lead's hooks)
+            for op in split:
+                self._product_into(i, l, d, op, self._input_operand(i, l, d, op, a, b), a)
+                self.barrier()
+            return
         lp = self._layer(i, l, d)
         products: dict[str, Callable] = {}
         hoisted = hoisted_products(kernel) if self.hoisted else []
@@ -435,9 +505,8 @@ class TaskRunner:
             products[op] = self._copy_hook(f"gx{key}.{op}", a, b)
         if self.size > 1:
             products.update(self._split_hooks(i, l, d)[0])
-            for op in batched_products(kernel):
-                if op not in hoisted:
-                    products[op] = self._split_batched_hook(i, l, d, op, a, b)
+            for op in split:
+                products[op] = self._split_batched_hook(i, l, d, op, a, b)
         h_all = self.a[f"h{key}"]
         out = h_all[a:b] if self.leader else self._buffer("h", (b - a, self.B, self.width))
         save = self.training and self.leader
@@ -523,9 +592,18 @@ class TaskRunner:
             s: self.a.get(f"dfin{key}.{s}") if nxt is None else self.a[f"ds{key}.{s}"][nxt]
             for s in kernel.next_of
         }
+        # an element-wise recurrence split over a group: the lead runs its backward, then the
+        # members share the products' part of dx (as an input task's backward does)
+        alone = self.size > 1 and not recurrent_products(kernel)
+        split = self._split_products(l) if alone else []
+        if alone and not self.leader:
+            self.barrier()  # the lead's gradients written
+            self._products_bwd(i, l, d, a, b, split, c_idx)
+            return
         products_t: dict[str, Callable] = {}
         hoisted = hoisted_products(kernel) if self.hoisted else []
-        for op in hoisted:  # their part of dx is the input_gemm_bwd task's
+        for op in [*hoisted, *split]:  # their part of dx is the input_gemm_bwd task's, or
+            # the group's after the lead's backward
 
             def nothing(_g: np.ndarray, out: np.ndarray) -> None:
                 out.fill(0)
@@ -549,8 +627,30 @@ class TaskRunner:
         for op, g in back.op_grads.items():
             self.a[f"dg{key}.{op}"][a:b] = g
         self.a[f"dx{key}"][a:b] = back.dx
+        if alone:
+            self.barrier()
+            self._products_bwd(i, l, d, a, b, split, c_idx)
 
     def _input_gemm_bwd(self, i: int, l: int, d: int, a: int, b: int) -> None:
+        """``dx`` of the hoisted products (:meth:`_products_bwd`)."""
+        ops = hoisted_products(self.kernels[l])
+        if (a, b) != (0, self.T) and any(p.lag for op in ops for p in self._pieces(l, op)):
+            # a run of an earlier step would add to another input task's steps
+            raise ConfigError(
+                f"kernels: the input projection of {self.cell.label} reads earlier inputs; "
+                "its input task must cover the whole sequence (hoist_input = seq_len)"
+            )
+        first = 0 if d == 0 else self.n_chunks - 1  # the chunk of the first step processed
+        self._products_bwd(i, l, d, a, b, ops, first)
+
+    def _products_bwd(
+        self, i: int, l: int, d: int, a: int, b: int, ops: list[str], chunk: int
+    ) -> None:
+        """``dx`` of the products ``ops`` of the layer input over this member's share of the
+        steps ``a..b-1``: ``g W`` from their gradients ``dg`` (the steps it needs), sent back
+        to the input's steps (:func:`kernels.inputs.send_back`); the runs that were states as
+        the task's first step entered go to their gradients ``ds`` at index ``chunk`` (by the
+        member holding the first step processed)."""
         sub = self._share(b - a)
         if sub is None:
             return
@@ -558,17 +658,25 @@ class TaskRunner:
         s, e = a + sub.start, a + sub.stop
         kernel = self.kernels[l]
         lp = self._layer(i, l, d)
-        dx = self.a[f"dx{key}"][s:e]
-        rows = (e - s) * self.B
-        flat = dx.reshape(rows, dx.shape[2])
-        for op in hoisted_products(kernel):
+        reverse = d == 1
+
+        def entering(state: str) -> np.ndarray:
+            return self.a[f"ds{key}.{state}"][chunk]
+
+        holds_first = e == b if reverse else s == a
+        for op in ops:
             w = kernel.plan.ops[op].args[0]
             weight = lp[w.name]
             span = kernel.plan.region(w)
             if span is not None:
                 weight = weight[span[0] : span[1]]
-            g = self.a[f"dg{key}.{op}"][s:e]
-            flat += g.reshape(rows, g.shape[2]) @ weight
+            pieces = self._pieces(l, op)
+            lo, hi = rows_needed(pieces, s, e, a, b, reverse)
+            g = self.a[f"dg{key}.{op}"][lo:hi]
+            rows = (hi - lo) * self.B
+            grad = (g.reshape(rows, g.shape[2]) @ weight).reshape(hi - lo, self.B, -1)
+            dx = self.a[f"dx{key}"]
+            send_back(pieces, grad, lo, dx, entering if holds_first else None, s, e, a, b, reverse)
 
     def _output_bwd(self, i: int, l: int, d: int, a: int, b: int) -> None:
         # mirrors kernels.cells.output_backward, without its per-chunk weight gradients (the

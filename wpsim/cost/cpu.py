@@ -27,8 +27,9 @@ helper cores) is::
   all of ``W_ih``), the recurrent GEMM over gate rows too (``B`` columns; on one core a batch
   of at most ``recurrent_gemv_max_batch`` rows runs as ``B`` GEMVs, ``e(1)``); the element-wise
   update split too (``k' = k``) unless the machine says ``elementwise_split_across_helpers:
-  false`` (then ``k' = 1`` for split recurrent tasks: every member runs it whole, as
-  :mod:`kernels.executor` does). ``e(n)`` is the machine's
+  false`` (then ``k' = 1`` for split recurrent tasks, as :mod:`kernels.executor` runs them:
+  every member runs it whole after a recurrent product's barrier; an element-wise recurrence,
+  as SRU's, runs on the lead alone while the others share its products). ``e(n)`` is the machine's
   efficiency table (by n and hidden size where it has ``gemm_by_n_h``, or ``gemm_by_n_h_by_cell``
   for the workload's cell), ``peak = clock * flops_per_cycle[dtype]``. Where the machine has
   ``elementwise_step_s`` for the cell, a forward cell task's element-wise term is ``steps *
@@ -59,7 +60,8 @@ helper cores) is::
 * ``sync = n_sync * (barrier(k) + (k-1)/k * B*H*s / handoff_bandwidth)`` for ``k > 1``: after each
   recurrent step the helpers meet at a barrier and all-gather the new hidden state, the state
   the recurrent products read (``n_sync = steps`` for tasks with recurrent products, else 1: an
-  element-wise recurrence, as SRU's, splits by units with nothing to exchange).
+  element-wise recurrence, as SRU's, needs no exchange a step; the members meet once, over the
+  products they share).
 
 Activations produced on the same core, and the workload's own input, are read from the private
 cache and their time is neglected next to the weights'.
@@ -256,8 +258,9 @@ class CpuCostModel:
         ``B * steps`` columns and 1/k of ``W_ih``; a small ``W_ih``'s over time steps, see
         :meth:`_ih_by_time`), the recurrent GEMM over gate rows (one GEMM of ``B``
         rows each; on one core a batch of at most ``recurrent_gemv_max_batch`` rows runs as
-        ``B`` GEMVs), the element-wise update of a recurrent step split too, or run whole by
-        every member where ``elementwise_split_across_helpers`` is false.
+        ``B`` GEMVs), the element-wise work of a recurrent task split too, or in one member's
+        time where ``elementwise_split_across_helpers`` is false (every member's after a
+        recurrent product's barrier, the lead's for an element-wise recurrence).
         """
         t = self.plan.tasks[tid]
         measured_elem = t.kind == "cell" and self._elem_step_s is not None
@@ -292,9 +295,9 @@ class CpuCostModel:
                 else:
                     elem_s = t.flops_elem / self.elementwise_eff / peak
                 if not (
-                    k > 1 and t.flops_rec and not self.machine.elementwise_split_across_helpers
+                    k > 1 and t.recurrent and not self.machine.elementwise_split_across_helpers
                 ):
-                    elem_s /= k  # else every member runs it whole
+                    elem_s /= k  # else one member's time holds all of it
             memo = self._compute_memo[key] = (products_s, elem_s)
         return memo
 

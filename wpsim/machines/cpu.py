@@ -205,10 +205,12 @@ class CpuMachine(Strict):
     #: else split by gate rows (1/k of ``W_ih`` each); ``kernels.executor`` does so up to
     #: ``INPUT_SPLIT_BY_TIME_MAX_BYTES``. 0: always by gate rows.
     input_split_by_time_max_bytes: Annotated[int, NotBool] = Field(0, ge=0)
-    #: Whether a task split across helper cores also splits its element-wise work (a threaded
-    #: runtime's parallel loop does); ``false``: every member runs the whole element-wise update
-    #: of each step after the barrier (``kernels.executor`` does, so that no second barrier is
-    #: needed).
+    #: Whether a task split across helper cores also splits the element-wise work of its
+    #: recurrent tasks (a threaded runtime's parallel loop does); ``false``: one member's time
+    #: holds all of it (``kernels.executor``: after each step's barrier every member runs the
+    #: whole element-wise update, so that no second barrier is needed, or, where the recurrence
+    #: is element-wise only (SRU, QRNN, IndRNN), the lead runs it while the others share the
+    #: products).
     elementwise_split_across_helpers: bool = Field(True, strict=True)
     #: Fixed time per recurrent step of a cell, by cell type: the runtime's per-step cost of
     #: launching the element-wise cell math (interpreter and ufunc dispatch for numpy kernels;

@@ -154,6 +154,7 @@ def _step_flops(cell: str, hidden: int, input_size: int, batch: int, density: fl
         full,
         matmul_batched=sum(f[0] for f in kept),
         elementwise=sum(f[2] for f in kept),
+        matmul_input=0.0,  # no input to project
     )
 
 

@@ -684,7 +684,8 @@ def _runtime_lines() -> list[str]:
         "gemv_max_batch() (the executor's one-core recurrent product runs one GEMV per batch row "
         "up to this batch)",
         "elementwise_split_across_helpers: false  # configuration: kernels.executor runs the "
-        "whole element-wise update of a split step on every member (no second barrier)",
+        "whole element-wise update of a split step on every member (no second barrier), or an "
+        "element-wise recurrence on the lead alone",
     ]
 
 
