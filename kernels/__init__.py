@@ -15,6 +15,8 @@ Modules:
   interpreted from the declaration (:class:`~kernels.declared.CellKernel`);
 * :mod:`kernels.tasks` -- every task of a workload's graph on named arrays (what the
   executor's workers run, :class:`~kernels.tasks.TaskRunner`);
+* :mod:`kernels.inputs` -- the layer input a product of it reads outside the cell's kernel
+  (QRNN's ``[x_t, x_{t-1}]``), and its gradient sent back;
 * :mod:`kernels.reference` -- whole-network :func:`forward` and :func:`backward`: the same
   tasks in one process;
 * :mod:`kernels.products` -- the products of activations by weights (dense in row blocks,

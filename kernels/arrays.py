@@ -44,7 +44,7 @@ import numpy as np
 
 from kernels.declared import CellKernel
 from kernels.params import compute_dtype, layer_input_width, network_cell, param_shapes
-from wpsim.cells import Cell, output_width
+from wpsim.cells import Cell, input_products, output_width
 from wpsim.model.workload import Workload
 
 __all__ = [
@@ -85,23 +85,18 @@ def recurrent_products(kernel: CellKernel) -> list[str]:
 
 
 def hoisted_products(kernel: CellKernel) -> list[str]:
-    """The products off the recurrence of the layer input itself (``matmul(W, x)``): what an
-    ``input_gemm`` task computes.
+    """The products of the layer input (:func:`wpsim.cells.input_products`, the rule the
+    simulator's graph follows too): what an ``input_gemm`` task computes, for every step.
 
     Examples
     --------
     >>> from wpsim.cells import get_cell
     >>> hoisted_products(CellKernel(get_cell("sru"), 4, 3))
     ['gx']
-    >>> hoisted_products(CellKernel(get_cell("qrnn", window=2), 4, 3))
-    []
+    >>> hoisted_products(CellKernel(get_cell("qrnn", window=2), 4, 3))  # W [x_t, x_{t-1}]
+    ['gx']
     """
-    plan = kernel.plan
-    return [
-        name
-        for name in batched_products(kernel)
-        if plan.ops[name].args[1].name == "x" and not plan.ops[name].args[1].gate
-    ]
+    return list(input_products(kernel.cell))
 
 
 def saved_names(kernel: CellKernel) -> list[str]:

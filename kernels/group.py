@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from kernels.arrays import batched_products, hoisted_products, recurrent_products
+from kernels.arrays import recurrent_products
 from kernels.declared import CellKernel
 from kernels.params import row_block
 from kernels.products import Recurrent, matmul_xwt, recurrent_rows, split_rows
@@ -52,8 +52,6 @@ class GroupProducts:
         ``layer(i, l, d)``: the parameters of a layer-direction of instance ``i``.
     batch : int
     dtype : dtype
-    hoisted : bool
-        The graph has ``input_gemm`` tasks.
     rank, size : int
     barrier : callable
         Waits until every member has called it as often.
@@ -69,7 +67,6 @@ class GroupProducts:
         *,
         batch: int,
         dtype: np.dtype,
-        hoisted: bool,
         rank: int,
         size: int,
         barrier: Callable[[], None],
@@ -80,7 +77,6 @@ class GroupProducts:
         self.layer = layer
         self.B = batch
         self.dt = dtype
-        self.hoisted = hoisted
         self.rank = rank
         self.size = size
         self.barrier = barrier
@@ -235,17 +231,17 @@ class GroupProducts:
         matmul_xwt(a2, block, out)
         gx.reshape(rows, gx.shape[2])[:, cols] = out
 
-    def products(self, i: int, l: int, d: int, a: int, b: int) -> dict[str, Callable]:
+    def products(
+        self, i: int, l: int, d: int, a: int, b: int, shared: list[str]
+    ) -> dict[str, Callable]:
         """The product hooks of a cell task of steps ``a..b-1`` (none for a group of one): the
-        products on the recurrence by rows, the others (not hoisted) by steps into ``gx``."""
+        products on the recurrence by rows, the ``shared`` ones off it by steps into ``gx``
+        (:func:`kernels.tasks.shared_products`)."""
         if self.size == 1:
             return {}
-        kernel = self.kernels[l]
-        hoisted = hoisted_products(kernel) if self.hoisted else []
         products = dict(self.hooks(i, l, d)[0])
-        for op in batched_products(kernel):
-            if op not in hoisted:
-                products[op] = self._batched_hook(i, l, d, op, a, b)
+        for op in shared:
+            products[op] = self._batched_hook(i, l, d, op, a, b)
         return products
 
     def _batched_hook(self, i: int, l: int, d: int, op: str, a: int, b: int) -> Callable:

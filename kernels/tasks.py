@@ -10,13 +10,16 @@ The arrays are :mod:`kernels.arrays`'s.
 
 Tasks:
 
-* ``input_gemm`` (hoisted graphs): the products ``matmul(W, x)`` of the layer input that run off
-  the recurrence, over its steps, into ``gx``; the cell tasks read them (a copy) instead of
-  multiplying. A cell with no such product (QRNN with a window of 2 multiplies ``[x_t,
-  x_{t-1}]``) keeps its products in its cell tasks.
+* ``input_gemm`` (hoisted graphs): the products of the layer input
+  (:func:`wpsim.cells.input_products`, the rule the simulator's graph charges them by), over its
+  steps, into ``gx``; the cell tasks read them (a copy) instead of multiplying. An operand that
+  reads earlier inputs (QRNN's window ``[x_t, x_{t-1}]``) is assembled from the layer input
+  shifted by a step (the state's initial value before the first step). The other products off
+  the recurrence (MinimalRNN's ``U_z z``) stay in the cell tasks.
 * ``cell``: the chunk forward; ``cell_bwd``: its BPTT, which keeps the gradient of every op that
   reads a parameter; ``wgrad``: the parameters' gradients over all T steps, one GEMM per
-  product; ``input_gemm_bwd``: ``dx`` of the hoisted products, ``g W``.
+  product; ``input_gemm_bwd``: ``dx`` of the hoisted products, ``g W``, each run of the operand
+  added to the input of its step (or to the initial state's gradient).
 * ``output``, ``output_bwd``: the output layer (and the output layer's ``wgrad``).
 
 Split tasks (a group of k > 1 workers runs one task): every product on the recurrence splits
@@ -28,6 +31,12 @@ Products off the recurrence split over time rows (or, for a large weight, its ro
 then a barrier; the parameters' gradients split over the parameters. The backward's products off
 the recurrence (``dx``) are computed by every member (only rank 0 writes them). A member's
 share of the products is its :class:`kernels.group.GroupProducts`.
+
+A cell without a product on the recurrence (SRU, QRNN, IndRNN: an element-wise recurrence) runs
+it once, on the lead (rank 0): the others only take their share of the products of the layer
+input (forward, into ``gx``, one barrier each; backward, ``dx`` after the lead's BPTT has
+written the products' gradients, one barrier), as the simulator charges a split task's
+element-wise work to one member (``elementwise_split_across_helpers: false``).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from kernels.arrays import (
+    batched_products,
     hoisted_products,
     layer_kernels,
     param_ops,
@@ -57,6 +67,7 @@ from kernels.declared.program import (
     zeros,
 )
 from kernels.group import GroupProducts
+from kernels.inputs import InputPiece, assemble, input_operand, rows_needed, send_back
 from kernels.params import (
     chunk_bounds,
     compute_dtype,
@@ -65,7 +76,7 @@ from kernels.params import (
     row_block,
     suffix,
 )
-from wpsim.cells import Cell, output_width
+from wpsim.cells import Cell, input_products, output_width
 from wpsim.errors import ConfigError
 from wpsim.model.workload import Workload
 
@@ -174,13 +185,20 @@ class TaskRunner:
         self._saved = [saved_names(k) for k in self.kernels]
         self._param_ops = [param_ops(k) for k in self.kernels]
         self._hoisted = [hoisted_products(k) if hoisted else [] for k in self.kernels]
+        # a split group's cell task: the products its members share, and whether only the lead
+        # runs the kernel (an element-wise recurrence; see the module docstring)
+        self._lead_only = [size > 1 and not recurrent_products(k) for k in self.kernels]
+        self._split = [
+            shared_products(k, self._hoisted[l], self._lead_only[l]) if size > 1 else []
+            for l, k in enumerate(self.kernels)
+        ]
+        self._private_pieces: dict[tuple, tuple[InputPiece, ...]] = {}
         self.group = GroupProducts(
             arrays,
             self.kernels,
             self._layer,
             batch=self.B,
             dtype=self.dt,
-            hoisted=hoisted,
             rank=rank,
             size=size,
             barrier=self.barrier,
@@ -231,6 +249,8 @@ class TaskRunner:
         for tid, (kind, i, l, d, t0, steps) in enumerate(self.tasks):
             if kind not in ("cell", "cell_bwd") or tid in self._programs:
                 continue
+            if self._lead_only[l] and not self.leader:
+                continue  # no kernel runs here: only a share of the products
             if self._programs_bytes >= budget:
                 break
             if kind == "cell":
@@ -307,10 +327,36 @@ class TaskRunner:
         return {s: self._state_at(key, l, s, prev) for s in self.kernels[l].next_of}
 
     # ---- forward tasks ------------------------------------------------------------------------
-    def _input_gemm(self, i: int, l: int, d: int, a: int, b: int) -> None:
+    def _pieces(self, l: int, op: str) -> tuple[InputPiece, ...]:
+        key = ("pieces", l, op)
+        found = self._private_pieces.get(key)
+        if found is None:
+            found = self._private_pieces[key] = input_operand(self.kernels[l], op)
+        return found
+
+    def _input_operand(self, i: int, l: int, d: int, op: str, a: int, b: int) -> np.ndarray:
+        """The operand of the product ``op`` of the layer input at steps ``a..b-1``: the input,
+        or its runs at earlier steps (QRNN's ``[x_t, x_{t-1}]``, :func:`kernels.inputs.assemble`)."""
         x = self._layer_input(i, l, a, b)
+        pieces = self._pieces(l, op)
+        if len(pieces) == 1 and pieces[0].lag == 0 and pieces[0].width == x.shape[2]:
+            return x
+        key = f"{i}.{l}.{d}"
+        out = np.empty((b - a, self.B, sum(p.width for p in pieces)), self.dt)
+        return assemble(
+            pieces,
+            lambda lo, hi: self._layer_input(i, l, lo, hi),
+            lambda state: self.a.get(f"init{key}.{state}"),
+            d == 1,
+            a,
+            b,
+            self.T,
+            out,
+        )
+
+    def _input_gemm(self, i: int, l: int, d: int, a: int, b: int) -> None:
         for op in self._hoisted[l]:
-            self.group.product_into(i, l, d, op, x, a)
+            self.group.product_into(i, l, d, op, self._input_operand(i, l, d, op, a, b), a)
 
     # the hooks of a task are made once (a kernel keeps its inference program for the same
     # hook functions, see kernels.declared.CellKernel.forward)
@@ -340,7 +386,14 @@ class TaskRunner:
         that is not warmed, which runs each task once, or a task past the programs' budget)."""
         key = f"{i}.{l}.{d}"
         kernel = self.kernels[l]
-        products = self.group.products(i, l, d, a, b)
+        if self._lead_only[l] and not self.leader:
+            # an element-wise recurrence runs once, on the lead: the others only take their
+            # share of its products (one barrier each, as the lead's hooks)
+            for op in self._split[l]:
+                self.group.product_into(i, l, d, op, self._input_operand(i, l, d, op, a, b), a)
+                self.barrier()
+            return
+        products = self.group.products(i, l, d, a, b, self._split[l])
         for op in self._hoisted[l]:
             products[op] = self._copy_hook(f"gx{key}.{op}", a, b)
         h_all = self.a[f"h{key}"]
@@ -372,7 +425,7 @@ class TaskRunner:
         and the final states in place."""
         key = f"{i}.{l}.{d}"
         kernel = self.kernels[l]
-        products = self.group.products(i, l, d, a, b)
+        products = self.group.products(i, l, d, a, b, self._split[l])
         hoisted = self._hoisted[l]
         inputs = {op: self.a[f"gx{key}.{op}"][a:b] for op in hoisted}
         output = self.cell.output
@@ -414,9 +467,10 @@ class TaskRunner:
     # ---- backward tasks -----------------------------------------------------------------------
     def _products_t(self, i: int, l: int, d: int) -> dict[str, Callable]:
         """The product hooks of a backward task: a hoisted product's part of dx is the
-        input_gemm_bwd task's (zeros here); a split group's recurrent products by columns."""
+        input_gemm_bwd task's, and a lead-only group's shared products' part the group's after
+        the lead's backward (zeros here); a split group's recurrent products by columns."""
         products_t: dict[str, Callable] = {}
-        for op in self._hoisted[l]:
+        for op in [*self._hoisted[l], *(self._split[l] if self._lead_only[l] else [])]:
             products_t[op] = _no_product
         if self.size > 1:
             products_t.update(self.group.hooks(i, l, d)[1])
@@ -424,15 +478,22 @@ class TaskRunner:
 
     def _cell_bwd(self, i: int, l: int, d: int, a: int, b: int) -> None:
         """A backward task bound for one run (a runner that is not warmed, or a task past the
-        programs' budget): the kernel's backward builds its runs at each call anyway."""
+        programs' budget): the kernel's backward builds its runs at each call anyway. A
+        lead-only group's other members share the products' part of dx once the lead's BPTT
+        has written the gradients (as an input task's backward does)."""
+        if self._lead_only[l] and not self.leader:
+            self.barrier()  # the lead's gradients written
+            self._products_bwd(i, l, d, a, b, self._split[l], a // self.chunk)
+            return
         self._cell_bwd_program(i, l, d, a, b)[0]()
 
     def _cell_bwd_program(
         self, i: int, l: int, d: int, a: int, b: int
     ) -> tuple[Callable[[], None], BackwardProgram]:
         """The chunk's BPTT bound to the task's arrays (:meth:`CellKernel.bind_backward`), after
-        the copies that gather what :meth:`_saved` concatenates (a bidirectional layer's input,
-        an extended value and its initial state) and the sum of the gradients from above."""
+        the copies that gather what the forward kept apart (a bidirectional layer's input, an
+        extended value and its initial state) and the sum of the gradients from above; for a
+        lead-only group, the members' share of the products' part of dx after it."""
         key = f"{i}.{l}.{d}"
         kernel = self.kernels[l]
         plan = kernel.plan
@@ -502,9 +563,13 @@ class TaskRunner:
             dstates_into=dstates_into,
             pool=pool,
         )
-        if not before:
+        after: list[Callable[[], Any]] = []
+        if self._lead_only[l]:  # the group shares the products' part of dx after the lead's
+            ops = self._split[l]
+            after = [self.barrier, partial(self._products_bwd, i, l, d, a, b, ops, c_idx)]
+        if not before and not after:
             return program.run, program
-        steps = (*before, program.run)
+        steps = (*before, program.run, *after)
 
         def task() -> None:
             for step in steps:
@@ -513,6 +578,25 @@ class TaskRunner:
         return task, program
 
     def _input_gemm_bwd(self, i: int, l: int, d: int, a: int, b: int) -> None:
+        """``dx`` of the hoisted products (:meth:`_products_bwd`)."""
+        ops = self._hoisted[l]
+        if (a, b) != (0, self.T) and any(p.lag for op in ops for p in self._pieces(l, op)):
+            # a run of an earlier step would add to another input task's steps
+            raise ConfigError(
+                f"kernels: the input projection of {self.cell.label} reads earlier inputs; "
+                "its input task must cover the whole sequence (hoist_input = seq_len)"
+            )
+        first = 0 if d == 0 else self.n_chunks - 1  # the chunk of the first step processed
+        self._products_bwd(i, l, d, a, b, ops, first)
+
+    def _products_bwd(
+        self, i: int, l: int, d: int, a: int, b: int, ops: list[str], chunk: int
+    ) -> None:
+        """``dx`` of the products ``ops`` of the layer input over this member's share of the
+        steps ``a..b-1``: ``g W`` from their gradients ``dg`` (the steps it needs), sent back
+        to the input's steps (:func:`kernels.inputs.send_back`); the runs that were states as
+        the task's first step entered go to their gradients ``ds`` at index ``chunk`` (by the
+        member holding the first step processed)."""
         sub = self.group.share(b - a)
         if sub is None:
             return
@@ -520,17 +604,25 @@ class TaskRunner:
         s, e = a + sub.start, a + sub.stop
         kernel = self.kernels[l]
         lp = self._layer(i, l, d)
-        dx = self.a[f"dx{key}"][s:e]
-        rows = (e - s) * self.B
-        flat = dx.reshape(rows, dx.shape[2])
-        for op in self._hoisted[l]:
+        reverse = d == 1
+
+        def entering(state: str) -> np.ndarray:
+            return self.a[f"ds{key}.{state}"][chunk]
+
+        holds_first = e == b if reverse else s == a
+        for op in ops:
             w = kernel.plan.ops[op].args[0]
             weight = lp[w.name]
             span = kernel.plan.region(w)
             if span is not None:
                 weight = weight[span[0] : span[1]]
-            g = self.a[f"dg{key}.{op}"][s:e]
-            flat += g.reshape(rows, g.shape[2]) @ weight
+            pieces = self._pieces(l, op)
+            lo, hi = rows_needed(pieces, s, e, a, b, reverse)
+            g = self.a[f"dg{key}.{op}"][lo:hi]
+            rows = (hi - lo) * self.B
+            grad = (g.reshape(rows, g.shape[2]) @ weight).reshape(hi - lo, self.B, -1)
+            dx = self.a[f"dx{key}"]
+            send_back(pieces, grad, lo, dx, entering if holds_first else None, s, e, a, b, reverse)
 
     def _output_bwd(self, i: int, l: int, d: int, a: int, b: int) -> None:
         # mirrors kernels.cells.output_backward, without its per-chunk weight gradients (the
@@ -577,6 +669,32 @@ class TaskRunner:
         name = suffix(l, d == 1)
         for param, g in grads.items():
             self.a[f"g{i}.{param}{name}"][...] = g
+
+
+def shared_products(kernel: CellKernel, hoisted: list[str], lead_only: bool) -> list[str]:
+    """The products off the recurrence a split group's members share in a cell task (the
+    ``hoisted`` ones are the input task's), in the order the kernel runs them. When only the
+    lead runs the kernel (``lead_only``), the others share the products whose operand they
+    read from the layer input (:meth:`TaskRunner._input_operand`), and the lead computes any
+    other alone.
+
+    Examples
+    --------
+    >>> from wpsim.cells import get_cell
+    >>> kernel = CellKernel(get_cell("minimalrnn"), 4, 3)
+    >>> shared_products(kernel, [], lead_only=False), shared_products(kernel, [], lead_only=True)
+    (['zx', 'uz'], ['zx'])
+    >>> shared_products(kernel, ["zx"], lead_only=False)
+    ['uz']
+    """
+    batched = batched_products(kernel)
+    ops = [name for stage in kernel.plan.stages for name in stage.ops]
+    inputs = input_products(kernel.cell)
+    return [
+        op
+        for op in ops
+        if op in batched and op not in hoisted and not (lead_only and op not in inputs)
+    ]
 
 
 def _no_product(_g: np.ndarray, out: np.ndarray) -> None:

@@ -278,9 +278,10 @@ class _Costs:
             self.streams_of[weights] = streams
         # every core busy in steady state: the busy dispatch overhead applies
         self.all_busy = active * self.k >= machine.socket_cores
-        self.step_overhead = machine.step_overhead(plan.workload.cell_name)
-        self.step_overhead_bwd = machine.step_overhead(plan.workload.cell_name, backward=True)
-        self.task_overhead = machine.task_overhead_s.get(plan.workload.cell_name, 0.0)
+        calibrated = machine.cell_calibration(plan.workload.calibration_key)
+        self.step_overhead = calibrated.step_overhead_s
+        self.step_overhead_bwd = calibrated.backward_step_overhead_s
+        self.task_overhead = calibrated.task_overhead_s
         self.cold_done: set[tuple] = set()
 
     def all_task_costs(self, handoff: bool) -> list[float]:

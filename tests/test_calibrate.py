@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from wpsim.cells import cell_names, cell_to_dict, get_cell
 from wpsim.cli import main
 from wpsim.errors import WpsimError
 from wpsim.machines import host as this_cpu
@@ -20,6 +21,9 @@ from wpsim.machines import load_machine
 from wpsim.machines.cpu import CpuMachine
 from wpsim.measure import calibrate as cal
 from wpsim.measure.calibrate import compute, machine_file, spec
+from wpsim.model.workload import Workload
+from wpsim.sim.closed_forms import predict
+from wpsim.sim.engine import simulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_hardware import (  # noqa: E402
@@ -86,6 +90,66 @@ def test_calibration_block_records_provenance(quick_file: Path) -> None:
     for key in ("gemm_s", "elementwise_s_per_step", "bandwidth", "dispatch", "peak_gemm"):
         assert key in raw, key
     assert all(math.isfinite(v) and v > 0 for v in raw["gemm_s"].values())
+
+
+@needs_linux
+def test_every_registered_cell_gets_its_own_element_wise_tables(quick_file: Path) -> None:
+    """The element-wise grid and a kernel call's fixed costs of every registered cell, each
+    measured on its own declaration and sourced as such."""
+    machine = load_machine(quick_file)
+    assert isinstance(machine, CpuMachine)
+    text = quick_file.read_text()
+    elementwise = machine.efficiency.elementwise_step_s or {}
+    for table in (elementwise, machine.task_overhead_s, machine.step_overhead_s):
+        assert sorted(table) == cell_names()
+    raw = machine.calibration["raw"]
+    for cell in cell_names():
+        assert machine.cell_calibration(cell).missing == ()
+        assert machine.fallback_note(cell, cell) is None
+        timed = {k: v for k, v in raw["elementwise_s_per_step"].items() if k.startswith(cell + ",")}
+        assert len(timed) == len(elementwise[cell]) == 4  # --quick: 2 H x 2 B
+        assert set(raw["kernel_call_overhead_s"][cell]) == {"task_s", "step_s"}
+        assert f"measured: wpsim calibrate {cell} cell task (kernels.tasks.forward_task)" in text
+
+
+@needs_linux
+def test_a_cell_declared_in_yaml_is_charged_by_the_defaults_and_says_so(
+    quick_file: Path, tmp_path: Path
+) -> None:
+    """A registered cell is charged by its own tables; the same declaration in a YAML file
+    under another name takes what every cell takes without them (as a file that predates the
+    cell does), and the result says so."""
+    machine = load_machine(quick_file)
+    assert isinstance(machine, CpuMachine)
+    declared = tmp_path / "my_sru.yaml"
+    declared.write_text(yaml.safe_dump({**cell_to_dict(get_cell("sru")), "name": "my_sru"}))
+    shape = dict(layers=2, hidden=128, input=128, seq_len=8, batch=4)
+    registered = Workload(cell="sru", **shape)
+    from_yaml = Workload(cell=str(declared), **shape)
+    efficiency = machine.efficiency
+    older = machine.model_copy(
+        update={
+            "efficiency": efficiency.model_copy(
+                update={
+                    "elementwise_step_s": {
+                        cell: grid
+                        for cell, grid in (efficiency.elementwise_step_s or {}).items()
+                        if cell != "sru"
+                    }
+                }
+            ),
+            "task_overhead_s": {k: v for k, v in machine.task_overhead_s.items() if k != "sru"},
+            "step_overhead_s": {k: v for k, v in machine.step_overhead_s.items() if k != "sru"},
+        }
+    )
+    for evaluate in (simulate, predict):
+        own = evaluate(registered, machine, "wavefront")
+        by_yaml = evaluate(from_yaml, machine, "wavefront")
+        by_older = evaluate(registered, older, "wavefront")
+        assert "note" not in own.extra
+        assert "declared in YAML" in by_yaml.extra["note"]
+        assert "predates" in by_older.extra["note"]
+        assert by_yaml.makespan_s == by_older.makespan_s != own.makespan_s
 
 
 @needs_linux

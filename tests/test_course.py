@@ -590,6 +590,37 @@ def test_a2_reference_is_faster_for_the_reason_it_gives(a2):
     assert ours.level_bytes["L3"] == 0 and ours.level_bytes["L2"] > 0
 
 
+def test_a2_reference_sizes_every_cell_from_its_declaration(a2, tmp_path):
+    """The reference keeps no table of cells: its estimate reads a step's flops from the
+    declaration, so every registered cell is sized, and a cell declared in YAML exactly as a
+    built-in one is sized exactly as that one."""
+    import yaml
+
+    from wpsim.cells import cell_names, cell_to_dict, get_cell
+    from wpsim.machines import load_machine
+    from wpsim.model.workload import Workload
+    from wpsim.sim.engine import simulate
+
+    cls, problems, _ = a2.load_policy_class(SOLUTIONS / "a2_policy.py")
+    assert not problems
+    machine = load_machine(a2.MACHINE)
+    shape = dict(layers=3, hidden=128, input=64, seq_len=16)
+    for name in cell_names():
+        workload = Workload(cell=name, **shape)
+        policy = cls(machine=machine)
+        k, steps = policy.choose(workload, machine.total_cores)
+        assert machine.total_cores % k == 0 and steps in (1, 2, 4, 8, 16)
+        assert simulate(workload, machine, policy, sequential_s=1.0).makespan_s > 0
+    (tmp_path / "mine.yaml").write_text(
+        yaml.safe_dump({**cell_to_dict(get_cell("gru")), "name": "mine"})
+    )
+    declared = Workload(cell=str(tmp_path / "mine.yaml"), **shape)
+    gru = Workload(cell="gru", **shape)
+    policy = cls(machine=machine)
+    assert policy.choose(declared, 16) == policy.choose(gru, 16)
+    assert policy.estimate_s(declared, 16, 4, 4) == policy.estimate_s(gru, 16, 4, 4)
+
+
 # ---- assignment 3 ---------------------------------------------------------------------------
 
 EXAMPLE = COURSE / "a3" / "example"

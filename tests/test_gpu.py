@@ -235,6 +235,34 @@ def test_one_column_of_activations_must_fit_shared_memory(v100) -> None:
     assert not gpu_cost.fits_on_chip(v100, rnn(hidden=20000, batch=1, density=0.001))
 
 
+def test_a_projected_lstm_is_sized_by_its_declaration(v100) -> None:
+    """A projected LSTM's recurrent products read h, P wide, and its W_hr (P x H) stays on chip
+    with W_hh (4H x P): sized from the declaration, not by H (which would cap it at the H
+    whose h fills shared memory)."""
+    capacity = gpu_cost.activation_capacity_bytes(v100)
+    registers = gpu_cost.weight_capacity_bytes(v100)
+    # dense, P = 16: the registers decide, 4 B x (4H x 16 + 16 x H) <= capacity
+    dense = rnn(hidden=2048, batch=1, cell="lstm(proj_size=16)", input=16)
+    largest = gpu_cost.max_persistent_hidden(v100, dense)
+    assert largest == int(registers // (4 * (4 * 16 + 16)))
+    assert largest * 4 > capacity  # sizing h by H would have stopped at capacity / 4
+    assert gpu_cost.activation_bytes(dense, largest) == 16 * 4
+    # sparse, H = 20000: the weights fit either way, h of one column only when it is P wide
+    shape = dict(hidden=20000, batch=1, density=0.001, input=64)
+    projected = rnn(cell="lstm(proj_size=64)", **shape)
+    plain = rnn(cell="lstm", **shape)
+    assert gpu_cost.stored_entries(v100, projected) == 4 * 20000 * 32 + 64 * 32  # padded rows
+    assert gpu_cost.activation_bytes(projected) == 64 * 4 < capacity
+    assert gpu_cost.activation_bytes(plain) == 20000 * 4 > capacity
+    assert gpu_cost.fits_on_chip(v100, projected) and not gpu_cost.fits_on_chip(v100, plain)
+    # a cell whose recurrence is element-wise keeps no matrix and reads no one else's state;
+    # it has no persistent kernel, and the note says why rather than "does not fit"
+    sru = rnn(cell="sru", hidden=512)
+    assert gpu_cost.activation_bytes(sru) == 0 and gpu_cost.stored_entries(v100, sru) == 0
+    note = gpu.evaluate("simulate", sru, v100, "persistent").extra["note"]
+    assert note == "sru has no recurrent matrix to keep on chip; ran gemm per step instead"
+
+
 def test_a_layer_too_large_falls_back_to_per_step_gemm(titanx) -> None:
     w = rnn(hidden=1536, batch=4)
     result = gpu.evaluate("simulate", w, titanx, "persistent")

@@ -599,3 +599,38 @@ def test_barrier_is_a_tree_of_ceil_log2_levels(n: int, base: float, step: float)
     expected = 0.0 if n == 1 else base + step * math.ceil(math.log2(n))
     assert machine.barrier_s(n) == pytest.approx(expected)
     assert machine.barrier_s(n + 1) >= machine.barrier_s(n)
+
+
+def test_a_cell_a_calibrated_file_misses_is_charged_by_the_defaults_and_noted() -> None:
+    """The example calibration predates SRU: SRU takes the defaults every cell takes on a file
+    without per-cell tables, and the note says which tables are missing; an option of a
+    registered cell (a projected LSTM, a ReLU RNN) takes its name's tables."""
+    from wpsim.machines.cpu import CELL_KERNEL_TABLES
+
+    machine = load_machine(HW_CONFIG_DIR / "xeon_kvm_2core.yaml")
+    assert isinstance(machine, CpuMachine)
+    sru = machine.cell_calibration("sru")
+    assert sru.elementwise_step_s is None
+    assert (sru.task_overhead_s, sru.step_overhead_s) == (0.0, 0.0)
+    assert sru.gemm_by_n_h == machine.efficiency.gemm_by_n_h
+    assert sru.missing == CELL_KERNEL_TABLES
+    note = machine.fallback_note("sru", "sru")
+    assert note is not None and "'sru'" in note and "predates" in note
+    assert "gru, lstm, rnn" in note and "efficiency.elementwise" in note
+    lstm = machine.cell_calibration("lstm")
+    assert lstm.missing == () and lstm.elementwise_step_s == (
+        machine.efficiency.elementwise_step_s or {}
+    ).get("lstm")
+    assert machine.task_overhead_s["lstm"] == lstm.task_overhead_s > 0
+    yaml_cell = machine.cell_calibration(None)
+    assert yaml_cell.missing == CELL_KERNEL_TABLES and yaml_cell.elementwise_step_s is None
+    assert "declared in YAML" in (machine.fallback_note(None, "cells/mine.yaml") or "")
+    # a table the file gives no cell is no fallback: nothing to note
+    partial = machine.model_copy(update={"task_overhead_s": {}})
+    assert partial.cell_calibration("sru").missing == (
+        "efficiency.elementwise_step_s",
+        "step_overhead_s",
+    )
+    spec_sheet = load_machine(HW_CONFIG_DIR / "xeon8160_2s.yaml")
+    assert isinstance(spec_sheet, CpuMachine)
+    assert spec_sheet.fallback_note("sru", "sru") is None

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from wpsim.cli import main
@@ -470,3 +471,72 @@ def test_shipped_specs_load():
     assert specs
     for spec in specs:
         assert load_sweep(spec).n_points >= 1
+
+
+def test_scan_and_finalize_keep_a_points_first_row(tmp_path):
+    """Rows out of order, a point written twice (its first row counts), failures, quoted
+    fields with commas."""
+    from wpsim.sweep import store
+
+    columns = ["point", "workload.cell", "status", "error", "makespan_s"]
+    rows = [
+        [3, "lstm", "ok", "", 0.5],
+        [1, "gru", "error", 'bad "value", twice', ""],
+        [3, "lstm", "error", "run again", ""],  # a duplicate: the first row stays
+        [0, "a,b", "ok", "", 1.25],
+        [2, "rnn", "ok", "", 2.0],
+    ]
+    path = tmp_path / "results.csv"
+    journal = store.ResultsJournal(path, columns)
+    journal.open()
+    journal.append([dict(zip(columns, row, strict=True)) for row in rows])
+    assert store.scan(path, columns) == (4, 1)
+    assert journal.finalize() == 4
+    lines = path.read_text().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["point", "0", "1", "2", "3"]
+    assert lines[4].startswith("3,lstm,ok,") and '"a,b"' in lines[1]
+
+
+def test_the_journals_counts_are_what_is_on_disk_across_a_resume(tmp_path):
+    """The manifest's points and failures after a resumed run (failed points before and after
+    the stop, a point's row written twice by an earlier run) equal a scan of the file."""
+    from wpsim.sweep import store
+
+    spec = write(
+        tmp_path / "s.yaml",
+        "workload: tiny\nhardware: xeon8160_2s\nengine: analytic\n"
+        "vary:\n  run.cores: [1, 999, 2, 1000, 4, 8]\n",
+    )
+    out = tmp_path / "o"
+    run_sweep(spec, out, workers=1, progress=False, max_points=3)
+    lines = (out / RESULTS).read_bytes().splitlines(keepends=True)
+    with open(out / RESULTS, "ab") as handle:  # point 1 (failed) again, as "ok"
+        handle.write(lines[2].replace(b",error,", b",ok,", 1))
+    summary = run_sweep(spec, out, workers=1, progress=False)
+    manifest = read_manifest(out)
+    columns = lines[0].decode().strip().split(",")
+    on_disk, failed = store.scan(out / RESULTS, columns)
+    assert (manifest["points_done"], manifest["points_failed"]) == (on_disk, failed) == (6, 2)
+    assert summary.done_before == 3 and summary.run_now == 3 and summary.complete
+
+
+def test_finalize_sorts_random_journals_like_a_dictionary_of_first_rows(tmp_path):
+    """Random journals (points out of order, repeated, multi-digit, quoted commas): the file
+    finalize writes is each point's first row, in point order."""
+    from wpsim.sweep import store
+
+    rng = np.random.default_rng(7)
+    columns = ["point", "label", "status"]
+    for trial in range(20):
+        points = rng.integers(0, 10 ** int(rng.integers(1, 7)), size=int(rng.integers(1, 60)))
+        rows = [{"point": int(p), "label": f"x,{i}", "status": "ok"} for i, p in enumerate(points)]
+        path = tmp_path / f"r{trial}.csv"
+        journal = store.ResultsJournal(path, columns)
+        journal.open()
+        journal.append(rows)
+        first: dict[int, dict] = {}
+        for row in rows:
+            first.setdefault(row["point"], row)
+        assert journal.finalize() == len(first)
+        expected = [f'{p},"{first[p]["label"]}",ok' for p in sorted(first)]
+        assert path.read_text().splitlines() == ["point,label,status", *expected]

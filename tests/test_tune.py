@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 
 import pytest
 
@@ -275,3 +277,52 @@ def test_validate_measured_keeps_chunk_1_by_default_and_refuses_auto(tmp_path, c
     assert args.chunk is None  # auto without --measured, 1 with it
     assert main(["validate", "-w", "tiny", "--measured", str(tmp_path / "none.csv")]) == 2
     assert "--chunk" not in capsys.readouterr().err  # the missing file, not the chunk
+
+
+def test_confirm_repeats_short_runs_until_enough_was_timed(monkeypatch):
+    """A sub-millisecond run is timed again (interleaved) until CONFIRM_MIN_TIMED_S was timed
+    in all; a long one is timed ``repeats x rounds`` times only."""
+    import kernels.executor
+    from wpsim import tune as tune_module
+    from wpsim.model.workload import resolve_workload
+
+    seconds_of = {1: 0.002, 2: 0.5}  # by chunk: a short run and a long one
+    calls: list[tuple[int, int]] = []
+
+    class FakeRun:
+        def __init__(self, seconds: float, repeats: int) -> None:
+            self.extra = {"makespans_s": [seconds] * repeats}
+
+    def fake_execute(workload, policy, workers, chunk, repeats, warmup):
+        calls.append((chunk, repeats))
+        return FakeRun(seconds_of[chunk], repeats)
+
+    monkeypatch.setattr(kernels.executor, "execute", fake_execute)
+    workload = resolve_workload("tiny")
+    short, long = (tune_module.Candidate("sequential", None, 1, chunk, 0.0) for chunk in (1, 2))
+    timed = tune_module.confirm(workload, [short, long], repeats=3, rounds=2)
+    runs = {chunk: sum(n for c, n in calls if c == chunk) for chunk in (1, 2)}
+    wanted = math.ceil(tune_module.CONFIRM_MIN_TIMED_S / 0.002)
+    assert runs == {1: min(wanted, tune_module.CONFIRM_MAX_RUNS), 2: 6}
+    assert [c for c, _ in calls] == [1, 2, 1, 2, 1, 1]  # interleaved, then the short one again
+    assert [t.measured_s for t in timed] == [0.002, 0.5]
+
+
+def test_confirm_times_wavefront_and_pipeline_apart(monkeypatch):
+    """The closed forms give wavefront and pipeline the same makespan, the real executor does
+    not: --confirm times the best of each (and each other shape once)."""
+    from wpsim import tune as tune_module
+    from wpsim.model.workload import resolve_workload
+
+    timed: list = []
+
+    def fake_confirm(workload, candidates, repeats, warmup, rounds):
+        timed.extend(candidates)
+        return [replace(c, measured_s=1.0 + i) for i, c in enumerate(candidates)]
+
+    monkeypatch.setattr(tune_module, "confirm", fake_confirm)
+    t = tune(resolve_workload("course_rnn"), XEON, workers=[2], simulate=0, confirm_best=20)
+    shapes = [(c.policy, c.helpers, c.workers) for c in timed]
+    assert len(shapes) == len(set(shapes))
+    assert ("wavefront", None, 2) in shapes and ("pipeline", None, 2) in shapes
+    assert t.chosen == replace(timed[0], measured_s=1.0)

@@ -195,5 +195,17 @@ def test_a_cell_yaml_beside_the_workload_file(tmp_path):
     (tmp_path / "cells" / "mine.yaml").write_text(yaml.safe_dump({**cell, "name": "mine"}))
     (tmp_path / "w.yaml").write_text("cell: cells/mine.yaml\nhidden: 8\ninput: 4\nseq_len: 3\n")
     w = load_workload(tmp_path / "w.yaml")
-    assert w.cell_name == "mine"
+    assert w.cell_name == "mine" and w.calibration_key is None
     assert w.step_flops(0) == Workload(cell="mgu", hidden=8, input=4, seq_len=3).step_flops(0)
+
+
+def test_the_calibration_key_is_the_registered_name_of_a_registered_cell(tmp_path):
+    """Per-cell calibrations are keyed by the registered name, which serves every option of
+    the cell; a cell declared in YAML is not the registry's, even under a registered name."""
+    shape = dict(hidden=8, input=4, seq_len=3)
+    assert Workload(cell="lstm(proj_size=4)", **shape).calibration_key == "lstm"
+    assert Workload(cell="rnn(nonlinearity='relu')", **shape).calibration_key == "rnn"
+    assert [Workload(cell=name, **shape).calibration_key for name in cell_names()] == cell_names()
+    relu = cell_to_dict(get_cell("rnn", nonlinearity="relu"))  # named "rnn", no options
+    (tmp_path / "relu.yaml").write_text(yaml.safe_dump(relu))
+    assert Workload(cell=str(tmp_path / "relu.yaml"), **shape).calibration_key is None

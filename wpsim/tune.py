@@ -74,6 +74,11 @@ RULE_CHUNKS_PER_GROUP = 4
 SIMULATE = 3
 #: The largest graph :func:`tune` simulates (tasks); larger ones keep their predicted ranking.
 SIMULATE_MAX_TASKS = 200_000
+#: :func:`confirm` times a candidate at least this long in all (a short run is repeated): the
+#: median of a few sub-millisecond runs is mostly the operating system's scheduling noise.
+CONFIRM_MIN_TIMED_S = 0.25
+#: ... but at most this many runs per candidate.
+CONFIRM_MAX_RUNS = 200
 
 
 @dataclass(frozen=True)
@@ -250,6 +255,11 @@ def _shape(c: Candidate) -> tuple:
     return (name, c.helpers, c.workers)
 
 
+def _timed_shape(c: Candidate) -> tuple:
+    """What a schedule is apart from its chunk, for the real executor (:func:`confirm`)."""
+    return (c.policy, c.helpers, c.workers)
+
+
 def tune(
     workload: Workload,
     machine: CpuMachine,
@@ -280,7 +290,7 @@ def tune(
     confirm_best : int
         Then time on this computer with the real executor (:func:`confirm`, ``repeats`` runs in
         ``rounds`` rounds) the chosen schedule and the best of each other shape (policy, group
-        size, workers), this many in all, and choose the fastest measured: the model ranks the
+        size, workers; wavefront and pipeline apart), this many in all, and choose the fastest measured: the model ranks the
         chunk sizes within a shape, the measurement decides between shapes, where a model is
         least sure (the synchronisation of processes on a loaded machine).
 
@@ -331,9 +341,11 @@ def tune(
             done = {_key(c): c for c in tried}
             ranking = [done.get(_key(c), c) for c in ranking]
     if confirm_best:
-        shapes = {_shape(best): best}
+        # (wavefront and pipeline apart: the closed forms cannot tell them apart, the real
+        # executor can, as its workers take cells in different orders)
+        shapes = {_timed_shape(best): best}
         for c in ranking:
-            shapes.setdefault(_shape(c), c)
+            shapes.setdefault(_timed_shape(c), c)
         timed = confirm(workload, list(shapes.values())[:confirm_best], repeats, 1, rounds)
         best = min(timed, key=lambda c: (c.measured_s, _rank_key(c)))
         done = {_key(c): c for c in timed}
@@ -399,21 +411,37 @@ def confirm(
 ) -> list[Candidate]:
     """The candidates with ``measured_s``: the median makespan of the real executor
     (:func:`kernels.executor.execute`) on this computer, the candidates timed in turn for
-    ``rounds`` rounds (a shared machine drifts: interleaving spreads the drift over all)."""
+    ``rounds`` rounds (a shared machine drifts: interleaving spreads the drift over all).
+    A candidate timed for less than :data:`CONFIRM_MIN_TIMED_S` in all is timed again, in
+    more interleaved rounds, until it has been (at most :data:`CONFIRM_MAX_RUNS` runs)."""
     from kernels.executor import execute
 
     times: list[list[float]] = [[] for _ in candidates]
-    for _ in range(rounds):
+
+    def timed_round(runs: list[int]) -> None:
         for i, c in enumerate(candidates):
-            run = execute(
-                workload,
-                c.policy_object(),
-                c.workers,
-                chunk=c.chunk,
-                repeats=repeats,
-                warmup=warmup,
-            )
-            times[i] += list(run.extra["makespans_s"])
+            if runs[i] > 0:
+                run = execute(
+                    workload,
+                    c.policy_object(),
+                    c.workers,
+                    chunk=c.chunk,
+                    repeats=runs[i],
+                    warmup=warmup,
+                )
+                times[i] += list(run.extra["makespans_s"])
+
+    for _ in range(rounds):
+        timed_round([repeats] * len(candidates))
+    # short runs: the runs still missing, in `rounds` more interleaved rounds
+    missing = []
+    for ts in times:
+        wanted = min(
+            CONFIRM_MAX_RUNS, math.ceil(CONFIRM_MIN_TIMED_S / max(sorted(ts)[len(ts) // 2], 1e-9))
+        )
+        missing.append(max(0, wanted - len(ts)))
+    for r in range(rounds if any(missing) else 0):
+        timed_round([n // rounds + (r < n % rounds) for n in missing])
     out = []
     for c, ts in zip(candidates, times, strict=True):
         ts = sorted(ts)

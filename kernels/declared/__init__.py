@@ -4,7 +4,7 @@
   the executed ops, buffers, shared gradients (:class:`ChunkPlan`);
 * :mod:`kernels.declared.steps` -- the runs of one op forward and of one backward contribution;
 * :mod:`kernels.declared.program` -- a chunk's buffers and runs bound once
-  (:class:`ForwardProgram`), run again without set-up;
+  (:class:`ForwardProgram`, :class:`BackwardProgram`), run again without set-up;
 * :mod:`kernels.declared.chunk` -- :class:`CellKernel`: one layer-direction over a chunk of k
   steps, forward and BPTT, the off-recurrence stages batched over the k steps;
 * :mod:`kernels.declared.network` -- :class:`Network`: stacked, bidirectional, chunked.
@@ -34,9 +34,10 @@ from kernels.declared.chunk import (
 )
 from kernels.declared.network import Network
 from kernels.declared.plan import ChunkPlan, fold_biases
-from kernels.declared.program import ForwardProgram
+from kernels.declared.program import BackwardProgram, ForwardProgram
 
 __all__ = [
+    "BackwardProgram",
     "CellKernel",
     "ChunkBackward",
     "ChunkForward",

@@ -28,7 +28,11 @@ from wpsim.cells.analysis import (
     WeightBlock,
     elementwise_flops_per_unit,
     gate_count,
+    gathered_state_width,
+    gathered_states,
     group_flops,
+    input_lag,
+    input_products,
     nonzeros,
     op_flops,
     op_groups,
@@ -48,7 +52,7 @@ from wpsim.cells.analysis import (
     step_flops,
     weight_blocks,
 )
-from wpsim.cells.registry import cell_names, get_cell, register, resolve_cell
+from wpsim.cells.registry import cell_names, get_cell, register, registered_name, resolve_cell
 from wpsim.cells.spec import (
     OP_KINDS,
     Cell,
@@ -81,8 +85,12 @@ __all__ = [
     "cell_to_dict",
     "elementwise_flops_per_unit",
     "gate_count",
+    "gathered_state_width",
+    "gathered_states",
     "get_cell",
     "group_flops",
+    "input_lag",
+    "input_products",
     "load_cell",
     "nonzeros",
     "op_flops",
@@ -97,6 +105,7 @@ __all__ = [
     "recurrent_matrices",
     "recurrent_ops",
     "register",
+    "registered_name",
     "resolve_cell",
     "rolled_graph",
     "schedule",

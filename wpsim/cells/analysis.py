@@ -11,6 +11,16 @@ An op lies **on the recurrence** when it is in a strongly connected component wi
 recurrence, the others **after** it (:func:`op_phases`). :func:`schedule` orders the components
 into stages: runs of off-recurrence ops batched over the k steps, and loops over the steps.
 
+The input projection
+--------------------
+:func:`input_products` are the products of the layer input itself: their operand is the input at
+the step or at earlier steps (``x``, a state that carries an earlier input, as QRNN's
+``x_{t-1}``, or a ``concat``/``identity`` of these). They need nothing the layer computes, so a
+graph that hoists the input projection out of the cells (``layerwise``: one GEMM per layer, for
+every step) computes them, and only them, in its input task; the simulator charges them there and
+the executor runs them there. Other products off the recurrence (MinimalRNN's ``U_z tanh(W_x
+x + b)``) stay in the cell, batched over its steps.
+
 Flop convention (per step and batch row; :data:`OP_FLOPS`)
 -----------------------------------------------------------
 * ``matmul`` by a (R, C) parameter: ``2*R*C``; by a recurrent matrix stored sparse (density
@@ -38,7 +48,16 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from wpsim.cells.spec import ACTIVATIONS, INPUT, Cell, evaluate_size, size_env, value_widths
+from wpsim.cells.spec import (
+    ACTIVATIONS,
+    INPUT,
+    Cell,
+    Op,
+    State,
+    evaluate_size,
+    size_env,
+    value_widths,
+)
 
 __all__ = [
     "CSR_INDEX_BYTES",
@@ -50,6 +69,8 @@ __all__ = [
     "elementwise_flops_per_unit",
     "gate_count",
     "group_flops",
+    "input_lag",
+    "input_products",
     "nonzeros",
     "op_flops",
     "op_groups",
@@ -216,6 +237,84 @@ def recurrence_inputs(cell: Cell) -> tuple[str, ...]:
     return tuple(op.name for op in cell.ops if op.name in read and phases[op.name] == BEFORE)
 
 
+def gathered_states(cell: Cell) -> tuple[str, ...]:
+    """The states the products on the recurrence read, in declaration order: what every core
+    computing a share of a step's products needs whole from the previous step (none for a cell
+    whose recurrence is element-wise).
+
+    Examples
+    --------
+    >>> from wpsim.cells import get_cell
+    >>> gathered_states(get_cell("lstm", proj_size=2)), gathered_states(get_cell("sru"))
+    (('h',), ())
+    """
+    on_cycle = recurrent_ops(cell)
+    read = {
+        a.name for op in cell.ops if op.kind == "matmul" and op.name in on_cycle for a in op.args
+    }
+    return tuple(s.name for s in cell.states if s.name in read)
+
+
+def _carries_input(cell: Cell, name: str, seen: frozenset[str] = frozenset()) -> bool:
+    """Whether the value ``name`` is the layer input at the step or at earlier steps, moved but
+    not computed: ``x``, a state whose next value is such a value, or a ``concat``/``identity``
+    of such values (a value that carries itself round a cycle is none)."""
+    item = cell.lookup(name)
+    if item == INPUT:
+        return True
+    if name in seen:
+        return False
+    seen = seen | {name}
+    if isinstance(item, State):
+        return _carries_input(cell, item.next, seen)
+    if isinstance(item, Op) and item.kind in ("concat", "identity"):
+        return all(_carries_input(cell, a.name, seen) for a in item.args)
+    return False
+
+
+@functools.cache
+def input_products(cell: Cell) -> tuple[str, ...]:
+    """The products of the layer input (see the module docstring), in declaration order: what
+    an input task hoisted out of the cells computes for every step.
+
+    Examples
+    --------
+    >>> from wpsim.cells import get_cell
+    >>> input_products(get_cell("lstm")), input_products(get_cell("qrnn", window=2))
+    (('gx',), ('gx',))
+    >>> input_products(get_cell("minimalrnn"))  # U_z z multiplies tanh(W_x x + b_z)
+    ('zx',)
+    """
+    on_cycle = recurrent_ops(cell)
+    return tuple(
+        op.name
+        for op in cell.ops
+        if op.kind == "matmul" and op.name not in on_cycle and _carries_input(cell, op.args[1].name)
+    )
+
+
+def input_lag(cell: Cell) -> int:
+    """How many steps back the :func:`input_products` read the layer input (through the states
+    that carry it): 0, or 1 for QRNN with a window of 2 (``x_{t-1}``).
+
+    Examples
+    --------
+    >>> from wpsim.cells import get_cell
+    >>> input_lag(get_cell("qrnn")), input_lag(get_cell("qrnn", window=2))
+    (0, 1)
+    """
+
+    def lag(name: str) -> int:
+        item = cell.lookup(name)
+        if isinstance(item, State):
+            return 1 + lag(item.next)
+        if isinstance(item, Op):
+            return max(lag(a.name) for a in item.args)
+        return 0  # the input itself
+
+    return max((lag(cell.op(name).args[1].name) for name in input_products(cell)), default=0)
+
+
 # ---- sizes ----------------------------------------------------------------------------------
 def param_shapes(cell: Cell, hidden: int, input_size: int) -> dict[str, tuple[int, ...]]:
     """Every parameter's shape for one layer-direction, in declaration (state_dict) order.
@@ -272,6 +371,23 @@ def state_bytes(cell: Cell, hidden: int, input_size: int, batch: int, dtype_byte
     4096
     """
     return sum(state_widths(cell, hidden, input_size).values()) * batch * dtype_bytes
+
+
+@functools.lru_cache(maxsize=1024)
+def gathered_state_width(cell: Cell, hidden: int) -> int:
+    """Features per batch row of the :func:`gathered_states` (``H`` for the Elman RNN, LSTM and
+    GRU, ``P`` for a projected LSTM, 0 for SRU, QRNN and IndRNN).
+
+    Examples
+    --------
+    >>> from wpsim.cells import get_cell
+    >>> [gathered_state_width(get_cell(n), 8) for n in ("lstm", "sru")]
+    [8, 0]
+    >>> gathered_state_width(get_cell("lstm", proj_size=3), 8)
+    3
+    """
+    widths = state_widths(cell, hidden, hidden)
+    return sum(widths[name] for name in gathered_states(cell))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -387,13 +503,15 @@ def op_flops(
 @dataclass(frozen=True)
 class StepFlops:
     """Flops of one step: products off the recurrence (batched over k steps: ``B*k`` rows a
-    GEMM), products on it (``B`` rows a step), and element-wise ops (all of them, and those on
-    the recurrence)."""
+    GEMM), products on it (``B`` rows a step), element-wise ops (all of them, and those on
+    the recurrence), and the products of the layer input (:func:`input_products`, part of
+    ``matmul_batched``: what a hoisted input task computes)."""
 
     matmul_batched: float
     matmul_recurrent: float
     elementwise: float
     elementwise_recurrent: float
+    matmul_input: float
 
     @property
     def total(self) -> float:
@@ -412,10 +530,11 @@ def step_flops(
     >>> from wpsim.cells import get_cell
     >>> step_flops(get_cell("lstm"), hidden=512, input_size=512)  # doctest: +NORMALIZE_WHITESPACE
     StepFlops(matmul_batched=2097152.0, matmul_recurrent=2097152.0, elementwise=10752.0,
-              elementwise_recurrent=8704.0)
+              elementwise_recurrent=8704.0, matmul_input=2097152.0)
     """
     flops = op_flops(cell, hidden, input_size, batch, density)
     on_cycle = recurrent_ops(cell)
+    of_input = input_products(cell)
     sums = {(kind, rec): 0.0 for kind in ("matmul", "elem") for rec in (False, True)}
     for op in cell.ops:
         kind = "matmul" if op.kind == "matmul" else "elem"
@@ -425,6 +544,7 @@ def step_flops(
         matmul_recurrent=sums["matmul", True],
         elementwise=sums["elem", False] + sums["elem", True],
         elementwise_recurrent=sums["elem", True],
+        matmul_input=sum(flops[name] for name in of_input),
     )
 
 

@@ -25,7 +25,14 @@ from typing import Any
 from wpsim.cells.spec import Cell, load_cell
 from wpsim.errors import ConfigError
 
-__all__ = ["cell_names", "get_cell", "parse_label", "register", "resolve_cell"]
+__all__ = [
+    "cell_names",
+    "get_cell",
+    "parse_label",
+    "register",
+    "registered_name",
+    "resolve_cell",
+]
 
 CellFactory = Callable[..., Cell]
 #: name -> factory, filled by :func:`register` as the cell modules are imported.
@@ -123,6 +130,31 @@ def get_cell(name: str, **options: Any) -> Cell:
     default = {p.name: p.default for p in signature.parameters.values()}
     shown = tuple((k, v) for k, v in bound.items() if v != default[k])
     return dataclasses.replace(cell, options=shown)
+
+
+def registered_name(cell: Cell) -> str | None:
+    """The registered name whose factory builds ``cell`` (with its options), or None for a cell
+    the registry does not build: one declared in YAML, even under a registered name (what is
+    measured of a registered cell, such as a machine file's per-cell calibration, was measured
+    on the registry's declaration, not on this one).
+
+    Examples
+    --------
+    >>> registered_name(get_cell("lstm", proj_size=4))
+    'lstm'
+    >>> from wpsim.cells.spec import cell_from_dict, cell_to_dict
+    >>> relu = cell_to_dict(get_cell("rnn", nonlinearity="relu"))  # as a YAML file declares it
+    >>> relu["name"], registered_name(cell_from_dict(relu)) is None
+    ('rnn', True)
+    """
+    _discover()
+    if cell.name not in REGISTRY:
+        return None
+    try:
+        built = get_cell(cell.name, **dict(cell.options))
+    except ConfigError:
+        return None
+    return cell.name if built == cell else None
 
 
 def resolve_cell(spec: str | Mapping[str, Any] | Cell, base: str | Path | None = None) -> Cell:

@@ -183,6 +183,7 @@ class Cell:
     _index: dict[str, Any] = field(
         default_factory=dict, init=False, compare=False, repr=False, hash=False
     )
+    _hash: int = field(default=0, init=False, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
         index: dict[str, Any] = {INPUT: INPUT}
@@ -190,6 +191,13 @@ class Cell:
         for item in items:
             index.setdefault(item.name, item)
         object.__setattr__(self, "_index", index)
+        # hashed once: the size functions are cached on the cell, and a declaration's hash
+        # walks every op and operand
+        fields = (self.name, self.states, self.params, self.ops, self.output, self.sizes)
+        object.__setattr__(self, "_hash", hash((*fields, self.options, self.reference)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def label(self) -> str:

@@ -27,8 +27,9 @@ helper cores) is::
   all of ``W_ih``), the recurrent GEMM over gate rows too (``B`` columns; on one core a batch
   of at most ``recurrent_gemv_max_batch`` rows runs as ``B`` GEMVs, ``e(1)``); the element-wise
   update split too (``k' = k``) unless the machine says ``elementwise_split_across_helpers:
-  false`` (then ``k' = 1`` for split recurrent tasks: every member runs it whole, as
-  :mod:`kernels.executor` does). ``e(n)`` is the machine's
+  false`` (then ``k' = 1`` for split recurrent tasks, as :mod:`kernels.executor` runs them:
+  every member runs it whole after a recurrent product's barrier; an element-wise recurrence,
+  as SRU's, runs on the lead alone while the others share its products). ``e(n)`` is the machine's
   efficiency table (by n and hidden size where it has ``gemm_by_n_h``, or ``gemm_by_n_h_by_cell``
   for the workload's cell), ``peak = clock * flops_per_cycle[dtype]``. Where the machine has
   ``elementwise_step_s`` for the cell, a forward cell task's element-wise term is ``steps *
@@ -59,16 +60,26 @@ helper cores) is::
 * ``sync = n_sync * (barrier(k) + (k-1)/k * B*H*s / handoff_bandwidth)`` for ``k > 1``: after each
   recurrent step the helpers meet at a barrier and all-gather the new hidden state, the state
   the recurrent products read (``n_sync = steps`` for tasks with recurrent products, else 1: an
-  element-wise recurrence, as SRU's, splits by units with nothing to exchange).
+  element-wise recurrence, as SRU's, needs no exchange a step; the members meet once, over the
+  products they share).
 
 Activations produced on the same core, and the workload's own input, are read from the private
 cache and their time is neglected next to the weights'.
+
+The per-cell tables (``gemm_by_n_h_by_cell``, ``gemm_by_n_h_hot``, ``elementwise_step_s``,
+``task_overhead_s``, ``step_overhead_s``) are read under the cell's registered name, whose
+tables serve every option of it (:attr:`~wpsim.model.workload.Workload.calibration_key`). A cell
+a table does not name is charged as on a machine without the table: products at
+``gemm_by_n_h`` (or ``gemm_by_n``), forward element-wise work at ``efficiency.elementwise``, no
+fixed cost per task or step. ``wpsim calibrate`` writes the element-wise tables and fixed costs
+of every registered cell; where a file gives them for other cells but not the workload's (a
+file older than the cell, or a cell declared in YAML, which no calibration measures), the
+result says so in ``extra["note"]`` (:meth:`~wpsim.machines.cpu.CpuMachine.cell_calibration`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import FixedPoint, LRUCache
@@ -118,18 +129,20 @@ class CpuCostModel:
         table = machine.efficiency.gemm_by_n
         self._eff_x = [math.log2(n) for n, _ in table]
         self._eff_y = [f for _, f in table]
-        by_n_h = (machine.efficiency.gemm_by_n_h_by_cell or {}).get(w.cell_name)
-        by_n_h = by_n_h or machine.efficiency.gemm_by_n_h  # the cell's own, else LSTM-shaped
-        self._eff_nh = self._grid(by_n_h)  # (log2 n values, log2 H values, grid[n][H]) or None
-        self._eff_nh_hot = self._grid((machine.efficiency.gemm_by_n_h_hot or {}).get(w.cell_name))
+        # the calibrations of the cell by its registered name (an LSTM's serve a projected one
+        # too), or the machine's defaults for every cell (CpuMachine.cell_calibration)
+        calibrated = machine.cell_calibration(w.calibration_key)
+        self._eff_nh = self._grid(calibrated.gemm_by_n_h)  # (log2 n, log2 H, grid[n][H]) or None
+        self._eff_nh_hot = self._grid(calibrated.gemm_by_n_h_hot)
         # the weights of a product on one core fit its largest private cache up to this size
         self._hot_bytes = max((level.size_bytes for level in self.private), default=0)
         self.elementwise_eff = machine.efficiency.elementwise
-        # the calibrations of the cell by its name (an LSTM's serve a projected one too)
-        self._step_overhead = machine.step_overhead(w.cell_name)
-        self._step_overhead_bwd = machine.step_overhead(w.cell_name, backward=True)
-        self._task_overhead = machine.task_overhead_s.get(w.cell_name, 0.0)
-        self._elem_step_s = self._elementwise_step_s(machine, w.cell_name, w.hidden, w.batch)
+        self._step_overhead = calibrated.step_overhead_s
+        self._step_overhead_bwd = calibrated.backward_step_overhead_s
+        self._task_overhead = calibrated.task_overhead_s
+        self._elem_step_s = self._elementwise_step_s(
+            calibrated.elementwise_step_s, w.hidden, w.batch
+        )
         # per core: the FixedPoint of the group that last ran a task on it, or None
         self._fixed_point: list[FixedPoint | None] = [None] * n_cores
         self._socket_of_core = [c // machine.cores_per_socket for c in range(n_cores)]
@@ -182,15 +195,10 @@ class CpuCostModel:
         return lo + fx * (hi - lo)
 
     def _elementwise_step_s(
-        self, machine: CpuMachine, cell: str, hidden: int, batch: int
+        self, table: list[tuple[float, float, float]] | None, hidden: int, batch: int
     ) -> float | None:
-        """Seconds of one step's element-wise work from the machine's ``elementwise_step_s``
-        grid for ``cell`` (log-log interpolation), or None without one."""
-        # (keyed by the cells calibration measures; any other cell has no table)
-        tables: dict[Any, list[tuple[float, float, float]]] = (
-            machine.efficiency.elementwise_step_s or {}
-        )
-        table = tables.get(cell)
+        """Seconds of one step's element-wise work from the cell's ``elementwise_step_s`` grid
+        (log-log interpolation), or None without one."""
         if not table:
             return None
         points = {(h, b): seconds for h, b, seconds in table}
@@ -250,8 +258,9 @@ class CpuCostModel:
         ``B * steps`` columns and 1/k of ``W_ih``; a small ``W_ih``'s over time steps, see
         :meth:`_ih_by_time`), the recurrent GEMM over gate rows (one GEMM of ``B``
         rows each; on one core a batch of at most ``recurrent_gemv_max_batch`` rows runs as
-        ``B`` GEMVs), the element-wise update of a recurrent step split too, or run whole by
-        every member where ``elementwise_split_across_helpers`` is false.
+        ``B`` GEMVs), the element-wise work of a recurrent task split too, or in one member's
+        time where ``elementwise_split_across_helpers`` is false (every member's after a
+        recurrent product's barrier, the lead's for an element-wise recurrence).
         """
         t = self.plan.tasks[tid]
         measured_elem = t.kind == "cell" and self._elem_step_s is not None
@@ -286,9 +295,9 @@ class CpuCostModel:
                 else:
                     elem_s = t.flops_elem / self.elementwise_eff / peak
                 if not (
-                    k > 1 and t.flops_rec and not self.machine.elementwise_split_across_helpers
+                    k > 1 and t.recurrent and not self.machine.elementwise_split_across_helpers
                 ):
-                    elem_s /= k  # else every member runs it whole
+                    elem_s /= k  # else one member's time holds all of it
             memo = self._compute_memo[key] = (products_s, elem_s)
         return memo
 

@@ -5,19 +5,25 @@ Notation: ``S`` SMs at clock ``f``; ``P = S * f * flops_per_cycle_per_sm[dtype]`
 
 Persistent kernel (one layer, all ``S`` SMs, weights loaded into registers once)
 ------------------------------------------------------------------------------
-* On-chip weights: dense ``G*H x H`` entries of ``s`` bytes; sparse: one row per warp, each row's
-  ``d*H`` non-zeros padded to a multiple of the warp width, each entry a value plus an
-  ``index_bytes`` column index. The layer is persistent iff these bytes fit
-  ``S * register_file_bytes_per_sm * register_fraction`` and one batch column of the activations
-  every SM reads each step (``H*s``) fits ``shared_memory_bytes_per_sm * shared_memory_fraction``
-  (larger batches are processed in slices of columns that fit; the broadcast below counts them
-  all).
+* On-chip weights: the recurrent matrices of the cell's declaration (dense ``G*H x H`` entries
+  of ``s`` bytes for the Elman RNN, LSTM and GRU; a projected LSTM's ``G*H x P`` and ``P x H``
+  ``W_hr``); sparse: one row per warp, each row's ``d*cols`` non-zeros padded to a multiple of
+  the warp width, each entry a value plus an ``index_bytes`` column index. The layer is
+  persistent iff these bytes fit ``S * register_file_bytes_per_sm * register_fraction`` and one
+  batch column of the activations every SM reads each step fits ``shared_memory_bytes_per_sm *
+  shared_memory_fraction`` (larger batches are processed in slices of columns that fit; the
+  broadcast below counts them all). Those activations are the states the recurrent products
+  read (:func:`wpsim.cells.gathered_states`, their widths from the declaration): ``h``, ``H*s``
+  for the Elman RNN, LSTM and GRU, ``P*s`` for a projected LSTM (an SM keeps its units'
+  element-wise work and holds ``W_hr`` by those units' columns, so it multiplies only values it
+  computed; the partial products sum into the next ``h``), nothing for a cell whose recurrence
+  is element-wise (SRU, QRNN, IndRNN: no matrix either, so any ``H`` fits).
   :func:`max_persistent_hidden` is the largest ``H`` that fits, for the workload's cell, dtype,
   density and batch.
 * Step time::
 
       compute = F / (P * efficiency * issue)      F = 2 * stored entries * B  (+ element-wise)
-      bcast   = S * B*H*s / L2 bandwidth           every SM reads the whole h_{t-1}
+      bcast   = S * B*H*s / L2 bandwidth           every SM reads the whole h_{t-1} (those states)
       latency = sync + 2 * L2 latency              producer's store, consumer's load
       step    = max(latency + max(compute, bcast) / pieces, compute, bcast)
 
@@ -89,8 +95,8 @@ import functools
 import math
 from typing import Any
 
+from wpsim.cells import gathered_state_width, products
 from wpsim.cells import nonzeros as stored
-from wpsim.cells import products
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.cost.caches import LRUCache
 from wpsim.machines.gpu import ZHU_2018, GpuMachine, PersistentKernel
@@ -149,10 +155,25 @@ def activation_capacity_bytes(machine: GpuMachine) -> float:
     return machine.shared_memory_bytes_per_sm * machine.persistent.shared_memory_fraction
 
 
+def activation_bytes(workload: Workload, hidden: int | None = None) -> int:
+    """Bytes of one batch column of what every SM reads each step of a persistent kernel: the
+    states the recurrent products read, for a layer of ``hidden`` units (default: the
+    workload's).
+
+    Examples
+    --------
+    >>> projected = Workload(cell="lstm(proj_size=64)", hidden=1024, input=64, seq_len=1)
+    >>> activation_bytes(projected), activation_bytes(projected.model_copy(update={"cell": "lstm"}))
+    (256, 4096)
+    """
+    h = workload.hidden if hidden is None else hidden
+    return workload.dtype_bytes * gathered_state_width(workload.cell_declaration, h)
+
+
 def fits_on_chip(machine: GpuMachine, workload: Workload, hidden: int | None = None) -> bool:
     """Whether a layer of ``hidden`` units (default: the workload's) can be persistent."""
     h = workload.hidden if hidden is None else hidden
-    activations = h * workload.dtype_bytes  # one batch column at a time
+    activations = activation_bytes(workload, h)  # one batch column at a time
     weights = onchip_weight_bytes(machine, workload, h)
     return weights <= weight_capacity_bytes(machine) and activations <= activation_capacity_bytes(
         machine

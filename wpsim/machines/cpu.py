@@ -9,6 +9,7 @@ Units: seconds, bytes, bytes per second, hertz. Field names say which.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -136,6 +137,27 @@ class EfficiencySpec(Strict):
         return increasing_points(table, "[n, fraction]", "n")
 
 
+#: The per-cell tables of a cell's kernel that ``wpsim calibrate`` measures for every registered
+#: cell (:meth:`CpuMachine.cell_calibration`).
+CELL_KERNEL_TABLES = ("efficiency.elementwise_step_s", "task_overhead_s", "step_overhead_s")
+
+
+@dataclass(frozen=True)
+class CellCalibration:
+    """A machine file's calibration of one cell (:meth:`CpuMachine.cell_calibration`): its
+    GEMM grids (its own, else the LSTM-shaped ``gemm_by_n_h``), its element-wise grid and fixed
+    costs, and the names of the per-cell tables (:data:`CELL_KERNEL_TABLES`) the file gives
+    other cells but not this one."""
+
+    gemm_by_n_h: list[tuple[float, float, float]] | None
+    gemm_by_n_h_hot: list[tuple[float, float, float]] | None
+    elementwise_step_s: list[tuple[float, float, float]] | None
+    task_overhead_s: float
+    step_overhead_s: float
+    backward_step_overhead_s: float
+    missing: tuple[str, ...]
+
+
 class CpuMachine(Strict):
     """A multi-socket, multi-core CPU. See ``docs/reference/machines.md`` for every field."""
 
@@ -183,10 +205,12 @@ class CpuMachine(Strict):
     #: else split by gate rows (1/k of ``W_ih`` each); ``kernels.executor`` does so up to
     #: ``INPUT_SPLIT_BY_TIME_MAX_BYTES``. 0: always by gate rows.
     input_split_by_time_max_bytes: Annotated[int, NotBool] = Field(0, ge=0)
-    #: Whether a task split across helper cores also splits its element-wise work (a threaded
-    #: runtime's parallel loop does); ``false``: every member runs the whole element-wise update
-    #: of each step after the barrier (``kernels.executor`` does, so that no second barrier is
-    #: needed).
+    #: Whether a task split across helper cores also splits the element-wise work of its
+    #: recurrent tasks (a threaded runtime's parallel loop does); ``false``: one member's time
+    #: holds all of it (``kernels.executor``: after each step's barrier every member runs the
+    #: whole element-wise update, so that no second barrier is needed, or, where the recurrence
+    #: is element-wise only (SRU, QRNN, IndRNN), the lead runs it while the others share the
+    #: products).
     elementwise_split_across_helpers: bool = Field(True, strict=True)
     #: Fixed time per recurrent step of a cell, by cell type: the runtime's per-step cost of
     #: launching the element-wise cell math (interpreter and ufunc dispatch for numpy kernels;
@@ -316,11 +340,103 @@ class CpuMachine(Strict):
         variant = self.dispatch_variant(all_busy, whole_socket_group, sequence)
         return piecewise_linear(variant, task_s) if isinstance(variant, list) else variant
 
-    def step_overhead(self, cell: str, backward: bool = False) -> float:
-        """Fixed seconds per recurrent step of ``cell`` (``backward``: a BPTT step)."""
+    def step_overhead(self, cell: str | None, backward: bool = False) -> float:
+        """Fixed seconds per recurrent step of ``cell`` (``backward``: a BPTT step); 0 for a
+        cell without an entry (None: a cell no calibration measured, see
+        :meth:`cell_calibration`)."""
+        if cell is None:
+            return 0.0
         if backward and cell in self.backward_step_overhead_s:
             return self.backward_step_overhead_s[cell]
         return self.step_overhead_s.get(cell, 0.0)
+
+    def _cell_kernel_tables(self) -> dict[str, dict[str, Any]]:
+        """:data:`CELL_KERNEL_TABLES` by name, each a mapping by cell (empty where absent)."""
+        tables = (
+            self.efficiency.elementwise_step_s or {},
+            self.task_overhead_s,
+            self.step_overhead_s,
+        )
+        return dict(zip(CELL_KERNEL_TABLES, tables, strict=True))
+
+    def cell_calibration(self, cell: str | None) -> CellCalibration:
+        """What this machine file measured of the kernels of ``cell`` (a workload's
+        :attr:`~wpsim.model.workload.Workload.calibration_key`; None: a cell declared in YAML,
+        which no calibration measured), and the per-cell tables it lacks.
+
+        A cell without an entry is charged as a machine without the table charges every cell:
+        the products at ``gemm_by_n_h`` (measured with ``W (4H, H)``) or ``gemm_by_n``, the
+        forward element-wise work at the fraction ``efficiency.elementwise`` of peak, no fixed
+        cost per task or step. ``wpsim calibrate`` measures the element-wise tables and fixed
+        costs (:data:`CELL_KERNEL_TABLES`) of every registered cell, so a file that has them
+        for some cells but not this one (``missing``) predates the cell, or the cell is
+        declared in YAML; :meth:`fallback_note` says so in a result.
+
+        Examples
+        --------
+        >>> from wpsim.machines import load_machine, resolve_machine_path
+        >>> m = load_machine(resolve_machine_path("xeon_kvm_2core"))
+        >>> m.cell_calibration("gru").missing, m.cell_calibration(None).task_overhead_s
+        ((), 0.0)
+        """
+        eff = self.efficiency
+        own = (eff.gemm_by_n_h_by_cell or {}).get(cell) if cell else None
+        elementwise = (eff.elementwise_step_s or {}).get(cell) if cell else None
+        missing = tuple(
+            name
+            for name, table in self._cell_kernel_tables().items()
+            if table and cell not in table
+        )
+        return CellCalibration(
+            gemm_by_n_h=own or eff.gemm_by_n_h,
+            gemm_by_n_h_hot=(eff.gemm_by_n_h_hot or {}).get(cell) if cell else None,
+            elementwise_step_s=elementwise,
+            task_overhead_s=self.task_overhead_s.get(cell, 0.0) if cell else 0.0,
+            step_overhead_s=self.step_overhead(cell),
+            backward_step_overhead_s=self.step_overhead(cell, backward=True),
+            missing=missing,
+        )
+
+    def fallback_note(self, cell: str | None, label: str) -> str | None:
+        """A result's note when the file lacks per-cell tables for ``cell`` that it gives other
+        cells (:meth:`cell_calibration`), or None.
+
+        Examples
+        --------
+        >>> from wpsim.machines import load_machine, resolve_machine_path
+        >>> m = load_machine(resolve_machine_path("xeon_kvm_2core")).model_copy(update={"name": "m"})
+        >>> print(m.fallback_note("sru", "sru"))  # doctest: +NORMALIZE_WHITESPACE
+        machine 'm' has no efficiency.elementwise_step_s, task_overhead_s, step_overhead_s for
+        cell 'sru' (it has them for gru, lstm, rnn; the file predates the cell): charged its
+        forward element-wise work at efficiency.elementwise and its fixed cost per task and per
+        step as 0 (wpsim calibrate measures every registered cell)
+        >>> m.fallback_note("lstm", "lstm(proj_size=64)") is None
+        True
+        """
+        missing = self.cell_calibration(cell).missing
+        if not missing:
+            return None
+        charged = []
+        if "efficiency.elementwise_step_s" in missing:
+            charged.append("its forward element-wise work at efficiency.elementwise")
+        fixed = [
+            what
+            for name, what in (("task_overhead_s", "per task"), ("step_overhead_s", "per step"))
+            if name in missing
+        ]
+        if fixed:
+            charged.append(f"its fixed cost {' and '.join(fixed)} as 0")
+        tables = self._cell_kernel_tables()
+        having = sorted(set.intersection(*(set(tables[name]) for name in missing)))
+        why, remedy = (
+            ("a cell declared in YAML", "a registered cell is calibrated")
+            if cell is None
+            else ("the file predates the cell", "wpsim calibrate measures every registered cell")
+        )
+        return (
+            f"machine '{self.name}' has no {', '.join(missing)} for cell '{label}' (it has them "
+            f"for {', '.join(having)}; {why}): charged {' and '.join(charged)} ({remedy})"
+        )
 
     def socket_of(self, core: int) -> int:
         return core // self.cores_per_socket

@@ -10,8 +10,10 @@ Granularities
 ``cell``
     One task per (instance, phase, direction, layer, time-chunk). A chunk of ``k`` steps runs its
     input projection for the k steps as one GEMM (columns ``B*k``), then k recurrent steps.
-    With ``hoist_input=K`` the input projections leave the cells and become ``input_gemm`` tasks of
-    K steps each (``hoist_input=seq_len`` is oneDNN's "linear execution": one GEMM per layer).
+    With ``hoist_input=K`` the input projections (:func:`wpsim.cells.input_products`: the
+    products of the layer input, QRNN's ``W [x_t, x_{t-1}]`` included) leave the cells and become
+    ``input_gemm`` tasks of K steps each (``hoist_input=seq_len`` is oneDNN's "linear
+    execution": one GEMM per layer).
 ``op``
     The ops inside a cell, one task per op kind and step, the kinds found from the cell's
     declaration (:mod:`wpsim.model.ops`): ``input_proj`` (x W_ih^T), ``rec_proj`` (h W_hh^T;
@@ -49,6 +51,7 @@ from typing import Any
 
 import networkx as nx
 
+from wpsim.cells import input_lag
 from wpsim.errors import ConfigError
 from wpsim.model.ops import kind_flows, layer_ops, op_kinds
 from wpsim.model.workload import Workload
@@ -269,6 +272,7 @@ class _Builder:
         w = self.w
         s, b, h = w.dtype_bytes, w.batch, w.output_width
         chunks = _chunks(w.seq_len, chunk)
+        lag = input_lag(w.cell_declaration)
         # cell_ids[d][c] of the layer below, for wiring the next layer
         below: list[list[int]] | None = None
         edges: list[tuple[int, int, int]] = []
@@ -277,6 +281,12 @@ class _Builder:
             flops = w.step_flops(layer)
             in_per_step, rec_per_step = flops.matmul_batched, flops.matmul_recurrent
             elem_per_step = flops.elementwise
+            # hoisted, the input task computes the products of the layer input (for a cell
+            # with a window, of the inputs before too: wired to the layer below's earlier
+            # step); the cell keeps the other products off the recurrence, and the weights
+            # they multiply (the ih block, read whole)
+            of_input = flops.matmul_input
+            kept = in_per_step - of_input
             pre = w.handoff_width(layer)  # what the ops before the recurrence hand to it
             state = w.state_bytes(layer)
             # a cell task writes its outputs and the states that are not the output (c of an LSTM)
@@ -293,7 +303,7 @@ class _Builder:
                             direction=direction,
                             t0=t0,
                             steps=k,
-                            flops_in=in_per_step * k,
+                            flops_in=of_input * k,
                             flops_rec=0.0,
                             flops_elem=0.0,
                             weights=self.weights(instance, layer, direction, "ih"),
@@ -304,12 +314,17 @@ class _Builder:
                         for t in range(t0, t0 + k):
                             hoisted[t] = tid
                         if below is not None:
+                            # the steps whose layer input it reads, earlier ones in processing
+                            # order included
+                            lo = t0 - lag if direction == 0 else t0
+                            hi = t0 + k + (lag if direction == 1 else 0)
                             for d_below in range(w.directions):
                                 for c, (ct0, ck) in enumerate(chunks):
-                                    if ct0 < t0 + k and ct0 + ck > t0:
+                                    if ct0 < hi and ct0 + ck > lo:
                                         edges.append((below[d_below][c], tid, b * ck * h * s))
                 ids = []
-                weights = self.weights(instance, layer, direction, "hh" if hoisted else "ih+hh")
+                parts = "hh" if hoisted and not kept else "ih+hh"
+                weights = self.weights(instance, layer, direction, parts)
                 # skip input reads x (B x H)
                 in_width = pre if hoisted else (width or w.hidden)
                 pending = self.pending
@@ -324,7 +339,7 @@ class _Builder:
                         direction,
                         t0,
                         k,
-                        0.0 if hoisted else in_per_step * k,
+                        kept * k if hoisted else in_per_step * k,
                         rec_per_step * k,
                         elem_per_step * k,
                         weights,

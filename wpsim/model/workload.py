@@ -67,11 +67,12 @@ from wpsim.cells import (
     StepFlops,
     cell_names,
     gate_count,
+    gathered_state_width,
     op_phases,
     output_width,
     param_shapes,
-    products,
     recurrent_matrices,
+    registered_name,
     resolve_cell,
     step_flops,
     value_widths,
@@ -153,7 +154,13 @@ def _step_flops(cell: str, hidden: int, input_size: int, batch: int, density: fl
         full,
         matmul_batched=sum(f[0] for f in kept),
         elementwise=sum(f[2] for f in kept),
+        matmul_input=0.0,  # no input to project
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _calibration_key(cell: str) -> str | None:
+    return registered_name(declaration(cell))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -187,14 +194,8 @@ def _handoff_width(cell: str, hidden: int, input_size: int) -> int:
 
 
 @functools.lru_cache(maxsize=1024)
-def _product_state_width(cell: str, hidden: int) -> int:
-    """Width of the states read by the products on the recurrence."""
-    decl = declaration(cell)
-    states = {s.name for s in decl.states}
-    on_cycle = {p.op for p in products(decl, hidden, hidden) if p.recurrent}
-    read = {a.name for op in decl.ops if op.name in on_cycle for a in op.args}
-    widths = value_widths(decl, hidden, hidden)
-    return sum(widths[name] for name in states & read)
+def _gathered_width(cell: str, hidden: int) -> int:
+    return gathered_state_width(declaration(cell), hidden)
 
 
 class Workload(BaseModel):
@@ -254,9 +255,25 @@ class Workload(BaseModel):
 
     @property
     def cell_name(self) -> str:
-        """The cell's registered name without options (``lstm`` for ``lstm(proj_size=64)``): the
-        key of per-cell calibrations in machine files."""
+        """The cell's name without options (``lstm`` for ``lstm(proj_size=64)``; a YAML cell's
+        own ``name``)."""
         return self.cell_declaration.name
+
+    @property
+    def calibration_key(self) -> str | None:
+        """The key of the cell's entries in per-cell calibrations (machine and runtime files):
+        its registered name, whose tables serve every option of it (``rnn``'s, measured with
+        tanh, serve ``rnn(nonlinearity='relu')``; ``lstm``'s a projected LSTM, whose extra
+        product the GEMM terms charge); None for a cell the registry does not build (declared
+        in YAML, even under a registered name), which no calibration measured
+        (:func:`wpsim.cells.registered_name`).
+
+        Examples
+        --------
+        >>> Workload(cell="lstm(proj_size=4)", hidden=8, input=8, seq_len=2).calibration_key
+        'lstm'
+        """
+        return _calibration_key(self.cell)
 
     @property
     def gates(self) -> int:
@@ -327,7 +344,7 @@ class Workload(BaseModel):
         """Bytes of the states the recurrent products read (``h``: ``B*H*s`` for rnn, lstm and
         gru; ``B*P*s`` for a projected LSTM; 0 for a cell without a recurrent product): what
         helper cores splitting a step all-gather after it."""
-        return self.batch * self.dtype_bytes * _product_state_width(self.cell, self.hidden)
+        return self.batch * self.dtype_bytes * _gathered_width(self.cell, self.hidden)
 
     @property
     def bias_gradient_width(self) -> int:

@@ -334,6 +334,10 @@ def simulate(
                 plan=plan if same_graph else None,
             )
     extra = {"machine": machine.name, "chunk": chunk, "granularity": granularity, "cost": cost}
+    # a cell the machine file's per-cell tables miss is charged by its defaults: said here
+    note = machine.fallback_note(workload.calibration_key, workload.cell)
+    if note and cost == "model":
+        extra["note"] = note
     return Result.from_trace(
         trace,
         policy.describe(),

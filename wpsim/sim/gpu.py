@@ -32,6 +32,7 @@ from wpsim.cost.gpu import (
     phase_of,
     read_weights,
     recurrent_elements,
+    recurrent_shapes,
 )
 from wpsim.errors import ConfigError
 from wpsim.machines.gpu import GpuMachine, PersistentKernel
@@ -299,17 +300,26 @@ class _OneAtATime:
         T, b = w.seq_len, w.batch
         ih_key, hh_key = self._keys(layer, direction)
         blocks = w.weight_block_bytes(layer)
-        # a skip-input layer's cells read their bias block each step (its "ih" block)
-        ih_block = float(blocks["ih"]) if w.layer_input_size(layer) == 0 else None
-        if not w.step_flops(layer).matmul_recurrent:
+        flops = w.step_flops(layer)
+        width = w.layer_input_size(layer)
+        # the products off the recurrence that the input GEMM leaves in the cells (as the
+        # graph's hoisted cells keep them, wpsim.cells.input_products: MinimalRNN's U_z z), one
+        # GEMM of B columns a step
+        kept = flops.matmul_batched - flops.matmul_input if width else 0.0
+        # a skip-input layer's cells read their bias block each step (its "ih" block), and
+        # cells that keep products their matrices
+        ih_block = float(blocks["ih"]) if width == 0 or kept else None
+        kept_s = gemm_s(m, w, kept, b, input_elements(w, layer), backward) if kept else 0.0
+        if not flops.matmul_recurrent:
             # an element-wise recurrence (SRU, QRNN, IndRNN): no product to keep on chip or to
             # launch; one element-wise kernel a step, reading the recurrent vectors
             elem = (2.0 if backward else 1.0) * elementwise_flops(w)
             read = [(hh_key, float(blocks["hh"]))] if blocks["hh"] else []
             if ih_block:
                 read.append((ih_key, ih_block))
+            elements = sum(size for _, size in read) / w.dtype_bytes if kept else 0.0
             for _ in range(T):
-                self._gemm_task(phase, 0.0, elem, b, 0.0, read)
+                self._gemm_task(phase, kept, elem, b, elements, read)
             return
         if self.step is not None:
             persistent = self.step_bwd if backward else self.step
@@ -320,18 +330,17 @@ class _OneAtATime:
             # synchronisation and broadcast of h as parts of the step time)
             load_s = load / m.memory.bandwidth_Bps
             parts = tuple((cause, T * s) for cause, s in persistent_step_parts(persistent))
-            kernel = _kernel(
-                m.kernel_launch_s, T * persistent["step_s"], 0.0, {DRAM: load}, 0.0, load_s, parts
-            )
+            compute_s = T * (persistent["step_s"] + kept_s)
+            kernel = _kernel(m.kernel_launch_s, compute_s, 0.0, {DRAM: load}, 0.0, load_s, parts)
             self._add(phase, kernel)
             return  # the weights stay in registers: nothing goes through the L2's LRU
         if self.sparse:
             nbytes = float(blocks["hh"])
             efficiency = m.gemm.sparse_bandwidth_efficiency
-            flops = 2.0 * w.weight_hh_nonzeros() * b + (
+            rec_flops = 2.0 * w.weight_hh_nonzeros() * b + (
                 2.0 if backward else 1.0
             ) * elementwise_flops(w)
-            compute = flops / (m.peak_flops(w.dtype) * m.gemm.efficiency(b))
+            compute = rec_flops / (m.peak_flops(w.dtype) * m.gemm.efficiency(b))
         else:
             nbytes = dense_hh_bytes(w, layer)
             efficiency = 1.0
@@ -339,6 +348,8 @@ class _OneAtATime:
                 m, w, 2.0 * recurrent_elements(w) * b, b, recurrent_elements(w), transposed=backward
             )
             compute += elementwise_s(m, w, (2.0 if backward else 1.0) * elementwise_flops(w), b)
+        compute += kept_s
+        kernels = m.gemm.step_kernels(backward) + (1 if kept else 0)
 
         def step() -> tuple[float, TaskCost]:
             level: dict[str, float] = {}
@@ -348,7 +359,7 @@ class _OneAtATime:
                 memory += block_s
                 l2_s += block_l2_s
             busy = max(compute, memory)
-            launch = issue_s(m, m.gemm.step_kernels(backward), busy)
+            launch = issue_s(m, kernels, busy)
             return _kernel(launch, compute, memory, level, l2_s)
 
         self._repeat(phase, T, step)
@@ -358,7 +369,8 @@ class _OneAtATime:
         width = w.layer_input_size(layer)
         if width == 0:
             return
-        flops = w.step_flops(layer).matmul_batched * w.seq_len
+        # the products of the layer input (wpsim.cells.input_products), as the graph hoists
+        flops = w.step_flops(layer).matmul_input * w.seq_len
         size = float(w.weight_block_bytes(layer)["ih"])
         key = self._keys(layer, direction)[0]
         self._gemm_task(phase, flops, 0.0, w.batch * w.seq_len, size / w.dtype_bytes, [(key, size)])
@@ -639,10 +651,13 @@ def evaluate(
         "phase_s": phase_s,
     }
     if policy.algorithm == "persistent" and "persistent" not in algorithms:
-        extra["note"] = (
-            f"H={workload.hidden} does not fit on chip (largest: "
-            f"{extra['max_persistent_hidden']}); ran {extra['algorithm']} per step instead"
+        # a cell whose recurrence is element-wise (SRU, QRNN, IndRNN) has no persistent kernel
+        reason = (
+            f"H={workload.hidden} does not fit on chip (largest: {extra['max_persistent_hidden']})"
+            if recurrent_shapes(workload)
+            else f"{workload.cell} has no recurrent matrix to keep on chip"
         )
+        extra["note"] = f"{reason}; ran {extra['algorithm']} per step instead"
     return Result(
         engine="simulate" if engine != "predict" else "analytic",
         policy=policy.describe(),

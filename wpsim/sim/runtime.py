@@ -185,7 +185,8 @@ def apply_runtime(runtime: Runtime | None, machine: Any, workload: Workload) -> 
     """The machine the models see under ``runtime``: its per-step terms folded in.
 
     CPU: ``step_overhead_s`` and ``backward_step_overhead_s`` become the runtime's ``step_s``
-    (its cell's entry, 0 without one) and ``task_overhead_s`` empties (the runtime's per-layer
+    (the entry of the cell's registered name, :attr:`Workload.calibration_key`; 0 without one,
+    and for a cell declared in YAML) and ``task_overhead_s`` empties (the runtime's per-layer
     and per-call costs are added by :func:`finish`). GPU: ``gemm.kernels_per_step`` and
     ``gemm.backward_kernels_per_step`` become the runtime's counts for the workload's cell, and
     ``kernel_launch_s`` the runtime's launch cost, where it gives them.
@@ -201,14 +202,19 @@ def apply_runtime(runtime: Runtime | None, machine: Any, workload: Workload) -> 
     if runtime is None:
         return machine
     _check_kind(runtime, machine)
-    cell = workload.cell_name
+    cell = workload.calibration_key  # None: a cell declared in YAML, no runtime measured it
     if isinstance(machine, CpuMachine):
-        forward = runtime.step_s.forward.get(cell, 0.0)
-        backward = runtime.step_s.backward.get(cell, 0.0)
+        if cell is None:
+            steps: dict[str, dict[str, float]] = {"forward": {}, "backward": {}}
+        else:
+            steps = {
+                "forward": {cell: runtime.step_s.forward.get(cell, 0.0)},
+                "backward": {cell: runtime.step_s.backward.get(cell, 0.0)},
+            }
         return machine.model_copy(
             update={
-                "step_overhead_s": {cell: forward},
-                "backward_step_overhead_s": {cell: backward},
+                "step_overhead_s": steps["forward"],
+                "backward_step_overhead_s": steps["backward"],
                 "task_overhead_s": {},
             }
         )

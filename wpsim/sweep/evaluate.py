@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import operator
 import os
 import signal
 import threading
@@ -81,6 +82,63 @@ def error_row(index: int, params: dict[str, Any], error: Exception) -> dict[str,
     return {"point": index, **params, "status": "error", "error": one_line(message)}
 
 
+def _check_integers(source: str, fields: dict[str, Any], names: tuple[str, ...]) -> None:
+    """A point's count fields (``cores``, ``chunk``, ``helpers``...) are integers or unset."""
+    for name in names:
+        value = fields.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{source}: {name}: got {value!r}, expected an integer")
+
+
+class _Split:
+    """Where a point's ``run.*`` parameters are among its values (for parameters ``names``)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        at_run = [i for i, name in enumerate(names) if name.startswith("run.")]
+        at_fixed = [i for i in range(len(names)) if i not in at_run]
+        self.run_names = [names[i][4:] for i in at_run]
+        self.fixed = _getter(at_fixed)
+        self.run = _getter(at_run)
+
+
+def _getter(positions: list[int]) -> Callable[[tuple], tuple]:
+    """``values -> tuple of values[i] for i in positions`` (``operator.itemgetter``, whose
+    answer is a tuple for two positions or more only)."""
+    if len(positions) >= 2:
+        return operator.itemgetter(*positions)
+    if len(positions) == 1:
+        at = positions[0]
+        return lambda values: (values[at],)
+    return lambda values: ()
+
+
+def _key(overrides: dict[str, Any]) -> tuple:
+    """A :func:`_memo` key of named values: names, values and their types."""
+    values = tuple(overrides.values())
+    return (tuple(overrides), values), tuple(map(type, values))
+
+
+def _memo(cache: dict[Any, Any], key: Any, make: Callable[[Any], Any], argument: Any) -> Any:
+    """``make(argument)`` cached under ``key`` (its JSON text when a value is unhashable); an
+    exception is cached too, and raised again for every point that shares the key."""
+    try:
+        found = cache.get(key)
+    except TypeError:  # a list or mapping among the values
+        key = json.dumps(key[0], sort_keys=True, default=str)
+        found = cache.get(key)
+    if found is None:
+        if len(cache) > 4096:
+            cache.clear()
+        try:
+            found = make(argument)
+        except Exception as error:  # noqa: BLE001 - recorded per point
+            found = error
+        cache[key] = found
+    if isinstance(found, Exception):
+        raise found
+    return found
+
+
 class _ParamsText:
     """The parameter fields of a row, each distinct value encoded once (a chunk's points
     share their parameter values' objects)."""
@@ -126,6 +184,10 @@ class Evaluator:
         self._sequential: dict[tuple, float] = {}
         self._policies: dict[tuple, Any] = {}
         self._runtimes: dict[str, Any] = {}
+        # (see _resolve)
+        self._splits: dict[tuple[str, ...], _Split] = {}
+        self._fixed: dict[Any, Any] = {}
+        self._settings: dict[Any, Any] = {}
         # the size guard (wpsim.guards): this computer's memory, shared by this many workers
         self.size_share: int | None = context.get("size_share")
         self.limit_bytes: int | None = None
@@ -135,29 +197,6 @@ class Evaluator:
             self.limit_bytes = memory_limit_bytes(self.size_share)
 
     # ---- inputs ------------------------------------------------------------------------------
-    def _cached(
-        self,
-        cache: dict[Any, Any],
-        overrides: dict[str, Any],
-        make: Callable[[dict[str, Any]], Any],
-    ) -> Any:
-        try:  # (the type too: True and 1 are equal keys, but not equal workloads)
-            key: Any = tuple((name, type(v), v) for name, v in overrides.items())
-            hash(key)
-        except TypeError:  # a list or mapping among the values
-            key = json.dumps(overrides, sort_keys=True, default=str)
-        if key not in cache:
-            if len(cache) > 256:
-                cache.clear()
-            try:
-                cache[key] = make(overrides)
-            except Exception as error:  # noqa: BLE001 - recorded per point
-                cache[key] = error
-        value = cache[key]
-        if isinstance(value, Exception):
-            raise value
-        return value
-
     def _make_workload(self, overrides: dict[str, Any]) -> Any:
         from wpsim.model.workload import workload_from_dict
 
@@ -177,44 +216,27 @@ class Evaluator:
     # ---- one point ---------------------------------------------------------------------------
     def _resolve(self, params: dict[str, Any]) -> tuple[Any, Any, Any, dict[str, Any], tuple]:
         """(workload, machine, policy object, engine options, the point's overrides) of one
-        point (raises on a bad combination)."""
-        workload_over: dict[str, Any] = {}
-        hardware_over: dict[str, Any] = {}
-        policy = dict(self.context["base_policy"])
-        run = dict(self.context["base_run"])
-        for key, value in params.items():
-            head, _, rest = key.partition(".")
-            if key == "policy":
-                if isinstance(value, dict):
-                    policy.update(value)
-                else:
-                    policy["name"] = value
-            elif head == "workload":
-                workload_over[rest] = value
-            elif head == "hardware":
-                hardware_over[rest] = value
-            elif head == "policy":
-                policy[rest] = value
-            elif head == "run":
-                run[rest] = value
-            else:  # pragma: no cover - rejected when the spec is loaded
-                raise ConfigError(f"{self.source}: unknown parameter {key!r}")
-        workload = self._cached(self._workloads, workload_over, self._make_workload)
-        machine = self._cached(self._machines, hardware_over, self._make_machine)
-        runtime = self._runtime(run.get("runtime"))
-        options = dict(run, runtime=runtime)
-        for name in ("cores", "chunk", "helpers", "instances"):
-            value = run.get(name, policy.get(name))
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"{self.source}: {name}: got {value!r}, expected an integer")
-        policy_key = (policy["name"], policy.get("helpers"), policy.get("instances", 1))
-        policy_obj = self._policies.get(policy_key)
-        if policy_obj is None:  # (policies hold no state until a simulation resets them)
-            from wpsim.policies import get_policy
+        point (raises on a bad combination).
 
-            policy_obj = self._policies[policy_key] = get_policy(
-                policy["name"], helpers=policy.get("helpers"), instances=policy.get("instances", 1)
-            )
+        A point's workload, machine and policy are resolved once for all the points that
+        differ only in ``run.*`` options, and each distinct setting of those once for all
+        points (by value and type: True and 1 are equal keys, but not equal settings)."""
+        names = tuple(params)
+        split = self._splits.get(names)
+        if split is None:
+            split = self._splits[names] = _Split(names)
+        values = tuple(params.values())
+        fixed = split.fixed(values)
+        shared = _memo(self._fixed, (fixed, tuple(map(type, fixed))), self._resolve_fixed, params)
+        workload, machine, policy_obj, workload_over, hardware_over = shared
+        setting = split.run(values)
+        run, options = _memo(
+            self._settings,
+            (setting, tuple(map(type, setting))),
+            self._resolve_run,
+            dict(zip(split.run_names, setting, strict=True)),
+        )
+        run, options = dict(run), dict(options)  # (callers add to them)
         from wpsim.guards import check_chunk, check_size
 
         check_chunk(workload, run["chunk"])
@@ -231,6 +253,48 @@ class Evaluator:
                 limit_bytes=self.limit_bytes,
             )
         return workload, machine, policy_obj, options, (workload_over, hardware_over, run)
+
+    def _resolve_run(self, run_over: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The run options of a point whose ``run.*`` parameters are ``run_over`` (without
+        the prefix), and its engine options (the runtime resolved)."""
+        run = dict(self.context["base_run"])
+        run.update(run_over)
+        _check_integers(self.source, run, ("cores", "chunk"))
+        return run, dict(run, runtime=self._runtime(run.get("runtime")))
+
+    def _resolve_fixed(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        """(workload, machine, policy object, workload and hardware overrides)
+        of a point, from its parameters other than ``run.*``."""
+        workload_over: dict[str, Any] = {}
+        hardware_over: dict[str, Any] = {}
+        policy = dict(self.context["base_policy"])
+        for key, value in params.items():
+            head, _, rest = key.partition(".")
+            if key == "policy":
+                if isinstance(value, dict):
+                    policy.update(value)
+                else:
+                    policy["name"] = value
+            elif head == "workload":
+                workload_over[rest] = value
+            elif head == "hardware":
+                hardware_over[rest] = value
+            elif head == "policy":
+                policy[rest] = value
+            elif head != "run":  # pragma: no cover - rejected when the spec is loaded
+                raise ConfigError(f"{self.source}: unknown parameter {key!r}")
+        workload = _memo(self._workloads, _key(workload_over), self._make_workload, workload_over)
+        machine = _memo(self._machines, _key(hardware_over), self._make_machine, hardware_over)
+        _check_integers(self.source, policy, ("helpers", "instances"))
+        policy_key = (policy["name"], policy.get("helpers"), policy.get("instances", 1))
+        policy_obj = self._policies.get(policy_key)
+        if policy_obj is None:  # (policies hold no state until a simulation resets them)
+            from wpsim.policies import get_policy
+
+            policy_obj = self._policies[policy_key] = get_policy(
+                policy["name"], helpers=policy.get("helpers"), instances=policy.get("instances", 1)
+            )
+        return workload, machine, policy_obj, workload_over, hardware_over
 
     def result(self, params: dict[str, Any]) -> Any:
         """The :class:`~wpsim.result.Result` of one point (raises on a bad combination)."""

@@ -52,6 +52,9 @@ Chunk = list[tuple[int, dict[str, Any]]]
 #: The most points in a chunk of an analytic sweep: a worker evaluates them in blocks
 #: (:meth:`wpsim.sweep.evaluate.Evaluator.predict_rows`), whose fixed cost large chunks share.
 ANALYTIC_MAX_CHUNK = 8192
+#: The first chunk of an analytic sweep: large enough that a block's fixed cost (a few
+#: milliseconds) is shared, small enough to show progress at once. Later chunks follow the rate.
+ANALYTIC_FIRST_CHUNK = 256
 
 
 @dataclass
@@ -110,18 +113,24 @@ def execution_groups(loaded: LoadedSweep) -> Iterator[list[tuple[int, dict[str, 
     outer = [i for i, p in enumerate(params) if p.split(".")[0] in ("workload", "hardware")]
     inner = [i for i in range(len(params)) if i not in outer]
     values = [loaded.values[p] for p in params]
-    inner_combos = list(itertools.product(*(range(sizes[i]) for i in inner)))
+    # the inner loops' offsets and values, once (a group repeats them)
+    inner_points = [
+        (
+            sum(v * strides[i] for i, v in zip(inner, combo, strict=True)),
+            [values[i][v] for i, v in zip(inner, combo, strict=True)],
+        )
+        for combo in itertools.product(*(range(sizes[i]) for i in inner))
+    ]
+    chosen: list[Any] = [None] * len(params)
     for outer_combo in itertools.product(*(range(sizes[i]) for i in outer)):
         base = sum(v * strides[i] for i, v in zip(outer, outer_combo, strict=True))
+        for i, v in zip(outer, outer_combo, strict=True):
+            chosen[i] = values[i][v]
         group = []
-        for inner_combo in inner_combos:
-            chosen = [0] * len(params)
-            for i, v in zip(outer, outer_combo, strict=True):
-                chosen[i] = v
-            for i, v in zip(inner, inner_combo, strict=True):
-                chosen[i] = v
-            index = base + sum(v * strides[i] for i, v in zip(inner, inner_combo, strict=True))
-            group.append((index, {p: values[i][chosen[i]] for i, p in enumerate(params)}))
+        for offset, inner_values in inner_points:
+            for i, value in zip(inner, inner_values, strict=True):
+                chosen[i] = value
+            group.append((base + offset, dict(zip(params, chosen, strict=True))))
         yield group
 
 
@@ -557,7 +566,7 @@ def run_sweep(
         start = time.monotonic()
         run_now = 0
         startup = 0.0
-        interrupted = False
+        interrupted = counted = False
         backend_obj = None
         try:
             if todo > 0:
@@ -569,7 +578,13 @@ def run_sweep(
                 startup = time.monotonic() - start
                 target = chunk_target_s or (0.3 if backend == "dask" else 0.2)
                 groups = _pending_groups(loaded, done, max_points)
-                run_now = _drive(backend_obj, groups, journal, meter, target, max_chunk)
+                first, most = 1, max_chunk
+                if loaded.spec.engine == "analytic":
+                    # every worker gets work: at most a share of what is left per chunk
+                    most = max(1, min(max_chunk, -(-todo // (2 * backend_obj.workers))))
+                    first = min(most, ANALYTIC_FIRST_CHUNK)
+                run_now = _drive(backend_obj, groups, journal, meter, target, most, first)
+            counted = True
         except KeyboardInterrupt:
             interrupted = True
             raise
@@ -579,8 +594,11 @@ def run_sweep(
             journal.close()
             if todo > 0:
                 meter.close()
-            # what is on disk decides: an error may have ended the run before _drive returned
-            on_disk, failed = store.scan(results_path, columns)
+            if counted:  # every chunk written whole: the journal counted what is on disk
+                on_disk = done_before + journal.appended
+                failed = journal.failed_before + journal.appended_failed
+            else:  # what is on disk decides: an error ended the run before _drive returned
+                on_disk, failed = store.scan(results_path, columns)
             run_now = on_disk - done_before
             complete = on_disk >= n_points
             if complete and not interrupted:
@@ -663,10 +681,13 @@ def _drive(
     meter: Progress,
     target_s: float,
     max_chunk: int,
+    first_chunk: int = 1,
 ) -> int:
-    """Keep two chunks per worker in flight; append each finished chunk; return points run."""
+    """Keep two chunks per worker in flight; append each finished chunk; return points run.
+    Chunks start at ``first_chunk`` points and then hold about ``target_s`` of work each (at
+    most ``max_chunk`` points)."""
     window = 2 * backend.workers
-    state = {"per_point_s": None, "size": 1}
+    state: dict[str, Any] = {"per_point_s": None, "size": first_chunk}
     chunks = _chunks(groups, lambda: state["size"], max_chunk)
     exhausted = False
     run_now = 0

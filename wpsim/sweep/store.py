@@ -215,6 +215,11 @@ class ResultsJournal:
         self.fd: int | None = None
         self._last_sync = 0.0
         self._dirty = False
+        #: failed points among those on disk when opened (a point's first row decides)
+        self.failed_before = 0
+        #: rows appended since, and how many of them failed
+        self.appended = 0
+        self.appended_failed = 0
 
     def open(self) -> set[int]:
         """Open for appending (creating the file with its header); return the points done."""
@@ -244,6 +249,8 @@ class ResultsJournal:
                 os.fsync(handle.fileno())
             data = data[:end]
         done = set()
+        status = self.columns.index("status") if "status" in self.columns else None
+        self.failed_before = 0
         reader = csv.reader(io.StringIO(data[len(header) :].decode(errors="replace")))
         for line_no, fields in enumerate(reader, start=2):
             if len(fields) != len(self.columns):
@@ -256,16 +263,25 @@ class ResultsJournal:
                     f"{self.path}: line {line_no}: point {fields[0][:20]!r} is not a number "
                     "(file edited by hand?)"
                 )
-            done.add(int(fields[0]))
+            point = int(fields[0])
+            if point not in done and status is not None:
+                self.failed_before += fields[status] != "ok"
+            done.add(point)
         return done
 
     def append(self, rows: list[dict[str, Any]] | FormattedRows) -> None:
         """Append rows durably (one ``write``; ``fsync`` at most every ``fsync_interval_s``)."""
-        data = rows.data if isinstance(rows, FormattedRows) else _format_rows(rows, self.columns)
+        if isinstance(rows, FormattedRows):
+            data, n, failed = rows.data, rows.n, rows.failed
+        else:
+            data, n = _format_rows(rows, self.columns), len(rows)
+            failed = sum(row.get("status") != "ok" for row in rows)
         if not data:
             return
         assert self.fd is not None, "journal is not open"
         _write_all(self.fd, data)
+        self.appended += n
+        self.appended_failed += failed
         self._dirty = True
         now = time.monotonic()
         if now - self._last_sync >= self.fsync_interval_s:

@@ -23,22 +23,28 @@ imported, plus :func:`threadpoolctl.threadpool_limits`; each process is pinned t
     weights that do not fit a private cache are also the memory term's business
     (:mod:`wpsim.cost.cpu` takes ``max(products, memory)``). ``gemm_by_n_h_by_cell``: the same grid
     with the Elman and GRU cells' own ``W (G*H, H)`` (a skinny product's rate depends on where
-    its matrix fits, and theirs are smaller). ``gemm_by_n_h_hot``: for each cell, the points
-    whose ``W`` is larger than half the largest private cache again, timed on the rows that fit
-    and scaled by the row ratio (the rate with the weights hot, for a product whose weights on
-    one core fit that cache: one core's share of a split product); the other points as above.
+    its matrix fits, and theirs are smaller; another cell takes ``gemm_by_n_h``:
+    :data:`~wpsim.measure.calibrate.compute.GEMM_CELLS`). ``gemm_by_n_h_hot``: for each of the
+    three, the points whose ``W`` is larger than half the largest private cache again, timed on
+    the rows that fit and scaled by the row ratio (the rate with the weights hot, for a product
+    whose weights on one core fit that cache: one core's share of a split product); the other
+    points as above.
 ``recurrent_gemv_max_batch`` and ``elementwise_split_across_helpers``
     ``kernels.products.gemv_max_batch()``: the executor runs a one-core recurrent product of at
     most this batch as one GEMV per batch row; and ``false``: a split step's element-wise
     update runs whole on every member (configurations of the kernels, not measurements).
 ``efficiency.elementwise_step_s`` and ``efficiency.elementwise``
-    the non-GEMM work of the chunk tasks of each cell of :data:`~wpsim.measure.calibrate.compute.CALIBRATED_CELLS` (bias adds,
-    gate nonlinearities, state updates: the task as the executor runs it,
-    :func:`kernels.tasks.forward_task`, the kernel interpreting the cell's declaration, with
-    every product's output a zero fill) for H in 128..1024, batch 1..16, per step. ``elementwise_step_s`` is the grid of seconds per step by H and batch, net of the
-    task and step overheads below, which the cost model interpolates for forward cell tasks;
-    ``elementwise`` is the geometric mean over the shapes of ``E*H*B / (time x peak)``, for
-    other element-wise work (the per-shape values spread widely because numpy's per-call
+    the non-GEMM work of the chunk tasks of every registered cell (:func:`wpsim.cells.cell_names`,
+    with its default options; bias adds, gate nonlinearities, state updates: the task as the
+    executor runs it, :func:`kernels.tasks.forward_task`, the kernel interpreting the cell's
+    declaration, with every product's output a zero fill) for H in 128..1024, batch 1..16, per
+    step; the cells share the time of each point (``ELEM_BUDGET_S``). ``elementwise_step_s`` is
+    the grid of seconds per step by cell, H and batch, net of the task and step overheads below,
+    which the cost model interpolates for forward cell tasks (a cell's grid serves its options
+    too; a cell declared in YAML, or registered after the file was written, is charged at
+    ``elementwise`` and a result says so: :meth:`wpsim.machines.cpu.CpuMachine.cell_calibration`);
+    ``elementwise`` is the geometric mean over every cell's shapes of ``E*H*B / (time x peak)``,
+    for other element-wise work (the per-shape values spread widely because numpy's per-call
     overhead does not scale with the flops).
 cache ``bandwidth_Bps``
     read bandwidth with a working set of half of each level: the kernels' access pattern (a
@@ -54,10 +60,11 @@ cache ``hit_curve`` (the largest private level)
     its size) and the outer level's ``lo`` (at 3x) means a fraction ``f`` served by the level,
     ``1/r = f/hi + (1-f)/lo``: the level's hit fraction by reuse distance (:func:`hit_curve`).
 ``task_overhead_s`` / ``step_overhead_s``
-    a cell task (:func:`kernels.tasks.forward_task`) at H = 4, batch 1, with 1 and with 32
-    steps per chunk: the intercept and the slope of its time against its steps (the per-call
-    and per-step costs of the kernel, all interpreter and ufunc dispatch at that size), every
-    product's output a fill: the products' own calls are in the GEMM timings.
+    for every registered cell, a cell task (:func:`kernels.tasks.forward_task`) at H = 4,
+    batch 1, with 1 and with 32 steps per chunk: the intercept and the slope of its time
+    against its steps (the per-call and per-step costs of the kernel, all interpreter and ufunc
+    dispatch at that size), every product's output a fill: the products' own calls are in the
+    GEMM timings.
 ``memory.per_core_bandwidth_Bps`` / ``memory.bandwidth_Bps``
     the GEMV read over a matrix of at least 4 x the shared cache, on one core, then on every
     measured core at once (the sum).

@@ -8,14 +8,16 @@ import sys
 import time
 from typing import Any
 
-from wpsim.cells import gate_count, get_cell
+from wpsim.cells import cell_names, gate_count, get_cell
 from wpsim.measure.calibrate.compute import (
-    CALIBRATED_CELLS,
     ELEM_B,
     ELEM_B_QUICK,
+    ELEM_BUDGET_S,
+    ELEM_BUDGET_S_QUICK,
     ELEM_H,
     ELEM_H_QUICK,
     ELEM_STEPS,
+    GEMM_CELLS,
     GEMM_H,
     GEMM_H_QUICK,
     GEMM_N,
@@ -92,7 +94,7 @@ def child_main(config: dict[str, Any]) -> None:
     # the other cells' own matrices: a skinny product's rate depends on where its matrix fits
     raw["gemm_s_by_cell"] = {
         cell: measure_gemm(hs, ns, budget / 2, gate_count(get_cell(cell)))
-        for cell in CALIBRATED_CELLS
+        for cell in GEMM_CELLS
         if cell != "lstm"  # gemm_s is the LSTM's
     }
     # and with the weights hot: at most half the largest private cache (as its bandwidth is
@@ -109,19 +111,21 @@ def child_main(config: dict[str, Any]) -> None:
                 gate_count(get_cell(cell)),
                 hot_bytes=hot,
             )
-            for cell in CALIBRATED_CELLS
+            for cell in GEMM_CELLS
         }
     _emit("done", seconds=time.perf_counter() - t)
 
+    # the element-wise work and fixed costs of every registered cell, from its declaration
+    cells = cell_names()
     eh = ELEM_H_QUICK if quick else ELEM_H
     eb = ELEM_B_QUICK if quick else ELEM_B
-    cells = "/".join(CALIBRATED_CELLS)
+    share = (ELEM_BUDGET_S_QUICK if quick else ELEM_BUDGET_S) / len(cells)
     t = step(
-        3, f"{cells} gate math, H = {','.join(map(str, eh))}, batch = {','.join(map(str, eb))}"
+        3,
+        f"gate math of {', '.join(cells)}, H = {','.join(map(str, eh))}, "
+        f"batch = {','.join(map(str, eb))}",
     )
-    raw["elementwise_s_per_step"] = measure_elementwise(
-        CALIBRATED_CELLS, eh, eb, ELEM_STEPS, budget
-    )
+    raw["elementwise_s_per_step"] = measure_elementwise(cells, eh, eb, ELEM_STEPS, share)
     _emit("done", seconds=time.perf_counter() - t)
 
     levels = [(c["name"], c["size_bytes"], c["scope"]) for c in config["caches"]]
@@ -189,7 +193,7 @@ def child_main(config: dict[str, Any]) -> None:
         _emit("progress", message="[8/9] co-running slowdown: skipped (one core)")
 
     t = step(9, "per-step overhead of the cell math (H = 4, 32 steps per chunk)")
-    raw["kernel_call_overhead_s"] = measure_step_overhead(CALIBRATED_CELLS, 32, budget)
+    raw["kernel_call_overhead_s"] = measure_step_overhead(cells, 32, budget)
     _emit("done", seconds=time.perf_counter() - t)
 
     raw["threadpool_info"] = [

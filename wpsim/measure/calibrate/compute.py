@@ -11,11 +11,12 @@ from typing import Any
 from wpsim.cells import get_cell
 from wpsim.measure.calibrate.timing import time_call, zero_product
 
-#: The cells whose own tables a machine file holds (``efficiency.elementwise_step_s``,
-#: ``gemm_by_n_h_by_cell``, ``task_overhead_s``: :mod:`wpsim.machines.cpu` keys them by these
-#: names); each is timed from its declaration. A workload of another cell is charged by the
-#: fractions of peak the machine file gives for every cell.
-CALIBRATED_CELLS = ("rnn", "lstm", "gru")
+#: The cells whose own GEMM grids a machine file holds (``gemm_by_n_h_by_cell``,
+#: ``gemm_by_n_h_hot``), each timed with its ``W (G*H, H)`` (the LSTM's grid is
+#: ``gemm_by_n_h``); a workload of another cell is charged by ``gemm_by_n_h``. The element-wise
+#: tables and a kernel call's fixed costs are measured for every registered cell
+#: (:func:`wpsim.cells.cell_names`).
+GEMM_CELLS = ("rnn", "lstm", "gru")
 #: Shapes measured (full run, quick run).
 GEMM_N = (1, 2, 4, 8, 16, 32, 64, 256)
 
@@ -42,6 +43,15 @@ ELEM_B_QUICK = (1, 16)
 
 
 ELEM_STEPS = 8  # steps per chunk task in the element-wise measurement
+
+
+#: Seconds of timing at each (H, batch) point of the element-wise measurement, shared by every
+#: registered cell (full run, quick run): each cell gets its share, so that a registered cell
+#: adds no more to a calibration than its kernels' set-up.
+ELEM_BUDGET_S = 0.75
+
+
+ELEM_BUDGET_S_QUICK = 0.15
 
 
 def _timed_weight(rng: Any, rows: int, hidden: int) -> Any:

@@ -487,7 +487,7 @@ def _efficiency_section(
         if n not in by_n or frac > by_n[n][0]:
             by_n[n] = (frac, h)
     table = sorted(by_n.items())
-    # element-wise: geometric mean over LSTM/GRU shapes
+    # element-wise: geometric mean over every cell's shapes
     elem_fracs = {}
     for key, seconds in raw["elementwise_s_per_step"].items():
         cell, h, b = key.split(",")
@@ -570,7 +570,8 @@ def _efficiency_section(
     lines += [
         f"  elementwise: {_fmt(round(elementwise, 5))}  # "
         + measured(
-            f"cell gate math, geometric mean over {len(elem_fracs)} shapes "
+            f"cell gate math, geometric mean over {len(elem_fracs)} shapes of "
+            f"{len({key.split(',')[0] for key in elem_fracs})} cells "
             f"(range {min(elem_fracs.values()):.3g}-{max(elem_fracs.values()):.3g})"
         ),
         "  elementwise_step_s:  # by cell, [H, B, seconds]: one step's gate math (forward cell tasks)",
@@ -683,7 +684,8 @@ def _runtime_lines() -> list[str]:
         "gemv_max_batch() (the executor's one-core recurrent product runs one GEMV per batch row "
         "up to this batch)",
         "elementwise_split_across_helpers: false  # configuration: kernels.executor runs the "
-        "whole element-wise update of a split step on every member (no second barrier)",
+        "whole element-wise update of a split step on every member (no second barrier), or an "
+        "element-wise recurrence on the lead alone",
     ]
 
 

@@ -41,9 +41,9 @@ is not a property of intervals of wavefronts as it is for cells.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -54,10 +54,15 @@ from wpsim.machines.cpu import CpuMachine
 from wpsim.model.workload import Workload
 from wpsim.policies import Policy, get_policy
 from wpsim.result import Result
-from wpsim.sim.closed_forms.costs import BlockCosts, Placement
+from wpsim.sim.closed_forms.costs import BlockCosts, Floats, Ints, Placement, SlotKey
 from wpsim.sim.closed_forms.path import Grid, RowFn, Why
 from wpsim.sim.closed_forms.tasks import Sizes, TaskSet, chunk_shape, fill_live, structure, task_set
 from wpsim.sim.closed_forms.tasks import vertical as _vertical
+
+#: A block's break-downs by cause: along the critical path, and of the cores' time.
+Breakdowns = tuple[dict[str, float], dict[str, float]]
+#: What a one-core baseline gave, by (workload, chunk, cores a socket, ...): seconds, error.
+Baselines = dict[tuple[Hashable, ...], tuple[float, Exception | None]]
 
 
 def band_makespan(layer_costs: list[float], chunks: int, groups: int) -> float:
@@ -94,7 +99,7 @@ def band_terms(layer_costs: list[float], chunks: int, groups: int) -> list[tuple
     return terms
 
 
-def _band_array(steady: list[np.ndarray], n: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def _band_array(steady: list[Floats], n: Floats, groups: Floats) -> Floats:
     """:func:`band_makespan` at each point (the same operations in the same order)."""
     out = np.zeros(n.shape)
     n_layers = len(steady)
@@ -118,7 +123,7 @@ def _band_array(steady: list[np.ndarray], n: np.ndarray, groups: np.ndarray) -> 
     return out
 
 
-def _max(values: list[np.ndarray]) -> np.ndarray:
+def _max(values: list[Floats]) -> Floats:
     top = values[0]
     for value in values[1:]:
         top = np.maximum(top, value)
@@ -132,24 +137,24 @@ def _max(values: list[np.ndarray]) -> np.ndarray:
 class Predictions:
     """:func:`predict_many`'s answer: arrays over the points, and the points that failed."""
 
-    makespan_s: np.ndarray
-    sequential_s: np.ndarray
-    n_tasks: np.ndarray
-    dram_bytes: np.ndarray
-    utilization: np.ndarray
-    cores: np.ndarray
+    makespan_s: Floats
+    sequential_s: Floats
+    n_tasks: Floats
+    dram_bytes: Floats
+    utilization: Floats
+    cores: Ints
     errors: dict[int, Exception] = field(default_factory=dict)
-    why: tuple[dict, dict] | None = None  # a block of one: (critical path, core-seconds)
+    why: Breakdowns | None = None  # a block of one: (critical path, core-seconds)
 
 
 @dataclass
 class _Part:
     """What :func:`_evaluate` gives for some points."""
 
-    makespan: np.ndarray
-    n_tasks: np.ndarray
-    dram: np.ndarray
-    why: tuple[dict, dict] | None = None
+    makespan: Floats
+    n_tasks: Floats
+    dram: Floats
+    why: Breakdowns | None = None
 
 
 def predict_many(
@@ -160,7 +165,7 @@ def predict_many(
     chunks: Sequence[int] | None = None,
     granularity: str = "cell",
     cost: str = "model",
-    baselines: dict | None = None,
+    baselines: Baselines | None = None,
 ) -> Predictions:
     """:func:`predict` for many points at once: point ``i`` is ``workloads[i]`` on
     ``cores[i]`` cores with ``chunks[i]`` steps per task, all under one policy and machine
@@ -191,25 +196,33 @@ def predict_many(
     cores = [None] * n_points if cores is None else list(cores)
     chunks = [1] * n_points if chunks is None else list(chunks)
     errors: dict[int, Exception] = {}
-    cut: dict[int | None, Any] = {}
-    machines: list[Any] = []
+    cut: dict[int | None, CpuMachine | ConfigError] = {}
+    machines: list[CpuMachine | ConfigError] = []
     for i, c in enumerate(cores):
         if c not in cut:
             try:
                 cut[c] = machine.with_cores(c) if c is not None else machine
             except ConfigError as error:
                 cut[c] = error
-        machines.append(cut[c])
-        if isinstance(cut[c], Exception):
-            errors[i] = cut[c]
+        made = cut[c]
+        machines.append(made)
+        if isinstance(made, ConfigError):
+            errors[i] = made
     ok = [i for i in range(n_points) if i not in errors]
-    total = np.array([m.total_cores if not isinstance(m, Exception) else 0 for m in machines])
-    out = Predictions(*(np.full(n_points, np.nan) for _ in range(5)), total, errors)
+    usable = [m for m in machines if isinstance(m, CpuMachine)]  # the points in ok, in order
+    total = np.array(
+        [m.total_cores if isinstance(m, CpuMachine) else 0 for m in machines], dtype=np.int64
+    )
+
+    def nan() -> Floats:
+        return np.full(n_points, np.nan)
+
+    out = Predictions(nan(), nan(), nan(), nan(), nan(), total, errors)
     if not ok:
         return out
     part = _evaluate(
         [workloads[i] for i in ok],
-        [machines[i] for i in ok],
+        usable,
         policy,
         [chunks[i] for i in ok],
         granularity,
@@ -220,7 +233,7 @@ def predict_many(
     )
     seq = _sequential(
         [workloads[i] for i in ok],
-        [machines[i] for i in ok],
+        usable,
         policy.instances,
         [chunks[i] for i in ok],
         granularity,
@@ -251,19 +264,28 @@ def predict_many(
 
 
 def _sequential(
-    workloads, machines, instances, chunks, granularity, cost, errors, index, known
-) -> np.ndarray:
+    workloads: list[Workload],
+    machines: list[CpuMachine],
+    instances: int,
+    chunks: list[int],
+    granularity: str,
+    cost: str,
+    errors: dict[int, Exception],
+    index: list[int],
+    known: Baselines,
+) -> Floats:
     """The one-core baseline at each point: the ``sequential`` policy on core 0, which depends
     on the machine only through its cores per socket (whether one core is a whole socket), so
     it is evaluated once per distinct (workload, chunk, that); ``known`` holds those already
     evaluated (by earlier calls on the same machine), as (seconds, error or None). An error
     is recorded for the first point of its kind in this call, as if evaluated here."""
     sequential = get_policy("sequential", instances=instances)
-    keys = [
-        (id(w), c, m.socket_cores, instances, granularity, cost)
+    socket_cores = {id(m): m.socket_cores for m in {id(m): m for m in machines}.values()}
+    keys: list[tuple[Hashable, ...]] = [
+        (id(w), c, socket_cores[id(m)], instances, granularity, cost)
         for w, m, c in zip(workloads, machines, chunks, strict=True)
     ]
-    first: dict[tuple, int] = {}
+    first: dict[tuple[Hashable, ...], int] = {}
     for i, key in enumerate(keys):
         first.setdefault(key, i)
     todo = [i for key, i in first.items() if key not in known]
@@ -280,7 +302,7 @@ def _sequential(
             list(range(len(todo))),
         )
         for j, i in enumerate(todo):
-            known[keys[i]] = (part.makespan[j], new_errors.get(j))
+            known[keys[i]] = (float(part.makespan[j]), new_errors.get(j))
     for key, i in first.items():
         error = known[key][1]
         if error is not None:
@@ -304,18 +326,24 @@ def _evaluate(
     numbers, to record errors under); ``why``: a block of one also gets its break-downs."""
     n_points = len(workloads)
     part = _Part(np.full(n_points, np.nan), np.full(n_points, np.nan), np.full(n_points, np.nan))
-    groups_of: dict[int, Any] = {}
-    for m in machines:
-        if m.total_cores not in groups_of:
+    # the policy's groups by number of cores, or why it has none (per distinct machine: a
+    # block repeats them)
+    groups_of: dict[int, list[tuple[int, ...]]] = {}
+    refused: dict[int, ConfigError] = {}
+    groups_at: dict[int, list[tuple[int, ...]]] = {}  # by the machine's id
+    for m in {id(m): m for m in machines}.values():
+        cores = m.total_cores
+        if cores not in groups_of and cores not in refused:
             try:
-                groups_of[m.total_cores] = policy.core_groups(m.total_cores)
+                groups_of[cores] = policy.core_groups(cores)
             except ConfigError as error:
-                groups_of[m.total_cores] = error
+                refused[cores] = error
+        if cores in groups_of:
+            groups_at[id(m)] = groups_of[cores]
     valid = []
     for i, m in enumerate(machines):
-        groups = groups_of[m.total_cores]
-        if isinstance(groups, Exception):
-            errors.setdefault(index[i], groups)
+        if id(m) not in groups_at:
+            errors.setdefault(index[i], refused[m.total_cores])
         else:
             valid.append(i)
     if policy.name == "multiprogram":
@@ -334,20 +362,24 @@ def _evaluate(
             why,
         )
     # blocks of points with one graph structure and one shape of chunking
-    blocks: dict[tuple, list[int]] = {}
-    options = []
+    blocks: dict[tuple[Hashable, ...], list[int]] = {}
+    opts_of: dict[int, dict[str, Any]] = {}
+    block_of: dict[tuple[int, int], tuple[dict[str, Any], tuple[Hashable, ...]]] = {}
     for i in valid:
-        opts = policy.graph_options(workloads[i], chunks[i])
-        options.append(opts)
-        n = -(-workloads[i].seq_len // opts.get("chunk", 1))
-        key = (
-            structure(workloads[i]),
-            opts.get("hoist_input") is not None,
-            opts.get("instances", 1),
-            min(n, 3),
-        )
-        blocks.setdefault(key, []).append(i)
-    opts_of = dict(zip(valid, options, strict=True))
+        workload = workloads[i]
+        known = block_of.get((id(workload), chunks[i]))
+        if known is None:
+            opts = policy.graph_options(workload, chunks[i])
+            n = -(-workload.seq_len // opts.get("chunk", 1))
+            key = (
+                structure(workload),
+                opts.get("hoist_input") is not None,
+                opts.get("instances", 1),
+                min(n, 3),
+            )
+            known = block_of[(id(workload), chunks[i])] = (opts, key)
+        opts_of[i] = known[0]
+        blocks.setdefault(known[1], []).append(i)
     for members in blocks.values():
         try:
             makespan, n_tasks, dram, block_why = _evaluate_block(
@@ -355,7 +387,7 @@ def _evaluate(
                 [machines[i] for i in members],
                 policy,
                 [opts_of[i] for i in members],
-                [groups_of[machines[i].total_cores] for i in members],
+                [groups_at[id(machines[i])] for i in members],
                 granularity,
                 cost,
                 why,
@@ -372,16 +404,16 @@ def _evaluate(
 
 
 def _multiprogram(
-    workloads,
-    machines,
-    policy,
-    chunks,
-    granularity,
-    cost,
-    errors,
-    index,
-    valid,
-    groups_of,
+    workloads: list[Workload],
+    machines: list[CpuMachine],
+    policy: Policy,
+    chunks: list[int],
+    granularity: str,
+    cost: str,
+    errors: dict[int, Exception],
+    index: list[int],
+    valid: list[int],
+    groups_of: dict[int, list[tuple[int, ...]]],
     part: _Part,
     why: bool,
 ) -> _Part:
@@ -410,9 +442,9 @@ def _multiprogram(
         tasks_of[i] = float(ts.n_tasks[0])
     worst = {i: 0.0 for i in valid}
     dram = {i: 0.0 for i in valid}
-    critical: dict[int, Any] = {}
-    busy: dict[int, Any] = {}
-    subs: dict[tuple, Any] = {}
+    critical: dict[int, dict[str, float] | None] = {}  # the slowest instance's path
+    busy: dict[int, dict[str, float]] = {}  # all instances' core-seconds
+    subs: dict[tuple[int, int], CpuMachine | ConfigError] = {}
     # every distinct size of every point, ascending (as the instances are visited)
     for rank in range(2):
         todo = []
@@ -422,7 +454,8 @@ def _multiprogram(
                 todo.append((i, distinct[rank]))
         if not todo:
             break
-        sub_machines, members = [], []
+        sub_machines: list[CpuMachine] = []
+        members: list[tuple[int, int]] = []
         for i, size in todo:
             key = (id(machines[i]), size * sizes_of[i][1])
             if key not in subs:
@@ -430,10 +463,11 @@ def _multiprogram(
                     subs[key] = machines[i].with_cores(size * sizes_of[i][1])
                 except ConfigError as error:
                     subs[key] = error
-            if isinstance(subs[key], Exception):
-                errors.setdefault(index[i], subs[key])
+            made = subs[key]
+            if isinstance(made, ConfigError):
+                errors.setdefault(index[i], made)
                 continue
-            sub_machines.append(subs[key])
+            sub_machines.append(made)
             members.append((i, size))
         if not members:
             continue
@@ -468,15 +502,25 @@ def _multiprogram(
         if index[i] in errors:
             continue
         part.makespan[i], part.n_tasks[i], part.dram[i] = worst[i], tasks_of[i], dram[i]
-        if why and critical.get(i) is not None:
-            part.why = (critical[i], busy[i])
+        path = critical.get(i)
+        if why and path is not None:
+            part.why = (path, busy[i])
     return part
 
 
 def _evaluate_block(
-    workloads, machines, policy, options, groups, granularity, cost, why, in_multiprogram
-):
-    """One block: the same graph structure and shape of chunking at every point."""
+    workloads: list[Workload],
+    machines: list[CpuMachine],
+    policy: Policy,
+    options: list[dict[str, Any]],
+    groups: list[list[tuple[int, ...]]],
+    granularity: str,
+    cost: str,
+    why: bool,
+    in_multiprogram: bool,
+) -> tuple[Floats, Floats, Floats, Breakdowns | None]:
+    """One block: the same graph structure and shape of chunking at every point: (makespan,
+    tasks, DRAM bytes) at each point, and a block of one's break-downs with ``why``."""
     chunk = np.array([opts.get("chunk", 1) for opts in options], dtype=float)
     hoist = options[0].get("hoist_input")
     hoist_arr = None if hoist is None else np.array([o["hoist_input"] for o in options], float)
@@ -484,16 +528,21 @@ def _evaluate_block(
     ts = task_set(workloads, chunk, hoist_arr, instances, granularity)
     sizes = Sizes(workloads)
     fill_live(ts, sizes)
-    first_cores = {
-        m.total_cores: [g[0] for g in gs] for m, gs in zip(machines, groups, strict=True)
-    }
+    # each distinct machine (and its core groups) once, then spread over the points
+    position: dict[int, int] = {}
+    which = np.array([position.setdefault(id(m), len(position)) for m in machines])
+    distinct = list({id(m): (m, gs) for m, gs in zip(machines, groups, strict=True)}.values())
+
+    def spread(values: list[float]) -> np.ndarray:
+        return np.array(values, dtype=float)[which]
+
     at = Placement(
-        cores=np.array([m.total_cores for m in machines], dtype=float),
-        cores_per_socket=np.array([m.cores_per_socket for m in machines], dtype=float),
-        socket_cores=np.array([m.socket_cores for m in machines], dtype=float),
-        k=np.array([len(g[0]) for g in groups], dtype=float),
-        groups=np.array([len(g) for g in groups], dtype=float),
-        first_cores=first_cores,
+        cores=spread([m.total_cores for m, _ in distinct]),
+        cores_per_socket=spread([m.cores_per_socket for m, _ in distinct]),
+        socket_cores=spread([m.socket_cores for m, _ in distinct]),
+        k=spread([len(gs[0]) for _, gs in distinct]),
+        groups=spread([len(gs) for _, gs in distinct]),
+        first_cores={m.total_cores: [g[0] for g in gs] for m, gs in distinct},
     )
     G = at.groups
     sequence = (G == 1) & (not in_multiprogram)
@@ -514,7 +563,7 @@ def _evaluate_block(
     block_why = None
     if track:
         levels = [c.name for c in machine.caches] + [DRAM]
-        parts: dict = {}
+        parts: dict[SlotKey, dict[str, float]] = {}
         all_terms = every_task_terms(ts)
         block_why = (
             breakdown.from_terms(terms, records.__getitem__, levels, memo=parts),
@@ -534,12 +583,12 @@ def every_task_terms(ts: TaskSet) -> dict[tuple[int, int], float]:
 
 
 def schedule_makespan(
-    ts: TaskSet, policy: Policy, G: np.ndarray, cost_of: list[list[np.ndarray]], track: bool
-) -> tuple[np.ndarray, dict]:
+    ts: TaskSet, policy: Policy, G: Floats, cost_of: list[list[Floats]], track: bool
+) -> tuple[Floats, dict[SlotKey, float]]:
     """The makespan at each point, and with ``track`` the same as terms ``{(row, slot):
     coefficient}`` such that the coefficients times those classes' costs sum to it (the
     critical-path view of :mod:`wpsim.breakdown`)."""
-    total = 0.0
+    total: Floats = np.zeros(G.shape)
     for row, row_costs in zip(ts.rows, cost_of, strict=True):
         for slot, seconds in zip(row.slots, row_costs, strict=True):
             total = total + np.where(slot.count > 0, slot.count * seconds, 0.0)
@@ -555,27 +604,29 @@ def schedule_makespan(
         and all(row.chain == "forward" and row.key[0] == 0 for row in ts.rows)
         and len({row.key for row in ts.rows}) == len(ts.rows)  # one stream
     )
-    terms: dict = {}
+    terms: dict[SlotKey, float] = {}
     if simple_grid:
         shape = int(chunk_shape(n)[0])
-        steady, cold_extra, steady_slot = [], 0.0, []
+        steady: list[Floats] = []
+        steady_slot: list[int] = []
+        cold_extra: Floats = np.zeros(G.shape)
         for row_costs in cost_of:
             first, mid, last = row_costs
             if shape == 1:
-                value, slot = first, 0
+                value, which = first, 0
             elif shape == 2:
-                value, slot = last, 2
+                value, which = last, 2
             else:
                 value = np.maximum(mid, last)
-                slot = 1 if float(mid[0]) == float(value[0]) else 2
+                which = 1 if float(mid[0]) == float(value[0]) else 2
             steady.append(value)
-            steady_slot.append(slot)
+            steady_slot.append(which)
             cold_extra = cold_extra + np.maximum(0.0, first - value)
         makespan = _band_array(steady, n, G) + cold_extra
         if track:
-            for layer, (row_costs, slot) in enumerate(zip(cost_of, steady_slot, strict=True)):
+            for layer, (row_costs, which) in enumerate(zip(cost_of, steady_slot, strict=True)):
                 if float(row_costs[0][0]) > float(steady[layer][0]):  # the cold task in place
-                    for key, sign in (((layer, 0), 1.0), ((layer, slot), -1.0)):
+                    for key, sign in (((layer, 0), 1.0), ((layer, which), -1.0)):
                         terms[key] = terms.get(key, 0.0) + sign
             band = band_terms([float(c[0]) for c in steady], int(n[0]), int(G[0]))
             for layer, coefficient in band:
@@ -596,46 +647,51 @@ def schedule_makespan(
 
 
 def _critical_path(
-    ts: TaskSet, cost_of: list[list[np.ndarray]], track: bool
-) -> tuple[np.ndarray, dict]:
+    ts: TaskSet, cost_of: list[list[Floats]], track: bool
+) -> tuple[Floats, dict[SlotKey, float]]:
     """The longest path through the task graph at each point (:mod:`wpsim.sim.closed_forms.path`),
     and with ``track`` its tasks as ``{(row, slot): count}`` (the first of equal paths)."""
     from wpsim.sim.closed_forms.tasks import topological_order
 
     grid = Grid(ts.n, track=track)
-    values: list[Any] = [None] * len(ts.rows)  # RowFn, or (value, why) of a single task
+    chains: dict[int, RowFn] = {}  # the finish times of a row of several tasks
+    singles: dict[int, tuple[Floats, Why | None]] = {}  # (finish time, why) of a single task
     rows = ts.rows
+
+    def finish(r: int) -> tuple[Floats, Why | None]:
+        """The latest finish of row ``r``'s tasks."""
+        return grid.row_max(chains[r]) if r in chains else singles[r]
+
     for r in topological_order([(row.same, row.const, row.whole) for row in rows]):
         row = rows[r]
-        costs = tuple(cost_of[r]) if row.chain != "single" else None
         keys = ((r, 0), (r, 1), (r, 2))
         if row.chain == "single":
-            candidates = []
-            for p in row.whole:
-                value = values[p]
-                candidates.append(grid.row_max(value) if isinstance(value, RowFn) else value)
+            candidates = [finish(p) for p in row.whole]
             start, start_why = grid.best(candidates) if candidates else (0.0 * ts.n, _root(track))
-            values[r] = (start + cost_of[r][0], _extend(start_why, (r, 0)))
+            singles[r] = (start + cost_of[r][0], _extend(start_why, (r, 0)))
             continue
-        consts = [values[p] for p in row.const]
+        consts = [singles[p] for p in row.const]
         v = _vertical(
-            grid, [values[p] for p in row.same], [c[0] for c in consts], [c[1] for c in consts]
+            grid, [chains[p] for p in row.same], [c[0] for c in consts], [c[1] for c in consts]
         )
+        costs = tuple(cost_of[r])
         if row.chain == "none":
-            values[r] = grid.add(v, costs, keys)
+            chains[r] = grid.add(v, costs, keys)
         else:
-            values[r] = grid.chain(v, costs, keys, forward=row.chain == "forward")
+            chains[r] = grid.chain(v, costs, keys, forward=row.chain == "forward")
     # the latest finish of all (the first row of equals, in task-id order)
-    ends = [grid.row_max(value) if isinstance(value, RowFn) else value for value in values]
-    longest, longest_why = grid.best(ends)
-    return longest, longest_why.counts() if track and longest_why is not None else {}
+    longest, longest_why = grid.best([finish(r) for r in range(len(rows))])
+    if not track or longest_why is None:
+        return longest, {}
+    # (path.Why records any hashable key; the ones given here are all (row, slot))
+    return longest, {cast(SlotKey, key): count for key, count in longest_why.counts().items()}
 
 
 def _root(track: bool) -> Why | None:
     return Why(None, None, 0.0) if track else None
 
 
-def _extend(why: Why | None, key) -> Why | None:
+def _extend(why: Why | None, key: SlotKey) -> Why | None:
     return None if why is None else Why(why, key, 1.0)
 
 
@@ -675,6 +731,11 @@ def predict(
         raise p.errors[0]
     makespan = float(p.makespan_s[0])
     critical, core_s = p.why if p.why is not None else ({}, {})
+    extra = {"machine": machine.name, "chunk": chunk, "granularity": granularity, "cost": cost}
+    # a cell the machine file's per-cell tables miss is charged by its defaults: said here
+    note = machine.fallback_note(workload.calibration_key, workload.cell)
+    if note and cost == "model":
+        extra["note"] = note
     return Result(
         engine="analytic",
         policy=policy.describe(),
@@ -685,7 +746,7 @@ def predict(
         utilization=float(p.utilization[0]),
         dram_bytes=float(p.dram_bytes[0]),
         level_bytes={DRAM: float(p.dram_bytes[0])},
-        extra={"machine": machine.name, "chunk": chunk, "granularity": granularity, "cost": cost},
+        extra=extra,
         breakdown_s=critical,
         core_breakdown_s=breakdown.spread(core_s, machine.total_cores, makespan),
     )

@@ -12,25 +12,37 @@ curves, dispatch tables) are read with the same interpolation rules; logarithms 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from wpsim.cost.base import DRAM, TaskCost
 from wpsim.machines.cpu import CpuMachine
 from wpsim.sim.closed_forms.tasks import Sizes, TaskSet
 
+#: Arrays over a block's points (or classes of tasks x points): numbers, integers (indices,
+#: counts), truth values.
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
+Bools = NDArray[np.bool_]
+#: An efficiency grid by (log2 columns, log2 hidden size): its two axes and its values.
+EfficiencyGrid = tuple[list[float], list[float], list[list[float]]]
+#: The key of a class of tasks: (row, slot) of :attr:`TaskSet.rows`.
+SlotKey = tuple[int, int]
+
 # ---- tables --------------------------------------------------------------------------------
 
 
-def log2(values: np.ndarray) -> np.ndarray:
+def log2(values: ArrayLike) -> Floats:
     """:func:`math.log2` of each value (numpy's may differ in the last bit)."""
     values = np.asarray(values, dtype=float)
     unique, inverse = np.unique(values, return_inverse=True)
     return np.array([math.log2(v) for v in unique])[inverse].reshape(values.shape)
 
 
-def bracket(xs: list[float], x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bracket(xs: Sequence[float], x: Floats) -> tuple[Ints, Ints, Floats]:
     """:meth:`wpsim.cost.cpu.CpuCostModel._bracket` for an array of ``x``."""
     last = len(xs) - 1
     if last == 0:
@@ -46,7 +58,7 @@ def bracket(xs: list[float], x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return np.where(clamp, edge, lo), np.where(clamp, edge, hi), np.where(clamp, 0.0, f)
 
 
-def linear(xs: list[float], ys: list[float], x: np.ndarray) -> np.ndarray:
+def linear(xs: Sequence[float], ys: Sequence[float], x: Floats) -> Floats:
     """``ys`` read at ``x`` with :func:`bracket` (the efficiency table's rule)."""
     i, j, f = bracket(xs, x)
     y = np.asarray(ys, dtype=float)
@@ -54,8 +66,12 @@ def linear(xs: list[float], ys: list[float], x: np.ndarray) -> np.ndarray:
 
 
 def bilinear(
-    xs: list[float], ys: list[float], grid: list[list[float]], x: np.ndarray, y: np.ndarray
-) -> np.ndarray:
+    xs: Sequence[float],
+    ys: Sequence[float],
+    grid: Sequence[Sequence[float]],
+    x: Floats,
+    y: Floats,
+) -> Floats:
     """:meth:`wpsim.cost.cpu.CpuCostModel._bilinear` for arrays."""
     table = np.asarray(grid, dtype=float)
     i, j, fx = bracket(xs, x)
@@ -65,7 +81,7 @@ def bilinear(
     return lo + fx * (hi - lo)
 
 
-def piecewise(points: list, x: np.ndarray) -> np.ndarray:
+def piecewise(points: Sequence[Sequence[float]], x: ArrayLike) -> Floats:
     """:func:`wpsim.machines.piecewise_linear` for an array of ``x``."""
     xs = np.array([p[0] for p in points], dtype=float)
     ys = np.array([p[1] for p in points], dtype=float)
@@ -79,7 +95,7 @@ def piecewise(points: list, x: np.ndarray) -> np.ndarray:
     return np.where(x <= xs[0], ys[0], np.where(at >= len(xs), ys[-1], value))
 
 
-def _grid(points: list | None):
+def _grid(points: Sequence[Sequence[float]] | None) -> EfficiencyGrid | None:
     """:meth:`wpsim.cost.cpu.CpuCostModel._grid`."""
     if not points:
         return None
@@ -93,8 +109,8 @@ def _grid(points: list | None):
 
 
 def level_for(
-    machine: CpuMachine, private_ws: np.ndarray, shared_ws: np.ndarray, n_sockets: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    machine: CpuMachine, private_ws: ArrayLike, shared_ws: Floats, n_sockets: Floats
+) -> tuple[Ints, Floats]:
     """The level holding a working set at each point (see :mod:`wpsim.sim.closed_forms`): its index
     (the machine's private levels in order, then the shared level; -1 for DRAM) and the
     bandwidth it serves it at (nan for DRAM).
@@ -149,7 +165,9 @@ def level_name(machine: CpuMachine, index: int) -> str:
         return DRAM
     if index < len(private):
         return private[index].name
-    return machine.shared_level.name  # type: ignore[union-attr]
+    shared = machine.shared_level
+    assert shared is not None  # (level_for gives this index only when there is one)
+    return shared.name
 
 
 # ---- the machine at each point ---------------------------------------------------------------
@@ -159,11 +177,11 @@ def level_name(machine: CpuMachine, index: int) -> str:
 class Placement:
     """The machine and the policy's groups at each point of a block (arrays over points)."""
 
-    cores: np.ndarray  # cores the run uses
-    cores_per_socket: np.ndarray  # of the machine cut to them
-    socket_cores: np.ndarray  # of the whole machine (``CpuMachine.socket_cores``)
-    k: np.ndarray  # cores per group
-    groups: np.ndarray  # number of groups
+    cores: Floats  # cores the run uses
+    cores_per_socket: Floats  # of the machine cut to them
+    socket_cores: Floats  # of the whole machine (``CpuMachine.socket_cores``)
+    k: Floats  # cores per group
+    groups: Floats  # number of groups
     first_cores: dict[int, list[int]]  # by ``cores``: the first core of each group
 
 
@@ -192,7 +210,7 @@ class BlockCosts:
         ts: TaskSet,
         at: Placement,
         policy_name: str,
-        sequence: np.ndarray,
+        sequence: Bools,
         ideal: bool,
     ) -> None:
         self.m, self.sz, self.ts, self.at = machine, sizes, ts, at
@@ -200,7 +218,6 @@ class BlockCosts:
         self.sequence = sequence
         k, G = at.k, at.groups
         self.k = k
-        w_cell = sizes.cell
         m = machine
         self.peak = m.peak_flops_per_core(sizes.dtype)
         self.private = m.private_levels
@@ -209,27 +226,28 @@ class BlockCosts:
         eff = m.efficiency
         self._eff_x = [math.log2(n) for n, _ in eff.gemm_by_n]
         self._eff_y = [f for _, f in eff.gemm_by_n]
-        by_n_h = (eff.gemm_by_n_h_by_cell or {}).get(w_cell) or eff.gemm_by_n_h
-        self._eff_nh = _grid(by_n_h)
-        self._eff_nh_hot = _grid((eff.gemm_by_n_h_hot or {}).get(w_cell))
-        self._elem_step_s = self._elementwise_step_s()
-        self.step_overhead = m.step_overhead(w_cell)
-        self.step_overhead_bwd = m.step_overhead(w_cell, backward=True)
-        self.task_overhead = m.task_overhead_s.get(w_cell, 0.0)
+        calibrated = m.cell_calibration(sizes.cell)
+        self._eff_nh = _grid(calibrated.gemm_by_n_h)
+        self._eff_nh_hot = _grid(calibrated.gemm_by_n_h_hot)
+        self._elem_step_s = self._elementwise_step_s(calibrated.elementwise_step_s)
+        self.step_overhead = calibrated.step_overhead_s
+        self.step_overhead_bwd = calibrated.backward_step_overhead_s
+        self.task_overhead = calibrated.task_overhead_s
         # residency of each set of weight blocks
         cps = at.cores_per_socket
         used_cores = k * G
         sockets_used = np.maximum(1, np.ceil(used_cores / cps))
-        live_layers = ts.live_layers
+        live_layers, live_bytes = ts.live_layers, ts.live_bytes
+        assert live_layers is not None and live_bytes is not None, "fill_live(ts, sizes) first"
         active = np.minimum(G, live_layers)
-        layer_bytes = ts.live_bytes / np.maximum(live_layers, 1)
+        layer_bytes = live_bytes / np.maximum(live_layers, 1)
         layer_index = {key: i for i, key in enumerate(ts.layer_keys)}
         # the distinct (cores, groups, cores per socket, active groups) of the block, once
         combos = np.stack([at.cores, at.groups, cps, active], axis=1)
         self._combos, inverse = np.unique(combos, axis=0, return_inverse=True)
         self._combo_of_point = inverse.reshape(-1)
-        self.level: list[tuple[np.ndarray, np.ndarray]] = []  # (level index, bandwidth or nan)
-        self.streams: list[np.ndarray] = []
+        self.level: list[tuple[Ints, Floats]] = []  # (level index, bandwidth or nan)
+        self.streams: list[Floats] = []
         for ws in ts.weight_sets:
             size = ws.size
             if policy_name == "sequential":
@@ -251,7 +269,7 @@ class BlockCosts:
         self.all_busy = active * k >= at.socket_cores
         self.whole_socket_group = (k > 1) & (k >= at.socket_cores)
 
-    def _on_socket(self, layer: int) -> np.ndarray:
+    def _on_socket(self, layer: int) -> Floats:
         """Active groups on the socket of the group holding layer-direction ``layer`` (1 if
         none): layer-direction i lives on group ``i mod G``, groups fill socket 0 first
         (counted once per distinct combination of the block's points)."""
@@ -264,15 +282,16 @@ class BlockCosts:
             counts[u] = count or 1
         return counts[self._combo_of_point]
 
-    def _level_for(self, private_ws, shared_ws, n_sockets):
+    def _level_for(
+        self, private_ws: Floats, shared_ws: Floats, n_sockets: Floats
+    ) -> tuple[Ints, Floats]:
         return level_for(self.m, private_ws, shared_ws, n_sockets)
 
     def level_name(self, index: int) -> str:
         return level_name(self.m, index)
 
     # ---- compute ---------------------------------------------------------------------------
-    def _elementwise_step_s(self) -> np.ndarray | None:
-        table = (self.m.efficiency.elementwise_step_s or {}).get(self.sz.cell)
+    def _elementwise_step_s(self, table: list[tuple[float, float, float]] | None) -> Floats | None:
         if not table:
             return None
         points = {(h, b): seconds for h, b, seconds in table}
@@ -281,11 +300,11 @@ class BlockCosts:
         log_hs, log_bs = [math.log2(h) for h in hs], [math.log2(b) for b in bs]
         return bilinear(log_hs, log_bs, grid, log2(self.sz.h), log2(self.sz.b))
 
-    def efficiency(self, n_columns: np.ndarray, hot: np.ndarray) -> np.ndarray:
+    def efficiency(self, n_columns: Floats, hot: Bools) -> Floats:
         """:meth:`wpsim.cost.cpu.CpuCostModel.efficiency` at each point."""
         x = log2(np.maximum(n_columns, 1.0))
 
-        def read(grid) -> np.ndarray:
+        def read(grid: EfficiencyGrid | None) -> Floats:
             if grid is None:
                 return linear(self._eff_x, self._eff_y, x)
             ns, hs, table = grid
@@ -297,7 +316,9 @@ class BlockCosts:
         return np.where(hot, read(self._eff_nh_hot), cold)
 
     # ---- every class of tasks at once ---------------------------------------------------------
-    def costs(self, handoff: np.ndarray, track: bool = False):
+    def costs(
+        self, handoff: Bools, track: bool = False
+    ) -> tuple[dict[SlotKey, Floats], dict[SlotKey, TaskCost]]:
         """Seconds of a task of every slot at every point, as ``{(row, slot): array}``, and
         with ``track`` each slot's :class:`~wpsim.cost.base.TaskCost` at point 0 (for the
         break-down by cause). All slots are stacked into (slots x points) arrays, so a block
@@ -306,15 +327,15 @@ class BlockCosts:
         keys = [(r, s) for r, row in enumerate(ts.rows) for s in range(len(row.slots))]
         slots = [ts.rows[r].slots[s] for r, s in keys]
 
-        def stack(name: str) -> np.ndarray:
+        def stack(name: str) -> Floats:
             return np.stack([getattr(slot, name) for slot in slots])
 
         steps, flops_in, flops_rec, flops_elem = (
             stack(n) for n in ("steps", "flops_in", "flops_rec", "flops_elem")
         )
+        records: dict[SlotKey, TaskCost] = {}
         if self.ideal:
             seconds = (flops_in + flops_rec + flops_elem) / (self.k * 1e9)
-            records = {}
             if track:
                 records = {
                     key: TaskCost(0.0, float(seconds[i, 0]), 0.0, 0.0, {}, 0)
@@ -355,15 +376,20 @@ class BlockCosts:
         streams = np.where(cold, 1.0, streams)
         ih_bytes, hh_bytes = ih[index], hh[index]
         k = self.k[None, :]
+        # a cell task loops over its steps even without a recurrent product (Task.recurrent)
+        cellish = np.array([ts.rows[r].kind in ("cell", "cell_bwd") for r, _ in keys])[:, None]
+        recurrent = (flops_rec != 0) | cellish
         compute, elementwise = self._compute_parts(
-            steps, flops_in, flops_rec, flops_elem, ih_bytes, hh_bytes, cell, k
+            steps, flops_in, flops_rec, flops_elem, ih_bytes, hh_bytes, cell, recurrent, k
         )
-        weight_bytes = 0.0
+        # what a member reads of each of the (at most two) blocks
+        read = []
         for j in range(2):
             size = np.stack([z for z, _ in blocks[j]])[index]
             is_ih = np.array([i for _, i in blocks[j]])[index][:, None]
             whole = (k == 1) | (is_ih & self._ih_by_time(size, steps, k))
-            weight_bytes = weight_bytes + np.where(whole, size, size / k)
+            read.append(np.where(whole, size, size / k))
+        weight_bytes = read[0] + read[1]
         in_dram = np.isnan(bw)
         memory_spec = self.m.memory
         share = np.minimum(
@@ -379,9 +405,6 @@ class BlockCosts:
         zero = 0.0 * fixed
         overhead = handoff_s = sync = zero
         has_rec = flops_rec != 0
-        # a cell task loops over its steps even without a recurrent product (Task.recurrent)
-        cellish = np.array([ts.rows[r].kind in ("cell", "cell_bwd") for r, _ in keys])[:, None]
-        recurrent = has_rec | cellish
         if np.any(recurrent):
             backward = np.array([ts.rows[r].kind.endswith("_bwd") for r, _ in keys])[:, None]
             per_step = np.where(backward, self.step_overhead_bwd, self.step_overhead)
@@ -402,7 +425,6 @@ class BlockCosts:
             fixed = fixed + sync
         seconds = fixed + elementwise + np.maximum(compute, memory)
         out = {key: seconds[i] for i, key in enumerate(keys)}
-        records = {}
         if track:
             for i, key in enumerate(keys):
                 nbytes = float(weight_bytes[i, 0])
@@ -423,8 +445,17 @@ class BlockCosts:
         return out, records
 
     def _compute_parts(
-        self, steps, flops_in, flops_rec, flops_elem, ih_bytes, hh_bytes, cell, k
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        steps: Floats,
+        flops_in: Floats,
+        flops_rec: Floats,
+        flops_elem: Floats,
+        ih_bytes: Floats,
+        hh_bytes: Floats,
+        cell: Bools,
+        recurrent: Bools,
+        k: Floats,
+    ) -> tuple[Floats, Floats]:
         """:meth:`wpsim.cost.cpu.CpuCostModel.compute_parts`: (products, element-wise) seconds."""
         m, peak = self.m, self.peak
         b = self.sz.b[None, :]
@@ -444,11 +475,11 @@ class BlockCosts:
             elem = flops_elem / m.efficiency.elementwise / peak
             if self._elem_step_s is not None:
                 elem = np.where(cell, steps * self._elem_step_s[None, :], elem)
-            whole_each = (k > 1) & (flops_rec != 0) & (not m.elementwise_split_across_helpers)
+            whole_each = (k > 1) & recurrent & (not m.elementwise_split_across_helpers)
             elem = np.where(flops_elem != 0, np.where(whole_each, elem, elem / k), 0.0)
         return products, elem
 
-    def _ih_by_time(self, ih_bytes, steps, k) -> np.ndarray:
+    def _ih_by_time(self, ih_bytes: Floats, steps: Floats, k: Floats) -> Bools:
         """Whether the ``k`` members split an input projection over its time steps."""
         return (
             (1 < k)
@@ -457,7 +488,7 @@ class BlockCosts:
             & (ih_bytes <= self.m.input_split_by_time_max_bytes)
         )
 
-    def dispatch_s(self, task_s: np.ndarray) -> np.ndarray:
+    def dispatch_s(self, task_s: Floats) -> Floats:
         """:meth:`wpsim.machines.cpu.CpuMachine.dispatch_s` at each point (the last axis of
         ``task_s``)."""
         m = self.m
@@ -473,20 +504,20 @@ class BlockCosts:
         return out
 
 
-def _member_s(whole_s: np.ndarray, fixed_s, k: np.ndarray) -> np.ndarray:
+def _member_s(whole_s: Floats, fixed_s: float | Floats, k: Floats) -> Floats:
     """:meth:`wpsim.cost.cpu.CpuCostModel._member_s`."""
-    fixed_s = np.minimum(fixed_s, whole_s)
-    return fixed_s + (whole_s - fixed_s) / k
+    fixed = np.minimum(fixed_s, whole_s)
+    return fixed + (whole_s - fixed) / k
 
 
-def _sum(values: list[np.ndarray], shape) -> np.ndarray:
+def _sum(values: list[Floats], shape: tuple[int, ...]) -> Floats:
     total = np.zeros(shape)
     for value in values:
         total = total + value
     return total
 
 
-def _barrier_s(m: CpuMachine, k: np.ndarray) -> np.ndarray:
+def _barrier_s(m: CpuMachine, k: Floats) -> Floats:
     out = np.zeros(k.shape)
     for value in np.unique(k):
         out[k == value] = m.barrier_s(int(value))
@@ -495,7 +526,12 @@ def _barrier_s(m: CpuMachine, k: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "BlockCosts",
+    "Bools",
+    "EfficiencyGrid",
+    "Floats",
+    "Ints",
     "Placement",
+    "SlotKey",
     "bilinear",
     "bracket",
     "level_for",

@@ -38,6 +38,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from wpsim.cells import input_products, products
 from wpsim.errors import ConfigError
 from wpsim.model.graph import SOFTMAX_FLOPS_PER_ELEMENT
 from wpsim.model.workload import Workload
@@ -155,7 +156,7 @@ class Sizes:
     def __init__(self, workloads: list[Workload]) -> None:
         w0 = workloads[0]
         self.L, self.phase, self.output = w0.layers, w0.phase, w0.output
-        self.cell = w0.cell_name  # the key of the machine's per-cell calibrations
+        self.cell = w0.calibration_key  # the key of the machine's per-cell calibrations
         self.skip_input = w0.skip_input
         self.D = w0.directions
         self.streams = w0.streams
@@ -167,6 +168,10 @@ class Sizes:
         self.output_is_state = any(state.next == decl.output for state in decl.states)
         #: the cell reads parameters on the recurrence (a "hh" weight block; none for QRNN)
         self.has_hh = w0.weight_block_bytes(0)["hh"] > 0
+        #: the input projection hoisted, the cell keeps products off the recurrence (those not
+        #: of the layer input, as MinimalRNN's U_z z) and reads the ih block too
+        off_recurrence = [p for p in products(decl, 1, 1) if not p.recurrent]
+        self.keeps_products = len(off_recurrence) > len(input_products(decl))
 
         # each distinct workload once (a block repeats them over cores and chunks)
         first: dict[int, int] = {}
@@ -203,6 +208,11 @@ class Sizes:
             self.column(lambda w: w.step_flops(layer).matmul_recurrent, ("rec", layer)),
             self.column(lambda w: w.step_flops(layer).elementwise, ("elem", layer)),
         )
+
+    def input_flops(self, layer: int) -> np.ndarray:
+        """Flops of one step's products of the layer input (what a hoisted input GEMM runs:
+        :attr:`wpsim.cells.StepFlops.matmul_input`)."""
+        return self.column(lambda w: w.step_flops(layer).matmul_input, ("input", layer))
 
     def handoff(self, layer: int) -> np.ndarray:
         """Features a hoisted input GEMM hands to the cells (``G*H`` for rnn, lstm, gru)."""
@@ -264,6 +274,7 @@ class _Builder:
         s, b, h = sz.s, sz.b, sz.ow
         width = sz.width(layer)
         in_per_step, rec_per_step, elem_per_step = sz.flops(layer)
+        kept_per_step = in_per_step - sz.input_flops(layer)  # what a hoisted cell keeps
         pre = sz.handoff(layer)
         state = sz.state(layer)
         # a cell task writes its outputs and the states that are not the output (c of an LSTM)
@@ -290,7 +301,7 @@ class _Builder:
                 Slot(
                     count,
                     k,
-                    _zero_like(k) if hoist else in_per_step * k,
+                    kept_per_step * k if hoist else in_per_step * k,
                     rec_per_step * k,
                     elem_per_step * k,
                     in_width * b * k * s + state,
@@ -326,7 +337,7 @@ class _Builder:
         sz = self.sz
         s, b, h, T = sz.s, sz.b, sz.ow, sz.T
         width = sz.width(layer)
-        in_per_step = sz.flops(layer)[0]
+        in_per_step = sz.input_flops(layer)
         biggest = b * self.k_full * h * s if layer > 0 else _zero_like(T)
         return Slot(
             self.one,
@@ -388,7 +399,13 @@ class _Builder:
                             whole=list(below),
                         )
                     )
-                    if sz.has_hh:
+                    if sz.keeps_products and sz.has_hh:
+                        ws = self.weight_set((key, "ih+hh"), key, [True, False], [ih, hh])
+                        row = Row("cell", key, chain, slots, ("ih", "hh"), ws, const=[gemm])
+                    elif sz.keeps_products:
+                        ws = self.weight_set((key, "ih"), key, [True], [ih])
+                        row = Row("cell", key, chain, slots, ("ih",), ws, const=[gemm])
+                    elif sz.has_hh:
                         ws = self.weight_set((key, "hh"), key, [False], [hh])
                         row = Row("cell", key, chain, slots, ("hh",), ws, const=[gemm])
                     else:  # no weights on the recurrence (QRNN): the cells read none

@@ -19,8 +19,9 @@ barrier after every step. The policy takes the middle road and adds one more ide
 
 ``k`` and ``K`` are chosen by estimating the makespan of every candidate with the cost model's
 formulas (docs/reference/cost-model.md) and the machine's parameters: a task of layer ``l``
-costs ``dispatch + sync + elementwise + max(products, weight reads)``, the weights come from the
-first private cache level that holds the group's slices (else the shared level, else DRAM), and
+costs ``dispatch + sync + elementwise + max(products, weight reads)`` (its flops from the cell's
+declaration, :meth:`~wpsim.model.workload.Workload.step_flops`, so any registered or YAML cell is
+sized the same way), the weights come from the first private cache level that holds the group's slices (else the shared level, else DRAM), and
 a group runs ``ceil(T / K) * layers_per_group`` tasks after ``min(layers, G) - 1`` tasks of
 fill. The estimate ignores hand-offs and DRAM sharing; it only has to rank the candidates.
 
@@ -38,9 +39,6 @@ from wpsim.model.workload import Workload
 from wpsim.policies import register
 from wpsim.policies.base import StaticPolicy
 
-#: Gates and element-wise flops per unit of each cell (assignment 1's handout).
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-ELEMENTWISE_FLOPS = {"rnn": 4, "lstm": 21, "gru": 17}
 #: Time steps per task tried.
 STEPS = (1, 2, 4, 8, 16)
 
@@ -112,18 +110,18 @@ class CacheFitPipeline(StaticPolicy):
         table = m.efficiency.gemm_by_n
         private = [c for c in m.caches if c.scope == "core"]
         shared = [c for c in m.caches if c.scope != "core"]
-        G, H, B = GATES[w.cell], w.hidden, w.batch
+        B = w.batch
         barrier = m.barrier.base_s + m.barrier.per_doubling_s * math.log2(k) if k > 1 else 0.0
         slowest = 0.0
         for layer in range(w.layers):
-            width = w.input if layer == 0 else w.directions * H
+            # a step's flops from the cell's declaration (wpsim.cells): the products off the
+            # recurrence run as one GEMM of B * steps columns, those on it one of B a step
+            flops = w.step_flops(layer)
             products = (
-                2 * G * H * width * B * steps / gemm_efficiency(table, B * steps)
-                + 2 * G * H * H * B * steps / gemm_efficiency(table, B)
+                flops.matmul_batched * steps / gemm_efficiency(table, B * steps)
+                + flops.matmul_recurrent * steps / gemm_efficiency(table, B)
             ) / (k * peak)
-            elementwise = (
-                ELEMENTWISE_FLOPS[w.cell] * H * B * steps / (m.efficiency.elementwise * k * peak)
-            )
+            elementwise = flops.elementwise * steps / (m.efficiency.elementwise * k * peak)
             weights = w.layer_weight_bytes(layer)
             level = next((c for c in private if per_group * weights / k <= c.size_bytes), None)
             if level is None:
