@@ -34,7 +34,7 @@ chosen (the comments that carried them named no machine; rerun on yours to check
 * :class:`kernels.products.Recurrent`, one GEMV per batch row: with an OpenBLAS build lacking the
   small-matrix kernel and W (2048, 512) in Fortran order, a 2-row GEMM took 191 us a row, 2
   GEMVs 147; at 4 rows the GEMM took 102 us a row, GEMVs 148.
-* ``kernels.tasks.INPUT_SPLIT_BY_TIME_MAX_BYTES``: an Elman layer at H = 128 with
+* ``kernels.group.INPUT_SPLIT_BY_TIME_MAX_BYTES``: an Elman layer at H = 128 with
   1024 rows (64 KiB of ``W_ih``) split by gate rows took 312-333 us on 2 workers, 172 us split
   by time steps; an H = 1024 LSTM layer's 16 steps split by time took 3.0 ms on each of 2
   workers, 1.8 ms split by rows.

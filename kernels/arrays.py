@@ -57,6 +57,7 @@ __all__ = [
     "param_ops",
     "recurrent_products",
     "saved_names",
+    "shape_kernels",
 ]
 
 
@@ -114,6 +115,31 @@ def param_ops(kernel: CellKernel) -> list[str]:
     return [op.name for op in kernel.plan.cell.ops if op.name in wanted]
 
 
+def shape_kernels(workload: Workload) -> list[CellKernel]:
+    """One :class:`~kernels.declared.CellKernel` per layer for the shapes of its arrays only
+    (:func:`array_specs`): layers of one input width share one (building one reads the
+    declaration, about a millisecond; the size guard sizes stacks of thousands of layers, and
+    many candidate schedules of one workload).
+
+    Examples
+    --------
+    >>> w = Workload(cell="gru", layers=3, hidden=4, input=3, seq_len=2, bidirectional=True)
+    >>> ks = shape_kernels(w)
+    >>> [k.input_size for k in ks], ks[1] is ks[2]
+    ([3, 8, 8], True)
+    """
+    cell = network_cell(workload)
+    dt = compute_dtype(workload)
+    by_width: dict[int, CellKernel] = {}
+    kernels = []
+    for l in range(workload.layers):
+        w_in = layer_input_width(workload, l, cell)
+        if w_in not in by_width:
+            by_width[w_in] = CellKernel(cell, workload.hidden, w_in, dt)
+        kernels.append(by_width[w_in])
+    return kernels
+
+
 def array_specs(
     workload: Workload,
     instances: int,
@@ -121,9 +147,11 @@ def array_specs(
     training: bool,
     chunk: int,
     group_sizes: list[int],
+    *,
+    kernels: list[CellKernel] | None = None,
 ) -> dict[str, tuple]:
     """Names, shapes, dtypes (and memory order, when not C) of every array (see the module
-    docstring).
+    docstring); ``kernels``: :func:`shape_kernels`'s, when the caller sizes many schedules.
 
     Examples
     --------
@@ -140,15 +168,7 @@ def array_specs(
     D, L = workload.directions, workload.layers
     n_chunks = -(-T // chunk)  # len(chunk_bounds(T, chunk)), without listing them
     split = any(k > 1 for k in group_sizes)
-    # the shapes only: layers of one input width share one kernel (building one reads the
-    # declaration, milliseconds; the size guard sizes stacks of thousands of layers)
-    by_width: dict[int, CellKernel] = {}
-    kernels = []
-    for l in range(L):
-        w_in = layer_input_width(workload, l, cell)
-        if w_in not in by_width:
-            by_width[w_in] = CellKernel(cell, H, w_in, dt)
-        kernels.append(by_width[w_in])
+    kernels = kernels if kernels is not None else shape_kernels(workload)
     width = output_width(cell, H)
     specs: dict[str, tuple] = {"x": ((T, B, workload.input), dt)}
     shapes = param_shapes(workload)

@@ -29,7 +29,8 @@ barrier, then every member assembles the whole product and runs the (cheap) elem
 itself, so the next step needs no second barrier; only rank 0 writes the shared results.
 Products off the recurrence split over time rows (or, for a large weight, its rows) into ``gx``,
 then a barrier; the parameters' gradients split over the parameters. The backward's products off
-the recurrence (``dx``) are computed by every member (only rank 0 writes them).
+the recurrence (``dx``) are computed by every member (only rank 0 writes them). A member's
+share of the products is its :class:`kernels.group.GroupProducts`.
 
 A cell without a product on the recurrence (SRU, QRNN, IndRNN: an element-wise recurrence) runs
 it once, on the lead (rank 0): the others only take their share of the products of the layer
@@ -42,10 +43,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from kernels.arrays import (
     batched_products,
@@ -56,8 +57,16 @@ from kernels.arrays import (
     saved_names,
 )
 from kernels.cells import output_forward
-from kernels.declared import CellKernel, Saved
-from kernels.declared.chunk import extended_views
+from kernels.declared import CellKernel, Prepared, Saved
+from kernels.declared.program import (
+    BackwardProgram,
+    ForwardProgram,
+    extended_views,
+    program_bytes,
+    scratch,
+    zeros,
+)
+from kernels.group import GroupProducts
 from kernels.inputs import InputPiece, assemble, input_operand, rows_needed, send_back
 from kernels.params import (
     chunk_bounds,
@@ -67,19 +76,18 @@ from kernels.params import (
     row_block,
     suffix,
 )
-from kernels.products import Recurrent, matmul_xwt, recurrent_rows, split_rows
 from wpsim.cells import Cell, input_products, output_width
 from wpsim.errors import ConfigError
 from wpsim.model.workload import Workload
 
 __all__ = [
-    "INPUT_SPLIT_BY_TIME_MAX_BYTES",
     "RUNNABLE_KINDS",
     "TaskRunner",
+    "TASK_PROGRAMS_MAX_BYTES",
     "TaskSpec",
     "forward_task",
-    "input_split_by_time_max_bytes",
     "recurrent_product_ops",
+    "task_programs_max_bytes",
 ]
 
 #: (kind, instance, layer, direction, t0, steps): what a worker needs to know about a task.
@@ -95,20 +103,22 @@ RUNNABLE_KINDS = (
     "wgrad",
 )
 
-#: Largest weight (bytes) whose product off the recurrence a split task divides over time
-#: steps rather than the weight's rows, given a step for each member (env
-#: ``WPSIM_INPUT_SPLIT_BY_TIME_MAX_BYTES`` overrides it). Split by rows, each member streams
-#: 1/k of the weight but computes a narrow block of columns and copies it into place, which
-#: costs more than reading all of a small weight (benchmarks/kernel.py records a case). Split
-#: by time, each member reads all of the weight (no matter while it fits the core's cache) and
-#: writes whole rows in place. The bound is half the L2 of the development machine.
-INPUT_SPLIT_BY_TIME_MAX_BYTES = 1 << 20
+#: Memory (bytes, as :func:`kernels.declared.program.program_bytes` estimates it) that one
+#: runner may hold in the bound programs of its cell and cell_bwd tasks (env
+#: ``WPSIM_TASK_PROGRAMS_MAX_BYTES`` overrides it). A bound program runs a task with no set-up
+#: and no copy of what it reads or writes where it is; once the budget is spent, the later
+#: tasks call the kernel (whose forward keeps a program per shape and copies the input and
+#: states in and the results out; whose backward builds one per call). About 10-15 kB a
+#: one-step LSTM task and 2-4 kB a further step: the budget holds about 600 one-step tasks,
+#: and keeps a worker inside the 80 MiB that :data:`wpsim.guards.WORKER_BYTES` charges
+#: (64 MiB measured without programs).
+TASK_PROGRAMS_MAX_BYTES = 8 << 20
 
 
-def input_split_by_time_max_bytes() -> int:
-    """:data:`INPUT_SPLIT_BY_TIME_MAX_BYTES`, or the environment's override."""
-    value = os.environ.get("WPSIM_INPUT_SPLIT_BY_TIME_MAX_BYTES")
-    return int(value) if value else INPUT_SPLIT_BY_TIME_MAX_BYTES
+def task_programs_max_bytes() -> int:
+    """:data:`TASK_PROGRAMS_MAX_BYTES`, or the environment's override."""
+    value = os.environ.get("WPSIM_TASK_PROGRAMS_MAX_BYTES")
+    return int(value) if value else TASK_PROGRAMS_MAX_BYTES
 
 
 class TaskRunner:
@@ -170,15 +180,38 @@ class TaskRunner:
         self.leader = rank == 0
         self._params: dict[int, dict[str, np.ndarray]] = {}
         self._lp: dict[tuple[int, int, int], dict[str, Any]] = {}
-        self._hooks: dict[tuple[int, int, int], tuple[dict, dict]] = {}
-        self._rows: dict[tuple, tuple[slice, np.ndarray] | None] = {}
         self._private: dict[tuple, np.ndarray] = {}
-        self._task_hooks: dict[tuple, Callable] = {}
+        # what the declaration says of each layer's tasks (kernels.arrays), worked out once
+        self._saved = [saved_names(k) for k in self.kernels]
+        self._param_ops = [param_ops(k) for k in self.kernels]
+        self._hoisted = [hoisted_products(k) if hoisted else [] for k in self.kernels]
+        # a split group's cell task: the products its members share, and whether only the lead
+        # runs the kernel (an element-wise recurrence; see the module docstring)
+        self._lead_only = [size > 1 and not recurrent_products(k) for k in self.kernels]
+        self._split = [
+            shared_products(k, self._hoisted[l], self._lead_only[l]) if size > 1 else []
+            for l, k in enumerate(self.kernels)
+        ]
         self._private_pieces: dict[tuple, tuple[InputPiece, ...]] = {}
-        self._private_products: dict[tuple, list[str]] = {}
-        self._parity = 0
+        self.group = GroupProducts(
+            arrays,
+            self.kernels,
+            self._layer,
+            batch=self.B,
+            dtype=self.dt,
+            rank=rank,
+            size=size,
+            barrier=self.barrier,
+            scratch=self.scratch,
+        )
+        # bound programs of cell and cell_bwd tasks by task id (see warm)
+        self._programs: dict[int, Callable[[], None]] = {}
+        self._programs_bytes = 0
+        self._pool: dict = {}
+        self._prepared: dict[tuple[int, int, int], Prepared] = {}
+        self._task_hooks: dict[tuple, Callable] = {}
         self._run = {
-            "cell": self._cell,
+            "cell": self._call_cell,
             "input_gemm": self._input_gemm,
             "output": self._output,
             "cell_bwd": self._cell_bwd,
@@ -190,6 +223,10 @@ class TaskRunner:
     # ---- entry point -----------------------------------------------------------------------
     def run(self, tid: int) -> None:
         """Run this member's share of task ``tid``."""
+        bound = self._programs.get(tid)
+        if bound is not None:
+            bound()
+            return
         kind, i, l, d, t0, steps = self.tasks[tid]
         fn = self._run.get(kind)
         if fn is None:
@@ -197,22 +234,33 @@ class TaskRunner:
         fn(i, l, d, t0, t0 + steps)
 
     def warm(self) -> None:
-        """Build every layer's parameter views and split products up front."""
+        """Build every layer's parameter views and split products up front, and bind the
+        programs of the cell tasks (:meth:`_cell`) and their backward tasks
+        (:meth:`_cell_bwd_program`) in task order until their estimated size reaches
+        :func:`task_programs_max_bytes`. A runner that is not warmed, or a task past the
+        budget, calls the kernel instead (:meth:`_call_cell`, :meth:`_cell_bwd`)."""
         for i in {t[1] for t in self.tasks}:
             for l in range(self.L):
                 for d in range(self.D):
                     self._layer(i, l, d)
                     if self.size > 1:
-                        self._split_hooks(i, l, d)
+                        self.group.hooks(i, l, d)
+        budget = task_programs_max_bytes()
+        for tid, (kind, i, l, d, t0, steps) in enumerate(self.tasks):
+            if kind not in ("cell", "cell_bwd") or tid in self._programs:
+                continue
+            if self._lead_only[l] and not self.leader:
+                continue  # no kernel runs here: only a share of the products
+            if self._programs_bytes >= budget:
+                break
+            if kind == "cell":
+                program: ForwardProgram | BackwardProgram = self._cell(i, l, d, t0, t0 + steps)
+                self._programs[tid] = program.run
+            else:
+                self._programs[tid], program = self._cell_bwd_program(i, l, d, t0, t0 + steps)
+            self._programs_bytes += program_bytes(program)
 
     # ---- helpers ----------------------------------------------------------------------------
-    def _share(self, n: int) -> slice | None:
-        """This member's part of ``n`` rows (None when it has none)."""
-        if self.size == 1:
-            return slice(0, n)
-        parts = split_rows(n, self.size)
-        return parts[self.rank] if self.rank < len(parts) else None
-
     def _params_of(self, i: int) -> dict[str, np.ndarray]:
         params = self._params.get(i)
         if params is None:
@@ -238,6 +286,16 @@ class TaskRunner:
         if buf is None:
             buf = self._private[key] = np.empty(shape, self.dt)
         return buf
+
+    def _layer_input_blocks(
+        self, i: int, l: int, a: int, b: int
+    ) -> np.ndarray | tuple[np.ndarray, ...]:
+        """Input of layer ``l`` for steps ``a..b-1``: x, the layer below, or each direction's
+        output of the layer below (its column blocks)."""
+        if l == 0:
+            return self.a["x"][a:b]
+        parts = tuple(self.a[f"h{i}.{l - 1}.{dd}"][a:b] for dd in range(self.D))
+        return parts[0] if self.D == 1 else parts
 
     def _layer_input(self, i: int, l: int, a: int, b: int) -> np.ndarray:
         """Input of layer ``l`` for steps ``a..b-1``: x, or the layer below (directions
@@ -268,141 +326,6 @@ class TaskRunner:
             return {s: self.a.get(f"init{key}.{s}") for s in self.kernels[l].next_of}
         return {s: self._state_at(key, l, s, prev) for s in self.kernels[l].next_of}
 
-    # ---- split products -----------------------------------------------------------------------
-    def _exchange(self, parts: list[slice], width_rows: int) -> list[list[tuple[slice, Any]]]:
-        """Views of the exchange array: for each parity, each member's (columns, block)."""
-        B, scratch = self.B, self.scratch
-        assert scratch is not None
-        return [
-            [
-                (s, scratch[p, m, : B * (s.stop - s.start)].reshape(B, s.stop - s.start))
-                for m, s in enumerate(parts)
-            ]
-            for p in range(2)
-        ]
-
-    def _split_hooks(self, i: int, l: int, d: int) -> tuple[dict, dict]:
-        """Product hooks of a split group: the recurrent products by rows (forward) and by
-        columns (backward) through the exchange array, the products off the recurrence into
-        their ``gx`` arrays (see the module docstring)."""
-        key = (i, l, d)
-        hooks = self._hooks.get(key)
-        if hooks is not None:
-            return hooks
-        kernel = self.kernels[l]
-        plan = kernel.plan
-        lp = self._layer(i, l, d)
-        forward: dict[str, Callable] = {}
-        backward: dict[str, Callable] = {}
-        for op in recurrent_products(kernel):
-            w = plan.ops[op].args[0]
-            weight = lp[w.name]
-            span = plan.region(w)
-            if span is not None:
-                rows = slice(*span)
-                weight = weight[rows].tocsr() if sp.issparse(weight) else row_block(weight, rows)
-            forward[op], backward[op] = self._split_recurrent(weight)
-        return self._hooks.setdefault(key, (forward, backward))
-
-    def _split_recurrent(self, weight: Any) -> tuple[Callable, Callable]:
-        B, r, barrier = self.B, self.rank, self.barrier
-        n_rows, n_cols = weight.shape
-        rows, cols = split_rows(n_rows, self.size), split_rows(n_cols, self.size)
-        row_blocks, col_blocks = self._exchange(rows, n_rows), self._exchange(cols, n_cols)
-        my_rows = None  # this member's rows of the product: (a, out) -> None
-        if r < len(rows) and sp.issparse(weight):
-            w_sparse = weight[rows[r]]  # a CSR slice
-
-            def my_rows(a: np.ndarray, out: np.ndarray) -> None:
-                recurrent_rows(w_sparse, a, None, out=out)
-
-        elif r < len(rows):
-            w_rows = row_block(weight, rows[r])
-
-            def my_rows(a: np.ndarray, out: np.ndarray) -> None:
-                matmul_xwt(a, w_rows, out)
-
-        cols_of = None
-        if r < len(cols):
-            part = weight[:, cols[r]]
-            cols_of = Recurrent(part.tocsr() if sp.issparse(part) else part, B, self.dt)
-
-        def product(a: np.ndarray, out: np.ndarray) -> None:
-            p = self._parity
-            parts = row_blocks[p]
-            if my_rows is not None:
-                my_rows(a, parts[r][1])
-            barrier()
-            for s, block in parts:
-                out[:, s] = block
-            self._parity = p ^ 1
-
-        def product_t(g: np.ndarray, out: np.ndarray) -> None:
-            p = self._parity
-            parts = col_blocks[p]
-            if cols_of is not None:
-                cols_of.hh_t(np.ascontiguousarray(g), parts[r][1])
-            barrier()
-            for s, block in parts:
-                out[:, s] = block
-            self._parity = p ^ 1
-
-        return product, product_t
-
-    def _weight_rows(self, i: int, l: int, d: int, op: str) -> tuple[slice, np.ndarray] | None:
-        """This member's rows of ``op``'s weight (one aligned block), or None."""
-        key = (i, l, d, op)
-        if key not in self._rows:
-            kernel = self.kernels[l]
-            w = kernel.plan.ops[op].args[0]
-            weight = self._layer(i, l, d)[w.name]
-            span = kernel.plan.region(w)
-            if span is not None:
-                weight = weight[span[0] : span[1]]
-            parts = split_rows(weight.shape[0], self.size)
-            mine = None
-            if self.rank < len(parts):
-                mine = (parts[self.rank], row_block(weight, parts[self.rank]))
-            self._rows[key] = mine
-        return self._rows[key]
-
-    def _product_into(self, i: int, l: int, d: int, op: str, a: np.ndarray, a0: int) -> None:
-        """This member's share of ``op``'s product off the recurrence of the operand ``a``
-        (steps ``a0..``) into ``gx{key}.{op}``: split over time steps, or over the weight's
-        rows for a large weight (see :data:`INPUT_SPLIT_BY_TIME_MAX_BYTES`)."""
-        kernel = self.kernels[l]
-        w = kernel.plan.ops[op].args[0]
-        weight = self._layer(i, l, d)[w.name]
-        span = kernel.plan.region(w)
-        if span is not None:
-            weight = weight[span[0] : span[1]]
-        gx = self.a[f"gx{i}.{l}.{d}.{op}"][a0 : a0 + len(a)]
-        steps = len(a)
-        small = not sp.issparse(weight) and weight.nbytes <= input_split_by_time_max_bytes()
-        if self.size == 1 or (self.size <= steps and small):
-            sub = self._share(steps)
-            if sub is None:
-                return
-            part = np.ascontiguousarray(a[sub], dtype=self.dt)
-            rows = part.shape[0] * part.shape[1]
-            out = gx[sub].reshape(rows, gx.shape[2])
-            if sp.issparse(weight):
-                out[...] = (weight @ part.reshape(rows, -1).T).T
-            else:
-                matmul_xwt(part.reshape(rows, -1), weight, out)
-            return
-        mine = self._weight_rows(i, l, d, op)
-        if mine is None:
-            return
-        cols, block = mine
-        rows = steps * self.B
-        a2 = np.ascontiguousarray(a, dtype=self.dt).reshape(rows, a.shape[2])
-        # into a contiguous buffer, then copied: writing this member's columns of gx in place
-        # (strided) is slower
-        out = self._buffer("gx_rows", (rows, cols.stop - cols.start))
-        matmul_xwt(a2, block, out)
-        gx.reshape(rows, gx.shape[2])[:, cols] = out
-
     # ---- forward tasks ------------------------------------------------------------------------
     def _pieces(self, l: int, op: str) -> tuple[InputPiece, ...]:
         key = ("pieces", l, op)
@@ -432,8 +355,8 @@ class TaskRunner:
         )
 
     def _input_gemm(self, i: int, l: int, d: int, a: int, b: int) -> None:
-        for op in hoisted_products(self.kernels[l]):
-            self._product_into(i, l, d, op, self._input_operand(i, l, d, op, a, b), a)
+        for op in self._hoisted[l]:
+            self.group.product_into(i, l, d, op, self._input_operand(i, l, d, op, a, b), a)
 
     # the hooks of a task are made once (a kernel keeps its inference program for the same
     # hook functions, see kernels.declared.CellKernel.forward)
@@ -449,69 +372,35 @@ class TaskRunner:
             self._task_hooks[key] = hook
         return hook
 
-    def _split_batched_hook(self, i: int, l: int, d: int, op: str, a: int, b: int) -> Callable:
-        key = ("split", i, l, d, op, a, b)
-        hook = self._task_hooks.get(key)
-        if hook is None:
-            result = self.a[f"gx{i}.{l}.{d}.{op}"][a:b]
-
-            def hook(operand: np.ndarray, out: np.ndarray) -> None:
-                self._product_into(i, l, d, op, operand, a)
-                self.barrier()
-                np.copyto(out, result)
-
-            self._task_hooks[key] = hook
-        return hook
-
-    def _split_products(self, l: int) -> list[str]:
-        """The products off the recurrence a split group's members share in a cell task (the
-        hoisted ones are the input task's), in the order the kernel runs them. Without a
-        product on the recurrence, only the lead runs the kernel: the others share the
-        products whose operand they read from the layer input (:meth:`_input_operand`), and
-        the lead computes any other alone."""
-        key = ("split", l)
-        found = self._private_products.get(key)
-        if found is None:
+    def _prepared_of(self, i: int, l: int, d: int) -> Prepared:
+        """The layer-direction's parameters and products, shared by its tasks' programs."""
+        prepared = self._prepared.get((i, l, d))
+        if prepared is None:
             kernel = self.kernels[l]
-            plan = kernel.plan
-            hoisted = hoisted_products(kernel) if self.hoisted else []
-            alone = not recurrent_products(kernel)
-            ops = [name for stage in plan.stages for name in stage.ops]
-            found = [
-                op
-                for op in ops
-                if op in batched_products(kernel)
-                and op not in hoisted
-                and not (alone and op not in input_products(kernel.cell))
-            ]
-            self._private_products[key] = found
-        return found
+            prepared = self._prepared[(i, l, d)] = kernel.prepare(self._layer(i, l, d), self.B)
+        return prepared
 
-    def _cell(self, i: int, l: int, d: int, a: int, b: int) -> None:
+    def _call_cell(self, i: int, l: int, d: int, a: int, b: int) -> None:
+        """A cell task as one call of the kernel's forward, which copies the input and the
+        states into buffers it keeps and the results out: nothing is held per task (a runner
+        that is not warmed, which runs each task once, or a task past the programs' budget)."""
         key = f"{i}.{l}.{d}"
         kernel = self.kernels[l]
-        split = self._split_products(l) if self.size > 1 else []
-        if self.size > 1 and not self.leader and not recurrent_products(kernel):
+        if self._lead_only[l] and not self.leader:
             # an element-wise recurrence runs once, on the lead: the others only take their
             # share of its products (one barrier each, as the lead's hooks)
-            for op in split:
-                self._product_into(i, l, d, op, self._input_operand(i, l, d, op, a, b), a)
+            for op in self._split[l]:
+                self.group.product_into(i, l, d, op, self._input_operand(i, l, d, op, a, b), a)
                 self.barrier()
             return
-        lp = self._layer(i, l, d)
-        products: dict[str, Callable] = {}
-        hoisted = hoisted_products(kernel) if self.hoisted else []
-        for op in hoisted:
+        products = self.group.products(i, l, d, a, b, self._split[l])
+        for op in self._hoisted[l]:
             products[op] = self._copy_hook(f"gx{key}.{op}", a, b)
-        if self.size > 1:
-            products.update(self._split_hooks(i, l, d)[0])
-            for op in split:
-                products[op] = self._split_batched_hook(i, l, d, op, a, b)
         h_all = self.a[f"h{key}"]
         out = h_all[a:b] if self.leader else self._buffer("h", (b - a, self.B, self.width))
         save = self.training and self.leader
         run = kernel.forward(
-            lp,
+            self._layer(i, l, d),
             self._layer_input(i, l, a, b),
             self._initial_states(key, l, d, a, b),
             reverse=d == 1,
@@ -527,11 +416,45 @@ class TaskRunner:
                 self.a[f"s{key}.{s}"][last] = run.states[s]
         if save:
             assert run.saved is not None
-            for name in saved_names(kernel):
+            for name in self._saved[l]:
                 self.a[f"v{key}.{name}"][a:b] = run.saved.values[name]
 
+    def _cell(self, i: int, l: int, d: int, a: int, b: int) -> ForwardProgram:
+        """The chunk forward bound to the task's arrays (:meth:`CellKernel.bind`): it reads
+        the layer input and the states where they are and writes the output, the kept values
+        and the final states in place."""
+        key = f"{i}.{l}.{d}"
+        kernel = self.kernels[l]
+        products = self.group.products(i, l, d, a, b, self._split[l])
+        hoisted = self._hoisted[l]
+        inputs = {op: self.a[f"gx{key}.{op}"][a:b] for op in hoisted}
+        output = self.cell.output
+        if not self.leader:
+            out = self._buffer("h", (b - a, self.B, self.width))
+            into, finals = {output: out}, None
+        else:
+            into = {output: self.a[f"h{key}"][a:b]}
+            if self.training:
+                into.update({name: self.a[f"v{key}.{name}"][a:b] for name in self._saved[l]})
+            last = a if d == 1 else b - 1
+            finals = {
+                s: self.a[f"s{key}.{s}"][last] for s, v in kernel.next_of.items() if v != output
+            }
+        return kernel.bind(
+            self._prepared_of(i, l, d),
+            self._layer_input_blocks(i, l, a, b),
+            self._initial_states(key, l, d, a, b),
+            reverse=d == 1,
+            save=self.training and self.leader,
+            into=into,
+            inputs=inputs,
+            finals=finals,
+            products=products or None,
+            pool=self._pool,
+        )
+
     def _output(self, i: int, l: int, d: int, a: int, b: int) -> None:
-        sub = self._share(b - a)
+        sub = self.group.share(b - a)
         if sub is None:
             return
         s, e = a + sub.start, a + sub.stop
@@ -542,46 +465,79 @@ class TaskRunner:
         self.a[f"y{i}"][s:e] = y
 
     # ---- backward tasks -----------------------------------------------------------------------
-    def _dh_from_above(self, i: int, l: int, d: int, a: int, b: int) -> np.ndarray:
-        """Gradient w.r.t. this direction's output for steps ``a..b-1`` from outside the
-        recurrence."""
-        cols = slice(d * self.width, (d + 1) * self.width)
-        if l == self.L - 1:
-            src = self.a[f"dtop{i}"] if self.w.output != "none" else self.a["gout"]
-            return src[a:b, :, cols]
-        parts = [self.a[f"dx{i}.{l + 1}.{dd}"][a:b, :, cols] for dd in range(self.D)]
-        # the same order whatever the schedule: 0 + dx_fwd (exact), then + dx_rev
-        return parts[0] if self.D == 1 else parts[0] + parts[1]
+    def _products_t(self, i: int, l: int, d: int) -> dict[str, Callable]:
+        """The product hooks of a backward task: a hoisted product's part of dx is the
+        input_gemm_bwd task's, and a lead-only group's shared products' part the group's after
+        the lead's backward (zeros here); a split group's recurrent products by columns."""
+        products_t: dict[str, Callable] = {}
+        for op in [*self._hoisted[l], *(self._split[l] if self._lead_only[l] else [])]:
+            products_t[op] = _no_product
+        if self.size > 1:
+            products_t.update(self.group.hooks(i, l, d)[1])
+        return products_t
 
-    def _saved(self, i: int, l: int, d: int, a: int, b: int) -> Saved:
-        """What the forward of the chunk ``a..b-1`` kept, read back from the arrays."""
+    def _cell_bwd(self, i: int, l: int, d: int, a: int, b: int) -> None:
+        """A backward task bound for one run (a runner that is not warmed, or a task past the
+        programs' budget): the kernel's backward builds its runs at each call anyway. A
+        lead-only group's other members share the products' part of dx once the lead's BPTT
+        has written the gradients (as an input task's backward does)."""
+        if self._lead_only[l] and not self.leader:
+            self.barrier()  # the lead's gradients written
+            self._products_bwd(i, l, d, a, b, self._split[l], a // self.chunk)
+            return
+        self._cell_bwd_program(i, l, d, a, b)[0]()
+
+    def _cell_bwd_program(
+        self, i: int, l: int, d: int, a: int, b: int
+    ) -> tuple[Callable[[], None], BackwardProgram]:
+        """The chunk's BPTT bound to the task's arrays (:meth:`CellKernel.bind_backward`), after
+        the copies that gather what the forward kept apart (a bidirectional layer's input, an
+        extended value and its initial state) and the sum of the gradients from above; for a
+        lead-only group, the members' share of the products' part of dx after it."""
         key = f"{i}.{l}.{d}"
         kernel = self.kernels[l]
         plan = kernel.plan
-        reverse = d == 1
+        k, reverse, pool = b - a, d == 1, self._pool
+        before: list[Callable[[], Any]] = []
+
+        def gathered(name: str, blocks: tuple[np.ndarray, ...]) -> np.ndarray:
+            width = sum(block.shape[2] for block in blocks)
+            out = scratch(pool, ("saved", name), (k, self.B, width), self.dt)
+            at = 0
+            for block in blocks:
+                before.append(partial(np.copyto, out[..., at : at + block.shape[2]], block))
+                at += block.shape[2]
+            return out
+
+        blocks = self._layer_input_blocks(i, l, a, b)
+        x = gathered("x", blocks) if isinstance(blocks, tuple) else blocks
         initial = self._initial_states(key, l, d, a, b)
         states0 = {
-            s: np.zeros((self.B, kernel.widths[s]), self.dt) if v is None else v
+            s: zeros(pool, (s,), (self.B, kernel.widths[s]), self.dt) if v is None else v
             for s, v in initial.items()
         }
-        values = {name: self.a[f"v{key}.{name}"][a:b] for name in saved_names(kernel)}
+        values = {name: self.a[f"v{key}.{name}"][a:b] for name in self._saved[l]}
         values[self.cell.output] = self.a[f"h{key}"][a:b]
         extended = {}
         for v in plan.extended:
-            state = plan.state_of[v]
-            seq = self._layer_input(i, l, a, b) if v == "x" else values[v]
-            parts = [seq, states0[state][None]] if reverse else [states0[state][None], seq]
-            ext = np.concatenate(parts)
+            seq = x if v == "x" else values[v]
+            ext = scratch(pool, ("saved", v, "extended"), (k + 1, *seq.shape[1:]), self.dt)
+            inner, _, slot = extended_views(ext, reverse)
+            before.append(partial(np.copyto, inner, seq))
+            before.append(partial(np.copyto, ext[slot], states0[plan.state_of[v]]))
             extended[v] = ext
             if v in values:
-                values[v] = extended_views(ext, reverse)[0]
-        x = self._layer_input(i, l, a, b)
-        return Saved(x, states0, values, extended, reverse)
-
-    def _cell_bwd(self, i: int, l: int, d: int, a: int, b: int) -> None:
-        key = f"{i}.{l}.{d}"
-        kernel = self.kernels[l]
-        lp = self._layer(i, l, d)
+                values[v] = inner
+        cols = slice(d * self.width, (d + 1) * self.width)
+        if l == self.L - 1:
+            src = self.a[f"dtop{i}"] if self.w.output != "none" else self.a["gout"]
+            d_output = src[a:b, :, cols]
+        elif self.D == 1:
+            d_output = self.a[f"dx{i}.{l + 1}.0"][a:b, :, cols]
+        else:  # the same order whatever the schedule: 0 + dx_fwd (exact), then + dx_rev
+            parts = [self.a[f"dx{i}.{l + 1}.{dd}"][a:b, :, cols] for dd in range(self.D)]
+            d_output = scratch(pool, ("saved", "dy"), (k, self.B, self.width), self.dt)
+            before.append(partial(np.add, parts[0], parts[1], out=d_output))
         c_idx = a // self.chunk
         nxt = (
             (c_idx + 1 if c_idx + 1 < self.n_chunks else None)
@@ -592,48 +548,38 @@ class TaskRunner:
             s: self.a.get(f"dfin{key}.{s}") if nxt is None else self.a[f"ds{key}.{s}"][nxt]
             for s in kernel.next_of
         }
-        # an element-wise recurrence split over a group: the lead runs its backward, then the
-        # members share the products' part of dx (as an input task's backward does)
-        alone = self.size > 1 and not recurrent_products(kernel)
-        split = self._split_products(l) if alone else []
-        if alone and not self.leader:
-            self.barrier()  # the lead's gradients written
-            self._products_bwd(i, l, d, a, b, split, c_idx)
-            return
-        products_t: dict[str, Callable] = {}
-        hoisted = hoisted_products(kernel) if self.hoisted else []
-        for op in [*hoisted, *split]:  # their part of dx is the input_gemm_bwd task's, or
-            # the group's after the lead's backward
-
-            def nothing(_g: np.ndarray, out: np.ndarray) -> None:
-                out.fill(0)
-
-            products_t[op] = nothing
-        if self.size > 1:
-            products_t.update(self._split_hooks(i, l, d)[1])
-        back = kernel.backward(
-            lp,
-            self._saved(i, l, d, a, b),
-            self._dh_from_above(i, l, d, a, b),
+        into = dstates_into = None
+        if self.leader:
+            into = {op: self.a[f"dg{key}.{op}"][a:b] for op in self._param_ops[l]}
+            into["x"] = self.a[f"dx{key}"][a:b]
+            dstates_into = {s: self.a[f"ds{key}.{s}"][c_idx] for s in kernel.next_of}
+        program = kernel.bind_backward(
+            self._prepared_of(i, l, d),
+            Saved(x, states0, values, extended, reverse),
+            d_output,
             d_states,
-            products_t=products_t or None,
-            op_grads=True,
+            products_t=self._products_t(i, l, d) or None,
+            into=into,
+            dstates_into=dstates_into,
+            pool=pool,
         )
-        if not self.leader:
-            return
-        assert back.op_grads is not None and back.dx is not None
-        for s, g in back.dstates.items():
-            self.a[f"ds{key}.{s}"][c_idx] = g
-        for op, g in back.op_grads.items():
-            self.a[f"dg{key}.{op}"][a:b] = g
-        self.a[f"dx{key}"][a:b] = back.dx
-        if alone:
-            self.barrier()
-            self._products_bwd(i, l, d, a, b, split, c_idx)
+        after: list[Callable[[], Any]] = []
+        if self._lead_only[l]:  # the group shares the products' part of dx after the lead's
+            ops = self._split[l]
+            after = [self.barrier, partial(self._products_bwd, i, l, d, a, b, ops, c_idx)]
+        if not before and not after:
+            return program.run, program
+        steps = (*before, program.run, *after)
+
+        def task() -> None:
+            for step in steps:
+                step()
+
+        return task, program
 
     def _input_gemm_bwd(self, i: int, l: int, d: int, a: int, b: int) -> None:
         """``dx`` of the hoisted products (:meth:`_products_bwd`)."""
-        ops = hoisted_products(self.kernels[l])
+        ops = self._hoisted[l]
         if (a, b) != (0, self.T) and any(p.lag for op in ops for p in self._pieces(l, op)):
             # a run of an earlier step would add to another input task's steps
             raise ConfigError(
@@ -651,7 +597,7 @@ class TaskRunner:
         to the input's steps (:func:`kernels.inputs.send_back`); the runs that were states as
         the task's first step entered go to their gradients ``ds`` at index ``chunk`` (by the
         member holding the first step processed)."""
-        sub = self._share(b - a)
+        sub = self.group.share(b - a)
         if sub is None:
             return
         key = f"{i}.{l}.{d}"
@@ -681,7 +627,7 @@ class TaskRunner:
     def _output_bwd(self, i: int, l: int, d: int, a: int, b: int) -> None:
         # mirrors kernels.cells.output_backward, without its per-chunk weight gradients (the
         # output layer's wgrad task does them as one GEMM over all steps)
-        sub = self._share(b - a)
+        sub = self.group.share(b - a)
         if sub is None:
             return
         s, e = a + sub.start, a + sub.stop
@@ -699,7 +645,7 @@ class TaskRunner:
         T, B = self.T, self.B
         if l == self.L:  # the output layer
             n_out = self.w.output_size
-            sub = self._share(n_out)
+            sub = self.group.share(n_out)
             if sub is None:
                 return
             g = self.a[f"gy{i}"].reshape(T * B, n_out)[:, sub]
@@ -714,15 +660,45 @@ class TaskRunner:
         mine = names if self.size == 1 else names[self.rank :: self.size]
         if not mine:
             return
-        values = {name: self.a[f"v{key}.{name}"] for name in saved_names(kernel)}
+        values = {name: self.a[f"v{key}.{name}"] for name in self._saved[l]}
         values[self.cell.output] = self.a[f"h{key}"]
         values["x"] = self._layer_input(i, l, 0, T)
-        op_grads = {op: self.a[f"dg{key}.{op}"] for op in param_ops(kernel)}
+        op_grads = {op: self.a[f"dg{key}.{op}"] for op in self._param_ops[l]}
         states0 = {s: self.a.get(f"init{key}.{s}") for s in kernel.next_of}
         grads = kernel.param_grads(values, op_grads, states0, reverse=d == 1, names=mine)
         name = suffix(l, d == 1)
         for param, g in grads.items():
             self.a[f"g{i}.{param}{name}"][...] = g
+
+
+def shared_products(kernel: CellKernel, hoisted: list[str], lead_only: bool) -> list[str]:
+    """The products off the recurrence a split group's members share in a cell task (the
+    ``hoisted`` ones are the input task's), in the order the kernel runs them. When only the
+    lead runs the kernel (``lead_only``), the others share the products whose operand they
+    read from the layer input (:meth:`TaskRunner._input_operand`), and the lead computes any
+    other alone.
+
+    Examples
+    --------
+    >>> from wpsim.cells import get_cell
+    >>> kernel = CellKernel(get_cell("minimalrnn"), 4, 3)
+    >>> shared_products(kernel, [], lead_only=False), shared_products(kernel, [], lead_only=True)
+    (['zx', 'uz'], ['zx'])
+    >>> shared_products(kernel, ["zx"], lead_only=False)
+    ['uz']
+    """
+    batched = batched_products(kernel)
+    ops = [name for stage in kernel.plan.stages for name in stage.ops]
+    inputs = input_products(kernel.cell)
+    return [
+        op
+        for op in ops
+        if op in batched and op not in hoisted and not (lead_only and op not in inputs)
+    ]
+
+
+def _no_product(_g: np.ndarray, out: np.ndarray) -> None:
+    out.fill(0)
 
 
 def forward_task(
@@ -733,10 +709,11 @@ def forward_task(
     *,
     product: Callable[[str, Any], Callable | None] | None = None,
     seed: int = 0,
-) -> Callable[[], Any]:
+) -> Callable[[], None]:
     """One inference cell task of one layer-direction (input width ``hidden``, float32, random
-    parameters) as :class:`TaskRunner` runs it, as a callable of no argument: what calibration
-    times (:mod:`wpsim.measure.calibrate`).
+    parameters) as :class:`TaskRunner` runs it (the chunk forward bound to its arrays, its
+    final states copied out), as a callable of no argument: what calibration times
+    (:mod:`wpsim.measure.calibrate`).
 
     ``product(op, weight)`` may return the function ``(a, out)`` that computes the ``matmul``
     op ``op`` (of ``weight``, its gate block where it multiplies one) in place of the kernel,
@@ -746,8 +723,7 @@ def forward_task(
     --------
     >>> from wpsim.cells import get_cell
     >>> task = forward_task(get_cell("sru"), 8, 1, 4, product=lambda op, w: None)
-    >>> task().output.shape
-    (4, 1, 8)
+    >>> task()
     """
     kernel = CellKernel(cell, hidden, hidden, "float32")
     rng = np.random.default_rng(seed)
@@ -769,7 +745,17 @@ def forward_task(
             fn = product(op.name, weight)
             if fn is not None:
                 hooks[op.name] = fn
-    return lambda: kernel.forward(params, x, save=False, products=hooks or None)
+    output = kernel.plan.cell.output
+    finals = {
+        s: np.empty((batch, kernel.widths[s]), np.float32)
+        for s, v in kernel.next_of.items()
+        if v != output
+    }
+    out = np.empty((steps, batch, kernel.widths[output]), np.float32)
+    program = kernel.bind(
+        params, x, into={output: out}, finals=finals, products=hooks or None, pool={}
+    )
+    return program.run
 
 
 def recurrent_product_ops(cell: Cell) -> list[str]:

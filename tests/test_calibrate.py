@@ -339,8 +339,8 @@ def test_hot_gemm_grid_takes_the_row_timings_where_w_does_not_fit() -> None:
 
 
 def test_product_fixed_part_is_the_median_and_the_runtime_is_described() -> None:
+    from kernels.group import input_split_by_time_max_bytes
     from kernels.products import gemv_max_batch
-    from kernels.tasks import input_split_by_time_max_bytes
 
     raw = _fake_raw()
     raw["product_fixed_s"] = {"1,128,16": 1e-6, "1,256,1": 3e-6, "4,256,1": -1e-6}

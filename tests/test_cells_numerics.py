@@ -29,6 +29,7 @@ KERNEL_MODULES = [
     "kernels.declared",
     "kernels.declared.plan",
     "kernels.declared.steps",
+    "kernels.declared.program",
     "kernels.declared.chunk",
     "kernels.declared.network",
 ]
@@ -406,6 +407,134 @@ def test_bad_shapes_are_refused():
         kernel.forward({**params, "weight_hh": np.zeros((3, 3))}, np.zeros((3, 1, 2)))
     with pytest.raises(ValueError, match="float32 or float64"):
         CellKernel(get_cell("gru"), 3, 2, dtype="float16")
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [(name, {}) for name in cell_names()] + [("lstm", {"proj_size": 2}), ("qrnn", {"window": 2})],
+)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_bound_programs_compute_what_forward_computes(name, options, reverse):
+    """CellKernel.bind: a forward bound to arrays it reads and writes in place (the input as
+    column blocks, the states, the output, kept values, final states, a product computed
+    elsewhere, scratch shared with another program) gives forward's bits, and a second run
+    reads the arrays as they are then."""
+    kernel = CellKernel(get_cell(name, **options), hidden=5, input_size=4)
+    plan = kernel.plan
+    params = init_params(kernel, 0)
+    rng = np.random.default_rng(1)
+    output = plan.cell.output
+    saved = [op.name for op in plan.cell.ops if op.name in plan.full[True] and op.name != output]
+    pool: dict = {}
+    for save in (False, True):
+        x = rng.standard_normal((3, 2, 4))
+        states = {s: rng.standard_normal((2, kernel.widths[s])) for s in kernel.next_of}
+        blocks = (x[..., :1].copy(), x[..., 1:].copy())
+        products = [op for op in plan.cell.ops if op.kind == "matmul"]
+        hoisted = [op.name for op in products if op.args[1].name == "x" and not op.args[1].gate]
+        ref = kernel.forward(params, x, states, reverse=reverse, save=True)
+        inputs = {op: ref.saved.values[op].copy() for op in hoisted}
+        into = {output: np.empty_like(ref.output)}
+        if save:
+            into.update({op: np.empty_like(ref.saved.values[op]) for op in saved})
+        finals = {s: np.empty((2, kernel.widths[s])) for s in kernel.next_of}
+        program = kernel.bind(
+            kernel.prepare(params, 2),
+            blocks,
+            states,
+            reverse=reverse,
+            save=save,
+            into=into,
+            inputs=inputs,
+            finals=finals,
+            pool=pool,
+        )
+        for again in (False, True):
+            if again:  # new values in the same arrays
+                x = rng.standard_normal((3, 2, 4))
+                blocks[0][...], blocks[1][...] = x[..., :1], x[..., 1:]
+                for value in states.values():
+                    value[...] = rng.standard_normal(value.shape)
+                ref = kernel.forward(params, x, states, reverse=reverse, save=True)
+                for op, value in inputs.items():
+                    value[...] = ref.saved.values[op]
+            program.run()
+            assert np.array_equal(into[output], ref.output)
+            for op in saved if save else []:
+                assert np.array_equal(into[op], ref.saved.values[op]), op
+            for s, value in finals.items():
+                assert np.array_equal(value, ref.states[s]), s
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [(name, {}) for name in cell_names()] + [("lstm", {"proj_size": 2}), ("qrnn", {"window": 2})],
+)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_bound_backward_programs_compute_what_backward_computes(name, options, reverse):
+    """CellKernel.bind_backward: the BPTT bound to the saved arrays, the gradients from above
+    and from the next chunk (read in place), writing the gradients of the ops that read
+    parameters, of the input and of the initial states into given buffers, scratch shared
+    with another program, gives backward's bits, and again on new values in the same arrays."""
+    kernel = CellKernel(get_cell(name, **options), hidden=5, input_size=4)
+    plan = kernel.plan
+    params = kernel.prepare(init_params(kernel, 0), 2)
+    rng = np.random.default_rng(2)
+    width = kernel.widths[plan.cell.output]
+    wanted = sorted({rule[0] for rule in plan.param_rules})
+    pool: dict = {}
+    x = rng.standard_normal((3, 2, 4))
+    states = {s: rng.standard_normal((2, kernel.widths[s])) for s in kernel.next_of}
+    saved = kernel.forward(init_params(kernel, 0), x, states, reverse=reverse).saved
+    dy = rng.standard_normal((3, 2, width))
+    d_states = {s: rng.standard_normal((2, kernel.widths[s])) for s in kernel.next_of}
+    into = {op: np.empty((3, 2, kernel.widths[op])) for op in wanted} | {"x": np.empty_like(x)}
+    dstates_into = {s: np.empty((2, kernel.widths[s])) for s in kernel.next_of}
+    programs = [
+        kernel.bind_backward(
+            params,
+            saved,
+            dy,
+            d_states,
+            into=into,
+            dstates_into=dstates_into,
+            pool=pool,
+        )
+        for _ in range(2)  # the second shares the first's scratch
+    ]
+    for again in (False, True):
+        if again:
+            dy[...] = rng.standard_normal(dy.shape)
+            for value in (*d_states.values(), *saved.values.values()):
+                value[...] = rng.standard_normal(value.shape)
+        ref = kernel.backward(init_params(kernel, 0), saved, dy, d_states, op_grads=True)
+        for program in programs:
+            program.run()
+            assert np.array_equal(into["x"], ref.dx)
+            for op in wanted:
+                assert np.array_equal(into[op], ref.op_grads[op]), op
+            for s, value in dstates_into.items():
+                assert np.array_equal(value, ref.dstates[s]), s
+
+
+def test_bound_programs_check_their_arrays():
+    kernel = CellKernel(get_cell("gru"), hidden=3, input_size=2)
+    params = init_params(kernel, 0)
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
+        kernel.bind(params, np.zeros((4, 1, 4))[..., ::2])
+    with pytest.raises(ValueError, match="blocks must have 2 columns"):
+        kernel.bind(params, (np.zeros((4, 1, 1)),))
+    with pytest.raises(ValueError, match="h_new must be C-contiguous float64"):
+        kernel.bind(params, np.zeros((4, 1, 2)), into={"h_new": np.zeros((4, 1, 3), "f4")})
+    with pytest.raises(ValueError, match="state 'h' must be C-contiguous"):
+        kernel.bind(params, np.zeros((4, 1, 2)), {"h": np.zeros((1, 6))[:, ::2]})
+    with pytest.raises(ValueError, match="finals 'h' must be float64"):
+        kernel.bind(params, np.zeros((4, 1, 2)), finals={"h": np.zeros((1, 2))})
+    saved = kernel.forward(params, np.zeros((4, 1, 2))).saved
+    with pytest.raises(ValueError, match="reads float64 arrays, got float32"):
+        kernel.bind_backward(params, saved, np.zeros((4, 1, 3), "f4"))
+    with pytest.raises(ValueError, match="'h_new' is not x or an op that reads a parameter"):
+        kernel.bind_backward(params, saved, into={"h_new": np.zeros((4, 1, 3))})
 
 
 def test_kept_inference_programs_give_fresh_results():

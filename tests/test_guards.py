@@ -73,6 +73,30 @@ def test_the_estimate_follows_each_policys_graph(policy):
     assert estimate(w, "simulate", p, chunk=2).n_tasks == build(w, **options).number_of_nodes()
 
 
+@pytest.mark.parametrize("workload", _shapes(), ids=lambda w: f"{w.cell}-{w.phase}")
+def test_the_guard_of_auto_sizes_each_distinct_schedule_once(workload):
+    """--policy auto / --chunk auto: one BufferSizes sizes the executor's arrays once per
+    distinct (instances, hoisted input, chunk, core groups), with the layers' shapes worked out
+    once; every estimate, and the smallest candidate, are those of sizing each candidate on
+    its own."""
+    from wpsim.tune import POLICIES, chunk_candidates
+
+    policies = [get_policy(name) for name in POLICIES] + [
+        get_policy("wavefront", helpers=2),
+        get_policy("multiprogram", instances=2),
+    ]
+    candidates = [(p, c) for p in policies for c in chunk_candidates(workload.seq_len)]
+    sizes = guards.BufferSizes(workload)
+    alone = []
+    for policy, chunk in candidates:
+        one = estimate(workload, "run", policy, chunk=chunk, workers=2)
+        assert estimate(workload, "run", policy, chunk=chunk, workers=2, sizes=sizes) == one
+        alone.append(one.total_bytes)
+    assert len(sizes.sized) < len(candidates)
+    expected = candidates[alone.index(min(alone))]
+    assert guards.smallest_run(workload, candidates, workers=2) == expected
+
+
 def test_executor_buffers_match_the_segment_the_executor_allocates():
     from kernels.arrays import array_specs
     from kernels.executor._layout import plan_layout

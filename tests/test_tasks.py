@@ -27,12 +27,13 @@ import pytest
 from conftest import make_machine
 
 import kernels.arrays
+import kernels.group
 import kernels.inputs
 import kernels.tasks
 from kernels import backward, forward, init_input, init_params
 from kernels.arrays import array_specs, hoisted_products, layer_kernels
-from kernels.declared import CellKernel, steps
-from kernels.executor import execute
+from kernels.declared import BackwardProgram, ForwardProgram, steps
+from kernels.executor import Executor, execute
 from kernels.products import Recurrent
 from kernels.tasks import TaskRunner
 from wpsim.cells import cell_names
@@ -137,6 +138,30 @@ def test_split_groups_and_hoisted_products_agree_with_one_process(cell, policy):
         assert {"input_gemm", "input_gemm_bwd"} <= kinds
 
 
+@pytest.mark.parametrize("cell", ["sru", "qrnn(window=2)"])
+def test_bound_task_programs_and_kernel_calls_agree_bitwise(cell, monkeypatch):
+    """A warmed runner (an executor's worker) binds its cell tasks' programs until the budget
+    is spent (kernels.tasks.TASK_PROGRAMS_MAX_BYTES) and calls the kernel's forward for the
+    rest, as a runner that is not warmed (the in-process reference) does for all: none, some
+    or all tasks bound give the same bits on 2 workers with split groups and hoisted input
+    products, in a first run and a second. (Whole tasks: the test above.)"""
+    w = _workload(cell, "training", dtype="float64")
+    params, x = init_params(w, seed=1), init_input(w, seed=2)
+    g = np.random.default_rng(3).standard_normal((5, 2, 2 * w.output_width))
+    got = {}
+    for budget in ("0", "30000", str(kernels.tasks.TASK_PROGRAMS_MAX_BYTES)):
+        monkeypatch.setenv("WPSIM_TASK_PROGRAMS_MAX_BYTES", budget)
+        with Executor(w, "layerwise", workers=2, params=params, x=x, grad_output=g) as ex:
+            first = ex.run()
+            ex.run()
+            runs = ex.result()
+        assert first > 0
+        got[budget] = {"y": runs.outputs["output"]} | {k: _flat(v) for k, v in runs.grads.items()}
+    for budget, ran in got.items():
+        for name, value in ran.items():
+            assert np.array_equal(value, got["0"][name]), (budget, name)
+
+
 #: (workload cell, the independent reference's name and options): QRNN with a window of 2 (its
 #: input projection reads x_{t-1}), window 1 and SRU as controls, and MinimalRNN (a product off
 #: the recurrence that is not of the input: it stays in the cell)
@@ -178,7 +203,7 @@ def _products_by_task(w: Workload, policy: str, monkeypatch) -> tuple[dict[int, 
 
     # every dense product of the kernels goes through these (sizes: rows, inner, columns)
     xwt = lambda a, weight, out: (a.shape[0], a.shape[1], weight.shape[0])  # noqa: E731
-    monkeypatch.setattr(kernels.tasks, "matmul_xwt", counted(kernels.tasks.matmul_xwt, xwt))
+    monkeypatch.setattr(kernels.group, "matmul_xwt", counted(kernels.group.matmul_xwt, xwt))
     monkeypatch.setattr(steps, "matmul_xwt", counted(steps.matmul_xwt, xwt))
     hh = lambda self, h, out: (h.shape[0], h.shape[1], out.shape[1])  # noqa: E731
     monkeypatch.setattr(Recurrent, "hh", counted(Recurrent.hh, hh))
@@ -332,11 +357,12 @@ def test_hoisted_products_keep_the_results_exact(cell, name, options, policy):
         )
 
 
-def _member_work(w: Workload, policy: str) -> tuple[dict, dict, Plan]:
+def _member_work(w: Workload, policy: str, warm: bool) -> tuple[dict, dict, Plan]:
     """Run every task of the policy's graph on a group of 2 members (threads with a barrier,
-    the executor's split tasks: :class:`kernels.tasks.TaskRunner` of rank 0 and 1), in
-    dependency order. Returns the flops of the products each member computes in a forward task
-    and the members that run the cell's kernel (its element-wise work), by task id."""
+    the executor's split tasks: :class:`kernels.tasks.TaskRunner` of rank 0 and 1, warmed as
+    a worker's: its tasks' programs bound, or not), in dependency order. Returns the flops of
+    the products each member computes in a forward task and the members that run the cell's
+    kernel (its element-wise work), by task id."""
     graph = build(w, **get_policy(policy, helpers=2).graph_options(w, 2))
     plan = compile_plan(graph)
     hoisted = graph.graph.get("hoist_input") is not None
@@ -392,6 +418,8 @@ def _member_work(w: Workload, policy: str) -> tuple[dict, dict, Plan]:
             scratch="rb0",
         )
         try:
+            if warm:
+                runner.warm()
             for tid in order:
                 now.task = tid
                 runner.run(tid)
@@ -401,10 +429,11 @@ def _member_work(w: Workload, policy: str) -> tuple[dict, dict, Plan]:
             barrier.abort()
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(kernels.tasks, "matmul_xwt", counted(kernels.tasks.matmul_xwt, xwt))
+        patch.setattr(kernels.group, "matmul_xwt", counted(kernels.group.matmul_xwt, xwt))
         patch.setattr(steps, "matmul_xwt", counted(steps.matmul_xwt, xwt))
-        patch.setattr(CellKernel, "forward", ran(CellKernel.forward))
-        patch.setattr(CellKernel, "backward", ran(CellKernel.backward))
+        # the kernel runs a program, bound to the task's arrays or built for the call
+        patch.setattr(ForwardProgram, "run", ran(ForwardProgram.run))
+        patch.setattr(BackwardProgram, "run", ran(BackwardProgram.run))
         threads = [threading.Thread(target=member, args=(r,)) for r in range(2)]
         for thread in threads:
             thread.start()
@@ -415,9 +444,10 @@ def _member_work(w: Workload, policy: str) -> tuple[dict, dict, Plan]:
     return products, kernel_runs, plan
 
 
+@pytest.mark.parametrize("warm", [False, True], ids=["called", "bound"])
 @pytest.mark.parametrize("policy", ["helper", "layerwise"])
 @pytest.mark.parametrize("cell", ["sru", "qrnn(window=2)", "indrnn", "lstm"])
-def test_split_members_do_the_work_the_simulator_charges_them(cell, policy):
+def test_split_members_do_the_work_the_simulator_charges_them(cell, policy, warm):
     """A group of 2 splitting every task: an element-wise recurrence (SRU, QRNN, IndRNN) runs
     once, on the lead, the other member taking its share of the products only; a cell with a
     recurrent product runs its element-wise update on every member (no second barrier a step).
@@ -428,7 +458,7 @@ def test_split_members_do_the_work_the_simulator_charges_them(cell, policy):
     w = _workload(
         cell, "training", bidirectional=False, seq_len=4, input=6, hidden=8, dtype="float64"
     )
-    products, kernel_runs, plan = _member_work(w, policy)
+    products, kernel_runs, plan = _member_work(w, policy, warm)
     machine = make_machine(cores=2).model_copy(update={"elementwise_split_across_helpers": False})
     model = CpuCostModel(machine, plan)
     peak = machine.peak_flops_per_core(w.dtype)

@@ -111,16 +111,20 @@ def executor_buffer_bytes(
     hoisted: bool = False,
     chunk: int = 1,
     group_sizes: list[int] | None = None,
+    *,
+    kernels: Any = None,
 ) -> int:
     """Bytes the real executor allocates for ``workload``: its shared segment (parameters,
     input, activations, saved activations and gradients) and the coordinator's own copy of the
-    parameters and input, computed from the shapes (nothing is allocated)."""
+    parameters and input, computed from the shapes (nothing is allocated). ``kernels``: the
+    layers' shapes (:func:`kernels.arrays.shape_kernels`) when the caller sizes many
+    schedules (:class:`BufferSizes`)."""
     from kernels.executor import array_specs
     from kernels.params import compute_dtype
 
     training = workload.phase == "training"
     # one instance's arrays, then the others by multiplication (no loop over instances)
-    specs = array_specs(workload, 1, hoisted, training, chunk, group_sizes or [1])
+    specs = array_specs(workload, 1, hoisted, training, chunk, group_sizes or [1], kernels=kernels)
     shared_names = {"x", "gout"}
     shared = per_instance = 0
     for name, spec in specs.items():
@@ -133,6 +137,44 @@ def executor_buffer_bytes(
     itemsize = compute_dtype(workload).itemsize
     inputs = workload.seq_len * workload.batch * workload.input
     return segment + (workload.parameter_count() + inputs) * itemsize
+
+
+class BufferSizes:
+    """:func:`executor_buffer_bytes` of one workload at many candidate schedules (``--policy
+    auto``, ``--chunk auto``): the layers' shapes are worked out once, and each distinct
+    (instances, hoisted input, chunk, core group sizes) is sized once, whatever the number of
+    policies that share it.
+
+    Examples
+    --------
+    >>> from wpsim.model.workload import Workload
+    >>> w = Workload(cell="lstm", layers=2, hidden=8, input=4, seq_len=10, phase="training")
+    >>> sizes = BufferSizes(w)
+    >>> sizes(1, False, 5, [1, 1]) == executor_buffer_bytes(w, 1, False, 5, [1, 1])
+    True
+    >>> sizes(1, False, 5, [1, 1]) < sizes(1, False, 1, [1, 1])  # fewer chunks, fewer states
+    True
+    >>> len(sizes.sized)  # (1, False, 5, (1, 1)) sized once
+    2
+    """
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self.kernels: Any = None
+        self.sized: dict[tuple, int] = {}
+
+    def __call__(self, instances: int, hoisted: bool, chunk: int, group_sizes: list[int]) -> int:
+        key = (instances, hoisted, chunk, tuple(group_sizes))
+        found = self.sized.get(key)
+        if found is None:
+            if self.kernels is None:
+                from kernels.arrays import shape_kernels
+
+                self.kernels = shape_kernels(self.workload)
+            found = self.sized[key] = executor_buffer_bytes(
+                self.workload, instances, hoisted, chunk, group_sizes, kernels=self.kernels
+            )
+        return found
 
 
 # ---- memory -----------------------------------------------------------------------------------
@@ -248,9 +290,11 @@ def estimate(
     chunk: int = 1,
     granularity: str = "cell",
     workers: int = 0,
+    sizes: BufferSizes | None = None,
 ) -> SizeEstimate:
     """The :class:`SizeEstimate` of running ``engine`` (``graph``, ``predict``, ``simulate``,
-    ``compare``, ``run``) on ``workload`` under ``policy`` (its graph options)."""
+    ``compare``, ``run``) on ``workload`` under ``policy`` (its graph options); ``sizes``
+    sizes the executor's arrays for a caller that estimates many schedules of ``workload``."""
     options = graph_options(workload, policy, chunk, granularity)
     n_tasks = estimate_tasks(
         workload,
@@ -268,8 +312,7 @@ def estimate(
             groups = [len(g) for g in policy.core_groups(workers)]
         except ConfigError:  # reported by the executor itself, with its own message
             groups = [1]
-    buffers = executor_buffer_bytes(
-        workload,
+    buffers = (sizes or BufferSizes(workload))(
         options.get("instances", 1),
         options.get("hoist_input") is not None,
         options["chunk"],
@@ -284,6 +327,42 @@ def _size(nbytes: float) -> str:
         if nbytes >= scale:
             return f"{nbytes / scale:,.1f} {unit}"
     return f"{nbytes:.0f} B"
+
+
+def smallest_run(
+    workload: Workload,
+    candidates: list[tuple[Any, int]],
+    *,
+    granularity: str = "cell",
+    workers: int = 0,
+) -> tuple[Any, int]:
+    """The (policy, chunk) of ``candidates`` whose ``run`` :func:`estimate` is the smallest
+    (the first of equals), the executor's arrays sized by one :class:`BufferSizes`.
+
+    Examples
+    --------
+    >>> from wpsim.model.workload import Workload
+    >>> from wpsim.policies import get_policy
+    >>> w = Workload(cell="lstm", layers=2, hidden=8, input=4, seq_len=10, phase="training")
+    >>> wave = get_policy("wavefront")
+    >>> smallest_run(w, [(wave, 1), (wave, 5), (wave, 10)], workers=2)[1]
+    10
+    """
+    sizes = BufferSizes(workload)
+    return min(
+        candidates,
+        key=lambda pc: (
+            estimate(
+                workload,
+                "run",
+                pc[0],
+                chunk=pc[1],
+                granularity=granularity,
+                workers=workers,
+                sizes=sizes,
+            ).total_bytes
+        ),
+    )
 
 
 def check_size(

@@ -34,29 +34,26 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
 from kernels.declared.plan import ChunkPlan
-from kernels.declared.steps import (
-    ALL,
-    Const,
-    Product,
-    ProductFn,
-    activation_rule,
-    forward_run,
-    pass_gradient,
-    product_rule,
-    through_product,
+from kernels.declared.program import (
+    BackwardProgram,
+    ForwardProgram,
+    Saved,
+    build_backward,
+    build_forward,
+    zeros,
 )
+from kernels.declared.steps import Product, ProductFn
 from kernels.params import WEIGHT_ORDER, MemoryOrder, aligned, row_block
 from wpsim.cells import Cell, Operand
 
-__all__ = ["CellKernel", "ChunkBackward", "ChunkForward", "Saved", "init_params"]
+__all__ = ["CellKernel", "ChunkBackward", "ChunkForward", "Prepared", "Saved", "init_params"]
 
 #: Parameter sets whose products a kernel keeps (both directions of a layer, and a spare), and
 #: inference programs it keeps (see :meth:`CellKernel.forward`).
@@ -88,19 +85,6 @@ def init_params(kernel: CellKernel, seed: int = 0) -> dict[str, np.ndarray]:
     return params
 
 
-@dataclass
-class Saved:
-    """What :meth:`CellKernel.backward` needs from a forward (``save=True``): the input, the
-    initial states, the values kept over the chunk (by name, time order), the (k+1)-slot arrays
-    of the extended ones, and the direction."""
-
-    x: np.ndarray
-    states0: dict[str, np.ndarray]
-    values: dict[str, np.ndarray]
-    extended: dict[str, np.ndarray]
-    reverse: bool
-
-
 class ChunkForward(NamedTuple):
     """:meth:`CellKernel.forward`'s result: ``output`` (k, B, width) in time order, the final
     ``states`` (after the last processed step) by name, and ``saved`` (None unless asked)."""
@@ -108,6 +92,14 @@ class ChunkForward(NamedTuple):
     output: np.ndarray
     states: dict[str, np.ndarray]
     saved: Saved | None
+
+
+class Prepared(NamedTuple):
+    """:meth:`CellKernel.prepare`'s result: the parameters as the kernel computes with them
+    (``arrays``) and each ``matmul`` op's :class:`~kernels.declared.steps.Product`."""
+
+    arrays: dict[str, Any]
+    products: dict[str, Product]
 
 
 class ChunkBackward(NamedTuple):
@@ -120,38 +112,6 @@ class ChunkBackward(NamedTuple):
     dstates: dict[str, np.ndarray]
     dparams: dict[str, np.ndarray]
     op_grads: dict[str, np.ndarray] | None = None
-
-
-def extended_views(ext: np.ndarray, reverse: bool) -> tuple[np.ndarray, np.ndarray, int]:
-    """Views of a (k+1, B, w) array holding a state's next value at k steps and its initial
-    value in one more slot: (the k values in time order, the state's value read at each step,
-    the initial value's slot).
-
-    Examples
-    --------
-    >>> ext = np.arange(4.0).reshape(4, 1, 1)
-    >>> [v[:, 0, 0].tolist() if hasattr(v, "shape") else v for v in extended_views(ext, False)]
-    [[1.0, 2.0, 3.0], [0.0, 1.0, 2.0], 0]
-    """
-    k = len(ext) - 1
-    if reverse:
-        return ext[:k], ext[1:], k
-    return ext[1:], ext[:k], 0
-
-
-class _Program:
-    """A forward call's buffers and runs: ``values`` (the sequence of each value, by name),
-    ``extended`` (see :meth:`CellKernel._allocate`), the runs of each stage, its input ``x`` and
-    ``initial`` states, and ``copies`` made before the first stage (an extended array's slots
-    from the input or the initial states)."""
-
-    def __init__(self, x: np.ndarray, initial: dict[str, np.ndarray]) -> None:
-        self.x = x
-        self.initial = initial
-        self.values: dict[str, Any] = {}
-        self.extended: dict[str, tuple] = {}
-        self.stages: list[tuple[list[Callable], bool]] = []
-        self.copies: list[tuple[np.ndarray, np.ndarray]] = []
 
 
 class CellKernel:
@@ -175,9 +135,17 @@ class CellKernel:
         self.param_shapes = self.plan.param_shapes
         self.next_of = self.plan.next_of
         self._prepared: dict[tuple, tuple] = {}
-        self._programs: dict[tuple, _Program] = {}
+        self._programs: dict[tuple, ForwardProgram] = {}
 
     # ---- shared helpers -------------------------------------------------------------------
+    def prepare(self, params: Mapping[str, Any], batch: int) -> Prepared:
+        """The parameters as the kernel computes with them at ``batch`` rows, and their
+        products: made once for the programs of many chunks (:meth:`bind`), which then share
+        them (copies where a product multiplies a gate block of a weight, or a parameter is
+        not in the kernel's dtype and order: a change in place is not seen)."""
+        arrays, products, _ = self._prepare(params, batch)
+        return Prepared(arrays, products)
+
     def _prepare(self, params: Mapping[str, Any], batch: int) -> tuple[dict, dict, tuple | None]:
         """Parameters in the kernel's dtype, a :class:`Product` per ``matmul`` op, and a key
         naming this parameter set, or None.
@@ -239,71 +207,6 @@ class CellKernel:
             raise ValueError(f"state {name!r} must have shape {shape}, got {value.shape}")
         return value
 
-    @staticmethod
-    def _sequence(table: dict, arrays: dict, spec: tuple, per_step: bool, cache: dict) -> Any:
-        """An operand (``spec`` of :attr:`ChunkPlan.arg_specs`) as a sequence: a Const for a
-        parameter; else from ``table`` (values or gradients), as per-step views in a recurrent
-        stage; ``cache`` shares them between the ops of one call."""
-        key = (spec, per_step)
-        found = cache.get(key)
-        if found is not None:
-            return found
-        name, span, is_param = spec
-        if is_param:
-            value = arrays[name]
-            found = Const(value if span is None else value[span[0] : span[1]])
-        else:
-            found = table[name]
-            if span is not None:
-                lo, hi = span
-                if isinstance(found, np.ndarray):
-                    found = found[..., lo:hi]
-                else:
-                    found = [b[:, lo:hi] for b in found]
-            if per_step and isinstance(found, np.ndarray):
-                found = list(found)
-        cache[key] = found
-        return found
-
-    def _bind_states(self, table: dict, extended: dict, initial: dict, order: range) -> None:
-        """Make each state readable at every step in ``table``: its initial value at the first
-        processed step, its next value of the step before at the others."""
-        first, k = order[0], len(order)
-        shift = 1 if order.step < 0 else -1
-        for s, v in self.next_of.items():
-            if v in extended:
-                table[s] = extended[v][1]
-                continue
-            values = table[v]
-            table[s] = [initial[s] if j == first else values[j + shift] for j in range(k)]
-
-    def _allocate(
-        self, name: str, kind: str, k: int, batch: int, reverse: bool, zero: bool = False
-    ) -> tuple[Any, tuple[np.ndarray, np.ndarray, int] | None]:
-        """An array (or per-step buffers) for ``name``: returns (sequence, the extended array's
-        (array, earlier view, slot) or None)."""
-        width = self.widths[name]
-        make = np.zeros if zero else np.empty
-        if kind == "extended":
-            ext = make((k + 1, batch, width), self.dtype)
-            values, earlier, slot = extended_views(ext, reverse)
-            return values, (ext, earlier, slot)
-        if kind == "full":
-            return make((k, batch, width), self.dtype), None
-        count = 2 if kind == "rotating" else 1
-        buffers = make((count, batch, width), self.dtype)
-        return [buffers[j % count] for j in range(k)], None
-
-    @staticmethod
-    def _run_stage(runs: list[Callable], recurrent: bool, order: Iterable[int]) -> None:
-        if recurrent:
-            for j in order:
-                for run in runs:
-                    run(j)
-        else:
-            for run in runs:
-                run(ALL)
-
     # ---- forward --------------------------------------------------------------------------
     def forward(
         self,
@@ -342,14 +245,9 @@ class CellKernel:
         if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[0] < 1:
             raise ValueError(f"x must have shape (k, B, {self.input_size}), got {x.shape}")
         k, batch, _ = x.shape
-        states = dict(states or {})
-        unknown = set(states) - set(self.next_of)
-        if unknown:
-            raise ValueError(f"unknown state {sorted(unknown)[0]!r}; states: {list(self.next_of)}")
-        initial = {s: self._state(states.get(s), batch, s) for s in self.next_of}
-        width = self.widths[plan.cell.output]
-        if out is not None and (out.shape != (k, batch, width) or not out.flags.c_contiguous):
-            raise ValueError(f"out must be C-contiguous {(k, batch, width)}")
+        initial = self._initial(states, batch)
+        if out is not None:
+            self._check_buffer("out", out, (k, batch, self.widths[plan.cell.output]))
         arrays, prods, reusable = self._prepare(params, batch)
         order = range(k - 1, -1, -1) if reverse else range(k)
         # an inference call keeps nothing it builds: where that is small, its program (buffers
@@ -363,23 +261,40 @@ class CellKernel:
         program = self._programs.get(key) if keep else None
         if program is None and keep:
             mine = {s: v.copy() for s, v in initial.items()}
-            program = self._program(
-                np.empty_like(x), mine, arrays, prods, products, None, save, order
+            program = build_forward(
+                plan,
+                self.dtype,
+                arrays,
+                prods,
+                np.empty_like(x),
+                mine,
+                order,
+                save=save,
+                products=products,
             )
             if len(self._programs) >= PREPARED_SETS:
                 self._programs.pop(next(iter(self._programs)))
             self._programs[key] = program
         if keep:
-            assert program is not None  # kept from an earlier call or built just above
+            assert program is not None and program.x is not None  # kept, or built just above
             program.x[...] = x
             for s, value in initial.items():
                 program.initial[s][...] = value
         else:
-            program = self._program(x, initial, arrays, prods, products, out, save, order)
-        for target, source in program.copies:
-            target[...] = source
-        for runs, recurrent in program.stages:
-            self._run_stage(runs, recurrent, order)
+            into = {plan.cell.output: out} if out is not None else None
+            program = build_forward(
+                plan,
+                self.dtype,
+                arrays,
+                prods,
+                x,
+                initial,
+                order,
+                save=save,
+                products=products,
+                into=into,
+            )
+        program.run()
         values = program.values
         last = order[-1]
         finals = {s: np.array(values[v][last]) for s, v in self.next_of.items()}
@@ -397,60 +312,120 @@ class CellKernel:
             saved = Saved(values["x"], initial, kept, ext, order.step < 0)
         return ChunkForward(result, finals, saved)
 
-    def _program(
+    def bind(
         self,
-        x: np.ndarray,
-        initial: dict[str, np.ndarray],
-        arrays: dict[str, Any],
-        prods: dict[str, Any],
-        products: Mapping[str, ProductFn] | None,
-        out: np.ndarray | None,
-        save: bool,
-        order: range,
-    ) -> _Program:
-        """The buffers and runs of a forward call reading ``x`` and ``initial`` (see
-        :meth:`forward`)."""
+        params: Mapping[str, Any] | Prepared,
+        x: np.ndarray | tuple[np.ndarray, ...],
+        states: Mapping[str, np.ndarray | None] | None = None,
+        *,
+        reverse: bool = False,
+        save: bool = False,
+        into: Mapping[str, np.ndarray] | None = None,
+        inputs: Mapping[str, np.ndarray] | None = None,
+        finals: Mapping[str, np.ndarray] | None = None,
+        products: Mapping[str, ProductFn] | None = None,
+        pool: dict | None = None,
+    ) -> ForwardProgram:
+        """The chunk forward bound to arrays that it reads and writes where they are, at each
+        :meth:`ForwardProgram.run <kernels.declared.program.ForwardProgram.run>`: no set-up,
+        no allocation and no copy of its input or output per run (what an executor's task runs
+        again and again, :mod:`kernels.tasks`). The same arithmetic as :meth:`forward`.
+
+        Parameters
+        ----------
+        params : mapping or Prepared
+            As for :meth:`forward`, or :meth:`prepare`'s result for this batch (shared between
+            programs; see there).
+        x : ndarray (k, B, I), or tuple of ndarrays (k, B, I_i)
+            The input, or its column blocks (side by side, gathered at each run).
+        states : mapping, optional
+            Initial value (B, width) of each state by name, read at each run; missing or None:
+            zeros.
+        reverse, save, products
+            As for :meth:`forward` (``save`` keeps every value the backward reads in full).
+        into : mapping, optional
+            Buffers (k, B, width) that receive values by op name (the output, kept values).
+        inputs : mapping, optional
+            Values (k, B, width) computed elsewhere, by op name (a hoisted input product):
+            read instead of running the op.
+        finals : mapping, optional
+            Buffers (B, width) that receive states, by name, after the last processed step.
+        pool : dict, optional
+            Scratch buffers shared with other programs that never run at the same time.
+
+        Examples
+        --------
+        >>> from wpsim.cells import get_cell
+        >>> kernel = CellKernel(get_cell("lstm"), hidden=2, input_size=3)
+        >>> params, x = init_params(kernel), np.ones((4, 1, 3))
+        >>> h, c = np.empty((4, 1, 2)), np.empty((1, 2))
+        >>> program = kernel.bind(params, x, into={"h_new": h}, finals={"c": c})
+        >>> program.run()
+        >>> run = kernel.forward(params, x)
+        >>> bool((h == run.output).all() and (c == run.states["c"]).all())
+        True
+        """
         plan = self.plan
-        k, batch, _ = x.shape
-        reverse = order.step < 0
-        program = _Program(x, initial)
-        values, extended = program.values, program.extended
-        if "x" in plan.extended:
-            values["x"], extended_x = self._allocate("x", "extended", k, batch, reverse)
-            assert extended_x is not None  # the kind "extended" gives one
-            extended["x"] = extended_x
-            program.copies.append((values["x"], x))
+        parts = x if isinstance(x, tuple) else (x,)
+        k, batch = parts[0].shape[:2]
+        if sum(p.shape[2] for p in parts) != self.input_size:
+            raise ValueError(f"x: its blocks must have {self.input_size} columns in all")
+        for part in parts:
+            self._check_buffer("x", part, (k, batch, part.shape[2]))
+        initial = self._initial(states, batch, copy=False, pool=pool)
+        for name, buffer in {**(into or {}), **(inputs or {})}.items():
+            self._check_buffer(name, buffer, (k, batch, self.widths[name]))
+        for s, buffer in (finals or {}).items():
+            if buffer.shape != (batch, self.widths[s]) or buffer.dtype != self.dtype:
+                raise ValueError(f"finals {s!r} must be {self.dtype} {(batch, self.widths[s])}")
+        if isinstance(params, Prepared):
+            arrays, prods = params
         else:
-            values["x"] = x
-        output = plan.cell.output
-        for op in plan.cell.ops:
-            name = op.name
-            if name == output and out is not None and name not in plan.extended:
-                values[name] = out
-                continue
-            values[name], ext = self._allocate(name, plan.value_kind(name, save), k, batch, reverse)
-            if ext:
-                extended[name] = ext
-        for v, (ext, _, slot) in extended.items():
-            program.copies.append((ext[slot], initial[plan.state_of[v]]))
-        self._bind_states(values, extended, initial, order)
-        hooks = dict(products or {})
-        cache: dict = {}
-        for stage in plan.stages:
-            per_step = stage.recurrent
-            runs = []
-            for name in stage.ops:
-                kind = plan.ops[name].kind
-                args = [
-                    self._sequence(values, arrays, a, per_step, cache) for a in plan.arg_specs[name]
-                ]
-                target = self._sequence(values, arrays, plan.self_spec[name], per_step, cache)
-                product = hooks.get(name)
-                if kind == "matmul" and product is None:
-                    product = prods[name].step if per_step else prods[name].batched
-                runs.append(forward_run(kind, args, target, product, plan.columns.get(name, ())))
-            program.stages.append((runs, per_step))
-        return program
+            arrays, prods = self.prepare(params, batch)
+        order = range(k - 1, -1, -1) if reverse else range(k)
+        return build_forward(
+            plan,
+            self.dtype,
+            arrays,
+            prods,
+            x,
+            initial,
+            order,
+            save=save,
+            products=products,
+            into=into,
+            inputs=inputs,
+            finals=finals,
+            pool=pool,
+        )
+
+    def _check_buffer(self, name: str, buffer: np.ndarray, shape: tuple[int, ...]) -> None:
+        if buffer.shape != shape or buffer.dtype != self.dtype or not buffer.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous {self.dtype} {shape}")
+
+    def _initial(
+        self,
+        states: Mapping[str, np.ndarray | None] | None,
+        batch: int,
+        copy: bool = True,
+        pool: dict | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Each state's initial value (B, width): zeros where missing or None (shared through
+        ``pool``: nothing writes an initial state); converted (``copy``) or checked to be as
+        the kernel reads it."""
+        states = dict(states or {})
+        unknown = set(states) - set(self.next_of)
+        if unknown:
+            raise ValueError(f"unknown state {sorted(unknown)[0]!r}; states: {list(self.next_of)}")
+        initial = {}
+        for s in self.next_of:
+            value = states.get(s)
+            if value is not None and not copy:
+                self._check_buffer(f"state {s!r}", value, (batch, self.widths[s]))
+            elif value is None and pool is not None:
+                value = zeros(pool, (s,), (batch, self.widths[s]), self.dtype)
+            initial[s] = self._state(value, batch, s)
+        return initial
 
     # ---- backward -------------------------------------------------------------------------
     def backward(
@@ -495,129 +470,106 @@ class CellKernel:
             (dense, also for a sparse weight).
         """
         plan = self.plan
-        x = saved.x
-        k, batch, _ = x.shape
-        reverse = saved.reverse
+        k, batch, _ = saved.x.shape
         arrays, prods, _ = self._prepare(params, batch)
-        order = range(k - 1, -1, -1) if reverse else range(k)
-        first, last = order[0], order[-1]
-        shift = 1 if reverse else -1
-        values: dict[str, Any] = {"x": x, **saved.values}
-        for v, ext in saved.extended.items():
-            values[v] = extended_views(ext, reverse)[0]
-        extended = {
-            v: (ext, *extended_views(ext, reverse)[1:]) for v, ext in saved.extended.items()
-        }
-        self._bind_states(values, extended, saved.states0, order)
-        skipped = set() if need_dx else {"x"} | {s for s, v in self.next_of.items() if v == "x"}
-        grads: dict[str, Any] = {}
-        initial: dict[str, np.ndarray] = {}
-        for r, kind in plan.grad_kind.items():
-            if r in skipped:
-                continue
-            zero = bool(plan.grad_gaps[r])
-            grads[r], grad_ext = self._allocate(r, kind, k, batch, reverse, zero=zero)
-            if grad_ext:
-                grads[plan.state_of[r]] = grad_ext[1]
-                initial[plan.state_of[r]] = grad_ext[0][grad_ext[2]]
-        for name, r in plan.grad_root.items():
-            if r in grads:
-                grads[name] = grads[r]
-        d_states = dict(d_states or {})
-        for s, v in self.next_of.items():
-            if s in skipped:
-                continue
-            if s not in initial:
-                make = np.zeros if plan.zero_initial[v] else np.empty
-                start = initial[s] = make((batch, self.widths[s]), self.dtype)
-                later = grads[v]
-                grads[s] = [start if j == first else later[j + shift] for j in range(k)]
-            final = self._state(d_states.get(s), batch, s)
-            target = grads[v][last]
-            if plan.grad_kind[v] in ("rotating", "single"):
-                for lo, hi in plan.seeds[v]:
-                    target[:, lo:hi] = final[:, lo:hi]
-            else:
-                target += final
         width = self.widths[plan.cell.output]
-        if d_output is None:
-            d_output = np.zeros((k, batch, width), self.dtype)
-        d_output = np.asarray(d_output, dtype=self.dtype)
-        if d_output.shape != (k, batch, width):
-            raise ValueError(f"d_output must have shape {(k, batch, width)}, got {d_output.shape}")
-        hooks = dict(products_t or {})
-        cache: dict = {}
-        value_cache: dict = {}
-        for stage in reversed(plan.stages):
-            per_step = stage.recurrent
-            runs = []
-            if plan.cell.output in stage.ops:
-                g = self._sequence(grads, arrays, plan.self_spec[plan.cell.output], per_step, cache)
-                dy = list(d_output) if per_step else d_output
-                runs.append(pass_gradient(dy, g, plan.writes[("dy", 0)], negate=False))
-            for name in reversed(stage.ops):
-                runs += self._backward_runs(
-                    name,
-                    values,
-                    grads,
-                    arrays,
-                    prods,
-                    hooks,
-                    per_step,
-                    (k, batch),
-                    skipped,
-                    cache,
-                    value_cache,
+        if d_output is not None:
+            d_output = np.asarray(d_output, dtype=self.dtype)
+            if d_output.shape != (k, batch, width):
+                raise ValueError(
+                    f"d_output must have shape {(k, batch, width)}, got {d_output.shape}"
                 )
-            self._run_stage(runs, per_step, reversed(order))
-        dstates = {s: initial[s] for s in self.next_of if s not in skipped}
+        d_states = d_states or {}
+        finals = {s: self._state(d_states.get(s), batch, s) for s in self.next_of}
+        program = build_backward(
+            plan,
+            self.dtype,
+            arrays,
+            prods,
+            saved,
+            d_output,
+            finals,
+            need_dx=need_dx,
+            products_t=products_t,
+        )
+        program.run()
+        grads = program.grads
+        dstates = dict(program.initial)
         dx = grads.get("x") if need_dx else None
         if op_grads:
             wanted = {rule[0] for rule in plan.param_rules}
             return ChunkBackward(dx, dstates, {}, {op: grads[op] for op in wanted})
-        dparams = self._param_grads(values, grads, saved, order)
+        dparams = self._param_grads(program.values, grads, saved, program.order)
         return ChunkBackward(dx, dstates, dparams)
 
-    def _backward_runs(
+    def bind_backward(
         self,
-        name: str,
-        values: dict[str, Any],
-        grads: dict[str, Any],
-        arrays: dict[str, Any],
-        prods: dict[str, Any],
-        hooks: Mapping[str, ProductFn],
-        per_step: bool,
-        size: tuple[int, int],
-        skipped: set[str],
-        cache: dict,
-        value_cache: dict,
-    ) -> list[Callable]:
-        """The runs that add op ``name``'s contributions to its operands' gradients."""
-        g = self._sequence(grads, arrays, self.plan.self_spec[name], per_step, cache)
-        runs = []
-        for rule, operand, spec, write, width, reads, columns in self.plan.rules[name]:
-            if operand in skipped:
-                continue
-            target = self._sequence(grads, arrays, spec, per_step, cache)
-            # scratch for a contribution computed before it is added
-            tmp = np.empty((*size[int(per_step) :], width), self.dtype) if width else None
-            if rule == "pass" and columns is not None:  # this operand's columns of a concat
-                lo, hi = columns
-                part = [c[:, lo:hi] for c in g] if per_step else g[..., lo:hi]
-                runs.append(pass_gradient(part, target, write, negate=False))
-            elif rule in ("pass", "negate"):
-                runs.append(pass_gradient(g, target, write, negate=rule == "negate"))
-            elif rule == "mul":
-                other = self._sequence(values, arrays, reads, per_step, value_cache)
-                runs.append(product_rule(g, other, target, write, tmp))
-            elif rule == "matmul":
-                fn = hooks.get(name) or prods[name].transposed
-                runs.append(through_product(fn, g, target, write, tmp))
-            else:
-                y = self._sequence(values, arrays, reads, per_step, value_cache)
-                assert tmp is not None  # an activation's rule always has scratch (ChunkPlan.rules)
-                runs.append(activation_rule(rule, g, y, target, write, tmp))
-        return runs
+        params: Mapping[str, Any] | Prepared,
+        saved: Saved,
+        d_output: np.ndarray | None = None,
+        d_states: Mapping[str, np.ndarray | None] | None = None,
+        *,
+        products_t: Mapping[str, ProductFn] | None = None,
+        into: Mapping[str, np.ndarray] | None = None,
+        dstates_into: Mapping[str, np.ndarray] | None = None,
+        pool: dict | None = None,
+    ) -> BackwardProgram:
+        """The chunk's BPTT bound to arrays it reads and writes where they are, at each
+        :meth:`BackwardProgram.run <kernels.declared.program.BackwardProgram.run>` (what an
+        executor's backward task runs again and again): ``saved``'s arrays, ``d_output`` and
+        ``d_states`` are read then. The same arithmetic as :meth:`backward` with ``op_grads``.
+
+        ``into``: buffers (k, B, width) that receive the gradients of the ops that read a
+        parameter, by op name, and ``x`` (k, B, I) the gradient w.r.t. the input;
+        ``dstates_into``: buffers (B, width) that receive the gradients w.r.t. the initial
+        states; ``params``, ``products_t`` and ``pool`` as for :meth:`bind` and
+        :meth:`backward`.
+
+        Examples
+        --------
+        >>> from wpsim.cells import get_cell
+        >>> kernel = CellKernel(get_cell("gru"), hidden=2, input_size=3)
+        >>> params, x = init_params(kernel), np.ones((4, 1, 3))
+        >>> saved, dy = kernel.forward(params, x).saved, np.ones((4, 1, 2))
+        >>> dx, dh = np.empty((4, 1, 3)), np.empty((1, 2))
+        >>> kernel.bind_backward(params, saved, dy, into={"x": dx}, dstates_into={"h": dh}).run()
+        >>> back = kernel.backward(params, saved, dy, op_grads=True)
+        >>> bool((dx == back.dx).all() and (dh == back.dstates["h"]).all())
+        True
+        """
+        plan = self.plan
+        k, batch = saved.x.shape[:2]
+        arrays = [saved.x, *saved.values.values(), *saved.extended.values()]
+        arrays += [v for v in (d_output, *(d_states or {}).values()) if v is not None]
+        for array in arrays:
+            if array.dtype != self.dtype:
+                raise ValueError(f"bind_backward reads {self.dtype} arrays, got {array.dtype}")
+        width = self.widths[plan.cell.output]
+        if d_output is not None and d_output.shape != (k, batch, width):
+            raise ValueError(f"d_output must have shape {(k, batch, width)}")
+        wanted = {rule[0] for rule in plan.param_rules} | {"x"}
+        for name, buffer in (into or {}).items():
+            if name not in wanted:
+                raise ValueError(f"into: {name!r} is not x or an op that reads a parameter")
+            shape = (k, batch, self.input_size if name == "x" else self.widths[name])
+            self._check_buffer(name, buffer, shape)
+        if isinstance(params, Prepared):
+            arrays_, prods = params
+        else:
+            arrays_, prods = self.prepare(params, batch)
+        return build_backward(
+            plan,
+            self.dtype,
+            arrays_,
+            prods,
+            saved,
+            d_output,
+            dict(d_states or {}),
+            products_t=products_t,
+            into=into,
+            dstates_into=dstates_into,
+            pool=pool,
+        )
 
     def param_grads(
         self,

@@ -81,7 +81,7 @@ from kernels.arrays import array_specs
 from kernels.executor._coordinator import DEFAULT_SPIN_US, Executor, execute
 from kernels.executor._execution import DEFAULT_IDLE_SPIN_US, SEQUENCE_ENV
 from kernels.executor._process import BLAS_ENV, START_METHOD
-from kernels.tasks import input_split_by_time_max_bytes
+from kernels.group import input_split_by_time_max_bytes
 
 __all__ = [
     "BLAS_ENV",

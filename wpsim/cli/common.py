@@ -188,20 +188,14 @@ def _guard_before_choosing(
     """The executor's size guard at the candidate with the smallest estimate (every policy
     :func:`wpsim.tune.choose` searches when ``policy`` is None; every candidate chunk under
     ``--chunk auto``)."""
-    from wpsim.guards import estimate
+    from wpsim.guards import smallest_run
     from wpsim.policies import get_policy
     from wpsim.tune import POLICIES, chunk_candidates
 
     policies = [policy] if policy is not None else [get_policy(name) for name in POLICIES]
     chunks = chunk_candidates(workload.seq_len) if args.chunk == "auto" else [args.chunk]
-    smallest = min(
-        ((p, c) for p in policies for c in chunks),
-        key=lambda pc: (
-            estimate(
-                workload, "run", pc[0], chunk=pc[1], granularity=args.granularity, workers=workers
-            ).total_bytes
-        ),
-    )
+    candidates = [(p, c) for p in policies for c in chunks]
+    smallest = smallest_run(workload, candidates, granularity=args.granularity, workers=workers)
     check_size(args, workload, "run", smallest[0], workers, chunk=smallest[1])
 
 
