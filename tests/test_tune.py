@@ -326,3 +326,23 @@ def test_confirm_times_wavefront_and_pipeline_apart(monkeypatch):
     assert len(shapes) == len(set(shapes))
     assert ("wavefront", None, 2) in shapes and ("pipeline", None, 2) in shapes
     assert t.chosen == replace(timed[0], measured_s=1.0)
+
+
+def test_confirm_times_the_best_of_every_worker_count_first(monkeypatch):
+    """With room for two shapes, --confirm times the best schedule and the best on the other
+    worker count, even when the model ranks other 1-worker shapes above it."""
+    from wpsim import tune as tune_module
+    from wpsim.model.workload import resolve_workload
+
+    timed: list = []
+
+    def fake_confirm(workload, candidates, repeats, warmup, rounds):
+        timed.extend(candidates)
+        return [replace(c, measured_s=1.0) for c in candidates]
+
+    workload = resolve_workload("tiny")
+    model_best = tune(workload, XEON, workers=[1, 2], simulate=0).chosen
+    monkeypatch.setattr(tune_module, "confirm", fake_confirm)
+    tune(workload, XEON, workers=[1, 2], simulate=0, confirm_best=2)
+    assert timed[0] == model_best
+    assert {c.workers for c in timed} == {1, 2}

@@ -289,8 +289,9 @@ def tune(
         the closed form alone; graphs over :data:`SIMULATE_MAX_TASKS` tasks are not simulated).
     confirm_best : int
         Then time on this computer with the real executor (:func:`confirm`, ``repeats`` runs in
-        ``rounds`` rounds) the chosen schedule and the best of each other shape (policy, group
-        size, workers; wavefront and pipeline apart), this many in all, and choose the fastest measured: the model ranks the
+        ``rounds`` rounds) the chosen schedule, the best on each other worker count, and the
+        best of each other shape (policy, group size, workers; wavefront and pipeline apart),
+        this many in all, and choose the fastest measured: the model ranks the
         chunk sizes within a shape, the measurement decides between shapes, where a model is
         least sure (the synchronisation of processes on a loaded machine).
 
@@ -342,8 +343,12 @@ def tune(
             ranking = [done.get(_key(c), c) for c in ranking]
     if confirm_best:
         # (wavefront and pipeline apart: the closed forms cannot tell them apart, the real
-        # executor can, as its workers take cells in different orders)
+        # executor can, as its workers take cells in different orders); the best of each
+        # worker count first: whether more processes pay off is what the model is least sure of
         shapes = {_timed_shape(best): best}
+        for c in ranking:
+            if all(c.workers != s.workers for s in shapes.values()):
+                shapes[_timed_shape(c)] = c
         for c in ranking:
             shapes.setdefault(_timed_shape(c), c)
         timed = confirm(workload, list(shapes.values())[:confirm_best], repeats, 1, rounds)
