@@ -9,8 +9,9 @@ one BLAS thread per worker) in two stages:
 
 1. screening: every considered schedule once (one warm-up run, ``--screen-repeats`` timed);
 2. refinement: the ``--finalists`` fastest of the screening, and both chosen schedules, timed
-   again in ``--rounds`` interleaved rounds of ``--repeats`` runs each (a shared machine
-   drifts; interleaving spreads the drift over every schedule).
+   again in ``--rounds`` interleaved rounds of ``--repeats`` runs each, or more for a short run:
+   until :data:`wpsim.tune.CONFIRM_MIN_TIMED_S` was timed in all, as ``tune --confirm`` times
+   (a shared machine drifts; interleaving spreads the drift over every schedule).
 
 A schedule's measured makespan is the median of its timed runs (all stages). The chosen one
 passes when it is within ``--tolerance`` (10%) of the fastest measured. The load average is
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -39,14 +41,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def measure(workload, candidates, repeats: int, warmup: int) -> list[list[float]]:
-    """Every candidate's timed makespans (its own worker processes, ``warmup`` untimed runs)."""
+def measure(workload, candidates, repeats, warmup: int) -> list[list[float]]:
+    """Every candidate's timed makespans (its own worker processes, ``warmup`` untimed runs;
+    ``repeats`` timed runs, or a list of them by candidate)."""
     from kernels.executor import execute
 
     out = []
-    for c in candidates:
+    counts = repeats if isinstance(repeats, list) else [repeats] * len(candidates)
+    for c, n in zip(candidates, counts, strict=True):
         run = execute(
-            workload, c.policy_object(), c.workers, chunk=c.chunk, repeats=repeats, warmup=warmup
+            workload, c.policy_object(), c.workers, chunk=c.chunk, repeats=n, warmup=warmup
         )
         out.append(list(run.extra["makespans_s"]))
     return out
@@ -59,7 +63,7 @@ def _key(c) -> tuple:
 def main(argv: list[str] | None = None) -> int:
     from wpsim.machines import load_machine, resolve_machine_path
     from wpsim.model.workload import resolve_workload
-    from wpsim.tune import tune
+    from wpsim.tune import CONFIRM_MAX_RUNS, CONFIRM_MIN_TIMED_S, tune
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hardware", "-m", default="host")
@@ -92,10 +96,21 @@ def main(argv: list[str] | None = None) -> int:
         }
         screened = sorted(times, key=lambda i: statistics.median(times[i]))
         finalists = list(dict.fromkeys([chosen, chosen_model, *screened[: args.finalists]]))
+        # short runs: as many as tune --confirm times (CONFIRM_MIN_TIMED_S in all)
+        repeats = [
+            min(
+                CONFIRM_MAX_RUNS // args.rounds,
+                max(
+                    args.repeats,
+                    math.ceil(CONFIRM_MIN_TIMED_S / args.rounds / statistics.median(times[i])),
+                ),
+            )
+            for i in finalists
+        ]
         for _ in range(args.rounds):
             for i, ts in zip(
                 finalists,
-                measure(workload, [considered[i] for i in finalists], args.repeats, 1),
+                measure(workload, [considered[i] for i in finalists], repeats, 1),
                 strict=True,
             ):
                 times[i] += ts
