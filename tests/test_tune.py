@@ -340,8 +340,10 @@ def test_confirm_times_the_best_of_every_worker_count_first(monkeypatch):
         timed.extend(candidates)
         return [replace(c, measured_s=1.0) for c in candidates]
 
-    workload = resolve_workload("tiny")
-    model_best = tune(workload, XEON, workers=[1, 2], simulate=0).chosen
+    workload = resolve_workload("demo")  # (the model's two best shapes: both on 2 workers)
+    model = tune(workload, XEON, workers=[1, 2], simulate=0)
+    model_best = model.chosen
+    assert {c.workers for c in model.ranking[:2]} == {2}
     monkeypatch.setattr(tune_module, "confirm", fake_confirm)
     tune(workload, XEON, workers=[1, 2], simulate=0, confirm_best=2)
     assert timed[0] == model_best
