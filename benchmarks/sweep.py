@@ -93,7 +93,7 @@ def reference_rate(points: int) -> float:
 
     loaded = load_sweep(GRIDS["analytic"])
     evaluator = Evaluator(loaded.context())
-    groups = list(execution_groups(loaded))
+    groups = [evaluator.points(group) for group in execution_groups(loaded)]
     per_group = len(groups[0])
     step = max(1, len(groups) * per_group // max(points, 1))
     todo = [item for group in groups[::step] for item in group]

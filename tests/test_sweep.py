@@ -540,3 +540,42 @@ def test_finalize_sorts_random_journals_like_a_dictionary_of_first_rows(tmp_path
         assert journal.finalize() == len(first)
         expected = [f'{p},"{first[p]["label"]}",ok' for p in sorted(first)]
         assert path.read_text().splitlines() == ["point,label,status", *expected]
+
+
+def test_finalize_moves_ascending_batches_whole_and_sorts_the_rest_by_line(tmp_path):
+    """Batches appended with their points: ascending batches that do not interleave are put
+    in order whole (a file already in order is left as it is); batches that interleave, or a
+    batch whose points do not ascend, fall back to the sort by line. Every way, the bytes are
+    those of the sort by line."""
+    from wpsim.sweep import store
+
+    columns = ["point", "label", "status"]
+
+    def batch(points: list[int]) -> tuple[list[dict], np.ndarray]:
+        rows = [{"point": p, "label": f"x,{p}", "status": "ok"} for p in points]
+        return rows, np.array(points)
+
+    cases = {
+        "in order": [[0, 1, 2], [3, 5], [7]],
+        "out of order": [[4, 5], [0, 1, 2, 3], [9], [6, 8]],
+        "interleaved": [[0, 2, 4], [1, 3]],
+        "not ascending": [[1, 0], [2]],
+    }
+    for name, batches in cases.items():
+        expected_lines = None
+        for given in (True, False):  # with the points, and without (the sort by line)
+            path = tmp_path / f"{name.replace(' ', '_')}_{given}.csv"
+            journal = store.ResultsJournal(path, columns)
+            journal.open()
+            for points in batches:
+                rows, numbers = batch(points)
+                journal.append(rows, numbers if given else None)
+            before = path.stat().st_mtime_ns
+            assert journal.finalize() == sum(map(len, batches)), name
+            if given and name == "in order":
+                assert path.stat().st_mtime_ns == before  # (not rewritten)
+            lines = path.read_text().splitlines()
+            body = [int(line.split(",")[0]) for line in lines[1:]]
+            assert body == sorted(body), name
+            expected_lines = expected_lines or lines
+            assert lines == expected_lines, name

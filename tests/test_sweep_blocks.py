@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wpsim.sweep.evaluate import Evaluator
-from wpsim.sweep.run import execution_order
-from wpsim.sweep.spec import load_sweep
+from wpsim.sweep.run import execution_groups, execution_order
+from wpsim.sweep.spec import Points, load_sweep
 from wpsim.sweep.store import format_rows
 
 AXES = {
@@ -63,13 +63,21 @@ def specs(draw) -> dict:
     vary = {name: draw(AXES[name]) for name in names}
     hardware = draw(st.sampled_from(["xeon8160_2s", "desktop8", "lstm_accel_2core"]))
     cost = draw(st.sampled_from(["model", "model", "ideal"]))
-    return {
+    mode = draw(st.sampled_from(["grid", "grid", "zip", "random"]))
+    spec = {
         "workload": "demo",
         "hardware": hardware,
         "engine": "analytic",
         "run": {"cost": cost},
+        "mode": mode,
         "vary": vary,
     }
+    if mode == "zip":  # lists of one length
+        length = min(map(len, vary.values()))
+        spec["vary"] = {name: values[:length] for name, values in vary.items()}
+    if mode == "random":  # values drawn from the lists (repeated: points share settings)
+        spec.update(samples=draw(st.integers(1, 60)), seed=draw(st.integers(0, 2**16)))
+    return spec
 
 
 @settings(
@@ -77,11 +85,13 @@ def specs(draw) -> dict:
 )
 @given(spec=specs())
 def test_block_rows_are_the_point_by_point_rows(spec, tmp_path):
+    """Grid, zip and random sweeps (points found from their numbers, or carrying their drawn
+    values), every kind of failure a point can have."""
     path = tmp_path / "spec.yaml"
     path.write_text(json.dumps(spec))  # JSON is YAML
     loaded = load_sweep(path)
     points = list(execution_order(loaded))
-    by_block = Evaluator(loaded.context()).predict_rows(points)
+    by_block = Evaluator(loaded.context()).predict_rows(Points.join(list(execution_groups(loaded))))
     one_by_one = Evaluator(loaded.context())
     expected = format_rows([one_by_one.row(i, p) for i, p in points], one_by_one.columns)
     assert by_block.data.decode().splitlines() == expected.data.decode().splitlines()

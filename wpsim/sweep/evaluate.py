@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import operator
 import os
 import signal
 import threading
@@ -21,9 +20,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from wpsim.cost.base import DRAM
 from wpsim.errors import ConfigError
+from wpsim.sweep.spec import Points, PointTable
 from wpsim.sweep.store import FormattedRows, csv_field, encode_value, format_line, format_rows
+
+Ints = NDArray[np.int64]
 
 #: Metric columns of every row, after the point number and the varied parameters.
 METRIC_COLUMNS = [
@@ -90,28 +95,6 @@ def _check_integers(source: str, fields: dict[str, Any], names: tuple[str, ...])
             raise ConfigError(f"{source}: {name}: got {value!r}, expected an integer")
 
 
-class _Split:
-    """Where a point's ``run.*`` parameters are among its values (for parameters ``names``)."""
-
-    def __init__(self, names: tuple[str, ...]) -> None:
-        at_run = [i for i, name in enumerate(names) if name.startswith("run.")]
-        at_fixed = [i for i in range(len(names)) if i not in at_run]
-        self.run_names = [names[i][4:] for i in at_run]
-        self.fixed = _getter(at_fixed)
-        self.run = _getter(at_run)
-
-
-def _getter(positions: list[int]) -> Callable[[tuple], tuple]:
-    """``values -> tuple of values[i] for i in positions`` (``operator.itemgetter``, whose
-    answer is a tuple for two positions or more only)."""
-    if len(positions) >= 2:
-        return operator.itemgetter(*positions)
-    if len(positions) == 1:
-        at = positions[0]
-        return lambda values: (values[at],)
-    return lambda values: ()
-
-
 def _key(overrides: dict[str, Any]) -> tuple:
     """A :func:`_memo` key of named values: names, values and their types."""
     values = tuple(overrides.values())
@@ -139,24 +122,48 @@ def _memo(cache: dict[Any, Any], key: Any, make: Callable[[Any], Any], argument:
     return found
 
 
-class _ParamsText:
-    """The parameter fields of a row, each distinct value encoded once (a chunk's points
-    share their parameter values' objects)."""
+def _distinct(at: Ints) -> tuple[list[tuple[int, ...]], Ints]:
+    """The distinct rows of ``at`` (points x columns of positions), and each point's row among
+    them.
 
-    def __init__(self, params: list[str]) -> None:
-        self.params = params
-        self.encoded: list[dict[int, tuple[Any, str]]] = [{} for _ in params]
+    Examples
+    --------
+    >>> rows, of = _distinct(np.array([[1, 0], [0, 2], [1, 0]]))
+    >>> rows, of.tolist()
+    ([(0, 2), (1, 0)], [1, 0, 1])
+    """
+    if at.shape[1] == 0:
+        return [()], np.zeros(len(at), dtype=np.int64)
+    rows, inverse = np.unique(at, axis=0, return_inverse=True)
+    return [tuple(row) for row in rows.tolist()], inverse.reshape(-1)
 
-    def __call__(self, values: dict[str, Any]) -> str:
-        out = []
-        for name, encoded in zip(self.params, self.encoded, strict=True):
-            value = values.get(name)
-            hit = encoded.get(id(value))
-            if hit is None or hit[0] is not value:
-                hit = encoded[id(value)] = (value, csv_field(encode_value(value)))
-            out.append(hit[1])
-            out.append(",")
-        return "".join(out)
+
+def _attempt(make: Callable[[tuple], Any], values: tuple) -> Any:
+    """``make(values)``, or the exception it raises (recorded per point)."""
+    try:
+        return make(values)
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:  # noqa: BLE001 - a failed setting is data
+        return error
+
+
+def _intern(values: list[Any]) -> tuple[list[Any], list[int]]:
+    """The distinct ``values`` (by value and type: True and 1 differ) and each one's position."""
+    table: list[Any] = []
+    index: dict[Any, int] = {}
+    positions = []
+    for value in values:
+        try:
+            key: Any = (type(value), value)
+            hash(key)
+        except TypeError:  # a list or mapping
+            key = json.dumps(value, sort_keys=True, default=str)
+        if key not in index:
+            index[key] = len(table)
+            table.append(value)
+        positions.append(index[key])
+    return table, positions
 
 
 def one_line(text: str) -> str:
@@ -184,10 +191,19 @@ class Evaluator:
         self._sequential: dict[tuple, float] = {}
         self._policies: dict[tuple, Any] = {}
         self._runtimes: dict[str, Any] = {}
-        # (see _resolve)
-        self._splits: dict[tuple[str, ...], _Split] = {}
+        # a point's values: the run options (run.*) apart from the others, each distinct
+        # setting of either resolved once (see _setting)
+        self.params: list[str] = list(context["params"])
+        self.table: PointTable | None = context.get("table")
+        self._run_at = [i for i, name in enumerate(self.params) if name.startswith("run.")]
+        self._fixed_at = [i for i in range(len(self.params)) if i not in self._run_at]
+        self._fixed_names = [self.params[i] for i in self._fixed_at]
+        self._run_names = [self.params[i][4:] for i in self._run_at]
         self._fixed: dict[Any, Any] = {}
         self._settings: dict[Any, Any] = {}
+        # each value of each parameter as a field of results.csv with its comma (a grid's or a
+        # zip's values are the same objects in every chunk)
+        self._texts = None if self.table is None else _value_texts(self.table.values)
         # the size guard (wpsim.guards): this computer's memory, shared by this many workers
         self.size_share: int | None = context.get("size_share")
         self.limit_bytes: int | None = None
@@ -215,27 +231,20 @@ class Evaluator:
 
     # ---- one point ---------------------------------------------------------------------------
     def _resolve(self, params: dict[str, Any]) -> tuple[Any, Any, Any, dict[str, Any], tuple]:
-        """(workload, machine, policy object, engine options, the point's overrides) of one
-        point (raises on a bad combination).
-
-        A point's workload, machine and policy are resolved once for all the points that
-        differ only in ``run.*`` options, and each distinct setting of those once for all
-        points (by value and type: True and 1 are equal keys, but not equal settings)."""
-        names = tuple(params)
-        split = self._splits.get(names)
-        if split is None:
-            split = self._splits[names] = _Split(names)
-        values = tuple(params.values())
-        fixed = split.fixed(values)
-        shared = _memo(self._fixed, (fixed, tuple(map(type, fixed))), self._resolve_fixed, params)
-        workload, machine, policy_obj, workload_over, hardware_over = shared
-        setting = split.run(values)
-        run, options = _memo(
-            self._settings,
-            (setting, tuple(map(type, setting))),
-            self._resolve_run,
-            dict(zip(split.run_names, setting, strict=True)),
+        """:meth:`_setting` of one point (``params``: its value of every parameter)."""
+        return self._setting(
+            tuple(params[self.params[i]] for i in self._fixed_at),
+            tuple(params[self.params[i]] for i in self._run_at),
         )
+
+    def _setting(
+        self, fixed: tuple, run_values: tuple
+    ) -> tuple[Any, Any, Any, dict[str, Any], tuple]:
+        """(workload, machine, policy object, engine options, the point's overrides) of a point
+        whose parameters other than ``run.*`` have the values ``fixed`` and whose ``run.*``
+        ones ``run_values`` (raises on a bad combination)."""
+        workload, machine, policy_obj, workload_over, hardware_over = self._fixed_setting(fixed)
+        run, options = self._run_setting(run_values)
         run, options = dict(run), dict(options)  # (callers add to them)
         from wpsim.guards import check_chunk, check_size
 
@@ -253,6 +262,21 @@ class Evaluator:
                 limit_bytes=self.limit_bytes,
             )
         return workload, machine, policy_obj, options, (workload_over, hardware_over, run)
+
+    def _fixed_setting(self, values: tuple) -> tuple[Any, ...]:
+        """:meth:`_resolve_fixed` of the values of the parameters other than ``run.*``, once
+        for all the points that share them (by value and type: True and 1 are equal keys, but
+        not equal settings)."""
+        params = dict(zip(self._fixed_names, values, strict=True))
+        return _memo(self._fixed, (values, tuple(map(type, values))), self._resolve_fixed, params)
+
+    def _run_setting(self, values: tuple) -> tuple[dict[str, Any], dict[str, Any]]:
+        """:meth:`_resolve_run` of the values of the ``run.*`` parameters, once for all the
+        points that share them."""
+        run_over = dict(zip(self._run_names, values, strict=True))
+        return _memo(
+            self._settings, (values, tuple(map(type, values))), self._resolve_run, run_over
+        )
 
     def _resolve_run(self, run_over: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """The run options of a point whose ``run.*`` parameters are ``run_over`` (without
@@ -394,106 +418,210 @@ class Evaluator:
         row["extra"] = json.dumps(extra, sort_keys=True, default=str) if extra else ""
         return row
 
-    def predict_rows(self, chunk: list[tuple[int, dict[str, Any]]]) -> FormattedRows:
-        """:meth:`row` of every point of a chunk, formatted, the analytic points on CPU
-        machines evaluated together (:func:`wpsim.sim.closed_forms.predict_many`, one block per
-        machine, policy and run options): the same bytes, at a fraction of the time."""
+    def points(self, chunk: Points) -> list[tuple[int, dict[str, Any]]]:
+        """Each point of ``chunk`` as ``(number, {parameter: value})``."""
+        return chunk.items(self.params, self.table)
+
+    def _positions(self, chunk: Points) -> tuple[Ints, tuple[list[Any], ...], list[Any]]:
+        """Each point's position in each parameter's values (points x parameters), those
+        values, and :func:`_value_texts` of them."""
+        if chunk.drawn is None:
+            assert self.table is not None and self._texts is not None
+            return self.table.positions(chunk.numbers), self.table.values, self._texts
+        # a random sweep's drawn values: each distinct one once
+        columns = [_intern([values[i] for values in chunk.drawn]) for i in range(len(self.params))]
+        tables = tuple(table for table, _ in columns)
+        at = np.array([positions for _, positions in columns], dtype=np.int64).T
+        return at.reshape(len(chunk), len(self.params)), tables, _value_texts(tables)
+
+    def predict_rows(self, chunk: Points) -> FormattedRows:
+        """:meth:`row` of every point of a chunk, formatted: the same bytes, at a fraction of
+        the time. Each distinct setting of the ``run.*`` parameters and of the others is
+        resolved once; the analytic points on CPU machines are evaluated together
+        (:func:`wpsim.sim.closed_forms.predict_many`, one block per machine, policy and run
+        options) and their rows formatted column by column; the other points one at a time."""
         from wpsim.machines.cpu import CpuMachine
         from wpsim.sim.closed_forms import predict_many
 
+        numbers = chunk.numbers
+        n_points = len(numbers)
+        if n_points == 0:
+            return FormattedRows(b"", 0, 0)
+        at, tables, texts = self._positions(chunk)
+        fixed_rows, fixed_of = _distinct(at[:, self._fixed_at])
+        run_rows, run_of = _distinct(at[:, self._run_at])
+        fixed = [
+            _attempt(self._fixed_setting, _values(tables, self._fixed_at, row))
+            for row in fixed_rows
+        ]
+        runs = [_attempt(self._run_setting, _values(tables, self._run_at, row)) for row in run_rows]
+        fixed_ok = np.array([not isinstance(f, Exception) for f in fixed])
+        run_ok = np.array([not isinstance(r, Exception) for r in runs])
+        seq_len = np.array(
+            [f[0].seq_len if ok else 0 for f, ok in zip(fixed, fixed_ok, strict=True)]
+        )
+        steps = np.array([r[0]["chunk"] if ok else 0 for r, ok in zip(runs, run_ok, strict=True)])
+        # a point's first error: its other parameters', its run options', its chunk's
+        resolved = fixed_ok[fixed_of] & run_ok[run_of]
+        failed_at = ~resolved | (steps[run_of] > seq_len[fixed_of])
+        # the points a block takes, and its key: (machine, policy) and (granularity, cost)
+        fixed_keys: dict[tuple[int, int], int] = {}
+        fixed_key = np.array(
+            [
+                fixed_keys.setdefault((id(f[1]), id(f[2])), len(fixed_keys))
+                if ok and isinstance(f[1], CpuMachine)
+                else -1
+                for f, ok in zip(fixed, fixed_ok, strict=True)
+            ]
+        )
+        run_keys: dict[tuple[Any, Any], int] = {}
+        run_key = np.array(
+            [
+                run_keys.setdefault((r[1]["granularity"], r[1]["cost"]), len(run_keys))
+                if ok and r[1].get("runtime") is None and not set(r[1]) - _BLOCK_OPTIONS
+                else -1
+                for r, ok in zip(runs, run_ok, strict=True)
+            ]
+        )
+        in_block = ~failed_at & (fixed_key[fixed_of] >= 0) & (run_key[run_of] >= 0)
+        block = fixed_key[fixed_of] * len(run_keys) + run_key[run_of]
+
         columns = self.columns
-        lines: list[str | None] = [None] * len(chunk)
+        lines = np.empty(n_points, dtype=object)
         failed = 0
-        blocks: dict[tuple, tuple[Any, Any, str, str, list]] = {}
-        for pos, (index, params) in enumerate(chunk):
-            try:
-                workload, machine, policy, options, _ = self._resolve(params)
-            except KeyboardInterrupt:
-                raise
-            except Exception as error:  # noqa: BLE001 - a failed point is data
-                lines[pos] = format_line(error_row(index, params, error), columns)
-                failed += 1
-                continue
-            if (
-                not isinstance(machine, CpuMachine)
-                or options.get("runtime") is not None
-                or set(options) - _BLOCK_OPTIONS
-            ):
-                row = self.row(index, params)
-                lines[pos] = format_line(row, columns)
-                failed += row["status"] != "ok"
-                continue
-            key = (id(machine), id(policy), options["granularity"], options["cost"])
-            block = blocks.get(key)
-            if block is None:
-                block = blocks[key] = (machine, policy, options["granularity"], options["cost"], [])
-            block[4].append((pos, workload, options["cores"], options["chunk"]))
-        params_text = _ParamsText(self.context["params"])
+        params_of = self._params_of(numbers, at, tables)
+        for pos in np.flatnonzero(~in_block).tolist():
+            index, params = params_of(pos)
+            if failed_at[pos]:
+                try:
+                    self._resolve(params)  # (raises the point's first error)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as error:  # noqa: BLE001 - a failed point is data
+                    lines[pos] = format_line(error_row(index, params, error), columns)
+                    failed += 1
+                    continue
+            row = self.row(index, params)
+            lines[pos] = format_line(row, columns)
+            failed += row["status"] != "ok"
+
+        # the parameter fields of every row
+        if texts:
+            fields = [column[at[:, i]] for i, column in enumerate(texts)]
+            params_text = np.array(list(map("".join, zip(*fields, strict=True))), dtype=object)
+        else:
+            params_text = np.full(n_points, "", dtype=object)
         n_levels = len(columns) - columns.index("machine") - 2  # the bytes.* columns
         dram_at = (
             [c for c in columns if c.startswith("bytes.")].index(f"bytes.{DRAM}")
             if (f"bytes.{DRAM}" in self.level_columns)
             else None
         )
+        workload_of = np.array(
+            [f[0] if ok else None for f, ok in zip(fixed, fixed_ok, strict=True)], object
+        )
+        cores_of = np.array(
+            [r[1]["cores"] if ok else None for r, ok in zip(runs, run_ok, strict=True)], object
+        )
         # the blocks of one machine (its policies) share their one-core baselines
         baselines: dict[int, dict] = {}
-        for machine, policy, granularity, cost, members in blocks.values():
+        for key in np.unique(block[in_block]).tolist():
+            members = np.flatnonzero(in_block & (block == key))
+            f_of, r_of = fixed_of[members], run_of[members]
+            _, machine, policy, *_ = fixed[f_of[0]]
+            options = runs[r_of[0]][1]
             try:
                 p = predict_many(
-                    [w for _, w, _, _ in members],
+                    workload_of[f_of].tolist(),
                     machine,
                     policy,
-                    [c for _, _, c, _ in members],
-                    [k for _, _, _, k in members],
-                    granularity,
-                    cost,
+                    cores_of[r_of].tolist(),
+                    steps[r_of].tolist(),
+                    options["granularity"],
+                    options["cost"],
                     baselines.setdefault(id(machine), {}),
                 )
             except KeyboardInterrupt:
                 raise
             except Exception:  # noqa: BLE001 - whatever failed, one point at a time says why
-                for pos, *_ in members:
-                    row = self.row(*chunk[pos])
+                for pos in members.tolist():
+                    row = self.row(*params_of(pos))
                     lines[pos] = format_line(row, columns)
                     failed += row["status"] != "ok"
                 continue
             # the fields of a row that do not change within the block
             head = f"ok,,analytic,{csv_field(policy.describe())},"
             machine_field = csv_field(machine.name)
-            makespans, sequentials = p.makespan_s.tolist(), p.sequential_s.tolist()
-            tasks, utilization = p.n_tasks.tolist(), p.utilization.tolist()
-            drams, cores = p.dram_bytes.tolist(), p.cores.tolist()
-            for j, (pos, *_) in enumerate(members):
-                index, params = chunk[pos]
-                if j in p.errors:
-                    lines[pos] = format_line(error_row(index, params, p.errors[j]), columns)
-                    failed += 1
-                    continue
-                makespan, sequential, dram = makespans[j], sequentials[j], drams[j]
-                speedup = sequential / makespan if makespan else float("nan")
-                levels = [""] * n_levels
-                if dram_at is not None:
-                    levels[dram_at] = repr(dram)
-                    extra = ""
-                else:
-                    extra = csv_field(json.dumps({f"bytes.{DRAM}": dram}, sort_keys=True))
-                lines[pos] = (
-                    f"{index},{params_text(params)}{head}{int(cores[j])},{makespan!r},"
-                    f"{sequential!r},{speedup!r},{int(tasks[j])},{utilization[j]!r},{dram!r},"
-                    f"{machine_field},{','.join(levels)},{extra}"
+            makespan, sequential = p.makespan_s, p.sequential_s
+            with np.errstate(invalid="ignore", divide="ignore"):
+                speedup = np.where(makespan != 0, sequential / makespan, np.nan)
+            dram = list(map(repr, p.dram_bytes.tolist()))
+            if dram_at is not None:
+                before, after = "," * dram_at, "," * (n_levels - 1 - dram_at)
+                tails = [f"{machine_field},{before}{d}{after}," for d in dram]
+            else:
+                tails = [
+                    f"{machine_field},{',' * (n_levels - 1)},"
+                    + csv_field(json.dumps({f"bytes.{DRAM}": d}, sort_keys=True))
+                    for d in p.dram_bytes.tolist()
+                ]
+            lines[members] = [
+                f"{index},{text}{head}{cores},{m},{q},{u},{tasks},{use},{d},{tail}"
+                for index, text, cores, m, q, u, tasks, use, d, tail in zip(
+                    numbers[members].tolist(),
+                    params_text[members].tolist(),
+                    p.cores.tolist(),
+                    map(repr, makespan.tolist()),
+                    map(repr, sequential.tolist()),
+                    map(repr, speedup.tolist()),
+                    np.nan_to_num(p.n_tasks).astype(np.int64).tolist(),
+                    map(repr, p.utilization.tolist()),
+                    dram,
+                    tails,
+                    strict=True,
                 )
-        text = "\n".join(lines)  # type: ignore[arg-type]
-        return FormattedRows((text + "\n").encode() if lines else b"", len(chunk), failed)
+            ]
+            for j, point_error in p.errors.items():
+                index, params = params_of(int(members[j]))
+                lines[members[j]] = format_line(error_row(index, params, point_error), columns)
+                failed += 1
+        text = "\n".join(lines.tolist())
+        return FormattedRows((text + "\n").encode(errors="backslashreplace"), n_points, failed)
 
-    def run_chunk(self, chunk: list[tuple[int, dict[str, Any]]]) -> tuple[FormattedRows, float]:
+    def _params_of(
+        self, numbers: Ints, at: Ints, tables: tuple[list[Any], ...]
+    ) -> Callable[[int], tuple[int, dict[str, Any]]]:
+        """``position in the chunk -> (number, {parameter: value})``."""
+
+        def params_of(pos: int) -> tuple[int, dict[str, Any]]:
+            values = (table[i] for table, i in zip(tables, at[pos].tolist(), strict=True))
+            return int(numbers[pos]), dict(zip(self.params, values, strict=True))
+
+        return params_of
+
+    def run_chunk(self, chunk: Points) -> tuple[FormattedRows, float]:
         """The rows of a chunk of points, formatted for ``results.csv``, and the seconds spent
         on them."""
         start = time.perf_counter()
         if self.engine == "predict":
             formatted = self.predict_rows(chunk)
         else:
-            formatted = format_rows([self.row(i, params) for i, params in chunk], self.columns)
+            formatted = format_rows([self.row(i, p) for i, p in self.points(chunk)], self.columns)
         return formatted, time.perf_counter() - start
+
+
+def _values(tables: tuple[list[Any], ...], columns: list[int], row: tuple[int, ...]) -> tuple:
+    """The values at positions ``row`` of the parameters ``columns``."""
+    return tuple(tables[c][i] for c, i in zip(columns, row, strict=True))
+
+
+def _value_texts(tables: tuple[list[Any], ...]) -> list[Any]:
+    """Each parameter's values as fields of ``results.csv``, each with its comma (numpy
+    arrays of strings, to be indexed by position)."""
+    return [
+        np.array([csv_field(encode_value(value)) + "," for value in table], dtype=object)
+        for table in tables
+    ]
 
 
 # ---- worker processes -------------------------------------------------------------------------
@@ -543,15 +671,13 @@ def init_worker(context: dict[str, Any], parent: int) -> None:
     _EVALUATOR = Evaluator(context)
 
 
-def run_local_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> tuple[FormattedRows, float]:
+def run_local_chunk(chunk: Points) -> tuple[FormattedRows, float]:
     """Evaluate a chunk in a local worker process (after :func:`init_worker`)."""
     assert _EVALUATOR is not None, "init_worker was not called"
     return _EVALUATOR.run_chunk(chunk)
 
 
-def run_chunk(
-    context: dict[str, Any], chunk: list[tuple[int, dict[str, Any]]]
-) -> tuple[FormattedRows, float]:
+def run_chunk(context: dict[str, Any], chunk: Points) -> tuple[FormattedRows, float]:
     """Evaluate a chunk anywhere (Dask workers): one cached :class:`Evaluator` per sweep."""
     identity = context["identity"]
     with _BY_IDENTITY_LOCK:

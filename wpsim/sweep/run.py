@@ -33,6 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wpsim import __version__
 from wpsim.errors import ConfigError, WpsimError
 from wpsim.outputs import output_folder
@@ -46,9 +48,8 @@ from wpsim.sweep.evaluate import (
     warm_up,
 )
 from wpsim.sweep.progress import Progress
-from wpsim.sweep.spec import LoadedSweep, expand_lazily, file_sha256, load_sweep
+from wpsim.sweep.spec import LoadedSweep, Points, expand_lazily, file_sha256, load_sweep
 
-Chunk = list[tuple[int, dict[str, Any]]]
 #: The most points in a chunk of an analytic sweep: a worker evaluates them in blocks
 #: (:meth:`wpsim.sweep.evaluate.Evaluator.predict_rows`), whose fixed cost large chunks share.
 ANALYTIC_MAX_CHUNK = 8192
@@ -89,55 +90,58 @@ def default_workers() -> int:
 # ---- execution order ------------------------------------------------------------------------
 
 
-def execution_groups(loaded: LoadedSweep) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+#: Points a group of a zip, random or very wide grid sweep holds (one workload each, or no
+#: workload shared by neighbours: any grouping is as good, and large ones are cheap to send)
+GROUP_POINTS = 4096
+
+
+def execution_groups(loaded: LoadedSweep) -> Iterator[Points]:
     """Every point, lazily, in groups that share a workload and machine.
 
     In grid mode the ``workload.*`` and ``hardware.*`` parameters become the outer loops (in
     ``vary:`` order) and the policy and run options the inner ones; one group is one setting of
     the outer loops. Each point keeps its number (its position in the spec's own order). Zip and
-    random sweeps run in point order, one point per group.
+    random sweeps run in point order, :data:`GROUP_POINTS` points per group. A group is its
+    points' numbers (workers find their values in :meth:`LoadedSweep.table`), and a random
+    sweep's drawn values.
     """
     spec = loaded.spec
     params = loaded.params
     sizes = [len(v) if isinstance(v, list) else 0 for v in loaded.values.values()]
-    inner_size = math.prod(
-        s
-        for p, s in zip(params, sizes, strict=True)
-        if p.split(".")[0] not in ("workload", "hardware")
-    )
-    if spec.mode != "grid" or not params or inner_size > 4096:
-        for item in expand_lazily(loaded):
-            yield [item]
+    inner = [i for i, p in enumerate(params) if p.split(".")[0] not in ("workload", "hardware")]
+    inner_size = math.prod(sizes[i] for i in inner)
+    if spec.mode == "random":
+        drawn = expand_lazily(loaded)
+        while batch := list(itertools.islice(drawn, GROUP_POINTS)):
+            numbers = np.array([n for n, _ in batch], dtype=np.int64)
+            yield Points(numbers, [tuple(values.values()) for _, values in batch])
+        return
+    n_points = loaded.n_points
+    if spec.mode != "grid" or not params or inner_size > GROUP_POINTS:
+        for start in range(0, n_points, GROUP_POINTS):
+            yield Points(np.arange(start, min(n_points, start + GROUP_POINTS), dtype=np.int64))
         return
     strides = [math.prod(sizes[i + 1 :]) for i in range(len(params))]
-    outer = [i for i, p in enumerate(params) if p.split(".")[0] in ("workload", "hardware")]
-    inner = [i for i in range(len(params)) if i not in outer]
-    values = [loaded.values[p] for p in params]
-    # the inner loops' offsets and values, once (a group repeats them)
-    inner_points = [
-        (
-            sum(v * strides[i] for i, v in zip(inner, combo, strict=True)),
-            [values[i][v] for i, v in zip(inner, combo, strict=True)],
-        )
-        for combo in itertools.product(*(range(sizes[i]) for i in inner))
-    ]
-    chosen: list[Any] = [None] * len(params)
+    outer = [i for i in range(len(params)) if i not in inner]
+    # the inner loops' offsets, once (every group repeats them)
+    offsets = np.array(
+        [
+            sum(v * strides[i] for i, v in zip(inner, combo, strict=True))
+            for combo in itertools.product(*(range(sizes[i]) for i in inner))
+        ],
+        dtype=np.int64,
+    )
     for outer_combo in itertools.product(*(range(sizes[i]) for i in outer)):
         base = sum(v * strides[i] for i, v in zip(outer, outer_combo, strict=True))
-        for i, v in zip(outer, outer_combo, strict=True):
-            chosen[i] = values[i][v]
-        group = []
-        for offset, inner_values in inner_points:
-            for i, value in zip(inner, inner_values, strict=True):
-                chosen[i] = value
-            group.append((base + offset, dict(zip(params, chosen, strict=True))))
-        yield group
+        yield Points(base + offsets)
 
 
 def execution_order(loaded: LoadedSweep) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Every point, lazily, in execution order (see :func:`execution_groups`)."""
+    """Every point as ``(number, {parameter: value})``, lazily, in execution order (see
+    :func:`execution_groups`)."""
+    table = loaded.table()
     for group in execution_groups(loaded):
-        yield from group
+        yield from group.items(loaded.params, table)
 
 
 def measure_rate(loaded: LoadedSweep, budget_s: float = 1.0, most: int = 50) -> float | None:
@@ -168,13 +172,12 @@ class _SerialBackend:
     def __init__(self, context: dict[str, Any]) -> None:
         self.workers = 1
         self.evaluator = Evaluator(context)
-        self.queue: list[Chunk] = []
+        self.queue: list[Points] = []
 
-    def submit(self, chunk: Chunk) -> Any:
+    def submit(self, chunk: Points) -> None:
         self.queue.append(chunk)
-        return chunk
 
-    def wait(self) -> list[tuple[Any, store.FormattedRows, float]]:
+    def wait(self) -> list[tuple[Points, store.FormattedRows, float]]:
         chunk = self.queue.pop(0)
         rows, seconds = self.evaluator.run_chunk(chunk)
         return [(chunk, rows, seconds)]
@@ -212,20 +215,19 @@ class _ProcessBackend:
             initializer=init_worker,
             initargs=(context, os.getpid()),
         )
-        self.futures: set[Any] = set()
+        self.futures: dict[Any, Points] = {}  # (in flight, and their points)
 
-    def submit(self, chunk: Chunk) -> Any:
-        future = self.pool.submit(run_local_chunk, chunk)
-        self.futures.add(future)
-        return future
+    def submit(self, chunk: Points) -> None:
+        self.futures[self.pool.submit(run_local_chunk, chunk)] = chunk
 
-    def wait(self) -> list[tuple[Any, store.FormattedRows, float]]:
+    def wait(self) -> list[tuple[Points, store.FormattedRows, float]]:
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
-        done, self.futures = wait(self.futures, return_when=FIRST_COMPLETED)
+        done, _ = wait(self.futures, return_when=FIRST_COMPLETED)
         out = []
         for future in done:
+            chunk = self.futures.pop(future)
             try:
                 rows, seconds = future.result()
             except BrokenProcessPool:
@@ -233,7 +235,7 @@ class _ProcessBackend:
                     "a worker process died (out of memory?); finished points are saved, "
                     "re-run the same command to resume"
                 ) from None
-            out.append((future, rows, seconds))
+            out.append((chunk, rows, seconds))
         return out
 
     def pending(self) -> int:
@@ -316,7 +318,7 @@ class _DaskBackend:
                 "(pip install 'dask[distributed]', or the wpsim[dask] extra)"
             ) from None
         self.cluster = None
-        self.futures: set[Any] = set()
+        self.futures: dict[Any, Points] = {}  # (in flight, and their points)
         if scheduler:
             check_scheduler(scheduler)
         try:
@@ -352,15 +354,14 @@ class _DaskBackend:
             ) from None
         [self.context] = self.client.scatter([context], broadcast=True)
 
-    def submit(self, chunk: Chunk) -> Any:
+    def submit(self, chunk: Points) -> None:
         try:
             future = self.client.submit(run_chunk, self.context, chunk, pure=False)
         except Exception as error:  # noqa: BLE001 - the client closed under us
             raise lost_workers(error) from None
-        self.futures.add(future)
-        return future
+        self.futures[future] = chunk
 
-    def wait(self) -> list[tuple[Any, store.FormattedRows, float]]:
+    def wait(self) -> list[tuple[Points, store.FormattedRows, float]]:
         from distributed import wait
 
         # when every worker is gone, so is the scattered context every chunk needs: Dask
@@ -369,9 +370,9 @@ class _DaskBackend:
             result = wait(list(self.futures), return_when="FIRST_COMPLETED")
             out = []
             for future in result.done:
-                self.futures.discard(future)
+                chunk = self.futures.pop(future)
                 rows, seconds = future.result()
-                out.append((future, rows, seconds))
+                out.append((chunk, rows, seconds))
         except KeyboardInterrupt:
             raise
         except Exception as error:  # noqa: BLE001 - a point's own errors are rows; this is Dask
@@ -635,80 +636,107 @@ def run_sweep(
     )
 
 
-def _pending_groups(loaded: LoadedSweep, done: set[int], max_points: int | None) -> Iterator[Chunk]:
+def _pending_groups(
+    loaded: LoadedSweep, done: set[int], max_points: int | None
+) -> Iterator[Points]:
     """Execution groups without the points already done (at most ``max_points`` points)."""
     left = max_points
+    finished = np.array(sorted(done), dtype=np.int64)
     for group in execution_groups(loaded):
-        todo = [item for item in group if item[0] not in done]
+        todo = group.keep(~np.isin(group.numbers, finished)) if len(finished) else group
         if left is not None:
             todo = todo[:left]
             left -= len(todo)
-        if todo:
+        if len(todo):
             yield todo
         if left is not None and left <= 0:
             return
 
 
-def _chunks(groups: Iterator[Chunk], size_of: Any, max_chunk: int) -> Iterator[Chunk]:
+def _chunks(groups: Iterator[Points], size_of: Any, max_chunk: int) -> Iterator[Points]:
     """Chunks of about ``size_of()`` points, made of whole groups when a group fits in one.
 
     Keeping a group in one chunk keeps one workload on one worker, so its cached inputs and
     compiled graphs are built once; a group larger than a chunk (slow points, e.g. simulations)
     is split, so the work stays balanced across workers.
     """
-    chunk: Chunk = []
+    parts: list[Points] = []
+    held = 0  # points in parts
     for group in groups:
         limit = max(1, min(size_of(), max_chunk))
         while len(group) > limit:
-            if chunk:
-                yield chunk
-                chunk = []
+            if parts:
+                yield Points.join(parts)
+                parts, held = [], 0
             yield group[:limit]
             group = group[limit:]
             limit = max(1, min(size_of(), max_chunk))
-        chunk.extend(group)
-        if len(chunk) >= size_of():
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        parts.append(group)
+        held += len(group)
+        if held >= size_of():
+            yield Points.join(parts)
+            parts, held = [], 0
+    if parts:
+        yield Points.join(parts)
 
 
 def _drive(
     backend: Any,
-    groups: Iterator[Chunk],
+    groups: Iterator[Points],
     journal: store.ResultsJournal,
     meter: Progress,
     target_s: float,
     max_chunk: int,
     first_chunk: int = 1,
 ) -> int:
-    """Keep two chunks per worker in flight; append each finished chunk; return points run.
-    Chunks start at ``first_chunk`` points and then hold about ``target_s`` of work each (at
-    most ``max_chunk`` points)."""
+    """Keep two chunks per worker in flight; append the finished chunks in the order they were
+    sent; return points run. Chunks start at ``first_chunk`` points and then hold about
+    ``target_s`` of work each (at most ``max_chunk`` points).
+
+    Appending in the order sent keeps the file in point order when the execution order is
+    (the parameters of the inner loops last under ``vary:``), so completing the sweep rewrites
+    nothing (:meth:`~wpsim.sweep.store.ResultsJournal.finalize`). A chunk that finishes before
+    an earlier one waits for it in memory (at most the chunks in flight); whatever ends the
+    run, finished chunks are appended before it returns or raises."""
     window = 2 * backend.workers
     state: dict[str, Any] = {"per_point_s": None, "size": first_chunk}
     chunks = _chunks(groups, lambda: state["size"], max_chunk)
     exhausted = False
-    run_now = 0
-    while True:
-        while not exhausted and backend.pending() < window:
-            chunk = next(chunks, None)
-            if chunk is None:
-                exhausted = True
-                break
-            backend.submit(chunk)
-        if backend.pending() == 0:
-            return run_now
-        for _handle, rows, seconds in backend.wait():
-            journal.append(rows)
-            run_now += rows.n
-            meter.update(rows.n, rows.failed)
-            sample = seconds / max(rows.n, 1)
-            previous = state["per_point_s"]
-            per_point = sample if previous is None else 0.7 * previous + 0.3 * sample
-            state["per_point_s"] = per_point
-            state["size"] = max(1, min(max_chunk, int(target_s / max(per_point, 1e-7))))
+    sent: dict[int, int] = {}  # id(chunk) -> its place in the order sent
+    finished: dict[int, tuple[Points, store.FormattedRows]] = {}  # by place, not yet appended
+    count = {"sent": 0, "appended": 0, "rows": 0}
+
+    def append(place: int) -> None:
+        chunk, rows = finished.pop(place)
+        journal.append(rows, chunk.numbers)
+        count["rows"] += rows.n
+        meter.update(rows.n, rows.failed)
+
+    try:
+        while True:
+            while not exhausted and backend.pending() < window:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    exhausted = True
+                    break
+                backend.submit(chunk)
+                sent[id(chunk)] = count["sent"]
+                count["sent"] += 1
+            if backend.pending() == 0:
+                return count["rows"]
+            for chunk, rows, seconds in backend.wait():
+                finished[sent.pop(id(chunk))] = (chunk, rows)
+                while count["appended"] in finished:
+                    append(count["appended"])
+                    count["appended"] += 1
+                sample = seconds / max(rows.n, 1)
+                previous = state["per_point_s"]
+                per_point = sample if previous is None else 0.7 * previous + 0.3 * sample
+                state["per_point_s"] = per_point
+                state["size"] = max(1, min(max_chunk, int(target_s / max(per_point, 1e-7))))
+    finally:
+        for place in sorted(finished):
+            append(place)
 
 
 __all__ = [

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wpsim.config import NotBool, read_yaml, unknown_field_message, validate_mapping
@@ -163,6 +164,94 @@ class SweepSpec(Strict):
         return self.policy if isinstance(self.policy, PolicySpec) else PolicySpec(name=self.policy)
 
 
+@dataclass(frozen=True)
+class PointTable:
+    """The values of a grid or zip sweep's points, by point number.
+
+    Attributes
+    ----------
+    mode : str
+        ``grid`` (the last parameter fastest) or ``zip``.
+    values : tuple of lists
+        Each parameter's list of values, in ``vary:`` order.
+
+    Examples
+    --------
+    >>> table = PointTable("grid", ([1, 2], ["x", "y", "z"]))
+    >>> table.positions(np.array([0, 4, 5])).tolist()
+    [[0, 0], [1, 1], [1, 2]]
+    >>> PointTable("zip", ([1, 2], ["x", "y"])).positions(np.array([1])).tolist()
+    [[1, 1]]
+    """
+
+    mode: str
+    values: tuple[list[Any], ...]
+
+    def positions(self, numbers: np.ndarray) -> np.ndarray:
+        """Each point's position in each parameter's list: a (points x parameters) array."""
+        numbers = np.asarray(numbers, dtype=np.int64)
+        if self.mode == "zip":
+            return np.repeat(numbers[:, None], len(self.values), axis=1)
+        sizes = np.array([len(v) for v in self.values], dtype=np.int64)
+        strides = np.array([math.prod(map(len, self.values[i + 1 :])) for i in range(len(sizes))])
+        return (numbers[:, None] // strides.astype(np.int64)) % sizes
+
+
+@dataclass
+class Points:
+    """Some points of a sweep, as they travel to the workers: their numbers and, for a random
+    sweep (no :class:`PointTable`), each point's drawn values in ``vary:`` order.
+
+    Examples
+    --------
+    >>> both = Points.join([Points(np.array([0, 1])), Points(np.array([7]))])
+    >>> both.numbers.tolist(), len(both[1:])
+    ([0, 1, 7], 2)
+    """
+
+    numbers: np.ndarray
+    drawn: list[tuple[Any, ...]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __getitem__(self, part: slice) -> Points:
+        return Points(self.numbers[part], None if self.drawn is None else self.drawn[part])
+
+    def keep(self, mask: np.ndarray) -> Points:
+        """The points where ``mask`` is true."""
+        drawn = (
+            None if self.drawn is None else [d for d, k in zip(self.drawn, mask, strict=True) if k]
+        )
+        return Points(self.numbers[mask], drawn)
+
+    @staticmethod
+    def join(parts: list[Points]) -> Points:
+        """The points of ``parts``, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        numbers = np.concatenate([p.numbers for p in parts]) if parts else np.zeros(0, np.int64)
+        drawn = None
+        if parts and parts[0].drawn is not None:
+            drawn = [values for p in parts for values in p.drawn or ()]
+        return Points(numbers, drawn)
+
+    def items(self, params: list[str], table: PointTable | None) -> list[tuple[int, dict]]:
+        """Each point as ``(number, {parameter: value})``."""
+        if self.drawn is None:
+            assert table is not None, "points without values need the sweep's table"
+            rows = [
+                tuple(values[i] for values, i in zip(table.values, at, strict=True))
+                for at in table.positions(self.numbers).tolist()
+            ]
+        else:
+            rows = self.drawn
+        return [
+            (n, dict(zip(params, row, strict=True)))
+            for n, row in zip(self.numbers.tolist(), rows, strict=True)
+        ]
+
+
 @dataclass
 class LoadedSweep:
     """A validated spec with its inputs resolved to plain data (what workers need).
@@ -218,7 +307,15 @@ class LoadedSweep:
             "base_policy": policy.model_dump(),
             "base_run": self.spec.run.model_dump(),
             "identity": self.identity(),
+            "table": self.table(),
         }
+
+    def table(self) -> PointTable | None:
+        """How a worker finds a point's values from its number (None for a random sweep,
+        whose points are drawn in sequence: their values travel with their numbers)."""
+        if self.spec.mode == "random":
+            return None
+        return PointTable(self.spec.mode, tuple(list(self.values[p]) for p in self.params))
 
     def identity(self) -> str:
         """SHA-256 of everything that decides the results (spec values and input contents)."""
@@ -550,8 +647,6 @@ def expand_lazily(loaded: LoadedSweep) -> Iterator[tuple[int, dict[str, Any]]]:
         for i in range(n):
             yield i, {p: col[i] for p, col in zip(params, columns, strict=True)}
         return
-    import numpy as np
-
     rng = np.random.default_rng(spec.seed)
     for i in range(int(spec.samples or 0)):
         yield i, {p: _draw(rng, loaded.values[p]) for p in params}

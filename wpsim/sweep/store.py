@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import errno
 import io
+import itertools
 import json
 import os
 import stat
@@ -33,6 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from wpsim import outputs
 from wpsim.errors import ConfigError
@@ -220,6 +223,11 @@ class ResultsJournal:
         #: rows appended since, and how many of them failed
         self.appended = 0
         self.appended_failed = 0
+        #: where each batch appended to a file opened without rows lies: (first point, last
+        #: point, offset after the header, bytes), while every batch's points ascend; None
+        #: otherwise (then :meth:`finalize` sorts line by line)
+        self._batches: list[tuple[int, int, int, int]] | None = None
+        self._body_bytes = 0
 
     def open(self) -> set[int]:
         """Open for appending (creating the file with its header); return the points done."""
@@ -229,6 +237,7 @@ class ResultsJournal:
             done: set[int] = set()
         else:
             done = self._repair_and_scan(header)
+        self._batches = [] if not done else None
         self.fd = _open_nofollow(self.path, os.O_WRONLY | os.O_APPEND)
         self._last_sync = time.monotonic()
         return done
@@ -269,8 +278,12 @@ class ResultsJournal:
             done.add(point)
         return done
 
-    def append(self, rows: list[dict[str, Any]] | FormattedRows) -> None:
-        """Append rows durably (one ``write``; ``fsync`` at most every ``fsync_interval_s``)."""
+    def append(
+        self, rows: list[dict[str, Any]] | FormattedRows, points: np.ndarray | None = None
+    ) -> None:
+        """Append rows durably (one ``write``; ``fsync`` at most every ``fsync_interval_s``).
+        ``points``: the rows' point numbers, in their order (lets :meth:`finalize` move whole
+        batches instead of sorting lines)."""
         if isinstance(rows, FormattedRows):
             data, n, failed = rows.data, rows.n, rows.failed
         else:
@@ -280,6 +293,13 @@ class ResultsJournal:
             return
         assert self.fd is not None, "journal is not open"
         _write_all(self.fd, data)
+        if self._batches is not None:
+            if points is None or len(points) != n or np.any(np.diff(points) <= 0):
+                self._batches = None
+            else:
+                first, last = int(points[0]), int(points[-1])
+                self._batches.append((first, last, self._body_bytes, len(data)))
+        self._body_bytes += len(data)
         self.appended += n
         self.appended_failed += failed
         self._dirty = True
@@ -304,11 +324,20 @@ class ResultsJournal:
     def finalize(self) -> int:
         """Rewrite the file sorted by point, one row per point (atomic); return the number of
         rows. Each row is one line (every field is single-line), so the lines are sorted by
-        their first field without parsing the rest."""
+        their first field without parsing the rest; batches of ascending points that do not
+        interleave are moved whole instead, and a file already in order is left as it is."""
         self.close()
+        batches = sorted(self._batches or [])
+        disjoint = all(a[1] < b[0] for a, b in itertools.pairwise(batches))
+        if self._batches is not None and disjoint and batches == self._batches:
+            return self.appended  # (appended in order to a file without rows)
         data = read_bytes(self.path)
         end = data.rfind(b"\n") + 1
         header, _, body = data[:end].partition(b"\n")
+        if self._batches is not None and disjoint and len(body) == self._body_bytes:
+            parts = [body[start : start + size] for _, _, start, size in batches]
+            atomic_write(self.path, header + b"\n" + b"".join(parts))
+            return self.appended
         by_point: dict[int, bytes] = {}
         for line in body.split(b"\n"):
             if line:
