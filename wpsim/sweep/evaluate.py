@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import signal
 import threading
@@ -29,6 +30,7 @@ from wpsim.sweep.spec import Points, PointTable
 from wpsim.sweep.store import FormattedRows, csv_field, encode_value, format_line, format_rows
 
 Ints = NDArray[np.int64]
+Floats = NDArray[np.float64]
 
 #: Metric columns of every row, after the point number and the varied parameters.
 METRIC_COLUMNS = [
@@ -122,20 +124,39 @@ def _memo(cache: dict[Any, Any], key: Any, make: Callable[[Any], Any], argument:
     return found
 
 
-def _distinct(at: Ints) -> tuple[list[tuple[int, ...]], Ints]:
-    """The distinct rows of ``at`` (points x columns of positions), and each point's row among
-    them.
+def _distinct(at: Ints, sizes: list[int]) -> tuple[list[tuple[int, ...]], Ints]:
+    """The distinct rows of ``at`` (points x columns of positions, column ``i`` below
+    ``sizes[i]``), and each point's row among them.
 
     Examples
     --------
-    >>> rows, of = _distinct(np.array([[1, 0], [0, 2], [1, 0]]))
+    >>> rows, of = _distinct(np.array([[1, 0], [0, 2], [1, 0]]), [2, 3])
     >>> rows, of.tolist()
     ([(0, 2), (1, 0)], [1, 0, 1])
     """
     if at.shape[1] == 0:
         return [()], np.zeros(len(at), dtype=np.int64)
-    rows, inverse = np.unique(at, axis=0, return_inverse=True)
-    return [tuple(row) for row in rows.tolist()], inverse.reshape(-1)
+    if math.prod(sizes) < 2**62:  # one number per row (mixed radix): a flat unique is faster
+        strides = [math.prod(sizes[i + 1 :]) for i in range(len(sizes))]
+        codes, inverse = np.unique(at @ np.array(strides, dtype=np.int64), return_inverse=True)
+        rows = [
+            tuple(code // stride % size for stride, size in zip(strides, sizes, strict=True))
+            for code in codes.tolist()
+        ]
+        return rows, inverse.reshape(-1)
+    rows_at, inverse = np.unique(at, axis=0, return_inverse=True)
+    return [tuple(row) for row in rows_at.tolist()], inverse.reshape(-1)
+
+
+def _reprs(values: Floats) -> list[str]:
+    """``repr`` of each value, each distinct value formatted once (a float's shortest text is
+    costly; columns such as the one-core baseline repeat their values across a chunk)."""
+    # (by bit pattern: 0.0 and -0.0 are equal numbers, not equal texts)
+    bits, inverse = np.unique(
+        np.ascontiguousarray(values, dtype=np.float64).view(np.int64), return_inverse=True
+    )
+    texts = list(map(repr, bits.view(np.float64).tolist()))
+    return np.array(texts, dtype=object)[inverse.reshape(-1)].tolist()
 
 
 def _attempt(make: Callable[[tuple], Any], values: tuple) -> Any:
@@ -448,8 +469,9 @@ class Evaluator:
         if n_points == 0:
             return FormattedRows(b"", 0, 0)
         at, tables, texts = self._positions(chunk)
-        fixed_rows, fixed_of = _distinct(at[:, self._fixed_at])
-        run_rows, run_of = _distinct(at[:, self._run_at])
+        sizes = [len(table) for table in tables]
+        fixed_rows, fixed_of = _distinct(at[:, self._fixed_at], [sizes[i] for i in self._fixed_at])
+        run_rows, run_of = _distinct(at[:, self._run_at], [sizes[i] for i in self._run_at])
         fixed = [
             _attempt(self._fixed_setting, _values(tables, self._fixed_at, row))
             for row in fixed_rows
@@ -555,7 +577,7 @@ class Evaluator:
             makespan, sequential = p.makespan_s, p.sequential_s
             with np.errstate(invalid="ignore", divide="ignore"):
                 speedup = np.where(makespan != 0, sequential / makespan, np.nan)
-            dram = list(map(repr, p.dram_bytes.tolist()))
+            dram = _reprs(p.dram_bytes)
             if dram_at is not None:
                 before, after = "," * dram_at, "," * (n_levels - 1 - dram_at)
                 tails = [f"{machine_field},{before}{d}{after}," for d in dram]
@@ -572,7 +594,7 @@ class Evaluator:
                     params_text[members].tolist(),
                     p.cores.tolist(),
                     map(repr, makespan.tolist()),
-                    map(repr, sequential.tolist()),
+                    _reprs(sequential),
                     map(repr, speedup.tolist()),
                     np.nan_to_num(p.n_tasks).astype(np.int64).tolist(),
                     map(repr, p.utilization.tolist()),
