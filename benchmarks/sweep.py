@@ -22,12 +22,16 @@ apply). Beside it, ``--reference-points`` points of the 10,000-point grid are ev
 time in this process with the closed forms as they were before they stopped building the task
 graph (``tests/analytic_reference.py``, through the point-by-point path of
 :class:`wpsim.sweep.evaluate.Evaluator`): the rate the 50x target is measured against, in the
-same run.
+same run. ``--baseline DIR`` also times, in the same run, the 10,000-point grid with the
+``wpsim sweep`` of another checkout (DIR, with its own ``.venv`` as ``make demo`` makes it) in
+one worker: e.g. the commit the issue's "today" measured (ec6cb70, the last of the first round:
+``git worktree add /tmp/round1 ec6cb70 && cd /tmp/round1 && python3 -m venv .venv &&
+.venv/bin/pip install -e .``), the whole sweep as it ran then, start-up and files included.
 
 Usage::
 
     python benchmarks/sweep.py [--grids analytic,analytic_1m,simulate] [--no-dask] [--workers 2]
-                               [--repeats 3] [--reference-points 300]
+                               [--repeats 3] [--reference-points 300] [--baseline DIR]
 
 A benchmark, not a test: it prints, and exits 0 whether or not the targets are met.
 """
@@ -50,10 +54,13 @@ GRIDS = {
 }
 
 
-def run_once(spec: Path, out: Path, backend: str, workers: int) -> dict:
-    """One fresh ``wpsim sweep`` process; its JSON summary plus the process wall time."""
+def run_once(
+    spec: Path, out: Path, backend: str, workers: int, checkout: Path | None = None
+) -> dict:
+    """One fresh ``wpsim sweep`` process (of ``checkout``, with its ``.venv``, if given); its
+    JSON summary plus the process wall time."""
     command = [
-        sys.executable,
+        sys.executable if checkout is None else str(checkout / ".venv" / "bin" / "python"),
         "-m",
         "wpsim",
         "sweep",
@@ -69,7 +76,7 @@ def run_once(spec: Path, out: Path, backend: str, workers: int) -> dict:
         str(workers),
     ]
     start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=checkout or ROOT)
     process_s = time.perf_counter() - start
     if proc.returncode not in (0, 1) or not proc.stdout.strip():  # 1: some points failed
         raise SystemExit(f"benchmark run failed: {' '.join(command)}\n{proc.stderr}")
@@ -127,6 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         help="points of the 10k grid timed with the graph-based closed forms, "
         "one at a time (default 300; 0: skip)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a checkout (with its .venv) whose wpsim sweep of the 10k grid, one worker, is "
+        "timed beside this one",
+    )
     args = parser.parse_args(argv)
     configs = [("local", 1), ("local", args.workers)]
     if not args.no_dask:
@@ -137,6 +151,19 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"point by point with the graph-based closed forms (1 core, {args.reference_points} "
             f"points of the 10k grid): {reference:,.1f} points/s\n"
+        )
+    baseline = None
+    if args.baseline is not None:
+        with tempfile.TemporaryDirectory(prefix="wpsim-bench-") as tmp:
+            runs = [
+                run_once(GRIDS["analytic"], Path(tmp) / f"b{i}", "local", 1, args.baseline)
+                for i in range(args.repeats)
+            ]
+        best = min(runs, key=lambda run: run["wall_s"])
+        baseline = best["run_now"] / best["wall_s"]
+        print(
+            f"wpsim sweep of {args.baseline} (10k grid, 1 worker, best of {args.repeats}): "
+            f"{best['wall_s']:.2f} s, {baseline:,.1f} points/s\n"
         )
     print(
         f"{'grid':<12}{'backend':<9}{'workers':>8}{'points':>8}{'failed':>8}{'time s':>9}"
@@ -192,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
                             f"  per core {per_core:,.0f} points/s, {ratio:,.0f}x the "
                             f"point-by-point graph-based rate ({reference:,.1f}/s; "
                             f"target >= 50x: {'met' if ratio >= 50 else 'NOT met'})"
+                        )
+                    if baseline:
+                        ratio = s["run_now"] / (wall * workers) / baseline
+                        verdicts.append(
+                            f"  {ratio:,.0f}x per core the sweep of {args.baseline} "
+                            f"({baseline:,.1f}/s; target >= 50x: "
+                            f"{'met' if ratio >= 50 else 'NOT met'})"
                         )
                 if grid == "simulate" and backend == "local" and workers == args.workers:
                     ok = eff >= 0.85

@@ -11,7 +11,10 @@ Backends
 
 Whatever the backend, only this process writes ``results.csv``. Points go out in chunks sized to
 about ``chunk_target_s`` of work each (measured as the sweep runs, starting from one point), and at
-most two chunks per worker are in flight, so an interrupted sweep loses at most those. Execution
+most two chunks per worker are in flight, so an interrupted sweep loses at most those. A chunk
+travels as its points' numbers (:class:`~wpsim.sweep.spec.Points`): a worker finds a grid's or a
+zip's values from them (:class:`~wpsim.sweep.spec.PointTable`); a random sweep's drawn values
+travel with them. Execution
 order keeps the points that share a workload and machine together (varying the policy and run
 options innermost), so each worker reuses its cached inputs and, for the analytic engine, its
 compiled task graphs.

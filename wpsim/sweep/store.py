@@ -10,7 +10,9 @@ never leave half a row behind; the file is ``fsync``-ed at least once a second a
 and JSON are single-line), so a row is a line. On resume, a trailing line without its newline (only
 possible after a power cut or a full disk) is cut off, and the points already in the file are
 skipped. When the sweep completes, the file is rewritten sorted by point (written to a temporary
-file, ``fsync``-ed, then atomically renamed), so the same spec always gives the same bytes.
+file, ``fsync``-ed, then atomically renamed), so the same spec always gives the same bytes; a file
+whose rows were appended in point order (a fresh run whose execution order is the point order:
+see :func:`wpsim.sweep.run.execution_groups`) is already so, and is left as it is.
 
 An exclusive lock (``.lock``) keeps two sweeps from writing into one folder at once.
 
