@@ -543,6 +543,7 @@ def _evaluate_block(
         k=spread([len(gs[0]) for _, gs in distinct]),
         groups=spread([len(gs) for _, gs in distinct]),
         first_cores={m.total_cores: [g[0] for g in gs] for m, gs in distinct},
+        machine=which,
     )
     G = at.groups
     sequence = (G == 1) & (not in_multiprogram)
