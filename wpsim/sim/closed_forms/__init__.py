@@ -525,8 +525,8 @@ def _evaluate_block(
     hoist = options[0].get("hoist_input")
     hoist_arr = None if hoist is None else np.array([o["hoist_input"] for o in options], float)
     instances = options[0].get("instances", 1)
-    ts = task_set(workloads, chunk, hoist_arr, instances, granularity)
     sizes = Sizes(workloads)
+    ts = task_set(workloads, chunk, hoist_arr, instances, granularity, sizes)
     fill_live(ts, sizes)
     # each distinct machine (and its core groups) once, then spread over the points
     position: dict[int, int] = {}
@@ -754,10 +754,12 @@ def predict(
 
 
 def clear_caches() -> None:
-    """Forget cached live sets (results are the same; this only frees memory)."""
-    from wpsim.sim.closed_forms.tasks import live_pattern
+    """Forget cached live sets and workloads' numbers (results are the same; this only frees
+    memory)."""
+    from wpsim.sim.closed_forms.tasks import live_pattern, workload_numbers
 
     live_pattern.cache_clear()
+    workload_numbers.cache_clear()
 
 
 __all__ = ["Predictions", "predict", "predict_many"]
