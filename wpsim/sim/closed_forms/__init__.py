@@ -326,12 +326,16 @@ def _evaluate(
     numbers, to record errors under); ``why``: a block of one also gets its break-downs."""
     n_points = len(workloads)
     part = _Part(np.full(n_points, np.nan), np.full(n_points, np.nan), np.full(n_points, np.nan))
+    # each point's machine by its number among the distinct ones (in order of first appearance)
+    number: dict[int, int] = {}
+    machine_of = np.array([number.setdefault(id(m), len(number)) for m in machines], dtype=int)
+    distinct_machines = list({id(m): m for m in machines}.values())
     # the policy's groups by number of cores, or why it has none (per distinct machine: a
     # block repeats them)
     groups_of: dict[int, list[tuple[int, ...]]] = {}
     refused: dict[int, ConfigError] = {}
     groups_at: dict[int, list[tuple[int, ...]]] = {}  # by the machine's id
-    for m in {id(m): m for m in machines}.values():
+    for m in distinct_machines:
         cores = m.total_cores
         if cores not in groups_of and cores not in refused:
             try:
@@ -340,12 +344,10 @@ def _evaluate(
                 refused[cores] = error
         if cores in groups_of:
             groups_at[id(m)] = groups_of[cores]
-    valid = []
-    for i, m in enumerate(machines):
-        if id(m) not in groups_at:
-            errors.setdefault(index[i], refused[m.total_cores])
-        else:
-            valid.append(i)
+    usable = np.array([id(m) in groups_at for m in distinct_machines])[machine_of]
+    for i in np.flatnonzero(~usable).tolist():
+        errors.setdefault(index[i], refused[machines[i].total_cores])
+    valid: list[int] = np.flatnonzero(usable).tolist()
     if policy.name == "multiprogram":
         return _multiprogram(
             workloads,
@@ -361,44 +363,64 @@ def _evaluate(
             part,
             why,
         )
-    # blocks of points with one graph structure and one shape of chunking
-    blocks: dict[tuple[Hashable, ...], list[int]] = {}
-    opts_of: dict[int, dict[str, Any]] = {}
-    block_of: dict[tuple[int, int], tuple[dict[str, Any], tuple[Hashable, ...]]] = {}
-    for i in valid:
-        workload = workloads[i]
-        known = block_of.get((id(workload), chunks[i]))
-        if known is None:
-            opts = policy.graph_options(workload, chunks[i])
-            n = -(-workload.seq_len // opts.get("chunk", 1))
-            key = (
-                structure(workload),
-                opts.get("hoist_input") is not None,
-                opts.get("instances", 1),
-                min(n, 3),
-            )
-            known = block_of[(id(workload), chunks[i])] = (opts, key)
-        opts_of[i] = known[0]
-        blocks.setdefault(known[1], []).append(i)
-    for members in blocks.values():
+    # blocks of points with one graph structure and one shape of chunking, found once per
+    # distinct (workload, chunk): a block repeats them over the machines
+    pairs = zip(
+        map(id, map(workloads.__getitem__, valid)), map(chunks.__getitem__, valid), strict=True
+    )
+    pair_number: dict[tuple[int, int], int] = {}
+    pair_of = np.array([pair_number.setdefault(p, len(pair_number)) for p in pairs], dtype=int)
+    block_number: dict[tuple[Hashable, ...], int] = {}
+    workload_number: dict[int, int] = {}
+    opts_of: list[dict[str, Any]] = []  # by pair
+    block_of, workload_of = [], []  # by pair
+    for j in np.unique(pair_of, return_index=True)[1].tolist():  # each pair's first point
+        workload, chunk = workloads[valid[j]], chunks[valid[j]]
+        opts = policy.graph_options(workload, chunk)
+        n = -(-workload.seq_len // opts.get("chunk", 1))
+        key = (
+            structure(workload),
+            opts.get("hoist_input") is not None,
+            opts.get("instances", 1),
+            min(n, 3),
+        )
+        opts_of.append(opts)
+        block_of.append(block_number.setdefault(key, len(block_number)))
+        workload_of.append(workload_number.setdefault(id(workload), len(workload_number)))
+    distinct_workloads = list({id(w): w for w in map(workloads.__getitem__, valid)}.values())
+    chunk_of = np.array([opts.get("chunk", 1) for opts in opts_of], dtype=float)
+    hoist_of = np.array([opts.get("hoist_input", np.nan) for opts in opts_of], dtype=float)
+    block_at = np.array(block_of, dtype=int)[pair_of]
+    valid_at = np.array(valid, dtype=int)
+    for block in range(len(block_number)):
+        at = np.flatnonzero(block_at == block)  # the block's points, among the valid ones
+        members = valid_at[at]
+        pair_at = pair_of[at]
+        used_workloads, workload_at = np.unique(np.array(workload_of)[pair_at], return_inverse=True)
+        used_machines, machine_at = np.unique(machine_of[members], return_inverse=True)
+        block_machines = [distinct_machines[u] for u in used_machines.tolist()]
+        hoisted = opts_of[int(pair_at[0])].get("hoist_input") is not None
         try:
             makespan, n_tasks, dram, block_why = _evaluate_block(
-                [workloads[i] for i in members],
-                [machines[i] for i in members],
+                [distinct_workloads[u] for u in used_workloads.tolist()],
+                workload_at,
+                block_machines,
+                machine_at,
+                [groups_at[id(m)] for m in block_machines],
+                chunk_of[pair_at],
+                hoist_of[pair_at] if hoisted else None,
+                opts_of[int(pair_at[0])].get("instances", 1),
                 policy,
-                [opts_of[i] for i in members],
-                [groups_at[id(machines[i])] for i in members],
                 granularity,
                 cost,
                 why,
                 in_multiprogram,
             )
         except ConfigError as error:
-            for i in members:
+            for i in members.tolist():
                 errors.setdefault(index[i], error)  # (the first error a point meets)
             continue
-        at = np.array(members)
-        part.makespan[at], part.n_tasks[at], part.dram[at] = makespan, n_tasks, dram
+        part.makespan[members], part.n_tasks[members], part.dram[members] = makespan, n_tasks, dram
         part.why = block_why
     return part
 
@@ -510,32 +532,33 @@ def _multiprogram(
 
 def _evaluate_block(
     workloads: list[Workload],
+    workload_of: Ints,
     machines: list[CpuMachine],
-    policy: Policy,
-    options: list[dict[str, Any]],
+    machine_of: Ints,
     groups: list[list[tuple[int, ...]]],
+    chunk: Floats,
+    hoist_input: Floats | None,
+    instances: int,
+    policy: Policy,
     granularity: str,
     cost: str,
     why: bool,
     in_multiprogram: bool,
 ) -> tuple[Floats, Floats, Floats, Breakdowns | None]:
     """One block: the same graph structure and shape of chunking at every point: (makespan,
-    tasks, DRAM bytes) at each point, and a block of one's break-downs with ``why``."""
-    chunk = np.array([opts.get("chunk", 1) for opts in options], dtype=float)
-    hoist = options[0].get("hoist_input")
-    hoist_arr = None if hoist is None else np.array([o["hoist_input"] for o in options], float)
-    instances = options[0].get("instances", 1)
-    sizes = Sizes(workloads)
-    ts = task_set(workloads, chunk, hoist_arr, instances, granularity, sizes)
+    tasks, DRAM bytes) at each point, and a block of one's break-downs with ``why``. Point
+    ``i`` is ``workloads[workload_of[i]]`` on ``machines[machine_of[i]]`` (whose core groups
+    are ``groups[machine_of[i]]``) with the graph options ``chunk[i]``, ``hoist_input[i]`` and
+    ``instances``."""
+    sizes = Sizes(workloads, workload_of)
+    ts = task_set(workloads, chunk, hoist_input, instances, granularity, sizes)
     fill_live(ts, sizes)
     # each distinct machine (and its core groups) once, then spread over the points
-    position: dict[int, int] = {}
-    which = np.array([position.setdefault(id(m), len(position)) for m in machines])
-    distinct = list({id(m): (m, gs) for m, gs in zip(machines, groups, strict=True)}.values())
 
     def spread(values: list[float]) -> np.ndarray:
-        return np.array(values, dtype=float)[which]
+        return np.array(values, dtype=float)[machine_of]
 
+    distinct = list(zip(machines, groups, strict=True))
     at = Placement(
         cores=spread([m.total_cores for m, _ in distinct]),
         cores_per_socket=spread([m.cores_per_socket for m, _ in distinct]),
@@ -543,14 +566,14 @@ def _evaluate_block(
         k=spread([len(gs[0]) for _, gs in distinct]),
         groups=spread([len(gs) for _, gs in distinct]),
         first_cores={m.total_cores: [g[0] for g in gs] for m, gs in distinct},
-        machine=which,
+        machine=machine_of,
     )
     G = at.groups
     sequence = (G == 1) & (not in_multiprogram)
-    machine = machines[0]
+    machine = machines[int(machine_of[0])]  # (the first point's)
     costs = BlockCosts(machine, sizes, ts, at, policy.name, sequence, cost == "ideal")
     handoff = (policy.name != "sequential") & (G > 1)
-    track = why and len(workloads) == 1
+    track = why and len(chunk) == 1
     by_slot, task_costs = costs.costs(handoff, track)
     cost_of = [[by_slot[(r, s)] for s in range(len(row.slots))] for r, row in enumerate(ts.rows)]
     records = {key: (float(by_slot[key][0]), cost) for key, cost in task_costs.items()}

@@ -151,9 +151,12 @@ def structure(workload: Workload) -> tuple:
 class Sizes:
     """The workloads' numbers as arrays over points (floats: exact below 2**53). Every per-cell
     number comes from the cell's declaration through the workload (:meth:`Workload.step_flops`,
-    :meth:`Workload.weight_block_bytes`, ...), as :func:`wpsim.model.graph.build` reads them."""
+    :meth:`Workload.weight_block_bytes`, ...), as :func:`wpsim.model.graph.build` reads them.
 
-    def __init__(self, workloads: list[Workload]) -> None:
+    ``workloads``: each point's; or, with ``which``, the distinct ones and each point's index
+    among them."""
+
+    def __init__(self, workloads: list[Workload], which: np.ndarray | None = None) -> None:
         w0 = workloads[0]
         self.L, self.phase, self.output = w0.layers, w0.phase, w0.output
         self.cell = w0.calibration_key  # the key of the machine's per-cell calibrations
@@ -174,9 +177,11 @@ class Sizes:
         self.keeps_products = len(off_recurrence) > len(input_products(decl))
 
         # each distinct workload once (a block repeats them over cores and chunks)
-        first: dict[int, int] = {}
-        self._which = np.array([first.setdefault(id(w), len(first)) for w in workloads])
-        self._distinct = list({id(w): w for w in workloads}.values())
+        if which is None:
+            first: dict[int, int] = {}
+            which = np.array([first.setdefault(id(w), len(first)) for w in workloads])
+            workloads = list({id(w): w for w in workloads}.values())
+        self._which, self._distinct = which, workloads
         self._numbers = [workload_numbers(w) for w in self._distinct]
         self._columns: dict[tuple, np.ndarray] = {}
         column = self.column
