@@ -196,23 +196,21 @@ def predict_many(
     cores = [None] * n_points if cores is None else list(cores)
     chunks = [1] * n_points if chunks is None else list(chunks)
     errors: dict[int, Exception] = {}
+    # the machine cut to each distinct number of cores, or why it cannot be
     cut: dict[int | None, CpuMachine | ConfigError] = {}
-    machines: list[CpuMachine | ConfigError] = []
-    for i, c in enumerate(cores):
-        if c not in cut:
-            try:
-                cut[c] = machine.with_cores(c) if c is not None else machine
-            except ConfigError as error:
-                cut[c] = error
-        made = cut[c]
-        machines.append(made)
-        if isinstance(made, ConfigError):
-            errors[i] = made
-    ok = [i for i in range(n_points) if i not in errors]
-    usable = [m for m in machines if isinstance(m, CpuMachine)]  # the points in ok, in order
-    total = np.array(
-        [m.total_cores if isinstance(m, CpuMachine) else 0 for m in machines], dtype=np.int64
-    )
+    for c in dict.fromkeys(cores):
+        try:
+            cut[c] = machine.with_cores(c) if c is not None else machine
+        except ConfigError as error:
+            cut[c] = error
+    machines = list(map(cut.__getitem__, cores))
+    if any(isinstance(m, ConfigError) for m in cut.values()):
+        errors.update((i, m) for i, m in enumerate(machines) if isinstance(m, ConfigError))
+    ok = [i for i in range(n_points) if i not in errors] if errors else list(range(n_points))
+    # the machines of the points in ok, in order
+    usable = [m for m in machines if isinstance(m, CpuMachine)] if errors else machines
+    total_of = {c: m.total_cores if isinstance(m, CpuMachine) else 0 for c, m in cut.items()}
+    total = np.array(list(map(total_of.__getitem__, cores)), dtype=np.int64)
 
     def nan() -> Floats:
         return np.full(n_points, np.nan)
@@ -220,11 +218,13 @@ def predict_many(
     out = Predictions(nan(), nan(), nan(), nan(), nan(), total, errors)
     if not ok:
         return out
+    ok_workloads = [workloads[i] for i in ok] if errors else list(workloads)
+    ok_chunks = [chunks[i] for i in ok] if errors else chunks
     part = _evaluate(
-        [workloads[i] for i in ok],
-        usable,
+        ok_workloads,
+        cast(list[CpuMachine], usable),
         policy,
-        [chunks[i] for i in ok],
+        ok_chunks,
         granularity,
         cost,
         errors,
@@ -232,10 +232,10 @@ def predict_many(
         why=n_points == 1,
     )
     seq = _sequential(
-        [workloads[i] for i in ok],
-        usable,
+        ok_workloads,
+        cast(list[CpuMachine], usable),
         policy.instances,
-        [chunks[i] for i in ok],
+        ok_chunks,
         granularity,
         cost,
         errors,
@@ -280,34 +280,35 @@ def _sequential(
     evaluated (by earlier calls on the same machine), as (seconds, error or None). An error
     is recorded for the first point of its kind in this call, as if evaluated here."""
     sequential = get_policy("sequential", instances=instances)
-    socket_cores = {id(m): m.socket_cores for m in {id(m): m for m in machines}.values()}
-    keys: list[tuple[Hashable, ...]] = [
-        (id(w), c, socket_cores[id(m)], instances, granularity, cost)
-        for w, m, c in zip(workloads, machines, chunks, strict=True)
-    ]
-    first: dict[tuple[Hashable, ...], int] = {}
-    for i, key in enumerate(keys):
-        first.setdefault(key, i)
-    todo = [i for key, i in first.items() if key not in known]
+    socket_cores = {key: m.socket_cores for key, m in {id(m): m for m in machines}.items()}
+    # each point's (workload, chunk, cores a socket), numbered in order of first appearance
+    local = zip(
+        map(id, workloads), chunks, map(socket_cores.__getitem__, map(id, machines)), strict=True
+    )
+    number: dict[tuple[int, int, int], int] = {}
+    which = np.array([number.setdefault(key, len(number)) for key in local], dtype=int)
+    first = np.unique(which, return_index=True)[1].tolist()  # each one's first point
+    keys = [(*key, instances, granularity, cost) for key in number]
+    todo = [j for j, key in enumerate(keys) if key not in known]
     if todo:
         new_errors: dict[int, Exception] = {}
         part = _evaluate(
-            [workloads[i] for i in todo],
-            [machines[i] for i in todo],
+            [workloads[first[j]] for j in todo],
+            [machines[first[j]] for j in todo],
             sequential,
-            [chunks[i] for i in todo],
+            [chunks[first[j]] for j in todo],
             granularity,
             cost,
             new_errors,
             list(range(len(todo))),
         )
-        for j, i in enumerate(todo):
-            known[keys[i]] = (float(part.makespan[j]), new_errors.get(j))
-    for key, i in first.items():
+        for t, j in enumerate(todo):
+            known[keys[j]] = (float(part.makespan[t]), new_errors.get(t))
+    for j, key in enumerate(keys):
         error = known[key][1]
         if error is not None:
-            errors.setdefault(index[i], error)
-    return np.array([known[key][0] for key in keys])
+            errors.setdefault(index[first[j]], error)
+    return np.array([known[key][0] for key in keys])[which]
 
 
 def _evaluate(
