@@ -230,6 +230,8 @@ class BlockCosts:
         calibrated = m.cell_calibration(sizes.cell)
         self._eff_nh = _grid(calibrated.gemm_by_n_h)
         self._eff_nh_hot = _grid(calibrated.gemm_by_n_h_hot)
+        grids = (self._eff_nh, self._eff_nh_hot)
+        self._log_h = None if grids == (None, None) else log2(sizes.h)
         self._elem_step_s = self._elementwise_step_s(calibrated.elementwise_step_s)
         self.step_overhead = calibrated.step_overhead_s
         self.step_overhead_bwd = calibrated.backward_step_overhead_s
@@ -310,7 +312,8 @@ class BlockCosts:
             if grid is None:
                 return linear(self._eff_x, self._eff_y, x)
             ns, hs, table = grid
-            return bilinear(ns, hs, table, x, log2(self.sz.h))
+            assert self._log_h is not None  # (with a grid)
+            return bilinear(ns, hs, table, x, self._log_h)
 
         cold = read(self._eff_nh)
         if self._eff_nh_hot is None:
@@ -470,7 +473,8 @@ class BlockCosts:
             products = 0.0 + np.where(flops_in != 0, _member_s(whole, fixed_s, k), 0.0)
             gemv = (k == 1) & (b <= m.recurrent_gemv_max_batch)
             hot = hh_bytes / k <= self._hot_bytes
-            whole = flops_rec / self.efficiency(np.where(gemv, 1.0, b) + 0.0 * steps, hot) / peak
+            # the columns of a recurrent product are the point's (steps are finite)
+            whole = flops_rec / self.efficiency(np.where(gemv, 1.0, b), hot) / peak
             products = products + np.where(
                 flops_rec != 0, _member_s(whole, steps * fixed_s, k), 0.0
             )
