@@ -695,11 +695,13 @@ def fill_live(ts: TaskSet, sizes: Sizes) -> None:
         "hh": sizes.hh_block,
         "out": lambda _layer: sizes.out_block(),
     }
+    by_block = None  # (points x blocks): the blocks are the skeleton's, whatever n is
     for n in np.unique(ts.n):
         present, n_layers, names = live_pattern(skeleton, int(n))
+        if by_block is None:
+            by_block = np.stack([block_size[part](layer) for _i, layer, _d, part in names], axis=1)
         at = ts.n == n
-        by_block = np.stack([block_size[part](layer)[at] for _i, layer, _d, part in names], axis=1)
-        live[at] = np.max(by_block @ present.T, axis=1)
+        live[at] = np.max(by_block[at] @ present.T, axis=1)
         layers[at] = n_layers.max()
     ts.live_bytes = live
     ts.live_layers = layers
