@@ -196,23 +196,21 @@ def predict_many(
     cores = [None] * n_points if cores is None else list(cores)
     chunks = [1] * n_points if chunks is None else list(chunks)
     errors: dict[int, Exception] = {}
+    # the machine cut to each distinct number of cores, or why it cannot be
     cut: dict[int | None, CpuMachine | ConfigError] = {}
-    machines: list[CpuMachine | ConfigError] = []
-    for i, c in enumerate(cores):
-        if c not in cut:
-            try:
-                cut[c] = machine.with_cores(c) if c is not None else machine
-            except ConfigError as error:
-                cut[c] = error
-        made = cut[c]
-        machines.append(made)
-        if isinstance(made, ConfigError):
-            errors[i] = made
-    ok = [i for i in range(n_points) if i not in errors]
-    usable = [m for m in machines if isinstance(m, CpuMachine)]  # the points in ok, in order
-    total = np.array(
-        [m.total_cores if isinstance(m, CpuMachine) else 0 for m in machines], dtype=np.int64
-    )
+    for c in dict.fromkeys(cores):
+        try:
+            cut[c] = machine.with_cores(c) if c is not None else machine
+        except ConfigError as error:
+            cut[c] = error
+    machines = list(map(cut.__getitem__, cores))
+    if any(isinstance(m, ConfigError) for m in cut.values()):
+        errors.update((i, m) for i, m in enumerate(machines) if isinstance(m, ConfigError))
+    ok = [i for i in range(n_points) if i not in errors] if errors else list(range(n_points))
+    # the machines of the points in ok, in order
+    usable = [m for m in machines if isinstance(m, CpuMachine)] if errors else machines
+    total_of = {c: m.total_cores if isinstance(m, CpuMachine) else 0 for c, m in cut.items()}
+    total = np.array(list(map(total_of.__getitem__, cores)), dtype=np.int64)
 
     def nan() -> Floats:
         return np.full(n_points, np.nan)
@@ -220,11 +218,13 @@ def predict_many(
     out = Predictions(nan(), nan(), nan(), nan(), nan(), total, errors)
     if not ok:
         return out
+    ok_workloads = [workloads[i] for i in ok] if errors else list(workloads)
+    ok_chunks = [chunks[i] for i in ok] if errors else chunks
     part = _evaluate(
-        [workloads[i] for i in ok],
-        usable,
+        ok_workloads,
+        cast(list[CpuMachine], usable),
         policy,
-        [chunks[i] for i in ok],
+        ok_chunks,
         granularity,
         cost,
         errors,
@@ -232,10 +232,10 @@ def predict_many(
         why=n_points == 1,
     )
     seq = _sequential(
-        [workloads[i] for i in ok],
-        usable,
+        ok_workloads,
+        cast(list[CpuMachine], usable),
         policy.instances,
-        [chunks[i] for i in ok],
+        ok_chunks,
         granularity,
         cost,
         errors,
@@ -280,34 +280,35 @@ def _sequential(
     evaluated (by earlier calls on the same machine), as (seconds, error or None). An error
     is recorded for the first point of its kind in this call, as if evaluated here."""
     sequential = get_policy("sequential", instances=instances)
-    socket_cores = {id(m): m.socket_cores for m in {id(m): m for m in machines}.values()}
-    keys: list[tuple[Hashable, ...]] = [
-        (id(w), c, socket_cores[id(m)], instances, granularity, cost)
-        for w, m, c in zip(workloads, machines, chunks, strict=True)
-    ]
-    first: dict[tuple[Hashable, ...], int] = {}
-    for i, key in enumerate(keys):
-        first.setdefault(key, i)
-    todo = [i for key, i in first.items() if key not in known]
+    socket_cores = {key: m.socket_cores for key, m in {id(m): m for m in machines}.items()}
+    # each point's (workload, chunk, cores a socket), numbered in order of first appearance
+    local = zip(
+        map(id, workloads), chunks, map(socket_cores.__getitem__, map(id, machines)), strict=True
+    )
+    number: dict[tuple[int, int, int], int] = {}
+    which = np.array([number.setdefault(key, len(number)) for key in local], dtype=int)
+    first = np.unique(which, return_index=True)[1].tolist()  # each one's first point
+    keys = [(*key, instances, granularity, cost) for key in number]
+    todo = [j for j, key in enumerate(keys) if key not in known]
     if todo:
         new_errors: dict[int, Exception] = {}
         part = _evaluate(
-            [workloads[i] for i in todo],
-            [machines[i] for i in todo],
+            [workloads[first[j]] for j in todo],
+            [machines[first[j]] for j in todo],
             sequential,
-            [chunks[i] for i in todo],
+            [chunks[first[j]] for j in todo],
             granularity,
             cost,
             new_errors,
             list(range(len(todo))),
         )
-        for j, i in enumerate(todo):
-            known[keys[i]] = (float(part.makespan[j]), new_errors.get(j))
-    for key, i in first.items():
+        for t, j in enumerate(todo):
+            known[keys[j]] = (float(part.makespan[t]), new_errors.get(t))
+    for j, key in enumerate(keys):
         error = known[key][1]
         if error is not None:
-            errors.setdefault(index[i], error)
-    return np.array([known[key][0] for key in keys])
+            errors.setdefault(index[first[j]], error)
+    return np.array([known[key][0] for key in keys])[which]
 
 
 def _evaluate(
@@ -326,12 +327,16 @@ def _evaluate(
     numbers, to record errors under); ``why``: a block of one also gets its break-downs."""
     n_points = len(workloads)
     part = _Part(np.full(n_points, np.nan), np.full(n_points, np.nan), np.full(n_points, np.nan))
+    # each point's machine by its number among the distinct ones (in order of first appearance)
+    number: dict[int, int] = {}
+    machine_of = np.array([number.setdefault(id(m), len(number)) for m in machines], dtype=int)
+    distinct_machines = list({id(m): m for m in machines}.values())
     # the policy's groups by number of cores, or why it has none (per distinct machine: a
     # block repeats them)
     groups_of: dict[int, list[tuple[int, ...]]] = {}
     refused: dict[int, ConfigError] = {}
     groups_at: dict[int, list[tuple[int, ...]]] = {}  # by the machine's id
-    for m in {id(m): m for m in machines}.values():
+    for m in distinct_machines:
         cores = m.total_cores
         if cores not in groups_of and cores not in refused:
             try:
@@ -340,12 +345,10 @@ def _evaluate(
                 refused[cores] = error
         if cores in groups_of:
             groups_at[id(m)] = groups_of[cores]
-    valid = []
-    for i, m in enumerate(machines):
-        if id(m) not in groups_at:
-            errors.setdefault(index[i], refused[m.total_cores])
-        else:
-            valid.append(i)
+    usable = np.array([id(m) in groups_at for m in distinct_machines])[machine_of]
+    for i in np.flatnonzero(~usable).tolist():
+        errors.setdefault(index[i], refused[machines[i].total_cores])
+    valid: list[int] = np.flatnonzero(usable).tolist()
     if policy.name == "multiprogram":
         return _multiprogram(
             workloads,
@@ -361,44 +364,64 @@ def _evaluate(
             part,
             why,
         )
-    # blocks of points with one graph structure and one shape of chunking
-    blocks: dict[tuple[Hashable, ...], list[int]] = {}
-    opts_of: dict[int, dict[str, Any]] = {}
-    block_of: dict[tuple[int, int], tuple[dict[str, Any], tuple[Hashable, ...]]] = {}
-    for i in valid:
-        workload = workloads[i]
-        known = block_of.get((id(workload), chunks[i]))
-        if known is None:
-            opts = policy.graph_options(workload, chunks[i])
-            n = -(-workload.seq_len // opts.get("chunk", 1))
-            key = (
-                structure(workload),
-                opts.get("hoist_input") is not None,
-                opts.get("instances", 1),
-                min(n, 3),
-            )
-            known = block_of[(id(workload), chunks[i])] = (opts, key)
-        opts_of[i] = known[0]
-        blocks.setdefault(known[1], []).append(i)
-    for members in blocks.values():
+    # blocks of points with one graph structure and one shape of chunking, found once per
+    # distinct (workload, chunk): a block repeats them over the machines
+    pairs = zip(
+        map(id, map(workloads.__getitem__, valid)), map(chunks.__getitem__, valid), strict=True
+    )
+    pair_number: dict[tuple[int, int], int] = {}
+    pair_of = np.array([pair_number.setdefault(p, len(pair_number)) for p in pairs], dtype=int)
+    block_number: dict[tuple[Hashable, ...], int] = {}
+    workload_number: dict[int, int] = {}
+    opts_of: list[dict[str, Any]] = []  # by pair
+    block_of, workload_of = [], []  # by pair
+    for j in np.unique(pair_of, return_index=True)[1].tolist():  # each pair's first point
+        workload, chunk = workloads[valid[j]], chunks[valid[j]]
+        opts = policy.graph_options(workload, chunk)
+        n = -(-workload.seq_len // opts.get("chunk", 1))
+        key = (
+            structure(workload),
+            opts.get("hoist_input") is not None,
+            opts.get("instances", 1),
+            min(n, 3),
+        )
+        opts_of.append(opts)
+        block_of.append(block_number.setdefault(key, len(block_number)))
+        workload_of.append(workload_number.setdefault(id(workload), len(workload_number)))
+    distinct_workloads = list({id(w): w for w in map(workloads.__getitem__, valid)}.values())
+    chunk_of = np.array([opts.get("chunk", 1) for opts in opts_of], dtype=float)
+    hoist_of = np.array([opts.get("hoist_input", np.nan) for opts in opts_of], dtype=float)
+    block_at = np.array(block_of, dtype=int)[pair_of]
+    valid_at = np.array(valid, dtype=int)
+    for block in range(len(block_number)):
+        at = np.flatnonzero(block_at == block)  # the block's points, among the valid ones
+        members = valid_at[at]
+        pair_at = pair_of[at]
+        used_workloads, workload_at = np.unique(np.array(workload_of)[pair_at], return_inverse=True)
+        used_machines, machine_at = np.unique(machine_of[members], return_inverse=True)
+        block_machines = [distinct_machines[u] for u in used_machines.tolist()]
+        hoisted = opts_of[int(pair_at[0])].get("hoist_input") is not None
         try:
             makespan, n_tasks, dram, block_why = _evaluate_block(
-                [workloads[i] for i in members],
-                [machines[i] for i in members],
+                [distinct_workloads[u] for u in used_workloads.tolist()],
+                workload_at,
+                block_machines,
+                machine_at,
+                [groups_at[id(m)] for m in block_machines],
+                chunk_of[pair_at],
+                hoist_of[pair_at] if hoisted else None,
+                opts_of[int(pair_at[0])].get("instances", 1),
                 policy,
-                [opts_of[i] for i in members],
-                [groups_at[id(machines[i])] for i in members],
                 granularity,
                 cost,
                 why,
                 in_multiprogram,
             )
         except ConfigError as error:
-            for i in members:
+            for i in members.tolist():
                 errors.setdefault(index[i], error)  # (the first error a point meets)
             continue
-        at = np.array(members)
-        part.makespan[at], part.n_tasks[at], part.dram[at] = makespan, n_tasks, dram
+        part.makespan[members], part.n_tasks[members], part.dram[members] = makespan, n_tasks, dram
         part.why = block_why
     return part
 
@@ -510,32 +533,33 @@ def _multiprogram(
 
 def _evaluate_block(
     workloads: list[Workload],
+    workload_of: Ints,
     machines: list[CpuMachine],
-    policy: Policy,
-    options: list[dict[str, Any]],
+    machine_of: Ints,
     groups: list[list[tuple[int, ...]]],
+    chunk: Floats,
+    hoist_input: Floats | None,
+    instances: int,
+    policy: Policy,
     granularity: str,
     cost: str,
     why: bool,
     in_multiprogram: bool,
 ) -> tuple[Floats, Floats, Floats, Breakdowns | None]:
     """One block: the same graph structure and shape of chunking at every point: (makespan,
-    tasks, DRAM bytes) at each point, and a block of one's break-downs with ``why``."""
-    chunk = np.array([opts.get("chunk", 1) for opts in options], dtype=float)
-    hoist = options[0].get("hoist_input")
-    hoist_arr = None if hoist is None else np.array([o["hoist_input"] for o in options], float)
-    instances = options[0].get("instances", 1)
-    ts = task_set(workloads, chunk, hoist_arr, instances, granularity)
-    sizes = Sizes(workloads)
+    tasks, DRAM bytes) at each point, and a block of one's break-downs with ``why``. Point
+    ``i`` is ``workloads[workload_of[i]]`` on ``machines[machine_of[i]]`` (whose core groups
+    are ``groups[machine_of[i]]``) with the graph options ``chunk[i]``, ``hoist_input[i]`` and
+    ``instances``."""
+    sizes = Sizes(workloads, workload_of)
+    ts = task_set(workloads, chunk, hoist_input, instances, granularity, sizes)
     fill_live(ts, sizes)
     # each distinct machine (and its core groups) once, then spread over the points
-    position: dict[int, int] = {}
-    which = np.array([position.setdefault(id(m), len(position)) for m in machines])
-    distinct = list({id(m): (m, gs) for m, gs in zip(machines, groups, strict=True)}.values())
 
     def spread(values: list[float]) -> np.ndarray:
-        return np.array(values, dtype=float)[which]
+        return np.array(values, dtype=float)[machine_of]
 
+    distinct = list(zip(machines, groups, strict=True))
     at = Placement(
         cores=spread([m.total_cores for m, _ in distinct]),
         cores_per_socket=spread([m.cores_per_socket for m, _ in distinct]),
@@ -543,13 +567,14 @@ def _evaluate_block(
         k=spread([len(gs[0]) for _, gs in distinct]),
         groups=spread([len(gs) for _, gs in distinct]),
         first_cores={m.total_cores: [g[0] for g in gs] for m, gs in distinct},
+        machine=machine_of,
     )
     G = at.groups
     sequence = (G == 1) & (not in_multiprogram)
-    machine = machines[0]
+    machine = machines[int(machine_of[0])]  # (the first point's)
     costs = BlockCosts(machine, sizes, ts, at, policy.name, sequence, cost == "ideal")
     handoff = (policy.name != "sequential") & (G > 1)
-    track = why and len(workloads) == 1
+    track = why and len(chunk) == 1
     by_slot, task_costs = costs.costs(handoff, track)
     cost_of = [[by_slot[(r, s)] for s in range(len(row.slots))] for r, row in enumerate(ts.rows)]
     records = {key: (float(by_slot[key][0]), cost) for key, cost in task_costs.items()}
@@ -753,10 +778,12 @@ def predict(
 
 
 def clear_caches() -> None:
-    """Forget cached live sets (results are the same; this only frees memory)."""
-    from wpsim.sim.closed_forms.tasks import live_pattern
+    """Forget cached live sets and workloads' numbers (results are the same; this only frees
+    memory)."""
+    from wpsim.sim.closed_forms.tasks import live_pattern, workload_numbers
 
     live_pattern.cache_clear()
+    workload_numbers.cache_clear()
 
 
 __all__ = ["Predictions", "predict", "predict_many"]

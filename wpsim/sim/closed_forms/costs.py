@@ -183,6 +183,7 @@ class Placement:
     k: Floats  # cores per group
     groups: Floats  # number of groups
     first_cores: dict[int, list[int]]  # by ``cores``: the first core of each group
+    machine: Ints  # which of the block's distinct machines (the fields above are theirs)
 
 
 # ---- costs -----------------------------------------------------------------------------------
@@ -229,6 +230,8 @@ class BlockCosts:
         calibrated = m.cell_calibration(sizes.cell)
         self._eff_nh = _grid(calibrated.gemm_by_n_h)
         self._eff_nh_hot = _grid(calibrated.gemm_by_n_h_hot)
+        grids = (self._eff_nh, self._eff_nh_hot)
+        self._log_h = None if grids == (None, None) else log2(sizes.h)
         self._elem_step_s = self._elementwise_step_s(calibrated.elementwise_step_s)
         self.step_overhead = calibrated.step_overhead_s
         self.step_overhead_bwd = calibrated.backward_step_overhead_s
@@ -242,10 +245,11 @@ class BlockCosts:
         active = np.minimum(G, live_layers)
         layer_bytes = live_bytes / np.maximum(live_layers, 1)
         layer_index = {key: i for i, key in enumerate(ts.layer_keys)}
-        # the distinct (cores, groups, cores per socket, active groups) of the block, once
-        combos = np.stack([at.cores, at.groups, cps, active], axis=1)
-        self._combos, inverse = np.unique(combos, axis=0, return_inverse=True)
-        self._combo_of_point = inverse.reshape(-1)
+        # the distinct (cores, groups, cores per socket, active groups) of the block, once: the
+        # first three are the machine's, so the distinct (machine, active groups) pairs
+        pair = at.machine * (int(np.max(active)) + 1) + active.astype(np.int64)
+        _, first, self._combo_of_point = np.unique(pair, return_index=True, return_inverse=True)
+        self._combos = np.stack([at.cores, at.groups, cps, active], axis=1)[first]
         self.level: list[tuple[Ints, Floats]] = []  # (level index, bandwidth or nan)
         self.streams: list[Floats] = []
         for ws in ts.weight_sets:
@@ -308,7 +312,8 @@ class BlockCosts:
             if grid is None:
                 return linear(self._eff_x, self._eff_y, x)
             ns, hs, table = grid
-            return bilinear(ns, hs, table, x, log2(self.sz.h))
+            assert self._log_h is not None  # (with a grid)
+            return bilinear(ns, hs, table, x, self._log_h)
 
         cold = read(self._eff_nh)
         if self._eff_nh_hot is None:
@@ -468,7 +473,8 @@ class BlockCosts:
             products = 0.0 + np.where(flops_in != 0, _member_s(whole, fixed_s, k), 0.0)
             gemv = (k == 1) & (b <= m.recurrent_gemv_max_batch)
             hot = hh_bytes / k <= self._hot_bytes
-            whole = flops_rec / self.efficiency(np.where(gemv, 1.0, b) + 0.0 * steps, hot) / peak
+            # the columns of a recurrent product are the point's (steps are finite)
+            whole = flops_rec / self.efficiency(np.where(gemv, 1.0, b), hot) / peak
             products = products + np.where(
                 flops_rec != 0, _member_s(whole, steps * fixed_s, k), 0.0
             )
@@ -492,11 +498,15 @@ class BlockCosts:
         """:meth:`wpsim.machines.cpu.CpuMachine.dispatch_s` at each point (the last axis of
         ``task_s``)."""
         m = self.m
+        # the three choices of each point as one number (all busy 4, whole socket 2, sequence 1)
+        choice = 4 * self.all_busy + 2 * self.whole_socket_group + 1 * self.sequence
+        distinct = np.unique(choice)
         out = np.zeros(task_s.shape)
-        choices = np.stack([self.all_busy, self.whole_socket_group, self.sequence], axis=1)
-        for combo in np.unique(choices, axis=0):
-            at = np.all(choices == combo, axis=1)
-            variant = m.dispatch_variant(bool(combo[0]), bool(combo[1]), bool(combo[2]))
+        for code in distinct:
+            variant = m.dispatch_variant(bool(code & 4), bool(code & 2), bool(code & 1))
+            if len(distinct) == 1 and isinstance(variant, list):  # one for all points
+                return piecewise(variant, task_s)
+            at = choice == code
             if isinstance(variant, list):
                 out[..., at] = piecewise(variant, task_s[..., at])
             else:

@@ -151,9 +151,12 @@ def structure(workload: Workload) -> tuple:
 class Sizes:
     """The workloads' numbers as arrays over points (floats: exact below 2**53). Every per-cell
     number comes from the cell's declaration through the workload (:meth:`Workload.step_flops`,
-    :meth:`Workload.weight_block_bytes`, ...), as :func:`wpsim.model.graph.build` reads them."""
+    :meth:`Workload.weight_block_bytes`, ...), as :func:`wpsim.model.graph.build` reads them.
 
-    def __init__(self, workloads: list[Workload]) -> None:
+    ``workloads``: each point's; or, with ``which``, the distinct ones and each point's index
+    among them."""
+
+    def __init__(self, workloads: list[Workload], which: np.ndarray | None = None) -> None:
         w0 = workloads[0]
         self.L, self.phase, self.output = w0.layers, w0.phase, w0.output
         self.cell = w0.calibration_key  # the key of the machine's per-cell calibrations
@@ -174,28 +177,36 @@ class Sizes:
         self.keeps_products = len(off_recurrence) > len(input_products(decl))
 
         # each distinct workload once (a block repeats them over cores and chunks)
-        first: dict[int, int] = {}
-        self._which = np.array([first.setdefault(id(w), len(first)) for w in workloads])
-        self._distinct = list({id(w): w for w in workloads}.values())
+        if which is None:
+            first: dict[int, int] = {}
+            which = np.array([first.setdefault(id(w), len(first)) for w in workloads])
+            workloads = list({id(w): w for w in workloads}.values())
+        self._which, self._distinct = which, workloads
+        self._numbers = [workload_numbers(w) for w in self._distinct]
         self._columns: dict[tuple, np.ndarray] = {}
         column = self.column
-        self.h = column(lambda w: w.hidden)  # the hidden size (efficiency tables read it)
-        self.ow = column(lambda w: w.output_width)  # features of a layer's output
-        self.b = column(lambda w: w.batch)
-        self.T = column(lambda w: w.seq_len)
-        self.input = column(lambda w: w.input)
-        self.o = column(lambda w: w.output_size)
-        self.gathered = column(lambda w: w.gathered_state_bytes)
-        self.bias_width = column(lambda w: w.bias_gradient_width)
+        self.h = column(lambda w: w.hidden, ("h",))  # the hidden size (efficiency tables read it)
+        self.ow = column(lambda w: w.output_width, ("ow",))  # features of a layer's output
+        self.b = column(lambda w: w.batch, ("b",))
+        self.T = column(lambda w: w.seq_len, ("T",))
+        self.input = column(lambda w: w.input, ("input",))
+        self.o = column(lambda w: w.output_size, ("o",))
+        self.gathered = column(lambda w: w.gathered_state_bytes, ("gathered",))
+        self.bias_width = column(lambda w: w.bias_gradient_width, ("bias_width",))
 
-    def column(self, get: Callable[[Workload], float], key: tuple | None = None) -> np.ndarray:
-        """``get`` of each point's workload, as an array over points (kept under ``key``)."""
-        if key is not None and key in self._columns:
+    def column(self, get: Callable[[Workload], float], key: tuple) -> np.ndarray:
+        """``get`` of each point's workload, as an array over points (kept under ``key``, and
+        each workload's value under ``key`` in :func:`workload_numbers`)."""
+        if key in self._columns:
             return self._columns[key]
-        values = np.array([get(w) for w in self._distinct], dtype=float)[self._which]
-        if key is not None:
-            self._columns[key] = values
-        return values
+        values = []
+        for workload, known in zip(self._distinct, self._numbers, strict=True):
+            value = known.get(key)
+            if value is None:
+                value = known[key] = get(workload)
+            values.append(value)
+        column = self._columns[key] = np.array(values, dtype=float)[self._which]
+        return column
 
     def width(self, layer: int) -> np.ndarray:
         return self.input if layer == 0 else self.D * self.ow
@@ -231,6 +242,13 @@ class Sizes:
 
     def out_block(self) -> np.ndarray:
         return (self.o * self.D * self.ow + self.o) * self.s
+
+
+@lru_cache(maxsize=4096)
+def workload_numbers(workload: Workload) -> dict[tuple, float]:
+    """A workload's numbers by :meth:`Sizes.column` key, filled as they are read (a sweep
+    evaluates each workload under several policies and chunks: each number is computed once)."""
+    return {}
 
 
 def _zero_like(a: np.ndarray) -> np.ndarray:
@@ -522,12 +540,14 @@ def task_set(
     hoist_input: np.ndarray | None,
     instances: int,
     granularity: str = "cell",
+    sizes: Sizes | None = None,
 ) -> TaskSet:
     """The task classes of ``build(workload, granularity, chunk, hoist_input, instances)`` for a
     block of workloads with one :func:`structure` and one :func:`chunk_shape`.
 
     ``hoist_input``: the input projections hoisted out of the cells (the ``layerwise`` policy),
-    supported for a whole sequence at once (``hoist_input >= seq_len``).
+    supported for a whole sequence at once (``hoist_input >= seq_len``). ``sizes``: the
+    workloads' :class:`Sizes`, when the caller has them.
 
     Examples
     --------
@@ -544,7 +564,7 @@ def task_set(
             "--granularity op: the closed forms (predict) cover the cell graph; "
             "use --granularity cell, or simulate"
         )
-    sz = Sizes(workloads)
+    sz = Sizes(workloads) if sizes is None else sizes
     chunk = np.asarray(chunk, dtype=float)
     hoist = hoist_input is not None
     if hoist and bool(np.any(np.asarray(hoist_input, dtype=float) < sz.T)):
@@ -675,11 +695,13 @@ def fill_live(ts: TaskSet, sizes: Sizes) -> None:
         "hh": sizes.hh_block,
         "out": lambda _layer: sizes.out_block(),
     }
+    by_block = None  # (points x blocks): the blocks are the skeleton's, whatever n is
     for n in np.unique(ts.n):
         present, n_layers, names = live_pattern(skeleton, int(n))
+        if by_block is None:
+            by_block = np.stack([block_size[part](layer) for _i, layer, _d, part in names], axis=1)
         at = ts.n == n
-        by_block = np.stack([block_size[part](layer)[at] for _i, layer, _d, part in names], axis=1)
-        live[at] = np.max(by_block @ present.T, axis=1)
+        live[at] = np.max(by_block[at] @ present.T, axis=1)
         layers[at] = n_layers.max()
     ts.live_bytes = live
     ts.live_layers = layers
