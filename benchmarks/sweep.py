@@ -59,10 +59,12 @@ def run_once(
 ) -> dict:
     """One fresh ``wpsim sweep`` process (of ``checkout``, with its ``.venv``, if given); its
     JSON summary plus the process wall time."""
+    # (an older checkout may have no ``python -m wpsim``: its console script)
+    wpsim = (
+        [sys.executable, "-m", "wpsim"] if checkout is None else [str(checkout / ".venv/bin/wpsim")]
+    )
     command = [
-        sys.executable if checkout is None else str(checkout / ".venv" / "bin" / "python"),
-        "-m",
-        "wpsim",
+        *wpsim,
         "sweep",
         str(spec),
         "--out",
@@ -156,7 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline is not None:
         with tempfile.TemporaryDirectory(prefix="wpsim-bench-") as tmp:
             runs = [
-                run_once(GRIDS["analytic"], Path(tmp) / f"b{i}", "local", 1, args.baseline)
+                run_once(
+                    args.baseline / GRIDS["analytic"].relative_to(ROOT),
+                    Path(tmp) / f"b{i}",
+                    "local",
+                    1,
+                    args.baseline,
+                )
                 for i in range(args.repeats)
             ]
         best = min(runs, key=lambda run: run["wall_s"])
