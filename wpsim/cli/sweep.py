@@ -89,6 +89,21 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 CONFIRM_POINTS = 1_000_000
 
 
+def _duration(seconds: float) -> str:
+    """``seconds`` in the unit that reads best.
+
+    Examples
+    --------
+    >>> _duration(42.4), _duration(125.0), _duration(7200.0)
+    ('42 s', '2.1 min', '2.0 h')
+    """
+    if seconds < 60:
+        return f"{seconds:,.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:,.1f} min"
+    return f"{seconds / 3600:,.1f} h"
+
+
 def _confirm_size(loaded: Any, args: argparse.Namespace) -> None:
     """Refuse a sweep of more than :data:`CONFIRM_POINTS` new points without ``--yes``."""
     todo = loaded.n_points if args.max_points is None else min(loaded.n_points, args.max_points)
@@ -99,9 +114,10 @@ def _confirm_size(loaded: Any, args: argparse.Namespace) -> None:
     workers = args.workers or default_workers()
     rate = measure_rate(loaded)
     if rate:
-        hours = todo / (rate * workers) / 3600
+        seconds = todo / (rate * workers)
         took = (
-            f"about {hours:,.1f} h at {rate:,.0f} points/s per worker measured on its first points"
+            f"about {_duration(seconds)} at {rate:,.0f} points/s per worker measured on its first "
+            "points"
         )
     else:
         took = "time unknown: its first points failed"

@@ -147,11 +147,32 @@ def execution_order(loaded: LoadedSweep) -> Iterator[tuple[int, dict[str, Any]]]
         yield from group.items(loaded.params, table)
 
 
+#: Points an analytic sweep's rate is timed on (:func:`measure_rate`), after the first
+#: :data:`RATE_WARM_UP_POINTS`, which are evaluated untimed (imports, the first machine)
+RATE_POINTS = 4096
+RATE_WARM_UP_POINTS = 64
+
+
 def measure_rate(loaded: LoadedSweep, budget_s: float = 1.0, most: int = 50) -> float | None:
     """Points per second one worker evaluates, timed in this process on the sweep's first
-    points (at most ``most`` of them, stopping after ``budget_s``); None when all failed."""
+    points; None when all failed.
+
+    An analytic sweep's points are timed as a worker evaluates them, a chunk at once
+    (:data:`RATE_POINTS` points, after an untimed warm-up); a simulation's one at a time, at
+    most ``most`` of them, stopping after ``budget_s``.
+    """
     context = loaded.context()
     context["size_share"] = 1
+    if loaded.spec.engine == "analytic":
+        first = Points.join(
+            list(itertools.islice(execution_groups(loaded), RATE_POINTS + RATE_WARM_UP_POINTS))
+        )[: RATE_POINTS + RATE_WARM_UP_POINTS]
+        timed = first
+        if len(first) > 2 * RATE_WARM_UP_POINTS:
+            Evaluator(context).run_chunk(first[:RATE_WARM_UP_POINTS])
+            timed = first[RATE_WARM_UP_POINTS:]
+        rows, seconds = Evaluator(context).run_chunk(timed)
+        return rows.n / seconds if rows.failed < rows.n and seconds > 0 else None
     evaluator = Evaluator(context)
     start = time.perf_counter()
     n = ok = 0
