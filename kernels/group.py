@@ -174,16 +174,18 @@ class GroupProducts:
 
         return product, product_t
 
+    def _op_weight(self, i: int, l: int, d: int, op: str) -> Any:
+        """The weight ``op`` multiplies by (its region of the layer's array, if it has one)."""
+        w = self.kernels[l].plan.ops[op].args[0]
+        weight = self.layer(i, l, d)[w.name]
+        span = self.kernels[l].plan.region(w)
+        return weight if span is None else weight[span[0] : span[1]]
+
     def _weight_rows(self, i: int, l: int, d: int, op: str) -> tuple[slice, np.ndarray] | None:
         """This member's rows of ``op``'s weight (one aligned block), or None."""
         key = (i, l, d, op)
         if key not in self._rows:
-            kernel = self.kernels[l]
-            w = kernel.plan.ops[op].args[0]
-            weight = self.layer(i, l, d)[w.name]
-            span = kernel.plan.region(w)
-            if span is not None:
-                weight = weight[span[0] : span[1]]
+            weight = self._op_weight(i, l, d, op)
             parts = split_rows(weight.shape[0], self.size)
             mine = None
             if self.rank < len(parts):
@@ -195,12 +197,7 @@ class GroupProducts:
         """This member's share of ``op``'s product off the recurrence of the operand ``a``
         (steps ``a0..``) into ``gx{key}.{op}``: split over time steps, or over the weight's
         rows for a large weight (see :data:`INPUT_SPLIT_BY_TIME_MAX_BYTES`)."""
-        kernel = self.kernels[l]
-        w = kernel.plan.ops[op].args[0]
-        weight = self.layer(i, l, d)[w.name]
-        span = kernel.plan.region(w)
-        if span is not None:
-            weight = weight[span[0] : span[1]]
+        weight = self._op_weight(i, l, d, op)
         gx = self.a[f"gx{i}.{l}.{d}.{op}"][a0 : a0 + len(a)]
         steps = len(a)
         small = not sp.issparse(weight) and weight.nbytes <= input_split_by_time_max_bytes()

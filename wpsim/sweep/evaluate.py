@@ -133,6 +133,9 @@ def _distinct(at: Ints, sizes: list[int]) -> tuple[list[tuple[int, ...]], Ints]:
     >>> rows, of = _distinct(np.array([[1, 0], [0, 2], [1, 0]]), [2, 3])
     >>> rows, of.tolist()
     ([(0, 2), (1, 0)], [1, 0, 1])
+    >>> wide, of_wide = _distinct(np.array([[1, 0], [0, 2], [1, 0]]), [2**40, 2**40])
+    >>> wide == rows and of_wide.tolist() == of.tolist()  # (too wide for one number: by rows)
+    True
     """
     if at.shape[1] == 0:
         return [()], np.zeros(len(at), dtype=np.int64)
